@@ -1,0 +1,33 @@
+"""The bus port and its adapters. Only :func:`create_bus` decides which adapter a service gets."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from ..config import Settings
+from ..constants import ALL_TOPICS
+from .base import Bus, Consumer, OnAssign, Record, TopicPartition, partition_for
+from .memory import MemoryBus
+
+__all__ = ["Bus", "Consumer", "MemoryBus", "OnAssign", "Record", "TopicPartition", "create_bus", "partition_for"]
+
+
+def create_bus(settings: Settings, *, pool: asyncpg.Pool | None, dsn: str | None) -> Bus:
+    """The bus the settings name: Kafka, the embedded Postgres log, or memory."""
+    if settings.bus.startswith("kafka://"):
+        from .kafka import KafkaBus
+
+        return KafkaBus(
+            settings.bus.removeprefix("kafka://"),
+            idempotence=settings.kafka_idempotence,
+            partitions=settings.bus_partitions,
+            topics=ALL_TOPICS,
+            client_id=f"spendgate-{settings.instance}",
+        )
+    if settings.bus == "postgres":
+        from .postgres import PostgresBus
+
+        if pool is None or dsn is None:
+            raise ValueError("the Postgres bus needs a pool and a DSN")
+        return PostgresBus(pool, dsn, partitions=settings.bus_partitions)
+    return MemoryBus(partitions=settings.bus_partitions)

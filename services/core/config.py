@@ -1,0 +1,178 @@
+"""The one settings object. Only this module reads the environment.
+
+Sources, highest first: ``SPENDGATE_*`` environment variables (nested with ``__``, e.g.
+``SPENDGATE_PRICING__FALLBACK__INPUT=1.00``), the YAML config file (``SPENDGATE_CONFIG``, else
+``<data_dir>/spendgate.yaml`` when it exists), then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from .errors import ConfigError
+from .pricing import ModelPrice, PriceTable
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("spendgate", appauthor=False))
+
+
+class PriceUSD(BaseModel):
+    """A model's price in USD per 1M tokens, as strings or integers (never floats)."""
+
+    input: str
+    cached_input: str
+    output: str
+
+    @field_validator("input", "cached_input", "output", mode="before")
+    @classmethod
+    def _no_float(cls, v: Any) -> str:
+        if isinstance(v, float):
+            raise ValueError("write prices as strings (\"1.25\"), floats cannot hold cents exactly")
+        return str(v)
+
+    def to_price(self) -> ModelPrice:
+        return ModelPrice.from_usd(self.input, self.cached_input, self.output)
+
+
+class PricingSettings(BaseModel):
+    models: dict[str, PriceUSD] = Field(default_factory=dict)
+    """Overrides of and additions to the shipped table."""
+    fallback: PriceUSD | None = None
+    """Price for models missing from the table; unset means such requests are refused."""
+
+    def table(self) -> PriceTable:
+        return PriceTable.with_overrides(
+            {name: p.to_price() for name, p in self.models.items()},
+            self.fallback.to_price() if self.fallback else None,
+        )
+
+
+DEFAULT_CASCADES: dict[str, list[str]] = {
+    "gpt-5.1": ["gpt-5.1-mini", "gpt-4.1-mini"],
+    "gpt-5.1-codex": ["gpt-5.1-codex-mini", "gpt-4.1-mini"],
+    "gpt-5.1-codex-max": ["gpt-5.1-codex", "gpt-5.1-codex-mini", "gpt-4.1-mini"],
+    "gpt-5": ["gpt-5-mini", "gpt-5-nano"],
+    "gpt-5-codex": ["gpt-5.1-codex-mini", "gpt-4.1-mini"],
+    "gpt-4.1": ["gpt-4.1-mini", "gpt-4.1-nano"],
+    "gpt-4o": ["gpt-4o-mini"],
+    "o3": ["o4-mini"],
+}
+
+
+class EnforcementSettings(BaseModel):
+    thresholds_pct: list[int] = Field(default_factory=lambda: [80, 95, 110])
+    """Default alert, downgrade and pause thresholds, in percent of a budget."""
+    cascades: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_CASCADES))
+    """Per model, the cheaper models to step down to, best first."""
+    downgrade_max_input_tokens: int = 10_000
+    retry_cap: int = 3
+    reservation_timeout_s: float = 900.0
+    output_estimate_cap_tokens: int = 8_192
+
+    @field_validator("thresholds_pct")
+    @classmethod
+    def _three_rising(cls, v: list[int]) -> list[int]:
+        if len(v) != 3 or not (0 < v[0] <= v[1] <= v[2]):
+            raise ValueError("thresholds must be three rising percentages: alert, downgrade, pause")
+        return v
+
+
+class Settings(BaseSettings):
+    """Everything spendgate can be configured with."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SPENDGATE_", env_nested_delimiter="__", extra="ignore", validate_default=True
+    )
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: str | None = None
+    """PostgreSQL URL; unset means the embedded server under ``data_dir``."""
+    bus: str = "postgres"
+    """``postgres`` (the embedded log table), ``kafka://host:port[,host:port]`` or ``memory``."""
+    kafka_idempotence: bool = True
+    """Idempotent producer; turn off for brokers without InitProducerId (Tansu)."""
+    bus_partitions: int = 4
+    """Partitions per topic of the embedded Postgres bus."""
+
+    host: str = "127.0.0.1"
+    proxy_port: int = 8080
+    admin_port: int = 8081
+    instance: str = Field(default_factory=socket.gethostname)
+
+    upstream_url: str = "https://api.openai.com/v1"
+    upstream_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SPENDGATE_UPSTREAM_KEY", "OPENAI_API_KEY", "upstream_key")
+    )
+    upstream_connect_timeout_s: float = 10.0
+    upstream_read_timeout_s: float = 600.0
+    max_body_bytes: int = 32 * 1024 * 1024
+    drain_timeout_s: float = 30.0
+
+    admin_token: SecretStr | None = None
+    default_timezone: str = "UTC"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    pricing: PricingSettings = Field(default_factory=PricingSettings)
+    enforcement: EnforcementSettings = Field(default_factory=EnforcementSettings)
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if not (self.bus in ("postgres", "memory") or self.bus.startswith("kafka://")):
+            raise ValueError(f"bus must be postgres, memory or kafka://host:port, not {self.bus!r}")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = config_file_path()
+        if path is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+    @property
+    def pg_dir(self) -> Path:
+        return self.data_dir / "postgres"
+
+
+def config_file_path() -> Path | None:
+    explicit = os.environ.get("SPENDGATE_CONFIG")
+    if explicit:
+        return Path(explicit)
+    data_dir = os.environ.get("SPENDGATE_DATA_DIR")
+    candidate = (Path(data_dir) if data_dir else default_data_dir()) / "spendgate.yaml"
+    return candidate if candidate.exists() else None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, turning validation errors into a :class:`ConfigError` that names the field."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from exc

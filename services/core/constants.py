@@ -1,0 +1,25 @@
+"""Names shared across services: topics, CloudEvents types, consumer groups, notification channels."""
+
+from __future__ import annotations
+
+TOPIC_USAGE = "spendgate.usage.v1"
+TOPIC_BUDGET = "spendgate.budget.v1"
+TOPIC_FORECAST = "spendgate.forecast.v1"
+TOPIC_ALERT = "spendgate.alert.v1"
+ALL_TOPICS = (TOPIC_USAGE, TOPIC_BUDGET, TOPIC_FORECAST, TOPIC_ALERT)
+
+TYPE_USAGE_RECORDED = "io.spendgate.usage.recorded.v1"
+TYPE_THRESHOLD_CROSSED = "io.spendgate.budget.threshold_crossed.v1"
+TYPE_BUDGET_CHANGED = "io.spendgate.budget.changed.v1"
+TYPE_RETRY_LOOP_DETECTED = "io.spendgate.budget.retry_loop_detected.v1"
+TYPE_FORECAST_UPDATED = "io.spendgate.forecast.updated.v1"
+TYPE_FORECAST_OVERRUN = "io.spendgate.forecast.overrun.v1"
+TYPE_ALERT_DELIVERY = "io.spendgate.alert.delivery.v1"
+
+GROUP_LEDGER = "spendgate-ledger"
+GROUP_ALERTER = "spendgate-alerter"
+GROUP_FORECASTER = "spendgate-forecaster"
+
+PG_NOTIFY_BUS = "spendgate_bus"
+PG_NOTIFY_CONFIG = "spendgate_config"
+"""Postgres NOTIFY channels: new bus records; key, budget or policy changes."""

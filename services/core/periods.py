@@ -1,0 +1,74 @@
+"""Budget periods (day, month) in a scope's IANA timezone. Pure: no I/O.
+
+A period is identified by its local start date (the day itself, or the 1st of the month); its
+bounds are the UTC instants of local midnight at the start and at the end, so a DST day is 23 or
+25 hours long and a month ends at local midnight of the 1st.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .errors import ConfigError
+
+
+class PeriodKind(StrEnum):
+    DAY = "day"
+    MONTH = "month"
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    kind: PeriodKind
+    start: date
+    """Local start date: the day, or the first of the month."""
+    starts_at: datetime
+    """UTC instant of local midnight that opens the period."""
+    ends_at: datetime
+    """UTC instant of local midnight that closes it (and opens the next one)."""
+
+
+@lru_cache(maxsize=256)
+def zone(name: str) -> ZoneInfo:
+    """The ``ZoneInfo`` for an IANA name; a clear :class:`ConfigError` for a bad one."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"unknown timezone {name!r} (use an IANA name such as Europe/Berlin)") from exc
+
+
+def _local_midnight(d: date, tz: ZoneInfo) -> datetime:
+    # fold=0 gives a wall time inside a DST gap the offset from before the gap, which maps it to the
+    # transition instant itself: the first instant that exists on that local day.
+    return datetime(d.year, d.month, d.day, tzinfo=tz).astimezone(UTC)
+
+
+def _next_month(d: date) -> date:
+    return date(d.year + (d.month == 12), d.month % 12 + 1, 1)
+
+
+def period_start_date(kind: PeriodKind, local_day: date) -> date:
+    return local_day if kind is PeriodKind.DAY else local_day.replace(day=1)
+
+
+def period_of(kind: PeriodKind, start: date, tz_name: str) -> Period:
+    """The period of ``kind`` whose local start date is ``start``."""
+    tz = zone(tz_name)
+    end = start + timedelta(days=1) if kind is PeriodKind.DAY else _next_month(start)
+    return Period(kind, start, _local_midnight(start, tz), _local_midnight(end, tz))
+
+
+def period_containing(kind: PeriodKind, instant: datetime, tz_name: str) -> Period:
+    """The period of ``kind`` that contains the aware ``instant`` in zone ``tz_name``."""
+    if instant.tzinfo is None:
+        raise ValueError("instant must be timezone-aware")
+    local_day = instant.astimezone(zone(tz_name)).date()
+    return period_of(kind, period_start_date(kind, local_day), tz_name)
+
+
+def local_date(instant: datetime, tz_name: str) -> date:
+    return instant.astimezone(zone(tz_name)).date()

@@ -1,0 +1,129 @@
+"""Model prices and the one cost function. Pure: no I/O.
+
+Prices are integer micro-dollars per one million tokens, so every published price (down to
+$0.005 / 1M) is exact; the arithmetic below runs in ``Decimal`` and rounds once, half-up, to
+whole micro-dollars.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+
+from .errors import ConfigError, UnknownModelError
+from .money import Micros, usd_to_micros
+
+PRICES_AS_OF = "2025-11-13"
+"""The date the shipped table was copied from OpenAI's public price list."""
+
+TOKENS_PER_PRICE_UNIT = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPrice:
+    """Unit prices of one model, in micro-dollars per 1M tokens."""
+
+    input_micros: Micros
+    cached_input_micros: Micros
+    output_micros: Micros
+
+    @classmethod
+    def from_usd(cls, input_usd: str, cached_usd: str, output_usd: str) -> ModelPrice:
+        return cls(usd_to_micros(input_usd), usd_to_micros(cached_usd), usd_to_micros(output_usd))
+
+
+def _p(i: str, c: str, o: str) -> ModelPrice:
+    return ModelPrice.from_usd(i, c, o)
+
+
+# USD per 1M tokens: input, cached input, output (OpenAI standard tier, as of PRICES_AS_OF).
+SHIPPED_PRICES: Mapping[str, ModelPrice] = {
+    "gpt-5.1": _p("1.25", "0.125", "10.00"),
+    "gpt-5.1-mini": _p("0.25", "0.025", "2.00"),
+    "gpt-5.1-codex": _p("1.25", "0.125", "10.00"),
+    "gpt-5.1-codex-mini": _p("0.25", "0.025", "2.00"),
+    "gpt-5.1-codex-max": _p("1.25", "0.125", "10.00"),
+    "gpt-5": _p("1.25", "0.125", "10.00"),
+    "gpt-5-codex": _p("1.25", "0.125", "10.00"),
+    "gpt-5-mini": _p("0.25", "0.025", "2.00"),
+    "gpt-5-nano": _p("0.05", "0.005", "0.40"),
+    "gpt-4.1": _p("2.00", "0.50", "8.00"),
+    "gpt-4.1-mini": _p("0.40", "0.10", "1.60"),
+    "gpt-4.1-nano": _p("0.10", "0.025", "0.40"),
+    "gpt-4o": _p("2.50", "1.25", "10.00"),
+    "gpt-4o-mini": _p("0.15", "0.075", "0.60"),
+    "o3": _p("2.00", "0.50", "8.00"),
+    "o4-mini": _p("1.10", "0.275", "4.40"),
+}
+
+_SNAPSHOT_SUFFIX = re.compile(r"-\d{4}-\d{2}-\d{2}$")
+
+
+@dataclass(frozen=True, slots=True)
+class PriceLookup:
+    """The price a request was metered with, and whether it came from the operator's fallback."""
+
+    model: str
+    price: ModelPrice
+    fallback: bool
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    """The shipped table with operator overrides and additions, plus an optional fallback."""
+
+    models: Mapping[str, ModelPrice] = field(default_factory=lambda: dict(SHIPPED_PRICES))
+    fallback: ModelPrice | None = None
+
+    @classmethod
+    def with_overrides(
+        cls, overrides: Mapping[str, ModelPrice], fallback: ModelPrice | None = None
+    ) -> PriceTable:
+        return cls(models={**SHIPPED_PRICES, **overrides}, fallback=fallback)
+
+    def knows(self, model: str) -> bool:
+        return self._canonical(model) is not None
+
+    def lookup(self, model: str) -> PriceLookup:
+        """Price of ``model`` (dated snapshots such as ``gpt-4o-2024-08-06`` use their family's price).
+
+        Raises :class:`UnknownModelError` when neither the table nor a fallback prices it: an unknown
+        model is never silently free.
+        """
+        name = self._canonical(model)
+        if name is not None:
+            return PriceLookup(name, self.models[name], fallback=False)
+        if self.fallback is not None:
+            return PriceLookup(model, self.fallback, fallback=True)
+        raise UnknownModelError(model)
+
+    def require(self, models: list[str], *, what: str) -> None:
+        """Fail at start-up when configuration names a model the table cannot price."""
+        missing = [m for m in models if not self.knows(m)]
+        if missing:
+            raise ConfigError(f"{what} names models with no price: {', '.join(missing)}")
+
+    def _canonical(self, model: str) -> str | None:
+        if model in self.models:
+            return model
+        base = _SNAPSHOT_SUFFIX.sub("", model)
+        return base if base in self.models else None
+
+
+def cost_micros(price: ModelPrice, *, input_tokens: int, cached_tokens: int, output_tokens: int) -> Micros:
+    """Cost of one request: (input − cached) × input + cached × cached_input + output × output.
+
+    Reasoning tokens are part of ``output_tokens`` on OpenAI and are not added again. Cached tokens
+    are clamped to the input count so a malformed usage block cannot produce a negative cost.
+    """
+    if min(input_tokens, cached_tokens, output_tokens) < 0:
+        raise ValueError("token counts cannot be negative")
+    cached = min(cached_tokens, input_tokens)
+    numerator = (
+        Decimal(input_tokens - cached) * price.input_micros
+        + Decimal(cached) * price.cached_input_micros
+        + Decimal(output_tokens) * price.output_micros
+    )
+    return int((numerator / TOKENS_PER_PRICE_UNIT).quantize(Decimal(1), rounding=ROUND_HALF_UP))

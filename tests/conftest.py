@@ -1,0 +1,44 @@
+"""Session fixtures for the real parts: PostgreSQL and a Kafka-protocol broker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+
+from spendgate.core.logs import configure_logging
+from tests.support.postgres import PostgresForTests
+from tests.support.tansu import TansuBroker
+
+configure_logging("warning")
+
+
+@pytest.fixture(scope="session")
+async def postgres_server() -> AsyncIterator[PostgresForTests]:
+    server = PostgresForTests()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def db_url(postgres_server: PostgresForTests) -> str:
+    """A fresh, migrated database for this test alone."""
+    return await postgres_server.new_database()
+
+
+@pytest.fixture
+async def pool(db_url: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await asyncpg.create_pool(db_url, min_size=1, max_size=10)
+    assert p is not None
+    yield p
+    await p.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[TansuBroker]:
+    broker = TansuBroker()
+    broker.start()
+    yield broker
+    broker.stop()
