@@ -37,14 +37,18 @@ def _alembic_config(url: str) -> Any:
     return cfg
 
 
-def migrate_sync(url: str, revision: str = "head") -> None:
-    """Apply alembic migrations up to ``revision`` (blocking; call from a thread in async code)."""
+def migrate_sync(url: str, revision: str = "heads") -> None:
+    """Apply alembic migrations up to ``revision`` (blocking; call from a thread in async code).
+
+    Each service owns a branch of migrations rooted at 0001 (``down_revision = "0001"``,
+    ``branch_labels = ("<service>",)``), so "heads" applies them all.
+    """
     from alembic import command
 
     command.upgrade(_alembic_config(url), revision)
 
 
-async def migrate(url: str, revision: str = "head") -> None:
+async def migrate(url: str, revision: str = "heads") -> None:
     await asyncio.to_thread(migrate_sync, url, revision)
 
 
