@@ -90,6 +90,19 @@ class EnforcementSettings(BaseModel):
         return v
 
 
+class SmtpSettings(BaseModel):
+    """Outgoing mail for alerts and the nightly forecast report (shared by alerter and forecaster)."""
+
+    host: str = "127.0.0.1"
+    port: int = 25
+    starttls: bool = False
+    use_tls: bool = False
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str = "spendgate@localhost"
+    timeout_s: float = 30.0
+
+
 class Settings(BaseSettings):
     """Everything spendgate can be configured with."""
 
@@ -125,6 +138,7 @@ class Settings(BaseSettings):
     default_timezone: str = "UTC"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     pricing: PricingSettings = Field(default_factory=PricingSettings)
     enforcement: EnforcementSettings = Field(default_factory=EnforcementSettings)
 
