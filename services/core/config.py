@@ -103,6 +103,26 @@ class SmtpSettings(BaseModel):
     timeout_s: float = 30.0
 
 
+class AlertSettings(BaseModel):
+    """The alerter: routes file, secrets for its channels, and delivery retry timings."""
+
+    routes_file: Path | None = None
+    """YAML file with ``targets:``, ``routes:`` and ``developer_email:``; unset means no routes."""
+    secrets_file: Path | None = None
+    """YAML mapping of secret name to value, or a directory with one file per secret."""
+    secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    """Channel secrets by name (``SPENDGATE_ALERTS__SECRETS__<NAME>``), referenced as ``{secret: name}``."""
+    max_attempts: int = Field(default=5, ge=1)
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 300.0
+    retry_after_max_s: float = 900.0
+    request_timeout_s: float = 10.0
+    workers_per_channel: int = Field(default=2, ge=1)
+    schedule_every_s: float = 15.0
+    """How often digests and PagerDuty resolves are checked."""
+    top_sessions: int = 5
+
+
 class Settings(BaseSettings):
     """Everything spendgate can be configured with."""
 
@@ -141,6 +161,7 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     pricing: PricingSettings = Field(default_factory=PricingSettings)
     enforcement: EnforcementSettings = Field(default_factory=EnforcementSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
