@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import importlib
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from .core.config import Settings
 from .core.logs import get_logger
@@ -22,7 +23,7 @@ log = get_logger(__name__)
 
 SERVICES = ("ledger", "proxy", "alerter", "forecaster", "admin")
 
-Serve = Callable[[Runtime, asyncio.Event], Awaitable[None]]
+Serve = Callable[[Runtime, asyncio.Event], Coroutine[Any, Any, None]]
 
 
 def landed_services(names: tuple[str, ...] = SERVICES) -> dict[str, Serve]:
@@ -47,7 +48,7 @@ async def run_services(settings: Settings, names: tuple[str, ...] = SERVICES,
             loop.add_signal_handler(sig, stop.set)
     async with open_runtime(settings) as runtime:
         services = landed_services(names)
-        tasks = {asyncio.create_task(fn(runtime, stop), name=name): name for name, fn in services.items()}
+        tasks = [asyncio.create_task(fn(runtime, stop), name=name) for name, fn in services.items()]
         log.info("services started", services=sorted(services), bus=settings.bus)
         if on_ready is not None:
             on_ready(runtime)

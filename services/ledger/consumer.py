@@ -1,0 +1,133 @@
+"""The ledger consumer: poll a batch, fold it into PostgreSQL in one transaction, then commit.
+
+Exactly-once effect on balances from an at-least-once bus: events are inserted idempotently on
+``event_id`` and only the newly inserted ones are folded; the consumed position is stored in the
+same transaction and the consumer seeks to it when partitions are assigned. The bus commit that
+follows is bookkeeping for operators, not what correctness rests on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from spendgate.core.bus import Bus, Record, TopicPartition
+from spendgate.core.constants import GROUP_LEDGER, TOPIC_USAGE
+from spendgate.core.db import Conn
+from spendgate.core.errors import PoisonEventError
+from spendgate.core.events import UsageRecorded, decode
+from spendgate.core.logs import get_logger
+
+from . import store
+from .fold import Crossing, crossings, fold, limits_for, scopes_of
+
+log = get_logger(__name__)
+
+
+@dataclass
+class BatchOutcome:
+    received: int = 0
+    inserted: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    crossings: int = 0
+
+
+def _decode(record: Record) -> UsageRecorded:
+    event = decode(record.value)
+    if not isinstance(event.data, UsageRecorded):
+        raise PoisonEventError(f"{event.type} does not belong on the usage topic")
+    return event.data
+
+
+async def fold_batch(
+    conn: Conn, records: Sequence[Record], *, consumer: str, default_timezone: str
+) -> BatchOutcome:
+    """Fold one batch of records inside the caller's transaction."""
+    outcome = BatchOutcome(received=len(records))
+    events: list[UsageRecorded] = []
+    for rec in records:
+        try:
+            events.append(_decode(rec))
+        except PoisonEventError as exc:
+            outcome.dead_lettered += 1
+            await store.dead_letter(conn, consumer, rec.tp, rec.offset, exc.message, rec.value)
+            log.warning("event dead-lettered", topic=rec.topic, partition=rec.partition,
+                        offset=rec.offset, reason=exc.message)
+    new = await store.insert_events(conn, events)
+    outcome.inserted, outcome.duplicates = len(new), len(events) - len(new)
+    if new:
+        outcome.crossings = await fold_events(conn, new, default_timezone=default_timezone)
+    await store.save_positions(conn, consumer, next_offsets(records))
+    return outcome
+
+
+async def fold_events(conn: Conn, events: Sequence[UsageRecorded], *, default_timezone: str) -> int:
+    """Apply already-inserted events to balances and sessions; write crossings; returns crossings written."""
+    scopes = {s for e in events for s in scopes_of(e)}
+    latest = max(e.occurred_at for e in events)
+    budgets = await store.load_budgets(conn, scopes, latest)
+    result = fold(events, lambda scope: budgets[scope][0] if scope in budgets else default_timezone)
+    before = await store.apply_balances(conn, result.balances)
+    await store.apply_sessions(conn, result.sessions)
+    limits = {scope: row[1:] for scope, row in budgets.items()}
+    found: list[Crossing] = []
+    for key, delta in result.balances.items():
+        limit = limits_for(limits, key.scope, key.period)
+        if limit is not None:
+            found.extend(crossings(key, before[key], delta, limit))
+    return await store.insert_crossings(conn, found)
+
+
+def next_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
+    out: dict[TopicPartition, int] = {}
+    for r in records:
+        out[r.tp] = max(out.get(r.tp, 0), r.offset + 1)
+    return out
+
+
+class LedgerConsumer:
+    """Runs the fold loop until ``stop`` is set; ``on_folded`` is told when crossings were written."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, bus: Bus, *, default_timezone: str = "UTC", group: str = GROUP_LEDGER,
+        batch_size: int = 1000, on_crossings: Callable[[], None] | None = None,
+    ) -> None:
+        self.pool, self.bus, self.group = pool, bus, group
+        self.default_timezone = default_timezone
+        self.batch_size = batch_size
+        self.on_crossings = on_crossings
+        self.folded = 0
+
+    async def _positions(self, assigned: Sequence[TopicPartition]) -> Mapping[TopicPartition, int]:
+        return await store.load_positions(self.pool, self.group, assigned)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        consumer = self.bus.consumer(self.group, [TOPIC_USAGE], on_assign=self._positions)
+        await consumer.start()
+        log.info("ledger consuming", group=self.group, topic=TOPIC_USAGE)
+        try:
+            while not stop.is_set():
+                records = await consumer.poll(max_records=self.batch_size, timeout_s=0.5)
+                if not records:
+                    continue
+                # Shielded: a cancellation between the database commit and the bus commit must not
+                # leave a batch half-applied; the transaction itself is atomic either way.
+                outcome = await asyncio.shield(self._apply(records))
+                await consumer.commit(next_offsets(records))
+                self.folded += outcome.inserted
+                if outcome.crossings and self.on_crossings is not None:
+                    self.on_crossings()
+        finally:
+            await consumer.stop()
+
+    async def _apply(self, records: Sequence[Record]) -> BatchOutcome:
+        async with self.pool.acquire() as conn, conn.transaction():
+            outcome = await fold_batch(conn, records, consumer=self.group,
+                                       default_timezone=self.default_timezone)
+        log.debug("batch folded", received=outcome.received, inserted=outcome.inserted,
+                  duplicates=outcome.duplicates, dead=outcome.dead_lettered, crossings=outcome.crossings)
+        return outcome

@@ -1,0 +1,163 @@
+"""The pure fold: usage events in, balance and session increments and threshold crossings out.
+
+No I/O. The consumer gives it only events that were newly inserted (idempotency lives in the
+store); ``spendgate ledger rebuild`` gives it every stored event. Both paths share this code, so the
+incremental and rebuilt balances cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from spendgate.core.events import Stage, UsageRecorded
+from spendgate.core.periods import PeriodKind, period_containing
+
+STAGES_BY_INDEX: tuple[Stage, ...] = ("alert", "downgrade", "pause")
+
+
+def scopes_of(event: UsageRecorded) -> tuple[str, ...]:
+    """Every budget scope a request falls in: its key, its developer, its team, the organisation."""
+    return (f"key:{event.key_id}", f"developer:{event.developer}", f"team:{event.team}", "org")
+
+
+def counts_as_request(event: UsageRecorded) -> bool:
+    """Refused requests never reached the provider: they are recorded but not counted as traffic."""
+    return event.status != "refused"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class BalanceKey:
+    scope: str
+    period: PeriodKind
+    start: date
+
+
+@dataclass(slots=True)
+class BalanceDelta:
+    spent_micros: int = 0
+    requests: int = 0
+    resets_at: datetime | None = None
+    steps: list[tuple[int, UsageRecorded]] = field(default_factory=list)
+    """Running increment after each event, in fold order: finds the event that crossed a threshold."""
+
+
+@dataclass(slots=True)
+class SessionDelta:
+    session_id: str
+    first: UsageRecorded
+    first_at: datetime
+    last_at: datetime
+    repo: str | None
+    requests: int = 0
+    input_tokens: int = 0
+    cached_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_micros: int = 0
+    retries: int = 0
+    retry_cost_micros: int = 0
+    downgraded: int = 0
+    turn_ids: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class FoldResult:
+    balances: dict[BalanceKey, BalanceDelta] = field(default_factory=dict)
+    sessions: dict[str, SessionDelta] = field(default_factory=dict)
+
+
+def fold(events: Iterable[UsageRecorded], timezone_of: Callable[[str], str]) -> FoldResult:
+    """Sum events into per-(scope, period) balance increments and per-session aggregates."""
+    result = FoldResult()
+    for ev in events:
+        for scope in scopes_of(ev):
+            tz = timezone_of(scope)
+            for kind in (PeriodKind.DAY, PeriodKind.MONTH):
+                period = period_containing(kind, ev.occurred_at, tz)
+                delta = result.balances.get(key := BalanceKey(scope, kind, period.start))
+                if delta is None:
+                    delta = result.balances[key] = BalanceDelta(resets_at=period.ends_at)
+                delta.spent_micros += ev.cost_micros
+                delta.requests += counts_as_request(ev)
+                delta.steps.append((delta.spent_micros, ev))
+        if ev.session_id:
+            _fold_session(result.sessions, ev)
+    return result
+
+
+def _fold_session(sessions: dict[str, SessionDelta], ev: UsageRecorded) -> None:
+    assert ev.session_id is not None
+    s = sessions.get(ev.session_id)
+    if s is None:
+        s = sessions[ev.session_id] = SessionDelta(ev.session_id, ev, ev.occurred_at, ev.occurred_at, ev.repo)
+    s.first_at = min(s.first_at, ev.occurred_at)
+    s.last_at = max(s.last_at, ev.occurred_at)
+    s.repo = s.repo or ev.repo
+    s.requests += counts_as_request(ev)
+    s.input_tokens += ev.input_tokens
+    s.cached_tokens += ev.cached_tokens
+    s.output_tokens += ev.output_tokens
+    s.reasoning_tokens += ev.reasoning_tokens
+    s.cost_micros += ev.cost_micros
+    if ev.retry:
+        s.retries += 1
+        s.retry_cost_micros += ev.cost_micros
+    s.downgraded += ev.route_reason != "requested"
+    if ev.turn_id:
+        s.turn_ids.add(ev.turn_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """A scope's effective budget for one period kind, with its thresholds in percent."""
+
+    budget_micros: int
+    thresholds_pct: Sequence[int]
+
+
+@dataclass(frozen=True, slots=True)
+class Crossing:
+    key: BalanceKey
+    threshold_pct: int
+    stage: Stage
+    spent_micros: int
+    budget_micros: int
+    resets_at: datetime
+    trigger: UsageRecorded
+
+
+def reached(spent_micros: int, budget_micros: int, pct: int) -> bool:
+    """spent ≥ pct % of budget, in integers."""
+    return spent_micros * 100 >= budget_micros * pct
+
+
+def crossings(
+    key: BalanceKey, before_micros: int, delta: BalanceDelta, limit: Limit
+) -> list[Crossing]:
+    """Thresholds this increment carried the balance across, each with the event that crossed it."""
+    out: list[Crossing] = []
+    for index, pct in enumerate(limit.thresholds_pct):
+        if reached(before_micros, limit.budget_micros, pct):
+            continue
+        for running, event in delta.steps:
+            if reached(before_micros + running, limit.budget_micros, pct):
+                assert delta.resets_at is not None
+                stage = STAGES_BY_INDEX[min(index, len(STAGES_BY_INDEX) - 1)]
+                out.append(Crossing(key, pct, stage, before_micros + running, limit.budget_micros,
+                                    delta.resets_at, event))
+                break
+    return out
+
+
+def limits_for(
+    budgets: Mapping[str, tuple[int | None, int | None, Sequence[int]]], scope: str, kind: PeriodKind
+) -> Limit | None:
+    """The limit of ``scope`` for ``kind`` from (daily, monthly, thresholds) rows, if it has one."""
+    row = budgets.get(scope)
+    if row is None:
+        return None
+    daily, monthly, thresholds = row
+    amount = daily if kind is PeriodKind.DAY else monthly
+    return Limit(amount, thresholds) if amount else None

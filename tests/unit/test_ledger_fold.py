@@ -1,0 +1,77 @@
+"""The pure fold: balances per scope and period, session aggregates, threshold crossings."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+from spendgate.core.periods import PeriodKind
+from spendgate.ledger.fold import BalanceKey, Limit, crossings, fold, limits_for, scopes_of
+from tests.support.factories import T0, usage_event
+
+
+def test_every_event_lands_in_four_scopes_and_two_periods() -> None:
+    """key, developer, team and org each get a day and a month balance."""
+    ev = usage_event()
+    result = fold([ev], lambda _s: "UTC")
+    assert len(result.balances) == 8
+    assert {k.scope for k in result.balances} == set(scopes_of(ev))
+    assert all(d.spent_micros == ev.cost_micros and d.requests == 1 for d in result.balances.values())
+
+
+def test_scope_timezone_decides_the_period() -> None:
+    """The same instant is 1 Nov in UTC and 31 Oct in Los Angeles for a team budgeted there."""
+    ev = usage_event(occurred_at=datetime(2026, 11, 1, 3, 0, tzinfo=UTC))
+    result = fold([ev], lambda s: "America/Los_Angeles" if s == "team:platform" else "UTC")
+    assert BalanceKey("team:platform", PeriodKind.DAY, date(2026, 10, 31)) in result.balances
+    assert BalanceKey("team:platform", PeriodKind.MONTH, date(2026, 10, 1)) in result.balances
+    assert BalanceKey("org", PeriodKind.DAY, date(2026, 11, 1)) in result.balances
+    assert BalanceKey("org", PeriodKind.MONTH, date(2026, 11, 1)) in result.balances
+
+
+def test_session_aggregate() -> None:
+    """A session sums tokens and cost, counts turns, retries, downgrades; refused requests cost nothing."""
+    events = [
+        usage_event(turn_id="t1"),
+        usage_event(turn_id="t1", retry=True, occurred_at=T0 + timedelta(seconds=5)),
+        usage_event(turn_id="t2", model_used="gpt-5.1-mini", route_reason="downgrade",
+                    occurred_at=T0 + timedelta(minutes=1)),
+        usage_event(turn_id="t2", status="refused", http_status=429, input_tokens=0, cached_tokens=0,
+                    output_tokens=0, reasoning_tokens=0, cost_micros=0, occurred_at=T0 + timedelta(minutes=2)),
+    ]
+    s = fold(events, lambda _s: "UTC").sessions[events[0].session_id]  # type: ignore[index]
+    assert s.requests == 3 and s.turn_ids == {"t1", "t2"}
+    assert s.cost_micros == sum(e.cost_micros for e in events)
+    assert s.retries == 1 and s.retry_cost_micros == events[1].cost_micros
+    assert s.downgraded == 1
+    assert s.first_at == T0 and s.last_at == T0 + timedelta(minutes=2)
+
+
+def test_crossings_name_the_event_that_crossed() -> None:
+    """Each threshold crossed by a batch is reported once, with the event that reached it."""
+    events = [usage_event(cost_micros=300_000, occurred_at=T0 + timedelta(seconds=i)) for i in range(4)]
+    result = fold(events, lambda _s: "UTC")
+    key = BalanceKey("team:platform", PeriodKind.DAY, T0.date())
+    limit = Limit(1_000_000, (80, 95, 110))
+    found = crossings(key, 0, result.balances[key], limit)
+    assert [(c.threshold_pct, c.stage, c.trigger.event_id) for c in found] == [
+        (80, "alert", events[2].event_id), (95, "downgrade", events[3].event_id), (110, "pause", events[3].event_id)]
+    assert crossings(key, 800_000, result.balances[key], limit)[0].threshold_pct == 95  # 80 % was crossed before
+    assert found[0].resets_at == datetime(2026, 11, 3, tzinfo=UTC)
+
+
+def test_exact_threshold_counts_and_integers_only() -> None:
+    """Spend exactly at 80 % crosses; one micro-dollar short does not."""
+    key = BalanceKey("org", PeriodKind.MONTH, date(2026, 11, 1))
+    exact = fold([usage_event(cost_micros=800_000)], lambda _s: "UTC").balances[key]
+    short = fold([usage_event(cost_micros=799_999)], lambda _s: "UTC").balances[key]
+    assert [c.threshold_pct for c in crossings(key, 0, exact, Limit(1_000_000, (80, 95, 110)))] == [80]
+    assert crossings(key, 0, short, Limit(1_000_000, (80, 95, 110))) == []
+
+
+def test_limits_for_picks_the_period() -> None:
+    """Daily and monthly budgets apply to their own periods; an unset one means no limit."""
+    budgets = {"team:platform": (40_000_000, None, [80, 95, 110])}
+    day = limits_for(budgets, "team:platform", PeriodKind.DAY)
+    assert day is not None and day.budget_micros == 40_000_000
+    assert limits_for(budgets, "team:platform", PeriodKind.MONTH) is None
+    assert limits_for(budgets, "org", PeriodKind.DAY) is None
