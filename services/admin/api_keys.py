@@ -1,0 +1,90 @@
+"""Admin API handlers for virtual keys (create, list, revoke), on :mod:`spendgate.core.keys`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+from aiohttp import web
+
+from spendgate.core import keys
+
+from .deps import DEPS
+from .middleware import bad_request, json_response, not_found
+from .openapi import Operation, Param
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@+\-]{0,127}$"
+
+
+class KeyOut(msgspec.Struct, frozen=True, kw_only=True):
+    key_id: str
+    key_prefix: str
+    developer: str
+    team: str
+    cost_center: str
+    created_at: datetime
+    revoked_at: datetime | None
+    active: bool
+
+
+class KeyList(msgspec.Struct, frozen=True, kw_only=True):
+    keys: list[KeyOut]
+
+
+Name = Annotated[str, msgspec.Meta(pattern=NAME_PATTERN)]
+
+
+class KeyCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    developer: Name
+    team: Name
+    cost_center: Name | None = None
+    """Defaults to the team."""
+
+
+class KeyCreated(msgspec.Struct, frozen=True, kw_only=True):
+    key: KeyOut
+    secret: str
+    """The virtual key itself: shown once, never retrievable again."""
+
+
+def _out(k: keys.VirtualKey) -> KeyOut:
+    return KeyOut(key_id=k.key_id, key_prefix=k.key_prefix, developer=k.developer, team=k.team,
+                  cost_center=k.cost_center, created_at=k.created_at, revoked_at=k.revoked_at, active=k.active)
+
+
+async def list_keys(request: web.Request) -> web.Response:
+    include = request.query.get("include_revoked", "true")
+    if include not in ("true", "false"):
+        raise bad_request("include_revoked must be true or false")
+    found = await keys.list_keys(request.app[DEPS].pool, include_revoked=include == "true")
+    return json_response(KeyList(keys=[_out(k) for k in found]))
+
+
+async def create_key(request: web.Request) -> web.Response:
+    body = msgspec.json.decode(await request.read(), type=KeyCreate)
+    created = await keys.create_key(
+        request.app[DEPS].pool, developer=body.developer, team=body.team, cost_center=body.cost_center)
+    return json_response(KeyCreated(key=_out(created.key), secret=created.secret), status=201)
+
+
+async def revoke_key(request: web.Request) -> web.Response:
+    key_id = request.match_info["key_id"]
+    revoked = await keys.revoke_key(request.app[DEPS].pool, key_id)
+    if revoked is None:
+        raise not_found(f"no virtual key {key_id!r}")
+    return json_response(_out(revoked))
+
+
+def operations() -> list[Operation]:
+    tags = ("keys",)
+    return [
+        Operation("GET", "/v1/keys", "listKeys", "Virtual keys (never their secrets)", list_keys, KeyList,
+                  params=(Param("include_revoked", {"type": "string", "enum": ["true", "false"]},
+                                "also list revoked keys (default true)"),), tags=tags),
+        Operation("POST", "/v1/keys", "createKey", "Create a virtual key for a developer", create_key,
+                  KeyCreated, status=201, body=KeyCreate, tags=tags),
+        Operation("DELETE", "/v1/keys/{key_id}", "revokeKey", "Revoke a virtual key", revoke_key, KeyOut,
+                  params=(Param("key_id", {"type": "string"}, "key id or its displayed prefix", where="path"),),
+                  errors=(400, 404), tags=tags),
+    ]

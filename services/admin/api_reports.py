@@ -1,0 +1,134 @@
+"""Admin API handlers for what people read: chargeback and cache reports, sessions, teams, forecasts.
+
+Each handler parses its query, then calls the very function the CLI calls against the database.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from .cache import CacheReport, cache_report
+from .deps import DEPS
+from .directory import Forecasts, Teams, list_forecasts, list_teams
+from .middleware import bad_request, json_response, not_found
+from .openapi import Operation, Param
+from .reports import Chargeback, chargeback
+from .sessions import SessionDetail, SessionNotFound, session_detail
+from .window import GROUPINGS, Filters, Window, parse_date
+
+_DATE = {"type": "string", "format": "date"}
+_TEXT = {"type": "string", "minLength": 1, "maxLength": 256}
+WINDOW_PARAMS = (
+    Param("from", _DATE, "first local day (inclusive); default: the 1st of this month"),
+    Param("to", _DATE, "last local day (inclusive); default: the last day of this month"),
+)
+FILTER_PARAMS = tuple(Param(c, _TEXT, f"only usage of this {c.replace('_', ' ')}")
+                      for c in ("developer", "team", "cost_center", "repo"))
+
+
+def _window(request: web.Request) -> Window:
+    deps = request.app[DEPS]
+    return Window.of(parse_date(request.query.get("from"), what="from"),
+                     parse_date(request.query.get("to"), what="to"),
+                     tz=deps.settings.default_timezone, now=deps.now())
+
+
+def _filters(request: web.Request) -> Filters:
+    q = request.query
+    return Filters(developer=q.get("developer"), team=q.get("team"), cost_center=q.get("cost_center"),
+                   repo=q.get("repo"))
+
+
+def _int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise bad_request(f"{name} must be a whole number, not {raw!r}") from None
+    if not lo <= value <= hi:
+        raise bad_request(f"{name} must be between {lo} and {hi}")
+    return value
+
+
+def _by(request: web.Request, default: str) -> str:
+    by = request.query.get("by", default)
+    if by not in GROUPINGS:
+        raise bad_request(f"by must be one of {', '.join(GROUPINGS)}, not {by!r}")
+    return by
+
+
+async def get_chargeback(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    report = await chargeback(deps.pool, deps.prices, by=_by(request, "team"), window=_window(request),
+                              filters=_filters(request))
+    return json_response(report)
+
+
+async def get_cache(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    report = await cache_report(
+        deps.pool, by=_by(request, "developer"), window=_window(request), filters=_filters(request),
+        flag_below_pct=_int(request, "flag_below_pct", deps.settings.cache_flag_below_pct, 0, 100),
+        min_requests=_int(request, "min_requests", deps.settings.cache_flag_min_requests, 1, 1_000_000))
+    return json_response(report)
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    report = await chargeback(deps.pool, deps.prices, by="session", window=_window(request),
+                              filters=_filters(request))
+    return json_response(report)
+
+
+async def get_session(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    try:
+        detail = await session_detail(deps.pool, deps.prices, request.match_info["session_id"])
+    except SessionNotFound as exc:
+        raise not_found(str(exc)) from None
+    return json_response(detail)
+
+
+async def get_teams(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    return json_response(await list_teams(deps.pool, now=deps.now(), tz=deps.settings.default_timezone))
+
+
+async def get_forecasts(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    return json_response(await list_forecasts(deps.pool, scope=request.query.get("scope")))
+
+
+
+_BY = {"type": "string", "enum": list(GROUPINGS)}
+REPORT_TAGS = ("reports",)
+
+
+def operations() -> list[Operation]:
+    by = Param("by", _BY, "group lines by session, developer, team, cost center or repo")
+    pct: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": 100}
+    count: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": 1_000_000}
+    return [
+        Operation("GET", "/v1/reports/chargeback", "chargeback", "Chargeback lines and their total",
+                  get_chargeback, Chargeback, params=(by, *WINDOW_PARAMS, *FILTER_PARAMS), tags=REPORT_TAGS),
+        Operation("GET", "/v1/reports/cache", "cacheReport", "Prompt-cache hit rates, savings and flagged sessions",
+                  get_cache, CacheReport,
+                  params=(by, *WINDOW_PARAMS, *FILTER_PARAMS,
+                          Param("flag_below_pct", pct, "flag sessions under this hit rate"),
+                          Param("min_requests", count, "only judge sessions with this many requests")),
+                  tags=REPORT_TAGS),
+        Operation("GET", "/v1/sessions", "listSessions", "Sessions as chargeback lines", list_sessions,
+                  Chargeback, params=(*WINDOW_PARAMS, *FILTER_PARAMS), tags=("sessions",)),
+        Operation("GET", "/v1/sessions/{session_id}", "getSession", "One session, its turns and requests",
+                  get_session, SessionDetail, errors=(404,), tags=("sessions",),
+                  params=(Param("session_id", {"type": "string"}, "the Codex session id", where="path"),)),
+        Operation("GET", "/v1/teams", "listTeams", "Teams and cost centers with their developers and spend",
+                  get_teams, Teams, errors=(), tags=("directory",)),
+        Operation("GET", "/v1/forecasts", "listForecasts", "Latest month-end forecast per scope",
+                  get_forecasts, Forecasts, params=(Param("scope", _TEXT, "only this scope"),),
+                  tags=("forecasts",)),
+    ]

@@ -1,0 +1,95 @@
+"""The admin API's two middlewares: the admin-token check and JSON errors.
+
+The token is compared in constant time (``hmac.compare_digest`` over SHA-256 digests, so neither
+content nor length leaks through timing). A virtual key is never an admin credential: it simply does
+not match. Without a configured token every call is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import msgspec
+from aiohttp import web
+
+from spendgate.core.errors import ConfigError, SpendgateError
+from spendgate.core.logs import get_logger
+
+from .openapi import Error, ErrorBody, Handler
+from .window import WindowError
+
+log = get_logger(__name__)
+
+_encoder = msgspec.json.Encoder()
+
+
+class ApiError(Exception):
+    """An error meant for the caller: status, machine type and a clear message."""
+
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.message = status, kind, message
+
+
+def bad_request(message: str) -> ApiError:
+    return ApiError(400, "bad_request", message)
+
+
+def not_found(message: str) -> ApiError:
+    return ApiError(404, "not_found", message)
+
+
+def error_response(status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    body = _encoder.encode(Error(error=ErrorBody(type=kind, message=message)))
+    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
+
+
+def json_response(value: object, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=_encoder.encode(value), content_type="application/json")
+
+
+def token_matches(presented: str, expected: str | None) -> bool:
+    """Constant-time comparison of the presented bearer token with the admin token."""
+    if not expected:
+        return False
+    return hmac.compare_digest(hashlib.sha256(presented.encode("utf-8", "surrogatepass")).digest(),
+                               hashlib.sha256(expected.encode()).digest())
+
+
+def presented_token(request: web.Request) -> str:
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else ""
+
+
+def auth_middleware(admin_token: str | None) -> web.middleware:  # type: ignore[valid-type]
+    @web.middleware
+    async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not token_matches(presented_token(request), admin_token):
+            return error_response(401, "unauthorized",
+                                  "this call needs the admin token (Authorization: Bearer "
+                                  "$SPENDGATE_ADMIN_TOKEN); virtual keys are not accepted here",
+                                  {"WWW-Authenticate": 'Bearer realm="spendgate-admin"'})
+        return await handler(request)
+
+    return check_token
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure becomes a JSON error; unexpected ones are logged with the traceback."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.kind, exc.message)
+    except (WindowError, msgspec.ValidationError, msgspec.DecodeError, ConfigError, ValueError) as exc:
+        message = exc.message if isinstance(exc, SpendgateError) else str(exc)
+        return error_response(400, "bad_request", message)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(exc.status, "not_found" if exc.status == 404 else "bad_request",
+                              exc.reason, dict(exc.headers) if exc.status == 405 else None)
+    except Exception:  # supervisor: the one place an unexpected error turns into a 500
+        log.exception("admin API request failed", path=request.path, method=request.method)
+        return error_response(500, "internal", "internal error; see the admin service log")

@@ -1,0 +1,99 @@
+"""Session drill-down: a Codex session as one chargeback line, its turns under it, and every model
+request under its turn (time, model requested and used, stage at decision, tokens, cost, retry, status).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import asyncpg
+import msgspec
+
+from spendgate.core.pricing import PriceTable
+
+from .reports import ChargebackLine, chargeback
+from .window import Filters, Window
+
+
+class RequestLine(msgspec.Struct, frozen=True, kw_only=True):
+    event_id: str
+    occurred_at: datetime
+    model_requested: str
+    model_used: str
+    route_reason: str
+    stage: str
+    """The enforcement stage the proxy decided at: ok, alert, downgrade or pause."""
+    status: str
+    input_tokens: int
+    cached_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    cost_micros: int
+    retry: bool
+
+
+class TurnLine(msgspec.Struct, frozen=True, kw_only=True):
+    turn_id: str | None
+    first_at: datetime
+    last_at: datetime
+    requests: int
+    cost_micros: int
+    retries: int
+    downgraded: int
+    request_lines: list[RequestLine]
+
+
+class SessionDetail(msgspec.Struct, frozen=True, kw_only=True):
+    session_id: str
+    line: ChargebackLine
+    turns: list[TurnLine]
+
+
+class SessionNotFound(LookupError):
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"no usage recorded for session {session_id!r}")
+        self.session_id = session_id
+
+
+_EPSILON = timedelta(microseconds=1)
+
+
+async def session_detail(conn: asyncpg.Connection | asyncpg.Pool, prices: PriceTable,
+                         session_id: str) -> SessionDetail:
+    """The whole session, however long it ran; :class:`SessionNotFound` when it has no usage."""
+    bounds = await conn.fetchrow(
+        "SELECT min(occurred_at) AS first_at, max(occurred_at) AS last_at FROM usage_events "
+        "WHERE session_id = $1", session_id)
+    if bounds is None or bounds["first_at"] is None:
+        raise SessionNotFound(session_id)
+    window = Window(bounds["first_at"].date(), bounds["last_at"].date(), bounds["first_at"],
+                    bounds["last_at"] + _EPSILON)
+    report = await chargeback(conn, prices, by="session", window=window, filters=Filters(session_id=session_id))
+    rows = await conn.fetch(
+        "SELECT event_id::text, occurred_at, turn_id, model_requested, model_used, route_reason, stage, "
+        "status, input_tokens, cached_tokens, output_tokens, reasoning_tokens, cost_micros, retry "
+        "FROM usage_events WHERE session_id = $1 ORDER BY occurred_at, event_id", session_id)
+    turns: dict[str | None, list[asyncpg.Record]] = {}
+    for r in rows:
+        turns.setdefault(r["turn_id"], []).append(r)
+    return SessionDetail(session_id=session_id, line=report.lines[0],
+                         turns=[_turn(turn_id, reqs) for turn_id, reqs in turns.items()])
+
+
+def _turn(turn_id: str | None, rows: list[asyncpg.Record]) -> TurnLine:
+    return TurnLine(
+        turn_id=turn_id, first_at=rows[0]["occurred_at"], last_at=rows[-1]["occurred_at"],
+        requests=sum(1 for r in rows if r["status"] != "refused"), cost_micros=sum(r["cost_micros"] for r in rows),
+        retries=sum(1 for r in rows if r["retry"]),
+        downgraded=sum(1 for r in rows if r["route_reason"] != "requested"),
+        request_lines=[
+            RequestLine(
+                event_id=r["event_id"], occurred_at=r["occurred_at"], model_requested=r["model_requested"],
+                model_used=r["model_used"], route_reason=r["route_reason"], stage=r["stage"],
+                status=r["status"], input_tokens=r["input_tokens"], cached_tokens=r["cached_tokens"],
+                output_tokens=r["output_tokens"], reasoning_tokens=r["reasoning_tokens"],
+                cost_micros=r["cost_micros"], retry=r["retry"],
+            )
+            for r in rows
+        ],
+    )
