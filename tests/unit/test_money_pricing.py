@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from spendgate.core.config import PricingSettings, PriceUSD
+from spendgate.core.config import PriceUSD, PricingSettings
 from spendgate.core.errors import ConfigError, UnknownModelError
 from spendgate.core.money import format_usd, usd_str, usd_to_micros
 from spendgate.core.pricing import SHIPPED_PRICES, ModelPrice, PriceTable, cost_micros

@@ -1,0 +1,5 @@
+"""``python -m spendgate``: the same as the ``spendgate`` command."""
+
+from .cli import main
+
+main()
