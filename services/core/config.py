@@ -155,6 +155,10 @@ class Settings(BaseSettings):
     drain_timeout_s: float = 30.0
 
     admin_token: SecretStr | None = None
+    cache_flag_below_pct: int = Field(default=30, ge=0, le=100)
+    """Cache report: sessions under this prompt-cache hit rate are flagged for prompt-shape review."""
+    cache_flag_min_requests: int = Field(default=5, ge=1)
+    """Cache report: only sessions with at least this many requests are judged."""
     default_timezone: str = "UTC"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
