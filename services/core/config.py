@@ -81,6 +81,12 @@ class EnforcementSettings(BaseModel):
     retry_cap: int = 3
     reservation_timeout_s: float = 900.0
     output_estimate_cap_tokens: int = 8_192
+    balance_poll_interval_s: float = 0.1
+    """How often each proxy's balance view polls the ledger's balances (version-ordered)."""
+    balance_overlap_s: float = 2.0
+    """Re-read window for balance rows whose ledger transaction committed out of version order."""
+    config_reload_s: float = 5.0
+    """Full budget reload period, a safety net behind LISTEN/NOTIFY."""
 
     @field_validator("thresholds_pct")
     @classmethod

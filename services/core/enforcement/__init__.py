@@ -1,0 +1,25 @@
+"""Enforcement: budgets in stages, downgrade, a Codex-aware pause, retry budgets (docs/enforcement.md).
+
+This package's own namespace holds the pure parts only (no aiohttp, asyncpg or aiokafka), so the
+policy dry-run can replay events through the same decision as the proxy. The I/O adapters are
+imported by name: ``enforcement.view`` (:class:`BalanceView`), ``enforcement.budgets_store``.
+"""
+
+from __future__ import annotations
+
+from .decide import BalanceKey, Decision, RequestFacts, Standing, balance_keys, decide
+from .estimate import SessionEstimator, TokenEstimate, estimated_cost_micros
+from .policy import Budget, BudgetRaise, Policy, Thresholds, budget_of, load_policy, policy_from_document
+from .reservations import Reservation, ReservationBook
+from .responses import Refusal, client_headers, pause_refusal, retry_refusal
+from .retry import RetryDetector, RetryVerdict
+from .scopes import Principal, parse_scope
+from .stages import StageLevel, stage_for
+
+__all__ = [
+    "BalanceKey", "Budget", "BudgetRaise", "Decision", "Policy", "Principal", "Refusal", "RequestFacts",
+    "Reservation", "ReservationBook", "RetryDetector", "RetryVerdict", "SessionEstimator", "StageLevel",
+    "Standing", "Thresholds", "TokenEstimate", "balance_keys", "budget_of", "client_headers", "decide",
+    "estimated_cost_micros", "load_policy", "parse_scope", "pause_refusal", "policy_from_document",
+    "retry_refusal", "stage_for",
+]

@@ -1,0 +1,168 @@
+"""Budgets in PostgreSQL: set, raise, delete (each with an audit row and a NOTIFY), list and show.
+
+Every change runs in one transaction that writes the budget row, a ``budget_audit`` row (the outbox
+of ``BudgetChanged`` events, see :func:`publish_budget_changes`) and ``pg_notify`` on
+``PG_NOTIFY_CONFIG``, so every proxy's :class:`~.view.BalanceView` reloads as soon as it commits.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from ..bus import Bus
+from ..constants import PG_NOTIFY_CONFIG, TOPIC_BUDGET
+from ..errors import StoreError
+from ..events import BudgetChanged, encode, new_id
+from .policy import Budget, BudgetRaise, Thresholds, budget_of
+from .scopes import parse_scope
+
+NOTIFY_BUDGETS = "budgets"
+Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+_BUDGET_COLUMNS = "scope, daily_micros, monthly_micros, timezone, thresholds_pct, at_pause, retry_cap, version"
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceRow:
+    scope: str
+    period: str
+    period_start: Any
+    spent_micros: int
+    requests: int
+
+
+def budget_from_row(row: asyncpg.Record) -> Budget:
+    return Budget(row["scope"], row["daily_micros"], row["monthly_micros"], row["timezone"],
+                  Thresholds.of(row["thresholds_pct"]), row["at_pause"], row["retry_cap"])
+
+
+def raise_from_row(row: asyncpg.Record) -> BudgetRaise:
+    return BudgetRaise(row["scope"], row["amount_micros"], row["until"], row["reason"], str(row["raise_id"]))
+
+
+def _budget_detail(b: Budget) -> dict[str, Any]:
+    return {"daily_micros": b.daily_micros, "monthly_micros": b.monthly_micros, "timezone": b.timezone,
+            "thresholds_pct": b.thresholds.as_list(), "at_pause": b.at_pause, "retry_cap": b.retry_cap}
+
+
+async def _audit(conn: Conn, scope: str, action: str, detail: dict[str, Any], actor: str) -> str:
+    change_id = new_id()
+    await conn.execute(
+        "INSERT INTO budget_audit (change_id, scope, action, detail, actor) VALUES ($1, $2, $3, $4::jsonb, $5)",
+        change_id, scope, action, json.dumps(detail), actor,
+    )
+    await conn.execute("SELECT pg_notify($1, $2)", PG_NOTIFY_CONFIG, NOTIFY_BUDGETS)
+    return change_id
+
+
+async def get_budget(pool: asyncpg.Pool, scope: str) -> Budget | None:
+    row = await pool.fetchrow(f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE scope = $1", parse_scope(scope))
+    return budget_from_row(row) if row else None
+
+
+async def set_budget(pool: asyncpg.Pool, budget: Budget, *, actor: str) -> str:
+    """Create or replace a scope's budget; returns the audit change id."""
+    b = budget_of(budget.scope, daily_micros=budget.daily_micros, monthly_micros=budget.monthly_micros,
+                  timezone=budget.timezone, thresholds=budget.thresholds.as_list(), at_pause=budget.at_pause,
+                  retry_cap=budget.retry_cap)
+    async with pool.acquire() as conn, conn.transaction():
+        old = await conn.fetchrow(f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE scope = $1 FOR UPDATE", b.scope)
+        await conn.execute(
+            """INSERT INTO budgets (scope, daily_micros, monthly_micros, timezone, thresholds_pct, at_pause, retry_cap)
+               VALUES ($1, $2, $3, $4, $5, $6, $7)
+               ON CONFLICT (scope) DO UPDATE SET daily_micros = excluded.daily_micros,
+                 monthly_micros = excluded.monthly_micros, timezone = excluded.timezone,
+                 thresholds_pct = excluded.thresholds_pct, at_pause = excluded.at_pause,
+                 retry_cap = excluded.retry_cap, updated_at = now(), version = nextval('config_version')""",
+            b.scope, b.daily_micros, b.monthly_micros, b.timezone, b.thresholds.as_list(), b.at_pause, b.retry_cap,
+        )
+        detail = _budget_detail(b)
+        if old is not None:
+            detail["previous"] = _budget_detail(budget_from_row(old))
+        return await _audit(conn, b.scope, "set", detail, actor)
+
+
+async def raise_budget(pool: asyncpg.Pool, raise_: BudgetRaise, *, actor: str) -> str:
+    """Add a temporary raise to a budgeted scope; it stops counting at ``until`` by itself."""
+    scope = parse_scope(raise_.scope)
+    if raise_.amount_micros <= 0:
+        raise StoreError("a raise must be a positive amount", retriable=False)
+    if raise_.until.tzinfo is None:
+        raise StoreError("a raise's until must be timezone-aware", retriable=False)
+    raise_id = new_id()
+    async with pool.acquire() as conn, conn.transaction():
+        if await conn.fetchval("SELECT 1 FROM budgets WHERE scope = $1", scope) is None:
+            raise StoreError(f"no budget for {scope}: set one before raising it", retriable=False)
+        await conn.execute(
+            "INSERT INTO budget_raises (raise_id, scope, amount_micros, until, reason) VALUES ($1, $2, $3, $4, $5)",
+            raise_id, scope, raise_.amount_micros, raise_.until, raise_.reason,
+        )
+        detail = {"raise_id": raise_id, "raise_micros": raise_.amount_micros,
+                  "until": raise_.until.isoformat(), "reason": raise_.reason}
+        await _audit(conn, scope, "raise", detail, actor)
+    return raise_id
+
+
+async def delete_budget(pool: asyncpg.Pool, scope: str, *, actor: str) -> bool:
+    """Remove a scope's budget and its raises; False when it had none."""
+    scope = parse_scope(scope)
+    async with pool.acquire() as conn, conn.transaction():
+        old = await conn.fetchrow(f"DELETE FROM budgets WHERE scope = $1 RETURNING {_BUDGET_COLUMNS}", scope)
+        if old is None:
+            return False
+        await conn.execute("DELETE FROM budget_raises WHERE scope = $1", scope)
+        await _audit(conn, scope, "delete", {"previous": _budget_detail(budget_from_row(old))}, actor)
+    return True
+
+
+async def load_budgets(
+    conn: asyncpg.Pool | asyncpg.Connection, now: datetime
+) -> tuple[list[Budget], list[BudgetRaise]]:
+    """Every budget and every raise still active at ``now``."""
+    rows = await conn.fetch(f"SELECT {_BUDGET_COLUMNS} FROM budgets ORDER BY scope")
+    raises = await conn.fetch(
+        "SELECT raise_id, scope, amount_micros, until, reason FROM budget_raises WHERE until > $1 ORDER BY until",
+        now,
+    )
+    return [budget_from_row(r) for r in rows], [raise_from_row(r) for r in raises]
+
+
+async def balances_of(pool: asyncpg.Pool, scope: str, starts: dict[str, Any]) -> list[BalanceRow]:
+    """The ledger's balances of ``scope`` for the given period starts (``{"day": date, "month": date}``)."""
+    rows = await pool.fetch(
+        """SELECT scope, period, period_start, spent_micros, requests FROM balances
+           WHERE scope = $1 AND ((period = 'day' AND period_start = $2) OR (period = 'month' AND period_start = $3))""",
+        parse_scope(scope), starts["day"], starts["month"],
+    )
+    return [BalanceRow(r["scope"], r["period"], r["period_start"], r["spent_micros"], r["requests"]) for r in rows]
+
+
+async def publish_budget_changes(pool: asyncpg.Pool, bus: Bus, *, source: str, limit: int = 500) -> int:
+    """Publish unpublished audit rows as ``BudgetChanged`` events on the budget topic (the outbox)."""
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            """SELECT change_id, scope, action, detail, actor, changed_at FROM budget_audit
+               WHERE published_at IS NULL ORDER BY changed_at LIMIT $1 FOR UPDATE SKIP LOCKED""", limit,
+        )
+        if not rows:
+            return 0
+        items = [(r["scope"], encode(_changed(r), source=source)) for r in rows]
+        await bus.publish_many(TOPIC_BUDGET, items)
+        await conn.execute("UPDATE budget_audit SET published_at = now() WHERE change_id = ANY($1::uuid[])",
+                           [r["change_id"] for r in rows])
+    return len(rows)
+
+
+def _changed(r: asyncpg.Record) -> BudgetChanged:
+    d = json.loads(r["detail"])
+    until = d.get("until")
+    return BudgetChanged(
+        change_id=str(r["change_id"]), scope=r["scope"], action=r["action"],
+        daily_micros=d.get("daily_micros"), monthly_micros=d.get("monthly_micros"),
+        raise_micros=d.get("raise_micros"), until=datetime.fromisoformat(until) if until else None,
+        reason=d.get("reason"), actor=r["actor"], changed_at=r["changed_at"],
+    )

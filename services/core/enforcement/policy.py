@@ -1,0 +1,236 @@
+"""Typed enforcement policy: budgets, temporary raises, cascades and retry caps. Pure: no I/O.
+
+The same shape serves the live configuration (rows of ``budgets`` and ``budget_raises`` plus
+``Settings.enforcement``) and a proposal file for ``spendgate policy dry-run proposal.yaml``::
+
+    budgets:
+      - scope: team:platform
+        daily: "40"            # USD, strings or integers (never floats)
+        monthly: "800"
+        timezone: Europe/Berlin
+        thresholds: [80, 95, 110]
+        at_pause: cheapest     # or refuse (default)
+        retry_cap: 3
+    raises:
+      - {scope: team:platform, by: "20", until: "2026-12-01T00:00:00Z", reason: release week}
+    cascades: {gpt-5.1: [gpt-5.1-mini, gpt-4.1-mini]}   # optional, defaults from settings
+    downgrade_max_input_tokens: 10000                   # optional
+    retry_cap: 3                                        # optional default for scopes without one
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from ..config import EnforcementSettings
+from ..errors import ConfigError
+from ..money import usd_to_micros
+from ..periods import PeriodKind, zone
+from ..pricing import PriceTable
+from .scopes import parse_scope
+
+AtPause = Literal["refuse", "cheapest"]
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """Alert, downgrade and pause thresholds in whole percent of a budget."""
+
+    alert_pct: int = 80
+    downgrade_pct: int = 95
+    pause_pct: int = 110
+
+    @classmethod
+    def of(cls, values: Iterable[int]) -> Thresholds:
+        v = list(values)
+        if len(v) != 3 or not (0 < v[0] <= v[1] <= v[2]):
+            raise ConfigError(f"thresholds must be three rising percentages (alert, downgrade, pause), not {v}")
+        return cls(v[0], v[1], v[2])
+
+    def as_list(self) -> list[int]:
+        return [self.alert_pct, self.downgrade_pct, self.pause_pct]
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """One scope's dollar budgets per day and per month, in its own timezone."""
+
+    scope: str
+    daily_micros: int | None = None
+    monthly_micros: int | None = None
+    timezone: str = "UTC"
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    at_pause: AtPause = "refuse"
+    retry_cap: int | None = None
+
+    def limit_micros(self, kind: PeriodKind) -> int | None:
+        return self.daily_micros if kind is PeriodKind.DAY else self.monthly_micros
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetRaise:
+    """A temporary addition to every budget of a scope, active while ``now < until``."""
+
+    scope: str
+    amount_micros: int
+    until: datetime
+    reason: str
+    raise_id: str = ""
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Everything the decision needs besides balances; immutable, swapped whole on a change."""
+
+    budgets: Mapping[str, Budget] = field(default_factory=dict)
+    raises: tuple[BudgetRaise, ...] = ()
+    cascades: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    downgrade_max_input_tokens: int = 10_000
+    retry_cap: int = 3
+
+    @classmethod
+    def from_settings(
+        cls, settings: EnforcementSettings, budgets: Iterable[Budget] = (), raises: Iterable[BudgetRaise] = ()
+    ) -> Policy:
+        return cls(
+            budgets={b.scope: b for b in budgets},
+            raises=tuple(raises),
+            cascades={m: tuple(c) for m, c in settings.cascades.items()},
+            downgrade_max_input_tokens=settings.downgrade_max_input_tokens,
+            retry_cap=settings.retry_cap,
+        )
+
+    def with_budgets(self, budgets: Iterable[Budget], raises: Iterable[BudgetRaise]) -> Policy:
+        return replace(self, budgets={b.scope: b for b in budgets}, raises=tuple(raises))
+
+    def effective_micros(self, budget: Budget, kind: PeriodKind, now: datetime) -> int | None:
+        """The period's budget plus every raise of the scope still active at ``now``."""
+        base = budget.limit_micros(kind)
+        if base is None:
+            return None
+        return base + sum(r.amount_micros for r in self.raises if r.scope == budget.scope and now < r.until)
+
+    def next_model(self, model: str) -> str | None:
+        """One step down ``model``'s cascade, or None when it has nowhere cheaper to go."""
+        chain = self._chain(model)
+        return chain[1] if len(chain) > 1 else None
+
+    def cheapest_model(self, model: str) -> str | None:
+        """The last model of ``model``'s cascade, or None when it has no cascade."""
+        chain = self._chain(model)
+        return chain[-1] if len(chain) > 1 else None
+
+    def _chain(self, model: str) -> tuple[str, ...]:
+        if model in self.cascades:
+            return (model, *self.cascades[model])
+        for chain in self.cascades.values():  # a cascade member steps down its own cascade
+            if model in chain:
+                return chain[chain.index(model):]
+        return (model,)
+
+    def retry_cap_for(self, scopes: Iterable[str]) -> int:
+        """The tightest retry cap among the scopes' budgets, else the default."""
+        caps = [b.retry_cap for s in scopes if (b := self.budgets.get(s)) and b.retry_cap is not None]
+        return min(caps, default=self.retry_cap)
+
+    def check_prices(self, table: PriceTable) -> None:
+        """Start-up check: every cascade model must be priced (a ConfigError now, not at 95 %)."""
+        models = sorted({m for src, chain in self.cascades.items() for m in (src, *chain)})
+        table.require(models, what="enforcement.cascades")
+
+
+class _BudgetDoc(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    scope: str
+    daily: str | int | None = None
+    monthly: str | int | None = None
+    timezone: str = "UTC"
+    thresholds: list[int] = [80, 95, 110]
+    at_pause: AtPause = "refuse"
+    retry_cap: int | None = None
+
+    @field_validator("daily", "monthly", mode="before")
+    @classmethod
+    def _no_float(cls, v: Any) -> Any:
+        if isinstance(v, float):
+            raise ValueError('write dollar amounts as strings ("40.50") or integers, never floats')
+        return v
+
+
+class _RaiseDoc(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    scope: str
+    by: str | int
+    until: datetime
+    reason: str
+
+
+class _PolicyDoc(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    budgets: list[_BudgetDoc] = []
+    raises: list[_RaiseDoc] = []
+    cascades: dict[str, list[str]] | None = None
+    downgrade_max_input_tokens: int | None = None
+    retry_cap: int | None = None
+
+
+def budget_of(
+    scope: str, *, daily_micros: int | None, monthly_micros: int | None, timezone: str = "UTC",
+    thresholds: Iterable[int] = (80, 95, 110), at_pause: str = "refuse", retry_cap: int | None = None,
+) -> Budget:
+    """A validated :class:`Budget` (scope form, timezone, thresholds, positive amounts)."""
+    zone(timezone)
+    if daily_micros is None and monthly_micros is None:
+        raise ConfigError(f"budget for {scope} needs a daily or a monthly amount")
+    if any(v is not None and v <= 0 for v in (daily_micros, monthly_micros)):
+        raise ConfigError(f"budget amounts for {scope} must be positive")
+    if at_pause not in ("refuse", "cheapest"):
+        raise ConfigError(f"at_pause must be refuse or cheapest, not {at_pause!r}")
+    if retry_cap is not None and retry_cap < 0:
+        raise ConfigError("retry_cap cannot be negative")
+    return Budget(parse_scope(scope), daily_micros, monthly_micros, timezone, Thresholds.of(thresholds),
+                  "cheapest" if at_pause == "cheapest" else "refuse", retry_cap)
+
+
+def policy_from_document(doc: Mapping[str, Any], defaults: EnforcementSettings) -> Policy:
+    """Build a policy from a parsed YAML/JSON document; unset parts come from ``defaults``."""
+    try:
+        parsed = _PolicyDoc.model_validate(doc)
+    except ValidationError as exc:
+        lines = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError("invalid policy:\n  " + "\n  ".join(lines)) from exc
+    budgets = [
+        budget_of(b.scope, daily_micros=None if b.daily is None else usd_to_micros(b.daily),
+                  monthly_micros=None if b.monthly is None else usd_to_micros(b.monthly),
+                  timezone=b.timezone, thresholds=b.thresholds, at_pause=b.at_pause, retry_cap=b.retry_cap)
+        for b in parsed.budgets
+    ]
+    for r in parsed.raises:
+        if r.until.tzinfo is None:
+            raise ConfigError(f"raise for {r.scope}: until must carry a timezone (e.g. 2026-12-01T00:00Z)")
+    raises = [BudgetRaise(parse_scope(r.scope), usd_to_micros(r.by), r.until, r.reason) for r in parsed.raises]
+    base = Policy.from_settings(defaults, budgets, raises)
+    return replace(
+        base,
+        cascades=base.cascades if parsed.cascades is None else {m: tuple(c) for m, c in parsed.cascades.items()},
+        downgrade_max_input_tokens=parsed.downgrade_max_input_tokens or base.downgrade_max_input_tokens,
+        retry_cap=base.retry_cap if parsed.retry_cap is None else parsed.retry_cap,
+    )
+
+
+def load_policy(path: Path, defaults: EnforcementSettings) -> Policy:
+    """Read a policy proposal from a YAML file."""
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read policy {path}: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise ConfigError(f"policy {path} must be a mapping with budgets:, raises:, …")
+    return policy_from_document(doc, defaults)

@@ -1,0 +1,112 @@
+"""The reservation book: a proxy's in-flight and not-yet-folded spend per balance. Pure: no I/O.
+
+Before a request is forwarded its estimated cost is *reserved* against every budgeted balance it
+lands in; when it completes the reservation is *settled*: replaced by the real cost, which stays
+*unsettled* until the ledger has folded the request's usage event into ``balances`` (the view then
+calls :meth:`ReservationBook.folded`). A reservation whose request never completes is released after
+``timeout_s``. Spend seen by the decision is ``settled (from the ledger) + unsettled + reserved``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from .decide import BalanceKey
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    reservation_id: int
+    keys: tuple[BalanceKey, ...]
+    amount_micros: int
+    expires_at: float
+    """Monotonic seconds after which the reservation is released if still open."""
+
+
+class ReservationBook:
+    """Reserved and unsettled micro-dollars per balance, kept as running sums (O(1) reads)."""
+
+    def __init__(self, timeout_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.timeout_s = timeout_s
+        self._clock = clock
+        self._ids = itertools.count(1)
+        self._open: dict[int, Reservation] = {}
+        self._reserved: dict[BalanceKey, int] = {}
+        self._unsettled: dict[BalanceKey, int] = {}
+        self._events: dict[str, tuple[tuple[BalanceKey, ...], int]] = {}
+        self.expired_total = 0
+
+    def reserve(self, keys: Iterable[BalanceKey], amount_micros: int) -> Reservation:
+        """Hold ``amount_micros`` against every balance in ``keys`` until settled, released or expired."""
+        if amount_micros < 0:
+            raise ValueError("a reservation cannot be negative")
+        res = Reservation(next(self._ids), tuple(keys), amount_micros, self._clock() + self.timeout_s)
+        self._open[res.reservation_id] = res
+        _add(self._reserved, res.keys, amount_micros)
+        return res
+
+    def settle(self, reservation: Reservation, *, event_id: str, cost_micros: int) -> None:
+        """Replace the reservation by the request's real cost, unsettled until ``event_id`` is folded.
+
+        Settling an expired reservation still records the cost: it was really spent.
+        """
+        self.release(reservation)
+        if cost_micros > 0 and event_id not in self._events:
+            self._events[event_id] = (reservation.keys, cost_micros)
+            _add(self._unsettled, reservation.keys, cost_micros)
+
+    def release(self, reservation: Reservation) -> None:
+        """Drop a reservation without cost (refused, or failed before the provider charged anything)."""
+        if self._open.pop(reservation.reservation_id, None) is not None:
+            _add(self._reserved, reservation.keys, -reservation.amount_micros)
+
+    def folded(self, event_ids: Iterable[str]) -> None:
+        """The ledger has folded these events: their cost is now in the settled balances."""
+        for event_id in event_ids:
+            entry = self._events.pop(event_id, None)
+            if entry is not None:
+                _add(self._unsettled, entry[0], -entry[1])
+
+    def expire(self) -> int:
+        """Release every reservation past its timeout; returns how many."""
+        now = self._clock()
+        stale = [r for r in self._open.values() if r.expires_at <= now]
+        for res in stale:
+            self.release(res)
+        self.expired_total += len(stale)
+        return len(stale)
+
+    def prune(self, is_stale: Callable[[BalanceKey], bool]) -> None:
+        """Forget unsettled events whose balances all belong to periods that are over."""
+        for event_id, (keys, _cost) in list(self._events.items()):
+            if all(is_stale(k) for k in keys):
+                self.folded([event_id])
+
+    def unsettled_event_ids(self) -> list[str]:
+        return list(self._events)
+
+    def reserved_micros(self, key: BalanceKey) -> int:
+        return self._reserved.get(key, 0)
+
+    def unsettled_micros(self, key: BalanceKey) -> int:
+        return self._unsettled.get(key, 0)
+
+    def pending_micros(self, key: BalanceKey) -> int:
+        """Reserved plus unsettled: what this proxy knows of that the ledger has not folded yet."""
+        return self._reserved.get(key, 0) + self._unsettled.get(key, 0)
+
+    @property
+    def open_count(self) -> int:
+        return len(self._open)
+
+
+def _add(sums: dict[BalanceKey, int], keys: tuple[BalanceKey, ...], amount: int) -> None:
+    for key in keys:
+        total = sums.get(key, 0) + amount
+        if total:
+            sums[key] = total
+        else:
+            sums.pop(key, None)

@@ -1,0 +1,178 @@
+"""Retry-loop detection per session, from the request's own input items. Pure: no I/O.
+
+Codex re-sends the whole history every request, so a loop is visible in one body: the tail of the
+current turn holds the same ``function_call`` (name + arguments) again and again, each followed by a
+``function_call_output`` that failed (``Process exited with code N``, N ≠ 0). A streak of ``k``
+identical failing calls is ``k − 1`` retries. Identical re-sent bodies are counted per session as well.
+A different command, a success or a new user message ends the streak.
+
+A request whose history shows at least one retry is *retry spend* (flag it on the usage event). Once a
+session has made ``cap`` retries (default 3, per scope configurable, at least 1), the next request is
+refused: the loop is stopped before the model can pay for another attempt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgspec
+
+_EXIT = re.compile(r"(?:Process exited with code|[Ee]xit code:?|\"exit_code\"\s*:)\s*(-?\d+)")
+_SKIP_TYPES = frozenset({"reasoning", "function_call_output", "custom_tool_call_output"})
+COMMAND_MAX_CHARS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class RetryVerdict:
+    kind: Literal["none", "tool_call", "resend"]
+    retries: int
+    """Consecutive retries so far (0: not a retry)."""
+    cap: int
+    tool_name: str | None = None
+    command: str | None = None
+    """The failing command as a person would read it (``ls /nope``), or None for a resend."""
+    first_exhaustion: bool = False
+    """True on the first refusal of this loop: publish ``RetryLoopDetected`` once."""
+
+    @property
+    def retry(self) -> bool:
+        """This request's spend is retry spend."""
+        return self.retries > 0
+
+    @property
+    def exhausted(self) -> bool:
+        """Refuse the request: the session used up its retry budget."""
+        return self.retries >= max(self.cap, 1)
+
+
+NO_RETRY = RetryVerdict("none", 0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class FailingStreak:
+    name: str
+    arguments: str
+    count: int
+
+
+def _text(output: Any) -> str:
+    if isinstance(output, str):
+        return output
+    if isinstance(output, Sequence):
+        return "\n".join(str(p.get("text", "")) for p in output if isinstance(p, Mapping))
+    return json.dumps(output) if output is not None else ""
+
+
+def failed_output(output: Any) -> bool:
+    """Whether a tool output reports a non-zero exit code."""
+    m = _EXIT.search(_text(output))
+    return m is not None and int(m.group(1)) != 0
+
+
+def failing_streak(items: Sequence[Any]) -> FailingStreak | None:
+    """The run of identical failing tool calls at the end of the current turn, if any."""
+    outputs: dict[str, Any] = {}
+    for item in items:
+        if isinstance(item, Mapping) and item.get("type") in ("function_call_output", "custom_tool_call_output"):
+            outputs[str(item.get("call_id"))] = item.get("output")
+    streak: FailingStreak | None = None
+    for item in reversed(items):
+        if not isinstance(item, Mapping):
+            break
+        kind = item.get("type", "message")
+        if kind in _SKIP_TYPES or (kind == "message" and item.get("role") == "assistant"):
+            continue
+        if kind not in ("function_call", "custom_tool_call"):
+            break  # a user message (a new turn) or anything else ends the streak
+        call_id = str(item.get("call_id"))
+        if call_id not in outputs or not failed_output(outputs[call_id]):
+            break
+        name = str(item.get("name", ""))
+        args = str(item.get("arguments", item.get("input", "")))
+        if streak is None:
+            streak = FailingStreak(name, args, 1)
+        elif (name, args) == (streak.name, streak.arguments):
+            streak = FailingStreak(name, args, streak.count + 1)
+        else:
+            break
+    return streak
+
+
+def command_text(arguments: str) -> str:
+    """``{"cmd": "ls /nope"}`` → ``ls /nope``; anything else as given, shortened."""
+    text = arguments
+    try:
+        parsed = json.loads(arguments)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, Mapping):
+        cmd = parsed.get("cmd", parsed.get("command"))
+        if isinstance(cmd, list):
+            text = " ".join(str(c) for c in cmd)
+        elif isinstance(cmd, str):
+            text = cmd
+    return text if len(text) <= COMMAND_MAX_CHARS else text[: COMMAND_MAX_CHARS - 1] + "…"
+
+
+@dataclass(slots=True)
+class _State:
+    digest: bytes = b""
+    resends: int = 0
+    reported: str | None = None
+    """The loop already announced, so ``first_exhaustion`` fires once per loop."""
+
+
+class RetryDetector:
+    """Per-session retry counting; bounded to ``max_sessions`` (least recently used forgotten)."""
+
+    def __init__(self, *, default_cap: int = 3, max_sessions: int = 50_000) -> None:
+        self.default_cap = default_cap
+        self.max_sessions = max_sessions
+        self._sessions: OrderedDict[str, _State] = OrderedDict()
+
+    def observe(self, session_id: str | None, body: Mapping[str, Any], *, raw: bytes | None = None,
+                cap: int | None = None) -> RetryVerdict:
+        """Count this request's retries; call once per request, before forwarding it."""
+        limit = self.default_cap if cap is None else cap
+        items = body.get("input")
+        streak = failing_streak(items) if isinstance(items, list) else None
+        if not session_id:
+            return _tool_verdict(streak, limit) if streak and streak.count > 1 else NO_RETRY
+        state = self._state(session_id)
+        digest = hashlib.blake2b(raw if raw is not None else msgspec.json.encode(body), digest_size=16).digest()
+        state.resends = state.resends + 1 if digest == state.digest else 0
+        state.digest = digest
+        verdict = NO_RETRY
+        if streak is not None and streak.count > 1:
+            verdict = _tool_verdict(streak, limit)
+        if state.resends > verdict.retries:
+            verdict = RetryVerdict("resend", state.resends, limit)
+        if verdict.exhausted:
+            mark = f"{verdict.kind}:{verdict.tool_name}:{verdict.command}"
+            if state.reported != mark:
+                state.reported = mark
+                verdict = RetryVerdict(verdict.kind, verdict.retries, limit, verdict.tool_name,
+                                       verdict.command, first_exhaustion=True)
+        elif not verdict.retry:
+            state.reported = None
+        return verdict
+
+    def _state(self, session_id: str) -> _State:
+        state = self._sessions.get(session_id)
+        if state is None:
+            state = self._sessions[session_id] = _State()
+            if len(self._sessions) > self.max_sessions:
+                self._sessions.popitem(last=False)
+        else:
+            self._sessions.move_to_end(session_id)
+        return state
+
+
+def _tool_verdict(streak: FailingStreak, cap: int) -> RetryVerdict:
+    return RetryVerdict("tool_call", streak.count - 1, cap, streak.name, command_text(streak.arguments))

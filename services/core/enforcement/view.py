@@ -1,0 +1,201 @@
+"""The balance view: the ledger's balances and the budgets, in memory, refreshed from PostgreSQL.
+
+Decisions read only memory (:meth:`BalanceView.decide` does no I/O). A background task keeps it fresh:
+
+- **Budgets** reload on ``LISTEN spendgate_config`` (``budgets_store`` notifies in the changing
+  transaction), and in full every ``config_reload_s`` as a safety net.
+- **Balances** are polled by version every ``balance_poll_interval_s``: the ledger bumps
+  ``balances.version`` from a sequence on every update. Versions are taken before commit, so a
+  transaction can commit a version lower than one already seen; every ``OVERLAP_READ_EVERY_S`` the poll
+  re-reads from the highest version seen at least ``balance_overlap_s`` ago, which catches rows whose
+  ledger transaction took up to that long to commit. Re-reads are idempotent (a row only replaces an
+  older version of itself).
+- **Unsettled** spend (this proxy's events not yet folded) leaves the reservation book in the same
+  repeatable-read snapshot in which the balances that include it are read, so nothing is counted
+  twice or dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+
+import asyncpg
+
+from ..config import EnforcementSettings
+from ..constants import PG_NOTIFY_CONFIG
+from ..logs import get_logger
+from ..periods import PeriodKind
+from .budgets_store import load_budgets
+from .decide import BalanceKey, Decision, RequestFacts, decide
+from .policy import Policy
+from .reservations import ReservationBook
+from .scopes import Principal
+
+log = get_logger(__name__)
+OVERLAP_READ_EVERY_S = 0.5
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class BalanceView:
+    """Settled balances and the live policy of one proxy, plus its reservation book."""
+
+    def __init__(self, pool: asyncpg.Pool, *, dsn: str, settings: EnforcementSettings,
+                 policy: Policy | None = None, book: ReservationBook | None = None,
+                 clock: Callable[[], datetime] = utc_now) -> None:
+        self.pool, self.dsn, self.settings = pool, dsn, settings
+        self.book = book or ReservationBook(settings.reservation_timeout_s)
+        self._clock = clock
+        self._policy = policy or Policy.from_settings(settings)
+        self._settled: dict[BalanceKey, int] = {}
+        self._versions: dict[BalanceKey, int] = {}
+        self._max_version = 0
+        self._marks: deque[tuple[float, int]] = deque()
+        self._last_overlap_read = 0.0
+        self._pruned_at: date | None = None
+        self._config_dirty = asyncio.Event()
+        self._listener: asyncpg.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.config_loads = 0
+        self.balance_polls = 0
+
+    # -- the request path: memory only ------------------------------------------------------------
+
+    @property
+    def policy(self) -> Policy:
+        return self._policy
+
+    def decide(self, facts: RequestFacts) -> Decision:
+        """Pass, downgrade, cheapest or refuse: from memory, no I/O."""
+        return decide(facts, self._policy, self.spent_micros, self._clock())
+
+    def spent_micros(self, key: BalanceKey) -> int:
+        """Settled (ledger) + unsettled (own events not folded yet) + reserved (in flight)."""
+        return self._settled.get(key, 0) + self.book.pending_micros(key)
+
+    def settled_micros(self, key: BalanceKey) -> int:
+        return self._settled.get(key, 0)
+
+    def retry_cap(self, principal: Principal) -> int:
+        return self._policy.retry_cap_for(principal.scopes())
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.reload_policy()
+        await self.refresh()
+        await self._listen()
+        self._task = asyncio.create_task(self._run(), name="balance-view")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                await listener.close(timeout=5)
+
+    async def _listen(self) -> None:
+        conn = await asyncpg.connect(self.dsn)
+        await conn.add_listener(PG_NOTIFY_CONFIG, self._on_notify)
+        self._listener = conn
+        self._config_dirty.set()  # whatever changed while we were not listening
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, _payload: object) -> None:
+        self._config_dirty.set()
+
+    async def _run(self) -> None:
+        interval = self.settings.balance_poll_interval_s
+        last_reload = time.monotonic()
+        while True:
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._config_dirty.wait(), timeout=interval)
+                if self._listener is None or self._listener.is_closed():
+                    self._listener = None
+                    await self._listen()
+                if self._config_dirty.is_set() or time.monotonic() - last_reload >= self.settings.config_reload_s:
+                    self._config_dirty.clear()
+                    await self.reload_policy()
+                    last_reload = time.monotonic()
+                await self.refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # supervisor: keep the last good view, log, try again next tick
+                log.exception("balance view refresh failed; keeping the last view")
+                await asyncio.sleep(interval)
+
+    # -- refreshing -------------------------------------------------------------------------------
+
+    async def reload_policy(self) -> None:
+        """Load every budget and active raise; swap the policy whole."""
+        budgets, raises = await load_budgets(self.pool, self._clock())
+        self._policy = self._policy.with_budgets(budgets, raises)
+        self.config_loads += 1
+
+    def _cutoffs(self) -> tuple[date, date]:
+        today = self._clock().date()
+        last_month = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+        return today - timedelta(days=2), last_month
+
+    def _since_version(self) -> int:
+        now = time.monotonic()
+        if now - self._last_overlap_read < OVERLAP_READ_EVERY_S:
+            return self._max_version
+        self._last_overlap_read = now
+        safe = 0
+        while self._marks and self._marks[0][0] <= now - self.settings.balance_overlap_s:
+            safe = self._marks.popleft()[1]
+        if safe:
+            self._marks.appendleft((now - self.settings.balance_overlap_s, safe))
+        return safe
+
+    async def refresh(self) -> int:
+        """One poll: changed balances, folded own events, expired reservations. Returns rows read."""
+        since = self._since_version()
+        day_cutoff, month_cutoff = self._cutoffs()
+        pending = self.book.unsettled_event_ids()
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            rows = await conn.fetch(
+                """SELECT scope, period, period_start, spent_micros, version FROM balances
+                   WHERE version > $1
+                     AND ((period = 'day' AND period_start >= $2) OR (period = 'month' AND period_start >= $3))
+                   ORDER BY version""",
+                since, day_cutoff, month_cutoff,
+            )
+            folded = await conn.fetch(
+                "SELECT event_id::text AS id FROM usage_events WHERE event_id = ANY($1::uuid[])", pending,
+            ) if pending else []
+        for r in rows:
+            key = BalanceKey(r["scope"], PeriodKind(r["period"]), r["period_start"])
+            if r["version"] >= self._versions.get(key, 0):
+                self._versions[key] = r["version"]
+                self._settled[key] = r["spent_micros"]
+            self._max_version = max(self._max_version, r["version"])
+        self._marks.append((time.monotonic(), self._max_version))
+        self.book.folded(r["id"] for r in folded)
+        self.book.expire()
+        if day_cutoff != self._pruned_at:
+            self._prune(day_cutoff, month_cutoff)
+        self.balance_polls += 1
+        return len(rows)
+
+    def _prune(self, day_cutoff: date, month_cutoff: date) -> None:
+        def stale(key: BalanceKey) -> bool:
+            return key.period_start < (day_cutoff if key.period is PeriodKind.DAY else month_cutoff)
+
+        self._pruned_at = day_cutoff
+        for key in [k for k in self._settled if stale(k)]:
+            del self._settled[key]
+            self._versions.pop(key, None)
+        self.book.prune(stale)

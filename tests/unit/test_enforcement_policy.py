@@ -1,0 +1,103 @@
+"""Policy: the YAML proposal format, validation, cascades and the start-up pricing check."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from spendgate.core.config import EnforcementSettings, PricingSettings
+from spendgate.core.enforcement import Policy, load_policy, parse_scope, policy_from_document
+from spendgate.core.errors import ConfigError
+from spendgate.core.pricing import PriceTable
+
+PROPOSAL = """
+budgets:
+  - scope: team:platform
+    daily: "40"
+    monthly: 800
+    timezone: Europe/Berlin
+    thresholds: [70, 90, 100]
+    at_pause: cheapest
+    retry_cap: 5
+  - scope: key:k1
+    daily: "1.50"
+raises:
+  - {scope: team:platform, by: "20", until: "2026-12-01T00:00:00Z", reason: release week}
+downgrade_max_input_tokens: 20000
+"""
+
+
+def test_yaml_proposal_loads_into_typed_budgets(tmp_path: Path) -> None:
+    """A proposal file gives micro-dollar budgets, thresholds, raises and defaults from settings."""
+    path = tmp_path / "proposal.yaml"
+    path.write_text(PROPOSAL)
+    p = load_policy(path, EnforcementSettings())
+    team = p.budgets["team:platform"]
+    assert (team.daily_micros, team.monthly_micros, team.timezone) == (40_000_000, 800_000_000, "Europe/Berlin")
+    assert (team.thresholds.as_list(), team.at_pause, team.retry_cap) == ([70, 90, 100], "cheapest", 5)
+    assert p.budgets["key:k1"].daily_micros == 1_500_000 and p.budgets["key:k1"].monthly_micros is None
+    assert p.raises[0].amount_micros == 20_000_000
+    assert p.raises[0].until == datetime(2026, 12, 1, tzinfo=UTC)
+    assert p.downgrade_max_input_tokens == 20_000
+    assert p.cascades["gpt-5.1"] == ("gpt-5.1-mini", "gpt-4.1-mini")
+
+
+@pytest.mark.parametrize(
+    ("doc", "fragment"),
+    [
+        ({"budgets": [{"scope": "team:x", "daily": 40.5}]}, "floats"),
+        ({"budgets": [{"scope": "squad:x", "daily": "1"}]}, "bad scope"),
+        ({"budgets": [{"scope": "org", "daily": "1", "timezone": "Mars/Base"}]}, "unknown timezone"),
+        ({"budgets": [{"scope": "org", "daily": "1", "thresholds": [95, 80, 110]}]}, "rising"),
+        ({"budgets": [{"scope": "org"}]}, "daily or a monthly"),
+        ({"budgets": [{"scope": "org", "daily": "0"}]}, "positive"),
+        ({"raises": [{"scope": "org", "by": "1", "until": "2026-12-01T00:00:00", "reason": "x"}]}, "timezone"),
+        ({"budget": []}, "invalid policy"),
+    ],
+)
+def test_invalid_policies_are_config_errors_naming_the_problem(doc: dict[str, object], fragment: str) -> None:
+    """Floats, unknown scopes, timezones, falling thresholds, empty or zero budgets and naive times are refused."""
+    with pytest.raises(ConfigError, match=fragment):
+        policy_from_document(doc, EnforcementSettings())
+
+
+def test_scope_forms() -> None:
+    """Scopes are key:<id>, developer:<name>, team:<name> or org; whitespace is trimmed."""
+    assert parse_scope(" team:platform ") == "team:platform"
+    assert parse_scope("org") == "org"
+    with pytest.raises(ConfigError):
+        parse_scope("team:")
+
+
+def test_cascade_steps_and_cheapest() -> None:
+    """gpt-5.1 steps to gpt-5.1-mini, its cheapest is gpt-4.1-mini; the last model has nowhere to go."""
+    p = Policy.from_settings(EnforcementSettings())
+    assert p.next_model("gpt-5.1") == "gpt-5.1-mini"
+    assert p.cheapest_model("gpt-5.1") == "gpt-4.1-mini"
+    assert p.next_model("gpt-4.1-mini") is None and p.cheapest_model("unknown-model") is None
+
+
+def test_default_cascades_are_all_priced() -> None:
+    """Every model of the shipped cascades has a price, so the start-up check passes by default."""
+    Policy.from_settings(EnforcementSettings()).check_prices(PricingSettings().table())
+
+
+def test_unpriced_cascade_model_fails_at_start_up() -> None:
+    """A cascade naming a model missing from the pricing table is a ConfigError at start-up."""
+    settings = EnforcementSettings(cascades={"gpt-5.1": ["gpt-5.1-mini", "gpt-9-nano"]})
+    with pytest.raises(ConfigError, match="gpt-9-nano"):
+        Policy.from_settings(settings).check_prices(PriceTable())
+
+
+def test_tightest_retry_cap_applies() -> None:
+    """The smallest retry cap among a request's scopes wins; scopes without one use the default."""
+    p = policy_from_document(
+        {"budgets": [{"scope": "team:a", "daily": "1", "retry_cap": 5},
+                     {"scope": "key:k", "daily": "1", "retry_cap": 2}]},
+        EnforcementSettings(retry_cap=3),
+    )
+    assert p.retry_cap_for(["key:k", "team:a", "org"]) == 2
+    assert p.retry_cap_for(["team:a"]) == 5
+    assert p.retry_cap_for(["org"]) == 3
