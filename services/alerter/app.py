@@ -1,0 +1,57 @@
+"""Wiring the alerter's parts from the settings: rules, secrets, channels, deliverer, dispatcher."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+import asyncpg
+
+from spendgate.core.bus import Bus
+from spendgate.core.config import Settings
+
+from .delivery import Clock, Deliverer, RetryPolicy, utc_now
+from .rules import Rules, load_rules
+from .secrets import Secrets
+from .targets import Directory
+
+
+@dataclass
+class Alerter:
+    settings: Settings
+    rules: Rules
+    directory: Directory
+    deliverer: Deliverer
+    policy: RetryPolicy
+    clock: Clock
+
+
+def load_checked_rules(settings: Settings) -> tuple[Rules, Secrets]:
+    """Rules and secrets, validated: a ConfigError naming the file and line when anything is off."""
+    alerts = settings.alerts
+    rules = load_rules(alerts.routes_file)
+    secrets = Secrets.from_settings(alerts)
+    secrets.check(rules, routes_file=str(alerts.routes_file))
+    return rules, secrets
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    a = settings.alerts
+    return RetryPolicy(max_attempts=a.max_attempts, base_s=a.backoff_base_s, max_s=a.backoff_max_s,
+                       retry_after_max_s=a.retry_after_max_s)
+
+
+@contextlib.asynccontextmanager
+async def open_alerter(settings: Settings, pool: asyncpg.Pool, bus: Bus, *,
+                       clock: Clock = utc_now) -> AsyncIterator[Alerter]:
+    rules, secrets = load_checked_rules(settings)
+    alerts = settings.alerts
+    async with aiohttp.ClientSession() as http:
+        directory = Directory(rules, secrets, settings.smtp, http, timeout_s=alerts.request_timeout_s,
+                              routes_file=str(alerts.routes_file))
+        attempt_timeout_s = max(alerts.request_timeout_s, settings.smtp.timeout_s) + 5
+        deliverer = Deliverer(pool, bus, directory, source=f"spendgate/alerter/{settings.instance}",
+                              attempt_timeout_s=attempt_timeout_s, clock=clock)
+        yield Alerter(settings, rules, directory, deliverer, retry_policy(settings), clock)

@@ -1,0 +1,135 @@
+"""``spendgate alerter`` (run the alerter alone) and ``spendgate alerts …``: check the routes, send a
+test message through a route, list dead letters, replay them."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import click
+
+from spendgate.core.clitools import Ctx, pass_ctx, run
+from spendgate.core.config import Settings
+from spendgate.core.errors import ConfigError
+from spendgate.core.ids import uuid7
+from spendgate.core.runtime import open_runtime
+
+from . import store
+from .app import load_checked_rules, open_alerter
+from .delivery import deliver_with_retries
+from .model import Fact, Message
+from .rules import DEVELOPER, Rules
+from .secrets import Secrets
+from .store import Planned
+
+
+@click.command()
+@pass_ctx
+def alerter(ctx: Ctx) -> None:
+    """Run the alerter alone: route threshold and forecast alerts, deliver them, send digests."""
+    from spendgate.up import run_services
+
+    run(run_services(ctx.settings, ("alerter",)))
+
+
+@click.group()
+def alerts() -> None:
+    """Alert routes, test messages, dead letters and replays."""
+
+
+@alerts.command()
+@pass_ctx
+def check(ctx: Ctx) -> None:
+    """Validate the routes file and secrets; list the routes."""
+    rules, _secrets = _checked(ctx.settings)
+    for route in rules.routes:
+        how = f"digest every {route.digest.every} at {route.digest.at:%H:%M} {route.digest.timezone}" \
+            if route.digest else "immediately"
+        match = ", ".join(f"{k}={'|'.join(v)}" for k, v in route.match.items()) or "everything"
+        click.echo(f"{route.name}: {match} → {', '.join(route.notify)} ({how})")
+    click.echo(f"{len(rules.routes)} routes, {len(rules.targets)} targets: ok")
+
+
+def _checked(settings: Settings) -> tuple[Rules, Secrets]:
+    try:
+        return load_checked_rules(settings)
+    except ConfigError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+def test_message(route: str, now: datetime) -> Message:
+    return Message(
+        alert_id=uuid7(), kind="test", severity="info", scope="org",
+        title=f"spendgate test message for route {route}",
+        summary=f"If you can read this, route {route} reaches this channel. Nothing is over budget.",
+        facts=[Fact("Route", route), Fact("Sent", f"{now:%Y-%m-%d %H:%M} UTC")],
+        incident_key=f"spendgate:test:{route}:{now.isoformat()}", created_at=now,
+    )
+
+
+@alerts.command("test")
+@click.option("--route", "route_name", required=True, help="Name of the route to send through.")
+@pass_ctx
+def send_test(ctx: Ctx, route_name: str) -> None:
+    """Send a test message through every target of a route (retried like a real alert)."""
+
+    async def go() -> list[tuple[str, bool]]:
+        async with open_runtime(ctx.settings) as rt, open_alerter(ctx.settings, rt.pool, rt.bus) as a:
+            route = a.rules.route(route_name)
+            message = test_message(route.name, datetime.now(UTC))
+            async with rt.pool.acquire() as conn, conn.transaction():
+                await store.insert_alert(conn, message.alert_id, f"test:{message.alert_id}", message)
+                jobs = await store.insert_jobs(conn, message.alert_id, [
+                    Planned(route.name, t) for t in route.notify if t != DEVELOPER], message)
+            stop = asyncio.Event()
+            results = await asyncio.gather(*(deliver_with_retries(a.deliverer, j, a.policy, stop) for j in jobs))
+            return [(j.target, ok) for j, ok in zip(jobs, results, strict=True)]
+
+    results = run(go())
+    for target, ok in results:
+        click.echo(f"{target}: {'delivered' if ok else 'FAILED (see spendgate alerts dead)'}")
+    if not all(ok for _, ok in results):
+        raise SystemExit(1)
+
+
+@alerts.command()
+@click.option("--all", "include_replayed", is_flag=True, help="Include dead letters already replayed.")
+@pass_ctx
+def dead(ctx: Ctx, include_replayed: bool) -> None:
+    """List alert deliveries that failed their last attempt."""
+
+    async def go() -> list[dict[str, object]]:
+        async with open_runtime(ctx.settings, start_bus=False) as rt:
+            return await store.dead_letters(rt.pool, include_replayed=include_replayed)
+
+    rows = run(go())
+    for r in rows:
+        replayed = f" replayed {r['replayed_at']:%Y-%m-%d %H:%M}" if r["replayed_at"] else ""
+        click.echo(f"#{r['dead_letter_id']} {r['created_at']:%Y-%m-%d %H:%M:%S} {r['kind']} {r['scope']} "
+                   f"route={r['route']} target={r['target']} action={r['action']} attempts={r['attempts']} "
+                   f"error={r['last_error']}{replayed}")
+    click.echo(f"{len(rows)} dead letters")
+
+
+@alerts.command()
+@click.option("--id", "ids", type=int, multiple=True, help="Dead-letter id (repeatable); default all.")
+@click.option("--attempts", default=1, show_default=True, help="Attempts per dead letter before giving up again.")
+@pass_ctx
+def replay(ctx: Ctx, ids: tuple[int, ...], attempts: int) -> None:
+    """Re-send dead-lettered alerts; those that fail again stay in the dead-letter table."""
+
+    async def go() -> tuple[int, int]:
+        async with open_runtime(ctx.settings) as rt, open_alerter(ctx.settings, rt.pool, rt.bus) as a:
+            jobs = await store.dead_jobs(rt.pool, ids)
+            stop = asyncio.Event()
+            results = await asyncio.gather(
+                *(deliver_with_retries(a.deliverer, j, a.policy, stop, attempts=attempts) for j in jobs))
+            return sum(results), len(jobs)
+
+    delivered, total = run(go())
+    click.echo(f"replayed {total} dead letters: {delivered} delivered, {total - delivered} failed again")
+    if delivered < total:
+        raise SystemExit(1)
+
+
+COMMANDS: list[click.Command] = [alerter, alerts]

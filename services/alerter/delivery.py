@@ -1,0 +1,168 @@
+"""Delivering jobs: one attempt at a time (recorded and published), retried with exponential backoff
+and jitter that honours ``Retry-After``, dead-lettered after the last attempt.
+
+Each target has its own queue and workers, so a slow or dead channel delays only its own alerts;
+the consumer only enqueues. Jobs are durable rows, so whatever is in flight at shutdown stays
+pending and is picked up at the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+import asyncpg
+
+from spendgate.core.bus import Bus
+from spendgate.core.constants import TOPIC_ALERT
+from spendgate.core.errors import BusError
+from spendgate.core.events import AlertDelivery, encode
+from spendgate.core.ids import uuid7
+from spendgate.core.logs import get_logger
+
+from . import store
+from .channels import DeliveryError
+from .store import Job
+from .targets import Directory
+
+log = get_logger(__name__)
+
+Clock = Callable[[], datetime]
+Outcome = Literal["delivered", "failed", "dead_lettered"]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int = 5
+    base_s: float = 1.0
+    max_s: float = 300.0
+    retry_after_max_s: float = 900.0
+    rng: random.Random = field(default_factory=random.Random, compare=False)
+
+    def delay_s(self, attempt: int, retry_after_s: float | None = None) -> float:
+        """Wait before attempt ``attempt + 1``: equal-jitter exponential, at least ``Retry-After``."""
+        ceiling = min(self.max_s, self.base_s * 2 ** (attempt - 1))
+        delay = ceiling / 2 + self.rng.uniform(0, ceiling / 2)
+        if retry_after_s is not None:
+            delay = max(delay, min(retry_after_s, self.retry_after_max_s))
+        return float(delay)
+
+
+class Deliverer:
+    """One attempt: send through the channel, keep it in the history, publish it on spendgate.alert.v1."""
+
+    def __init__(self, pool: asyncpg.Pool, bus: Bus, directory: Directory, *, source: str,
+                 attempt_timeout_s: float, clock: Clock = utc_now) -> None:
+        self.pool, self.bus, self.directory = pool, bus, directory
+        self.source, self.attempt_timeout_s, self.clock = source, attempt_timeout_s, clock
+
+    async def attempt(self, job: Job, attempt: int, *, last: bool) -> DeliveryError | None:
+        """Try once; None on success, else the error (already recorded, dead-lettered when final)."""
+        error: DeliveryError | None = None
+        status: int | None = None
+        try:
+            channel = self.directory.get(job.target)
+            async with asyncio.timeout(self.attempt_timeout_s):
+                status = await channel.send(job.message, job.action)
+        except DeliveryError as exc:
+            error = exc
+        except TimeoutError:
+            error = DeliveryError(f"no answer within {self.attempt_timeout_s:g}s")
+        except Exception as exc:  # supervisor: a channel bug must not kill the worker
+            log.exception("channel failed unexpectedly", target=job.target)
+            error = DeliveryError(f"unexpected {type(exc).__name__}")
+        final = error is not None and (last or not error.retriable)
+        outcome: Outcome = "delivered" if error is None else "dead_lettered" if final else "failed"
+        delivery = AlertDelivery(
+            delivery_id=uuid7(), alert_id=job.alert_id, kind=job.message.kind, scope=job.message.scope,
+            route=job.route, channel=job.target, attempt=attempt, outcome=outcome,
+            http_status=error.http_status if error else status, error=error.message if error else None,
+            attempted_at=self.clock(),
+        )
+        await asyncio.shield(self._record(job, delivery))
+        log.info("alert delivery", target=job.target, alert_id=job.alert_id, attempt=attempt, outcome=outcome,
+                 http_status=delivery.http_status)
+        return error
+
+    async def _record(self, job: Job, delivery: AlertDelivery) -> None:
+        await store.record_attempt(self.pool, job, delivery)
+        try:
+            await self.bus.publish(TOPIC_ALERT, delivery.alert_id, encode(delivery, source=self.source))
+        except BusError as exc:  # the history row is the record; the topic copy is best effort
+            log.warning("could not publish alert delivery", error=exc.message)
+
+
+async def deliver_with_retries(deliverer: Deliverer, job: Job, policy: RetryPolicy, stop: asyncio.Event, *,
+                               attempts: int | None = None) -> bool:
+    """Attempts until delivered, dead-lettered, or ``stop`` (the job then stays pending). True if delivered.
+
+    Attempt numbers continue from the job's; ``attempts`` (a replay's budget) defaults to what is left
+    of the policy's ``max_attempts``.
+    """
+    attempt = job.attempts
+    last = attempt + attempts if attempts is not None else policy.max_attempts
+    while attempt < last:
+        attempt += 1
+        error = await deliverer.attempt(job, attempt, last=attempt >= last)
+        if error is None:
+            return True
+        if not error.retriable or attempt >= last:
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), policy.delay_s(attempt, error.retry_after_s))
+        if stop.is_set():
+            return False
+    return False
+
+
+class Dispatcher:
+    """Per-target queues, each drained by its own workers."""
+
+    def __init__(self, deliverer: Deliverer, policy: RetryPolicy, stop: asyncio.Event, *,
+                 workers_per_target: int = 2) -> None:
+        self.deliverer, self.policy, self.stop = deliverer, policy, stop
+        self.workers_per_target = workers_per_target
+        self._queues: dict[str, asyncio.Queue[Job | None]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def submit(self, job: Job) -> None:
+        queue = self._queues.get(job.target)
+        if queue is None:
+            queue = self._queues[job.target] = asyncio.Queue()
+            self._tasks += [asyncio.create_task(self._worker(queue), name=f"alert:{job.target}:{i}")
+                            for i in range(self.workers_per_target)]
+        queue.put_nowait(job)
+
+    async def _worker(self, queue: asyncio.Queue[Job | None]) -> None:
+        while True:
+            job = await queue.get()
+            if job is None:
+                return
+            if self.stop.is_set():  # shutting down: it stays pending for the next start
+                continue
+            try:
+                await deliver_with_retries(self.deliverer, job, self.policy, self.stop)
+            except Exception:  # supervisor: the job stays pending in the table; keep the worker alive
+                log.exception("delivery worker failed", target=job.target, job_id=job.job_id)
+
+    async def close(self, *, drain_timeout_s: float = 10.0) -> None:
+        """Let in-flight attempts finish (``stop`` cuts backoffs short) within a deadline, then cancel."""
+        for queue in self._queues.values():
+            for _ in range(self.workers_per_target):
+                queue.put_nowait(None)
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=drain_timeout_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        self._queues.clear()

@@ -1,0 +1,115 @@
+"""Digest routes: one message per period summarising the alerts matched since the last digest, with
+spend vs budget per team. The schedule is computed from an injected clock, never from sleeps."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from spendgate.core.db import Conn
+from spendgate.core.ids import uuid7
+from spendgate.core.money import format_usd
+from spendgate.core.periods import PeriodKind, period_containing, zone
+
+from . import store
+from .model import Fact, Message, message_decoder
+from .rules import DEVELOPER, DigestSpec, Route
+from .store import Job, Planned
+
+
+def last_due(spec: DigestSpec, now: datetime) -> datetime:
+    """The latest scheduled digest instant at or before ``now``."""
+
+    tz = zone(spec.timezone)
+    local = now.astimezone(tz)
+    candidate = datetime.combine(local.date(), spec.at, tzinfo=tz)
+    if spec.every == "week":
+        candidate -= timedelta(days=(local.weekday() - spec.weekday) % 7)
+    step = timedelta(days=7 if spec.every == "week" else 1)
+    while candidate.astimezone(UTC) > now:
+        candidate -= step
+    return candidate.astimezone(UTC)
+
+
+def _in_scope(route: Route, team: str, cost_center: str | None) -> bool:
+    for key, value in (("team", team), ("cost_center", cost_center)):
+        allowed = route.match.get(key)
+        if allowed is not None and "*" not in allowed and value not in allowed:
+            return False
+    return True
+
+
+async def team_spend(conn: Conn, route: Route, now: datetime) -> list[str]:
+    """``team X: month $a of $b (n%), today $c of $d`` for every team budget in the route's scope."""
+    centers = {r["team"]: r["cost_center"] for r in await conn.fetch(
+        "SELECT DISTINCT ON (team) team, cost_center FROM virtual_keys ORDER BY team, created_at DESC")}
+    lines = []
+    for b in await conn.fetch("SELECT scope, daily_micros, monthly_micros, timezone FROM budgets "
+                              "WHERE scope LIKE 'team:%' ORDER BY scope"):
+        team = b["scope"].removeprefix("team:")
+        if not _in_scope(route, team, centers.get(team)):
+            continue
+        parts = []
+        for kind, label, budget in ((PeriodKind.MONTH, "month", b["monthly_micros"]),
+                                    (PeriodKind.DAY, "today", b["daily_micros"])):
+            start = period_containing(kind, now, b["timezone"]).start
+            spent = await conn.fetchval(
+                "SELECT spent_micros FROM balances WHERE scope = $1 AND period = $2 AND period_start = $3",
+                b["scope"], kind.value, start) or 0
+            if budget:
+                parts.append(f"{label} {format_usd(spent)} of {format_usd(budget)} ({spent * 100 // budget}%)")
+            else:
+                parts.append(f"{label} {format_usd(spent)} (no budget)")
+        lines.append(f"• team {team}: " + ", ".join(parts))
+    return lines
+
+
+async def run_digest(pool: asyncpg.Pool, route: Route, now: datetime) -> list[Job]:
+    """Send the route's digest when a scheduled instant has passed since the last one; the jobs to deliver.
+
+    The first run only records where the first period starts. Two alerters cannot both send a period:
+    the state row is locked while the digest is built.
+    """
+    assert route.digest is not None
+    due = last_due(route.digest, now)
+    async with pool.acquire() as conn, conn.transaction():
+        since = await conn.fetchval(
+            "SELECT last_due_at FROM alert_digest_state WHERE route = $1 FOR UPDATE", route.name)
+        if since is None:
+            await conn.execute("INSERT INTO alert_digest_state (route, last_due_at) VALUES ($1, $2) "
+                               "ON CONFLICT DO NOTHING", route.name, due)
+            return []
+        if since >= due:
+            return []
+        rows = await conn.fetch(
+            """SELECT a.message::text AS message FROM alert_digest_items i JOIN alerts a USING (alert_id)
+               WHERE i.route = $1 AND i.digest_alert_id IS NULL ORDER BY a.created_at, a.alert_id""",
+            route.name)
+        items = [message_decoder.decode(r["message"]) for r in rows]
+        message = render(route, items, await team_spend(conn, route, now), since=since, until=due, now=now)
+        await store.insert_alert(conn, message.alert_id, f"digest:{route.name}:{due.isoformat()}", message)
+        await conn.execute("UPDATE alert_digest_items SET digest_alert_id = $2 "
+                           "WHERE route = $1 AND digest_alert_id IS NULL", route.name, message.alert_id)
+        await conn.execute("UPDATE alert_digest_state SET last_due_at = $2 WHERE route = $1", route.name, due)
+        targets = [Planned(route.name, t) for t in route.notify if t != DEVELOPER]
+        return await store.insert_jobs(conn, message.alert_id, targets, message)
+
+
+def render(route: Route, items: list[Message], spend_lines: list[str], *, since: datetime, until: datetime,
+           now: datetime) -> Message:
+    counts = Counter(m.kind for m in items)
+    tally = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())) or "none"
+    window = f"{since:%Y-%m-%d %H:%M} – {until:%Y-%m-%d %H:%M} UTC"
+    lines = ["Alerts in this period:"] if items else ["No alerts in this period."]
+    lines += [f"• {m.created_at:%Y-%m-%d %H:%M} UTC {m.title}" for m in items]
+    lines += ["Spend vs budget per team:", *(spend_lines or ["• no team budgets in scope"])]
+    return Message(
+        alert_id=uuid7(), kind="digest", severity="info", scope=f"digest:{route.name}",
+        title=f"spendgate digest ({route.name}): {len(items)} alerts, {window}",
+        summary=(f"{counts['pause']} pauses, {counts['downgrade']} downgrades and {counts['alert']} "
+                 f"80% alerts since the last digest."),
+        facts=[Fact("Period", window), Fact("Alerts", tally)], lines=lines,
+        incident_key=f"spendgate:digest:{route.name}:{until.isoformat()}", created_at=now,
+    )

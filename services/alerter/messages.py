@@ -1,0 +1,155 @@
+"""Messages people can act on: who, how much of what budget, the stage and what it does to requests
+now, when it resets, the top sessions of the period with their repos, and the forecast if any."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+
+from spendgate.core.db import Conn
+from spendgate.core.events import ForecastOverrun, RetryLoopDetected, ThresholdCrossed
+from spendgate.core.money import format_usd
+from spendgate.core.periods import PeriodKind, period_of
+
+from .forecasts import ForecastView, latest_forecast
+from .model import Alert, Fact, Message, SessionLine, Severity, scope_name
+
+SEVERITY: dict[str, Severity] = {
+    "alert": "warning", "downgrade": "error", "pause": "critical", "forecast_overrun": "warning",
+    "retry_loop": "error", "digest": "info", "test": "info",
+}
+_SCOPE_COLUMN = {"key": "key_id", "developer": "developer", "team": "team"}
+
+
+def who(scope: str, developer: str | None, team: str | None, cost_center: str | None) -> str:
+    kind, name = scope_name(scope)
+    if kind == "org":
+        return "the whole organisation"
+    label = {"key": f"key {name}", "developer": f"developer {name}", "team": f"team {name}"}.get(kind, scope)
+    extra = []
+    if developer and kind == "key":
+        extra.append(f"developer {developer}")
+    if team and kind != "team":
+        extra.append(f"team {team}")
+    if cost_center:
+        extra.append(f"cost center {cost_center}")
+    return f"{label} ({', '.join(extra)})" if extra else label
+
+
+def when(instant: datetime, now: datetime) -> str:
+    left = instant - now
+    hours = int(left.total_seconds() // 3600)
+    rel = f"in {hours // 24} days" if hours >= 48 else f"in {max(hours, 0)} hours"
+    return f"{instant.astimezone(UTC):%Y-%m-%d %H:%M} UTC ({rel})"
+
+
+def effect(stage: str, *, at_pause: str, small_turn_tokens: int) -> str:
+    if stage == "alert":
+        return "Nothing yet: requests pass unchanged. This is the early warning."
+    if stage == "downgrade":
+        return (f"Turns under {small_turn_tokens:,} input tokens now go to a cheaper model; larger turns "
+                "keep the requested model until the pause threshold.")
+    if at_pause == "cheapest":
+        return "Every request is now forced onto the cheapest model until the budget resets."
+    return "Requests are refused (HTTP 429, budget exhausted) until the budget resets or is raised."
+
+
+async def top_sessions(conn: Conn, scope: str, start: datetime, end: datetime,
+                       limit: int) -> list[SessionLine]:
+    kind, name = scope_name(scope)
+    column = _SCOPE_COLUMN.get(kind)
+    where = f"AND {column} = $4" if column else "AND $4::text IS NULL"
+    rows = await conn.fetch(
+        f"""SELECT session_id, max(developer) AS developer, max(repo) AS repo,
+                   sum(cost_micros)::bigint AS cost, count(*) AS n
+            FROM usage_events
+            WHERE occurred_at >= $1 AND occurred_at < $2 AND session_id IS NOT NULL {where}
+            GROUP BY session_id ORDER BY cost DESC, session_id LIMIT $3""",
+        start, end, limit, name if column else None,
+    )
+    return [SessionLine(session_id=r["session_id"], developer=r["developer"], repo=r["repo"],
+                        cost_micros=r["cost"], requests=r["n"]) for r in rows]
+
+
+def forecast_fact(f: ForecastView) -> Fact:
+    text = (f"month end P50 {format_usd(f.p50_micros)} (P10 {format_usd(f.p10_micros)} – "
+            f"P90 {format_usd(f.p90_micros)}), as of {f.as_of}")
+    if f.p50_crosses_on is not None:
+        text += f"; P50 crosses the budget on {f.p50_crosses_on}"
+    return Fact("Forecast", text)
+
+
+async def build_message(conn: Conn, alert: Alert, *, now: datetime, top_n: int,
+                        small_turn_tokens: int, default_timezone: str) -> Message:
+    budget = await conn.fetchrow("SELECT timezone, at_pause FROM budgets WHERE scope = $1", alert.scope)
+    tz = budget["timezone"] if budget else default_timezone
+    at_pause = budget["at_pause"] if budget else "refuse"
+    forecast = await latest_forecast(conn, alert.scope)
+    base = Message(alert_id=alert.alert_id, kind=alert.kind, severity=SEVERITY[alert.kind], title="",
+                   summary="", scope=alert.scope, developer=alert.developer, team=alert.team,
+                   cost_center=alert.cost_center, incident_key="", created_at=now)
+    subject = who(alert.scope, alert.developer, alert.team, alert.cost_center)
+    ev = alert.event
+    if isinstance(ev, ThresholdCrossed):
+        period = period_of(PeriodKind(ev.period), ev.period_start, tz)
+        pct = ev.spent_micros * 100 // ev.budget_micros if ev.budget_micros else 0
+        noun = "daily" if ev.period == "day" else "monthly"
+        facts = [
+            Fact("Who", subject),
+            Fact("Budget", f"{format_usd(ev.budget_micros)} {noun} (period from {ev.period_start})"),
+            Fact("Spent", f"{format_usd(ev.spent_micros)} ({pct}%)"),
+            Fact("Stage", f"{ev.stage} (threshold {ev.threshold_pct}%)"),
+            Fact("Effect now", effect(ev.stage, at_pause=at_pause, small_turn_tokens=small_turn_tokens)),
+            Fact("Resets", when(ev.resets_at, now)),
+        ]
+        if forecast is not None:
+            facts.append(forecast_fact(forecast))
+        sessions = await top_sessions(conn, alert.scope, period.starts_at, ev.resets_at, top_n)
+        return msgspec.structs.replace(
+            base, title=f"[{ev.stage}] {subject}: {pct}% of its {noun} budget",
+            summary=(f"{subject} has spent {format_usd(ev.spent_micros)} of its "
+                     f"{format_usd(ev.budget_micros)} {noun} budget ({pct}%): {ev.stage} stage."),
+            facts=facts, sessions=sessions,
+            incident_key=f"spendgate:{ev.scope}:{ev.period}:{ev.period_start}", resolves_at=ev.resets_at,
+        )
+    if isinstance(ev, ForecastOverrun):
+        month = period_of(PeriodKind.MONTH, ev.month, tz)
+        crosses = f"; P50 crosses it on {ev.p50_crosses_on}" if ev.p50_crosses_on else ""
+        facts = [
+            Fact("Who", subject),
+            Fact("Budget", f"{format_usd(ev.budget_micros)} monthly ({ev.month:%B %Y})"),
+            Fact("Forecast", f"P50 {format_usd(ev.p50_micros)} (P10 {format_usd(ev.p10_micros)} – "
+                             f"P90 {format_usd(ev.p90_micros)}), as of {ev.as_of}{crosses}"),
+            Fact("Effect now", "Nothing yet: requests pass; stages apply once actual spend crosses them."),
+            Fact("Resets", when(month.ends_at, now)),
+        ]
+        sessions = await top_sessions(conn, alert.scope, month.starts_at, now + timedelta(seconds=1), top_n)
+        return msgspec.structs.replace(
+            base, title=f"[forecast] {subject} is on course to overrun its monthly budget",
+            summary=(f"At the current pace {subject} ends {ev.month:%B} at {format_usd(ev.p50_micros)} "
+                     f"against a {format_usd(ev.budget_micros)} budget{crosses}."),
+            facts=facts, sessions=sessions, incident_key=f"spendgate:forecast:{ev.scope}:{ev.month}",
+            resolves_at=month.ends_at,
+        )
+    assert isinstance(ev, RetryLoopDetected)
+    session = await conn.fetchrow("SELECT repo, cost_micros, requests FROM sessions WHERE session_id = $1",
+                                  ev.session_id)
+    command = ev.command if len(ev.command) <= 200 else ev.command[:199] + "…"
+    facts = [
+        Fact("Who", subject),
+        Fact("Session", f"{ev.session_id}" + (f" in {session['repo']}" if session and session["repo"] else "")),
+        Fact("Loop", f"{ev.tool_name} `{command}` failed the same way {ev.retries} times"),
+        Fact("Retry spend", format_usd(ev.retry_cost_micros)),
+        Fact("Effect now", "Further identical retries in this session are refused (retry budget exhausted)."),
+    ]
+    sessions = [SessionLine(session_id=ev.session_id, developer=ev.developer,
+                            repo=session["repo"] if session else None,
+                            cost_micros=session["cost_micros"] if session else ev.retry_cost_micros,
+                            requests=session["requests"] if session else ev.retries)]
+    return msgspec.structs.replace(
+        base, title=f"[retry loop] {ev.developer}'s agent was stopped after {ev.retries} failing retries",
+        summary=(f"Session {ev.session_id} of {subject} kept re-running the same failing {ev.tool_name} call; "
+                 f"the retries cost {format_usd(ev.retry_cost_micros)}."),
+        facts=facts, sessions=sessions, incident_key=f"spendgate:retry:{ev.session_id}",
+    )

@@ -1,0 +1,114 @@
+"""What the alerter moves around: an alert (from an event, with its dedupe key) and the message
+people read, which every channel renders in its own format. Pure: no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+import msgspec
+
+from spendgate.core.events import ForecastOverrun, RetryLoopDetected, ThresholdCrossed
+
+AlertKind = Literal["alert", "downgrade", "pause", "forecast_overrun", "retry_loop", "digest", "test"]
+Severity = Literal["info", "warning", "error", "critical"]
+Action = Literal["trigger", "resolve"]
+AlertEvent = ThresholdCrossed | ForecastOverrun | RetryLoopDetected
+
+
+class Fact(msgspec.Struct, frozen=True):
+    label: str
+    value: str
+
+
+class SessionLine(msgspec.Struct, frozen=True, kw_only=True):
+    session_id: str
+    developer: str
+    repo: str | None
+    cost_micros: int
+    requests: int
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True):
+    """A notification people can act on; stored with the alert so a replay re-sends the same text."""
+
+    alert_id: str
+    kind: AlertKind
+    severity: Severity
+    title: str
+    summary: str
+    """One line: who, how much of what budget, which stage."""
+    facts: list[Fact] = msgspec.field(default_factory=list)
+    sessions: list[SessionLine] = msgspec.field(default_factory=list)
+    lines: list[str] = msgspec.field(default_factory=list)
+    """Further paragraphs (the digest body)."""
+    scope: str
+    developer: str | None = None
+    team: str | None = None
+    cost_center: str | None = None
+    incident_key: str
+    """Stable across redeliveries and stages of one scope and period (PagerDuty's dedup_key)."""
+    resolves_at: datetime | None = None
+    created_at: datetime
+
+
+message_encoder = msgspec.json.Encoder()
+message_decoder = msgspec.json.Decoder(Message)
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    alert_id: str
+    dedup_key: str
+    kind: AlertKind
+    scope: str
+    event: AlertEvent
+    developer: str | None = None
+    team: str | None = None
+    cost_center: str | None = None
+    period: str | None = None
+
+    def facts(self) -> dict[str, str | None]:
+        """What routes match on."""
+        return {
+            "stage": self.kind, "scope": self.scope.split(":", 1)[0], "cost_center": self.cost_center,
+            "team": self.team, "developer": self.developer, "period": self.period,
+        }
+
+
+def scope_name(scope: str) -> tuple[str, str | None]:
+    """``team:platform`` → ("team", "platform"); ``org`` → ("org", None)."""
+    kind, _, name = scope.partition(":")
+    return kind, (name or None)
+
+
+def alert_from_event(data: object) -> Alert | None:
+    """The alert an event raises, or None for events that raise none (forecast updates, stage ok)."""
+    if isinstance(data, ThresholdCrossed):
+        if data.stage == "ok":
+            return None
+        kind, name = scope_name(data.scope)
+        developer = data.developer or (name if kind == "developer" else None)
+        team = data.team or (name if kind == "team" else None)
+        return Alert(
+            alert_id=data.crossing_id,
+            dedup_key=f"crossing:{data.scope}:{data.period}:{data.period_start}:{data.threshold_pct}",
+            kind=data.stage, scope=data.scope, event=data, developer=developer, team=team,
+            cost_center=data.cost_center, period=data.period,
+        )
+    if isinstance(data, ForecastOverrun):
+        kind, name = scope_name(data.scope)
+        return Alert(
+            alert_id=data.overrun_id, dedup_key=f"forecast_overrun:{data.scope}:{data.month}",
+            kind="forecast_overrun", scope=data.scope, event=data,
+            team=data.team or (name if kind == "team" else None), cost_center=data.cost_center,
+            developer=name if kind == "developer" else None, period="month",
+        )
+    if isinstance(data, RetryLoopDetected):
+        return Alert(
+            alert_id=data.detection_id, dedup_key=f"retry_loop:{data.detection_id}", kind="retry_loop",
+            scope=f"key:{data.key_id}", event=data, developer=data.developer, team=data.team,
+            cost_center=data.cost_center,
+        )
+    return None

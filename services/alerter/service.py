@@ -1,0 +1,134 @@
+"""``spendgate alerter``: consume threshold crossings and forecasts, record alerts once, route them,
+and hand deliveries to per-target workers; a scheduler sends digests and resolves PagerDuty incidents.
+
+Offsets are committed after the alert, its jobs and digest items are in PostgreSQL, so a crash
+redelivers, and redelivery finds the alert by its dedupe key and creates nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import asyncpg
+
+from spendgate.core.bus import Consumer, Record, TopicPartition
+from spendgate.core.constants import GROUP_ALERTER, TOPIC_BUDGET, TOPIC_FORECAST
+from spendgate.core.errors import PoisonEventError
+from spendgate.core.events import ForecastUpdated, decode
+from spendgate.core.logs import get_logger
+from spendgate.core.runtime import Runtime
+
+from . import store
+from .app import Alerter, open_alerter
+from .delivery import Clock, Dispatcher, utc_now
+from .digest import run_digest
+from .forecasts import remember_forecast
+from .messages import build_message
+from .model import alert_from_event
+from .rules import DEVELOPER
+from .store import Planned
+from .targets import developer_target
+
+log = get_logger(__name__)
+CONSUMER = "alerter"
+RESTART_DELAY_S = 1.0
+
+
+async def serve(runtime: Runtime, stop: asyncio.Event, *, clock: Clock = utc_now) -> None:
+    async with open_alerter(runtime.settings, runtime.pool, runtime.bus, clock=clock) as alerter:
+        dispatcher = Dispatcher(alerter.deliverer, alerter.policy, stop,
+                                workers_per_target=runtime.settings.alerts.workers_per_channel)
+        for job in await store.pending_jobs(runtime.pool):
+            dispatcher.submit(job)
+        scheduler = asyncio.create_task(_schedule(alerter, runtime.pool, dispatcher, stop), name="alert-scheduler")
+        log.info("alerter started", routes=[r.name for r in alerter.rules.routes])
+        try:
+            await _consume(alerter, runtime, dispatcher, stop)
+        finally:
+            stop.set()
+            await asyncio.gather(scheduler, return_exceptions=True)
+            await dispatcher.close(drain_timeout_s=runtime.settings.drain_timeout_s)
+
+
+async def _consume(alerter: Alerter, runtime: Runtime, dispatcher: Dispatcher, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        consumer = runtime.bus.consumer(GROUP_ALERTER, [TOPIC_BUDGET, TOPIC_FORECAST])
+        done: dict[TopicPartition, int] = {}
+        try:
+            await consumer.start()
+            while not stop.is_set():
+                for record in await consumer.poll(max_records=100, timeout_s=0.5):
+                    await ingest(alerter, runtime.pool, dispatcher, record)
+                    done[record.tp] = record.offset + 1
+                await consumer.commit(done)
+                done = {}
+        except Exception:  # supervisor: restart from the committed offsets (redelivery is deduped)
+            log.exception("alerter consumer failed; restarting")
+            await _commit_quietly(consumer, done)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), RESTART_DELAY_S)
+        finally:
+            await consumer.stop()
+
+
+async def _commit_quietly(consumer: Consumer, done: dict[TopicPartition, int]) -> None:
+    with contextlib.suppress(Exception):
+        await consumer.commit(done)
+
+
+async def ingest(alerter: Alerter, pool: asyncpg.Pool, dispatcher: Dispatcher, record: Record) -> None:
+    """One bus record: remember a forecast, or record a new alert and enqueue its deliveries."""
+    try:
+        data = decode(record.value).data
+    except PoisonEventError as exc:
+        await pool.execute(
+            """INSERT INTO dead_letters (consumer, topic, partition, "offset", reason, payload)
+               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING""",
+            CONSUMER, record.topic, record.partition, record.offset, exc.message, record.value)
+        log.warning("poison event dead-lettered", topic=record.topic, offset=record.offset, reason=exc.message)
+        return
+    async with pool.acquire() as conn:
+        if isinstance(data, ForecastUpdated):
+            await remember_forecast(conn, data)
+            return
+        alert = alert_from_event(data)
+        if alert is None or await store.alert_exists(conn, alert.dedup_key):
+            return
+        s = alerter.settings
+        message = await build_message(conn, alert, now=alerter.clock(), top_n=s.alerts.top_sessions,
+                                      small_turn_tokens=s.enforcement.downgrade_max_input_tokens,
+                                      default_timezone=s.default_timezone)
+        planned: list[Planned] = []
+        digests: list[str] = []
+        for route in alerter.rules.matching(alert.facts()):
+            if route.digest is not None:
+                digests.append(route.name)
+                continue
+            for target in route.notify:
+                if target == DEVELOPER:
+                    if alert.developer is None:
+                        continue
+                    target = developer_target(alert.developer)
+                if all(p.target != target for p in planned):
+                    planned.append(Planned(route.name, target, alerter.directory.kind_of(target) == "pagerduty"))
+        jobs = await store.record_alert(conn, alert, message, planned, digests)
+    for job in jobs or []:
+        dispatcher.submit(job)
+
+
+async def _schedule(alerter: Alerter, pool: asyncpg.Pool, dispatcher: Dispatcher, stop: asyncio.Event) -> None:
+    every_s = alerter.settings.alerts.schedule_every_s
+    while not stop.is_set():
+        try:
+            now = alerter.clock()
+            for route in alerter.rules.routes:
+                if route.digest is not None:
+                    for job in await run_digest(pool, route, now):
+                        dispatcher.submit(job)
+            for job in await store.resolve_due_incidents(pool, now):
+                dispatcher.submit(job)
+        except Exception:  # supervisor: try again at the next tick
+            log.exception("alert scheduler failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every_s)

@@ -1,0 +1,175 @@
+"""The alerter's tables: alert history, delivery jobs and attempts, dead letters, PagerDuty incidents.
+
+Redelivered events find their alert by ``dedup_key`` and create nothing; a new alert, its jobs,
+its digest items and its incidents are written in one transaction before the bus offset is committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from spendgate.core.db import Conn
+from spendgate.core.events import AlertDelivery
+from spendgate.core.ids import uuid7
+
+from .model import Action, Alert, Message, message_decoder, message_encoder
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    job_id: str
+    alert_id: str
+    route: str
+    target: str
+    action: Action
+    attempts: int
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    route: str
+    target: str
+    incident: bool = False
+    """A PagerDuty target: remember the incident so it is resolved when the period resets."""
+
+
+_JOB_SELECT = """SELECT j.job_id::text, j.alert_id::text, j.route, j.target, j.action, j.attempts,
+                        a.message::text AS message
+                 FROM alert_jobs j JOIN alerts a USING (alert_id)"""
+
+
+def _job(row: asyncpg.Record) -> Job:
+    return Job(row["job_id"], row["alert_id"], row["route"], row["target"], row["action"], row["attempts"],
+               message_decoder.decode(row["message"]))
+
+
+async def alert_exists(conn: Conn, dedup_key: str) -> bool:
+    return bool(await conn.fetchval("SELECT 1 FROM alerts WHERE dedup_key = $1", dedup_key))
+
+
+async def insert_alert(conn: Conn, alert_id: str, dedup_key: str, message: Message) -> bool:
+    """Insert the alert; False when an alert with its id or dedupe key already exists."""
+    inserted = await conn.fetchval(
+        """INSERT INTO alerts (alert_id, dedup_key, kind, scope, developer, team, cost_center, message)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb) ON CONFLICT DO NOTHING RETURNING 1""",
+        alert_id, dedup_key, message.kind, message.scope, message.developer, message.team,
+        message.cost_center, message_encoder.encode(message).decode(),
+    )
+    return bool(inserted)
+
+
+async def insert_jobs(conn: Conn, alert_id: str, planned: Sequence[Planned], message: Message,
+                      action: Action = "trigger") -> list[Job]:
+    jobs: list[Job] = []
+    for p in planned:
+        job_id = uuid7()
+        done = await conn.fetchval(
+            """INSERT INTO alert_jobs (job_id, alert_id, route, target, action) VALUES ($1, $2, $3, $4, $5)
+               ON CONFLICT (alert_id, target, action) DO NOTHING RETURNING 1""",
+            job_id, alert_id, p.route, p.target, action,
+        )
+        if done:
+            jobs.append(Job(job_id, alert_id, p.route, p.target, action, 0, message))
+        if p.incident and message.resolves_at is not None and action == "trigger":
+            await conn.execute(
+                """INSERT INTO alert_incidents (target, incident_key, route, alert_id, resolves_at)
+                   VALUES ($1, $2, $3, $4, $5)
+                   ON CONFLICT (target, incident_key) DO UPDATE
+                   SET alert_id = excluded.alert_id, resolves_at = excluded.resolves_at, resolved_at = NULL""",
+                p.target, message.incident_key, p.route, alert_id, message.resolves_at,
+            )
+    return jobs
+
+
+async def record_alert(conn: Conn, alert: Alert, message: Message, planned: Sequence[Planned],
+                       digest_routes: Sequence[str]) -> list[Job] | None:
+    """Write a new alert with its jobs and digest items; None when it was already recorded."""
+    async with conn.transaction():
+        if not await insert_alert(conn, alert.alert_id, alert.dedup_key, message):
+            return None
+        for route in digest_routes:
+            await conn.execute("INSERT INTO alert_digest_items (route, alert_id) VALUES ($1, $2)",
+                               route, alert.alert_id)
+        return await insert_jobs(conn, alert.alert_id, planned, message)
+
+
+async def pending_jobs(pool: asyncpg.Pool) -> list[Job]:
+    rows = await pool.fetch(f"{_JOB_SELECT} WHERE j.status = 'pending' ORDER BY j.created_at")
+    return [_job(r) for r in rows]
+
+
+async def record_attempt(pool: asyncpg.Pool, job: Job, delivery: AlertDelivery) -> None:
+    """Keep one attempt in the history and move the job on (delivered, still pending, or dead)."""
+    status = {"delivered": "delivered", "failed": "pending", "dead_lettered": "dead"}[delivery.outcome]
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            """INSERT INTO alert_deliveries (delivery_id, job_id, alert_id, route, target, attempt, outcome,
+                                             http_status, error, attempted_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
+            delivery.delivery_id, job.job_id, job.alert_id, job.route, job.target, delivery.attempt,
+            delivery.outcome, delivery.http_status, delivery.error, delivery.attempted_at,
+        )
+        await conn.execute(
+            "UPDATE alert_jobs SET status = $2, attempts = $3, last_error = $4, updated_at = now() WHERE job_id = $1",
+            job.job_id, status, delivery.attempt, delivery.error,
+        )
+        if status == "dead":
+            await conn.execute(
+                """INSERT INTO alert_dead_letters (job_id, attempts, last_error) VALUES ($1, $2, $3)
+                   ON CONFLICT (job_id) DO UPDATE SET attempts = excluded.attempts,
+                       last_error = excluded.last_error, created_at = now(), replayed_at = NULL""",
+                job.job_id, delivery.attempt, delivery.error,
+            )
+        elif status == "delivered":
+            await conn.execute(
+                "UPDATE alert_dead_letters SET replayed_at = now() WHERE job_id = $1 AND replayed_at IS NULL",
+                job.job_id,
+            )
+
+
+async def dead_letters(pool: asyncpg.Pool, *, include_replayed: bool = False) -> list[dict[str, Any]]:
+    rows = await pool.fetch(
+        """SELECT d.dead_letter_id, d.job_id::text, d.attempts, d.last_error, d.created_at, d.replayed_at,
+                  j.route, j.target, j.action, a.kind, a.scope, a.alert_id::text
+           FROM alert_dead_letters d JOIN alert_jobs j USING (job_id) JOIN alerts a USING (alert_id)
+           WHERE $1 OR d.replayed_at IS NULL ORDER BY d.dead_letter_id""",
+        include_replayed,
+    )
+    return [dict(r) for r in rows]
+
+
+async def dead_jobs(pool: asyncpg.Pool, ids: Sequence[int] = ()) -> list[Job]:
+    """Jobs of unreplayed dead letters (all of them, or the given dead-letter ids)."""
+    rows = await pool.fetch(
+        f"""{_JOB_SELECT} JOIN alert_dead_letters d USING (job_id)
+            WHERE d.replayed_at IS NULL AND (cardinality($1::bigint[]) = 0 OR d.dead_letter_id = ANY($1))
+            ORDER BY d.dead_letter_id""",
+        list(ids),
+    )
+    return [_job(r) for r in rows]
+
+
+async def resolve_due_incidents(pool: asyncpg.Pool, now: datetime) -> list[Job]:
+    """Resolve jobs for PagerDuty incidents whose budget period has reset."""
+    jobs: list[Job] = []
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            """SELECT i.target, i.incident_key, i.route, i.alert_id::text, a.message::text AS message
+               FROM alert_incidents i JOIN alerts a USING (alert_id)
+               WHERE i.resolved_at IS NULL AND i.resolves_at <= $1 FOR UPDATE OF i SKIP LOCKED""",
+            now,
+        )
+        for r in rows:
+            message = message_decoder.decode(r["message"])
+            jobs += await insert_jobs(conn, r["alert_id"], [Planned(r["route"], r["target"])], message, "resolve")
+            await conn.execute(
+                "UPDATE alert_incidents SET resolved_at = $3 WHERE target = $1 AND incident_key = $2",
+                r["target"], r["incident_key"], now,
+            )
+    return jobs
