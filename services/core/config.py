@@ -109,6 +109,21 @@ class SmtpSettings(BaseModel):
     timeout_s: float = 30.0
 
 
+class ForecastSettings(BaseModel):
+    """The forecaster: schedule, simulation size and the nightly report."""
+
+    interval_s: float = Field(default=3600.0, gt=0)
+    """Forecast every scope with a monthly budget this often (and at each local midnight)."""
+    paths: int = Field(default=1000, ge=100)
+    lookback_days: int = Field(default=182, ge=28)
+    max_heavy_fits: int = Field(default=300, ge=0)
+    """Per pass, at most this many scopes get the statsmodels fit on top of the cheap model."""
+    report_recipients: list[str] = Field(default_factory=list)
+    """Who gets the nightly report; empty means the worker sends none (``forecast report --send`` still can)."""
+    report_hour_utc: int = Field(default=6, ge=0, le=23)
+    report_top: int = 5
+
+
 class AlertSettings(BaseModel):
     """The alerter: routes file, secrets for its channels, and delivery retry timings."""
 
@@ -172,6 +187,7 @@ class Settings(BaseSettings):
     pricing: PricingSettings = Field(default_factory=PricingSettings)
     enforcement: EnforcementSettings = Field(default_factory=EnforcementSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    forecast: ForecastSettings = Field(default_factory=ForecastSettings)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
