@@ -12,9 +12,13 @@ import asyncio
 import contextlib
 import importlib
 import signal
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import click
+
+from .core.clitools import Ctx, pass_ctx, run
 from .core.config import Settings
 from .core.logs import get_logger
 from .core.runtime import Runtime, open_runtime
@@ -58,3 +62,38 @@ async def run_services(settings: Settings, names: tuple[str, ...] = SERVICES,
         for task in done:
             if not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
+
+
+def codex_snippet(base_url: str, model: str = "gpt-5.1") -> str:
+    """The Codex ``config.toml`` lines that point Codex CLI at this gateway."""
+    return (
+        f'model = "{model}"\n'
+        'model_provider = "spendgate"\n\n'
+        "[model_providers.spendgate]\n"
+        'name = "spendgate"\n'
+        f'base_url = "{base_url}"\n'
+        'env_key = "SPENDGATE_KEY"   # export SPENDGATE_KEY=<your sk-sg-... virtual key>\n'
+        'wire_api = "responses"\n'
+        "request_max_retries = 2\n"
+        "stream_max_retries = 1\n"
+    )
+
+
+@click.command("up")
+@click.option("--host", default=None, help="Proxy listen address (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Proxy listen port (default 8080).")
+@pass_ctx
+def up(ctx: Ctx, host: str | None, port: int | None) -> None:
+    """Run everything in one process: embedded PostgreSQL and bus, migrations, proxy, ledger, workers."""
+    update: dict[str, object] = {k: v for k, v in (("host", host), ("proxy_port", port)) if v is not None}
+    settings = ctx.settings.model_copy(update=update) if update else ctx.settings
+    base_url = f"http://{settings.host}:{settings.proxy_port}/v1"
+
+    def ready(runtime: Runtime) -> None:
+        click.echo(f"spendgate is up: {base_url}  (data dir {settings.data_dir}, bus {settings.bus})")
+        click.echo("Create a key with: spendgate keys create --developer <name> --team <team>")
+        click.echo("Codex CLI: put this in $CODEX_HOME/config.toml (default ~/.codex/config.toml):\n")
+        click.echo(codex_snippet(base_url))
+        sys.stdout.flush()
+
+    run(run_services(settings, on_ready=ready))

@@ -1,0 +1,46 @@
+"""The proxy's aiohttp application: ``/v1/*`` through the hot path, a health probe, OpenAI-format errors."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from ..core.logs import get_logger
+from . import errors
+from .handler import Proxy, ProxyState
+
+log = get_logger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The HTTP supervisor: anything unexpected becomes a logged 500 in OpenAI's error format."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status == 404:
+            return errors.not_found(request.path)
+        if exc.status == 413:
+            return errors.error_response(413, exc.text or "request too large", code="request_too_large")
+        return errors.error_response(exc.status, exc.reason, code=None)
+    except Exception:
+        log.exception("proxy handler failed", path=request.path, method=request.method)
+        return errors.error_response(500, "spendgate hit an internal error; the request was not completed.",
+                                     type_="server_error", code="internal_error")
+
+
+def build_app(state: ProxyState) -> web.Application:
+    proxy = Proxy(state)
+    app = web.Application(middlewares=[error_middleware], client_max_size=state.max_body_bytes)
+
+    async def health(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "keys": len(state.keys), "in_flight": state.in_flight,
+                                  "spool_segments": state.emitter.backlog_segments,
+                                  "published": state.emitter.published})
+
+    app.router.add_get("/healthz", health)
+    app.router.add_route("*", "/v1/{tail:.*}", proxy.handle)
+    return app

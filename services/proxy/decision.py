@@ -1,0 +1,84 @@
+"""The decision seam between authentication and forwarding: pass, rewrite the model, or refuse.
+
+Enforcement (budgets, downgrades, pauses, retry budgets) lives elsewhere and plugs in as a
+:class:`Decider`; the proxy only hands it the request facts and carries out the decision. Until
+enforcement lands, :class:`PassDecider` lets everything through.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..core.events import RouteReason, Stage, UsageRecorded
+from ..core.keys import VirtualKey
+from .attribution import Attribution
+from .estimator import SessionStats
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFacts:
+    """Everything known about a request before it is forwarded."""
+
+    key: VirtualKey
+    endpoint: str
+    """The request path, e.g. ``/v1/responses``."""
+    model: str | None
+    stream: bool
+    attribution: Attribution
+    body_bytes: int
+    estimated_input_tokens: int
+    session: SessionStats | None
+    """This proxy's view of the session so far (None for a session it has not seen)."""
+    body: bytes
+    """The raw request body (for deciders that inspect tool calls); never log it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pass:
+    stage: Stage = "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class RewriteModel:
+    """Forward with ``model`` instead of the requested one (a downgrade)."""
+
+    model: str
+    route_reason: RouteReason = "downgrade"
+    stage: Stage = "downgrade"
+
+
+@dataclass(frozen=True, slots=True)
+class Refuse:
+    """Answer the client directly; the request is metered as ``refused`` at zero cost."""
+
+    status: int
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+    stage: Stage = "pause"
+    content_type: str = "application/json"
+
+
+Decision = Pass | RewriteModel | Refuse
+
+
+class Decider(Protocol):
+    async def decide(self, facts: RequestFacts) -> Decision:
+        """Called before forwarding; must be quick (no I/O on the hot path beyond cached reads)."""
+        ...
+
+    def settled(self, facts: RequestFacts, event: UsageRecorded) -> None:
+        """Called once the request's usage event exists (release reservations, count retries)."""
+        ...
+
+
+class PassDecider:
+    """Lets every request through unchanged."""
+
+    _PASS = Pass()
+
+    async def decide(self, facts: RequestFacts) -> Decision:
+        return self._PASS
+
+    def settled(self, facts: RequestFacts, event: UsageRecorded) -> None:
+        return None

@@ -1,0 +1,113 @@
+"""Usage-event emission that never blocks a response: spool now, publish from a supervised writer.
+
+``emit`` (called by request handlers) encodes the event and appends it to the spool's active
+segment: synchronous, microseconds, no awaiting. The writer task wakes on new events, seals the
+active segment (fsync in a thread, one per batch), publishes each sealed segment's records to the
+bus keyed by virtual key id, and deletes the segment once the bus acknowledged it. If the bus is
+down it keeps the segments, backs off and retries (recreating topics for brokers that lost them),
+while requests go on being served. On start-up, segments a previous process left are replayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+
+from ..core.bus import Bus
+from ..core.constants import TOPIC_USAGE
+from ..core.errors import BusError
+from ..core.events import UsageRecorded, encode
+from ..core.logs import get_logger
+from .spool import Spool
+
+log = get_logger(__name__)
+
+PUBLISH_CHUNK = 500
+PUBLISH_TIMEOUT_S = 15.0
+BACKOFF_MIN_S = 0.2
+BACKOFF_MAX_S = 5.0
+
+
+class Emitter:
+    def __init__(self, spool: Spool, bus: Bus, *, source: str, topic: str = TOPIC_USAGE) -> None:
+        self.spool, self.bus, self.source, self.topic = spool, bus, source, topic
+        self.published = 0
+        self.failures = 0
+        self._wake = asyncio.Event()
+        self._backoff_s = 0.0
+
+    def emit(self, event: UsageRecorded) -> None:
+        """Put the event on disk and wake the writer; never waits for the bus."""
+        self.spool.append(event.key_id, encode(event, source=self.source, subject=event.key_id))
+        self._wake.set()
+
+    @property
+    def backlog_segments(self) -> int:
+        return len(self.spool.sealed_segments()) + (1 if self.spool.pending_in_active else 0)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """The supervised writer loop; returns after a final flush once ``stop`` is set."""
+        self._wake.set()  # replay whatever a previous process left
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                waker = asyncio.create_task(self._wake.wait())
+                timeout = self._backoff_s or None
+                await asyncio.wait({waker, stopping}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                waker.cancel()
+                if stop.is_set():
+                    break
+                self._wake.clear()
+                try:
+                    await self.flush()
+                except Exception:  # the supervisor: keep spooling and retry later
+                    log.exception("usage writer failed; will retry")
+                    self._fail()
+        finally:
+            stopping.cancel()
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Publish everything spooled, within ``timeout_s``; what is left stays on disk for next start."""
+        try:
+            await asyncio.wait_for(self.flush(), timeout_s)
+        except (TimeoutError, BusError) as exc:
+            log.warning("usage events left in the spool at shutdown", error=str(exc),
+                        segments=len(self.spool.segments()))
+            return False
+        return not self.spool.segments()
+
+    async def flush(self) -> None:
+        """Seal the active segment, then publish and delete every sealed segment, oldest first."""
+        detached = self.spool.detach()
+        if detached is not None:
+            await asyncio.to_thread(self.spool.finish, detached[0])
+        for segment in self.spool.sealed_segments():
+            records = [(r.key, r.value) for r in self.spool.read(segment)]
+            try:
+                for i in range(0, len(records), PUBLISH_CHUNK):
+                    await self._publish(records[i : i + PUBLISH_CHUNK])
+            except (BusError, TimeoutError, OSError) as exc:
+                log.warning("bus unavailable; usage events stay spooled", error=str(exc) or type(exc).__name__)
+                self._fail()
+                await self._repair()
+                return
+            self.spool.remove(segment)
+            self.published += len(records)
+        if self._backoff_s:
+            log.info("bus available again; spool flushed")
+        self._backoff_s = 0.0
+
+    async def _publish(self, items: Sequence[tuple[str | None, bytes]]) -> None:
+        await asyncio.wait_for(self.bus.publish_many(self.topic, items), PUBLISH_TIMEOUT_S)
+
+    def _fail(self) -> None:
+        self.failures += 1
+        self._backoff_s = min(BACKOFF_MAX_S, max(BACKOFF_MIN_S, self._backoff_s * 2))
+
+    async def _repair(self) -> None:
+        """A broker that came back empty (or lost topics) gets them recreated before the next try."""
+        ensure = getattr(self.bus, "ensure_topics", None)
+        if ensure is not None:
+            with contextlib.suppress(BusError, TimeoutError, OSError):
+                await asyncio.wait_for(ensure([self.topic]), PUBLISH_TIMEOUT_S)

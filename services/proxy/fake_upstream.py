@@ -1,0 +1,188 @@
+"""A fake OpenAI upstream for tests, benchmarks and demos (``spendgate fake-upstream``).
+
+Serves ``/v1/responses`` and ``/v1/chat/completions``, streamed (SSE, like OpenAI's) and not, with
+realistic usage blocks (cached and reasoning tokens), a configurable latency and chunk pacing, and
+scripted scenarios, chosen per request by the ``x-fake-scenario`` header or else taken in order from
+the script (``POST /_fake/script {"scenarios": [...]}``):
+
+- ``text``: an assistant message (the default);
+- ``tool`` / ``tool:<command>``: an ``exec_command`` function call (Codex really runs it);
+- ``error:<status>``: an OpenAI-format error with that status;
+- ``failed``: a stream that ends in ``response.failed``;
+- ``truncated``: a stream that stops before ``response.completed``;
+- ``hang``: answers nothing for an hour (timeouts).
+
+A request whose last input item is a tool's output gets ``text``, so a Codex turn with a tool call
+finishes. ``GET /_fake/served`` returns what was served and billed: one record per model request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from .fake_streams import chat_body, chat_chunks, responses_body, responses_events
+
+DEFAULT_TOOL_COMMAND = "echo spendgate-tool-ran"
+
+
+@dataclass
+class FakeConfig:
+    latency_ms: float = 0.0
+    """Delay before the response headers."""
+    chunks: int = 8
+    """Text deltas per answer."""
+    chunk_interval_ms: float = 0.0
+    reasoning_tokens: int = 16
+
+
+@dataclass
+class Served:
+    """One model request the fake answered, with the usage it reported (what it "billed")."""
+
+    path: str
+    model: str
+    scenario: str
+    stream: bool
+    input_tokens: int
+    cached_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    reported: bool
+    session_id: str | None
+    authorization: str | None
+
+
+@dataclass
+class FakeUpstream:
+    config: FakeConfig = field(default_factory=FakeConfig)
+    script: deque[str] = field(default_factory=deque)
+    served: list[Served] = field(default_factory=list)
+    _ids: itertools.count[int] = field(default_factory=itertools.count)
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/responses", self._model_request)
+        app.router.add_post("/v1/chat/completions", self._model_request)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/_fake/script", self._set_script)
+        app.router.add_get("/_fake/served", self._served)
+        app.router.add_post("/_fake/reset", self._reset)
+        return app
+
+    def usage_for(self, body_bytes: int, text: str) -> tuple[int, int, int, int]:
+        """Deterministic usage: ~4 bytes per input token, half of it cached in 64-token blocks."""
+        input_tokens = max(1, body_bytes // 4)
+        cached = (input_tokens // 2) // 64 * 64
+        reasoning = self.config.reasoning_tokens
+        output = len(text.split()) + reasoning
+        return input_tokens, cached, output, reasoning
+
+    async def _model_request(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            body = msgspec.json.decode(raw)
+        except msgspec.DecodeError:
+            return _error(400, "fake upstream: body is not JSON", "invalid_request_error")
+        scenario = request.headers.get("x-fake-scenario") or self._next_scenario(body)
+        latency_ms = self.config.latency_ms
+        if scenario == "hang":
+            await asyncio.sleep(3600)
+        if latency_ms:
+            await asyncio.sleep(latency_ms / 1000)
+        if scenario.startswith("error:"):
+            status = int(scenario.split(":", 1)[1])
+            kind = "rate_limit_exceeded" if status == 429 else "server_error"
+            return _error(status, f"fake upstream scripted failure {status}", kind)
+        model = str(body.get("model") or "gpt-5.1")
+        chat = request.path.endswith("/chat/completions")
+        stream = bool(body.get("stream"))
+        seq = next(self._ids)
+        text = " ".join(f"word{i}" for i in range(self.config.chunks))
+        tool_cmd = scenario.split(":", 1)[1] if scenario.startswith("tool:") else DEFAULT_TOOL_COMMAND
+        tool = scenario.startswith("tool")
+        if tool:
+            text = msgspec.json.encode({"cmd": tool_cmd}).decode()
+        usage = self.usage_for(len(raw), text)
+        include_usage = not chat or not stream or bool((body.get("stream_options") or {}).get("include_usage"))
+        reported = scenario not in ("truncated",) and include_usage
+        self.served.append(Served(
+            request.path, model, scenario, stream, *usage, reported=reported,
+            session_id=request.headers.get("session-id") or request.headers.get("session_id"),
+            authorization=request.headers.get("Authorization"),
+        ))
+        headers = {"x-request-id": f"req_fake_{seq:08d}", "openai-model": model}
+        if not stream:
+            doc = chat_body(seq, model, text, usage) if chat else responses_body(seq, model, text, usage, tool)
+            return web.Response(body=msgspec.json.encode(doc), content_type="application/json", headers=headers)
+        response = web.StreamResponse(headers={**headers, "Content-Type": "text/event-stream",
+                                               "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        events = (chat_chunks(seq, model, text, usage, include_usage, self.config.chunks) if chat
+                  else responses_events(seq, model, text, usage, tool, self.config.chunks,
+                                        failed=scenario == "failed"))
+        interval = self.config.chunk_interval_ms / 1000
+        for i, event in enumerate(events):
+            if scenario == "truncated" and i >= 4:
+                break
+            await response.write(event)
+            if interval and (chat or b".delta" in event[:60]):
+                await asyncio.sleep(interval)
+        if scenario == "truncated":
+            # Drop the connection mid-stream, the way a broken upstream does.
+            if request.transport is not None:
+                request.transport.close()
+            return response
+        await response.write_eof()
+        return response
+
+    def _next_scenario(self, body: dict[str, Any]) -> str:
+        items = body.get("input")
+        if isinstance(items, list) and items and isinstance(items[-1], dict) \
+                and items[-1].get("type") == "function_call_output":
+            return self.script.popleft() if self.script and self.script[0] != "tool" else "text"
+        return self.script.popleft() if self.script else "text"
+
+    async def _models(self, _request: web.Request) -> web.Response:
+        data = [{"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "fake"}
+                for m in ("gpt-5.1", "gpt-5.1-mini", "gpt-4.1-mini")]
+        return web.json_response({"object": "list", "data": data})
+
+    async def _set_script(self, request: web.Request) -> web.Response:
+        doc = await request.json()
+        self.script.extend(str(s) for s in doc.get("scenarios", []))
+        if "config" in doc:
+            for k, v in doc["config"].items():
+                setattr(self.config, k, v)
+        return web.json_response({"script": list(self.script)})
+
+    async def _served(self, _request: web.Request) -> web.Response:
+        return web.json_response({"served": [asdict(s) for s in self.served]})
+
+    async def _reset(self, _request: web.Request) -> web.Response:
+        self.served.clear()
+        self.script.clear()
+        return web.json_response({"ok": True})
+
+
+def _error(status: int, message: str, type_: str) -> web.Response:
+    body = {"error": {"message": message, "type": type_, "code": type_, "param": None}}
+    return web.Response(status=status, body=msgspec.json.encode(body), content_type="application/json",
+                        headers={"x-request-id": f"req_fake_err_{int(time.time() * 1000)}"})
+
+
+async def run_fake_upstream(host: str, port: int, config: FakeConfig, stop: asyncio.Event) -> None:
+    runner = web.AppRunner(FakeUpstream(config).app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port, backlog=2048, reuse_address=True).start()
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()

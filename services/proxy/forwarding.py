@@ -1,0 +1,62 @@
+"""What crosses the gateway: header filtering both ways, the upstream URL, the shared client session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
+
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection", "te",
+    "trailer", "trailers", "transfer-encoding", "upgrade",
+})
+_NOT_FORWARDED_UP = HOP_BY_HOP | {
+    "host", "content-length", "authorization", "accept-encoding", "api-key", "openai-organization",
+    "openai-project", "cookie",
+}
+_NOT_RELAYED_DOWN = HOP_BY_HOP | {"content-length", "content-encoding", "set-cookie", "server", "date"}
+MODEL_HEADERS = ("openai-model", "x-openai-model")
+
+
+def _connection_tokens(headers: Mapping[str, str]) -> set[str]:
+    value = headers.get("connection", "")
+    return {t.strip().lower() for t in value.split(",") if t.strip()}
+
+
+def upstream_headers(client: CIMultiDictProxy[str], upstream_key: str | None) -> CIMultiDict[str]:
+    """The client's headers minus hop-by-hop ones and its credentials, plus the upstream key.
+
+    ``Authorization`` is replaced, never appended: the virtual key never leaves the gateway.
+    """
+    drop = _NOT_FORWARDED_UP | _connection_tokens(client)
+    out: CIMultiDict[str] = CIMultiDict(
+        (k, v) for k, v in client.items() if k.lower() not in drop and not k.lower().startswith("x-spendgate-")
+    )
+    out["Accept-Encoding"] = "identity"  # the tap reads the stream as it passes
+    if upstream_key:
+        out["Authorization"] = f"Bearer {upstream_key}"
+    return out
+
+
+def client_headers(upstream: CIMultiDictProxy[str], *, drop_model_headers: bool = False,
+                   extra_drop: Iterable[str] = ()) -> CIMultiDict[str]:
+    """The upstream's response headers minus hop-by-hop ones (and model headers after a rewrite)."""
+    drop = _NOT_RELAYED_DOWN | _connection_tokens(upstream) | {h.lower() for h in extra_drop}
+    if drop_model_headers:
+        drop |= set(MODEL_HEADERS)
+    return CIMultiDict((k, v) for k, v in upstream.items() if k.lower() not in drop)
+
+
+def upstream_url(base: str, path: str, query: str) -> str:
+    """``/v1/responses`` against ``https://api.openai.com/v1`` → ``https://api.openai.com/v1/responses``."""
+    tail = path[3:] if path.startswith("/v1") else path
+    url = base.rstrip("/") + tail
+    return f"{url}?{query}" if query else url
+
+
+def create_client_session(*, connect_timeout_s: float, read_timeout_s: float) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
+    timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_s, sock_read=read_timeout_s)
+    return aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=True,
+                                 skip_auto_headers=("User-Agent",))

@@ -1,0 +1,274 @@
+"""The hot path: authenticate, decide, forward, relay while tapping for usage, emit one event.
+
+Every ``/v1/*`` route goes through :meth:`Proxy.handle`. A request whose body names a model is
+metered, whatever its path; one without (``GET /v1/models``) is passed through. The event is spooled
+before the response completes (before the last chunk of a stream, before a plain body is sent), so
+a crash after a client saw its answer cannot lose what it cost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import msgspec
+from aiohttp import web
+
+from ..core.errors import UnknownModelError
+from ..core.pricing import PriceTable
+from . import errors
+from .attribution import attribute
+from .decision import Decider, Refuse, RequestFacts, RewriteModel
+from .emitter import Emitter
+from .estimator import SessionBook
+from .forwarding import client_headers, upstream_headers, upstream_url
+from .keycache import KeyCache
+from .metering import Outcome, Route, build_event
+from .tap import StreamTap
+from .usage import Usage, usage_from_body
+
+CLIENT_GONE = (ConnectionResetError, aiohttp.ClientConnectionResetError)
+UPSTREAM_DOWN = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+
+
+class _Peek(msgspec.Struct):
+    model: str | None = None
+    stream: bool | None = None
+    prompt_cache_key: str | None = None
+    stream_options: dict[str, Any] | None = None
+
+
+_peek = msgspec.json.Decoder(_Peek)
+
+
+@dataclass
+class ProxyState:
+    """What the handler needs; built once by the service."""
+
+    keys: KeyCache
+    emitter: Emitter
+    decider: Decider
+    prices: PriceTable
+    http: aiohttp.ClientSession
+    upstream_url: str
+    upstream_key: str | None
+    instance: str
+    max_body_bytes: int
+    read_timeout_s: float
+    sessions: SessionBook = field(default_factory=SessionBook)
+    in_flight: int = 0
+
+
+def _bearer(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+class Proxy:
+    def __init__(self, state: ProxyState) -> None:
+        self.s = state
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.s.in_flight += 1
+        try:
+            return await self._handle(request)
+        finally:
+            self.s.in_flight -= 1
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        secret = _bearer(request.headers.get("Authorization"))
+        if secret is None:
+            return errors.unauthorized("You didn't provide an API key. Send your spendgate virtual key "
+                                       "as 'Authorization: Bearer sk-sg-...'.")
+        key = self.s.keys.lookup(secret)
+        if key is None:
+            return errors.unauthorized("Incorrect API key provided: the spendgate virtual key is unknown "
+                                       "or revoked.")
+        if request.content_length is not None and request.content_length > self.s.max_body_bytes:
+            return errors.body_too_large(self.s.max_body_bytes)
+        try:
+            body = await request.read() if request.body_exists else b""
+        except web.HTTPRequestEntityTooLarge:
+            return errors.body_too_large(self.s.max_body_bytes)
+        peek = _Peek()
+        if body and request.method == "POST":
+            try:
+                peek = _peek.decode(body)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                return errors.malformed_json(str(exc))
+        if not peek.model:
+            return await self._pass_through(request, body)
+        try:
+            price = self.s.prices.lookup(peek.model)
+        except UnknownModelError as exc:
+            return errors.unknown_model(exc.message, peek.model)
+        attribution = attribute(request.headers, peek.prompt_cache_key)
+        facts = RequestFacts(
+            key=key, endpoint=request.path, model=peek.model, stream=bool(peek.stream),
+            attribution=attribution, body_bytes=len(body),
+            estimated_input_tokens=self.s.sessions.estimate_input_tokens(attribution.session_id, len(body)),
+            session=self.s.sessions.get(attribution.session_id), body=body,
+        )
+        decision = await self.s.decider.decide(facts)
+        route = Route(peek.model, peek.model, price, stage=decision.stage)
+        if isinstance(decision, Refuse):
+            outcome = Outcome("refused", decision.status)
+            self._emit(facts, route, outcome, started)
+            return web.Response(status=decision.status, body=decision.body, headers=dict(decision.headers),
+                                content_type=decision.content_type)
+        if isinstance(decision, RewriteModel):
+            try:
+                new_price = self.s.prices.lookup(decision.model)
+            except UnknownModelError as exc:
+                return errors.unknown_model(exc.message, decision.model)
+            route = Route(peek.model, decision.model, new_price, decision.route_reason, decision.stage)
+        strip_usage = False
+        if route.model_used != peek.model or _wants_usage_injection(request.path, peek):
+            body, strip_usage = _rewrite_body(body, route.model_used, request.path, peek)
+        return await self._forward_metered(request, body, facts, route, strip_usage, started)
+
+    async def _open_upstream(self, request: web.Request, body: bytes) -> aiohttp.ClientResponse:
+        return await self.s.http.request(
+            request.method, upstream_url(self.s.upstream_url, request.path, request.query_string),
+            data=body or None, headers=upstream_headers(request.headers, self.s.upstream_key),
+            allow_redirects=False,
+        )
+
+    async def _pass_through(self, request: web.Request, body: bytes) -> web.StreamResponse:
+        try:
+            upstream = await self._open_upstream(request, body)
+        except UPSTREAM_DOWN as exc:
+            return errors.upstream_unreachable(str(exc) or type(exc).__name__)
+        except TimeoutError:
+            return errors.upstream_timeout(self.s.read_timeout_s)
+        async with upstream:
+            response = web.StreamResponse(status=upstream.status, headers=client_headers(upstream.headers))
+            await response.prepare(request)
+            try:
+                async for chunk in upstream.content.iter_any():
+                    await response.write(chunk)
+                await response.write_eof()
+            except CLIENT_GONE:
+                pass
+            return response
+
+    async def _forward_metered(self, request: web.Request, body: bytes, facts: RequestFacts, route: Route,
+                               strip_usage: bool, started: float) -> web.StreamResponse:
+        outcome = Outcome("upstream_error", 502)
+        tap: StreamTap | None = None
+        try:
+            try:
+                upstream = await self._open_upstream(request, body)
+            except UPSTREAM_DOWN as exc:
+                return errors.upstream_unreachable(str(exc) or type(exc).__name__)
+            except TimeoutError:
+                outcome.http_status = 504
+                return errors.upstream_timeout(self.s.read_timeout_s)
+            async with upstream:
+                outcome.http_status = upstream.status
+                outcome.upstream_request_id = upstream.headers.get("x-request-id")
+                headers = client_headers(upstream.headers, drop_model_headers=route.model_used != route.model_requested)
+                if upstream.status >= 400 or "text/event-stream" not in upstream.headers.get("content-type", ""):
+                    return await self._relay_body(upstream, headers, facts, route, outcome, started)
+                tap = StreamTap(strip_usage_chunk=strip_usage)
+                return await self._relay_stream(request, upstream, headers, tap, facts, route, outcome, started)
+        finally:
+            if not outcome.emitted:
+                if tap is not None and outcome.usage_source == "none" and outcome.status != "upstream_error":
+                    self._estimate(tap, facts, outcome)
+                self._emit(facts, route, outcome, started)
+
+    async def _relay_body(self, upstream: aiohttp.ClientResponse, headers: Any, facts: RequestFacts,
+                          route: Route, outcome: Outcome, started: float) -> web.Response:
+        try:
+            data = await upstream.read()
+        except TimeoutError:
+            outcome.status = "incomplete"
+            return errors.upstream_timeout(self.s.read_timeout_s)
+        outcome.ttfb_ms = _ms_since(started)
+        usage = usage_from_body(data) if upstream.status < 400 else None
+        if upstream.status >= 400:
+            outcome.status = "upstream_error"
+        elif usage is not None:
+            outcome.status, outcome.usage, outcome.usage_source = "ok", usage, "reported"
+        else:
+            outcome.status = "ok"
+        self._emit(facts, route, outcome, started)
+        return web.Response(status=upstream.status, body=data, headers=headers)
+
+    async def _relay_stream(self, request: web.Request, upstream: aiohttp.ClientResponse, headers: Any,
+                            tap: StreamTap, facts: RequestFacts, route: Route, outcome: Outcome,
+                            started: float) -> web.StreamResponse:
+        response = web.StreamResponse(status=upstream.status, headers=headers)
+        outcome.status = "incomplete"
+        try:
+            await response.prepare(request)
+            async for chunk in upstream.content.iter_any():
+                if outcome.ttfb_ms is None:
+                    outcome.ttfb_ms = _ms_since(started)
+                out = tap.feed(chunk)
+                if out:
+                    await response.write(out)
+            rest = tap.flush()
+            if rest:
+                await response.write(rest)
+        except CLIENT_GONE:
+            outcome.status = "client_aborted"
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError):
+            outcome.status = "incomplete"  # the upstream broke off; what it streamed still cost money
+        if tap.usage is not None:
+            outcome.usage, outcome.usage_source = tap.usage, "reported"
+            if outcome.status == "incomplete" or tap.outcome == "completed":
+                outcome.status = "ok"
+        if tap.outcome == "failed":
+            outcome.status = "upstream_error"
+        elif tap.outcome == "completed" and outcome.status == "incomplete":
+            outcome.status = "ok"
+        if outcome.usage_source == "none" and outcome.status != "upstream_error":
+            self._estimate(tap, facts, outcome)
+        self._emit(facts, route, outcome, started)  # spooled before the client sees the end
+        if not (request.transport is None or request.transport.is_closing()):
+            with contextlib.suppress(*CLIENT_GONE):
+                await response.write_eof()
+        return response
+
+    def _estimate(self, tap: StreamTap, facts: RequestFacts, outcome: Outcome) -> None:
+        outcome.usage = Usage(facts.estimated_input_tokens, 0, tap.estimated_output_tokens(), 0)
+        outcome.usage_source = "estimated"
+
+    def _emit(self, facts: RequestFacts, route: Route, outcome: Outcome, started: float) -> None:
+        event = build_event(key=facts.key, attribution=facts.attribution, endpoint=facts.endpoint, route=route,
+                            outcome=outcome, latency_ms=_ms_since(started), instance=self.s.instance)
+        self.s.emitter.emit(event)
+        outcome.emitted = True
+        reported = outcome.usage.input_tokens if outcome.usage_source == "reported" else None
+        self.s.sessions.record(facts.attribution.session_id, body_bytes=facts.body_bytes,
+                               input_tokens=reported, cost_micros=event.cost_micros)
+        self.s.decider.settled(facts, event)
+
+
+def _ms_since(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)
+
+
+def _wants_usage_injection(path: str, peek: _Peek) -> bool:
+    if not path.endswith("/chat/completions") or not peek.stream:
+        return False
+    return not (peek.stream_options or {}).get("include_usage")
+
+
+def _rewrite_body(body: bytes, model: str, path: str, peek: _Peek) -> tuple[bytes, bool]:
+    """Set the forwarded model; for streamed chat, ask for the usage chunk (to strip it later)."""
+    doc = msgspec.json.decode(body)
+    doc["model"] = model
+    strip = _wants_usage_injection(path, peek)
+    if strip:
+        doc["stream_options"] = {**(doc.get("stream_options") or {}), "include_usage": True}
+    return msgspec.json.encode(doc), strip
+

@@ -1,0 +1,91 @@
+"""The proxy's in-memory view of virtual keys, kept current by version.
+
+Loaded whole at start; afterwards only keys whose ``version`` is above the highest seen are read.
+A LISTEN on :data:`PG_NOTIFY_CONFIG` wakes the refresh at once; a short poll is the safety net when
+the listening connection is gone, so a revoked key is refused within a second either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import asyncpg
+
+from ..core.constants import PG_NOTIFY_CONFIG
+from ..core.keys import VirtualKey, hash_secret, keys_changed_since, looks_like_key
+from ..core.logs import get_logger
+
+log = get_logger(__name__)
+
+POLL_INTERVAL_S = 0.25
+
+
+class KeyCache:
+    def __init__(self, pool: asyncpg.Pool, dsn: str, *, poll_interval_s: float = POLL_INTERVAL_S) -> None:
+        self.pool, self.dsn, self.poll_interval_s = pool, dsn, poll_interval_s
+        self.version = -1
+        self._by_hash: dict[bytes, VirtualKey] = {}
+        self._wake = asyncio.Event()
+        self._listener: asyncpg.Connection | None = None
+
+    def lookup(self, secret: str) -> VirtualKey | None:
+        """The active key for a presented secret, or None (unknown or revoked)."""
+        if not looks_like_key(secret):
+            return None
+        return self._by_hash.get(hash_secret(secret))
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+    async def refresh(self) -> int:
+        """Apply every change newer than what is cached; returns how many keys changed."""
+        changes = await keys_changed_since(self.pool, self.version)
+        for change in changes:
+            if change.key.active:
+                self._by_hash[change.key_hash] = change.key
+            else:
+                self._by_hash.pop(change.key_hash, None)
+            self.version = max(self.version, change.key.version)
+        return len(changes)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Keep the cache current until ``stop`` is set."""
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                if self._listener is None or self._listener.is_closed():
+                    await self._listen()
+                waker = asyncio.create_task(self._wake.wait())
+                await asyncio.wait({waker, stopping}, timeout=self.poll_interval_s,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                waker.cancel()
+                self._wake.clear()
+                if stop.is_set():
+                    break
+                try:
+                    await self.refresh()
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    log.warning("key refresh failed; keeping the cached keys", error=str(exc))
+        finally:
+            stopping.cancel()
+            await self._unlisten()
+
+    async def _listen(self) -> None:
+        try:
+            conn = await asyncio.wait_for(asyncpg.connect(self.dsn), 5)
+            await conn.add_listener(PG_NOTIFY_CONFIG, self._on_notify)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("cannot LISTEN for key changes; polling only", error=str(exc))
+            return
+        self._listener = conn
+
+    async def _unlisten(self) -> None:
+        conn, self._listener = self._listener, None
+        if conn is not None:
+            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+                await conn.close(timeout=2)
+
+    def _on_notify(self, _conn: Any, _pid: int, _channel: str, _payload: object) -> None:
+        self._wake.set()

@@ -1,0 +1,106 @@
+"""``serve(runtime, stop)``: the proxy as a service, with its key cache, spool writer and drain.
+
+Start-up: open the spool (replaying what a previous process left), load the keys, warm the offline
+tokenizer, listen. On ``stop``: stop accepting, let in-flight streams finish (bounded by
+``drain_timeout_s``), then flush the spool to the bus; anything unpublished stays on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from aiohttp import web
+
+from ..core.logs import get_logger
+from ..core.runtime import Runtime
+from .app import build_app
+from .decision import Decider, PassDecider
+from .emitter import Emitter
+from .forwarding import create_client_session
+from .handler import ProxyState
+from .keycache import KeyCache
+from .spool import Spool
+from .usage import warm_tokenizer
+
+log = get_logger(__name__)
+
+FINAL_FLUSH_S = 10.0
+
+
+class ProxyServer:
+    """One running proxy. ``port`` is the bound port once started (ask for 0 to get a free one)."""
+
+    def __init__(self, runtime: Runtime, *, decider: Decider | None = None, port: int | None = None,
+                 spool_name: str | None = None) -> None:
+        settings = runtime.settings
+        self.runtime = runtime
+        self.port = settings.proxy_port if port is None else port
+        self.decider = decider or PassDecider()
+        self.spool = Spool(settings.spool_dir / (spool_name or f"proxy-{self.port}"))
+        self.keys = KeyCache(runtime.pool, runtime.db_url)
+        self.emitter = Emitter(self.spool, runtime.bus, source=f"spendgate/proxy/{settings.instance}")
+        self.state: ProxyState | None = None
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stop_workers = asyncio.Event()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.runtime.settings.host}:{self.port}/v1"
+
+    async def start(self) -> None:
+        s = self.runtime.settings
+        self.spool.open()
+        await self.keys.refresh()
+        await asyncio.to_thread(warm_tokenizer)
+        http = create_client_session(connect_timeout_s=s.upstream_connect_timeout_s,
+                                     read_timeout_s=s.upstream_read_timeout_s)
+        self.state = ProxyState(
+            keys=self.keys, emitter=self.emitter, decider=self.decider, prices=s.pricing.table(), http=http,
+            upstream_url=s.upstream_url,
+            upstream_key=s.upstream_key.get_secret_value() if s.upstream_key else None,
+            instance=s.instance, max_body_bytes=s.max_body_bytes, read_timeout_s=s.upstream_read_timeout_s,
+        )
+        self._tasks = [asyncio.create_task(self.keys.run(self._stop_workers), name="proxy-keys"),
+                       asyncio.create_task(self.emitter.run(self._stop_workers), name="proxy-writer")]
+        self._runner = web.AppRunner(build_app(self.state), shutdown_timeout=s.drain_timeout_s,
+                                     handler_cancellation=False, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, s.host, self.port, backlog=1024, reuse_address=True)
+        await site.start()
+        if self.port == 0:
+            self.port = _bound_port(site)
+        log.info("proxy listening", url=self.base_url, upstream=s.upstream_url, keys=len(self.keys),
+                 spooled_segments=len(self.spool.segments()))
+
+    async def stop(self) -> None:
+        """Drain in-flight requests (bounded), stop the workers, flush the spool."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        self._stop_workers.set()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        flushed = await self.emitter.drain(FINAL_FLUSH_S)
+        self.spool.close()
+        if self.state is not None:
+            await self.state.http.close()
+        log.info("proxy stopped", spool_flushed=flushed, published=self.emitter.published)
+
+
+def _bound_port(site: web.TCPSite) -> int:
+    sockets = getattr(site._server, "sockets", None) or ()
+    for sock in sockets:
+        return int(sock.getsockname()[1])
+    raise RuntimeError("the proxy's listening socket is gone")
+
+
+async def serve(runtime: Runtime, stop: asyncio.Event, *, decider: Decider | None = None) -> None:
+    server = ProxyServer(runtime, decider=decider)
+    await server.start()
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()

@@ -1,0 +1,128 @@
+"""The local spool: every usage event is on disk before the response that produced it completes.
+
+Append-only segment files under ``<spool_dir>/<name>/``. ``append`` is one ``write(2)`` of one line
+(``<key>\\t<CloudEvents JSON>\\n``) into the active segment, synchronous and a few microseconds: the
+bytes are in the kernel's page cache before the handler finishes, so killing the process (even
+SIGKILL) right after a response cannot lose its event. The writer then seals the active segment,
+fsyncs it (one fsync per batch, which also covers power loss), publishes its records and deletes the
+file once the bus acknowledged them. Segments left behind by a crash or a bus outage are replayed,
+oldest first. Replays may publish an event twice; consumers dedupe on the event id.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..core.errors import ConfigError
+from ..core.logs import get_logger
+
+log = get_logger(__name__)
+
+SUFFIX = ".spool"
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolRecord:
+    key: str | None
+    value: bytes
+
+
+class Spool:
+    """One process's spool directory, held with an exclusive lock while open."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._lock_fd: int | None = None
+        self._fd: int | None = None
+        self._active: Path | None = None
+        self._active_records = 0
+        self._seq = 0
+        self.appended = 0
+
+    def open(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        lock_fd = os.open(self.directory / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock_fd)
+            raise ConfigError(f"another spendgate proxy is using the spool {self.directory}") from None
+        self._lock_fd = lock_fd
+        existing = self.segments()
+        self._seq = max((int(p.stem) for p in existing), default=0)
+
+    def close(self) -> None:
+        self.seal()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def segments(self) -> list[Path]:
+        """Segments on disk, oldest first (the active one last, if any)."""
+        return sorted(self.directory.glob(f"*{SUFFIX}"), key=lambda p: int(p.stem))
+
+    def append(self, key: str | None, value: bytes) -> None:
+        """Write one record to the active segment (no fsync: the writer batches those)."""
+        if b"\n" in value or (key is not None and ("\t" in key or "\n" in key)):
+            raise ValueError("spool records are single lines")
+        if self._fd is None:
+            self._seq += 1
+            self._active = self.directory / f"{self._seq:012d}{SUFFIX}"
+            self._fd = os.open(self._active, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        line = (key or "").encode() + b"\t" + value + b"\n"
+        os.write(self._fd, line)
+        self._active_records += 1
+        self.appended += 1
+
+    @property
+    def pending_in_active(self) -> int:
+        return self._active_records
+
+    def detach(self) -> tuple[int, Path] | None:
+        """Stop appending to the active segment (new appends start a new one); the caller then
+        calls :meth:`finish` on the returned descriptor, possibly from a thread."""
+        fd, path = self._fd, self._active
+        if fd is None or path is None:
+            return None
+        self._fd, self._active, self._active_records = None, None, 0
+        return fd, path
+
+    @staticmethod
+    def finish(fd: int) -> None:
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def seal(self) -> Path | None:
+        """Close the active segment after fsyncing it (blocking)."""
+        detached = self.detach()
+        if detached is None:
+            return None
+        self.finish(detached[0])
+        return detached[1]
+
+    def sealed_segments(self) -> list[Path]:
+        return [p for p in self.segments() if p != self._active]
+
+    @staticmethod
+    def read(path: Path) -> Iterator[SpoolRecord]:
+        """Records of a segment; a torn last line (a crash mid-write) is skipped and logged."""
+        data = path.read_bytes()
+        lines = data.split(b"\n")
+        if lines and lines[-1]:
+            log.warning("spool segment has a torn last record; skipping it", segment=path.name)
+        for line in lines[:-1]:
+            key, sep, value = line.partition(b"\t")
+            if not sep or not value:
+                log.warning("spool segment has a malformed record; skipping it", segment=path.name)
+                continue
+            yield SpoolRecord(key.decode() or None, value)
+
+    @staticmethod
+    def remove(path: Path) -> None:
+        path.unlink(missing_ok=True)

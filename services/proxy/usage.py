@@ -1,0 +1,76 @@
+"""Token usage as providers report it (Responses and Chat Completions shapes), and offline counting."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+ENCODING = "o200k_base"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int
+    cached_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def usage_from_block(block: Any) -> Usage | None:
+    """Read a usage block: Responses (``input_tokens`` …) or Chat Completions (``prompt_tokens`` …)."""
+    if not isinstance(block, dict):
+        return None
+    if "input_tokens" in block or "output_tokens" in block:
+        in_details = block.get("input_tokens_details") or {}
+        out_details = block.get("output_tokens_details") or {}
+        return Usage(_int(block.get("input_tokens")), _int(in_details.get("cached_tokens")),
+                     _int(block.get("output_tokens")), _int(out_details.get("reasoning_tokens")))
+    if "prompt_tokens" in block or "completion_tokens" in block:
+        in_details = block.get("prompt_tokens_details") or {}
+        out_details = block.get("completion_tokens_details") or {}
+        return Usage(_int(block.get("prompt_tokens")), _int(in_details.get("cached_tokens")),
+                     _int(block.get("completion_tokens")), _int(out_details.get("reasoning_tokens")))
+    return None
+
+
+def usage_from_document(doc: Any) -> Usage | None:
+    """Usage of a whole (non-streamed) response body or of one streamed event's data."""
+    if not isinstance(doc, dict):
+        return None
+    found = usage_from_block(doc.get("usage"))
+    if found is None and isinstance(doc.get("response"), dict):
+        found = usage_from_block(doc["response"].get("usage"))
+    return found
+
+
+def usage_from_body(body: bytes) -> Usage | None:
+    try:
+        return usage_from_document(msgspec.json.decode(body))
+    except msgspec.DecodeError:
+        return None
+
+
+@functools.cache
+def _encoding() -> Any:
+    import quicktok
+
+    return quicktok.get_encoding(ENCODING)
+
+
+def warm_tokenizer() -> None:
+    """Load the offline vocabulary (about 0.6 s) before the first aborted stream needs it."""
+    _encoding()
+
+
+def count_tokens(text: str) -> int:
+    """Exact o200k_base token count, offline."""
+    if not text:
+        return 0
+    return len(_encoding().encode_ordinary(text))
