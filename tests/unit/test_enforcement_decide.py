@@ -11,6 +11,7 @@ from spendgate.core.enforcement import (
     BalanceKey,
     Budget,
     BudgetRaise,
+    Decision,
     Policy,
     Principal,
     RequestFacts,
@@ -38,7 +39,7 @@ def facts(model: str = "gpt-5.1", tokens: int = 5_000) -> RequestFacts:
     return RequestFacts(ALICE, model, tokens)
 
 
-def run(p: Policy, spent: dict[BalanceKey, int], f: RequestFacts | None = None, now: datetime = NOW):
+def run(p: Policy, spent: dict[BalanceKey, int], f: RequestFacts | None = None, now: datetime = NOW) -> Decision:
     return decide(f or facts(), p, lambda k: spent.get(k, 0), now)
 
 

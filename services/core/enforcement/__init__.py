@@ -8,6 +8,7 @@ imported by name: ``enforcement.view`` (:class:`BalanceView`), ``enforcement.bud
 from __future__ import annotations
 
 from .decide import BalanceKey, Decision, RequestFacts, Standing, balance_keys, decide
+from .enforcer import Admission, DecisionSource, Enforcer
 from .estimate import SessionEstimator, TokenEstimate, estimated_cost_micros
 from .policy import Budget, BudgetRaise, Policy, Thresholds, budget_of, load_policy, policy_from_document
 from .reservations import Reservation, ReservationBook
@@ -17,9 +18,35 @@ from .scopes import Principal, parse_scope
 from .stages import StageLevel, stage_for
 
 __all__ = [
-    "BalanceKey", "Budget", "BudgetRaise", "Decision", "Policy", "Principal", "Refusal", "RequestFacts",
-    "Reservation", "ReservationBook", "RetryDetector", "RetryVerdict", "SessionEstimator", "StageLevel",
-    "Standing", "Thresholds", "TokenEstimate", "balance_keys", "budget_of", "client_headers", "decide",
-    "estimated_cost_micros", "load_policy", "parse_scope", "pause_refusal", "policy_from_document",
-    "retry_refusal", "stage_for",
+    "Admission",
+    "BalanceKey",
+    "Budget",
+    "BudgetRaise",
+    "Decision",
+    "DecisionSource",
+    "Enforcer",
+    "Policy",
+    "Principal",
+    "Refusal",
+    "RequestFacts",
+    "Reservation",
+    "ReservationBook",
+    "RetryDetector",
+    "RetryVerdict",
+    "SessionEstimator",
+    "StageLevel",
+    "Standing",
+    "Thresholds",
+    "TokenEstimate",
+    "balance_keys",
+    "budget_of",
+    "client_headers",
+    "decide",
+    "estimated_cost_micros",
+    "load_policy",
+    "parse_scope",
+    "pause_refusal",
+    "policy_from_document",
+    "retry_refusal",
+    "stage_for",
 ]

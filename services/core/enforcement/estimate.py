@@ -22,11 +22,14 @@ RECENT_OUTPUTS = 8
 class TokenEstimate:
     input_tokens: int
     output_tokens: int
+    cached_tokens: int = 0
+    """Expected prompt-cache hits: the session's last cached share (Codex re-sends a cached prefix)."""
 
 
 @dataclass(slots=True)
 class _Session:
     input_tokens: int = 0
+    cached_tokens: int = 0
     body_bytes: int = 0
     outputs: deque[int] = field(default_factory=lambda: deque(maxlen=RECENT_OUTPUTS))
 
@@ -49,9 +52,11 @@ class SessionEstimator:
         self._sessions.move_to_end(session_id)  # type: ignore[arg-type]
         input_tokens = -(-body_bytes * s.input_tokens // s.body_bytes)
         output = sum(s.outputs) // len(s.outputs) if s.outputs else self.default_output_tokens
-        return TokenEstimate(input_tokens, min(output, self.output_cap_tokens))
+        cached = min(s.cached_tokens, input_tokens)
+        return TokenEstimate(input_tokens, min(output, self.output_cap_tokens), cached)
 
-    def observe(self, session_id: str | None, *, body_bytes: int, input_tokens: int, output_tokens: int) -> None:
+    def observe(self, session_id: str | None, *, body_bytes: int, input_tokens: int, output_tokens: int,
+                cached_tokens: int = 0) -> None:
         """Learn from a completed request's reported usage."""
         if not session_id or body_bytes <= 0 or input_tokens <= 0:
             return
@@ -62,11 +67,14 @@ class SessionEstimator:
                 self._sessions.popitem(last=False)
         else:
             self._sessions.move_to_end(session_id)
-        s.input_tokens, s.body_bytes = input_tokens, body_bytes
+        s.input_tokens, s.body_bytes, s.cached_tokens = input_tokens, body_bytes, cached_tokens
         s.outputs.append(output_tokens)
 
 
 def estimated_cost_micros(price: ModelPrice, estimate: TokenEstimate) -> int:
-    """Cost of an estimate, counting no cached input: an upper estimate, never a false discount."""
-    return cost_micros(price, input_tokens=estimate.input_tokens, cached_tokens=0,
+    """Cost of an estimate. A session's first request assumes no cache hits (an upper estimate); later
+    ones assume the previous request's cached count, since Codex's history prefix stays cached. The
+    estimate of cache hits never exceeds the previous request's, so it only errs low when the cache
+    was evicted, which the overshoot bound (docs/enforcement.md) covers."""
+    return cost_micros(price, input_tokens=estimate.input_tokens, cached_tokens=estimate.cached_tokens,
                        output_tokens=estimate.output_tokens)

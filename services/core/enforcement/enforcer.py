@@ -1,0 +1,104 @@
+"""One request's enforcement, start to finish: the facade the proxy calls. Pure: no I/O.
+
+``admit`` runs before forwarding: retry budget first (a loop is refused whatever the balance), then the
+budget decision from the in-memory view, then a reservation of the estimated cost of the model that
+will really be used. ``complete`` runs once the usage event exists: the reservation becomes the real
+cost (unsettled until the ledger folds the event) and the session's estimates learn from the usage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from ..errors import UnknownModelError
+from ..pricing import PriceTable
+from .decide import Decision, RequestFacts
+from .estimate import SessionEstimator, TokenEstimate, estimated_cost_micros
+from .reservations import Reservation, ReservationBook
+from .responses import Refusal, pause_refusal, retry_refusal
+from .retry import RetryDetector, RetryVerdict
+from .scopes import Principal
+
+
+class DecisionSource(Protocol):
+    """What the enforcer needs of a balance view (``BalanceView`` in production, fakes in tests)."""
+
+    book: ReservationBook
+
+    def decide(self, facts: RequestFacts) -> Decision: ...
+
+    def retry_cap(self, principal: Principal) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The outcome of :meth:`Enforcer.admit`; hand it back to :meth:`Enforcer.complete`."""
+
+    decision: Decision
+    retry: RetryVerdict
+    estimate: TokenEstimate
+    reservation: Reservation | None
+    refusal: Refusal | None
+    """Set when the request must be answered with this instead of being forwarded."""
+    session_id: str | None
+    body_bytes: int
+
+    @property
+    def model(self) -> str:
+        """The model to forward to (differs from the requested one after a downgrade)."""
+        return self.decision.model_used
+
+
+class Enforcer:
+    def __init__(self, view: DecisionSource, *, prices: PriceTable, detector: RetryDetector,
+                 estimator: SessionEstimator, clock: Callable[[], datetime] | None = None,
+                 alerted: Callable[[str], list[str]] | None = None) -> None:
+        self.view, self.prices, self.detector, self.estimator = view, prices, detector, estimator
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._alerted = alerted or (lambda _scope: [])
+
+    def admit(self, principal: Principal, model: str, *, session_id: str | None, body: Mapping[str, Any],
+              raw: bytes, est_input_tokens: int | None = None) -> Admission:
+        """Decide a request before forwarding; reserve its estimated cost unless it is refused."""
+        estimate = self.estimator.estimate(session_id, len(raw))
+        if est_input_tokens is not None:
+            estimate = TokenEstimate(est_input_tokens, estimate.output_tokens,
+                                     min(estimate.cached_tokens, est_input_tokens))
+        facts = RequestFacts(principal, model, estimate.input_tokens, session_id)
+        verdict = self.detector.observe(session_id, body, raw=raw, cap=self.view.retry_cap(principal))
+        decision = self.view.decide(facts)
+        refusal: Refusal | None = None
+        if verdict.exhausted:
+            refusal = retry_refusal(verdict, now=self._clock())
+        elif decision.refused:
+            assert decision.decided_by is not None
+            refusal = pause_refusal(decision, alerted=self._alerted(decision.decided_by.scope))
+        reservation = None
+        if refusal is None and decision.keys:
+            reservation = self.view.book.reserve(decision.keys, self._estimated_cost(decision.model_used, estimate))
+        return Admission(decision, verdict, estimate, reservation, refusal, session_id, len(raw))
+
+    def complete(self, admission: Admission, *, event_id: str, cost_micros: int,
+                 input_tokens: int | None = None, cached_tokens: int = 0, output_tokens: int | None = None) -> None:
+        """Replace the reservation by the real cost; learn the session's token density."""
+        if admission.reservation is not None:
+            self.view.book.settle(admission.reservation, event_id=event_id, cost_micros=cost_micros)
+        if input_tokens:
+            self.estimator.observe(admission.session_id, body_bytes=admission.body_bytes,
+                                   input_tokens=input_tokens, output_tokens=output_tokens or 0,
+                                   cached_tokens=cached_tokens)
+
+    def abandon(self, admission: Admission) -> None:
+        """The request never reached the provider: drop its reservation at no cost."""
+        if admission.reservation is not None:
+            self.view.book.release(admission.reservation)
+
+    def _estimated_cost(self, model: str, estimate: TokenEstimate) -> int:
+        try:
+            price = self.prices.lookup(model).price
+        except UnknownModelError:
+            return 0  # the proxy refuses unpriced models itself; nothing to reserve
+        return estimated_cost_micros(price, estimate)
