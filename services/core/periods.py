@@ -55,6 +55,7 @@ def period_start_date(kind: PeriodKind, local_day: date) -> date:
     return local_day if kind is PeriodKind.DAY else local_day.replace(day=1)
 
 
+@lru_cache(maxsize=65536)
 def period_of(kind: PeriodKind, start: date, tz_name: str) -> Period:
     """The period of ``kind`` whose local start date is ``start``."""
     tz = zone(tz_name)
@@ -66,8 +67,7 @@ def period_containing(kind: PeriodKind, instant: datetime, tz_name: str) -> Peri
     """The period of ``kind`` that contains the aware ``instant`` in zone ``tz_name``."""
     if instant.tzinfo is None:
         raise ValueError("instant must be timezone-aware")
-    local_day = instant.astimezone(zone(tz_name)).date()
-    return period_of(kind, period_start_date(kind, local_day), tz_name)
+    return period_of(kind, period_start_date(kind, local_date(instant, tz_name)), tz_name)
 
 
 def local_date(instant: datetime, tz_name: str) -> date:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from spendgate.core.events import Stage, UsageRecorded
-from spendgate.core.periods import PeriodKind, period_containing
+from spendgate.core.periods import PeriodKind, local_date, period_of, period_start_date
 
 STAGES_BY_INDEX: tuple[Stage, ...] = ("alert", "downgrade", "pause")
 
@@ -72,10 +72,14 @@ def fold(events: Iterable[UsageRecorded], timezone_of: Callable[[str], str]) -> 
     """Sum events into per-(scope, period) balance increments and per-session aggregates."""
     result = FoldResult()
     for ev in events:
+        local_days: dict[str, date] = {}  # most scopes share a timezone: convert once per event
         for scope in scopes_of(ev):
             tz = timezone_of(scope)
+            day = local_days.get(tz)
+            if day is None:
+                day = local_days[tz] = local_date(ev.occurred_at, tz)
             for kind in (PeriodKind.DAY, PeriodKind.MONTH):
-                period = period_containing(kind, ev.occurred_at, tz)
+                period = period_of(kind, period_start_date(kind, day), tz)
                 delta = result.balances.get(key := BalanceKey(scope, kind, period.start))
                 if delta is None:
                     delta = result.balances[key] = BalanceDelta(resets_at=period.ends_at)

@@ -1,0 +1,149 @@
+"""Ledger fold throughput: N synthetic usage events through each bus into PostgreSQL.
+
+    python benchmarks/ledger_fold.py [--events 50000] [--batch 1000]
+
+Arms (same events, fresh database each): decode only (CPU floor); fold straight into PostgreSQL with
+no bus (the database floor); end to end through the embedded Postgres bus; end to end through Kafka
+(a Tansu broker started here). Prints events/s per arm and the ratio to the database floor, so the
+figures mean something on a noisy shared machine. Target: >= 5,000 events/s through Kafka.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from spendgate.core.bus.kafka import KafkaBus
+from spendgate.core.bus.postgres import PostgresBus
+from spendgate.core.constants import TOPIC_USAGE
+from spendgate.core.db import migrate
+from spendgate.core.events import UsageRecorded, decode, encode
+from spendgate.core.logs import configure_logging
+from spendgate.ledger.consumer import LedgerConsumer, fold_events
+from spendgate.ledger.store import insert_events
+from tests.support.factories import usage_event
+from tests.support.postgres import with_database
+from tests.support.tansu import TansuBroker
+
+SERVER = os.environ.get("SPENDGATE_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def synthetic(n: int) -> list[UsageRecorded]:
+    rng = random.Random(1)
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    return [usage_event(key_id=f"k{i % 200}", developer=f"dev{i % 200}", team=f"team{i % 12}",
+                        session_id=f"s{i % 3000}", turn_id=f"t{i % 9000}", occurred_at=t0 + timedelta(seconds=i * 20),
+                        input_tokens=rng.randint(1000, 80_000), cached_tokens=rng.randint(0, 900),
+                        output_tokens=rng.randint(10, 3000)) for i in range(n)]
+
+
+async def fresh_db() -> str:
+    name = f"sg_bench_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(SERVER)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    url = with_database(SERVER, name)
+    await migrate(url)
+    return url
+
+
+async def drop_db(url: str) -> None:
+    conn = await asyncpg.connect(SERVER)
+    await conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1].split("?")[0]}" WITH (FORCE)')
+    await conn.close()
+
+
+async def run_consumer_until(
+    pool: asyncpg.Pool, bus: PostgresBus | KafkaBus, n: int, batch: int
+) -> tuple[float, float]:
+    """Seconds until the first batch is folded (start-up, group join) and events/s from then on."""
+    stop = asyncio.Event()
+    consumer = LedgerConsumer(pool, bus, batch_size=batch)
+    started = time.perf_counter()
+    task = asyncio.create_task(consumer.run(stop))
+    first_at, first_count = 0.0, 0
+    while (count := await pool.fetchval("SELECT count(*) FROM usage_events")) < n:
+        if count and not first_at:
+            first_at, first_count = time.perf_counter(), count
+        await asyncio.sleep(0.01)
+    done = time.perf_counter()
+    stop.set()
+    await task
+    return first_at - started, (n - first_count) / (done - first_at)
+
+
+async def main(n: int, batch: int) -> None:
+    configure_logging("warning")
+    events = synthetic(n)
+    raw = [encode(e, source="bench") for e in events]
+    rows: list[tuple[str, float]] = []
+
+    t = time.perf_counter()
+    for r in raw:
+        decode(r)
+    rows.append(("decode only (CPU floor)", n / (time.perf_counter() - t)))
+
+    url = await fresh_db()
+    pool = await asyncpg.create_pool(url, min_size=2, max_size=8)
+    t = time.perf_counter()
+    for i in range(0, n, batch):
+        async with pool.acquire() as conn, conn.transaction():
+            new = await insert_events(conn, events[i:i + batch])
+            await fold_events(conn, new, default_timezone="UTC")
+    db_floor = n / (time.perf_counter() - t)
+    rows.append(("fold into PostgreSQL, no bus (DB floor)", db_floor))
+    await pool.close()
+    await drop_db(url)
+
+    url = await fresh_db()
+    pool = await asyncpg.create_pool(url, min_size=2, max_size=8)
+    pg_bus = PostgresBus(pool, url)
+    t = time.perf_counter()
+    for i in range(0, n, batch):
+        await pg_bus.publish_many(TOPIC_USAGE, [(e.key_id, r) for e, r in zip(events[i:i + batch], raw[i:i + batch],
+                                                                             strict=True)])
+    rows.append(("publish to Postgres bus", n / (time.perf_counter() - t)))
+    startup, rate = await run_consumer_until(pool, pg_bus, n, batch)
+    rows.append((f"fold through Postgres bus (start-up {startup:.1f}s)", rate))
+    await pool.close()
+    await drop_db(url)
+
+    broker = TansuBroker()
+    broker.start()
+    try:
+        url = await fresh_db()
+        pool = await asyncpg.create_pool(url, min_size=2, max_size=8)
+        kafka = KafkaBus(broker.bootstrap, idempotence=False, topics=[TOPIC_USAGE])
+        await kafka.start()
+        t = time.perf_counter()
+        for i in range(0, n, batch):
+            await kafka.publish_many(TOPIC_USAGE, [(e.key_id, r) for e, r in zip(events[i:i + batch],
+                                                                                raw[i:i + batch], strict=True)])
+        rows.append(("publish to Kafka (Tansu, acks=all)", n / (time.perf_counter() - t)))
+        startup, rate = await run_consumer_until(pool, kafka, n, batch)
+        rows.append((f"fold through Kafka (group join {startup:.1f}s)", rate))
+        await kafka.stop()
+        await pool.close()
+        await drop_db(url)
+    finally:
+        broker.stop()
+
+    print(f"ledger fold benchmark: {n} events, batch {batch}")
+    print(f"{'arm':48} {'events/s':>10} {'x DB floor':>10}")
+    for name, rate in rows:
+        print(f"{name:48} {rate:10.0f} {rate / db_floor:10.2f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--batch", type=int, default=1000)
+    args = parser.parse_args()
+    asyncio.run(main(args.events, args.batch))
