@@ -1,0 +1,173 @@
+"""Budgets store and BalanceView against real PostgreSQL: changes seen within a second, ledger
+balance updates picked up, own unfolded events counted once; refresh latency measured and printed."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from spendgate.core.config import EnforcementSettings
+from spendgate.core.enforcement import BalanceKey, Principal, RequestFacts
+from spendgate.core.enforcement import budgets_store as store
+from spendgate.core.enforcement.policy import BudgetRaise, budget_of
+from spendgate.core.enforcement.view import BalanceView
+from spendgate.core.events import new_id
+from spendgate.core.periods import PeriodKind
+from tests.support.waiting import eventually
+
+USD = 1_000_000
+ALICE = Principal("k1", "alice", "platform")
+
+
+def today() -> date:
+    return datetime.now(UTC).date()
+
+
+def key_day() -> BalanceKey:
+    return BalanceKey("key:k1", PeriodKind.DAY, today())
+
+
+async def ledger_add(pool: asyncpg.Pool, key: BalanceKey, micros: int, event_id: str | None = None) -> None:
+    """Write a balance the way the ledger folds an event: usage row + balance upsert bumping the version."""
+    async with pool.acquire() as conn, conn.transaction():
+        if event_id is not None:
+            await conn.execute(
+                """INSERT INTO usage_events (event_id, occurred_at, proxy_instance, key_id, developer, team,
+                   cost_center, endpoint, model_requested, model_used, route_reason, stage, status, http_status,
+                   input_tokens, cached_tokens, output_tokens, reasoning_tokens, usage_source, input_price_micros,
+                   cached_price_micros, output_price_micros, price_fallback, cost_micros, retry, latency_ms)
+                   VALUES ($1, now(), 'p1', 'k1', 'alice', 'platform', 'cc', '/v1/responses', 'gpt-5.1', 'gpt-5.1',
+                   'requested', 'ok', 'ok', 200, 1, 0, 1, 0, 'reported', 1, 1, 1, false, $2, false, 5)""",
+                event_id, micros,
+            )
+        await conn.execute(
+            """INSERT INTO balances (scope, period, period_start, spent_micros, requests) VALUES ($1, $2, $3, $4, 1)
+               ON CONFLICT (scope, period, period_start) DO UPDATE SET
+                 spent_micros = balances.spent_micros + excluded.spent_micros,
+                 requests = balances.requests + 1, version = nextval('balances_version'), updated_at = now()""",
+            key.scope, key.period.value, key.period_start, micros,
+        )
+
+
+@pytest.fixture
+async def view(pool: asyncpg.Pool, db_url: str) -> AsyncIterator[BalanceView]:
+    v = BalanceView(pool, dsn=db_url, settings=EnforcementSettings())
+    await v.start()
+    yield v
+    await v.stop()
+
+
+def facts() -> RequestFacts:
+    return RequestFacts(ALICE, "gpt-5.1", 1_000)
+
+
+async def test_budget_change_reaches_a_running_view_within_one_second(pool: asyncpg.Pool, view: BalanceView) -> None:
+    """A budget set, raised and deleted through the store is applied by a running view in under 1 s each."""
+    latencies = []
+    await ledger_add(pool, key_day(), 2 * USD)
+    await eventually(lambda: _ready(view.settled_micros(key_day()) == 2 * USD), what="balance loaded")
+
+    t0 = time.perf_counter()
+    await store.set_budget(pool, budget_of("key:k1", daily_micros=USD, monthly_micros=None), actor="test")
+    await eventually(lambda: _ready(view.decide(facts()).refused), timeout_s=1.0, interval_s=0.005,
+                     what="the new budget refuses")
+    latencies.append(time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    until = datetime.now(UTC) + timedelta(hours=1)
+    await store.raise_budget(pool, BudgetRaise("key:k1", 2 * USD, until, "release week"), actor="test")
+    await eventually(lambda: _ready(not view.decide(facts()).refused), timeout_s=1.0, interval_s=0.005,
+                     what="the raise lifts the pause")
+    latencies.append(time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    assert await store.delete_budget(pool, "key:k1", actor="test")
+    await eventually(lambda: _ready(view.decide(facts()).keys == ()), timeout_s=1.0, interval_s=0.005,
+                     what="the budget is gone")
+    latencies.append(time.perf_counter() - t0)
+    print(f"\nbudget change -> view: {', '.join(f'{x * 1000:.1f} ms' for x in latencies)}")
+    audit = await pool.fetch("SELECT action, actor FROM budget_audit ORDER BY changed_at")
+    assert [(r["action"], r["actor"]) for r in audit] == [("set", "test"), ("raise", "test"), ("delete", "test")]
+
+
+async def test_ledger_balance_updates_are_picked_up_and_measured(pool: asyncpg.Pool, view: BalanceView) -> None:
+    """Balances written the way the ledger writes them reach the view; refresh latency is printed."""
+    samples = []
+    for i in range(1, 21):
+        t0 = time.perf_counter()
+        await ledger_add(pool, key_day(), USD)
+        await eventually(lambda i=i: _ready(view.settled_micros(key_day()) == i * USD), timeout_s=2.0,
+                         interval_s=0.002, what=f"balance {i}")
+        samples.append(time.perf_counter() - t0)
+    ms = sorted(x * 1000 for x in samples)
+    print(f"\nledger commit -> view (poll {view.settings.balance_poll_interval_s * 1000:.0f} ms): "
+          f"median {statistics.median(ms):.1f} ms, max {ms[-1]:.1f} ms over {len(ms)} updates")
+    assert ms[-1] < 1000
+
+
+async def test_out_of_order_commit_is_caught_by_the_overlap_reread(pool: asyncpg.Pool, view: BalanceView) -> None:
+    """A ledger transaction that takes its version first but commits after a later one is still seen."""
+    slow_key, fast_key = key_day(), BalanceKey("team:platform", PeriodKind.DAY, today())
+    async with pool.acquire() as slow:
+        tx = slow.transaction()
+        await tx.start()
+        await slow.execute(
+            """INSERT INTO balances (scope, period, period_start, spent_micros, requests, version)
+               VALUES ($1, 'day', $2, $3, 1, nextval('balances_version'))""",
+            slow_key.scope, slow_key.period_start, 5 * USD,
+        )
+        await ledger_add(pool, fast_key, USD)  # a later version, committed first
+        await eventually(lambda: _ready(view.settled_micros(fast_key) == USD), what="later version seen")
+        await tx.commit()
+    await eventually(lambda: _ready(view.settled_micros(slow_key) == 5 * USD), timeout_s=5.0,
+                     what="the earlier version committed late")
+
+
+async def test_own_unfolded_events_count_until_the_ledger_folds_them(pool: asyncpg.Pool, view: BalanceView) -> None:
+    """Settled cost is counted as unsettled until the ledger folds its event, then only once."""
+    await store.set_budget(pool, budget_of("key:k1", daily_micros=10 * USD, monthly_micros=None), actor="t")
+    await eventually(lambda: _ready(view.decide(facts()).keys != ()), what="budget loaded")
+    k = key_day()
+    res = view.book.reserve(view.decide(facts()).keys, 3 * USD)
+    assert view.spent_micros(k) == 3 * USD
+    event_id = new_id()
+    view.book.settle(res, event_id=event_id, cost_micros=2 * USD)
+    assert view.spent_micros(k) == 2 * USD and view.book.unsettled_micros(k) == 2 * USD
+    await ledger_add(pool, k, 2 * USD, event_id=event_id)
+    await eventually(lambda: _ready(view.book.unsettled_micros(k) == 0), what="event folded")
+    assert view.spent_micros(k) == 2 * USD == view.settled_micros(k)
+
+
+async def test_two_views_on_one_database_see_each_others_folded_spend(pool: asyncpg.Pool, db_url: str) -> None:
+    """Spend folded from either proxy's events is enforced by both once the ledger has it."""
+    views = [BalanceView(pool, dsn=db_url, settings=EnforcementSettings()) for _ in range(2)]
+    for v in views:
+        await v.start()
+    try:
+        await store.set_budget(pool, budget_of("team:platform", daily_micros=USD, monthly_micros=None), actor="t")
+        await ledger_add(pool, BalanceKey("team:platform", PeriodKind.DAY, today()), 1_100_000)
+        for v in views:
+            await eventually(lambda v=v: _ready(v.decide(facts()).refused), timeout_s=1.0, what="both views pause")
+    finally:
+        for v in views:
+            await v.stop()
+
+
+async def test_listener_loss_is_survived(pool: asyncpg.Pool, view: BalanceView) -> None:
+    """If the LISTEN connection is killed, the view reconnects and still applies budget changes."""
+    assert view._listener is not None
+    pid = view._listener.get_server_pid()
+    await pool.execute("SELECT pg_terminate_backend($1)", pid)
+    await store.set_budget(pool, budget_of("org", daily_micros=USD, monthly_micros=None), actor="t")
+    await eventually(lambda: _ready("org" in view.policy.budgets), timeout_s=6.0, what="budget after reconnect")
+
+
+async def _ready(value: bool) -> bool:
+    await asyncio.sleep(0)
+    return value
