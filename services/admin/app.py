@@ -7,14 +7,14 @@ from typing import Any
 
 from aiohttp import web
 
-from . import api_keys, api_reports
+from . import api_keys, api_policy, api_reports
 from .deps import DEPS, Deps
 from .middleware import auth_middleware, error_middleware, json_response
 from .openapi import Operation, document
 
 
 def operations() -> list[Operation]:
-    ops = [*api_keys.operations(), *api_reports.operations()]
+    ops = [*api_keys.operations(), *api_policy.operations(), *api_reports.operations()]
     return [*ops, Operation("GET", "/openapi.json", "openapi", "This OpenAPI 3.1 document", _openapi,
                             dict[str, Any], errors=(), tags=("meta",))]
 

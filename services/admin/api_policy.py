@@ -1,0 +1,184 @@
+"""Admin API handlers for budgets, raises and policies (live, dry-run, apply).
+
+Writes go through the enforcement budgets store (audited, NOTIFYing the proxies); the dry-run and
+apply are the functions ``spendgate policy …`` runs.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+from aiohttp import web
+
+from spendgate.core.enforcement import Budget, BudgetRaise, budget_of, parse_scope, policy_from_document
+from spendgate.core.enforcement import budgets_store as store
+from spendgate.core.errors import StoreError
+from spendgate.core.money import usd_to_micros
+
+from .deps import DEPS
+from .dryrun import DryRun, dry_run
+from .middleware import ApiError, json_response, not_found
+from .openapi import Operation, Param
+from .policy import Applied, apply, live_policy, to_document
+
+Usd = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,9}(\.[0-9]{1,6})?$",
+                                  description="US dollars as an exact decimal string")]
+
+
+class BudgetOut(msgspec.Struct, frozen=True, kw_only=True):
+    scope: str
+    daily_micros: int | None
+    monthly_micros: int | None
+    timezone: str
+    thresholds_pct: list[int]
+    at_pause: str
+    retry_cap: int | None
+
+
+class RaiseOut(msgspec.Struct, frozen=True, kw_only=True):
+    raise_id: str
+    scope: str
+    amount_micros: int
+    until: datetime
+    reason: str
+
+
+class Budgets(msgspec.Struct, frozen=True, kw_only=True):
+    budgets: list[BudgetOut]
+    raises: list[RaiseOut]
+    """Raises still active now."""
+
+
+class BudgetIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    daily: Usd | None = None
+    monthly: Usd | None = None
+    timezone: str = "UTC"
+    thresholds: Annotated[list[Annotated[int, msgspec.Meta(ge=1, le=10_000)]],
+                          msgspec.Meta(min_length=3, max_length=3)] = msgspec.field(
+        default_factory=lambda: [80, 95, 110])
+    at_pause: Annotated[str, msgspec.Meta(pattern="^(refuse|cheapest)$")] = "refuse"
+    retry_cap: Annotated[int, msgspec.Meta(ge=0, le=1000)] | None = None
+
+
+class RaiseIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    by: Usd
+    until: Annotated[datetime, msgspec.Meta(tz=True)]
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+
+
+class Deleted(msgspec.Struct, frozen=True, kw_only=True):
+    deleted: str
+
+
+class PolicyDocument(msgspec.Struct, frozen=True, kw_only=True):
+    policy: dict[str, Any]
+    """The live policy in the proposal format (``spendgate policy dry-run`` / ``apply`` read it)."""
+
+
+class DryRunIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    proposal: dict[str, Any]
+    days: Annotated[int, msgspec.Meta(ge=1, le=366)] = 30
+
+
+class ApplyIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    proposal: dict[str, Any]
+
+
+def _budget_out(b: Budget) -> BudgetOut:
+    return BudgetOut(scope=b.scope, daily_micros=b.daily_micros, monthly_micros=b.monthly_micros,
+                     timezone=b.timezone, thresholds_pct=b.thresholds.as_list(), at_pause=b.at_pause,
+                     retry_cap=b.retry_cap)
+
+
+def _raise_out(r: BudgetRaise) -> RaiseOut:
+    return RaiseOut(raise_id=r.raise_id, scope=r.scope, amount_micros=r.amount_micros, until=r.until,
+                    reason=r.reason)
+
+
+def _actor(request: web.Request) -> str:
+    return f"admin-api:{request.remote or 'unknown'}"
+
+
+async def list_budgets(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    budgets, raises = await store.load_budgets(deps.pool, deps.now())
+    return json_response(Budgets(budgets=[_budget_out(b) for b in budgets], raises=[_raise_out(r) for r in raises]))
+
+
+async def put_budget(request: web.Request) -> web.Response:
+    body = msgspec.json.decode(await request.read(), type=BudgetIn)
+    budget = budget_of(request.match_info["scope"],
+                       daily_micros=None if body.daily is None else usd_to_micros(body.daily),
+                       monthly_micros=None if body.monthly is None else usd_to_micros(body.monthly),
+                       timezone=body.timezone, thresholds=body.thresholds, at_pause=body.at_pause,
+                       retry_cap=body.retry_cap)
+    await store.set_budget(request.app[DEPS].pool, budget, actor=_actor(request))
+    return json_response(_budget_out(budget))
+
+
+async def delete_budget(request: web.Request) -> web.Response:
+    scope = parse_scope(request.match_info["scope"])
+    if not await store.delete_budget(request.app[DEPS].pool, scope, actor=_actor(request)):
+        raise not_found(f"no budget for {scope}")
+    return json_response(Deleted(deleted=scope))
+
+
+async def add_raise(request: web.Request) -> web.Response:
+    scope = parse_scope(request.match_info["scope"])
+    body = msgspec.json.decode(await request.read(), type=RaiseIn)
+    raise_ = BudgetRaise(scope, usd_to_micros(body.by), body.until, body.reason)
+    if raise_.amount_micros <= 0:
+        raise ApiError(400, "bad_request", "a raise must be a positive amount")
+    try:
+        raise_id = await store.raise_budget(request.app[DEPS].pool, raise_, actor=_actor(request))
+    except StoreError as exc:
+        if exc.retriable:
+            raise
+        raise ApiError(409, "conflict", exc.message) from None
+    return json_response(_raise_out(BudgetRaise(scope, raise_.amount_micros, body.until, body.reason, raise_id)),
+                         status=201)
+
+
+async def get_policy(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    return json_response(PolicyDocument(policy=to_document(
+        await live_policy(deps.pool, deps.settings.enforcement, deps.now()))))
+
+
+async def post_dry_run(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    body = msgspec.json.decode(await request.read(), type=DryRunIn)
+    proposal = policy_from_document(body.proposal, deps.settings.enforcement)
+    result, _ = await dry_run(deps.pool, proposal, deps.prices, days=body.days, now=deps.now())
+    return json_response(result)
+
+
+async def post_apply(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    body = msgspec.json.decode(await request.read(), type=ApplyIn)
+    proposal = policy_from_document(body.proposal, deps.settings.enforcement)
+    done = await apply(deps.pool, proposal, deps.settings.enforcement, now=deps.now(), actor=_actor(request))
+    return json_response(done)
+
+
+def operations() -> list[Operation]:
+    scope = Param("scope", {"type": "string"}, "key:<id>, developer:<name>, team:<name> or org", where="path")
+    b, p = ("budgets",), ("policy",)
+    return [
+        Operation("GET", "/v1/budgets", "listBudgets", "Budgets and active raises", list_budgets, Budgets,
+                  errors=(), tags=b),
+        Operation("PUT", "/v1/budgets/{scope}", "setBudget", "Create or replace a scope's budget", put_budget,
+                  BudgetOut, params=(scope,), body=BudgetIn, tags=b),
+        Operation("DELETE", "/v1/budgets/{scope}", "deleteBudget", "Remove a scope's budget and its raises",
+                  delete_budget, Deleted, params=(scope,), errors=(400, 404), tags=b),
+        Operation("POST", "/v1/budgets/{scope}/raises", "raiseBudget", "Raise a budget until a time",
+                  add_raise, RaiseOut, status=201, params=(scope,), body=RaiseIn, errors=(400, 409), tags=b),
+        Operation("GET", "/v1/policy", "getPolicy", "The live policy in the proposal format", get_policy,
+                  PolicyDocument, errors=(), tags=p),
+        Operation("POST", "/v1/policy/dry-run", "dryRunPolicy", "Replay recent traffic through a proposal",
+                  post_dry_run, DryRun, body=DryRunIn, tags=p),
+        Operation("POST", "/v1/policy/apply", "applyPolicy", "Make the live budgets those of a proposal",
+                  post_apply, Applied, body=ApplyIn, tags=p),
+    ]

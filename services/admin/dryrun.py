@@ -1,0 +1,154 @@
+"""``spendgate policy dry-run``: what a proposed policy would have done to the last N days of traffic.
+
+Loads the stored usage events of the window in time order and feeds them to :class:`~.replay.Replay`
+(the proxy's own decision function underneath). Spend from earlier in the periods the window starts
+in (e.g. the 1st of the month up to the window) is folded in first, at its actual cost, so a monthly
+budget starts the window as full as it really was.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import date, datetime, timedelta
+
+import asyncpg
+import msgspec
+
+from spendgate.core.enforcement import Policy
+from spendgate.core.periods import PeriodKind, period_containing
+from spendgate.core.pricing import PriceTable
+
+from .replay import Replay, Usage
+
+FETCH_ROWS = 20_000
+_COLUMNS = ("event_id::text, occurred_at, key_id, developer, team, session_id, turn_id, model_requested, "
+            "model_used, route_reason, stage, status, input_tokens, cached_tokens, output_tokens, "
+            "cost_micros, retry")
+
+
+class DryRunAlert(msgspec.Struct, frozen=True, kw_only=True):
+    period: str
+    period_start: date
+    threshold_pct: int
+    stage: str
+    at: datetime
+    spent_micros: int
+    budget_micros: int
+
+
+class PausedSession(msgspec.Struct, frozen=True, kw_only=True):
+    session_id: str
+    developer: str
+    paused_at: datetime
+    turns_before: int
+    """Turns the session had completed (at least partly) before it was paused."""
+    requests_before: int
+    refused_requests: int
+    remaining_turns: int
+    """Turns the pause would have stopped from starting."""
+    remaining_cost_micros: int
+    """What the refused requests cost live: the spend the pause cuts from this session."""
+    resumed_at: datetime | None
+    """When the session got through again (the budget period reset), if it did."""
+
+
+class ScopeResult(msgspec.Struct, frozen=True, kw_only=True):
+    scope: str
+    daily_budget_micros: int | None
+    monthly_budget_micros: int | None
+    alerts: list[DryRunAlert]
+    downgrades: int
+    downgrade_saved_micros: int
+    forced_cheapest: int
+    forced_cheapest_saved_micros: int
+    refused_requests: int
+    retry_refused: int
+    paused_sessions: list[PausedSession]
+    spend_micros: int
+    """What this scope would have spent under the proposal."""
+    actual_micros: int
+    """What it really spent in the window."""
+
+
+class DryRun(msgspec.Struct, frozen=True, kw_only=True):
+    days: int
+    from_at: datetime
+    to_at: datetime
+    events: int
+    spend_micros: int
+    actual_micros: int
+    downgrades: int
+    downgrade_saved_micros: int
+    forced_cheapest: int
+    refused_requests: int
+    retry_refused: int
+    paused_sessions: int
+    differences: int
+    """Requests the proposal would have treated differently from what actually happened."""
+    elapsed_ms: int
+    scopes: list[ScopeResult]
+
+
+def _seed_from(policy: Policy, start: datetime) -> datetime:
+    """The earliest period start (local midnight of the 1st, per budget timezone) the window begins in."""
+    starts = [period_containing(PeriodKind.MONTH, start, b.timezone).starts_at for b in policy.budgets.values()]
+    return min(starts, default=start)
+
+
+async def dry_run(pool: asyncpg.Pool, policy: Policy, prices: PriceTable, *, days: int, now: datetime,
+                  trace: bool = False) -> tuple[DryRun, Replay]:
+    """Replay the ``days`` before ``now`` through ``policy``; the replay itself is returned for its trace."""
+    started = time.perf_counter()
+    start = now - timedelta(days=days)
+    replay = Replay(policy, prices, trace=trace)
+    async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
+        seed_from = _seed_from(policy, start)
+        if seed_from < start:
+            rows = await conn.fetch(
+                """SELECT key_id, developer, team, date_bin('15 minutes', occurred_at, 'epoch') AS at,
+                          sum(cost_micros)::bigint AS spent
+                   FROM usage_events WHERE occurred_at >= $1 AND occurred_at < $2 GROUP BY 1, 2, 3, 4""",
+                seed_from, start)
+            for r in rows:
+                replay.seed(r["key_id"], r["developer"], r["team"], r["at"], r["spent"])
+        cursor = await conn.cursor(
+            f"SELECT {_COLUMNS} FROM usage_events WHERE occurred_at >= $1 AND occurred_at < $2 "
+            "ORDER BY occurred_at, event_id", start, now)
+        while batch := await cursor.fetch(FETCH_ROWS):
+            for row in batch:
+                replay.feed(Usage(*row))
+    return _result(replay, policy, days, start, now, time.perf_counter() - started), replay
+
+
+def _result(replay: Replay, policy: Policy, days: int, start: datetime, now: datetime,
+            elapsed_s: float) -> DryRun:
+    scopes = []
+    for scope, t in replay.scopes.items():
+        budget = policy.budgets[scope]
+        scopes.append(ScopeResult(
+            scope=scope, daily_budget_micros=budget.daily_micros, monthly_budget_micros=budget.monthly_micros,
+            alerts=[DryRunAlert(period=a.period, period_start=a.period_start, threshold_pct=a.threshold_pct,
+                                stage=a.stage, at=a.at, spent_micros=a.spent_micros, budget_micros=a.budget_micros)
+                    for a in replay.alerts if a.scope == scope],
+            downgrades=t.downgrades, downgrade_saved_micros=t.downgrade_saved_micros,
+            forced_cheapest=t.forced_cheapest, forced_cheapest_saved_micros=t.forced_cheapest_saved_micros,
+            refused_requests=t.refused_requests, retry_refused=t.retry_refused,
+            paused_sessions=[
+                PausedSession(session_id=p.session_id, developer=p.developer, paused_at=p.paused_at,
+                              turns_before=p.turns_before, requests_before=p.requests_before,
+                              refused_requests=p.refused_requests, remaining_turns=len(p.remaining_turns),
+                              remaining_cost_micros=p.remaining_cost_micros, resumed_at=p.resumed_at)
+                for p in replay.pauses if p.scope == scope],
+            spend_micros=t.spend_micros, actual_micros=t.actual_micros,
+        ))
+    scopes.sort(key=lambda s: (-s.actual_micros, s.scope))
+    tallies = replay.scopes.values()
+    return DryRun(
+        days=days, from_at=start, to_at=now, events=replay.events, spend_micros=replay.spend_micros,
+        actual_micros=replay.actual_micros, downgrades=sum(t.downgrades for t in tallies),
+        downgrade_saved_micros=sum(t.downgrade_saved_micros for t in tallies),
+        forced_cheapest=sum(t.forced_cheapest for t in tallies),
+        refused_requests=sum(t.refused_requests for t in tallies), retry_refused=replay.retry_refused,
+        paused_sessions=len(replay.pauses), differences=replay.differences,
+        elapsed_ms=int(elapsed_s * 1000), scopes=scopes,
+    )

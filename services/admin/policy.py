@@ -1,0 +1,98 @@
+"""The live policy as a document, and ``policy apply``: make the live budgets what a proposal says.
+
+The document format is the one :func:`spendgate.core.enforcement.policy_from_document` reads (see
+its module docs), so ``policy show > p.yaml``, edit, ``policy dry-run p.yaml``, ``policy apply p.yaml``
+round-trips. Budgets and raises live in the database and are applied through the enforcement budgets
+store (audited, NOTIFYing the proxies); cascades, the downgrade size limit and the default retry cap
+live in the settings file, so ``apply`` reports any difference there instead of pretending to apply it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from spendgate.core.config import EnforcementSettings
+from spendgate.core.enforcement import Budget, BudgetRaise, Policy
+from spendgate.core.enforcement import budgets_store as store
+from spendgate.core.money import usd_str
+
+
+async def live_policy(pool: asyncpg.Pool, defaults: EnforcementSettings, now: datetime) -> Policy:
+    """The policy the proxies enforce right now: stored budgets and active raises, settings for the rest."""
+    budgets, raises = await store.load_budgets(pool, now)
+    return Policy.from_settings(defaults, budgets, raises)
+
+
+def _budget_doc(b: Budget) -> dict[str, Any]:
+    doc: dict[str, Any] = {"scope": b.scope}
+    if b.daily_micros is not None:
+        doc["daily"] = usd_str(b.daily_micros)
+    if b.monthly_micros is not None:
+        doc["monthly"] = usd_str(b.monthly_micros)
+    doc.update(timezone=b.timezone, thresholds=b.thresholds.as_list(), at_pause=b.at_pause)
+    if b.retry_cap is not None:
+        doc["retry_cap"] = b.retry_cap
+    return doc
+
+
+def to_document(policy: Policy) -> dict[str, Any]:
+    """``policy`` in the proposal format (dollar amounts as exact strings)."""
+    return {
+        "budgets": [_budget_doc(policy.budgets[s]) for s in sorted(policy.budgets)],
+        "raises": [{"scope": r.scope, "by": usd_str(r.amount_micros), "until": r.until.isoformat(),
+                    "reason": r.reason} for r in policy.raises],
+        "cascades": {m: list(c) for m, c in sorted(policy.cascades.items())},
+        "downgrade_max_input_tokens": policy.downgrade_max_input_tokens,
+        "retry_cap": policy.retry_cap,
+    }
+
+
+class Applied(msgspec.Struct, frozen=True, kw_only=True):
+    set_budgets: list[str]
+    deleted_budgets: list[str]
+    unchanged_budgets: list[str]
+    added_raises: list[str]
+    kept_raises: list[str]
+    """Active live raises the proposal does not list: raises run out by themselves, none are cut short."""
+    settings_differences: list[str]
+    """Parts of the proposal that live in the settings file (cascades, limits) and differ from it."""
+
+
+def _same_raise(a: BudgetRaise, b: BudgetRaise) -> bool:
+    return (a.scope, a.amount_micros, a.until, a.reason) == (b.scope, b.amount_micros, b.until, b.reason)
+
+
+async def apply(pool: asyncpg.Pool, proposal: Policy, defaults: EnforcementSettings, *, now: datetime,
+                actor: str) -> Applied:
+    """Make the live budgets and raises those of ``proposal``; unchanged budgets are left alone."""
+    live = await live_policy(pool, defaults, now)
+    set_, unchanged = [], []
+    for scope in sorted(proposal.budgets):
+        if live.budgets.get(scope) == proposal.budgets[scope]:
+            unchanged.append(scope)
+        else:
+            await store.set_budget(pool, proposal.budgets[scope], actor=actor)
+            set_.append(scope)
+    deleted = []
+    for scope in sorted(set(live.budgets) - set(proposal.budgets)):
+        await store.delete_budget(pool, scope, actor=actor)
+        deleted.append(scope)
+    added = []
+    for r in proposal.raises:
+        if r.until > now and not any(_same_raise(r, old) for old in live.raises if old.scope not in deleted):
+            await store.raise_budget(pool, r, actor=actor)
+            added.append(f"{r.scope} +{usd_str(r.amount_micros)} until {r.until.isoformat()}")
+    kept = [f"{r.scope} +{usd_str(r.amount_micros)} until {r.until.isoformat()}" for r in live.raises
+            if r.scope in proposal.budgets and not any(_same_raise(r, p) for p in proposal.raises)]
+    base = Policy.from_settings(defaults)
+    differences = [
+        f"{name}: proposal {getattr(proposal, name)!r}, settings {getattr(base, name)!r}"
+        for name in ("cascades", "downgrade_max_input_tokens", "retry_cap")
+        if getattr(proposal, name) != getattr(base, name)
+    ]
+    return Applied(set_budgets=set_, deleted_budgets=deleted, unchanged_budgets=unchanged, added_raises=added,
+                   kept_raises=kept, settings_differences=differences)

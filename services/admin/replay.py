@@ -1,0 +1,243 @@
+"""The policy replay engine: stored usage events, in time order, through the proxy's own decision.
+
+Pure: no I/O. Each event becomes the request it was (key, developer, team, session, requested model,
+input tokens as the estimate) and goes through :func:`spendgate.core.enforcement.decide` against the
+spend the proposal would have let happen so far; its cost is then recomputed for the model the
+decision picks (the stored cost when that is the model that served it, else repriced with
+:func:`spendgate.core.pricing.cost_micros`) and added to its budgeted balances, where threshold
+crossings become the alerts the proposal would have sent.
+
+What a replay cannot know: requests that never happened because the live policy paused their
+session (a looser proposal cannot bring them back), and the tokens of requests that were refused
+live. Retries are counted from the events' ``retry`` flag: a run of consecutive retry requests in
+a session is refused once it reaches the scope's retry cap, as the retry detector would.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import NamedTuple
+
+from spendgate.core.enforcement import Policy, Principal, RequestFacts, decide
+from spendgate.core.enforcement.decide import BalanceKey, balance_keys
+from spendgate.core.enforcement.stages import StageLevel, reached
+from spendgate.core.errors import UnknownModelError
+from spendgate.core.pricing import PriceTable, cost_micros
+
+
+class Usage(NamedTuple):
+    """The parts of a stored usage event a replay needs."""
+
+    event_id: str
+    occurred_at: datetime
+    key_id: str
+    developer: str
+    team: str
+    session_id: str | None
+    turn_id: str | None
+    model_requested: str
+    model_used: str
+    route_reason: str
+    stage: str
+    status: str
+    input_tokens: int
+    cached_tokens: int
+    output_tokens: int
+    cost_micros: int
+    retry: bool
+
+
+Outcome = str
+"""``pass``, ``downgrade``, ``pause_cheapest``, ``refuse`` (budget pause) or ``retry_refuse``."""
+
+
+def actual_outcome(u: Usage) -> Outcome:
+    """What the live policy did with the request, as recorded on its event."""
+    if u.status == "refused":
+        return "refuse" if u.stage == "pause" else "retry_refuse"
+    if u.route_reason == "downgrade":
+        return "downgrade"
+    return "pause_cheapest" if u.route_reason == "pause_cheapest" else "pass"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertHit:
+    scope: str
+    period: str
+    period_start: date
+    threshold_pct: int
+    stage: str
+    at: datetime
+    spent_micros: int
+    budget_micros: int
+
+
+@dataclass(slots=True)
+class Pause:
+    session_id: str
+    developer: str
+    scope: str
+    paused_at: datetime
+    turns_before: int
+    requests_before: int
+    refused_requests: int = 0
+    remaining_turns: set[str] = field(default_factory=set)
+    remaining_cost_micros: int = 0
+    """What the refused requests cost when they ran live: the spend the pause would have cut."""
+    resumed_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class ScopeTally:
+    downgrades: int = 0
+    downgrade_saved_micros: int = 0
+    forced_cheapest: int = 0
+    forced_cheapest_saved_micros: int = 0
+    refused_requests: int = 0
+    retry_refused: int = 0
+    spend_micros: int = 0
+    actual_micros: int = 0
+
+
+@dataclass(slots=True)
+class _Session:
+    turns: set[str] = field(default_factory=set)
+    requests: int = 0
+    retry_streak: int = 0
+    pause: Pause | None = None
+
+
+class Replay:
+    """Feed events in time order; read the tallies, alerts, pauses and differences afterwards."""
+
+    def __init__(self, policy: Policy, prices: PriceTable, *, trace: bool = False) -> None:
+        self.policy, self.prices = policy, prices
+        self.spend: dict[BalanceKey, int] = defaultdict(int)
+        self.scopes: dict[str, ScopeTally] = {s: ScopeTally() for s in policy.budgets}
+        self.alerts: list[AlertHit] = []
+        self.pauses: list[Pause] = []
+        self.events = self.spend_micros = self.actual_micros = self.differences = self.retry_refused = 0
+        self.trace: dict[str, Outcome] | None = {} if trace else None
+        self._sessions: dict[str, _Session] = defaultdict(_Session)
+        self._principals: dict[tuple[str, str, str], Principal] = {}
+        self._budgeted: dict[Principal, tuple[str, ...]] = {}
+
+    def seed(self, key_id: str, developer: str, team: str, at: datetime, spent_micros: int) -> None:
+        """Spend from before the replayed window that still counts in its periods (e.g. earlier this month)."""
+        for key, _ in balance_keys(self._principal(key_id, developer, team), self.policy, at):
+            self.spend[key] += spent_micros
+
+    def feed(self, u: Usage) -> Outcome:
+        self.events += 1
+        principal = self._principal(u.key_id, u.developer, u.team)
+        session = self._sessions[u.session_id] if u.session_id else None
+        outcome, scope, cost, saved = self._decide(u, principal, session)
+        self.spend_micros += cost
+        self.actual_micros += u.cost_micros
+        if outcome == "retry_refuse":
+            self.retry_refused += 1
+        if outcome != actual_outcome(u):
+            self.differences += 1
+        if self.trace is not None:
+            self.trace[u.event_id] = outcome
+        for s in self._budgeted_scopes(principal):
+            tally = self.scopes[s]
+            tally.spend_micros += cost
+            tally.actual_micros += u.cost_micros
+        if scope is not None:
+            tally = self.scopes[scope]
+            if outcome == "downgrade":
+                tally.downgrades += 1
+                tally.downgrade_saved_micros += saved
+            elif outcome == "pause_cheapest":
+                tally.forced_cheapest += 1
+                tally.forced_cheapest_saved_micros += saved
+            elif outcome == "refuse":
+                tally.refused_requests += 1
+            elif outcome == "retry_refuse":
+                tally.retry_refused += 1
+        if session is not None:
+            self._follow_session(u, session, outcome, scope)
+        return outcome
+
+    def _decide(self, u: Usage, principal: Principal,
+                session: _Session | None) -> tuple[Outcome, str | None, int, int]:
+        if session is not None:
+            session.retry_streak = session.retry_streak + 1 if u.retry else 0
+            scopes = principal.scopes()
+            if session.retry_streak and session.retry_streak >= max(self.policy.retry_cap_for(scopes), 1):
+                return "retry_refuse", self._retry_scope(scopes), 0, 0
+        facts = RequestFacts(principal, u.model_requested, u.input_tokens, u.session_id)
+        decision = decide(facts, self.policy, self._spent, u.occurred_at)
+        scope = decision.decided_by.scope if decision.decided_by is not None else None
+        if decision.action == "refuse":
+            return "refuse", scope, 0, 0
+        if u.status == "refused":  # refused live, passes now: its tokens were never known
+            return decision.action, scope, 0, 0
+        cost = self._cost(u, decision.model_used)
+        saved = self._cost(u, u.model_requested) - cost if decision.action != "pass" else 0
+        self._add(decision.keys, cost, u.occurred_at)
+        return decision.action, scope, cost, saved
+
+    def _spent(self, key: BalanceKey) -> int:
+        return self.spend.get(key, 0)
+
+    def _add(self, keys: tuple[BalanceKey, ...], cost: int, at: datetime) -> None:
+        for key in keys:
+            before = self.spend[key]
+            after = self.spend[key] = before + cost
+            budget = self.policy.budgets[key.scope]
+            limit = self.policy.effective_micros(budget, key.period, at)
+            if limit is None:
+                continue
+            for level, pct in enumerate(budget.thresholds.as_list(), start=1):
+                if reached(after, limit, pct) and not reached(before, limit, pct):
+                    self.alerts.append(AlertHit(key.scope, key.period.value, key.period_start, pct,
+                                                StageLevel(level).label, at, after, limit))
+
+    def _cost(self, u: Usage, model: str) -> int:
+        if model == u.model_used:
+            return u.cost_micros
+        try:
+            price = self.prices.lookup(model).price
+        except UnknownModelError:
+            return u.cost_micros
+        return cost_micros(price, input_tokens=u.input_tokens, cached_tokens=u.cached_tokens,
+                           output_tokens=u.output_tokens)
+
+    def _follow_session(self, u: Usage, s: _Session, outcome: Outcome, scope: str | None) -> None:
+        assert u.session_id is not None
+        refused = outcome == "refuse"
+        if refused and s.pause is None:
+            s.pause = Pause(u.session_id, u.developer, scope or "org", u.occurred_at, len(s.turns), s.requests)
+            self.pauses.append(s.pause)
+        if refused and s.pause is not None:
+            s.pause.refused_requests += 1
+            s.pause.remaining_cost_micros += u.cost_micros
+            if u.turn_id is not None and u.turn_id not in s.turns:
+                s.pause.remaining_turns.add(u.turn_id)
+        elif not refused and outcome != "retry_refuse":
+            if s.pause is not None and s.pause.resumed_at is None:
+                s.pause.resumed_at = u.occurred_at
+                s.pause = None
+            s.requests += 1
+            if u.turn_id is not None:
+                s.turns.add(u.turn_id)
+
+    def _principal(self, key_id: str, developer: str, team: str) -> Principal:
+        p = self._principals.get((key_id, developer, team))
+        if p is None:
+            p = self._principals[(key_id, developer, team)] = Principal(key_id, developer, team)
+        return p
+
+    def _budgeted_scopes(self, principal: Principal) -> tuple[str, ...]:
+        found = self._budgeted.get(principal)
+        if found is None:
+            found = self._budgeted[principal] = tuple(s for s in principal.scopes() if s in self.policy.budgets)
+        return found
+
+    def _retry_scope(self, scopes: tuple[str, ...]) -> str | None:
+        capped = [(b.retry_cap, s) for s in scopes if (b := self.policy.budgets.get(s)) and b.retry_cap is not None]
+        return min(capped)[1] if capped else None
