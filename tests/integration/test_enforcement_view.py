@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
@@ -102,8 +102,8 @@ async def test_ledger_balance_updates_are_picked_up_and_measured(pool: asyncpg.P
     for i in range(1, 21):
         t0 = time.perf_counter()
         await ledger_add(pool, key_day(), USD)
-        await eventually(lambda i=i: _ready(view.settled_micros(key_day()) == i * USD), timeout_s=2.0,
-                         interval_s=0.002, what=f"balance {i}")
+        await eventually(_settled_is(view, key_day(), i * USD), timeout_s=2.0, interval_s=0.002,
+                         what=f"balance {i}")
         samples.append(time.perf_counter() - t0)
     ms = sorted(x * 1000 for x in samples)
     print(f"\nledger commit -> view (poll {view.settings.balance_poll_interval_s * 1000:.0f} ms): "
@@ -153,7 +153,7 @@ async def test_two_views_on_one_database_see_each_others_folded_spend(pool: asyn
         await store.set_budget(pool, budget_of("team:platform", daily_micros=USD, monthly_micros=None), actor="t")
         await ledger_add(pool, BalanceKey("team:platform", PeriodKind.DAY, today()), 1_100_000)
         for v in views:
-            await eventually(lambda v=v: _ready(v.decide(facts()).refused), timeout_s=1.0, what="both views pause")
+            await eventually(_refuses(v), timeout_s=1.0, what="both views pause")
     finally:
         for v in views:
             await v.stop()
@@ -166,6 +166,18 @@ async def test_listener_loss_is_survived(pool: asyncpg.Pool, view: BalanceView) 
     await pool.execute("SELECT pg_terminate_backend($1)", pid)
     await store.set_budget(pool, budget_of("org", daily_micros=USD, monthly_micros=None), actor="t")
     await eventually(lambda: _ready("org" in view.policy.budgets), timeout_s=6.0, what="budget after reconnect")
+
+
+def _settled_is(view: BalanceView, key: BalanceKey, micros: int) -> Callable[[], Awaitable[bool]]:
+    async def probe() -> bool:
+        return view.settled_micros(key) == micros
+    return probe
+
+
+def _refuses(view: BalanceView) -> Callable[[], Awaitable[bool]]:
+    async def probe() -> bool:
+        return view.decide(facts()).refused
+    return probe
 
 
 async def _ready(value: bool) -> bool:
