@@ -60,8 +60,8 @@ async def team_spend(conn: Conn, route: Route, now: datetime) -> list[str]:
                 b["scope"], kind.value, start) or 0
             if budget:
                 parts.append(f"{label} {format_usd(spent)} of {format_usd(budget)} ({spent * 100 // budget}%)")
-            else:
-                parts.append(f"{label} {format_usd(spent)} (no budget)")
+            elif kind is PeriodKind.MONTH:
+                parts.append(f"{label} {format_usd(spent)} (no monthly budget)")
         lines.append(f"• team {team}: " + ", ".join(parts))
     return lines
 
