@@ -183,3 +183,28 @@ def _refuses(view: BalanceView) -> Callable[[], Awaitable[bool]]:
 async def _ready(value: bool) -> bool:
     await asyncio.sleep(0)
     return value
+
+
+async def test_budget_changes_are_published_as_audit_events(pool: asyncpg.Pool, db_url: str) -> None:
+    """The audit outbox publishes one BudgetChanged per change on the budget topic, once."""
+    from spendgate.core.bus.postgres import PostgresBus
+    from spendgate.core.constants import TOPIC_BUDGET
+    from spendgate.core.events import BudgetChanged, decode
+
+    await store.set_budget(pool, budget_of("team:platform", daily_micros=40 * USD, monthly_micros=None), actor="ops")
+    until = datetime(2099, 1, 1, tzinfo=UTC)
+    await store.raise_budget(pool, BudgetRaise("team:platform", 20 * USD, until, "release week"), actor="ops")
+    bus = PostgresBus(pool, db_url)
+    assert await store.publish_budget_changes(pool, bus, source="test") == 2
+    assert await store.publish_budget_changes(pool, bus, source="test") == 0
+    consumer = bus.consumer("audit-test", [TOPIC_BUDGET])
+    await consumer.start()
+    try:
+        records = await eventually(lambda: consumer.poll(timeout_s=0.5), until=lambda r: len(r) == 2,
+                                   what="two audit events")
+    finally:
+        await consumer.stop()
+    events = sorted((decode(r.value).data for r in records), key=lambda e: e.changed_at)
+    assert all(isinstance(e, BudgetChanged) for e in events)
+    assert [(e.action, e.daily_micros, e.raise_micros, e.until, e.actor) for e in events] == [
+        ("set", 40 * USD, None, None, "ops"), ("raise", None, 20 * USD, until, "ops")]
