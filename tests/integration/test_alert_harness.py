@@ -229,7 +229,8 @@ async def run_cli(*args: str, env: dict[str, str]) -> tuple[int, str]:
 
     The alerter's own group is invoked (as the ``spendgate`` root would) so that another area's
     half-landed commands cannot break these tests."""
-    code = "from spendgate.alerter.cli import alerts; from spendgate.core.clitools import Ctx; alerts.main(obj=Ctx(None))"
+    code = ("from spendgate.alerter.cli import alerts; from spendgate.core.clitools import Ctx; "
+            "alerts.main(obj=Ctx(None))")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", code, *args,
         env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
