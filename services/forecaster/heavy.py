@@ -45,7 +45,7 @@ def simulate_uc(closed: NDArray[np.float64], horizon: int, paths: int,
             result = model.fit(disp=False, maxiter=MAX_ITER)
             sims = result.simulate(
                 nsimulations=horizon, repetitions=paths, anchor="end",
-                random_state=np.random.RandomState(int(rng.integers(0, 2**31 - 1))),
+                rng=rng,
             )
         except (ConvergenceWarning, np.linalg.LinAlgError, ValueError):
             return None

@@ -158,13 +158,15 @@ def forecast(series: ScopeSeries, *, seed: int, paths: int = DEFAULT_PATHS, heav
     ends = bands[:, -1] if horizon else np.full(3, float(actual))
     days = [first_future + timedelta(days=i) for i in range(horizon)]
     crosses = _crossings(series, bands, days)
-    band = tuple(BandPoint(d, *(int(round(v)) for v in bands[:, i])) for i, d in enumerate(days))
-    p10, p50, p90 = (int(round(v)) for v in ends)
+    band = tuple(BandPoint(d, *(round(float(v)) for v in bands[:, i])) for i, d in enumerate(days))
+    p10, p50, p90 = (round(float(v)) for v in ends)
     return Forecast(month_start, series.as_of, actual, p10, max(p50, p10), max(p90, p50), series.budget_micros,
-                    *crosses, model=model, band=band, inputs=inputs)
+                    p10_crosses_on=crosses[0], p50_crosses_on=crosses[1], p90_crosses_on=crosses[2],
+                    model=model, band=band, inputs=inputs)
 
 
-def _crossings(series: ScopeSeries, bands: NDArray[np.float64], days: list[date]) -> tuple[date | None, ...]:
+def _crossings(series: ScopeSeries, bands: NDArray[np.float64],
+               days: list[date]) -> tuple[date | None, date | None, date | None]:
     budget = series.budget_micros
     if budget is None:
         return (None, None, None)
@@ -179,4 +181,4 @@ def _crossings(series: ScopeSeries, bands: NDArray[np.float64], days: list[date]
     for row in bands:
         idx = np.flatnonzero(row >= budget)
         out.append(days[int(idx[0])] if len(idx) else None)
-    return tuple(out)
+    return out[0], out[1], out[2]

@@ -58,7 +58,7 @@ class Fit:
 def _block_means(closed: FloatArray, blocks: int) -> FloatArray:
     """Means of the last ``blocks`` whole 7-day blocks, oldest first."""
     tail = closed[len(closed) - 7 * blocks:]
-    return tail.reshape(blocks, 7).mean(axis=1)
+    return np.asarray(tail.reshape(blocks, 7).mean(axis=1), dtype=np.float64)
 
 
 def _level_moments(diffs: FloatArray) -> tuple[float, float]:

@@ -1,0 +1,129 @@
+"""The nightly forecast report: what goes in it (teams by risk, charts, drivers) and the email.
+
+``build_report`` reads (forecasts and the usage behind them); ``report_html``, ``report_text`` and
+``report_message`` only render.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import make_msgid
+
+from spendgate.core.config import Settings
+from spendgate.core.db import Conn
+from spendgate.core.periods import PeriodKind, period_of
+
+from .chart import burndown_png
+from .engine import ScopeForecast, forecast_all
+from .render import report_html, report_text
+
+DRIVER_WINDOW_DAYS = 7
+
+
+@dataclass(frozen=True, slots=True)
+class DeveloperDriver:
+    developer: str
+    recent_micros: int
+    before_micros: int
+
+    @property
+    def change_micros(self) -> int:
+        return self.recent_micros - self.before_micros
+
+
+@dataclass(frozen=True, slots=True)
+class SessionDriver:
+    session_id: str
+    developer: str
+    repo: str | None
+    cost_micros: int
+    requests: int
+
+
+@dataclass(frozen=True, slots=True)
+class TeamSection:
+    team: str
+    result: ScopeForecast
+    chart_png: bytes
+    developers: list[DeveloperDriver]
+    sessions: list[SessionDriver]
+
+    @property
+    def risk(self) -> float:
+        """P50 of month-end spend as a share of the budget."""
+        budget = self.result.forecast.budget_micros or 1
+        return self.result.forecast.p50_micros / budget
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    generated_at: datetime
+    month: date
+    teams: list[TeamSection]
+    """Highest risk first."""
+
+
+async def _drivers(conn: Conn, team: str, window_end: datetime, top: int) -> tuple[list[DeveloperDriver],
+                                                                                   list[SessionDriver]]:
+    split = window_end - timedelta(days=DRIVER_WINDOW_DAYS)
+    begin = split - timedelta(days=DRIVER_WINDOW_DAYS)
+    devs = await conn.fetch(
+        """SELECT developer,
+                  COALESCE(sum(cost_micros) FILTER (WHERE occurred_at >= $2), 0)::bigint AS recent,
+                  COALESCE(sum(cost_micros) FILTER (WHERE occurred_at < $2), 0)::bigint AS before
+           FROM usage_events WHERE team = $1 AND occurred_at >= $3 AND occurred_at < $4
+           GROUP BY developer ORDER BY 2 - 3 DESC, developer LIMIT $5""",
+        team, split, begin, window_end, top,
+    )
+    sessions = await conn.fetch(
+        """SELECT session_id, min(developer) AS developer, min(repo) AS repo,
+                  sum(cost_micros)::bigint AS cost, count(*) AS requests
+           FROM usage_events
+           WHERE team = $1 AND session_id IS NOT NULL AND occurred_at >= $2 AND occurred_at < $3
+           GROUP BY session_id ORDER BY cost DESC, session_id LIMIT $4""",
+        team, split, window_end, top,
+    )
+    return (
+        [DeveloperDriver(r["developer"], int(r["recent"]), int(r["before"])) for r in devs],
+        [SessionDriver(r["session_id"], r["developer"], r["repo"], int(r["cost"]), int(r["requests"]))
+         for r in sessions],
+    )
+
+
+async def build_report(conn: Conn, settings: Settings, now: datetime, *, audit_day: date | None = None) -> Report:
+    """Forecast every team with a monthly budget and gather what drives each; charts included."""
+    results = await forecast_all(conn, settings.forecast, now, audit_day=audit_day)
+    teams = [r for r in results if r.scope.scope.startswith("team:")]
+    sections: list[TeamSection] = []
+    for r in teams:
+        name = r.scope.scope.removeprefix("team:")
+        window_end = period_of(PeriodKind.DAY, r.forecast.as_of, r.scope.timezone).ends_at
+        window_end = min(window_end, now) if audit_day is None else window_end
+        devs, sessions = await _drivers(conn, name, window_end, settings.forecast.report_top)
+        png = await asyncio.to_thread(burndown_png, f"team {name}", r.series, r.forecast)
+        sections.append(TeamSection(name, r, png, devs, sessions))
+    sections.sort(key=lambda s: (-s.risk, -s.result.forecast.p90_micros, s.team))
+    month = teams[0].forecast.month if teams else (audit_day or now.date()).replace(day=1)
+    return Report(now, month, sections)
+
+
+def report_message(report: Report, recipients: list[str], sender: str) -> EmailMessage:
+    """The email: a text part and an HTML part whose charts are inline PNG images (cid)."""
+    msg = EmailMessage()
+    at_risk = sum(1 for t in report.teams if t.risk >= 1.0)
+    msg["Subject"] = (f"spendgate forecast {report.month:%B %Y}: "
+                      f"{at_risk} of {len(report.teams)} teams over budget at P50")
+    msg["From"] = sender
+    msg["To"] = ", ".join(recipients)
+    cids = {t.team: make_msgid(domain="spendgate.forecast") for t in report.teams}
+    msg.set_content(report_text(report))
+    msg.add_alternative(report_html(report, {k: f"cid:{v[1:-1]}" for k, v in cids.items()}), subtype="html")
+    html_part = msg.get_body(preferencelist=("html",))
+    assert isinstance(html_part, EmailMessage)
+    for team in report.teams:
+        html_part.add_related(team.chart_png, maintype="image", subtype="png", cid=cids[team.team],
+                              filename=f"{team.team}.png")
+    return msg
