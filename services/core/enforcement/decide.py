@@ -19,7 +19,7 @@ from datetime import date, datetime
 from typing import Literal, NamedTuple
 
 from ..events import RouteReason
-from ..periods import PeriodKind, period_containing
+from ..periods import PeriodKind
 from .policy import AtPause, Policy
 from .scopes import Principal
 from .stages import StageLevel, stage_for
@@ -92,7 +92,7 @@ def balance_keys(principal: Principal, policy: Policy, now: datetime) -> list[tu
             continue
         for kind in (PeriodKind.DAY, PeriodKind.MONTH):
             if budget.limit_micros(kind) is not None:
-                period = period_containing(kind, now, budget.timezone)
+                period = policy.period(kind, budget.timezone, now)
                 out.append((BalanceKey(scope, kind, period.start), period.ends_at))
     return out
 

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from ..config import EnforcementSettings
 from ..errors import ConfigError
 from ..money import usd_to_micros
-from ..periods import PeriodKind, zone
+from ..periods import Period, PeriodKind, period_containing, zone
 from ..pricing import PriceTable
 from .scopes import parse_scope
 
@@ -94,6 +94,8 @@ class Policy:
     cascades: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     downgrade_max_input_tokens: int = 10_000
     retry_cap: int = 3
+    _periods: dict[tuple[PeriodKind, str], Period] = field(default_factory=dict, compare=False, repr=False)
+    """Current period per (kind, timezone): a cache, valid while ``starts_at <= now < ends_at``."""
 
     @classmethod
     def from_settings(
@@ -109,6 +111,14 @@ class Policy:
 
     def with_budgets(self, budgets: Iterable[Budget], raises: Iterable[BudgetRaise]) -> Policy:
         return replace(self, budgets={b.scope: b for b in budgets}, raises=tuple(raises))
+
+    def period(self, kind: PeriodKind, timezone: str, now: datetime) -> Period:
+        """The period of ``kind`` containing ``now`` in ``timezone`` (cached: one datetime compare)."""
+        cached = self._periods.get((kind, timezone))
+        if cached is not None and cached.starts_at <= now < cached.ends_at:
+            return cached
+        period = self._periods[(kind, timezone)] = period_containing(kind, now, timezone)
+        return period
 
     def effective_micros(self, budget: Budget, kind: PeriodKind, now: datetime) -> int | None:
         """The period's budget plus every raise of the scope still active at ``now``."""
