@@ -1,0 +1,140 @@
+"""Policy dry-run over a month of traffic that a proxy enforcing the live policy let through, folded by
+the real ledger: the live policy replays to exactly what happened; a stricter one shows its extra pauses."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, date, datetime
+
+import asyncpg
+import pytest
+
+from spendgate.admin.dryrun import dry_run
+from spendgate.admin.policy import apply, live_policy, to_document
+from spendgate.admin.replay import Usage, actual_outcome
+from spendgate.core.config import EnforcementSettings
+from spendgate.core.enforcement import Policy, policy_from_document
+from spendgate.core.events import UsageRecorded
+from spendgate.core.pricing import cost_micros
+from tests.support.admin_enforced import LIVE_POLICY, STRICT_POLICY, enforce, plan_month
+from tests.support.admin_server import NOW
+from tests.support.admin_traffic import PRICES, fold_through_ledger
+
+DEFAULTS = EnforcementSettings()
+
+
+def policy(doc: dict[str, object]) -> Policy:
+    return policy_from_document(doc, DEFAULTS)
+
+
+def as_usage(e: UsageRecorded) -> Usage:
+    return Usage(e.event_id, e.occurred_at, e.key_id, e.developer, e.team, e.session_id, e.turn_id,
+                 e.model_requested, e.model_used, e.route_reason, e.stage, e.status, e.input_tokens,
+                 e.cached_tokens, e.output_tokens, e.cost_micros, e.retry)
+
+
+@pytest.fixture
+async def live_month(pool: asyncpg.Pool) -> list[UsageRecorded]:
+    """The live policy applied to the database, and November's traffic as it enforced it, folded."""
+    await apply(pool, policy(LIVE_POLICY), DEFAULTS, now=datetime(2026, 10, 31, tzinfo=UTC), actor="test")
+    events = enforce(plan_month(), policy(LIVE_POLICY))
+    await fold_through_ledger(pool, events)
+    return events
+
+
+async def test_the_live_policy_replays_to_exactly_what_happened(pool: asyncpg.Pool,
+                                                                live_month: list[UsageRecorded]) -> None:
+    """Same downgrades, same forced-cheapest requests, same pauses, same retry refusals, same spend."""
+    live = await live_policy(pool, DEFAULTS, NOW)
+    result, replay = await dry_run(pool, live, PRICES, days=30, now=NOW, trace=True)
+    assert replay.trace == {e.event_id: actual_outcome(as_usage(e)) for e in live_month}
+    assert result.differences == 0 and result.events == len(live_month)
+    assert result.spend_micros == result.actual_micros == sum(e.cost_micros for e in live_month)
+    assert result.downgrades == sum(e.route_reason == "downgrade" for e in live_month) > 0
+    assert result.forced_cheapest == sum(e.route_reason == "pause_cheapest" for e in live_month) > 0
+    assert result.retry_refused == sum(e.status == "refused" and e.stage != "pause" for e in live_month) > 0
+    paused = {e.session_id: e.occurred_at for e in live_month if e.status == "refused" and e.stage == "pause"}
+    found = {p.session_id: p.paused_at for s in result.scopes for p in s.paused_sessions}
+    assert found == paused and len(paused) > 0
+    for s in result.scopes:
+        assert s.spend_micros == s.actual_micros
+
+
+async def test_the_live_replay_alerts_when_the_ledger_crossed_thresholds(pool: asyncpg.Pool,
+                                                                        live_month: list[UsageRecorded]) -> None:
+    """Every alert the replay would send is a threshold crossing the ledger wrote, same time and amounts."""
+    result, _ = await dry_run(pool, await live_policy(pool, DEFAULTS, NOW), PRICES, days=30, now=NOW)
+    replayed = {(s.scope, a.period, a.period_start, a.threshold_pct, a.stage, a.at, a.spent_micros, a.budget_micros)
+                for s in result.scopes for a in s.alerts}
+    crossed = {tuple(r) for r in await pool.fetch(
+        "SELECT scope, period, period_start, threshold_pct, stage, crossed_at, spent_micros, budget_micros "
+        "FROM threshold_crossings")}
+    assert replayed == crossed and len(crossed) > 10
+    assert any(a[0] == "org" and a[3] == 50 for a in replayed)
+
+
+def bob_oracle(events: list[UsageRecorded], budget_micros: int) -> dict[str, tuple[datetime, int]]:
+    """Bob's daily budget pauses at 100 %: once his day's spend reaches it, each later request is refused."""
+    spent: dict[date, int] = defaultdict(int)
+    pauses: dict[str, tuple[datetime, int]] = {}
+    turns_done: dict[str, set[str]] = defaultdict(set)
+    for e in events:
+        if e.developer != "bob" or actual_outcome(as_usage(e)) == "retry_refuse":
+            continue
+        assert e.session_id is not None and e.turn_id is not None
+        day = e.occurred_at.date()
+        if spent[day] >= budget_micros:
+            pauses.setdefault(e.session_id, (e.occurred_at, len(turns_done[e.session_id])))
+        else:
+            spent[day] += e.cost_micros
+            turns_done[e.session_id].add(e.turn_id)
+    return pauses
+
+
+async def test_a_stricter_proposal_shows_the_extra_pauses_it_would_cause(pool: asyncpg.Pool,
+                                                                        live_month: list[UsageRecorded]) -> None:
+    """Adding a tight daily budget for bob pauses exactly the sessions a plain day-by-day tally predicts."""
+    live, _ = await dry_run(pool, await live_policy(pool, DEFAULTS, NOW), PRICES, days=30, now=NOW)
+    strict, _ = await dry_run(pool, policy(STRICT_POLICY), PRICES, days=30, now=NOW)
+    bob = {p.session_id: (p.paused_at, p.turns_before)
+           for s in strict.scopes if s.scope == "developer:bob" for p in s.paused_sessions}
+    assert bob == bob_oracle(live_month, 300_000) and len(bob) >= 5
+    assert strict.paused_sessions == live.paused_sessions + len(bob)
+    assert strict.spend_micros < strict.actual_micros == live.actual_micros
+    bob_scope = next(s for s in strict.scopes if s.scope == "developer:bob")
+    cut = sum(p.remaining_cost_micros for p in bob_scope.paused_sessions)
+    assert bob_scope.actual_micros - bob_scope.spend_micros == cut > 0
+    assert [a.threshold_pct for a in bob_scope.alerts if a.period_start == bob_scope.alerts[0].period_start][:2] == [
+        50, 100]
+
+
+async def test_downgrade_savings_are_repriced_at_the_cascade_model(pool: asyncpg.Pool,
+                                                                  live_month: list[UsageRecorded]) -> None:
+    """Money saved is, request by request, the requested model's price minus the cascade model's."""
+    eager = {"budgets": [{"scope": "team:platform", "daily": "0.50", "thresholds": [10, 20, 1000]}]}
+    result, replay = await dry_run(pool, policy(eager), PRICES, days=30, now=NOW, trace=True)
+    assert replay.trace is not None
+    downgraded = [e for e in live_month if replay.trace[e.event_id] == "downgrade"]
+    expected = 0
+    for e in downgraded:
+        full = cost_micros(PRICES.lookup("gpt-5.1-codex").price, input_tokens=e.input_tokens,
+                           cached_tokens=e.cached_tokens, output_tokens=e.output_tokens)
+        mini = cost_micros(PRICES.lookup("gpt-5.1-codex-mini").price, input_tokens=e.input_tokens,
+                           cached_tokens=e.cached_tokens, output_tokens=e.output_tokens)
+        expected += full - mini
+        assert e.team == "platform" and e.input_tokens < 10_000
+    (platform,) = result.scopes
+    assert platform.downgrades == len(downgraded) > 20
+    assert platform.downgrade_saved_micros == result.downgrade_saved_micros == expected > 0
+
+
+async def test_apply_makes_the_live_policy_the_proposal_and_show_round_trips(pool: asyncpg.Pool) -> None:
+    """After `policy apply`, the live policy equals the proposal; its document parses back to the same policy."""
+    await apply(pool, policy(LIVE_POLICY), DEFAULTS, now=NOW, actor="test")
+    done = await apply(pool, policy(STRICT_POLICY), DEFAULTS, now=NOW, actor="test")
+    assert done.set_budgets == ["developer:bob"] and done.deleted_budgets == [] and done.settings_differences == []
+    live = await live_policy(pool, DEFAULTS, NOW)
+    assert live == policy(STRICT_POLICY)
+    assert policy(to_document(live)) == live
+    back = await apply(pool, policy(LIVE_POLICY), DEFAULTS, now=NOW, actor="test")
+    assert back.deleted_budgets == ["developer:bob"] and len(back.unchanged_budgets) == 3
