@@ -179,7 +179,7 @@ def _error(status: int, message: str, type_: str) -> web.Response:
 
 
 async def run_fake_upstream(host: str, port: int, config: FakeConfig, stop: asyncio.Event) -> None:
-    runner = web.AppRunner(FakeUpstream(config).app(), access_log=None)
+    runner = web.AppRunner(FakeUpstream(config).app(), access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     await web.TCPSite(runner, host, port, backlog=2048, reuse_address=True).start()
     try:
