@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from tests.integration.test_alert_harness import (
     seed_budget,
     seed_usage,
     settings_for,
+    size,
     smtp_server,
 )
 from tests.support.waiting import eventually
@@ -93,8 +95,8 @@ async def test_each_channel_gets_a_payload_in_its_documented_format(
                     event = crossing()
                     await alerter.publish(event)
                     for path in ("slack", "teams", "pagerduty", "hook"):
-                        await eventually(lambda p=path: _n(rx.delivered(p)), what=f"{path} delivery")
-                    await eventually(lambda: _n(inbox.to("em@platform.example")), what="email")
+                        await eventually(functools.partial(rx.count_delivered, path), what=f"{path} delivery")
+                    await eventually(lambda: size(inbox.to("em@platform.example")), what="email")
                     await eventually(lambda: count(pool, "SELECT count(*) FROM alert_deliveries"),
                                      until=lambda n: n == 5, what="five recorded attempts")
 
@@ -137,6 +139,3 @@ async def test_each_channel_gets_a_payload_in_its_documented_format(
     logged = repr(logs)
     assert PD_KEY not in logged and SIGNING not in logged and f":{rx.port}/" not in logged
 
-
-async def _n(items: list[object]) -> int:
-    return len(items)

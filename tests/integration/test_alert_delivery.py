@@ -17,6 +17,7 @@ from tests.integration.test_alert_harness import (
     run_cli,
     running_alerter,
     settings_for,
+    size,
 )
 from tests.support.waiting import eventually
 
@@ -59,7 +60,7 @@ async def test_a_crossing_delivered_three_times_yields_one_notification(
         async with running_alerter(settings, pool, db_url) as alerter:
             await alerter.publish(event, event, event, twin)
             await eventually(lambda: committed(pool), until=lambda n: n == 4, what="all four consumed")
-            await eventually(lambda: _n(rx.delivered("slack")), what="the slack message")
+            await eventually(lambda: size(rx.delivered("slack")), what="the slack message")
         await pool.execute("DELETE FROM bus_group_offsets WHERE group_id = $1", GROUP_ALERTER)  # commits lost
         async with running_alerter(settings, pool, db_url):
             await eventually(lambda: committed(pool), until=lambda n: n == 4, what="all four redelivered")
@@ -77,7 +78,7 @@ async def test_a_receiver_failing_twice_gets_the_alert_on_the_third_attempt(
         settings = settings_for(db_url, tmp_path, routes(rx), max_attempts=5)
         async with running_alerter(settings, pool, db_url) as alerter:
             await alerter.publish(crossing(cost_center="flaky", team="flaky", scope="team:flaky"))
-            await eventually(lambda: _n(rx.delivered("flaky")), what="delivery on the third attempt")
+            await eventually(lambda: size(rx.delivered("flaky")), what="delivery on the third attempt")
             rows = await eventually(
                 lambda: pool.fetch("SELECT attempt, outcome, http_status FROM alert_deliveries ORDER BY attempt"),
                 until=lambda r: len(r) == 3, what="three attempts recorded")
@@ -94,7 +95,7 @@ async def test_retry_after_is_honoured(db_url: str, pool: asyncpg.Pool, tmp_path
         settings = settings_for(db_url, tmp_path, routes(rx))
         async with running_alerter(settings, pool, db_url) as alerter:
             await alerter.publish(crossing(cost_center="flaky", team="flaky", scope="team:flaky"))
-            await eventually(lambda: _n(rx.delivered("flaky")), what="delivery after Retry-After")
+            await eventually(lambda: size(rx.delivered("flaky")), what="delivery after Retry-After")
         times = await pool.fetch("SELECT attempted_at FROM alert_deliveries ORDER BY attempt")
         # attempted_at comes from the injected clock, so measure on the receiver side instead
         assert len(times) == 2
@@ -112,10 +113,10 @@ async def test_a_dead_receiver_ends_in_dead_letters_and_replay_delivers_it_after
         settings = settings_for(db_url, tmp_path, routes(rx), request_timeout_s=0.3, max_attempts=3)
         async with running_alerter(settings, pool, db_url) as alerter:
             await alerter.publish(crossing(cost_center="down", team="down", scope="team:down"))
-            await eventually(lambda: _n(rx.delivered("slack")), what="slack while the webhook hangs")
+            await eventually(lambda: size(rx.delivered("slack")), what="slack while the webhook hangs")
             assert await count(pool, "SELECT count(*) FROM alert_dead_letters") == 0
             await alerter.publish(crossing(threshold_pct=80, stage="alert"))
-            await eventually(lambda: _n(rx.delivered("slack")), until=lambda n: n == 2,
+            await eventually(lambda: size(rx.delivered("slack")), until=lambda n: n == 2,
                              what="a second alert while the webhook still hangs")
             await eventually(lambda: count(pool, "SELECT count(*) FROM alert_dead_letters"), timeout_s=30,
                              what="the dead letter")
@@ -135,6 +136,3 @@ async def test_a_dead_receiver_ends_in_dead_letters_and_replay_delivers_it_after
         code, out = await run_cli("dead", env=env)
         assert "0 dead letters" in out, out
 
-
-async def _n(items: list[object]) -> int:
-    return len(items)

@@ -12,7 +12,7 @@ import socket
 import sys
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sized
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from email.message import EmailMessage
@@ -72,6 +72,9 @@ class Receivers:
 
     def delivered(self, path: str) -> list[Captured]:
         return [r for r in self.requests[path] if 200 <= r.status < 300]
+
+    async def count_delivered(self, path: str) -> int:
+        return len(self.delivered(path))
 
     async def _handle(self, request: web.Request) -> web.Response:
         path = request.match_info["path"]
@@ -218,6 +221,11 @@ async def seed_budget(pool: asyncpg.Pool, team: str, cost_center: str, *, monthl
         """INSERT INTO virtual_keys (key_id, key_hash, key_prefix, developer, team, cost_center)
            VALUES ($1, $2, 'sk-sg', $3, $4, $5)""",
         f"k_{team}", os.urandom(32), f"dev-{team}", team, cost_center)
+
+
+async def size(items: Sized) -> int:
+    """For ``eventually``: how many items a receiver or inbox holds now."""
+    return len(items)
 
 
 async def count(pool: asyncpg.Pool, sql: str, *args: Any) -> int:

@@ -15,6 +15,7 @@ from tests.integration.test_alert_harness import (
     running_alerter,
     seed_budget,
     settings_for,
+    size,
     smtp_server,
 )
 from tests.support.waiting import eventually
@@ -77,7 +78,7 @@ async def test_a_platform_crossing_reaches_only_the_platform_route_and_finops_on
                 assert inbox.to("finops@corp.example") == []  # not a firehose: only the digest
 
                 alerter.clock.now = datetime(2026, 11, 26, 17, 0, 1, tzinfo=UTC)
-                await eventually(lambda: _n(inbox.to("finops@corp.example")), what="the 17:00 digest")
+                await eventually(lambda: size(inbox.to("finops@corp.example")), what="the 17:00 digest")
                 (digest,) = inbox.to("finops@corp.example")
                 text = digest.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
                 assert "1 pauses, 0 downgrades and 2 80% alerts" in text
@@ -87,13 +88,10 @@ async def test_a_platform_crossing_reaches_only_the_platform_route_and_finops_on
                 assert "team payments: month $100.00 of $500.00 (20%)" in text
 
                 alerter.clock.now = datetime(2026, 11, 27, 17, 0, 1, tzinfo=UTC)
-                await eventually(lambda: _n(inbox.to("finops@corp.example")), until=lambda n: n == 2,
+                await eventually(lambda: size(inbox.to("finops@corp.example")), until=lambda n: n == 2,
                                  what="the next day's digest")
                 second = inbox.to("finops@corp.example")[1].get_body(preferencelist=("plain",))
                 assert "No alerts in this period." in second.get_content()  # type: ignore[union-attr]
             assert await count(pool, "SELECT count(*) FROM alerts WHERE kind = 'digest'") == 2
             assert len(inbox.to("finops@corp.example")) == 2
 
-
-async def _n(items: list[object]) -> int:
-    return len(items)
