@@ -42,11 +42,11 @@ class MemoryView:
     def __init__(self, policy: Policy, settled: dict[BalanceKey, int]) -> None:
         self.policy, self.settled, self.book = policy, settled, ReservationBook(900)
 
-    def spent(self, key: BalanceKey) -> int:
+    def spent_micros(self, key: BalanceKey) -> int:
         return self.settled.get(key, 0) + self.book.pending_micros(key)
 
     def decide(self, facts: RequestFacts) -> Decision:
-        return decide(facts, self.policy, self.spent, datetime.now(UTC))
+        return decide(facts, self.policy, self.spent_micros, datetime.now(UTC))
 
     def retry_cap(self, principal: Principal) -> int:
         return self.policy.retry_cap_for(principal.scopes())

@@ -38,8 +38,11 @@ class FakeView:
         self.book = ReservationBook(900, clock=lambda: 0.0)
         self.settled: dict[BalanceKey, int] = {}
 
+    def spent_micros(self, key: BalanceKey) -> int:
+        return self.settled.get(key, 0) + self.book.pending_micros(key)
+
     def decide(self, facts: RequestFacts) -> Decision:
-        return decide(facts, self.policy, lambda k: self.settled.get(k, 0) + self.book.pending_micros(k), NOW)
+        return decide(facts, self.policy, self.spent_micros, NOW)
 
     def retry_cap(self, principal: Principal) -> int:
         return self.policy.retry_cap_for(principal.scopes())
@@ -126,3 +129,20 @@ def test_concurrent_requests_stay_within_the_documented_bound_without_false_bloc
     assert refusals > 0
     assert settled_real <= USD * 110 // 100 + worst_bound
     print(f"\nfinal spend ${settled_real / USD:.4f} of $1.00; pause at $1.10; bound ${worst_bound / USD:.4f}")
+
+
+def test_retry_loop_event_is_built_once_with_the_retry_spend() -> None:
+    """The first refusal of a loop yields one RetryLoopDetected carrying the loop's retry spend."""
+    enf, _ = enforcer()
+    b, raw = body()
+    events = []
+    for i in range(6):
+        adm = enf.admit(ALICE, "gpt-5.1", session_id="s1", body=b, raw=raw)
+        if adm.refusal is None:
+            enf.complete(adm, event_id=f"e{i}", cost_micros=100, input_tokens=10, output_tokens=1)
+        events.append(enf.retry_loop_event(adm, ALICE, cost_center="cc1"))
+    found = [e for e in events if e is not None]
+    assert len(found) == 1 and events[3] is found[0]
+    e = found[0]
+    assert (e.session_id, e.key_id, e.cost_center, e.retries, e.retry_cost_micros) == ("s1", "k1", "cc1", 3, 200)
+    assert e.command == "(identical request re-sent)"

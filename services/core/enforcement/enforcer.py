@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from ..errors import UnknownModelError
+from ..events import RetryLoopDetected, new_id
 from ..pricing import PriceTable
-from .decide import Decision, RequestFacts
+from .decide import BalanceKey, Decision, RequestFacts
 from .estimate import SessionEstimator, TokenEstimate, estimated_cost_micros
 from .reservations import Reservation, ReservationBook
 from .responses import Refusal, pause_refusal, retry_refusal
@@ -29,6 +30,8 @@ class DecisionSource(Protocol):
     book: ReservationBook
 
     def decide(self, facts: RequestFacts) -> Decision: ...
+
+    def spent_micros(self, key: BalanceKey) -> int: ...
 
     def retry_cap(self, principal: Principal) -> int: ...
 
@@ -86,6 +89,8 @@ class Enforcer:
         """Replace the reservation by the real cost; learn the session's token density."""
         if admission.reservation is not None:
             self.view.book.settle(admission.reservation, event_id=event_id, cost_micros=cost_micros)
+        if admission.retry.retry:
+            self.detector.add_retry_cost(admission.session_id, cost_micros)
         if input_tokens:
             self.estimator.observe(admission.session_id, body_bytes=admission.body_bytes,
                                    input_tokens=input_tokens, output_tokens=output_tokens or 0,
@@ -95,6 +100,19 @@ class Enforcer:
         """The request never reached the provider: drop its reservation at no cost."""
         if admission.reservation is not None:
             self.view.book.release(admission.reservation)
+
+    def retry_loop_event(self, admission: Admission, principal: Principal, *, cost_center: str,
+                         key_id: str | None = None) -> RetryLoopDetected | None:
+        """The ``RetryLoopDetected`` event to publish, once per loop (on its first refusal)."""
+        v = admission.retry
+        if not (v.exhausted and v.first_exhaustion):
+            return None
+        return RetryLoopDetected(
+            detection_id=new_id(), session_id=admission.session_id or "", key_id=key_id or principal.key_id,
+            developer=principal.developer, team=principal.team, cost_center=cost_center,
+            tool_name=v.tool_name or "", command=v.command or "(identical request re-sent)", retries=v.retries,
+            retry_cost_micros=self.detector.retry_cost_micros(admission.session_id), detected_at=self._clock(),
+        )
 
     def _estimated_cost(self, model: str, estimate: TokenEstimate) -> int:
         try:

@@ -141,6 +141,7 @@ def fingerprint(data: bytes) -> bytes:
 class _State:
     digest: bytes = b""
     resends: int = 0
+    retry_cost_micros: int = 0
     reported: str | None = None
     """The loop already announced, so ``first_exhaustion`` fires once per loop."""
 
@@ -179,6 +180,15 @@ class RetryDetector:
         elif not verdict.retry:
             state.reported = None
         return verdict
+
+    def add_retry_cost(self, session_id: str | None, cost_micros: int) -> None:
+        """Count the real cost of a request that was retry spend (reported in ``RetryLoopDetected``)."""
+        if session_id and cost_micros > 0:
+            self._state(session_id).retry_cost_micros += cost_micros
+
+    def retry_cost_micros(self, session_id: str | None) -> int:
+        state = self._sessions.get(session_id) if session_id else None
+        return state.retry_cost_micros if state else 0
 
     def _state(self, session_id: str) -> _State:
         state = self._sessions.get(session_id)

@@ -1,0 +1,42 @@
+"""Build and start a proxy's enforcement stack from the settings: the one call the proxy makes.
+
+    async with enforcement(settings, pool, dsn) as enforcer:
+        admission = enforcer.admit(...)
+
+Checks at start-up that every cascade model has a price (a ConfigError now, not at 95 %), loads
+budgets and balances, and keeps the view fresh until the context exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+
+import asyncpg
+
+from ..config import Settings
+from .enforcer import Enforcer
+from .estimate import SessionEstimator
+from .policy import Policy
+from .retry import RetryDetector
+from .view import BalanceView
+
+
+@contextlib.asynccontextmanager
+async def enforcement(settings: Settings, pool: asyncpg.Pool, dsn: str, *,
+                      clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                      alerted: Callable[[str], list[str]] | None = None) -> AsyncIterator[Enforcer]:
+    """A started :class:`Enforcer` over a live :class:`BalanceView`; stopped on exit."""
+    prices = settings.pricing.table()
+    cfg = settings.enforcement
+    policy = Policy.from_settings(cfg)
+    policy.check_prices(prices)
+    view = BalanceView(pool, dsn=dsn, settings=cfg, policy=policy, clock=clock)
+    await view.start()
+    try:
+        yield Enforcer(view, prices=prices, detector=RetryDetector(default_cap=cfg.retry_cap),
+                       estimator=SessionEstimator(output_cap_tokens=cfg.output_estimate_cap_tokens),
+                       clock=clock, alerted=alerted)
+    finally:
+        await view.stop()

@@ -1,0 +1,79 @@
+"""The enforcement stack as the proxy starts it, against real PostgreSQL: start-up pricing check,
+stages through admit, and requests passing again after the period resets (clock injected)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from spendgate.core.config import EnforcementSettings, Settings
+from spendgate.core.enforcement import BalanceKey, Principal
+from spendgate.core.enforcement import budgets_store as store
+from spendgate.core.enforcement.policy import budget_of
+from spendgate.core.enforcement.wiring import enforcement
+from spendgate.core.errors import ConfigError
+from spendgate.core.periods import PeriodKind
+from tests.integration.test_enforcement_view import ledger_add
+from tests.support.waiting import eventually
+
+USD = 1_000_000
+ALICE = Principal("k1", "alice", "platform")
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def small_turn() -> tuple[dict[str, object], bytes]:
+    body: dict[str, object] = {"model": "gpt-5.1", "input": [{"type": "message", "role": "user", "content": "hi"}]}
+    return body, json.dumps(body).encode()
+
+
+async def test_unpriced_cascade_model_fails_at_start_up(pool: asyncpg.Pool, db_url: str) -> None:
+    """A cascade naming a model without a price stops the proxy's enforcement from starting."""
+    settings = Settings(database_url=db_url, enforcement=EnforcementSettings(cascades={"gpt-5.1": ["gpt-7-mini"]}))
+    with pytest.raises(ConfigError, match="gpt-7-mini"):
+        async with enforcement(settings, pool, db_url):
+            pass
+
+
+async def test_stages_and_reset_through_the_started_stack(pool: asyncpg.Pool, db_url: str) -> None:
+    """80 % passes, 95 % downgrades a small turn, 110 % refuses with the Codex body; the next day passes."""
+    clock = Clock(datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0))
+    day = BalanceKey("key:k1", PeriodKind.DAY, clock.now.date())
+    await store.set_budget(pool, budget_of("key:k1", daily_micros=USD, monthly_micros=None), actor="t")
+    body, raw = small_turn()
+    async with enforcement(Settings(database_url=db_url), pool, db_url, clock=clock) as enf:
+        async def admitted_at(spent: int) -> tuple[str, str]:
+            async def probe() -> int:
+                return enf.view.spent_micros(day)
+
+            await eventually(probe, until=lambda v: v == spent, what=f"balance {spent}")
+            adm = enf.admit(ALICE, "gpt-5.1", session_id=None, body=body, raw=raw)
+            enf.abandon(adm)
+            return adm.decision.action, adm.model
+
+        await ledger_add(pool, day, 800_000)
+        assert await admitted_at(800_000) == ("pass", "gpt-5.1")
+        await ledger_add(pool, day, 150_000)
+        assert await admitted_at(950_000) == ("downgrade", "gpt-5.1-mini")
+        await ledger_add(pool, day, 150_000)
+        assert await admitted_at(1_100_000) == ("refuse", "gpt-5.1")
+        refused = enf.admit(ALICE, "gpt-5.1", session_id=None, body=body, raw=raw)
+        assert refused.refusal is not None
+        err = refused.refusal.json()["error"]
+        assert (err["type"], err["code"], err["scope"], err["spent_usd"]) == (
+            "usage_limit_reached", "usage_limit_reached", "key:k1", "1.100000")
+        assert err["resets_at"] == int((datetime.combine(day.period_start, datetime.min.time(), UTC)
+                                        + timedelta(days=1)).timestamp())
+        clock.now += timedelta(days=1)
+        after = enf.admit(ALICE, "gpt-5.1", session_id=None, body=body, raw=raw)
+        assert after.refusal is None and after.decision.action == "pass"
+        enf.abandon(after)
