@@ -71,11 +71,13 @@ async def _drivers(conn: Conn, team: str, window_end: datetime, top: int) -> tup
     split = window_end - timedelta(days=DRIVER_WINDOW_DAYS)
     begin = split - timedelta(days=DRIVER_WINDOW_DAYS)
     devs = await conn.fetch(
-        """SELECT developer,
-                  COALESCE(sum(cost_micros) FILTER (WHERE occurred_at >= $2), 0)::bigint AS recent,
-                  COALESCE(sum(cost_micros) FILTER (WHERE occurred_at < $2), 0)::bigint AS before
-           FROM usage_events WHERE team = $1 AND occurred_at >= $3 AND occurred_at < $4
-           GROUP BY developer ORDER BY 2 - 3 DESC, developer LIMIT $5""",
+        """SELECT developer, recent, before FROM (
+               SELECT developer,
+                      COALESCE(sum(cost_micros) FILTER (WHERE occurred_at >= $2), 0)::bigint AS recent,
+                      COALESCE(sum(cost_micros) FILTER (WHERE occurred_at < $2), 0)::bigint AS before
+               FROM usage_events WHERE team = $1 AND occurred_at >= $3 AND occurred_at < $4
+               GROUP BY developer) AS d
+           ORDER BY recent - before DESC, developer LIMIT $5""",
         team, split, begin, window_end, top,
     )
     sessions = await conn.fetch(
