@@ -37,16 +37,19 @@ RESTART_DELAY_S = 1.0
 
 async def serve(runtime: Runtime, stop: asyncio.Event, *, clock: Clock = utc_now) -> None:
     async with open_alerter(runtime.settings, runtime.pool, runtime.bus, clock=clock) as alerter:
-        dispatcher = Dispatcher(alerter.deliverer, alerter.policy, stop,
+        halt = asyncio.Event()  # ours, so a failure here never sets the caller's stop for other services
+        dispatcher = Dispatcher(alerter.deliverer, alerter.policy, halt,
                                 workers_per_target=runtime.settings.alerts.workers_per_channel)
         for job in await store.pending_jobs(runtime.pool):
             dispatcher.submit(job)
-        scheduler = asyncio.create_task(_schedule(alerter, runtime.pool, dispatcher, stop), name="alert-scheduler")
+        scheduler = asyncio.create_task(_schedule(alerter, runtime.pool, dispatcher, halt), name="alert-scheduler")
+        if not alerter.rules.routes:
+            log.warning("no alert routes configured (alerts.routes_file): alerts are recorded, not delivered")
         log.info("alerter started", routes=[r.name for r in alerter.rules.routes])
         try:
             await _consume(alerter, runtime, dispatcher, stop)
         finally:
-            stop.set()
+            halt.set()
             await asyncio.gather(scheduler, return_exceptions=True)
             await dispatcher.close(drain_timeout_s=runtime.settings.drain_timeout_s)
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import asyncpg
 
-from spendgate.core.constants import GROUP_ALERTER, TOPIC_BUDGET
+from spendgate.core.bus.kafka import KafkaBus
+from spendgate.core.constants import ALL_TOPICS, GROUP_ALERTER, TOPIC_BUDGET
 from spendgate.core.ids import uuid7
 from tests.integration.test_alert_harness import (
     Receivers,
@@ -19,6 +20,7 @@ from tests.integration.test_alert_harness import (
     settings_for,
     size,
 )
+from tests.support.tansu import TansuBroker
 from tests.support.waiting import eventually
 
 ROUTES = """
@@ -67,6 +69,26 @@ async def test_a_crossing_delivered_three_times_yields_one_notification(
         assert len(rx.requests["slack"]) == 1
         assert await count(pool, "SELECT count(*) FROM alerts") == 1
         assert await count(pool, "SELECT count(*) FROM alert_jobs") == 1
+
+
+async def test_on_kafka_a_crossing_delivered_three_times_yields_one_notification(
+    db_url: str, pool: asyncpg.Pool, tmp_path: Path, fresh_kafka_broker: TansuBroker
+) -> None:
+    """Same guarantee on a real Kafka-protocol broker: three copies, then a later crossing, two messages."""
+    bus = KafkaBus(fresh_kafka_broker.bootstrap, idempotence=False, topics=ALL_TOPICS)
+    await bus.start()
+    try:
+        async with Receivers() as rx:
+            settings = settings_for(db_url, tmp_path, routes(rx))
+            async with running_alerter(settings, pool, db_url, bus=bus) as alerter:
+                event = crossing()
+                await alerter.publish(event, event, event, crossing(threshold_pct=80, stage="alert"))
+                await eventually(lambda: size(rx.delivered("slack")), until=lambda n: n >= 2, timeout_s=30,
+                                 what="the later crossing, behind the copies in the same partition")
+            assert len(rx.requests["slack"]) == 2
+            assert await count(pool, "SELECT count(*) FROM alerts") == 2
+    finally:
+        await bus.stop()
 
 
 async def test_a_receiver_failing_twice_gets_the_alert_on_the_third_attempt(

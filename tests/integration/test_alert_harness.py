@@ -25,6 +25,7 @@ from aiohttp import web
 from aiosmtpd.controller import Controller
 
 from spendgate.alerter.service import serve
+from spendgate.core.bus import Bus
 from spendgate.core.bus.postgres import PostgresBus
 from spendgate.core.config import AlertSettings, Settings, SmtpSettings
 from spendgate.core.constants import TOPIC_BUDGET
@@ -173,9 +174,11 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def running_alerter(settings: Settings, pool: asyncpg.Pool, db_url: str,
-                          clock: Clock | None = None) -> AsyncIterator[Running]:
+                          clock: Clock | None = None, bus: Bus | None = None) -> AsyncIterator[Running]:
+    """The alerter's ``serve`` on the Postgres bus of the test database (or the given bus)."""
     clock = clock or Clock()
-    runtime = Runtime(settings, db_url, pool, PostgresBus(pool, db_url, partitions=settings.bus_partitions))
+    bus = bus or PostgresBus(pool, db_url, partitions=settings.bus_partitions)
+    runtime = Runtime(settings, db_url, pool, bus)
     stop = asyncio.Event()
     task = asyncio.create_task(serve(runtime, stop, clock=clock))
     running = Running(runtime, stop, task, clock)
