@@ -158,6 +158,10 @@ class Settings(BaseSettings):
     """``postgres`` (the embedded log table), ``kafka://host:port[,host:port]`` or ``memory``."""
     kafka_idempotence: bool = True
     """Idempotent producer; turn off for brokers without InitProducerId (Tansu)."""
+    kafka_session_timeout_ms: int = 10_000
+    kafka_heartbeat_interval_ms: int = 3_000
+    kafka_rebalance_timeout_ms: int | None = None
+    """Consumer-group timings; brokers enforce a minimum session timeout (6 s on Apache Kafka)."""
     bus_partitions: int = 4
     """Partitions per topic of the embedded Postgres bus."""
 

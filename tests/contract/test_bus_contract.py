@@ -14,7 +14,7 @@ from spendgate.core.bus import Bus, Consumer, MemoryBus, Record, TopicPartition
 from spendgate.core.bus.kafka import KafkaBus
 from spendgate.core.bus.postgres import PostgresBus
 from tests.support.postgres import PostgresForTests
-from tests.support.tansu import TansuBroker
+from tests.support.tansu import FAST_GROUP, TansuBroker
 
 
 @dataclass
@@ -46,7 +46,7 @@ async def harness(
             return PostgresBus(pool, db_url, partitions=3)
     else:
         async def make() -> Bus:
-            bus = KafkaBus(kafka_broker.bootstrap, idempotence=False, partitions=3, topics=[topic])
+            bus = KafkaBus(kafka_broker.bootstrap, idempotence=False, partitions=3, topics=[topic], **FAST_GROUP)
             await bus.start()
             cleanup.append(bus.stop)
             return bus

@@ -21,7 +21,7 @@ from spendgate.ledger.outbox import publish_pending
 from spendgate.ledger.rebuild import rebuild
 from tests.support.factories import T0, usage_event
 from tests.support.ledger import consumed, folded_count, publish, running_ledger, spawn_ledger
-from tests.support.tansu import TansuBroker
+from tests.support.tansu import FAST_GROUP, TansuBroker
 from tests.support.waiting import eventually
 
 
@@ -60,7 +60,7 @@ async def test_sigkill_mid_batch_with_every_event_published_twice(
         bus: PostgresBus | KafkaBus = PostgresBus(pool, db_url)
         bus_url = "postgres"
     else:
-        bus = KafkaBus(fresh_kafka_broker.bootstrap, idempotence=False, topics=[TOPIC_USAGE])
+        bus = KafkaBus(fresh_kafka_broker.bootstrap, idempotence=False, topics=[TOPIC_USAGE], **FAST_GROUP)
         bus_url = f"kafka://{fresh_kafka_broker.bootstrap}"
     await bus.start()
     try:

@@ -16,6 +16,7 @@ from spendgate.core.bus import Bus
 from spendgate.core.constants import TOPIC_USAGE
 from spendgate.core.events import UsageRecorded, encode
 from spendgate.ledger.consumer import LedgerConsumer
+from tests.support.tansu import FAST_GROUP_ENV
 
 
 async def publish(bus: Bus, events: Sequence[UsageRecorded], *, chunk: int = 1000) -> None:
@@ -38,9 +39,8 @@ async def running_ledger(pool: asyncpg.Pool, bus: Bus, **kw: object) -> AsyncIte
 
 def spawn_ledger(db_url: str, bus_url: str, data_dir: Path) -> subprocess.Popen[bytes]:
     """``spendgate ledger`` as a real OS process (so it can be SIGKILLed)."""
-    env = {**os.environ, "SPENDGATE_DATABASE_URL": db_url, "SPENDGATE_BUS": bus_url,
-           "SPENDGATE_KAFKA_IDEMPOTENCE": "false", "SPENDGATE_DATA_DIR": str(data_dir),
-           "SPENDGATE_LOG_LEVEL": "warning"}
+    env = {**os.environ, **FAST_GROUP_ENV, "SPENDGATE_DATABASE_URL": db_url, "SPENDGATE_BUS": bus_url,
+           "SPENDGATE_DATA_DIR": str(data_dir), "SPENDGATE_LOG_LEVEL": "warning"}
     return subprocess.Popen([sys.executable, "-m", "spendgate", "ledger"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 

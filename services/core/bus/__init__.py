@@ -23,6 +23,9 @@ def create_bus(settings: Settings, *, pool: asyncpg.Pool | None, dsn: str | None
             partitions=settings.bus_partitions,
             topics=ALL_TOPICS,
             client_id=f"spendgate-{settings.instance}",
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+            rebalance_timeout_ms=settings.kafka_rebalance_timeout_ms,
         )
     if settings.bus == "postgres":
         from .postgres import PostgresBus

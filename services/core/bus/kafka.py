@@ -36,12 +36,18 @@ class KafkaBus:
         partitions: int = 4,
         topics: Sequence[str] = (),
         client_id: str = "spendgate",
+        session_timeout_ms: int = 10_000,
+        heartbeat_interval_ms: int = 3_000,
+        rebalance_timeout_ms: int | None = None,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.idempotence = idempotence
         self.partitions = partitions
         self.topics = list(topics)
         self.client_id = client_id
+        self.group_timings = {"session_timeout_ms": session_timeout_ms, "heartbeat_interval_ms": heartbeat_interval_ms}
+        if rebalance_timeout_ms is not None:
+            self.group_timings["rebalance_timeout_ms"] = rebalance_timeout_ms
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
@@ -133,6 +139,7 @@ class KafkaConsumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             client_id=f"{self.bus.client_id}-{self.group}",
+            **self.bus.group_timings,
         )
         consumer.subscribe(self.topics, listener=_Listener(self))
         self._consumer = consumer
