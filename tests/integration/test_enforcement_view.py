@@ -208,3 +208,27 @@ async def test_budget_changes_are_published_as_audit_events(pool: asyncpg.Pool, 
     assert all(isinstance(e, BudgetChanged) for e in events)
     assert [(e.action, e.daily_micros, e.raise_micros, e.until, e.actor) for e in events] == [
         ("set", 40 * USD, None, None, "ops"), ("raise", None, 20 * USD, until, "ops")]
+
+
+async def test_peer_proxies_see_each_others_in_flight_spend(pool: asyncpg.Pool, db_url: str) -> None:
+    """A reservation in one proxy counts in the other's decision within a poll or two, and leaves with it."""
+    a, b = (BalanceView(pool, dsn=db_url, settings=EnforcementSettings(), instance=n) for n in ("pa", "pb"))
+    await a.start()
+    await b.start()
+    try:
+        await store.set_budget(pool, budget_of("key:k1", daily_micros=USD, monthly_micros=None), actor="t")
+        await eventually(lambda: _ready(a.decide(facts()).keys != () and b.decide(facts()).keys != ()),
+                         what="budget in both")
+        t0 = time.perf_counter()
+        res = a.book.reserve(a.decide(facts()).keys, 1_100_000)
+        assert a.decide(facts()).refused
+        await eventually(_refuses(b), timeout_s=1.0, interval_s=0.005, what="peer sees the reservation")
+        seen_ms = (time.perf_counter() - t0) * 1000
+        a.book.release(res)
+        await eventually(lambda: _ready(not b.decide(facts()).refused), timeout_s=1.0, interval_s=0.005,
+                         what="peer sees the release")
+        print(f"\npeer reservation visible after {seen_ms:.1f} ms")
+    finally:
+        await a.stop()
+        await b.stop()
+    assert await pool.fetchval("SELECT count(*) FROM enforcement_pending") == 0

@@ -90,3 +90,15 @@ def test_estimated_cost_counts_no_cache_discount() -> None:
     from spendgate.core.enforcement import TokenEstimate
 
     assert estimated_cost_micros(SHIPPED_PRICES["gpt-5.1"], TokenEstimate(10_000, 1_000)) == 22_500
+
+
+def test_changed_balances_are_reported_once_for_peers() -> None:
+    """take_changed gives each touched balance's current pending sum once; zeros mean nothing pending."""
+    book = ReservationBook(60, Clock())
+    res = book.reserve((K, M), 100)
+    assert book.take_changed() == {K: 100, M: 100}
+    assert book.take_changed() == {}
+    book.release(res)
+    assert book.take_changed() == {K: 0, M: 0}
+    book.mark_changed([K])
+    assert book.take_changed() == {K: 0}

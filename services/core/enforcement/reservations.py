@@ -37,6 +37,7 @@ class ReservationBook:
         self._reserved: dict[BalanceKey, int] = {}
         self._unsettled: dict[BalanceKey, int] = {}
         self._events: dict[str, tuple[tuple[BalanceKey, ...], int]] = {}
+        self._dirty: set[BalanceKey] = set()
         self.expired_total = 0
 
     def reserve(self, keys: Iterable[BalanceKey], amount_micros: int) -> Reservation:
@@ -45,7 +46,7 @@ class ReservationBook:
             raise ValueError("a reservation cannot be negative")
         res = Reservation(next(self._ids), tuple(keys), amount_micros, self._clock() + self.timeout_s)
         self._open[res.reservation_id] = res
-        _add(self._reserved, res.keys, amount_micros)
+        self._add(self._reserved, res.keys, amount_micros)
         return res
 
     def settle(self, reservation: Reservation, *, event_id: str, cost_micros: int) -> None:
@@ -56,19 +57,19 @@ class ReservationBook:
         self.release(reservation)
         if cost_micros > 0 and event_id not in self._events:
             self._events[event_id] = (reservation.keys, cost_micros)
-            _add(self._unsettled, reservation.keys, cost_micros)
+            self._add(self._unsettled, reservation.keys, cost_micros)
 
     def release(self, reservation: Reservation) -> None:
         """Drop a reservation without cost (refused, or failed before the provider charged anything)."""
         if self._open.pop(reservation.reservation_id, None) is not None:
-            _add(self._reserved, reservation.keys, -reservation.amount_micros)
+            self._add(self._reserved, reservation.keys, -reservation.amount_micros)
 
     def folded(self, event_ids: Iterable[str]) -> None:
         """The ledger has folded these events: their cost is now in the settled balances."""
         for event_id in event_ids:
             entry = self._events.pop(event_id, None)
             if entry is not None:
-                _add(self._unsettled, entry[0], -entry[1])
+                self._add(self._unsettled, entry[0], -entry[1])
 
     def expire(self) -> int:
         """Release every reservation past its timeout; returns how many."""
@@ -102,8 +103,23 @@ class ReservationBook:
     def open_count(self) -> int:
         return len(self._open)
 
+    def take_changed(self) -> dict[BalanceKey, int]:
+        """Pending sums of the balances changed since the last call (0 where nothing is pending)."""
+        changed = {k: self.pending_micros(k) for k in self._dirty}
+        self._dirty.clear()
+        return changed
 
-def _add(sums: dict[BalanceKey, int], keys: tuple[BalanceKey, ...], amount: int) -> None:
+    def _add(self, sums: dict[BalanceKey, int], keys: tuple[BalanceKey, ...], amount: int) -> None:
+        if amount:
+            self._dirty.update(keys)
+        _bump(sums, keys, amount)
+
+    def mark_changed(self, keys: Iterable[BalanceKey]) -> None:
+        """Put balances back on the changed list (their publication to peers failed)."""
+        self._dirty.update(keys)
+
+
+def _bump(sums: dict[BalanceKey, int], keys: tuple[BalanceKey, ...], amount: int) -> None:
     for key in keys:
         total = sums.get(key, 0) + amount
         if total:

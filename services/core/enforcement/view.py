@@ -13,6 +13,8 @@ Decisions read only memory (:meth:`BalanceView.decide` does no I/O). A backgroun
 - **Unsettled** spend (this proxy's events not yet folded) leaves the reservation book in the same
   repeatable-read snapshot in which the balances that include it are read, so nothing is counted
   twice or dropped.
+- **Peers**: each tick publishes this proxy's changed pending sums (reserved + unsettled) and reads
+  every other live proxy's (:mod:`.peers`), so spend in flight through another proxy counts too.
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ import asyncpg
 
 from ..config import EnforcementSettings
 from ..constants import PG_NOTIFY_CONFIG
+from ..events import new_id
 from ..logs import get_logger
 from ..periods import PeriodKind
 from .budgets_store import load_budgets
 from .decide import BalanceKey, Decision, RequestFacts, decide
+from .peers import PeerPending
 from .policy import Policy
 from .reservations import ReservationBook
 from .scopes import Principal
@@ -49,9 +53,10 @@ class BalanceView:
 
     def __init__(self, pool: asyncpg.Pool, *, dsn: str, settings: EnforcementSettings,
                  policy: Policy | None = None, book: ReservationBook | None = None,
-                 clock: Callable[[], datetime] = utc_now) -> None:
+                 clock: Callable[[], datetime] = utc_now, instance: str | None = None) -> None:
         self.pool, self.dsn, self.settings = pool, dsn, settings
         self.book = book or ReservationBook(settings.reservation_timeout_s)
+        self.peers = PeerPending(instance or new_id())
         self._clock = clock
         self._policy = policy or Policy.from_settings(settings)
         self._settled: dict[BalanceKey, int] = {}
@@ -77,8 +82,8 @@ class BalanceView:
         return decide(facts, self._policy, self.spent_micros, self._clock())
 
     def spent_micros(self, key: BalanceKey) -> int:
-        """Settled (ledger) + unsettled (own events not folded yet) + reserved (in flight)."""
-        return self._settled.get(key, 0) + self.book.pending_micros(key)
+        """Settled (ledger) + unsettled + reserved, this proxy's own and its peers'."""
+        return self._settled.get(key, 0) + self.book.pending_micros(key) + self.peers.of(key)
 
     def settled_micros(self, key: BalanceKey) -> int:
         return self._settled.get(key, 0)
@@ -100,6 +105,8 @@ class BalanceView:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            await self.peers.withdraw(self.pool)
         listener, self._listener = self._listener, None
         if listener is not None:
             with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
@@ -176,6 +183,7 @@ class BalanceView:
             folded = await conn.fetch(
                 "SELECT event_id::text AS id FROM usage_events WHERE event_id = ANY($1::uuid[])", pending,
             ) if pending else []
+            await self.peers.read(conn)
         for r in rows:
             key = BalanceKey(r["scope"], PeriodKind(r["period"]), r["period_start"])
             if r["version"] >= self._versions.get(key, 0):
@@ -185,10 +193,21 @@ class BalanceView:
         self._marks.append((time.monotonic(), self._max_version))
         self.book.folded(r["id"] for r in folded)
         self.book.expire()
+        await self.publish_pending()
         if day_cutoff != self._pruned_at:
             self._prune(day_cutoff, month_cutoff)
         self.balance_polls += 1
         return len(rows)
+
+    async def publish_pending(self) -> None:
+        """Tell the peers this proxy's changed pending sums (retried next tick if it fails)."""
+        changed = self.book.take_changed()
+        try:
+            async with self.pool.acquire() as conn:
+                await self.peers.publish(conn, changed)
+        except BaseException:
+            self.book.mark_changed(changed)
+            raise
 
     def _prune(self, day_cutoff: date, month_cutoff: date) -> None:
         def stale(key: BalanceKey) -> bool:

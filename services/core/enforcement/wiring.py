@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from ..config import Settings
+from ..events import new_id
 from .enforcer import Enforcer
 from .estimate import SessionEstimator
 from .policy import Policy
@@ -32,7 +33,8 @@ async def enforcement(settings: Settings, pool: asyncpg.Pool, dsn: str, *,
     cfg = settings.enforcement
     policy = Policy.from_settings(cfg)
     policy.check_prices(prices)
-    view = BalanceView(pool, dsn=dsn, settings=cfg, policy=policy, clock=clock)
+    view = BalanceView(pool, dsn=dsn, settings=cfg, policy=policy, clock=clock,
+                       instance=f"{settings.instance}/{new_id()}")
     await view.start()
     try:
         yield Enforcer(view, prices=prices, detector=RetryDetector(default_cap=cfg.retry_cap),

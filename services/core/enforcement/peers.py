@@ -1,0 +1,76 @@
+"""Pending spend shared between proxies: each publishes its reserved + unsettled sums per balance to
+``enforcement_pending`` and adds its peers' sums to the ledger's balances.
+
+Without this a proxy sees another proxy's spend only once the ledger has folded it, so every peer's
+in-flight requests (Codex streams last seconds to minutes) would be invisible to it. With it, a peer's
+admissions are invisible for at most one poll interval of each side. A proxy that stops heart-beating
+for ``STALE_AFTER_S`` is ignored (its reservations would have expired; its events are folded from the
+spool by the ledger) and its rows are swept.
+"""
+
+from __future__ import annotations
+
+import time
+
+import asyncpg
+
+from ..periods import PeriodKind
+from .decide import BalanceKey
+
+STALE_AFTER_S = 30.0
+HEARTBEAT_S = 5.0
+Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+
+
+class PeerPending:
+    def __init__(self, instance: str) -> None:
+        self.instance = instance
+        self.others: dict[BalanceKey, int] = {}
+        self._last_heartbeat = 0.0
+
+    def of(self, key: BalanceKey) -> int:
+        return self.others.get(key, 0)
+
+    async def read(self, conn: Conn) -> None:
+        """Load every live peer's pending sums (call inside the view's snapshot)."""
+        rows = await conn.fetch(
+            """SELECT scope, period, period_start, sum(pending_micros)::bigint AS pending FROM enforcement_pending
+               WHERE instance <> $1 AND updated_at > now() - make_interval(secs => $2)
+               GROUP BY scope, period, period_start""",
+            self.instance, STALE_AFTER_S,
+        )
+        self.others = {BalanceKey(r["scope"], PeriodKind(r["period"]), r["period_start"]): r["pending"]
+                       for r in rows if r["pending"]}
+
+    async def publish(self, conn: Conn, changed: dict[BalanceKey, int]) -> None:
+        """Write this proxy's changed sums (deleting zeros) and, every few seconds, a heartbeat."""
+        now = time.monotonic()
+        async with conn.transaction():
+            live = [(self.instance, k.scope, k.period.value, k.period_start, v) for k, v in changed.items() if v]
+            gone = [k for k, v in changed.items() if not v]
+            if live:
+                await conn.executemany(
+                    """INSERT INTO enforcement_pending (instance, scope, period, period_start, pending_micros)
+                       VALUES ($1, $2, $3, $4, $5) ON CONFLICT (instance, scope, period, period_start)
+                       DO UPDATE SET pending_micros = excluded.pending_micros, updated_at = now()""",
+                    live,
+                )
+            if gone:
+                await conn.execute(
+                    """DELETE FROM enforcement_pending WHERE instance = $1 AND (scope, period, period_start) IN
+                       (SELECT * FROM unnest($2::text[], $3::text[], $4::date[]))""",
+                    self.instance, [k.scope for k in gone], [k.period.value for k in gone],
+                    [k.period_start for k in gone],
+                )
+            if now - self._last_heartbeat >= HEARTBEAT_S:
+                await conn.execute("UPDATE enforcement_pending SET updated_at = now() WHERE instance = $1",
+                                   self.instance)
+                await conn.execute(
+                    "DELETE FROM enforcement_pending WHERE updated_at < now() - make_interval(secs => $1)",
+                    STALE_AFTER_S * 10,
+                )
+                self._last_heartbeat = now
+
+    async def withdraw(self, conn: Conn | asyncpg.Pool) -> None:
+        """Remove this proxy's rows (on a clean stop)."""
+        await conn.execute("DELETE FROM enforcement_pending WHERE instance = $1", self.instance)
