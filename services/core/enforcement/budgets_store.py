@@ -7,6 +7,8 @@ of ``BudgetChanged`` events, see :func:`publish_budget_changes`) and ``pg_notify
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,9 +20,11 @@ from ..bus import Bus
 from ..constants import PG_NOTIFY_CONFIG, TOPIC_BUDGET
 from ..errors import StoreError
 from ..events import BudgetChanged, encode, new_id
+from ..logs import get_logger
 from .policy import Budget, BudgetRaise, Thresholds, budget_of
 from .scopes import parse_scope
 
+log = get_logger(__name__)
 NOTIFY_BUDGETS = "budgets"
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 _BUDGET_COLUMNS = "scope, daily_micros, monthly_micros, timezone, thresholds_pct, at_pause, retry_cap, version"
@@ -155,6 +159,18 @@ async def publish_budget_changes(pool: asyncpg.Pool, bus: Bus, *, source: str, l
         await conn.execute("UPDATE budget_audit SET published_at = now() WHERE change_id = ANY($1::uuid[])",
                            [r["change_id"] for r in rows])
     return len(rows)
+
+
+async def run_budget_outbox(pool: asyncpg.Pool, bus: Bus, stop: asyncio.Event, *, source: str,
+                            interval_s: float = 1.0) -> None:
+    """Publish budget audit rows until ``stop`` is set (a supervisor: failures are logged and retried)."""
+    while not stop.is_set():
+        try:
+            await publish_budget_changes(pool, bus, source=source)
+        except Exception:  # supervisor: keep the outbox running through a database or bus outage
+            log.exception("publishing budget changes failed; retrying")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval_s)
 
 
 def _changed(r: asyncpg.Record) -> BudgetChanged:
