@@ -43,9 +43,16 @@ def retry_policy(settings: Settings) -> RetryPolicy:
                        retry_after_max_s=a.retry_after_max_s)
 
 
+def lease_s(settings: Settings, attempt_timeout_s: float) -> float:
+    """How long a claimed job is ours without renewal: longer than any wait between two attempts."""
+    a = settings.alerts
+    return max(a.backoff_max_s, a.retry_after_max_s) + attempt_timeout_s + 60
+
+
 @contextlib.asynccontextmanager
-async def open_alerter(settings: Settings, pool: asyncpg.Pool, bus: Bus, *,
-                       clock: Clock = utc_now) -> AsyncIterator[Alerter]:
+async def open_alerter(settings: Settings, pool: asyncpg.Pool, bus: Bus, *, clock: Clock = utc_now,
+                       owner: str | None = None) -> AsyncIterator[Alerter]:
+    """The alerter's parts; ``owner`` names who claims jobs (default: this instance, stable across restarts)."""
     rules, secrets = load_checked_rules(settings)
     alerts = settings.alerts
     async with aiohttp.ClientSession() as http:
@@ -53,5 +60,6 @@ async def open_alerter(settings: Settings, pool: asyncpg.Pool, bus: Bus, *,
                               routes_file=str(alerts.routes_file))
         attempt_timeout_s = max(alerts.request_timeout_s, settings.smtp.timeout_s) + 5
         deliverer = Deliverer(pool, bus, directory, source=f"spendgate/alerter/{settings.instance}",
+                              owner=owner or settings.instance, lease_s=lease_s(settings, attempt_timeout_s),
                               attempt_timeout_s=attempt_timeout_s, clock=clock)
         yield Alerter(settings, rules, directory, deliverer, retry_policy(settings), clock)

@@ -74,7 +74,8 @@ def send_test(ctx: Ctx, route_name: str) -> None:
     """Send a test message through every target of a route (retried like a real alert)."""
 
     async def go() -> list[tuple[str, bool]]:
-        async with open_runtime(ctx.settings) as rt, open_alerter(ctx.settings, rt.pool, rt.bus) as a:
+        owner = f"{ctx.settings.instance}/test/{uuid7()}"
+        async with open_runtime(ctx.settings) as rt, open_alerter(ctx.settings, rt.pool, rt.bus, owner=owner) as a:
             route = a.rules.route(route_name)
             message = test_message(route.name, datetime.now(UTC))
             async with rt.pool.acquire() as conn, conn.transaction():
@@ -119,8 +120,9 @@ def replay(ctx: Ctx, ids: tuple[int, ...], attempts: int) -> None:
     """Re-send dead-lettered alerts; those that fail again stay in the dead-letter table."""
 
     async def go() -> tuple[int, int]:
-        async with open_runtime(ctx.settings) as rt, open_alerter(ctx.settings, rt.pool, rt.bus) as a:
-            jobs = await store.dead_jobs(rt.pool, ids)
+        owner = f"{ctx.settings.instance}/replay/{uuid7()}"
+        async with open_runtime(ctx.settings) as rt, open_alerter(ctx.settings, rt.pool, rt.bus, owner=owner) as a:
+            jobs = await store.claim_dead(rt.pool, owner, a.deliverer.lease_s, ids)
             stop = asyncio.Event()
             results = await asyncio.gather(
                 *(deliver_with_retries(a.deliverer, j, a.policy, stop, attempts=attempts) for j in jobs))

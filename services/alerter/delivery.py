@@ -60,10 +60,15 @@ class RetryPolicy:
 class Deliverer:
     """One attempt: send through the channel, keep it in the history, publish it on spendgate.alert.v1."""
 
-    def __init__(self, pool: asyncpg.Pool, bus: Bus, directory: Directory, *, source: str,
-                 attempt_timeout_s: float, clock: Clock = utc_now) -> None:
+    def __init__(self, pool: asyncpg.Pool, bus: Bus, directory: Directory, *, source: str, owner: str,
+                 lease_s: float, attempt_timeout_s: float, clock: Clock = utc_now) -> None:
         self.pool, self.bus, self.directory = pool, bus, directory
         self.source, self.attempt_timeout_s, self.clock = source, attempt_timeout_s, clock
+        self.owner, self.lease_s = owner, lease_s
+
+    async def claim(self, job: Job) -> bool:
+        """Take or renew the job's lease; False when another alerter has it or it is finished."""
+        return await store.claim(self.pool, job.job_id, self.owner, self.lease_s)
 
     async def attempt(self, job: Job, attempt: int, *, last: bool) -> DeliveryError | None:
         """Try once; None on success, else the error (already recorded, dead-lettered when final)."""
@@ -111,6 +116,9 @@ async def deliver_with_retries(deliverer: Deliverer, job: Job, policy: RetryPoli
     attempt = job.attempts
     last = attempt + attempts if attempts is not None else policy.max_attempts
     while attempt < last:
+        if not await deliverer.claim(job):
+            log.info("alert job taken over or finished elsewhere", job_id=job.job_id, target=job.target)
+            return False
         attempt += 1
         error = await deliverer.attempt(job, attempt, last=attempt >= last)
         if error is None:
@@ -133,8 +141,12 @@ class Dispatcher:
         self.workers_per_target = workers_per_target
         self._queues: dict[str, asyncio.Queue[Job | None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._known: set[str] = set()
 
     def submit(self, job: Job) -> None:
+        if job.job_id in self._known:
+            return
+        self._known.add(job.job_id)
         queue = self._queues.get(job.target)
         if queue is None:
             queue = self._queues[job.target] = asyncio.Queue()
@@ -153,6 +165,8 @@ class Dispatcher:
                 await deliver_with_retries(self.deliverer, job, self.policy, self.stop)
             except Exception:  # supervisor: the job stays pending in the table; keep the worker alive
                 log.exception("delivery worker failed", target=job.target, job_id=job.job_id)
+            finally:
+                self._known.discard(job.job_id)
 
     async def close(self, *, drain_timeout_s: float = 10.0) -> None:
         """Let in-flight attempts finish (``stop`` cuts backoffs short) within a deadline, then cancel."""

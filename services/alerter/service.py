@@ -40,7 +40,8 @@ async def serve(runtime: Runtime, stop: asyncio.Event, *, clock: Clock = utc_now
         halt = asyncio.Event()  # ours, so a failure here never sets the caller's stop for other services
         dispatcher = Dispatcher(alerter.deliverer, alerter.policy, halt,
                                 workers_per_target=runtime.settings.alerts.workers_per_channel)
-        for job in await store.pending_jobs(runtime.pool):
+        deliverer = alerter.deliverer
+        for job in await store.claim_orphans(runtime.pool, deliverer.owner, deliverer.lease_s, mine_too=True):
             dispatcher.submit(job)
         scheduler = asyncio.create_task(_schedule(alerter, runtime.pool, dispatcher, halt), name="alert-scheduler")
         if not alerter.rules.routes:
@@ -131,6 +132,9 @@ async def _schedule(alerter: Alerter, pool: asyncpg.Pool, dispatcher: Dispatcher
                         dispatcher.submit(job)
             for job in await store.resolve_due_incidents(pool, now):
                 dispatcher.submit(job)
+            d = alerter.deliverer
+            for job in await store.claim_orphans(pool, d.owner, d.lease_s, mine_too=False):
+                dispatcher.submit(job)  # left by an alerter that died
         except Exception:  # supervisor: try again at the next tick
             log.exception("alert scheduler failed")
         with contextlib.suppress(TimeoutError):

@@ -99,8 +99,34 @@ async def record_alert(conn: Conn, alert: Alert, message: Message, planned: Sequ
         return await insert_jobs(conn, alert.alert_id, planned, message)
 
 
-async def pending_jobs(pool: asyncpg.Pool) -> list[Job]:
-    rows = await pool.fetch(f"{_JOB_SELECT} WHERE j.status = 'pending' ORDER BY j.created_at")
+async def claim(pool: asyncpg.Pool, job_id: str, owner: str, lease_s: float) -> bool:
+    """Take or renew the job for ``lease_s``; False when another alerter holds it or it is finished."""
+    return bool(await pool.fetchval(
+        """UPDATE alert_jobs SET claimed_by = $2, claimed_until = now() + make_interval(secs => $3)
+           WHERE job_id = $1 AND status = 'pending'
+             AND (claimed_by IS NULL OR claimed_by = $2 OR claimed_until < now())
+           RETURNING 1""",
+        job_id, owner, lease_s,
+    ))
+
+
+async def claim_orphans(pool: asyncpg.Pool, owner: str, lease_s: float, *, mine_too: bool) -> list[Job]:
+    """Pending jobs nobody is working on: leases run out, never claimed for a whole lease, or (at start-up,
+    ``mine_too``) left by this alerter's previous run."""
+    rows = await pool.fetch(
+        f"""WITH taken AS (
+                UPDATE alert_jobs SET claimed_by = $1, claimed_until = now() + make_interval(secs => $2)
+                WHERE job_id IN (
+                    SELECT job_id FROM alert_jobs
+                    WHERE status = 'pending'
+                      AND (claimed_until < now()
+                           OR (claimed_until IS NULL AND created_at < now() - make_interval(secs => $2))
+                           OR ($3 AND claimed_by = $1))
+                    ORDER BY created_at LIMIT 1000 FOR UPDATE SKIP LOCKED)
+                RETURNING job_id)
+            {_JOB_SELECT} WHERE j.job_id IN (SELECT job_id FROM taken) ORDER BY j.created_at""",
+        owner, lease_s, mine_too,
+    )
     return [_job(r) for r in rows]
 
 
@@ -144,13 +170,21 @@ async def dead_letters(pool: asyncpg.Pool, *, include_replayed: bool = False) ->
     return [dict(r) for r in rows]
 
 
-async def dead_jobs(pool: asyncpg.Pool, ids: Sequence[int] = ()) -> list[Job]:
-    """Jobs of unreplayed dead letters (all of them, or the given dead-letter ids)."""
+async def claim_dead(pool: asyncpg.Pool, owner: str, lease_s: float, ids: Sequence[int] = ()) -> list[Job]:
+    """Put unreplayed dead letters (all, or the given ids) back to pending, claimed by ``owner``.
+
+    Should the replaying process die, a running alerter picks them up when the lease runs out.
+    """
     rows = await pool.fetch(
-        f"""{_JOB_SELECT} JOIN alert_dead_letters d USING (job_id)
-            WHERE d.replayed_at IS NULL AND (cardinality($1::bigint[]) = 0 OR d.dead_letter_id = ANY($1))
-            ORDER BY d.dead_letter_id""",
-        list(ids),
+        f"""WITH taken AS (
+                UPDATE alert_jobs j SET status = 'pending', claimed_by = $2,
+                                        claimed_until = now() + make_interval(secs => $3)
+                FROM alert_dead_letters d
+                WHERE d.job_id = j.job_id AND j.status = 'dead' AND d.replayed_at IS NULL
+                  AND (cardinality($1::bigint[]) = 0 OR d.dead_letter_id = ANY($1))
+                RETURNING j.job_id)
+            {_JOB_SELECT} WHERE j.job_id IN (SELECT job_id FROM taken) ORDER BY j.created_at""",
+        list(ids), owner, lease_s,
     )
     return [_job(r) for r in rows]
 

@@ -149,13 +149,14 @@ class Clock:
         return self.now
 
 
-def settings_for(db_url: str, tmp_path: Path, routes: str, *, smtp_port: int = 25, **alerts: Any) -> Settings:
+def settings_for(db_url: str, tmp_path: Path, routes: str, *, smtp_port: int = 25, instance: str = "alerter-test",
+                 **alerts: Any) -> Settings:
     path = tmp_path / "routes.yaml"
     path.write_text(routes)
     options: dict[str, Any] = dict(routes_file=path, backoff_base_s=0.02, backoff_max_s=0.1, schedule_every_s=0.05,
                                    request_timeout_s=2.0, max_attempts=3)
     options.update(alerts)
-    return Settings(data_dir=tmp_path, database_url=db_url, bus="postgres",
+    return Settings(data_dir=tmp_path, database_url=db_url, bus="postgres", instance=instance,
                     smtp=SmtpSettings(host="127.0.0.1", port=smtp_port, timeout_s=5),
                     alerts=AlertSettings(**options))
 

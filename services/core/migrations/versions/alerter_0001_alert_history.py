@@ -29,7 +29,8 @@ CREATE TABLE alerts (
 );
 CREATE INDEX alerts_created_at ON alerts (created_at);
 
--- One job per (alert, target, action): the outbox the delivery workers drain.
+-- One job per (alert, target, action): the outbox the delivery workers drain. An alerter claims a
+-- job (claimed_by, claimed_until) before each attempt, so two alerters never send the same job.
 CREATE TABLE alert_jobs (
     job_id        uuid        PRIMARY KEY,
     alert_id      uuid        NOT NULL REFERENCES alerts (alert_id),
@@ -39,6 +40,8 @@ CREATE TABLE alert_jobs (
     status        text        NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered', 'dead')),
     attempts      integer     NOT NULL DEFAULT 0,
     last_error    text,
+    claimed_by    text,
+    claimed_until timestamptz,
     created_at    timestamptz NOT NULL DEFAULT now(),
     updated_at    timestamptz NOT NULL DEFAULT now(),
     UNIQUE (alert_id, target, action)
