@@ -36,10 +36,11 @@ def simulate_uc(closed: NDArray[np.float64], horizon: int, paths: int,
         return None
     x = np.log1p(y / scale)
     with warnings.catch_warnings():
-        # A non-converged or degenerate fit is an expected outcome here and is handled by falling
-        # back; everything else statsmodels might warn about stays an error.
+        # A fit that does not converge is an expected outcome here: it becomes an error we catch
+        # and fall back from. The optimiser's other chatter (overflow in a trial step, start
+        # parameters) is silenced on purpose: the result is either finite and converged or discarded.
+        warnings.simplefilter("ignore")
         warnings.simplefilter("error", ConvergenceWarning)
-        warnings.filterwarnings("ignore", category=RuntimeWarning, module="statsmodels")
         try:
             model = UnobservedComponents(x, level="local level", seasonal=7, stochastic_seasonal=False)
             result = model.fit(disp=False, maxiter=MAX_ITER)

@@ -162,3 +162,14 @@ def test_statsmodels_second_opinion_only_where_the_band_straddles_the_budget() -
     assert far.model == "dow-bootstrap"
     assert near.p10_micros < near.p50_micros < near.p90_micros
     assert abs(near.p50_micros - probe.p50_micros) < 0.1 * probe.p50_micros
+
+
+def test_a_statsmodels_fit_that_does_not_converge_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the UC fit fails to converge the cheap model's paths stand alone, and the inputs say why."""
+    from spendgate.forecaster import heavy
+
+    daily = shaped("weekly", np.random.default_rng(9))[: (ORIGIN - START).days + 1]
+    monkeypatch.setattr(heavy, "MAX_ITER", 1)
+    fc = forecast(ScopeSeries(START, daily, ORIGIN), seed=1, heavy_mode="always")
+    assert fc.model == "dow-bootstrap" and fc.inputs["uc"] == "fit failed; cheap model only"
+    assert heavy.simulate_uc(daily[-30:].astype(float), 10, 100, np.random.default_rng(0)) is None
