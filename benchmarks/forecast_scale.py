@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 from spendgate.core.bus.postgres import PostgresBus
 from spendgate.core.config import ForecastSettings, Settings
 from spendgate.core.db import migrate
+from spendgate.core.logs import configure_logging
 from spendgate.forecaster.engine import run_models
 from spendgate.forecaster.model import ScopeSeries
 from spendgate.forecaster.series import BudgetedScope
@@ -113,6 +114,7 @@ def main() -> int:
     parser.add_argument("--scopes", type=int, default=10_000)
     parser.add_argument("--database-url", default=os.environ.get("SPENDGATE_TEST_DATABASE_URL"))
     args = parser.parse_args()
+    configure_logging("warning")
     settings = ForecastSettings()
     print(f"{args.scopes} scopes, {DAYS} days of history each, {settings.paths} paths, "
           f"statsmodels fit for at most {settings.max_heavy_fits} scopes; {os.cpu_count()} CPUs", flush=True)
