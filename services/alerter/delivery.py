@@ -111,10 +111,10 @@ async def deliver_with_retries(deliverer: Deliverer, job: Job, policy: RetryPoli
     """Attempts until delivered, dead-lettered, or ``stop`` (the job then stays pending). True if delivered.
 
     Attempt numbers continue from the job's; ``attempts`` (a replay's budget) defaults to what is left
-    of the policy's ``max_attempts``.
+    of the policy's ``max_attempts``, and at least one (should ``max_attempts`` have been lowered).
     """
     attempt = job.attempts
-    last = attempt + attempts if attempts is not None else policy.max_attempts
+    last = attempt + attempts if attempts is not None else max(policy.max_attempts, attempt + 1)
     while attempt < last:
         if not await deliverer.claim(job):
             log.info("alert job taken over or finished elsewhere", job_id=job.job_id, target=job.target)

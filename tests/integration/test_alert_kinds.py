@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 from spendgate.core.constants import GROUP_ALERTER, TOPIC_BUDGET, TOPIC_FORECAST
 from spendgate.core.events import ForecastOverrun, ForecastUpdated, RetryLoopDetected
@@ -83,6 +84,28 @@ async def test_forecasts_retry_loops_and_pagerduty_resolve_at_reset(
         resolves = {p["dedup_key"] for p in sent if p["event_action"] == "resolve"}
         assert triggers == resolves == {"spendgate:team:platform:month:2026-11-01",
                                         "spendgate:forecast:team:platform:2026-11-01"}
+
+
+async def test_without_a_forecast_event_the_forecasters_table_is_read(
+    db_url: str, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """With no forecast seen on the bus, the message shows the forecaster's latest stored forecast."""
+    if await pool.fetchval("SELECT to_regclass('public.forecasts')") is None:
+        pytest.skip("the forecaster's forecasts table has not landed")
+    for as_of, p50 in ((date(2026, 11, 20), 1_000_000), (date(2026, 11, 25), 1_234_000_000)):
+        await pool.execute(
+            """INSERT INTO forecasts (scope, as_of, forecast_id, month, computed_at, actual_micros, p10_micros,
+                   p50_micros, p90_micros, budget_micros, p50_crosses_on, model, inputs, band)
+               VALUES ('team:platform', $1, $2, '2026-11-01', now(), 1, 2, $3, 4000000000, 1000000000,
+                       '2026-11-28', 'test', '{}', '[]')""",
+            as_of, uuid7(), p50)
+    async with Receivers() as rx:
+        settings = settings_for(db_url, tmp_path, ROUTES.format(slack=rx.url("slack"), pd=rx.url("pagerduty")))
+        async with running_alerter(settings, pool, db_url) as alerter:
+            await alerter.publish(crossing())
+            await eventually(lambda: size(rx.delivered("slack")), what="the pause")
+        text = str(rx.delivered("slack")[0].json())
+        assert "P50 $1,234.00" in text and "as of 2026-11-25" in text and "2026-11-28" in text
 
 
 async def test_poison_events_are_dead_lettered_and_do_not_stop_the_alerter(
