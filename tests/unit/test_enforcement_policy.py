@@ -64,11 +64,20 @@ def test_invalid_policies_are_config_errors_naming_the_problem(doc: dict[str, ob
 
 
 def test_scope_forms() -> None:
-    """Scopes are key:<id>, developer:<name>, team:<name> or org; whitespace is trimmed."""
-    assert parse_scope(" team:platform ") == "team:platform"
+    """Scopes are key:<id>, developer:<name>, team:<name> or org; names are free text, trimmed."""
+    assert parse_scope(" team: platform ") == "team:platform"
+    assert parse_scope("developer:Alice Smith") == "developer:Alice Smith"
     assert parse_scope("org") == "org"
-    with pytest.raises(ConfigError):
-        parse_scope("team:")
+    for bad in ("team:", "team:  ", "developer:a\tb", "squad:x", "org:x"):
+        with pytest.raises(ConfigError):
+            parse_scope(bad)
+
+
+def test_budget_thresholds_default_to_the_settings() -> None:
+    """A proposal budget without thresholds takes enforcement.thresholds_pct."""
+    p = policy_from_document({"budgets": [{"scope": "org", "daily": "1"}]},
+                             EnforcementSettings(thresholds_pct=[50, 90, 100]))
+    assert p.budgets["org"].thresholds.as_list() == [50, 90, 100]
 
 
 def test_cascade_steps_and_cheapest() -> None:

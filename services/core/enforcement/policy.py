@@ -162,7 +162,8 @@ class _BudgetDoc(BaseModel):
     daily: str | int | None = None
     monthly: str | int | None = None
     timezone: str = "UTC"
-    thresholds: list[int] = [80, 95, 110]
+    thresholds: list[int] | None = None
+    """Default: ``Settings.enforcement.thresholds_pct``."""
     at_pause: AtPause = "refuse"
     retry_cap: int | None = None
 
@@ -219,7 +220,8 @@ def policy_from_document(doc: Mapping[str, Any], defaults: EnforcementSettings) 
     budgets = [
         budget_of(b.scope, daily_micros=None if b.daily is None else usd_to_micros(b.daily),
                   monthly_micros=None if b.monthly is None else usd_to_micros(b.monthly),
-                  timezone=b.timezone, thresholds=b.thresholds, at_pause=b.at_pause, retry_cap=b.retry_cap)
+                  timezone=b.timezone, thresholds=b.thresholds or defaults.thresholds_pct, at_pause=b.at_pause,
+                  retry_cap=b.retry_cap)
         for b in parsed.budgets
     ]
     for r in parsed.raises:

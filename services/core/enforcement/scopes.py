@@ -13,7 +13,8 @@ from ..errors import ConfigError
 
 ORG = "org"
 KINDS = ("key", "developer", "team")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+\-]{0,127}$")
+_NAME = re.compile(r"^[^\x00-\x1f\x7f\s](?:[^\x00-\x1f\x7f]{0,198}[^\x00-\x1f\x7f\s])?$")
+"""Names as virtual keys carry them (free text, trimmed): no control characters, at most 200 long."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +39,11 @@ def parse_scope(text: str) -> str:
     if scope == ORG:
         return scope
     kind, sep, name = scope.partition(":")
-    if not sep or kind not in KINDS or not _NAME.match(name):
+    if not sep or kind not in KINDS or not _NAME.match(name.strip()):
         raise ConfigError(
             f"bad scope {text!r}: use key:<id>, developer:<name>, team:<name> or org"
         )
-    return f"{kind}:{name}"
+    return f"{kind}:{name.strip()}"
 
 
 def scope_label(scope: str) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -42,6 +43,7 @@ from .scopes import Principal
 
 log = get_logger(__name__)
 OVERLAP_READ_EVERY_S = 0.5
+MAX_BACKOFF_S = 5.0
 
 
 def utc_now() -> datetime:
@@ -124,6 +126,7 @@ class BalanceView:
     async def _run(self) -> None:
         interval = self.settings.balance_poll_interval_s
         last_reload = time.monotonic()
+        failures = 0
         while True:
             try:
                 with contextlib.suppress(TimeoutError):
@@ -133,14 +136,20 @@ class BalanceView:
                     await self._listen()
                 if self._config_dirty.is_set() or time.monotonic() - last_reload >= self.settings.config_reload_s:
                     self._config_dirty.clear()
-                    await self.reload_policy()
+                    try:
+                        await self.reload_policy()
+                    except BaseException:
+                        self._config_dirty.set()  # reload again on the next tick
+                        raise
                     last_reload = time.monotonic()
                 await self.refresh()
+                failures = 0
             except asyncio.CancelledError:
                 raise
-            except Exception:  # supervisor: keep the last good view, log, try again next tick
-                log.exception("balance view refresh failed; keeping the last view")
-                await asyncio.sleep(interval)
+            except Exception:  # supervisor: keep the last good view, log, back off, try again
+                failures += 1
+                log.exception("balance view refresh failed; keeping the last view", failures=failures)
+                await asyncio.sleep(min(interval * 2 ** min(failures, 6), MAX_BACKOFF_S))
 
     # -- refreshing -------------------------------------------------------------------------------
 
@@ -171,7 +180,7 @@ class BalanceView:
         """One poll: changed balances, folded own events, expired reservations. Returns rows read."""
         since = self._since_version()
         day_cutoff, month_cutoff = self._cutoffs()
-        pending = self.book.unsettled_event_ids()
+        pending = self._pending_ids()
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             rows = await conn.fetch(
                 """SELECT scope, period, period_start, spent_micros, version FROM balances
@@ -198,6 +207,21 @@ class BalanceView:
             self._prune(day_cutoff, month_cutoff)
         self.balance_polls += 1
         return len(rows)
+
+    def _pending_ids(self) -> list[str]:
+        """Unsettled event ids to look up; ids that are not UUIDs can never be folded and are dropped."""
+        ids, bad = [], []
+        for event_id in self.book.unsettled_event_ids():
+            try:
+                uuid.UUID(event_id)
+            except ValueError:
+                bad.append(event_id)
+            else:
+                ids.append(event_id)
+        if bad:
+            log.warning("dropping unsettled spend of events with non-UUID ids", count=len(bad))
+            self.book.folded(bad)
+        return ids
 
     async def publish_pending(self) -> None:
         """Tell the peers this proxy's changed pending sums (retried next tick if it fails)."""
