@@ -6,6 +6,7 @@ apply are the functions ``spendgate policy …`` runs.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -23,6 +24,15 @@ from .middleware import ApiError, json_response, not_found
 from .openapi import Operation, Param
 from .policy import Applied, apply, live_policy, to_document
 
+SCOPE_PATTERN = r"^(org|(key|developer|team):[^\x00-\x1f\x7f\s]([^\x00-\x1f\x7f]{0,198}[^\x00-\x1f\x7f\s])?)$"
+"""The scope forms :func:`spendgate.core.enforcement.parse_scope` accepts, as given (no stray spaces)."""
+
+
+def _scope(request: web.Request) -> str:
+    text = request.match_info["scope"]
+    if re.fullmatch(SCOPE_PATTERN, text) is None:
+        raise ApiError(400, "bad_request", f"bad scope {text!r}: use key:<id>, developer:<name>, team:<name> or org")
+    return parse_scope(text)
 Usd = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,9}(\.[0-9]{1,6})?$",
                                   description="US dollars as an exact decimal string")]
 
@@ -109,7 +119,7 @@ async def list_budgets(request: web.Request) -> web.Response:
 
 async def put_budget(request: web.Request) -> web.Response:
     body = msgspec.json.decode(await request.read(), type=BudgetIn)
-    budget = budget_of(request.match_info["scope"],
+    budget = budget_of(_scope(request),
                        daily_micros=None if body.daily is None else usd_to_micros(body.daily),
                        monthly_micros=None if body.monthly is None else usd_to_micros(body.monthly),
                        timezone=body.timezone, thresholds=body.thresholds, at_pause=body.at_pause,
@@ -119,14 +129,14 @@ async def put_budget(request: web.Request) -> web.Response:
 
 
 async def delete_budget(request: web.Request) -> web.Response:
-    scope = parse_scope(request.match_info["scope"])
+    scope = _scope(request)
     if not await store.delete_budget(request.app[DEPS].pool, scope, actor=_actor(request)):
         raise not_found(f"no budget for {scope}")
     return json_response(Deleted(deleted=scope))
 
 
 async def add_raise(request: web.Request) -> web.Response:
-    scope = parse_scope(request.match_info["scope"])
+    scope = _scope(request)
     body = msgspec.json.decode(await request.read(), type=RaiseIn)
     raise_ = BudgetRaise(scope, usd_to_micros(body.by), body.until, body.reason)
     if raise_.amount_micros <= 0:
@@ -164,7 +174,8 @@ async def post_apply(request: web.Request) -> web.Response:
 
 
 def operations() -> list[Operation]:
-    scope = Param("scope", {"type": "string"}, "key:<id>, developer:<name>, team:<name> or org", where="path")
+    scope = Param("scope", {"type": "string", "pattern": SCOPE_PATTERN},
+                  "key:<id>, developer:<name>, team:<name> or org", where="path")
     b, p = ("budgets",), ("policy",)
     return [
         Operation("GET", "/v1/budgets", "listBudgets", "Budgets and active raises", list_budgets, Budgets,

@@ -19,7 +19,8 @@ from .sessions import SessionDetail, SessionNotFound, session_detail
 from .window import GROUPINGS, Filters, Window, parse_date
 
 _DATE = {"type": "string", "format": "date"}
-_TEXT = {"type": "string", "minLength": 1, "maxLength": 256}
+MAX_TEXT = 256
+_TEXT = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}
 WINDOW_PARAMS = (
     Param("from", _DATE, "first local day (inclusive); default: the 1st of this month"),
     Param("to", _DATE, "last local day (inclusive); default: the last day of this month"),
@@ -35,10 +36,16 @@ def _window(request: web.Request) -> Window:
                      tz=deps.settings.default_timezone, now=deps.now())
 
 
+def _text(request: web.Request, name: str) -> str | None:
+    value = request.query.get(name)
+    if value is not None and not 1 <= len(value) <= MAX_TEXT:
+        raise bad_request(f"{name} must be 1 to {MAX_TEXT} characters")
+    return value
+
+
 def _filters(request: web.Request) -> Filters:
-    q = request.query
-    return Filters(developer=q.get("developer"), team=q.get("team"), cost_center=q.get("cost_center"),
-                   repo=q.get("repo"))
+    return Filters(developer=_text(request, "developer"), team=_text(request, "team"),
+                   cost_center=_text(request, "cost_center"), repo=_text(request, "repo"))
 
 
 def _int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -100,7 +107,7 @@ async def get_teams(request: web.Request) -> web.Response:
 
 async def get_forecasts(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
-    return json_response(await list_forecasts(deps.pool, scope=request.query.get("scope")))
+    return json_response(await list_forecasts(deps.pool, scope=_text(request, "scope")))
 
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+import asyncpg
 import msgspec
 from aiohttp import web
 
@@ -85,11 +86,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except (WindowError, msgspec.ValidationError, msgspec.DecodeError, ConfigError, ValueError) as exc:
         message = exc.message if isinstance(exc, SpendgateError) else str(exc)
         return error_response(400, "bad_request", message)
+    except (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError):
+        return error_response(400, "bad_request", "text in the request has characters PostgreSQL cannot "
+                              "store (such as NUL)")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(exc.status, "not_found" if exc.status == 404 else "bad_request",
-                              exc.reason, dict(exc.headers) if exc.status == 405 else None)
+        kinds = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return error_response(exc.status, kinds.get(exc.status, "bad_request"), exc.reason, allow)
     except Exception:  # supervisor: the one place an unexpected error turns into a 500
         log.exception("admin API request failed", path=request.path, method=request.method)
         return error_response(500, "internal", "internal error; see the admin service log")

@@ -122,7 +122,9 @@ class Replay:
         self.trace: dict[str, Outcome] | None = {} if trace else None
         self._sessions: dict[str, _Session] = defaultdict(_Session)
         self._principals: dict[tuple[str, str, str], Principal] = {}
-        self._budgeted: dict[Principal, tuple[str, ...]] = {}
+        self._who: dict[tuple[str, str, str], tuple[Principal, tuple[ScopeTally, ...]]] = {}
+        self._thresholds = {s: tuple(b.thresholds.as_list()) for s, b in policy.budgets.items()}
+        self._raised = {r.scope for r in policy.raises}
 
     def seed(self, key_id: str, developer: str, team: str, at: datetime, spent_micros: int) -> None:
         """Spend from before the replayed window that still counts in its periods (e.g. earlier this month)."""
@@ -131,7 +133,10 @@ class Replay:
 
     def feed(self, u: Usage) -> Outcome:
         self.events += 1
-        principal = self._principal(u.key_id, u.developer, u.team)
+        who = self._who.get((u.key_id, u.developer, u.team))
+        if who is None:
+            who = self._who[(u.key_id, u.developer, u.team)] = self._tallies_of(u.key_id, u.developer, u.team)
+        principal, tallies = who
         session = self._sessions[u.session_id] if u.session_id else None
         outcome, scope, cost, saved = self._decide(u, principal, session)
         self.spend_micros += cost
@@ -142,8 +147,7 @@ class Replay:
             self.differences += 1
         if self.trace is not None:
             self.trace[u.event_id] = outcome
-        for s in self._budgeted_scopes(principal):
-            tally = self.scopes[s]
+        for tally in tallies:
             tally.spend_micros += cost
             tally.actual_micros += u.cost_micros
         if scope is not None:
@@ -185,17 +189,27 @@ class Replay:
         return self.spend.get(key, 0)
 
     def _add(self, keys: tuple[BalanceKey, ...], cost: int, at: datetime) -> None:
+        spend = self.spend
         for key in keys:
-            before = self.spend[key]
-            after = self.spend[key] = before + cost
-            budget = self.policy.budgets[key.scope]
-            limit = self.policy.effective_micros(budget, key.period, at)
-            if limit is None:
-                continue
-            for level, pct in enumerate(budget.thresholds.as_list(), start=1):
+            before = spend[key]
+            after = spend[key] = before + cost
+            pcts = self._thresholds[key.scope]
+            limit = self._limit(key, at)
+            if after * 100 < limit * pcts[0] or before * 100 >= limit * pcts[-1]:
+                continue  # below every threshold, or past all of them already
+            for level, pct in enumerate(pcts, start=1):
                 if reached(after, limit, pct) and not reached(before, limit, pct):
                     self.alerts.append(AlertHit(key.scope, key.period.value, key.period_start, pct,
                                                 StageLevel(level).label, at, after, limit))
+
+    def _limit(self, key: BalanceKey, at: datetime) -> int:
+        budget = self.policy.budgets[key.scope]
+        if key.scope in self._raised:
+            limit = self.policy.effective_micros(budget, key.period, at)
+        else:
+            limit = budget.limit_micros(key.period)
+        assert limit is not None  # decide() only returns keys of periods with a budget
+        return limit
 
     def _cost(self, u: Usage, model: str) -> int:
         if model == u.model_used:
@@ -232,11 +246,9 @@ class Replay:
             p = self._principals[(key_id, developer, team)] = Principal(key_id, developer, team)
         return p
 
-    def _budgeted_scopes(self, principal: Principal) -> tuple[str, ...]:
-        found = self._budgeted.get(principal)
-        if found is None:
-            found = self._budgeted[principal] = tuple(s for s in principal.scopes() if s in self.policy.budgets)
-        return found
+    def _tallies_of(self, key_id: str, developer: str, team: str) -> tuple[Principal, tuple[ScopeTally, ...]]:
+        principal = self._principal(key_id, developer, team)
+        return principal, tuple(self.scopes[s] for s in principal.scopes() if s in self.scopes)
 
     def _retry_scope(self, scopes: tuple[str, ...]) -> str | None:
         capped = [(b.retry_cap, s) for s in scopes if (b := self.policy.budgets.get(s)) and b.retry_cap is not None]

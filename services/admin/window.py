@@ -79,10 +79,17 @@ def group_column(by: str) -> str:
         raise WindowError(f"cannot group by {by!r}; choose one of {', '.join(GROUPINGS)}") from None
 
 
+FIRST_YEAR, LAST_YEAR = 1970, 2999
+
+
 def parse_date(value: str | None, *, what: str) -> date | None:
-    if value is None or value == "":
+    """A ``YYYY-MM-DD`` day between 1970 and 2999; None when not given."""
+    if value is None:
         return None
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise WindowError(f"{what} must be a date such as 2026-11-01, not {value!r}") from None
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:
+        raise WindowError(f"{what} must be between {FIRST_YEAR} and {LAST_YEAR}")
+    return day
