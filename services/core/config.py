@@ -178,6 +178,8 @@ class Settings(BaseSettings):
     upstream_read_timeout_s: float = 600.0
     max_body_bytes: int = 32 * 1024 * 1024
     drain_timeout_s: float = 30.0
+    publish_timeout_s: float = 10.0
+    """How long the proxy's spool writer waits for the bus to acknowledge a batch before retrying."""
 
     admin_token: SecretStr | None = None
     cache_flag_below_pct: int = Field(default=30, ge=0, le=100)

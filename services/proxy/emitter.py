@@ -11,7 +11,6 @@ while requests go on being served. On start-up, segments a previous process left
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 
 from ..core.bus import Bus
@@ -30,8 +29,10 @@ BACKOFF_MAX_S = 5.0
 
 
 class Emitter:
-    def __init__(self, spool: Spool, bus: Bus, *, source: str, topic: str = TOPIC_USAGE) -> None:
+    def __init__(self, spool: Spool, bus: Bus, *, source: str, topic: str = TOPIC_USAGE,
+                 publish_timeout_s: float = PUBLISH_TIMEOUT_S) -> None:
         self.spool, self.bus, self.source, self.topic = spool, bus, source, topic
+        self.publish_timeout_s = publish_timeout_s
         self.published = 0
         self.failures = 0
         self._wake = asyncio.Event()
@@ -82,7 +83,15 @@ class Emitter:
         detached = self.spool.detach()
         if detached is not None:
             await asyncio.to_thread(self.spool.finish, detached[0])
-        for segment in self.spool.sealed_segments():
+        segments = self.spool.sealed_segments()
+        if segments and self._backoff_s:
+            try:
+                await self._repair()
+            except (BusError, TimeoutError, OSError) as exc:
+                log.warning("bus still unavailable; usage events stay spooled", error=str(exc) or type(exc).__name__)
+                self._fail()
+                return
+        for segment in segments:
             records = [(r.key, r.value) for r in self.spool.read(segment)]
             try:
                 for i in range(0, len(records), PUBLISH_CHUNK):
@@ -90,7 +99,6 @@ class Emitter:
             except (BusError, TimeoutError, OSError) as exc:
                 log.warning("bus unavailable; usage events stay spooled", error=str(exc) or type(exc).__name__)
                 self._fail()
-                await self._repair()
                 return
             self.spool.remove(segment)
             self.published += len(records)
@@ -99,15 +107,15 @@ class Emitter:
         self._backoff_s = 0.0
 
     async def _publish(self, items: Sequence[tuple[str | None, bytes]]) -> None:
-        await asyncio.wait_for(self.bus.publish_many(self.topic, items), PUBLISH_TIMEOUT_S)
+        await asyncio.wait_for(self.bus.publish_many(self.topic, items), self.publish_timeout_s)
 
     def _fail(self) -> None:
         self.failures += 1
         self._backoff_s = min(BACKOFF_MAX_S, max(BACKOFF_MIN_S, self._backoff_s * 2))
 
     async def _repair(self) -> None:
-        """A broker that came back empty (or lost topics) gets them recreated before the next try."""
+        """After a failure, make sure the topic exists before publishing again: a broker that came back
+        empty (Tansu keeps topics in memory) would otherwise accept the records into nowhere."""
         ensure = getattr(self.bus, "ensure_topics", None)
         if ensure is not None:
-            with contextlib.suppress(BusError, TimeoutError, OSError):
-                await asyncio.wait_for(ensure([self.topic]), PUBLISH_TIMEOUT_S)
+            await asyncio.wait_for(ensure([self.topic]), self.publish_timeout_s)

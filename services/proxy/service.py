@@ -39,7 +39,8 @@ class ProxyServer:
         self.decider = decider or PassDecider()
         self.spool = Spool(settings.spool_dir / (spool_name or f"proxy-{self.port}"))
         self.keys = KeyCache(runtime.pool, runtime.db_url)
-        self.emitter = Emitter(self.spool, runtime.bus, source=f"spendgate/proxy/{settings.instance}")
+        self.emitter = Emitter(self.spool, runtime.bus, source=f"spendgate/proxy/{settings.instance}",
+                               publish_timeout_s=settings.publish_timeout_s)
         self.state: ProxyState | None = None
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []

@@ -1,0 +1,87 @@
+"""Durability: a proxy killed with SIGKILL right after its responses completed loses no usage event."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+
+from spendgate.core import keys as vkeys
+from spendgate.core.config import load_settings
+from spendgate.core.pricing import SHIPPED_PRICES, cost_micros
+from spendgate.core.runtime import open_runtime
+from spendgate.ledger.service import serve as serve_ledger
+from spendgate.proxy.spool import Spool
+from tests.support.proxy_harness import UPSTREAM_KEY, fake_upstream, published_usage
+from tests.support.proxy_process import proxy_process
+from tests.support.waiting import eventually
+
+REQUESTS = 6
+
+
+async def _stream(http: aiohttp.ClientSession, url: str, secret: str, i: int) -> None:
+    body = {"model": "gpt-5.1", "input": f"request {i}", "stream": True}
+    async with http.post(f"{url}/responses", json=body, headers={"Authorization": f"Bearer {secret}"}) as resp:
+        assert resp.status == 200
+        assert b"response.completed" in await resp.read()
+
+
+async def test_sigkill_after_responses_then_restart_loses_nothing(db_url: str, pool: asyncpg.Pool,
+                                                                  tmp_path: Path) -> None:
+    """Responses complete, the proxy is SIGKILLed before publishing, a restart replays the spool, the ledger
+    ends with exactly the requests, tokens and cost the upstream served."""
+    created = await vkeys.create_key(pool, developer="carol", team="data")
+    async with fake_upstream() as upstream:
+        env = {"SPENDGATE_DATABASE_URL": db_url, "SPENDGATE_BUS": "postgres",
+               "SPENDGATE_UPSTREAM_URL": upstream.url, "SPENDGATE_UPSTREAM_KEY": UPSTREAM_KEY}
+        proxy = proxy_process(tmp_path / "proxy", env)
+        await proxy.start()
+        # Hold the bus's partition table so no publish can commit: the events can only be in the spool.
+        blocker = await asyncpg.connect(db_url)
+        tx = blocker.transaction()
+        await tx.start()
+        await blocker.execute("LOCK TABLE bus_partitions IN EXCLUSIVE MODE")
+        try:
+            async with aiohttp.ClientSession() as http:
+                await asyncio.gather(*(_stream(http, proxy.base_url, created.secret, i) for i in range(REQUESTS)))
+            await proxy.kill()
+        finally:
+            await tx.rollback()
+            await blocker.close()
+        spool_dir = tmp_path / "proxy" / "spool" / f"proxy-{proxy.port}"
+        spooled = [r for seg in Spool(spool_dir).segments() for r in Spool.read(seg)]
+        assert len(spooled) == REQUESTS
+        assert await published_usage(pool) == []
+
+        restarted = proxy_process(tmp_path / "proxy", env)
+        restarted.port = proxy.port  # same spool directory
+        restarted.argv[-1] = str(proxy.port)
+        await restarted.start()
+        try:
+            await eventually(lambda: published_usage(pool), until=lambda e: len(e) >= REQUESTS, timeout_s=15,
+                             what="spooled events replayed")
+            await eventually(lambda: asyncio.to_thread(lambda: list(spool_dir.glob("*.spool"))),
+                             until=lambda segs: segs == [], what="spool emptied after acknowledgement")
+        finally:
+            assert await restarted.terminate() == 0
+
+    settings = load_settings(database_url=db_url, bus="postgres", data_dir=tmp_path / "ledger")
+    stop = asyncio.Event()
+    async with open_runtime(settings, run_migrations=False) as runtime:
+        ledger = asyncio.create_task(serve_ledger(runtime, stop))
+        try:
+            rows = await eventually(
+                lambda: pool.fetch("SELECT input_tokens, cached_tokens, output_tokens, cost_micros FROM usage_events"),
+                until=lambda r: len(r) >= REQUESTS, timeout_s=20, what="ledger folded the events")
+        finally:
+            stop.set()
+            await ledger
+    served = upstream.fake.served
+    assert len(rows) == len(served) == REQUESTS
+    expected_cost = sum(cost_micros(SHIPPED_PRICES["gpt-5.1"], input_tokens=s.input_tokens,
+                                    cached_tokens=s.cached_tokens, output_tokens=s.output_tokens) for s in served)
+    assert sum(r["cost_micros"] for r in rows) == expected_cost
+    assert sum(r["input_tokens"] for r in rows) == sum(s.input_tokens for s in served)
+    assert sum(r["output_tokens"] for r in rows) == sum(s.output_tokens for s in served)

@@ -1,0 +1,70 @@
+"""Bus outage: with the Kafka broker stopped the proxy keeps serving; spooled events arrive once it is back."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from spendgate.core.constants import TOPIC_USAGE
+from spendgate.core.events import decode
+from spendgate.core.runtime import Runtime
+from tests.support.proxy_harness import Harness, running_proxy
+from tests.support.tansu import TansuBroker
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.kafka
+
+
+async def _request(h: Harness, http: aiohttp.ClientSession, i: int) -> None:
+    body = {"model": "gpt-5.1", "input": f"q{i}", "stream": True}
+    async with http.post(f"{h.base_url}/responses", json=body, headers=h.headers()) as resp:
+        assert resp.status == 200
+        assert b"response.completed" in await resp.read()
+
+
+async def _consume_ids(runtime: Runtime, group: str, want: int) -> set[str]:
+    consumer = runtime.bus.consumer(group, [TOPIC_USAGE])
+    await consumer.start()
+    seen: set[str] = set()
+    try:
+        async def poll() -> set[str]:
+            for rec in await consumer.poll(timeout_s=0.5):
+                seen.add(decode(rec.value).data.event_id)
+            return seen
+
+        return await eventually(poll, until=lambda s: len(s) >= want, timeout_s=30, what=f"{want} events on Kafka")
+    finally:
+        await consumer.stop()
+
+
+async def test_broker_down_keeps_serving_and_spool_catches_up(db_url: str, tmp_path: Path,
+                                                             fresh_kafka_broker: TansuBroker) -> None:
+    """Stop the broker, keep serving 200s with events spooled, restart it: the spooled events are published."""
+    broker = fresh_kafka_broker
+    async with running_proxy(db_url, tmp_path, bus=f"kafka://{broker.bootstrap}", kafka_idempotence=False,
+                             publish_timeout_s=3.0) as h, \
+            aiohttp.ClientSession() as http:
+        await _request(h, http, 0)
+        assert len(await _consume_ids(h.runtime, "outage-before", 1)) == 1
+
+        await asyncio.to_thread(broker.stop)
+        for i in range(1, 4):
+            await _request(h, http, i)  # served while the bus is down
+        await eventually(lambda: _failures(h), until=lambda n: n >= 1, timeout_s=30, what="writer saw the outage")
+        assert h.server.emitter.backlog_segments >= 1
+
+        await broker.astart()  # Tansu comes back empty; the writer recreates the topic and replays
+        await eventually(lambda: _backlog(h), until=lambda n: n == 0, timeout_s=40, what="spool drained")
+        ids = await _consume_ids(h.runtime, "outage-after", 3)
+        assert len(ids) == 3 and h.server.emitter.published == 4
+
+
+async def _failures(h: Harness) -> int:
+    return h.server.emitter.failures
+
+
+async def _backlog(h: Harness) -> int:
+    return h.server.emitter.backlog_segments
