@@ -46,14 +46,16 @@ class PeerPending:
         """Write this proxy's changed sums (deleting zeros) and, every few seconds, a heartbeat."""
         now = time.monotonic()
         async with conn.transaction():
-            live = [(self.instance, k.scope, k.period.value, k.period_start, v) for k, v in changed.items() if v]
+            live = [(k, v) for k, v in changed.items() if v]
             gone = [k for k, v in changed.items() if not v]
             if live:
-                await conn.executemany(
+                await conn.execute(
                     """INSERT INTO enforcement_pending (instance, scope, period, period_start, pending_micros)
-                       VALUES ($1, $2, $3, $4, $5) ON CONFLICT (instance, scope, period, period_start)
+                       SELECT $1, * FROM unnest($2::text[], $3::text[], $4::date[], $5::int8[])
+                       ON CONFLICT (instance, scope, period, period_start)
                        DO UPDATE SET pending_micros = excluded.pending_micros, updated_at = now()""",
-                    live,
+                    self.instance, [k.scope for k, _ in live], [k.period.value for k, _ in live],
+                    [k.period_start for k, _ in live], [v for _, v in live],
                 )
             if gone:
                 await conn.execute(
