@@ -56,7 +56,7 @@ async def open_alerter(settings: Settings, pool: asyncpg.Pool, bus: Bus, *, cloc
     rules, secrets = load_checked_rules(settings)
     alerts = settings.alerts
     async with aiohttp.ClientSession() as http:
-        directory = Directory(rules, secrets, settings.smtp, http, timeout_s=alerts.request_timeout_s,
+        directory = Directory(rules, secrets, secrets.smtp(settings.smtp), http, timeout_s=alerts.request_timeout_s,
                               routes_file=str(alerts.routes_file))
         attempt_timeout_s = max(alerts.request_timeout_s, settings.smtp.timeout_s) + 5
         deliverer = Deliverer(pool, bus, directory, source=f"spendgate/alerter/{settings.instance}",

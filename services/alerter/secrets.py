@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
+from pydantic import SecretStr
 
-from spendgate.core.config import AlertSettings
+from spendgate.core.config import AlertSettings, SmtpSettings
 from spendgate.core.errors import ConfigError
 
 from .rules import Rules, SecretRef, Value
@@ -30,6 +31,19 @@ class Secrets:
             values.update(_read(path))
         values.update({k.lower(): v.get_secret_value() for k, v in alerts.secrets.items()})
         return cls(values, source=str(path) if path else "settings")
+
+    def get(self, name: str) -> str | None:
+        return self._values.get(name.lower())
+
+    def smtp(self, smtp: SmtpSettings) -> SmtpSettings:
+        """SMTP settings with ``smtp_username`` / ``smtp_password`` from the secrets when not set directly."""
+        update: dict[str, object] = {}
+        if smtp.username is None and self.get("smtp_username"):
+            update["username"] = self.get("smtp_username")
+        password = self.get("smtp_password")
+        if smtp.password is None and password:
+            update["password"] = SecretStr(password)
+        return smtp.model_copy(update=update) if update else smtp
 
     def resolve(self, value: Value, *, routes_file: str = "<routes>") -> str:
         if not isinstance(value, SecretRef):

@@ -13,6 +13,7 @@ from spendgate.alerter.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from spendgate.core.constants import TOPIC_ALERT
 from spendgate.core.events import AlertDelivery, decode
 from tests.integration.test_alert_harness import (
+    Login,
     Receivers,
     count,
     crossing,
@@ -139,3 +140,21 @@ async def test_each_channel_gets_a_payload_in_its_documented_format(
     logged = repr(logs)
     assert PD_KEY not in logged and SIGNING not in logged and f":{rx.port}/" not in logged
 
+
+
+async def test_email_authenticates_with_smtp_credentials_from_the_secrets_directory(
+    db_url: str, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """SMTP user and password mounted as secret files are used to log in before the email is sent."""
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "smtp_username").write_text("alerter\n")
+    (secrets / "smtp_password").write_text("correct horse\n")
+    routes = "targets:\n  email:em: {to: em@platform.example}\nroutes:\n  - notify: [email:em]\n"
+    with smtp_server(Login("alerter", "correct horse")) as (inbox, smtp_port):
+        settings = settings_for(db_url, tmp_path, routes, smtp_port=smtp_port, secrets_file=secrets)
+        async with running_alerter(settings, pool, db_url) as alerter:
+            await alerter.publish(crossing())
+            await eventually(lambda: size(inbox.to("em@platform.example")), what="the authenticated email")
+    assert inbox.logins == [b"alerter"]
+    assert await count(pool, "SELECT count(*) FROM alert_dead_letters") == 0

@@ -23,6 +23,7 @@ import asyncpg
 import msgspec
 from aiohttp import web
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from spendgate.alerter.service import serve
 from spendgate.core.bus import Bus
@@ -113,11 +114,13 @@ class Inbox:
 
     def __init__(self) -> None:
         self.messages: list[tuple[list[str], EmailMessage]] = []
+        self.logins: list[bytes | None] = []
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(msg, EmailMessage)
         self.messages.append((list(envelope.rcpt_tos), msg))
+        self.logins.append(session.auth_data.login if session.authenticated else None)
         return "250 Message accepted for delivery"
 
     def to(self, address: str) -> list[EmailMessage]:
@@ -130,10 +133,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class Login:
+    """aiosmtpd authenticator accepting one user name and password."""
+
+    def __init__(self, user: str, password: str) -> None:
+        self.user, self.password = user.encode(), password.encode()
+
+    def __call__(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+        ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
+            self.user, self.password)
+        return AuthResult(success=ok, handled=False, auth_data=auth_data)
+
+
 @contextlib.contextmanager
-def smtp_server() -> Any:
+def smtp_server(login: Login | None = None) -> Any:
+    """aiosmtpd on a free port; with ``login`` it offers AUTH and checks that user's password."""
     inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    # AUTH offered without TLS (no certificate here); tests assert the session logged in (Inbox.logins).
+    auth: dict[str, Any] = dict(authenticator=login, auth_require_tls=False) if login else {}
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port(), **auth)
     controller.start()
     try:
         yield inbox, controller.port
