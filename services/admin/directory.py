@@ -61,7 +61,12 @@ class Forecast(msgspec.Struct, frozen=True, kw_only=True):
     p50_micros: int
     p90_micros: int
     budget_micros: int | None
+    p10_crosses_on: date | None
     p50_crosses_on: date | None
+    p90_crosses_on: date | None
+    """The day each band is forecast to cross the monthly budget, if it does this month."""
+    model: str
+    computed_at: datetime
 
 
 class Forecasts(msgspec.Struct, frozen=True, kw_only=True):
@@ -74,7 +79,7 @@ async def list_forecasts(pool: asyncpg.Pool, *, scope: str | None) -> Forecasts:
         return Forecasts(forecasts=[])
     rows = await pool.fetch(
         """SELECT DISTINCT ON (scope) scope, month, as_of, actual_micros, p10_micros, p50_micros, p90_micros,
-                  budget_micros, p50_crosses_on
+                  budget_micros, p10_crosses_on, p50_crosses_on, p90_crosses_on, model, computed_at
            FROM forecasts WHERE $1::text IS NULL OR scope = $1
            ORDER BY scope, as_of DESC""", scope)
     return Forecasts(forecasts=[Forecast(**dict(r)) for r in rows])

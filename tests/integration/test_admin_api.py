@@ -4,7 +4,7 @@ OpenAPI document matches the routes, and the API answers exactly what the CLI's 
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import UTC, date, datetime
 
 import asyncpg
 import msgspec
@@ -141,3 +141,25 @@ async def test_budgets_and_raises_round_trip_through_the_api(pool: asyncpg.Pool)
         assert bad_scope.status == 400 and "bad scope" in (await bad_scope.json())["error"]["message"]
         assert (await client.delete("/v1/budgets/team:platform", headers=auth())).status == 200
         assert (await client.delete("/v1/budgets/team:platform", headers=auth())).status == 404
+
+
+async def test_forecasts_and_teams_are_served_from_the_forecaster_and_ledger_tables(pool: asyncpg.Pool) -> None:
+    """The latest forecast per scope comes back with its bands; teams list cost centers, developers and spend."""
+    await fold_through_ledger(pool, known_month())
+    for as_of, p50 in ((date(2026, 11, 20), 70_000_000), (date(2026, 11, 21), 75_000_000)):
+        await pool.execute(
+            """INSERT INTO forecasts (scope, as_of, forecast_id, month, computed_at, actual_micros, p10_micros,
+                   p50_micros, p90_micros, budget_micros, p50_crosses_on, model, inputs, band)
+               VALUES ('org', $1, gen_random_uuid(), '2026-11-01', now(), 1, 2, $2, 4, 5, '2026-11-25', 'bootstrap',
+                   '{}', '[]')""", as_of, p50)
+    async with admin_client(pool, now=datetime(2026, 11, 25, tzinfo=UTC)) as client:
+        forecasts = await (await client.get("/v1/forecasts", headers=auth())).json()
+        teams = await (await client.get("/v1/teams", headers=auth())).json()
+    assert [(f["scope"], f["as_of"], f["p50_micros"]) for f in forecasts["forecasts"]] == [
+        ("org", "2026-11-21", 75_000_000)]
+    spent = {r["scope"]: r["spent_micros"] for r in await pool.fetch(
+        "SELECT scope, spent_micros FROM balances WHERE period = 'month' AND period_start = '2026-11-01'")}
+    assert teams["month"] == "2026-11-01"
+    assert {t["team"]: (t["cost_centers"], t["month_spent_micros"]) for t in teams["teams"]} == {
+        "platform": (["CC-100"], spent["team:platform"]), "payments": (["CC-200"], spent["team:payments"]),
+        "data": (["CC-300"], spent["team:data"])}

@@ -24,9 +24,10 @@ def admin_settings(**overrides: object) -> Settings:
 
 
 @asynccontextmanager
-async def admin_client(pool: asyncpg.Pool, settings: Settings | None = None) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
+async def admin_client(pool: asyncpg.Pool, settings: Settings | None = None,
+                       now: datetime = NOW) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
     settings = settings or admin_settings()
-    app = create_app(Deps(pool, settings, settings.pricing.table(), now=lambda: NOW))
+    app = create_app(Deps(pool, settings, settings.pricing.table(), now=lambda: now))
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         yield client
 
