@@ -31,9 +31,8 @@ class Clock:
         return self.now
 
 
-def small_turn() -> tuple[dict[str, object], bytes]:
-    body: dict[str, object] = {"model": "gpt-5.1", "input": [{"type": "message", "role": "user", "content": "hi"}]}
-    return body, json.dumps(body).encode()
+def small_turn() -> bytes:
+    return json.dumps({"model": "gpt-5.1", "input": [{"type": "message", "role": "user", "content": "hi"}]}).encode()
 
 
 async def test_unpriced_cascade_model_fails_at_start_up(pool: asyncpg.Pool, db_url: str) -> None:
@@ -49,14 +48,14 @@ async def test_stages_and_reset_through_the_started_stack(pool: asyncpg.Pool, db
     clock = Clock(datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0))
     day = BalanceKey("key:k1", PeriodKind.DAY, clock.now.date())
     await store.set_budget(pool, budget_of("key:k1", daily_micros=USD, monthly_micros=None), actor="t")
-    body, raw = small_turn()
+    raw = small_turn()
     async with enforcement(Settings(database_url=db_url), pool, db_url, clock=clock) as enf:
         async def admitted_at(spent: int) -> tuple[str, str]:
             async def probe() -> int:
                 return enf.view.spent_micros(day)
 
             await eventually(probe, until=lambda v: v == spent, what=f"balance {spent}")
-            adm = enf.admit(ALICE, "gpt-5.1", session_id=None, body=body, raw=raw)
+            adm = enf.admit(ALICE, "gpt-5.1", session_id=None, raw=raw)
             enf.abandon(adm)
             return adm.decision.action, adm.model
 
@@ -66,7 +65,7 @@ async def test_stages_and_reset_through_the_started_stack(pool: asyncpg.Pool, db
         assert await admitted_at(950_000) == ("downgrade", "gpt-5.1-mini")
         await ledger_add(pool, day, 150_000)
         assert await admitted_at(1_100_000) == ("refuse", "gpt-5.1")
-        refused = enf.admit(ALICE, "gpt-5.1", session_id=None, body=body, raw=raw)
+        refused = enf.admit(ALICE, "gpt-5.1", session_id=None, raw=raw)
         assert refused.refusal is not None
         err = refused.refusal.json()["error"]
         assert (err["type"], err["code"], err["scope"], err["spent_usd"]) == (
@@ -74,6 +73,6 @@ async def test_stages_and_reset_through_the_started_stack(pool: asyncpg.Pool, db
         assert err["resets_at"] == int((datetime.combine(day.period_start, datetime.min.time(), UTC)
                                         + timedelta(days=1)).timestamp())
         clock.now += timedelta(days=1)
-        after = enf.admit(ALICE, "gpt-5.1", session_id=None, body=body, raw=raw)
+        after = enf.admit(ALICE, "gpt-5.1", session_id=None, raw=raw)
         assert after.refusal is None and after.decision.action == "pass"
         enf.abandon(after)

@@ -54,16 +54,15 @@ def enforcer(*budgets: Budget) -> tuple[Enforcer, FakeView]:
                     estimator=SessionEstimator(output_cap_tokens=8192)), view
 
 
-def body(text: str = "hello") -> tuple[dict[str, object], bytes]:
-    b: dict[str, object] = {"model": "gpt-5.1", "input": [{"type": "message", "role": "user", "content": text}]}
-    return b, json.dumps(b).encode()
+def body(text: str = "hello") -> bytes:
+    return json.dumps({"model": "gpt-5.1", "input": [{"type": "message", "role": "user", "content": text}]}).encode()
 
 
 def test_admit_reserves_the_estimate_and_complete_settles_the_real_cost() -> None:
     """A passing request reserves its estimated cost; completion swaps in the real cost as unsettled."""
     enf, view = enforcer(Budget("key:k1", daily_micros=USD))
-    b, raw = body("x" * 4_550)
-    adm = enf.admit(ALICE, "gpt-5.1", session_id="s1", body=b, raw=raw)
+    raw = body("x" * 4_550)
+    adm = enf.admit(ALICE, "gpt-5.1", session_id="s1", raw=raw)
     assert adm.refusal is None and adm.model == "gpt-5.1" and adm.reservation is not None
     assert view.book.reserved_micros(KEY) == adm.reservation.amount_micros > 0
     enf.complete(adm, event_id="e1", cost_micros=1234, input_tokens=1000, cached_tokens=0, output_tokens=10)
@@ -74,8 +73,8 @@ def test_paused_budget_is_refused_without_a_reservation() -> None:
     """Over 110 % the admission carries the pause refusal and holds nothing."""
     enf, view = enforcer(Budget("key:k1", daily_micros=USD))
     view.settled[KEY] = 1_100_000
-    b, raw = body()
-    adm = enf.admit(ALICE, "gpt-5.1", session_id="s1", body=b, raw=raw)
+    raw = body()
+    adm = enf.admit(ALICE, "gpt-5.1", session_id="s1", raw=raw)
     assert adm.refusal is not None and adm.refusal.json()["error"]["code"] == "usage_limit_reached"
     assert adm.reservation is None and view.book.open_count == 0
 
@@ -83,8 +82,8 @@ def test_paused_budget_is_refused_without_a_reservation() -> None:
 def test_retry_loop_is_refused_even_with_budget_left() -> None:
     """A session past its retry cap is refused with retry_budget_exhausted regardless of budget."""
     enf, _ = enforcer()
-    b, raw = body()
-    adms = [enf.admit(ALICE, "gpt-5.1", session_id="s1", body=b, raw=raw) for _ in range(4)]
+    raw = body()
+    adms = [enf.admit(ALICE, "gpt-5.1", session_id="s1", raw=raw) for _ in range(4)]
     assert [a.refusal is not None for a in adms] == [False, False, False, True]
     assert adms[3].refusal is not None and adms[3].refusal.json()["error"]["code"] == "retry_budget_exhausted"
     assert adms[1].retry.retry
@@ -95,7 +94,7 @@ def test_concurrent_requests_stay_within_the_documented_bound_without_false_bloc
     rng = random.Random(7)
     enf, view = enforcer(Budget("key:k1", daily_micros=USD))
     price = SHIPPED_PRICES["gpt-5.1"]
-    b, raw = body()
+    raw = body()
     in_flight: list[tuple[Admission, int]] = []
     unfolded: list[tuple[str, int]] = []
     settled_real = 0
@@ -103,7 +102,7 @@ def test_concurrent_requests_stay_within_the_documented_bound_without_false_bloc
     refusals = 0
     for i in range(2_000):
         if len(in_flight) < 64 and rng.random() < 0.6:
-            adm = enf.admit(ALICE, "gpt-5.1", session_id=f"s{i % 16}", body=b, raw=raw + str(i).encode(),
+            adm = enf.admit(ALICE, "gpt-5.1", session_id=f"s{i % 16}", raw=raw + str(i).encode(),
                             est_input_tokens=10_000)
             real = cost_micros(price, input_tokens=10_000, cached_tokens=0, output_tokens=rng.randint(200, 1_800))
             in_flight_real = sum(c for _, c in in_flight)
@@ -134,10 +133,10 @@ def test_concurrent_requests_stay_within_the_documented_bound_without_false_bloc
 def test_retry_loop_event_is_built_once_with_the_retry_spend() -> None:
     """The first refusal of a loop yields one RetryLoopDetected carrying the loop's retry spend."""
     enf, _ = enforcer()
-    b, raw = body()
+    raw = body()
     events = []
     for i in range(6):
-        adm = enf.admit(ALICE, "gpt-5.1", session_id="s1", body=b, raw=raw)
+        adm = enf.admit(ALICE, "gpt-5.1", session_id="s1", raw=raw)
         if adm.refusal is None:
             enf.complete(adm, event_id=f"e{i}", cost_micros=100, input_tokens=10, output_tokens=1)
         events.append(enf.retry_loop_event(adm, ALICE, cost_center="cc1"))

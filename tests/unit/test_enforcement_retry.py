@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from spendgate.core.enforcement import RetryDetector
-from spendgate.core.enforcement.retry import failed_output, failing_streak
+from spendgate.core.enforcement.retry import failed_output, failing_streak, input_items, items_of
 
 USER = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "list /nope"}]}
 
@@ -39,8 +39,10 @@ def test_exit_codes_decide_failure() -> None:
 
 def test_identical_failing_calls_form_a_streak() -> None:
     """Three identical failing calls at the end of a turn are a streak of 3 (two retries)."""
-    s = failing_streak(body(*(call(i, "ls /nope", 2) for i in range(3)))["input"])
+    b = body(*(call(i, "ls /nope", 2) for i in range(3)))
+    s = failing_streak(items_of(b))
     assert s is not None and (s.name, s.count) == ("exec_command", 3)
+    assert failing_streak(input_items(json.dumps(b).encode())) == s
 
 
 def test_cap_refuses_the_request_after_the_third_retry() -> None:
@@ -104,3 +106,20 @@ def test_sessions_are_bounded() -> None:
     for s in ("a", "b", "c"):
         det.observe(s, {"input": []}, raw=b"x")
     assert det.observe("a", {"input": []}, raw=b"x").retries == 0
+
+
+def test_raw_and_parsed_bodies_give_the_same_verdict() -> None:
+    """observe on raw bytes (typed decode) counts exactly like observe on the parsed body."""
+    b = body(*(call(i, "ls /nope", 2) for i in range(4)))
+    raw = json.dumps(b).encode()
+    from_raw = RetryDetector().observe("s1", raw=raw)
+    from_body = RetryDetector().observe("s1", b, raw=raw)
+    assert from_raw == from_body and from_raw.exhausted
+
+
+def test_bodies_without_tool_history_are_not_retries() -> None:
+    """A string input, malformed JSON or a Chat Completions body yields no tool-call streak."""
+    det = RetryDetector()
+    assert not det.observe("a", raw=b'{"input": "hello"}').retry
+    assert not det.observe("b", raw=b"not json").retry
+    assert not det.observe("c", {"messages": [{"role": "user", "content": "x"}]}).retry

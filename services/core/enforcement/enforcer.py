@@ -8,10 +8,10 @@ cost (unsettled until the ledger folds the event) and the session's estimates le
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from ..errors import UnknownModelError
 from ..events import RetryLoopDetected, new_id
@@ -63,15 +63,15 @@ class Enforcer:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._alerted = alerted or (lambda _scope: [])
 
-    def admit(self, principal: Principal, model: str, *, session_id: str | None, body: Mapping[str, Any],
-              raw: bytes, est_input_tokens: int | None = None) -> Admission:
+    def admit(self, principal: Principal, model: str, *, session_id: str | None, raw: bytes,
+              est_input_tokens: int | None = None) -> Admission:
         """Decide a request before forwarding; reserve its estimated cost unless it is refused."""
         estimate = self.estimator.estimate(session_id, len(raw))
         if est_input_tokens is not None:
             estimate = TokenEstimate(est_input_tokens, estimate.output_tokens,
                                      min(estimate.cached_tokens, est_input_tokens))
         facts = RequestFacts(principal, model, estimate.input_tokens, session_id)
-        verdict = self.detector.observe(session_id, body, raw=raw, cap=self.view.retry_cap(principal))
+        verdict = self.detector.observe(session_id, raw=raw, cap=self.view.retry_cap(principal))
         decision = self.view.decide(facts)
         refusal: Refusal | None = None
         if verdict.exhausted:

@@ -26,6 +26,7 @@ RETRY_BUDGET_EXHAUSTED = "retry_budget_exhausted"
 PROMO_HEADER = "x-codex-promo-message"
 MODEL_HEADERS = frozenset({"openai-model", "x-openai-model"})
 _PERIOD_WORD = {"day": "daily", "month": "monthly"}
+_CONTROL_TO_QMARK = {c: "?" for c in [*range(32), 127]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +41,8 @@ class Refusal:
 
 def _header_text(text: str) -> str:
     """One line of printable ASCII (HTTP header values are not safely UTF-8)."""
-    cleaned = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in " ".join(text.split()))
-    return cleaned[:300]
+    ascii_text = " ".join(text.split()).encode("ascii", "replace").decode("ascii")
+    return ascii_text.translate(_CONTROL_TO_QMARK)[:300]
 
 
 def _refusal(error: dict[str, Any], promo: str) -> Refusal:

@@ -76,30 +76,65 @@ def failed_output(output: Any) -> bool:
     return m is not None and int(m.group(1)) != 0
 
 
-def failing_streak(items: Sequence[Any]) -> FailingStreak | None:
+class InputItem(msgspec.Struct, frozen=True):
+    """The fields of a Responses ``input`` item the detector reads (everything else is skipped)."""
+
+    type: str = "message"
+    role: str | None = None
+    name: str | None = None
+    arguments: str | None = None
+    input: msgspec.Raw = msgspec.Raw(b"null")
+    """A ``custom_tool_call``'s input (its arguments), left undecoded until needed."""
+    call_id: str | None = None
+    output: msgspec.Raw = msgspec.Raw(b"null")
+    """Left undecoded: only the outputs at the tail of the history are ever read (saves ~30 µs)."""
+
+
+class _Body(msgspec.Struct):
+    input: list[InputItem] | str | None = None
+
+
+_body_decoder = msgspec.json.Decoder(_Body)
+
+
+def input_items(raw: bytes) -> list[InputItem]:
+    """The input items of a raw request body (typed decode: ~3× faster than ``json.loads``)."""
+    try:
+        items = _body_decoder.decode(raw).input
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return []
+    return items if isinstance(items, list) else []
+
+
+def items_of(body: Mapping[str, Any]) -> list[InputItem]:
+    """The input items of an already parsed body (re-encoded: for replays and tests, not the hot path)."""
+    try:
+        return input_items(msgspec.json.encode({"input": body.get("input")}))
+    except (TypeError, msgspec.EncodeError):
+        return []
+
+
+def failing_streak(items: Sequence[InputItem]) -> FailingStreak | None:
     """The run of identical failing tool calls at the end of the current turn, if any.
 
     One backwards pass that stops at the first item breaking the run: an output always follows its
     call, so walking backwards meets each output before its call.
     """
-    outputs: dict[str, Any] = {}
+    outputs: dict[str | None, msgspec.Raw] = {}
     streak: FailingStreak | None = None
     for item in reversed(items):
-        if not isinstance(item, dict):
-            break
-        kind = item.get("type", "message")
+        kind = item.type
         if kind in _OUTPUT_TYPES:
-            outputs[str(item.get("call_id"))] = item.get("output")
+            outputs[item.call_id] = item.output
             continue
-        if kind == "reasoning" or (kind == "message" and item.get("role") == "assistant"):
+        if kind == "reasoning" or (kind == "message" and item.role == "assistant"):
             continue
         if kind not in ("function_call", "custom_tool_call"):
             break  # a user message (a new turn) or anything else ends the streak
-        call_id = str(item.get("call_id"))
-        if call_id not in outputs or not failed_output(outputs[call_id]):
+        if item.call_id not in outputs or not failed_output(_decoded(outputs[item.call_id])):
             break
-        name = str(item.get("name", ""))
-        args = str(item.get("arguments", item.get("input", "")))
+        name = item.name or ""
+        args = item.arguments if item.arguments is not None else _as_text(_decoded(item.input))
         if streak is None:
             streak = FailingStreak(name, args, 1)
         elif (name, args) == (streak.name, streak.arguments):
@@ -107,6 +142,17 @@ def failing_streak(items: Sequence[Any]) -> FailingStreak | None:
         else:
             break
     return streak
+
+
+def _decoded(raw: msgspec.Raw) -> Any:
+    try:
+        return msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return None
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value) if value is not None else ""
 
 
 def command_text(arguments: str) -> str:
@@ -154,12 +200,16 @@ class RetryDetector:
         self.max_sessions = max_sessions
         self._sessions: OrderedDict[str, _State] = OrderedDict()
 
-    def observe(self, session_id: str | None, body: Mapping[str, Any], *, raw: bytes | None = None,
-                cap: int | None = None) -> RetryVerdict:
-        """Count this request's retries; call once per request, before forwarding it."""
+    def observe(self, session_id: str | None, body: Mapping[str, Any] | None = None, *,
+                raw: bytes | None = None, cap: int | None = None) -> RetryVerdict:
+        """Count this request's retries; call once per request, before forwarding it.
+
+        Give the raw body (``raw``; decoded here, typed and fast) or the parsed one (``body``).
+        """
+        if raw is None and body is None:
+            raise ValueError("observe needs the request body, raw or parsed")
         limit = self.default_cap if cap is None else cap
-        items = body.get("input")
-        streak = failing_streak(items) if isinstance(items, list) else None
+        streak = failing_streak(input_items(raw) if raw is not None else items_of(body or {}))
         if not session_id:
             return _tool_verdict(streak, limit) if streak and streak.count > 1 else NO_RETRY
         state = self._state(session_id)
