@@ -1,0 +1,121 @@
+"""The replay engine on hand-built events: stages, alerts, pauses, retries, seeds and raises."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from spendgate.admin.replay import Replay, Usage, actual_outcome
+from spendgate.core.config import EnforcementSettings
+from spendgate.core.enforcement import Policy, policy_from_document
+from spendgate.core.money import usd_str
+from spendgate.core.pricing import PriceTable, cost_micros
+
+PRICES = PriceTable()
+T0 = datetime(2026, 11, 10, 9, tzinfo=UTC)
+CODEX = PRICES.lookup("gpt-5.1-codex").price
+MINI = PRICES.lookup("gpt-5.1-codex-mini").price
+
+
+def policy(**budget: object) -> Policy:
+    return policy_from_document({"budgets": [{"scope": "developer:alice", **budget}], "retry_cap": 2},
+                                EnforcementSettings())
+
+
+def request(n: int, *, session: str = "s1", turn: str = "t1", inp: int = 5_000, cost: int | None = None,
+            retry: bool = False, status: str = "ok", stage: str = "ok", route: str = "requested",
+            at: datetime | None = None) -> Usage:
+    price_cost = cost_micros(CODEX, input_tokens=inp, cached_tokens=0, output_tokens=1_000)
+    return Usage(f"e{n}", at or T0 + timedelta(minutes=n), "vk_a", "alice", "platform", session, turn,
+                 "gpt-5.1-codex", "gpt-5.1-codex", route, stage, status, inp, 0, 1_000,
+                 price_cost if cost is None else cost, retry)
+
+
+def test_requests_walk_through_the_stages_in_order() -> None:
+    """Below 80 % pass, at 95 % small turns downgrade (repriced at the cascade model), at 110 % refuse."""
+    one = request(0).cost_micros
+    r = Replay(policy(daily=usd_str(one * 10)), PRICES, trace=True)
+    outcomes = [r.feed(request(n)) for n in range(20)]
+    assert outcomes[:10] == ["pass"] * 10
+    assert "downgrade" in outcomes and outcomes[-1] == "refuse"
+    saved = sum(one - cost_micros(MINI, input_tokens=5_000, cached_tokens=0, output_tokens=1_000)
+                for o in outcomes if o == "downgrade")
+    (tally,) = r.scopes.values()
+    assert tally.downgrade_saved_micros == saved > 0
+    assert [a.threshold_pct for a in r.alerts] == [80, 95, 110]
+
+
+def test_large_turns_keep_the_flagship_at_the_downgrade_stage() -> None:
+    """A turn estimated at 10,000 input tokens or more is not downgraded; it passes until the pause."""
+    big = request(0, inp=20_000).cost_micros
+    r = Replay(policy(daily=usd_str(big * 10)), PRICES)
+    outcomes = [r.feed(request(n, inp=20_000)) for n in range(13)]
+    assert "downgrade" not in outcomes and outcomes[-1] == "refuse"
+
+
+def test_a_pause_records_the_session_its_turns_and_what_it_cut() -> None:
+    """The paused session: when, after how many turns, how many requests and how much money were cut."""
+    r = Replay(policy(daily="0.01", thresholds=[100, 100, 100]), PRICES)
+    feed = [request(n, turn=f"t{n // 2}", inp=4_000) for n in range(8)]
+    for u in feed:
+        r.feed(u)
+    (pause,) = r.pauses
+    spent_before = 0
+    passed = 0
+    for u in feed:
+        if spent_before >= 10_000:
+            break
+        spent_before += u.cost_micros
+        passed += 1
+    assert pause.requests_before == passed and pause.paused_at == feed[passed].occurred_at
+    assert pause.turns_before == len({u.turn_id for u in feed[:passed]})
+    assert pause.refused_requests == len(feed) - passed
+    assert pause.remaining_cost_micros == sum(u.cost_micros for u in feed[passed:])
+    assert pause.resumed_at is None
+
+
+def test_a_paused_session_resumes_when_the_day_resets() -> None:
+    """A daily pause ends at local midnight: the session's next request the following day passes again."""
+    r = Replay(policy(daily="0.01", thresholds=[100, 100, 100]), PRICES)
+    for n in range(6):
+        r.feed(request(n, inp=4_000))
+    tomorrow = T0 + timedelta(days=1)
+    assert r.feed(request(9, at=tomorrow)) == "pass"
+    assert r.pauses[0].resumed_at == tomorrow
+
+
+def test_a_run_of_retries_is_refused_at_the_retry_cap() -> None:
+    """With a cap of 2 the second consecutive retry is refused; a normal request ends the run."""
+    r = Replay(policy(daily="100"), PRICES)
+    assert [r.feed(request(n, retry=n in (1, 2, 3))) for n in range(5)] == [
+        "pass", "pass", "retry_refuse", "retry_refuse", "pass"]
+    assert r.retry_refused == 2
+
+
+def test_spend_from_before_the_window_counts_in_its_period() -> None:
+    """Seeded spend from earlier the same day makes the first replayed request already paused."""
+    r = Replay(policy(daily="1"), PRICES)
+    r.seed("vk_a", "alice", "platform", T0 - timedelta(hours=2), 1_100_000)
+    assert r.feed(request(0)) == "refuse"
+    r2 = Replay(policy(daily="1"), PRICES)
+    r2.seed("vk_a", "alice", "platform", T0 - timedelta(days=1), 1_100_000)
+    assert r2.feed(request(0)) == "pass"
+
+
+def test_an_active_raise_lifts_the_limit_until_it_expires() -> None:
+    """With a raise, the same spend stays below the pause; once the raise expires it pauses."""
+    doc = {"budgets": [{"scope": "developer:alice", "daily": "1"}],
+           "raises": [{"scope": "developer:alice", "by": "1", "until": (T0 + timedelta(minutes=30)).isoformat(),
+                       "reason": "demo day"}]}
+    r = Replay(policy_from_document(doc, EnforcementSettings()), PRICES)
+    r.seed("vk_a", "alice", "platform", T0 - timedelta(hours=1), 1_150_000)
+    assert r.feed(request(1)) == "pass"
+    assert r.feed(request(40)) == "refuse"
+
+
+def test_live_outcomes_are_read_back_from_the_event() -> None:
+    """Route reason and refusal stage on the stored event tell what the live policy did."""
+    assert actual_outcome(request(0)) == "pass"
+    assert actual_outcome(request(0, route="downgrade")) == "downgrade"
+    assert actual_outcome(request(0, route="pause_cheapest")) == "pause_cheapest"
+    assert actual_outcome(request(0, status="refused", stage="pause")) == "refuse"
+    assert actual_outcome(request(0, status="refused", retry=True)) == "retry_refuse"
