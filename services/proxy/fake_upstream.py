@@ -58,6 +58,10 @@ class Served:
     reported: bool
     session_id: str | None
     authorization: str | None
+    tool_output: str | None = None
+    turn_metadata: str | None = None
+    """The ``x-codex-turn-metadata`` header as received."""
+    """The output of the tool call this request reports back (Codex ran the command), if any."""
 
 
 @dataclass
@@ -116,7 +120,8 @@ class FakeUpstream:
         self.served.append(Served(
             request.path, model, scenario, stream, *usage, reported=reported,
             session_id=request.headers.get("session-id") or request.headers.get("session_id"),
-            authorization=request.headers.get("Authorization"),
+            authorization=request.headers.get("Authorization"), tool_output=_tool_output(body),
+            turn_metadata=request.headers.get("x-codex-turn-metadata"),
         ))
         headers = {"x-request-id": f"req_fake_{seq:08d}", "openai-model": model}
         if not stream:
@@ -144,9 +149,7 @@ class FakeUpstream:
         return response
 
     def _next_scenario(self, body: dict[str, Any]) -> str:
-        items = body.get("input")
-        if isinstance(items, list) and items and isinstance(items[-1], dict) \
-                and items[-1].get("type") == "function_call_output":
+        if _tool_output(body) is not None:
             return self.script.popleft() if self.script and self.script[0] != "tool" else "text"
         return self.script.popleft() if self.script else "text"
 
@@ -170,6 +173,15 @@ class FakeUpstream:
         self.served.clear()
         self.script.clear()
         return web.json_response({"ok": True})
+
+
+def _tool_output(body: dict[str, Any]) -> str | None:
+    items = body.get("input")
+    if isinstance(items, list) and items and isinstance(items[-1], dict) \
+            and items[-1].get("type") == "function_call_output":
+        output = items[-1].get("output")
+        return output if isinstance(output, str) else msgspec.json.encode(output).decode()
+    return None
 
 
 def _error(status: int, message: str, type_: str) -> web.Response:

@@ -74,7 +74,7 @@ async def test_revoked_key_is_refused_within_one_second(db_url: str, tmp_path: P
                          what="revoked key refused")
         assert time.monotonic() - revoked_at < 1.0
         created = await vkeys.create_key(h.runtime.pool, developer="bob", team="web")
-        status, _ = await eventually(
+        _status, _ = await eventually(
             lambda: _post(h, body, headers={"Authorization": f"Bearer {created.secret}"}),
             until=lambda r: r[0] == 200, timeout_s=1.0, what="new key accepted")
 
@@ -110,7 +110,7 @@ async def test_upstream_timeout_is_504(db_url: str, tmp_path: Path) -> None:
 
 async def test_unknown_route_outside_v1_is_404(db_url: str, tmp_path: Path) -> None:
     """Paths outside /v1 get an OpenAI-format 404."""
-    async with running_proxy(db_url, tmp_path) as h, aiohttp.ClientSession() as http:
-        async with http.get(h.base_url.removesuffix("/v1") + "/nope", headers=h.headers()) as resp:
-            assert resp.status == 404
-            _assert_openai_error(await resp.json(), "not_found")
+    async with running_proxy(db_url, tmp_path) as h, aiohttp.ClientSession() as http, \
+            http.get(h.base_url.removesuffix("/v1") + "/nope", headers=h.headers()) as resp:
+        assert resp.status == 404
+        _assert_openai_error(await resp.json(), "not_found")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -138,10 +139,8 @@ async def test_truncated_stream_is_metered_as_incomplete(db_url: str, tmp_path: 
         async with http.post(f"{h.base_url}/responses", json=body,
                              headers=h.headers(**{"x-fake-scenario": "truncated"})) as resp:
             assert resp.status == 200
-            try:
+            with contextlib.suppress(aiohttp.ClientPayloadError):
                 await resp.read()
-            except aiohttp.ClientPayloadError:
-                pass
         [event] = await _events(h, 1)
         assert (event.status, event.usage_source) == ("incomplete", "estimated")
         assert event.output_tokens > 0 and event.cost_micros > 0

@@ -41,8 +41,7 @@ class SpendgateProcess:
 
     async def start(self, timeout_s: float = 60.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = await asyncio.to_thread(self._spawn)
 
         async def healthy() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
@@ -56,6 +55,10 @@ class SpendgateProcess:
                 return False
 
         await eventually(healthy, timeout_s=timeout_s, interval_s=0.1, what=f"{self.argv[1:3]} healthy")
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        with self.log_path.open("ab") as log:
+            return subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT)
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

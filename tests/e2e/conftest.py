@@ -1,0 +1,15 @@
+"""End-to-end fixtures: the pinned Codex CLI, installed once per session when missing."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from tests.support.codex import ensure_codex
+
+
+@pytest.fixture(scope="session")
+async def codex_bin() -> Path:
+    return await asyncio.to_thread(ensure_codex)

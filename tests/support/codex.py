@@ -1,0 +1,65 @@
+"""The real Codex CLI for end-to-end tests: installed from npm (pinned in tests/e2e/package.json),
+configured with a custom provider pointing at the gateway (see ../shared/CODEX.md), run headless."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+E2E_DIR = Path(__file__).resolve().parent.parent / "e2e"
+CODEX_VERSION = "0.169.0"
+CODEX_BIN = E2E_DIR / "node_modules" / ".bin" / "codex"
+
+
+def ensure_codex() -> Path:
+    """Install the pinned Codex CLI into tests/e2e/node_modules when it is missing; return the binary."""
+    if not CODEX_BIN.exists():
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=E2E_DIR, check=True, timeout=600,
+                       stdout=subprocess.DEVNULL)
+    version = subprocess.run([str(CODEX_BIN), "--version"], capture_output=True, text=True, timeout=30, check=True)
+    assert CODEX_VERSION in version.stdout, f"expected codex {CODEX_VERSION}, got {version.stdout!r}"
+    return CODEX_BIN
+
+
+def write_config(codex_home: Path, base_url: str, *, model: str = "gpt-5.1") -> None:
+    codex_home.mkdir(parents=True, exist_ok=True)
+    (codex_home / "config.toml").write_text(
+        f'model = "{model}"\n'
+        'model_provider = "spendgate"\n\n'
+        "[model_providers.spendgate]\n"
+        'name = "spendgate"\n'
+        f'base_url = "{base_url}"\n'
+        'env_key = "SPENDGATE_KEY"\n'
+        'wire_api = "responses"\n'
+        "request_max_retries = 2\n"
+        "stream_max_retries = 1\n"
+    )
+
+
+@dataclass
+class CodexRun:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+async def codex_exec(binary: Path, *, codex_home: Path, workdir: Path, virtual_key: str, prompt: str,
+                     timeout_s: float = 90.0) -> CodexRun:
+    """``codex exec`` headless in ``workdir`` with the virtual key in ``SPENDGATE_KEY``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CODEX_"))}
+    env.update({"CODEX_HOME": str(codex_home), "SPENDGATE_KEY": virtual_key, "NO_COLOR": "1"})
+    proc = await asyncio.create_subprocess_exec(
+        str(binary), "exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox", "--json",
+        prompt, cwd=workdir, env=env, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
+    except TimeoutError:
+        proc.kill()
+        out, err = await proc.communicate()
+        raise AssertionError(f"codex exec timed out:\n{out.decode()}\n{err.decode()}") from None
+    return CodexRun(proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace"))
