@@ -13,7 +13,14 @@ from typing import Annotated, Any
 import msgspec
 from aiohttp import web
 
-from spendgate.core.enforcement import Budget, BudgetRaise, budget_of, parse_scope, policy_from_document
+from spendgate.core.enforcement import (
+    Budget,
+    BudgetRaise,
+    Thresholds,
+    budget_of,
+    parse_scope,
+    policy_from_document,
+)
 from spendgate.core.enforcement import budgets_store as store
 from spendgate.core.errors import StoreError
 from spendgate.core.money import usd_to_micros
@@ -62,13 +69,14 @@ class Budgets(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class BudgetIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Fields to set; those left out keep the budget's current value (or the settings' default)."""
+
     daily: Usd | None = None
     monthly: Usd | None = None
-    timezone: str = "UTC"
+    timezone: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
     thresholds: Annotated[list[Annotated[int, msgspec.Meta(ge=1, le=10_000)]],
-                          msgspec.Meta(min_length=3, max_length=3)] = msgspec.field(
-        default_factory=lambda: [80, 95, 110])
-    at_pause: Annotated[str, msgspec.Meta(pattern="^(refuse|cheapest)$")] = "refuse"
+                          msgspec.Meta(min_length=3, max_length=3)] | None = None
+    at_pause: Annotated[str, msgspec.Meta(pattern="^(refuse|cheapest)$")] | None = None
     retry_cap: Annotated[int, msgspec.Meta(ge=0, le=1000)] | None = None
 
 
@@ -118,13 +126,20 @@ async def list_budgets(request: web.Request) -> web.Response:
 
 
 async def put_budget(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    scope = _scope(request)
     body = msgspec.json.decode(await request.read(), type=BudgetIn)
-    budget = budget_of(_scope(request),
-                       daily_micros=None if body.daily is None else usd_to_micros(body.daily),
-                       monthly_micros=None if body.monthly is None else usd_to_micros(body.monthly),
-                       timezone=body.timezone, thresholds=body.thresholds, at_pause=body.at_pause,
-                       retry_cap=body.retry_cap)
-    await store.set_budget(request.app[DEPS].pool, budget, actor=_actor(request))
+    base = await store.get_budget(deps.pool, scope) or Budget(
+        scope, timezone=deps.settings.default_timezone,
+        thresholds=Thresholds.of(deps.settings.enforcement.thresholds_pct))
+    budget = budget_of(
+        scope, daily_micros=base.daily_micros if body.daily is None else usd_to_micros(body.daily),
+        monthly_micros=base.monthly_micros if body.monthly is None else usd_to_micros(body.monthly),
+        timezone=body.timezone or base.timezone,
+        thresholds=base.thresholds.as_list() if body.thresholds is None else body.thresholds,
+        at_pause=body.at_pause or base.at_pause,
+        retry_cap=base.retry_cap if body.retry_cap is None else body.retry_cap)
+    await store.set_budget(deps.pool, budget, actor=_actor(request))
     return json_response(_budget_out(budget))
 
 
@@ -180,7 +195,7 @@ def operations() -> list[Operation]:
     return [
         Operation("GET", "/v1/budgets", "listBudgets", "Budgets and active raises", list_budgets, Budgets,
                   errors=(), tags=b),
-        Operation("PUT", "/v1/budgets/{scope}", "setBudget", "Create or replace a scope's budget", put_budget,
+        Operation("PUT", "/v1/budgets/{scope}", "setBudget", "Create a budget or change the given fields", put_budget,
                   BudgetOut, params=(scope,), body=BudgetIn, tags=b),
         Operation("DELETE", "/v1/budgets/{scope}", "deleteBudget", "Remove a scope's budget and its raises",
                   delete_budget, Deleted, params=(scope,), errors=(400, 404), tags=b),

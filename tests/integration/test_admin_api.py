@@ -123,11 +123,15 @@ async def test_keys_are_created_listed_and_revoked_through_the_api(pool: asyncpg
 
 
 async def test_budgets_and_raises_round_trip_through_the_api(pool: asyncpg.Pool) -> None:
-    """PUT sets a budget, POST raises it, GET shows both, DELETE removes it; a raise without a budget is 409."""
+    """PUT sets a budget (later PUTs change only the given fields), POST raises it, GET shows both, DELETE
+    removes it; a raise without a budget is 409."""
     async with admin_client(pool) as client:
         put = await client.put("/v1/budgets/team:platform", headers=auth(),
                                json={"daily": "40", "monthly": "800.50", "at_pause": "cheapest"})
         assert put.status == 200 and (await put.json())["monthly_micros"] == 800_500_000
+        changed = await (await client.put("/v1/budgets/team:platform", headers=auth(), json={"daily": "50"})).json()
+        assert (changed["daily_micros"], changed["monthly_micros"], changed["at_pause"], changed["thresholds_pct"]) == (
+            50_000_000, 800_500_000, "cheapest", [80, 95, 110])
         raised = await client.post("/v1/budgets/team:platform/raises", headers=auth(),
                                    json={"by": "20", "until": "2026-12-02T00:00:00Z", "reason": "release week"})
         assert raised.status == 201
