@@ -33,6 +33,7 @@ MIN_FULL_DAYS = 21
 SHAPE_BLOCKS = 8
 """Recent weeks whose within-week shape the bootstrap draws from."""
 LEVEL_BLOCKS = 26
+CHANGE_Z = 3.0
 """Weeks the level model sees (about six months)."""
 DEFAULT_DOW = np.array([1.26, 1.26, 1.26, 1.26, 1.26, 0.35, 0.35])
 """Monday..Sunday shape used when neither the scope nor the organisation has history: a working week."""
@@ -87,6 +88,39 @@ def _kalman_level(log_means: FloatArray, noise: float, level_var: float) -> tupl
     return a, p
 
 
+def _recent_change(last_week: FloatArray, shapes: FloatArray, level: float, level_p: float) -> tuple[float, float]:
+    """Hedge between noise and a level change when the last days sit far from the level.
+
+    The block level is centred half a week back, so a step in the last few days barely moves it.
+    When the weekday-adjusted mean of the last ``k`` days (k = 2..7, the most significant) is more
+    than ``CHANGE_Z`` standard errors away, the new level is taken halfway, with the gap added to
+    its uncertainty: the paths then span both "a burst that will pass" and "a new level".
+    """
+    usual = shapes.mean(axis=0)
+    valid = usual >= 0.3
+    if shapes.shape[0] < 3 or valid.sum() < 3:
+        return level, level_p
+    with np.errstate(divide="ignore", invalid="ignore"):
+        resid = np.log(np.where(shapes > 0, shapes, np.nan) / usual)[:, valid]
+    sigma = 1.4826 * float(np.nanmedian(np.abs(resid - np.nanmedian(resid))))
+    if not np.isfinite(sigma) or sigma <= 0:
+        return level, level_p
+    best_t, best_m = 0.0, level
+    for k in range(2, 8):
+        days = np.flatnonzero(valid[7 - k:]) + 7 - k
+        obs = last_week[days]
+        if len(days) < 2 or np.any(obs <= 0):
+            continue
+        m = float(np.mean(np.log(obs / usual[days])))
+        t = (m - level) / np.sqrt(sigma**2 / len(days) + level_p)
+        if abs(t) > abs(best_t):
+            best_t, best_m = t, m
+    if abs(best_t) < CHANGE_Z:
+        return level, level_p
+    gap = (best_m - level) / 2
+    return level + gap, level_p + gap**2
+
+
 def fit_full(closed: FloatArray) -> tuple[Fit, FloatArray]:
     """Fit the full model; returns the fit and the shape blocks (blocks × 7 ratios to the block mean)."""
     n_blocks = min(len(closed) // 7, LEVEL_BLOCKS)
@@ -99,6 +133,7 @@ def fit_full(closed: FloatArray) -> tuple[Fit, FloatArray]:
     tail = closed[len(closed) - 7 * k:].reshape(k, 7)
     block_mean = tail.mean(axis=1, keepdims=True)
     shapes = np.where(block_mean > 0, tail / np.where(block_mean > 0, block_mean, 1.0), 1.0)
+    level, level_p = _recent_change(closed[-7:], shapes, level, level_p)
     fit = Fit("dow-bootstrap", float(np.exp(level)), float(np.sqrt(level_p)),
               float(np.sqrt(level_var / 7)), float(np.sqrt(noise)), n_blocks)
     return fit, shapes
