@@ -7,7 +7,9 @@ The full model ("dow-bootstrap") for a scope with at least ``MIN_FULL_DAYS`` clo
 - a local-level model runs on the log of the block means: the level noise and the week-to-week
   level variance come from the moments of the block-to-block differences (a local level plus
   noise makes those differences an MA(1): lag-1 autocovariance = -noise variance), and a scalar
-  Kalman filter gives the current level and how sure it is;
+  Kalman filter gives the current level and how sure it is; when the last days sit far from it
+  (a burst, or a step the half-week-old block level has not seen yet) the level moves halfway
+  toward them and the gap widens its uncertainty, so the paths cover both readings;
 - within-week shape (weekday/weekend, bursts and all) is bootstrapped: each future week copies the
   ratios day/block-mean of one recent historical block, drawn at random per path;
 - each path: level error + daily random walk of the level, a per-week noise factor, times the
@@ -33,8 +35,9 @@ MIN_FULL_DAYS = 21
 SHAPE_BLOCKS = 8
 """Recent weeks whose within-week shape the bootstrap draws from."""
 LEVEL_BLOCKS = 26
-CHANGE_Z = 3.0
 """Weeks the level model sees (about six months)."""
+CHANGE_Z = 3.0
+"""Standard errors the last days must sit from the level before the level hedges toward them."""
 DEFAULT_DOW = np.array([1.26, 1.26, 1.26, 1.26, 1.26, 0.35, 0.35])
 """Monday..Sunday shape used when neither the scope nor the organisation has history: a working week."""
 PRIOR_DAILY_SIGMA = 0.5
