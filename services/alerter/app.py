@@ -15,7 +15,7 @@ from spendgate.core.config import Settings
 from .delivery import Clock, Deliverer, RetryPolicy, utc_now
 from .rules import Rules, load_rules
 from .secrets import Secrets
-from .targets import Directory
+from .targets import Directory, check_url
 
 
 @dataclass
@@ -33,7 +33,11 @@ def load_checked_rules(settings: Settings) -> tuple[Rules, Secrets]:
     alerts = settings.alerts
     rules = load_rules(alerts.routes_file)
     secrets = Secrets.from_settings(alerts)
-    secrets.check(rules, routes_file=str(alerts.routes_file))
+    routes_file = str(alerts.routes_file)
+    secrets.check(rules, routes_file=routes_file)
+    for spec in rules.targets.values():
+        if "url" in spec.options:
+            check_url(spec, secrets.resolve(spec.value("url")), routes_file)
     return rules, secrets
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import aiohttp
 
 from spendgate.core.config import SmtpSettings
+from spendgate.core.errors import ConfigError
 
 from .channels import Channel, DeliveryError
 from .email import EmailChannel
@@ -45,10 +48,20 @@ class Directory:
         raise DeliveryError(f"target {target!r} is not configured any more", retriable=False)
 
 
+def check_url(spec: TargetSpec, url: str, routes_file: str) -> None:
+    """An http(s) URL with a host; the error never echoes the value (webhook URLs are secrets)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{routes_file}:{spec.line}: target {spec.name!r}: url must be an http(s) URL")
+
+
 def _build(spec: TargetSpec, secrets: Secrets, smtp: SmtpSettings, session: aiohttp.ClientSession,
            timeout_s: float, routes_file: str) -> Channel:
     def value(key: str) -> str:
-        return secrets.resolve(spec.value(key), routes_file=routes_file)
+        resolved = secrets.resolve(spec.value(key), routes_file=routes_file)
+        if key == "url":
+            check_url(spec, resolved, routes_file)
+        return resolved
 
     if spec.kind == "slack":
         return SlackChannel(spec.name, value("url"), session, timeout_s=timeout_s)

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from spendgate.alerter.app import load_checked_rules
 from spendgate.alerter.rules import parse_rules
 from spendgate.alerter.secrets import Secrets
-from spendgate.core.config import AlertSettings
+from spendgate.core.config import AlertSettings, Settings
 from spendgate.core.errors import ConfigError
 
 EXAMPLE = """\
@@ -95,3 +96,14 @@ def test_secrets_come_from_settings_or_a_secrets_directory_and_never_show(tmp_pa
     assert both.resolve(ref) == "https://env"
     assert "hooks" not in repr(both) and "env" not in repr(both)
     assert "https://env" not in repr(AlertSettings(secrets={"x": SecretStr("https://env")}))
+
+
+def test_a_malformed_target_url_is_refused_at_startup_without_echoing_it(tmp_path: Path) -> None:
+    """A URL that is not http(s) fails the start-up check with its line; the secret value is not shown."""
+    routes = tmp_path / "routes.yaml"
+    routes.write_text("targets:\n  slack:a: {url: {secret: hook}}\n")
+    settings = Settings(data_dir=tmp_path, alerts=AlertSettings(
+        routes_file=routes, secrets={"hook": SecretStr("hooks.slack.com/services/T0/B0/XYZ")}))
+    with pytest.raises(ConfigError) as err:
+        load_checked_rules(settings)
+    assert err.value.message.startswith(f"{routes}:2: ") and "XYZ" not in err.value.message
