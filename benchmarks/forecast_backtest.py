@@ -88,6 +88,13 @@ def to_micros(usd: NDArray[np.float64]) -> NDArray[np.int64]:
     return np.asarray(np.rint(usd * 1_000_000), dtype=np.int64)
 
 
+def verdict(in_range: bool, beats: bool, weekly_seasonal: bool) -> str:
+    missed = [what for what, held in (("coverage outside 70-90 %", in_range),
+                                       ("pinball not below run-rate", beats or not weekly_seasonal)) if not held]
+    note = "" if weekly_seasonal else " (no weekly shape: pinball target n/a)"
+    return ("ok" if not missed else "MISS: " + ", ".join(missed)) + note
+
+
 def row(name: str, m: Metrics, weekly_seasonal: bool) -> tuple[str, bool]:
     in_range = 70.0 <= m.coverage_pct <= 90.0
     beats = m.pinball_mean_pct < m.runrate_pinball_mean_pct
@@ -96,7 +103,7 @@ def row(name: str, m: Metrics, weekly_seasonal: bool) -> tuple[str, bool]:
     rr = "/".join(f"{v:.2f}" for v in m.runrate_pinball_pct)
     line = (f"{name:<33} {m.origins:>5} {m.coverage_pct:>6.1f}% {p:>17} {m.pinball_mean_pct:>6.2f} "
             f"{rr:>17} {m.runrate_pinball_mean_pct:>6.2f} {m.ape_day10_pct:>6.1f}% {m.runrate_ape_day10_pct:>6.1f}%"
-            f"  {'ok' if ok else 'MISS'}{'' if weekly_seasonal else ' (no weekly shape: pinball target n/a)'}")
+            f"  {verdict(in_range, beats, weekly_seasonal)}")
     return line, ok
 
 
