@@ -98,6 +98,7 @@ def _seed_from(policy: Policy, start: datetime) -> datetime:
 async def dry_run(pool: asyncpg.Pool, policy: Policy, prices: PriceTable, *, days: int, now: datetime,
                   trace: bool = False) -> tuple[DryRun, Replay]:
     """Replay the ``days`` before ``now`` through ``policy``; the replay itself is returned for its trace."""
+    policy.check_prices(prices)  # a cascade model without a price is a ConfigError now, not a silent $0
     started = time.perf_counter()
     start = now - timedelta(days=days)
     replay = Replay(policy, prices, trace=trace)
