@@ -10,16 +10,11 @@ number standing in for every quantile.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
-from decimal import Decimal, InvalidOperation
-from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
-
-from spendgate.core.money import usd_to_micros
 
 from .model import QUANTILES, Heavy, ScopeSeries, forecast, month_bounds
 
@@ -106,31 +101,3 @@ def backtest(start: date, daily_micros: NDArray[np.int64], *, warmup_days: int =
         runrate_ape_day10_pct=round(100 * float(np.mean(rr_ape)), 2) if rr_ape else float("nan"),
         models=models,
     )
-
-
-class SeriesFileError(ValueError):
-    """A daily series file that cannot be read: says which line and why."""
-
-
-def read_series_csv(path: Path) -> tuple[date, NDArray[np.int64]]:
-    """Read ``date,cost_usd`` rows (header optional, any order, gaps are zero-spend days)."""
-    values: dict[date, int] = {}
-    with path.open(newline="") as fh:
-        for lineno, row in enumerate(csv.reader(fh), start=1):
-            if not row or (lineno == 1 and row[0].strip().lower() == "date"):
-                continue
-            if len(row) < 2:
-                raise SeriesFileError(f"{path}:{lineno}: expected date,cost_usd")
-            try:
-                day = date.fromisoformat(row[0].strip())
-                amount = usd_to_micros(Decimal(row[1].strip()))
-            except (ValueError, InvalidOperation) as exc:
-                raise SeriesFileError(f"{path}:{lineno}: {exc}") from exc
-            values[day] = values.get(day, 0) + amount
-    if not values:
-        raise SeriesFileError(f"{path}: no rows")
-    first, last = min(values), max(values)
-    out = np.zeros((last - first).days + 1, dtype=np.int64)
-    for day, micros in values.items():
-        out[(day - first).days] = micros
-    return first, out

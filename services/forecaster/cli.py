@@ -3,18 +3,22 @@ render or send the nightly report, backtest the model on a series a user brings.
 
 from __future__ import annotations
 
+import csv
 import json
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import click
+import numpy as np
+from numpy.typing import NDArray
 
 from spendgate.core.clitools import Ctx, pass_ctx, run
 from spendgate.core.mail import send_mail
-from spendgate.core.money import format_usd, usd_str
+from spendgate.core.money import format_usd, usd_str, usd_to_micros
 from spendgate.core.runtime import open_database
 
-from .backtest import Metrics, SeriesFileError, backtest, read_series_csv
+from .backtest import Metrics, backtest
 from .engine import ScopeForecast, forecast_all
 from .render import report_html, report_text
 from .report import Report, build_report, report_message
@@ -132,6 +136,34 @@ def _metrics_lines(path: Path, m: Metrics) -> list[str]:
         f"  |error| of P50 at day 10  forecast {m.ape_day10_pct:.1f}%  run-rate {m.runrate_ape_day10_pct:.1f}%",
         f"  models used: {', '.join(f'{k} ×{v}' for k, v in sorted(m.models.items()))}",
     ]
+
+
+class SeriesFileError(ValueError):
+    """A daily series file that cannot be read: says which line and why."""
+
+
+def read_series_csv(path: Path) -> tuple[date, NDArray[np.int64]]:
+    """Read ``date,cost_usd`` rows (header optional, any order, gaps are zero-spend days)."""
+    values: dict[date, int] = {}
+    with path.open(newline="") as fh:
+        for lineno, row in enumerate(csv.reader(fh), start=1):
+            if not row or (lineno == 1 and row[0].strip().lower() == "date"):
+                continue
+            if len(row) < 2:
+                raise SeriesFileError(f"{path}:{lineno}: expected date,cost_usd")
+            try:
+                day = date.fromisoformat(row[0].strip())
+                amount = usd_to_micros(Decimal(row[1].strip()))
+            except (ValueError, InvalidOperation) as exc:
+                raise SeriesFileError(f"{path}:{lineno}: {exc}") from exc
+            values[day] = values.get(day, 0) + amount
+    if not values:
+        raise SeriesFileError(f"{path}: no rows")
+    first, last = min(values), max(values)
+    out = np.zeros((last - first).days + 1, dtype=np.int64)
+    for day, micros in values.items():
+        out[(day - first).days] = micros
+    return first, out
 
 
 @forecast.command(name="backtest")
