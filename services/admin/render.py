@@ -53,6 +53,8 @@ def _cell(value: object, kind: str, *, human: bool) -> str:
     if kind == "money":
         assert isinstance(value, int)
         return format_usd(value) if human else usd_str(value)
+    if kind == "int" and human:
+        return f"{value:,}"
     if kind == "time":
         assert isinstance(value, datetime)
         return value.strftime("%Y-%m-%d %H:%M") if human else value.isoformat()
