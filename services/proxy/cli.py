@@ -40,9 +40,12 @@ def proxy(ctx: Ctx, host: str | None, port: int | None) -> None:
 @click.option("--latency-ms", type=float, default=0.0, show_default=True, help="Delay before the headers.")
 @click.option("--chunks", type=int, default=8, show_default=True, help="Text deltas per answer.")
 @click.option("--chunk-interval-ms", type=float, default=0.0, show_default=True, help="Pause between deltas.")
-def fake_upstream(host: str, port: int, latency_ms: float, chunks: int, chunk_interval_ms: float) -> None:
+@click.option("--record/--no-record", default=True, show_default=True,
+              help="Keep what was served for GET /_fake/served (off for long benchmarks).")
+def fake_upstream(host: str, port: int, latency_ms: float, chunks: int, chunk_interval_ms: float,
+                  record: bool) -> None:
     """Serve a fake OpenAI API (Responses, Chat Completions) for tests, benchmarks and demos."""
-    config = FakeConfig(latency_ms=latency_ms, chunks=chunks, chunk_interval_ms=chunk_interval_ms)
+    config = FakeConfig(latency_ms=latency_ms, chunks=chunks, chunk_interval_ms=chunk_interval_ms, record=record)
 
     async def main() -> None:
         stop = asyncio.Event()

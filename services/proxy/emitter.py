@@ -26,6 +26,10 @@ PUBLISH_CHUNK = 500
 PUBLISH_TIMEOUT_S = 15.0
 BACKOFF_MIN_S = 0.2
 BACKOFF_MAX_S = 5.0
+LINGER_S = 0.025
+"""After a wake-up the writer waits this long to batch, and to stay off the tail of the response
+that woke it (the events are already on disk; only publishing waits)."""
+LINGER_MAX_RECORDS = 256
 
 
 class Emitter:
@@ -59,6 +63,8 @@ class Emitter:
                 waker.cancel()
                 if stop.is_set():
                     break
+                if self.spool.pending_in_active < LINGER_MAX_RECORDS:
+                    await asyncio.wait({stopping}, timeout=LINGER_S)
                 self._wake.clear()
                 try:
                     await self.flush()

@@ -41,6 +41,8 @@ class FakeConfig:
     """Text deltas per answer."""
     chunk_interval_ms: float = 0.0
     reasoning_tokens: int = 16
+    record: bool = True
+    """Keep a :class:`Served` record per request (off for long benchmarks)."""
 
 
 @dataclass
@@ -117,12 +119,13 @@ class FakeUpstream:
         usage = self.usage_for(len(raw), text)
         include_usage = not chat or not stream or bool((body.get("stream_options") or {}).get("include_usage"))
         reported = scenario not in ("truncated",) and include_usage
-        self.served.append(Served(
-            request.path, model, scenario, stream, *usage, reported=reported,
-            session_id=request.headers.get("session-id") or request.headers.get("session_id"),
-            authorization=request.headers.get("Authorization"), tool_output=_tool_output(body),
-            turn_metadata=request.headers.get("x-codex-turn-metadata"),
-        ))
+        if self.config.record:
+            self.served.append(Served(
+                request.path, model, scenario, stream, *usage, reported=reported,
+                session_id=request.headers.get("session-id") or request.headers.get("session_id"),
+                authorization=request.headers.get("Authorization"), tool_output=_tool_output(body),
+                turn_metadata=request.headers.get("x-codex-turn-metadata"),
+            ))
         headers = {"x-request-id": f"req_fake_{seq:08d}", "openai-model": model}
         if not stream:
             doc = chat_body(seq, model, text, usage) if chat else responses_body(seq, model, text, usage, tool)

@@ -8,6 +8,7 @@ a crash after a client saw its answer cannot lose what it cost.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
@@ -180,9 +181,11 @@ class Proxy:
                 return await self._relay_stream(request, upstream, headers, tap, facts, route, outcome, started)
         finally:
             if not outcome.emitted:
-                if tap is not None and outcome.usage_source == "none" and outcome.status != "upstream_error":
-                    self._estimate(tap, facts, outcome)
-                self._emit(facts, route, outcome, started)
+                try:
+                    if tap is not None and outcome.usage_source == "none" and outcome.status != "upstream_error":
+                        await self._estimate(tap, facts, outcome)
+                finally:
+                    self._emit(facts, route, outcome, started)
 
     async def _relay_body(self, upstream: aiohttp.ClientResponse, headers: Any, facts: RequestFacts,
                           route: Route, outcome: Outcome, started: float) -> web.Response:
@@ -231,16 +234,20 @@ class Proxy:
         elif tap.outcome == "completed" and outcome.status == "incomplete":
             outcome.status = "ok"
         if outcome.usage_source == "none" and outcome.status != "upstream_error":
-            self._estimate(tap, facts, outcome)
+            await self._estimate(tap, facts, outcome)
         self._emit(facts, route, outcome, started)  # spooled before the client sees the end
         if not (request.transport is None or request.transport.is_closing()):
             with contextlib.suppress(*CLIENT_GONE):
                 await response.write_eof()
         return response
 
-    def _estimate(self, tap: StreamTap, facts: RequestFacts, outcome: Outcome) -> None:
-        outcome.usage = Usage(facts.estimated_input_tokens, 0, tap.estimated_output_tokens(), 0)
+    async def _estimate(self, tap: StreamTap, facts: RequestFacts, outcome: Outcome) -> None:
+        """Input from the body-size estimate; output counted offline from the streamed text, in a thread
+        (the vocabulary loads on first use). If cancelled meanwhile, a chars/4 guess still gets metered."""
+        outcome.usage = Usage(facts.estimated_input_tokens, 0, len(tap.streamed_text()) // 4, 0)
         outcome.usage_source = "estimated"
+        outcome.usage = Usage(facts.estimated_input_tokens, 0,
+                              await asyncio.to_thread(tap.estimated_output_tokens), 0)
 
     def _emit(self, facts: RequestFacts, route: Route, outcome: Outcome, started: float) -> None:
         event = build_event(key=facts.key, attribution=facts.attribution, endpoint=facts.endpoint, route=route,

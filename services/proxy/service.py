@@ -1,8 +1,9 @@
 """``serve(runtime, stop)``: the proxy as a service, with its key cache, spool writer and drain.
 
-Start-up: open the spool (replaying what a previous process left), load the keys, warm the offline
-tokenizer, listen. On ``stop``: stop accepting, let in-flight streams finish (bounded by
-``drain_timeout_s``), then flush the spool to the bus; anything unpublished stays on disk.
+Start-up: open the spool (replaying what a previous process left), load the keys, listen. The
+offline tokenizer (about 65 MB) loads on the first aborted stream, not before. On ``stop``: stop
+accepting, let in-flight streams finish (bounded by ``drain_timeout_s``), then flush the spool to
+the bus; anything unpublished stays on disk.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from .forwarding import create_client_session
 from .handler import ProxyState
 from .keycache import KeyCache
 from .spool import Spool
-from .usage import warm_tokenizer
 
 log = get_logger(__name__)
 
@@ -54,7 +54,6 @@ class ProxyServer:
         s = self.runtime.settings
         self.spool.open()
         await self.keys.refresh()
-        await asyncio.to_thread(warm_tokenizer)
         http = create_client_session(connect_timeout_s=s.upstream_connect_timeout_s,
                                      read_timeout_s=s.upstream_read_timeout_s)
         self.state = ProxyState(

@@ -1,0 +1,313 @@
+"""What the metered proxy adds on top of the upstream, against a minimal pass-through floor.
+
+    python benchmarks/proxy_overhead.py [--duration-s 8] [--latency-requests 300] [--streams 500]
+
+Needs ``wrk`` and ``hey`` (``apt-get install -y wrk hey``) and a PostgreSQL server
+(``SPENDGATE_BENCH_DATABASE_URL``, default ``postgresql://postgres@127.0.0.1:5432/test``; a scratch
+database is created and dropped). On 127.0.0.1, the proxy under test is pinned to core 0 with
+``taskset``; the fake upstream, the load generators and this script share core 1.
+
+Arms, in every run: the fake upstream directly; a minimal aiohttp pass-through proxy carried here as
+the floor (forward, relay, parse usage, nothing else); spendgate's proxy with virtual keys,
+attribution, the spool and event publishing to the embedded Postgres bus. Figures per arm:
+requests/s at 32 connections (wrk, streamed Responses requests); p50/p99 at one connection against a
+50 ms upstream (hey), and what the arm adds to the direct figures; proxy CPU ms per request (from
+/proc, the least noisy figure); for streams of 32 chunks paced 20 ms, the added time to first byte
+and inter-chunk gap; peak RSS with N concurrent open streams and whether any stalled.
+Targets: spendgate CPU/request <= 2x the floor's; added p50 <= 1 ms, p99 <= 3 ms; 500 open
+streams under 300 MB RSS, none stalled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import io
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+
+from spendgate.core import keys as vkeys
+from spendgate.core.db import migrate
+
+SERVER = os.environ.get("SPENDGATE_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+PROXY_CORE, LOAD_CORE = "0", "1"
+BODY = {"model": "gpt-5.1", "stream": True, "prompt_cache_key": "bench-session",
+        "input": [{"role": "user", "content": [{"type": "input_text", "text": "x" * 4000}]}]}
+
+MINIMAL_PROXY = r'''
+import asyncio, sys, aiohttp, msgspec
+from aiohttp import web
+UP = sys.argv[2]
+HOP = {"connection", "keep-alive", "transfer-encoding", "host", "content-length", "authorization"}
+async def handle(request):
+    body = await request.read()
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP}
+    async with app["http"].post(UP + request.path[3:], data=body, headers=headers) as up:
+        resp = web.StreamResponse(status=up.status, headers={"Content-Type": up.headers.get("Content-Type", "")})
+        await resp.prepare(request)
+        buf, usage = b"", None
+        async for chunk in up.content.iter_any():
+            await resp.write(chunk)
+            buf += chunk
+            while b"\n\n" in buf:
+                event, buf = buf.split(b"\n\n", 1)
+                if b"response.completed" in event:
+                    usage = msgspec.json.decode(event.split(b"data: ", 1)[1])["response"]["usage"]
+        await resp.write_eof()
+        return resp
+async def start(app):
+    app["http"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+async def stop(app):
+    await app["http"].close()
+app = web.Application(client_max_size=64 * 1024 * 1024)
+app.on_startup.append(start)
+app.on_cleanup.append(stop)
+app.router.add_route("*", "/v1/{tail:.*}", handle)
+app.router.add_get("/healthz", lambda r: web.Response(text="ok"))
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+'''
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Arm:
+    name: str
+    url: str
+    pid: int | None = None
+    results: dict[str, float] = field(default_factory=dict)
+
+
+def spawn(argv: list[str], log: io.BufferedWriter, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(argv, env=env, stdout=log, stderr=log)
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def wait_healthy(url: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            try:
+                async with http.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
+                    if resp.status == 200:
+                        return
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+async def configure_fake(fake_url: str, **config: object) -> None:
+    async with aiohttp.ClientSession() as http:
+        await http.post(fake_url.replace("/v1", "/_fake/script"), json={"config": config})
+
+
+def run_wrk(url: str, headers: dict[str, str], body_path: Path, duration_s: int, connections: int) -> tuple[float, int]:
+    lua = Path(tempfile.mkstemp(suffix=".lua")[1])
+    hdrs = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in headers.items())
+    lua.write_text(f'wrk.method = "POST"\nwrk.body = io.open("{body_path}"):read("*a")\n{hdrs}')
+    out = subprocess.run(["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{connections}", f"-d{duration_s}s",
+                          "-s", str(lua), url + "/responses"], capture_output=True, text=True, check=True).stdout
+    lua.unlink()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    if "Non-2xx" in out:
+        raise RuntimeError(f"wrk saw errors:\n{out}")
+    return rps, total
+
+
+def run_hey(url: str, headers: dict[str, str], body_path: Path, n: int) -> list[float]:
+    argv = ["taskset", "-c", LOAD_CORE, "hey", "-n", str(n), "-c", "1", "-m", "POST", "-T", "application/json",
+            "-D", str(body_path), "-o", "csv"]
+    for k, v in headers.items():
+        argv += ["-H", f"{k}: {v}"]
+    out = subprocess.run([*argv, url + "/responses"], capture_output=True, text=True, check=True).stdout
+    rows = list(csv.DictReader(io.StringIO(out)))
+    bad = [r for r in rows if r["status-code"] != "200"]
+    if bad:
+        raise RuntimeError(f"hey saw {len(bad)} non-200 answers")
+    return sorted(float(r["response-time"]) * 1000 for r in rows)
+
+
+def pct(values: list[float], p: float) -> float:
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
+
+
+async def stream_timings(url: str, headers: dict[str, str], n: int) -> tuple[list[float], list[float]]:
+    """Time to first byte and gaps between chunks for ``n`` sequential streams."""
+    ttfb, gaps = [], []
+    async with aiohttp.ClientSession() as http:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            last = None
+            async with http.post(url + "/responses", json=BODY, headers=headers) as resp:
+                async for _chunk in resp.content.iter_any():
+                    now = time.perf_counter()
+                    if last is None:
+                        ttfb.append((now - t0) * 1000)
+                    else:
+                        gaps.append((now - last) * 1000)
+                    last = now
+    return ttfb, gaps
+
+
+async def open_streams(url: str, headers: dict[str, str], n: int, deadline_s: float) -> tuple[int, float]:
+    """``n`` concurrent streams; returns how many completed intact and the worst gap seen (ms)."""
+    worst = 0.0
+
+    async def one(http: aiohttp.ClientSession) -> bool:
+        nonlocal worst
+        last = time.perf_counter()
+        data = b""
+        async with http.post(url + "/responses", json=BODY, headers=headers) as resp:
+            async for chunk in resp.content.iter_any():
+                now = time.perf_counter()
+                worst = max(worst, (now - last) * 1000)
+                last = now
+                data += chunk
+        return resp.status == 200 and b"response.completed" in data
+
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=deadline_s)) as http:
+        results = await asyncio.gather(*(one(http) for _ in range(n)), return_exceptions=True)
+    return sum(1 for r in results if r is True), worst
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration-s", type=int, default=8)
+    parser.add_argument("--latency-requests", type=int, default=300)
+    parser.add_argument("--stream-requests", type=int, default=15)
+    parser.add_argument("--streams", type=int, default=500)
+    args = parser.parse_args()
+    os.sched_setaffinity(0, {int(LOAD_CORE)})
+    work = Path(tempfile.mkdtemp(prefix="sg-bench-"))
+    body_path = work / "body.json"
+    body_path.write_text(json.dumps(BODY))
+    db_name = f"sg_bench_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(SERVER)
+    await admin.execute(f'CREATE DATABASE "{db_name}"')
+    db_url = SERVER.rsplit("/", 1)[0] + "/" + db_name
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        await migrate(db_url)
+        pool = await asyncpg.create_pool(db_url, min_size=1, max_size=2)
+        created = await vkeys.create_key(pool, developer="bench", team="perf")
+        await pool.close()
+
+        fake_port, minimal_port, sg_port = free_port(), free_port(), free_port()
+        fake_url = f"http://127.0.0.1:{fake_port}/v1"
+        log = (work / "procs.log").open("ab")
+        procs.append(spawn(["taskset", "-c", LOAD_CORE, sys.executable, "-m", "spendgate.proxy",
+                            "fake-upstream", "--port", str(fake_port), "--no-record"], log))
+        (work / "minimal.py").write_text(MINIMAL_PROXY)
+        procs.append(spawn(["taskset", "-c", PROXY_CORE, sys.executable, str(work / "minimal.py"),
+                            str(minimal_port), fake_url], log))
+        env = {**os.environ, "SPENDGATE_DATABASE_URL": db_url, "SPENDGATE_BUS": "postgres",
+               "SPENDGATE_UPSTREAM_URL": fake_url, "SPENDGATE_UPSTREAM_KEY": "sk-bench-upstream",
+               "SPENDGATE_DATA_DIR": str(work / "data"), "SPENDGATE_LOG_LEVEL": "warning"}
+        procs.append(spawn(["taskset", "-c", PROXY_CORE, sys.executable, "-m", "spendgate.proxy",
+                            "proxy", "--port", str(sg_port)], log, env))
+        await wait_healthy(fake_url.replace("/v1", "/v1/models"))
+        await wait_healthy(f"http://127.0.0.1:{minimal_port}/healthz")
+        await wait_healthy(f"http://127.0.0.1:{sg_port}/healthz")
+        arms = [Arm("direct", fake_url), Arm("minimal", f"http://127.0.0.1:{minimal_port}/v1", procs[1].pid),
+                Arm("spendgate", f"http://127.0.0.1:{sg_port}/v1", procs[2].pid)]
+        headers = {"Authorization": f"Bearer {created.secret}", "Content-Type": "application/json",
+                   "session-id": "bench-session", "originator": "bench"}
+
+        await configure_fake(fake_url, latency_ms=0, chunks=8, chunk_interval_ms=0)
+        for arm in arms:  # warm-up, then throughput and CPU per request at 32 connections
+            run_wrk(arm.url, headers, body_path, 2, 32)
+            before = cpu_s(arm.pid) if arm.pid else 0.0
+            rps, total = run_wrk(arm.url, headers, body_path, args.duration_s, 32)
+            arm.results["rps_32c"] = rps
+            if arm.pid:
+                arm.results["cpu_ms_per_req"] = (cpu_s(arm.pid) - before) * 1000 / total
+
+        await configure_fake(fake_url, latency_ms=50, chunks=8, chunk_interval_ms=0)
+        for arm in arms:
+            lat = run_hey(arm.url, headers, body_path, args.latency_requests)
+            arm.results["p50_ms"], arm.results["p99_ms"] = pct(lat, 50), pct(lat, 99)
+
+        await configure_fake(fake_url, latency_ms=0, chunks=32, chunk_interval_ms=20)
+        for arm in arms:
+            ttfb, gaps = await stream_timings(arm.url, headers, args.stream_requests)
+            arm.results["ttfb_p50_ms"] = statistics.median(ttfb)
+            arm.results["gap_mean_ms"] = statistics.fmean(gaps)
+            arm.results["gap_p99_ms"] = pct(sorted(gaps), 99)
+
+        await configure_fake(fake_url, latency_ms=0, chunks=32, chunk_interval_ms=100)
+        for arm in arms[1:]:
+            ok, worst = await open_streams(arm.url, headers, args.streams, deadline_s=60)
+            arm.results["streams_ok"] = ok
+            arm.results["worst_gap_ms"] = worst
+            arm.results["peak_rss_mb"] = peak_rss_mb(arm.pid) if arm.pid else float("nan")
+        report(arms, args.streams)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+        await admin.close()
+
+
+def report(arms: list[Arm], streams: int) -> None:
+    direct, minimal, sg = arms
+    print(f"\n{'arm':<10} {'req/s@32c':>10} {'cpu ms/req':>10} {'p50 ms':>8} {'p99 ms':>8} {'+p50':>7} {'+p99':>7} "
+          f"{'ttfb ms':>8} {'+ttfb':>7} {'gap ms':>7} {'+gap':>6} {'gap p99':>8} {'rss MB':>7} {'streams':>8} "
+          f"{'worst gap':>9}")
+    for arm in arms:
+        r = arm.results
+        print(f"{arm.name:<10} {r['rps_32c']:>10.0f} {r.get('cpu_ms_per_req', float('nan')):>10.3f} "
+              f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['p50_ms'] - direct.results['p50_ms']:>7.2f} "
+              f"{r['p99_ms'] - direct.results['p99_ms']:>7.2f} {r['ttfb_p50_ms']:>8.2f} "
+              f"{r['ttfb_p50_ms'] - direct.results['ttfb_p50_ms']:>7.2f} {r['gap_mean_ms']:>7.2f} "
+              f"{r['gap_mean_ms'] - direct.results['gap_mean_ms']:>6.2f} {r['gap_p99_ms']:>8.2f} "
+              f"{r.get('peak_rss_mb', float('nan')):>7.1f} "
+              f"{int(r.get('streams_ok', -1)):>4}/{streams if 'streams_ok' in r else '-'} "
+              f"{r.get('worst_gap_ms', float('nan')):>9.0f}")
+    ratio = sg.results["cpu_ms_per_req"] / minimal.results["cpu_ms_per_req"]
+    print(f"\nspendgate CPU per request / minimal proxy's: {ratio:.2f}x (target <= 2x)")
+    print(f"spendgate added p50 {sg.results['p50_ms'] - direct.results['p50_ms']:.2f} ms (target <= 1), "
+          f"p99 {sg.results['p99_ms'] - direct.results['p99_ms']:.2f} ms (target <= 3)")
+    print(f"spendgate with {streams} open streams: peak RSS {sg.results['peak_rss_mb']:.0f} MB (target < 300), "
+          f"{int(sg.results['streams_ok'])}/{streams} complete, worst gap {sg.results['worst_gap_ms']:.0f} ms")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
