@@ -50,13 +50,16 @@ class Usage(NamedTuple):
 
 
 Outcome = str
-"""``pass``, ``downgrade``, ``pause_cheapest``, ``refuse`` (budget pause) or ``retry_refuse``."""
+"""``pass``, ``downgrade``, ``pause_cheapest``, ``refuse`` (budget pause), ``retry_refuse`` or
+``refused_other`` (refused live for a reason no budget policy changes, e.g. a model with no price)."""
 
 
 def actual_outcome(u: Usage) -> Outcome:
     """What the live policy did with the request, as recorded on its event."""
     if u.status == "refused":
-        return "refuse" if u.stage == "pause" else "retry_refuse"
+        if u.stage == "pause":
+            return "refuse"
+        return "retry_refuse" if u.retry else "refused_other"
     if u.route_reason == "downgrade":
         return "downgrade"
     return "pause_cheapest" if u.route_reason == "pause_cheapest" else "pass"
@@ -173,6 +176,8 @@ class Replay:
             scopes = principal.scopes()
             if session.retry_streak and session.retry_streak >= max(self.policy.retry_cap_for(scopes), 1):
                 return "retry_refuse", self._retry_scope(scopes), 0, 0
+        if u.status == "refused" and not u.retry and u.stage != "pause":
+            return "refused_other", None, 0, 0
         facts = RequestFacts(principal, u.model_requested, u.input_tokens, u.session_id)
         decision = decide(facts, self.policy, self._spent, u.occurred_at)
         scope = decision.decided_by.scope if decision.decided_by is not None else None

@@ -119,3 +119,11 @@ def test_live_outcomes_are_read_back_from_the_event() -> None:
     assert actual_outcome(request(0, route="pause_cheapest")) == "pause_cheapest"
     assert actual_outcome(request(0, status="refused", stage="pause")) == "refuse"
     assert actual_outcome(request(0, status="refused", retry=True)) == "retry_refuse"
+    assert actual_outcome(request(0, status="refused")) == "refused_other"
+
+
+def test_a_request_refused_for_another_reason_stays_refused() -> None:
+    """A live refusal that is neither a pause nor a retry (an unpriced model) is refused again, at no cost."""
+    r = Replay(policy(daily="100"), PRICES, trace=True)
+    assert r.feed(request(0, status="refused", cost=0)) == "refused_other"
+    assert (r.differences, r.spend_micros) == (0, 0)
