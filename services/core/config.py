@@ -107,6 +107,9 @@ class SmtpSettings(BaseModel):
     password: SecretStr | None = None
     sender: str = "spendgate@localhost"
     timeout_s: float = 30.0
+    validate_certs: bool = True
+    ca_file: Path | None = None
+    """Extra CA bundle to trust (a private mail relay's certificate)."""
 
 
 class ForecastSettings(BaseModel):

@@ -30,6 +30,8 @@ async def send_mail(smtp: SmtpSettings, message: EmailMessage) -> None:
             username=smtp.username,
             password=smtp.password.get_secret_value() if smtp.password else None,
             timeout=smtp.timeout_s,
+            validate_certs=smtp.validate_certs,
+            cert_bundle=str(smtp.ca_file) if smtp.ca_file else None,
         )
     except (aiosmtplib.SMTPException, OSError) as exc:
         raise MailError(f"could not send mail via {smtp.host}:{smtp.port}: {exc}") from exc
