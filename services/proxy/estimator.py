@@ -8,6 +8,7 @@ estimated from its own session's density.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -40,6 +41,11 @@ class SessionBook:
         if stats is not None:
             self._sessions.move_to_end(session_id)
         return stats
+
+    def snapshot(self, session_id: str | None) -> SessionStats | None:
+        """A copy of the session's stats, safe to hand to code that keeps it."""
+        stats = self.get(session_id)
+        return dataclasses.replace(stats) if stats is not None else None
 
     def estimate_input_tokens(self, session_id: str | None, body_bytes: int) -> int:
         stats = self.get(session_id)

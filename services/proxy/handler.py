@@ -114,7 +114,7 @@ class Proxy:
             key=key, endpoint=request.path, model=peek.model, stream=bool(peek.stream),
             attribution=attribution, body_bytes=len(body),
             estimated_input_tokens=self.s.sessions.estimate_input_tokens(attribution.session_id, len(body)),
-            session=self.s.sessions.get(attribution.session_id), body=body,
+            session=self.s.sessions.snapshot(attribution.session_id), body=body,
         )
         decision = await self.s.decider.decide(facts)
         route = Route(peek.model, peek.model, price, stage=decision.stage)

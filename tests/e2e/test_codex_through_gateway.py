@@ -41,6 +41,8 @@ async def test_codex_exec_with_a_tool_call_is_one_metered_session(db_url: str, p
         gateway = up_process(tmp_path / "data", env)
         await gateway.start()
         try:
+            assert f'base_url = "{gateway.base_url}"' in gateway.output()  # the Codex snippet `up` prints
+            assert 'model_provider = "spendgate"' in gateway.output()
             secret = await asyncio.to_thread(_keys_create, env, tmp_path / "data")
             assert secret.startswith("sk-sg-")
             repo = tmp_path / "repo"

@@ -85,3 +85,27 @@ async def test_sigkill_after_responses_then_restart_loses_nothing(db_url: str, p
     assert sum(r["cost_micros"] for r in rows) == expected_cost
     assert sum(r["input_tokens"] for r in rows) == sum(s.input_tokens for s in served)
     assert sum(r["output_tokens"] for r in rows) == sum(s.output_tokens for s in served)
+
+
+async def test_sigterm_drains_in_flight_stream_and_flushes(db_url: str, pool: asyncpg.Pool, tmp_path: Path) -> None:
+    """SIGTERM mid-stream: the stream still completes, the process exits 0, and its event is published."""
+    created = await vkeys.create_key(pool, developer="erin", team="data")
+    async with fake_upstream() as upstream:
+        upstream.fake.config.chunks, upstream.fake.config.chunk_interval_ms = 20, 50
+        env = {"SPENDGATE_DATABASE_URL": db_url, "SPENDGATE_BUS": "postgres",
+               "SPENDGATE_UPSTREAM_URL": upstream.url, "SPENDGATE_UPSTREAM_KEY": UPSTREAM_KEY}
+        proxy = proxy_process(tmp_path / "proxy", env)
+        await proxy.start()
+        body = {"model": "gpt-5.1", "input": "drain me", "stream": True}
+        async with aiohttp.ClientSession() as http, http.post(
+            f"{proxy.base_url}/responses", json=body, headers={"Authorization": f"Bearer {created.secret}"}
+        ) as resp:
+            first = await resp.content.readany()
+            assert first
+            exit_code = asyncio.create_task(proxy.terminate())
+            rest = await resp.read()
+        assert b"response.completed" in first + rest
+        assert await exit_code == 0, proxy.output()
+    [event] = await published_usage(pool)
+    assert (event.status, event.developer) == ("ok", "erin")
+    assert list((tmp_path / "proxy" / "spool").rglob("*.spool")) == []
