@@ -7,9 +7,10 @@ from collections import defaultdict
 from datetime import UTC, date, datetime
 
 import asyncpg
+import msgspec
 import pytest
 
-from spendgate.admin.dryrun import dry_run
+from spendgate.admin.dryrun import DryRun, dry_run
 from spendgate.admin.policy import apply, live_policy, to_document
 from spendgate.admin.replay import Usage, actual_outcome
 from spendgate.core.config import EnforcementSettings
@@ -17,7 +18,7 @@ from spendgate.core.enforcement import Policy, policy_from_document
 from spendgate.core.events import UsageRecorded
 from spendgate.core.pricing import cost_micros
 from tests.support.admin_enforced import LIVE_POLICY, STRICT_POLICY, enforce, plan_month
-from tests.support.admin_server import NOW
+from tests.support.admin_server import NOW, admin_client, auth
 from tests.support.admin_traffic import PRICES, fold_through_ledger
 
 DEFAULTS = EnforcementSettings()
@@ -138,3 +139,20 @@ async def test_apply_makes_the_live_policy_the_proposal_and_show_round_trips(poo
     assert policy(to_document(live)) == live
     back = await apply(pool, policy(LIVE_POLICY), DEFAULTS, now=NOW, actor="test")
     assert back.deleted_budgets == ["developer:bob"] and len(back.unchanged_budgets) == 3
+
+
+async def test_the_api_dry_run_and_apply_are_the_same_functions(pool: asyncpg.Pool,
+                                                               live_month: list[UsageRecorded]) -> None:
+    """POST /v1/policy/dry-run returns what dry_run computes; POST /v1/policy/apply makes the proposal live."""
+    direct, _ = await dry_run(pool, policy(STRICT_POLICY), PRICES, days=30, now=NOW)
+    async with admin_client(pool) as client:
+        resp = await client.post("/v1/policy/dry-run", headers=auth(), json={"proposal": STRICT_POLICY, "days": 30})
+        assert resp.status == 200
+        via_api = msgspec.json.decode(await resp.read(), type=DryRun)
+        assert msgspec.structs.replace(via_api, elapsed_ms=0) == msgspec.structs.replace(direct, elapsed_ms=0)
+        bad = await client.post("/v1/policy/dry-run", headers=auth(), json={"proposal": {"budgets": [{"scope": "x"}]}})
+        assert bad.status == 400 and "needs a daily or a monthly" in (await bad.json())["error"]["message"]
+        applied = await client.post("/v1/policy/apply", headers=auth(), json={"proposal": STRICT_POLICY})
+        assert (await applied.json())["set_budgets"] == ["developer:bob"]
+        shown = await (await client.get("/v1/policy", headers=auth())).json()
+    assert policy(shown["policy"]) == await live_policy(pool, DEFAULTS, NOW) == policy(STRICT_POLICY)
