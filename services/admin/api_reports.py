@@ -9,6 +9,8 @@ from typing import Any
 
 from aiohttp import web
 
+from spendgate.core.periods import zone
+
 from .cache import CacheReport, cache_report
 from .deps import DEPS
 from .directory import Forecasts, Teams, list_forecasts, list_teams
@@ -24,6 +26,8 @@ _TEXT = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}
 WINDOW_PARAMS = (
     Param("from", _DATE, "first local day (inclusive); default: the 1st of this month"),
     Param("to", _DATE, "last local day (inclusive); default: the last day of this month"),
+    Param("tz", {"type": "string", "minLength": 1, "maxLength": 64},
+          "IANA timezone of the days (default: settings default_timezone)"),
 )
 FILTER_PARAMS = tuple(Param(c, _TEXT, f"only usage of this {c.replace('_', ' ')}")
                       for c in ("developer", "team", "cost_center", "repo"))
@@ -31,9 +35,10 @@ FILTER_PARAMS = tuple(Param(c, _TEXT, f"only usage of this {c.replace('_', ' ')}
 
 def _window(request: web.Request) -> Window:
     deps = request.app[DEPS]
+    tz = _text(request, "tz") or deps.settings.default_timezone
+    zone(tz)
     return Window.of(parse_date(request.query.get("from"), what="from"),
-                     parse_date(request.query.get("to"), what="to"),
-                     tz=deps.settings.default_timezone, now=deps.now())
+                     parse_date(request.query.get("to"), what="to"), tz=tz, now=deps.now())
 
 
 def _text(request: web.Request, name: str) -> str | None:

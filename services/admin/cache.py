@@ -40,6 +40,7 @@ class CacheReport(msgspec.Struct, frozen=True, kw_only=True):
     by: str
     from_date: str
     to_date: str
+    timezone: str
     flag_below_pct: int
     min_requests: int
     lines: list[CacheLine]
@@ -79,7 +80,7 @@ async def cache_report(conn: asyncpg.Connection | asyncpg.Pool, *, by: str, wind
         f"AND sum(least(cached_tokens, input_tokens)) * 100 < ${n + 2}::bigint * sum(input_tokens)",
         *params, min_requests, flag_below_pct)
     return CacheReport(
-        by=by, from_date=window.from_date.isoformat(), to_date=window.to_date.isoformat(),
+        by=by, from_date=window.from_date.isoformat(), to_date=window.to_date.isoformat(), timezone=window.tz,
         flag_below_pct=flag_below_pct, min_requests=min_requests,
         lines=sorted((_line(r) for r in rows), key=_worst_first),
         total=_line(total) if total is not None and total["input_tokens"] is not None else None,

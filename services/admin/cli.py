@@ -26,6 +26,7 @@ from .window import GROUPINGS, Filters, WindowError, parse_date
 api_option = click.option("--api", "api_url", envvar="SPENDGATE_ADMIN_URL", default=None,
                           help="Read through a running admin API (e.g. http://127.0.0.1:8081) instead of "
                                "the database; uses SPENDGATE_ADMIN_TOKEN.")
+tz_option = click.option("--tz", default=None, help="IANA timezone of the days (default: default_timezone).")
 format_option = click.option("--format", "fmt", type=click.Choice(render.FORMATS), default="table",
                              show_default=True)
 
@@ -69,18 +70,19 @@ def report() -> None:
 @click.option("--from", "from_", help="First day, e.g. 2026-11-01 (default: 1st of this month).")
 @click.option("--to", help="Last day, inclusive (default: end of this month).")
 @_filter_options
+@tz_option
 @format_option
 @api_option
 @pass_ctx
 def chargeback_cmd(ctx: Ctx, by: str, from_: str | None, to: str | None, developer: str | None,
-                   team: str | None, cost_center: str | None, repo: str | None, fmt: str,
+                   team: str | None, cost_center: str | None, repo: str | None, tz: str | None, fmt: str,
                    api_url: str | None) -> None:
     """Spend per session, developer, team, cost center or repo, with a total that matches the ledger."""
     start, end = _dates(from_, to)
 
     async def go() -> str:
         async with open_source(ctx.settings, api_url) as source:
-            found = await source.chargeback(by, start, end, _filters(developer, team, cost_center, repo))
+            found = await source.chargeback(by, start, end, _filters(developer, team, cost_center, repo), tz)
             return render.chargeback(found, fmt)
 
     click.echo(run(go()))
@@ -95,12 +97,13 @@ def chargeback_cmd(ctx: Ctx, by: str, from_: str | None, to: str | None, develop
 @click.option("--min-requests", type=click.IntRange(1), default=None,
               help="Only judge sessions with at least this many requests (default: settings, 5).")
 @_filter_options
+@tz_option
 @format_option
 @api_option
 @pass_ctx
 def cache_cmd(ctx: Ctx, by: str, from_: str | None, to: str | None, flag_below: int | None,
               min_requests: int | None, developer: str | None, team: str | None, cost_center: str | None,
-              repo: str | None, fmt: str, api_url: str | None) -> None:
+              repo: str | None, tz: str | None, fmt: str, api_url: str | None) -> None:
     """Prompt-cache hit rate, money saved and money lost to misses; low-hit sessions flagged."""
     start, end = _dates(from_, to)
     settings = ctx.settings
@@ -109,7 +112,8 @@ def cache_cmd(ctx: Ctx, by: str, from_: str | None, to: str | None, flag_below: 
 
     async def go() -> str:
         async with open_source(settings, api_url) as source:
-            found = await source.cache(by, start, end, _filters(developer, team, cost_center, repo), below, least)
+            found = await source.cache(by, start, end, _filters(developer, team, cost_center, repo), below, least,
+                                       tz)
             return render.cache(found, fmt)
 
     click.echo(run(go()))

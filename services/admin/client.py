@@ -17,6 +17,7 @@ import msgspec
 
 from spendgate.core.config import Settings
 from spendgate.core.errors import SpendgateError
+from spendgate.core.periods import zone
 
 from .cache import CacheReport, cache_report
 from .reports import Chargeback, chargeback
@@ -28,10 +29,10 @@ T = TypeVar("T")
 
 class ReportSource(Protocol):
     async def chargeback(self, by: str, from_date: date | None, to_date: date | None,
-                         filters: Filters) -> Chargeback: ...
+                         filters: Filters, tz: str | None = None) -> Chargeback: ...
 
     async def cache(self, by: str, from_date: date | None, to_date: date | None, filters: Filters,
-                    flag_below_pct: int, min_requests: int) -> CacheReport: ...
+                    flag_below_pct: int, min_requests: int, tz: str | None = None) -> CacheReport: ...
 
     async def session(self, session_id: str) -> SessionDetail: ...
 
@@ -40,17 +41,19 @@ class DatabaseSource:
     def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
         self.pool, self.settings, self.prices = pool, settings, settings.pricing.table()
 
-    def _window(self, from_date: date | None, to_date: date | None) -> Window:
-        return Window.of(from_date, to_date, tz=self.settings.default_timezone, now=datetime.now(UTC))
+    def _window(self, from_date: date | None, to_date: date | None, tz: str | None) -> Window:
+        tz = tz or self.settings.default_timezone
+        zone(tz)
+        return Window.of(from_date, to_date, tz=tz, now=datetime.now(UTC))
 
     async def chargeback(self, by: str, from_date: date | None, to_date: date | None,
-                         filters: Filters) -> Chargeback:
-        return await chargeback(self.pool, self.prices, by=by, window=self._window(from_date, to_date),
+                         filters: Filters, tz: str | None = None) -> Chargeback:
+        return await chargeback(self.pool, self.prices, by=by, window=self._window(from_date, to_date, tz),
                                 filters=filters)
 
     async def cache(self, by: str, from_date: date | None, to_date: date | None, filters: Filters,
-                    flag_below_pct: int, min_requests: int) -> CacheReport:
-        return await cache_report(self.pool, by=by, window=self._window(from_date, to_date), filters=filters,
+                    flag_below_pct: int, min_requests: int, tz: str | None = None) -> CacheReport:
+        return await cache_report(self.pool, by=by, window=self._window(from_date, to_date, tz), filters=filters,
                                   flag_below_pct=flag_below_pct, min_requests=min_requests)
 
     async def session(self, session_id: str) -> SessionDetail:
@@ -62,6 +65,7 @@ class DatabaseSource:
 
 def _query(by: str | None, from_date: date | None, to_date: date | None, filters: Filters,
            **extra: object) -> dict[str, str]:
+    """Query parameters for a report; ``extra`` values that are None are left out."""
     q: dict[str, str] = {k: str(v) for k, v in extra.items() if v is not None}
     if by is not None:
         q["by"] = by
@@ -100,14 +104,14 @@ class ApiSource:
             raise SpendgateError(f"cannot reach the admin API at {self.base_url}: {exc}") from exc
 
     async def chargeback(self, by: str, from_date: date | None, to_date: date | None,
-                         filters: Filters) -> Chargeback:
+                         filters: Filters, tz: str | None = None) -> Chargeback:
         return await self.call("GET", "/v1/reports/chargeback", Chargeback,
-                               query=_query(by, from_date, to_date, filters))
+                               query=_query(by, from_date, to_date, filters, tz=tz))
 
     async def cache(self, by: str, from_date: date | None, to_date: date | None, filters: Filters,
-                    flag_below_pct: int, min_requests: int) -> CacheReport:
+                    flag_below_pct: int, min_requests: int, tz: str | None = None) -> CacheReport:
         return await self.call("GET", "/v1/reports/cache", CacheReport, query=_query(
-            by, from_date, to_date, filters, flag_below_pct=flag_below_pct, min_requests=min_requests))
+            by, from_date, to_date, filters, flag_below_pct=flag_below_pct, min_requests=min_requests, tz=tz))
 
     async def session(self, session_id: str) -> SessionDetail:
         from urllib.parse import quote

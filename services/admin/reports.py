@@ -55,6 +55,7 @@ class Chargeback(msgspec.Struct, frozen=True, kw_only=True):
     by: str
     from_date: str
     to_date: str
+    timezone: str
     lines: list[ChargebackLine]
     total: ChargebackLine | None
     """All lines together (null when the window holds no usage)."""
@@ -98,7 +99,7 @@ async def chargeback(conn: asyncpg.Connection | asyncpg.Pool, prices: PriceTable
     if total_row is not None and total_row["first_at"] is not None:
         total = _line(total_row, sum(saved.values()), sum(unpriced.values()))
     return Chargeback(by=by, from_date=window.from_date.isoformat(), to_date=window.to_date.isoformat(),
-                      lines=lines, total=total)
+                      timezone=window.tz, lines=lines, total=total)
 
 
 async def _downgrade_savings(conn: asyncpg.Connection | asyncpg.Pool, prices: PriceTable, column: str,

@@ -36,6 +36,8 @@ class Window:
     to_date: date
     starts_at: datetime
     ends_at: datetime
+    tz: str = "UTC"
+    """The IANA timezone whose local days the dates are."""
 
     @classmethod
     def of(cls, from_date: date | None, to_date: date | None, *, tz: str, now: datetime) -> Window:
@@ -47,7 +49,7 @@ class Window:
         if end < start:
             raise WindowError(f"--to {end} is before --from {start}")
         return cls(start, end, period_of(PeriodKind.DAY, start, tz).starts_at,
-                   period_of(PeriodKind.DAY, end, tz).ends_at)
+                   period_of(PeriodKind.DAY, end, tz).ends_at, tz)
 
 
 @dataclass(frozen=True, slots=True)

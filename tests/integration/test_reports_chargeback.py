@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date
+from datetime import UTC, date, datetime
 
 import asyncpg
 import pytest
 
 from spendgate.admin.reports import ChargebackLine, chargeback
 from spendgate.admin.window import Filters, Window
+from spendgate.core.enforcement import budget_of
+from spendgate.core.enforcement import budgets_store as store
 from spendgate.core.events import UsageRecorded
 from tests.support.admin_traffic import (
     MONTH_START,
@@ -18,6 +20,7 @@ from tests.support.admin_traffic import (
     expected_by,
     fold_through_ledger,
     known_month,
+    usage,
 )
 
 NOVEMBER = Window.of(date(2026, 11, 1), date(2026, 11, 30), tz="UTC", now=MONTH_START)
@@ -128,3 +131,23 @@ async def test_filters_narrow_the_report_to_one_team(pool: asyncpg.Pool, month: 
     assert {line.group for line in report.lines} == {"carol", "dave"} == set(expected)
     for line in report.lines:
         assert_line(line, expected[line.group])
+
+
+async def test_a_scope_budgeted_in_berlin_reconciles_in_berlin_days(pool: asyncpg.Pool) -> None:
+    """With team:platform budgeted in Europe/Berlin, its report in Berlin days equals its Berlin-month balance,
+    while a UTC report of the same dates also counts a request made after midnight in Berlin."""
+    await store.set_budget(pool, budget_of("team:platform", daily_micros=None, monthly_micros=10**9,
+                                           timezone="Europe/Berlin"), actor="test")
+    late = usage(developer="alice", session_id="late", turn_id="t", repo="api",
+                 at=datetime(2026, 11, 30, 23, 30, tzinfo=UTC), model_requested="gpt-5.1",
+                 input_tokens=50_000, cached_tokens=0, output_tokens=2_000)
+    await fold_through_ledger(pool, [*known_month(), late])
+    reports = {}
+    for tz in ("Europe/Berlin", "UTC"):
+        window = Window.of(date(2026, 11, 1), date(2026, 11, 30), tz=tz, now=MONTH_START)
+        (reports[tz],) = (await chargeback(pool, PRICES, by="team", window=window,
+                                           filters=Filters(team="platform"))).lines
+    balance = await pool.fetchval("SELECT spent_micros FROM balances WHERE scope = 'team:platform' "
+                                  "AND period = 'month' AND period_start = '2026-11-01'")
+    assert reports["Europe/Berlin"].cost_micros == balance
+    assert reports["UTC"].cost_micros == balance + late.cost_micros

@@ -21,7 +21,7 @@ def line(group: str | None, cost: int) -> ChargebackLine:
                           retry_cost_micros=0, downgraded=1, downgrade_saved_micros=4_321)
 
 
-REPORT = Chargeback(by="session", from_date="2026-11-01", to_date="2026-11-30",
+REPORT = Chargeback(by="session", from_date="2026-11-01", to_date="2026-11-30", timezone="UTC",
                     lines=[line("s1", 1_234_567), line(None, 5)], total=line(None, 1_234_572))
 
 
