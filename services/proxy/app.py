@@ -9,6 +9,7 @@ from aiohttp import web
 from ..core.logs import get_logger
 from . import errors
 from .handler import Proxy, ProxyState
+from .metrics import CONTENT_TYPE
 
 log = get_logger(__name__)
 
@@ -41,6 +42,18 @@ def build_app(state: ProxyState) -> web.Application:
                                   "spool_segments": state.emitter.backlog_segments,
                                   "published": state.emitter.published})
 
+    async def metrics(_request: web.Request) -> web.Response:
+        return web.Response(body=state.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    m = state.metrics
+    m.gauge("spendgate_proxy_in_flight", "Requests being served", lambda: state.in_flight)
+    m.gauge("spendgate_proxy_spool_segments", "Spool segments not yet acknowledged by the bus",
+            lambda: state.emitter.backlog_segments)
+    m.gauge("spendgate_proxy_events_published", "Usage events acknowledged by the bus",
+            lambda: state.emitter.published)
+    m.gauge("spendgate_proxy_bus_failures", "Failed publish attempts", lambda: state.emitter.failures)
+    m.gauge("spendgate_proxy_virtual_keys", "Active virtual keys cached", lambda: len(state.keys))
     app.router.add_get("/healthz", health)
+    app.router.add_get("/metrics", metrics)
     app.router.add_route("*", "/v1/{tail:.*}", proxy.handle)
     return app

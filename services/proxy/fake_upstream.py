@@ -77,6 +77,7 @@ class FakeUpstream:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/responses", self._model_request)
         app.router.add_post("/v1/chat/completions", self._model_request)
+        app.router.add_post("/v1/responses/compact", self._model_request)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/_fake/script", self._set_script)
         app.router.add_get("/_fake/served", self._served)

@@ -28,6 +28,7 @@ from .estimator import SessionBook
 from .forwarding import client_headers, upstream_headers, upstream_url
 from .keycache import KeyCache
 from .metering import Outcome, Route, build_event
+from .metrics import ProxyMetrics
 from .tap import StreamTap
 from .usage import Usage, usage_from_body
 
@@ -60,6 +61,7 @@ class ProxyState:
     max_body_bytes: int
     read_timeout_s: float
     sessions: SessionBook = field(default_factory=SessionBook)
+    metrics: ProxyMetrics = field(default_factory=ProxyMetrics)
     in_flight: int = 0
 
 
@@ -254,6 +256,7 @@ class Proxy:
                             outcome=outcome, latency_ms=_ms_since(started), instance=self.s.instance)
         self.s.emitter.emit(event)
         outcome.emitted = True
+        self.s.metrics.observe(event)
         reported = outcome.usage.input_tokens if outcome.usage_source == "reported" else None
         self.s.sessions.record(facts.attribution.session_id, body_bytes=facts.body_bytes,
                                input_tokens=reported, cost_micros=event.cost_micros)

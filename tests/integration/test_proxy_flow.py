@@ -156,3 +156,27 @@ async def test_upstream_error_passes_through_and_is_metered(db_url: str, tmp_pat
         assert body["error"]["message"] == "fake upstream scripted failure 500"
         [event] = await _events(h, 1)
         assert (event.status, event.http_status, event.cost_micros) == ("upstream_error", 500, 0)
+
+
+async def test_other_v1_route_with_usage_is_metered(db_url: str, tmp_path: Path) -> None:
+    """/v1/responses/compact is forwarded as is and, since it reports usage, metered under its own path."""
+    async with running_proxy(db_url, tmp_path) as h, aiohttp.ClientSession() as http:
+        body = {"model": "gpt-5.1", "input": [{"role": "user", "content": "long history"}]}
+        async with http.post(f"{h.base_url}/responses/compact", json=body, headers=h.headers()) as resp:
+            assert resp.status == 200
+            doc = await resp.json()
+        [event] = await _events(h, 1)
+        assert event.endpoint == "/v1/responses/compact"
+        assert event.input_tokens == doc["usage"]["input_tokens"] and event.usage_source == "reported"
+
+
+async def test_metrics_endpoint_counts_metered_requests(db_url: str, tmp_path: Path) -> None:
+    """/metrics exposes metered requests by status, cost and the spool backlog in Prometheus text."""
+    async with running_proxy(db_url, tmp_path) as h, _client(h) as client, aiohttp.ClientSession() as http:
+        await client.responses.create(model="gpt-5.1", input="hi")
+        [event] = await _events(h, 1)
+        async with http.get(h.base_url.removesuffix("/v1") + "/metrics") as resp:
+            text = await resp.text()
+        assert 'spendgate_proxy_metered_requests_total{status="ok"} 1.0' in text
+        assert f"spendgate_proxy_cost_micros_total {float(event.cost_micros)}" in text
+        assert "spendgate_proxy_spool_segments" in text

@@ -1,0 +1,39 @@
+"""Prometheus metrics of one proxy, in a registry of its own (no process-global state)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from ..core.events import UsageRecorded
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class ProxyMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("spendgate_proxy_metered_requests", "Metered model requests by status",
+                                ["status"], registry=self.registry)
+        self.cost = Counter("spendgate_proxy_cost_micros", "Cost of metered requests, micro-dollars",
+                            registry=self.registry)
+        self.tokens = Counter("spendgate_proxy_tokens", "Tokens of metered requests", ["kind"],
+                              registry=self.registry)
+        self._gauges: dict[str, Gauge] = {}
+
+    def gauge(self, name: str, doc: str, read: Callable[[], float]) -> None:
+        g = Gauge(name, doc, registry=self.registry)
+        g.set_function(read)
+        self._gauges[name] = g
+
+    def observe(self, event: UsageRecorded) -> None:
+        self.requests.labels(event.status).inc()
+        self.cost.inc(event.cost_micros)
+        self.tokens.labels("input").inc(event.input_tokens)
+        self.tokens.labels("cached").inc(event.cached_tokens)
+        self.tokens.labels("output").inc(event.output_tokens)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
