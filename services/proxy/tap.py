@@ -1,10 +1,11 @@
-"""An incremental tap on a server-sent-events stream: finds usage without holding the stream back.
+"""A tap on a server-sent-events stream: finds usage without holding the stream back.
 
 Responses streams carry usage only in ``response.completed`` (or ``response.incomplete`` /
 ``response.failed``) → ``response.usage``; Chat Completions streams carry it in a final chunk with
-empty ``choices`` when ``stream_options.include_usage`` is set. Only events that may hold usage are
-decoded; delta events are kept raw so that, if the client walks away or the stream breaks, the
-text streamed so far can be counted offline.
+empty ``choices`` when ``stream_options.include_usage`` is set. Chunks are relayed as they come and
+parsed when the outcome is needed; only events that may hold usage or an error are decoded. Delta
+events are kept raw so that, if the client walks away or the stream breaks, the text streamed so
+far can be counted offline.
 """
 
 from __future__ import annotations
@@ -22,40 +23,65 @@ _TERMINAL = {"response.completed": "completed", "response.incomplete": "complete
 class StreamTap:
     """Feed it the upstream's bytes; it tells what to relay and what the stream cost.
 
-    With ``strip_usage_chunk`` (the proxy added ``include_usage`` itself) the tap relays whole events
-    only and drops the usage-only chunk; otherwise every chunk is relayed unchanged as it arrives.
+    Without ``strip_usage_chunk`` every chunk is relayed unchanged the moment it arrives and merely
+    kept; the events are parsed once, when the outcome is asked for (end of stream, abort), and only
+    those that can carry usage or an error are decoded. With ``strip_usage_chunk`` (the proxy added
+    ``include_usage`` itself) the tap must look at each event as it passes: it relays whole events
+    only and drops the usage-only chunk.
     """
 
     def __init__(self, *, strip_usage_chunk: bool = False) -> None:
         self.strip_usage_chunk = strip_usage_chunk
-        self.usage: Usage | None = None
-        self.outcome: str | None = None
-        """``completed`` once a terminal success event (or chat's ``[DONE]``) went by; ``failed``."""
+        self._usage: Usage | None = None
+        self._outcome: str | None = None
         self._buffer = b""
+        self._raw: list[bytes] = []
+        self._parsed_upto = 0
         self._deltas: list[bytes] = []
 
+    @property
+    def usage(self) -> Usage | None:
+        self._parse_raw()
+        return self._usage
+
+    @property
+    def outcome(self) -> str | None:
+        """``completed`` once a terminal success event (or chat's ``[DONE]``) went by; ``failed``."""
+        self._parse_raw()
+        return self._outcome
+
     def feed(self, chunk: bytes) -> bytes:
-        """Parse ``chunk``; return the bytes to relay to the client now."""
+        """Take ``chunk``; return the bytes to relay to the client now."""
+        if not self.strip_usage_chunk:
+            self._raw.append(chunk)
+            return chunk
         data = self._buffer + chunk if self._buffer else chunk
         end = data.rfind(b"\n\n")
         if end < 0 and b"\r" in data:
             end = data.rfind(b"\r\n\r\n")
         if end < 0:
             self._buffer = data
-            return b"" if self.strip_usage_chunk else chunk
+            return b""
         complete, self._buffer = data[: end + 2], data[end + 2 :].lstrip(b"\r\n")
-        if not self.strip_usage_chunk:
-            self._scan(complete)
-            return chunk
         return self._scan(complete, keep=True)
 
     def flush(self) -> bytes:
-        """At end of stream: parse a final event that lacked its blank line; return what is left."""
+        """At end of stream: what is left to relay (a last event that lacked its blank line)."""
+        if not self.strip_usage_chunk:
+            return b""
         rest, self._buffer = self._buffer, b""
         if not rest.strip():
-            return rest if self.strip_usage_chunk else b""
-        kept = self._scan(rest + b"\n\n", keep=self.strip_usage_chunk)
-        return kept if self.strip_usage_chunk else b""
+            return rest
+        return self._scan(rest + b"\n\n", keep=True)
+
+    def _parse_raw(self) -> None:
+        if self.strip_usage_chunk or self._parsed_upto == len(self._raw):
+            return
+        data = b"".join(self._raw)
+        self._raw = [data]
+        self._parsed_upto = 1
+        self._deltas.clear()
+        self._scan(data if data.endswith(b"\n\n") else data + b"\n\n")
 
     def _scan(self, complete: bytes, *, keep: bool = False) -> bytes:
         if b"\r" in complete:
@@ -64,12 +90,16 @@ class StreamTap:
         for block in complete.split(b"\n\n"):
             if not block.strip():
                 continue
-            if self._on_event(block) or not keep:
+            if self._on_event(block) and keep:
                 relay.append(block)
-        return b"".join(b + b"\n\n" for b in relay) if keep else b""
+        return b"".join(b + b"\n\n" for b in relay)
 
     def _on_event(self, block: bytes) -> bool:
         """Inspect one event; return False when it must not reach the client."""
+        if b"delta" in block:
+            self._deltas.append(block)  # text for estimates; decoded only if ever needed
+        if b'"usage"' not in block and b"error" not in block and b"[DONE]" not in block:
+            return True
         name = b""
         data_lines: list[bytes] = []
         for line in block.split(b"\n"):
@@ -81,15 +111,7 @@ class StreamTap:
             return True
         data = data_lines[0] if len(data_lines) == 1 else b"\n".join(data_lines)
         if data == b"[DONE]":
-            self.outcome = self.outcome or "completed"
-            return True
-        if name.endswith(b".delta") or (not name and b'"delta"' in data):
-            self._deltas.append(data)
-            if not name and b'"usage"' not in data:
-                return True
-        if name and name.decode(errors="replace") not in _TERMINAL and b'"usage"' not in data:
-            return True
-        if b'"usage"' not in data and b'"error"' not in data:
+            self._outcome = self._outcome or "completed"
             return True
         try:
             doc = msgspec.json.decode(data)
@@ -99,24 +121,28 @@ class StreamTap:
             return True
         kind = doc.get("type") or name.decode(errors="replace")
         if kind in _TERMINAL:
-            self.outcome = _TERMINAL[kind]
+            self._outcome = _TERMINAL[kind]
         found = usage_from_document(doc)
         if found is not None:
-            self.usage = found
+            self._usage = found
             if "choices" in doc:  # chat: the usage chunk has no choices; the stream is as good as done
-                self.outcome = self.outcome or "completed"
+                self._outcome = self._outcome or "completed"
                 return bool(doc.get("choices")) or not self.strip_usage_chunk
         return True
 
     def streamed_text(self) -> str:
+        self._parse_raw()
         parts: list[str] = []
-        for raw in self._deltas:
-            try:
-                doc = msgspec.json.decode(raw)
-            except msgspec.DecodeError:
-                continue
-            if isinstance(doc, dict):
-                _collect_text(doc, parts)
+        for block in self._deltas:
+            for line in block.split(b"\n"):
+                if not line.startswith(b"data:"):
+                    continue
+                try:
+                    doc = msgspec.json.decode(line[5:].lstrip(b" "))
+                except msgspec.DecodeError:
+                    continue
+                if isinstance(doc, dict):
+                    _collect_text(doc, parts)
         return "".join(parts)
 
     def estimated_output_tokens(self) -> int:
