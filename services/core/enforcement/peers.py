@@ -17,6 +17,8 @@ import asyncpg
 from ..periods import PeriodKind
 from .decide import BalanceKey
 
+PG_NOTIFY_PENDING = "spendgate_pending"
+"""NOTIFY channel: a proxy published changed pending sums (payload: its instance id)."""
 STALE_AFTER_S = 30.0
 HEARTBEAT_S = 5.0
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
@@ -64,6 +66,8 @@ class PeerPending:
                     self.instance, [k.scope for k in gone], [k.period.value for k in gone],
                     [k.period_start for k in gone],
                 )
+            if changed:
+                await conn.execute("SELECT pg_notify($1, $2)", PG_NOTIFY_PENDING, self.instance)
             if now - self._last_heartbeat >= HEARTBEAT_S:
                 await conn.execute("UPDATE enforcement_pending SET updated_at = now() WHERE instance = $1",
                                    self.instance)

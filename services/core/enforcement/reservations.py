@@ -39,6 +39,8 @@ class ReservationBook:
         self._events: dict[str, tuple[tuple[BalanceKey, ...], int]] = {}
         self._dirty: set[BalanceKey] = set()
         self.expired_total = 0
+        self.on_change: Callable[[], None] | None = None
+        """Called when a balance's pending sum changes after the last :meth:`take_changed`."""
 
     def reserve(self, keys: Iterable[BalanceKey], amount_micros: int) -> Reservation:
         """Hold ``amount_micros`` against every balance in ``keys`` until settled, released or expired."""
@@ -110,9 +112,12 @@ class ReservationBook:
         return changed
 
     def _add(self, sums: dict[BalanceKey, int], keys: tuple[BalanceKey, ...], amount: int) -> None:
-        if amount:
-            self._dirty.update(keys)
         _bump(sums, keys, amount)
+        if amount and keys:
+            was_clean = not self._dirty
+            self._dirty.update(keys)
+            if was_clean and self.on_change is not None:
+                self.on_change()
 
     def mark_changed(self, keys: Iterable[BalanceKey]) -> None:
         """Put balances back on the changed list (their publication to peers failed)."""

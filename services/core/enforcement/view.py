@@ -14,7 +14,9 @@ Decisions read only memory (:meth:`BalanceView.decide` does no I/O). A backgroun
   repeatable-read snapshot in which the balances that include it are read, so nothing is counted
   twice or dropped.
 - **Peers**: each tick publishes this proxy's changed pending sums (reserved + unsettled) and reads
-  every other live proxy's (:mod:`.peers`), so spend in flight through another proxy counts too.
+  every other live proxy's (:mod:`.peers`), so spend in flight through another proxy counts too. A
+  change of this proxy's book wakes the loop at once, and a publication NOTIFYs the peers, which wake
+  and read it: a reservation is visible to the other proxies within a few tens of milliseconds.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from ..logs import get_logger
 from ..periods import PeriodKind
 from .budgets_store import load_budgets
 from .decide import BalanceKey, Decision, RequestFacts, decide
-from .peers import PeerPending
+from .peers import PG_NOTIFY_PENDING, PeerPending
 from .policy import Policy
 from .reservations import ReservationBook
 from .scopes import Principal
@@ -44,6 +46,9 @@ from .scopes import Principal
 log = get_logger(__name__)
 OVERLAP_READ_EVERY_S = 0.5
 MAX_BACKOFF_S = 5.0
+MIN_REFRESH_SPACING_S = 0.02
+"""A refresh runs at least every poll interval, and sooner (at most every 20 ms) when this proxy's
+pending spend changes or a peer announces that its own did."""
 
 
 def utc_now() -> datetime:
@@ -67,7 +72,9 @@ class BalanceView:
         self._marks: deque[tuple[float, int]] = deque()
         self._last_overlap_read = 0.0
         self._pruned_at: date | None = None
-        self._config_dirty = asyncio.Event()
+        self._config_dirty = False
+        self._wake = asyncio.Event()
+        self.book.on_change = self._wake.set
         self._listener: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self.config_loads = 0
@@ -116,12 +123,19 @@ class BalanceView:
 
     async def _listen(self) -> None:
         conn = await asyncpg.connect(self.dsn)
-        await conn.add_listener(PG_NOTIFY_CONFIG, self._on_notify)
+        await conn.add_listener(PG_NOTIFY_CONFIG, self._on_config)
+        await conn.add_listener(PG_NOTIFY_PENDING, self._on_pending)
         self._listener = conn
-        self._config_dirty.set()  # whatever changed while we were not listening
+        self._config_dirty = True  # whatever changed while we were not listening
+        self._wake.set()
 
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, _payload: object) -> None:
-        self._config_dirty.set()
+    def _on_config(self, _conn: object, _pid: int, _channel: str, _payload: object) -> None:
+        self._config_dirty = True
+        self._wake.set()
+
+    def _on_pending(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        if payload != self.peers.instance:  # a peer's pending spend changed: read it now
+            self._wake.set()
 
     async def _run(self) -> None:
         interval = self.settings.balance_poll_interval_s
@@ -130,20 +144,26 @@ class BalanceView:
         while True:
             try:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._config_dirty.wait(), timeout=interval)
+                    await asyncio.wait_for(self._wake.wait(), timeout=interval)
+                self._wake.clear()
+                started = time.monotonic()
                 if self._listener is None or self._listener.is_closed():
                     self._listener = None
                     await self._listen()
-                if self._config_dirty.is_set() or time.monotonic() - last_reload >= self.settings.config_reload_s:
-                    self._config_dirty.clear()
+                if self._config_dirty or started - last_reload >= self.settings.config_reload_s:
+                    self._config_dirty = False
                     try:
                         await self.reload_policy()
                     except BaseException:
-                        self._config_dirty.set()  # reload again on the next tick
+                        self._config_dirty = True  # reload again on the next tick
                         raise
                     last_reload = time.monotonic()
                 await self.refresh()
                 failures = 0
+                # Coalesce bursts of wake-ups (every reservation, every peer's publication).
+                spare = MIN_REFRESH_SPACING_S - (time.monotonic() - started)
+                if spare > 0:
+                    await asyncio.sleep(spare)
             except asyncio.CancelledError:
                 raise
             except Exception:  # supervisor: keep the last good view, log, back off, try again
