@@ -53,6 +53,9 @@ async def test_sdk_responses_stream_is_relayed_and_metered(db_url: str, tmp_path
             "sess-1", "turn-1", "/home/alice/src/api", "codex_exec")
         assert event.upstream_request_id and event.upstream_request_id.startswith("req_fake_")
         assert event.ttfb_ms is not None and event.latency_ms >= event.ttfb_ms
+        rows = await h.runtime.pool.fetch("SELECT value FROM bus_log")
+        assert UPSTREAM_KEY.encode() not in b"".join(bytes(r["value"]) for r in rows)
+        assert h.secret.encode() not in b"".join(bytes(r["value"]) for r in rows)
 
 
 async def test_sdk_responses_non_stream(db_url: str, tmp_path: Path) -> None:
