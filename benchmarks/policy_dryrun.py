@@ -23,7 +23,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from spendgate.admin.cache import cache_report
 from spendgate.admin.dryrun import _COLUMNS, FETCH_ROWS, dry_run
+from spendgate.admin.reports import chargeback
+from spendgate.admin.window import Window
 from spendgate.core.config import EnforcementSettings
 from spendgate.core.db import migrate
 from spendgate.core.enforcement import policy_from_document
@@ -121,6 +124,16 @@ async def main(n: int) -> None:
               f"downgrades {result.downgrades:,}, forced cheapest {result.forced_cheapest:,}, "
               f"paused sessions {result.paused_sessions:,}, alerts {sum(len(s.alerts) for s in result.scopes):,}")
         print(f"target under 60 s: {'met' if run_s < 60 else 'MISSED'}")
+        window = Window.of((NOW - timedelta(days=30)).date(), (NOW - timedelta(days=1)).date(), tz="UTC", now=NOW)
+        for by in ("session", "developer"):
+            t0 = time.perf_counter()
+            report = await chargeback(pool, PRICES, by=by, window=window)
+            print(f"chargeback by {by}: {len(report.lines):,} lines over {n:,} events in "
+                  f"{time.perf_counter() - t0:.1f} s")
+        t0 = time.perf_counter()
+        cache = await cache_report(pool, by="developer", window=window)
+        print(f"cache report by developer: {len(cache.lines):,} lines, {len(cache.flagged_sessions):,} flagged "
+              f"sessions in {time.perf_counter() - t0:.1f} s")
         await pool.close()
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

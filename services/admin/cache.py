@@ -49,17 +49,32 @@ class CacheReport(msgspec.Struct, frozen=True, kw_only=True):
     """Sessions with at least ``min_requests`` requests and a hit rate under ``flag_below_pct``, worst first."""
 
 
-_AGGREGATES = """
-    CASE WHEN count(DISTINCT developer) = 1 THEN min(developer) END AS developer,
-    CASE WHEN count(DISTINCT repo) = 1 THEN min(repo) END AS repo,
-    count(*) FILTER (WHERE status <> 'refused') AS requests,
-    sum(input_tokens)::bigint AS input_tokens,
-    sum(least(cached_tokens, input_tokens))::bigint AS cached_tokens,
-    round(sum(least(cached_tokens, input_tokens)::numeric * (input_price_micros - cached_price_micros))
-          / 1000000)::bigint AS saved_micros,
-    round(sum((input_tokens - least(cached_tokens, input_tokens))::numeric
-              * (input_price_micros - cached_price_micros)) / 1000000)::bigint AS miss_cost_micros
+_QUERY = """
+    WITH s AS (
+        SELECT {column} AS grp, session_id,
+               min(developer) AS developer_lo, max(developer) AS developer_hi,
+               min(repo) AS repo_lo, max(repo) AS repo_hi,
+               count(*) FILTER (WHERE status <> 'refused') AS requests,
+               sum(input_tokens) AS input_tokens,
+               sum(least(cached_tokens, input_tokens)) AS cached_tokens,
+               sum(least(cached_tokens, input_tokens)::numeric * (input_price_micros - cached_price_micros))
+                   AS saved,
+               sum((input_tokens - least(cached_tokens, input_tokens))::numeric
+                   * (input_price_micros - cached_price_micros)) AS missed
+        FROM usage_events WHERE {where} GROUP BY 1, 2)
+    SELECT GROUPING(grp, session_id) AS kind, CASE WHEN GROUPING(grp) = 0 THEN grp ELSE session_id END AS grp,
+           CASE WHEN min(developer_lo) = max(developer_hi) THEN min(developer_lo) END AS developer,
+           CASE WHEN min(repo_lo) = max(repo_hi) THEN min(repo_lo) END AS repo,
+           sum(requests)::bigint AS requests, sum(input_tokens)::bigint AS input_tokens,
+           sum(cached_tokens)::bigint AS cached_tokens,
+           round(sum(saved) / 1000000)::bigint AS saved_micros,
+           round(sum(missed) / 1000000)::bigint AS miss_cost_micros
+    FROM s GROUP BY GROUPING SETS ((grp), (), (session_id))
 """
+"""Per (group, session) first, then lines (kind 1), the total (kind 3) and sessions (kind 2) in one pass.
+Money is summed exactly in ``numeric`` and rounded once per line."""
+
+_LINE, _SESSION, _TOTAL = 1, 2, 3
 
 
 async def cache_report(conn: asyncpg.Connection | asyncpg.Pool, *, by: str, window: Window,
@@ -68,23 +83,15 @@ async def cache_report(conn: asyncpg.Connection | asyncpg.Pool, *, by: str, wind
     """Hit rates grouped ``by`` developer|repo|session (or team, cost_center), lowest hit rate first."""
     column = group_column(by)
     where, params = filters.sql(window)
-    rows = await conn.fetch(
-        f"SELECT {column} AS grp, {_AGGREGATES} FROM usage_events WHERE {where} GROUP BY {column}", *params)
-    total = await conn.fetchrow(f"SELECT NULL::text AS grp, {_AGGREGATES} FROM usage_events WHERE {where}",
-                                *params)
-    n = len(params)
-    flagged = await conn.fetch(
-        f"SELECT session_id AS grp, {_AGGREGATES} FROM usage_events "
-        f"WHERE {where} AND session_id IS NOT NULL GROUP BY session_id "
-        f"HAVING count(*) FILTER (WHERE status <> 'refused') >= ${n + 1} "
-        f"AND sum(least(cached_tokens, input_tokens)) * 100 < ${n + 2}::bigint * sum(input_tokens)",
-        *params, min_requests, flag_below_pct)
+    rows = await conn.fetch(_QUERY.replace("{column}", column).replace("{where}", where), *params)
+    lines = [_line(r) for r in rows if r["kind"] == _LINE]
+    total = next((_line(r) for r in rows if r["kind"] == _TOTAL and r["input_tokens"] is not None), None)
+    flagged = [_line(r) for r in rows if r["kind"] == _SESSION and r["grp"] is not None
+               and r["requests"] >= min_requests and r["cached_tokens"] * 100 < flag_below_pct * r["input_tokens"]]
     return CacheReport(
         by=by, from_date=window.from_date.isoformat(), to_date=window.to_date.isoformat(), timezone=window.tz,
-        flag_below_pct=flag_below_pct, min_requests=min_requests,
-        lines=sorted((_line(r) for r in rows), key=_worst_first),
-        total=_line(total) if total is not None and total["input_tokens"] is not None else None,
-        flagged_sessions=sorted((_line(r) for r in flagged), key=_worst_first),
+        flag_below_pct=flag_below_pct, min_requests=min_requests, lines=sorted(lines, key=_worst_first),
+        total=total, flagged_sessions=sorted(flagged, key=_worst_first),
     )
 
 

@@ -61,26 +61,41 @@ class Chargeback(msgspec.Struct, frozen=True, kw_only=True):
     """All lines together (null when the window holds no usage)."""
 
 
-_AGGREGATES = """
-    CASE WHEN count(DISTINCT developer) = 1 THEN min(developer) END AS developer,
-    CASE WHEN count(DISTINCT team) = 1 THEN min(team) END AS team,
-    CASE WHEN count(DISTINCT cost_center) = 1 THEN min(cost_center) END AS cost_center,
-    CASE WHEN count(DISTINCT repo) = 1 THEN min(repo) END AS repo,
-    min(occurred_at) AS first_at,
-    max(occurred_at) AS last_at,
-    count(DISTINCT session_id) AS sessions,
-    count(DISTINCT session_id || chr(31) || turn_id) AS turns,
-    count(*) FILTER (WHERE status <> 'refused') AS requests,
-    count(*) FILTER (WHERE status = 'refused') AS refused,
-    sum(input_tokens)::bigint AS input_tokens,
-    sum(cached_tokens)::bigint AS cached_tokens,
-    sum(output_tokens)::bigint AS output_tokens,
-    sum(reasoning_tokens)::bigint AS reasoning_tokens,
-    sum(cost_micros)::bigint AS cost_micros,
-    count(*) FILTER (WHERE retry) AS retries,
-    coalesce(sum(cost_micros) FILTER (WHERE retry), 0)::bigint AS retry_cost_micros,
-    count(*) FILTER (WHERE route_reason <> 'requested') AS downgraded
+_TURNS = """
+    SELECT {column} AS grp, session_id, turn_id,
+           min(developer) AS developer_lo, max(developer) AS developer_hi, min(team) AS team_lo,
+           max(team) AS team_hi, min(cost_center) AS cost_center_lo, max(cost_center) AS cost_center_hi,
+           min(repo) AS repo_lo, max(repo) AS repo_hi, min(occurred_at) AS first_at, max(occurred_at) AS last_at,
+           count(*) FILTER (WHERE status <> 'refused') AS requests,
+           count(*) FILTER (WHERE status = 'refused') AS refused,
+           sum(input_tokens) AS input_tokens, sum(cached_tokens) AS cached_tokens,
+           sum(output_tokens) AS output_tokens, sum(reasoning_tokens) AS reasoning_tokens,
+           sum(cost_micros) AS cost_micros, count(*) FILTER (WHERE retry) AS retries,
+           sum(cost_micros) FILTER (WHERE retry) AS retry_cost_micros,
+           count(*) FILTER (WHERE route_reason <> 'requested') AS downgraded
+    FROM usage_events WHERE {where} GROUP BY 1, 2, 3
 """
+"""First level: one row per (group, session, turn), so the distinct counts below run over turns, not events."""
+
+_ONE = "CASE WHEN min({c}_lo) = max({c}_hi) THEN min({c}_lo) END AS {c}"
+
+_LINES = f"""
+    WITH t AS ({_TURNS})
+    SELECT grp, GROUPING(grp) AS is_total,
+           {", ".join(_ONE.format(c=c) for c in ("developer", "team", "cost_center", "repo"))},
+           min(first_at) AS first_at, max(last_at) AS last_at,
+           count(DISTINCT session_id) AS sessions,
+           count(DISTINCT session_id || chr(31) || turn_id) AS turns,
+           sum(requests)::bigint AS requests, sum(refused)::bigint AS refused,
+           sum(input_tokens)::bigint AS input_tokens, sum(cached_tokens)::bigint AS cached_tokens,
+           sum(output_tokens)::bigint AS output_tokens, sum(reasoning_tokens)::bigint AS reasoning_tokens,
+           sum(cost_micros)::bigint AS cost_micros, sum(retries)::bigint AS retries,
+           coalesce(sum(retry_cost_micros), 0)::bigint AS retry_cost_micros,
+           sum(downgraded)::bigint AS downgraded
+    FROM t GROUP BY GROUPING SETS ((grp), ())
+    ORDER BY is_total, cost_micros DESC, grp NULLS LAST
+"""
+"""Second level: a line per group plus the total (the empty grouping set), in one pass."""
 
 
 async def chargeback(conn: asyncpg.Connection | asyncpg.Pool, prices: PriceTable, *, by: str,
@@ -88,16 +103,13 @@ async def chargeback(conn: asyncpg.Connection | asyncpg.Pool, prices: PriceTable
     """Chargeback lines for ``window`` grouped ``by`` session|developer|team|cost_center|repo, costliest first."""
     column = group_column(by)
     where, params = filters.sql(window)
-    rows = await conn.fetch(
-        f"SELECT {column} AS grp, {_AGGREGATES} FROM usage_events WHERE {where} "
-        f"GROUP BY {column} ORDER BY cost_micros DESC, grp NULLS LAST", *params)
-    total_row = await conn.fetchrow(
-        f"SELECT NULL::text AS grp, {_AGGREGATES} FROM usage_events WHERE {where}", *params)
+    rows = await conn.fetch(_LINES.replace("{column}", column).replace("{where}", where), *params)
     saved, unpriced = await _downgrade_savings(conn, prices, column, where, params)
-    lines = [_line(r, saved.get(r["grp"], 0), unpriced.get(r["grp"], 0)) for r in rows]
+    lines = [_line(r, saved.get(r["grp"], 0), unpriced.get(r["grp"], 0)) for r in rows if not r["is_total"]]
     total = None
-    if total_row is not None and total_row["first_at"] is not None:
-        total = _line(total_row, sum(saved.values()), sum(unpriced.values()))
+    for r in rows:
+        if r["is_total"] and r["first_at"] is not None:
+            total = _line(r, sum(saved.values()), sum(unpriced.values()))
     return Chargeback(by=by, from_date=window.from_date.isoformat(), to_date=window.to_date.isoformat(),
                       timezone=window.tz, lines=lines, total=total)
 
