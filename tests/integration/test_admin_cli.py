@@ -17,9 +17,11 @@ from click.testing import CliRunner, Result
 
 from spendgate.admin.app import create_app
 from spendgate.admin.deps import Deps
+from spendgate.admin.dryrun import DryRun, dry_run
 from spendgate.admin.reports import Chargeback, chargeback
 from spendgate.admin.window import Window
 from spendgate.cli import main
+from spendgate.core.enforcement import policy_from_document
 from spendgate.core.money import usd_str
 from tests.support.admin_enforced import LIVE_POLICY
 from tests.support.admin_server import ADMIN_TOKEN, NOW, admin_settings
@@ -105,3 +107,28 @@ async def test_policy_apply_show_and_dry_run_from_the_command_line(pool: asyncpg
     bad.write_text("budgets: [{scope: 'planet:mars', daily: '1'}]")
     refused = await cli(db_url, tmp_path, "policy", "dry-run", str(bad))
     assert refused.exit_code == 1 and "error:" in refused.output
+
+
+async def test_policy_dry_run_and_apply_through_the_api(pool: asyncpg.Pool, db_url: str, tmp_path: Path,
+                                                       month: None) -> None:
+    """`policy dry-run --api` prints what dry_run computes at the API's clock; `policy apply --api` applies."""
+    proposal = tmp_path / "proposal.yaml"
+    proposal.write_text(yaml.safe_dump(LIVE_POLICY))
+    settings = admin_settings()
+    runner = web.AppRunner(create_app(Deps(pool, settings, PRICES, now=lambda: NOW)))
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    api = ["--api", f"http://127.0.0.1:{port}"]
+    try:
+        printed = await cli(db_url, tmp_path, "policy", "dry-run", str(proposal), "--json", *api)
+        assert printed.exit_code == 0, printed.output
+        direct, _ = await dry_run(pool, policy_from_document(LIVE_POLICY, settings.enforcement), PRICES, days=30,
+                                  now=NOW)
+        got = msgspec.json.decode(printed.output, type=DryRun)
+        assert msgspec.structs.replace(got, elapsed_ms=0) == msgspec.structs.replace(direct, elapsed_ms=0)
+        applied = await cli(db_url, tmp_path, "policy", "apply", str(proposal), *api)
+        assert applied.exit_code == 0 and applied.output.count("set: ") == 3
+    finally:
+        await runner.cleanup()
+    assert await pool.fetchval("SELECT count(*) FROM budgets") == 3
