@@ -1,0 +1,29 @@
+"""The metered proxy: an OpenAI-compatible pass-through that meters every model request.
+
+Hot path (``handler.py``), per request on ``/v1/*``:
+
+1. authenticate the ``sk-sg-…`` virtual key against an in-memory cache (``keycache.py``: loaded
+   whole, refreshed by version on ``LISTEN spendgate_config`` and a 0.25 s poll, so a revoked key is
+   refused within a second);
+2. read the body (413 over ``max_body_bytes``), peek ``model`` / ``stream`` / ``prompt_cache_key``
+   (400 on malformed JSON, 400 naming a model with no price); a request without a model passes
+   through unmetered (``GET /v1/models``, uploads);
+3. attribute it (``attribution.py``: session, turn, repo, client from Codex's headers) and ask the
+   :class:`~spendgate.proxy.decision.Decider` (pass / rewrite the model / refuse) with the request
+   facts, including an input-token estimate corrected per session (``estimator.py``);
+4. forward with ``aiohttp`` (``forwarding.py``: hop-by-hop headers dropped, ``Authorization``
+   replaced by the upstream key; for streamed Chat Completions ``stream_options.include_usage`` is
+   added and the extra usage chunk later stripped); 502 / 504 when the upstream is unreachable or
+   silent;
+5. relay the body chunk by chunk while the tap (``tap.py``) finds usage; a client that hangs up, a
+   stream that breaks off or fails is still metered (``client_aborted`` / ``incomplete`` /
+   ``upstream_error``, output counted offline with o200k when the provider reported nothing);
+6. build exactly one ``UsageRecorded`` (``metering.py``) and append it to the spool (``spool.py``)
+   before the response completes; the writer (``emitter.py``) fsyncs in batches, publishes to the
+   bus keyed by key id and deletes acknowledged segments; segments left by a crash or a bus outage
+   are replayed.
+
+``service.py`` runs it (``serve(runtime, stop)``; SIGTERM drains in-flight streams within
+``drain_timeout_s`` and flushes the spool); ``fake_upstream.py`` is the scripted OpenAI stand-in used
+by tests, the benchmark and ``spendgate fake-upstream``.
+"""

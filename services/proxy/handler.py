@@ -100,7 +100,7 @@ class Proxy:
         except web.HTTPRequestEntityTooLarge:
             return errors.body_too_large(self.s.max_body_bytes)
         peek = _Peek()
-        if body and request.method == "POST":
+        if body and request.method == "POST" and _is_json(request):
             try:
                 peek = _peek.decode(body)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -261,6 +261,12 @@ class Proxy:
         self.s.sessions.record(facts.attribution.session_id, body_bytes=facts.body_bytes,
                                input_tokens=reported, cost_micros=event.cost_micros)
         self.s.decider.settled(facts, event)
+
+
+def _is_json(request: web.Request) -> bool:
+    """Bodies declared as JSON (or undeclared) are read for a model; uploads and forms pass through."""
+    declared = request.headers.get("Content-Type")
+    return declared is None or "json" in request.content_type
 
 
 def _ms_since(started: float) -> int:

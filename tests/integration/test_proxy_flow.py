@@ -183,3 +183,14 @@ async def test_metrics_endpoint_counts_metered_requests(db_url: str, tmp_path: P
         assert 'spendgate_proxy_metered_requests_total{status="ok"} 1.0' in text
         assert f"spendgate_proxy_cost_micros_total {float(event.cost_micros)}" in text
         assert "spendgate_proxy_spool_segments" in text
+
+
+async def test_non_json_upload_passes_through_unparsed(db_url: str, tmp_path: Path) -> None:
+    """A multipart upload (e.g. /v1/files) is forwarded untouched, not refused as malformed JSON."""
+    async with running_proxy(db_url, tmp_path) as h, aiohttp.ClientSession() as http:
+        form = aiohttp.FormData()
+        form.add_field("purpose", "batch")
+        form.add_field("file", b"{not json", filename="x.jsonl")
+        async with http.post(f"{h.base_url}/files", data=form, headers=h.headers()) as resp:
+            assert resp.status == 404  # what the fake upstream answers for a route it lacks
+        assert await published_usage(h.runtime.pool) == []
