@@ -52,6 +52,7 @@ class Usage(NamedTuple):
 Outcome = str
 """``pass``, ``downgrade``, ``pause_cheapest``, ``refuse`` (budget pause), ``retry_refuse`` or
 ``refused_other`` (refused live for a reason no budget policy changes, e.g. a model with no price)."""
+_SERVED = frozenset({"pass", "downgrade", "pause_cheapest"})
 
 
 def actual_outcome(u: Usage) -> Outcome:
@@ -237,7 +238,7 @@ class Replay:
             s.pause.remaining_cost_micros += u.cost_micros
             if u.turn_id is not None and u.turn_id not in s.turns:
                 s.pause.remaining_turns.add(u.turn_id)
-        elif not refused and outcome != "retry_refuse":
+        elif outcome in _SERVED:
             if s.pause is not None and s.pause.resumed_at is None:
                 s.pause.resumed_at = u.occurred_at
                 s.pause = None
