@@ -79,3 +79,35 @@ async def test_codex_exec_with_a_tool_call_is_one_metered_session(db_url: str, p
     assert {(e["status"], e["usage_source"]) for e in events} == {("ok", "reported")}
     assert len({e["turn_id"] for e in events}) == 1
     assert json.loads(run.stdout.splitlines()[-1])  # --json ends with a JSON event line
+
+
+async def test_codex_retry_after_broken_stream_meters_both_attempts(db_url: str, pool: asyncpg.Pool,
+                                                                    tmp_path: Path, codex_bin: Path) -> None:
+    """A stream cut before response.completed makes Codex retry; both attempts are metered in the session."""
+    async with fake_upstream() as upstream:
+        upstream.fake.script.extend(["truncated", "text"])
+        env = {**os.environ, "SPENDGATE_DATABASE_URL": db_url, "SPENDGATE_UPSTREAM_URL": upstream.url,
+               "SPENDGATE_UPSTREAM_KEY": UPSTREAM_KEY, "SPENDGATE_LOG_LEVEL": "warning"}
+        gateway = up_process(tmp_path / "data", env)
+        await gateway.start()
+        try:
+            secret = await asyncio.to_thread(_keys_create, env, tmp_path / "data")
+            repo = tmp_path / "repo"
+            repo.mkdir()
+            await asyncio.to_thread(subprocess.run, ["git", "init", "-q", str(repo)], check=True, timeout=30)
+            write_config(tmp_path / "codex-home", gateway.base_url)
+            run = await codex_exec(codex_bin, codex_home=tmp_path / "codex-home", workdir=repo, virtual_key=secret,
+                                   prompt="Say hello.")
+            assert run.returncode == 0, f"codex failed:\n{run.stdout}\n{run.stderr}"
+            served = upstream.fake.served
+            assert [s.scenario for s in served] == ["truncated", "text"]
+            [session_id] = {s.session_id for s in served}
+            rows = await eventually(
+                lambda: pool.fetch("SELECT status, usage_source, input_tokens, output_tokens, cost_micros "
+                                   "FROM usage_events WHERE session_id = $1 ORDER BY occurred_at", session_id),
+                until=lambda r: len(r) >= 2, timeout_s=20, what="both attempts in the ledger")
+        finally:
+            assert await gateway.terminate() == 0, gateway.output()
+    assert [(r["status"], r["usage_source"]) for r in rows] == [("incomplete", "estimated"), ("ok", "reported")]
+    assert rows[0]["cost_micros"] > 0 and rows[0]["output_tokens"] > 0
+    assert rows[1]["input_tokens"] == served[1].input_tokens
