@@ -17,7 +17,7 @@ CODEX_BIN = E2E_DIR / "node_modules" / ".bin" / "codex"
 def ensure_codex() -> Path:
     """Install the pinned Codex CLI into tests/e2e/node_modules when it is missing; return the binary."""
     if not CODEX_BIN.exists():
-        subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=E2E_DIR, check=True, timeout=600,
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=E2E_DIR, check=True, timeout=600,
                        stdout=subprocess.DEVNULL)
     version = subprocess.run([str(CODEX_BIN), "--version"], capture_output=True, text=True, timeout=30, check=True)
     assert CODEX_VERSION in version.stdout, f"expected codex {CODEX_VERSION}, got {version.stdout!r}"
