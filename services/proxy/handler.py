@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import msgspec
 from aiohttp import web
+from multidict import CIMultiDict
 
 from ..core.errors import UnknownModelError
 from ..core.pricing import PriceTable
@@ -34,6 +35,7 @@ from .usage import Usage, usage_from_body
 
 CLIENT_GONE = (ConnectionResetError, aiohttp.ClientConnectionResetError)
 UPSTREAM_DOWN = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+UPSTREAM_BROKE_OFF = (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError)
 
 
 class _Peek(msgspec.Struct):
@@ -123,8 +125,9 @@ class Proxy:
         if isinstance(decision, Refuse):
             outcome = Outcome("refused", decision.status)
             self._emit(facts, route, outcome, started)
-            return web.Response(status=decision.status, body=decision.body, headers=dict(decision.headers),
-                                content_type=decision.content_type)
+            headers = CIMultiDict(decision.headers)
+            headers.setdefault("Content-Type", decision.content_type)
+            return web.Response(status=decision.status, body=decision.body, headers=headers)
         if isinstance(decision, RewriteModel):
             try:
                 new_price = self.s.prices.lookup(decision.model)
@@ -157,8 +160,8 @@ class Proxy:
                 async for chunk in upstream.content.iter_any():
                     await response.write(chunk)
                 await response.write_eof()
-            except CLIENT_GONE:
-                pass
+            except (*CLIENT_GONE, *UPSTREAM_BROKE_OFF):
+                pass  # the headers are out; all that is left is to end the stream
             return response
 
     async def _forward_metered(self, request: web.Request, body: bytes, facts: RequestFacts, route: Route,
@@ -196,6 +199,9 @@ class Proxy:
         except TimeoutError:
             outcome.status = "incomplete"
             return errors.upstream_timeout(self.s.read_timeout_s)
+        except UPSTREAM_BROKE_OFF as exc:
+            outcome.status, outcome.http_status = "incomplete", 502
+            return errors.upstream_unreachable(f"the upstream broke off its answer ({type(exc).__name__})")
         outcome.ttfb_ms = _ms_since(started)
         usage = usage_from_body(data) if upstream.status < 400 else None
         if upstream.status >= 400:
@@ -225,7 +231,7 @@ class Proxy:
                 await response.write(rest)
         except CLIENT_GONE:
             outcome.status = "client_aborted"
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError):
+        except UPSTREAM_BROKE_OFF:
             outcome.status = "incomplete"  # the upstream broke off; what it streamed still cost money
         if tap.usage is not None:
             outcome.usage, outcome.usage_source = tap.usage, "reported"
