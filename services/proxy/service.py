@@ -53,6 +53,7 @@ class ProxyServer:
     async def start(self) -> None:
         s = self.runtime.settings
         self.spool.open()
+        self.spool.adopt_orphans()
         await self.keys.refresh()
         http = create_client_session(connect_timeout_s=s.upstream_connect_timeout_s,
                                      read_timeout_s=s.upstream_read_timeout_s)

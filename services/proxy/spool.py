@@ -55,6 +55,30 @@ class Spool:
         existing = self.segments()
         self._seq = max((int(p.stem) for p in existing), default=0)
 
+    def adopt_orphans(self) -> int:
+        """Take over the segments of sibling spools no process holds (a proxy that ran on another port,
+        or died): they are renamed into this spool, after its own, and replayed with them."""
+        adopted = 0
+        for sibling in sorted(p for p in self.directory.parent.iterdir() if p.is_dir() and p != self.directory):
+            lock_path = sibling / "lock"
+            if not lock_path.exists():
+                continue
+            fd = os.open(lock_path, os.O_RDWR)
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a live proxy owns it
+                for segment in sorted(sibling.glob(f"*{SUFFIX}"), key=lambda p: int(p.stem)):
+                    self._seq += 1
+                    segment.rename(self.directory / f"{self._seq:012d}{SUFFIX}")
+                    adopted += 1
+            finally:
+                os.close(fd)
+        if adopted:
+            log.info("adopted spool segments left by another proxy", segments=adopted)
+        return adopted
+
     def close(self) -> None:
         self.seal()
         if self._lock_fd is not None:

@@ -63,3 +63,23 @@ def test_multiline_values_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         spool.append("k", b"a\nb")
     spool.close()
+
+
+def test_orphaned_sibling_segments_are_adopted(tmp_path: Path) -> None:
+    """Segments of a spool nobody holds (a proxy restarted on another port) move into the live spool."""
+    old = Spool(tmp_path / "proxy-8080")
+    old.open()
+    old.append("k", b'{"old":1}')
+    old.close()
+    held = Spool(tmp_path / "proxy-9000")
+    held.open()
+    held.append("k", b'{"held":1}')
+    held.seal()
+    new = Spool(tmp_path / "proxy-8081")
+    new.open()
+    assert new.adopt_orphans() == 1
+    [segment] = new.segments()
+    assert [r.value for r in Spool.read(segment)] == [b'{"old":1}']
+    assert len(held.segments()) == 1  # a live proxy's spool is left alone
+    new.close()
+    held.close()
