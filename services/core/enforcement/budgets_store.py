@@ -170,7 +170,8 @@ async def run_budget_outbox(pool: asyncpg.Pool, bus: Bus, stop: asyncio.Event, *
         except Exception:  # supervisor: keep the outbox running through a database or bus outage
             log.exception("publishing budget changes failed; retrying")
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval_s)
+            async with asyncio.timeout(interval_s):
+                await stop.wait()
 
 
 def _changed(r: asyncpg.Record) -> BudgetChanged:

@@ -30,6 +30,9 @@ class PeerPending:
         self.others: dict[BalanceKey, int] = {}
         self._last_heartbeat = 0.0
 
+    def heartbeat_due(self) -> bool:
+        return time.monotonic() - self._last_heartbeat >= HEARTBEAT_S
+
     def of(self, key: BalanceKey) -> int:
         return self.others.get(key, 0)
 

@@ -46,6 +46,7 @@ from .scopes import Principal
 log = get_logger(__name__)
 OVERLAP_READ_EVERY_S = 0.5
 MAX_BACKOFF_S = 5.0
+STOP_TIMEOUT_S = 5.0
 MIN_REFRESH_SPACING_S = 0.02
 """A refresh runs at least every poll interval, and sooner (at most every 20 ms) when this proxy's
 pending spend changes or a peer announces that its own did."""
@@ -73,6 +74,7 @@ class BalanceView:
         self._last_overlap_read = 0.0
         self._pruned_at: date | None = None
         self._config_dirty = False
+        self._stopping = False
         self._wake = asyncio.Event()
         self.book.on_change = self._wake.set
         self._listener: asyncpg.Connection | None = None
@@ -109,11 +111,17 @@ class BalanceView:
         self._task = asyncio.create_task(self._run(), name="balance-view")
 
     async def stop(self) -> None:
+        """Finish the refresh in progress, stop the loop, withdraw this proxy's pending sums."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            self._stopping = True
+            self._wake.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout=STOP_TIMEOUT_S)
+            except TimeoutError:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             await self.peers.withdraw(self.pool)
         listener, self._listener = self._listener, None
@@ -143,8 +151,13 @@ class BalanceView:
         failures = 0
         while True:
             try:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+                # races with the event being set, and then stop() would wait forever.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=interval)
+                    async with asyncio.timeout(interval):
+                        await self._wake.wait()
+                if self._stopping:
+                    return
                 self._wake.clear()
                 started = time.monotonic()
                 if self._listener is None or self._listener.is_closed():
@@ -162,14 +175,18 @@ class BalanceView:
                 failures = 0
                 # Coalesce bursts of wake-ups (every reservation, every peer's publication).
                 spare = MIN_REFRESH_SPACING_S - (time.monotonic() - started)
-                if spare > 0:
+                if spare > 0 and not self._stopping:
                     await asyncio.sleep(spare)
             except asyncio.CancelledError:
                 raise
             except Exception:  # supervisor: keep the last good view, log, back off, try again
+                if self._stopping:
+                    return
                 failures += 1
                 log.exception("balance view refresh failed; keeping the last view", failures=failures)
-                await asyncio.sleep(min(interval * 2 ** min(failures, 6), MAX_BACKOFF_S))
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(interval * 2 ** min(failures, 6), MAX_BACKOFF_S)):
+                        await self._wake.wait()  # back off, but wake for stop()
 
     # -- refreshing -------------------------------------------------------------------------------
 
@@ -197,7 +214,12 @@ class BalanceView:
         return safe
 
     async def refresh(self) -> int:
-        """One poll: changed balances, folded own events, expired reservations. Returns rows read."""
+        """One poll: changed balances, folded own events, expired reservations. Returns rows read.
+
+        New reservations are published to the peers first (that is what they must see soonest);
+        decreases found by this poll (folded events, expired reservations) are published after it.
+        """
+        await self.publish_pending()
         since = self._since_version()
         day_cutoff, month_cutoff = self._cutoffs()
         pending = self._pending_ids()
@@ -246,6 +268,8 @@ class BalanceView:
     async def publish_pending(self) -> None:
         """Tell the peers this proxy's changed pending sums (retried next tick if it fails)."""
         changed = self.book.take_changed()
+        if not changed and not self.peers.heartbeat_due():
+            return
         try:
             async with self.pool.acquire() as conn:
                 await self.peers.publish(conn, changed)
