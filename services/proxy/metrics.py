@@ -22,6 +22,8 @@ class ProxyMetrics:
         self.tokens = Counter("spendgate_proxy_tokens", "Tokens of metered requests", ["kind"],
                               registry=self.registry)
         self._gauges: dict[str, Gauge] = {}
+        self._by_status: dict[str, Counter] = {}
+        self._input, self._cached, self._output = (self.tokens.labels(k) for k in ("input", "cached", "output"))
 
     def gauge(self, name: str, doc: str, read: Callable[[], float]) -> None:
         g = Gauge(name, doc, registry=self.registry)
@@ -29,11 +31,14 @@ class ProxyMetrics:
         self._gauges[name] = g
 
     def observe(self, event: UsageRecorded) -> None:
-        self.requests.labels(event.status).inc()
+        counter = self._by_status.get(event.status)
+        if counter is None:
+            counter = self._by_status[event.status] = self.requests.labels(event.status)
+        counter.inc()
         self.cost.inc(event.cost_micros)
-        self.tokens.labels("input").inc(event.input_tokens)
-        self.tokens.labels("cached").inc(event.cached_tokens)
-        self.tokens.labels("output").inc(event.output_tokens)
+        self._input.inc(event.input_tokens)
+        self._cached.inc(event.cached_tokens)
+        self._output.inc(event.output_tokens)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
