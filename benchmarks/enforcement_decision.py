@@ -2,8 +2,8 @@
 
     .venv/bin/python -m benchmarks.enforcement_decision [--keys 10000] [--calls 20000]
 
-CPU time per call (``time.process_time``). Budgets: every key (daily), every team (daily + monthly, Europe/Berlin), the org (monthly); balances
-for all of them in memory. Prints µs per call for
+CPU time per call (``time.process_time``). Budgets: every key (daily), every team (daily + monthly,
+Europe/Berlin), the org (monthly); balances for all of them in memory. Prints µs per call for
 - ``decide``: the pure decision as ``BalanceView.decide`` runs it (memory only, no I/O);
 - ``admit+complete``: the whole per-request enforcement (retry detector hashing a 40 KB Codex body,
   session estimate, decision, reservation, settle);
