@@ -13,7 +13,7 @@ import click
 
 from .core.clitools import Ctx
 
-AREAS = ("ledger", "proxy", "forecaster", "alerter", "admin")
+AREAS = ("ledger", "proxy", "core.enforcement", "forecaster", "alerter", "admin")
 
 
 @click.group()

@@ -20,6 +20,7 @@ Stage = Literal["ok", "alert", "downgrade", "pause"]
 UsageStatus = Literal["ok", "upstream_error", "client_aborted", "incomplete", "refused"]
 UsageSource = Literal["reported", "estimated", "none"]
 RouteReason = Literal["requested", "downgrade", "pause_cheapest"]
+RefusalReason = Literal["budget_pause", "retry_budget", "unknown_model", "bad_request", "auth"]
 PeriodName = Literal["day", "month"]
 
 
@@ -66,6 +67,8 @@ class UsageRecorded(msgspec.Struct, frozen=True, kw_only=True):
     latency_ms: int
     ttfb_ms: int | None = None
     upstream_request_id: str | None = None
+    refusal_reason: RefusalReason | None = None
+    """Why spendgate refused the request (status ``refused``); None for requests it forwarded."""
 
 
 class ThresholdCrossed(msgspec.Struct, frozen=True, kw_only=True):

@@ -67,6 +67,9 @@ async def fold_batch(
 
 async def fold_events(conn: Conn, events: Sequence[UsageRecorded], *, default_timezone: str) -> int:
     """Apply already-inserted events to balances and sessions; write crossings; returns crossings written."""
+    # Time order, not bus order: a team's or the org's events arrive from several partitions, and the
+    # event that crossed a threshold must be the one that really did.
+    events = sorted(events, key=lambda e: (e.occurred_at, e.event_id))
     scopes = {s for e in events for s in scopes_of(e)}
     latest = max(e.occurred_at for e in events)
     budgets = await store.load_budgets(conn, scopes, latest)

@@ -1,0 +1,21 @@
+"""Usage events record why spendgate refused a request.
+
+Revision ID: ledger_0001
+Revises: 0001
+Create Date: 2026-11-26
+"""
+
+from alembic import op
+
+revision = "ledger_0001"
+down_revision = "0001"
+branch_labels = ("ledger",)
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute("ALTER TABLE usage_events ADD COLUMN refusal_reason text")
+
+
+def downgrade() -> None:
+    op.execute("ALTER TABLE usage_events DROP COLUMN refusal_reason")
