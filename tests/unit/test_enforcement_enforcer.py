@@ -77,6 +77,7 @@ def test_paused_budget_is_refused_without_a_reservation() -> None:
     adm = enf.admit(ALICE, "gpt-5.1", session_id="s1", raw=raw)
     assert adm.refusal is not None and adm.refusal.json()["error"]["code"] == "usage_limit_reached"
     assert adm.reservation is None and view.book.open_count == 0
+    assert adm.refusal_reason == "budget_pause"
 
 
 def test_retry_loop_is_refused_even_with_budget_left() -> None:
@@ -86,7 +87,7 @@ def test_retry_loop_is_refused_even_with_budget_left() -> None:
     adms = [enf.admit(ALICE, "gpt-5.1", session_id="s1", raw=raw) for _ in range(4)]
     assert [a.refusal is not None for a in adms] == [False, False, False, True]
     assert adms[3].refusal is not None and adms[3].refusal.json()["error"]["code"] == "retry_budget_exhausted"
-    assert adms[1].retry.retry
+    assert adms[1].retry.retry and adms[3].refusal_reason == "retry_budget" and adms[0].refusal_reason is None
 
 
 def test_concurrent_requests_stay_within_the_documented_bound_without_false_blocks() -> None:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from ..errors import UnknownModelError
-from ..events import RetryLoopDetected, new_id
+from ..events import RefusalReason, RetryLoopDetected, new_id
 from ..pricing import PriceTable
 from .decide import BalanceKey, Decision, RequestFacts
 from .estimate import SessionEstimator, TokenEstimate, estimated_cost_micros
@@ -53,6 +53,13 @@ class Admission:
     def model(self) -> str:
         """The model to forward to (differs from the requested one after a downgrade)."""
         return self.decision.model_used
+
+    @property
+    def refusal_reason(self) -> RefusalReason | None:
+        """``UsageRecorded.refusal_reason`` for a refused request; None when it is forwarded."""
+        if self.refusal is None:
+            return None
+        return "retry_budget" if self.retry.exhausted else "budget_pause"
 
 
 class Enforcer:
