@@ -22,4 +22,5 @@ GROUP_FORECASTER = "spendgate-forecaster"
 
 PG_NOTIFY_BUS = "spendgate_bus"
 PG_NOTIFY_CONFIG = "spendgate_config"
-"""Postgres NOTIFY channels: new bus records; key, budget or policy changes."""
+PG_NOTIFY_PENDING = "spendgate_pending"
+"""Postgres NOTIFY channels: new bus records; key, budget or policy changes; a proxy's unfolded spend."""

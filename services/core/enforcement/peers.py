@@ -14,10 +14,10 @@ import time
 
 import asyncpg
 
+from ..constants import PG_NOTIFY_PENDING
 from ..periods import PeriodKind
 from .decide import BalanceKey
 
-PG_NOTIFY_PENDING = "spendgate_pending"
 """NOTIFY channel: a proxy published changed pending sums (payload: its instance id)."""
 STALE_AFTER_S = 30.0
 HEARTBEAT_S = 5.0

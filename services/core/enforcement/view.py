@@ -32,13 +32,13 @@ from datetime import UTC, date, datetime, timedelta
 import asyncpg
 
 from ..config import EnforcementSettings
-from ..constants import PG_NOTIFY_CONFIG
+from ..constants import PG_NOTIFY_CONFIG, PG_NOTIFY_PENDING
 from ..events import new_id
 from ..logs import get_logger
 from ..periods import PeriodKind
 from .budgets_store import load_budgets
 from .decide import BalanceKey, Decision, RequestFacts, decide
-from .peers import PG_NOTIFY_PENDING, PeerPending
+from .peers import PeerPending
 from .policy import Policy
 from .reservations import ReservationBook
 from .scopes import Principal
