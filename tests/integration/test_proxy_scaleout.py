@@ -1,0 +1,58 @@
+"""Scale-out: ``spendgate proxy`` processes on Kafka, the ledger folding what both of them served."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pytest
+
+from spendgate.core import keys as vkeys
+from spendgate.core.config import load_settings
+from spendgate.core.runtime import open_runtime
+from spendgate.ledger.service import serve as serve_ledger
+from tests.support.proxy_harness import UPSTREAM_KEY, fake_upstream
+from tests.support.proxy_process import proxy_process
+from tests.support.tansu import TansuBroker
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.kafka
+
+
+async def test_two_proxies_on_kafka_feed_one_ledger(db_url: str, pool: asyncpg.Pool, tmp_path: Path,
+                                                    fresh_kafka_broker: TansuBroker) -> None:
+    """Two proxy processes behind one key publish to Kafka; the ledger's session line counts both."""
+    created = await vkeys.create_key(pool, developer="gina", team="infra")
+    bus = f"kafka://{fresh_kafka_broker.bootstrap}"
+    async with fake_upstream() as upstream:
+        env = {"SPENDGATE_DATABASE_URL": db_url, "SPENDGATE_BUS": bus, "SPENDGATE_KAFKA_IDEMPOTENCE": "false",
+               "SPENDGATE_UPSTREAM_URL": upstream.url, "SPENDGATE_UPSTREAM_KEY": UPSTREAM_KEY}
+        proxies = [proxy_process(tmp_path / f"p{i}", env) for i in range(2)]
+        await asyncio.gather(*(p.start() for p in proxies))
+        try:
+            async with aiohttp.ClientSession() as http:
+                for i in range(6):
+                    body = {"model": "gpt-5.1", "input": f"q{i}", "stream": i % 2 == 0}
+                    headers = {"Authorization": f"Bearer {created.secret}", "session-id": "shared-session"}
+                    async with http.post(f"{proxies[i % 2].base_url}/responses", json=body, headers=headers) as r:
+                        assert r.status == 200
+                        await r.read()
+        finally:
+            for p in proxies:
+                assert await p.terminate() == 0, p.output()
+    settings = load_settings(database_url=db_url, bus=bus, kafka_idempotence=False, data_dir=tmp_path / "ledger")
+    stop = asyncio.Event()
+    async with open_runtime(settings, run_migrations=False) as runtime:
+        ledger = asyncio.create_task(serve_ledger(runtime, stop))
+        try:
+            row = await eventually(
+                lambda: pool.fetchrow("SELECT requests, input_tokens FROM sessions WHERE session_id = $1",
+                                      "shared-session"),
+                until=lambda r: r is not None and r["requests"] >= 6, timeout_s=30, what="ledger session line")
+        finally:
+            stop.set()
+            await ledger
+    assert row["requests"] == 6
+    assert row["input_tokens"] == sum(s.input_tokens for s in upstream.fake.served)
