@@ -1,6 +1,7 @@
 """The proxy's in-memory view of virtual keys, kept current by version.
 
-Loaded whole at start; afterwards only keys whose ``version`` is above the highest seen are read.
+Loaded whole at start; afterwards only keys whose ``version`` is near or above the highest seen are
+read (with an overlap, since sequence values can commit out of order), and everything once a minute.
 A LISTEN on :data:`PG_NOTIFY_CONFIG` wakes the refresh at once; a short poll is the safety net when
 the listening connection is gone, so a revoked key is refused within a second either way.
 """
@@ -20,6 +21,10 @@ from ..core.logs import get_logger
 log = get_logger(__name__)
 
 POLL_INTERVAL_S = 0.25
+VERSION_OVERLAP = 1_000
+"""Versions come from a sequence, so a change can commit after a higher one was already read; each
+refresh re-reads this many versions below the highest seen (applying a change twice is harmless)."""
+FULL_RELOAD_S = 60.0
 
 
 class KeyCache:
@@ -41,7 +46,7 @@ class KeyCache:
 
     async def refresh(self) -> int:
         """Apply every change newer than what is cached; returns how many keys changed."""
-        changes = await keys_changed_since(self.pool, self.version)
+        changes = await keys_changed_since(self.pool, self.version - VERSION_OVERLAP)
         for change in changes:
             if change.key.active:
                 self._by_hash[change.key_hash] = change.key
@@ -50,9 +55,17 @@ class KeyCache:
             self.version = max(self.version, change.key.version)
         return len(changes)
 
+    async def reload(self) -> None:
+        """Rebuild the cache from every key (the safety net behind the version feed)."""
+        changes = await keys_changed_since(self.pool, -1)
+        self._by_hash = {c.key_hash: c.key for c in changes if c.key.active}
+        self.version = max((c.key.version for c in changes), default=-1)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Keep the cache current until ``stop`` is set."""
         stopping = asyncio.create_task(stop.wait())
+        loop = asyncio.get_running_loop()
+        reloaded_at = loop.time()
         try:
             while not stop.is_set():
                 if self._listener is None or self._listener.is_closed():
@@ -65,7 +78,11 @@ class KeyCache:
                 if stop.is_set():
                     break
                 try:
-                    await self.refresh()
+                    if loop.time() - reloaded_at > FULL_RELOAD_S:
+                        await self.reload()
+                        reloaded_at = loop.time()
+                    else:
+                        await self.refresh()
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                     log.warning("key refresh failed; keeping the cached keys", error=str(exc))
         finally:

@@ -32,3 +32,25 @@ async def test_list_revoke_and_change_feed(pool: asyncpg.Pool) -> None:
     assert await vkeys.revoke_key(pool, "no-such-key") is None
     by_prefix = await vkeys.revoke_key(pool, b.secret[:12])
     assert by_prefix is not None and by_prefix.key_id == b.key.key_id
+
+
+async def test_cache_sees_a_revocation_that_commits_after_a_later_version(pool: asyncpg.Pool, db_url: str) -> None:
+    """A revocation whose version was drawn before, but committed after, a newer change still reaches the cache."""
+    from spendgate.proxy.keycache import KeyCache
+
+    victim = await vkeys.create_key(pool, developer="vic", team="t")
+    cache = KeyCache(pool, db_url)
+    await cache.refresh()
+    assert cache.lookup(victim.secret) is not None
+    slow = await pool.acquire()
+    tx = slow.transaction()
+    await tx.start()
+    await slow.execute("UPDATE virtual_keys SET revoked_at = now(), version = nextval('config_version') "
+                       "WHERE key_id = $1", victim.key.key_id)
+    newer = await vkeys.create_key(pool, developer="new", team="t")  # takes a higher version, commits first
+    await cache.refresh()
+    assert cache.lookup(newer.secret) is not None and cache.lookup(victim.secret) is not None
+    await tx.commit()
+    await pool.release(slow)
+    await cache.refresh()
+    assert cache.lookup(victim.secret) is None
