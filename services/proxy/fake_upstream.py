@@ -12,8 +12,8 @@ the script (``POST /_fake/script {"scenarios": [...]}``):
 - ``truncated``: a stream that stops before ``response.completed``;
 - ``hang``: answers nothing for an hour (timeouts).
 
-A request whose last input item is a tool's output gets ``text``, so a Codex turn with a tool call
-finishes. ``GET /_fake/served`` returns what was served and billed: one record per model request.
+When the script is used up every request gets ``text``, so a Codex turn with a tool call finishes.
+``GET /_fake/served`` returns what was served and billed: one record per model request.
 """
 
 from __future__ import annotations
@@ -152,9 +152,9 @@ class FakeUpstream:
         await response.write_eof()
         return response
 
-    def _next_scenario(self, body: dict[str, Any]) -> str:
-        if _tool_output(body) is not None:
-            return self.script.popleft() if self.script and self.script[0] != "tool" else "text"
+    def _next_scenario(self, _body: dict[str, Any]) -> str:
+        """The next scripted scenario; ``text`` when the script is used up (so a turn that reported a
+        tool's output gets a final answer)."""
         return self.script.popleft() if self.script else "text"
 
     async def _models(self, _request: web.Request) -> web.Response:
@@ -167,6 +167,8 @@ class FakeUpstream:
         self.script.extend(str(s) for s in doc.get("scenarios", []))
         if "config" in doc:
             for k, v in doc["config"].items():
+                if not hasattr(self.config, k):
+                    return web.json_response({"error": f"unknown config field {k!r}"}, status=400)
                 setattr(self.config, k, v)
         return web.json_response({"script": list(self.script)})
 
