@@ -37,6 +37,8 @@ class RequestFacts:
 @dataclass(frozen=True, slots=True)
 class Pass:
     stage: Stage = "ok"
+    retry: bool = False
+    """The request repeats a failing tool call (retry spend, flagged on its usage event)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,7 @@ class RewriteModel:
     model: str
     route_reason: RouteReason = "downgrade"
     stage: Stage = "downgrade"
+    retry: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,7 @@ class Refuse:
     headers: tuple[tuple[str, str], ...] = ()
     stage: Stage = "pause"
     content_type: str = "application/json"
+    retry: bool = False
 
 
 Decision = Pass | RewriteModel | Refuse

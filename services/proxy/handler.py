@@ -121,7 +121,7 @@ class Proxy:
             session=self.s.sessions.snapshot(attribution.session_id), body=body,
         )
         decision = await self.s.decider.decide(facts)
-        route = Route(peek.model, peek.model, price, stage=decision.stage)
+        route = Route(peek.model, peek.model, price, stage=decision.stage, retry=decision.retry)
         if isinstance(decision, Refuse):
             outcome = Outcome("refused", decision.status)
             self._emit(facts, route, outcome, started)
@@ -133,7 +133,8 @@ class Proxy:
                 new_price = self.s.prices.lookup(decision.model)
             except UnknownModelError as exc:
                 return errors.unknown_model(exc.message, decision.model)
-            route = Route(peek.model, decision.model, new_price, decision.route_reason, decision.stage)
+            route = Route(peek.model, decision.model, new_price, decision.route_reason, decision.stage,
+                          decision.retry)
         strip_usage = False
         if route.model_used != peek.model or _wants_usage_injection(request.path, peek):
             body, strip_usage = _rewrite_body(body, route.model_used, request.path, peek)

@@ -34,11 +34,12 @@ class Route:
     price: PriceLookup
     route_reason: RouteReason = "requested"
     stage: Stage = "ok"
+    retry: bool = False
 
 
 def build_event(
     *, key: VirtualKey, attribution: Attribution, endpoint: str, route: Route, outcome: Outcome,
-    latency_ms: int, instance: str, retry: bool = False,
+    latency_ms: int, instance: str,
 ) -> UsageRecorded:
     u = outcome.usage
     price = route.price.price
@@ -70,7 +71,7 @@ def build_event(
                           output_micros=price.output_micros, fallback=route.price.fallback),
         cost_micros=cost_micros(price, input_tokens=u.input_tokens, cached_tokens=u.cached_tokens,
                                 output_tokens=u.output_tokens),
-        retry=retry,
+        retry=route.retry,
         latency_ms=max(0, latency_ms),
         ttfb_ms=outcome.ttfb_ms,
         upstream_request_id=outcome.upstream_request_id,

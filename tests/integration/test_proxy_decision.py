@@ -30,8 +30,8 @@ class ScriptedDecider:
 
 
 async def test_rewrite_model_forwards_cheaper_model_and_hides_model_headers(db_url: str, tmp_path: Path) -> None:
-    """A downgrade forwards the cheaper model, drops openai-model headers, and prices the event at it."""
-    decider = ScriptedDecider([RewriteModel("gpt-5.1-mini")])
+    """A downgrade forwards the cheaper model, drops openai-model headers, is priced at it, keeps the retry flag."""
+    decider = ScriptedDecider([RewriteModel("gpt-5.1-mini", retry=True)])
     async with running_proxy(db_url, tmp_path, decider=decider) as h, aiohttp.ClientSession() as http:
         body = {"model": "gpt-5.1", "input": "x", "stream": True}
         async with http.post(f"{h.base_url}/responses", json=body, headers=h.headers()) as resp:
@@ -40,8 +40,8 @@ async def test_rewrite_model_forwards_cheaper_model_and_hides_model_headers(db_u
         [served] = h.fake.served
         assert served.model == "gpt-5.1-mini"
         [event] = await eventually(lambda: published_usage(h.runtime.pool), what="usage event")
-        assert (event.model_requested, event.model_used, event.route_reason, event.stage) == (
-            "gpt-5.1", "gpt-5.1-mini", "downgrade", "downgrade")
+        assert (event.model_requested, event.model_used, event.route_reason, event.stage, event.retry) == (
+            "gpt-5.1", "gpt-5.1-mini", "downgrade", "downgrade", True)
         assert event.cost_micros == cost_micros(SHIPPED_PRICES["gpt-5.1-mini"], input_tokens=served.input_tokens,
                                                 cached_tokens=served.cached_tokens,
                                                 output_tokens=served.output_tokens)
