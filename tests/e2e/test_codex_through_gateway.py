@@ -32,8 +32,7 @@ def _keys_create(env: dict[str, str], data_dir: Path) -> str:
 
 async def test_codex_exec_with_a_tool_call_is_one_metered_session(db_url: str, pool: asyncpg.Pool, tmp_path: Path,
                                                                  codex_bin: Path) -> None:
-    """codex exec → spendgate up → fake upstream with an exec_command tool call: the ledger holds one session
-    with Codex's session id, the repo path, and the requests, tokens and cost the upstream served."""
+    """codex exec with a tool call via spendgate up: one ledger session, Codex's id, repo, upstream's totals."""
     async with fake_upstream() as upstream:
         upstream.fake.script.extend([f"tool:echo {TOOL_MARKER}", "text"])
         env = {**os.environ, "SPENDGATE_DATABASE_URL": db_url, "SPENDGATE_UPSTREAM_URL": upstream.url,

@@ -30,8 +30,7 @@ async def _stream(http: aiohttp.ClientSession, url: str, secret: str, i: int) ->
 
 async def test_sigkill_after_responses_then_restart_loses_nothing(db_url: str, pool: asyncpg.Pool,
                                                                   tmp_path: Path) -> None:
-    """Responses complete, the proxy is SIGKILLed before publishing, a restart replays the spool, the ledger
-    ends with exactly the requests, tokens and cost the upstream served."""
+    """SIGKILL after responses completed but before publishing: the restart replays; the ledger matches upstream."""
     created = await vkeys.create_key(pool, developer="carol", team="data")
     async with fake_upstream() as upstream:
         env = {"SPENDGATE_DATABASE_URL": db_url, "SPENDGATE_BUS": "postgres",
