@@ -56,3 +56,9 @@ def upstream_timeout(timeout_s: float) -> web.Response:
 def not_found(path: str) -> web.Response:
     return error_response(404, f"spendgate does not serve {path}; OpenAI routes live under /v1/.",
                           code="not_found")
+
+
+def websocket_refused() -> web.Response:
+    """Codex's built-in provider tries a WebSocket first and falls back to HTTP streaming on 426."""
+    return error_response(426, "spendgate serves the Responses API over HTTP streaming, not WebSockets.",
+                          code="websocket_unsupported", headers={"Upgrade": "http/1.1"})

@@ -87,6 +87,8 @@ class Proxy:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return errors.websocket_refused()
         secret = _bearer(request.headers.get("Authorization"))
         if secret is None:
             return errors.unauthorized("You didn't provide an API key. Send your spendgate virtual key "

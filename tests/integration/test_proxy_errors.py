@@ -114,3 +114,14 @@ async def test_unknown_route_outside_v1_is_404(db_url: str, tmp_path: Path) -> N
             http.get(h.base_url.removesuffix("/v1") + "/nope", headers=h.headers()) as resp:
         assert resp.status == 404
         _assert_openai_error(await resp.json(), "not_found")
+
+
+async def test_websocket_upgrade_is_426(db_url: str, tmp_path: Path) -> None:
+    """A WebSocket upgrade (Codex's built-in provider tries one first) gets 426 so the client falls back to HTTP."""
+    async with running_proxy(db_url, tmp_path) as h, aiohttp.ClientSession() as http, http.get(
+        f"{h.base_url}/responses", headers={**h.headers(), "Upgrade": "websocket", "Connection": "Upgrade",
+                                            "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZQ=="},
+    ) as resp:
+        assert resp.status == 426
+        _assert_openai_error(await resp.json(), "websocket_unsupported")
+    assert h.fake.served == []
