@@ -4,7 +4,9 @@ Pure: no I/O. Money comes in and goes out as integer micro-dollars; floats live 
 
 Which model runs (named in ``Forecast.model``):
 
-- ``dow-bootstrap``: at least ``MIN_FULL_DAYS`` closed days (see ``simulate``);
+- ``dow-bootstrap``: at least ``MIN_FULL_DAYS`` closed days (see ``simulate``): a local level on
+  weekly blocks, bootstrapped within-week shape, a hedge after a recent change, and future level
+  jumps at the rate and of the sizes found in the scope's own history (none if it never jumped);
 - ``dow-prior``: fewer (a new team, the first days of a new key): weekday factors from the
   organisation's earlier months and wide bands;
 - ``dow-bootstrap+uc``: the cheap model plus a statsmodels unobserved-components fit, half the
@@ -101,6 +103,7 @@ def _paths(series: ScopeSeries, closed: NDArray[np.float64], partial: float, par
         "history_days": len(seen), "level_usd_per_day": round(fit.level_per_day / 1e6, 6),
         "level_sigma": round(fit.level_sigma, 4), "walk_sigma_per_day": round(fit.walk_sigma_per_day, 4),
         "week_sigma": round(fit.week_sigma, 4), "blocks": fit.blocks, "paths": paths,
+        "jumps_seen": len(fit.jump_sizes), "jumps_per_90_days": round(90 * fit.jump_rate_per_day, 3),
         "prior_dow": "none" if fit.kind == "dow-bootstrap" else
         ("organisation" if series.prior_dow is not None else "default"),
     }

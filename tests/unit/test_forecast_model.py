@@ -1,14 +1,17 @@
 """The forecast model on series built to known shapes: calibration, accuracy against a run-rate,
-crossing dates, the little-history fallback and the statsmodels second opinion."""
+level jumps and the recent-change hedge, crossing dates, the little-history fallback and the
+statsmodels second opinion."""
 
 from __future__ import annotations
 
 from datetime import date, timedelta
+from functools import cache
 
 import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from spendgate.forecaster import simulate
 from spendgate.forecaster.model import ScopeSeries, forecast, month_bounds
 from spendgate.forecaster.simulate import DEFAULT_DOW
 
@@ -21,17 +24,27 @@ SEEDS = 200
 
 def shaped(kind: str, rng: np.random.Generator, start: date = START,
            end: date = date(2026, 3, 31)) -> NDArray[np.int64]:
-    """Daily spend (micros) with a weekly pattern and, by ``kind``, a step change or bursts."""
+    """Daily spend (micros) with a weekly pattern and, by ``kind``, one step change, steps that
+    recur (×0.5-×2 about every three months, anywhere, the forecast month included) or bursts."""
     n = (end - start).days + 1
     dows = (start.weekday() + np.arange(n)) % 7
     level = np.full(n, 100.0)
     if kind == "step":
         level[(date(2026, 2, 12) - start).days:] *= 2.0
+    if kind == "steps":
+        for at in rng.integers(30, n, size=n // 90):
+            level[at:] *= rng.choice([0.5, 0.7, 1.5, 2.0])
     usd = level * SHAPE[dows] * rng.lognormal(-0.045, 0.3, n)
     if kind == "burst":
         for at in np.flatnonzero(rng.random(n) < 0.04):
             usd[at:at + 2] *= rng.uniform(3, 6)
     return np.asarray(np.rint(usd * 1e6), dtype=np.int64)
+
+
+@cache
+def _ratios(kind: str) -> NDArray[np.float64]:
+    """``_day10`` for every seed, computed once per kind for the tests that share it."""
+    return np.array([_day10(kind, seed) for seed in range(SEEDS)])
 
 
 def _day10(kind: str, seed: int) -> tuple[float, float, float, float]:
@@ -45,12 +58,17 @@ def _day10(kind: str, seed: int) -> tuple[float, float, float, float]:
     return fc.p10_micros / truth, fc.p50_micros / truth, fc.p90_micros / truth, run_rate / truth
 
 
-# After a step change the local-level model is conservative (about 93 % measured): one big move
-# raises its estimate of how much the level wanders, so it may miss less often, never more.
-@pytest.mark.parametrize(("kind", "highest"), [("weekly", 0.90), ("step", 0.96), ("burst", 0.90)])
+# One step, seen 26 days before the origin and never repeated, is the one shape that over-covers
+# (about 95 % measured): the model takes the jump it found as evidence of the scope's jump rate and
+# keeps a one-in-five chance of another before month-end, which this shape never delivers. Five
+# months holding one step cannot tell "a one-off" from "a step every few months"; the recurring
+# shape below (and the backtest's weekly+steps series) is the one the jump rate is right for, and
+# there the band holds the truth at the issue's 70-90 %.
+@pytest.mark.parametrize(("kind", "highest"), [("weekly", 0.90), ("steps", 0.90), ("burst", 0.90),
+                                               ("step", 0.96)])
 def test_p10_p90_band_holds_the_truth_about_four_times_in_five(kind: str, highest: float) -> None:
     """Over many seeds the P10-P90 band made on day 10 contains the month's truth at about 80 %."""
-    ratios = np.array([_day10(kind, seed) for seed in range(SEEDS)])
+    ratios = _ratios(kind)
     coverage = float(np.mean((ratios[:, 0] <= 1.0) & (ratios[:, 2] >= 1.0)))
     assert 0.70 <= coverage <= highest, coverage
     # The quantiles are in order and the misses fall on both sides.
@@ -59,13 +77,40 @@ def test_p10_p90_band_holds_the_truth_about_four_times_in_five(kind: str, highes
     assert 0.0 < float(np.mean(ratios[:, 2] < 1.0)) < 0.2
 
 
-@pytest.mark.parametrize("kind", ["weekly", "step", "burst"])
+@pytest.mark.parametrize("kind", ["weekly", "step", "steps", "burst"])
 def test_p50_beats_the_linear_run_rate(kind: str) -> None:
     """The P50 made on day 10 is closer to the month's truth than spend-so-far straight-lined."""
-    ratios = np.array([_day10(kind, seed) for seed in range(SEEDS)])
+    ratios = _ratios(kind)
     p50_error = float(np.mean(np.abs(ratios[:, 1] - 1)))
     run_rate_error = float(np.mean(np.abs(ratios[:, 3] - 1)))
     assert p50_error < run_rate_error, (p50_error, run_rate_error)
+
+
+def test_lasting_level_jumps_are_found_and_bursts_are_not() -> None:
+    """A ×2 step is found with its size and sets a jump rate; calm or bursty histories rarely have one."""
+    upto = (ORIGIN - START).days + 1
+    for kind, rate_wanted in (("weekly", False), ("burst", False), ("step", True)):
+        found = [forecast(ScopeSeries(START, shaped(kind, np.random.default_rng(seed))[:upto], ORIGIN),
+                          seed=seed, paths=100).inputs for seed in range(40)]
+        share = sum(int(f["jumps_seen"]) > 0 for f in found) / len(found)
+        assert (share >= 0.9) if rate_wanted else (share <= 0.15), (kind, share)
+    fit, _ = simulate.fit_full(shaped("step", np.random.default_rng(0))[:upto].astype(np.float64))
+    assert len(fit.jump_sizes) == 1 and abs(fit.jump_sizes[0] - np.log(2.0)) < 0.15
+    assert 0 < fit.jump_rate_per_day < 1 / 60
+
+
+def test_a_step_seen_for_a_few_days_moves_the_band_toward_the_new_level() -> None:
+    """Five days after spend doubles, P90 reaches the doubled level and P10 stays near the old one."""
+    as_of = date(2026, 3, 10)
+    daily = shaped("weekly", np.random.default_rng(11))[: (as_of - START).days + 1]
+    stepped = daily.copy()
+    stepped[-5:] *= 2
+    calm = forecast(ScopeSeries(START, daily, as_of), seed=1)
+    fc = forecast(ScopeSeries(START, stepped, as_of), seed=1)
+    rest_calm = calm.p50_micros - calm.actual_micros
+    assert fc.p90_micros - fc.actual_micros > 1.6 * rest_calm
+    assert fc.p10_micros - fc.actual_micros < 1.6 * rest_calm
+    assert fc.p50_micros - fc.actual_micros > 1.2 * rest_calm
 
 
 def test_forecast_is_reproducible_from_its_seed() -> None:
