@@ -12,8 +12,8 @@ import asyncpg
 import pytest
 
 from spendgate.core.pricing import SHIPPED_PRICES, cost_micros
-from tests.support.codex import codex_exec, write_config
-from tests.support.proxy_harness import UPSTREAM_KEY, fake_upstream
+from tests.support.codex import codex_exec, codex_login_with_api_key, write_builtin_config, write_config
+from tests.support.proxy_harness import UPSTREAM_KEY, fake_upstream, published_usage, running_proxy
 from tests.support.proxy_process import spendgate_argv, up_process
 from tests.support.waiting import eventually
 
@@ -110,3 +110,19 @@ async def test_codex_retry_after_broken_stream_meters_both_attempts(db_url: str,
     assert [(r["status"], r["usage_source"]) for r in rows] == [("incomplete", "estimated"), ("ok", "reported")]
     assert rows[0]["cost_micros"] > 0 and rows[0]["output_tokens"] > 0
     assert rows[1]["input_tokens"] == served[1].input_tokens
+
+
+async def test_builtin_provider_falls_back_from_websocket(db_url: str, tmp_path: Path, codex_bin: Path) -> None:
+    """Codex's built-in provider (openai_base_url + login --with-api-key) gets 426 on its WebSocket, then streams."""
+    async with running_proxy(db_url, tmp_path / "data") as h:
+        home = tmp_path / "codex-home"
+        write_builtin_config(home, h.base_url)
+        await codex_login_with_api_key(codex_bin, codex_home=home, api_key=h.secret)
+        repo = tmp_path / "repo"
+        repo.mkdir()
+        await asyncio.to_thread(subprocess.run, ["git", "init", "-q", str(repo)], check=True, timeout=30)
+        run = await codex_exec(codex_bin, codex_home=home, workdir=repo, virtual_key="unused", prompt="Say hi.")
+        assert run.returncode == 0, f"codex failed:\n{run.stdout}\n{run.stderr}"
+        assert [s.path for s in h.fake.served] == ["/v1/responses"]
+        [event] = await eventually(lambda: published_usage(h.runtime.pool), what="usage event")
+        assert (event.status, event.client, event.repo) == ("ok", "codex_exec", str(repo))

@@ -48,7 +48,7 @@ class CodexRun:
 
 async def codex_exec(binary: Path, *, codex_home: Path, workdir: Path, virtual_key: str, prompt: str,
                      timeout_s: float = 90.0) -> CodexRun:
-    """``codex exec`` headless in ``workdir`` with the virtual key in ``SPENDGATE_KEY``."""
+    """``codex exec`` headless in ``workdir`` with the virtual key in ``SPENDGATE_KEY`` (custom provider)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CODEX_"))}
     env.update({"CODEX_HOME": str(codex_home), "SPENDGATE_KEY": virtual_key, "NO_COLOR": "1"})
     proc = await asyncio.create_subprocess_exec(
@@ -63,3 +63,20 @@ async def codex_exec(binary: Path, *, codex_home: Path, workdir: Path, virtual_k
         out, err = await proc.communicate()
         raise AssertionError(f"codex exec timed out:\n{out.decode()}\n{err.decode()}") from None
     return CodexRun(proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace"))
+
+
+def write_builtin_config(codex_home: Path, base_url: str, *, model: str = "gpt-5.1") -> None:
+    """The built-in OpenAI provider pointed at the gateway (``openai_base_url``); it tries a WebSocket first."""
+    codex_home.mkdir(parents=True, exist_ok=True)
+    (codex_home / "config.toml").write_text(f'model = "{model}"\nopenai_base_url = "{base_url}"\n')
+
+
+async def codex_login_with_api_key(binary: Path, *, codex_home: Path, api_key: str) -> None:
+    """``codex login --with-api-key`` (the built-in provider reads its key from CODEX_HOME, not the env)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CODEX_"))}
+    env["CODEX_HOME"] = str(codex_home)
+    proc = await asyncio.create_subprocess_exec(
+        str(binary), "login", "--with-api-key", env=env, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(api_key.encode()), 60)
+    assert proc.returncode == 0, (out, err)
