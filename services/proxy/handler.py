@@ -184,7 +184,7 @@ class Proxy:
                 outcome.upstream_request_id = upstream.headers.get("x-request-id")
                 headers = client_headers(upstream.headers, drop_model_headers=route.model_used != route.model_requested)
                 if upstream.status >= 400 or "text/event-stream" not in upstream.headers.get("content-type", ""):
-                    return await self._relay_body(upstream, headers, facts, route, outcome, started)
+                    return await self._relay_body(request, upstream, headers, facts, route, outcome, started)
                 tap = StreamTap(strip_usage_chunk=strip_usage)
                 return await self._relay_stream(request, upstream, headers, tap, facts, route, outcome, started)
         finally:
@@ -195,8 +195,8 @@ class Proxy:
                 finally:
                     self._emit(facts, route, outcome, started)
 
-    async def _relay_body(self, upstream: aiohttp.ClientResponse, headers: Any, facts: RequestFacts,
-                          route: Route, outcome: Outcome, started: float) -> web.Response:
+    async def _relay_body(self, request: web.Request, upstream: aiohttp.ClientResponse, headers: Any,
+                          facts: RequestFacts, route: Route, outcome: Outcome, started: float) -> web.Response:
         try:
             data = await upstream.read()
         except TimeoutError:
@@ -213,6 +213,8 @@ class Proxy:
             outcome.status, outcome.usage, outcome.usage_source = "ok", usage, "reported"
         else:
             outcome.status = "ok"
+        if outcome.status == "ok" and (request.transport is None or request.transport.is_closing()):
+            outcome.status = "client_aborted"  # the client left while the answer was produced: still paid for
         self._emit(facts, route, outcome, started)
         return web.Response(status=upstream.status, body=data, headers=headers)
 

@@ -194,3 +194,17 @@ async def test_non_json_upload_passes_through_unparsed(db_url: str, tmp_path: Pa
         async with http.post(f"{h.base_url}/files", data=form, headers=h.headers()) as resp:
             assert resp.status == 404  # what the fake upstream answers for a route it lacks
         assert await published_usage(h.runtime.pool) == []
+
+
+async def test_client_leaving_before_a_plain_answer_is_metered_aborted(db_url: str, tmp_path: Path) -> None:
+    """A client that hangs up while a non-streamed answer is produced: client_aborted, provider usage kept."""
+    async with running_proxy(db_url, tmp_path, fake_config=FakeConfig(latency_ms=800)) as h, \
+            aiohttp.ClientSession() as http:
+        with contextlib.suppress(TimeoutError):
+            async with http.post(f"{h.base_url}/responses", json={"model": "gpt-5.1", "input": "x"},
+                                 headers=h.headers(), timeout=aiohttp.ClientTimeout(total=0.2)) as resp:
+                await resp.read()
+        [event] = await _events(h, 1)
+        [served] = h.fake.served
+        assert (event.status, event.usage_source, event.input_tokens) == (
+            "client_aborted", "reported", served.input_tokens)
