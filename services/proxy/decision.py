@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..core.events import RouteReason, Stage, UsageRecorded
+from ..core.events import RefusalReason, RouteReason, Stage, UsageRecorded
 from ..core.keys import VirtualKey
 from .attribution import Attribution
 from .estimator import SessionStats
@@ -61,6 +61,7 @@ class Refuse:
     stage: Stage = "pause"
     content_type: str = "application/json"
     retry: bool = False
+    reason: RefusalReason = "budget_pause"
 
 
 Decision = Pass | RewriteModel | Refuse

@@ -20,9 +20,10 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from ..core.errors import UnknownModelError
-from ..core.pricing import PriceTable
+from ..core.keys import VirtualKey
+from ..core.pricing import ModelPrice, PriceLookup, PriceTable
 from . import errors
-from .attribution import attribute
+from .attribution import Attribution, attribute
 from .decision import Decider, Refuse, RequestFacts, RewriteModel
 from .emitter import Emitter
 from .estimator import SessionBook
@@ -111,11 +112,12 @@ class Proxy:
                 return errors.malformed_json(str(exc))
         if not peek.model:
             return await self._pass_through(request, body)
+        attribution = attribute(request.headers, peek.prompt_cache_key)
         try:
             price = self.s.prices.lookup(peek.model)
         except UnknownModelError as exc:
+            self._emit_unpriced_refusal(key, attribution, request.path, peek.model, started)
             return errors.unknown_model(exc.message, peek.model)
-        attribution = attribute(request.headers, peek.prompt_cache_key)
         facts = RequestFacts(
             key=key, endpoint=request.path, model=peek.model, stream=bool(peek.stream),
             attribution=attribution, body_bytes=len(body),
@@ -125,7 +127,7 @@ class Proxy:
         decision = await self.s.decider.decide(facts)
         route = Route(peek.model, peek.model, price, stage=decision.stage, retry=decision.retry)
         if isinstance(decision, Refuse):
-            outcome = Outcome("refused", decision.status)
+            outcome = Outcome("refused", decision.status, refusal_reason=decision.reason)
             self._emit(facts, route, outcome, started)
             headers = CIMultiDict(decision.headers)
             headers.setdefault("Content-Type", decision.content_type)
@@ -261,6 +263,16 @@ class Proxy:
         outcome.usage_source = "estimated"
         outcome.usage = Usage(facts.estimated_input_tokens, 0,
                               await asyncio.to_thread(tap.estimated_output_tokens), 0)
+
+    def _emit_unpriced_refusal(self, key: VirtualKey, attribution: Attribution, endpoint: str, model: str,
+                               started: float) -> None:
+        """An unknown model is refused before anything is spent; the attempt is still on record."""
+        route = Route(model, model, PriceLookup(model, ModelPrice(0, 0, 0), fallback=False))
+        outcome = Outcome("refused", 400, refusal_reason="unknown_model")
+        event = build_event(key=key, attribution=attribution, endpoint=endpoint, route=route, outcome=outcome,
+                            latency_ms=_ms_since(started), instance=self.s.instance)
+        self.s.emitter.emit(event)
+        self.s.metrics.observe(event)
 
     def _emit(self, facts: RequestFacts, route: Route, outcome: Outcome, started: float) -> None:
         event = build_event(key=facts.key, attribution=facts.attribution, endpoint=facts.endpoint, route=route,

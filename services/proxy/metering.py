@@ -5,7 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ..core.events import RouteReason, Stage, UnitPrices, UsageRecorded, UsageSource, UsageStatus, new_id
+from ..core.events import (
+    RefusalReason,
+    RouteReason,
+    Stage,
+    UnitPrices,
+    UsageRecorded,
+    UsageSource,
+    UsageStatus,
+    new_id,
+)
 from ..core.keys import VirtualKey
 from ..core.pricing import PriceLookup, cost_micros
 from .attribution import Attribution
@@ -24,6 +33,7 @@ class Outcome:
     usage_source: UsageSource = "none"
     ttfb_ms: int | None = None
     upstream_request_id: str | None = None
+    refusal_reason: RefusalReason | None = None
     emitted: bool = False
 
 
@@ -75,4 +85,5 @@ def build_event(
         latency_ms=max(0, latency_ms),
         ttfb_ms=outcome.ttfb_ms,
         upstream_request_id=outcome.upstream_request_id,
+        refusal_reason=outcome.refusal_reason,
     )

@@ -59,7 +59,8 @@ async def test_refuse_answers_directly_and_meters_refusal(db_url: str, tmp_path:
             assert (await resp.json())["error"]["code"] == "budget_paused"
         assert h.fake.served == []
         [event] = await eventually(lambda: published_usage(h.runtime.pool), what="usage event")
-        assert (event.status, event.http_status, event.cost_micros, event.stage) == ("refused", 429, 0, "pause")
+        assert (event.status, event.http_status, event.cost_micros, event.stage, event.refusal_reason) == (
+            "refused", 429, 0, "pause", "budget_pause")
 
 
 async def test_decider_sees_estimate_corrected_by_session(db_url: str, tmp_path: Path) -> None:

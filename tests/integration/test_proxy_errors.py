@@ -80,12 +80,15 @@ async def test_revoked_key_is_refused_within_one_second(db_url: str, tmp_path: P
 
 
 async def test_unknown_model_is_400_naming_it(db_url: str, tmp_path: Path) -> None:
-    """A model with no price and no fallback gets 400 model_not_found whose message names it."""
+    """A model with no price and no fallback gets 400 model_not_found naming it; the attempt is on record."""
     async with running_proxy(db_url, tmp_path) as h:
         status, doc = await _post(h, {"model": "gpt-9-ultra", "input": "x"})
         assert status == 400
         assert "gpt-9-ultra" in _assert_openai_error(doc, "model_not_found")
         assert h.fake.served == []
+        [event] = await eventually(lambda: published_usage(h.runtime.pool), what="refusal on record")
+        assert (event.status, event.refusal_reason, event.model_requested, event.cost_micros) == (
+            "refused", "unknown_model", "gpt-9-ultra", 0)
 
 
 async def test_upstream_unreachable_is_502(db_url: str, tmp_path: Path) -> None:
