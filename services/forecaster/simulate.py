@@ -195,7 +195,8 @@ def _level_jumps(closed: FloatArray, n_blocks: int) -> tuple[tuple[float, ...], 
     diffs = np.diff(levels)
     spread = 1.4826 * float(np.median(np.abs(diffs - np.median(diffs))))
     threshold = max(JUMP_Z * 0.7 * spread, MIN_JUMP)
-    change = np.array([np.median(levels[j + 1:j + 4]) - np.median(levels[j - 3:j]) for j in range(3, n_blocks - 3)])
+    medians = np.median(np.lib.stride_tricks.sliding_window_view(levels, 3), axis=1)
+    change = medians[4:] - medians[:-4]  # blocks j+1..j+3 against j-3..j-1, for j = 3..n-4
     taken: list[int] = []
     for i in np.argsort(-np.abs(change)):
         if abs(change[i]) <= threshold:
