@@ -13,11 +13,13 @@ import contextlib
 
 from aiohttp import web
 
+from ..core.enforcement.wiring import enforcement
 from ..core.logs import get_logger
 from ..core.runtime import Runtime
 from .app import build_app
 from .decision import Decider, PassDecider
 from .emitter import Emitter
+from .enforcing import EnforcingDecider, RetryLoopPublisher
 from .forwarding import create_client_session
 from .handler import ProxyState
 from .keycache import KeyCache
@@ -99,6 +101,20 @@ def _bound_port(site: web.TCPSite) -> int:
 
 
 async def serve(runtime: Runtime, stop: asyncio.Event, *, decider: Decider | None = None) -> None:
+    """Run the proxy until ``stop``; budgets are enforced unless another ``decider`` is given."""
+    if decider is not None:
+        await _serve(runtime, stop, decider)
+        return
+    settings = runtime.settings
+    async with enforcement(settings, runtime.pool, runtime.db_url) as enforcer:
+        loops = RetryLoopPublisher(runtime.bus, source=f"spendgate/proxy/{settings.instance}")
+        try:
+            await _serve(runtime, stop, EnforcingDecider(enforcer, on_retry_loop=loops))
+        finally:
+            await loops.drain()
+
+
+async def _serve(runtime: Runtime, stop: asyncio.Event, decider: Decider) -> None:
     server = ProxyServer(runtime, decider=decider)
     await server.start()
     try:

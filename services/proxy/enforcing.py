@@ -1,0 +1,88 @@
+"""The enforcement stack (``spendgate.core.enforcement``) behind the proxy's :class:`Decider` seam.
+
+``decide`` calls ``Enforcer.admit`` (memory only): a refusal (budget pause, retry budget) is answered
+directly, a downgrade rewrites the model, anything else passes, and the request's retry flag rides
+along to its usage event. ``settled`` hands the usage event back: ``complete`` turns the reservation
+into the real cost, or ``abandon`` drops it when nothing reached the provider. A retry loop's first
+refusal also yields a ``RetryLoopDetected`` event, published to the budget topic in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from ..core.bus import Bus
+from ..core.constants import TOPIC_BUDGET
+from ..core.enforcement import Admission, Enforcer, Principal
+from ..core.errors import BusError
+from ..core.events import RetryLoopDetected, UsageRecorded, encode
+from ..core.logs import get_logger
+from .decision import Decision, Pass, Refuse, RequestFacts, RewriteModel
+
+log = get_logger(__name__)
+
+NOT_FORWARDED_STATUSES = (502, 504)
+
+
+class EnforcingDecider:
+    def __init__(self, enforcer: Enforcer, *, on_retry_loop: Callable[[RetryLoopDetected], None] | None = None) -> None:
+        self.enforcer = enforcer
+        self.on_retry_loop = on_retry_loop or (lambda _event: None)
+        self._admissions: dict[int, Admission] = {}
+
+    async def decide(self, facts: RequestFacts) -> Decision:
+        if facts.model is None:
+            return Pass()
+        key = facts.key
+        principal = Principal(key.key_id, key.developer, key.team)
+        adm = self.enforcer.admit(principal, facts.model, session_id=facts.attribution.session_id, raw=facts.body)
+        stage, retry = adm.decision.stage.label, adm.retry.retry
+        if adm.refusal is not None:
+            loop = self.enforcer.retry_loop_event(adm, principal, cost_center=key.cost_center, key_id=key.key_id)
+            if loop is not None:
+                self.on_retry_loop(loop)
+            headers = tuple((k, v) for k, v in adm.refusal.headers.items() if k.lower() != "content-type")
+            return Refuse(adm.refusal.status, adm.refusal.body, headers, stage=stage, retry=retry,
+                          reason=adm.refusal_reason or "budget_pause")
+        self._admissions[id(facts)] = adm
+        if adm.model != facts.model:
+            return RewriteModel(adm.model, adm.decision.route_reason, stage, retry)
+        return Pass(stage, retry)
+
+    def settled(self, facts: RequestFacts, event: UsageRecorded) -> None:
+        adm = self._admissions.pop(id(facts), None)
+        if adm is None:
+            return
+        if event.status == "upstream_error" and event.http_status in NOT_FORWARDED_STATUSES \
+                and event.usage_source == "none":
+            self.enforcer.abandon(adm)
+            return
+        reported = event.usage_source == "reported"
+        self.enforcer.complete(adm, event_id=event.event_id, cost_micros=event.cost_micros,
+                               input_tokens=event.input_tokens if reported else None,
+                               cached_tokens=event.cached_tokens,
+                               output_tokens=event.output_tokens if reported else None)
+
+
+class RetryLoopPublisher:
+    """Publishes ``RetryLoopDetected`` events without making a request wait; failures are logged."""
+
+    def __init__(self, bus: Bus, *, source: str) -> None:
+        self.bus, self.source = bus, source
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def __call__(self, event: RetryLoopDetected) -> None:
+        task = asyncio.create_task(self._publish(event))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _publish(self, event: RetryLoopDetected) -> None:
+        try:
+            await self.bus.publish(TOPIC_BUDGET, event.key_id, encode(event, source=self.source))
+        except BusError as exc:
+            log.warning("retry-loop event not published", session_id=event.session_id, error=str(exc))
+
+    async def drain(self, timeout_s: float = 5.0) -> None:
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout_s)
