@@ -9,7 +9,8 @@ database is created and dropped). On 127.0.0.1, the proxy under test is pinned t
 
 Arms, in every run: the fake upstream directly; a minimal aiohttp pass-through proxy carried here as
 the floor (forward, relay, parse usage, nothing else); spendgate's proxy with virtual keys,
-attribution, the spool and event publishing to the embedded Postgres bus. Figures per arm:
+attribution, budget enforcement (no budgets set), the spool and event publishing to the embedded
+Postgres bus. Figures per arm:
 requests/s at 32 connections (wrk, streamed Responses requests); p50/p99 at one connection against a
 50 ms upstream (hey, arms interleaved in rounds), and what the arm adds to the direct figures; proxy
 CPU ms per request (from /proc, the least noisy figure); for streams of 32 chunks paced 20 ms, the
@@ -44,8 +45,10 @@ from spendgate.core.db import migrate
 
 SERVER = os.environ.get("SPENDGATE_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 PROXY_CORE, LOAD_CORE = "0", "1"
-BODY = {"model": "gpt-5.1", "stream": True, "prompt_cache_key": "bench-session",
+BODY = {"model": "gpt-5.1", "stream": True,
         "input": [{"role": "user", "content": [{"type": "input_text", "text": "x" * 4000}]}]}
+"""hey sends it as is with no session (the retry budget would rightly refuse one body re-sent in a session
+thousands of times); wrk makes each request distinct and spreads them over 64 sessions."""
 
 MINIMAL_PROXY = r'''
 import asyncio, sys, aiohttp, msgspec
@@ -135,7 +138,21 @@ async def configure_fake(fake_url: str, **config: object) -> None:
 def run_wrk(url: str, headers: dict[str, str], body_path: Path, duration_s: int, connections: int) -> tuple[float, int]:
     lua = Path(tempfile.mkstemp(suffix=".lua")[1])
     hdrs = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in headers.items())
-    lua.write_text(f'wrk.method = "POST"\nwrk.body = io.open("{body_path}"):read("*a")\n{hdrs}')
+    # Each request is a distinct body in one of 64 sessions, as Codex traffic is (an identical body
+    # re-sent in one session is what the retry budget refuses).
+    lua.write_text(f"""wrk.method = "POST"
+local body = io.open("{body_path}"):read("*a")
+{hdrs}
+local counter = 0
+request = function()
+  counter = counter + 1
+  local h = {{}}
+  for k, v in pairs(wrk.headers) do h[k] = v end
+  h["session-id"] = "bench-" .. (counter % 64)
+  local b = string.gsub(body, "xxxxxxxxxxxx", "req-" .. counter .. "-", 1)
+  return wrk.format(nil, nil, h, b)
+end
+""")
     out = subprocess.run(["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{connections}", f"-d{duration_s}s",
                           "-s", str(lua), url + "/responses"], capture_output=True, text=True, check=True).stdout
     lua.unlink()
@@ -244,7 +261,7 @@ async def main() -> None:
         arms = [Arm("direct", fake_url), Arm("minimal", f"http://127.0.0.1:{minimal_port}/v1", procs[1].pid),
                 Arm("spendgate", f"http://127.0.0.1:{sg_port}/v1", procs[2].pid)]
         headers = {"Authorization": f"Bearer {created.secret}", "Content-Type": "application/json",
-                   "session-id": "bench-session", "originator": "bench"}
+                   "originator": "bench"}
 
         await configure_fake(fake_url, latency_ms=0, chunks=8, chunk_interval_ms=0)
         for arm in arms:  # warm-up, then throughput and CPU per request at 32 connections
