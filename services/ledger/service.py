@@ -1,9 +1,10 @@
-"""The ledger service: the fold loop and the crossings outbox publisher, supervised together."""
+"""The ledger service: the fold loop and the two outboxes (threshold crossings, budget changes)."""
 
 from __future__ import annotations
 
 import asyncio
 
+from spendgate.core.enforcement.budgets_store import run_budget_outbox
 from spendgate.core.runtime import Runtime
 
 from .consumer import LedgerConsumer
@@ -12,9 +13,11 @@ from .outbox import OutboxPublisher
 
 async def serve(runtime: Runtime, stop: asyncio.Event) -> None:
     settings = runtime.settings
-    outbox = OutboxPublisher(runtime.pool, runtime.bus, source=f"spendgate/ledger/{settings.instance}")
+    source = f"spendgate/ledger/{settings.instance}"
+    outbox = OutboxPublisher(runtime.pool, runtime.bus, source=source)
     consumer = LedgerConsumer(runtime.pool, runtime.bus, default_timezone=settings.default_timezone,
                               on_crossings=outbox.wake)
     async with asyncio.TaskGroup() as tg:
         tg.create_task(consumer.run(stop), name="ledger-consumer")
-        tg.create_task(outbox.run(stop), name="ledger-outbox")
+        tg.create_task(outbox.run(stop), name="ledger-crossings-outbox")
+        tg.create_task(run_budget_outbox(runtime.pool, runtime.bus, stop, source=source), name="ledger-budget-outbox")

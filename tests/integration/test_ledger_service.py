@@ -1,0 +1,50 @@
+"""The ledger service as `spendgate up` runs it: folding, and both outboxes reaching the budget topic."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+
+from spendgate.core.bus import Record
+from spendgate.core.bus.postgres import PostgresBus
+from spendgate.core.config import Settings
+from spendgate.core.constants import TOPIC_BUDGET
+from spendgate.core.enforcement.budgets_store import set_budget
+from spendgate.core.enforcement.policy import Budget
+from spendgate.core.events import BudgetChanged, ThresholdCrossed, decode
+from spendgate.core.runtime import Runtime
+from spendgate.ledger.service import serve
+from tests.support.factories import usage_event
+from tests.support.ledger import publish
+from tests.support.waiting import eventually
+
+
+async def test_service_folds_and_publishes_crossings_and_budget_changes(db_url: str, pool: asyncpg.Pool) -> None:
+    """A budget set by an operator and the crossings usage causes both arrive on spendgate.budget.v1."""
+    bus = PostgresBus(pool, db_url)
+    runtime = Runtime(Settings(database_url=db_url), db_url, pool, bus)
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(runtime, stop))
+    reader = bus.consumer("reader", [TOPIC_BUDGET])
+    await reader.start()
+    try:
+        await set_budget(pool, Budget("developer:alice", daily_micros=10_000), actor="test")
+        await publish(bus, [usage_event(cost_micros=9_000)])
+        seen: list[Record] = []
+
+        async def kinds() -> set[str]:
+            seen.extend(await reader.poll(timeout_s=0.2))
+            return {type(decode(r.value).data).__name__ for r in seen}
+
+        await eventually(kinds, until=lambda k: {"BudgetChanged", "ThresholdCrossed"} <= k, timeout_s=20,
+                         what="a budget change and a crossing on the budget topic")
+        events = [decode(r.value).data for r in seen]
+        change = next(e for e in events if isinstance(e, BudgetChanged))
+        assert change.scope == "developer:alice" and change.daily_micros == 10_000
+        crossing = next(e for e in events if isinstance(e, ThresholdCrossed))
+        assert crossing.scope == "developer:alice" and crossing.threshold_pct == 80
+    finally:
+        stop.set()
+        await reader.stop()
+        await asyncio.wait_for(task, 30)
