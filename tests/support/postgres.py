@@ -53,6 +53,13 @@ class PostgresForTests:
         self._created.append(name)
         return with_database(self.server_url, name)
 
+    async def new_empty_database(self) -> str:
+        """A database with no schema at all (for migration tests)."""
+        name = f"sg_e_{uuid.uuid4().hex[:12]}"
+        await self._admin(f'CREATE DATABASE "{name}"')
+        self._created.append(name)
+        return with_database(self.server_url, name)
+
     async def stop(self) -> None:
         for name in [*self._created, self.template]:
             with contextlib.suppress(OSError, asyncpg.PostgresError):

@@ -7,6 +7,8 @@ Create Date: 2026-11-26
 
 from alembic import op
 
+from spendgate.core.migrations.sql import drop_tables, execute_script
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -213,14 +215,10 @@ TABLES = (
 
 
 def upgrade() -> None:
-    # asyncpg prepares each statement, so they go one by one.
-    for statement in UPGRADE.split(";\n"):
-        if statement.strip():
-            op.execute(statement)
+    execute_script(UPGRADE)
 
 
 def downgrade() -> None:
-    for table in TABLES.split():
-        op.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
+    drop_tables(TABLES)
     op.execute("DROP SEQUENCE IF EXISTS balances_version")
     op.execute("DROP SEQUENCE IF EXISTS config_version")

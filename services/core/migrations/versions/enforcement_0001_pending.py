@@ -7,6 +7,8 @@ Create Date: 2026-11-26
 
 from alembic import op
 
+from spendgate.core.migrations.sql import execute_script
+
 revision = "enforcement_0001"
 down_revision = "0001"
 branch_labels = ("enforcement",)
@@ -30,9 +32,7 @@ CREATE INDEX enforcement_pending_updated_at ON enforcement_pending (updated_at)
 
 
 def upgrade() -> None:
-    for statement in UPGRADE.split(";\n"):
-        if statement.strip():
-            op.execute(statement)
+    execute_script(UPGRADE)
 
 
 def downgrade() -> None:

@@ -5,7 +5,8 @@ Revises: 0001
 Create Date: 2026-11-26
 """
 
-from alembic import op
+
+from spendgate.core.migrations.sql import drop_tables, execute_script
 
 revision = "forecaster_0001"
 down_revision = "0001"
@@ -68,12 +69,8 @@ TABLES = "forecast_reports forecast_overruns forecasts"
 
 
 def upgrade() -> None:
-    # asyncpg prepares each statement, so they go one by one.
-    for statement in UPGRADE.split(";\n"):
-        if statement.strip():
-            op.execute(statement)
+    execute_script(UPGRADE)
 
 
 def downgrade() -> None:
-    for table in TABLES.split():
-        op.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
+    drop_tables(TABLES)
