@@ -75,13 +75,25 @@ class StreamTap:
         return self._scan(rest + b"\n\n", keep=True)
 
     def _parse_raw(self) -> None:
+        """Find usage and outcome in the kept stream. They sit at its end, so the events are walked
+        backwards only as far as the last real usage block, then those few are read in order."""
         if self.strip_usage_chunk or self._parsed_upto == len(self._raw):
             return
         data = b"".join(self._raw)
         self._raw = [data]
         self._parsed_upto = 1
-        self._deltas.clear()
-        self._scan(data if data.endswith(b"\n\n") else data + b"\n\n")
+        if b"\r" in data:
+            data = data.replace(b"\r\n", b"\n")
+        tail: list[bytes] = []
+        for block in reversed(data.split(b"\n\n")):
+            if b'"usage"' in block or b"error" in block or b"[DONE]" in block:
+                tail.append(block)
+                if _has_usage(block):
+                    break
+        self._usage, self._outcome = None, None
+        for block in reversed(tail):
+            self._on_event(block)
+        self._deltas.clear()  # rebuilt from the whole stream if an estimate is ever needed
 
     def _scan(self, complete: bytes, *, keep: bool = False) -> bytes:
         if b"\r" in complete:
@@ -131,7 +143,10 @@ class StreamTap:
         return True
 
     def streamed_text(self) -> str:
-        self._parse_raw()
+        if not self.strip_usage_chunk:
+            self._parse_raw()
+            data = self._raw[0] if self._raw else b""
+            self._deltas = [b for b in data.replace(b"\r\n", b"\n").split(b"\n\n") if b"delta" in b]
         parts: list[str] = []
         for block in self._deltas:
             for line in block.split(b"\n"):
@@ -148,6 +163,17 @@ class StreamTap:
     def estimated_output_tokens(self) -> int:
         """Tokens of the text streamed so far, counted offline (for aborted and broken streams)."""
         return count_tokens(self.streamed_text())
+
+
+def _has_usage(block: bytes) -> bool:
+    """Whether an event carries a real usage block (not the ``"usage": null`` of ordinary chunks)."""
+    at = block.find(b'"usage"')
+    while at >= 0:
+        rest = block[at + 7 : at + 16].lstrip(b": ")
+        if rest.startswith(b"{"):
+            return True
+        at = block.find(b'"usage"', at + 7)
+    return False
 
 
 def _collect_text(doc: dict[str, Any], parts: list[str]) -> None:
