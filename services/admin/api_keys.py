@@ -11,7 +11,7 @@ from aiohttp import web
 from spendgate.core import keys
 
 from .deps import DEPS
-from .middleware import bad_request, json_response, not_found
+from .middleware import ApiError, bad_request, json_response, not_found
 from .openapi import Operation, Param
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@+\-]{0,127}$"
@@ -70,7 +70,10 @@ async def create_key(request: web.Request) -> web.Response:
 
 async def revoke_key(request: web.Request) -> web.Response:
     key_id = request.match_info["key_id"]
-    revoked = await keys.revoke_key(request.app[DEPS].pool, key_id)
+    try:
+        revoked = await keys.revoke_key(request.app[DEPS].pool, key_id)
+    except keys.AmbiguousKeyError as exc:
+        raise ApiError(409, "conflict", exc.message) from exc
     if revoked is None:
         raise not_found(f"no virtual key {key_id!r}")
     return json_response(_out(revoked))
@@ -86,5 +89,5 @@ def operations() -> list[Operation]:
                   KeyCreated, status=201, body=KeyCreate, tags=tags),
         Operation("DELETE", "/v1/keys/{key_id}", "revokeKey", "Revoke a virtual key", revoke_key, KeyOut,
                   params=(Param("key_id", {"type": "string"}, "key id or its displayed prefix", where="path"),),
-                  errors=(400, 404), tags=tags),
+                  errors=(400, 404, 409), tags=tags),
     ]

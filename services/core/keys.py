@@ -16,6 +16,7 @@ from datetime import datetime
 import asyncpg
 
 from .constants import PG_NOTIFY_CONFIG
+from .errors import SpendgateError
 from .ids import uuid7
 
 KEY_PREFIX = "sk-sg-"
@@ -25,6 +26,10 @@ DISPLAY_PREFIX_CHARS = 12
 NOTIFY_PAYLOAD = "virtual_keys"
 
 _COLUMNS = "key_id, key_prefix, developer, team, cost_center, created_at, revoked_at, version"
+
+
+class AmbiguousKeyError(SpendgateError):
+    """A displayed key prefix that matches more than one key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +128,7 @@ async def revoke_key(pool: asyncpg.Pool, key_id: str) -> VirtualKey | None:
         )
         if len(ids) != 1:
             if len(ids) > 1:
-                raise ValueError(f"{key_id!r} matches {len(ids)} keys; use the key id")
+                raise AmbiguousKeyError(f"{key_id!r} matches {len(ids)} keys; use the key id")
             return None
         row = await conn.fetchrow(
             f"""UPDATE virtual_keys

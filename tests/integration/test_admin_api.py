@@ -122,6 +122,17 @@ async def test_keys_are_created_listed_and_revoked_through_the_api(pool: asyncpg
         assert bad.status == 400
 
 
+async def test_revoking_an_ambiguous_prefix_is_a_conflict(pool: asyncpg.Pool) -> None:
+    """A prefix shared by two keys is refused with 409 and revokes neither."""
+    async with admin_client(pool) as client:
+        for dev in ("dana", "eve"):
+            assert (await client.post("/v1/keys", headers=auth(), json={"developer": dev, "team": "t"})).status == 201
+        await pool.execute("UPDATE virtual_keys SET key_prefix = 'sk-sg-shared'")
+        resp = await client.delete("/v1/keys/sk-sg-shared", headers=auth())
+        assert resp.status == 409 and "matches 2 keys" in (await resp.json())["error"]["message"]
+        assert await pool.fetchval("SELECT count(*) FROM virtual_keys WHERE revoked_at IS NULL") == 2
+
+
 async def test_budgets_and_raises_round_trip_through_the_api(pool: asyncpg.Pool) -> None:
     """PUT sets a budget (later PUTs change only the given fields), POST raises it, GET shows both, DELETE
     removes it; a raise without a budget is 409."""
