@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -43,6 +44,14 @@ class FakeConfig:
     reasoning_tokens: int = 16
     record: bool = True
     """Keep a :class:`Served` record per request (off for long benchmarks)."""
+    latency_jitter_ms: float = 0.0
+    """Extra delay before the headers, drawn uniformly from [0, this) per request (seeded)."""
+    output_tokens: list[int] | None = None
+    """``[low, high]``: report output tokens drawn uniformly from this range (seeded) instead of the
+    answer's word count plus ``reasoning_tokens`` (agent turns whose output varies widely)."""
+    cached_share: float = 0.5
+    """Share of the input reported as cached (in 64-token blocks)."""
+    seed: int = 0
 
 
 @dataclass
@@ -72,6 +81,12 @@ class FakeUpstream:
     script: deque[str] = field(default_factory=deque)
     served: list[Served] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
+    _rng: random.Random | None = None
+
+    def _random(self) -> random.Random:
+        if self._rng is None:
+            self._rng = random.Random(self.config.seed)
+        return self._rng
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -85,11 +100,16 @@ class FakeUpstream:
         return app
 
     def usage_for(self, body_bytes: int, text: str) -> tuple[int, int, int, int]:
-        """Deterministic usage: ~4 bytes per input token, half of it cached in 64-token blocks."""
+        """Usage: ~4 bytes per input token, ``cached_share`` of it cached in 64-token blocks; output from
+        the text (deterministic) or drawn from ``output_tokens`` (seeded)."""
         input_tokens = max(1, body_bytes // 4)
-        cached = (input_tokens // 2) // 64 * 64
+        cached = int(input_tokens * self.config.cached_share) // 64 * 64
         reasoning = self.config.reasoning_tokens
         output = len(text.split()) + reasoning
+        if self.config.output_tokens:
+            low, high = self.config.output_tokens
+            output = self._random().randint(low, high)
+            reasoning = min(reasoning, output)
         return input_tokens, cached, output, reasoning
 
     async def _model_request(self, request: web.Request) -> web.StreamResponse:
@@ -100,6 +120,8 @@ class FakeUpstream:
             return _error(400, "fake upstream: body is not JSON", "invalid_request_error")
         scenario = request.headers.get("x-fake-scenario") or self._next_scenario(body)
         latency_ms = self.config.latency_ms
+        if self.config.latency_jitter_ms:
+            latency_ms += self._random().uniform(0, self.config.latency_jitter_ms)
         if scenario == "hang":
             await asyncio.sleep(3600)
         if latency_ms:
@@ -127,7 +149,7 @@ class FakeUpstream:
                 authorization=request.headers.get("Authorization"), tool_output=_tool_output(body),
                 turn_metadata=request.headers.get("x-codex-turn-metadata"),
             ))
-        headers = {"x-request-id": f"req_fake_{seq:08d}", "openai-model": model}
+        headers = {"x-request-id": f"req_fake_{seq:08d}", "openai-model": model, "x-openai-model": model}
         if not stream:
             doc = chat_body(seq, model, text, usage) if chat else responses_body(seq, model, text, usage, tool)
             return web.Response(body=msgspec.json.encode(doc), content_type="application/json", headers=headers)

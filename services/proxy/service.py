@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 
 from aiohttp import web
 
@@ -100,18 +102,30 @@ def _bound_port(site: web.TCPSite) -> int:
     raise RuntimeError("the proxy's listening socket is gone")
 
 
-async def serve(runtime: Runtime, stop: asyncio.Event, *, decider: Decider | None = None) -> None:
-    """Run the proxy until ``stop``; budgets are enforced unless another ``decider`` is given."""
+@contextlib.asynccontextmanager
+async def enforcing_decider(runtime: Runtime, *, clock: Callable[[], datetime] | None = None,
+                            alerted: Callable[[str], list[str]] | None = None) -> AsyncIterator[EnforcingDecider]:
+    """The enforcement stack (view, book, detector) behind the Decider seam, retry loops published to
+    the budget topic; ``clock`` replaces the wall clock for budget periods (tests move it past a reset)."""
+    settings = runtime.settings
+    extra = {"clock": clock} if clock is not None else {}
+    async with enforcement(settings, runtime.pool, runtime.db_url, alerted=alerted, **extra) as enforcer:
+        loops = RetryLoopPublisher(runtime.bus, source=f"spendgate/proxy/{settings.instance}")
+        try:
+            yield EnforcingDecider(enforcer, on_retry_loop=loops)
+        finally:
+            await loops.drain()
+
+
+async def serve(runtime: Runtime, stop: asyncio.Event, *, decider: Decider | None = None,
+                clock: Callable[[], datetime] | None = None) -> None:
+    """Run the proxy until ``stop``; budgets are enforced (periods by ``clock``) unless another
+    ``decider`` is given."""
     if decider is not None:
         await _serve(runtime, stop, decider)
         return
-    settings = runtime.settings
-    async with enforcement(settings, runtime.pool, runtime.db_url) as enforcer:
-        loops = RetryLoopPublisher(runtime.bus, source=f"spendgate/proxy/{settings.instance}")
-        try:
-            await _serve(runtime, stop, EnforcingDecider(enforcer, on_retry_loop=loops))
-        finally:
-            await loops.drain()
+    async with enforcing_decider(runtime, clock=clock) as enforcing:
+        await _serve(runtime, stop, enforcing)
 
 
 async def _serve(runtime: Runtime, stop: asyncio.Event, decider: Decider) -> None:
