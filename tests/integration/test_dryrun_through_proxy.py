@@ -17,11 +17,29 @@ from spendgate.admin.replay import Usage, actual_outcome
 from spendgate.core import keys as vkeys
 from spendgate.core.enforcement import policy_from_document
 from spendgate.core.enforcement.wiring import enforcement
+from spendgate.core.events import UsageRecorded
 from spendgate.ledger.consumer import LedgerConsumer
-from tests.support.admin_enforcing import EnforcingDecider
+from spendgate.proxy.decision import Decision, RequestFacts
+from spendgate.proxy.enforcing import EnforcingDecider
 from tests.support.admin_traffic import PRICES
 from tests.support.proxy_harness import published_usage, running_proxy
 from tests.support.waiting import eventually
+
+
+class StartedLater:
+    """The proxy's production :class:`EnforcingDecider`, plugged in once the enforcement stack is started."""
+
+    def __init__(self) -> None:
+        self.inner: EnforcingDecider | None = None
+
+    async def decide(self, facts: RequestFacts) -> Decision:
+        assert self.inner is not None
+        return await self.inner.decide(facts)
+
+    def settled(self, facts: RequestFacts, event: UsageRecorded) -> None:
+        assert self.inner is not None
+        self.inner.settled(facts, event)
+
 
 LIVE = {"budgets": [
     {"scope": "developer:alice", "daily": "0.010"},
@@ -34,7 +52,7 @@ STRICT = {"budgets": [*LIVE["budgets"], {"scope": "developer:bob", "daily": "0.0
 async def test_the_live_policy_replays_to_what_the_proxy_did(db_url: str, tmp_path: Path) -> None:
     """Same downgrades, forced-cheapest requests and pauses as the proxy decided; alerts equal the ledger's
     crossings."""
-    decider = EnforcingDecider()
+    decider = StartedLater()
     async with running_proxy(db_url, tmp_path, decider=decider) as h:
         pool, settings = h.runtime.pool, h.runtime.settings
         await apply(pool, policy_from_document(LIVE, settings.enforcement), settings.enforcement,
@@ -52,7 +70,7 @@ async def test_the_live_policy_replays_to_what_the_proxy_did(db_url: str, tmp_pa
         sent = 0
         try:
             async with enforcement(settings, pool, h.runtime.db_url) as enforcer, aiohttp.ClientSession() as http:
-                decider.enforcer = enforcer
+                decider.inner = EnforcingDecider(enforcer)
                 for n in range(4):
                     for dev in secrets:
                         session = f"{dev}-s{n}"
