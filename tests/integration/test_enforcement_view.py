@@ -252,3 +252,22 @@ async def test_budget_outbox_runner_publishes_until_stopped(pool: asyncpg.Pool, 
         stop.set()
         await asyncio.wait_for(runner, timeout=5)
     assert await pool.fetchval("SELECT count(*) FROM budget_audit WHERE published_at IS NULL") == 0
+
+
+async def test_periodic_reload_skips_unchanged_budgets_and_catches_silent_changes(pool: asyncpg.Pool,
+                                                                                   db_url: str) -> None:
+    """The safety-net reload rebuilds nothing while budgets are unchanged, and applies a change made without NOTIFY."""
+    v = BalanceView(pool, dsn=db_url, settings=EnforcementSettings(config_reload_s=0.1))
+    await v.start()
+    try:
+        await store.set_budget(pool, budget_of("key:k1", daily_micros=USD, monthly_micros=None), actor="t")
+        await eventually(lambda: _ready("key:k1" in v.policy.budgets), what="budget loaded")
+        loads = v.config_loads
+        await eventually(lambda: _ready(v.config_skips >= 3), what="periodic reloads skipped")
+        assert v.config_loads == loads
+        await pool.execute("INSERT INTO budgets (scope, daily_micros) VALUES ('org', 5000000)")  # no NOTIFY
+        await eventually(lambda: _ready("org" in v.policy.budgets), what="silent change applied")
+        await pool.execute("DELETE FROM budgets WHERE scope = 'org'")
+        await eventually(lambda: _ready("org" not in v.policy.budgets), what="silent delete applied")
+    finally:
+        await v.stop()

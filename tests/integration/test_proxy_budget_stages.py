@@ -39,18 +39,24 @@ async def seed_to(e: Enforced, micros: int) -> None:
     """Spend earlier today on the key (an event on the bus the ledger folds) up to ``micros`` in total,
     then wait until the proxy's view has it and nothing of its own is pending."""
     scope = f"key:{e.key.key_id}"
+    view = e.deciders[0].inner.enforcer.view
+    key = BalanceKey(scope, PeriodKind.DAY, datetime.now(UTC).date())
+    # The proxy's own events are folded (its view saw them in usage_events, read with the balances).
+    await eventually(lambda: _pending(view, key), until=lambda p: p == 0, what="the proxy's events folded")
     missing = micros - await balance_micros(e.pool, scope)
     assert missing > 0
     await publish(e.ledger_runtime.bus, [usage_event(
         key_id=e.key.key_id, developer=e.key.developer, team=e.key.team, occurred_at=datetime.now(UTC),
         session_id=f"seed-{micros}", cost_micros=missing)])
-    view = e.deciders[0].inner.enforcer.view
-    key = BalanceKey(scope, PeriodKind.DAY, datetime.now(UTC).date())
     await eventually(lambda: _spent(view, key), until=lambda s: s == micros, what=f"view at {micros} micros")
 
 
 async def _spent(view: Any, key: BalanceKey) -> int:
     return int(view.spent_micros(key))
+
+
+async def _pending(view: Any, key: BalanceKey) -> int:
+    return int(view.book.pending_micros(key))
 
 
 async def ask(e: Enforced, http: aiohttp.ClientSession, session: str, content: str) -> tuple[int, Any, bytes]:

@@ -124,7 +124,7 @@ async def delete_budget(pool: asyncpg.Pool, scope: str, *, actor: str) -> bool:
 
 
 async def load_budgets(
-    conn: asyncpg.Pool | asyncpg.Connection, now: datetime
+    conn: asyncpg.Pool | asyncpg.Connection | asyncpg.pool.PoolConnectionProxy, now: datetime
 ) -> tuple[list[Budget], list[BudgetRaise]]:
     """Every budget and every raise still active at ``now``."""
     rows = await conn.fetch(f"SELECT {_BUDGET_COLUMNS} FROM budgets ORDER BY scope")

@@ -80,6 +80,8 @@ class BalanceView:
         self._listener: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self.config_loads = 0
+        self.config_skips = 0
+        self._config_mark: tuple[int, ...] | None = None
         self.balance_polls = 0
 
     # -- the request path: memory only ------------------------------------------------------------
@@ -164,9 +166,9 @@ class BalanceView:
                     self._listener = None
                     await self._listen()
                 if self._config_dirty or started - last_reload >= self.settings.config_reload_s:
-                    self._config_dirty = False
+                    notified, self._config_dirty = self._config_dirty, False
                     try:
-                        await self.reload_policy()
+                        await self.reload_policy(only_if_changed=not notified)
                     except BaseException:
                         self._config_dirty = True  # reload again on the next tick
                         raise
@@ -190,9 +192,26 @@ class BalanceView:
 
     # -- refreshing -------------------------------------------------------------------------------
 
-    async def reload_policy(self) -> None:
-        """Load every budget and active raise; swap the policy whole."""
-        budgets, raises = await load_budgets(self.pool, self._clock())
+    async def reload_policy(self, *, only_if_changed: bool = False) -> None:
+        """Load every budget and active raise; swap the policy whole.
+
+        ``only_if_changed`` (the periodic safety net) first compares a fingerprint of both tables (row
+        counts and version sums: every insert, update and delete changes one) and skips the load when
+        nothing changed: building 10,000 budgets takes 40-100 ms of the event loop, a stall every
+        request in flight would feel.
+        """
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            row = await conn.fetchrow(
+                """SELECT (SELECT count(*) FROM budgets), (SELECT COALESCE(sum(version), 0) FROM budgets),
+                          (SELECT count(*) FROM budget_raises),
+                          (SELECT COALESCE(sum(version), 0) FROM budget_raises)""")
+            assert row is not None
+            mark = tuple(row)
+            if only_if_changed and mark == self._config_mark:
+                self.config_skips += 1
+                return
+            budgets, raises = await load_budgets(conn, self._clock())
+        self._config_mark = mark
         self._policy = self._policy.with_budgets(budgets, raises)
         self.config_loads += 1
 
@@ -222,7 +241,6 @@ class BalanceView:
         await self.publish_pending()
         since = self._since_version()
         day_cutoff, month_cutoff = self._cutoffs()
-        pending = self._pending_ids()
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             rows = await conn.fetch(
                 """SELECT scope, period, period_start, spent_micros, version FROM balances
@@ -231,6 +249,10 @@ class BalanceView:
                    ORDER BY version""",
                 since, day_cutoff, month_cutoff,
             )
+            # An event is folded in the same transaction as its balances: when no balance changed in
+            # this snapshot, none of ours can have been folded, and the lookup (which grows with the
+            # backlog while the ledger is down or behind) is skipped.
+            pending = self._pending_ids() if rows else []
             folded = await conn.fetch(
                 "SELECT event_id::text AS id FROM usage_events WHERE event_id = ANY($1::uuid[])", pending,
             ) if pending else []
