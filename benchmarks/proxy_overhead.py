@@ -8,9 +8,14 @@ database is created and dropped). On 127.0.0.1, the proxy under test is pinned t
 ``taskset``; the fake upstream, the load generators and this script share core 1.
 
 Arms, in every run: the fake upstream directly; a minimal aiohttp pass-through proxy carried here as
-the floor (forward, relay, parse usage, nothing else); spendgate's proxy with virtual keys,
-attribution, budget enforcement (no budgets set), the spool and event publishing to the embedded
-Postgres bus. Figures per arm:
+the floor (forward, relay, parse usage, nothing else); spendgate's proxy without enforcement
+(``sg-pass``: virtual keys, attribution, the spool and event publishing to the embedded Postgres bus,
+the decision seam answering "pass"); spendgate's proxy as shipped (``spendgate``: the same plus budget
+enforcement, with budgets on every scope of the benchmark key (key, developer, team, org; daily and
+monthly) and on 10,000 other keys). ``spendgate ledger`` runs on the load core and folds the events,
+so the enforcing proxy's view sees its spend settle as in a deployment. The difference of the last
+two arms is the enforcement decision's cost (admit: retry scan, estimate, decision, reservation;
+complete; the view's refresh). Figures per arm:
 requests/s at 32 connections (wrk, streamed Responses requests); p50/p99 at one connection against a
 50 ms upstream (hey, arms interleaved in rounds), and what the arm adds to the direct figures; proxy
 CPU ms per request (from /proc, the least noisy figure); for streams of 32 chunks paced 20 ms, the
@@ -42,6 +47,8 @@ import asyncpg
 
 from spendgate.core import keys as vkeys
 from spendgate.core.db import migrate
+from spendgate.core.enforcement.budgets_store import set_budget
+from spendgate.core.enforcement.policy import budget_of
 
 SERVER = os.environ.get("SPENDGATE_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 PROXY_CORE, LOAD_CORE = "0", "1"
@@ -49,6 +56,21 @@ BODY = {"model": "gpt-5.1", "stream": True,
         "input": [{"role": "user", "content": [{"type": "input_text", "text": "x" * 4000}]}]}
 """hey sends it as is with no session (the retry budget would rightly refuse one body re-sent in a session
 thousands of times); wrk makes each request distinct and spreads them over 64 sessions."""
+
+PASS_PROXY = r'''
+import asyncio, signal
+from spendgate.core.config import load_settings
+from spendgate.core.runtime import open_runtime
+from spendgate.proxy.decision import PassDecider
+from spendgate.proxy.service import serve
+async def main():
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    async with open_runtime(load_settings(), run_migrations=False) as runtime:
+        await serve(runtime, stop, decider=PassDecider())
+asyncio.run(main())
+'''
+"""spendgate's proxy with the decision seam answering "pass": the baseline for enforcement's cost."""
 
 MINIMAL_PROXY = r'''
 import asyncio, sys, aiohttp, msgspec
@@ -240,9 +262,10 @@ async def main() -> None:
         await migrate(db_url)
         pool = await asyncpg.create_pool(db_url, min_size=1, max_size=2)
         created = await vkeys.create_key(pool, developer="bench", team="perf")
+        await configure_budgets(pool, created.key.key_id)
         await pool.close()
 
-        fake_port, minimal_port, sg_port = free_port(), free_port(), free_port()
+        fake_port, minimal_port, pass_port, sg_port = free_port(), free_port(), free_port(), free_port()
         fake_url = f"http://127.0.0.1:{fake_port}/v1"
         log = (work / "procs.log").open("ab")
         procs.append(spawn(["taskset", "-c", LOAD_CORE, sys.executable, "-m", "spendgate.proxy",
@@ -253,13 +276,23 @@ async def main() -> None:
         env = {**os.environ, "SPENDGATE_DATABASE_URL": db_url, "SPENDGATE_BUS": "postgres",
                "SPENDGATE_UPSTREAM_URL": fake_url, "SPENDGATE_UPSTREAM_KEY": "sk-bench-upstream",
                "SPENDGATE_DATA_DIR": str(work / "data"), "SPENDGATE_LOG_LEVEL": "warning"}
+        (work / "pass_proxy.py").write_text(PASS_PROXY)
+        procs.append(spawn(["taskset", "-c", PROXY_CORE, sys.executable, str(work / "pass_proxy.py")], log,
+                           {**env, "SPENDGATE_DATA_DIR": str(work / "data-pass"),
+                            "SPENDGATE_PROXY_PORT": str(pass_port)}))
         procs.append(spawn(["taskset", "-c", PROXY_CORE, sys.executable, "-m", "spendgate.proxy",
                             "proxy", "--port", str(sg_port)], log, env))
+        # The ledger folds what both spendgate arms publish, so the enforcing proxy's view sees its
+        # events settle as in a deployment (unsettled spend does not pile up).
+        procs.append(spawn(["taskset", "-c", LOAD_CORE, sys.executable, "-m", "spendgate", "ledger"], log,
+                           {**env, "SPENDGATE_DATA_DIR": str(work / "data-ledger")}))
         await wait_healthy(fake_url.replace("/v1", "/v1/models"))
         await wait_healthy(f"http://127.0.0.1:{minimal_port}/healthz")
+        await wait_healthy(f"http://127.0.0.1:{pass_port}/healthz")
         await wait_healthy(f"http://127.0.0.1:{sg_port}/healthz")
         arms = [Arm("direct", fake_url), Arm("minimal", f"http://127.0.0.1:{minimal_port}/v1", procs[1].pid),
-                Arm("spendgate", f"http://127.0.0.1:{sg_port}/v1", procs[2].pid)]
+                Arm("sg-pass", f"http://127.0.0.1:{pass_port}/v1", procs[2].pid),
+                Arm("spendgate", f"http://127.0.0.1:{sg_port}/v1", procs[3].pid)]
         headers = {"Authorization": f"Bearer {created.secret}", "Content-Type": "application/json",
                    "originator": "bench"}
 
@@ -308,8 +341,18 @@ async def main() -> None:
         await admin.close()
 
 
+async def configure_budgets(pool: asyncpg.Pool, key_id: str) -> None:
+    """Budgets the benchmark never reaches on every scope of its key, and on 10,000 other keys."""
+    daily, monthly = 1_000_000 * 1_000_000, 10_000_000 * 1_000_000
+    for scope in (f"key:{key_id}", "developer:bench", "team:perf", "org"):
+        await set_budget(pool, budget_of(scope, daily_micros=daily, monthly_micros=monthly), actor="bench")
+    await pool.execute("""INSERT INTO budgets (scope, daily_micros, monthly_micros)
+                          SELECT 'key:other-' || g, $1::bigint, $2::bigint FROM generate_series(1, 10000) g""",
+                       daily, monthly)
+
+
 def report(arms: list[Arm], streams: int) -> None:
-    direct, minimal, sg = arms
+    direct, minimal, sg_pass, sg = arms
     print(f"\n{'arm':<10} {'req/s@32c':>10} {'cpu ms/req':>10} {'p50 ms':>8} {'p99 ms':>8} {'+p50':>7} {'+p99':>7} "
           f"{'ttfb ms':>8} {'+ttfb':>7} {'gap ms':>7} {'+gap':>6} {'gap p99':>8} {'rss MB':>7} {'streams':>8} "
           f"{'worst gap':>9}")
@@ -327,6 +370,10 @@ def report(arms: list[Arm], streams: int) -> None:
     print(f"\nspendgate CPU per request / minimal proxy's: {ratio:.2f}x (target <= 2x)")
     print(f"spendgate added p50 {sg.results['p50_ms'] - direct.results['p50_ms']:.2f} ms (target <= 1), "
           f"p99 {sg.results['p99_ms'] - direct.results['p99_ms']:.2f} ms (target <= 3)")
+    decision_us = (sg.results["cpu_ms_per_req"] - sg_pass.results["cpu_ms_per_req"]) * 1000
+    print(f"enforcement decision (budgets on every key) adds {decision_us:.0f} us CPU "
+          f"per request, p50 {sg.results['p50_ms'] - sg_pass.results['p50_ms']:+.2f} ms, "
+          f"p99 {sg.results['p99_ms'] - sg_pass.results['p99_ms']:+.2f} ms against spendgate without it")
     print(f"spendgate with {streams} open streams: peak RSS {sg.results['peak_rss_mb']:.0f} MB (target < 300), "
           f"{int(sg.results['streams_ok'])}/{streams} complete, worst gap {sg.results['worst_gap_ms']:.0f} ms")
 
