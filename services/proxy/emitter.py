@@ -87,6 +87,7 @@ class Emitter:
     async def flush(self) -> None:
         """Seal the active segment, then publish and delete every sealed segment, oldest first."""
         detached = self.spool.detach()
+        self.spool.prepare_next()  # the next request appends to a file that already exists
         if detached is not None:
             await asyncio.to_thread(self.spool.finish, detached[0])
         segments = self.spool.sealed_segments()

@@ -58,5 +58,7 @@ def upstream_url(base: str, path: str, query: str) -> str:
 def create_client_session(*, connect_timeout_s: float, read_timeout_s: float) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
     timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_s, sock_read=read_timeout_s)
+    # No cookie jar: the session is shared by every virtual key, so a cookie set for one developer's
+    # request must never ride on another's (and filtering an empty jar per request is pure overhead).
     return aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=True,
-                                 skip_auto_headers=("User-Agent",))
+                                 skip_auto_headers=("User-Agent",), cookie_jar=aiohttp.DummyCookieJar())

@@ -3,7 +3,10 @@
 Append-only segment files under ``<spool_dir>/<name>/``. ``append`` is one ``write(2)`` of one line
 (``<key>\\t<CloudEvents JSON>\\n``) into the active segment, synchronous and a few microseconds: the
 bytes are in the kernel's page cache before the handler finishes, so killing the process (even
-SIGKILL) right after a response cannot lose its event. The writer then seals the active segment,
+SIGKILL) right after a response cannot lose its event. The writer creates the next segment's file
+ahead of time (:meth:`Spool.prepare_next`, named ``….spool.next`` until used), so the request that
+starts a segment only renames it (~15 µs) instead of creating it (~0.3 ms, paid by one request per
+flush, i.e. by every request at low load). The writer then seals the active segment,
 fsyncs it (one fsync per batch, which also covers power loss), publishes its records and deletes the
 file once the bus acknowledged them. Segments left behind by a crash or a bus outage are replayed,
 oldest first. Replays may publish an event twice; consumers dedupe on the event id.
@@ -23,6 +26,7 @@ from ..core.logs import get_logger
 log = get_logger(__name__)
 
 SUFFIX = ".spool"
+NEXT_SUFFIX = ".next"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +44,8 @@ class Spool:
         self._fd: int | None = None
         self._active: Path | None = None
         self._active_records = 0
+        self._next: tuple[int, Path] | None = None
+        """A created, still empty file (``<segment>.next``) the next append renames and starts."""
         self._seq = 0
         self.appended = 0
 
@@ -52,6 +58,8 @@ class Spool:
             os.close(lock_fd)
             raise ConfigError(f"another spendgate proxy is using the spool {self.directory}") from None
         self._lock_fd = lock_fd
+        for spare in self.directory.glob(f"*{SUFFIX}{NEXT_SUFFIX}"):
+            spare.unlink(missing_ok=True)  # prepared by a previous process, never used: empty
         existing = self.segments()
         self._seq = max((int(p.stem) for p in existing), default=0)
 
@@ -81,6 +89,7 @@ class Spool:
 
     def close(self) -> None:
         self.seal()
+        self._drop_next()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -89,14 +98,34 @@ class Spool:
         """Segments on disk, oldest first (the active one last, if any)."""
         return sorted(self.directory.glob(f"*{SUFFIX}"), key=lambda p: int(p.stem))
 
+    def prepare_next(self) -> None:
+        """Create the file the next append starts, off the request path (the writer calls this)."""
+        if self._fd is not None or self._next is not None or self._lock_fd is None:
+            return
+        self._seq += 1
+        path = self.directory / f"{self._seq:012d}{SUFFIX}{NEXT_SUFFIX}"
+        self._next = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), path
+
+    def _drop_next(self) -> None:
+        spare, self._next = self._next, None
+        if spare is not None:
+            os.close(spare[0])
+            spare[1].unlink(missing_ok=True)
+
     def append(self, key: str | None, value: bytes) -> None:
         """Write one record to the active segment (no fsync: the writer batches those)."""
         if b"\n" in value or (key is not None and ("\t" in key or "\n" in key)):
             raise ValueError("spool records are single lines")
         if self._fd is None:
-            self._seq += 1
-            self._active = self.directory / f"{self._seq:012d}{SUFFIX}"
-            self._fd = os.open(self._active, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            if self._next is not None:
+                (fd, spare), self._next = self._next, None
+                self._active = spare.with_suffix("")  # drops ".next": now a segment, before any write
+                os.rename(spare, self._active)
+                self._fd = fd
+            else:
+                self._seq += 1
+                self._active = self.directory / f"{self._seq:012d}{SUFFIX}"
+                self._fd = os.open(self._active, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         line = (key or "").encode() + b"\t" + value + b"\n"
         os.write(self._fd, line)
         self._active_records += 1
