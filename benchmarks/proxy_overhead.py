@@ -364,7 +364,7 @@ async def configure_budgets(pool: asyncpg.Pool, key_id: str) -> None:
 
 
 def report(arms: list[Arm], streams: int) -> None:
-    direct, minimal, sg = arms
+    direct, minimal, sg_pass, sg = arms
     print(f"\n{'arm':<10} {'req/s@32c':>10} {'cpu ms/req':>10} {'p50 ms':>8} {'p99 ms':>8} {'+p50':>7} {'+p99':>7} "
           f"{'+p50 rnd':>8} {'ttfb ms':>8} {'+ttfb':>7} {'gap ms':>7} {'+gap':>6} {'gap p99':>8} {'rss MB':>7} "
           f"{'streams':>8} {'worst gap':>9}")
@@ -396,6 +396,11 @@ def report(arms: list[Arm], streams: int) -> None:
     print(f"\n{'spendgate target':<36} {'measured':<62} {'target':<9} result")
     for name, measured, target, ok in rows:
         print(f"{name:<36} {measured:<62} {target:<9} {'PASS' if ok else 'FAIL'}")
+    decision_us = (s["cpu_ms_per_req"] - sg_pass.results["cpu_ms_per_req"]) * 1000
+    print(f"\nenforcement decision (budgets on every key) adds {decision_us:.0f} us CPU "
+          f"per request, p50 {s['p50_ms'] - sg_pass.results['p50_ms']:+.2f} ms (per round: "
+          f"{s['added_p50_rounds'] - sg_pass.results['added_p50_rounds']:+.2f}), "
+          f"p99 {s['p99_ms'] - sg_pass.results['p99_ms']:+.2f} ms against spendgate without it")
     print("(latency from hey, 0.1 ms resolution; added = arm minus the direct arm, same run; pass/fail on the"
           " pooled samples)")
 
