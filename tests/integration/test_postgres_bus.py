@@ -10,6 +10,7 @@ import asyncpg
 
 from spendgate.core.bus import TopicPartition
 from spendgate.core.bus.postgres import PostgresBus, PostgresConsumer
+from tests.support.postgres import PostgresForTests
 from tests.support.waiting import eventually
 
 
@@ -60,3 +61,23 @@ async def test_waiting_consumer_is_woken_by_notify(db_url: str, pool: asyncpg.Po
         assert received - sent < 0.5, "woken by the poll fallback, not by NOTIFY"
     finally:
         await c.stop()
+
+
+async def test_members_in_another_database_do_not_shrink_the_share(
+    db_url: str, pool: asyncpg.Pool, postgres_server: PostgresForTests
+) -> None:
+    """A consumer of the same group name on another database of the server is not a member of this group."""
+    other_url = await postgres_server.new_database()
+    other_pool = await asyncpg.create_pool(other_url, min_size=1, max_size=2)
+    assert other_pool is not None
+    elsewhere = PostgresBus(other_pool, other_url, partitions=4).consumer("g", ["t"])
+    here = PostgresBus(pool, db_url, partitions=4).consumer("g", ["t"])
+    await elsewhere.start()
+    await here.start()
+    try:
+        await eventually(lambda: owned(here), until=lambda s: len(s) == 4, what="all four partitions here")
+        await eventually(lambda: owned(elsewhere), until=lambda s: len(s) == 4, what="all four there")
+    finally:
+        await here.stop()
+        await elsewhere.stop()
+        await other_pool.close()

@@ -121,9 +121,10 @@ class PostgresConsumer:
         self._last_rebalance = loop.time()
         conn = self._conn
         assert conn is not None, "consumer not started"
+        # pg_locks lists every database's locks; advisory locks (and so group members) are per database.
         members = await conn.fetchval(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1::oid"
-            " AND objsubid = 2",
+            """SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1::oid
+               AND objsubid = 2 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())""",
             self._member_class,
         )
         everything = self._all_partitions()
