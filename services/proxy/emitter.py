@@ -89,7 +89,7 @@ class Emitter:
         detached = self.spool.detach()
         self.spool.prepare_next()  # the next request appends to a file that already exists
         if detached is not None:
-            await asyncio.to_thread(self.spool.finish, detached[0])
+            await asyncio.to_thread(self.spool.finish, *detached)
         segments = self.spool.sealed_segments()
         if segments and self._backoff_s:
             try:

@@ -3,10 +3,11 @@
 Append-only segment files under ``<spool_dir>/<name>/``. ``append`` is one ``write(2)`` of one line
 (``<key>\\t<CloudEvents JSON>\\n``) into the active segment, synchronous and a few microseconds: the
 bytes are in the kernel's page cache before the handler finishes, so killing the process (even
-SIGKILL) right after a response cannot lose its event. The writer creates the next segment's file
-ahead of time (:meth:`Spool.prepare_next`, named ``….spool.next`` until used), so the request that
-starts a segment only renames it (~15 µs) instead of creating it (~0.3 ms, paid by one request per
-flush, i.e. by every request at low load). The writer then seals the active segment,
+SIGKILL) right after a response cannot lose its event. A segment is written as ``<n>.spool.open`` and
+renamed ``<n>.spool`` when the writer seals it; the writer also creates the next segment's file
+ahead of time (:meth:`Spool.prepare_next`), so a request only ever writes: no file creation (~0.3 ms)
+and no rename (~0.1 ms) on the request path, which at low load every request paid, one segment per
+flush. Open segments a crash left behind are replayed like sealed ones. The writer then seals the active segment,
 fsyncs it (one fsync per batch, which also covers power loss), publishes its records and deletes the
 file once the bus acknowledged them. Segments left behind by a crash or a bus outage are replayed,
 oldest first. Replays may publish an event twice; consumers dedupe on the event id.
@@ -26,7 +27,7 @@ from ..core.logs import get_logger
 log = get_logger(__name__)
 
 SUFFIX = ".spool"
-NEXT_SUFFIX = ".next"
+OPEN_SUFFIX = ".spool.open"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +46,7 @@ class Spool:
         self._active: Path | None = None
         self._active_records = 0
         self._next: tuple[int, Path] | None = None
-        """A created, still empty file (``<segment>.next``) the next append renames and starts."""
+        """A created, still empty ``.spool.open`` file the next append starts (not listed)."""
         self._seq = 0
         self.appended = 0
 
@@ -58,10 +59,13 @@ class Spool:
             os.close(lock_fd)
             raise ConfigError(f"another spendgate proxy is using the spool {self.directory}") from None
         self._lock_fd = lock_fd
-        for spare in self.directory.glob(f"*{SUFFIX}{NEXT_SUFFIX}"):
-            spare.unlink(missing_ok=True)  # prepared by a previous process, never used: empty
+        for left in self.directory.glob(f"*{OPEN_SUFFIX}"):  # a previous process's, now closed
+            if left.stat().st_size == 0:
+                left.unlink(missing_ok=True)
+            else:
+                left.rename(_sealed_name(left))
         existing = self.segments()
-        self._seq = max((int(p.stem) for p in existing), default=0)
+        self._seq = max((_seq_of(p) for p in existing), default=0)
 
     def adopt_orphans(self) -> int:
         """Take over the segments of sibling spools no process holds (a proxy that ran on another port,
@@ -77,7 +81,7 @@ class Spool:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     continue  # a live proxy owns it
-                for segment in sorted(sibling.glob(f"*{SUFFIX}"), key=lambda p: int(p.stem)):
+                for segment in sorted([*sibling.glob(f"*{SUFFIX}"), *sibling.glob(f"*{OPEN_SUFFIX}")], key=_seq_of):
                     self._seq += 1
                     segment.rename(self.directory / f"{self._seq:012d}{SUFFIX}")
                     adopted += 1
@@ -95,15 +99,17 @@ class Spool:
             self._lock_fd = None
 
     def segments(self) -> list[Path]:
-        """Segments on disk, oldest first (the active one last, if any)."""
-        return sorted(self.directory.glob(f"*{SUFFIX}"), key=lambda p: int(p.stem))
+        """Segments on disk, oldest first (the active one last, if any; the prepared empty one not)."""
+        spare = self._next[1] if self._next is not None else None
+        found = [*self.directory.glob(f"*{SUFFIX}"), *(p for p in self.directory.glob(f"*{OPEN_SUFFIX}") if p != spare)]
+        return sorted(found, key=_seq_of)
 
     def prepare_next(self) -> None:
         """Create the file the next append starts, off the request path (the writer calls this)."""
         if self._fd is not None or self._next is not None or self._lock_fd is None:
             return
         self._seq += 1
-        path = self.directory / f"{self._seq:012d}{SUFFIX}{NEXT_SUFFIX}"
+        path = self.directory / f"{self._seq:012d}{OPEN_SUFFIX}"
         self._next = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), path
 
     def _drop_next(self) -> None:
@@ -118,13 +124,10 @@ class Spool:
             raise ValueError("spool records are single lines")
         if self._fd is None:
             if self._next is not None:
-                (fd, spare), self._next = self._next, None
-                self._active = spare.with_suffix("")  # drops ".next": now a segment, before any write
-                os.rename(spare, self._active)
-                self._fd = fd
+                (self._fd, self._active), self._next = self._next, None
             else:
                 self._seq += 1
-                self._active = self.directory / f"{self._seq:012d}{SUFFIX}"
+                self._active = self.directory / f"{self._seq:012d}{OPEN_SUFFIX}"
                 self._fd = os.open(self._active, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         line = (key or "").encode() + b"\t" + value + b"\n"
         os.write(self._fd, line)
@@ -145,19 +148,22 @@ class Spool:
         return fd, path
 
     @staticmethod
-    def finish(fd: int) -> None:
+    def finish(fd: int, path: Path) -> Path:
+        """fsync and close a detached segment, then rename it sealed; returns the sealed path."""
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
+        sealed = _sealed_name(path)
+        os.rename(path, sealed)
+        return sealed
 
     def seal(self) -> Path | None:
         """Close the active segment after fsyncing it (blocking)."""
         detached = self.detach()
         if detached is None:
             return None
-        self.finish(detached[0])
-        return detached[1]
+        return self.finish(*detached)
 
     def sealed_segments(self) -> list[Path]:
         return [p for p in self.segments() if p != self._active]
@@ -179,3 +185,11 @@ class Spool:
     @staticmethod
     def remove(path: Path) -> None:
         path.unlink(missing_ok=True)
+
+
+def _seq_of(path: Path) -> int:
+    return int(path.name.split(".", 1)[0])
+
+
+def _sealed_name(path: Path) -> Path:
+    return path.with_name(f"{_seq_of(path):012d}{SUFFIX}")
