@@ -48,6 +48,9 @@ OVERLAP_READ_EVERY_S = 0.5
 MAX_BACKOFF_S = 5.0
 STOP_TIMEOUT_S = 5.0
 MIN_REFRESH_SPACING_S = 0.02
+BOOK_WAKE_DELAY_S = 0.005
+"""A reservation change wakes the refresh this much later: by then the request that changed it has gone
+upstream (admit) or been answered (complete), so the refresh's queries are not on its critical path."""
 """A refresh runs at least every poll interval, and sooner (at most every 20 ms) when this proxy's
 pending spend changes or a peer announces that its own did."""
 
@@ -76,7 +79,8 @@ class BalanceView:
         self._config_dirty = False
         self._stopping = False
         self._wake = asyncio.Event()
-        self.book.on_change = self._wake.set
+        self._book_wake: asyncio.TimerHandle | None = None
+        self.book.on_change = self._wake_after_request
         self._listener: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self.config_loads = 0
@@ -112,8 +116,19 @@ class BalanceView:
         await self._listen()
         self._task = asyncio.create_task(self._run(), name="balance-view")
 
+    def _wake_after_request(self) -> None:
+        if self._book_wake is None:
+            self._book_wake = asyncio.get_running_loop().call_later(BOOK_WAKE_DELAY_S, self._book_woke)
+
+    def _book_woke(self) -> None:
+        self._book_wake = None
+        self._wake.set()
+
     async def stop(self) -> None:
         """Finish the refresh in progress, stop the loop, withdraw this proxy's pending sums."""
+        if self._book_wake is not None:
+            self._book_wake.cancel()
+            self._book_wake = None
         task, self._task = self._task, None
         if task is not None:
             self._stopping = True
