@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from spendgate.core.bus import Bus, Record, TopicPartition
+from spendgate.core.bus import Bus, Record, TopicPartition, next_offsets
 from spendgate.core.constants import GROUP_LEDGER, TOPIC_USAGE
 from spendgate.core.db import Conn
 from spendgate.core.errors import PoisonEventError
@@ -83,13 +83,6 @@ async def fold_events(conn: Conn, events: Sequence[UsageRecorded], *, default_ti
         if limit is not None:
             found.extend(crossings(key, before[key], delta, limit))
     return await store.insert_crossings(conn, found)
-
-
-def next_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
-    out: dict[TopicPartition, int] = {}
-    for r in records:
-        out[r.tp] = max(out.get(r.tp, 0), r.offset + 1)
-    return out
 
 
 class LedgerConsumer:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import asyncpg
 import pytest
 
-from spendgate.core.bus import Bus, Consumer, MemoryBus, Record, TopicPartition
+from spendgate.core.bus import Bus, Consumer, MemoryBus, Record, TopicPartition, next_offsets
 from spendgate.core.bus.kafka import KafkaBus
 from spendgate.core.bus.postgres import PostgresBus
 from tests.support.postgres import PostgresForTests
@@ -66,13 +66,6 @@ async def drain(consumer: Consumer, n: int, *, timeout_s: float = 20.0) -> list[
             raise AssertionError(f"got {len(got)} of {n} records before the deadline")
         got.extend(await consumer.poll(max_records=500, timeout_s=0.5))
     return got
-
-
-def next_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
-    out: dict[TopicPartition, int] = {}
-    for r in records:
-        out[r.tp] = max(out.get(r.tp, 0), r.offset + 1)
-    return out
 
 
 async def started(h: Harness, group: str, **kw: object) -> Consumer:

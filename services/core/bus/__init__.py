@@ -6,10 +6,11 @@ import asyncpg
 
 from ..config import Settings
 from ..constants import ALL_TOPICS
-from .base import Bus, Consumer, OnAssign, Record, TopicPartition, partition_for
+from .base import Bus, Consumer, OnAssign, Record, TopicPartition, next_offsets, partition_for
 from .memory import MemoryBus
 
-__all__ = ["Bus", "Consumer", "MemoryBus", "OnAssign", "Record", "TopicPartition", "create_bus", "partition_for"]
+__all__ = ["Bus", "Consumer", "MemoryBus", "OnAssign", "Record", "TopicPartition", "create_bus", "next_offsets",
+           "partition_for"]
 
 
 def create_bus(settings: Settings, *, pool: asyncpg.Pool | None, dsn: str | None) -> Bus:

@@ -71,6 +71,14 @@ class Bus(Protocol):
     ) -> Consumer: ...
 
 
+def next_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
+    """What to commit after ``records``: per partition, the offset after the highest one seen."""
+    out: dict[TopicPartition, int] = {}
+    for r in records:
+        out[r.tp] = max(out.get(r.tp, 0), r.offset + 1)
+    return out
+
+
 def partition_for(key: str | None, partitions: int, *, fallback: int = 0) -> int:
     """Stable key → partition mapping for the adapters that choose partitions themselves."""
     if key is None:
