@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 from spendgate.alerter.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from spendgate.core.constants import TOPIC_ALERT
 from spendgate.core.events import AlertDelivery, decode
-from tests.integration.test_alert_harness import (
+from tests.support.alerts import (
     Login,
     Receivers,
     count,

@@ -11,7 +11,7 @@ import asyncpg
 from spendgate.core.bus.kafka import KafkaBus
 from spendgate.core.constants import ALL_TOPICS, GROUP_ALERTER, TOPIC_BUDGET
 from spendgate.core.ids import uuid7
-from tests.integration.test_alert_harness import (
+from tests.support.alerts import (
     Receivers,
     count,
     crossing,

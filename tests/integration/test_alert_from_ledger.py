@@ -9,7 +9,7 @@ import asyncpg
 
 from spendgate.core.bus.postgres import PostgresBus
 from spendgate.ledger.outbox import publish_pending
-from tests.integration.test_alert_harness import Receivers, running_alerter, settings_for, size
+from tests.support.alerts import Receivers, running_alerter, settings_for, size
 from tests.support.factories import T0, usage_event
 from tests.support.ledger import consumed, publish, running_ledger
 from tests.support.waiting import eventually

@@ -11,7 +11,7 @@ import pytest
 from spendgate.core.constants import GROUP_ALERTER, TOPIC_BUDGET, TOPIC_FORECAST
 from spendgate.core.events import ForecastOverrun, ForecastUpdated, RetryLoopDetected
 from spendgate.core.ids import uuid7
-from tests.integration.test_alert_harness import (
+from tests.support.alerts import (
     NOW,
     Receivers,
     count,

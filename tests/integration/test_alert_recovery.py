@@ -10,7 +10,7 @@ from spendgate.alerter import store
 from spendgate.alerter.model import Message
 from spendgate.alerter.store import Planned
 from spendgate.core.ids import uuid7
-from tests.integration.test_alert_harness import NOW, Receivers, count, running_alerter, settings_for, size
+from tests.support.alerts import NOW, Receivers, count, running_alerter, settings_for, size
 from tests.support.waiting import eventually
 
 ROUTES = """

@@ -8,7 +8,7 @@ from pathlib import Path
 import asyncpg
 
 from spendgate.core.constants import GROUP_ALERTER, TOPIC_BUDGET
-from tests.integration.test_alert_harness import (
+from tests.support.alerts import (
     Receivers,
     count,
     crossing,
