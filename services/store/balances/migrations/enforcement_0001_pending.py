@@ -1,7 +1,7 @@
 """Enforcement: each proxy's in-flight and not-yet-folded spend per balance, shared with its peers.
 
 Revision ID: enforcement_0001
-Revises: 0001
+Revises: balances_0001
 Create Date: 2026-11-26
 """
 
@@ -10,8 +10,8 @@ from alembic import op
 from spendgate.core.migrations.sql import execute_script
 
 revision = "enforcement_0001"
-down_revision = "0001"
-branch_labels = ("enforcement",)
+down_revision = "balances_0001"
+branch_labels = None
 depends_on = None
 
 UPGRADE = """

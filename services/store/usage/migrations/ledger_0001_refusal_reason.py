@@ -1,15 +1,15 @@
 """Usage events record why spendgate refused a request.
 
 Revision ID: ledger_0001
-Revises: 0001
+Revises: usage_0001
 Create Date: 2026-11-26
 """
 
 from alembic import op
 
 revision = "ledger_0001"
-down_revision = "0001"
-branch_labels = ("ledger",)
+down_revision = "usage_0001"
+branch_labels = None
 depends_on = None
 
 
