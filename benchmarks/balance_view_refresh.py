@@ -21,10 +21,10 @@ from datetime import UTC, datetime
 import asyncpg
 
 from benchmarks.ledger_fold import drop_db, fresh_db
-from spendgate.core.config import EnforcementSettings
-from spendgate.core.enforcement import BalanceKey
-from spendgate.core.enforcement.view import BalanceView
-from spendgate.core.periods import PeriodKind
+from spendgate.domain.enforcement import BalanceKey
+from spendgate.domain.enforcement.settings import EnforcementSettings
+from spendgate.domain.periods import PeriodKind
+from spendgate.proxy.view import BalanceView
 
 UPSERT = """INSERT INTO balances (scope, period, period_start, spent_micros, requests) VALUES ($1, 'day', $2, $3, 1)
             ON CONFLICT (scope, period, period_start) DO UPDATE SET

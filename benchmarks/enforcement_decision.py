@@ -18,8 +18,7 @@ import random
 import time
 from datetime import UTC, datetime
 
-from spendgate.core.config import EnforcementSettings
-from spendgate.core.enforcement import (
+from spendgate.domain.enforcement import (
     BalanceKey,
     Budget,
     Decision,
@@ -33,7 +32,8 @@ from spendgate.core.enforcement import (
     balance_keys,
     decide,
 )
-from spendgate.core.pricing import PriceTable
+from spendgate.domain.enforcement.settings import EnforcementSettings
+from spendgate.domain.pricing import PriceTable
 
 USD = 1_000_000
 

@@ -26,12 +26,12 @@ from numpy.typing import NDArray
 
 from spendgate.core.bus.postgres import PostgresBus
 from spendgate.core.config import ForecastSettings, Settings
-from spendgate.core.db import migrate
 from spendgate.core.logs import configure_logging
 from spendgate.forecaster.engine import run_models
 from spendgate.forecaster.model import ScopeSeries
 from spendgate.forecaster.series import BudgetedScope
 from spendgate.forecaster.service import Forecaster
+from spendgate.store.migrations import migrate
 
 AS_OF = date(2026, 3, 10)
 DAYS = 182

@@ -22,12 +22,12 @@ import asyncpg
 
 from spendgate.core.bus.kafka import KafkaBus
 from spendgate.core.bus.postgres import PostgresBus
-from spendgate.core.constants import TOPIC_USAGE
-from spendgate.core.db import migrate
-from spendgate.core.events import UsageRecorded, decode, encode
 from spendgate.core.logs import configure_logging
+from spendgate.domain.constants import TOPIC_USAGE
+from spendgate.domain.events import UsageRecorded, decode, encode
 from spendgate.ledger.consumer import LedgerConsumer, fold_events
 from spendgate.ledger.store import insert_events
+from spendgate.store.migrations import migrate
 from tests.support.factories import usage_event
 from tests.support.postgres import with_database
 from tests.support.tansu import TansuBroker

@@ -27,10 +27,10 @@ from spendgate.admin.cache import cache_report
 from spendgate.admin.dryrun import _COLUMNS, FETCH_ROWS, dry_run
 from spendgate.admin.reports import chargeback
 from spendgate.admin.window import Window
-from spendgate.core.config import EnforcementSettings
-from spendgate.core.db import migrate
-from spendgate.core.enforcement import policy_from_document
-from spendgate.core.pricing import PriceTable, cost_micros
+from spendgate.domain.enforcement import policy_from_document
+from spendgate.domain.enforcement.settings import EnforcementSettings
+from spendgate.domain.pricing import PriceTable, cost_micros
+from spendgate.store.migrations import migrate
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 DEVELOPERS = [(f"dev{i:03d}", f"team{i % 20:02d}") for i in range(200)]

@@ -46,10 +46,10 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
-from spendgate.core import keys as vkeys
-from spendgate.core.db import migrate
-from spendgate.core.enforcement.budgets_store import set_budget
-from spendgate.core.enforcement.policy import budget_of
+from spendgate.domain.enforcement.policy import budget_of
+from spendgate.store.budgets.store import set_budget
+from spendgate.store.keys import store as vkeys
+from spendgate.store.migrations import migrate
 
 SERVER = os.environ.get("SPENDGATE_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 PROXY_CORE, LOAD_CORE = "0", "1"
@@ -61,7 +61,7 @@ thousands of times); wrk makes each request distinct and spreads them over 64 se
 PASS_PROXY = r'''
 import asyncio, signal
 from spendgate.core.config import load_settings
-from spendgate.core.runtime import open_runtime
+from spendgate.runtime import open_runtime
 from spendgate.proxy.decision import PassDecider
 from spendgate.proxy.service import serve
 async def main():

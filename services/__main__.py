@@ -1,5 +1,5 @@
 """``python -m spendgate``: the same as the ``spendgate`` command."""
 
-from .cli import main
+from spendgate.cli import main
 
 main()

@@ -1,19 +1,30 @@
 """The ``spendgate`` command: the composition root that gathers every area's commands.
 
-Each area owns its commands in its own ``cli`` module (``COMMANDS``, a list of click commands and
-groups); this module only registers them, so no service imports another.
+Each area owns the commands that operate on it, in its own ``cli`` module (``COMMANDS``, a list of
+click commands and groups); this module names each of those modules in code, so a missing one is an
+import error that mypy sees, and no service imports another.
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import click
 
-from .core.clitools import Ctx
+from spendgate.admin import budgets_cli, keys_cli
+from spendgate.admin import cli as admin_cli
+from spendgate.alerter import cli as alerter_cli
+from spendgate.core.clitools import Ctx
+from spendgate.forecaster import cli as forecaster_cli
+from spendgate.ledger import cli as ledger_cli
+from spendgate.proxy import cli as proxy_cli
+from spendgate.store import cli as store_cli
+from spendgate.up import up
 
-AREAS = ("ledger", "proxy", "core.enforcement", "forecaster", "alerter", "admin")
+AREA_COMMANDS: tuple[list[click.Command], ...] = (
+    store_cli.COMMANDS, ledger_cli.COMMANDS, proxy_cli.COMMANDS, keys_cli.COMMANDS, budgets_cli.COMMANDS,
+    forecaster_cli.COMMANDS, alerter_cli.COMMANDS, admin_cli.COMMANDS,
+)
 
 
 @click.group()
@@ -25,16 +36,7 @@ def main(ctx: click.Context, data_dir: Path | None) -> None:
     ctx.obj = Ctx(data_dir)
 
 
-def _register() -> None:
-    for area in AREAS:
-        try:
-            module = importlib.import_module(f"spendgate.{area}.cli")
-        except ModuleNotFoundError as exc:  # an area whose commands have not landed yet
-            if exc.name != f"spendgate.{area}.cli":
-                raise
-            continue
-        for command in module.COMMANDS:
-            main.add_command(command)
-
-
-_register()
+main.add_command(up)
+for _commands in AREA_COMMANDS:
+    for _command in _commands:
+        main.add_command(_command)

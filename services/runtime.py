@@ -1,17 +1,24 @@
 """Open what every service needs — the database (configured or embedded), migrations, the pool and
-the bus — from the settings. The one place that wires adapters; services receive them ready."""
+the bus — from the settings, and run services on it. The one place that wires adapters; services
+receive them ready. Which services run is the caller's choice, named in code (``spendgate.up``, or an
+area's own command for one service per process)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
-from .bus import Bus, create_bus
-from .config import Settings
-from .db import create_pool, database_url_for, migrate
+from spendgate.core.bus import Bus, create_bus
+from spendgate.core.config import Settings
+from spendgate.core.db import create_pool, database_url_for
+from spendgate.core.logs import get_logger
+from spendgate.store.migrations import migrate
 
 
 @dataclass
@@ -48,3 +55,30 @@ async def open_runtime(
         finally:
             if start_bus:
                 await bus.stop()
+
+
+log = get_logger(__name__)
+
+Serve = Callable[[Runtime, asyncio.Event], Coroutine[Any, Any, None]]
+"""A service: runs until ``stop`` is set, then drains within its own deadline."""
+
+
+async def run_services(settings: Settings, services: Mapping[str, Serve],
+                       *, on_ready: Callable[[Runtime], None] | None = None) -> None:
+    """Open the runtime and run ``services`` until SIGTERM / SIGINT (or one of them fails)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    async with open_runtime(settings) as runtime:
+        tasks = [asyncio.create_task(fn(runtime, stop), name=name) for name, fn in services.items()]
+        log.info("services started", services=sorted(services), bus=settings.bus)
+        if on_ready is not None:
+            on_ready(runtime)
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]

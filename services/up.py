@@ -1,67 +1,33 @@
 """``spendgate up``: the embedded default in one process.
 
 Embedded PostgreSQL under the data dir (unless ``SPENDGATE_DATABASE_URL`` is set), the Postgres bus
-(unless ``SPENDGATE_BUS`` names Kafka), migrations, then every service that has landed, each a
-``serve(runtime, stop)`` coroutine in ``spendgate.<area>.service``. SIGTERM / SIGINT set ``stop``;
+(unless ``SPENDGATE_BUS`` names Kafka), migrations, then every service in :data:`SERVICES`, each a
+``serve(runtime, stop)`` coroutine of its area. SIGTERM / SIGINT set ``stop``;
 each service drains within its own deadline.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import importlib
-import signal
 import sys
-from collections.abc import Callable, Coroutine
-from typing import Any
 
 import click
 
-from .core.clitools import Ctx, pass_ctx, run
-from .core.config import Settings
-from .core.logs import get_logger
-from .core.runtime import Runtime, open_runtime
+from spendgate.admin import service as admin_service
+from spendgate.alerter import service as alerter_service
+from spendgate.core.clitools import Ctx, pass_ctx, run
+from spendgate.forecaster import service as forecaster_service
+from spendgate.ledger import service as ledger_service
+from spendgate.proxy import service as proxy_service
+from spendgate.runtime import Runtime, Serve, run_services
 
-log = get_logger(__name__)
-
-SERVICES = ("ledger", "proxy", "alerter", "forecaster", "admin")
-
-Serve = Callable[[Runtime, asyncio.Event], Coroutine[Any, Any, None]]
-
-
-def landed_services(names: tuple[str, ...] = SERVICES) -> dict[str, Serve]:
-    found: dict[str, Serve] = {}
-    for name in names:
-        try:
-            module = importlib.import_module(f"spendgate.{name}.service")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"spendgate.{name}.service":
-                raise
-            continue
-        found[name] = module.serve
-    return found
-
-
-async def run_services(settings: Settings, names: tuple[str, ...] = SERVICES,
-                       *, on_ready: Callable[[Runtime], None] | None = None) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    async with open_runtime(settings) as runtime:
-        services = landed_services(names)
-        tasks = [asyncio.create_task(fn(runtime, stop), name=name) for name, fn in services.items()]
-        log.info("services started", services=sorted(services), bus=settings.bus)
-        if on_ready is not None:
-            on_ready(runtime)
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for task in done:
-            if not task.cancelled() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+SERVICES: dict[str, Serve] = {
+    "ledger": ledger_service.serve,
+    "proxy": proxy_service.serve,
+    "alerter": alerter_service.serve,
+    "forecaster": forecaster_service.serve,
+    "admin": admin_service.serve,
+}
+"""Every service ``spendgate up`` runs, named in code: a missing one is an import error, not a skip."""
 
 
 def codex_snippet(base_url: str, model: str = "gpt-5.1") -> str:
@@ -96,4 +62,4 @@ def up(ctx: Ctx, host: str | None, port: int | None) -> None:
         click.echo(codex_snippet(base_url))
         sys.stdout.flush()
 
-    run(run_services(settings, on_ready=ready))
+    run(run_services(settings, SERVICES, on_ready=ready))

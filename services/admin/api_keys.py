@@ -1,4 +1,4 @@
-"""Admin API handlers for virtual keys (create, list, revoke), on :mod:`spendgate.core.keys`."""
+"""Admin API handlers for virtual keys (create, list, revoke), on :mod:`spendgate.store.keys.store`."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ from typing import Annotated
 import msgspec
 from aiohttp import web
 
-from spendgate.core import keys
-
-from .deps import DEPS
-from .middleware import ApiError, bad_request, json_response, not_found
-from .openapi import Operation, Param
+from spendgate.admin.deps import DEPS
+from spendgate.admin.middleware import ApiError, bad_request, json_response, not_found
+from spendgate.admin.openapi import Operation, Param
+from spendgate.store.keys import store as keys
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@+\-]{0,127}$"
 

@@ -13,7 +13,12 @@ from typing import Annotated, Any
 import msgspec
 from aiohttp import web
 
-from spendgate.core.enforcement import (
+from spendgate.admin.deps import DEPS
+from spendgate.admin.dryrun import DryRun, dry_run
+from spendgate.admin.middleware import ApiError, json_response, not_found
+from spendgate.admin.openapi import Operation, Param
+from spendgate.admin.policy import Applied, apply, live_policy, to_document
+from spendgate.domain.enforcement import (
     Budget,
     BudgetRaise,
     Thresholds,
@@ -21,18 +26,12 @@ from spendgate.core.enforcement import (
     parse_scope,
     policy_from_document,
 )
-from spendgate.core.enforcement import budgets_store as store
-from spendgate.core.errors import StoreError
-from spendgate.core.money import usd_to_micros
-
-from .deps import DEPS
-from .dryrun import DryRun, dry_run
-from .middleware import ApiError, json_response, not_found
-from .openapi import Operation, Param
-from .policy import Applied, apply, live_policy, to_document
+from spendgate.domain.errors import StoreError
+from spendgate.domain.money import usd_to_micros
+from spendgate.store.budgets import store
 
 SCOPE_PATTERN = r"^(org|(key|developer|team):[^\x00-\x1f\x7f\s]([^\x00-\x1f\x7f]{0,198}[^\x00-\x1f\x7f\s])?)$"
-"""The scope forms :func:`spendgate.core.enforcement.parse_scope` accepts, as given (no stray spaces)."""
+"""The scope forms :func:`spendgate.domain.enforcement.parse_scope` accepts, as given (no stray spaces)."""
 
 
 def _scope(request: web.Request) -> str:

@@ -9,16 +9,15 @@ from typing import Any
 
 from aiohttp import web
 
-from spendgate.core.periods import zone
-
-from .cache import CacheReport, cache_report
-from .deps import DEPS
-from .directory import Forecasts, Teams, list_forecasts, list_teams
-from .middleware import bad_request, json_response, not_found
-from .openapi import Operation, Param
-from .reports import Chargeback, chargeback
-from .sessions import SessionDetail, SessionNotFound, session_detail
-from .window import GROUPINGS, Filters, Window, parse_date
+from spendgate.admin.cache import CacheReport, cache_report
+from spendgate.admin.deps import DEPS
+from spendgate.admin.directory import Forecasts, Teams, list_forecasts, list_teams
+from spendgate.admin.middleware import bad_request, json_response, not_found
+from spendgate.admin.openapi import Operation, Param
+from spendgate.admin.reports import Chargeback, chargeback
+from spendgate.admin.sessions import SessionDetail, SessionNotFound, session_detail
+from spendgate.admin.window import GROUPINGS, Filters, Window, parse_date
+from spendgate.domain.periods import zone
 
 _DATE = {"type": "string", "format": "date"}
 MAX_TEXT = 256

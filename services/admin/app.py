@@ -7,10 +7,10 @@ from typing import Any
 
 from aiohttp import web
 
-from . import api_keys, api_policy, api_reports
-from .deps import DEPS, Deps
-from .middleware import auth_middleware, error_middleware, json_response
-from .openapi import Operation, document
+from spendgate.admin import api_keys, api_policy, api_reports
+from spendgate.admin.deps import DEPS, Deps
+from spendgate.admin.middleware import auth_middleware, error_middleware, json_response
+from spendgate.admin.openapi import Operation, document
 
 
 def operations() -> list[Operation]:

@@ -10,15 +10,15 @@ from typing import Any
 
 import click
 
-from ..clitools import Ctx, pass_ctx, run
-from ..errors import ConfigError
-from ..money import format_usd, usd_str, usd_to_micros
-from ..periods import PeriodKind, period_containing
-from ..runtime import open_database
-from . import budgets_store as store
-from .policy import Budget, BudgetRaise, Policy, Thresholds, budget_of
-from .scopes import parse_scope
-from .stages import stage_for
+from spendgate.core.clitools import Ctx, pass_ctx, run
+from spendgate.domain.enforcement.policy import Budget, BudgetRaise, Policy, Thresholds, budget_of
+from spendgate.domain.enforcement.scopes import parse_scope
+from spendgate.domain.enforcement.stages import stage_for
+from spendgate.domain.errors import ConfigError
+from spendgate.domain.money import format_usd, usd_str, usd_to_micros
+from spendgate.domain.periods import PeriodKind, period_containing
+from spendgate.runtime import open_database
+from spendgate.store.budgets import store
 
 
 def _usd(value: str | None, what: str) -> int | None:

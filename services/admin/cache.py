@@ -17,7 +17,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import asyncpg
 import msgspec
 
-from .window import Filters, Window, group_column
+from spendgate.admin.window import Filters, Window, group_column
 
 DEFAULT_FLAG_BELOW_PCT = 30
 DEFAULT_MIN_REQUESTS = 5

@@ -13,15 +13,15 @@ from datetime import date
 import aiohttp
 import click
 
+from spendgate.admin import render
+from spendgate.admin.client import ApiSource, DatabaseSource, ReportSource
+from spendgate.admin.policy_cli import policy
+from spendgate.admin.service import serve
+from spendgate.admin.window import GROUPINGS, Filters, WindowError, parse_date
 from spendgate.core.clitools import Ctx, pass_ctx, run
 from spendgate.core.config import Settings
-from spendgate.core.errors import ConfigError
-from spendgate.core.runtime import open_database
-
-from . import render
-from .client import ApiSource, DatabaseSource, ReportSource
-from .policy_cli import policy
-from .window import GROUPINGS, Filters, WindowError, parse_date
+from spendgate.domain.errors import ConfigError
+from spendgate.runtime import open_database, run_services
 
 api_option = click.option("--api", "api_url", envvar="SPENDGATE_ADMIN_URL", default=None,
                           help="Read through a running admin API (e.g. http://127.0.0.1:8081) instead of "
@@ -143,12 +143,11 @@ def show_cmd(ctx: Ctx, session_id: str, fmt: str, api_url: str | None) -> None:
 @pass_ctx
 def admin(ctx: Ctx) -> None:
     """Run the admin API alone (it also runs inside ``spendgate up``)."""
-    from spendgate.up import run_services
 
     settings = ctx.settings
     if settings.admin_token is None:
         raise click.ClickException("set SPENDGATE_ADMIN_TOKEN first: every admin API call needs it")
-    run(run_services(settings, ("admin",)))
+    run(run_services(settings, {"admin": serve}))
 
 
 COMMANDS: list[click.Command] = [report, sessions, policy, admin]

@@ -15,14 +15,13 @@ import aiohttp
 import asyncpg
 import msgspec
 
+from spendgate.admin.cache import CacheReport, cache_report
+from spendgate.admin.reports import Chargeback, chargeback
+from spendgate.admin.sessions import SessionDetail, SessionNotFound, session_detail
+from spendgate.admin.window import Filters, Window
 from spendgate.core.config import Settings
-from spendgate.core.errors import SpendgateError
-from spendgate.core.periods import zone
-
-from .cache import CacheReport, cache_report
-from .reports import Chargeback, chargeback
-from .sessions import SessionDetail, SessionNotFound, session_detail
-from .window import Filters, Window
+from spendgate.domain.errors import SpendgateError
+from spendgate.domain.periods import zone
 
 T = TypeVar("T")
 

@@ -10,7 +10,7 @@ import asyncpg
 from aiohttp import web
 
 from spendgate.core.config import Settings
-from spendgate.core.pricing import PriceTable
+from spendgate.domain.pricing import PriceTable
 
 
 def utc_now() -> datetime:

@@ -8,7 +8,7 @@ from datetime import date, datetime
 import asyncpg
 import msgspec
 
-from spendgate.core.periods import PeriodKind, period_containing
+from spendgate.domain.periods import PeriodKind, period_containing
 
 
 class Team(msgspec.Struct, frozen=True, kw_only=True):

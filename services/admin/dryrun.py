@@ -14,11 +14,10 @@ from datetime import date, datetime, timedelta
 import asyncpg
 import msgspec
 
-from spendgate.core.enforcement import Policy
-from spendgate.core.periods import PeriodKind, period_containing
-from spendgate.core.pricing import PriceTable
-
-from .replay import Replay, Usage
+from spendgate.admin.replay import Replay, Usage
+from spendgate.domain.enforcement import Policy
+from spendgate.domain.periods import PeriodKind, period_containing
+from spendgate.domain.pricing import PriceTable
 
 FETCH_ROWS = 20_000
 _COLUMNS = ("event_id::text, occurred_at, key_id, developer, team, session_id, turn_id, model_requested, "

@@ -14,11 +14,10 @@ import asyncpg
 import msgspec
 from aiohttp import web
 
-from spendgate.core.errors import ConfigError, SpendgateError
+from spendgate.admin.openapi import Error, ErrorBody, Handler
+from spendgate.admin.window import WindowError
 from spendgate.core.logs import get_logger
-
-from .openapi import Error, ErrorBody, Handler
-from .window import WindowError
+from spendgate.domain.errors import ConfigError, SpendgateError
 
 log = get_logger(__name__)
 

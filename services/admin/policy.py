@@ -1,6 +1,6 @@
 """The live policy as a document, and ``policy apply``: make the live budgets what a proposal says.
 
-The document format is the one :func:`spendgate.core.enforcement.policy_from_document` reads (see
+The document format is the one :func:`spendgate.domain.enforcement.policy_from_document` reads (see
 its module docs), so ``policy show > p.yaml``, edit, ``policy dry-run p.yaml``, ``policy apply p.yaml``
 round-trips. Budgets and raises live in the database and are applied through the enforcement budgets
 store (audited, NOTIFYing the proxies); cascades, the downgrade size limit and the default retry cap
@@ -15,10 +15,10 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from spendgate.core.config import EnforcementSettings
-from spendgate.core.enforcement import Budget, BudgetRaise, Policy
-from spendgate.core.enforcement import budgets_store as store
-from spendgate.core.money import usd_str
+from spendgate.domain.enforcement import Budget, BudgetRaise, Policy
+from spendgate.domain.enforcement.settings import EnforcementSettings
+from spendgate.domain.money import usd_str
+from spendgate.store.budgets import store
 
 
 async def live_policy(pool: asyncpg.Pool, defaults: EnforcementSettings, now: datetime) -> Policy:

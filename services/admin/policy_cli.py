@@ -13,17 +13,16 @@ import aiohttp
 import click
 import yaml
 
+from spendgate.admin import render
+from spendgate.admin.client import ApiSource
+from spendgate.admin.dryrun import DryRun, dry_run
+from spendgate.admin.policy import Applied, apply, live_policy, to_document
 from spendgate.core.clitools import Ctx, pass_ctx, run
 from spendgate.core.config import Settings
-from spendgate.core.enforcement import load_policy
-from spendgate.core.errors import ConfigError
-from spendgate.core.money import format_usd
-from spendgate.core.runtime import open_database
-
-from . import render
-from .client import ApiSource
-from .dryrun import DryRun, dry_run
-from .policy import Applied, apply, live_policy, to_document
+from spendgate.domain.enforcement import load_policy
+from spendgate.domain.errors import ConfigError
+from spendgate.domain.money import format_usd
+from spendgate.runtime import open_database
 
 api_option = click.option("--api", "api_url", envvar="SPENDGATE_ADMIN_URL", default=None,
                           help="Go through a running admin API instead of the database.")

@@ -14,11 +14,10 @@ from typing import Any
 
 import msgspec
 
-from spendgate.core.money import format_usd, usd_str
-
-from .cache import CacheLine, CacheReport
-from .reports import Chargeback, ChargebackLine
-from .sessions import SessionDetail
+from spendgate.admin.cache import CacheLine, CacheReport
+from spendgate.admin.reports import Chargeback, ChargebackLine
+from spendgate.admin.sessions import SessionDetail
+from spendgate.domain.money import format_usd, usd_str
 
 FORMATS = ("table", "csv", "json")
 

@@ -1,10 +1,10 @@
 """The policy replay engine: stored usage events, in time order, through the proxy's own decision.
 
 Pure: no I/O. Each event becomes the request it was (key, developer, team, session, requested model,
-input tokens as the estimate) and goes through :func:`spendgate.core.enforcement.decide` against the
+input tokens as the estimate) and goes through :func:`spendgate.domain.enforcement.decide` against the
 spend the proposal would have let happen so far; its cost is then recomputed for the model the
 decision picks (the stored cost when that is the model that served it, else repriced with
-:func:`spendgate.core.pricing.cost_micros`) and added to its budgeted balances, where threshold
+:func:`spendgate.domain.pricing.cost_micros`) and added to its budgeted balances, where threshold
 crossings become the alerts the proposal would have sent.
 
 What a replay cannot know: requests that never happened because the live policy paused their
@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import NamedTuple
 
-from spendgate.core.enforcement import Policy, Principal, RequestFacts, decide
-from spendgate.core.enforcement.decide import BalanceKey, balance_keys
-from spendgate.core.enforcement.stages import StageLevel, reached
-from spendgate.core.errors import UnknownModelError
-from spendgate.core.pricing import PriceTable, cost_micros
+from spendgate.domain.enforcement import Policy, Principal, RequestFacts, decide
+from spendgate.domain.enforcement.decide import BalanceKey, balance_keys
+from spendgate.domain.enforcement.stages import StageLevel, reached
+from spendgate.domain.errors import UnknownModelError
+from spendgate.domain.pricing import PriceTable, cost_micros
 
 
 class Usage(NamedTuple):

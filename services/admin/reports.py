@@ -3,7 +3,7 @@
 Every figure comes from ``usage_events`` (the facts the ledger folds), so the total of a report over
 a whole budget period equals the ledger's balance for that period to the micro-dollar. Downgrade
 savings reprice each downgraded request at its *requested* model's current unit prices with the one
-cost function (:func:`spendgate.core.pricing.cost_micros`) and subtract what it actually cost.
+cost function (:func:`spendgate.domain.pricing.cost_micros`) and subtract what it actually cost.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
-from spendgate.core.errors import UnknownModelError
-from spendgate.core.pricing import PriceTable, cost_micros
-
-from .window import Filters, Window, group_column
+from spendgate.admin.window import Filters, Window, group_column
+from spendgate.domain.errors import UnknownModelError
+from spendgate.domain.pricing import PriceTable, cost_micros
 
 
 class ChargebackLine(msgspec.Struct, frozen=True, kw_only=True):

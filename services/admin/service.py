@@ -6,11 +6,10 @@ import asyncio
 
 from aiohttp import web
 
+from spendgate.admin.app import create_app
+from spendgate.admin.deps import Deps
 from spendgate.core.logs import get_logger
-from spendgate.core.runtime import Runtime
-
-from .app import create_app
-from .deps import Deps
+from spendgate.runtime import Runtime
 
 log = get_logger(__name__)
 

@@ -9,10 +9,9 @@ from datetime import datetime, timedelta
 import asyncpg
 import msgspec
 
-from spendgate.core.pricing import PriceTable
-
-from .reports import ChargebackLine, chargeback
-from .window import Filters, Window
+from spendgate.admin.reports import ChargebackLine, chargeback
+from spendgate.admin.window import Filters, Window
+from spendgate.domain.pricing import PriceTable
 
 
 class RequestLine(msgspec.Struct, frozen=True, kw_only=True):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from spendgate.core.periods import PeriodKind, period_containing, period_of
+from spendgate.domain.periods import PeriodKind, period_containing, period_of
 
 GROUPINGS: dict[str, str] = {
     "session": "session_id",

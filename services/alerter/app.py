@@ -9,13 +9,12 @@ from dataclasses import dataclass
 import aiohttp
 import asyncpg
 
+from spendgate.alerter.delivery import Clock, Deliverer, RetryPolicy, utc_now
+from spendgate.alerter.rules import Rules, load_rules
+from spendgate.alerter.secrets import Secrets
+from spendgate.alerter.targets import Directory, check_url
 from spendgate.core.bus import Bus
 from spendgate.core.config import Settings
-
-from .delivery import Clock, Deliverer, RetryPolicy, utc_now
-from .rules import Rules, load_rules
-from .secrets import Secrets
-from .targets import Directory, check_url
 
 
 @dataclass

@@ -15,10 +15,9 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from spendgate.core.errors import SpendgateError
-from spendgate.core.money import format_usd
-
-from .model import Action, Message, SessionLine
+from spendgate.domain.alerts import Action, Message, SessionLine
+from spendgate.domain.errors import SpendgateError
+from spendgate.domain.money import format_usd
 
 
 class DeliveryError(SpendgateError):

@@ -8,28 +8,27 @@ from datetime import UTC, datetime
 
 import click
 
+from spendgate.alerter.app import load_checked_rules, open_alerter
+from spendgate.alerter.delivery import deliver_with_retries
+from spendgate.alerter.rules import DEVELOPER, Rules
+from spendgate.alerter.secrets import Secrets
+from spendgate.alerter.service import serve
 from spendgate.core.clitools import Ctx, pass_ctx, run
 from spendgate.core.config import Settings
-from spendgate.core.errors import ConfigError
-from spendgate.core.ids import uuid7
-from spendgate.core.runtime import open_runtime
-
-from . import store
-from .app import load_checked_rules, open_alerter
-from .delivery import deliver_with_retries
-from .model import Fact, Message
-from .rules import DEVELOPER, Rules
-from .secrets import Secrets
-from .store import Planned
+from spendgate.domain.alerts import Fact, Message
+from spendgate.domain.errors import ConfigError
+from spendgate.domain.ids import uuid7
+from spendgate.runtime import open_runtime, run_services
+from spendgate.store.alerts import store
+from spendgate.store.alerts.store import Planned
 
 
 @click.command()
 @pass_ctx
 def alerter(ctx: Ctx) -> None:
     """Run the alerter alone: route threshold and forecast alerts, deliver them, send digests."""
-    from spendgate.up import run_services
 
-    run(run_services(ctx.settings, ("alerter",)))
+    run(run_services(ctx.settings, {"alerter": serve}))
 
 
 @click.group()

@@ -18,17 +18,16 @@ from typing import Literal
 
 import asyncpg
 
+from spendgate.alerter.channels import DeliveryError
+from spendgate.alerter.targets import Directory
 from spendgate.core.bus import Bus
-from spendgate.core.constants import TOPIC_ALERT
-from spendgate.core.errors import BusError
-from spendgate.core.events import AlertDelivery, encode
-from spendgate.core.ids import uuid7
 from spendgate.core.logs import get_logger
-
-from . import store
-from .channels import DeliveryError
-from .store import Job
-from .targets import Directory
+from spendgate.domain.constants import TOPIC_ALERT
+from spendgate.domain.errors import BusError
+from spendgate.domain.events import AlertDelivery, encode
+from spendgate.domain.ids import uuid7
+from spendgate.store.alerts import store
+from spendgate.store.alerts.store import Job
 
 log = get_logger(__name__)
 

@@ -8,15 +8,14 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from spendgate.alerter.rules import DEVELOPER, DigestSpec, Route
 from spendgate.core.db import Conn
-from spendgate.core.ids import uuid7
-from spendgate.core.money import format_usd
-from spendgate.core.periods import PeriodKind, period_containing, zone
-
-from . import store
-from .model import Fact, Message, message_decoder
-from .rules import DEVELOPER, DigestSpec, Route
-from .store import Job, Planned
+from spendgate.domain.alerts import Fact, Message, message_decoder
+from spendgate.domain.ids import uuid7
+from spendgate.domain.money import format_usd
+from spendgate.domain.periods import PeriodKind, period_containing, zone
+from spendgate.store.alerts import store
+from spendgate.store.alerts.store import Job, Planned
 
 
 def last_due(spec: DigestSpec, now: datetime) -> datetime:

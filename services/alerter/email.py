@@ -6,11 +6,10 @@ import html
 from collections.abc import Sequence
 from email.message import EmailMessage
 
+from spendgate.alerter.channels import DeliveryError, plain_text, session_text
 from spendgate.core.config import SmtpSettings
 from spendgate.core.mail import MailError, send_mail
-
-from .channels import DeliveryError, plain_text, session_text
-from .model import Action, Message
+from spendgate.domain.alerts import Action, Message
 
 
 def render_html(message: Message) -> str:

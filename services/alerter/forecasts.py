@@ -10,7 +10,7 @@ import asyncpg
 import msgspec
 
 from spendgate.core.db import Conn
-from spendgate.core.events import ForecastUpdated
+from spendgate.domain.events import ForecastUpdated
 
 _decoder = msgspec.json.Decoder(ForecastUpdated)
 _ORDER_COLUMNS = ("as_of", "computed_at", "created_at", "updated_at")

@@ -7,13 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
+from spendgate.alerter.forecasts import ForecastView, latest_forecast
 from spendgate.core.db import Conn
-from spendgate.core.events import ForecastOverrun, RetryLoopDetected, ThresholdCrossed
-from spendgate.core.money import format_usd
-from spendgate.core.periods import PeriodKind, period_of
-
-from .forecasts import ForecastView, latest_forecast
-from .model import Alert, Fact, Message, SessionLine, Severity, scope_name
+from spendgate.domain.alerts import Alert, Fact, Message, SessionLine, Severity, scope_name
+from spendgate.domain.events import ForecastOverrun, RetryLoopDetected, ThresholdCrossed
+from spendgate.domain.money import format_usd
+from spendgate.domain.periods import PeriodKind, period_of
 
 SEVERITY: dict[str, Severity] = {
     "alert": "warning", "downgrade": "error", "pause": "critical", "forecast_overrun": "warning",

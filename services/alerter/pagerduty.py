@@ -8,8 +8,8 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from .channels import post_json
-from .model import Action, Message
+from spendgate.alerter.channels import post_json
+from spendgate.domain.alerts import Action, Message
 
 MAX_SUMMARY = 1024
 MAX_DEDUP_KEY = 255

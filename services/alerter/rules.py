@@ -28,10 +28,9 @@ from pathlib import Path
 
 import yaml
 
-from spendgate.core.errors import ConfigError
-from spendgate.core.periods import zone
-
-from .yamlnodes import Located, Node, RuleError, as_list, as_mapping, as_scalar, compose
+from spendgate.alerter.yamlnodes import Located, Node, RuleError, as_list, as_mapping, as_scalar, compose
+from spendgate.domain.errors import ConfigError
+from spendgate.domain.periods import zone
 
 STAGES = ("alert", "downgrade", "pause", "forecast_overrun", "retry_loop")
 MATCH_KEYS = ("cost_center", "team", "developer", "stage", "scope", "period")

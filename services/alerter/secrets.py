@@ -9,10 +9,9 @@ from pathlib import Path
 import yaml
 from pydantic import SecretStr
 
+from spendgate.alerter.rules import Rules, SecretRef, Value
 from spendgate.core.config import AlertSettings, SmtpSettings
-from spendgate.core.errors import ConfigError
-
-from .rules import Rules, SecretRef, Value
+from spendgate.domain.errors import ConfigError
 
 
 class Secrets:

@@ -12,23 +12,22 @@ import contextlib
 
 import asyncpg
 
+from spendgate.alerter.app import Alerter, open_alerter
+from spendgate.alerter.delivery import Clock, Dispatcher, utc_now
+from spendgate.alerter.digest import run_digest
+from spendgate.alerter.forecasts import remember_forecast
+from spendgate.alerter.messages import build_message
+from spendgate.alerter.rules import DEVELOPER
+from spendgate.alerter.targets import developer_target
 from spendgate.core.bus import Consumer, Record, TopicPartition
-from spendgate.core.constants import GROUP_ALERTER, TOPIC_BUDGET, TOPIC_FORECAST
-from spendgate.core.errors import PoisonEventError
-from spendgate.core.events import ForecastUpdated, decode
 from spendgate.core.logs import get_logger
-from spendgate.core.runtime import Runtime
-
-from . import store
-from .app import Alerter, open_alerter
-from .delivery import Clock, Dispatcher, utc_now
-from .digest import run_digest
-from .forecasts import remember_forecast
-from .messages import build_message
-from .model import alert_from_event
-from .rules import DEVELOPER
-from .store import Planned
-from .targets import developer_target
+from spendgate.domain.alerts import alert_from_event
+from spendgate.domain.constants import GROUP_ALERTER, TOPIC_BUDGET, TOPIC_FORECAST
+from spendgate.domain.errors import PoisonEventError
+from spendgate.domain.events import ForecastUpdated, decode
+from spendgate.runtime import Runtime
+from spendgate.store.alerts import store
+from spendgate.store.alerts.store import Planned
 
 log = get_logger(__name__)
 CONSUMER = "alerter"

@@ -7,8 +7,8 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from .channels import post_json, session_text
-from .model import Action, Message
+from spendgate.alerter.channels import post_json, session_text
+from spendgate.domain.alerts import Action, Message
 
 MAX_BLOCKS = 50
 MAX_SECTION_CHARS = 3000

@@ -6,17 +6,16 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from spendgate.alerter.channels import Channel, DeliveryError
+from spendgate.alerter.email import EmailChannel
+from spendgate.alerter.pagerduty import PagerDutyChannel
+from spendgate.alerter.rules import DEVELOPER, Rules, TargetSpec
+from spendgate.alerter.secrets import Secrets
+from spendgate.alerter.slack import SlackChannel
+from spendgate.alerter.teams import TeamsChannel
+from spendgate.alerter.webhook import WebhookChannel
 from spendgate.core.config import SmtpSettings
-from spendgate.core.errors import ConfigError
-
-from .channels import Channel, DeliveryError
-from .email import EmailChannel
-from .pagerduty import PagerDutyChannel
-from .rules import DEVELOPER, Rules, TargetSpec
-from .secrets import Secrets
-from .slack import SlackChannel
-from .teams import TeamsChannel
-from .webhook import WebhookChannel
+from spendgate.domain.errors import ConfigError
 
 DEVELOPER_PREFIX = f"{DEVELOPER}:"
 

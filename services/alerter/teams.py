@@ -8,8 +8,8 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from .channels import post_json, session_text
-from .model import Action, Message
+from spendgate.alerter.channels import post_json, session_text
+from spendgate.domain.alerts import Action, Message
 
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"

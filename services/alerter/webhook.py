@@ -15,8 +15,8 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from .channels import plain_text, post_json
-from .model import Action, Message
+from spendgate.alerter.channels import plain_text, post_json
+from spendgate.domain.alerts import Action, Message
 
 TIMESTAMP_HEADER = "X-Spendgate-Timestamp"
 SIGNATURE_HEADER = "X-Spendgate-Signature"

@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 
 import click
 
-from .config import Settings, load_settings
-from .errors import ConfigError, SpendgateError
-from .logs import configure_logging
+from spendgate.core.config import Settings, load_settings
+from spendgate.core.logs import configure_logging
+from spendgate.domain.errors import ConfigError, SpendgateError
 
 T = TypeVar("T")
 

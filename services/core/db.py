@@ -1,4 +1,5 @@
-"""The only module that knows how to reach PostgreSQL: the pool, migrations and the embedded server."""
+"""How to reach PostgreSQL: the pool and the embedded server. Migrations are the store's
+(:mod:`spendgate.store.migrations`)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,10 @@ from typing import Any, TypeAlias
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from .errors import StoreError
-from .logs import get_logger
+from spendgate.core.logs import get_logger
+from spendgate.domain.errors import StoreError
 
 log = get_logger(__name__)
-MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 Pool = asyncpg.Pool
 Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
@@ -30,30 +30,6 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asy
         raise StoreError(f"cannot connect to PostgreSQL: {exc}") from exc
     assert pool is not None
     return pool
-
-
-def _alembic_config(url: str) -> Any:
-    from alembic.config import Config
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.attributes["dsn"] = url
-    return cfg
-
-
-def migrate_sync(url: str, revision: str = "heads") -> None:
-    """Apply alembic migrations up to ``revision`` (blocking; call from a thread in async code).
-
-    Each service owns a branch of migrations rooted at 0001 (``down_revision = "0001"``,
-    ``branch_labels = ("<service>",)``), so "heads" applies them all.
-    """
-    from alembic import command
-
-    command.upgrade(_alembic_config(url), revision)
-
-
-async def migrate(url: str, revision: str = "heads") -> None:
-    await asyncio.to_thread(migrate_sync, url, revision)
 
 
 class EmbeddedPostgres:

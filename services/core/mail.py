@@ -6,8 +6,8 @@ from email.message import EmailMessage
 
 import aiosmtplib
 
-from .config import SmtpSettings
-from .errors import SpendgateError
+from spendgate.core.config import SmtpSettings
+from spendgate.domain.errors import SpendgateError
 
 
 class MailError(SpendgateError):

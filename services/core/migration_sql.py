@@ -1,4 +1,4 @@
-"""Helpers every migration uses: run a multi-statement SQL script, drop a list of tables."""
+"""Helpers every migration uses (each table family's, the bus's): run a multi-statement SQL script, drop tables."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""JSON Schemas for every event type, generated from the types in :mod:`spendgate.core.events`.
+"""JSON Schemas for every event type, generated from the types in :mod:`spendgate.domain.events`.
 
 ``python -m spendgate.core.schemas [DIR]`` writes ``<DIR>/<type>.schema.json`` (default
 ``schemas/``); a test fails when the committed files and the types drift apart.
@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from .events import EVENT_TYPES, CloudEvent
+from spendgate.domain.events import EVENT_TYPES, CloudEvent
 
 
 def schema_for(event_type: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Literal
 
 import msgspec
 
-from spendgate.core.events import ForecastOverrun, RetryLoopDetected, ThresholdCrossed
+from spendgate.domain.events import ForecastOverrun, RetryLoopDetected, ThresholdCrossed
 
 AlertKind = Literal["alert", "downgrade", "pause", "forecast_overrun", "retry_loop", "digest", "test"]
 Severity = Literal["info", "warning", "error", "critical"]

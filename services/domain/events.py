@@ -12,9 +12,9 @@ from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
 
-from . import constants as c
-from .errors import PoisonEventError
-from .ids import uuid7
+from spendgate.domain import constants as c
+from spendgate.domain.errors import PoisonEventError
+from spendgate.domain.ids import uuid7
 
 Stage = Literal["ok", "alert", "downgrade", "pause"]
 UsageStatus = Literal["ok", "upstream_error", "client_aborted", "incomplete", "refused"]

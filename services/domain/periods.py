@@ -13,7 +13,7 @@ from enum import StrEnum
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .errors import ConfigError
+from spendgate.domain.errors import ConfigError
 
 
 class PeriodKind(StrEnum):

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
-from .errors import ConfigError, UnknownModelError
-from .money import Micros, usd_to_micros
+from spendgate.domain.errors import ConfigError, UnknownModelError
+from spendgate.domain.money import Micros, usd_to_micros
 
 PRICES_AS_OF = "2025-11-13"
 """The date the shipped table was copied from OpenAI's public price list."""

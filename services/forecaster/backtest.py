@@ -16,7 +16,7 @@ from datetime import date, timedelta
 import numpy as np
 from numpy.typing import NDArray
 
-from .model import QUANTILES, Heavy, ScopeSeries, forecast, month_bounds
+from spendgate.forecaster.model import QUANTILES, Heavy, ScopeSeries, forecast, month_bounds
 
 WARMUP_DAYS = 56
 ORIGIN_DAY = 10

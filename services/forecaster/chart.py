@@ -9,9 +9,9 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from spendgate.core.money import MICROS_PER_USD
-
-from .model import Forecast, ScopeSeries, month_bounds
+from spendgate.domain.forecast import Forecast
+from spendgate.domain.money import MICROS_PER_USD
+from spendgate.forecaster.model import ScopeSeries, month_bounds
 
 
 def month_to_date(series: ScopeSeries) -> list[float]:

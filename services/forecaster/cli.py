@@ -15,22 +15,21 @@ from numpy.typing import NDArray
 
 from spendgate.core.clitools import Ctx, pass_ctx, run
 from spendgate.core.mail import send_mail
-from spendgate.core.money import format_usd, usd_str, usd_to_micros
-from spendgate.core.runtime import open_database
-
-from .backtest import Metrics, backtest
-from .engine import ScopeForecast, forecast_all
-from .render import report_html, report_text
-from .report import Report, build_report, report_message
+from spendgate.domain.money import format_usd, usd_str, usd_to_micros
+from spendgate.forecaster.backtest import Metrics, backtest
+from spendgate.forecaster.engine import ScopeForecast, forecast_all
+from spendgate.forecaster.render import report_html, report_text
+from spendgate.forecaster.report import Report, build_report, report_message
+from spendgate.forecaster.service import serve
+from spendgate.runtime import open_database, run_services
 
 
 @click.command()
 @pass_ctx
 def forecaster(ctx: Ctx) -> None:
     """Run the forecaster alone: hourly and nightly forecasts, overrun events, the nightly report."""
-    from spendgate.up import run_services
 
-    run(run_services(ctx.settings, ("forecaster",)))
+    run(run_services(ctx.settings, {"forecaster": serve}))
 
 
 def _end_of(day: date) -> datetime:

@@ -17,10 +17,10 @@ from numpy.typing import NDArray
 
 from spendgate.core.config import ForecastSettings
 from spendgate.core.db import Conn
-from spendgate.core.periods import PeriodKind, local_date, period_of
-
-from .model import Forecast, Heavy, ScopeSeries, forecast
-from .series import BudgetedScope, budgeted_scopes, live_series, pooled_dow, series_as_of
+from spendgate.domain.forecast import Forecast
+from spendgate.domain.periods import PeriodKind, local_date, period_of
+from spendgate.forecaster.model import Heavy, ScopeSeries, forecast
+from spendgate.forecaster.series import BudgetedScope, budgeted_scopes, live_series, pooled_dow, series_as_of
 
 ORG = "org"
 

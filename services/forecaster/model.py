@@ -17,14 +17,15 @@ Which model runs (named in ``Forecast.model``):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
-from . import heavy, simulate
+from spendgate.domain.forecast import BandPoint, Forecast
+from spendgate.forecaster import heavy, simulate
 
 Heavy = Literal["never", "auto", "always"]
 QUANTILES = (0.1, 0.5, 0.9)
@@ -43,33 +44,6 @@ class ScopeSeries:
     budget_micros: int | None = None
     prior_dow: NDArray[np.float64] | None = None
     """Monday..Sunday spend factors from elsewhere (the organisation), for the little-history fallback."""
-
-
-@dataclass(frozen=True, slots=True)
-class BandPoint:
-    """Cumulative month-to-date spend quantiles at the end of one future day."""
-
-    day: date
-    p10_micros: int
-    p50_micros: int
-    p90_micros: int
-
-
-@dataclass(frozen=True, slots=True)
-class Forecast:
-    month: date
-    as_of: date
-    actual_micros: int
-    p10_micros: int
-    p50_micros: int
-    p90_micros: int
-    budget_micros: int | None
-    p10_crosses_on: date | None
-    p50_crosses_on: date | None
-    p90_crosses_on: date | None
-    model: str
-    band: tuple[BandPoint, ...]
-    inputs: dict[str, float | int | str] = field(default_factory=dict)
 
 
 def month_bounds(day: date) -> tuple[date, date]:

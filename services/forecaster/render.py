@@ -6,10 +6,10 @@ import base64
 from html import escape
 from typing import TYPE_CHECKING
 
-from spendgate.core.money import format_usd
+from spendgate.domain.money import format_usd
 
 if TYPE_CHECKING:
-    from .report import Report, TeamSection
+    from spendgate.forecaster.report import Report, TeamSection
 
 _STYLE = ("body{font-family:Arial,Helvetica,sans-serif;color:#222}table{border-collapse:collapse;margin:8px 0}"
           "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f0f0f0}"

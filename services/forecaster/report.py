@@ -14,10 +14,9 @@ from email.utils import make_msgid
 
 from spendgate.core.config import Settings
 from spendgate.core.db import Conn
-from spendgate.core.periods import PeriodKind, period_of
-
-from .engine import ScopeForecast, forecast_all
-from .render import report_html, report_text
+from spendgate.domain.periods import PeriodKind, period_of
+from spendgate.forecaster.engine import ScopeForecast, forecast_all
+from spendgate.forecaster.render import report_html, report_text
 
 DRIVER_WINDOW_DAYS = 7
 
@@ -104,7 +103,9 @@ async def build_report(conn: Conn, settings: Settings, now: datetime, *, audit_d
         window_end = period_of(PeriodKind.DAY, r.forecast.as_of, r.scope.timezone).ends_at
         window_end = min(window_end, now) if audit_day is None else window_end
         devs, sessions = await _drivers(conn, name, window_end, settings.forecast.report_top)
-        from .chart import burndown_png  # matplotlib costs a second to import: only when a report is drawn
+        from spendgate.forecaster.chart import (
+            burndown_png,  # matplotlib costs a second to import: only when a report is drawn
+        )
 
         png = await asyncio.to_thread(burndown_png, f"team {name}", r.series, r.forecast)
         sections.append(TeamSection(name, r, png, devs, sessions))

@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from spendgate.core.db import Conn
-from spendgate.core.periods import PeriodKind, period_of
+from spendgate.domain.periods import PeriodKind, period_of
 
 DOW_WEEKS = 8
 

@@ -19,12 +19,11 @@ from spendgate.core.bus import Bus
 from spendgate.core.config import Settings
 from spendgate.core.logs import get_logger
 from spendgate.core.mail import MailError, send_mail
-from spendgate.core.periods import PeriodKind, local_date, period_of
-from spendgate.core.runtime import Runtime
-
-from .engine import forecast_all
-from .report import build_report, report_message
-from .store import publish_pending, save_pass
+from spendgate.domain.periods import PeriodKind, local_date, period_of
+from spendgate.forecaster.engine import forecast_all
+from spendgate.forecaster.report import build_report, report_message
+from spendgate.runtime import Runtime
+from spendgate.store.forecasts.store import publish_pending, save_pass
 
 log = get_logger(__name__)
 PASS_LOCK = 0x5F0CA57  # advisory lock: one forecasting pass at a time across workers
@@ -56,7 +55,7 @@ class Forecaster:
                 return PassResult(0, [], ran=False)
             try:
                 results = await forecast_all(lock_conn, self.settings.forecast, at)
-                overruns = await save_pass(lock_conn, results, at)
+                overruns = await save_pass(lock_conn, [(r.scope.scope, r.forecast) for r in results], at)
             finally:
                 await lock_conn.execute("SELECT pg_advisory_unlock($1)", PASS_LOCK)
         self.timezones = {r.scope.timezone for r in results} | {"UTC"}

@@ -1,24 +1,12 @@
-"""Ledger commands: ``spendgate migrate``, ``spendgate ledger`` (run it), ``spendgate ledger rebuild``."""
+"""Ledger commands: ``spendgate ledger`` (run it), ``spendgate ledger rebuild``."""
 
 from __future__ import annotations
 
 import click
 
 from spendgate.core.clitools import Ctx, pass_ctx, run
-from spendgate.core.runtime import open_database
-
-
-@click.command()
-@pass_ctx
-def migrate(ctx: Ctx) -> None:
-    """Apply every database migration (all services' branches)."""
-
-    async def go() -> None:
-        async with open_database(ctx.settings, run_migrations=True):
-            pass
-
-    run(go())
-    click.echo("database is up to date")
+from spendgate.ledger.service import serve
+from spendgate.runtime import open_database, run_services
 
 
 @click.group(invoke_without_command=True)
@@ -26,18 +14,17 @@ def migrate(ctx: Ctx) -> None:
 def ledger(click_ctx: click.Context) -> None:
     """Run the ledger consumer (folds usage events into balances and sessions)."""
     if click_ctx.invoked_subcommand is None:
-        from spendgate.up import run_services
 
         ctx = click_ctx.find_object(Ctx)
         assert ctx is not None
-        run(run_services(ctx.settings, ("ledger",)))
+        run(run_services(ctx.settings, {"ledger": serve}))
 
 
 @ledger.command()
 @pass_ctx
 def rebuild(ctx: Ctx) -> None:
     """Recompute every balance and session from the stored usage events."""
-    from .rebuild import rebuild as do_rebuild
+    from spendgate.ledger.rebuild import rebuild as do_rebuild
 
     async def go() -> int:
         async with open_database(ctx.settings) as (_url, pool):
@@ -47,4 +34,4 @@ def rebuild(ctx: Ctx) -> None:
     click.echo(f"rebuilt balances and sessions from {n} events")
 
 
-COMMANDS: list[click.Command] = [migrate, ledger]
+COMMANDS: list[click.Command] = [ledger]

@@ -15,14 +15,13 @@ from dataclasses import dataclass
 import asyncpg
 
 from spendgate.core.bus import Bus, Record, TopicPartition, next_offsets
-from spendgate.core.constants import GROUP_LEDGER, TOPIC_USAGE
 from spendgate.core.db import Conn
-from spendgate.core.errors import PoisonEventError
-from spendgate.core.events import UsageRecorded, decode
 from spendgate.core.logs import get_logger
-
-from . import store
-from .fold import Crossing, crossings, fold, limits_for, scopes_of
+from spendgate.domain.constants import GROUP_LEDGER, TOPIC_USAGE
+from spendgate.domain.errors import PoisonEventError
+from spendgate.domain.events import UsageRecorded, decode
+from spendgate.ledger import store
+from spendgate.ledger.fold import Crossing, crossings, fold, limits_for, scopes_of
 
 log = get_logger(__name__)
 

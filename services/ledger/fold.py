@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from spendgate.core.events import Stage, UsageRecorded
-from spendgate.core.periods import PeriodKind, local_date, period_of, period_start_date
+from spendgate.domain.events import Stage, UsageRecorded
+from spendgate.domain.periods import PeriodKind, local_date, period_of, period_start_date
 
 STAGES_BY_INDEX: tuple[Stage, ...] = ("alert", "downgrade", "pause")
 

@@ -13,10 +13,10 @@ import contextlib
 import asyncpg
 
 from spendgate.core.bus import Bus
-from spendgate.core.constants import TOPIC_BUDGET
-from spendgate.core.errors import BusError
-from spendgate.core.events import ThresholdCrossed, encode
 from spendgate.core.logs import get_logger
+from spendgate.domain.constants import TOPIC_BUDGET
+from spendgate.domain.errors import BusError
+from spendgate.domain.events import ThresholdCrossed, encode
 
 log = get_logger(__name__)
 

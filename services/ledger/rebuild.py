@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import asyncpg
 
-from spendgate.core.events import UnitPrices, UsageRecorded
-
-from .consumer import fold_events
+from spendgate.domain.events import UnitPrices, UsageRecorded
+from spendgate.ledger.consumer import fold_events
 
 CHUNK = 5000
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from spendgate.core.enforcement.budgets_store import run_budget_outbox
-from spendgate.core.runtime import Runtime
-
-from .consumer import LedgerConsumer
-from .outbox import OutboxPublisher
+from spendgate.ledger.consumer import LedgerConsumer
+from spendgate.ledger.outbox import OutboxPublisher
+from spendgate.runtime import Runtime
+from spendgate.store.budgets.store import run_budget_outbox
 
 
 async def serve(runtime: Runtime, stop: asyncio.Event) -> None:

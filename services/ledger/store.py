@@ -11,11 +11,10 @@ import asyncpg
 
 from spendgate.core.bus import TopicPartition
 from spendgate.core.db import Conn
-from spendgate.core.events import UsageRecorded
-from spendgate.core.ids import uuid7
-from spendgate.core.periods import PeriodKind
-
-from .fold import BalanceDelta, BalanceKey, Crossing, SessionDelta
+from spendgate.domain.events import UsageRecorded
+from spendgate.domain.ids import uuid7
+from spendgate.domain.periods import PeriodKind
+from spendgate.ledger.fold import BalanceDelta, BalanceKey, Crossing, SessionDelta
 
 _EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("event_id", "uuid"), ("occurred_at", "timestamptz"), ("proxy_instance", "text"), ("key_id", "text"),

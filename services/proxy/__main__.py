@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from ..core.clitools import Ctx
-from .cli import COMMANDS
+from spendgate.core.clitools import Ctx
+from spendgate.proxy.cli import COMMANDS
 
 
 @click.group()

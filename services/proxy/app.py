@@ -6,10 +6,10 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from ..core.logs import get_logger
-from . import errors
-from .handler import Proxy, ProxyState
-from .metrics import CONTENT_TYPE
+from spendgate.core.logs import get_logger
+from spendgate.proxy import errors
+from spendgate.proxy.handler import Proxy, ProxyState
+from spendgate.proxy.metrics import CONTENT_TYPE
 
 log = get_logger(__name__)
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..core.events import RefusalReason, RouteReason, Stage, UsageRecorded
-from ..core.keys import VirtualKey
-from .attribution import Attribution
-from .estimator import SessionStats
+from spendgate.domain.events import RefusalReason, RouteReason, Stage, UsageRecorded
+from spendgate.proxy.attribution import Attribution
+from spendgate.proxy.estimator import SessionStats
+from spendgate.store.keys.store import VirtualKey
 
 
 @dataclass(frozen=True, slots=True)

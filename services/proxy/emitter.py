@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from ..core.bus import Bus
-from ..core.constants import TOPIC_USAGE
-from ..core.errors import BusError
-from ..core.events import UsageRecorded, encode
-from ..core.logs import get_logger
-from .spool import Spool
+from spendgate.core.bus import Bus
+from spendgate.core.logs import get_logger
+from spendgate.domain.constants import TOPIC_USAGE
+from spendgate.domain.errors import BusError
+from spendgate.domain.events import UsageRecorded, encode
+from spendgate.proxy.spool import Spool
 
 log = get_logger(__name__)
 

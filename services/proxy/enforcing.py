@@ -1,4 +1,4 @@
-"""The enforcement stack (``spendgate.core.enforcement``) behind the proxy's :class:`Decider` seam.
+"""The enforcement stack (``spendgate.domain.enforcement``) behind the proxy's :class:`Decider` seam.
 
 ``decide`` calls ``Enforcer.admit`` (memory only): a refusal (budget pause, retry budget) is answered
 directly, a downgrade rewrites the model, anything else passes, and the request's retry flag rides
@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from ..core.bus import Bus
-from ..core.constants import TOPIC_BUDGET
-from ..core.enforcement import Admission, Enforcer, Principal
-from ..core.errors import BusError
-from ..core.events import RetryLoopDetected, UsageRecorded, encode
-from ..core.logs import get_logger
-from .decision import Decision, Pass, Refuse, RequestFacts, RewriteModel
+from spendgate.core.bus import Bus
+from spendgate.core.logs import get_logger
+from spendgate.domain.constants import TOPIC_BUDGET
+from spendgate.domain.enforcement import Admission, Enforcer, Principal
+from spendgate.domain.errors import BusError
+from spendgate.domain.events import RetryLoopDetected, UsageRecorded, encode
+from spendgate.proxy.decision import Decision, Pass, Refuse, RequestFacts, RewriteModel
 
 log = get_logger(__name__)
 

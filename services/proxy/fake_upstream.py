@@ -29,7 +29,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from .fake_streams import chat_body, chat_chunks, responses_body, responses_events
+from spendgate.proxy.fake_streams import chat_body, chat_chunks, responses_body, responses_events
 
 DEFAULT_TOOL_COMMAND = "echo spendgate-tool-ran"
 

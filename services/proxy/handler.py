@@ -19,20 +19,20 @@ import msgspec
 from aiohttp import web
 from multidict import CIMultiDict
 
-from ..core.errors import UnknownModelError
-from ..core.keys import VirtualKey
-from ..core.pricing import ModelPrice, PriceLookup, PriceTable
-from . import errors
-from .attribution import Attribution, attribute
-from .decision import Decider, Refuse, RequestFacts, RewriteModel
-from .emitter import Emitter
-from .estimator import SessionBook
-from .forwarding import client_headers, upstream_headers, upstream_url
-from .keycache import KeyCache
-from .metering import Outcome, Route, build_event
-from .metrics import ProxyMetrics
-from .tap import StreamTap
-from .usage import Usage, usage_from_body
+from spendgate.domain.errors import UnknownModelError
+from spendgate.domain.pricing import ModelPrice, PriceLookup, PriceTable
+from spendgate.proxy import errors
+from spendgate.proxy.attribution import Attribution, attribute
+from spendgate.proxy.decision import Decider, Refuse, RequestFacts, RewriteModel
+from spendgate.proxy.emitter import Emitter
+from spendgate.proxy.estimator import SessionBook
+from spendgate.proxy.forwarding import client_headers, upstream_headers, upstream_url
+from spendgate.proxy.keycache import KeyCache
+from spendgate.proxy.metering import Outcome, Route, build_event
+from spendgate.proxy.metrics import ProxyMetrics
+from spendgate.proxy.tap import StreamTap
+from spendgate.proxy.usage import Usage, usage_from_body
+from spendgate.store.keys.store import VirtualKey
 
 CLIENT_GONE = (ConnectionResetError, aiohttp.ClientConnectionResetError)
 UPSTREAM_DOWN = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)

@@ -14,9 +14,9 @@ from typing import Any
 
 import asyncpg
 
-from ..core.constants import PG_NOTIFY_CONFIG
-from ..core.keys import VirtualKey, hash_secret, keys_changed_since, looks_like_key
-from ..core.logs import get_logger
+from spendgate.core.logs import get_logger
+from spendgate.domain.constants import PG_NOTIFY_CONFIG
+from spendgate.store.keys.store import VirtualKey, hash_secret, keys_changed_since, looks_like_key
 
 log = get_logger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ..core.events import (
+from spendgate.domain.events import (
     RefusalReason,
     RouteReason,
     Stage,
@@ -15,10 +15,10 @@ from ..core.events import (
     UsageStatus,
     new_id,
 )
-from ..core.keys import VirtualKey
-from ..core.pricing import PriceLookup, cost_micros
-from .attribution import Attribution
-from .usage import Usage
+from spendgate.domain.pricing import PriceLookup, cost_micros
+from spendgate.proxy.attribution import Attribution
+from spendgate.proxy.usage import Usage
+from spendgate.store.keys.store import VirtualKey
 
 NO_USAGE = Usage(0, 0, 0, 0)
 

@@ -13,7 +13,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from ..core.events import UsageRecorded
+from spendgate.domain.events import UsageRecorded
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 

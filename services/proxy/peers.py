@@ -14,9 +14,9 @@ import time
 
 import asyncpg
 
-from ..constants import PG_NOTIFY_PENDING
-from ..periods import PeriodKind
-from .decide import BalanceKey
+from spendgate.domain.constants import PG_NOTIFY_PENDING
+from spendgate.domain.enforcement.decide import BalanceKey
+from spendgate.domain.periods import PeriodKind
 
 """NOTIFY channel: a proxy published changed pending sums (payload: its instance id)."""
 STALE_AFTER_S = 30.0

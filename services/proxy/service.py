@@ -15,17 +15,17 @@ from datetime import datetime
 
 from aiohttp import web
 
-from ..core.enforcement.wiring import enforcement
-from ..core.logs import get_logger
-from ..core.runtime import Runtime
-from .app import build_app
-from .decision import Decider, PassDecider
-from .emitter import Emitter
-from .enforcing import EnforcingDecider, RetryLoopPublisher
-from .forwarding import create_client_session
-from .handler import ProxyState
-from .keycache import KeyCache
-from .spool import Spool
+from spendgate.core.logs import get_logger
+from spendgate.proxy.app import build_app
+from spendgate.proxy.decision import Decider, PassDecider
+from spendgate.proxy.emitter import Emitter
+from spendgate.proxy.enforcing import EnforcingDecider, RetryLoopPublisher
+from spendgate.proxy.forwarding import create_client_session
+from spendgate.proxy.handler import ProxyState
+from spendgate.proxy.keycache import KeyCache
+from spendgate.proxy.spool import Spool
+from spendgate.proxy.wiring import enforcement
+from spendgate.runtime import Runtime
 
 log = get_logger(__name__)
 

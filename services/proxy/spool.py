@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.errors import ConfigError
-from ..core.logs import get_logger
+from spendgate.core.logs import get_logger
+from spendgate.domain.errors import ConfigError
 
 log = get_logger(__name__)
 

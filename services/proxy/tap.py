@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from .usage import Usage, count_tokens, usage_from_document
+from spendgate.proxy.usage import Usage, count_tokens, usage_from_document
 
 _TERMINAL = {"response.completed": "completed", "response.incomplete": "completed",
              "response.failed": "failed", "error": "failed"}

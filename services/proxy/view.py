@@ -31,17 +31,17 @@ from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 
-from ..config import EnforcementSettings
-from ..constants import PG_NOTIFY_CONFIG, PG_NOTIFY_PENDING
-from ..events import new_id
-from ..logs import get_logger
-from ..periods import PeriodKind
-from .budgets_store import load_budgets
-from .decide import BalanceKey, Decision, RequestFacts, decide
-from .peers import PeerPending
-from .policy import Policy
-from .reservations import ReservationBook
-from .scopes import Principal
+from spendgate.core.logs import get_logger
+from spendgate.domain.constants import PG_NOTIFY_CONFIG, PG_NOTIFY_PENDING
+from spendgate.domain.enforcement.decide import BalanceKey, Decision, RequestFacts, decide
+from spendgate.domain.enforcement.policy import Policy
+from spendgate.domain.enforcement.reservations import ReservationBook
+from spendgate.domain.enforcement.scopes import Principal
+from spendgate.domain.enforcement.settings import EnforcementSettings
+from spendgate.domain.events import new_id
+from spendgate.domain.periods import PeriodKind
+from spendgate.proxy.peers import PeerPending
+from spendgate.store.budgets.store import load_budgets
 
 log = get_logger(__name__)
 OVERLAP_READ_EVERY_S = 0.5

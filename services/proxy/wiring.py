@@ -15,13 +15,13 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from ..config import Settings
-from ..events import new_id
-from .enforcer import Enforcer
-from .estimate import SessionEstimator
-from .policy import Policy
-from .retry import RetryDetector
-from .view import BalanceView
+from spendgate.core.config import Settings
+from spendgate.domain.enforcement.enforcer import Enforcer
+from spendgate.domain.enforcement.estimate import SessionEstimator
+from spendgate.domain.enforcement.policy import Policy
+from spendgate.domain.enforcement.retry import RetryDetector
+from spendgate.domain.events import new_id
+from spendgate.proxy.view import BalanceView
 
 
 @contextlib.asynccontextmanager

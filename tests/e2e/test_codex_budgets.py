@@ -14,9 +14,9 @@ import asyncpg
 import pytest
 
 from spendgate.core.config import load_settings
-from spendgate.core.constants import TOPIC_BUDGET
-from spendgate.core.events import RetryLoopDetected, decode
-from spendgate.core.runtime import open_runtime
+from spendgate.domain.constants import TOPIC_BUDGET
+from spendgate.domain.events import RetryLoopDetected, decode
+from spendgate.runtime import open_runtime
 from tests.support.codex import CodexRun, codex_exec, write_config
 from tests.support.factories import usage_event
 from tests.support.ledger import publish

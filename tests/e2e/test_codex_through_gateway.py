@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from spendgate.core.pricing import SHIPPED_PRICES, cost_micros
+from spendgate.domain.pricing import SHIPPED_PRICES, cost_micros
 from tests.support.codex import codex_exec, codex_login_with_api_key, write_builtin_config, write_config
 from tests.support.proxy_harness import UPSTREAM_KEY, fake_upstream, published_usage, running_proxy
 from tests.support.proxy_process import spendgate_argv, up_process

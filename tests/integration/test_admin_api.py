@@ -13,7 +13,7 @@ import pytest
 from spendgate.admin.app import operations
 from spendgate.admin.reports import Chargeback, chargeback
 from spendgate.admin.window import Window
-from spendgate.core import keys
+from spendgate.store.keys import store as keys
 from tests.support.admin_server import ADMIN_TOKEN, NOW, admin_client, auth
 from tests.support.admin_traffic import PRICES, fold_through_ledger, known_month
 

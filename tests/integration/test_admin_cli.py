@@ -21,8 +21,8 @@ from spendgate.admin.dryrun import DryRun, dry_run
 from spendgate.admin.reports import Chargeback, chargeback
 from spendgate.admin.window import Window
 from spendgate.cli import main
-from spendgate.core.enforcement import policy_from_document
-from spendgate.core.money import usd_str
+from spendgate.domain.enforcement import policy_from_document
+from spendgate.domain.money import usd_str
 from tests.support.admin_enforced import LIVE_POLICY
 from tests.support.admin_server import ADMIN_TOKEN, NOW, admin_settings
 from tests.support.admin_traffic import PRICES, fold_through_ledger, known_month

@@ -9,7 +9,7 @@ import aiohttp
 
 from spendgate.admin.service import serve
 from spendgate.core.config import load_settings
-from spendgate.core.runtime import open_runtime
+from spendgate.runtime import open_runtime
 from tests.support.admin_server import ADMIN_TOKEN, auth
 from tests.support.tansu import free_port
 from tests.support.waiting import eventually

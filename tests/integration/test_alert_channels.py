@@ -10,8 +10,8 @@ import asyncpg
 from structlog.testing import capture_logs
 
 from spendgate.alerter.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
-from spendgate.core.constants import TOPIC_ALERT
-from spendgate.core.events import AlertDelivery, decode
+from spendgate.domain.constants import TOPIC_ALERT
+from spendgate.domain.events import AlertDelivery, decode
 from tests.support.alerts import (
     Login,
     Receivers,

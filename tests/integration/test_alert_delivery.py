@@ -9,8 +9,8 @@ from pathlib import Path
 import asyncpg
 
 from spendgate.core.bus.kafka import KafkaBus
-from spendgate.core.constants import ALL_TOPICS, GROUP_ALERTER, TOPIC_BUDGET
-from spendgate.core.ids import uuid7
+from spendgate.domain.constants import ALL_TOPICS, GROUP_ALERTER, TOPIC_BUDGET
+from spendgate.domain.ids import uuid7
 from tests.support.alerts import (
     Receivers,
     count,

@@ -8,9 +8,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from spendgate.core.constants import GROUP_ALERTER, TOPIC_BUDGET, TOPIC_FORECAST
-from spendgate.core.events import ForecastOverrun, ForecastUpdated, RetryLoopDetected
-from spendgate.core.ids import uuid7
+from spendgate.domain.constants import GROUP_ALERTER, TOPIC_BUDGET, TOPIC_FORECAST
+from spendgate.domain.events import ForecastOverrun, ForecastUpdated, RetryLoopDetected
+from spendgate.domain.ids import uuid7
 from tests.support.alerts import (
     NOW,
     Receivers,

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import asyncpg
 
-from spendgate.alerter import store
-from spendgate.alerter.model import Message
-from spendgate.alerter.store import Planned
-from spendgate.core.ids import uuid7
+from spendgate.domain.alerts import Message
+from spendgate.domain.ids import uuid7
+from spendgate.store.alerts import store
+from spendgate.store.alerts.store import Planned
 from tests.support.alerts import NOW, Receivers, count, running_alerter, settings_for, size
 from tests.support.waiting import eventually
 

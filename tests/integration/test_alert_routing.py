@@ -7,7 +7,7 @@ from pathlib import Path
 
 import asyncpg
 
-from spendgate.core.constants import GROUP_ALERTER, TOPIC_BUDGET
+from spendgate.domain.constants import GROUP_ALERTER, TOPIC_BUDGET
 from tests.support.alerts import (
     Receivers,
     count,

@@ -13,10 +13,10 @@ import pytest
 from spendgate.admin.dryrun import DryRun, dry_run
 from spendgate.admin.policy import apply, live_policy, to_document
 from spendgate.admin.replay import Usage, actual_outcome
-from spendgate.core.config import EnforcementSettings
-from spendgate.core.enforcement import Policy, policy_from_document
-from spendgate.core.events import UsageRecorded
-from spendgate.core.pricing import cost_micros
+from spendgate.domain.enforcement import Policy, policy_from_document
+from spendgate.domain.enforcement.settings import EnforcementSettings
+from spendgate.domain.events import UsageRecorded
+from spendgate.domain.pricing import cost_micros
 from tests.support.admin_enforced import LIVE_POLICY, STRICT_POLICY, enforce, plan_month
 from tests.support.admin_server import NOW, admin_client, auth
 from tests.support.admin_traffic import PRICES, fold_through_ledger

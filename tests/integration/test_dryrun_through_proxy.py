@@ -14,13 +14,13 @@ import aiohttp
 from spendgate.admin.dryrun import dry_run
 from spendgate.admin.policy import apply, live_policy
 from spendgate.admin.replay import Usage, actual_outcome
-from spendgate.core import keys as vkeys
-from spendgate.core.enforcement import policy_from_document
-from spendgate.core.enforcement.wiring import enforcement
-from spendgate.core.events import UsageRecorded
+from spendgate.domain.enforcement import policy_from_document
+from spendgate.domain.events import UsageRecorded
 from spendgate.ledger.consumer import LedgerConsumer
 from spendgate.proxy.decision import Decision, RequestFacts
 from spendgate.proxy.enforcing import EnforcingDecider
+from spendgate.proxy.wiring import enforcement
+from spendgate.store.keys import store as vkeys
 from tests.support.admin_traffic import PRICES
 from tests.support.proxy_harness import published_usage, running_proxy
 from tests.support.waiting import eventually

@@ -8,8 +8,8 @@ import asyncpg
 import click
 from click.testing import CliRunner
 
+from spendgate.admin.budgets_cli import COMMANDS
 from spendgate.core.clitools import Ctx
-from spendgate.core.enforcement.cli import COMMANDS
 
 
 @click.group()

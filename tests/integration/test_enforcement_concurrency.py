@@ -17,13 +17,13 @@ import asyncpg
 import pytest
 
 from spendgate.core.config import Settings
-from spendgate.core.enforcement import Admission, BalanceKey, Enforcer, Principal
-from spendgate.core.enforcement import budgets_store as store
-from spendgate.core.enforcement.policy import budget_of
-from spendgate.core.enforcement.wiring import enforcement
-from spendgate.core.events import new_id
-from spendgate.core.periods import PeriodKind
-from spendgate.core.pricing import SHIPPED_PRICES, cost_micros
+from spendgate.domain.enforcement import Admission, BalanceKey, Enforcer, Principal
+from spendgate.domain.enforcement.policy import budget_of
+from spendgate.domain.events import new_id
+from spendgate.domain.periods import PeriodKind
+from spendgate.domain.pricing import SHIPPED_PRICES, cost_micros
+from spendgate.proxy.wiring import enforcement
+from spendgate.store.budgets import store
 from tests.integration.test_enforcement_view import ledger_add, today
 
 USD = 1_000_000

@@ -12,13 +12,13 @@ from datetime import UTC, date, datetime, timedelta
 import asyncpg
 import pytest
 
-from spendgate.core.config import EnforcementSettings
-from spendgate.core.enforcement import BalanceKey, Principal, RequestFacts
-from spendgate.core.enforcement import budgets_store as store
-from spendgate.core.enforcement.policy import BudgetRaise, budget_of
-from spendgate.core.enforcement.view import BalanceView
-from spendgate.core.events import new_id
-from spendgate.core.periods import PeriodKind
+from spendgate.domain.enforcement import BalanceKey, Principal, RequestFacts
+from spendgate.domain.enforcement.policy import BudgetRaise, budget_of
+from spendgate.domain.enforcement.settings import EnforcementSettings
+from spendgate.domain.events import new_id
+from spendgate.domain.periods import PeriodKind
+from spendgate.proxy.view import BalanceView
+from spendgate.store.budgets import store
 from tests.support.waiting import eventually
 
 USD = 1_000_000
@@ -188,8 +188,8 @@ async def _ready(value: bool) -> bool:
 async def test_budget_changes_are_published_as_audit_events(pool: asyncpg.Pool, db_url: str) -> None:
     """The audit outbox publishes one BudgetChanged per change on the budget topic, once."""
     from spendgate.core.bus.postgres import PostgresBus
-    from spendgate.core.constants import TOPIC_BUDGET
-    from spendgate.core.events import BudgetChanged, decode
+    from spendgate.domain.constants import TOPIC_BUDGET
+    from spendgate.domain.events import BudgetChanged, decode
 
     await store.set_budget(pool, budget_of("team:platform", daily_micros=40 * USD, monthly_micros=None), actor="ops")
     until = datetime(2099, 1, 1, tzinfo=UTC)
@@ -237,7 +237,7 @@ async def test_peer_proxies_see_each_others_in_flight_spend(pool: asyncpg.Pool, 
 async def test_budget_outbox_runner_publishes_until_stopped(pool: asyncpg.Pool, db_url: str) -> None:
     """run_budget_outbox publishes a change made while it runs and returns once stop is set."""
     from spendgate.core.bus.postgres import PostgresBus
-    from spendgate.core.constants import TOPIC_BUDGET
+    from spendgate.domain.constants import TOPIC_BUDGET
 
     bus = PostgresBus(pool, db_url)
     stop = asyncio.Event()

@@ -9,13 +9,14 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from spendgate.core.config import EnforcementSettings, Settings
-from spendgate.core.enforcement import BalanceKey, Principal
-from spendgate.core.enforcement import budgets_store as store
-from spendgate.core.enforcement.policy import budget_of
-from spendgate.core.enforcement.wiring import enforcement
-from spendgate.core.errors import ConfigError
-from spendgate.core.periods import PeriodKind
+from spendgate.core.config import Settings
+from spendgate.domain.enforcement import BalanceKey, Principal
+from spendgate.domain.enforcement.policy import budget_of
+from spendgate.domain.enforcement.settings import EnforcementSettings
+from spendgate.domain.errors import ConfigError
+from spendgate.domain.periods import PeriodKind
+from spendgate.proxy.wiring import enforcement
+from spendgate.store.budgets import store
 from tests.integration.test_enforcement_view import ledger_add
 from tests.support.waiting import eventually
 

@@ -11,13 +11,13 @@ import asyncpg
 import numpy as np
 import pytest
 
-from spendgate.core import constants as c
 from spendgate.core.bus import Consumer
 from spendgate.core.bus.postgres import PostgresBus
 from spendgate.core.config import ForecastSettings, Settings
-from spendgate.core.events import ForecastOverrun, ForecastUpdated, decode
-from spendgate.core.runtime import Runtime
+from spendgate.domain import constants as c
+from spendgate.domain.events import ForecastOverrun, ForecastUpdated, decode
 from spendgate.forecaster.service import Forecaster, serve
+from spendgate.runtime import Runtime
 from tests.support.waiting import eventually
 
 PLATFORM_BUDGET = 3_200_000_000  # $3,200 a month

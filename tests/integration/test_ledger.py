@@ -15,8 +15,8 @@ import pytest
 
 from spendgate.core.bus.kafka import KafkaBus
 from spendgate.core.bus.postgres import PostgresBus
-from spendgate.core.constants import TOPIC_BUDGET, TOPIC_USAGE
-from spendgate.core.events import ThresholdCrossed, decode, encode
+from spendgate.domain.constants import TOPIC_BUDGET, TOPIC_USAGE
+from spendgate.domain.events import ThresholdCrossed, decode, encode
 from spendgate.ledger.outbox import publish_pending
 from spendgate.ledger.rebuild import rebuild
 from tests.support.factories import T0, usage_event

@@ -9,12 +9,12 @@ import asyncpg
 from spendgate.core.bus import Record
 from spendgate.core.bus.postgres import PostgresBus
 from spendgate.core.config import Settings
-from spendgate.core.constants import TOPIC_BUDGET
-from spendgate.core.enforcement.budgets_store import set_budget
-from spendgate.core.enforcement.policy import Budget
-from spendgate.core.events import BudgetChanged, ThresholdCrossed, decode
-from spendgate.core.runtime import Runtime
+from spendgate.domain.constants import TOPIC_BUDGET
+from spendgate.domain.enforcement.policy import Budget
+from spendgate.domain.events import BudgetChanged, ThresholdCrossed, decode
 from spendgate.ledger.service import serve
+from spendgate.runtime import Runtime
+from spendgate.store.budgets.store import set_budget
 from tests.support.factories import usage_event
 from tests.support.ledger import publish
 from tests.support.waiting import eventually

@@ -6,7 +6,7 @@ import asyncio
 
 import asyncpg
 
-from spendgate.core.db import _alembic_config, migrate
+from spendgate.store.migrations import _alembic_config, migrate
 from tests.support.postgres import PostgresForTests
 
 
@@ -31,3 +31,31 @@ async def test_round_trip_from_an_empty_database(postgres_server: PostgresForTes
     assert await tables(url) == set()
     await migrate(url)
     assert await tables(url) == first
+
+
+async def test_a_database_migrated_before_the_family_split_upgrades_in_place(
+    postgres_server: PostgresForTests,
+) -> None:
+    """A database whose tables came from the old all-in-one 0001 takes the family branches as no-ops."""
+    url = await postgres_server.new_empty_database()
+    await migrate(url)
+    schema = await tables(url)
+    conn = await asyncpg.connect(url)
+    try:  # the state the last release left: its four heads recorded, every table already there
+        await conn.execute("DELETE FROM alembic_version")
+        await conn.executemany("INSERT INTO alembic_version VALUES ($1)",
+                               [("ledger_0001",), ("enforcement_0001",), ("forecaster_0001",), ("alerter_0001",)])
+        await conn.execute("INSERT INTO budgets (scope, daily_micros) VALUES ('org', 5000000)")
+    finally:
+        await conn.close()
+    await migrate(url)
+    assert await tables(url) == schema
+    conn = await asyncpg.connect(url)
+    try:
+        heads = {r[0] for r in await conn.fetch("SELECT version_num FROM alembic_version")}
+        kept = await conn.fetchval("SELECT daily_micros FROM budgets WHERE scope = 'org'")
+    finally:
+        await conn.close()
+    assert heads == {"ledger_0001", "enforcement_0001", "forecaster_0001", "alerter_0001", "bus_0001",
+                     "budgets_0001", "keys_0001", "deadletters_0001"}
+    assert kept == 5_000_000

@@ -12,10 +12,10 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from spendgate.core.constants import TOPIC_BUDGET
-from spendgate.core.enforcement import BalanceKey
-from spendgate.core.events import ThresholdCrossed, decode
-from spendgate.core.periods import PeriodKind
+from spendgate.domain.constants import TOPIC_BUDGET
+from spendgate.domain.enforcement import BalanceKey
+from spendgate.domain.events import ThresholdCrossed, decode
+from spendgate.domain.periods import PeriodKind
 from tests.support.enforced_proxy import Enforced, balance_micros, enforced_proxies
 from tests.support.factories import usage_event
 from tests.support.ledger import publish

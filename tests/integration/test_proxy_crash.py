@@ -8,12 +8,12 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
-from spendgate.core import keys as vkeys
 from spendgate.core.config import load_settings
-from spendgate.core.pricing import SHIPPED_PRICES, cost_micros
-from spendgate.core.runtime import open_runtime
+from spendgate.domain.pricing import SHIPPED_PRICES, cost_micros
 from spendgate.ledger.service import serve as serve_ledger
 from spendgate.proxy.spool import Spool
+from spendgate.runtime import open_runtime
+from spendgate.store.keys import store as vkeys
 from tests.support.proxy_harness import UPSTREAM_KEY, fake_upstream, published_usage
 from tests.support.proxy_process import proxy_process
 from tests.support.waiting import eventually

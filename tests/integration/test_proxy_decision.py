@@ -7,8 +7,8 @@ from pathlib import Path
 
 import aiohttp
 
-from spendgate.core.events import UsageRecorded
-from spendgate.core.pricing import SHIPPED_PRICES, cost_micros
+from spendgate.domain.events import UsageRecorded
+from spendgate.domain.pricing import SHIPPED_PRICES, cost_micros
 from spendgate.proxy.decision import Decision, Pass, Refuse, RequestFacts, RewriteModel
 from spendgate.proxy.errors import error_body
 from tests.support.proxy_harness import published_usage, running_proxy

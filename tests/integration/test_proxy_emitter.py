@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from spendgate.core.bus import MemoryBus
-from spendgate.core.errors import BusUnavailableError
-from spendgate.core.events import UnitPrices, UsageRecorded, decode, new_id
+from spendgate.domain.errors import BusUnavailableError
+from spendgate.domain.events import UnitPrices, UsageRecorded, decode, new_id
 from spendgate.proxy.emitter import Emitter
 from spendgate.proxy.spool import Spool
 from tests.support.waiting import eventually

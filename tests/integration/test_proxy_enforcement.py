@@ -8,9 +8,9 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
-from spendgate.core import keys as vkeys
-from spendgate.core.runtime import open_runtime
 from spendgate.proxy.service import serve
+from spendgate.runtime import open_runtime
+from spendgate.store.keys import store as vkeys
 from tests.support.proxy_harness import fake_upstream, proxy_settings, published_usage
 from tests.support.tansu import free_port
 from tests.support.waiting import eventually

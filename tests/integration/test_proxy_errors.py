@@ -8,8 +8,8 @@ from typing import Any
 
 import aiohttp
 
-from spendgate.core import keys as vkeys
 from spendgate.proxy.fake_upstream import FakeConfig
+from spendgate.store.keys import store as vkeys
 from tests.support.proxy_harness import Harness, published_usage, running_proxy
 from tests.support.tansu import free_port
 from tests.support.waiting import eventually

@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 import openai
 
-from spendgate.core.pricing import SHIPPED_PRICES, cost_micros
+from spendgate.domain.pricing import SHIPPED_PRICES, cost_micros
 from spendgate.proxy.fake_upstream import FakeConfig
 from tests.support.proxy_harness import UPSTREAM_KEY, Harness, published_usage, running_proxy
 from tests.support.waiting import eventually

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from spendgate.core import keys as vkeys
+from spendgate.store.keys import store as vkeys
 
 
 async def test_create_stores_only_the_hash(pool: asyncpg.Pool) -> None:

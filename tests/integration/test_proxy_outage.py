@@ -8,9 +8,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from spendgate.core.constants import TOPIC_USAGE
-from spendgate.core.events import decode
-from spendgate.core.runtime import Runtime
+from spendgate.domain.constants import TOPIC_USAGE
+from spendgate.domain.events import decode
+from spendgate.runtime import Runtime
 from tests.support.proxy_harness import Harness, running_proxy
 from tests.support.tansu import TansuBroker
 from tests.support.waiting import eventually

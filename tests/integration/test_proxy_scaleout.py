@@ -9,10 +9,10 @@ import aiohttp
 import asyncpg
 import pytest
 
-from spendgate.core import keys as vkeys
 from spendgate.core.config import load_settings
-from spendgate.core.runtime import open_runtime
 from spendgate.ledger.service import serve as serve_ledger
+from spendgate.runtime import open_runtime
+from spendgate.store.keys import store as vkeys
 from tests.support.proxy_harness import UPSTREAM_KEY, fake_upstream
 from tests.support.proxy_process import proxy_process
 from tests.support.tansu import TansuBroker

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from spendgate.core.errors import ConfigError
+from spendgate.domain.errors import ConfigError
 from spendgate.proxy.spool import Spool
 
 

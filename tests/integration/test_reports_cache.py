@@ -11,7 +11,7 @@ import pytest
 
 from spendgate.admin.cache import cache_report
 from spendgate.admin.window import Window
-from spendgate.core.events import UsageRecorded
+from spendgate.domain.events import UsageRecorded
 from tests.support.admin_traffic import (
     MONTH_START,
     expected_by,

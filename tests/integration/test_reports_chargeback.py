@@ -10,9 +10,9 @@ import pytest
 
 from spendgate.admin.reports import ChargebackLine, chargeback
 from spendgate.admin.window import Filters, Window
-from spendgate.core.enforcement import budget_of
-from spendgate.core.enforcement import budgets_store as store
-from spendgate.core.events import UsageRecorded
+from spendgate.domain.enforcement import budget_of
+from spendgate.domain.events import UsageRecorded
+from spendgate.store.budgets import store
 from tests.support.admin_traffic import (
     MONTH_START,
     PRICES,

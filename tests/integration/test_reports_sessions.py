@@ -6,7 +6,7 @@ import asyncpg
 import pytest
 
 from spendgate.admin.sessions import SessionNotFound, session_detail
-from spendgate.core.events import UsageRecorded
+from spendgate.domain.events import UsageRecorded
 from tests.support.admin_traffic import PRICES, expected_by, fold_through_ledger, known_month
 
 

@@ -16,9 +16,9 @@ from spendgate.admin.cache import cache_report
 from spendgate.admin.reports import chargeback
 from spendgate.admin.sessions import session_detail
 from spendgate.admin.window import Window
-from spendgate.core import keys as vkeys
-from spendgate.core.pricing import SHIPPED_PRICES, cost_micros
+from spendgate.domain.pricing import SHIPPED_PRICES, cost_micros
 from spendgate.ledger.consumer import LedgerConsumer
+from spendgate.store.keys import store as vkeys
 from tests.support.admin_traffic import PRICES
 from tests.support.proxy_harness import running_proxy
 from tests.support.waiting import eventually

@@ -1,7 +1,7 @@
 """A month of Codex traffic as a proxy enforcing a live policy would have let it happen.
 
 Planned requests (what the developers' agents try to send) go, in time order, through the
-enforcement decision the proxy runs (:func:`spendgate.core.enforcement.decide`) against the spend
+enforcement decision the proxy runs (:func:`spendgate.domain.enforcement.decide`) against the spend
 settled so far: downgraded requests are served (and priced) by the cascade model, a pause refusal
 is recorded as a refused event and Codex stops the session there, and a session's retry run is
 refused at the retry cap (the turn ends). The events are what the ledger then folds.
@@ -14,9 +14,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from spendgate.core.enforcement import Policy, Principal, RequestFacts, decide
-from spendgate.core.enforcement.decide import BalanceKey
-from spendgate.core.events import UsageRecorded
+from spendgate.domain.enforcement import Policy, Principal, RequestFacts, decide
+from spendgate.domain.enforcement.decide import BalanceKey
+from spendgate.domain.events import UsageRecorded
 from tests.support.admin_traffic import DEVELOPERS, REPOS, usage
 
 MONTH_START = datetime(2026, 11, 1, tzinfo=UTC)

@@ -16,10 +16,10 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from spendgate.core.bus import Record
-from spendgate.core.constants import TOPIC_USAGE
-from spendgate.core.events import UnitPrices, UsageRecorded, encode
-from spendgate.core.ids import uuid7
-from spendgate.core.pricing import PriceTable, cost_micros
+from spendgate.domain.constants import TOPIC_USAGE
+from spendgate.domain.events import UnitPrices, UsageRecorded, encode
+from spendgate.domain.ids import uuid7
+from spendgate.domain.pricing import PriceTable, cost_micros
 
 PRICES = PriceTable()
 MONTH_START = datetime(2026, 11, 1, tzinfo=UTC)

@@ -29,10 +29,10 @@ from spendgate.alerter.service import serve
 from spendgate.core.bus import Bus
 from spendgate.core.bus.postgres import PostgresBus
 from spendgate.core.config import AlertSettings, Settings, SmtpSettings
-from spendgate.core.constants import TOPIC_BUDGET
-from spendgate.core.events import EventData, ThresholdCrossed, encode
-from spendgate.core.ids import uuid7
-from spendgate.core.runtime import Runtime
+from spendgate.domain.constants import TOPIC_BUDGET
+from spendgate.domain.events import EventData, ThresholdCrossed, encode
+from spendgate.domain.ids import uuid7
+from spendgate.runtime import Runtime
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 

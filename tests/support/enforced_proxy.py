@@ -20,16 +20,16 @@ from typing import Any
 
 import asyncpg
 
-from spendgate.core import keys as vkeys
-from spendgate.core.enforcement import budgets_store
-from spendgate.core.enforcement.policy import budget_of
-from spendgate.core.events import UsageRecorded
-from spendgate.core.runtime import Runtime, open_runtime
+from spendgate.domain.enforcement.policy import budget_of
+from spendgate.domain.events import UsageRecorded
 from spendgate.ledger.service import serve as serve_ledger
 from spendgate.proxy.decision import Decision, Refuse, RequestFacts
 from spendgate.proxy.enforcing import EnforcingDecider
 from spendgate.proxy.fake_upstream import FakeConfig
 from spendgate.proxy.service import ProxyServer, enforcing_decider
+from spendgate.runtime import Runtime, open_runtime
+from spendgate.store.budgets import store as budgets_store
+from spendgate.store.keys import store as vkeys
 from tests.support.proxy_harness import FakeServer, fake_upstream, proxy_settings
 from tests.support.tansu import FAST_GROUP
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from spendgate.core.events import (
+from spendgate.domain.events import (
     AlertDelivery,
     BudgetChanged,
     ForecastOverrun,
@@ -15,8 +15,8 @@ from spendgate.core.events import (
     UnitPrices,
     UsageRecorded,
 )
-from spendgate.core.ids import uuid7
-from spendgate.core.pricing import PriceTable, cost_micros
+from spendgate.domain.ids import uuid7
+from spendgate.domain.pricing import PriceTable, cost_micros
 
 T0 = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
 

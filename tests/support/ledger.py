@@ -13,8 +13,8 @@ from pathlib import Path
 import asyncpg
 
 from spendgate.core.bus import Bus
-from spendgate.core.constants import TOPIC_USAGE
-from spendgate.core.events import UsageRecorded, encode
+from spendgate.domain.constants import TOPIC_USAGE
+from spendgate.domain.events import UsageRecorded, encode
 from spendgate.ledger.consumer import LedgerConsumer
 from tests.support.tansu import FAST_GROUP_ENV
 

@@ -15,7 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from spendgate.core.db import EmbeddedPostgres, migrate
+from spendgate.core.db import EmbeddedPostgres
+from spendgate.store.migrations import migrate
 
 
 def with_database(url: str, name: str) -> str:

@@ -15,14 +15,14 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from spendgate.core import keys as vkeys
 from spendgate.core.config import Settings, load_settings
-from spendgate.core.constants import TOPIC_USAGE
-from spendgate.core.events import UsageRecorded, decode
-from spendgate.core.runtime import Runtime, open_runtime
+from spendgate.domain.constants import TOPIC_USAGE
+from spendgate.domain.events import UsageRecorded, decode
 from spendgate.proxy.decision import Decider
 from spendgate.proxy.fake_upstream import FakeConfig, FakeUpstream
 from spendgate.proxy.service import ProxyServer
+from spendgate.runtime import Runtime, open_runtime
+from spendgate.store.keys import store as vkeys
 
 UPSTREAM_KEY = "sk-upstream-secret-for-tests"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from spendgate.admin.replay import Replay, Usage, actual_outcome
-from spendgate.core.config import EnforcementSettings
-from spendgate.core.enforcement import Policy, policy_from_document
-from spendgate.core.money import usd_str
-from spendgate.core.pricing import PriceTable, cost_micros
+from spendgate.domain.enforcement import Policy, policy_from_document
+from spendgate.domain.enforcement.settings import EnforcementSettings
+from spendgate.domain.money import usd_str
+from spendgate.domain.pricing import PriceTable, cost_micros
 
 PRICES = PriceTable()
 T0 = datetime(2026, 11, 10, 9, tzinfo=UTC)

@@ -11,10 +11,10 @@ from spendgate.alerter import email, pagerduty, slack, teams, webhook
 from spendgate.alerter.channels import parse_retry_after
 from spendgate.alerter.delivery import RetryPolicy
 from spendgate.alerter.digest import last_due
-from spendgate.alerter.model import Fact, Message, SessionLine, alert_from_event
 from spendgate.alerter.rules import DigestSpec
-from spendgate.core.events import ForecastUpdated, ThresholdCrossed
-from spendgate.core.ids import uuid7
+from spendgate.domain.alerts import Fact, Message, SessionLine, alert_from_event
+from spendgate.domain.events import ForecastUpdated, ThresholdCrossed
+from spendgate.domain.ids import uuid7
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 

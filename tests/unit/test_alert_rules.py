@@ -12,7 +12,7 @@ from spendgate.alerter.app import load_checked_rules
 from spendgate.alerter.rules import parse_rules
 from spendgate.alerter.secrets import Secrets
 from spendgate.core.config import AlertSettings, Settings
-from spendgate.core.errors import ConfigError
+from spendgate.domain.errors import ConfigError
 
 EXAMPLE = """\
 targets:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from spendgate.core.config import load_settings
-from spendgate.core.errors import ConfigError
+from spendgate.domain.errors import ConfigError
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

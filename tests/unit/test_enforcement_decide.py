@@ -6,8 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from spendgate.core.config import EnforcementSettings
-from spendgate.core.enforcement import (
+from spendgate.domain.enforcement import (
     BalanceKey,
     Budget,
     BudgetRaise,
@@ -20,7 +19,8 @@ from spendgate.core.enforcement import (
     decide,
     stage_for,
 )
-from spendgate.core.periods import PeriodKind
+from spendgate.domain.enforcement.settings import EnforcementSettings
+from spendgate.domain.periods import PeriodKind
 
 NOW = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
 ALICE = Principal("k1", "alice", "platform")

@@ -6,8 +6,7 @@ import json
 import random
 from datetime import UTC, date, datetime
 
-from spendgate.core.config import EnforcementSettings
-from spendgate.core.enforcement import (
+from spendgate.domain.enforcement import (
     Admission,
     BalanceKey,
     Budget,
@@ -21,8 +20,9 @@ from spendgate.core.enforcement import (
     SessionEstimator,
     decide,
 )
-from spendgate.core.periods import PeriodKind
-from spendgate.core.pricing import SHIPPED_PRICES, PriceTable, cost_micros
+from spendgate.domain.enforcement.settings import EnforcementSettings
+from spendgate.domain.periods import PeriodKind
+from spendgate.domain.pricing import SHIPPED_PRICES, PriceTable, cost_micros
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 KEY = BalanceKey("key:k1", PeriodKind.DAY, date(2026, 11, 26))

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from spendgate.core.config import EnforcementSettings, PricingSettings
-from spendgate.core.enforcement import Policy, load_policy, parse_scope, policy_from_document
-from spendgate.core.errors import ConfigError
-from spendgate.core.pricing import PriceTable
+from spendgate.core.config import PricingSettings
+from spendgate.domain.enforcement import Policy, load_policy, parse_scope, policy_from_document
+from spendgate.domain.enforcement.settings import EnforcementSettings
+from spendgate.domain.errors import ConfigError
+from spendgate.domain.pricing import PriceTable
 
 PROPOSAL = """
 budgets:

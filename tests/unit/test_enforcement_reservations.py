@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import date
 
-from spendgate.core.enforcement import BalanceKey, ReservationBook, SessionEstimator, estimated_cost_micros
-from spendgate.core.periods import PeriodKind
-from spendgate.core.pricing import SHIPPED_PRICES
+from spendgate.domain.enforcement import BalanceKey, ReservationBook, SessionEstimator, estimated_cost_micros
+from spendgate.domain.periods import PeriodKind
+from spendgate.domain.pricing import SHIPPED_PRICES
 
 K = BalanceKey("key:k1", PeriodKind.DAY, date(2026, 11, 26))
 M = BalanceKey("key:k1", PeriodKind.MONTH, date(2026, 11, 1))
@@ -87,7 +87,7 @@ def test_session_estimates_follow_reported_usage() -> None:
 
 def test_estimated_cost_counts_no_cache_discount() -> None:
     """10,000 input + 1,000 output tokens on gpt-5.1 reserve $0.0225 (no cached discount assumed)."""
-    from spendgate.core.enforcement import TokenEstimate
+    from spendgate.domain.enforcement import TokenEstimate
 
     assert estimated_cost_micros(SHIPPED_PRICES["gpt-5.1"], TokenEstimate(10_000, 1_000)) == 22_500
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from spendgate.core.enforcement import (
+from spendgate.domain.enforcement import (
     BalanceKey,
     Decision,
     RetryVerdict,
@@ -14,7 +14,7 @@ from spendgate.core.enforcement import (
     pause_refusal,
     retry_refusal,
 )
-from spendgate.core.periods import PeriodKind
+from spendgate.domain.periods import PeriodKind
 
 RESET = datetime(2026, 11, 26, 23, 0, tzinfo=UTC)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from spendgate.core.enforcement import RetryDetector
-from spendgate.core.enforcement.retry import failed_output, failing_streak, input_items, items_of
+from spendgate.domain.enforcement import RetryDetector
+from spendgate.domain.enforcement.retry import failed_output, failing_streak, input_items, items_of
 
 USER = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "list /nope"}]}
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from spendgate.core import constants
-from spendgate.core.errors import PoisonEventError
-from spendgate.core.events import EVENT_TYPES, decode, encode
 from spendgate.core.schemas import file_name, render
+from spendgate.domain import constants
+from spendgate.domain.errors import PoisonEventError
+from spendgate.domain.events import EVENT_TYPES, decode, encode
 from tests.support.factories import examples, usage_event
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-from spendgate.core.periods import PeriodKind
+from spendgate.domain.periods import PeriodKind
 from spendgate.ledger.fold import BalanceKey, Limit, crossings, fold, limits_for, scopes_of
 from tests.support.factories import T0, usage_event
 

@@ -7,9 +7,9 @@ from decimal import Decimal
 import pytest
 
 from spendgate.core.config import PriceUSD, PricingSettings
-from spendgate.core.errors import ConfigError, UnknownModelError
-from spendgate.core.money import format_usd, usd_str, usd_to_micros
-from spendgate.core.pricing import SHIPPED_PRICES, ModelPrice, PriceTable, cost_micros
+from spendgate.domain.errors import ConfigError, UnknownModelError
+from spendgate.domain.money import format_usd, usd_str, usd_to_micros
+from spendgate.domain.pricing import SHIPPED_PRICES, ModelPrice, PriceTable, cost_micros
 
 
 def test_usd_parsing_is_exact() -> None:

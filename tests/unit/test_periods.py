@@ -6,8 +6,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from spendgate.core.errors import ConfigError
-from spendgate.core.periods import PeriodKind, period_containing
+from spendgate.domain.errors import ConfigError
+from spendgate.domain.periods import PeriodKind, period_containing
 
 
 def at(s: str) -> datetime:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncpg
 
-from ..config import Settings
-from ..constants import ALL_TOPICS
-from .base import Bus, Consumer, OnAssign, Record, TopicPartition, next_offsets, partition_for
-from .memory import MemoryBus
+from spendgate.core.bus.base import Bus, Consumer, OnAssign, Record, TopicPartition, next_offsets, partition_for
+from spendgate.core.bus.memory import MemoryBus
+from spendgate.core.config import Settings
+from spendgate.domain.constants import ALL_TOPICS
 
 __all__ = ["Bus", "Consumer", "MemoryBus", "OnAssign", "Record", "TopicPartition", "create_bus", "next_offsets",
            "partition_for"]
@@ -16,7 +16,7 @@ __all__ = ["Bus", "Consumer", "MemoryBus", "OnAssign", "Record", "TopicPartition
 def create_bus(settings: Settings, *, pool: asyncpg.Pool | None, dsn: str | None) -> Bus:
     """The bus the settings name: Kafka, the embedded Postgres log, or memory."""
     if settings.bus.startswith("kafka://"):
-        from .kafka import KafkaBus
+        from spendgate.core.bus.kafka import KafkaBus
 
         return KafkaBus(
             settings.bus.removeprefix("kafka://"),
@@ -29,7 +29,7 @@ def create_bus(settings: Settings, *, pool: asyncpg.Pool | None, dsn: str | None
             rebalance_timeout_ms=settings.kafka_rebalance_timeout_ms,
         )
     if settings.bus == "postgres":
-        from .postgres import PostgresBus
+        from spendgate.core.bus.postgres import PostgresBus
 
         if pool is None or dsn is None:
             raise ValueError("the Postgres bus needs a pool and a DSN")

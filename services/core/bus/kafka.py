@@ -17,8 +17,8 @@ from aiokafka import TopicPartition as KafkaTP
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
-from ..errors import BusError, BusUnavailableError
-from .base import OnAssign, Record, TopicPartition
+from spendgate.core.bus.base import OnAssign, Record, TopicPartition
+from spendgate.domain.errors import BusError, BusUnavailableError
 
 
 def _translate(exc: KafkaError) -> BusError:

@@ -7,7 +7,7 @@ import itertools
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
-from .base import OnAssign, Record, TopicPartition, partition_for
+from spendgate.core.bus.base import OnAssign, Record, TopicPartition, partition_for
 
 
 class MemoryBus:

@@ -20,9 +20,9 @@ from typing import Any
 
 import asyncpg
 
-from ..constants import PG_NOTIFY_BUS
-from ..errors import BusUnavailableError
-from .base import OnAssign, Record, TopicPartition, partition_for
+from spendgate.core.bus.base import OnAssign, Record, TopicPartition, partition_for
+from spendgate.domain.constants import PG_NOTIFY_BUS
+from spendgate.domain.errors import BusUnavailableError
 
 REBALANCE_EVERY_S = 0.5
 

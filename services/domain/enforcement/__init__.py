@@ -7,15 +7,23 @@ imported by name: ``enforcement.view`` (:class:`BalanceView`), ``enforcement.bud
 
 from __future__ import annotations
 
-from .decide import BalanceKey, Decision, RequestFacts, Standing, balance_keys, decide
-from .enforcer import Admission, DecisionSource, Enforcer
-from .estimate import SessionEstimator, TokenEstimate, estimated_cost_micros
-from .policy import Budget, BudgetRaise, Policy, Thresholds, budget_of, load_policy, policy_from_document
-from .reservations import Reservation, ReservationBook
-from .responses import Refusal, client_headers, pause_refusal, retry_refusal
-from .retry import RetryDetector, RetryVerdict
-from .scopes import Principal, parse_scope
-from .stages import StageLevel, stage_for
+from spendgate.domain.enforcement.decide import BalanceKey, Decision, RequestFacts, Standing, balance_keys, decide
+from spendgate.domain.enforcement.enforcer import Admission, DecisionSource, Enforcer
+from spendgate.domain.enforcement.estimate import SessionEstimator, TokenEstimate, estimated_cost_micros
+from spendgate.domain.enforcement.policy import (
+    Budget,
+    BudgetRaise,
+    Policy,
+    Thresholds,
+    budget_of,
+    load_policy,
+    policy_from_document,
+)
+from spendgate.domain.enforcement.reservations import Reservation, ReservationBook
+from spendgate.domain.enforcement.responses import Refusal, client_headers, pause_refusal, retry_refusal
+from spendgate.domain.enforcement.retry import RetryDetector, RetryVerdict
+from spendgate.domain.enforcement.scopes import Principal, parse_scope
+from spendgate.domain.enforcement.stages import StageLevel, stage_for
 
 __all__ = [
     "Admission",

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Literal, NamedTuple
 
-from ..events import RouteReason
-from ..periods import PeriodKind
-from .policy import AtPause, Policy
-from .scopes import Principal
-from .stages import StageLevel, stage_for
+from spendgate.domain.enforcement.policy import AtPause, Policy
+from spendgate.domain.enforcement.scopes import Principal
+from spendgate.domain.enforcement.stages import StageLevel, stage_for
+from spendgate.domain.events import RouteReason
+from spendgate.domain.periods import PeriodKind
 
 Action = Literal["pass", "downgrade", "pause_cheapest", "refuse"]
 

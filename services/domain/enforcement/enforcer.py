@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from ..errors import UnknownModelError
-from ..events import RefusalReason, RetryLoopDetected, new_id
-from ..pricing import PriceTable
-from .decide import BalanceKey, Decision, RequestFacts
-from .estimate import SessionEstimator, TokenEstimate, estimated_cost_micros
-from .reservations import Reservation, ReservationBook
-from .responses import Refusal, pause_refusal, retry_refusal
-from .retry import RetryDetector, RetryVerdict
-from .scopes import Principal
+from spendgate.domain.enforcement.decide import BalanceKey, Decision, RequestFacts
+from spendgate.domain.enforcement.estimate import SessionEstimator, TokenEstimate, estimated_cost_micros
+from spendgate.domain.enforcement.reservations import Reservation, ReservationBook
+from spendgate.domain.enforcement.responses import Refusal, pause_refusal, retry_refusal
+from spendgate.domain.enforcement.retry import RetryDetector, RetryVerdict
+from spendgate.domain.enforcement.scopes import Principal
+from spendgate.domain.errors import UnknownModelError
+from spendgate.domain.events import RefusalReason, RetryLoopDetected, new_id
+from spendgate.domain.pricing import PriceTable
 
 
 class DecisionSource(Protocol):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
-from ..pricing import ModelPrice, cost_micros
+from spendgate.domain.pricing import ModelPrice, cost_micros
 
 BYTES_PER_TOKEN_X10 = 46
 """Bytes per token times ten (4.6 bytes per o200k token for Codex bodies)."""

@@ -29,12 +29,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from ..config import EnforcementSettings
-from ..errors import ConfigError
-from ..money import usd_to_micros
-from ..periods import Period, PeriodKind, period_containing, zone
-from ..pricing import PriceTable
-from .scopes import parse_scope
+from spendgate.domain.enforcement.scopes import parse_scope
+from spendgate.domain.enforcement.settings import EnforcementSettings
+from spendgate.domain.errors import ConfigError
+from spendgate.domain.money import usd_to_micros
+from spendgate.domain.periods import Period, PeriodKind, period_containing, zone
+from spendgate.domain.pricing import PriceTable
 
 AtPause = Literal["refuse", "cheapest"]
 

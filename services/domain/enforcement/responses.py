@@ -15,11 +15,11 @@ from typing import Any
 
 import msgspec
 
-from ..money import format_usd, usd_str
-from ..periods import zone
-from .decide import Decision
-from .retry import RetryVerdict
-from .scopes import scope_label
+from spendgate.domain.enforcement.decide import Decision
+from spendgate.domain.enforcement.retry import RetryVerdict
+from spendgate.domain.enforcement.scopes import scope_label
+from spendgate.domain.money import format_usd, usd_str
+from spendgate.domain.periods import zone
 
 USAGE_LIMIT_REACHED = "usage_limit_reached"
 RETRY_BUDGET_EXHAUSTED = "retry_budget_exhausted"

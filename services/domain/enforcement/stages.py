@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from ..events import Stage
-from .policy import Thresholds
+from spendgate.domain.enforcement.policy import Thresholds
+from spendgate.domain.events import Stage
 
 
 class StageLevel(IntEnum):

@@ -14,10 +14,9 @@ from typing import Any
 import asyncpg
 
 from spendgate.core.db import Conn
-from spendgate.core.events import AlertDelivery
-from spendgate.core.ids import uuid7
-
-from .model import Action, Alert, Message, message_decoder, message_encoder
+from spendgate.domain.alerts import Action, Alert, Message, message_decoder, message_encoder
+from spendgate.domain.events import AlertDelivery
+from spendgate.domain.ids import uuid7
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,13 +16,13 @@ from typing import Any
 
 import asyncpg
 
-from ..bus import Bus
-from ..constants import PG_NOTIFY_CONFIG, TOPIC_BUDGET
-from ..errors import StoreError
-from ..events import BudgetChanged, encode, new_id
-from ..logs import get_logger
-from .policy import Budget, BudgetRaise, Thresholds, budget_of
-from .scopes import parse_scope
+from spendgate.core.bus import Bus
+from spendgate.core.logs import get_logger
+from spendgate.domain.constants import PG_NOTIFY_CONFIG, TOPIC_BUDGET
+from spendgate.domain.enforcement.policy import Budget, BudgetRaise, Thresholds, budget_of
+from spendgate.domain.enforcement.scopes import parse_scope
+from spendgate.domain.errors import StoreError
+from spendgate.domain.events import BudgetChanged, encode, new_id
 
 log = get_logger(__name__)
 NOTIFY_BUDGETS = "budgets"

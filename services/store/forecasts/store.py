@@ -12,12 +12,11 @@ from typing import Any
 
 import asyncpg
 
-from spendgate.core import constants as c
 from spendgate.core.bus import Bus
 from spendgate.core.db import Conn
-from spendgate.core.events import ForecastOverrun, ForecastUpdated, encode, new_id
-
-from .engine import ScopeForecast
+from spendgate.domain import constants as c
+from spendgate.domain.events import ForecastOverrun, ForecastUpdated, encode, new_id
+from spendgate.domain.forecast import Forecast
 
 SOURCE = "spendgate/forecaster"
 PUBLISH_BATCH = 1000
@@ -27,23 +26,23 @@ def _team(scope: str) -> str | None:
     return scope.removeprefix("team:") if scope.startswith("team:") else None
 
 
-def _band_json(result: ScopeForecast) -> str:
-    band = result.forecast.band
+def _band_json(forecast: Forecast) -> str:
+    band = forecast.band
     return json.dumps({"days": [p.day.isoformat() for p in band], "p10": [p.p10_micros for p in band],
                        "p50": [p.p50_micros for p in band], "p90": [p.p90_micros for p in band]})
 
 
-async def save_pass(conn: Conn, results: Sequence[ScopeForecast], computed_at: datetime) -> list[str]:
-    """Record a pass's forecasts and any first P50 overrun of the month; returns the scopes newly overrun."""
+async def save_pass(conn: Conn, results: Sequence[tuple[str, Forecast]], computed_at: datetime) -> list[str]:
+    """Record a pass's (scope, forecast) pairs and any first P50 overrun of the month; returns the
+    scopes newly overrun."""
     rows = []
     overruns = []
-    for r in results:
-        f = r.forecast
-        rows.append((r.scope.scope, f.as_of, new_id(), f.month, computed_at, f.actual_micros, f.p10_micros,
+    for scope, f in results:
+        rows.append((scope, f.as_of, new_id(), f.month, computed_at, f.actual_micros, f.p10_micros,
                      f.p50_micros, f.p90_micros, f.budget_micros, f.p10_crosses_on, f.p50_crosses_on,
-                     f.p90_crosses_on, f.model, json.dumps(f.inputs), _band_json(r)))
+                     f.p90_crosses_on, f.model, json.dumps(f.inputs), _band_json(f)))
         if f.budget_micros is not None and f.p50_crosses_on is not None:
-            overruns.append((r.scope.scope, f.month, new_id(), f.as_of, f.p10_micros, f.p50_micros,
+            overruns.append((scope, f.month, new_id(), f.as_of, f.p10_micros, f.p50_micros,
                              f.p90_micros, f.budget_micros, f.p50_crosses_on, computed_at))
     async with conn.transaction():
         await conn.executemany(

@@ -2,7 +2,7 @@
 
 A key is ``sk-sg-`` followed by 256 bits of randomness (url-safe base64). Only its SHA-256 is
 stored; the secret is shown once, at creation. Every change takes a new ``config_version`` and
-NOTIFYs :data:`~spendgate.core.constants.PG_NOTIFY_CONFIG` in the same transaction, so proxies can
+NOTIFYs :data:`~spendgate.domain.constants.PG_NOTIFY_CONFIG` in the same transaction, so proxies can
 refresh their in-memory cache by version (``keys_changed_since``) within a fraction of a second.
 """
 
@@ -15,9 +15,9 @@ from datetime import datetime
 
 import asyncpg
 
-from .constants import PG_NOTIFY_CONFIG
-from .errors import SpendgateError
-from .ids import uuid7
+from spendgate.domain.constants import PG_NOTIFY_CONFIG
+from spendgate.domain.errors import SpendgateError
+from spendgate.domain.ids import uuid7
 
 KEY_PREFIX = "sk-sg-"
 SECRET_BYTES = 32

@@ -6,7 +6,7 @@ Create Date: 2026-11-26
 """
 
 
-from spendgate.core.migrations.sql import drop_tables, execute_script
+from spendgate.core.migration_sql import drop_tables, execute_script
 
 revision = "alerter_0001"
 down_revision = "0001"

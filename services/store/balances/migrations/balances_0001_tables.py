@@ -11,7 +11,7 @@ no-op.
 
 from alembic import op
 
-from spendgate.store.migrations.sql import drop_tables, execute_script
+from spendgate.core.migration_sql import drop_tables, execute_script
 
 revision = "balances_0001"
 down_revision = "0001"
@@ -51,7 +51,8 @@ CREATE TABLE IF NOT EXISTS threshold_crossings (
     published_at      timestamptz,
     UNIQUE (scope, period, period_start, threshold_pct)
 );
-CREATE INDEX IF NOT EXISTS threshold_crossings_unpublished ON threshold_crossings (crossed_at) WHERE published_at IS NULL
+CREATE INDEX IF NOT EXISTS threshold_crossings_unpublished ON threshold_crossings (crossed_at)
+    WHERE published_at IS NULL
 """
 
 TABLES = "threshold_crossings balances"

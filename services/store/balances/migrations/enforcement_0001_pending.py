@@ -7,7 +7,7 @@ Create Date: 2026-11-26
 
 from alembic import op
 
-from spendgate.core.migrations.sql import execute_script
+from spendgate.core.migration_sql import execute_script
 
 revision = "enforcement_0001"
 down_revision = "balances_0001"

@@ -11,7 +11,7 @@ no-op.
 
 from alembic import op
 
-from spendgate.store.migrations.sql import drop_tables, execute_script
+from spendgate.core.migration_sql import drop_tables, execute_script
 
 revision = "budgets_0001"
 down_revision = "0001"

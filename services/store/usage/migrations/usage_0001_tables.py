@@ -9,9 +9,8 @@ lets a database migrated before the split (its tables made by the old 0001) take
 no-op.
 """
 
-from alembic import op
 
-from spendgate.store.migrations.sql import drop_tables, execute_script
+from spendgate.core.migration_sql import drop_tables, execute_script
 
 revision = "usage_0001"
 down_revision = "0001"

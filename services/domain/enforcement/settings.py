@@ -1,0 +1,40 @@
+"""Enforcement defaults as the settings carry them (a shape, validated; the settings object reads them)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, field_validator
+
+DEFAULT_CASCADES: dict[str, list[str]] = {
+    "gpt-5.1": ["gpt-5.1-mini", "gpt-4.1-mini"],
+    "gpt-5.1-codex": ["gpt-5.1-codex-mini", "gpt-4.1-mini"],
+    "gpt-5.1-codex-max": ["gpt-5.1-codex", "gpt-5.1-codex-mini", "gpt-4.1-mini"],
+    "gpt-5": ["gpt-5-mini", "gpt-5-nano"],
+    "gpt-5-codex": ["gpt-5.1-codex-mini", "gpt-4.1-mini"],
+    "gpt-4.1": ["gpt-4.1-mini", "gpt-4.1-nano"],
+    "gpt-4o": ["gpt-4o-mini"],
+    "o3": ["o4-mini"],
+}
+
+
+class EnforcementSettings(BaseModel):
+    thresholds_pct: list[int] = Field(default_factory=lambda: [80, 95, 110])
+    """Default alert, downgrade and pause thresholds, in percent of a budget."""
+    cascades: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_CASCADES))
+    """Per model, the cheaper models to step down to, best first."""
+    downgrade_max_input_tokens: int = 10_000
+    retry_cap: int = 3
+    reservation_timeout_s: float = 900.0
+    output_estimate_cap_tokens: int = 8_192
+    balance_poll_interval_s: float = 0.1
+    """How often each proxy's balance view polls the ledger's balances (version-ordered)."""
+    balance_overlap_s: float = 2.0
+    """Re-read window for balance rows whose ledger transaction committed out of version order."""
+    config_reload_s: float = 5.0
+    """Full budget reload period, a safety net behind LISTEN/NOTIFY."""
+
+    @field_validator("thresholds_pct")
+    @classmethod
+    def _three_rising(cls, v: list[int]) -> list[int]:
+        if len(v) != 3 or not (0 < v[0] <= v[1] <= v[2]):
+            raise ValueError("thresholds must be three rising percentages: alert, downgrade, pause")
+        return v
