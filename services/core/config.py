@@ -16,6 +16,7 @@ import platformdirs
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -179,7 +180,10 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        path = config_file_path()
+        # The file lives in the data dir this run resolves to: `--data-dir X` (an init keyword) reads
+        # X/spendgate.yaml, not the environment's or the default data dir's file.
+        init_kwargs = init_settings.init_kwargs if isinstance(init_settings, InitSettingsSource) else {}
+        path = config_file_path(init_kwargs.get("data_dir"))
         if path is not None:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
         return tuple(sources)
@@ -193,11 +197,14 @@ class Settings(BaseSettings):
         return self.data_dir / "postgres"
 
 
-def config_file_path() -> Path | None:
+def config_file_path(data_dir: str | Path | None = None) -> Path | None:
+    """``SPENDGATE_CONFIG``, else ``spendgate.yaml`` in the data dir (``data_dir``, else
+    ``SPENDGATE_DATA_DIR``, else the default) when that file exists."""
     explicit = os.environ.get("SPENDGATE_CONFIG")
     if explicit:
         return Path(explicit)
-    data_dir = os.environ.get("SPENDGATE_DATA_DIR")
+    if data_dir is None:
+        data_dir = os.environ.get("SPENDGATE_DATA_DIR")
     candidate = (Path(data_dir) if data_dir else default_data_dir()) / "spendgate.yaml"
     return candidate if candidate.exists() else None
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from spendgate.core.clitools import Ctx
 from spendgate.core.config import load_settings
 from spendgate.domain.errors import ConfigError
 
@@ -32,6 +33,19 @@ def test_environment_beats_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     s = load_settings()
     assert s.bus == "kafka://a:9092" and s.proxy_port == 9100 and s.smtp.host == "mail.example"
     assert s.pricing.table().lookup("my-model").price.output_micros == 2_000_000
+
+
+def test_data_dir_option_reads_that_data_dirs_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`spendgate --data-dir X` reads X/spendgate.yaml, not the file of the environment's data dir."""
+    chosen, other = tmp_path / "chosen", tmp_path / "other"
+    for d, port in ((chosen, 9001), (other, 9002)):
+        d.mkdir()
+        (d / "spendgate.yaml").write_text(f"proxy_port: {port}\n")
+    monkeypatch.delenv("SPENDGATE_CONFIG", raising=False)
+    monkeypatch.setenv("SPENDGATE_DATA_DIR", str(other))
+    settings = Ctx(chosen).settings
+    assert settings.data_dir == chosen and settings.proxy_port == 9001
+    assert load_settings().proxy_port == 9002
 
 
 def test_upstream_key_falls_back_to_openai_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
