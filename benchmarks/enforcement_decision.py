@@ -8,6 +8,9 @@ Europe/Berlin), the org (monthly); balances for all of them in memory. Prints µ
 - ``admit+complete``: the whole per-request enforcement (retry detector hashing a 40 KB Codex body,
   session estimate, decision, reservation, settle);
 - the baseline ``json.loads`` of the same 40 KB body, which the proxy does anyway, for a ratio.
+
+Targets, against that baseline in the same run: ``decide`` <= 0.2x, ``admit+complete`` <= 1x (the
+whole enforcement costs less than parsing the body once). Exits non-zero when one is missed.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 import time
 from datetime import UTC, datetime
 
+from benchmarks.support import Verdict
 from spendgate.domain.enforcement import (
     BalanceKey,
     Budget,
@@ -72,7 +77,7 @@ def per_call_us(fn: object, calls: int) -> float:
     return (time.process_time() - t0) / calls * 1e6
 
 
-def main(keys: int, calls: int) -> None:
+def main(keys: int, calls: int) -> int:
     rng = random.Random(1)
     teams = [f"team{t}" for t in range(max(1, keys // 50))]
     principals = [Principal(f"k{i}", f"dev{i}", teams[i % len(teams)]) for i in range(keys)]
@@ -104,6 +109,10 @@ def main(keys: int, calls: int) -> None:
     print(f"decide:           {d_us:7.1f} µs per request")
     print(f"admit+complete:   {a_us:7.1f} µs per request")
     print(f"json.loads body:  {j_us:7.1f} µs (baseline); admit+complete / json.loads = {a_us / j_us:.2f}")
+    verdict = Verdict("enforcement decision")
+    verdict.at_most("decide, per request", d_us, j_us, 0.2, unit=" us", baseline_name="json.loads")
+    verdict.at_most("admit+complete, per request", a_us, j_us, 1.0, unit=" us", baseline_name="json.loads")
+    return verdict.finish()
 
 
 if __name__ == "__main__":
@@ -111,4 +120,4 @@ if __name__ == "__main__":
     parser.add_argument("--keys", type=int, default=10_000)
     parser.add_argument("--calls", type=int, default=20_000)
     args = parser.parse_args()
-    main(args.keys, args.calls)
+    sys.exit(main(args.keys, args.calls))

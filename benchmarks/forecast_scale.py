@@ -1,12 +1,16 @@
-"""How long forecasting 10,000 scopes takes (target: under 5 minutes on the 2-core machine).
+"""How long forecasting 10,000 scopes takes, model alone and as a whole worker pass.
 
-    .venv/bin/python benchmarks/forecast_scale.py [--scopes 10000] [--database-url postgresql://...]
+    .venv/bin/python -m benchmarks.forecast_scale [--scopes 10000]
 
 1. model only: the production settings (1,000 paths, the statsmodels fit for at most 300 scopes
    whose band straddles the budget) over synthetic 26-week series of every shape;
-2. with ``--database-url`` (or SPENDGATE_TEST_DATABASE_URL): a whole worker pass on a scratch
-   database created on that server: read 10,000 budgets and their day balances, forecast, write
-   the forecasts table and publish 10,000 events on the Postgres bus, then drop the database.
+2. a whole worker pass on a scratch database (benchmarks/support.py finds or starts the server):
+   read 10,000 budgets and their day balances, forecast, write the forecasts table and publish
+   10,000 events on the Postgres bus, then drop the database.
+
+Targets: the whole pass costs at most 1.5x the model alone measured in the same run (reading and
+writing must not dominate), and 10,000 scopes fit the hourly run's 5-minute slot (an absolute
+limit: the schedule's, not a speed comparison). Exits non-zero when one is missed.
 """
 
 from __future__ import annotations
@@ -16,14 +20,13 @@ import asyncio
 import os
 import sys
 import time
-import uuid
 from datetime import UTC, date, datetime, timedelta
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import numpy as np
 from numpy.typing import NDArray
 
+from benchmarks.support import Verdict, drop_db, fresh_db, postgres_server
 from spendgate.core.bus.postgres import PostgresBus
 from spendgate.core.config import ForecastSettings, Settings
 from spendgate.core.logs import configure_logging
@@ -31,7 +34,6 @@ from spendgate.forecaster.engine import run_models
 from spendgate.forecaster.model import ScopeSeries
 from spendgate.forecaster.series import BudgetedScope
 from spendgate.forecaster.service import Forecaster
-from spendgate.store.migrations import migrate
 
 AS_OF = date(2026, 3, 10)
 DAYS = 182
@@ -54,7 +56,7 @@ def budget_for(daily: NDArray[np.int64], rng: np.random.Generator) -> int:
     return max(int(daily[-28:].sum() / 28 * 31 * rng.uniform(0.7, 1.5)), 1_000_000)
 
 
-def model_only(scopes: int, settings: ForecastSettings) -> None:
+def model_only(scopes: int, settings: ForecastSettings) -> float:
     rng = np.random.default_rng(1)
     start = AS_OF - timedelta(days=DAYS - 1)
     inputs = []
@@ -70,16 +72,12 @@ def model_only(scopes: int, settings: ForecastSettings) -> None:
         models[r.forecast.model] = models.get(r.forecast.model, 0) + 1
     print(f"model only: {scopes} scopes in {elapsed:.1f} s ({1000 * elapsed / scopes:.2f} ms/scope); "
           f"models: {', '.join(f'{k} {v}' for k, v in sorted(models.items()))}", flush=True)
+    return elapsed
 
 
-async def full_pass(scopes: int, server_url: str, settings: ForecastSettings) -> None:
-    name = f"sg_bench_{uuid.uuid4().hex[:8]}"
-    parts = urlsplit(server_url)
-    url = urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
-    admin = await asyncpg.connect(server_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
+async def full_pass(scopes: int, server_url: str, settings: ForecastSettings) -> float:
+    url = await fresh_db(server_url)
     try:
-        await migrate(url)
         pool = await asyncpg.create_pool(url, min_size=2, max_size=8)
         assert pool is not None
         rng = np.random.default_rng(2)
@@ -104,27 +102,29 @@ async def full_pass(scopes: int, server_url: str, settings: ForecastSettings) ->
         print(f"full pass: {result.scopes} scopes read, forecast, stored and published ({published} events, "
               f"{len(result.overruns)} overruns) in {elapsed:.1f} s", flush=True)
         await pool.close()
+        return elapsed
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await drop_db(server_url, url)
 
 
-def main() -> int:
+async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scopes", type=int, default=10_000)
-    parser.add_argument("--database-url", default=os.environ.get("SPENDGATE_TEST_DATABASE_URL"))
     args = parser.parse_args()
     configure_logging("warning")
     settings = ForecastSettings()
     print(f"{args.scopes} scopes, {DAYS} days of history each, {settings.paths} paths, "
           f"statsmodels fit for at most {settings.max_heavy_fits} scopes; {os.cpu_count()} CPUs", flush=True)
-    model_only(args.scopes, settings)
-    if args.database_url:
-        asyncio.run(full_pass(args.scopes, args.database_url, settings))
-    else:
-        print("full pass: skipped (give --database-url or SPENDGATE_TEST_DATABASE_URL)")
-    return 0
+    model_s = model_only(args.scopes, settings)
+    async with postgres_server() as server:
+        pass_s = await full_pass(args.scopes, server, settings)
+    verdict = Verdict("forecast scale")
+    verdict.at_most("whole worker pass vs model alone", pass_s, model_s, 1.5, unit=" s", baseline_name="model")
+    slot_s = 300.0 * args.scopes / 10_000
+    verdict.check(f"{args.scopes:,} scopes within the hourly slot", f"{pass_s:.1f} s", f"<= {slot_s:g} s",
+                  pass_s <= slot_s)
+    return verdict.finish()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(asyncio.run(main()))

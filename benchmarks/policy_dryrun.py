@@ -1,28 +1,29 @@
 """Policy dry-run throughput: a 30-day replay of 1,000,000 stored usage events through a proposal.
 
-    SPENDGATE_TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test \
-        .venv/bin/python benchmarks/policy_dryrun.py [--events 1000000]
+    .venv/bin/python -m benchmarks.policy_dryrun [--events 1000000]
 
-Creates a scratch database on that server, loads the events with COPY (200 developers in 20 teams,
-Codex sessions of a few turns, cached tokens, retries), then times ``spendgate.admin.dryrun.dry_run``
-with budgets on every developer, team and the org. The baseline in the same run is reading the same
-rows through the same cursor without deciding anything: the ratio is the decision's own cost.
-Target: under 60 s for 1,000,000 events.
+Creates a scratch database (benchmarks/support.py finds or starts the server), loads the events
+with COPY (200 developers in 20 teams, Codex sessions of a few turns, cached tokens, retries), then
+times ``spendgate.admin.dryrun.dry_run`` with budgets on every developer, team and the org. The
+baseline in the same run is reading the same rows through the same cursor without deciding
+anything: the ratio is the decision's own cost. Targets: the dry-run at most 15x that bare read,
+and 1,000,000 events under 60 s (the operator's wait, an absolute limit). Exits non-zero when one
+is missed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
+import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from benchmarks.support import Verdict, drop_db, fresh_db, postgres_server
 from spendgate.admin.cache import cache_report
 from spendgate.admin.dryrun import _COLUMNS, FETCH_ROWS, dry_run
 from spendgate.admin.reports import chargeback
@@ -30,7 +31,6 @@ from spendgate.admin.window import Window
 from spendgate.domain.enforcement import policy_from_document
 from spendgate.domain.enforcement.settings import EnforcementSettings
 from spendgate.domain.pricing import PriceTable, cost_micros
-from spendgate.store.migrations import migrate
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 DEVELOPERS = [(f"dev{i:03d}", f"team{i % 20:02d}") for i in range(200)]
@@ -81,66 +81,64 @@ PROPOSAL = {
 }
 
 
-def _with_db(url: str, name: str) -> str:
-    p = urlsplit(url)
-    return urlunsplit((p.scheme, p.netloc, "/" + name, p.query, p.fragment))
+async def main(n: int) -> int:
+    async with postgres_server() as server:
+        url = await fresh_db(server)
+        try:
+            return await measure(url, n)
+        finally:
+            await drop_db(server, url)
 
 
-async def main(n: int) -> None:
-    server = os.environ.get("SPENDGATE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-    name = f"sg_bench_dryrun_{os.getpid()}"
-    admin = await asyncpg.connect(server)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        url = _with_db(server, name)
-        await migrate(url)
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
-        assert pool is not None
-        t0 = time.perf_counter()
-        data = rows(n)
-        async with pool.acquire() as conn:
-            await conn.copy_records_to_table("usage_events", records=data, columns=COPY_COLUMNS)
-            await conn.execute("ANALYZE usage_events")
-        del data
-        print(f"loaded {n:,} events in {time.perf_counter() - t0:.1f} s")
+async def measure(url: str, n: int) -> int:
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
+    assert pool is not None
+    t0 = time.perf_counter()
+    data = rows(n)
+    async with pool.acquire() as conn:
+        await conn.copy_records_to_table("usage_events", records=data, columns=COPY_COLUMNS)
+        await conn.execute("ANALYZE usage_events")
+    del data
+    print(f"loaded {n:,} events in {time.perf_counter() - t0:.1f} s")
 
-        t0 = time.perf_counter()
-        seen = 0
-        async with pool.acquire() as conn, conn.transaction(readonly=True):
-            cursor = await conn.cursor(f"SELECT {_COLUMNS} FROM usage_events WHERE occurred_at >= $1 "
-                                       "AND occurred_at < $2 ORDER BY occurred_at, event_id",
-                                       NOW - timedelta(days=30), NOW)
-            while batch := await cursor.fetch(FETCH_ROWS):
-                seen += len(batch)
-        read_s = time.perf_counter() - t0
-        print(f"baseline: read {seen:,} events in time order in {read_s:.1f} s")
+    t0 = time.perf_counter()
+    seen = 0
+    async with pool.acquire() as conn, conn.transaction(readonly=True):
+        cursor = await conn.cursor(f"SELECT {_COLUMNS} FROM usage_events WHERE occurred_at >= $1 "
+                                   "AND occurred_at < $2 ORDER BY occurred_at, event_id",
+                                   NOW - timedelta(days=30), NOW)
+        while batch := await cursor.fetch(FETCH_ROWS):
+            seen += len(batch)
+    read_s = time.perf_counter() - t0
+    print(f"baseline: read {seen:,} events in time order in {read_s:.1f} s")
 
-        proposal = policy_from_document(PROPOSAL, EnforcementSettings())
+    proposal = policy_from_document(PROPOSAL, EnforcementSettings())
+    t0 = time.perf_counter()
+    result, _ = await dry_run(pool, proposal, PRICES, days=30, now=NOW)
+    run_s = time.perf_counter() - t0
+    print(f"dry-run: {result.events:,} events, {len(proposal.budgets)} budgets, in {run_s:.1f} s "
+          f"({result.events / run_s:,.0f} events/s; {run_s / read_s:.1f}x the bare read); "
+          f"downgrades {result.downgrades:,}, forced cheapest {result.forced_cheapest:,}, "
+          f"paused sessions {result.paused_sessions:,}, alerts {sum(len(s.alerts) for s in result.scopes):,}")
+    verdict = Verdict("policy dry-run")
+    verdict.at_most("dry-run vs the bare read", run_s, read_s, 15, unit=" s", baseline_name="read")
+    limit_s = 60 * n / 1_000_000
+    verdict.check(f"{n:,} events replayed", f"{run_s:.1f} s", f"< {limit_s:g} s", run_s < limit_s)
+    window = Window.of((NOW - timedelta(days=30)).date(), (NOW - timedelta(days=1)).date(), tz="UTC", now=NOW)
+    for by in ("session", "developer"):
         t0 = time.perf_counter()
-        result, _ = await dry_run(pool, proposal, PRICES, days=30, now=NOW)
-        run_s = time.perf_counter() - t0
-        print(f"dry-run: {result.events:,} events, {len(proposal.budgets)} budgets, in {run_s:.1f} s "
-              f"({result.events / run_s:,.0f} events/s; {run_s / read_s:.1f}x the bare read); "
-              f"downgrades {result.downgrades:,}, forced cheapest {result.forced_cheapest:,}, "
-              f"paused sessions {result.paused_sessions:,}, alerts {sum(len(s.alerts) for s in result.scopes):,}")
-        print(f"target under 60 s: {'met' if run_s < 60 else 'MISSED'}")
-        window = Window.of((NOW - timedelta(days=30)).date(), (NOW - timedelta(days=1)).date(), tz="UTC", now=NOW)
-        for by in ("session", "developer"):
-            t0 = time.perf_counter()
-            report = await chargeback(pool, PRICES, by=by, window=window)
-            print(f"chargeback by {by}: {len(report.lines):,} lines over {n:,} events in "
-                  f"{time.perf_counter() - t0:.1f} s")
-        t0 = time.perf_counter()
-        cache = await cache_report(pool, by="developer", window=window)
-        print(f"cache report by developer: {len(cache.lines):,} lines, {len(cache.flagged_sessions):,} flagged "
-              f"sessions in {time.perf_counter() - t0:.1f} s")
-        await pool.close()
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        report = await chargeback(pool, PRICES, by=by, window=window)
+        print(f"chargeback by {by}: {len(report.lines):,} lines over {n:,} events in "
+              f"{time.perf_counter() - t0:.1f} s")
+    t0 = time.perf_counter()
+    cache = await cache_report(pool, by="developer", window=window)
+    print(f"cache report by developer: {len(cache.lines):,} lines, {len(cache.flagged_sessions):,} flagged "
+          f"sessions in {time.perf_counter() - t0:.1f} s")
+    await pool.close()
+    return verdict.finish()
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1_000_000)
-    asyncio.run(main(parser.parse_args().events))
+    sys.exit(asyncio.run(main(parser.parse_args().events)))

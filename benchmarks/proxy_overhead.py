@@ -1,10 +1,10 @@
 """What the metered proxy adds on top of the upstream, against a minimal pass-through floor.
 
-    python benchmarks/proxy_overhead.py [--duration-s 8] [--latency-requests 300] [--streams 500]
+    python -m benchmarks.proxy_overhead [--duration-s 8] [--latency-requests 600] [--streams 500]
+                                        [--previous-python /path/to/other/checkout/.venv/bin/python]
 
-Needs ``wrk`` and ``hey`` (``apt-get install -y wrk hey``) and a PostgreSQL server
-(``SPENDGATE_BENCH_DATABASE_URL``, default ``postgresql://postgres@127.0.0.1:5432/test``; a scratch
-database is created and dropped). On 127.0.0.1, the proxy under test is pinned to core 0 with
+Needs ``wrk`` and ``hey`` (``apt-get install -y wrk hey``); scratch databases on the server that
+benchmarks/support.py finds or starts. On 127.0.0.1, the proxy under test is pinned to core 0 with
 ``taskset``; the fake upstream, the load generators and this script share core 1.
 
 Arms, in every run: the fake upstream directly; a minimal aiohttp pass-through proxy carried here as
@@ -22,7 +22,13 @@ in rounds), and what the arm adds to the direct figures (pooled, and per round);
 CPU ms per request (from /proc, the least noisy figure); for streams of 32 chunks paced 20 ms, the
 added time to first byte and inter-chunk gap; peak RSS with N concurrent open streams and whether any stalled.
 Targets: spendgate CPU/request <= 2x the floor's; added p50 <= 1 ms, p99 <= 3 ms; 500 open
-streams under 300 MB RSS, none stalled. The last table lists each target, the figure and PASS / FAIL.
+streams under 300 MB RSS, none stalled. The last table lists each target, the figure and PASS / FAIL,
+and the exit status is non-zero when one is missed.
+
+``--previous-python`` adds an arm: spendgate as shipped from another install (e.g. a worktree of the
+previous commit with its own venv), on its own database migrated by that install, with its own
+ledger, the same keys and budgets. Two more targets then hold the change to account in the same run:
+CPU per request at most 1.10x the previous install's, added p50 at most 0.2 ms above it.
 """
 
 from __future__ import annotations
@@ -39,19 +45,17 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 import asyncpg
 
+from benchmarks.support import Verdict, drop_db, fresh_db, postgres_server
 from spendgate.domain.enforcement.policy import budget_of
 from spendgate.store.budgets.store import set_budget
 from spendgate.store.keys import store as vkeys
-from spendgate.store.migrations import migrate
 
-SERVER = os.environ.get("SPENDGATE_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 PROXY_CORE, LOAD_CORE = "0", "1"
 BODY = {"model": "gpt-5.1", "stream": True,
         "input": [{"role": "user", "content": [{"type": "input_text", "text": "x" * 4000}]}]}
@@ -243,8 +247,9 @@ async def open_streams(url: str, headers: dict[str, str], n: int, deadline_s: fl
     return sum(1 for r in results if r is True), worst
 
 
-async def main() -> None:
+async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--previous-python", help="python of another install to measure as a fifth arm")
     parser.add_argument("--duration-s", type=int, default=8)
     parser.add_argument("--latency-requests", type=int, default=600)
     parser.add_argument("--rounds", type=int, default=6, help="latency rounds, arms interleaved")
@@ -255,13 +260,15 @@ async def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="sg-bench-"))
     body_path = work / "body.json"
     body_path.write_text(json.dumps(BODY))
-    db_name = f"sg_bench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(SERVER)
-    await admin.execute(f'CREATE DATABASE "{db_name}"')
-    db_url = SERVER.rsplit("/", 1)[0] + "/" + db_name
+    async with postgres_server() as server:
+        return await measure(args, server, work, body_path)
+
+
+async def measure(args: argparse.Namespace, server: str, work: Path, body_path: Path) -> int:
+    db_url = await fresh_db(server)
+    prev_url = await fresh_db(server, migrated=False) if args.previous_python else None
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        await migrate(db_url)
         pool = await asyncpg.create_pool(db_url, min_size=1, max_size=2)
         created = await vkeys.create_key(pool, developer="bench", team="perf")
         await configure_budgets(pool, created.key.key_id)
@@ -288,6 +295,17 @@ async def main() -> None:
         # events settle as in a deployment (unsettled spend does not pile up).
         procs.append(spawn(["taskset", "-c", LOAD_CORE, sys.executable, "-m", "spendgate", "ledger"], log,
                            {**env, "SPENDGATE_DATA_DIR": str(work / "data-ledger")}))
+        prev_port = free_port()
+        if prev_url is not None:
+            prev_env = {**env, "SPENDGATE_DATABASE_URL": prev_url}
+            await asyncio.to_thread(subprocess.run, [args.previous_python, "-m", "spendgate", "migrate"],
+                                    env=prev_env, check=True, stdout=log, stderr=log)
+            await copy_rows(db_url, prev_url, ("virtual_keys", "budgets"))
+            procs.append(spawn(["taskset", "-c", PROXY_CORE, args.previous_python, "-m", "spendgate.proxy",
+                                "proxy", "--port", str(prev_port)], log,
+                               {**prev_env, "SPENDGATE_DATA_DIR": str(work / "data-prev")}))
+            procs.append(spawn(["taskset", "-c", LOAD_CORE, args.previous_python, "-m", "spendgate", "ledger"],
+                               log, {**prev_env, "SPENDGATE_DATA_DIR": str(work / "data-prev-ledger")}))
         await wait_healthy(fake_url.replace("/v1", "/v1/models"))
         await wait_healthy(f"http://127.0.0.1:{minimal_port}/healthz")
         await wait_healthy(f"http://127.0.0.1:{pass_port}/healthz")
@@ -295,6 +313,9 @@ async def main() -> None:
         arms = [Arm("direct", fake_url), Arm("minimal", f"http://127.0.0.1:{minimal_port}/v1", procs[1].pid),
                 Arm("sg-pass", f"http://127.0.0.1:{pass_port}/v1", procs[2].pid),
                 Arm("spendgate", f"http://127.0.0.1:{sg_port}/v1", procs[3].pid)]
+        if prev_url is not None:
+            await wait_healthy(f"http://127.0.0.1:{prev_port}/healthz")
+            arms.append(Arm("previous", f"http://127.0.0.1:{prev_port}/v1", procs[5].pid))
         headers = {"Authorization": f"Bearer {created.secret}", "Content-Type": "application/json",
                    "originator": "bench"}
 
@@ -340,7 +361,7 @@ async def main() -> None:
             arm.results["streams_ok"] = ok
             arm.results["worst_gap_ms"] = worst
             arm.results["peak_rss_mb"] = peak_rss_mb(arm.pid) if arm.pid else float("nan")
-        report(arms, args.streams)
+        return report(arms, args.streams)
     finally:
         for p in procs:
             p.terminate()
@@ -349,8 +370,22 @@ async def main() -> None:
                 p.wait(15)
             except subprocess.TimeoutExpired:
                 p.kill()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-        await admin.close()
+        for url in (db_url, prev_url):
+            if url is not None:
+                await drop_db(server, url)
+
+
+async def copy_rows(source: str, target: str, tables: tuple[str, ...]) -> None:
+    """Copy whole tables (same schema) from one scratch database to another."""
+    src, dst = await asyncpg.connect(source), await asyncpg.connect(target)
+    try:
+        for table in tables:
+            rows = await src.fetch(f"SELECT * FROM {table}")
+            if rows:
+                await dst.copy_records_to_table(table, records=[tuple(r) for r in rows], columns=list(rows[0].keys()))
+    finally:
+        await src.close()
+        await dst.close()
 
 
 async def configure_budgets(pool: asyncpg.Pool, key_id: str) -> None:
@@ -363,8 +398,8 @@ async def configure_budgets(pool: asyncpg.Pool, key_id: str) -> None:
                        daily, monthly)
 
 
-def report(arms: list[Arm], streams: int) -> None:
-    direct, minimal, sg_pass, sg = arms
+def report(arms: list[Arm], streams: int) -> int:
+    direct, minimal, sg_pass, sg = arms[:4]
     print(f"\n{'arm':<10} {'req/s@32c':>10} {'cpu ms/req':>10} {'p50 ms':>8} {'p99 ms':>8} {'+p50':>7} {'+p99':>7} "
           f"{'+p50 rnd':>8} {'ttfb ms':>8} {'+ttfb':>7} {'gap ms':>7} {'+gap':>6} {'gap p99':>8} {'rss MB':>7} "
           f"{'streams':>8} {'worst gap':>9}")
@@ -393,9 +428,16 @@ def report(arms: list[Arm], streams: int) -> None:
         (f"{streams} open streams complete", f"{int(s['streams_ok'])}/{streams} (worst gap "
          f"{s['worst_gap_ms']:.0f} ms)", "all", int(s["streams_ok"]) == streams),
     ]
-    print(f"\n{'spendgate target':<36} {'measured':<62} {'target':<9} result")
+    verdict = Verdict("proxy overhead (spendgate as shipped)")
     for name, measured, target, ok in rows:
-        print(f"{name:<36} {measured:<62} {target:<9} {'PASS' if ok else 'FAIL'}")
+        verdict.check(name, measured, target, ok)
+    if len(arms) > 4:
+        prev = arms[4].results
+        verdict.at_most("CPU per request vs previous install", s["cpu_ms_per_req"], prev["cpu_ms_per_req"], 1.10,
+                        unit=" ms", baseline_name="previous")
+        delta = s["added_p50_rounds"] - prev["added_p50_rounds"]
+        verdict.check("added p50 vs previous install (per round)", f"{delta:+.2f} ms ({s['added_p50_rounds']:.2f} "
+                      f"vs {prev['added_p50_rounds']:.2f})", "<= +0.2 ms", delta <= 0.2)
     decision_us = (s["cpu_ms_per_req"] - sg_pass.results["cpu_ms_per_req"]) * 1000
     print(f"\nenforcement decision (budgets on every key) adds {decision_us:.0f} us CPU "
           f"per request, p50 {s['p50_ms'] - sg_pass.results['p50_ms']:+.2f} ms (per round: "
@@ -403,7 +445,8 @@ def report(arms: list[Arm], streams: int) -> None:
           f"p99 {s['p99_ms'] - sg_pass.results['p99_ms']:+.2f} ms against spendgate without it")
     print("(latency from hey, 0.1 ms resolution; added = arm minus the direct arm, same run; pass/fail on the"
           " pooled samples)")
+    return verdict.finish()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    sys.exit(asyncio.run(main()))
