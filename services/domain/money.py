@@ -30,12 +30,27 @@ def micros_to_decimal(micros: Micros) -> Decimal:
     return Decimal(micros) / MICROS_PER_USD
 
 
-def format_usd(micros: Micros, *, places: int = 2) -> str:
-    """Human format: ``$1,234.57`` (rounded half-up to ``places``), ``-$0.50`` for negatives."""
+CENT_MICROS = 10_000
+
+
+def format_usd(micros: Micros, *, places: int | None = None) -> str:
+    """The one human format for money (CLI tables, alerts, 429 messages, reports).
+
+    A cent or more: cents, ``$1,234.57``, ``-$0.50``. Under a cent: two significant digits, so a
+    small amount never reads as ``$0.00`` (``$0.004``, ``$0.0012``, ``$0.000001``); zero is
+    ``$0.00``. ``places`` forces a fixed number of decimals instead (e.g. 6 for per-request costs).
+    Rounding is half-up, on the exact integer amount.
+    """
     sign = "-" if micros < 0 else ""
-    quantum = Decimal(1).scaleb(-places)
-    value = micros_to_decimal(abs(micros)).quantize(quantum, rounding=ROUND_HALF_UP)
-    return f"{sign}${value:,.{places}f}"
+    size = abs(micros)
+    trim = places is None and 0 < size < CENT_MICROS
+    if places is None:
+        places = 2 if not trim else min(6, 6 - len(str(size)) + 2)
+    value = micros_to_decimal(size).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    text = f"{value:,.{places}f}"
+    if trim:  # under a cent: drop the padding zeros (a value rounded up to a cent keeps "0.01")
+        text = text.rstrip("0")
+    return f"{sign}${text}"
 
 
 def usd_str(micros: Micros) -> str:

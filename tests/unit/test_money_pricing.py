@@ -32,6 +32,23 @@ def test_formatting() -> None:
     assert usd_str(-1_000_001) == "-1.000001"
 
 
+@pytest.mark.parametrize(("micros", "shown"), [
+    (0, "$0.00"), (1, "$0.000001"), (8, "$0.000008"), (15, "$0.000015"), (999, "$0.001"), (1_234, "$0.0012"),
+    (4_000, "$0.004"), (8_000, "$0.008"), (9_999, "$0.01"), (10_000, "$0.01"), (11_500, "$0.01"),
+    (13_800, "$0.01"), (15_000, "$0.02"), (1_000_000, "$1.00"), (-4_000, "-$0.004"), (-10_000, "-$0.01"),
+    (123_456_789_012, "$123,456.79"),
+])
+def test_one_money_format_shows_cents_or_enough_digits_below_a_cent(micros: int, shown: str) -> None:
+    """A cent or more shows cents; under a cent shows two significant digits, never a misleading $0.00."""
+    assert format_usd(micros) == shown
+
+
+def test_fixed_places_when_asked() -> None:
+    """Per-request costs can ask for a fixed six decimals."""
+    assert format_usd(1_234, places=6) == "$0.001234"
+    assert format_usd(12_345_678, places=6) == "$12.345678"
+
+
 def test_shipped_table_covers_required_models() -> None:
     """Every model the issue names has a shipped price."""
     required = ["gpt-5.1", "gpt-5.1-mini", "gpt-5.1-codex", "gpt-5.1-codex-mini", "gpt-5", "gpt-5-mini",
