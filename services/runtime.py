@@ -30,8 +30,10 @@ class Runtime:
 
 
 @contextlib.asynccontextmanager
-async def open_database(settings: Settings, *, run_migrations: bool = True) -> AsyncIterator[tuple[str, asyncpg.Pool]]:
-    async with database_url_for(settings.database_url, settings.pg_dir) as url:
+async def open_database(settings: Settings, *, run_migrations: bool = True,
+                        create: bool = False) -> AsyncIterator[tuple[str, asyncpg.Pool]]:
+    """The database (configured, else embedded under the data dir; only ``create`` may make a new one)."""
+    async with database_url_for(settings.database_url, settings.pg_dir, create=create) as url:
         if run_migrations:
             await migrate(url)
         pool = await create_pool(url)
@@ -43,10 +45,10 @@ async def open_database(settings: Settings, *, run_migrations: bool = True) -> A
 
 @contextlib.asynccontextmanager
 async def open_runtime(
-    settings: Settings, *, run_migrations: bool = True, start_bus: bool = True
+    settings: Settings, *, run_migrations: bool = True, start_bus: bool = True, create: bool = False
 ) -> AsyncIterator[Runtime]:
     """Database (embedded unless ``database_url`` is set), migrations, pool and bus, closed on exit."""
-    async with open_database(settings, run_migrations=run_migrations) as (url, pool):
+    async with open_database(settings, run_migrations=run_migrations, create=create) as (url, pool):
         bus = create_bus(settings, pool=pool, dsn=url)
         if start_bus:
             await bus.start()
@@ -63,15 +65,15 @@ Serve = Callable[[Runtime, asyncio.Event], Coroutine[Any, Any, None]]
 """A service: runs until ``stop`` is set, then drains within its own deadline."""
 
 
-async def run_services(settings: Settings, services: Mapping[str, Serve],
-                       *, on_ready: Callable[[Runtime], None] | None = None) -> None:
+async def run_services(settings: Settings, services: Mapping[str, Serve], *,
+                       on_ready: Callable[[Runtime], None] | None = None, create: bool = False) -> None:
     """Open the runtime and run ``services`` until SIGTERM / SIGINT (or one of them fails)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    async with open_runtime(settings) as runtime:
+    async with open_runtime(settings, create=create) as runtime:
         tasks = [asyncio.create_task(fn(runtime, stop), name=name) for name, fn in services.items()]
         log.info("services started", services=sorted(services), bus=settings.bus)
         if on_ready is not None:

@@ -62,4 +62,4 @@ def up(ctx: Ctx, host: str | None, port: int | None) -> None:
         click.echo(codex_snippet(base_url))
         sys.stdout.flush()
 
-    run(run_services(settings, SERVICES, on_ready=ready))
+    run(run_services(settings, SERVICES, on_ready=ready, create=True))

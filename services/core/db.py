@@ -14,7 +14,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from spendgate.core.logs import get_logger
-from spendgate.domain.errors import StoreError
+from spendgate.domain.errors import ConfigError, StoreError
 
 log = get_logger(__name__)
 
@@ -56,16 +56,30 @@ class EmbeddedPostgres:
             self._server = None
 
 
+def check_embedded_dir(pg_dir: Path, *, create: bool) -> None:
+    """Refuse a data dir that is a file, and (unless ``create``) one with no embedded database yet."""
+    for path in (pg_dir.parent, pg_dir):
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"data dir {path} is a file, not a directory")
+    if not create and not (pg_dir / "PG_VERSION").exists():
+        raise ConfigError(f"no spendgate database in {pg_dir.parent}: run `spendgate up` or `spendgate init` "
+                          "there first, or pass the --data-dir (SPENDGATE_DATA_DIR) that holds one")
+
+
 @contextlib.asynccontextmanager
-async def database_url_for(database_url: str | None, data_dir: Path) -> AsyncIterator[str]:
+async def database_url_for(database_url: str | None, data_dir: Path, *, create: bool = False) -> AsyncIterator[str]:
     """The configured database, or the embedded one under ``data_dir`` for as long as the context lasts.
 
     The embedded server is shared between processes (``spendgate up`` and a second terminal's
     ``spendgate keys create``): whoever starts it first owns it; later callers reuse the running one.
+    Only ``create=True`` (``up``, ``migrate``, ``init``) may make a new embedded database; any other
+    caller gets a :class:`ConfigError` naming the data dir, so a mistyped ``--data-dir`` never
+    silently starts an empty one.
     """
     if database_url:
         yield database_url
         return
+    check_embedded_dir(data_dir, create=create)
     server = EmbeddedPostgres(data_dir)
     url = await asyncio.to_thread(server.start)
     try:
