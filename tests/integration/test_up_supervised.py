@@ -17,11 +17,12 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import pytest
 
 from spendgate.core.bus import Bus, Consumer, Record, TopicPartition
 from spendgate.core.bus.base import OnAssign
 from spendgate.core.config import load_settings
-from spendgate.domain.errors import BusUnavailableError
+from spendgate.domain.errors import BusUnavailableError, ConfigError
 from spendgate.ledger import service as ledger_service
 from spendgate.runtime import Runtime, Serve, run_services
 from spendgate.store.keys import store as vkeys
@@ -172,5 +173,45 @@ async def test_ledger_failing_repeatedly_leaves_the_proxy_serving_and_catches_up
     assert await pool.fetchval("SELECT count(DISTINCT event_id) FROM usage_events") == DURING_FAULT + 1
 
 
-async def _value(v: int) -> int:
+async def test_a_crashing_service_is_restarted_while_the_others_run(db_url: str, tmp_path: Path) -> None:
+    """A service that raises is restarted with backoff (the run goes on); a ConfigError ends the run and is raised."""
+    settings = load_settings(database_url=db_url, data_dir=tmp_path, bus="postgres",
+                             supervisor={"backoff_base_s": 0.01, "backoff_cap_s": 0.05})
+    runs = 0
+    steady_stopped = asyncio.Event()
+
+    async def crashy(runtime: Runtime, stop: asyncio.Event) -> None:
+        nonlocal runs
+        runs += 1
+        if runs <= 3:
+            raise BusUnavailableError(f"crash {runs}")
+        await stop.wait()
+
+    async def steady(runtime: Runtime, stop: asyncio.Event) -> None:
+        await stop.wait()
+        steady_stopped.set()
+
+    runtimes: list[Runtime] = []
+    stop = asyncio.Event()
+    up = asyncio.create_task(run_services(settings, {"crashy": crashy, "steady": steady},
+                                          on_ready=runtimes.append, stop=stop))
+    try:
+        await eventually(lambda: _value(runs), until=lambda n: n == 4, what="three restarts")
+        await eventually(lambda: _value(runtimes[0].health.tasks() if runtimes else {}),
+                         until=lambda t: t == {"crashy": "ok", "steady": "ok"}, what="both ok")
+        assert not up.done() and not steady_stopped.is_set()
+    finally:
+        stop.set()
+        await asyncio.wait_for(up, 30)
+
+    async def misconfigured(runtime: Runtime, stop: asyncio.Event) -> None:
+        raise ConfigError("pricing has no price for gpt-7-mini")
+
+    steady_stopped.clear()
+    with pytest.raises(ConfigError, match="gpt-7-mini"):
+        await asyncio.wait_for(run_services(settings, {"bad": misconfigured, "steady": steady}), 30)
+    assert steady_stopped.is_set()
+
+
+async def _value(v: Any) -> Any:
     return v
