@@ -83,7 +83,9 @@ class Deliverer:
             error = exc
         except TimeoutError:
             error = DeliveryError(f"no answer within {self.attempt_timeout_s:g}s")
-        except Exception as exc:  # supervisor: a channel bug must not kill the worker
+        # The supervisor of one channel call: a bug there is a failed attempt (recorded, retried,
+        # dead-lettered at the last), not a crash of the worker.
+        except Exception as exc:
             log.exception("channel failed unexpectedly", target=job.target)
             error = DeliveryError(f"unexpected {type(exc).__name__}")
         final = error is not None and (last or not error.retriable)
