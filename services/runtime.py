@@ -1,15 +1,15 @@
-"""Open what every service needs — the database (configured or embedded), migrations, the pool and
-the bus — from the settings, and run services on it. The one place that wires adapters; services
-receive them ready. Which services run is the caller's choice, named in code (``spendgate.up``, or an
-area's own command for one service per process)."""
+"""Open what every service needs — the database (configured or embedded), migrations, the pool, the
+bus, the process's health and its supervisor — from the settings, and run services on it. The one
+place that wires adapters; services receive them ready. Which services run is the caller's choice,
+named in code (``spendgate.up``, or an area's own command for one service per process)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -17,16 +17,28 @@ import asyncpg
 from spendgate.core.bus import Bus, create_bus
 from spendgate.core.config import Settings
 from spendgate.core.db import create_pool, database_url_for
+from spendgate.core.health import Health
 from spendgate.core.logs import get_logger
+from spendgate.core.supervisor import Backoff, Beat, Supervisor
+from spendgate.domain.errors import ConfigError
 from spendgate.store.migrations import migrate
 
 
 @dataclass
 class Runtime:
+    """What a service receives. ``health`` is this process's one registry (``/healthz`` reads it);
+    ``supervisor`` runs every background loop under the restart policy of ``settings.supervisor``."""
+
     settings: Settings
     db_url: str
     pool: asyncpg.Pool
     bus: Bus
+    health: Health = field(default_factory=Health)
+    supervisor: Supervisor = field(init=False)
+
+    def __post_init__(self) -> None:
+        s = self.settings.supervisor
+        self.supervisor = Supervisor(self.health, Backoff(base_s=s.backoff_base_s, cap_s=s.backoff_cap_s))
 
 
 @contextlib.asynccontextmanager
@@ -66,21 +78,62 @@ Serve = Callable[[Runtime, asyncio.Event], Coroutine[Any, Any, None]]
 
 
 async def run_services(settings: Settings, services: Mapping[str, Serve], *,
-                       on_ready: Callable[[Runtime], None] | None = None, create: bool = False) -> None:
-    """Open the runtime and run ``services`` until SIGTERM / SIGINT (or one of them fails)."""
-    stop = asyncio.Event()
+                       on_ready: Callable[[Runtime], None] | None = None,
+                       stop: asyncio.Event | None = None, create: bool = False) -> None:
+    """Open the runtime and run ``services`` until ``stop`` is set (by default: SIGTERM / SIGINT).
+
+    Each service runs under the supervisor: one that fails is restarted with backoff while the others
+    go on serving. Only a :class:`ConfigError` (a setting that cannot work) ends the run early; it is
+    raised once every service has stopped. ``create`` lets the run make a new embedded database
+    (``spendgate up``).
+    """
+    with _stop_on_signals(stop) as stop:
+        async with open_runtime(settings, create=create) as runtime:
+            tasks = [runtime.supervisor.spawn(name, _service_loop(serve, runtime), stop, ok_on_start=True,
+                                              fatal=(ConfigError,))
+                     for name, serve in services.items()]
+
+            def stop_if_failed(task: asyncio.Task[None]) -> None:
+                if not task.cancelled() and task.exception() is not None:
+                    stop.set()
+
+            for task in tasks:
+                task.add_done_callback(stop_if_failed)
+            log.info("services started", services=sorted(services), bus=settings.bus)
+            try:
+                if on_ready is not None:
+                    on_ready(runtime)
+                await stop.wait()
+            finally:
+                stop.set()
+                outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+            for outcome in outcomes:
+                if isinstance(outcome, Exception):
+                    raise outcome
+
+
+def _service_loop(serve: Serve, runtime: Runtime) -> Callable[[asyncio.Event, Beat], Coroutine[Any, Any, None]]:
+    async def loop(stop: asyncio.Event, _beat: Beat) -> None:
+        await serve(runtime, stop)
+
+    return loop
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: asyncio.Event | None) -> Iterator[asyncio.Event]:
+    """The caller's ``stop``, or a new one that SIGTERM and SIGINT set (handlers removed on exit)."""
+    if stop is not None:
+        yield stop
+        return
+    event = asyncio.Event()
     loop = asyncio.get_running_loop()
+    installed = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    async with open_runtime(settings, create=create) as runtime:
-        tasks = [asyncio.create_task(fn(runtime, stop), name=name) for name, fn in services.items()]
-        log.info("services started", services=sorted(services), bus=settings.bus)
-        if on_ready is not None:
-            on_ready(runtime)
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for task in done:
-            if not task.cancelled() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+            loop.add_signal_handler(sig, event.set)
+            installed.append(sig)
+    try:
+        yield event
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)

@@ -14,6 +14,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Literal
 
 import asyncpg
@@ -22,6 +23,7 @@ from spendgate.alerter.channels import DeliveryError
 from spendgate.alerter.targets import Directory
 from spendgate.core.bus import Bus
 from spendgate.core.logs import get_logger
+from spendgate.core.supervisor import Beat, Supervisor
 from spendgate.domain.constants import TOPIC_ALERT
 from spendgate.domain.errors import BusError
 from spendgate.domain.events import AlertDelivery, encode
@@ -81,7 +83,9 @@ class Deliverer:
             error = exc
         except TimeoutError:
             error = DeliveryError(f"no answer within {self.attempt_timeout_s:g}s")
-        except Exception as exc:  # supervisor: a channel bug must not kill the worker
+        # The supervisor of one channel call: a bug there is a failed attempt (recorded, retried,
+        # dead-lettered at the last), not a crash of the worker.
+        except Exception as exc:
             log.exception("channel failed unexpectedly", target=job.target)
             error = DeliveryError(f"unexpected {type(exc).__name__}")
         final = error is not None and (last or not error.retriable)
@@ -132,11 +136,14 @@ async def deliver_with_retries(deliverer: Deliverer, job: Job, policy: RetryPoli
 
 
 class Dispatcher:
-    """Per-target queues, each drained by its own workers."""
+    """Per-target queues, each drained by its own workers, which the supervisor runs (and restarts
+    with backoff should one fail: its job stays pending in the table, and is claimed again once its
+    lease runs out)."""
 
     def __init__(self, deliverer: Deliverer, policy: RetryPolicy, stop: asyncio.Event, *,
-                 workers_per_target: int = 2) -> None:
+                 supervisor: Supervisor, workers_per_target: int = 2) -> None:
         self.deliverer, self.policy, self.stop = deliverer, policy, stop
+        self.supervisor = supervisor
         self.workers_per_target = workers_per_target
         self._queues: dict[str, asyncio.Queue[Job | None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -149,23 +156,23 @@ class Dispatcher:
         queue = self._queues.get(job.target)
         if queue is None:
             queue = self._queues[job.target] = asyncio.Queue()
-            self._tasks += [asyncio.create_task(self._worker(queue), name=f"alert:{job.target}:{i}")
-                            for i in range(self.workers_per_target)]
+            # One health entry for every worker: target names (developers' addresses) stay off /healthz.
+            self._tasks += [self.supervisor.spawn("alerter.delivery", partial(self._worker, queue), self.stop)
+                            for _ in range(self.workers_per_target)]
         queue.put_nowait(job)
 
-    async def _worker(self, queue: asyncio.Queue[Job | None]) -> None:
+    async def _worker(self, queue: asyncio.Queue[Job | None], stop: asyncio.Event, beat: Beat) -> None:
         while True:
             job = await queue.get()
             if job is None:
                 return
-            if self.stop.is_set():  # shutting down: it stays pending for the next start
+            if stop.is_set():  # shutting down: it stays pending for the next start
                 continue
             try:
-                await deliver_with_retries(self.deliverer, job, self.policy, self.stop)
-            except Exception:  # supervisor: the job stays pending in the table; keep the worker alive
-                log.exception("delivery worker failed", target=job.target, job_id=job.job_id)
+                await deliver_with_retries(self.deliverer, job, self.policy, stop)
             finally:
                 self._known.discard(job.job_id)
+            beat()
 
     async def close(self, *, drain_timeout_s: float = 10.0) -> None:
         """Let in-flight attempts finish (``stop`` cuts backoffs short) within a deadline, then cancel."""

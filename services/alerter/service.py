@@ -2,13 +2,15 @@
 and hand deliveries to per-target workers; a scheduler sends digests and resolves PagerDuty incidents.
 
 Offsets are committed after the alert, its jobs and digest items are in PostgreSQL, so a crash
-redelivers, and redelivery finds the alert by its dedupe key and creates nothing.
+redelivers, and redelivery finds the alert by its dedupe key and creates nothing. The consumer, the
+scheduler and the delivery workers each run under the supervisor, which restarts them with backoff.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from functools import partial
 
 import asyncpg
 
@@ -21,9 +23,10 @@ from spendgate.alerter.rules import DEVELOPER
 from spendgate.alerter.targets import developer_target
 from spendgate.core.bus import Consumer, Record, TopicPartition
 from spendgate.core.logs import get_logger
+from spendgate.core.supervisor import Beat, wait_or_stop
 from spendgate.domain.alerts import alert_from_event
 from spendgate.domain.constants import GROUP_ALERTER, TOPIC_BUDGET, TOPIC_FORECAST
-from spendgate.domain.errors import PoisonEventError
+from spendgate.domain.errors import BusError, PoisonEventError
 from spendgate.domain.events import ForecastUpdated, decode
 from spendgate.runtime import Runtime
 from spendgate.store.alerts import store
@@ -31,52 +34,55 @@ from spendgate.store.alerts.store import Planned
 
 log = get_logger(__name__)
 CONSUMER = "alerter"
-RESTART_DELAY_S = 1.0
 
 
 async def serve(runtime: Runtime, stop: asyncio.Event, *, clock: Clock = utc_now) -> None:
     async with open_alerter(runtime.settings, runtime.pool, runtime.bus, clock=clock) as alerter:
         halt = asyncio.Event()  # ours, so a failure here never sets the caller's stop for other services
-        dispatcher = Dispatcher(alerter.deliverer, alerter.policy, halt,
+        supervisor = runtime.supervisor
+        dispatcher = Dispatcher(alerter.deliverer, alerter.policy, halt, supervisor=supervisor,
                                 workers_per_target=runtime.settings.alerts.workers_per_channel)
         deliverer = alerter.deliverer
         for job in await store.claim_orphans(runtime.pool, deliverer.owner, deliverer.lease_s, mine_too=True):
             dispatcher.submit(job)
-        scheduler = asyncio.create_task(_schedule(alerter, runtime.pool, dispatcher, halt), name="alert-scheduler")
+        scheduler = supervisor.spawn("alerter.scheduler", partial(_schedule, alerter, runtime.pool, dispatcher), halt)
         if not alerter.rules.routes:
             log.warning("no alert routes configured (alerts.routes_file): alerts are recorded, not delivered")
         log.info("alerter started", routes=[r.name for r in alerter.rules.routes])
         try:
-            await _consume(alerter, runtime, dispatcher, stop)
+            await supervisor.run("alerter.consumer", partial(_consume, alerter, runtime, dispatcher), stop)
         finally:
             halt.set()
             await asyncio.gather(scheduler, return_exceptions=True)
             await dispatcher.close(drain_timeout_s=runtime.settings.drain_timeout_s)
 
 
-async def _consume(alerter: Alerter, runtime: Runtime, dispatcher: Dispatcher, stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        consumer = runtime.bus.consumer(GROUP_ALERTER, [TOPIC_BUDGET, TOPIC_FORECAST])
-        done: dict[TopicPartition, int] = {}
+async def _consume(alerter: Alerter, runtime: Runtime, dispatcher: Dispatcher, stop: asyncio.Event,
+                   beat: Beat) -> None:
+    """Ingest until ``stop``; a failure raises and the supervisor restarts from the committed offsets
+    (redelivery is deduped)."""
+    consumer = runtime.bus.consumer(GROUP_ALERTER, [TOPIC_BUDGET, TOPIC_FORECAST])
+    done: dict[TopicPartition, int] = {}
+    try:
+        await consumer.start()
+        while not stop.is_set():
+            for record in await consumer.poll(max_records=100, timeout_s=0.5):
+                await ingest(alerter, runtime.pool, dispatcher, record)
+                done[record.tp] = record.offset + 1
+            await consumer.commit(done)
+            done = {}
+            beat()
+    finally:
         try:
-            await consumer.start()
-            while not stop.is_set():
-                for record in await consumer.poll(max_records=100, timeout_s=0.5):
-                    await ingest(alerter, runtime.pool, dispatcher, record)
-                    done[record.tp] = record.offset + 1
-                await consumer.commit(done)
-                done = {}
-        except Exception:  # supervisor: restart from the committed offsets (redelivery is deduped)
-            log.exception("alerter consumer failed; restarting")
-            await _commit_quietly(consumer, done)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), RESTART_DELAY_S)
+            if done:  # a record failed: keep what was ingested before it
+                await _commit_quietly(consumer, done)
         finally:
             await consumer.stop()
 
 
 async def _commit_quietly(consumer: Consumer, done: dict[TopicPartition, int]) -> None:
-    with contextlib.suppress(Exception):
+    """Best effort, while failing anyway: the supervisor logs the failure that brought us here."""
+    with contextlib.suppress(BusError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
         await consumer.commit(done)
 
 
@@ -120,21 +126,19 @@ async def ingest(alerter: Alerter, pool: asyncpg.Pool, dispatcher: Dispatcher, r
         dispatcher.submit(job)
 
 
-async def _schedule(alerter: Alerter, pool: asyncpg.Pool, dispatcher: Dispatcher, stop: asyncio.Event) -> None:
+async def _schedule(alerter: Alerter, pool: asyncpg.Pool, dispatcher: Dispatcher, stop: asyncio.Event,
+                    beat: Beat) -> None:
     every_s = alerter.settings.alerts.schedule_every_s
     while not stop.is_set():
-        try:
-            now = alerter.clock()
-            for route in alerter.rules.routes:
-                if route.digest is not None:
-                    for job in await run_digest(pool, route, now):
-                        dispatcher.submit(job)
-            for job in await store.resolve_due_incidents(pool, now):
-                dispatcher.submit(job)
-            d = alerter.deliverer
-            for job in await store.claim_orphans(pool, d.owner, d.lease_s, mine_too=False):
-                dispatcher.submit(job)  # left by an alerter that died
-        except Exception:  # supervisor: try again at the next tick
-            log.exception("alert scheduler failed")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every_s)
+        now = alerter.clock()
+        for route in alerter.rules.routes:
+            if route.digest is not None:
+                for job in await run_digest(pool, route, now):
+                    dispatcher.submit(job)
+        for job in await store.resolve_due_incidents(pool, now):
+            dispatcher.submit(job)
+        d = alerter.deliverer
+        for job in await store.claim_orphans(pool, d.owner, d.lease_s, mine_too=False):
+            dispatcher.submit(job)  # left by an alerter that died
+        beat()
+        await wait_or_stop(every_s, stop)

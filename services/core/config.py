@@ -113,6 +113,15 @@ class AlertSettings(BaseModel):
     top_sessions: int = 5
 
 
+class SupervisorSettings(BaseModel):
+    """Restarting a background loop that failed: capped exponential backoff with jitter."""
+
+    backoff_base_s: float = Field(default=0.5, gt=0)
+    """The first restart waits between half and all of this."""
+    backoff_cap_s: float = Field(default=10.0, gt=0)
+    """No restart waits longer than this, however many failures in a row."""
+
+
 class Settings(BaseSettings):
     """Everything spendgate can be configured with."""
 
@@ -163,6 +172,7 @@ class Settings(BaseSettings):
     enforcement: EnforcementSettings = Field(default_factory=EnforcementSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     forecast: ForecastSettings = Field(default_factory=ForecastSettings)
+    supervisor: SupervisorSettings = Field(default_factory=SupervisorSettings)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

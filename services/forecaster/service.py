@@ -1,5 +1,7 @@
 """The forecaster worker: hourly and at each local midnight, forecast every scope with a monthly
 budget, record the pass, publish the updates and first overruns; once a day, the nightly report.
+The schedule runs under the supervisor: a failed pass (or report) raises and is retried after the
+supervisor's backoff, and a report that failed after a good pass does not run the pass again.
 
 ``serve(runtime, stop)`` is what ``spendgate up`` and ``spendgate forecaster`` run. Tests drive
 :class:`Forecaster` with an injected clock (``run_pass(at)``) against real PostgreSQL and a real bus.
@@ -8,7 +10,6 @@ budget, record the pass, publish the updates and first overruns; once a day, the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from spendgate.core.bus import Bus
 from spendgate.core.config import Settings
 from spendgate.core.logs import get_logger
 from spendgate.core.mail import MailError, send_mail
+from spendgate.core.supervisor import Beat, no_beat, wait_or_stop
 from spendgate.domain.periods import PeriodKind, local_date, period_of
 from spendgate.forecaster.engine import forecast_all
 from spendgate.forecaster.report import build_report, report_message
@@ -46,6 +48,8 @@ class Forecaster:
     def __init__(self, pool: asyncpg.Pool, bus: Bus, settings: Settings, clock: Clock = utc_now) -> None:
         self.pool, self.bus, self.settings, self.clock = pool, bus, settings, clock
         self.timezones: set[str] = {"UTC"}
+        self._next_pass_at: datetime | None = None
+        """When the schedule runs the next pass (None: at once)."""
 
     async def run_pass(self, at: datetime | None = None) -> PassResult:
         """Forecast every budgeted scope as of ``at`` (default: the clock), store, then publish."""
@@ -94,20 +98,20 @@ class Forecaster:
             await conn.execute("UPDATE forecast_reports SET sent_at = now() WHERE report_date = $1", today)
         return True
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, beat: Beat = no_beat) -> None:
+        """The schedule: a pass when one is due, then the report if due, until ``stop`` is set."""
         await publish_pending(self.pool, self.bus)  # whatever a crash left in the outbox
         while not stop.is_set():
-            try:
+            if self._next_pass_at is None or self.clock() >= self._next_pass_at:
                 await self.run_pass()
-                await self.maybe_send_report()
-            except Exception:  # supervisor: a failed pass is retried at the next wake
-                log.exception("forecast pass failed")
-            now = self.clock()
-            delay_s = max((self.next_wake(now) - now).total_seconds(), 1.0)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay_s)
+                self._next_pass_at = self.next_wake(self.clock())
+            await self.maybe_send_report()
+            beat()
+            delay_s = max((self._next_pass_at - self.clock()).total_seconds(), 1.0)
+            await wait_or_stop(delay_s, stop)
 
 
 async def serve(runtime: Runtime, stop: asyncio.Event) -> None:
-    """Run the forecaster until ``stop`` is set."""
-    await Forecaster(runtime.pool, runtime.bus, runtime.settings).run(stop)
+    """Run the forecaster's schedule under the supervisor until ``stop`` is set."""
+    forecaster = Forecaster(runtime.pool, runtime.bus, runtime.settings)
+    await runtime.supervisor.run("forecaster.schedule", forecaster.run, stop)

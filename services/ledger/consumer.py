@@ -17,6 +17,7 @@ import asyncpg
 from spendgate.core.bus import Bus, Record, TopicPartition, next_offsets
 from spendgate.core.db import Conn
 from spendgate.core.logs import get_logger
+from spendgate.core.supervisor import Beat, no_beat
 from spendgate.domain.constants import GROUP_LEDGER, TOPIC_USAGE
 from spendgate.domain.errors import PoisonEventError
 from spendgate.domain.events import UsageRecorded, decode
@@ -100,7 +101,8 @@ class LedgerConsumer:
     async def _positions(self, assigned: Sequence[TopicPartition]) -> Mapping[TopicPartition, int]:
         return await store.load_positions(self.pool, self.group, assigned)
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, beat: Beat = no_beat) -> None:
+        """Fold until ``stop`` is set; a failure raises (the supervisor restarts it from the stored positions)."""
         consumer = self.bus.consumer(self.group, [TOPIC_USAGE], on_assign=self._positions)
         await consumer.start()
         log.info("ledger consuming", group=self.group, topic=TOPIC_USAGE)
@@ -108,6 +110,7 @@ class LedgerConsumer:
             while not stop.is_set():
                 records = await consumer.poll(max_records=self.batch_size, timeout_s=0.5)
                 if not records:
+                    beat()
                     continue
                 # Shielded: a cancellation between the database commit and the bus commit must not
                 # leave a batch half-applied; the transaction itself is atomic either way.
@@ -116,6 +119,7 @@ class LedgerConsumer:
                 self.folded += outcome.inserted
                 if outcome.crossings and self.on_crossings is not None:
                     self.on_crossings()
+                beat()
         finally:
             await consumer.stop()
 

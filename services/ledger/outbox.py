@@ -1,21 +1,22 @@
-"""Publishes threshold crossings from the ledger's outbox table to ``spendgate.budget.v1``.
+"""Publishes the ledger's outboxes to ``spendgate.budget.v1``: threshold crossings, and budget changes.
 
-A crossing is written in the fold's transaction; this publisher sends unpublished rows in order and
-marks them published after the bus acknowledged them. A crash in between republishes: consumers
-(the alerter) dedupe on ``crossing_id``.
+A crossing is written in the fold's transaction; :func:`publish_pending` sends unpublished rows in
+order and marks them published after the bus acknowledged them. A crash in between republishes:
+consumers (the alerter) dedupe on ``crossing_id``. Budget changes are the budget store's audit rows
+(``publish_budget_changes``). :class:`OutboxPublisher` is the loop that drains either.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 
 from spendgate.core.bus import Bus
 from spendgate.core.logs import get_logger
+from spendgate.core.supervisor import Beat, no_beat
 from spendgate.domain.constants import TOPIC_BUDGET
-from spendgate.domain.errors import BusError
 from spendgate.domain.events import ThresholdCrossed, encode
 
 log = get_logger(__name__)
@@ -51,22 +52,29 @@ async def publish_pending(pool: asyncpg.Pool, bus: Bus, *, source: str, limit: i
 
 
 class OutboxPublisher:
-    """Wakes when the consumer wrote crossings (or every ``interval_s``) and drains the outbox."""
+    """Drains one outbox: wakes when told to (or every ``interval_s``) and calls ``publish`` until it
+    reports nothing left. Failures raise: the supervisor restarts the loop with backoff."""
 
-    def __init__(self, pool: asyncpg.Pool, bus: Bus, *, source: str, interval_s: float = 5.0) -> None:
-        self.pool, self.bus, self.source, self.interval_s = pool, bus, source, interval_s
+    def __init__(self, publish: Callable[[], Awaitable[int]], *, interval_s: float = 5.0) -> None:
+        self.publish, self.interval_s = publish, interval_s
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
         self._wake.set()
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, beat: Beat = no_beat) -> None:
         while not stop.is_set():
             self._wake.clear()
-            try:
-                while await publish_pending(self.pool, self.bus, source=self.source):
-                    pass
-            except BusError as exc:
-                log.warning("crossing publish failed; will retry", error=exc.message, retriable=exc.retriable)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+            while await self.publish():
+                pass
+            beat()
+            await _wait_either(self._wake, stop, timeout_s=self.interval_s)
+
+
+async def _wait_either(a: asyncio.Event, b: asyncio.Event, *, timeout_s: float) -> None:
+    waiters = {asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())}
+    try:
+        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -1,4 +1,11 @@
-"""The proxy's aiohttp application: ``/v1/*`` through the hot path, a health probe, OpenAI-format errors."""
+"""The proxy's aiohttp application: ``/v1/*`` through the hot path, a health probe, OpenAI-format errors.
+
+``/healthz`` is open to anyone, so it says only how each component of this process is doing
+(``{"status": "ok" | "degraded", "components": {"proxy": "ok", "ledger": "degraded", ...}, "tasks":
+{...}}``), never figures; it answers 200 whenever the proxy can answer at all, whatever the other
+components' states. Counts (keys, requests in flight, spool backlog, events published) are on
+``/metrics``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from spendgate.core.health import Health
 from spendgate.core.logs import get_logger
 from spendgate.proxy import errors
 from spendgate.proxy.handler import Proxy, ProxyState
@@ -33,14 +41,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                                      type_="server_error", code="internal_error")
 
 
-def build_app(state: ProxyState) -> web.Application:
+def build_app(state: ProxyState, health: Health) -> web.Application:
     proxy = Proxy(state)
     app = web.Application(middlewares=[error_middleware], client_max_size=state.max_body_bytes)
 
-    async def health(_request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "keys": len(state.keys), "in_flight": state.in_flight,
-                                  "spool_segments": state.emitter.backlog_segments,
-                                  "published": state.emitter.published})
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response(health.report())
 
     async def metrics(_request: web.Request) -> web.Response:
         return web.Response(body=state.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
@@ -53,7 +59,7 @@ def build_app(state: ProxyState) -> web.Application:
             lambda: state.emitter.published)
     m.gauge("spendgate_proxy_bus_failures", "Failed publish attempts", lambda: state.emitter.failures)
     m.gauge("spendgate_proxy_virtual_keys", "Active virtual keys cached", lambda: len(state.keys))
-    app.router.add_get("/healthz", health)
+    app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_route("*", "/v1/{tail:.*}", proxy.handle)
     return app

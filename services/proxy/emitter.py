@@ -4,8 +4,9 @@
 segment: synchronous, microseconds, no awaiting. The writer task wakes on new events, seals the
 active segment (fsync in a thread, one per batch), publishes each sealed segment's records to the
 bus keyed by virtual key id, and deletes the segment once the bus acknowledged it. If the bus is
-down it keeps the segments, backs off and retries (recreating topics for brokers that lost them),
-while requests go on being served. On start-up, segments a previous process left are replayed.
+down it keeps the segments and raises; the supervisor restarts the writer with backoff, and the
+restarted writer publishes at once (recreating topics for brokers that lost them), while requests go
+on being served. On start-up, segments a previous process left are replayed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 
 from spendgate.core.bus import Bus
 from spendgate.core.logs import get_logger
+from spendgate.core.supervisor import Beat, no_beat
 from spendgate.domain.constants import TOPIC_USAGE
 from spendgate.domain.errors import BusError
 from spendgate.domain.events import UsageRecorded, encode
@@ -24,8 +26,6 @@ log = get_logger(__name__)
 
 PUBLISH_CHUNK = 500
 PUBLISH_TIMEOUT_S = 15.0
-BACKOFF_MIN_S = 0.2
-BACKOFF_MAX_S = 5.0
 LINGER_S = 0.025
 """After a wake-up the writer waits this long to batch, and to stay off the tail of the response
 that woke it (the events are already on disk; only publishing waits)."""
@@ -40,7 +40,8 @@ class Emitter:
         self.published = 0
         self.failures = 0
         self._wake = asyncio.Event()
-        self._backoff_s = 0.0
+        self._failing = False
+        """The last flush failed: repair the topic before publishing again."""
 
     def emit(self, event: UsageRecorded) -> None:
         """Put the event on disk and wake the writer; never waits for the bus."""
@@ -51,26 +52,23 @@ class Emitter:
     def backlog_segments(self) -> int:
         return len(self.spool.sealed_segments()) + (1 if self.spool.pending_in_active else 0)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """The supervised writer loop; returns after a final flush once ``stop`` is set."""
-        self._wake.set()  # replay whatever a previous process left
+    async def run(self, stop: asyncio.Event, beat: Beat = no_beat) -> None:
+        """The writer loop, run by the supervisor; returns once ``stop`` is set (``drain`` then flushes).
+        Each (re)start publishes at once: what a previous process, or a failed flush, left behind."""
+        self._wake.set()
         stopping = asyncio.create_task(stop.wait())
         try:
             while not stop.is_set():
                 waker = asyncio.create_task(self._wake.wait())
-                timeout = self._backoff_s or None
-                await asyncio.wait({waker, stopping}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({waker, stopping}, return_when=asyncio.FIRST_COMPLETED)
                 waker.cancel()
                 if stop.is_set():
                     break
                 if self.spool.pending_in_active < LINGER_MAX_RECORDS:
                     await asyncio.wait({stopping}, timeout=LINGER_S)
                 self._wake.clear()
-                try:
-                    await self.flush()
-                except Exception:  # the supervisor: keep spooling and retry later
-                    log.exception("usage writer failed; will retry")
-                    self._fail()
+                await self.flush()
+                beat()
         finally:
             stopping.cancel()
 
@@ -78,47 +76,40 @@ class Emitter:
         """Publish everything spooled, within ``timeout_s``; what is left stays on disk for next start."""
         try:
             await asyncio.wait_for(self.flush(), timeout_s)
-        except (TimeoutError, BusError) as exc:
+        except (TimeoutError, BusError, OSError) as exc:
             log.warning("usage events left in the spool at shutdown", error=str(exc),
                         segments=len(self.spool.segments()))
             return False
         return not self.spool.segments()
 
     async def flush(self) -> None:
-        """Seal the active segment, then publish and delete every sealed segment, oldest first."""
+        """Seal the active segment, then publish and delete every sealed segment, oldest first.
+
+        If the bus fails, the segments not yet acknowledged stay on disk and the error is raised."""
         detached = self.spool.detach()
         self.spool.prepare_next()  # the next request appends to a file that already exists
         if detached is not None:
             await asyncio.to_thread(self.spool.finish, *detached)
         segments = self.spool.sealed_segments()
-        if segments and self._backoff_s:
-            try:
+        try:
+            if segments and self._failing:
                 await self._repair()
-            except (BusError, TimeoutError, OSError) as exc:
-                log.warning("bus still unavailable; usage events stay spooled", error=str(exc) or type(exc).__name__)
-                self._fail()
-                return
-        for segment in segments:
-            records = [(r.key, r.value) for r in self.spool.read(segment)]
-            try:
+            for segment in segments:
+                records = [(r.key, r.value) for r in self.spool.read(segment)]
                 for i in range(0, len(records), PUBLISH_CHUNK):
                     await self._publish(records[i : i + PUBLISH_CHUNK])
-            except (BusError, TimeoutError, OSError) as exc:
-                log.warning("bus unavailable; usage events stay spooled", error=str(exc) or type(exc).__name__)
-                self._fail()
-                return
-            self.spool.remove(segment)
-            self.published += len(records)
-        if self._backoff_s:
+                self.spool.remove(segment)
+                self.published += len(records)
+        except (BusError, TimeoutError, OSError):
+            self.failures += 1
+            self._failing = True
+            raise
+        if self._failing:
             log.info("bus available again; spool flushed")
-        self._backoff_s = 0.0
+        self._failing = False
 
     async def _publish(self, items: Sequence[tuple[str | None, bytes]]) -> None:
         await asyncio.wait_for(self.bus.publish_many(self.topic, items), self.publish_timeout_s)
-
-    def _fail(self) -> None:
-        self.failures += 1
-        self._backoff_s = min(BACKOFF_MAX_S, max(BACKOFF_MIN_S, self._backoff_s * 2))
 
     async def _repair(self) -> None:
         """After a failure, make sure the topic exists before publishing again: a broker that came back

@@ -3,7 +3,8 @@
 Loaded whole at start; afterwards only keys whose ``version`` is near or above the highest seen are
 read (with an overlap, since sequence values can commit out of order), and everything once a minute.
 A LISTEN on :data:`PG_NOTIFY_CONFIG` wakes the refresh at once; a short poll is the safety net when
-the listening connection is gone, so a revoked key is refused within a second either way.
+the listening connection is gone, so a revoked key is refused within a second either way. A failed
+refresh raises: the supervisor restarts the loop with backoff, and the cached keys stay in use.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import asyncpg
 
 from spendgate.core.logs import get_logger
+from spendgate.core.supervisor import Beat, no_beat
 from spendgate.domain.constants import PG_NOTIFY_CONFIG
 from spendgate.store.keys.store import VirtualKey, hash_secret, keys_changed_since, looks_like_key
 
@@ -34,6 +36,7 @@ class KeyCache:
         self._by_hash: dict[bytes, VirtualKey] = {}
         self._wake = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
+        self._reloaded_at: float | None = None
 
     def lookup(self, secret: str) -> VirtualKey | None:
         """The active key for a presented secret, or None (unknown or revoked)."""
@@ -61,11 +64,12 @@ class KeyCache:
         self._by_hash = {c.key_hash: c.key for c in changes if c.key.active}
         self.version = max((c.key.version for c in changes), default=-1)
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, beat: Beat = no_beat) -> None:
         """Keep the cache current until ``stop`` is set."""
         stopping = asyncio.create_task(stop.wait())
         loop = asyncio.get_running_loop()
-        reloaded_at = loop.time()
+        if self._reloaded_at is None:
+            self._reloaded_at = loop.time()
         try:
             while not stop.is_set():
                 if self._listener is None or self._listener.is_closed():
@@ -77,14 +81,12 @@ class KeyCache:
                 self._wake.clear()
                 if stop.is_set():
                     break
-                try:
-                    if loop.time() - reloaded_at > FULL_RELOAD_S:
-                        await self.reload()
-                        reloaded_at = loop.time()
-                    else:
-                        await self.refresh()
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                    log.warning("key refresh failed; keeping the cached keys", error=str(exc))
+                if loop.time() - self._reloaded_at > FULL_RELOAD_S:
+                    await self.reload()
+                    self._reloaded_at = loop.time()
+                else:
+                    await self.refresh()
+                beat()
         finally:
             stopping.cancel()
             await self._unlisten()

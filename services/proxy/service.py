@@ -67,9 +67,10 @@ class ProxyServer:
             upstream_key=s.upstream_key.get_secret_value() if s.upstream_key else None,
             instance=s.instance, max_body_bytes=s.max_body_bytes, read_timeout_s=s.upstream_read_timeout_s,
         )
-        self._tasks = [asyncio.create_task(self.keys.run(self._stop_workers), name="proxy-keys"),
-                       asyncio.create_task(self.emitter.run(self._stop_workers), name="proxy-writer")]
-        self._runner = web.AppRunner(build_app(self.state), shutdown_timeout=s.drain_timeout_s,
+        supervisor = self.runtime.supervisor
+        self._tasks = [supervisor.spawn("proxy.keys", self.keys.run, self._stop_workers),
+                       supervisor.spawn("proxy.spool-writer", self.emitter.run, self._stop_workers)]
+        self._runner = web.AppRunner(build_app(self.state, self.runtime.health), shutdown_timeout=s.drain_timeout_s,
                                      handler_cancellation=False, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, s.host, self.port, backlog=1024, reuse_address=True)
@@ -109,7 +110,8 @@ async def enforcing_decider(runtime: Runtime, *, clock: Callable[[], datetime] |
     the budget topic; ``clock`` replaces the wall clock for budget periods (tests move it past a reset)."""
     settings = runtime.settings
     extra = {"clock": clock} if clock is not None else {}
-    async with enforcement(settings, runtime.pool, runtime.db_url, alerted=alerted, **extra) as enforcer:
+    async with enforcement(settings, runtime.pool, runtime.db_url, alerted=alerted, supervisor=runtime.supervisor,
+                           **extra) as enforcer:
         loops = RetryLoopPublisher(runtime.bus, source=f"spendgate/proxy/{settings.instance}")
         try:
             yield EnforcingDecider(enforcer, on_retry_loop=loops)

@@ -17,6 +17,9 @@ Decisions read only memory (:meth:`BalanceView.decide` does no I/O). A backgroun
   every other live proxy's (:mod:`.peers`), so spend in flight through another proxy counts too. A
   change of this proxy's book wakes the loop at once, and a publication NOTIFYs the peers, which wake
   and read it: a reservation is visible to the other proxies within a few tens of milliseconds.
+
+A failed refresh raises out of the loop: the supervisor logs it and restarts the loop with backoff,
+and decisions keep using the last good view meanwhile.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 
+from spendgate.core.health import Health
 from spendgate.core.logs import get_logger
+from spendgate.core.supervisor import Beat, Supervisor
 from spendgate.domain.constants import PG_NOTIFY_CONFIG, PG_NOTIFY_PENDING
 from spendgate.domain.enforcement.decide import BalanceKey, Decision, RequestFacts, decide
 from spendgate.domain.enforcement.policy import Policy
@@ -45,7 +50,6 @@ from spendgate.store.budgets.store import load_budgets
 
 log = get_logger(__name__)
 OVERLAP_READ_EVERY_S = 0.5
-MAX_BACKOFF_S = 5.0
 STOP_TIMEOUT_S = 5.0
 MIN_REFRESH_SPACING_S = 0.02
 BOOK_WAKE_DELAY_S = 0.005
@@ -64,8 +68,10 @@ class BalanceView:
 
     def __init__(self, pool: asyncpg.Pool, *, dsn: str, settings: EnforcementSettings,
                  policy: Policy | None = None, book: ReservationBook | None = None,
-                 clock: Callable[[], datetime] = utc_now, instance: str | None = None) -> None:
+                 clock: Callable[[], datetime] = utc_now, instance: str | None = None,
+                 supervisor: Supervisor | None = None) -> None:
         self.pool, self.dsn, self.settings = pool, dsn, settings
+        self.supervisor = supervisor or Supervisor(Health())
         self.book = book or ReservationBook(settings.reservation_timeout_s)
         self.peers = PeerPending(instance or new_id())
         self._clock = clock
@@ -77,7 +83,8 @@ class BalanceView:
         self._last_overlap_read = 0.0
         self._pruned_at: date | None = None
         self._config_dirty = False
-        self._stopping = False
+        self._last_reload = 0.0
+        self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._book_wake: asyncio.TimerHandle | None = None
         self.book.on_change = self._wake_after_request
@@ -114,7 +121,8 @@ class BalanceView:
         await self.reload_policy()
         await self.refresh()
         await self._listen()
-        self._task = asyncio.create_task(self._run(), name="balance-view")
+        self._last_reload = time.monotonic()
+        self._task = self.supervisor.spawn("proxy.balance-view", self._run, self._stopping)
 
     def _wake_after_request(self) -> None:
         if self._book_wake is None:
@@ -131,7 +139,7 @@ class BalanceView:
             self._book_wake = None
         task, self._task = self._task, None
         if task is not None:
-            self._stopping = True
+            self._stopping.set()
             self._wake.set()
             try:
                 await asyncio.wait_for(asyncio.shield(task), timeout=STOP_TIMEOUT_S)
@@ -162,48 +170,36 @@ class BalanceView:
         if payload != self.peers.instance:  # a peer's pending spend changed: read it now
             self._wake.set()
 
-    async def _run(self) -> None:
+    async def _run(self, stopping: asyncio.Event, beat: Beat) -> None:
+        """The refresh loop (run by the supervisor): wait for a wake-up or the poll interval, refresh."""
         interval = self.settings.balance_poll_interval_s
-        last_reload = time.monotonic()
-        failures = 0
         while True:
-            try:
-                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
-                # races with the event being set, and then stop() would wait forever.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(interval):
-                        await self._wake.wait()
-                if self._stopping:
-                    return
-                self._wake.clear()
-                started = time.monotonic()
-                if self._listener is None or self._listener.is_closed():
-                    self._listener = None
-                    await self._listen()
-                if self._config_dirty or started - last_reload >= self.settings.config_reload_s:
-                    notified, self._config_dirty = self._config_dirty, False
-                    try:
-                        await self.reload_policy(only_if_changed=not notified)
-                    except BaseException:
-                        self._config_dirty = True  # reload again on the next tick
-                        raise
-                    last_reload = time.monotonic()
-                await self.refresh()
-                failures = 0
-                # Coalesce bursts of wake-ups (every reservation, every peer's publication).
-                spare = MIN_REFRESH_SPACING_S - (time.monotonic() - started)
-                if spare > 0 and not self._stopping:
-                    await asyncio.sleep(spare)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # supervisor: keep the last good view, log, back off, try again
-                if self._stopping:
-                    return
-                failures += 1
-                log.exception("balance view refresh failed; keeping the last view", failures=failures)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(min(interval * 2 ** min(failures, 6), MAX_BACKOFF_S)):
-                        await self._wake.wait()  # back off, but wake for stop()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # races with the event being set, and then stop() would wait forever.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._wake.wait()
+            if stopping.is_set():
+                return
+            self._wake.clear()
+            started = time.monotonic()
+            if self._listener is None or self._listener.is_closed():
+                self._listener = None
+                await self._listen()
+            if self._config_dirty or started - self._last_reload >= self.settings.config_reload_s:
+                notified, self._config_dirty = self._config_dirty, False
+                try:
+                    await self.reload_policy(only_if_changed=not notified)
+                except BaseException:
+                    self._config_dirty = True  # reload again on the next tick
+                    raise
+                self._last_reload = time.monotonic()
+            await self.refresh()
+            beat()
+            # Coalesce bursts of wake-ups (every reservation, every peer's publication).
+            spare = MIN_REFRESH_SPACING_S - (time.monotonic() - started)
+            if spare > 0 and not stopping.is_set():
+                await asyncio.sleep(spare)
 
     # -- refreshing -------------------------------------------------------------------------------
 

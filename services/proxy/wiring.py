@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from spendgate.core.config import Settings
+from spendgate.core.supervisor import Supervisor
 from spendgate.domain.enforcement.enforcer import Enforcer
 from spendgate.domain.enforcement.estimate import SessionEstimator
 from spendgate.domain.enforcement.policy import Policy
@@ -27,14 +28,16 @@ from spendgate.proxy.view import BalanceView
 @contextlib.asynccontextmanager
 async def enforcement(settings: Settings, pool: asyncpg.Pool, dsn: str, *,
                       clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                      alerted: Callable[[str], list[str]] | None = None) -> AsyncIterator[Enforcer]:
-    """A started :class:`Enforcer` over a live :class:`BalanceView`; stopped on exit."""
+                      alerted: Callable[[str], list[str]] | None = None,
+                      supervisor: Supervisor | None = None) -> AsyncIterator[Enforcer]:
+    """A started :class:`Enforcer` over a live :class:`BalanceView` (its refresh loop run by
+    ``supervisor``, the runtime's in a service); stopped on exit."""
     prices = settings.pricing.table()
     cfg = settings.enforcement
     policy = Policy.from_settings(cfg)
     policy.check_prices(prices)
     view = BalanceView(pool, dsn=dsn, settings=cfg, policy=policy, clock=clock,
-                       instance=f"{settings.instance}/{new_id()}")
+                       instance=f"{settings.instance}/{new_id()}", supervisor=supervisor)
     await view.start()
     try:
         yield Enforcer(view, prices=prices, detector=RetryDetector(default_cap=cfg.retry_cap),

@@ -234,26 +234,6 @@ async def test_peer_proxies_see_each_others_in_flight_spend(pool: asyncpg.Pool, 
     assert await pool.fetchval("SELECT count(*) FROM enforcement_pending") == 0
 
 
-async def test_budget_outbox_runner_publishes_until_stopped(pool: asyncpg.Pool, db_url: str) -> None:
-    """run_budget_outbox publishes a change made while it runs and returns once stop is set."""
-    from spendgate.core.bus.postgres import PostgresBus
-    from spendgate.domain.constants import TOPIC_BUDGET
-
-    bus = PostgresBus(pool, db_url)
-    stop = asyncio.Event()
-    runner = asyncio.create_task(store.run_budget_outbox(pool, bus, stop, source="test", interval_s=0.05))
-    consumer = bus.consumer("outbox-test", [TOPIC_BUDGET])
-    await consumer.start()
-    try:
-        await store.set_budget(pool, budget_of("org", daily_micros=USD, monthly_micros=None), actor="ops")
-        await eventually(lambda: consumer.poll(timeout_s=0.5), what="the change on the budget topic")
-    finally:
-        await consumer.stop()
-        stop.set()
-        await asyncio.wait_for(runner, timeout=5)
-    assert await pool.fetchval("SELECT count(*) FROM budget_audit WHERE published_at IS NULL") == 0
-
-
 async def test_periodic_reload_skips_unchanged_budgets_and_catches_silent_changes(pool: asyncpg.Pool,
                                                                                    db_url: str) -> None:
     """The safety-net reload rebuilds nothing while budgets are unchanged, and applies a change made without NOTIFY."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 import asyncpg
 
@@ -10,10 +11,12 @@ from spendgate.core.bus import Record
 from spendgate.core.bus.postgres import PostgresBus
 from spendgate.core.config import Settings
 from spendgate.domain.constants import TOPIC_BUDGET
-from spendgate.domain.enforcement.policy import Budget
+from spendgate.domain.enforcement.policy import Budget, budget_of
 from spendgate.domain.events import BudgetChanged, ThresholdCrossed, decode
+from spendgate.ledger.outbox import OutboxPublisher
 from spendgate.ledger.service import serve
 from spendgate.runtime import Runtime
+from spendgate.store.budgets import store
 from spendgate.store.budgets.store import set_budget
 from tests.support.factories import usage_event
 from tests.support.ledger import publish
@@ -48,3 +51,21 @@ async def test_service_folds_and_publishes_crossings_and_budget_changes(db_url: 
         stop.set()
         await reader.stop()
         await asyncio.wait_for(task, 30)
+
+
+async def test_budget_outbox_runner_publishes_until_stopped(pool: asyncpg.Pool, db_url: str) -> None:
+    """The budget-change outbox loop publishes a change made while it runs and returns once stop is set."""
+    bus = PostgresBus(pool, db_url)
+    stop = asyncio.Event()
+    outbox = OutboxPublisher(partial(store.publish_budget_changes, pool, bus, source="test"), interval_s=0.05)
+    runner = asyncio.create_task(outbox.run(stop))
+    consumer = bus.consumer("outbox-test", [TOPIC_BUDGET])
+    await consumer.start()
+    try:
+        await store.set_budget(pool, budget_of("org", daily_micros=1_000_000, monthly_micros=None), actor="ops")
+        await eventually(lambda: consumer.poll(timeout_s=0.5), what="the change on the budget topic")
+    finally:
+        await consumer.stop()
+        stop.set()
+        await asyncio.wait_for(runner, timeout=5)
+    assert await pool.fetchval("SELECT count(*) FROM budget_audit WHERE published_at IS NULL") == 0

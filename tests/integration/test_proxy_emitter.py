@@ -1,4 +1,6 @@
-"""The spool writer: emission never waits for the bus, failures keep events on disk, restarts replay them."""
+"""The spool writer: emission never waits for the bus, failures keep events on disk, restarts replay them.
+
+The writer runs under the supervisor as the proxy runs it (a failed flush raises; the supervisor restarts it)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from spendgate.core.bus import MemoryBus
+from spendgate.core.health import Health
+from spendgate.core.supervisor import Backoff, Supervisor
 from spendgate.domain.errors import BusUnavailableError
 from spendgate.domain.events import UnitPrices, UsageRecorded, decode, new_id
 from spendgate.proxy.emitter import Emitter
@@ -30,6 +34,11 @@ class FlakyBus(MemoryBus):
         self.acked += [v for _, v in items]
 
 
+def _supervised(emitter: Emitter, stop: asyncio.Event) -> asyncio.Task[None]:
+    supervisor = Supervisor(Health(), Backoff(base_s=0.05, cap_s=0.2))
+    return supervisor.spawn("proxy.spool-writer", emitter.run, stop)
+
+
 def _event(key_id: str = "k1") -> UsageRecorded:
     return UsageRecorded(
         event_id=new_id(), occurred_at=datetime.now(UTC), proxy_instance="t", key_id=key_id, developer="d",
@@ -48,7 +57,7 @@ async def test_outage_keeps_events_and_recovery_publishes_them(tmp_path: Path) -
     spool.open()
     emitter = Emitter(spool, bus, source="test")
     stop = asyncio.Event()
-    writer = asyncio.create_task(emitter.run(stop))
+    writer = _supervised(emitter, stop)
     try:
         bus.down = True
         events = [_event() for _ in range(5)]
@@ -80,7 +89,7 @@ async def test_segments_left_by_a_dead_process_are_replayed_at_start(tmp_path: P
     spool.open()
     emitter = Emitter(spool, bus, source="test")
     stop = asyncio.Event()
-    writer = asyncio.create_task(emitter.run(stop))
+    writer = _supervised(emitter, stop)
     try:
         await eventually(lambda: _published(bus), until=lambda n: n == 2, what="replayed events")
         assert {decode(v).data.event_id for v in bus.acked} == {e.event_id for e in left}

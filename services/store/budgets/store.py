@@ -7,8 +7,6 @@ of ``BudgetChanged`` events, see :func:`publish_budget_changes`) and ``pg_notify
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -159,19 +157,6 @@ async def publish_budget_changes(pool: asyncpg.Pool, bus: Bus, *, source: str, l
         await conn.execute("UPDATE budget_audit SET published_at = now() WHERE change_id = ANY($1::uuid[])",
                            [r["change_id"] for r in rows])
     return len(rows)
-
-
-async def run_budget_outbox(pool: asyncpg.Pool, bus: Bus, stop: asyncio.Event, *, source: str,
-                            interval_s: float = 1.0) -> None:
-    """Publish budget audit rows until ``stop`` is set (a supervisor: failures are logged and retried)."""
-    while not stop.is_set():
-        try:
-            await publish_budget_changes(pool, bus, source=source)
-        except Exception:  # supervisor: keep the outbox running through a database or bus outage
-            log.exception("publishing budget changes failed; retrying")
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(interval_s):
-                await stop.wait()
 
 
 def _changed(r: asyncpg.Record) -> BudgetChanged:
