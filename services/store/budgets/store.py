@@ -10,19 +10,19 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from spendgate.core.bus import Bus
-from spendgate.core.logs import get_logger
 from spendgate.domain.constants import PG_NOTIFY_CONFIG, TOPIC_BUDGET
 from spendgate.domain.enforcement.policy import Budget, BudgetRaise, Thresholds, budget_of
 from spendgate.domain.enforcement.scopes import parse_scope
 from spendgate.domain.errors import StoreError
 from spendgate.domain.events import BudgetChanged, encode, new_id
 
-log = get_logger(__name__)
+if TYPE_CHECKING:
+    from spendgate.core.bus import Bus
+
 NOTIFY_BUDGETS = "budgets"
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 _BUDGET_COLUMNS = "scope, daily_micros, monthly_micros, timezone, thresholds_pct, at_pause, retry_cap, version"
