@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 import msgspec
@@ -11,24 +10,10 @@ from aiohttp import web
 from spendgate.admin.deps import DEPS
 from spendgate.admin.middleware import ApiError, bad_request, json_response, not_found
 from spendgate.admin.openapi import Operation, Param
+from spendgate.admin.views import KeyList, KeyOut, key_list, key_out
 from spendgate.store.keys import store as keys
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@+\-]{0,127}$"
-
-
-class KeyOut(msgspec.Struct, frozen=True, kw_only=True):
-    key_id: str
-    key_prefix: str
-    developer: str
-    team: str
-    cost_center: str
-    created_at: datetime
-    revoked_at: datetime | None
-    active: bool
-
-
-class KeyList(msgspec.Struct, frozen=True, kw_only=True):
-    keys: list[KeyOut]
 
 
 Name = Annotated[str, msgspec.Meta(pattern=NAME_PATTERN)]
@@ -47,24 +32,18 @@ class KeyCreated(msgspec.Struct, frozen=True, kw_only=True):
     """The virtual key itself: shown once, never retrievable again."""
 
 
-def _out(k: keys.VirtualKey) -> KeyOut:
-    return KeyOut(key_id=k.key_id, key_prefix=k.key_prefix, developer=k.developer, team=k.team,
-                  cost_center=k.cost_center, created_at=k.created_at, revoked_at=k.revoked_at, active=k.active)
-
-
 async def list_keys(request: web.Request) -> web.Response:
     include = request.query.get("include_revoked", "true")
     if include not in ("true", "false"):
         raise bad_request("include_revoked must be true or false")
-    found = await keys.list_keys(request.app[DEPS].pool, include_revoked=include == "true")
-    return json_response(KeyList(keys=[_out(k) for k in found]))
+    return json_response(await key_list(request.app[DEPS].pool, include_revoked=include == "true"))
 
 
 async def create_key(request: web.Request) -> web.Response:
     body = msgspec.json.decode(await request.read(), type=KeyCreate)
     created = await keys.create_key(
         request.app[DEPS].pool, developer=body.developer, team=body.team, cost_center=body.cost_center)
-    return json_response(KeyCreated(key=_out(created.key), secret=created.secret), status=201)
+    return json_response(KeyCreated(key=key_out(created.key), secret=created.secret), status=201)
 
 
 async def revoke_key(request: web.Request) -> web.Response:
@@ -75,7 +54,7 @@ async def revoke_key(request: web.Request) -> web.Response:
         raise ApiError(409, "conflict", exc.message) from exc
     if revoked is None:
         raise not_found(f"no virtual key {key_id!r}")
-    return json_response(_out(revoked))
+    return json_response(key_out(revoked))
 
 
 def operations() -> list[Operation]:

@@ -18,6 +18,16 @@ from spendgate.admin.dryrun import DryRun, dry_run
 from spendgate.admin.middleware import ApiError, json_response, not_found
 from spendgate.admin.openapi import Operation, Param
 from spendgate.admin.policy import Applied, apply, live_policy, to_document
+from spendgate.admin.views import (
+    BudgetOut,
+    Budgets,
+    BudgetStatus,
+    RaiseOut,
+    budget_list,
+    budget_out,
+    budget_status,
+    raise_out,
+)
 from spendgate.domain.enforcement import (
     Budget,
     BudgetRaise,
@@ -41,30 +51,6 @@ def _scope(request: web.Request) -> str:
     return parse_scope(text)
 Usd = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,9}(\.[0-9]{1,6})?$",
                                   description="US dollars as an exact decimal string")]
-
-
-class BudgetOut(msgspec.Struct, frozen=True, kw_only=True):
-    scope: str
-    daily_micros: int | None
-    monthly_micros: int | None
-    timezone: str
-    thresholds_pct: list[int]
-    at_pause: str
-    retry_cap: int | None
-
-
-class RaiseOut(msgspec.Struct, frozen=True, kw_only=True):
-    raise_id: str
-    scope: str
-    amount_micros: int
-    until: datetime
-    reason: str
-
-
-class Budgets(msgspec.Struct, frozen=True, kw_only=True):
-    budgets: list[BudgetOut]
-    raises: list[RaiseOut]
-    """Raises still active now."""
 
 
 class BudgetIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -103,25 +89,22 @@ class ApplyIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     proposal: dict[str, Any]
 
 
-def _budget_out(b: Budget) -> BudgetOut:
-    return BudgetOut(scope=b.scope, daily_micros=b.daily_micros, monthly_micros=b.monthly_micros,
-                     timezone=b.timezone, thresholds_pct=b.thresholds.as_list(), at_pause=b.at_pause,
-                     retry_cap=b.retry_cap)
-
-
-def _raise_out(r: BudgetRaise) -> RaiseOut:
-    return RaiseOut(raise_id=r.raise_id, scope=r.scope, amount_micros=r.amount_micros, until=r.until,
-                    reason=r.reason)
-
-
 def _actor(request: web.Request) -> str:
     return f"admin-api:{request.remote or 'unknown'}"
 
 
 async def list_budgets(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
-    budgets, raises = await store.load_budgets(deps.pool, deps.now())
-    return json_response(Budgets(budgets=[_budget_out(b) for b in budgets], raises=[_raise_out(r) for r in raises]))
+    return json_response(await budget_list(deps.pool, deps.now()))
+
+
+async def get_budget(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    scope = _scope(request)
+    found = await budget_status(deps.pool, scope, deps.now())
+    if found is None:
+        raise not_found(f"no budget for {scope}")
+    return json_response(found)
 
 
 async def put_budget(request: web.Request) -> web.Response:
@@ -139,7 +122,8 @@ async def put_budget(request: web.Request) -> web.Response:
         at_pause=body.at_pause or base.at_pause,
         retry_cap=base.retry_cap if body.retry_cap is None else body.retry_cap)
     await store.set_budget(deps.pool, budget, actor=_actor(request))
-    return json_response(_budget_out(budget))
+    _, raises = await store.load_budgets(deps.pool, deps.now())
+    return json_response(budget_out(budget, raises))
 
 
 async def delete_budget(request: web.Request) -> web.Response:
@@ -161,7 +145,7 @@ async def add_raise(request: web.Request) -> web.Response:
         if exc.retriable:
             raise
         raise ApiError(409, "conflict", exc.message) from None
-    return json_response(_raise_out(BudgetRaise(scope, raise_.amount_micros, body.until, body.reason, raise_id)),
+    return json_response(raise_out(BudgetRaise(scope, raise_.amount_micros, body.until, body.reason, raise_id)),
                          status=201)
 
 
@@ -194,6 +178,9 @@ def operations() -> list[Operation]:
     return [
         Operation("GET", "/v1/budgets", "listBudgets", "Budgets and active raises", list_budgets, Budgets,
                   errors=(), tags=b),
+        Operation("GET", "/v1/budgets/{scope}", "getBudget",
+                  "A budget, its active raises and where this day's and month's spend stands", get_budget,
+                  BudgetStatus, params=(scope,), errors=(400, 404), tags=b),
         Operation("PUT", "/v1/budgets/{scope}", "setBudget", "Create a budget or change the given fields", put_budget,
                   BudgetOut, params=(scope,), body=BudgetIn, tags=b),
         Operation("DELETE", "/v1/budgets/{scope}", "deleteBudget", "Remove a scope's budget and its raises",

@@ -1,0 +1,133 @@
+"""What the admin API and the CLI read about keys and budgets: the documents and the functions that
+build them from the stores. The API's handlers and the CLI's database source call the same
+functions, so ``spendgate keys list`` prints the same thing with and without ``--api``.
+
+No aiohttp here, and the budgets store only inside the budget functions: ``spendgate keys list``
+imports this module and must stay quick to start.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import TYPE_CHECKING
+
+import asyncpg
+import msgspec
+
+from spendgate.store.keys import store as keys_store
+
+if TYPE_CHECKING:
+    from spendgate.domain.enforcement.policy import Budget, BudgetRaise
+
+
+class KeyOut(msgspec.Struct, frozen=True, kw_only=True):
+    key_id: str
+    key_prefix: str
+    developer: str
+    team: str
+    cost_center: str
+    created_at: datetime
+    revoked_at: datetime | None
+    active: bool
+
+
+class KeyList(msgspec.Struct, frozen=True, kw_only=True):
+    keys: list[KeyOut]
+
+
+def key_out(k: keys_store.VirtualKey) -> KeyOut:
+    return KeyOut(key_id=k.key_id, key_prefix=k.key_prefix, developer=k.developer, team=k.team,
+                  cost_center=k.cost_center, created_at=k.created_at, revoked_at=k.revoked_at, active=k.active)
+
+
+async def key_list(pool: asyncpg.Pool, *, include_revoked: bool) -> KeyList:
+    return KeyList(keys=[key_out(k) for k in await keys_store.list_keys(pool, include_revoked=include_revoked)])
+
+
+class BudgetOut(msgspec.Struct, frozen=True, kw_only=True):
+    scope: str
+    daily_micros: int | None
+    monthly_micros: int | None
+    timezone: str
+    thresholds_pct: list[int]
+    at_pause: str
+    retry_cap: int | None
+    raised_micros: int = 0
+    """The sum of the scope's raises active now (each adds to the daily and the monthly budget)."""
+
+
+class RaiseOut(msgspec.Struct, frozen=True, kw_only=True):
+    raise_id: str
+    scope: str
+    amount_micros: int
+    until: datetime
+    reason: str
+
+
+class Budgets(msgspec.Struct, frozen=True, kw_only=True):
+    budgets: list[BudgetOut]
+    raises: list[RaiseOut]
+    """Raises still active now."""
+
+
+def budget_out(b: Budget, raises: list[BudgetRaise] | tuple[BudgetRaise, ...] = ()) -> BudgetOut:
+    return BudgetOut(scope=b.scope, daily_micros=b.daily_micros, monthly_micros=b.monthly_micros,
+                     timezone=b.timezone, thresholds_pct=b.thresholds.as_list(), at_pause=b.at_pause,
+                     retry_cap=b.retry_cap, raised_micros=sum(r.amount_micros for r in raises if r.scope == b.scope))
+
+
+def raise_out(r: BudgetRaise) -> RaiseOut:
+    return RaiseOut(raise_id=r.raise_id, scope=r.scope, amount_micros=r.amount_micros, until=r.until,
+                    reason=r.reason)
+
+
+async def budget_list(pool: asyncpg.Pool, now: datetime) -> Budgets:
+    from spendgate.store.budgets import store as budgets_store
+
+    budgets, raises = await budgets_store.load_budgets(pool, now)
+    return Budgets(budgets=[budget_out(b, raises) for b in budgets], raises=[raise_out(r) for r in raises])
+
+
+class PeriodStanding(msgspec.Struct, frozen=True, kw_only=True):
+    period: str
+    """``day`` or ``month``, in the budget's time zone."""
+    start: date
+    spent_micros: int
+    budget_micros: int
+    """The period's budget plus the raises active now."""
+    stage: str
+    resets_at: datetime
+
+
+class BudgetStatus(msgspec.Struct, frozen=True, kw_only=True):
+    budget: BudgetOut
+    raises: list[RaiseOut]
+    periods: list[PeriodStanding]
+    """Each period the scope has a budget for, with where its spend stands now."""
+
+
+async def budget_status(pool: asyncpg.Pool, scope: str, now: datetime) -> BudgetStatus | None:
+    """A scope's budget, its active raises and this day's and month's standing; None without a budget."""
+    from spendgate.domain.enforcement.policy import Policy
+    from spendgate.domain.enforcement.scopes import parse_scope
+    from spendgate.domain.enforcement.stages import stage_for
+    from spendgate.domain.periods import PeriodKind, period_containing
+    from spendgate.store.budgets import store as budgets_store
+
+    b = await budgets_store.get_budget(pool, parse_scope(scope))
+    if b is None:
+        return None
+    _, all_raises = await budgets_store.load_budgets(pool, now)
+    raises = [r for r in all_raises if r.scope == b.scope]
+    periods = {k: period_containing(k, now, b.timezone) for k in PeriodKind}
+    rows = await budgets_store.balances_of(pool, b.scope, {k.value: p.start for k, p in periods.items()})
+    spent = {r.period: r.spent_micros for r in rows}
+    policy = Policy(budgets={b.scope: b}, raises=tuple(raises))
+    standing = []
+    for kind, period in periods.items():
+        limit = policy.effective_micros(b, kind, now)
+        if limit is not None:
+            s = spent.get(kind.value, 0)
+            standing.append(PeriodStanding(period=kind.value, start=period.start, spent_micros=s, budget_micros=limit,
+                                           stage=stage_for(s, limit, b.thresholds).label, resets_at=period.ends_at))
+    return BudgetStatus(budget=budget_out(b, raises), raises=[raise_out(r) for r in raises], periods=standing)
