@@ -3,8 +3,10 @@
     .venv/bin/python -m benchmarks.cli_startup [--runs 7]
 
 Every figure is the median wall time of ``--runs`` runs of the installed ``spendgate`` command as a
-new process (one discarded run first, so the OS file cache holds the code), printed beside the
-baseline, ``python -c pass`` timed the same way in the same run, as a ratio. Two settings:
+new process, printed beside the baseline, ``python -c pass`` timed the same way in the same run, as a
+ratio. One discarded run comes first, so the OS file cache holds the code and Python's bytecode cache
+holds it compiled, as on a user's machine (``PYTHONDONTWRITEBYTECODE`` is dropped for the commands
+timed; the cache goes to a scratch ``PYTHONPYCACHEPREFIX``, not into the tree). Two settings:
 
 * **database URL**: ``SPENDGATE_DATABASE_URL`` names a migrated database on the benchmark's server.
   A command's time is its imports, the settings, one connection and its queries: no embedded
@@ -47,9 +49,13 @@ def spendgate_exe() -> str:
     return str(exe) if exe.exists() else "spendgate"
 
 
+PYCACHE = tempfile.mkdtemp(prefix="sg-bench-pyc-")
+
+
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SPENDGATE_")}
-    return {**env, "SPENDGATE_CONFIG": "", "SPENDGATE_LOG_LEVEL": "error", **extra}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("SPENDGATE_") and k != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, "PYTHONPYCACHEPREFIX": PYCACHE, "SPENDGATE_CONFIG": "", "SPENDGATE_LOG_LEVEL": "error", **extra}
 
 
 def timed(argv: list[str], env: dict[str, str], runs: int) -> tuple[float, str]:

@@ -2,7 +2,9 @@
 
 Each area owns the commands that operate on it, in its own ``cli`` module (``COMMANDS``, a list of
 click commands and groups); this module names each of those modules in code, so a missing one is an
-import error that mypy sees, and no service imports another.
+import error that mypy sees, and no service imports another. Those modules are cheap to import (click
+and :mod:`spendgate.core.clitools` at the top, everything else inside the command functions), so
+``spendgate keys list`` does not pay for aiohttp, numpy or the proxy (``tests/unit/test_cli_imports.py``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import click
 from spendgate.admin import budgets_cli, keys_cli
 from spendgate.admin import cli as admin_cli
 from spendgate.alerter import cli as alerter_cli
-from spendgate.core.clitools import Ctx
+from spendgate.core.clitools import Ctx, Root, data_dir_option
 from spendgate.forecaster import cli as forecaster_cli
 from spendgate.ledger import cli as ledger_cli
 from spendgate.proxy import cli as proxy_cli
@@ -27,9 +29,8 @@ AREA_COMMANDS: tuple[list[click.Command], ...] = (
 )
 
 
-@click.group()
-@click.option("--data-dir", type=click.Path(path_type=Path), envvar="SPENDGATE_DATA_DIR",
-              help="State directory (embedded database, spool). Default: the user data dir.")
+@click.group(cls=Root)
+@data_dir_option
 @click.pass_context
 def main(ctx: click.Context, data_dir: Path | None) -> None:
     """spendgate: meter, budget and forecast what coding agents spend."""

@@ -1,7 +1,7 @@
 """``spendgate up``: the embedded default in one process.
 
 Embedded PostgreSQL under the data dir (unless ``SPENDGATE_DATABASE_URL`` is set), the Postgres bus
-(unless ``SPENDGATE_BUS`` names Kafka), migrations, then every service in :data:`SERVICES`, each a
+(unless ``SPENDGATE_BUS`` names Kafka), migrations, then every service of :func:`services`, each a
 ``serve(runtime, stop)`` coroutine of its area. SIGTERM / SIGINT set ``stop``;
 each service drains within its own deadline.
 """
@@ -9,25 +9,35 @@ each service drains within its own deadline.
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
-from spendgate.admin import service as admin_service
-from spendgate.alerter import service as alerter_service
-from spendgate.core.clitools import Ctx, pass_ctx, run
-from spendgate.forecaster import service as forecaster_service
-from spendgate.ledger import service as ledger_service
-from spendgate.proxy import service as proxy_service
-from spendgate.runtime import Runtime, Serve, run_services
+from spendgate.core.clitools import Ctx, check_port_free, pass_ctx, run
 
-SERVICES: dict[str, Serve] = {
-    "ledger": ledger_service.serve,
-    "proxy": proxy_service.serve,
-    "alerter": alerter_service.serve,
-    "forecaster": forecaster_service.serve,
-    "admin": admin_service.serve,
-}
-"""Every service ``spendgate up`` runs, named in code: a missing one is an import error, not a skip."""
+if TYPE_CHECKING:
+    from spendgate.runtime import Runtime, Serve
+
+
+def services() -> dict[str, Serve]:
+    """Every service ``spendgate up`` runs, named in code: a missing one is an import error, not a skip.
+
+    Imported when called, not with this module: the root command imports it, and ``spendgate keys
+    list`` has no use for the proxy, aiohttp or numpy.
+    """
+    from spendgate.admin import service as admin_service
+    from spendgate.alerter import service as alerter_service
+    from spendgate.forecaster import service as forecaster_service
+    from spendgate.ledger import service as ledger_service
+    from spendgate.proxy import service as proxy_service
+
+    return {
+        "ledger": ledger_service.serve,
+        "proxy": proxy_service.serve,
+        "alerter": alerter_service.serve,
+        "forecaster": forecaster_service.serve,
+        "admin": admin_service.serve,
+    }
 
 
 def codex_snippet(base_url: str, model: str = "gpt-5.1") -> str:
@@ -46,13 +56,21 @@ def codex_snippet(base_url: str, model: str = "gpt-5.1") -> str:
 
 
 @click.command("up")
-@click.option("--host", default=None, help="Proxy listen address (default 127.0.0.1).")
-@click.option("--port", type=int, default=None, help="Proxy listen port (default 8080).")
+@click.option("--host", default=None, help="Listen address of the proxy and the admin API (default 127.0.0.1).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Proxy listen port (default 8080).")
+@click.option("--admin-port", type=click.IntRange(1, 65535), default=None,
+              help="Admin API listen port (default 8081; the API runs when SPENDGATE_ADMIN_TOKEN is set).")
 @pass_ctx
-def up(ctx: Ctx, host: str | None, port: int | None) -> None:
+def up(ctx: Ctx, host: str | None, port: int | None, admin_port: int | None) -> None:
     """Run everything in one process: embedded PostgreSQL and bus, migrations, proxy, ledger, workers."""
-    update: dict[str, object] = {k: v for k, v in (("host", host), ("proxy_port", port)) if v is not None}
+    from spendgate.runtime import run_services
+
+    update: dict[str, object] = {k: v for k, v in (("host", host), ("proxy_port", port),
+                                                   ("admin_port", admin_port)) if v is not None}
     settings = ctx.settings.model_copy(update=update) if update else ctx.settings
+    check_port_free(settings.host, settings.proxy_port, "--port")
+    if settings.admin_token is not None and settings.admin_token.get_secret_value():
+        check_port_free(settings.host, settings.admin_port, "--admin-port")
     base_url = f"http://{settings.host}:{settings.proxy_port}/v1"
 
     def ready(runtime: Runtime) -> None:
@@ -62,4 +80,4 @@ def up(ctx: Ctx, host: str | None, port: int | None) -> None:
         click.echo(codex_snippet(base_url))
         sys.stdout.flush()
 
-    run(run_services(settings, SERVICES, on_ready=ready, create=True))
+    run(run_services(settings, services(), on_ready=ready, create=True))

@@ -1,52 +1,102 @@
 """``spendgate budgets …``: set, list, show, raise and delete budgets (every change audited and
-announced to the proxies, which apply it within a second)."""
+announced to the proxies, which apply it within a second).
+
+A key scope may name the key by its id or by the prefix ``keys list`` shows; a key that does not exist
+is refused, a developer or team no key belongs to is warned about (with a "did you mean"). Imports
+beyond click happen inside the commands: this module is imported by every ``spendgate`` call.
+"""
 
 from __future__ import annotations
 
 import getpass
-import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
-from spendgate.core.clitools import Ctx, pass_ctx, run
-from spendgate.domain.enforcement.policy import Budget, BudgetRaise, Policy, Thresholds, budget_of
-from spendgate.domain.enforcement.scopes import parse_scope
-from spendgate.domain.enforcement.stages import stage_for
-from spendgate.domain.errors import ConfigError
-from spendgate.domain.money import format_usd, usd_str, usd_to_micros
-from spendgate.domain.periods import PeriodKind, period_containing
-from spendgate.runtime import open_database
-from spendgate.store.budgets import store
+from spendgate.core.clitools import (
+    DOCUMENT_FORMATS,
+    CliError,
+    Ctx,
+    api_option,
+    did_you_mean,
+    format_option,
+    nonempty,
+    pass_ctx,
+    run,
+    valid_timezone,
+    warn,
+)
+
+if TYPE_CHECKING:
+    from spendgate.admin.client import Source
 
 
 def _usd(value: str | None, what: str) -> int | None:
+    from spendgate.domain.money import usd_to_micros
+
     if value is None:
         return None
     try:
-        return usd_to_micros(value)
+        amount = usd_to_micros(value)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint=what) from exc
+        raise click.BadParameter(str(exc), param_hint=f"'{what}'") from None
+    if amount <= 0:
+        raise click.BadParameter(f"must be more than $0, not {value}", param_hint=f"'{what}'")
+    return amount
 
 
 def _thresholds(value: str | None) -> list[int] | None:
     if value is None:
         return None
     try:
-        return [int(p) for p in value.split(",")]
-    except ValueError as exc:
-        raise click.BadParameter("give three whole percentages, e.g. 80,95,110", param_hint="--thresholds") from exc
+        values = [int(p) for p in value.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 3 or not 0 < values[0] <= values[1] <= values[2]:
+        raise click.BadParameter("give three rising whole percentages, e.g. 80,95,110", param_hint="'--thresholds'")
+    return values
 
 
-def _budget_json(b: Budget) -> dict[str, Any]:
-    return {"scope": b.scope, "daily": None if b.daily_micros is None else usd_str(b.daily_micros),
-            "monthly": None if b.monthly_micros is None else usd_str(b.monthly_micros), "timezone": b.timezone,
-            "thresholds": b.thresholds.as_list(), "at_pause": b.at_pause, "retry_cap": b.retry_cap}
+def _scope(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    from spendgate.domain.enforcement.scopes import parse_scope
+    from spendgate.domain.errors import ConfigError
+
+    if value is None:
+        return None
+    try:
+        return parse_scope(value)
+    except ConfigError as exc:
+        raise click.BadParameter(exc.message.removeprefix("bad scope ")) from None
 
 
-def _money(micros: int | None) -> str:
-    return "-" if micros is None else format_usd(micros)
+scope_option = click.option("--scope", required=True, callback=_scope,
+                            help="key:<id or prefix>, developer:<name>, team:<name> or org")
+
+
+async def resolve_scope(source: Source, scope: str, *, warn_unknown: bool) -> str:
+    """``scope`` with a key prefix replaced by its key id; an unknown key is refused, and (with
+    ``warn_unknown``) a developer or team no key belongs to is warned about."""
+    from spendgate.domain.enforcement.scopes import ORG
+
+    if scope == ORG:
+        return scope
+    kind, _, name = scope.partition(":")
+    if kind == "key":
+        found = [k for k in (await source.keys(include_revoked=True)).keys if name in (k.key_id, k.key_prefix)]
+        if not found:
+            raise CliError(f"no key {name!r} (see spendgate keys list --all)")
+        if len(found) > 1:
+            raise CliError(f"key prefix {name!r} is ambiguous: it matches {len(found)} keys "
+                           f"({', '.join(k.key_id for k in found)}); give the key id")
+        return f"key:{found[0].key_id}"
+    if warn_unknown:
+        teams = (await source.teams()).teams
+        known = {t.team for t in teams} if kind == "team" else {d for t in teams for d in t.developers}
+        if name not in known:
+            warn(f"no {kind} {name!r} has a key or usage this month, so this budget applies to nobody yet"
+                 f"{did_you_mean(name, known)}")
+    return scope
 
 
 @click.group()
@@ -55,144 +105,146 @@ def budgets() -> None:
 
 
 @budgets.command("set")
-@click.option("--scope", required=True, help="key:<id>, developer:<name>, team:<name> or org")
+@scope_option
 @click.option("--daily", help="Daily budget in USD, e.g. 40")
 @click.option("--monthly", help="Monthly budget in USD, e.g. 800")
-@click.option("--timezone", help="IANA timezone of the scope's days and months (default UTC)")
+@click.option("--timezone", callback=valid_timezone,
+              help="IANA time zone of the scope's days and months (default: default_timezone)")
 @click.option("--thresholds", help="alert,downgrade,pause percentages (default 80,95,110)")
 @click.option("--at-pause", type=click.Choice(["refuse", "cheapest"]), help="What happens at the pause stage")
-@click.option("--retry-cap", type=int, help="Retries of the same failing tool call before a session is stopped")
-@click.option("--actor", default=getpass.getuser, show_default="current user", help="Recorded in the audit trail")
+@click.option("--retry-cap", type=click.IntRange(0, 1000),
+              help="Retries of the same failing tool call before a session is stopped")
+@click.option("--actor", default=getpass.getuser, show_default="current user", callback=nonempty,
+              help="Recorded in the audit trail")
 @pass_ctx
 def set_(ctx: Ctx, scope: str, daily: str | None, monthly: str | None, timezone: str | None,
          thresholds: str | None, at_pause: str | None, retry_cap: int | None, actor: str) -> None:
     """Create a budget, or change the given fields of an existing one."""
+    from spendgate.admin.client import DatabaseSource
+    from spendgate.domain.enforcement.policy import Budget, Thresholds, budget_of
+    from spendgate.domain.money import format_usd
+    from spendgate.store.budgets import store
 
-    async def main() -> None:
-        async with open_database(ctx.settings) as (_url, pool):
-            old = await store.get_budget(pool, scope)
-            base = old or Budget(parse_scope(scope), timezone=ctx.settings.default_timezone,
+    daily_micros, monthly_micros, limits = _usd(daily, "--daily"), _usd(monthly, "--monthly"), _thresholds(thresholds)
+
+    async def main() -> str:
+        async with ctx.database() as pool:
+            target = await resolve_scope(DatabaseSource(pool, ctx.settings), scope, warn_unknown=True)
+            old = await store.get_budget(pool, target)
+            base = old or Budget(target, timezone=ctx.settings.default_timezone,
                                  thresholds=Thresholds.of(ctx.settings.enforcement.thresholds_pct))
             b = budget_of(
                 base.scope,
-                daily_micros=_usd(daily, "--daily") if daily is not None else base.daily_micros,
-                monthly_micros=_usd(monthly, "--monthly") if monthly is not None else base.monthly_micros,
+                daily_micros=daily_micros if daily_micros is not None else base.daily_micros,
+                monthly_micros=monthly_micros if monthly_micros is not None else base.monthly_micros,
                 timezone=timezone or base.timezone,
-                thresholds=_thresholds(thresholds) or base.thresholds.as_list(),
+                thresholds=limits or base.thresholds.as_list(),
                 at_pause=at_pause or base.at_pause,
                 retry_cap=retry_cap if retry_cap is not None else base.retry_cap,
             )
             await store.set_budget(pool, b, actor=actor)
-            click.echo(f"budget for {b.scope}: daily {_money(b.daily_micros)}, monthly {_money(b.monthly_micros)}"
-                       f" ({b.timezone}, thresholds {b.thresholds.as_list()}, at pause: {b.at_pause})")
 
-    run(main())
+        def money(micros: int | None) -> str:
+            return "-" if micros is None else format_usd(micros)
+
+        return (f"budget for {b.scope}: daily {money(b.daily_micros)}, monthly {money(b.monthly_micros)}"
+                f" ({b.timezone}, thresholds {b.thresholds.as_list()}, at pause: {b.at_pause})")
+
+    click.echo(run(main()))
 
 
 @budgets.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output")
+@format_option()
+@api_option
 @pass_ctx
-def list_(ctx: Ctx, as_json: bool) -> None:
-    """Every budget with its active raises."""
+def list_(ctx: Ctx, fmt: str, api_url: str | None) -> None:
+    """Every budget, with the raises active now (raised: added to its daily and monthly budget)."""
+    from spendgate.admin import render
+    from spendgate.admin.client import open_source
 
-    async def main() -> None:
-        async with open_database(ctx.settings) as (_url, pool):
-            rows, raises = await store.load_budgets(pool, datetime.now(UTC))
-        if as_json:
-            click.echo(json.dumps([_budget_json(b) for b in rows], indent=2))
-            return
-        click.echo(f"{'scope':<28} {'daily':>12} {'monthly':>12}  {'timezone':<18} {'thresholds':<12} at pause")
-        for b in rows:
-            extra = sum(r.amount_micros for r in raises if r.scope == b.scope)
-            note = f"  (+{format_usd(extra)} raise)" if extra else ""
-            click.echo(f"{b.scope:<28} {_money(b.daily_micros):>12} {_money(b.monthly_micros):>12}  "
-                       f"{b.timezone:<18} {','.join(map(str, b.thresholds.as_list())):<12} {b.at_pause}{note}")
+    async def main() -> str:
+        async with open_source(ctx, api_url) as source:
+            return render.budgets(await source.budgets(), fmt)
 
-    run(main())
+    click.echo(run(main()))
 
 
 @budgets.command("show")
-@click.option("--scope", required=True)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output")
+@scope_option
+@format_option(*DOCUMENT_FORMATS)
+@api_option
 @pass_ctx
-def show(ctx: Ctx, scope: str, as_json: bool) -> None:
+def show(ctx: Ctx, scope: str, fmt: str, api_url: str | None) -> None:
     """A budget, its active raises and where this day's and month's spend stands."""
+    from spendgate.admin import render
+    from spendgate.admin.client import open_source
 
-    async def main() -> None:
-        now = datetime.now(UTC)
-        async with open_database(ctx.settings) as (_url, pool):
-            b = await store.get_budget(pool, scope)
-            if b is None:
-                raise ConfigError(f"no budget for {parse_scope(scope)}")
-            _, raises = await store.load_budgets(pool, now)
-            periods = {k: period_containing(k, now, b.timezone) for k in PeriodKind}
-            rows = await store.balances_of(pool, b.scope, {k.value: p.start for k, p in periods.items()})
-        policy = Policy(budgets={b.scope: b}, raises=tuple(raises))
-        spent = {r.period: r.spent_micros for r in rows}
-        out: dict[str, Any] = {**_budget_json(b), "raises": [], "periods": []}
-        for r in (r for r in raises if r.scope == b.scope):
-            out["raises"].append({"by": usd_str(r.amount_micros), "until": r.until.isoformat(), "reason": r.reason})
-        for kind, period in periods.items():
-            limit = policy.effective_micros(b, kind, now)
-            if limit is not None:
-                s = spent.get(kind.value, 0)
-                out["periods"].append({"period": kind.value, "start": period.start.isoformat(),
-                                       "spent": usd_str(s), "budget": usd_str(limit),
-                                       "stage": stage_for(s, limit, b.thresholds).label,
-                                       "resets_at": period.ends_at.isoformat()})
-        if as_json:
-            click.echo(json.dumps(out, indent=2))
-            return
-        click.echo(f"{b.scope}  ({b.timezone}, thresholds {b.thresholds.as_list()}, at pause: {b.at_pause}, "
-                   f"retry cap: {b.retry_cap if b.retry_cap is not None else 'default'})")
-        for p in out["periods"]:
-            click.echo(f"  {p['period']:<6} {p['start']}  spent ${p['spent']} of ${p['budget']}  stage {p['stage']}"
-                       f"  resets {p['resets_at']}")
-        for r in out["raises"]:
-            click.echo(f"  raise +${r['by']} until {r['until']}: {r['reason']}")
+    async def main() -> str:
+        async with open_source(ctx, api_url) as source:
+            target = await resolve_scope(source, scope, warn_unknown=False)
+            return render.budget(await source.budget(target), fmt)
 
-    run(main())
+    click.echo(run(main()))
+
+
+def _until(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        ends = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"use ISO 8601 with a time zone, e.g. 2026-12-01T00:00Z, not {value!r}") from None
+    if ends.tzinfo is None:
+        raise click.BadParameter("give a time zone, e.g. 2026-12-01T00:00Z")
+    if ends <= datetime.now(UTC):
+        raise click.BadParameter(f"{ends.isoformat()} is in the past: a raise must end in the future")
+    return ends
 
 
 @budgets.command("raise")
-@click.option("--scope", required=True)
+@scope_option
 @click.option("--by", "by", required=True, help="USD added to the scope's budgets while the raise lasts")
-@click.option("--until", "until", required=True, help="When the raise ends, e.g. 2026-12-01T00:00Z")
-@click.option("--reason", required=True)
-@click.option("--actor", default=getpass.getuser, show_default="current user")
+@click.option("--until", "until", required=True, callback=_until,
+              help="When the raise ends, in the future, e.g. 2026-12-01T00:00Z")
+@click.option("--reason", required=True, callback=nonempty)
+@click.option("--actor", default=getpass.getuser, show_default="current user", callback=nonempty)
 @pass_ctx
-def raise_(ctx: Ctx, scope: str, by: str, until: str, reason: str, actor: str) -> None:
+def raise_(ctx: Ctx, scope: str, by: str, until: datetime, reason: str, actor: str) -> None:
     """Raise a scope's budgets temporarily; the raise expires by itself."""
-    try:
-        ends = datetime.fromisoformat(until)
-    except ValueError as exc:
-        raise click.BadParameter("use ISO 8601, e.g. 2026-12-01T00:00Z", param_hint="--until") from exc
-    if ends.tzinfo is None:
-        raise click.BadParameter("give a timezone, e.g. 2026-12-01T00:00Z", param_hint="--until")
+    from spendgate.admin.client import DatabaseSource
+    from spendgate.domain.enforcement.policy import BudgetRaise
+    from spendgate.domain.money import format_usd
+    from spendgate.store.budgets import store
+
     amount = _usd(by, "--by")
     assert amount is not None
 
-    async def main() -> None:
-        async with open_database(ctx.settings) as (_url, pool):
-            await store.raise_budget(pool, BudgetRaise(parse_scope(scope), amount, ends, reason), actor=actor)
-        click.echo(f"raised {parse_scope(scope)} by {format_usd(amount)} until {ends.isoformat()}")
+    async def main() -> str:
+        async with ctx.database() as pool:
+            target = await resolve_scope(DatabaseSource(pool, ctx.settings), scope, warn_unknown=False)
+            await store.raise_budget(pool, BudgetRaise(target, amount, until, reason), actor=actor)
+        return f"raised {target} by {format_usd(amount)} until {until.isoformat()}"
 
-    run(main())
+    click.echo(run(main()))
 
 
 @budgets.command("delete")
-@click.option("--scope", required=True)
-@click.option("--actor", default=getpass.getuser, show_default="current user")
+@scope_option
+@click.option("--actor", default=getpass.getuser, show_default="current user", callback=nonempty)
 @pass_ctx
 def delete(ctx: Ctx, scope: str, actor: str) -> None:
-    """Remove a scope's budget (and its raises)."""
+    """Remove a scope's budget (and its raises); a scope without a budget is an error, as for show."""
+    from spendgate.admin.client import DatabaseSource
+    from spendgate.store.budgets import store
 
-    async def main() -> None:
-        async with open_database(ctx.settings) as (_url, pool):
-            found = await store.delete_budget(pool, scope, actor=actor)
-        click.echo(f"deleted the budget of {parse_scope(scope)}" if found else f"no budget for {parse_scope(scope)}")
+    async def main() -> str:
+        async with ctx.database() as pool:
+            target = await resolve_scope(DatabaseSource(pool, ctx.settings), scope, warn_unknown=False)
+            if not await store.delete_budget(pool, target, actor=actor):
+                raise CliError(f"no budget for {target}")
+        return target
 
-    run(main())
+    click.echo(f"deleted the budget of {run(main())}")
 
 
 COMMANDS: list[click.Command] = [budgets]

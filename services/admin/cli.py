@@ -1,63 +1,93 @@
-"""``spendgate report …``, ``spendgate sessions show``, ``spendgate policy …`` and ``spendgate admin``.
+"""``spendgate report …``, ``spendgate sessions list|show``, ``spendgate policy …`` and ``spendgate admin``.
 
-Reports read the database directly, or a running admin API with ``--api URL`` (or
-``SPENDGATE_ADMIN_URL``); both go through the same report functions, so they print the same thing.
+Every read here takes ``--api URL`` (or ``SPENDGATE_ADMIN_URL``) to read through a running admin API
+instead of the database; both go through the same functions (:mod:`spendgate.admin.client`), so they
+print the same thing. Imports beyond click happen inside the commands: this module is imported by
+every ``spendgate`` call.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from datetime import date
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import aiohttp
 import click
 
-from spendgate.admin import render
-from spendgate.admin.client import ApiSource, DatabaseSource, ReportSource
 from spendgate.admin.policy_cli import policy
-from spendgate.admin.service import serve
-from spendgate.admin.window import GROUPINGS, Filters, WindowError, parse_date
-from spendgate.core.clitools import Ctx, pass_ctx, run
-from spendgate.core.config import Settings
-from spendgate.domain.errors import ConfigError
-from spendgate.runtime import open_database, run_services
+from spendgate.core.clitools import (
+    DOCUMENT_FORMATS,
+    CliError,
+    Ctx,
+    api_option,
+    check_port_free,
+    did_you_mean,
+    format_option,
+    nonempty,
+    pass_ctx,
+    run,
+    timezone_option,
+    warn,
+)
 
-api_option = click.option("--api", "api_url", envvar="SPENDGATE_ADMIN_URL", default=None,
-                          help="Read through a running admin API (e.g. http://127.0.0.1:8081) instead of "
-                               "the database; uses SPENDGATE_ADMIN_TOKEN.")
-tz_option = click.option("--tz", default=None, help="IANA timezone of the days (default: default_timezone).")
-format_option = click.option("--format", "fmt", type=click.Choice(render.FORMATS), default="table",
-                             show_default=True)
+if TYPE_CHECKING:
+    from spendgate.admin.client import Source
+    from spendgate.admin.window import Filters
 
+F = TypeVar("F", bound=Callable[..., Any])
 
-@contextlib.asynccontextmanager
-async def open_source(settings: Settings, api_url: str | None) -> AsyncIterator[ReportSource]:
-    if api_url:
-        if settings.admin_token is None:
-            raise ConfigError("--api needs the admin token: set SPENDGATE_ADMIN_TOKEN")
-        async with aiohttp.ClientSession() as http:
-            yield ApiSource(http, api_url, settings.admin_token.get_secret_value())
-        return
-    async with open_database(settings) as (_, pool):
-        yield DatabaseSource(pool, settings)
+BY = ("session", "developer", "team", "cost-center", "repo")
+"""``--by`` values, spelt as the filter options are (``--cost-center``); the API's names use ``_``."""
+NAMED = ("developer", "team", "cost_center")
+"""Filters whose unknown values are warned about, with a "did you mean"."""
 
 
 def _dates(from_: str | None, to: str | None) -> tuple[date | None, date | None]:
-    try:
-        return parse_date(from_, what="--from"), parse_date(to, what="--to")
-    except WindowError as exc:
-        raise click.BadParameter(str(exc)) from None
+    from spendgate.admin.window import WindowError, parse_date
+
+    days = []
+    for flag, value in (("--from", from_), ("--to", to)):
+        try:
+            days.append(parse_date(value, what=flag))
+        except WindowError as exc:
+            raise click.BadParameter(str(exc).removeprefix(f"{flag} "), param_hint=f"'{flag}'") from None
+    start, end = days
+    if start and end and start > end:
+        raise click.BadParameter(f"{start} is after --to {end}", param_hint="'--from'")
+    return start, end
 
 
-def _filters(developer: str | None, team: str | None, cost_center: str | None, repo: str | None) -> Filters:
-    return Filters(developer=developer, team=team, cost_center=cost_center, repo=repo)
-
-
-def _filter_options(f: click.decorators.FC) -> click.decorators.FC:
+def window_options(f: F) -> F:
+    """``--from``, ``--to``, the four filters and ``--timezone``, shared by every report."""
+    f = timezone_option(f)
     for name in ("repo", "cost-center", "team", "developer"):
-        f = click.option(f"--{name}", default=None, help=f"Only usage of this {name.replace('-', ' ')}.")(f)
-    return f
+        f = click.option(f"--{name}", default=None, callback=nonempty,
+                         help=f"Only usage of this {name.replace('-', ' ')}.")(f)
+    f = click.option("--to", help="Last day, inclusive (default: end of this month).")(f)
+    return click.option("--from", "from_", help="First day, e.g. 2026-11-01 (default: 1st of this month).")(f)
+
+
+def _filters(options: dict[str, Any]) -> Filters:
+    from spendgate.admin.window import Filters
+
+    return Filters(developer=options["developer"], team=options["team"], cost_center=options["cost_center"],
+                   repo=options["repo"])
+
+
+async def warn_unknown(source: Source, filters: Filters, *, found: bool) -> None:
+    """When a filtered report came back empty, warn about a developer, team or cost center that has
+    no key and no usage this month: a typo would otherwise read as "no spend"."""
+    asked = {k: getattr(filters, k) for k in NAMED if getattr(filters, k) is not None}
+    if found or not asked:
+        return
+    teams = (await source.teams()).teams
+    known: dict[str, set[str]] = {
+        "developer": {d for t in teams for d in t.developers}, "team": {t.team for t in teams},
+        "cost_center": {c for t in teams for c in t.cost_centers}}
+    for kind, value in asked.items():
+        if value not in known[kind]:
+            warn(f"no {kind.replace('_', ' ')} {value!r} has a key or usage this month"
+                 f"{did_you_mean(value, known[kind])}")
 
 
 @click.group()
@@ -66,54 +96,55 @@ def report() -> None:
 
 
 @report.command("chargeback")
-@click.option("--by", type=click.Choice(list(GROUPINGS)), default="team", show_default=True)
-@click.option("--from", "from_", help="First day, e.g. 2026-11-01 (default: 1st of this month).")
-@click.option("--to", help="Last day, inclusive (default: end of this month).")
-@_filter_options
-@tz_option
-@format_option
+@click.option("--by", type=click.Choice(BY), default="team", show_default=True, help="One line per …")
+@window_options
+@format_option()
 @api_option
 @pass_ctx
-def chargeback_cmd(ctx: Ctx, by: str, from_: str | None, to: str | None, developer: str | None,
-                   team: str | None, cost_center: str | None, repo: str | None, tz: str | None, fmt: str,
-                   api_url: str | None) -> None:
+def chargeback_cmd(ctx: Ctx, /, by: str, from_: str | None, to: str | None, tz: str | None, fmt: str,
+                   api_url: str | None, **filter_values: str | None) -> None:
     """Spend per session, developer, team, cost center or repo, with a total that matches the ledger."""
+    from spendgate.admin import render
+    from spendgate.admin.client import open_source
+
     start, end = _dates(from_, to)
+    filters = _filters(filter_values)
 
     async def go() -> str:
-        async with open_source(ctx.settings, api_url) as source:
-            found = await source.chargeback(by, start, end, _filters(developer, team, cost_center, repo), tz)
+        async with open_source(ctx, api_url) as source:
+            found = await source.chargeback(by.replace("-", "_"), start, end, filters, tz)
+            await warn_unknown(source, filters, found=bool(found.lines))
             return render.chargeback(found, fmt)
 
     click.echo(run(go()))
 
 
 @report.command("cache")
-@click.option("--by", type=click.Choice(list(GROUPINGS)), default="developer", show_default=True)
-@click.option("--from", "from_", help="First day (default: 1st of this month).")
-@click.option("--to", help="Last day, inclusive (default: end of this month).")
+@click.option("--by", type=click.Choice(BY), default="developer", show_default=True, help="One line per …")
 @click.option("--flag-below", type=click.IntRange(0, 100), default=None,
               help="Flag sessions under this hit rate in percent (default: settings, 30).")
 @click.option("--min-requests", type=click.IntRange(1), default=None,
               help="Only judge sessions with at least this many requests (default: settings, 5).")
-@_filter_options
-@tz_option
-@format_option
+@window_options
+@format_option()
 @api_option
 @pass_ctx
-def cache_cmd(ctx: Ctx, by: str, from_: str | None, to: str | None, flag_below: int | None,
-              min_requests: int | None, developer: str | None, team: str | None, cost_center: str | None,
-              repo: str | None, tz: str | None, fmt: str, api_url: str | None) -> None:
+def cache_cmd(ctx: Ctx, /, by: str, flag_below: int | None, min_requests: int | None, from_: str | None,
+              to: str | None, tz: str | None, fmt: str, api_url: str | None, **filter_values: str | None) -> None:
     """Prompt-cache hit rate, money saved and money lost to misses; low-hit sessions flagged."""
+    from spendgate.admin import render
+    from spendgate.admin.client import open_source
+
     start, end = _dates(from_, to)
+    filters = _filters(filter_values)
     settings = ctx.settings
     below = settings.cache_flag_below_pct if flag_below is None else flag_below
     least = settings.cache_flag_min_requests if min_requests is None else min_requests
 
     async def go() -> str:
-        async with open_source(settings, api_url) as source:
-            found = await source.cache(by, start, end, _filters(developer, team, cost_center, repo), below, least,
-                                       tz)
+        async with open_source(ctx, api_url) as source:
+            found = await source.cache(by.replace("-", "_"), start, end, filters, below, least, tz)
+            await warn_unknown(source, filters, found=bool(found.lines))
             return render.cache(found, fmt)
 
     click.echo(run(go()))
@@ -121,19 +152,44 @@ def cache_cmd(ctx: Ctx, by: str, from_: str | None, to: str | None, flag_below: 
 
 @click.group()
 def sessions() -> None:
-    """Codex sessions: drill down from a chargeback line to its turns and requests."""
+    """Codex sessions: list them, then drill down from one to its turns and requests."""
+
+
+@sessions.command("list")
+@window_options
+@format_option()
+@api_option
+@pass_ctx
+def list_cmd(ctx: Ctx, /, from_: str | None, to: str | None, tz: str | None, fmt: str, api_url: str | None,
+             **filter_values: str | None) -> None:
+    """Every session in the window (default: this month) with its spend, costliest first."""
+    from spendgate.admin import render
+    from spendgate.admin.client import open_source
+
+    start, end = _dates(from_, to)
+    filters = _filters(filter_values)
+
+    async def go() -> str:
+        async with open_source(ctx, api_url) as source:
+            found = await source.sessions(start, end, filters, tz)
+            await warn_unknown(source, filters, found=bool(found.lines))
+            return render.sessions(found, fmt)
+
+    click.echo(run(go()))
 
 
 @sessions.command("show")
 @click.argument("session_id")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@format_option(*DOCUMENT_FORMATS)
 @api_option
 @pass_ctx
 def show_cmd(ctx: Ctx, session_id: str, fmt: str, api_url: str | None) -> None:
-    """One session as a chargeback line, its turns, and every request of each turn."""
+    """One session as a chargeback line, its turns, and every request of each turn (endpoint, stream)."""
+    from spendgate.admin import render
+    from spendgate.admin.client import open_source
 
     async def go() -> str:
-        async with open_source(ctx.settings, api_url) as source:
+        async with open_source(ctx, api_url) as source:
             return render.session(await source.session(session_id), fmt)
 
     click.echo(run(go()))
@@ -142,11 +198,14 @@ def show_cmd(ctx: Ctx, session_id: str, fmt: str, api_url: str | None) -> None:
 @click.command("admin")
 @pass_ctx
 def admin(ctx: Ctx) -> None:
-    """Run the admin API alone (it also runs inside ``spendgate up``)."""
+    """Run the admin API alone (it also runs inside spendgate up)."""
+    from spendgate.admin.service import serve
+    from spendgate.runtime import run_services
 
     settings = ctx.settings
     if settings.admin_token is None:
-        raise click.ClickException("set SPENDGATE_ADMIN_TOKEN first: every admin API call needs it")
+        raise CliError("set SPENDGATE_ADMIN_TOKEN first: every admin API call needs it")
+    check_port_free(settings.host, settings.admin_port, "SPENDGATE_ADMIN_PORT")
     run(run_services(settings, {"admin": serve}))
 
 

@@ -1,39 +1,85 @@
-"""Where the CLI's reports come from: the database directly, or a running admin API.
+"""Where the CLI's read commands get their data: the database directly, or a running admin API.
 
-Both sources return the same typed reports: the database source calls the report functions, the
-API source calls the admin API (whose handlers call those same functions) and decodes its JSON into
-the same types. So ``spendgate report …`` prints the same thing either way.
+Both sources return the same typed documents: the database source calls the functions the admin
+API's handlers call, the API source calls the admin API and decodes its JSON into the same types. So
+``spendgate report …``, ``sessions …``, ``keys list``, ``budgets list|show`` and ``policy show``
+print the same thing either way (``--api URL``). A document the API does not have is the same
+one-line error both ways (``no budget for team:x``).
+
+aiohttp is imported only when ``--api`` is used: a command on the database does not pay for it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, date, datetime
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from urllib.parse import quote
 
-import aiohttp
-import asyncpg
 import msgspec
 
-from spendgate.admin.cache import CacheReport, cache_report
-from spendgate.admin.reports import Chargeback, chargeback
-from spendgate.admin.sessions import SessionDetail, SessionNotFound, session_detail
-from spendgate.admin.window import Filters, Window
-from spendgate.core.config import Settings
-from spendgate.domain.errors import SpendgateError
-from spendgate.domain.periods import zone
+from spendgate.core.clitools import Ctx
+from spendgate.domain.errors import ConfigError, SpendgateError
+
+if TYPE_CHECKING:
+    import aiohttp
+    import asyncpg
+
+    from spendgate.admin.cache import CacheReport
+    from spendgate.admin.directory import Teams
+    from spendgate.admin.reports import Chargeback
+    from spendgate.admin.sessions import SessionDetail
+    from spendgate.admin.views import Budgets, BudgetStatus, KeyList
+    from spendgate.admin.window import Filters, Window
+    from spendgate.core.config import Settings
 
 T = TypeVar("T")
 
 
-class ReportSource(Protocol):
+class Source(Protocol):
     async def chargeback(self, by: str, from_date: date | None, to_date: date | None,
                          filters: Filters, tz: str | None = None) -> Chargeback: ...
 
     async def cache(self, by: str, from_date: date | None, to_date: date | None, filters: Filters,
                     flag_below_pct: int, min_requests: int, tz: str | None = None) -> CacheReport: ...
 
+    async def sessions(self, from_date: date | None, to_date: date | None, filters: Filters,
+                       tz: str | None = None) -> Chargeback: ...
+
     async def session(self, session_id: str) -> SessionDetail: ...
+
+    async def keys(self, *, include_revoked: bool) -> KeyList: ...
+
+    async def budgets(self) -> Budgets: ...
+
+    async def budget(self, scope: str) -> BudgetStatus: ...
+
+    async def policy(self) -> dict[str, Any]: ...
+
+    async def teams(self) -> Teams: ...
+
+
+@contextlib.asynccontextmanager
+async def open_source(ctx: Ctx, api_url: str | None) -> AsyncIterator[Source]:
+    """The admin API at ``api_url`` when given (with ``SPENDGATE_ADMIN_TOKEN``), else the database."""
+    settings = ctx.settings
+    if api_url:
+        async with open_api(settings, api_url) as api:
+            yield api
+        return
+    async with ctx.database() as pool:
+        yield DatabaseSource(pool, settings)
+
+
+@contextlib.asynccontextmanager
+async def open_api(settings: Settings, api_url: str) -> AsyncIterator[ApiSource]:
+    import aiohttp
+
+    if settings.admin_token is None:
+        raise ConfigError("--api needs the admin token: set SPENDGATE_ADMIN_TOKEN")
+    async with aiohttp.ClientSession() as http:
+        yield ApiSource(http, api_url, settings.admin_token.get_secret_value())
 
 
 class DatabaseSource:
@@ -41,25 +87,66 @@ class DatabaseSource:
         self.pool, self.settings, self.prices = pool, settings, settings.pricing.table()
 
     def _window(self, from_date: date | None, to_date: date | None, tz: str | None) -> Window:
+        from spendgate.admin.window import Window
+        from spendgate.domain.periods import zone
+
         tz = tz or self.settings.default_timezone
         zone(tz)
         return Window.of(from_date, to_date, tz=tz, now=datetime.now(UTC))
 
     async def chargeback(self, by: str, from_date: date | None, to_date: date | None,
                          filters: Filters, tz: str | None = None) -> Chargeback:
+        from spendgate.admin.reports import chargeback
+
         return await chargeback(self.pool, self.prices, by=by, window=self._window(from_date, to_date, tz),
                                 filters=filters)
 
     async def cache(self, by: str, from_date: date | None, to_date: date | None, filters: Filters,
                     flag_below_pct: int, min_requests: int, tz: str | None = None) -> CacheReport:
+        from spendgate.admin.cache import cache_report
+
         return await cache_report(self.pool, by=by, window=self._window(from_date, to_date, tz), filters=filters,
                                   flag_below_pct=flag_below_pct, min_requests=min_requests)
 
+    async def sessions(self, from_date: date | None, to_date: date | None, filters: Filters,
+                       tz: str | None = None) -> Chargeback:
+        return await self.chargeback("session", from_date, to_date, filters, tz)
+
     async def session(self, session_id: str) -> SessionDetail:
+        from spendgate.admin.sessions import SessionNotFound, session_detail
+
         try:
             return await session_detail(self.pool, self.prices, session_id)
         except SessionNotFound as exc:
             raise SpendgateError(str(exc)) from None
+
+    async def keys(self, *, include_revoked: bool) -> KeyList:
+        from spendgate.admin.views import key_list
+
+        return await key_list(self.pool, include_revoked=include_revoked)
+
+    async def budgets(self) -> Budgets:
+        from spendgate.admin.views import budget_list
+
+        return await budget_list(self.pool, datetime.now(UTC))
+
+    async def budget(self, scope: str) -> BudgetStatus:
+        from spendgate.admin.views import budget_status
+
+        found = await budget_status(self.pool, scope, datetime.now(UTC))
+        if found is None:
+            raise SpendgateError(f"no budget for {scope}")
+        return found
+
+    async def policy(self) -> dict[str, Any]:
+        from spendgate.admin.policy import live_policy, to_document
+
+        return to_document(await live_policy(self.pool, self.settings.enforcement, datetime.now(UTC)))
+
+    async def teams(self) -> Teams:
+        from spendgate.admin.directory import list_teams
+
+        return await list_teams(self.pool, now=datetime.now(UTC), tz=self.settings.default_timezone)
 
 
 def _query(by: str | None, from_date: date | None, to_date: date | None, filters: Filters,
@@ -78,6 +165,14 @@ def _query(by: str | None, from_date: date | None, to_date: date | None, filters
     return q
 
 
+class _PolicyDocument(msgspec.Struct, frozen=True):
+    policy: dict[str, Any]
+
+
+_SAME_AS_DATABASE = (400, 404, 409)
+"""Statuses whose message reads as the database source's error does (``no budget for org``)."""
+
+
 class ApiSource:
     """A running admin API at ``base_url`` (``http://127.0.0.1:8081``), called with the admin token."""
 
@@ -86,6 +181,8 @@ class ApiSource:
 
     async def call(self, method: str, path: str, result: type[T], *, query: Mapping[str, str] | None = None,
                    body: Any = None) -> T:
+        import aiohttp
+
         try:
             async with self.http.request(
                 method, self.base_url + path, params=query, json=body,
@@ -97,22 +194,62 @@ class ApiSource:
                         message = msgspec.json.decode(raw)["error"]["message"]
                     except (msgspec.DecodeError, KeyError, TypeError):
                         message = raw.decode(errors="replace")[:500]
+                    if resp.status in _SAME_AS_DATABASE:
+                        raise SpendgateError(message)
                     raise SpendgateError(f"admin API {resp.status}: {message}")
-                return msgspec.json.decode(raw, type=result)
+                try:
+                    return msgspec.json.decode(raw, type=result)
+                except msgspec.DecodeError as exc:
+                    raise SpendgateError(f"{self.base_url} did not answer as the admin API does: {exc}") from None
         except aiohttp.ClientError as exc:
             raise SpendgateError(f"cannot reach the admin API at {self.base_url}: {exc}") from exc
 
     async def chargeback(self, by: str, from_date: date | None, to_date: date | None,
                          filters: Filters, tz: str | None = None) -> Chargeback:
+        from spendgate.admin.reports import Chargeback
+
         return await self.call("GET", "/v1/reports/chargeback", Chargeback,
                                query=_query(by, from_date, to_date, filters, tz=tz))
 
     async def cache(self, by: str, from_date: date | None, to_date: date | None, filters: Filters,
                     flag_below_pct: int, min_requests: int, tz: str | None = None) -> CacheReport:
+        from spendgate.admin.cache import CacheReport
+
         return await self.call("GET", "/v1/reports/cache", CacheReport, query=_query(
             by, from_date, to_date, filters, flag_below_pct=flag_below_pct, min_requests=min_requests, tz=tz))
 
+    async def sessions(self, from_date: date | None, to_date: date | None, filters: Filters,
+                       tz: str | None = None) -> Chargeback:
+        from spendgate.admin.reports import Chargeback
+
+        return await self.call("GET", "/v1/sessions", Chargeback, query=_query(None, from_date, to_date, filters,
+                                                                                tz=tz))
+
     async def session(self, session_id: str) -> SessionDetail:
-        from urllib.parse import quote
+        from spendgate.admin.sessions import SessionDetail
 
         return await self.call("GET", f"/v1/sessions/{quote(session_id, safe='')}", SessionDetail)
+
+    async def keys(self, *, include_revoked: bool) -> KeyList:
+        from spendgate.admin.views import KeyList
+
+        return await self.call("GET", "/v1/keys", KeyList,
+                               query={"include_revoked": "true" if include_revoked else "false"})
+
+    async def budgets(self) -> Budgets:
+        from spendgate.admin.views import Budgets
+
+        return await self.call("GET", "/v1/budgets", Budgets)
+
+    async def budget(self, scope: str) -> BudgetStatus:
+        from spendgate.admin.views import BudgetStatus
+
+        return await self.call("GET", f"/v1/budgets/{quote(scope, safe=':')}", BudgetStatus)
+
+    async def policy(self) -> dict[str, Any]:
+        return (await self.call("GET", "/v1/policy", _PolicyDocument)).policy
+
+    async def teams(self) -> Teams:
+        from spendgate.admin.directory import Teams
+
+        return await self.call("GET", "/v1/teams", Teams)

@@ -1,12 +1,35 @@
-"""``spendgate keys create|list|revoke``: virtual keys, through the keys store."""
+"""``spendgate keys create|list|revoke``: virtual keys, through the keys store.
+
+Imports beyond click happen inside the commands: this module is imported by every ``spendgate`` call,
+and ``keys list`` is the command people run most.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from spendgate.core.clitools import Ctx, pass_ctx, run
-from spendgate.runtime import open_database
-from spendgate.store.keys import store as vkeys
+from spendgate.core.clitools import CliError, Ctx, api_option, format_option, nonempty, pass_ctx, run
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from spendgate.store.keys.store import VirtualKey
+
+
+async def find_key(pool: asyncpg.Pool, id_or_prefix: str) -> VirtualKey:
+    """The one key with this id or displayed prefix (as ``keys list`` shows it); refuses none and several."""
+    from spendgate.store.keys import store as vkeys
+
+    found = [k for k in await vkeys.list_keys(pool, include_revoked=True)
+             if id_or_prefix in (k.key_id, k.key_prefix)]
+    if not found:
+        raise CliError(f"no key {id_or_prefix!r} (see spendgate keys list --all)")
+    if len(found) > 1:
+        raise CliError(f"{id_or_prefix!r} is ambiguous: it is the prefix of {len(found)} keys "
+                       f"({', '.join(k.key_id for k in found)}); give the key id")
+    return found[0]
 
 
 @click.group("keys")
@@ -15,53 +38,60 @@ def keys() -> None:
 
 
 @keys.command("create")
-@click.option("--developer", required=True)
-@click.option("--team", required=True)
-@click.option("--cost-center", default=None, help="Defaults to the team.")
+@click.option("--developer", required=True, callback=nonempty)
+@click.option("--team", required=True, callback=nonempty)
+@click.option("--cost-center", default=None, callback=nonempty, help="Defaults to the team.")
 @pass_ctx
 def keys_create(ctx: Ctx, developer: str, team: str, cost_center: str | None) -> None:
     """Create a key; the secret is printed once and never stored."""
+    from spendgate.store.keys import store as vkeys
 
     async def main() -> vkeys.CreatedKey:
-        async with open_database(ctx.settings) as (_url, pool):
+        async with ctx.database() as pool:
             return await vkeys.create_key(pool, developer=developer, team=team, cost_center=cost_center)
 
     created = run(main())
     click.echo(created.secret)
-    click.echo(f"key id {created.key.key_id} for {created.key.developer} ({created.key.team}, "
-               f"cost center {created.key.cost_center}); store the key now, it is not shown again", err=True)
+    click.echo(f"key id {created.key.key_id} (prefix {created.key.key_prefix}) for {created.key.developer} "
+               f"({created.key.team}, cost center {created.key.cost_center}); store the key now, it is not "
+               "shown again", err=True)
 
 
 @keys.command("list")
 @click.option("--all", "include_revoked", is_flag=True, help="Include revoked keys.")
+@format_option()
+@api_option
 @pass_ctx
-def keys_list(ctx: Ctx, include_revoked: bool) -> None:
-    """List keys (ids and prefixes only)."""
+def keys_list(ctx: Ctx, include_revoked: bool, fmt: str, api_url: str | None) -> None:
+    """List keys (ids and prefixes only, never a secret)."""
+    from spendgate.admin import render
+    from spendgate.admin.client import open_source
 
-    async def main() -> list[vkeys.VirtualKey]:
-        async with open_database(ctx.settings) as (_url, pool):
-            return await vkeys.list_keys(pool, include_revoked=include_revoked)
+    async def main() -> str:
+        async with open_source(ctx, api_url) as source:
+            return render.keys(await source.keys(include_revoked=include_revoked), fmt)
 
-    rows = run(main())
-    click.echo(f"{'KEY ID':<38} {'PREFIX':<14} {'DEVELOPER':<16} {'TEAM':<14} {'COST CENTER':<14} STATUS")
-    for k in rows:
-        status = "active" if k.active else f"revoked {k.revoked_at:%Y-%m-%d %H:%M}"
-        click.echo(f"{k.key_id:<38} {k.key_prefix:<14} {k.developer:<16} {k.team:<14} {k.cost_center:<14} {status}")
+    click.echo(run(main()))
 
 
 @keys.command("revoke")
 @click.argument("key_id")
 @pass_ctx
 def keys_revoke(ctx: Ctx, key_id: str) -> None:
-    """Revoke a key by id (or unambiguous prefix); every proxy refuses it within a second."""
+    """Revoke a key by id or by the prefix keys list shows; every proxy refuses it within a second."""
+    from spendgate.store.keys import store as vkeys
 
-    async def main() -> vkeys.VirtualKey | None:
-        async with open_database(ctx.settings) as (_url, pool):
-            return await vkeys.revoke_key(pool, key_id)
+    async def main() -> VirtualKey | None:
+        async with ctx.database() as pool:
+            key = await find_key(pool, key_id)
+            if not key.active:
+                raise CliError(f"key {key.key_id} ({key.developer}) was already revoked at "
+                               f"{key.revoked_at:%Y-%m-%d %H:%M} UTC")
+            return await vkeys.revoke_key(pool, key.key_id)
 
     revoked = run(main())
-    if revoked is None:
-        raise click.ClickException(f"no key {key_id!r}")
+    if revoked is None:  # removed between the lookup and the revoke
+        raise CliError(f"no key {key_id!r}")
     click.echo(f"revoked {revoked.key_id} ({revoked.developer})")
 
 

@@ -1,46 +1,37 @@
-"""``spendgate policy dry-run | apply | show``: try a budget policy on past traffic, then ship it."""
+"""``spendgate policy dry-run | apply | show``: try a budget policy on past traffic, then ship it.
+
+Imports beyond click happen inside the commands: this module is imported by every ``spendgate`` call.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import getpass
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import click
-import yaml
 
-from spendgate.admin import render
-from spendgate.admin.client import ApiSource
-from spendgate.admin.dryrun import DryRun, dry_run
-from spendgate.admin.policy import Applied, apply, live_policy, to_document
-from spendgate.core.clitools import Ctx, pass_ctx, run
-from spendgate.core.config import Settings
-from spendgate.domain.enforcement import load_policy
-from spendgate.domain.errors import ConfigError
-from spendgate.domain.money import format_usd
-from spendgate.runtime import open_database
+from spendgate.core.clitools import DOCUMENT_FORMATS, Ctx, api_option, format_option, pass_ctx, run
 
-api_option = click.option("--api", "api_url", envvar="SPENDGATE_ADMIN_URL", default=None,
-                          help="Go through a running admin API instead of the database.")
-
-
-@contextlib.asynccontextmanager
-async def _api(settings: Settings, api_url: str) -> AsyncIterator[ApiSource]:
-    if settings.admin_token is None:
-        raise ConfigError("--api needs the admin token: set SPENDGATE_ADMIN_TOKEN")
-    async with aiohttp.ClientSession() as http:
-        yield ApiSource(http, api_url, settings.admin_token.get_secret_value())
+if TYPE_CHECKING:
+    from spendgate.admin.dryrun import DryRun
+    from spendgate.admin.policy import Applied
 
 
 def _read_document(path: Path) -> dict[str, Any]:
-    doc = yaml.safe_load(path.read_text()) or {}
+    import yaml
+
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise click.BadParameter(f"{path} is not YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(doc, dict):
         raise click.BadParameter(f"{path} must be a mapping with budgets:, raises:, …")
     return doc
+
+
+proposal_argument = click.argument("proposal", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 
 
 @click.group()
@@ -49,44 +40,53 @@ def policy() -> None:
 
 
 @policy.command("dry-run")
-@click.argument("proposal", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@proposal_argument
 @click.option("--days", type=click.IntRange(1, 366), default=30, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
+@format_option(*DOCUMENT_FORMATS)
 @api_option
 @pass_ctx
-def dry_run_cmd(ctx: Ctx, proposal: Path, days: int, as_json: bool, api_url: str | None) -> None:
+def dry_run_cmd(ctx: Ctx, proposal: Path, days: int, fmt: str, api_url: str | None) -> None:
     """Replay the last DAYS of usage through PROPOSAL (same format as the live policy) and report."""
+    from spendgate.admin.client import open_api
+    from spendgate.admin.dryrun import DryRun, dry_run
+    from spendgate.core.tables import to_json
+    from spendgate.domain.enforcement.policy import policy_from_document
+
     settings = ctx.settings
+    document = _read_document(proposal)
 
     async def go() -> DryRun:
         if api_url:
-            async with _api(settings, api_url) as api:
-                return await api.call("POST", "/v1/policy/dry-run", DryRun,
-                                      body={"proposal": _read_document(proposal), "days": days})
-        policy_ = load_policy(proposal, settings.enforcement)
-        async with open_database(settings) as (_, pool):
+            async with open_api(settings, api_url) as api:
+                return await api.call("POST", "/v1/policy/dry-run", DryRun, body={"proposal": document, "days": days})
+        policy_ = policy_from_document(document, settings.enforcement)
+        async with ctx.database() as pool:
             result, _ = await dry_run(pool, policy_, settings.pricing.table(), days=days, now=datetime.now(UTC))
             return result
 
     result = run(go())
-    click.echo(render.to_json(result) if as_json else describe(result))
+    click.echo(to_json(result) if fmt == "json" else describe(result))
 
 
 @policy.command("apply")
-@click.argument("proposal", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@proposal_argument
 @api_option
 @pass_ctx
 def apply_cmd(ctx: Ctx, proposal: Path, api_url: str | None) -> None:
     """Make the live budgets and raises exactly those of PROPOSAL (the file a dry-run used)."""
+    from spendgate.admin.client import open_api
+    from spendgate.admin.policy import Applied, apply
+    from spendgate.domain.enforcement.policy import policy_from_document
+
     settings = ctx.settings
+    document = _read_document(proposal)
 
     async def go() -> Applied:
         if api_url:
-            async with _api(settings, api_url) as api:
-                return await api.call("POST", "/v1/policy/apply", Applied,
-                                      body={"proposal": _read_document(proposal)})
-        policy_ = load_policy(proposal, settings.enforcement)
-        async with open_database(settings) as (_, pool):
+            async with open_api(settings, api_url) as api:
+                return await api.call("POST", "/v1/policy/apply", Applied, body={"proposal": document})
+        policy_ = policy_from_document(document, settings.enforcement)
+        async with ctx.database() as pool:
             return await apply(pool, policy_, settings.enforcement, now=datetime.now(UTC),
                                actor=f"cli:{getpass.getuser()}")
 
@@ -101,19 +101,31 @@ def apply_cmd(ctx: Ctx, proposal: Path, api_url: str | None) -> None:
 
 
 @policy.command("show")
+@click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True,
+              help="yaml is the proposal format (edit it, dry-run it, apply it); json the same document.")
+@api_option
 @pass_ctx
-def show_cmd(ctx: Ctx) -> None:
+def show_cmd(ctx: Ctx, fmt: str, api_url: str | None) -> None:
     """Print the live policy in the proposal format (edit it, dry-run it, apply it)."""
-    settings = ctx.settings
+    from spendgate.admin.client import open_source
+    from spendgate.core.tables import to_json
 
     async def go() -> dict[str, Any]:
-        async with open_database(settings) as (_, pool):
-            return to_document(await live_policy(pool, settings.enforcement, datetime.now(UTC)))
+        async with open_source(ctx, api_url) as source:
+            return await source.policy()
 
-    click.echo(yaml.safe_dump(run(go()), sort_keys=False), nl=False)
+    document = run(go())
+    if fmt == "json":
+        click.echo(to_json(document))
+        return
+    import yaml
+
+    click.echo(yaml.safe_dump(document, sort_keys=False), nl=False)
 
 
 def describe(r: DryRun) -> str:
+    from spendgate.domain.money import format_usd
+
     out = [
         f"Replayed {r.events} requests from {r.from_at:%Y-%m-%d %H:%M} to {r.to_at:%Y-%m-%d %H:%M} UTC "
         f"({r.days} days) in {r.elapsed_ms / 1000:.1f} s",

@@ -1,125 +1,142 @@
-"""Reports as people and spreadsheets read them: an aligned table, CSV, or the API's JSON.
+"""The admin area's documents as the CLI prints them, in the one convention of :mod:`spendgate.core.tables`.
 
-JSON is exactly what the admin API returns (integer micro-dollars); CSV writes money as exact
-decimal dollars (``12.345678``); the table rounds money to cents for reading.
+JSON is exactly what the admin API returns (integer micro-dollars); CSV carries the same fields of
+each line (money as exact decimal dollars, ``cost_usd``); the table is the part of a line that fits
+120 columns, money rounded for reading.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Callable, Sequence
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import msgspec
+from spendgate.core.tables import Field, field, render, table, to_json
+from spendgate.domain.money import format_usd
 
-from spendgate.admin.cache import CacheLine, CacheReport
-from spendgate.admin.reports import Chargeback, ChargebackLine
-from spendgate.admin.sessions import SessionDetail
-from spendgate.domain.money import format_usd, usd_str
+if TYPE_CHECKING:
+    from spendgate.admin.cache import CacheReport
+    from spendgate.admin.reports import Chargeback
+    from spendgate.admin.sessions import RequestLine, SessionDetail
+    from spendgate.admin.views import Budgets, BudgetStatus, KeyList
 
-FORMATS = ("table", "csv", "json")
 
-Column = tuple[str, Callable[[Any], object], str]
-"""Header, getter, kind: ``int``, ``money`` (micro-dollars), ``time`` or ``text``."""
+def chargeback_fields(by: str) -> list[Field]:
+    """Every field of a chargeback line; the table leaves out what a line of ``by`` makes redundant."""
+    per_session = by == "session"
+    return [
+        field("group"), field("developer", header=None), field("team", header=None),
+        field("cost_center", header=None), field("repo", header=None),
+        field("first_at", "time", header=None), field("last_at", "time", header=None),
+        field("sessions", "int", header=None if per_session else "sessions"), field("turns", "int", header=None),
+        field("requests", "int"), field("refused", "int", header=None),
+        field("input_tokens", "int", "input"), field("cached_tokens", "int", header=None),
+        field("output_tokens", "int", "output"), field("reasoning_tokens", "int", header=None),
+        field("cost_micros", "money", "cost"), field("retries", "int"),
+        field("retry_cost_micros", "money", "retry_cost"), field("downgraded", "int", header=None),
+        field("downgrade_saved_micros", "money", "saved"), field("unpriced_downgrades", "int", header=None),
+    ]
 
-CHARGEBACK_COLUMNS: list[Column] = [
-    ("group", lambda x: x.group, "text"), ("developer", lambda x: x.developer, "text"),
-    ("team", lambda x: x.team, "text"), ("repo", lambda x: x.repo, "text"),
-    ("first_request", lambda x: x.first_at, "time"), ("last_request", lambda x: x.last_at, "time"),
-    ("sessions", lambda x: x.sessions, "int"), ("turns", lambda x: x.turns, "int"),
-    ("requests", lambda x: x.requests, "int"), ("input", lambda x: x.input_tokens, "int"),
-    ("cached", lambda x: x.cached_tokens, "int"), ("output", lambda x: x.output_tokens, "int"),
-    ("reasoning", lambda x: x.reasoning_tokens, "int"), ("cost", lambda x: x.cost_micros, "money"),
-    ("retries", lambda x: x.retries, "int"), ("retry_cost", lambda x: x.retry_cost_micros, "money"),
-    ("downgraded", lambda x: x.downgraded, "int"),
-    ("downgrade_saved", lambda x: x.downgrade_saved_micros, "money"),
+
+CACHE_FIELDS: list[Field] = [
+    field("group"), field("developer"), field("repo", header=None), field("requests", "int"),
+    field("input_tokens", "int", "input"), field("cached_tokens", "int", "cached"),
+    field("hit_rate_pct", "pct", "hit_rate"), field("saved_micros", "money", "saved"),
+    field("miss_cost_micros", "money", "miss_cost"),
 ]
 
-CACHE_COLUMNS: list[Column] = [
-    ("group", lambda x: x.group, "text"), ("developer", lambda x: x.developer, "text"),
-    ("repo", lambda x: x.repo, "text"), ("requests", lambda x: x.requests, "int"),
-    ("input", lambda x: x.input_tokens, "int"), ("cached", lambda x: x.cached_tokens, "int"),
-    ("hit_rate_pct", lambda x: x.hit_rate_pct, "text"), ("saved", lambda x: x.saved_micros, "money"),
-    ("miss_cost", lambda x: x.miss_cost_micros, "money"),
+SESSION_FIELDS: list[Field] = [
+    field("group", header="session"), field("developer"), field("team"), field("cost_center", header=None),
+    field("repo", header=None), field("first_at", "time", header=None), field("last_at", "time", "last"),
+    field("sessions", "int", header=None), field("turns", "int"), field("requests", "int"),
+    field("refused", "int", header=None), field("input_tokens", "int", header=None),
+    field("cached_tokens", "int", header=None), field("output_tokens", "int", header=None),
+    field("reasoning_tokens", "int", header=None), field("cost_micros", "money", "cost"),
+    field("retries", "int", header=None), field("retry_cost_micros", "money", header=None),
+    field("downgraded", "int", header=None), field("downgrade_saved_micros", "money", header=None),
+    field("unpriced_downgrades", "int", header=None),
+]
+"""``sessions list``: a chargeback by session, read as a list of sessions."""
+
+KEY_FIELDS: list[Field] = [
+    field("key_id"), field("key_prefix", header="prefix"), field("developer"), field("team"),
+    field("cost_center"), field("created_at", "time", header=None), field("revoked_at", "time", header=None),
+    field("active", "bool", header=None), Field("status", lambda k: _key_status(k), header="status"),
 ]
 
 
-def _cell(value: object, kind: str, *, human: bool) -> str:
-    if value is None:
-        return "-" if human else ""
-    if kind == "money":
-        assert isinstance(value, int)
-        return format_usd(value) if human else usd_str(value)
-    if kind == "int" and human:
-        return f"{value:,}"
-    if kind == "time":
-        assert isinstance(value, datetime)
-        return value.strftime("%Y-%m-%d %H:%M") if human else value.isoformat()
-    return str(value)
+def _key_status(k: Any) -> str:
+    return "active" if k.active else f"revoked {k.revoked_at:%Y-%m-%d %H:%M}"
 
 
-def table(columns: Sequence[Column], rows: Sequence[Any], total: Any | None = None) -> str:
-    cells = [[_cell(get(r), kind, human=True) for _, get, kind in columns] for r in rows]
-    if total is not None:
-        cells.append(["TOTAL", *(_cell(get(total), kind, human=True) for _, get, kind in columns[1:])])
-    headers = [name for name, _, _ in columns]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    right = [kind in ("int", "money") for _, _, kind in columns]
-
-    def fmt(row: Sequence[str]) -> str:
-        return "  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right, strict=True))
-
-    lines = [fmt(headers), fmt(["-" * w for w in widths]), *(fmt(c) for c in cells)]
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def to_csv(columns: Sequence[Column], rows: Sequence[Any], total: Any | None = None) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([name for name, _, _ in columns])
-    for r in rows:
-        writer.writerow([_cell(get(r), kind, human=False) for _, get, kind in columns])
-    if total is not None:
-        writer.writerow(["TOTAL", *(_cell(get(total), kind, human=False) for _, get, kind in columns[1:])])
-    return out.getvalue()
-
-
-def to_json(value: object) -> str:
-    return msgspec.json.format(msgspec.json.encode(value)).decode()
+BUDGET_FIELDS: list[Field] = [
+    field("scope"), field("daily_micros", "money", "daily"), field("monthly_micros", "money", "monthly"),
+    field("raised_micros", "money", "raised"), field("timezone"), field("thresholds_pct", "list", "thresholds"),
+    field("at_pause"), field("retry_cap", "int"),
+]
 
 
 def chargeback(report: Chargeback, fmt: str) -> str:
-    if fmt == "json":
-        return to_json(report)
-    render = table if fmt == "table" else to_csv
-    return render(CHARGEBACK_COLUMNS, report.lines, report.total)
+    return render(fmt, chargeback_fields(report.by), report.lines, document=report, total=report.total)
 
 
 def cache(report: CacheReport, fmt: str) -> str:
-    if fmt == "json":
-        return to_json(report)
-    if fmt == "csv":
-        return to_csv(CACHE_COLUMNS, report.lines, report.total)
-    text = table(CACHE_COLUMNS, report.lines, report.total)
-    flagged: list[CacheLine] = report.flagged_sessions
+    if fmt != "table":
+        return render(fmt, CACHE_FIELDS, report.lines, document=report, total=report.total)
+    text = table(CACHE_FIELDS, report.lines, report.total)
+    flagged = report.flagged_sessions
     head = (f"\n\nSessions under {report.flag_below_pct} % hit rate (at least {report.min_requests} requests), "
             "worst first: review their prompt shape")
-    return text + head + ("\n" + table(CACHE_COLUMNS, flagged) if flagged else "\n(none)")
+    return text + head + ("\n" + table(CACHE_FIELDS, flagged) if flagged else "\n(none)")
+
+
+def sessions(report: Chargeback, fmt: str) -> str:
+    return render(fmt, SESSION_FIELDS, report.lines, document=report)
+
+
+def keys(found: KeyList, fmt: str) -> str:
+    return render(fmt, KEY_FIELDS, found.keys, document=found)
+
+
+def budgets(found: Budgets, fmt: str) -> str:
+    return render(fmt, BUDGET_FIELDS, found.budgets, document=found)
+
+
+def budget(status: BudgetStatus, fmt: str) -> str:
+    if fmt == "json":
+        return to_json(status)
+    b = status.budget
+    out = [f"{b.scope}  ({b.timezone}, thresholds {','.join(map(str, b.thresholds_pct))}, at pause: {b.at_pause}, "
+           f"retry cap: {b.retry_cap if b.retry_cap is not None else 'default'})", ""]
+    out.append(table([field("period"), field("start", "date"), field("spent_micros", "money", "spent"),
+                      field("budget_micros", "money", "budget"), field("stage"),
+                      field("resets_at", "time", "resets")], status.periods))
+    if status.raises:
+        out += ["", table([field("amount_micros", "money", "raise"), field("until", "time"), field("reason")],
+                          status.raises)]
+    return "\n".join(out)
+
+
+def _model(r: RequestLine) -> str:
+    return r.model_used if r.model_used == r.model_requested else f"{r.model_requested}->{r.model_used}"
+
+
+REQUEST_FIELDS: list[Field] = [
+    Field("time", lambda r: f"{r.occurred_at:%H:%M:%S}"), Field("endpoint", lambda r: r.endpoint.removeprefix("/v1/")),
+    Field("model", _model), field("stage"),
+    Field("status", lambda r: r.status + (", retry" if r.retry else "")), field("input_tokens", "int", "input"),
+    field("cached_tokens", "int", "cached"), field("output_tokens", "int", "output"),
+    field("cost_micros", "money", "cost"),
+]
 
 
 def session(detail: SessionDetail, fmt: str) -> str:
     if fmt == "json":
         return to_json(detail)
-    line: ChargebackLine = detail.line
-    out = [table(CHARGEBACK_COLUMNS, [line]), ""]
+    line = detail.line
+    out = [table([field("group", header="session"), field("developer"), field("team"), field("repo"),
+                  field("turns", "int"), field("requests", "int"), field("cost_micros", "money", "cost"),
+                  field("downgrade_saved_micros", "money", "saved")], [line])]
     for turn in detail.turns:
-        out.append(f"turn {turn.turn_id or '-'}  {turn.first_at:%Y-%m-%d %H:%M:%S}  requests {turn.requests}  "
-                   f"cost {format_usd(turn.cost_micros, places=6)}")
-        for r in turn.request_lines:
-            model = r.model_used if r.model_used == r.model_requested else f"{r.model_requested}->{r.model_used}"
-            out.append(f"  {r.occurred_at:%H:%M:%S}  {model:<36} stage {r.stage:<9} {r.status:<14} "
-                       f"in {r.input_tokens:>7} cached {r.cached_tokens:>7} out {r.output_tokens:>6} "
-                       f"{format_usd(r.cost_micros, places=6):>11}{'  retry' if r.retry else ''}")
+        out += ["", f"turn {turn.turn_id or '-'}  {turn.first_at:%Y-%m-%d %H:%M:%S}  requests {turn.requests}  "
+                    f"cost {format_usd(turn.cost_micros)}",
+                table(REQUEST_FIELDS, turn.request_lines)]
     return "\n".join(out)

@@ -17,6 +17,8 @@ from spendgate.domain.pricing import PriceTable
 class RequestLine(msgspec.Struct, frozen=True, kw_only=True):
     event_id: str
     occurred_at: datetime
+    endpoint: str
+    """The API path the client called, e.g. ``/v1/responses``."""
     model_requested: str
     model_used: str
     route_reason: str
@@ -69,7 +71,7 @@ async def session_detail(conn: asyncpg.Connection | asyncpg.Pool, prices: PriceT
                     bounds["last_at"] + _EPSILON)
     report = await chargeback(conn, prices, by="session", window=window, filters=Filters(session_id=session_id))
     rows = await conn.fetch(
-        "SELECT event_id::text, occurred_at, turn_id, model_requested, model_used, route_reason, stage, "
+        "SELECT event_id::text, occurred_at, turn_id, endpoint, model_requested, model_used, route_reason, stage, "
         "status, input_tokens, cached_tokens, output_tokens, reasoning_tokens, cost_micros, retry "
         "FROM usage_events WHERE session_id = $1 ORDER BY occurred_at, event_id", session_id)
     turns: dict[str | None, list[asyncpg.Record]] = {}
@@ -87,7 +89,8 @@ def _turn(turn_id: str | None, rows: list[asyncpg.Record]) -> TurnLine:
         downgraded=sum(1 for r in rows if r["route_reason"] != "requested"),
         request_lines=[
             RequestLine(
-                event_id=r["event_id"], occurred_at=r["occurred_at"], model_requested=r["model_requested"],
+                event_id=r["event_id"], occurred_at=r["occurred_at"], endpoint=r["endpoint"],
+                model_requested=r["model_requested"],
                 model_used=r["model_used"], route_reason=r["route_reason"], stage=r["stage"],
                 status=r["status"], input_tokens=r["input_tokens"], cached_tokens=r["cached_tokens"],
                 output_tokens=r["output_tokens"], reasoning_tokens=r["reasoning_tokens"],

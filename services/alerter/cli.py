@@ -1,32 +1,32 @@
 """``spendgate alerter`` (run the alerter alone) and ``spendgate alerts …``: check the routes, send a
-test message through a route, list dead letters, replay them."""
+test message through a route, list dead letters, replay them.
+
+Imports beyond click happen inside the commands: this module is imported by every ``spendgate`` call.
+"""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import click
 
-from spendgate.alerter.app import load_checked_rules, open_alerter
-from spendgate.alerter.delivery import deliver_with_retries
-from spendgate.alerter.rules import DEVELOPER, Rules
-from spendgate.alerter.secrets import Secrets
-from spendgate.alerter.service import serve
-from spendgate.core.clitools import Ctx, pass_ctx, run
-from spendgate.core.config import Settings
-from spendgate.domain.alerts import Fact, Message
-from spendgate.domain.errors import ConfigError
-from spendgate.domain.ids import uuid7
-from spendgate.runtime import open_runtime, run_services
-from spendgate.store.alerts import store
-from spendgate.store.alerts.store import Planned
+from spendgate.core.clitools import CliError, Ctx, format_option, pass_ctx, run
+from spendgate.core.tables import Field, field
+
+if TYPE_CHECKING:
+    from spendgate.alerter.rules import Rules
+    from spendgate.alerter.secrets import Secrets
+    from spendgate.core.config import Settings
+    from spendgate.domain.alerts import Message
 
 
 @click.command()
 @pass_ctx
 def alerter(ctx: Ctx) -> None:
     """Run the alerter alone: route threshold and forecast alerts, deliver them, send digests."""
+    from spendgate.alerter.service import serve
+    from spendgate.runtime import run_services
 
     run(run_services(ctx.settings, {"alerter": serve}))
 
@@ -50,13 +50,19 @@ def check(ctx: Ctx) -> None:
 
 
 def _checked(settings: Settings) -> tuple[Rules, Secrets]:
+    from spendgate.alerter.app import load_checked_rules
+    from spendgate.domain.errors import ConfigError
+
     try:
         return load_checked_rules(settings)
     except ConfigError as exc:
-        raise click.ClickException(exc.message) from None
+        raise CliError(exc.message) from None
 
 
 def test_message(route: str, now: datetime) -> Message:
+    from spendgate.domain.alerts import Fact, Message
+    from spendgate.domain.ids import uuid7
+
     return Message(
         alert_id=uuid7(), kind="test", severity="info", scope="org",
         title=f"spendgate test message for route {route}",
@@ -71,10 +77,20 @@ def test_message(route: str, now: datetime) -> Message:
 @pass_ctx
 def send_test(ctx: Ctx, route_name: str) -> None:
     """Send a test message through every target of a route (retried like a real alert)."""
+    import asyncio
+
+    from spendgate.alerter.app import open_alerter
+    from spendgate.alerter.delivery import deliver_with_retries
+    from spendgate.alerter.rules import DEVELOPER
+    from spendgate.domain.ids import uuid7
+    from spendgate.runtime import open_runtime
+    from spendgate.store.alerts import store
+    from spendgate.store.alerts.store import Planned
 
     async def go() -> list[tuple[str, bool]]:
         owner = f"{ctx.settings.instance}/test/{uuid7()}"
-        async with open_runtime(ctx.settings) as rt, open_alerter(ctx.settings, rt.pool, rt.bus, owner=owner) as a:
+        async with open_runtime(ctx.settings, run_migrations=False) as rt, \
+                open_alerter(ctx.settings, rt.pool, rt.bus, owner=owner) as a:
             route = a.rules.route(route_name)
             message = test_message(route.name, datetime.now(UTC))
             async with rt.pool.acquire() as conn, conn.transaction():
@@ -92,35 +108,53 @@ def send_test(ctx: Ctx, route_name: str) -> None:
         raise SystemExit(1)
 
 
+DEAD_LETTER_FIELDS: list[Field] = [
+    field("dead_letter_id", "int", "id"), field("created_at", "time", "created"), field("kind"), field("scope"),
+    field("route"), field("target"), field("action", header=None), field("attempts", "int"),
+    field("last_error", header="error"), field("replayed_at", "time", "replayed"), field("job_id", header=None),
+    field("alert_id", header=None),
+]
+
+
 @alerts.command()
 @click.option("--all", "include_replayed", is_flag=True, help="Include dead letters already replayed.")
+@format_option()
 @pass_ctx
-def dead(ctx: Ctx, include_replayed: bool) -> None:
+def dead(ctx: Ctx, include_replayed: bool, fmt: str) -> None:
     """List alert deliveries that failed their last attempt."""
+    from spendgate.core.tables import records, render
+    from spendgate.store.alerts import store
 
     async def go() -> list[dict[str, object]]:
-        async with open_runtime(ctx.settings, start_bus=False) as rt:
-            return await store.dead_letters(rt.pool, include_replayed=include_replayed)
+        async with ctx.database() as pool:
+            return await store.dead_letters(pool, include_replayed=include_replayed)
 
     rows = run(go())
-    for r in rows:
-        replayed = f" replayed {r['replayed_at']:%Y-%m-%d %H:%M}" if r["replayed_at"] else ""
-        click.echo(f"#{r['dead_letter_id']} {r['created_at']:%Y-%m-%d %H:%M:%S} {r['kind']} {r['scope']} "
-                   f"route={r['route']} target={r['target']} action={r['action']} attempts={r['attempts']} "
-                   f"error={r['last_error']}{replayed}")
-    click.echo(f"{len(rows)} dead letters")
+    click.echo(render(fmt, DEAD_LETTER_FIELDS, rows, document=records(DEAD_LETTER_FIELDS, rows)))
+    if fmt == "table":
+        click.echo(f"{len(rows)} dead letters")
 
 
 @alerts.command()
-@click.option("--id", "ids", type=int, multiple=True, help="Dead-letter id (repeatable); default all.")
-@click.option("--attempts", default=1, show_default=True, help="Attempts per dead letter before giving up again.")
+@click.option("--id", "ids", type=click.IntRange(1), multiple=True,
+              help="Dead-letter id (repeatable); default all.")
+@click.option("--attempts", type=click.IntRange(1, 100), default=1, show_default=True,
+              help="Attempts per dead letter before giving up again.")
 @pass_ctx
 def replay(ctx: Ctx, ids: tuple[int, ...], attempts: int) -> None:
     """Re-send dead-lettered alerts; those that fail again stay in the dead-letter table."""
+    import asyncio
+
+    from spendgate.alerter.app import open_alerter
+    from spendgate.alerter.delivery import deliver_with_retries
+    from spendgate.domain.ids import uuid7
+    from spendgate.runtime import open_runtime
+    from spendgate.store.alerts import store
 
     async def go() -> tuple[int, int]:
         owner = f"{ctx.settings.instance}/replay/{uuid7()}"
-        async with open_runtime(ctx.settings) as rt, open_alerter(ctx.settings, rt.pool, rt.bus, owner=owner) as a:
+        async with open_runtime(ctx.settings, run_migrations=False) as rt, \
+                open_alerter(ctx.settings, rt.pool, rt.bus, owner=owner) as a:
             jobs = await store.claim_dead(rt.pool, owner, a.deliverer.lease_s, ids)
             stop = asyncio.Event()
             results = await asyncio.gather(

@@ -1,49 +1,274 @@
-"""Shared plumbing for every area's click commands: settings loading and async running."""
+"""Shared plumbing for every area's click commands: the root group, settings, the database, errors,
+the options every command spells the same way, and async running.
+
+The CLI convention (docs/DEVELOPING.md, "CLI") lives here once:
+
+* every user error is one line on stderr, ``error: …``, and a non-zero exit (2 for bad usage or
+  settings, 1 for everything else); warnings are one line, ``warning: …``, and the command goes on;
+* global options (``--data-dir``) are accepted before or after the subcommand;
+* output is ``--format table|csv|json`` (:data:`FORMATS`), a time zone is ``--timezone``, a read
+  through a running admin API is ``--api URL``.
+
+This module is cheap to import on purpose (click and the standard library): every command module
+imports it, and a command such as ``spendgate keys list`` must answer in well under a second. What a
+command needs beyond it (settings, asyncpg, aiohttp, its area's services) it imports inside its
+function.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
+import errno
+import socket
 import sys
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from spendgate.core.config import Settings, load_settings
-from spendgate.core.logs import configure_logging
 from spendgate.domain.errors import ConfigError, SpendgateError
 
+if TYPE_CHECKING:
+    import asyncpg
+
+    from spendgate.core.config import Settings
+
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+ERROR_PREFIX = "error: "
+WARNING_PREFIX = "warning: "
+FORMATS = ("table", "csv", "json")
+"""``--format`` of every list: an aligned table for people, CSV for spreadsheets, JSON for programs."""
+DOCUMENT_FORMATS = ("table", "json")
+"""``--format`` of a command that prints one nested document (a session, a budget): it has no rows for CSV."""
 
 
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a command's coroutine, turning spendgate errors into a clear message and exit code 1."""
+class CliError(click.ClickException):
+    """A user error: printed as one line, ``error: …``, with exit status 1 (or ``exit_code``)."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code  # type: ignore[misc]  # click declares a class default; this error's own
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"{ERROR_PREFIX}{self.format_message()}", err=True)
+
+
+def warn(message: str) -> None:
+    """A one-line warning on stderr; the command goes on."""
+    click.echo(f"{WARNING_PREFIX}{message}", err=True)
+
+
+def one_line(exc: BaseException) -> CliError:
+    """Any error a person can cause, as a one-line :class:`CliError` (usage errors keep exit status 2)."""
+    if isinstance(exc, CliError):
+        return exc
+    if isinstance(exc, click.UsageError):
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        return CliError(" ".join(exc.format_message().split()) + hint, exc.exit_code)
+    if isinstance(exc, click.ClickException):
+        return CliError(exc.format_message(), exc.exit_code)
+    if isinstance(exc, SpendgateError):
+        return CliError(exc.message)
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if exc.filename else ""
+        return CliError(f"{exc.strerror or exc}{where}")
+    raise TypeError(f"not a user error: {exc!r}")
+
+
+USER_ERRORS = (click.ClickException, SpendgateError, OSError)
+
+
+class Root(click.Group):
+    """The root of a ``spendgate`` command tree: one-line errors and global options after subcommands.
+
+    Every error a person can cause (a bad option value, a missing argument, a missing scope, a data
+    dir that is a file, a port in use, a file that cannot be written) reaches the terminal as one
+    ``error: …`` line; only a bug shows a traceback. ``--data-dir`` is added to every subcommand, so
+    ``spendgate keys list --data-dir X`` works like ``spendgate --data-dir X keys list``.
+    """
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        self._add_global_options()
+        with _user_errors():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _user_errors():
+            return super().invoke(ctx)
+
+    def _add_global_options(self) -> None:
+        for command in _walk(self):
+            if command is not self and not any(p.name == "data_dir_again" for p in command.params):
+                command.params.append(click.Option(
+                    ["--data-dir", "data_dir_again"], type=click.Path(path_type=Path), expose_value=False,
+                    callback=_set_data_dir, help="State directory (also accepted before the command)."))
+
+
+def _walk(command: click.Command) -> Iterator[click.Command]:
+    yield command
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            yield from _walk(sub)
+
+
+def _set_data_dir(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    if value is not None:
+        found = ctx.find_object(Ctx)
+        if found is not None:
+            found.data_dir = value
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
     try:
-        return asyncio.run(coro)
-    except SpendgateError as exc:
-        click.echo(f"error: {exc.message}", err=True)
-        sys.exit(1)
+        yield
+    except click.exceptions.NoArgsIsHelpError:
+        raise  # a group called alone prints its help
+    except USER_ERRORS as exc:
+        if isinstance(exc, OSError) and exc.errno == errno.EPIPE:
+            raise
+        raise one_line(exc) from None
+
+
+data_dir_option = click.option(
+    "--data-dir", type=click.Path(path_type=Path), envvar="SPENDGATE_DATA_DIR",
+    help="State directory (embedded database, spool). Default: SPENDGATE_DATA_DIR, else the user data dir.")
+"""The root's ``--data-dir``; :class:`Root` accepts it after the subcommand too."""
 
 
 class Ctx:
-    """What every command receives: the settings, loaded once from file and environment."""
+    """What every command receives: the settings, loaded once from file and environment, on first use."""
 
     def __init__(self, data_dir: Path | None) -> None:
-        self._data_dir = data_dir
+        self.data_dir = data_dir
         self._settings: Settings | None = None
+        self._logging = False
 
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            overrides: dict[str, Any] = {"data_dir": self._data_dir} if self._data_dir else {}
+            from spendgate.core.config import load_settings
+
+            overrides: dict[str, Any] = {"data_dir": self.data_dir} if self.data_dir else {}
             try:
                 self._settings = load_settings(**overrides)
             except ConfigError as exc:
-                click.echo(f"error: {exc.message}", err=True)
-                sys.exit(2)
-            configure_logging(self._settings.log_level)
+                raise CliError(exc.message, exit_code=2) from None
+            self.configure_logging()
         return self._settings
+
+    def configure_logging(self) -> None:
+        """Configure structlog from the settings, once, if anything loaded so far logs.
+
+        A command that only reads (``keys list``) never imports structlog, which costs a tenth of a
+        second (more beside ``rich``). Whatever logs imports it with its module (``log =
+        get_logger(__name__)``), and every command imports what it uses before :func:`run`, which
+        calls this again: logging is configured before the first line is logged.
+        """
+        if self._settings is not None and not self._logging and "structlog" in sys.modules:
+            from spendgate.core.logs import configure_logging
+
+            configure_logging(self._settings.log_level)
+            self._logging = True
+
+    @contextlib.asynccontextmanager
+    async def database(self) -> AsyncIterator[asyncpg.Pool]:
+        """The configured or embedded database as it is: never migrated here, never a new data dir.
+
+        Only ``up``, ``migrate`` and ``init`` migrate (and create); any other command on a database
+        without spendgate's tables, or with older ones, is told to run ``spendgate migrate``.
+        """
+        import asyncpg
+
+        from spendgate.core.db import create_pool, database_url_for
+
+        s = self.settings
+        async with database_url_for(s.database_url, s.pg_dir, borrow=True) as url:
+            pool = await create_pool(url, min_size=1, max_size=4)
+            try:
+                yield pool
+            except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError) as exc:
+                where = "the configured database" if s.database_url else f"data dir {s.data_dir}"
+                raise CliError(f"{where} is not migrated to this version ({exc}): run `spendgate migrate`") \
+                    from None
+            finally:
+                await pool.close()
 
 
 pass_ctx = click.make_pass_decorator(Ctx)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine; a spendgate error becomes the one-line message and exit status 1."""
+    import asyncio
+
+    click_ctx = click.get_current_context(silent=True)
+    ctx = click_ctx.find_object(Ctx) if click_ctx is not None else None
+    if ctx is not None:
+        ctx.configure_logging()
+    try:
+        return asyncio.run(coro)
+    except SpendgateError as exc:
+        raise CliError(exc.message) from None
+
+
+def format_option(*choices: str, default: str = "table") -> Callable[[F], F]:
+    """``--format``: :data:`FORMATS` for lists, :data:`DOCUMENT_FORMATS` for one document."""
+    names = choices or FORMATS
+    return click.option("--format", "fmt", type=click.Choice(names), default=default, show_default=True,
+                        help="table (aligned, 120 columns), " + ", ".join(n for n in names if n != "table")
+                        + " (every field)")
+
+
+api_option = click.option(
+    "--api", "api_url", envvar="SPENDGATE_ADMIN_URL", default=None, metavar="URL",
+    help="Read through a running admin API (e.g. http://127.0.0.1:8081) instead of the database; "
+         "uses SPENDGATE_ADMIN_TOKEN. Default: SPENDGATE_ADMIN_URL.")
+
+
+def valid_timezone(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """An option callback: an IANA time zone name (``Europe/Berlin``), refused when unknown."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if value is None:
+        return None
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise click.BadParameter(f"unknown time zone {value!r}: use an IANA name such as Europe/Berlin") from None
+    return value
+
+
+timezone_option = click.option("--timezone", "tz", default=None, metavar="ZONE", callback=valid_timezone,
+                               help="IANA time zone of the days, e.g. Europe/Berlin (default: default_timezone).")
+
+
+def nonempty(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """An option callback: a name given must not be empty or only spaces."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("must not be empty")
+    return value.strip() if value is not None else None
+
+
+def did_you_mean(value: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'alice'?)`` when a known name is close to ``value``, else ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(value, sorted(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_port_free(host: str, port: int, flag: str) -> None:
+    """Refuse (one line, naming ``flag``) a listen address another process already holds."""
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise CliError(f"port {port} on {host} is already in use (another spendgate?): choose another "
+                           f"with {flag}") from None
+        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None

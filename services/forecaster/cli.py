@@ -1,33 +1,38 @@
 """``spendgate forecaster`` (run the worker alone) and ``spendgate forecast …``: print forecasts,
-render or send the nightly report, backtest the model on a series a user brings."""
+render or send the nightly report, backtest the model on a series a user brings.
+
+Imports beyond click happen inside the commands (numpy, the model, the database): this module is
+imported by every ``spendgate`` call.
+"""
 
 from __future__ import annotations
 
 import csv
-import json
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import numpy as np
-from numpy.typing import NDArray
 
-from spendgate.core.clitools import Ctx, pass_ctx, run
-from spendgate.core.mail import send_mail
-from spendgate.domain.money import format_usd, usd_str, usd_to_micros
-from spendgate.forecaster.backtest import Metrics, backtest
-from spendgate.forecaster.engine import ScopeForecast, forecast_all
-from spendgate.forecaster.render import report_html, report_text
-from spendgate.forecaster.report import Report, build_report, report_message
-from spendgate.forecaster.service import serve
-from spendgate.runtime import open_database, run_services
+from spendgate.core.clitools import DOCUMENT_FORMATS, CliError, Ctx, format_option, pass_ctx, run
+from spendgate.core.tables import Field
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+    from spendgate.forecaster.backtest import Metrics
+    from spendgate.forecaster.engine import ScopeForecast
+    from spendgate.forecaster.report import Report
 
 
 @click.command()
 @pass_ctx
 def forecaster(ctx: Ctx) -> None:
     """Run the forecaster alone: hourly and nightly forecasts, overrun events, the nightly report."""
+    from spendgate.forecaster.service import serve
+    from spendgate.runtime import run_services
 
     run(run_services(ctx.settings, {"forecaster": serve}))
 
@@ -36,80 +41,104 @@ def _end_of(day: date) -> datetime:
     return datetime.combine(day + timedelta(days=1), time(), tzinfo=UTC)
 
 
-def _as_json(r: ScopeForecast) -> dict[str, object]:
-    f = r.forecast
-    out: dict[str, object] = {"scope": r.scope.scope, "month": f.month.isoformat(), "as_of": f.as_of.isoformat(),
-                              "model": f.model, "inputs": f.inputs}
-    for name in ("actual", "p10", "p50", "p90", "budget"):
-        micros = getattr(f, f"{name}_micros")
-        out[f"{name}_micros"] = micros
-        out[f"{name}_usd"] = None if micros is None else usd_str(micros)
-    for band in ("p10", "p50", "p90"):
-        day = getattr(f, f"{band}_crosses_on")
-        out[f"{band}_crosses_on"] = day.isoformat() if day else None
-    return out
+def _as_of(_ctx: click.Context, _param: click.Parameter, value: str | None) -> date | None:
+    """``--as-of``: a day no later than today (UTC); the ledger of a day still to come is unknown."""
+    if value is None:
+        return None
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"use a date such as 2026-03-10, not {value!r}") from None
+    today = datetime.now(UTC).date()
+    if day > today:
+        raise click.BadParameter(f"{day} is in the future (today is {today}, UTC)")
+    return day
 
 
-def _table(results: list[ScopeForecast]) -> str:
-    head = ("scope", "as of", "spent", "P10", "P50", "P90", "budget", "P50 crosses", "P90 crosses", "model")
-    rows = [head] + [
-        (r.scope.scope, str(r.forecast.as_of), format_usd(r.forecast.actual_micros), format_usd(r.forecast.p10_micros),
-         format_usd(r.forecast.p50_micros), format_usd(r.forecast.p90_micros),
-         format_usd(r.forecast.budget_micros or 0), str(r.forecast.p50_crosses_on or "-"),
-         str(r.forecast.p90_crosses_on or "-"), r.forecast.model)
-        for r in results
-    ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    return "\n".join("  ".join(cell.ljust(w) if i in (0, 9) else cell.rjust(w)
-                               for i, (cell, w) in enumerate(zip(row, widths, strict=True))) for row in rows)
+def _scope(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    from spendgate.domain.enforcement.scopes import parse_scope
+    from spendgate.domain.errors import ConfigError
+
+    if value is None:
+        return None
+    try:
+        return parse_scope(value)
+    except ConfigError as exc:
+        raise click.BadParameter(exc.message.removeprefix("bad scope ")) from None
+
+
+as_of_option = click.option("--as-of", "as_of", callback=_as_of, metavar="YYYY-MM-DD",
+                            help="Forecast from the ledger as it stood at the end of this day (audits).")
+
+FORECAST_FIELDS: list[Field] = [
+    Field("scope", lambda r: r.scope.scope), Field("month", lambda r: r.forecast.month, "date", header=None),
+    Field("as_of", lambda r: r.forecast.as_of, "date"),
+    Field("actual_micros", lambda r: r.forecast.actual_micros, "money", "spent"),
+    Field("p10_micros", lambda r: r.forecast.p10_micros, "money", "p10"),
+    Field("p50_micros", lambda r: r.forecast.p50_micros, "money", "p50"),
+    Field("p90_micros", lambda r: r.forecast.p90_micros, "money", "p90"),
+    Field("budget_micros", lambda r: r.forecast.budget_micros, "money", "budget"),
+    Field("p10_crosses_on", lambda r: r.forecast.p10_crosses_on, "date", header=None),
+    Field("p50_crosses_on", lambda r: r.forecast.p50_crosses_on, "date", "p50_crosses"),
+    Field("p90_crosses_on", lambda r: r.forecast.p90_crosses_on, "date", "p90_crosses"),
+    Field("model", lambda r: r.forecast.model), Field("inputs", lambda r: r.forecast.inputs, "map", header=None),
+]
 
 
 @click.group(invoke_without_command=True)
-@click.option("--scope", help="Only this scope, e.g. team:platform (default: every scope with a monthly budget).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--as-of", "as_of", type=click.DateTime(["%Y-%m-%d"]),
-              help="Forecast from the ledger as it stood at the end of this day (audits).")
+@click.option("--scope", callback=_scope,
+              help="Only this scope, e.g. team:platform (default: every scope with a monthly budget).")
+@format_option()
+@as_of_option
 @click.pass_context
-def forecast(click_ctx: click.Context, scope: str | None, as_json: bool, as_of: datetime | None) -> None:
+def forecast(click_ctx: click.Context, scope: str | None, fmt: str, as_of: date | None) -> None:
     """Month-end spend forecasts: P10/P50/P90 and the day each crosses the budget."""
     if click_ctx.invoked_subcommand is not None:
         return
-    ctx: Ctx = click_ctx.find_object(Ctx)  # type: ignore[assignment]
+    from spendgate.core.tables import records, render
+    from spendgate.forecaster.engine import forecast_all
+
+    ctx = click_ctx.find_object(Ctx)
+    assert ctx is not None
     settings = ctx.settings
-    audit_day = as_of.date() if as_of else None
 
     async def main() -> list[ScopeForecast]:
-        async with open_database(settings) as (_url, pool), pool.acquire() as conn:
-            at = _end_of(audit_day) if audit_day else datetime.now(UTC)
-            return await forecast_all(conn, settings.forecast, at, audit_day=audit_day, only=scope)
+        async with ctx.database() as pool, pool.acquire() as conn:
+            at = _end_of(as_of) if as_of else datetime.now(UTC)
+            return await forecast_all(conn, settings.forecast, at, audit_day=as_of, only=scope)
 
     results = run(main())
-    if as_json:
-        click.echo(json.dumps([_as_json(r) for r in results], indent=2))
-    elif not results:
-        click.echo("no scope with a monthly budget" + (f" named {scope}" if scope else ""))
-    else:
-        click.echo(_table(results))
+    if scope is not None and not results:
+        raise CliError(f"no monthly budget for {scope}: a forecast needs one (spendgate budgets set --monthly)")
+    if not results and fmt == "table":
+        click.echo("no scope has a monthly budget (spendgate budgets set --monthly)", err=True)
+        return
+    click.echo(render(fmt, FORECAST_FIELDS, results, document=records(FORECAST_FIELDS, results)))
 
 
 @forecast.command()
 @click.option("--send", is_flag=True, help="Email it to forecast.report_recipients (and any --to).")
 @click.option("--to", "extra", multiple=True, help="Another recipient (repeatable).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the HTML report to this file.")
-@click.option("--as-of", "as_of", type=click.DateTime(["%Y-%m-%d"]), help="As the ledger stood at the end of this day.")
+@as_of_option
 @pass_ctx
-def report(ctx: Ctx, send: bool, extra: tuple[str, ...], out: Path | None, as_of: datetime | None) -> None:
+def report(ctx: Ctx, send: bool, extra: tuple[str, ...], out: Path | None, as_of: date | None) -> None:
     """The nightly report: teams by risk, a burndown chart each, the developers and sessions behind it."""
+    from spendgate.core.mail import send_mail
+    from spendgate.forecaster.render import report_html, report_text
+    from spendgate.forecaster.report import build_report, report_message
+
     settings = ctx.settings
     recipients = [*settings.forecast.report_recipients, *extra]
     if send and not recipients:
         raise click.UsageError("no recipients: set forecast.report_recipients or pass --to")
-    audit_day = as_of.date() if as_of else None
+    if out is not None and not out.parent.is_dir():
+        raise click.BadParameter(f"{out.parent} is not a directory", param_hint="'--out'")
 
     async def main() -> Report:
-        async with open_database(settings) as (_url, pool), pool.acquire() as conn:
-            now = _end_of(audit_day) if audit_day else datetime.now(UTC)
-            built = await build_report(conn, settings, now, audit_day=audit_day)
+        async with ctx.database() as pool, pool.acquire() as conn:
+            now = _end_of(as_of) if as_of else datetime.now(UTC)
+            built = await build_report(conn, settings, now, audit_day=as_of)
         if send:
             await send_mail(settings.smtp, report_message(built, recipients, settings.smtp.sender))
         return built
@@ -143,6 +172,10 @@ class SeriesFileError(ValueError):
 
 def read_series_csv(path: Path) -> tuple[date, NDArray[np.int64]]:
     """Read ``date,cost_usd`` rows (header optional, any order, gaps are zero-spend days)."""
+    import numpy as np
+
+    from spendgate.domain.money import usd_to_micros
+
     values: dict[date, int] = {}
     with path.open(newline="") as fh:
         for lineno, row in enumerate(csv.reader(fh), start=1):
@@ -168,19 +201,23 @@ def read_series_csv(path: Path) -> tuple[date, NDArray[np.int64]]:
 @forecast.command(name="backtest")
 @click.option("--series", "path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="CSV with date,cost_usd rows (e.g. an export of last year's bill).")
-@click.option("--json", "as_json", is_flag=True)
-@click.option("--paths", default=500, show_default=True, help="Sample paths per forecast.")
-def backtest_command(path: Path, as_json: bool, paths: int) -> None:
+@format_option(*DOCUMENT_FORMATS)
+@click.option("--paths", type=click.IntRange(10, 100_000), default=500, show_default=True,
+              help="Sample paths per forecast.")
+def backtest_command(path: Path, fmt: str, paths: int) -> None:
     """How far to trust the bands on your own history: rolling-origin backtest against a run-rate."""
+    from spendgate.core.tables import to_json
+    from spendgate.forecaster.backtest import backtest
+
     try:
         start, daily = read_series_csv(path)
-    except SeriesFileError as exc:
-        raise click.ClickException(str(exc)) from None
+    except (SeriesFileError, UnicodeDecodeError) as exc:
+        raise CliError(str(exc)) from None
     metrics = backtest(start, daily, paths=paths)
     if metrics.origins == 0:
-        raise click.ClickException(f"{path}: too short: needs 8 weeks of warm-up and then at least one whole month")
-    if as_json:
-        click.echo(json.dumps({"series": str(path), **metrics.as_json()}, indent=2))
+        raise CliError(f"{path}: too short: needs 8 weeks of warm-up and then at least one whole month")
+    if fmt == "json":
+        click.echo(to_json({"series": str(path), **metrics.as_json()}))
     else:
         click.echo("\n".join(_metrics_lines(path, metrics)))
 

@@ -1,12 +1,13 @@
-"""Ledger commands: ``spendgate ledger`` (run it), ``spendgate ledger rebuild``."""
+"""Ledger commands: ``spendgate ledger`` (run it), ``spendgate ledger rebuild``.
+
+Imports beyond click happen inside the commands: this module is imported by every ``spendgate`` call.
+"""
 
 from __future__ import annotations
 
 import click
 
 from spendgate.core.clitools import Ctx, pass_ctx, run
-from spendgate.ledger.service import serve
-from spendgate.runtime import open_database, run_services
 
 
 @click.group(invoke_without_command=True)
@@ -14,6 +15,8 @@ from spendgate.runtime import open_database, run_services
 def ledger(click_ctx: click.Context) -> None:
     """Run the ledger consumer (folds usage events into balances and sessions)."""
     if click_ctx.invoked_subcommand is None:
+        from spendgate.ledger.service import serve
+        from spendgate.runtime import run_services
 
         ctx = click_ctx.find_object(Ctx)
         assert ctx is not None
@@ -27,7 +30,7 @@ def rebuild(ctx: Ctx) -> None:
     from spendgate.ledger.rebuild import rebuild as do_rebuild
 
     async def go() -> int:
-        async with open_database(ctx.settings) as (_url, pool):
+        async with ctx.database() as pool:
             return await do_rebuild(pool, default_timezone=ctx.settings.default_timezone)
 
     n = run(go())

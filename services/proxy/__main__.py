@@ -1,4 +1,4 @@
-"""``python -m spendgate.proxy``: the proxy area's commands on their own (``proxy``, ``up``, ``keys``,
+"""``python -m spendgate.proxy``: the proxy area's commands on their own (``proxy`` and
 ``fake-upstream``), for images that ship only the proxy and for tests that need a proxy process."""
 
 from __future__ import annotations
@@ -7,13 +7,12 @@ from pathlib import Path
 
 import click
 
-from spendgate.core.clitools import Ctx
+from spendgate.core.clitools import Ctx, Root, data_dir_option
 from spendgate.proxy.cli import COMMANDS
 
 
-@click.group()
-@click.option("--data-dir", type=click.Path(path_type=Path), envvar="SPENDGATE_DATA_DIR",
-              help="State directory (embedded database, spool). Default: the user data dir.")
+@click.group(cls=Root)
+@data_dir_option
 @click.pass_context
 def main(ctx: click.Context, data_dir: Path | None) -> None:
     """spendgate's proxy commands."""

@@ -1,18 +1,20 @@
-"""The proxy area's commands: ``proxy`` (the proxy alone) and ``fake-upstream``."""
+"""The proxy area's commands: ``proxy`` (the proxy alone) and ``fake-upstream``.
+
+Imports beyond click happen inside the commands: this module is imported by every ``spendgate`` call.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import signal
+from typing import TYPE_CHECKING
 
 import click
 
-from spendgate.core.clitools import Ctx, pass_ctx, run
-from spendgate.core.config import Settings
-from spendgate.proxy.fake_upstream import FakeConfig, run_fake_upstream
-from spendgate.proxy.service import serve
-from spendgate.runtime import run_services
+from spendgate.core.clitools import Ctx, check_port_free, pass_ctx, run
+
+if TYPE_CHECKING:
+    from spendgate.core.config import Settings
 
 
 def _with_listen(settings: Settings, host: str | None, port: int | None) -> Settings:
@@ -26,27 +28,40 @@ def _with_listen(settings: Settings, host: str | None, port: int | None) -> Sett
 
 @click.command("proxy")
 @click.option("--host", default=None, help="Listen address (default: settings.host).")
-@click.option("--port", type=int, default=None, help="Listen port (default: settings.proxy_port, 8080).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="Listen port (default: settings.proxy_port, 8080).")
 @pass_ctx
 def proxy(ctx: Ctx, host: str | None, port: int | None) -> None:
     """Run the metered proxy alone (scale-out: SPENDGATE_DATABASE_URL and SPENDGATE_BUS=kafka://…)."""
-    run(run_services(_with_listen(ctx.settings, host, port), {"proxy": serve}))
+    from spendgate.proxy.service import serve
+    from spendgate.runtime import run_services
+
+    settings = _with_listen(ctx.settings, host, port)
+    check_port_free(settings.host, settings.proxy_port, "--port")
+    run(run_services(settings, {"proxy": serve}))
 
 
 @click.command("fake-upstream")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=9090, show_default=True)
-@click.option("--latency-ms", type=float, default=0.0, show_default=True, help="Delay before the headers.")
-@click.option("--chunks", type=int, default=8, show_default=True, help="Text deltas per answer.")
-@click.option("--chunk-interval-ms", type=float, default=0.0, show_default=True, help="Pause between deltas.")
+@click.option("--port", type=click.IntRange(1, 65535), default=9090, show_default=True)
+@click.option("--latency-ms", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="Delay before the headers.")
+@click.option("--chunks", type=click.IntRange(1), default=8, show_default=True, help="Text deltas per answer.")
+@click.option("--chunk-interval-ms", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="Pause between deltas.")
 @click.option("--record/--no-record", default=True, show_default=True,
               help="Keep what was served for GET /_fake/served (off for long benchmarks).")
 def fake_upstream(host: str, port: int, latency_ms: float, chunks: int, chunk_interval_ms: float,
                   record: bool) -> None:
     """Serve a fake OpenAI API (Responses, Chat Completions) for tests, benchmarks and demos."""
+    from spendgate.proxy.fake_upstream import FakeConfig, run_fake_upstream
+
+    check_port_free(host, port, "--port")
     config = FakeConfig(latency_ms=latency_ms, chunks=chunks, chunk_interval_ms=chunk_interval_ms, record=record)
 
     async def main() -> None:
+        import asyncio
+
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,16 +1,21 @@
-"""``spendgate migrate`` and ``spendgate init``: make the database and apply every table family's migrations."""
+"""``spendgate migrate`` and ``spendgate init``: make the database and apply every table family's migrations.
+
+The only commands besides ``up`` that migrate or create a data dir; alembic is imported inside them,
+not with this module (every ``spendgate`` call imports it).
+"""
 
 from __future__ import annotations
 
 import click
 
 from spendgate.core.clitools import Ctx, pass_ctx, run
-from spendgate.core.db import database_url_for
-from spendgate.store.migrations import migrate as apply_migrations
 
 
 async def prepare(ctx: Ctx) -> None:
     """The database (created under the data dir when embedded and new), with every migration applied."""
+    from spendgate.core.db import database_url_for
+    from spendgate.store.migrations import migrate as apply_migrations
+
     async with database_url_for(ctx.settings.database_url, ctx.settings.pg_dir, create=True) as url:
         await apply_migrations(url)
 

@@ -38,13 +38,14 @@ def test_budget_lifecycle_through_the_cli(db_url: str) -> None:
     invoke(db_url, "budgets", "set", "--scope", "team:platform", "--daily", "45", "--actor", "ops")
     invoke(db_url, "budgets", "raise", "--scope", "team:platform", "--by", "20", "--until", "2099-12-01T00:00Z",
            "--reason", "release week", "--actor", "ops")
-    listed = json.loads(invoke(db_url, "budgets", "list", "--json"))
-    assert listed == [{"scope": "team:platform", "daily": "45.000000", "monthly": "800.000000",
-                       "timezone": "Europe/Berlin", "thresholds": [80, 95, 110], "at_pause": "cheapest",
-                       "retry_cap": None}]
-    assert "(+$20.00 raise)" in invoke(db_url, "budgets", "list")
-    shown = json.loads(invoke(db_url, "budgets", "show", "--scope", "team:platform", "--json"))
-    assert [p["budget"] for p in shown["periods"]] == ["65.000000", "820.000000"]
+    listed = json.loads(invoke(db_url, "budgets", "list", "--format", "json"))
+    assert listed["budgets"] == [{"scope": "team:platform", "daily_micros": 45_000_000, "monthly_micros": 800_000_000,
+                                  "timezone": "Europe/Berlin", "thresholds_pct": [80, 95, 110],
+                                  "at_pause": "cheapest", "retry_cap": None, "raised_micros": 20_000_000}]
+    assert [r["reason"] for r in listed["raises"]] == ["release week"]
+    assert "$20.00" in invoke(db_url, "budgets", "list").splitlines()[2]
+    shown = json.loads(invoke(db_url, "budgets", "show", "--scope", "team:platform", "--format", "json"))
+    assert [p["budget_micros"] for p in shown["periods"]] == [65_000_000, 820_000_000]
     assert shown["periods"][0]["stage"] == "ok" and shown["raises"][0]["reason"] == "release week"
     assert "deleted the budget of team:platform" in invoke(db_url, "budgets", "delete", "--scope", "team:platform")
 
@@ -62,10 +63,10 @@ async def test_cli_changes_are_audited(db_url: str, pool: asyncpg.Pool) -> None:
 
 
 def test_bad_input_is_a_clear_error(db_url: str) -> None:
-    """An unknown scope form or a raise of a scope without a budget exits 1 with a message."""
+    """An unknown scope form is a usage error (exit 2); a raise of a scope without a budget exits 1."""
     r = CliRunner().invoke(root, ["budgets", "set", "--scope", "squad:x", "--daily", "1"],
                            env={"SPENDGATE_DATABASE_URL": db_url, "SPENDGATE_CONFIG": ""})
-    assert r.exit_code == 1 and "bad scope" in r.output
+    assert r.exit_code == 2 and "'squad:x': use key:<id>" in r.output
     r = CliRunner().invoke(root, ["budgets", "raise", "--scope", "org", "--by", "1", "--until", "2099-01-01T00:00Z",
                                   "--reason", "x"], env={"SPENDGATE_DATABASE_URL": db_url, "SPENDGATE_CONFIG": ""})
     assert r.exit_code == 1 and "no budget for org" in r.output

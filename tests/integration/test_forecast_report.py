@@ -171,8 +171,8 @@ async def test_report_out_writes_html_with_embedded_charts(
 async def test_forecast_as_of_sees_the_ledger_as_it_stood_that_day(
     pool: asyncpg.Pool, db_url: str, tmp_path: Path, ledger: None
 ) -> None:
-    """`forecast --as-of D --json` sums events up to the end of D; later events do not change it."""
-    args = ("forecast", "--as-of", "2026-03-10", "--json", "--scope", "team:platform")
+    """`forecast --as-of D --format json` sums events up to the end of D; later events do not change it."""
+    args = ("forecast", "--as-of", "2026-03-10", "--format", "json", "--scope", "team:platform")
     before = await asyncio.to_thread(invoke, db_url, tmp_path, *args)
     assert before.exit_code == 0, before.output
     [row] = json.loads(before.stdout)
@@ -185,7 +185,7 @@ async def test_forecast_as_of_sees_the_ledger_as_it_stood_that_day(
     after = await asyncio.to_thread(invoke, db_url, tmp_path, *args)
     assert json.loads(after.stdout) == [row]
     table = await asyncio.to_thread(invoke, db_url, tmp_path, "forecast", "--as-of", "2026-03-10")
-    assert "team:platform" in table.stdout and "team:web" in table.stdout and "P50" in table.stdout
+    assert "team:platform" in table.stdout and "team:web" in table.stdout and "p50" in table.stdout
 
 
 def test_backtest_command_scores_a_users_csv(tmp_path: Path) -> None:
@@ -199,7 +199,7 @@ def test_backtest_command_scores_a_users_csv(tmp_path: Path) -> None:
         day += timedelta(days=1)
     path = tmp_path / "daily.csv"
     path.write_text("\n".join(lines) + "\n")
-    result = CliRunner().invoke(main, ["forecast", "backtest", "--series", str(path), "--json", "--paths", "300"])
+    result = CliRunner().invoke(main, ["forecast", "backtest", "--series", str(path), "--format", "json", "--paths", "300"])
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)
     assert metrics["months"] == 7 and 70 <= metrics["coverage_pct"] <= 92

@@ -2,7 +2,7 @@
 serving, ``/healthz`` says the ledger is degraded (with a 200), and once the fault clears the ledger
 catches up, folding every event exactly once.
 
-Every service of ``spendgate.up.SERVICES`` runs in this process through ``run_services`` on the Postgres
+Every service of ``spendgate.up.services()`` runs in this process through ``run_services`` on the Postgres
 bus; the fault is injected where the composition root hands the ledger its runtime: the ledger's bus
 is wrapped so that its consumers fail every poll and commit while the fault is on.
 """
@@ -26,7 +26,7 @@ from spendgate.domain.errors import BusUnavailableError, ConfigError
 from spendgate.ledger import service as ledger_service
 from spendgate.runtime import Runtime, Serve, run_services
 from spendgate.store.keys import store as vkeys
-from spendgate.up import SERVICES
+from spendgate.up import services
 from tests.support.ledger import folded_count
 from tests.support.proxy_harness import UPSTREAM_KEY, fake_upstream, published_usage
 from tests.support.tansu import free_port
@@ -95,7 +95,7 @@ def services_with_poisonable_ledger(fault: Fault) -> dict[str, Serve]:
     async def ledger(runtime: Runtime, stop: asyncio.Event) -> None:
         await ledger_service.serve(replace(runtime, bus=PoisonableBus(runtime.bus, fault)), stop)
 
-    return {**SERVICES, "ledger": ledger}
+    return {**services(), "ledger": ledger}
 
 
 async def healthz(http: aiohttp.ClientSession, base: str) -> tuple[int, dict[str, Any]]:

@@ -29,8 +29,8 @@ def test_csv_money_is_exact_dollars_and_empty_for_missing_values() -> None:
     """CSV writes $1.234567 as 1.234567 and an absent repo as an empty cell, with a TOTAL row last."""
     rows = list(csv.DictReader(io.StringIO(render.chargeback(REPORT, "csv"))))
     assert [r["group"] for r in rows] == ["s1", "", "TOTAL"]
-    assert (rows[0]["cost"], rows[0]["downgrade_saved"], rows[0]["repo"]) == ("1.234567", "0.004321", "")
-    assert rows[-1]["cost"] == "1.234572"
+    assert (rows[0]["cost_usd"], rows[0]["downgrade_saved_usd"], rows[0]["repo"]) == ("1.234567", "0.004321", "")
+    assert rows[-1]["cost_usd"] == "1.234572"
 
 
 def test_tables_round_money_to_cents_and_align_columns() -> None:
