@@ -115,13 +115,17 @@ def budget(status: BudgetStatus, fmt: str) -> str:
     return "\n".join(out)
 
 
+def _stream(r: RequestLine) -> str | None:
+    return None if r.stream is None else ("stream" if r.stream else "plain")
+
+
 def _model(r: RequestLine) -> str:
     return r.model_used if r.model_used == r.model_requested else f"{r.model_requested}->{r.model_used}"
 
 
 REQUEST_FIELDS: list[Field] = [
     Field("time", lambda r: f"{r.occurred_at:%H:%M:%S}"), Field("endpoint", lambda r: r.endpoint.removeprefix("/v1/")),
-    Field("model", _model), field("stage"),
+    Field("answer", _stream), Field("model", _model), field("stage"),
     Field("status", lambda r: r.status + (", retry" if r.retry else "")), field("input_tokens", "int", "input"),
     field("cached_tokens", "int", "cached"), field("output_tokens", "int", "output"),
     field("cost_micros", "money", "cost"),

@@ -19,6 +19,8 @@ class RequestLine(msgspec.Struct, frozen=True, kw_only=True):
     occurred_at: datetime
     endpoint: str
     """The API path the client called, e.g. ``/v1/responses``."""
+    stream: bool | None
+    """Whether the client asked for a streamed answer; null for requests recorded before spendgate noted it."""
     model_requested: str
     model_used: str
     route_reason: str
@@ -71,8 +73,8 @@ async def session_detail(conn: asyncpg.Connection | asyncpg.Pool, prices: PriceT
                     bounds["last_at"] + _EPSILON)
     report = await chargeback(conn, prices, by="session", window=window, filters=Filters(session_id=session_id))
     rows = await conn.fetch(
-        "SELECT event_id::text, occurred_at, turn_id, endpoint, model_requested, model_used, route_reason, stage, "
-        "status, input_tokens, cached_tokens, output_tokens, reasoning_tokens, cost_micros, retry "
+        "SELECT event_id::text, occurred_at, turn_id, endpoint, stream, model_requested, model_used, route_reason, "
+        "stage, status, input_tokens, cached_tokens, output_tokens, reasoning_tokens, cost_micros, retry "
         "FROM usage_events WHERE session_id = $1 ORDER BY occurred_at, event_id", session_id)
     turns: dict[str | None, list[asyncpg.Record]] = {}
     for r in rows:
@@ -89,7 +91,7 @@ def _turn(turn_id: str | None, rows: list[asyncpg.Record]) -> TurnLine:
         downgraded=sum(1 for r in rows if r["route_reason"] != "requested"),
         request_lines=[
             RequestLine(
-                event_id=r["event_id"], occurred_at=r["occurred_at"], endpoint=r["endpoint"],
+                event_id=r["event_id"], occurred_at=r["occurred_at"], endpoint=r["endpoint"], stream=r["stream"],
                 model_requested=r["model_requested"],
                 model_used=r["model_used"], route_reason=r["route_reason"], stage=r["stage"],
                 status=r["status"], input_tokens=r["input_tokens"], cached_tokens=r["cached_tokens"],

@@ -50,6 +50,9 @@ class UsageRecorded(msgspec.Struct, frozen=True, kw_only=True):
     repo: str | None = None
     client: str | None = None
     endpoint: str
+    stream: bool | None = None
+    """Whether the client asked for a streamed answer (``"stream": true``); null in events recorded
+    before spendgate noted it."""
     model_requested: str
     model_used: str
     route_reason: RouteReason = "requested"

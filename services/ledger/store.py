@@ -26,6 +26,7 @@ _EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("input_price_micros", "int8"), ("cached_price_micros", "int8"), ("output_price_micros", "int8"),
     ("price_fallback", "bool"), ("cost_micros", "int8"), ("retry", "bool"), ("latency_ms", "int4"),
     ("ttfb_ms", "int4"), ("upstream_request_id", "text"), ("refusal_reason", "text"),
+    ("stream", "bool"),
 )
 _PRICE_FIELDS = {
     "input_price_micros": "input_micros", "cached_price_micros": "cached_input_micros",

@@ -116,7 +116,7 @@ class Proxy:
         try:
             price = self.s.prices.lookup(peek.model)
         except UnknownModelError as exc:
-            self._emit_unpriced_refusal(key, attribution, request.path, peek.model, started)
+            self._emit_unpriced_refusal(key, attribution, request.path, peek.model, bool(peek.stream), started)
             return errors.unknown_model(exc.message, peek.model)
         facts = RequestFacts(
             key=key, endpoint=request.path, model=peek.model, stream=bool(peek.stream),
@@ -265,18 +265,19 @@ class Proxy:
                               await asyncio.to_thread(tap.estimated_output_tokens), 0)
 
     def _emit_unpriced_refusal(self, key: VirtualKey, attribution: Attribution, endpoint: str, model: str,
-                               started: float) -> None:
+                               stream: bool, started: float) -> None:
         """An unknown model is refused before anything is spent; the attempt is still on record."""
         route = Route(model, model, PriceLookup(model, ModelPrice(0, 0, 0), fallback=False))
         outcome = Outcome("refused", 400, refusal_reason="unknown_model")
         event = build_event(key=key, attribution=attribution, endpoint=endpoint, route=route, outcome=outcome,
-                            latency_ms=_ms_since(started), instance=self.s.instance)
+                            latency_ms=_ms_since(started), instance=self.s.instance, stream=stream)
         self.s.emitter.emit(event)
         self.s.metrics.observe(event)
 
     def _emit(self, facts: RequestFacts, route: Route, outcome: Outcome, started: float) -> None:
         event = build_event(key=facts.key, attribution=facts.attribution, endpoint=facts.endpoint, route=route,
-                            outcome=outcome, latency_ms=_ms_since(started), instance=self.s.instance)
+                            outcome=outcome, latency_ms=_ms_since(started), instance=self.s.instance,
+                            stream=facts.stream)
         self.s.emitter.emit(event)
         outcome.emitted = True
         self.s.metrics.observe(event)

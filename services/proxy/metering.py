@@ -49,7 +49,7 @@ class Route:
 
 def build_event(
     *, key: VirtualKey, attribution: Attribution, endpoint: str, route: Route, outcome: Outcome,
-    latency_ms: int, instance: str,
+    latency_ms: int, instance: str, stream: bool | None = None,
 ) -> UsageRecorded:
     u = outcome.usage
     price = route.price.price
@@ -66,6 +66,7 @@ def build_event(
         repo=attribution.repo,
         client=attribution.client,
         endpoint=endpoint,
+        stream=stream,
         model_requested=route.model_requested,
         model_used=route.model_used,
         route_reason=route.route_reason,

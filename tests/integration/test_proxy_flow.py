@@ -66,6 +66,7 @@ async def test_sdk_responses_non_stream(db_url: str, tmp_path: Path) -> None:
         [event] = await _events(h, 1)
         [served] = h.fake.served
         assert event.endpoint == "/v1/responses" and event.model_used == "gpt-5.1-mini"
+        assert event.stream is False
         assert event.cost_micros == _expected_cost("gpt-5.1-mini", served)
 
 
@@ -79,7 +80,7 @@ async def test_sdk_chat_stream_gets_no_injected_usage_chunk(db_url: str, tmp_pat
         assert "".join(c.choices[0].delta.content or "" for c in chunks).startswith("word0")
         [event] = await _events(h, 1)
         [served] = h.fake.served
-        assert served.reported and event.usage_source == "reported"
+        assert served.reported and event.usage_source == "reported" and event.stream is True
         assert event.output_tokens == served.output_tokens
         assert event.cost_micros == _expected_cost("gpt-4.1-mini", served)
 
