@@ -199,7 +199,8 @@ def test_backtest_command_scores_a_users_csv(tmp_path: Path) -> None:
         day += timedelta(days=1)
     path = tmp_path / "daily.csv"
     path.write_text("\n".join(lines) + "\n")
-    result = CliRunner().invoke(main, ["forecast", "backtest", "--series", str(path), "--format", "json", "--paths", "300"])
+    result = CliRunner().invoke(main, ["forecast", "backtest", "--series", str(path), "--format", "json",
+                                       "--paths", "300"])
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)
     assert metrics["months"] == 7 and 70 <= metrics["coverage_pct"] <= 92
