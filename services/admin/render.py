@@ -59,7 +59,7 @@ SESSION_FIELDS: list[Field] = [
 KEY_FIELDS: list[Field] = [
     field("key_id"), field("key_prefix", header="prefix"), field("developer"), field("team"),
     field("cost_center"), field("created_at", "time", header=None), field("revoked_at", "time", header=None),
-    field("active", "bool", header=None), Field("status", lambda k: _key_status(k), header="status"),
+    field("active", "bool", header=None), Field("status", lambda k: _key_status(k), table_only=True),
 ]
 
 
@@ -69,8 +69,8 @@ def _key_status(k: Any) -> str:
 
 BUDGET_FIELDS: list[Field] = [
     field("scope"), field("daily_micros", "money", "daily"), field("monthly_micros", "money", "monthly"),
-    field("raised_micros", "money", "raised"), field("timezone"), field("thresholds_pct", "list", "thresholds"),
-    field("at_pause"), field("retry_cap", "int"),
+    field("timezone"), field("thresholds_pct", "list", "thresholds"), field("at_pause"), field("retry_cap", "int"),
+    field("raised_micros", "money", "raised"),
 ]
 
 

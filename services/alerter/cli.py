@@ -131,8 +131,7 @@ def dead(ctx: Ctx, include_replayed: bool, fmt: str) -> None:
 
     rows = run(go())
     click.echo(render(fmt, DEAD_LETTER_FIELDS, rows, document=records(DEAD_LETTER_FIELDS, rows)))
-    if fmt == "table":
-        click.echo(f"{len(rows)} dead letters")
+    click.echo(f"{len(rows)} dead letters", err=True)
 
 
 @alerts.command()

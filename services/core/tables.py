@@ -34,12 +34,15 @@ _RIGHT = {"int", "money", "pct"}
 
 @dataclass(frozen=True, slots=True)
 class Field:
-    """One value of a row. ``header`` ``None``: CSV and JSON only; ``""``: the name is the header."""
+    """One value of a row. ``header`` ``None``: CSV and JSON only; ``""``: the name is the header.
+    ``table_only``: a value the table derives for reading (``revoked 2026-11-03``) from fields that
+    CSV and JSON carry as they are."""
 
     name: str
     get: Callable[[Any], object]
     kind: Kind = "text"
     header: str | None = ""
+    table_only: bool = False
 
     @property
     def csv_name(self) -> str:
@@ -98,7 +101,7 @@ def machine(value: object, kind: Kind) -> str:
 
 def records(fields: Sequence[Field], rows: Sequence[Any]) -> list[dict[str, object]]:
     """The rows as JSON objects of every field, in order (for a list the admin API does not serve)."""
-    return [{f.name: f.get(r) for f in fields} for r in rows]
+    return [{f.name: f.get(r) for f in fields if not f.table_only} for r in rows]
 
 
 def table(fields: Sequence[Field], rows: Sequence[Any], total: Any | None = None, *,
@@ -139,6 +142,7 @@ def _cut(text: str, width: int) -> str:
 def to_csv(fields: Sequence[Field], rows: Sequence[Any], total: Any | None = None, *,
            total_label: str = "TOTAL") -> str:
     """Every field of every row (and the total, its first cell ``TOTAL``), header first."""
+    fields = [f for f in fields if not f.table_only]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([f.csv_name for f in fields])
