@@ -263,12 +263,22 @@ def did_you_mean(value: str, known: Iterable[str]) -> str:
 
 
 def check_port_free(host: str, port: int, flag: str) -> None:
-    """Refuse (one line, naming ``flag``) a listen address another process already holds."""
+    """Refuse (one line, naming ``flag``) a listen address another process already holds.
+
+    Binds as the servers do (``SO_REUSEADDR``, so connections in TIME_WAIT do not count) to every
+    address ``host`` resolves to, then lets go: the server binds a moment later.
+    """
     try:
-        with socket.create_server((host, port)):
-            pass
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise CliError(f"port {port} on {host} is already in use (another spendgate?): choose another "
-                           f"with {flag}") from None
         raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    for family, kind, proto, _name, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise CliError(f"port {port} on {host} is already in use (another spendgate?): choose "
+                                   f"another with {flag}") from None
+                raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
