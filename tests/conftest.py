@@ -7,11 +7,20 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import pytest
 
+from spendgate.core.clitools import Ctx
 from spendgate.core.logs import configure_logging
 from tests.support.postgres import PostgresForTests
 from tests.support.tansu import TansuBroker
 
 configure_logging("warning")
+
+
+@pytest.fixture(autouse=True)
+def cli_keeps_the_session_logging(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A command run in-process (CliRunner) would configure structlog from its settings, replacing the
+    session's configuration under loggers already cached with it, so a later capture_logs would miss
+    them. In tests the session's configuration stays; commands run as processes configure their own."""
+    monkeypatch.setattr(Ctx, "configure_logging", lambda self: None)
 
 
 @pytest.fixture(scope="session")
