@@ -18,7 +18,9 @@ timed; the cache goes to a scratch ``PYTHONPYCACHEPREFIX``, not into the tree). 
 
 Both hold three keys and two budgets. Target (issue 12): ``keys list`` and ``budgets list`` answer
 in under 0.5 s on the warm data dir (an absolute target, printed with its ratio to the baseline).
-Exits non-zero when one is missed or a command fails.
+Exits non-zero when one is missed or a command fails. Beside each wall time the process's CPU time
+(user + system) is printed, also as a ratio to the baseline's: on a shared machine the wall time
+includes waiting for a core, the CPU time is the command's own work.
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.support import Verdict, drop_db, fresh_db, postgres_server
@@ -58,19 +62,32 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**env, "PYTHONPYCACHEPREFIX": PYCACHE, "SPENDGATE_CONFIG": "", "SPENDGATE_LOG_LEVEL": "error", **extra}
 
 
-def timed(argv: list[str], env: dict[str, str], runs: int) -> tuple[float, str]:
-    """Median wall seconds of ``runs`` runs (after one discarded), and the first error line, if any."""
-    samples: list[float] = []
+@dataclass(frozen=True)
+class Timing:
+    wall_s: float
+    """Median wall time: what the target is about."""
+    cpu_s: float
+    """Median CPU time (user + system) of the process: the work itself, whatever else the machine runs."""
+    error: str = ""
+
+
+def timed(argv: list[str], env: dict[str, str], runs: int) -> Timing:
+    """Median wall and CPU seconds of ``runs`` runs (after one discarded), or the first error line."""
+    walls: list[float] = []
+    cpus: list[float] = []
     for i in range(runs + 1):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
         elapsed = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if done.returncode != 0:
             lines = (done.stderr.strip() or done.stdout.strip() or f"exit {done.returncode}").splitlines()
-            return float("nan"), lines[-1][:100]
+            return Timing(float("nan"), float("nan"), lines[-1][:100])
         if i:
-            samples.append(elapsed)
-    return statistics.median(samples), ""
+            walls.append(elapsed)
+            cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return Timing(statistics.median(walls), statistics.median(cpus))
 
 
 def seed(env: dict[str, str]) -> None:
@@ -84,17 +101,20 @@ def seed(env: dict[str, str]) -> None:
                        capture_output=True)
 
 
-def measure(setting: str, env: dict[str, str], runs: int, baseline_s: float, verdict: Verdict) -> None:
+def measure(setting: str, env: dict[str, str], runs: int, baseline: Timing, verdict: Verdict) -> None:
     print(f"\n{setting}")
+    baseline_s = baseline.wall_s
     for args in COMMANDS:
-        seconds, error = timed([spendgate_exe(), *args], env, runs)
+        t = timed([spendgate_exe(), *args], env, runs)
         name = f"spendgate {' '.join(args)}"
-        if error:
-            print(f"  {name:<30} failed: {error}")
+        if t.error:
+            print(f"  {name:<30} failed: {t.error}")
             if args in TARGETED:
-                verdict.check(f"{name} ({setting})", f"failed: {error}", f"< {TARGET_S} s", False)
+                verdict.check(f"{name} ({setting})", f"failed: {t.error}", f"< {TARGET_S} s", False)
             continue
-        print(f"  {name:<30} {seconds:6.3f} s  {seconds / baseline_s:5.1f}x python -c pass")
+        seconds = t.wall_s
+        print(f"  {name:<30} {seconds:6.3f} s  {seconds / baseline_s:5.1f}x python -c pass   "
+              f"cpu {t.cpu_s:6.3f} s  {t.cpu_s / max(baseline.cpu_s, 1e-3):5.1f}x")
         if args in TARGETED and setting == "warm data dir":
             verdict.check(f"{name} ({setting})",
                           f"{seconds:.3f} s ({seconds / baseline_s:.1f}x python -c pass {baseline_s:.3f} s)",
@@ -103,14 +123,14 @@ def measure(setting: str, env: dict[str, str], runs: int, baseline_s: float, ver
 
 async def main(runs: int) -> int:
     verdict = Verdict("cli start-up")
-    baseline_s, _ = timed([sys.executable, "-c", "pass"], clean_env(), runs)
-    print(f"baseline: python -c pass {baseline_s:.3f} s (median of {runs})")
+    baseline = timed([sys.executable, "-c", "pass"], clean_env(), runs)
+    print(f"baseline: python -c pass {baseline.wall_s:.3f} s, cpu {baseline.cpu_s:.3f} s (medians of {runs})")
     async with postgres_server() as server:
         url = await fresh_db(server)
         try:
             env = clean_env(SPENDGATE_DATABASE_URL=url)
             await asyncio.to_thread(seed, env)
-            await asyncio.to_thread(measure, "database URL", env, runs, baseline_s, verdict)
+            await asyncio.to_thread(measure, "database URL", env, runs, baseline, verdict)
         finally:
             await drop_db(server, url)
     data_dir = Path(tempfile.mkdtemp(prefix="sg-bench-cli-"))
@@ -120,7 +140,7 @@ async def main(runs: int) -> int:
     await asyncio.to_thread(server_.start)  # held open, as `spendgate up` would hold it
     try:
         await asyncio.to_thread(seed, env)
-        await asyncio.to_thread(measure, "warm data dir", env, runs, baseline_s, verdict)
+        await asyncio.to_thread(measure, "warm data dir", env, runs, baseline, verdict)
     finally:
         await asyncio.to_thread(server_.stop)
     return verdict.finish()
