@@ -110,23 +110,10 @@ def all_violations() -> list[str]:
     return [v for path in sorted(SERVICES.rglob("*.py")) for v in violations(path, path.read_text())]
 
 
-PENDING = frozenset({
-    "services/alerter/digest.py", "services/alerter/forecasts.py", "services/alerter/messages.py",
-    "services/alerter/service.py",
-})
-"""Files whose SQL still names other families' tables (71 mentions when the check landed); each move
-removes its file, and the list goes once it is empty."""
-
-
 def test_no_table_is_named_outside_its_owner() -> None:
     """Every SQL statement naming a table lives in the folder of the family that owns it."""
-    found = [v for v in all_violations() if v.split(":")[0] not in PENDING]
+    found = all_violations()
     assert not found, f"{len(found)} table mentions outside their owner:\n" + "\n".join(found)
-
-
-def test_pending_files_still_need_their_move() -> None:
-    """A file whose move has landed leaves the pending list."""
-    assert {v.split(":")[0] for v in all_violations()} >= PENDING
 
 
 def test_every_created_table_has_one_declared_owner() -> None:
