@@ -1,15 +1,14 @@
-"""The forecaster's tables: forecasts (an outbox to spendgate.forecast.v1) and overruns (once per
-scope and month). Writes happen in one transaction per pass; publishing reads the unpublished rows
-under ``FOR UPDATE SKIP LOCKED``, publishes them and marks them, so a crash between the two only
-repeats a publish (consumers dedupe on the event id), never loses one."""
+"""The forecaster's tables: forecasts (an outbox to spendgate.forecast.v1), overruns (once per scope and
+month) and the nightly report's claim (once per day). Writes happen in one transaction per pass;
+publishing reads the unpublished rows under ``FOR UPDATE SKIP LOCKED``, publishes them and marks them,
+so a crash between the two only repeats a publish (consumers dedupe on the event id), never loses one."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
 
 import asyncpg
 
@@ -93,7 +92,7 @@ def _overrun(r: asyncpg.Record) -> ForecastOverrun:
 
 
 async def _publish_table(pool: asyncpg.Pool, bus: Bus, table: str, id_column: str, order: str,
-                         make: Any) -> int:
+                         make: Callable[[asyncpg.Record], ForecastUpdated | ForecastOverrun]) -> int:
     sent = 0
     while True:
         async with pool.acquire() as conn, conn.transaction():
