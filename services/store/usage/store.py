@@ -406,12 +406,17 @@ class SessionTotals:
     repo: str | None
     cost_micros: int
     requests: int
+    turns: int
+    first_at: datetime
+    last_at: datetime
 
 
 async def session_totals(db: Queryable, session_id: str) -> SessionTotals | None:
     """The folded totals of one session; None when the ledger has not folded any of its events."""
-    row = await db.fetchrow("SELECT repo, cost_micros, requests FROM sessions WHERE session_id = $1", session_id)
-    return SessionTotals(row["repo"], row["cost_micros"], row["requests"]) if row else None
+    row = await db.fetchrow(
+        "SELECT repo, cost_micros, requests, turns, first_at, last_at FROM sessions WHERE session_id = $1",
+        session_id)
+    return SessionTotals(*row) if row else None
 
 
 # -- policy dry-run: the window's events, and the spend before it ----------------------------------------
