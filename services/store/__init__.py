@@ -21,7 +21,23 @@ The rule, held by ``tests/unit/test_table_ownership.py`` (it scans the SQL in ev
   several families (the ledger's fold) still commits as one transaction.
 - A query that reads several families lives in the store of the family it mainly reads, and that
   family declares the other tables in ``also_reads``; reads only (FROM/JOIN), never writes. Where two
-  separate queries are as clear, they are split instead, each in its owner.
+  separate queries are as clear, they are split instead, each in its owner (the digest's team spend
+  reads keys, budgets and balances through three owners). One declaration today: the team directory
+  (``keys.team_directory``) unions keys with this month's usage and adds the team's month balance.
+- Rules are not SQL: "base budget plus active raises" is
+  :func:`spendgate.domain.enforcement.policy.effective_budget_micros`, applied by the ledger, the proxy's
+  policy and the forecaster (``as_of=True``: raises created after the time asked do not count) to the
+  budgets and raises the budgets store returns as domain types.
+- Store functions take a :data:`~spendgate.core.db.Conn` (the caller's transaction: the ledger writes
+  several families in one) or a :data:`~spendgate.core.db.Queryable` (a connection or the pool); a few
+  that run their own transaction take the pool. Results are typed (dataclasses, NamedTuples, domain
+  types), never records or dicts.
+
+Each family has a port, ``<family>/port.py``: a ``typing.Protocol`` listing the store's functions. Its
+PostgreSQL implementation is the ``<family>/store.py`` module itself, pinned to the port there
+(``POSTGRES: UsageStore = store``) so mypy checks that they agree; the bus positions' port is
+``core.bus.PositionStore`` (``core.bus.POSITIONS``). One abstract suite per port,
+``tests/contract/test_<family>_store_contract.py``, runs against each implementation.
 
 ``store.migrations`` is alembic's machinery and the root revision; its version locations come from
 :data:`FAMILIES`.
