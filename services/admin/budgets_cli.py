@@ -18,6 +18,7 @@ from spendgate.domain.errors import ConfigError
 from spendgate.domain.money import format_usd, usd_str, usd_to_micros
 from spendgate.domain.periods import PeriodKind, period_containing
 from spendgate.runtime import open_database
+from spendgate.store.balances.store import balances_of
 from spendgate.store.budgets import store
 
 
@@ -126,7 +127,8 @@ def show(ctx: Ctx, scope: str, as_json: bool) -> None:
                 raise ConfigError(f"no budget for {parse_scope(scope)}")
             _, raises = await store.load_budgets(pool, now)
             periods = {k: period_containing(k, now, b.timezone) for k in PeriodKind}
-            rows = await store.balances_of(pool, b.scope, {k.value: p.start for k, p in periods.items()})
+            rows = await balances_of(pool, b.scope, day_start=periods[PeriodKind.DAY].start,
+                                     month_start=periods[PeriodKind.MONTH].start)
         policy = Policy(budgets={b.scope: b}, raises=tuple(raises))
         spent = {r.period: r.spent_micros for r in rows}
         out: dict[str, Any] = {**_budget_json(b), "raises": [], "periods": []}

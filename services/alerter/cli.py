@@ -20,7 +20,7 @@ from spendgate.domain.errors import ConfigError
 from spendgate.domain.ids import uuid7
 from spendgate.runtime import open_runtime, run_services
 from spendgate.store.alerts import store
-from spendgate.store.alerts.store import Planned
+from spendgate.store.alerts.store import DeadDelivery, Planned
 
 
 @click.command()
@@ -98,16 +98,16 @@ def send_test(ctx: Ctx, route_name: str) -> None:
 def dead(ctx: Ctx, include_replayed: bool) -> None:
     """List alert deliveries that failed their last attempt."""
 
-    async def go() -> list[dict[str, object]]:
+    async def go() -> list[DeadDelivery]:
         async with open_runtime(ctx.settings, start_bus=False) as rt:
             return await store.dead_letters(rt.pool, include_replayed=include_replayed)
 
     rows = run(go())
     for r in rows:
-        replayed = f" replayed {r['replayed_at']:%Y-%m-%d %H:%M}" if r["replayed_at"] else ""
-        click.echo(f"#{r['dead_letter_id']} {r['created_at']:%Y-%m-%d %H:%M:%S} {r['kind']} {r['scope']} "
-                   f"route={r['route']} target={r['target']} action={r['action']} attempts={r['attempts']} "
-                   f"error={r['last_error']}{replayed}")
+        replayed = f" replayed {r.replayed_at:%Y-%m-%d %H:%M}" if r.replayed_at else ""
+        click.echo(f"#{r.dead_letter_id} {r.created_at:%Y-%m-%d %H:%M:%S} {r.kind} {r.scope} "
+                   f"route={r.route} target={r.target} action={r.action} attempts={r.attempts} "
+                   f"error={r.last_error}{replayed}")
     click.echo(f"{len(rows)} dead letters")
 
 

@@ -13,12 +13,13 @@ from spendgate.domain.alerts import Alert, Fact, Message, SessionLine, Severity,
 from spendgate.domain.events import ForecastOverrun, RetryLoopDetected, ThresholdCrossed
 from spendgate.domain.money import format_usd
 from spendgate.domain.periods import PeriodKind, period_of
+from spendgate.store.budgets.store import budgets_of
+from spendgate.store.usage import store as usage
 
 SEVERITY: dict[str, Severity] = {
     "alert": "warning", "downgrade": "error", "pause": "critical", "forecast_overrun": "warning",
     "retry_loop": "error", "digest": "info", "test": "info",
 }
-_SCOPE_COLUMN = {"key": "key_id", "developer": "developer", "team": "team"}
 
 
 def who(scope: str, developer: str | None, team: str | None, cost_center: str | None) -> str:
@@ -54,23 +55,6 @@ def effect(stage: str, *, at_pause: str, small_turn_tokens: int) -> str:
     return "Requests are refused (HTTP 429, budget exhausted) until the budget resets or is raised."
 
 
-async def top_sessions(conn: Conn, scope: str, start: datetime, end: datetime,
-                       limit: int) -> list[SessionLine]:
-    kind, name = scope_name(scope)
-    column = _SCOPE_COLUMN.get(kind)
-    where = f"AND {column} = $4" if column else "AND $4::text IS NULL"
-    rows = await conn.fetch(
-        f"""SELECT session_id, max(developer) AS developer, max(repo) AS repo,
-                   sum(cost_micros)::bigint AS cost, count(*) AS n
-            FROM usage_events
-            WHERE occurred_at >= $1 AND occurred_at < $2 AND session_id IS NOT NULL {where}
-            GROUP BY session_id ORDER BY cost DESC, session_id LIMIT $3""",
-        start, end, limit, name if column else None,
-    )
-    return [SessionLine(session_id=r["session_id"], developer=r["developer"], repo=r["repo"],
-                        cost_micros=r["cost"], requests=r["n"]) for r in rows]
-
-
 def forecast_fact(f: ForecastView) -> Fact:
     text = (f"month end P50 {format_usd(f.p50_micros)} (P10 {format_usd(f.p10_micros)} – "
             f"P90 {format_usd(f.p90_micros)}), as of {f.as_of}")
@@ -81,9 +65,9 @@ def forecast_fact(f: ForecastView) -> Fact:
 
 async def build_message(conn: Conn, alert: Alert, *, now: datetime, top_n: int,
                         small_turn_tokens: int, default_timezone: str) -> Message:
-    budget = await conn.fetchrow("SELECT timezone, at_pause FROM budgets WHERE scope = $1", alert.scope)
-    tz = budget["timezone"] if budget else default_timezone
-    at_pause = budget["at_pause"] if budget else "refuse"
+    budget = next(iter(await budgets_of(conn, [alert.scope])), None)
+    tz = budget.timezone if budget else default_timezone
+    at_pause = budget.at_pause if budget else "refuse"
     forecast = await latest_forecast(conn, alert.scope)
     base = Message(alert_id=alert.alert_id, kind=alert.kind, severity=SEVERITY[alert.kind], title="",
                    summary="", scope=alert.scope, developer=alert.developer, team=alert.team,
@@ -104,7 +88,7 @@ async def build_message(conn: Conn, alert: Alert, *, now: datetime, top_n: int,
         ]
         if forecast is not None:
             facts.append(forecast_fact(forecast))
-        sessions = await top_sessions(conn, alert.scope, period.starts_at, ev.resets_at, top_n)
+        sessions = await usage.top_sessions(conn, alert.scope, period.starts_at, ev.resets_at, top_n)
         return msgspec.structs.replace(
             base, title=f"[{ev.stage}] {subject}: {pct}% of its {noun} budget",
             summary=(f"{subject} has spent {format_usd(ev.spent_micros)} of its "
@@ -123,7 +107,7 @@ async def build_message(conn: Conn, alert: Alert, *, now: datetime, top_n: int,
             Fact("Effect now", "Nothing yet: requests pass; stages apply once actual spend crosses them."),
             Fact("Resets", when(month.ends_at, now)),
         ]
-        sessions = await top_sessions(conn, alert.scope, month.starts_at, now + timedelta(seconds=1), top_n)
+        sessions = await usage.top_sessions(conn, alert.scope, month.starts_at, now + timedelta(seconds=1), top_n)
         return msgspec.structs.replace(
             base, title=f"[forecast] {subject} is on course to overrun its monthly budget",
             summary=(f"At the current pace {subject} ends {ev.month:%B} at {format_usd(ev.p50_micros)} "
@@ -132,20 +116,19 @@ async def build_message(conn: Conn, alert: Alert, *, now: datetime, top_n: int,
             resolves_at=month.ends_at,
         )
     assert isinstance(ev, RetryLoopDetected)
-    session = await conn.fetchrow("SELECT repo, cost_micros, requests FROM sessions WHERE session_id = $1",
-                                  ev.session_id)
+    session = await usage.session_totals(conn, ev.session_id)
     command = ev.command if len(ev.command) <= 200 else ev.command[:199] + "…"
     facts = [
         Fact("Who", subject),
-        Fact("Session", f"{ev.session_id}" + (f" in {session['repo']}" if session and session["repo"] else "")),
+        Fact("Session", f"{ev.session_id}" + (f" in {session.repo}" if session and session.repo else "")),
         Fact("Loop", f"{ev.tool_name} `{command}` failed the same way {ev.retries} times"),
         Fact("Retry spend", format_usd(ev.retry_cost_micros)),
         Fact("Effect now", "Further identical retries in this session are refused (retry budget exhausted)."),
     ]
     sessions = [SessionLine(session_id=ev.session_id, developer=ev.developer,
-                            repo=session["repo"] if session else None,
-                            cost_micros=session["cost_micros"] if session else ev.retry_cost_micros,
-                            requests=session["requests"] if session else ev.retries)]
+                            repo=session.repo if session else None,
+                            cost_micros=session.cost_micros if session else ev.retry_cost_micros,
+                            requests=session.requests if session else ev.retries)]
     return msgspec.structs.replace(
         base, title=f"[retry loop] {ev.developer}'s agent was stopped after {ev.retries} failing retries",
         summary=(f"Session {ev.session_id} of {subject} kept re-running the same failing {ev.tool_name} call; "

@@ -21,6 +21,8 @@ log = get_logger(__name__)
 Pool = asyncpg.Pool
 Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 """A connection, whether opened directly or acquired from a pool."""
+Queryable: TypeAlias = "Conn | asyncpg.Pool"
+"""Where one statement can run: a connection (inside the caller's transaction) or the pool (autocommit)."""
 
 
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:

@@ -17,6 +17,7 @@ from spendgate.core.db import Conn
 from spendgate.domain.periods import PeriodKind, period_of
 from spendgate.forecaster.engine import ScopeForecast, forecast_all
 from spendgate.forecaster.render import report_html, report_text
+from spendgate.store.usage import store as usage
 
 DRIVER_WINDOW_DAYS = 7
 
@@ -68,29 +69,9 @@ async def _drivers(conn: Conn, team: str, window_end: datetime, top: int) -> tup
                                                                                    list[SessionDriver]]:
     split = window_end - timedelta(days=DRIVER_WINDOW_DAYS)
     begin = split - timedelta(days=DRIVER_WINDOW_DAYS)
-    devs = await conn.fetch(
-        """SELECT developer, recent, before FROM (
-               SELECT developer,
-                      COALESCE(sum(cost_micros) FILTER (WHERE occurred_at >= $2), 0)::bigint AS recent,
-                      COALESCE(sum(cost_micros) FILTER (WHERE occurred_at < $2), 0)::bigint AS before
-               FROM usage_events WHERE team = $1 AND occurred_at >= $3 AND occurred_at < $4
-               GROUP BY developer) AS d
-           ORDER BY recent - before DESC, developer LIMIT $5""",
-        team, split, begin, window_end, top,
-    )
-    sessions = await conn.fetch(
-        """SELECT session_id, min(developer) AS developer, min(repo) AS repo,
-                  sum(cost_micros)::bigint AS cost, count(*) AS requests
-           FROM usage_events
-           WHERE team = $1 AND session_id IS NOT NULL AND occurred_at >= $2 AND occurred_at < $3
-           GROUP BY session_id ORDER BY cost DESC, session_id LIMIT $4""",
-        team, split, window_end, top,
-    )
-    return (
-        [DeveloperDriver(r["developer"], int(r["recent"]), int(r["before"])) for r in devs],
-        [SessionDriver(r["session_id"], r["developer"], r["repo"], int(r["cost"]), int(r["requests"]))
-         for r in sessions],
-    )
+    devs = await usage.developer_trends(conn, team, begin=begin, split=split, end=window_end, limit=top)
+    sessions = await usage.team_sessions(conn, team, start=split, end=window_end, limit=top)
+    return [DeveloperDriver(*d) for d in devs], [SessionDriver(*s) for s in sessions]
 
 
 async def build_report(conn: Conn, settings: Settings, now: datetime, *, audit_day: date | None = None) -> Report:

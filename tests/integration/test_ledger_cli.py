@@ -10,7 +10,7 @@ from pathlib import Path
 
 import asyncpg
 
-from spendgate.ledger.store import insert_events
+from spendgate.store.usage.store import insert_events
 from tests.support.factories import usage_event
 
 

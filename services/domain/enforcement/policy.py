@@ -83,6 +83,25 @@ class BudgetRaise:
     until: datetime
     reason: str
     raise_id: str = ""
+    created_at: datetime | None = field(default=None, compare=False)
+    """When it was stored (None for a proposal's raise): an as-of budget ignores raises made later."""
+
+
+def effective_budget_micros(base_micros: int | None, raises: Iterable[BudgetRaise], scope: str, at: datetime,
+                            *, as_of: bool = False) -> int | None:
+    """A period's budget at ``at``: the base plus every raise of ``scope`` still running (``at < until``).
+
+    The one rule for "budget plus raises" (the proxy's policy, the ledger's crossings, the forecaster).
+    ``as_of`` asks for the budget as it was known at ``at`` (the forecaster, whose runs and audits may
+    be set in the past): a raise created after ``at`` does not count then, although it covers ``at``.
+    A raise without a creation time (a proposal's) always counts. None when there is no base budget.
+    """
+    if base_micros is None:
+        return None
+    return base_micros + sum(
+        r.amount_micros for r in raises
+        if r.scope == scope and at < r.until and not (as_of and r.created_at is not None and r.created_at > at)
+    )
 
 
 @dataclass(frozen=True)
@@ -122,10 +141,7 @@ class Policy:
 
     def effective_micros(self, budget: Budget, kind: PeriodKind, now: datetime) -> int | None:
         """The period's budget plus every raise of the scope still active at ``now``."""
-        base = budget.limit_micros(kind)
-        if base is None:
-            return None
-        return base + sum(r.amount_micros for r in self.raises if r.scope == budget.scope and now < r.until)
+        return effective_budget_micros(budget.limit_micros(kind), self.raises, budget.scope, now)
 
     def next_model(self, model: str) -> str | None:
         """One step down ``model``'s cascade, or None when it has nowhere cheaper to go."""
