@@ -189,6 +189,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        del dotenv_settings, file_secret_settings  # the override names every source; these two are not used
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         # The file lives in the data dir this run resolves to: `--data-dir X` (an init keyword) reads
         # X/spendgate.yaml, not the environment's or the default data dir's file.
