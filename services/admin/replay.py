@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import NamedTuple
 
-from spendgate.domain.enforcement import Policy, Principal, RequestFacts, decide
-from spendgate.domain.enforcement.decide import BalanceKey, balance_keys
-from spendgate.domain.enforcement.stages import StageLevel, reached
+from spendgate.domain.enforcement import BalanceKey, Policy, Principal, RequestFacts, balance_keys, decide
+from spendgate.domain.enforcement.stages import crossed, stage_for
 from spendgate.domain.errors import UnknownModelError
 from spendgate.domain.pricing import PriceTable, cost_micros
 
@@ -127,8 +126,6 @@ class Replay:
         self._sessions: dict[str, _Session] = defaultdict(_Session)
         self._principals: dict[tuple[str, str, str], Principal] = {}
         self._who: dict[tuple[str, str, str], tuple[Principal, tuple[ScopeTally, ...]]] = {}
-        self._thresholds = {s: tuple(b.thresholds.as_list()) for s, b in policy.budgets.items()}
-        self._raised = {r.scope for r in policy.raises}
 
     def seed(self, key_id: str, developer: str, team: str, at: datetime, spent_micros: int) -> None:
         """Spend from before the replayed window that still counts in its periods (e.g. earlier this month)."""
@@ -195,27 +192,18 @@ class Replay:
         return self.spend.get(key, 0)
 
     def _add(self, keys: tuple[BalanceKey, ...], cost: int, at: datetime) -> None:
-        spend = self.spend
+        spend, policy = self.spend, self.policy
         for key in keys:
             before = spend[key]
             after = spend[key] = before + cost
-            pcts = self._thresholds[key.scope]
-            limit = self._limit(key, at)
-            if after * 100 < limit * pcts[0] or before * 100 >= limit * pcts[-1]:
-                continue  # below every threshold, or past all of them already
-            for level, pct in enumerate(pcts, start=1):
-                if reached(after, limit, pct) and not reached(before, limit, pct):
-                    self.alerts.append(AlertHit(key.scope, key.period.value, key.period_start, pct,
-                                                StageLevel(level).label, at, after, limit))
-
-    def _limit(self, key: BalanceKey, at: datetime) -> int:
-        budget = self.policy.budgets[key.scope]
-        if key.scope in self._raised:
-            limit = self.policy.effective_micros(budget, key.period, at)
-        else:
-            limit = budget.limit_micros(key.period)
-        assert limit is not None  # decide() only returns keys of periods with a budget
-        return limit
+            budget = policy.budgets[key.scope]
+            limit = policy.effective_micros(budget, key.period, at)
+            assert limit is not None  # decide() only returns keys of periods with a budget
+            now = stage_for(after, limit, budget.thresholds)
+            was = stage_for(before, limit, budget.thresholds)
+            if now > was:
+                self.alerts.extend(AlertHit(key.scope, key.period.value, key.period_start, pct, stage.label, at,
+                                            after, limit) for pct, stage in crossed(was, now, budget.thresholds))
 
     def _cost(self, u: Usage, model: str) -> int:
         if model == u.model_used:

@@ -18,10 +18,11 @@ from spendgate.core.bus import Bus, Record, TopicPartition, next_offsets
 from spendgate.core.db import Conn
 from spendgate.core.logs import get_logger
 from spendgate.domain.constants import GROUP_LEDGER, TOPIC_USAGE
+from spendgate.domain.enforcement.policy import Budget, Thresholds
 from spendgate.domain.errors import PoisonEventError
 from spendgate.domain.events import UsageRecorded, decode
 from spendgate.ledger import store
-from spendgate.ledger.fold import Crossing, crossings, fold, limits_for, scopes_of
+from spendgate.ledger.fold import Crossing, crossings, fold, scopes_of
 
 log = get_logger(__name__)
 
@@ -75,12 +76,14 @@ async def fold_events(conn: Conn, events: Sequence[UsageRecorded], *, default_ti
     result = fold(events, lambda scope: budgets[scope][0] if scope in budgets else default_timezone)
     before = await store.apply_balances(conn, result.balances)
     await store.apply_sessions(conn, result.sessions)
-    limits = {scope: row[1:] for scope, row in budgets.items()}
+    # The amounts already include the raises active at ``latest`` (the store adds them).
+    rules = {scope: Budget(scope, daily, monthly, tz, Thresholds.of(pcts))
+             for scope, (tz, daily, monthly, pcts) in budgets.items()}
     found: list[Crossing] = []
     for key, delta in result.balances.items():
-        limit = limits_for(limits, key.scope, key.period)
-        if limit is not None:
-            found.extend(crossings(key, before[key], delta, limit))
+        budget = rules.get(key.scope)
+        if budget is not None:
+            found.extend(crossings(key, before[key], delta, budget))
     return await store.insert_crossings(conn, found)
 
 

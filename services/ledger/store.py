@@ -11,10 +11,11 @@ import asyncpg
 
 from spendgate.core.bus import TopicPartition
 from spendgate.core.db import Conn
+from spendgate.domain.enforcement.balances import BalanceKey
 from spendgate.domain.events import UsageRecorded
 from spendgate.domain.ids import uuid7
 from spendgate.domain.periods import PeriodKind
-from spendgate.ledger.fold import BalanceDelta, BalanceKey, Crossing, SessionDelta
+from spendgate.ledger.fold import BalanceDelta, Crossing, SessionDelta
 
 _EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("event_id", "uuid"), ("occurred_at", "timestamptz"), ("proxy_instance", "text"), ("key_id", "text"),
@@ -93,7 +94,7 @@ async def apply_balances(
                  requests = b.requests + excluded.requests,
                  version = nextval('balances_version'), updated_at = now()
            RETURNING scope, period, period_start, spent_micros""",
-        [k.scope for k in keys], [k.period.value for k in keys], [k.start for k in keys],
+        [k.scope for k in keys], [k.period.value for k in keys], [k.period_start for k in keys],
         [deltas[k].spent_micros for k in keys], [deltas[k].requests for k in keys],
     )
     before: dict[BalanceKey, int] = {}
@@ -166,7 +167,7 @@ async def insert_crossings(conn: Conn, found: Sequence[Crossing]) -> int:
                $13::text[], $14::uuid[])
            ON CONFLICT (scope, period, period_start, threshold_pct) DO NOTHING RETURNING crossing_id""",
         [uuid7() for _ in found], [c.key.scope for c in found], [c.key.period.value for c in found],
-        [c.key.start for c in found], [c.threshold_pct for c in found], [c.stage for c in found],
+        [c.key.period_start for c in found], [c.threshold_pct for c in found], [c.stage for c in found],
         [c.spent_micros for c in found], [c.budget_micros for c in found], [c.resets_at for c in found],
         [c.trigger.occurred_at for c in found], [_who(c, "developer") for c in found],
         [c.trigger.team for c in found], [c.trigger.cost_center for c in found],

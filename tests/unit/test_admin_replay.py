@@ -127,3 +127,11 @@ def test_a_request_refused_for_another_reason_stays_refused() -> None:
     r = Replay(policy(daily="100"), PRICES, trace=True)
     assert r.feed(request(0, status="refused", cost=0)) == "refused_other"
     assert (r.differences, r.spend_micros) == (0, 0)
+
+
+def test_a_hard_cap_alerts_once_as_a_pause() -> None:
+    """Thresholds 100,100,100 give one alert at 100 %, stage pause, as the ledger's crossing (was three alerts)."""
+    r = Replay(policy(daily="0.01", thresholds=[100, 100, 100]), PRICES)
+    for n in range(6):
+        r.feed(request(n, inp=4_000))
+    assert [(a.threshold_pct, a.stage) for a in r.alerts] == [(100, "pause")]

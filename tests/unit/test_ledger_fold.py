@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+from spendgate.domain.enforcement import BalanceKey, Budget, Thresholds
 from spendgate.domain.periods import PeriodKind
-from spendgate.ledger.fold import BalanceKey, Limit, crossings, fold, limits_for, scopes_of
+from spendgate.ledger.fold import crossings, fold, scopes_of
 from tests.support.factories import T0, usage_event
 
 
@@ -51,7 +52,7 @@ def test_crossings_name_the_event_that_crossed() -> None:
     events = [usage_event(cost_micros=300_000, occurred_at=T0 + timedelta(seconds=i)) for i in range(4)]
     result = fold(events, lambda _s: "UTC")
     key = BalanceKey("team:platform", PeriodKind.DAY, T0.date())
-    limit = Limit(1_000_000, (80, 95, 110))
+    limit = Budget("team:platform", daily_micros=1_000_000)  # thresholds 80, 95, 110
     found = crossings(key, 0, result.balances[key], limit)
     assert [(c.threshold_pct, c.stage, c.trigger.event_id) for c in found] == [
         (80, "alert", events[2].event_id), (95, "downgrade", events[3].event_id), (110, "pause", events[3].event_id)]
@@ -64,14 +65,22 @@ def test_exact_threshold_counts_and_integers_only() -> None:
     key = BalanceKey("org", PeriodKind.MONTH, date(2026, 11, 1))
     exact = fold([usage_event(cost_micros=800_000)], lambda _s: "UTC").balances[key]
     short = fold([usage_event(cost_micros=799_999)], lambda _s: "UTC").balances[key]
-    assert [c.threshold_pct for c in crossings(key, 0, exact, Limit(1_000_000, (80, 95, 110)))] == [80]
-    assert crossings(key, 0, short, Limit(1_000_000, (80, 95, 110))) == []
+    assert [c.threshold_pct for c in crossings(key, 0, exact, Budget("org", monthly_micros=1_000_000))] == [80]
+    assert crossings(key, 0, short, Budget("org", monthly_micros=1_000_000)) == []
 
 
 def test_limits_for_picks_the_period() -> None:
     """Daily and monthly budgets apply to their own periods; an unset one means no limit."""
-    budgets = {"team:platform": (40_000_000, None, [80, 95, 110])}
-    day = limits_for(budgets, "team:platform", PeriodKind.DAY)
-    assert day is not None and day.budget_micros == 40_000_000
-    assert limits_for(budgets, "team:platform", PeriodKind.MONTH) is None
-    assert limits_for(budgets, "org", PeriodKind.DAY) is None
+    budgets = {"team:platform": Budget("team:platform", daily_micros=40_000_000, monthly_micros=None)}
+    day = budgets["team:platform"].limit_micros(PeriodKind.DAY)
+    assert day is not None and day == 40_000_000
+    assert budgets["team:platform"].limit_micros(PeriodKind.MONTH) is None
+    assert budgets.get("org") is None
+
+
+def test_a_hard_cap_is_one_pause_crossing() -> None:
+    """Thresholds 100,100,100 write one crossing at 100 %, stage pause (was three rows, the outbox kept 'alert')."""
+    key = BalanceKey("org", PeriodKind.MONTH, date(2026, 11, 1))
+    delta = fold([usage_event(cost_micros=1_000_000)], lambda _s: "UTC").balances[key]
+    cap = Budget("org", monthly_micros=1_000_000, thresholds=Thresholds(100, 100, 100))
+    assert [(c.threshold_pct, c.stage) for c in crossings(key, 0, delta, cap)] == [(100, "pause")]

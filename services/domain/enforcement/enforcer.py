@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from spendgate.domain.enforcement.decide import BalanceKey, Decision, RequestFacts
+from spendgate.domain.enforcement.balances import BalanceKey
+from spendgate.domain.enforcement.decide import Decision, RequestFacts
 from spendgate.domain.enforcement.estimate import SessionEstimator, TokenEstimate, estimated_cost_micros
 from spendgate.domain.enforcement.reservations import Reservation, ReservationBook
 from spendgate.domain.enforcement.responses import Refusal, pause_refusal, retry_refusal

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
@@ -83,6 +83,39 @@ class BudgetRaise:
     until: datetime
     reason: str
     raise_id: str = ""
+    created_at: datetime | None = None
+    """When the raise was granted (None: unknown, e.g. a proposal's raise); only an audit as of a past
+    instant looks at it (see :func:`effective_budget_micros`)."""
+
+
+@overload
+def effective_budget_micros(base_micros: int, raises: Iterable[BudgetRaise], scope: str, at: datetime, *,
+                            as_of: bool = False) -> int: ...
+
+
+@overload
+def effective_budget_micros(base_micros: None, raises: Iterable[BudgetRaise], scope: str, at: datetime, *,
+                            as_of: bool = False) -> None: ...
+
+
+def effective_budget_micros(base_micros: int | None, raises: Iterable[BudgetRaise], scope: str, at: datetime, *,
+                            as_of: bool = False) -> int | None:
+    """A scope's budget for one period at ``at``: the base amount plus every raise of the scope active
+    at ``at`` (``at < until``). None when the scope has no budget for that period (raises add to a
+    budget, they never make one).
+
+    ``as_of=True`` is the budget as it was known at ``at`` (a forecast audit of a past day): raises
+    granted after ``at`` are left out too. A raise whose ``created_at`` is unknown counts as granted.
+
+    The one rule for "budget plus raises": the proxy's decision, the ledger's crossings, the dry-run
+    and the forecaster all call it.
+    """
+    if base_micros is None:
+        return None
+    return base_micros + sum(
+        r.amount_micros for r in raises
+        if r.scope == scope and at < r.until and not (as_of and r.created_at is not None and r.created_at > at)
+    )
 
 
 @dataclass(frozen=True)
@@ -96,6 +129,12 @@ class Policy:
     retry_cap: int = 3
     _periods: dict[tuple[PeriodKind, str], Period] = field(default_factory=dict, compare=False, repr=False)
     """Current period per (kind, timezone): a cache, valid while ``starts_at <= now < ends_at``."""
+    _raises_of: dict[str, tuple[BudgetRaise, ...]] = field(default_factory=dict, compare=False, repr=False)
+    """``raises`` by scope (filled on construction): a decision looks at its own scopes' raises only."""
+
+    def __post_init__(self) -> None:
+        for r in self.raises:
+            self._raises_of[r.scope] = (*self._raises_of.get(r.scope, ()), r)
 
     @classmethod
     def from_settings(
@@ -122,10 +161,8 @@ class Policy:
 
     def effective_micros(self, budget: Budget, kind: PeriodKind, now: datetime) -> int | None:
         """The period's budget plus every raise of the scope still active at ``now``."""
-        base = budget.limit_micros(kind)
-        if base is None:
-            return None
-        return base + sum(r.amount_micros for r in self.raises if r.scope == budget.scope and now < r.until)
+        return effective_budget_micros(budget.limit_micros(kind), self._raises_of.get(budget.scope, ()),
+                                       budget.scope, now)
 
     def next_model(self, model: str) -> str | None:
         """One step down ``model``'s cascade, or None when it has nowhere cheaper to go."""
