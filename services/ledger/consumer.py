@@ -22,7 +22,7 @@ from spendgate.domain.enforcement.policy import Budget, Thresholds
 from spendgate.domain.errors import PoisonEventError
 from spendgate.domain.events import UsageRecorded, decode
 from spendgate.ledger import store
-from spendgate.ledger.fold import Crossing, crossings, fold, scopes_of
+from spendgate.ledger.fold import batch_crossings, fold, scopes_of
 
 log = get_logger(__name__)
 
@@ -79,12 +79,7 @@ async def fold_events(conn: Conn, events: Sequence[UsageRecorded], *, default_ti
     # The amounts already include the raises active at ``latest`` (the store adds them).
     rules = {scope: Budget(scope, daily, monthly, tz, Thresholds.of(pcts))
              for scope, (tz, daily, monthly, pcts) in budgets.items()}
-    found: list[Crossing] = []
-    for key, delta in result.balances.items():
-        budget = rules.get(key.scope)
-        if budget is not None:
-            found.extend(crossings(key, before[key], delta, budget))
-    return await store.insert_crossings(conn, found)
+    return await store.insert_crossings(conn, batch_crossings(result, before, rules))
 
 
 class LedgerConsumer:

@@ -7,7 +7,7 @@ incremental and rebuilt balances cannot disagree.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -121,15 +121,14 @@ class Crossing:
 
 def crossings(
     key: BalanceKey, before_micros: int, delta: BalanceDelta, budget: Budget, *,
-    raises: Sequence[BudgetRaise] = (), recorded: StageLevel | None = None,
+    recorded: StageLevel, raises: Sequence[BudgetRaise] = (),
 ) -> list[Crossing]:
-    """Thresholds of ``budget`` this increment took the balance to, beyond the stage ``recorded``,
-    each with the event at which the balance first showed it.
+    """Thresholds of ``budget`` the balance is at or past during this increment, beyond the stage
+    ``recorded`` (whose thresholds are on record already), each with the first event that shows it.
 
     Each event is measured against the budget effective at its own time (``raises`` active then), as
     the proxy decided it; thresholds map to stages by position
-    (:func:`~spendgate.domain.enforcement.stages.crossed`). ``recorded`` defaults to the stage of the
-    spend before the increment: thresholds it had reached count as crossed already.
+    (:func:`~spendgate.domain.enforcement.stages.crossed`).
     """
     base = budget.limit_micros(key.period)
     if base is None or not delta.steps:
@@ -137,8 +136,7 @@ def crossings(
     assert delta.resets_at is not None
     own = [r for r in raises if r.scope == key.scope]
     thresholds = budget.thresholds
-    first = effective_budget_micros(base, own, key.scope, delta.steps[0][1].occurred_at)
-    level = stage_for(before_micros, first, thresholds) if recorded is None else recorded
+    level = recorded
     if not own and stage_for(before_micros + delta.spent_micros, base, thresholds) <= level:
         return []  # one budget for the whole increment, and spend only grows: nothing new at its end
     out: list[Crossing] = []
@@ -153,3 +151,23 @@ def crossings(
             if level is StageLevel.PAUSE:
                 break
     return out
+
+
+def batch_crossings(
+    result: FoldResult, before: Mapping[BalanceKey, int], budgets: Mapping[str, Budget], *,
+    raises: Sequence[BudgetRaise] = (),
+) -> list[Crossing]:
+    """The crossings of a folded batch: each budgeted balance's, from its total before the batch.
+
+    What earlier batches recorded is not known here, so every threshold a balance is at or past is
+    reported (from ``OK``): the outbox keeps one row per balance and threshold and drops the repeats.
+    A threshold that a balance is past only because its budget shrank since its last event (a raise
+    expired, the budget was lowered) is so still reported, at the next event, as the proxy already
+    acts on it; deciding from the spend before the batch used to skip it for good.
+    """
+    found: list[Crossing] = []
+    for key, delta in result.balances.items():
+        budget = budgets.get(key.scope)
+        if budget is not None:
+            found.extend(crossings(key, before.get(key, 0), delta, budget, recorded=StageLevel.OK, raises=raises))
+    return found
