@@ -37,9 +37,9 @@ from spendgate.domain.enforcement import (
     RequestFacts,
     ReservationBook,
     RetryDetector,
-    SessionEstimator,
     StageLevel,
     Thresholds,
+    TokenEstimate,
     decide,
     standings,
 )
@@ -201,8 +201,7 @@ def run(world: World) -> None:
     policy = world.policy
     ledger = Ledger(policy)
     view = MemoryView(policy, ledger.settled)
-    enforcer = Enforcer(view, prices=PRICES, detector=RetryDetector(), clock=lambda: view.now,
-                        estimator=SessionEstimator(output_cap_tokens=8192))
+    enforcer = Enforcer(view, prices=PRICES, detector=RetryDetector(), clock=lambda: view.now)
     events: list[UsageRecorded] = []
     live: dict[str, str] = {}
     after: list[tuple[str, dict[BalanceKey, StageLevel]]] = []  # per request: its balances' stages after it
@@ -212,7 +211,8 @@ def run(world: World) -> None:
         at += timedelta(seconds=r.gap_s)
         view.now = at
         p = world.principals[r.developer]
-        adm = enforcer.admit(p, r.model, session_id=None, raw=b'{"n": %d}' % n, est_input_tokens=r.est_input_tokens)
+        adm = enforcer.admit(p, r.model, session_id=None, raw=b'{"n": %d}' % n,
+                             estimate=TokenEstimate(r.est_input_tokens, 1_024))
         assert not adm.retry.retry
         event = live_event(n, at, p, r, adm.decision, adm.refusal is not None)
         if adm.refusal is None:
