@@ -161,8 +161,9 @@ class Policy:
 
     def effective_micros(self, budget: Budget, kind: PeriodKind, now: datetime) -> int | None:
         """The period's budget plus every raise of the scope still active at ``now``."""
-        return effective_budget_micros(budget.limit_micros(kind), self._raises_of.get(budget.scope, ()),
-                                       budget.scope, now)
+        own = self._raises_of.get(budget.scope)
+        base = budget.limit_micros(kind)
+        return base if own is None else effective_budget_micros(base, own, budget.scope, now)
 
     def next_model(self, model: str) -> str | None:
         """One step down ``model``'s cascade, or None when it has nowhere cheaper to go."""
