@@ -76,7 +76,9 @@ async def fold_events(conn: Conn, events: Sequence[UsageRecorded], *, default_ti
     result = fold(events, lambda scope: budgets[scope][0] if scope in budgets else default_timezone)
     before = await store.apply_balances(conn, result.balances)
     await store.apply_sessions(conn, result.sessions)
-    # The amounts already include the raises active at ``latest`` (the store adds them).
+    # The amounts already include the raises active at ``latest`` (the store adds them), so a raise that
+    # ends inside the batch counts for none of it. With base amounts and the raises from the store,
+    # batch_crossings(..., raises=...) measures each event at its own time, as the proxy decided it.
     rules = {scope: Budget(scope, daily, monthly, tz, Thresholds.of(pcts))
              for scope, (tz, daily, monthly, pcts) in budgets.items()}
     return await store.insert_crossings(conn, batch_crossings(result, before, rules))
