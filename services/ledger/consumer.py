@@ -21,9 +21,9 @@ from spendgate.core.supervisor import Beat, no_beat
 from spendgate.domain.constants import GROUP_LEDGER, TOPIC_USAGE
 from spendgate.domain.errors import PoisonEventError
 from spendgate.domain.events import UsageRecorded, decode
-from spendgate.ledger.fold import Crossing, crossings, fold, limits_for, scopes_of
-from spendgate.ledger.limits import load_limits
+from spendgate.ledger.fold import batch_crossings, fold, scopes_of
 from spendgate.store.balances import store as balances
+from spendgate.store.budgets import store as budget_store
 from spendgate.store.deadletters.store import add_dead_letter
 from spendgate.store.usage import store as usage
 
@@ -74,18 +74,15 @@ async def fold_events(conn: Conn, events: Sequence[UsageRecorded], *, default_ti
     # event that crossed a threshold must be the one that really did.
     events = sorted(events, key=lambda e: (e.occurred_at, e.event_id))
     scopes = {s for e in events for s in scopes_of(e)}
-    latest = max(e.occurred_at for e in events)
-    budgets = await load_limits(conn, scopes, latest)
-    result = fold(events, lambda scope: budgets[scope][0] if scope in budgets else default_timezone)
+    budgets = {b.scope: b for b in await budget_store.budgets_of(conn, scopes)}
+    # Base amounts and every raise still running at the batch's first event: batch_crossings measures
+    # each event against the budget at its own time (a raise that ends inside the batch counts only
+    # before its end), as the proxy decided it.
+    raises = await budget_store.active_raises(conn, events[0].occurred_at, scopes)
+    result = fold(events, lambda scope: budgets[scope].timezone if scope in budgets else default_timezone)
     before = await balances.apply_balances(conn, result.balances)
     await usage.apply_sessions(conn, result.sessions)
-    limits = {scope: row[1:] for scope, row in budgets.items()}
-    found: list[Crossing] = []
-    for key, delta in result.balances.items():
-        limit = limits_for(limits, key.scope, key.period)
-        if limit is not None:
-            found.extend(crossings(key, before[key], delta, limit))
-    return await balances.insert_crossings(conn, found)
+    return await balances.insert_crossings(conn, batch_crossings(result, before, budgets, raises=raises))
 
 
 class LedgerConsumer:

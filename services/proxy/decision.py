@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from spendgate.domain.enforcement.estimate import TokenEstimate
 from spendgate.domain.events import RefusalReason, RouteReason, Stage, UsageRecorded
 from spendgate.proxy.attribution import Attribution
-from spendgate.proxy.estimator import SessionStats
 from spendgate.store.keys.store import VirtualKey
 
 
@@ -27,9 +27,9 @@ class RequestFacts:
     stream: bool
     attribution: Attribution
     body_bytes: int
-    estimated_input_tokens: int
-    session: SessionStats | None
-    """This proxy's view of the session so far (None for a session it has not seen)."""
+    estimate: TokenEstimate
+    """The request's one token estimate, corrected by what this proxy saw of its session (its
+    ``session``: None for a session without reported usage here). Enforcement and metering share it."""
     body: bytes
     """The raw request body (for deciders that inspect tool calls); never log it."""
 

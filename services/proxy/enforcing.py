@@ -36,7 +36,8 @@ class EnforcingDecider:
             return Pass()
         key = facts.key
         principal = Principal(key.key_id, key.developer, key.team)
-        adm = self.enforcer.admit(principal, facts.model, session_id=facts.attribution.session_id, raw=facts.body)
+        adm = self.enforcer.admit(principal, facts.model, session_id=facts.attribution.session_id, raw=facts.body,
+                                  estimate=facts.estimate)
         stage, retry = adm.decision.stage.label, adm.retry.retry
         if adm.refusal is not None:
             loop = self.enforcer.retry_loop_event(adm, principal, cost_center=key.cost_center, key_id=key.key_id)
@@ -58,11 +59,7 @@ class EnforcingDecider:
                 and event.usage_source == "none":
             self.enforcer.abandon(adm)
             return
-        reported = event.usage_source == "reported"
-        self.enforcer.complete(adm, event_id=event.event_id, cost_micros=event.cost_micros,
-                               input_tokens=event.input_tokens if reported else None,
-                               cached_tokens=event.cached_tokens,
-                               output_tokens=event.output_tokens if reported else None)
+        self.enforcer.complete(adm, event_id=event.event_id, cost_micros=event.cost_micros)
 
 
 class RetryLoopPublisher:

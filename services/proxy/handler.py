@@ -19,13 +19,14 @@ import msgspec
 from aiohttp import web
 from multidict import CIMultiDict
 
+from spendgate.domain.enforcement.estimate import SessionEstimator
+from spendgate.domain.enforcement.settings import EnforcementSettings
 from spendgate.domain.errors import UnknownModelError
 from spendgate.domain.pricing import ModelPrice, PriceLookup, PriceTable
 from spendgate.proxy import errors
 from spendgate.proxy.attribution import Attribution, attribute
 from spendgate.proxy.decision import Decider, Refuse, RequestFacts, RewriteModel
 from spendgate.proxy.emitter import Emitter
-from spendgate.proxy.estimator import SessionBook
 from spendgate.proxy.forwarding import client_headers, upstream_headers, upstream_url
 from spendgate.proxy.keycache import KeyCache
 from spendgate.proxy.metering import Outcome, Route, build_event
@@ -63,7 +64,8 @@ class ProxyState:
     instance: str
     max_body_bytes: int
     read_timeout_s: float
-    sessions: SessionBook = field(default_factory=SessionBook)
+    estimator: SessionEstimator = field(default_factory=lambda: SessionEstimator(
+        output_cap_tokens=EnforcementSettings().output_estimate_cap_tokens))
     metrics: ProxyMetrics = field(default_factory=ProxyMetrics)
     in_flight: int = 0
 
@@ -121,8 +123,7 @@ class Proxy:
         facts = RequestFacts(
             key=key, endpoint=request.path, model=peek.model, stream=bool(peek.stream),
             attribution=attribution, body_bytes=len(body),
-            estimated_input_tokens=self.s.sessions.estimate_input_tokens(attribution.session_id, len(body)),
-            session=self.s.sessions.snapshot(attribution.session_id), body=body,
+            estimate=self.s.estimator.estimate(attribution.session_id, len(body)), body=body,
         )
         decision = await self.s.decider.decide(facts)
         route = Route(peek.model, peek.model, price, stage=decision.stage, retry=decision.retry)
@@ -259,9 +260,9 @@ class Proxy:
     async def _estimate(self, tap: StreamTap, facts: RequestFacts, outcome: Outcome) -> None:
         """Input from the body-size estimate; output counted offline from the streamed text, in a thread
         (the vocabulary loads on first use). If cancelled meanwhile, a chars/4 guess still gets metered."""
-        outcome.usage = Usage(facts.estimated_input_tokens, 0, len(tap.streamed_text()) // 4, 0)
+        outcome.usage = Usage(facts.estimate.input_tokens, 0, len(tap.streamed_text()) // 4, 0)
         outcome.usage_source = "estimated"
-        outcome.usage = Usage(facts.estimated_input_tokens, 0,
+        outcome.usage = Usage(facts.estimate.input_tokens, 0,
                               await asyncio.to_thread(tap.estimated_output_tokens), 0)
 
     def _emit_unpriced_refusal(self, key: VirtualKey, attribution: Attribution, endpoint: str, model: str,
@@ -280,9 +281,11 @@ class Proxy:
         self.s.emitter.emit(event)
         outcome.emitted = True
         self.s.metrics.observe(event)
-        reported = outcome.usage.input_tokens if outcome.usage_source == "reported" else None
-        self.s.sessions.record(facts.attribution.session_id, body_bytes=facts.body_bytes,
-                               input_tokens=reported, cost_micros=event.cost_micros)
+        if outcome.usage_source == "reported":
+            usage = outcome.usage
+            self.s.estimator.observe(facts.attribution.session_id, body_bytes=facts.body_bytes,
+                                     input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                                     cached_tokens=usage.cached_tokens)
         self.s.decider.settled(facts, event)
 
 

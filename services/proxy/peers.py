@@ -15,7 +15,7 @@ import time
 import asyncpg
 
 from spendgate.domain.constants import PG_NOTIFY_PENDING
-from spendgate.domain.enforcement.decide import BalanceKey
+from spendgate.domain.enforcement.balances import BalanceKey
 from spendgate.store.balances import store as balances
 
 """NOTIFY channel: a proxy published changed pending sums (payload: its instance id)."""

@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta
 import asyncpg
 import pytest
 
-from spendgate.domain.enforcement.decide import BalanceKey
+from spendgate.domain.enforcement.balances import BalanceKey
 from spendgate.domain.errors import ConfigError
 from spendgate.domain.events import UsageRecorded
 from spendgate.domain.periods import PeriodKind
@@ -25,7 +25,7 @@ MONTH = date(2026, 11, 1)
 class Ref:
     scope: str
     period: PeriodKind
-    start: date
+    period_start: date
 
 
 @dataclass(frozen=True)

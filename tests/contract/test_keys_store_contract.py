@@ -20,7 +20,7 @@ from tests.support.factories import T0, usage_event
 @dataclass(frozen=True)
 class MonthOf:
     scope: str
-    start: date
+    period_start: date
     period: PeriodKind = PeriodKind.MONTH
 
 

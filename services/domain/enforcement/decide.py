@@ -13,11 +13,11 @@ the effective budget (base plus active raises), and lets the most severe stage d
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
-from typing import Literal, NamedTuple
+from datetime import datetime
+from typing import Literal
 
+from spendgate.domain.enforcement.balances import BalanceKey, SpendOf
 from spendgate.domain.enforcement.policy import AtPause, Policy
 from spendgate.domain.enforcement.scopes import Principal
 from spendgate.domain.enforcement.stages import StageLevel, stage_for
@@ -25,18 +25,6 @@ from spendgate.domain.events import RouteReason
 from spendgate.domain.periods import PeriodKind
 
 Action = Literal["pass", "downgrade", "pause_cheapest", "refuse"]
-
-
-class BalanceKey(NamedTuple):
-    """One balance: a scope's spend in one period, identified by the period's local start date."""
-
-    scope: str
-    period: PeriodKind
-    period_start: date
-
-
-SpendOf = Callable[[BalanceKey], int]
-"""Settled + unsettled + reserved micro-dollars of a balance (0 when nothing is known)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
@@ -84,17 +84,32 @@ class BudgetRaise:
     reason: str
     raise_id: str = ""
     created_at: datetime | None = field(default=None, compare=False)
-    """When it was stored (None for a proposal's raise): an as-of budget ignores raises made later."""
+    """When the raise was granted (None: unknown, e.g. a proposal's raise); only an audit as of a past
+    instant looks at it (see :func:`effective_budget_micros`). Not part of a raise's identity, so a
+    stored raise equals the same raise in a proposal."""
 
 
-def effective_budget_micros(base_micros: int | None, raises: Iterable[BudgetRaise], scope: str, at: datetime,
-                            *, as_of: bool = False) -> int | None:
-    """A period's budget at ``at``: the base plus every raise of ``scope`` still running (``at < until``).
+@overload
+def effective_budget_micros(base_micros: int, raises: Iterable[BudgetRaise], scope: str, at: datetime, *,
+                            as_of: bool = False) -> int: ...
 
-    The one rule for "budget plus raises" (the proxy's policy, the ledger's crossings, the forecaster).
-    ``as_of`` asks for the budget as it was known at ``at`` (the forecaster, whose runs and audits may
-    be set in the past): a raise created after ``at`` does not count then, although it covers ``at``.
-    A raise without a creation time (a proposal's) always counts. None when there is no base budget.
+
+@overload
+def effective_budget_micros(base_micros: None, raises: Iterable[BudgetRaise], scope: str, at: datetime, *,
+                            as_of: bool = False) -> None: ...
+
+
+def effective_budget_micros(base_micros: int | None, raises: Iterable[BudgetRaise], scope: str, at: datetime, *,
+                            as_of: bool = False) -> int | None:
+    """A scope's budget for one period at ``at``: the base amount plus every raise of the scope active
+    at ``at`` (``at < until``). None when the scope has no budget for that period (raises add to a
+    budget, they never make one).
+
+    ``as_of=True`` is the budget as it was known at ``at`` (a forecast audit of a past day): raises
+    granted after ``at`` are left out too. A raise whose ``created_at`` is unknown counts as granted.
+
+    The one rule for "budget plus raises": the proxy's decision, the ledger's crossings, the dry-run
+    and the forecaster all call it.
     """
     if base_micros is None:
         return None
@@ -115,6 +130,12 @@ class Policy:
     retry_cap: int = 3
     _periods: dict[tuple[PeriodKind, str], Period] = field(default_factory=dict, compare=False, repr=False)
     """Current period per (kind, timezone): a cache, valid while ``starts_at <= now < ends_at``."""
+    _raises_of: dict[str, tuple[BudgetRaise, ...]] = field(default_factory=dict, compare=False, repr=False)
+    """``raises`` by scope (filled on construction): a decision looks at its own scopes' raises only."""
+
+    def __post_init__(self) -> None:
+        for r in self.raises:
+            self._raises_of[r.scope] = (*self._raises_of.get(r.scope, ()), r)
 
     @classmethod
     def from_settings(
@@ -141,7 +162,9 @@ class Policy:
 
     def effective_micros(self, budget: Budget, kind: PeriodKind, now: datetime) -> int | None:
         """The period's budget plus every raise of the scope still active at ``now``."""
-        return effective_budget_micros(budget.limit_micros(kind), self.raises, budget.scope, now)
+        own = self._raises_of.get(budget.scope)
+        base = budget.limit_micros(kind)
+        return base if own is None else effective_budget_micros(base, own, budget.scope, now)
 
     def next_model(self, model: str) -> str | None:
         """One step down ``model``'s cascade, or None when it has nowhere cheaper to go."""

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from spendgate.domain.enforcement.decide import BalanceKey
+from spendgate.domain.enforcement.balances import BalanceKey
 
 
 @dataclass(frozen=True, slots=True)

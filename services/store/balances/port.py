@@ -7,7 +7,7 @@ from datetime import date
 from typing import Protocol
 
 from spendgate.core.db import Queryable
-from spendgate.domain.enforcement.decide import BalanceKey
+from spendgate.domain.enforcement.balances import BalanceKey
 from spendgate.domain.events import ThresholdCrossed
 from spendgate.domain.periods import PeriodKind
 from spendgate.store.balances import store

@@ -16,7 +16,7 @@ from typing import Protocol, TypeVar
 import asyncpg
 
 from spendgate.core.db import Queryable
-from spendgate.domain.enforcement.decide import BalanceKey
+from spendgate.domain.enforcement.balances import BalanceKey
 from spendgate.domain.enforcement.scopes import parse_scope
 from spendgate.domain.events import ThresholdCrossed, UsageRecorded
 from spendgate.domain.ids import uuid7
@@ -35,7 +35,7 @@ class BalanceRef(Protocol):
     def period(self) -> PeriodKind: ...
 
     @property
-    def start(self) -> date: ...
+    def period_start(self) -> date: ...
 
 
 class BalanceIncrement(Protocol):
@@ -106,8 +106,8 @@ async def apply_balances(conn: Queryable, deltas: Mapping[K, BalanceIncrement]) 
     """Add the increments; returns each balance's total before them."""
     if not deltas:
         return {}
-    keys = sorted(deltas, key=lambda k: (k.scope, k.period.value, k.start))  # one lock order across ledgers
-    by_row = {(k.scope, k.period.value, k.start): k for k in keys}
+    keys = sorted(deltas, key=lambda k: (k.scope, k.period.value, k.period_start))  # one lock order across ledgers
+    by_row = {(k.scope, k.period.value, k.period_start): k for k in keys}
     rows = await conn.fetch(
         """INSERT INTO balances AS b (scope, period, period_start, spent_micros, requests)
            SELECT * FROM unnest($1::text[], $2::text[], $3::date[], $4::int8[], $5::int8[])
@@ -116,7 +116,7 @@ async def apply_balances(conn: Queryable, deltas: Mapping[K, BalanceIncrement]) 
                  requests = b.requests + excluded.requests,
                  version = nextval('balances_version'), updated_at = now()
            RETURNING scope, period, period_start, spent_micros""",
-        [k.scope for k in keys], [k.period.value for k in keys], [k.start for k in keys],
+        [k.scope for k in keys], [k.period.value for k in keys], [k.period_start for k in keys],
         [deltas[k].spent_micros for k in keys], [deltas[k].requests for k in keys],
     )
     before: dict[K, int] = {}
@@ -190,7 +190,7 @@ async def insert_crossings(conn: Queryable, found: Sequence[CrossingFound]) -> i
                $13::text[], $14::uuid[])
            ON CONFLICT (scope, period, period_start, threshold_pct) DO NOTHING RETURNING crossing_id""",
         [uuid7() for _ in found], [c.key.scope for c in found], [c.key.period.value for c in found],
-        [c.key.start for c in found], [c.threshold_pct for c in found], [c.stage for c in found],
+        [c.key.period_start for c in found], [c.threshold_pct for c in found], [c.stage for c in found],
         [c.spent_micros for c in found], [c.budget_micros for c in found], [c.resets_at for c in found],
         [c.trigger.occurred_at for c in found], [_developer(c) for c in found],
         [c.trigger.team for c in found], [c.trigger.cost_center for c in found],
