@@ -65,10 +65,6 @@ class Filters:
         return UsageFilter(window.starts_at, window.ends_at, developer=self.developer, team=self.team,
                            cost_center=self.cost_center, repo=self.repo, session_id=self.session_id)
 
-    def sql(self, window: Window, *, first_param: int = 1) -> tuple[str, list[object]]:
-        """A ``WHERE`` clause (without the keyword) and its parameters, numbered from ``first_param``."""
-        return self.usage(window).where(first_param=first_param)
-
 
 def group_column(by: str) -> str:
     try:

@@ -113,6 +113,8 @@ class BalanceView:
         return self._settled.get(key, 0) + self.book.pending_micros(key) + self.peers.of(key)
 
     def settled_micros(self, key: BalanceKey) -> int:
+        """What the ledger has folded on ``key``, as this view last read it (inspection API: the
+        visibility tests and benchmarks/balance_view_refresh.py watch it; decisions use spent_micros)."""
         return self._settled.get(key, 0)
 
     def retry_cap(self, principal: Principal) -> int:

@@ -25,7 +25,7 @@ from spendgate.domain.enforcement.policy import (
     policy_from_document,
 )
 from spendgate.domain.enforcement.reservations import Reservation, ReservationBook
-from spendgate.domain.enforcement.responses import Refusal, client_headers, pause_refusal, retry_refusal
+from spendgate.domain.enforcement.responses import Refusal, pause_refusal, retry_refusal
 from spendgate.domain.enforcement.retry import RetryDetector, RetryVerdict
 from spendgate.domain.enforcement.scopes import Principal, parse_scope
 from spendgate.domain.enforcement.stages import StageLevel, crossed, stage_for
@@ -54,7 +54,6 @@ __all__ = [
     "TokenEstimate",
     "balance_keys",
     "budget_of",
-    "client_headers",
     "crossed",
     "decide",
     "effective_budget_micros",

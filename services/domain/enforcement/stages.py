@@ -33,15 +33,11 @@ _LABELS: dict[StageLevel, Stage] = {
 }
 
 
-def reached(spent_micros: int, budget_micros: int, pct: int) -> bool:
-    """``spent / budget >= pct %`` without a float: ``spent * 100 >= budget * pct``."""
-    return spent_micros * 100 >= budget_micros * pct
-
-
 def stage_for(spent_micros: int, budget_micros: int, thresholds: Thresholds) -> StageLevel:
     """The stage a period is in when ``spent_micros`` of ``budget_micros`` is used: how many of its
-    (rising) thresholds the spend has reached, each as :func:`reached` compares it."""
-    spent = spent_micros * 100  # inline `reached`, lowest threshold first: most balances are below it
+    (rising) thresholds the spend has reached: ``spent / budget >= pct %`` compared in integers as
+    ``spent * 100 >= budget * pct``, so no float touches a balance."""
+    spent = spent_micros * 100  # lowest threshold first: most balances are below it
     if spent < budget_micros * thresholds.alert_pct:
         return StageLevel.OK
     if spent < budget_micros * thresholds.downgrade_pct:
@@ -60,9 +56,3 @@ def crossed(before: StageLevel, after: StageLevel, thresholds: Thresholds) -> li
     """
     pcts = (thresholds.alert_pct, thresholds.downgrade_pct, thresholds.pause_pct)
     return [(pcts[i], StageLevel(i + 1)) for i in range(before, after) if i + 1 == after or pcts[i + 1] != pcts[i]]
-
-
-def headroom_micros(spent_micros: int, budget_micros: int, pct: int) -> int:
-    """How much more can be spent before ``pct`` % of the budget is reached (never negative)."""
-    limit = -(-budget_micros * pct // 100)  # ceil: the first spend that reaches pct
-    return max(0, limit - spent_micros)

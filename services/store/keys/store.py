@@ -114,6 +114,8 @@ async def list_keys(pool: asyncpg.Pool, *, include_revoked: bool = True) -> list
 
 
 async def get_key(pool: asyncpg.Pool, key_id: str) -> VirtualKey | None:
+    """One key by its exact id (the keys port's lookup; part of its contract suite, for callers such as
+    the console that show one key)."""
     row = await pool.fetchrow(f"SELECT {_COLUMNS} FROM virtual_keys WHERE key_id = $1", key_id)
     return _row(row) if row else None
 
