@@ -123,9 +123,13 @@ class BalanceView:
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        # Listen first, then load: the load sees every change committed before it, so the "whatever
+        # changed while we were not listening" flag that _listen raises is already answered (it used to
+        # rebuild every budget a second time right after start); a NOTIFY after this point sets it again.
+        await self._listen()
+        self._config_dirty = False
         await self.reload_policy()
         await self.refresh()
-        await self._listen()
         self._last_reload = time.monotonic()
         self._task = self.supervisor.spawn("proxy.balance-view", self._run, self._stopping)
 
