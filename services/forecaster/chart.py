@@ -45,6 +45,8 @@ PARTS = ("actual", "band", "p50", "budget", "zero", "crossing")
 spanning the month from its start (x = 0) to its end."""
 
 ACTUAL, FAN, P50, BUDGET, MUTED = "#1f4e79", "#f4a261", "#d1495b", "#8d0801", "#555555"
+LABEL_BOX = {"boxstyle": "square,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.85}
+"""Behind labels drawn over lines, so they stay legible."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,8 +197,8 @@ def _figure(g: Burndown, fc: Forecast, layout: Layout) -> Figure:
                 gid="band", label=f"P10-P90 at month end: {_usd(fc.p10_micros)} to {_usd(fc.p90_micros)}")
         ax.plot(g.fan_x, g.p50, color=P50, linestyle=(0, (5, 2.5)), linewidth=2.2, gid="p50",
                 label=f"P50 at month end: {_usd(fc.p50_micros)}")
-        ax.annotate(_usd(fc.p50_micros), (g.fan_x[-1], g.p50[-1]), xytext=(-4, 6),
-                    textcoords="offset points", ha="right", va="bottom", fontsize=10, color=P50, weight="bold")
+        ax.annotate(_usd(fc.p50_micros), (g.fan_x[-1], g.p50[-1]), xytext=(-4, 6), textcoords="offset points",
+                    ha="right", va="bottom", fontsize=10, color=P50, weight="bold", bbox=LABEL_BOX)
     ax.plot([g.actual[-1][0]], [g.actual[-1][1]], "o", color=ACTUAL, markersize=6)
     if g.budget_usd is not None and fc.budget_micros is not None:
         _budget(ax, g.budget_usd, fc.budget_micros)
@@ -218,7 +220,7 @@ def _budget(ax: Axes, budget_usd: float, budget_micros: int) -> None:
     ax.axhline(budget_usd, color=BUDGET, linewidth=1.6, snap=False, gid="budget", label="budget")
     ax.annotate(f"budget {_usd(budget_micros)}", (0, budget_usd), xytext=(6, 4), textcoords="offset points",
                 ha="left", va="bottom", fontsize=10, color=BUDGET, weight="bold",
-                bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.8})
+                bbox=LABEL_BOX)
 
 
 def _crossing(ax: Axes, g: Burndown, x: float, budget_usd: float, day: date, top: float) -> None:

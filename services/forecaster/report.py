@@ -100,7 +100,7 @@ class Report:
         return [g for g in out if g[2]]
 
 
-def _order(s: ScopeSection) -> tuple[int, float, int, str]:
+def report_order(s: ScopeSection) -> tuple[int, float, int, str]:
     kinds = [k for k, _ in GROUPS]
     return (kinds.index(s.kind) if s.kind in kinds else len(kinds), -s.risk, -s.result.forecast.p90_micros, s.scope)
 
@@ -133,7 +133,7 @@ async def build_report(conn: Conn, settings: Settings, now: datetime, *, formats
             chart = await asyncio.to_thread(burndown, r.scope.scope, scope_label(r.scope.scope), r.series,
                                             r.forecast, formats=formats)
         sections.append(ScopeSection(r, chart, devs, sessions))
-    sections.sort(key=_order)
+    sections.sort(key=report_order)
     month = results[0].forecast.month if results else (audit_day or now.date()).replace(day=1)
     return Report(now, month, sections)
 
