@@ -80,10 +80,10 @@ async def apply(pool: asyncpg.Pool, proposal: Policy, defaults: EnforcementSetti
     A new raise starts when it is applied (its ``from`` says when a dry-run counts it from); one whose
     ``from`` is still to come is refused, since a stored raise cannot wait to start.
     """
-    early = [r for r in proposal.raises if r.created_at is not None and r.created_at > now and r.until > now]
-    if early:
-        raise ConfigError(f"raise for {early[0].scope} starts at {early[0].created_at.isoformat()}, after now: "
-                          "a raise starts when it is applied; apply it then")
+    for r in proposal.raises:
+        if r.created_at is not None and r.created_at > now and r.until > now:
+            raise ConfigError(f"raise for {r.scope} starts at {r.created_at.isoformat()}, after now: "
+                              "a raise starts when it is applied; apply it then")
     live = await live_policy(pool, defaults, now)
     set_, unchanged = [], []
     for scope in sorted(proposal.budgets):
