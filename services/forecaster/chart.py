@@ -86,8 +86,9 @@ def burndown_geometry(series: ScopeSeries, fc: Forecast) -> Burndown:
     p10 = p50 = p90 = fan_x
     if fc.band:
         fan_x = (now_x, *(_end_of(p.day, month_start) for p in fc.band))
-        p10, p50, p90 = ((now_usd, *(getattr(p, f"{q}_micros") / MICROS_PER_USD for p in fc.band))
-                         for q in ("p10", "p50", "p90"))
+        p10 = (now_usd, *(p.p10_micros / MICROS_PER_USD for p in fc.band))
+        p50 = (now_usd, *(p.p50_micros / MICROS_PER_USD for p in fc.band))
+        p90 = (now_usd, *(p.p90_micros / MICROS_PER_USD for p in fc.band))
     budget = None if fc.budget_micros is None else fc.budget_micros / MICROS_PER_USD
     crossing = None
     if budget is not None and fc.p50_crosses_on is not None:
