@@ -17,9 +17,10 @@ from spendgate.core.clitools import Ctx, pass_ctx, run
 from spendgate.core.mail import send_mail
 from spendgate.domain.money import format_usd, usd_str, usd_to_micros
 from spendgate.forecaster.backtest import Metrics, backtest
+from spendgate.forecaster.chart import ChartFormat
 from spendgate.forecaster.engine import ScopeForecast, forecast_all
 from spendgate.forecaster.render import report_html, report_text
-from spendgate.forecaster.report import Report, build_report, report_message
+from spendgate.forecaster.report import FOR_MAIL, Report, build_report, report_message
 from spendgate.forecaster.service import serve
 from spendgate.runtime import open_database, run_services
 
@@ -99,7 +100,8 @@ def forecast(click_ctx: click.Context, scope: str | None, as_json: bool, as_of: 
 @click.option("--as-of", "as_of", type=click.DateTime(["%Y-%m-%d"]), help="As the ledger stood at the end of this day.")
 @pass_ctx
 def report(ctx: Ctx, send: bool, extra: tuple[str, ...], out: Path | None, as_of: datetime | None) -> None:
-    """The nightly report: teams by risk, a burndown chart each, the developers and sessions behind it."""
+    """The nightly report: every budgeted scope with its burndown chart, teams by risk first with the developers
+    and sessions behind them."""
     settings = ctx.settings
     recipients = [*settings.forecast.report_recipients, *extra]
     if send and not recipients:
@@ -109,7 +111,9 @@ def report(ctx: Ctx, send: bool, extra: tuple[str, ...], out: Path | None, as_of
     async def main() -> Report:
         async with open_database(settings) as (_url, pool), pool.acquire() as conn:
             now = _end_of(audit_day) if audit_day else datetime.now(UTC)
-            built = await build_report(conn, settings, now, audit_day=audit_day)
+            page: list[ChartFormat] = ["svg"] if out is not None else []  # the page inlines SVG
+            formats = [*(FOR_MAIL if send else ()), *page]
+            built = await build_report(conn, settings, now, formats=formats, audit_day=audit_day)
         if send:
             await send_mail(settings.smtp, report_message(built, recipients, settings.smtp.sender))
         return built

@@ -23,7 +23,7 @@ from spendgate.core.mail import MailError, send_mail
 from spendgate.core.supervisor import Beat, no_beat, wait_or_stop
 from spendgate.domain.periods import PeriodKind, local_date, period_of
 from spendgate.forecaster.engine import forecast_all
-from spendgate.forecaster.report import build_report, report_message
+from spendgate.forecaster.report import FOR_MAIL, build_report, report_message
 from spendgate.runtime import Runtime
 from spendgate.store.forecasts.store import (
     claim_report,
@@ -92,7 +92,7 @@ class Forecaster:
             if not await claim_report(conn, today, now):
                 return False
             try:
-                report = await build_report(conn, self.settings, now)
+                report = await build_report(conn, self.settings, now, formats=FOR_MAIL)
                 await send_mail(self.settings.smtp, report_message(report, cfg.report_recipients,
                                                                    self.settings.smtp.sender))
             except MailError:

@@ -141,7 +141,7 @@ def crossings(
         return []  # one budget for the whole increment, and spend only grows: nothing new at its end
     out: list[Crossing] = []
     for running, event in delta.steps:
-        limit = effective_budget_micros(base, own, key.scope, event.occurred_at) if own else base
+        limit = effective_budget_micros(base, own, key.scope, event.occurred_at, as_of=True) if own else base
         spent = before_micros + running
         now = stage_for(spent, limit, thresholds)
         if now > level:

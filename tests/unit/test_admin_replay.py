@@ -101,15 +101,28 @@ def test_spend_from_before_the_window_counts_in_its_period() -> None:
     assert r2.feed(request(0)) == "pass"
 
 
+def raised(start: datetime, until: datetime) -> Policy:
+    """Alice's daily budget of $1, raised by $1 from ``start`` until ``until``."""
+    doc = {"budgets": [{"scope": "developer:alice", "daily": "1"}],
+           "raises": [{"scope": "developer:alice", "by": "1", "from": start.isoformat(), "until": until.isoformat(),
+                       "reason": "demo day"}]}
+    return policy_from_document(doc, EnforcementSettings())
+
+
 def test_an_active_raise_lifts_the_limit_until_it_expires() -> None:
     """With a raise, the same spend stays below the pause; once the raise expires it pauses."""
-    doc = {"budgets": [{"scope": "developer:alice", "daily": "1"}],
-           "raises": [{"scope": "developer:alice", "by": "1", "until": (T0 + timedelta(minutes=30)).isoformat(),
-                       "reason": "demo day"}]}
-    r = Replay(policy_from_document(doc, EnforcementSettings()), PRICES)
+    r = Replay(raised(T0 - timedelta(days=1), T0 + timedelta(minutes=30)), PRICES)
     r.seed("vk_a", "alice", "platform", T0 - timedelta(hours=1), 1_150_000)
     assert r.feed(request(1)) == "pass"
     assert r.feed(request(40)) == "refuse"
+
+
+def test_a_raise_counts_only_from_its_start() -> None:
+    """Before a raise's start the replay pauses as without it; from the start on the raise lifts the limit."""
+    r = Replay(raised(T0 + timedelta(minutes=30), T0 + timedelta(days=1)), PRICES)
+    r.seed("vk_a", "alice", "platform", T0 - timedelta(hours=1), 1_150_000)
+    assert r.feed(request(1)) == "refuse"
+    assert r.feed(request(31)) == "pass"
 
 
 def test_live_outcomes_are_read_back_from_the_event() -> None:
@@ -141,8 +154,8 @@ def test_an_expired_raise_alerts_the_thresholds_it_leaves_the_balance_past() -> 
     """$1.50 under $1 + $1 raise alerts nothing; after the raise expires the next request is refused and
     80/95/110 % are alerted then, as the ledger records them (the replay used to alert none)."""
     doc = {"budgets": [{"scope": "developer:alice", "daily": "1"}],
-           "raises": [{"scope": "developer:alice", "by": "1", "until": (T0 + timedelta(minutes=30)).isoformat(),
-                       "reason": "demo day"}]}
+           "raises": [{"scope": "developer:alice", "by": "1", "from": (T0 - timedelta(hours=1)).isoformat(),
+                       "until": (T0 + timedelta(minutes=30)).isoformat(), "reason": "demo day"}]}
     r = Replay(policy_from_document(doc, EnforcementSettings()), PRICES)
     assert r.feed(request(0, cost=1_500_000)) == "pass" and r.alerts == []
     assert r.feed(request(40)) == "refuse"

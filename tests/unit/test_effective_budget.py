@@ -33,11 +33,12 @@ def test_no_base_budget_means_no_budget() -> None:
     assert effective_budget_micros(None, RAISES, "team:a", AT) is None
 
 
-def test_the_policy_applies_the_same_rule() -> None:
-    """Policy.effective_micros is the rule over the policy's raises, per period kind."""
+def test_the_policy_counts_a_raise_from_its_start() -> None:
+    """Policy.effective_micros is the rule as of the time asked, per period kind: a raise made later is out."""
     policy = Policy(budgets={}, raises=RAISES)
     budget = Budget("team:a", daily_micros=100, monthly_micros=None)
-    assert policy.effective_micros(budget, PeriodKind.DAY, AT) == effective_budget_micros(100, RAISES, "team:a", AT)
+    assert policy.effective_micros(budget, PeriodKind.DAY, AT) == 100 + 5 + 13
+    assert policy.effective_micros(budget, PeriodKind.DAY, AT + HOUR / 2) == 100 + 5 + 11 + 13
     assert policy.effective_micros(budget, PeriodKind.MONTH, AT) is None
 
 

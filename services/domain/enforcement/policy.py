@@ -11,8 +11,9 @@ The same shape serves the live configuration (rows of ``budgets`` and ``budget_r
         thresholds: [80, 95, 110]
         at_pause: cheapest     # or refuse (default)
         retry_cap: 3
-    raises:
-      - {scope: team:platform, by: "20", until: "2026-12-01T00:00:00Z", reason: release week}
+    raises:                  # each counts from its start (from) until its end (until)
+      - {scope: team:platform, by: "20", from: "2026-11-24T00:00:00Z", until: "2026-12-01T00:00:00Z",
+         reason: release week}
     cascades: {gpt-5.1: [gpt-5.1-mini, gpt-4.1-mini]}   # optional, defaults from settings
     downgrade_max_input_tokens: 10000                   # optional
     retry_cap: 3                                        # optional default for scopes without one
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any, Literal, overload
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from spendgate.domain.enforcement.scopes import parse_scope
 from spendgate.domain.enforcement.settings import EnforcementSettings
@@ -76,7 +77,7 @@ class Budget:
 
 @dataclass(frozen=True, slots=True)
 class BudgetRaise:
-    """A temporary addition to every budget of a scope, active while ``now < until``."""
+    """A temporary addition to every budget of a scope, counting from when it was made until ``until``."""
 
     scope: str
     amount_micros: int
@@ -84,9 +85,9 @@ class BudgetRaise:
     reason: str
     raise_id: str = ""
     created_at: datetime | None = field(default=None, compare=False)
-    """When the raise was granted (None: unknown, e.g. a proposal's raise); only an audit as of a past
-    instant looks at it (see :func:`effective_budget_micros`). Not part of a raise's identity, so a
-    stored raise equals the same raise in a proposal."""
+    """When it was made, its start: the database's time for a stored raise, ``from`` for a proposal's.
+    None (a raise built by hand) counts as made before any time asked about. Not part of a raise's
+    identity, so a stored raise equals the same raise in a proposal."""
 
 
 @overload
@@ -109,7 +110,9 @@ def effective_budget_micros(base_micros: int | None, raises: Iterable[BudgetRais
     granted after ``at`` are left out too. A raise whose ``created_at`` is unknown counts as granted.
 
     The one rule for "budget plus raises": the proxy's decision, the ledger's crossings, the dry-run
-    and the forecaster all call it.
+    and the forecaster all call it. The policy always asks ``as_of`` (a raise counts from its start,
+    which for a live proxy is always past, and which keeps a raise made today out of last month's
+    replay); the forecaster too, whose runs and audits may be set in the past.
     """
     if base_micros is None:
         return None
@@ -161,10 +164,10 @@ class Policy:
         return period
 
     def effective_micros(self, budget: Budget, kind: PeriodKind, now: datetime) -> int | None:
-        """The period's budget plus every raise of the scope still active at ``now``."""
+        """The period's budget plus every raise of the scope running at ``now``: made by then, not ended."""
         own = self._raises_of.get(budget.scope)
         base = budget.limit_micros(kind)
-        return base if own is None else effective_budget_micros(base, own, budget.scope, now)
+        return base if own is None else effective_budget_micros(base, own, budget.scope, now, as_of=True)
 
     def next_model(self, model: str) -> str | None:
         """One step down ``model``'s cascade, or None when it has nowhere cheaper to go."""
@@ -218,6 +221,9 @@ class _RaiseDoc(BaseModel):
     model_config = ConfigDict(extra="forbid")
     scope: str
     by: str | int
+    starts: datetime = Field(alias="from")
+    """When the raise starts counting: a dry-run replays it from then on (``policy show`` writes a live
+    raise's creation time). Required, so a raise made today cannot lift last month's replay by default."""
     until: datetime
     reason: str
 
@@ -264,9 +270,12 @@ def policy_from_document(doc: Mapping[str, Any], defaults: EnforcementSettings) 
         for b in parsed.budgets
     ]
     for r in parsed.raises:
-        if r.until.tzinfo is None:
-            raise ConfigError(f"raise for {r.scope}: until must carry a timezone (e.g. 2026-12-01T00:00Z)")
-    raises = [BudgetRaise(parse_scope(r.scope), usd_to_micros(r.by), r.until, r.reason) for r in parsed.raises]
+        if r.until.tzinfo is None or r.starts.tzinfo is None:
+            raise ConfigError(f"raise for {r.scope}: from and until must carry a timezone (e.g. 2026-12-01T00:00Z)")
+        if r.starts >= r.until:
+            raise ConfigError(f"raise for {r.scope}: from must come before until")
+    raises = [BudgetRaise(parse_scope(r.scope), usd_to_micros(r.by), r.until, r.reason, created_at=r.starts)
+              for r in parsed.raises]
     base = Policy.from_settings(defaults, budgets, raises)
     return replace(
         base,
