@@ -42,6 +42,17 @@ def stage_for(spent_micros: int, budget_micros: int, thresholds: Thresholds) -> 
     return StageLevel.OK
 
 
+def crossed(before: StageLevel, after: StageLevel, thresholds: Thresholds) -> list[tuple[int, StageLevel]]:
+    """The threshold crossings of a balance going from stage ``before`` to stage ``after``: each
+    ``(threshold_pct, stage)``, in rising order; none when ``after <= before``.
+
+    Equal thresholds are one crossing, at the most severe of their stages: with ``100, 100, 100``
+    (a hard cap) reaching 100 % is one crossing, ``pause``, the stage :func:`stage_for` then reports.
+    """
+    pcts = (thresholds.alert_pct, thresholds.downgrade_pct, thresholds.pause_pct)
+    return [(pcts[i], StageLevel(i + 1)) for i in range(before, after) if i + 1 == after or pcts[i + 1] != pcts[i]]
+
+
 def headroom_micros(spent_micros: int, budget_micros: int, pct: int) -> int:
     """How much more can be spent before ``pct`` % of the budget is reached (never negative)."""
     limit = -(-budget_micros * pct // 100)  # ceil: the first spend that reaches pct
