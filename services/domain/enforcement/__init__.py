@@ -20,7 +20,7 @@ from spendgate.domain.enforcement.policy import (
     policy_from_document,
 )
 from spendgate.domain.enforcement.reservations import Reservation, ReservationBook
-from spendgate.domain.enforcement.responses import Refusal, client_headers, pause_refusal, retry_refusal
+from spendgate.domain.enforcement.responses import Refusal, pause_refusal, retry_refusal
 from spendgate.domain.enforcement.retry import RetryDetector, RetryVerdict
 from spendgate.domain.enforcement.scopes import Principal, parse_scope
 from spendgate.domain.enforcement.stages import StageLevel, stage_for
@@ -48,7 +48,6 @@ __all__ = [
     "TokenEstimate",
     "balance_keys",
     "budget_of",
-    "client_headers",
     "decide",
     "estimated_cost_micros",
     "load_policy",
