@@ -59,6 +59,8 @@ def effect(stage: str, *, at_pause: str, small_turn_tokens: int) -> str:
 def forecast_fact(f: FreshForecast) -> Fact:
     """The message's forecast line (see :mod:`spendgate.alerter.forecasts`): what it says and on what basis."""
     spent = format_usd(f.spent_micros)
+    if f.basis == "pace" and f.spent_micros == 0:
+        return Fact("Forecast", "nothing spent this month yet, and no forecast of it")
     if f.basis == "pace":
         return Fact("Forecast", f"month end about {format_usd(f.p50_micros)} at this month's pace so far "
                                 f"({spent} spent); no forecast includes this spend yet")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from spendgate.core.db import Conn
-from spendgate.domain.enforcement.decide import BalanceKey
+from spendgate.domain.enforcement import BalanceKey
 from spendgate.domain.enforcement.policy import Budget, BudgetRaise, effective_budget_micros
 from spendgate.domain.enforcement.stages import StageLevel, crossed, stage_for
 from spendgate.domain.events import BudgetChanged

@@ -54,3 +54,9 @@ def test_the_pace_of_a_months_first_minutes_is_measured_over_an_hour() -> None:
     start = datetime(2026, 12, 1, 0, 1, tzinfo=UTC)
     f = fresh_forecast(None, spent_micros=1_000, month=MONTH, now=start)
     assert f.p50_micros < 1_000 * 31 * 24 + 1_000
+
+
+def test_a_month_with_no_spend_and_no_forecast_says_so() -> None:
+    """An alert delivered after a month turned (a late delivery) does not project $0.00 as a pace."""
+    assert forecast_fact(fresh_forecast(None, spent_micros=0, month=MONTH, now=NOW)).value == (
+        "nothing spent this month yet, and no forecast of it")

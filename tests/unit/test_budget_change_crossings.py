@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
-from spendgate.domain.enforcement.decide import BalanceKey
+from spendgate.domain.enforcement import BalanceKey
 from spendgate.domain.enforcement.policy import Budget, BudgetRaise, Thresholds
 from spendgate.domain.enforcement.stages import StageLevel, crossed
 from spendgate.domain.events import BudgetChanged

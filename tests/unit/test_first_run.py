@@ -24,11 +24,12 @@ class Terminal(io.StringIO):
 
 
 def logged_line(stream: io.StringIO, **fmt: str) -> str:
+    session = structlog.get_config()
     configure_logging("info", stream=stream, **fmt)  # type: ignore[arg-type]
     try:
         structlog.get_logger("first-run-test").warning("delivery failed", target="slack:x", attempt=2)
     finally:
-        configure_logging("warning")  # the test session's configuration again
+        structlog.configure(**session)  # the test session's configuration again
     return stream.getvalue().strip()
 
 
