@@ -9,10 +9,15 @@ import json
 import os
 import pty
 import re
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from tests.support.proxy_process import spendgate_argv
 from tests.support.tansu import free_port
@@ -60,9 +65,18 @@ class OnTerminal:
         return code
 
 
-async def test_a_first_up_on_a_terminal_shows_progress_urls_warnings_and_readable_logs(tmp_path: Path) -> None:
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """A new data dir outside pytest's tmp root: a concurrent pytest session resets that root to mode 0700,
+    which locks out the embedded server's own user in the middle of its set-up."""
+    parent = Path(tempfile.mkdtemp(prefix="sg-up-"))
+    yield parent / "data"
+    shutil.rmtree(parent, ignore_errors=True)
+
+
+async def test_a_first_up_on_a_terminal_shows_progress_urls_warnings_and_readable_logs(data_dir: Path) -> None:
     """New data dir, no key, no token: set-up progress, both warnings, the URLs, then human log lines."""
-    data_dir, port = tmp_path / "data", free_port()
+    port = free_port()
     up = OnTerminal(data_dir, port)
     try:
         await eventually(lambda: _text(up), until=lambda t: "spendgate is up" in t and "Codex CLI" in t,
@@ -85,9 +99,9 @@ async def test_a_first_up_on_a_terminal_shows_progress_urls_warnings_and_readabl
     assert re.search(r"\[info\s*\] services started", log_lines[0]), log_lines
 
 
-async def test_a_second_up_writing_to_files_logs_json_and_names_both_urls(tmp_path: Path) -> None:
+async def test_a_second_up_writing_to_files_logs_json_and_names_both_urls(data_dir: Path, tmp_path: Path) -> None:
     """The same data dir again, output to files, token and fake upstream set: no first-run or warning lines."""
-    data_dir, port, admin_port = tmp_path / "data", free_port(), free_port()
+    port, admin_port = free_port(), free_port()
     env = up_env(data_dir, SPENDGATE_ADMIN_TOKEN="t0ken", SPENDGATE_ADMIN_PORT=str(admin_port),
                  SPENDGATE_UPSTREAM_URL="http://127.0.0.1:9/v1")
     for run in ("first", "second"):
