@@ -42,6 +42,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
             terminalreporter.write_line(str(p))
 
 
+@pytest.fixture(autouse=True)
+def one_logging_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A command run in-process (click's CliRunner) keeps the session's logging: otherwise its
+    configuration (its level, e.g. SPENDGATE_LOG_LEVEL=error, and a new processors list that loggers
+    cache on first use) outlives it, and a later test's ``capture_logs`` sees nothing."""
+    monkeypatch.setattr("spendgate.core.clitools.configure_logging", lambda *_args, **_kwargs: None)
+
+
 @pytest.fixture(scope="session")
 async def postgres_server() -> AsyncIterator[PostgresForTests]:
     server = PostgresForTests()

@@ -14,12 +14,14 @@ import aiohttp
 import click
 
 from spendgate.admin import render
+from spendgate.admin.alerts import KINDS, MAX_ALERTS, parse_since
 from spendgate.admin.client import ApiSource, DatabaseSource, ReportSource
 from spendgate.admin.policy_cli import policy
 from spendgate.admin.service import serve
 from spendgate.admin.window import GROUPINGS, Filters, WindowError, parse_date
 from spendgate.core.clitools import Ctx, pass_ctx, run
 from spendgate.core.config import Settings
+from spendgate.domain.enforcement.scopes import parse_scope
 from spendgate.domain.errors import ConfigError
 from spendgate.runtime import open_database, run_services
 
@@ -137,6 +139,37 @@ def show_cmd(ctx: Ctx, session_id: str, fmt: str, api_url: str | None) -> None:
             return render.session(await source.session(session_id), fmt)
 
     click.echo(run(go()))
+
+
+@click.command("list")
+@click.option("--scope", default=None, help="This scope's alerts, e.g. team:platform.")
+@click.option("--kind", type=click.Choice(KINDS), default=None, help="This kind of alert.")
+@click.option("--since", default=None,
+              help="Alerts recorded at or after this day or time (2026-12-01, 2026-12-01T08:00Z).")
+@click.option("--limit", type=click.IntRange(1, MAX_ALERTS), default=50, show_default=True)
+@format_option
+@api_option
+@pass_ctx
+def alerts_list(ctx: Ctx, scope: str | None, kind: str | None, since: str | None, limit: int, fmt: str,
+                api_url: str | None) -> None:
+    """What fired, newest first, and whether each delivery got through (delivered, pending, dead)."""
+    try:
+        start = parse_since(since, what="--since")
+    except WindowError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+    async def go() -> str:
+        async with open_source(ctx.settings, api_url) as source:
+            found = await source.alerts(scope=parse_scope(scope) if scope else None, kind=kind, since=start,
+                                        limit=limit)
+            return render.alerts(found, fmt)
+
+    click.echo(run(go()))
+
+
+ALERTS_LIST = alerts_list
+"""``spendgate alerts list``: the composition root adds it to the alerter's ``alerts`` group (the history
+is a report: it reads the database or the admin API like the other reports)."""
 
 
 @click.command("admin")

@@ -15,6 +15,7 @@ import aiohttp
 import asyncpg
 import msgspec
 
+from spendgate.admin.alerts import AlertList, alert_list
 from spendgate.admin.cache import CacheReport, cache_report
 from spendgate.admin.reports import Chargeback, chargeback
 from spendgate.admin.sessions import SessionDetail, SessionNotFound, session_detail
@@ -34,6 +35,9 @@ class ReportSource(Protocol):
                     flag_below_pct: int, min_requests: int, tz: str | None = None) -> CacheReport: ...
 
     async def session(self, session_id: str) -> SessionDetail: ...
+
+    async def alerts(self, *, scope: str | None, kind: str | None, since: datetime | None,
+                     limit: int) -> AlertList: ...
 
 
 class DatabaseSource:
@@ -60,6 +64,10 @@ class DatabaseSource:
             return await session_detail(self.pool, self.prices, session_id)
         except SessionNotFound as exc:
             raise SpendgateError(str(exc)) from None
+
+    async def alerts(self, *, scope: str | None, kind: str | None, since: datetime | None,
+                     limit: int) -> AlertList:
+        return await alert_list(self.pool, scope=scope, kind=kind, since=since, limit=limit)
 
 
 def _query(by: str | None, from_date: date | None, to_date: date | None, filters: Filters,
@@ -116,3 +124,9 @@ class ApiSource:
         from urllib.parse import quote
 
         return await self.call("GET", f"/v1/sessions/{quote(session_id, safe='')}", SessionDetail)
+
+    async def alerts(self, *, scope: str | None, kind: str | None, since: datetime | None,
+                     limit: int) -> AlertList:
+        query = {k: v for k, v in (("scope", scope), ("kind", kind),
+                                   ("since", since.isoformat() if since else None)) if v is not None}
+        return await self.call("GET", "/v1/alerts", AlertList, query={**query, "limit": str(limit)})

@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from spendgate.admin.alerts import AlertList, AlertOut
 from spendgate.admin.cache import CacheLine, CacheReport
 from spendgate.admin.reports import Chargeback, ChargebackLine
 from spendgate.admin.sessions import SessionDetail
@@ -43,6 +44,35 @@ CACHE_COLUMNS: list[Column] = [
     ("input", lambda x: x.input_tokens, "int"), ("cached", lambda x: x.cached_tokens, "int"),
     ("hit_rate_pct", lambda x: x.hit_rate_pct, "text"), ("saved", lambda x: x.saved_micros, "money"),
     ("miss_cost", lambda x: x.miss_cost_micros, "money"),
+]
+
+
+
+def deliveries_text(a: AlertOut) -> str:
+    """Where each delivery stands, e.g. ``slack:platform delivered; email:finops dead (3 attempts: HTTP 500)``."""
+    parts = []
+    for d in a.deliveries:
+        text = f"{d.target}{' resolve' if d.action == 'resolve' else ''} {d.status}"
+        if d.status != "delivered" and d.attempts:
+            text += f" ({d.attempts} attempt{'s' if d.attempts != 1 else ''}"
+            text += f": {d.last_error})" if d.last_error else ")"
+        parts.append(text)
+    parts += [f"digest {route}" for route in a.digest_routes]
+    return "; ".join(parts)
+
+
+ALERT_COLUMNS: list[Column] = [
+    ("created", lambda x: x.created_at, "time"), ("kind", lambda x: x.kind, "text"),
+    ("scope", lambda x: x.scope, "text"), ("status", lambda x: x.status, "text"),
+    ("deliveries", lambda x: deliveries_text(x) or None, "text"), ("title", lambda x: x.title, "text"),
+]
+ALERT_CSV_COLUMNS: list[Column] = [
+    ("alert_id", lambda x: x.alert_id, "text"), ("created_at", lambda x: x.created_at, "time"),
+    ("kind", lambda x: x.kind, "text"), ("severity", lambda x: x.severity, "text"),
+    ("scope", lambda x: x.scope, "text"), ("developer", lambda x: x.developer, "text"),
+    ("team", lambda x: x.team, "text"), ("cost_center", lambda x: x.cost_center, "text"),
+    ("status", lambda x: x.status, "text"), ("deliveries", lambda x: deliveries_text(x), "text"),
+    ("title", lambda x: x.title, "text"), ("summary", lambda x: x.summary, "text"),
 ]
 
 
@@ -123,3 +153,13 @@ def session(detail: SessionDetail, fmt: str) -> str:
                        f"in {r.input_tokens:>7} cached {r.cached_tokens:>7} out {r.output_tokens:>6} "
                        f"{format_usd(r.cost_micros, places=6):>11}{'  retry' if r.retry else ''}")
     return "\n".join(out)
+
+
+def alerts(found: AlertList, fmt: str) -> str:
+    if fmt == "json":
+        return to_json(found)
+    if fmt == "csv":
+        return to_csv(ALERT_CSV_COLUMNS, found.alerts)
+    if not found.alerts:
+        return "no alerts"
+    return table(ALERT_COLUMNS, found.alerts)

@@ -42,7 +42,7 @@ class Ctx:
             except ConfigError as exc:
                 click.echo(f"error: {exc.message}", err=True)
                 sys.exit(2)
-            configure_logging(self._settings.log_level)
+            configure_logging(self._settings.log_level, fmt=self._settings.log_format)
         return self._settings
 
 

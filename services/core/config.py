@@ -166,6 +166,9 @@ class Settings(BaseSettings):
     """Cache report: only sessions with at least this many requests are judged."""
     default_timezone: str = "UTC"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    """``auto``: human-readable lines when stderr is a terminal, JSON lines otherwise (a file, a pipe, a
+    log collector); ``json`` or ``console`` to choose."""
 
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     pricing: PricingSettings = Field(default_factory=PricingSettings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from spendgate.core.logs import get_logger
+from spendgate.core.progress import Progress, quiet, ticking
 from spendgate.domain.errors import ConfigError, StoreError
 
 log = get_logger(__name__)
@@ -69,21 +71,30 @@ def check_embedded_dir(pg_dir: Path, *, create: bool) -> None:
 
 
 @contextlib.asynccontextmanager
-async def database_url_for(database_url: str | None, data_dir: Path, *, create: bool = False) -> AsyncIterator[str]:
+async def database_url_for(database_url: str | None, data_dir: Path, *, create: bool = False,
+                           progress: Progress = quiet) -> AsyncIterator[str]:
     """The configured database, or the embedded one under ``data_dir`` for as long as the context lasts.
 
     The embedded server is shared between processes (``spendgate up`` and a second terminal's
     ``spendgate keys create``): whoever starts it first owns it; later callers reuse the running one.
     Only ``create=True`` (``up``, ``migrate``, ``init``) may make a new embedded database; any other
     caller gets a :class:`ConfigError` naming the data dir, so a mistyped ``--data-dir`` never
-    silently starts an empty one.
+    silently starts an empty one. ``progress`` hears what is being set up and how long it took.
     """
     if database_url:
+        progress("Using the PostgreSQL server of SPENDGATE_DATABASE_URL")
         yield database_url
         return
     check_embedded_dir(data_dir, create=create)
+    if (data_dir / "PG_VERSION").exists():
+        progress(f"Starting the embedded PostgreSQL in {data_dir}")
+    else:
+        progress(f"First run: creating the embedded PostgreSQL database in {data_dir} "
+                 "(once; up to half a minute on a slow disk)")
     server = EmbeddedPostgres(data_dir)
-    url = await asyncio.to_thread(server.start)
+    started = time.monotonic()
+    url = await ticking(asyncio.to_thread(server.start), progress, "setting up PostgreSQL")
+    progress(f"PostgreSQL is ready ({time.monotonic() - started:.1f} s)")
     try:
         yield url
     finally:

@@ -68,8 +68,10 @@ async def fold_batch(
     return outcome
 
 
-async def fold_events(conn: Conn, events: Sequence[UsageRecorded], *, default_timezone: str) -> int:
-    """Apply already-inserted events to balances and sessions; write crossings; returns crossings written."""
+async def fold_events(conn: Conn, events: Sequence[UsageRecorded], *, default_timezone: str,
+                      record_crossings: bool = True) -> int:
+    """Apply already-inserted events to balances and sessions; write crossings (unless ``record_crossings``
+    is off: ``ledger rebuild``); returns crossings written."""
     # Time order, not bus order: a team's or the org's events arrive from several partitions, and the
     # event that crossed a threshold must be the one that really did.
     events = sorted(events, key=lambda e: (e.occurred_at, e.event_id))
@@ -82,6 +84,8 @@ async def fold_events(conn: Conn, events: Sequence[UsageRecorded], *, default_ti
     result = fold(events, lambda scope: budgets[scope].timezone if scope in budgets else default_timezone)
     before = await balances.apply_balances(conn, result.balances)
     await usage.apply_sessions(conn, result.sessions)
+    if not record_crossings:
+        return 0
     return await balances.insert_crossings(conn, batch_crossings(result, before, budgets, raises=raises))
 
 

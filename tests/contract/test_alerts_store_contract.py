@@ -96,6 +96,29 @@ class AlertStoreContract(abc.ABC):
         [settled] = await store.dead_letters(pool, include_replayed=True)
         assert settled.replayed_at is not None
 
+    async def test_the_history_lists_alerts_newest_first_with_each_delivery_and_digest(
+        self, pool: asyncpg.Pool
+    ) -> None:
+        """Each alert with its jobs' status, attempts and last error, and its digest routes; filters narrow it."""
+        store = self.create_store()
+        first, first_message = alert("crossing:team:a:day:2026-11-02:80")
+        second, second_message = alert("crossing:team:a:day:2026-11-02:95")
+        async with pool.acquire() as conn:
+            [ok, bad] = await store.record_alert(conn, first, first_message,
+                                                 [Planned("r", "slack:x"), Planned("r", "email:y")], []) or []
+            await store.record_alert(conn, second, second_message, [], ["daily"])
+        await store.record_attempt(pool, ok, attempt(ok, "delivered", 1))
+        await store.record_attempt(pool, bad, attempt(bad, "dead_lettered", 1))
+        newest, oldest = await store.alert_history(pool)
+        assert (newest.message.alert_id, newest.jobs, newest.digest_routes) == (second.alert_id, [], ["daily"])
+        assert oldest.message == first_message
+        assert [(j.target, j.status, j.attempts, j.last_error) for j in oldest.jobs] == [
+            ("slack:x", "delivered", 1, None), ("email:y", "dead", 1, "HTTP 500")]
+        assert [e.message.alert_id for e in await store.alert_history(pool, limit=1)] == [second.alert_id]
+        assert await store.alert_history(pool, scope="team:b") == []
+        assert await store.alert_history(pool, kind="pause") == []
+        assert await store.alert_history(pool, since=NOW + HOUR) == []
+
     async def test_incidents_are_resolved_once_when_their_period_resets(self, pool: asyncpg.Pool) -> None:
         """A PagerDuty target's incident gets a resolve job at its reset time, and only one."""
         store = self.create_store()

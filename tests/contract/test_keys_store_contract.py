@@ -87,6 +87,22 @@ class KeyStoreContract(abc.ABC):
         await store.create_key(pool, developer="carol", team="data")
         assert await store.team_cost_centers(pool) == {"platform": "new", "data": "data"}
 
+    async def test_a_scope_belongs_to_its_key_or_the_newest_key_of_its_developer_or_team(
+        self, pool: asyncpg.Pool
+    ) -> None:
+        """key:<id> is that key; developer:/team: the newest of theirs, revoked or not; org and strangers none."""
+        store = self.create_store()
+        old = await store.create_key(pool, developer="alice", team="platform", cost_center="cc-old")
+        new = await store.create_key(pool, developer="alice", team="mobile", cost_center="cc-new")
+        await store.revoke_key(pool, new.key.key_id)
+        assert (await store.newest_key_of(pool, f"key:{old.key.key_id}")) == old.key
+        found = await store.newest_key_of(pool, "developer:alice")
+        assert found is not None and found.key_id == new.key.key_id
+        platform = await store.newest_key_of(pool, "team:platform")
+        assert platform is not None and platform.cost_center == "cc-old"
+        assert await store.newest_key_of(pool, "org") is None
+        assert await store.newest_key_of(pool, "team:nobody") is None
+
 
 class TestPostgresKeyStore(KeyStoreContract):
     def create_store(self) -> KeyStore:

@@ -1,4 +1,4 @@
-"""The Codex-aware pause and retry refusals, and model-header rewriting."""
+"""The Codex-aware pause and retry refusals."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from spendgate.domain.enforcement.estimate import BYTES_PER_TOKEN_X10, SessionEstimator
 from spendgate.proxy.attribution import attribute
-from spendgate.proxy.forwarding import client_headers, upstream_headers, upstream_url
+from spendgate.proxy.forwarding import budget_headers, client_headers, upstream_headers, upstream_url
 
 META = json.dumps({"session_id": "s-meta", "turn_id": "t-1", "workspaces": {"/home/a/src/api": {"has_changes": False}}})
 
@@ -49,6 +49,20 @@ def test_client_headers_drop_model_headers_after_a_rewrite() -> None:
     assert "openai-model" in client_headers(up)
     out = client_headers(up, drop_model_headers=True)
     assert "openai-model" not in out and out["x-request-id"] == "r" and "Content-Length" not in out
+
+
+def test_upstream_spendgate_headers_never_reach_the_client() -> None:
+    """x-spendgate-* answers are the gateway's own: an upstream cannot set a client's stage or budget."""
+    up = CIMultiDictProxy(CIMultiDict([("X-Spendgate-Stage", "ok"), ("x-request-id", "r")]))
+    assert list(client_headers(up).items()) == [("x-request-id", "r")]
+
+
+def test_budget_headers_name_the_stage_and_the_tightest_budget_left_in_decimal_usd() -> None:
+    """Remaining is exact decimal dollars (negative past the budget); without a budget only the stage."""
+    assert budget_headers("downgrade", 12_345) == [("x-spendgate-stage", "downgrade"),
+                                                   ("x-spendgate-budget-remaining-usd", "0.012345")]
+    assert budget_headers("pause", -1_500_000)[1] == ("x-spendgate-budget-remaining-usd", "-1.500000")
+    assert budget_headers("ok", None) == [("x-spendgate-stage", "ok")]
 
 
 def test_upstream_url_joins_paths() -> None:

@@ -88,6 +88,11 @@ class Enforcer:
             reservation = self.view.book.reserve(decision.keys, self._estimated_cost(decision.model_used, estimate))
         return Admission(decision, verdict, estimate, reservation, refusal, session_id)
 
+    def standing(self, principal: Principal) -> Decision:
+        """Where the key's budgets stand now (stage, remaining), for a request that spends nothing: no
+        retry check, no reservation."""
+        return self.view.decide(RequestFacts(principal, "", 0))
+
     def complete(self, admission: Admission, *, event_id: str, cost_micros: int) -> None:
         """Replace the reservation by the real cost."""
         if admission.reservation is not None:

@@ -1,4 +1,4 @@
-"""Codex-aware refusals and response-header fixes. Pure: no I/O.
+"""Codex-aware refusals. Pure: no I/O.
 
 Codex (CODEX.md) stops at once on a 429 whose ``error.type`` is ``usage_limit_reached`` and shows
 ``You've hit your usage limit. <x-codex-promo-message>, or try again at <resets_at>.``; other clients

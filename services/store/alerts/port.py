@@ -13,7 +13,7 @@ from spendgate.core.db import Conn, Queryable
 from spendgate.domain.alerts import Action, Alert, Message
 from spendgate.domain.events import AlertDelivery, ForecastUpdated
 from spendgate.store.alerts import store
-from spendgate.store.alerts.store import DeadDelivery, Job, Planned
+from spendgate.store.alerts.store import AlertEntry, DeadDelivery, Job, Planned
 
 
 class AlertStore(Protocol):
@@ -37,6 +37,9 @@ class AlertStore(Protocol):
 
     async def claim_dead(self, pool: asyncpg.Pool, owner: str, lease_s: float,
                          ids: Sequence[int] = ()) -> list[Job]: ...
+
+    async def alert_history(self, db: Queryable, *, scope: str | None = None, kind: str | None = None,
+                            since: datetime | None = None, limit: int = 100) -> list[AlertEntry]: ...
 
     async def resolve_due_incidents(self, pool: asyncpg.Pool, now: datetime) -> list[Job]: ...
 

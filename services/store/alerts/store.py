@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 import asyncpg
 import msgspec
@@ -225,6 +226,64 @@ async def resolve_due_incidents(pool: asyncpg.Pool, now: datetime) -> list[Job]:
                 r["target"], r["incident_key"], now,
             )
     return jobs
+
+
+# -- history: what fired, and where each delivery stands ----------------------------------------------------
+
+
+JobStatus = Literal["pending", "delivered", "dead"]
+
+
+@dataclass(frozen=True, slots=True)
+class JobState:
+    """One delivery of an alert to one target: where it stands now."""
+
+    route: str
+    target: str
+    action: Action
+    status: JobStatus
+    """``pending`` (not yet, or being retried), ``delivered`` or ``dead`` (failed its last attempt)."""
+    attempts: int
+    last_error: str | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEntry:
+    """An alert as its history shows it: the message it sent, its deliveries and the digests it went to."""
+
+    message: Message
+    created_at: datetime
+    jobs: list[JobState]
+    digest_routes: list[str]
+
+
+async def alert_history(db: Queryable, *, scope: str | None = None, kind: str | None = None,
+                        since: datetime | None = None, limit: int = 100) -> list[AlertEntry]:
+    """Recorded alerts, newest first (of ``scope`` / ``kind`` / from ``since`` when given), each with its jobs
+    (oldest first) and the digest routes it waits for or went into."""
+    rows = await db.fetch(
+        """SELECT alert_id, created_at, message::text AS message FROM alerts
+           WHERE ($1::text IS NULL OR scope = $1) AND ($2::text IS NULL OR kind = $2)
+             AND ($3::timestamptz IS NULL OR created_at >= $3)
+           ORDER BY created_at DESC, alert_id DESC LIMIT $4""",
+        scope, kind, since, limit,
+    )
+    ids = [r["alert_id"] for r in rows]
+    jobs: dict[str, list[JobState]] = {str(i): [] for i in ids}
+    for j in await db.fetch(
+        """SELECT alert_id::text, route, target, action, status, attempts, last_error, updated_at FROM alert_jobs
+           WHERE alert_id = ANY($1::uuid[]) ORDER BY created_at, job_id""", ids,
+    ):
+        jobs[j["alert_id"]].append(JobState(j["route"], j["target"], j["action"], j["status"], j["attempts"],
+                                            j["last_error"], j["updated_at"]))
+    digests: dict[str, list[str]] = {str(i): [] for i in ids}
+    for d in await db.fetch(
+        "SELECT alert_id::text, route FROM alert_digest_items WHERE alert_id = ANY($1::uuid[]) ORDER BY route", ids,
+    ):
+        digests[d["alert_id"]].append(d["route"])
+    return [AlertEntry(message_decoder.decode(r["message"]), r["created_at"], jobs[str(r["alert_id"])],
+                       digests[str(r["alert_id"])]) for r in rows]
 
 
 # -- digests --------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from spendgate.store.balances.store import (
     BalanceIncrement,
     BalanceRow,
     CrossingFound,
+    CrossingRow,
     DaySpend,
     K,
     VersionedBalance,
@@ -37,6 +38,8 @@ class BalanceStore(Protocol):
     async def day_spend(self, db: Queryable, scopes: Sequence[str], start: date, end: date) -> list[DaySpend]: ...
 
     async def insert_crossings(self, conn: Queryable, found: Sequence[CrossingFound]) -> int: ...
+
+    async def insert_crossing_rows(self, conn: Queryable, rows: Sequence[CrossingRow]) -> int: ...
 
     async def unpublished_crossings(self, db: Queryable, limit: int) -> list[ThresholdCrossed]: ...
 

@@ -18,7 +18,7 @@ import asyncpg
 from spendgate.core.db import Queryable
 from spendgate.domain.enforcement.balances import BalanceKey
 from spendgate.domain.enforcement.scopes import parse_scope
-from spendgate.domain.events import ThresholdCrossed, UsageRecorded
+from spendgate.domain.events import CrossingCause, Stage, ThresholdCrossed, UsageRecorded
 from spendgate.domain.ids import uuid7
 from spendgate.domain.periods import PeriodKind
 
@@ -56,7 +56,7 @@ class CrossingFound(Protocol):
     def threshold_pct(self) -> int: ...
 
     @property
-    def stage(self) -> str: ...
+    def stage(self) -> Stage: ...
 
     @property
     def spent_micros(self) -> int: ...
@@ -177,26 +177,55 @@ async def day_spend(db: Queryable, scopes: Sequence[str], start: date, end: date
 # -- threshold crossings (the outbox to spendgate.budget.v1) -------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class CrossingRow:
+    """One row of the crossings outbox, whatever found it: the fold (a usage event carried the balance
+    across) or a budget change (the budget was lowered below the balance)."""
+
+    key: BalanceKey
+    threshold_pct: int
+    stage: Stage
+    spent_micros: int
+    budget_micros: int
+    resets_at: datetime
+    crossed_at: datetime
+    trigger_id: str
+    """The usage event's id (cause ``usage``) or the budget change's id (cause ``budget_change``)."""
+    cause: CrossingCause = "usage"
+    developer: str | None = None
+    team: str | None = None
+    cost_center: str | None = None
+
+
 async def insert_crossings(conn: Queryable, found: Sequence[CrossingFound]) -> int:
+    """Write the fold's crossings to the outbox (see :func:`insert_crossing_rows`)."""
+    return await insert_crossing_rows(conn, [
+        CrossingRow(BalanceKey(c.key.scope, c.key.period, c.key.period_start), c.threshold_pct, c.stage,
+                    c.spent_micros, c.budget_micros, c.resets_at, c.trigger.occurred_at, c.trigger.event_id,
+                    developer=_developer(c), team=c.trigger.team, cost_center=c.trigger.cost_center)
+        for c in found
+    ])
+
+
+async def insert_crossing_rows(conn: Queryable, rows: Sequence[CrossingRow]) -> int:
     """Write crossings to the outbox, once per (scope, period, start, threshold); returns how many are new."""
-    if not found:
+    if not rows:
         return 0
-    rows = await conn.fetch(
+    inserted = await conn.fetch(
         """INSERT INTO threshold_crossings (crossing_id, scope, period, period_start, threshold_pct, stage,
                spent_micros, budget_micros, resets_at, crossed_at, developer, team, cost_center,
-               trigger_event_id)
+               trigger_event_id, cause)
            SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::date[], $5::int4[], $6::text[],
                $7::int8[], $8::int8[], $9::timestamptz[], $10::timestamptz[], $11::text[], $12::text[],
-               $13::text[], $14::uuid[])
+               $13::text[], $14::uuid[], $15::text[])
            ON CONFLICT (scope, period, period_start, threshold_pct) DO NOTHING RETURNING crossing_id""",
-        [uuid7() for _ in found], [c.key.scope for c in found], [c.key.period.value for c in found],
-        [c.key.period_start for c in found], [c.threshold_pct for c in found], [c.stage for c in found],
-        [c.spent_micros for c in found], [c.budget_micros for c in found], [c.resets_at for c in found],
-        [c.trigger.occurred_at for c in found], [_developer(c) for c in found],
-        [c.trigger.team for c in found], [c.trigger.cost_center for c in found],
-        [c.trigger.event_id for c in found],
+        [uuid7() for _ in rows], [r.key.scope for r in rows], [r.key.period.value for r in rows],
+        [r.key.period_start for r in rows], [r.threshold_pct for r in rows], [r.stage for r in rows],
+        [r.spent_micros for r in rows], [r.budget_micros for r in rows], [r.resets_at for r in rows],
+        [r.crossed_at for r in rows], [r.developer for r in rows], [r.team for r in rows],
+        [r.cost_center for r in rows], [r.trigger_id for r in rows], [r.cause for r in rows],
     )
-    return len(rows)
+    return len(inserted)
 
 
 def _developer(c: CrossingFound) -> str | None:
@@ -212,7 +241,7 @@ def _crossed(r: asyncpg.Record) -> ThresholdCrossed:
         resets_at=r["resets_at"], threshold_pct=r["threshold_pct"], stage=r["stage"],
         spent_micros=r["spent_micros"], budget_micros=r["budget_micros"], crossed_at=r["crossed_at"],
         developer=r["developer"], team=r["team"], cost_center=r["cost_center"],
-        trigger_event_id=str(r["trigger_event_id"]),
+        trigger_event_id=str(r["trigger_event_id"]), cause=r["cause"],
     )
 
 

@@ -13,6 +13,7 @@ from spendgate.core.bus import Bus
 from spendgate.core.db import Queryable
 from spendgate.domain.enforcement.policy import Budget, BudgetRaise
 from spendgate.store.budgets import store
+from spendgate.store.budgets.store import OnChanges
 
 
 class BudgetStore(Protocol):
@@ -33,8 +34,8 @@ class BudgetStore(Protocol):
 
     async def config_mark(self, db: Queryable) -> tuple[int, int, int, int]: ...
 
-    async def publish_budget_changes(self, pool: asyncpg.Pool, bus: Bus, *, source: str,
-                                     limit: int = 500) -> int: ...
+    async def publish_budget_changes(self, pool: asyncpg.Pool, bus: Bus, *, source: str, limit: int = 500,
+                                     on_changes: OnChanges | None = None) -> int: ...
 
 
 POSTGRES: BudgetStore = store

@@ -8,7 +8,7 @@ of ``BudgetChanged`` events, see :func:`publish_budget_changes`) and ``pg_notify
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -153,8 +153,17 @@ async def config_mark(db: Queryable) -> tuple[int, int, int, int]:
     return int(row[0]), int(row[1]), int(row[2]), int(row[3])
 
 
-async def publish_budget_changes(pool: asyncpg.Pool, bus: Bus, *, source: str, limit: int = 500) -> int:
-    """Publish unpublished audit rows as ``BudgetChanged`` events on the budget topic (the outbox)."""
+OnChanges = Callable[[Conn, Sequence[BudgetChanged]], Awaitable[object]]
+"""Called with the claimed changes inside the publishing transaction (the ledger evaluates crossings)."""
+
+
+async def publish_budget_changes(pool: asyncpg.Pool, bus: Bus, *, source: str, limit: int = 500,
+                                 on_changes: OnChanges | None = None) -> int:
+    """Publish unpublished audit rows as ``BudgetChanged`` events on the budget topic (the outbox).
+
+    ``on_changes`` runs first, in the same transaction that marks the rows published: what it writes
+    commits exactly when the changes count as published, so it runs once per change.
+    """
     async with pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(
             """SELECT change_id, scope, action, detail, actor, changed_at FROM budget_audit
@@ -162,7 +171,10 @@ async def publish_budget_changes(pool: asyncpg.Pool, bus: Bus, *, source: str, l
         )
         if not rows:
             return 0
-        items = [(r["scope"], encode(_changed(r), source=source)) for r in rows]
+        changes = [_changed(r) for r in rows]
+        if on_changes is not None:
+            await on_changes(conn, changes)
+        items = [(c.scope, encode(c, source=source)) for c in changes]
         await bus.publish_many(TOPIC_BUDGET, items)
         await conn.execute("UPDATE budget_audit SET published_at = now() WHERE change_id = ANY($1::uuid[])",
                            [r["change_id"] for r in rows])

@@ -120,6 +120,19 @@ async def get_key(pool: asyncpg.Pool, key_id: str) -> VirtualKey | None:
     return _row(row) if row else None
 
 
+async def newest_key_of(db: Queryable, scope: str) -> VirtualKey | None:
+    """The key a budget scope belongs to: ``key:<id>`` itself, else the newest key of ``developer:<name>``
+    or ``team:<name>`` (revoked ones too: a scope outlives its keys); None for ``org`` or an unknown scope.
+    Who to name on a scope's alert when no usage event says it (a budget change)."""
+    kind, _, name = scope.partition(":")
+    column = {"key": "key_id", "developer": "developer", "team": "team"}.get(kind)
+    if column is None or not name:
+        return None
+    row = await db.fetchrow(
+        f"SELECT {_COLUMNS} FROM virtual_keys WHERE {column} = $1 ORDER BY created_at DESC, key_id LIMIT 1", name)
+    return _row(row) if row else None
+
+
 async def revoke_key(pool: asyncpg.Pool, key_id: str) -> VirtualKey | None:
     """Revoke a key by id (or by its displayed prefix when that is unambiguous).
 
