@@ -5,8 +5,9 @@
 CPU time per call (``time.process_time``). Budgets: every key (daily), every team (daily + monthly,
 Europe/Berlin), the org (monthly); balances for all of them in memory. Prints µs per call for
 - ``decide``: the pure decision as ``BalanceView.decide`` runs it (memory only, no I/O);
-- ``admit+complete``: the whole per-request enforcement (retry detector hashing a 40 KB Codex body,
-  session estimate, decision, reservation, settle);
+- ``admit+complete``: the whole per-request enforcement (the proxy's one session token estimate, which
+  metering shares, retry detector hashing a 40 KB Codex body, decision, reservation, settle, and the
+  estimator learning from the reported usage);
 - the baseline ``json.loads`` of the same 40 KB body, which the proxy does anyway, for a ratio.
 
 Targets, against that baseline in the same run: ``decide`` <= 0.2x, ``admit+complete`` <= 1x (the
@@ -90,8 +91,8 @@ def main(keys: int, calls: int) -> int:
     settled = {k: rng.randrange(0, 45 * USD) for p in principals for k, _ in balance_keys(p, policy, now)}
     view = MemoryView(policy, settled)
     facts = [RequestFacts(p, "gpt-5.1", rng.randrange(1_000, 20_000), f"s{i}") for i, p in enumerate(principals)]
-    enforcer = Enforcer(view, prices=PriceTable(), detector=RetryDetector(), estimator=SessionEstimator(
-        output_cap_tokens=8192))
+    enforcer = Enforcer(view, prices=PriceTable(), detector=RetryDetector())
+    estimator = SessionEstimator(output_cap_tokens=8192)
     bodies = [codex_body(i) for i in range(64)]
     print(f"{keys} keys, {len(teams)} teams, {len(settled)} balances in memory; "
           f"body {len(bodies[0][1]) / 1024:.0f} KB")
@@ -100,8 +101,11 @@ def main(keys: int, calls: int) -> int:
 
     def full(i: int) -> None:
         _, raw = bodies[i % 64]
-        adm = enforcer.admit(principals[i % keys], "gpt-5.1", session_id=f"s{i % 64}", raw=raw)
-        enforcer.complete(adm, event_id=f"e{i}", cost_micros=1000, input_tokens=9000, output_tokens=300)
+        session = f"s{i % 64}"
+        estimate = estimator.estimate(session, len(raw))
+        adm = enforcer.admit(principals[i % keys], "gpt-5.1", session_id=session, raw=raw, estimate=estimate)
+        enforcer.complete(adm, event_id=f"e{i}", cost_micros=1000)
+        estimator.observe(session, body_bytes=len(raw), input_tokens=9000, output_tokens=300)
         view.book.folded([f"e{i}"])
 
     a_us = per_call_us(full, calls // 4)

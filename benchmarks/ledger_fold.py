@@ -28,7 +28,7 @@ from spendgate.core.logs import configure_logging
 from spendgate.domain.constants import TOPIC_USAGE
 from spendgate.domain.events import UsageRecorded, decode, encode
 from spendgate.ledger.consumer import LedgerConsumer, fold_events
-from spendgate.ledger.store import insert_events
+from spendgate.store.usage.store import insert_events
 from tests.support.factories import usage_event
 from tests.support.tansu import TansuBroker
 

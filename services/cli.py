@@ -41,3 +41,4 @@ main.add_command(up)
 for _commands in AREA_COMMANDS:
     for _command in _commands:
         main.add_command(_command)
+alerter_cli.alerts.add_command(admin_cli.ALERTS_LIST)  # the alert history is a report: the admin area reads it

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from spendgate.core.config import Settings
 from spendgate.core.db import create_pool, database_url_for
 from spendgate.core.health import Health
 from spendgate.core.logs import get_logger
+from spendgate.core.progress import Progress, quiet, ticking
 from spendgate.core.supervisor import Backoff, Beat, Supervisor
 from spendgate.domain.errors import ConfigError
 from spendgate.store.migrations import migrate
@@ -42,12 +44,15 @@ class Runtime:
 
 
 @contextlib.asynccontextmanager
-async def open_database(settings: Settings, *, run_migrations: bool = True,
-                        create: bool = False) -> AsyncIterator[tuple[str, asyncpg.Pool]]:
+async def open_database(settings: Settings, *, run_migrations: bool = True, create: bool = False,
+                        progress: Progress = quiet) -> AsyncIterator[tuple[str, asyncpg.Pool]]:
     """The database (configured, else embedded under the data dir; only ``create`` may make a new one)."""
-    async with database_url_for(settings.database_url, settings.pg_dir, create=create) as url:
+    async with database_url_for(settings.database_url, settings.pg_dir, create=create, progress=progress) as url:
         if run_migrations:
-            await migrate(url)
+            progress("Applying database migrations")
+            started = time.monotonic()
+            await ticking(migrate(url), progress, "applying migrations")
+            progress(f"Database schema up to date ({time.monotonic() - started:.1f} s)")
         pool = await create_pool(url)
         try:
             yield url, pool
@@ -57,10 +62,12 @@ async def open_database(settings: Settings, *, run_migrations: bool = True,
 
 @contextlib.asynccontextmanager
 async def open_runtime(
-    settings: Settings, *, run_migrations: bool = True, start_bus: bool = True, create: bool = False
+    settings: Settings, *, run_migrations: bool = True, start_bus: bool = True, create: bool = False,
+    progress: Progress = quiet,
 ) -> AsyncIterator[Runtime]:
     """Database (embedded unless ``database_url`` is set), migrations, pool and bus, closed on exit."""
-    async with open_database(settings, run_migrations=run_migrations, create=create) as (url, pool):
+    async with open_database(settings, run_migrations=run_migrations, create=create,
+                             progress=progress) as (url, pool):
         bus = create_bus(settings, pool=pool, dsn=url)
         if start_bus:
             await bus.start()
@@ -79,16 +86,18 @@ Serve = Callable[[Runtime, asyncio.Event], Coroutine[Any, Any, None]]
 
 async def run_services(settings: Settings, services: Mapping[str, Serve], *,
                        on_ready: Callable[[Runtime], None] | None = None,
-                       stop: asyncio.Event | None = None, create: bool = False) -> None:
+                       stop: asyncio.Event | None = None, create: bool = False,
+                       progress: Progress = quiet) -> None:
     """Open the runtime and run ``services`` until ``stop`` is set (by default: SIGTERM / SIGINT).
 
     Each service runs under the supervisor: one that fails is restarted with backoff while the others
     go on serving. Only a :class:`ConfigError` (a setting that cannot work) ends the run early; it is
     raised once every service has stopped. ``create`` lets the run make a new embedded database
-    (``spendgate up``).
+    (``spendgate up``); ``progress`` hears each step of the start (``up`` prints them).
     """
     with _stop_on_signals(stop) as stop:
-        async with open_runtime(settings, create=create) as runtime:
+        async with open_runtime(settings, create=create, progress=progress) as runtime:
+            progress(f"Starting {', '.join(services)}")
             tasks = [runtime.supervisor.spawn(name, _service_loop(serve, runtime), stop, ok_on_start=True,
                                               fatal=(ConfigError,))
                      for name, serve in services.items()]

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import sys
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import click
 
-from spendgate.core.clitools import Ctx, check_port_free, pass_ctx, run
+from spendgate.core.clitools import Ctx, check_port_free, pass_ctx, run, warn
 
 if TYPE_CHECKING:
+    from spendgate.core.config import Settings
     from spendgate.runtime import Runtime, Serve
 
 
@@ -55,6 +57,45 @@ def codex_snippet(base_url: str, model: str = "gpt-5.1") -> str:
     )
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def first_run_warnings(settings: Settings) -> list[str]:
+    """What would make a first run silently useless: no provider key for a real provider, no admin token."""
+    found = []
+    upstream_host = urlsplit(settings.upstream_url).hostname or ""
+    if settings.upstream_key is None and upstream_host not in LOOPBACK_HOSTS:
+        found.append(
+            f"no upstream key: requests are forwarded to {settings.upstream_url} without a provider key and "
+            "will fail (401). Set SPENDGATE_UPSTREAM_KEY (or OPENAI_API_KEY); to try spendgate without one, "
+            "run `spendgate fake-upstream` in another terminal and start with "
+            "SPENDGATE_UPSTREAM_URL=http://127.0.0.1:9090/v1")
+    if settings.admin_token is None or not settings.admin_token.get_secret_value():
+        found.append("no admin token: the admin API stays off (and `--api` reports with it). "
+                     "Set SPENDGATE_ADMIN_TOKEN to enable it")
+    return found
+
+
+def ready_banner(settings: Settings) -> str:
+    """What ``up`` prints once it runs: where the proxy and the admin API listen, and the next steps."""
+    base_url = f"http://{settings.host}:{settings.proxy_port}/v1"
+    token = settings.admin_token.get_secret_value() if settings.admin_token else ""
+    admin = (f"http://{settings.host}:{settings.admin_port}  (OpenAPI at /openapi.json)" if token
+             else "off: set SPENDGATE_ADMIN_TOKEN to enable it")
+    return (
+        f"spendgate is up  (data dir {settings.data_dir}, bus {settings.bus})\n"
+        f"  proxy      {base_url}  -> upstream {settings.upstream_url}\n"
+        f"  admin API  {admin}\n\n"
+        "Create a key with: spendgate keys create --developer <name> --team <team>\n"
+        "Codex CLI: put this in $CODEX_HOME/config.toml (default ~/.codex/config.toml):\n\n"
+        + codex_snippet(base_url)
+    )
+
+
+def _say(line: str) -> None:
+    click.echo(line, err=True)
+
+
 @click.command("up")
 @click.option("--host", default=None, help="Listen address of the proxy and the admin API (default 127.0.0.1).")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Proxy listen port (default 8080).")
@@ -62,7 +103,10 @@ def codex_snippet(base_url: str, model: str = "gpt-5.1") -> str:
               help="Admin API listen port (default 8081; the API runs when SPENDGATE_ADMIN_TOKEN is set).")
 @pass_ctx
 def up(ctx: Ctx, host: str | None, port: int | None, admin_port: int | None) -> None:
-    """Run everything in one process: embedded PostgreSQL and bus, migrations, proxy, ledger, workers."""
+    """Run everything in one process: embedded PostgreSQL and bus, migrations, proxy, ledger, workers.
+
+    Progress and warnings go to stderr, the URLs and the Codex snippet to stdout once it runs.
+    """
     from spendgate.runtime import run_services
 
     update: dict[str, object] = {k: v for k, v in (("host", host), ("proxy_port", port),
@@ -71,13 +115,11 @@ def up(ctx: Ctx, host: str | None, port: int | None, admin_port: int | None) -> 
     check_port_free(settings.host, settings.proxy_port, "--port")
     if settings.admin_token is not None and settings.admin_token.get_secret_value():
         check_port_free(settings.host, settings.admin_port, "--admin-port")
-    base_url = f"http://{settings.host}:{settings.proxy_port}/v1"
+    for warning in first_run_warnings(settings):
+        warn(warning)
 
     def ready(runtime: Runtime) -> None:
-        click.echo(f"spendgate is up: {base_url}  (data dir {settings.data_dir}, bus {settings.bus})")
-        click.echo("Create a key with: spendgate keys create --developer <name> --team <team>")
-        click.echo("Codex CLI: put this in $CODEX_HOME/config.toml (default ~/.codex/config.toml):\n")
-        click.echo(codex_snippet(base_url))
+        click.echo(ready_banner(settings))
         sys.stdout.flush()
 
-    run(run_services(settings, services(), on_ready=ready, create=True))
+    run(run_services(settings, services(), on_ready=ready, create=True, progress=_say))

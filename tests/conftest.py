@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -13,6 +15,32 @@ from tests.support.postgres import PostgresForTests
 from tests.support.tansu import TansuBroker
 
 configure_logging("warning")
+
+ARTIFACTS = pytest.StashKey[list[Path]]()
+"""Files tests saved for people to look at (screenshots); the run's summary lists them."""
+
+
+@pytest.fixture
+def artifact(request: pytest.FixtureRequest) -> Callable[[str], Path]:
+    """A path for a file to keep after the run: under SPENDGATE_TEST_ARTIFACTS, else ./test-artifacts."""
+    root = Path(os.environ.get("SPENDGATE_TEST_ARTIFACTS") or Path(__file__).resolve().parent.parent / "test-artifacts")
+
+    def path(name: str) -> Path:
+        out = root / name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        request.config.stash.setdefault(ARTIFACTS, []).append(out)
+        return out
+
+    return path
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int,
+                            config: pytest.Config) -> None:
+    saved = [p for p in config.stash.get(ARTIFACTS, []) if p.exists()]
+    if saved:
+        terminalreporter.write_sep("-", "test artifacts")
+        for p in saved:
+            terminalreporter.write_line(str(p))
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""Admin API handlers for what people read: chargeback and cache reports, sessions, teams, forecasts.
+"""Admin API handlers for what people read: chargeback and cache reports, sessions, teams, forecasts, alerts.
 
 Each handler parses its query, then calls the very function the CLI calls against the database.
 """
@@ -9,6 +9,8 @@ from typing import Any
 
 from aiohttp import web
 
+from spendgate.admin.alert_query import KINDS, MAX_ALERTS
+from spendgate.admin.alerts import AlertList, alert_list, parse_since
 from spendgate.admin.cache import CacheReport, cache_report
 from spendgate.admin.deps import DEPS
 from spendgate.admin.directory import Forecasts, Teams, list_forecasts, list_teams
@@ -114,6 +116,15 @@ async def get_forecasts(request: web.Request) -> web.Response:
     return json_response(await list_forecasts(deps.pool, scope=_text(request, "scope")))
 
 
+async def get_alerts(request: web.Request) -> web.Response:
+    kind = request.query.get("kind")
+    if kind is not None and kind not in KINDS:
+        raise bad_request(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    found = await alert_list(request.app[DEPS].pool, scope=_text(request, "scope"), kind=kind,
+                             since=parse_since(request.query.get("since")),
+                             limit=_int(request, "limit", 100, 1, MAX_ALERTS))
+    return json_response(found)
+
 
 _BY = {"type": "string", "enum": list(GROUPINGS)}
 REPORT_TAGS = ("reports",)
@@ -142,4 +153,13 @@ def operations() -> list[Operation]:
         Operation("GET", "/v1/forecasts", "listForecasts", "Latest month-end forecast per scope",
                   get_forecasts, Forecasts, params=(Param("scope", _TEXT, "only this scope"),),
                   tags=("forecasts",)),
+        Operation("GET", "/v1/alerts", "listAlerts",
+                  "Recorded alerts, newest first, each with its deliveries (delivered, pending or dead)",
+                  get_alerts, AlertList, tags=("alerts",), params=(
+                      Param("scope", _TEXT, "this scope's alerts, e.g. team:platform"),
+                      Param("kind", {"type": "string", "enum": list(KINDS)}, "this kind of alert"),
+                      Param("since", {"type": "string", "minLength": 10, "maxLength": 64},
+                            "alerts recorded at or after this time (ISO 8601 with a timezone, or a day)"),
+                      Param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_ALERTS},
+                            "at most this many (default 100)"))),
     ]

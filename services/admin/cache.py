@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
 
-import asyncpg
 import msgspec
 
 from spendgate.admin.window import Filters, Window, group_column
+from spendgate.core.db import Queryable
+from spendgate.store.usage.store import CacheRow, cache_rows
 
 DEFAULT_FLAG_BELOW_PCT = 30
 DEFAULT_MIN_REQUESTS = 5
@@ -49,45 +50,15 @@ class CacheReport(msgspec.Struct, frozen=True, kw_only=True):
     """Sessions with at least ``min_requests`` requests and a hit rate under ``flag_below_pct``, worst first."""
 
 
-_QUERY = """
-    WITH s AS (
-        SELECT {column} AS grp, session_id,
-               min(developer) AS developer_lo, max(developer) AS developer_hi,
-               min(repo) AS repo_lo, max(repo) AS repo_hi,
-               count(*) FILTER (WHERE status <> 'refused') AS requests,
-               sum(input_tokens) AS input_tokens,
-               sum(least(cached_tokens, input_tokens)) AS cached_tokens,
-               sum(least(cached_tokens, input_tokens)::numeric * (input_price_micros - cached_price_micros))
-                   AS saved,
-               sum((input_tokens - least(cached_tokens, input_tokens))::numeric
-                   * (input_price_micros - cached_price_micros)) AS missed
-        FROM usage_events WHERE {where} GROUP BY 1, 2)
-    SELECT GROUPING(grp, session_id) AS kind, CASE WHEN GROUPING(grp) = 0 THEN grp ELSE session_id END AS grp,
-           CASE WHEN min(developer_lo) = max(developer_hi) THEN min(developer_lo) END AS developer,
-           CASE WHEN min(repo_lo) = max(repo_hi) THEN min(repo_lo) END AS repo,
-           sum(requests)::bigint AS requests, sum(input_tokens)::bigint AS input_tokens,
-           sum(cached_tokens)::bigint AS cached_tokens,
-           round(sum(saved) / 1000000)::bigint AS saved_micros,
-           round(sum(missed) / 1000000)::bigint AS miss_cost_micros
-    FROM s GROUP BY GROUPING SETS ((grp), (), (session_id))
-"""
-"""Per (group, session) first, then lines (kind 1), the total (kind 3) and sessions (kind 2) in one pass.
-Money is summed exactly in ``numeric`` and rounded once per line."""
-
-_LINE, _SESSION, _TOTAL = 1, 2, 3
-
-
-async def cache_report(conn: asyncpg.Connection | asyncpg.Pool, *, by: str, window: Window,
+async def cache_report(conn: Queryable, *, by: str, window: Window,
                        filters: Filters = Filters(), flag_below_pct: int = DEFAULT_FLAG_BELOW_PCT,
                        min_requests: int = DEFAULT_MIN_REQUESTS) -> CacheReport:
     """Hit rates grouped ``by`` developer|repo|session (or team, cost_center), lowest hit rate first."""
-    column = group_column(by)
-    where, params = filters.sql(window)
-    rows = await conn.fetch(_QUERY.replace("{column}", column).replace("{where}", where), *params)
-    lines = [_line(r) for r in rows if r["kind"] == _LINE]
-    total = next((_line(r) for r in rows if r["kind"] == _TOTAL and r["input_tokens"] is not None), None)
-    flagged = [_line(r) for r in rows if r["kind"] == _SESSION and r["grp"] is not None
-               and r["requests"] >= min_requests and r["cached_tokens"] * 100 < flag_below_pct * r["input_tokens"]]
+    rows = await cache_rows(conn, group_column(by), filters.usage(window))
+    lines = [_line(r) for r in rows if r.level == "line"]
+    total = next((_line(r) for r in rows if r.level == "total"), None)
+    flagged = [_line(r) for r in rows if r.level == "session" and r.group is not None
+               and r.requests >= min_requests and r.cached_tokens * 100 < flag_below_pct * r.input_tokens]
     return CacheReport(
         by=by, from_date=window.from_date.isoformat(), to_date=window.to_date.isoformat(), timezone=window.tz,
         flag_below_pct=flag_below_pct, min_requests=min_requests, lines=sorted(lines, key=_worst_first),
@@ -110,10 +81,10 @@ def _worst_first(line: CacheLine) -> tuple[int, Decimal, int, str]:
             line.group or "")
 
 
-def _line(r: asyncpg.Record) -> CacheLine:
+def _line(r: CacheRow) -> CacheLine:
     return CacheLine(
-        group=r["grp"], developer=r["developer"], repo=r["repo"], requests=r["requests"],
-        input_tokens=r["input_tokens"], cached_tokens=r["cached_tokens"],
-        hit_rate_pct=hit_rate_pct(r["cached_tokens"], r["input_tokens"]),
-        saved_micros=r["saved_micros"], miss_cost_micros=r["miss_cost_micros"],
+        group=r.group, developer=r.developer, repo=r.repo, requests=r.requests,
+        input_tokens=r.input_tokens, cached_tokens=r.cached_tokens,
+        hit_rate_pct=hit_rate_pct(r.cached_tokens, r.input_tokens),
+        saved_micros=r.saved_micros, miss_cost_micros=r.miss_cost_micros,
     )

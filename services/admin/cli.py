@@ -1,4 +1,5 @@
-"""``spendgate report …``, ``spendgate sessions list|show``, ``spendgate policy …`` and ``spendgate admin``.
+"""``spendgate report …``, ``spendgate sessions list|show``, ``spendgate policy …``, ``spendgate alerts list``
+(added to the alerter's ``alerts`` group by the composition root) and ``spendgate admin``.
 
 Every read here takes ``--api URL`` (or ``SPENDGATE_ADMIN_URL``) to read through a running admin API
 instead of the database; both go through the same functions (:mod:`spendgate.admin.client`), so they
@@ -9,11 +10,12 @@ every ``spendgate`` call.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from spendgate.admin.alert_query import KINDS, MAX_ALERTS
 from spendgate.admin.policy_cli import policy
 from spendgate.core.clitools import (
     DOCUMENT_FORMATS,
@@ -193,6 +195,60 @@ def show_cmd(ctx: Ctx, session_id: str, fmt: str, api_url: str | None) -> None:
             return render.session(await source.session(session_id), fmt)
 
     click.echo(run(go()))
+
+
+def _scope(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    from spendgate.domain.enforcement.scopes import parse_scope
+    from spendgate.domain.errors import ConfigError
+
+    if value is None:
+        return None
+    try:
+        return parse_scope(value)
+    except ConfigError as exc:
+        raise click.BadParameter(exc.message.removeprefix("bad scope ")) from None
+
+
+def _since(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
+    from spendgate.admin.alerts import parse_since
+    from spendgate.admin.window import WindowError
+
+    try:
+        return parse_since(value, what="--since")
+    except WindowError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--since ")) from None
+
+
+@click.command("list")
+@click.option("--scope", default=None, callback=_scope,
+              help="This scope's alerts: key:<id or prefix>, developer:<name>, team:<name> or org.")
+@click.option("--kind", type=click.Choice(KINDS), default=None, help="This kind of alert.")
+@click.option("--since", default=None, callback=_since,
+              help="Alerts recorded at or after this day or time (2026-12-01, 2026-12-01T08:00Z).")
+@click.option("--limit", type=click.IntRange(1, MAX_ALERTS), default=50, show_default=True,
+              help="At most this many alerts, newest first.")
+@format_option()
+@api_option
+@pass_ctx
+def alerts_list(ctx: Ctx, scope: str | None, kind: str | None, since: datetime | None, limit: int, fmt: str,
+                api_url: str | None) -> None:
+    """What fired, newest first, and whether each delivery got through (delivered, pending, dead)."""
+    from spendgate.admin import render
+    from spendgate.admin.budgets_cli import resolve_scope
+    from spendgate.admin.client import open_source
+
+    async def go() -> str:
+        async with open_source(ctx, api_url) as source:
+            chosen = await resolve_scope(source, scope, warn_unknown=False) if scope else None
+            found = await source.alerts(scope=chosen, kind=kind, since=since, limit=limit)
+            return render.alerts(found, fmt)
+
+    click.echo(run(go()))
+
+
+ALERTS_LIST = alerts_list
+"""``spendgate alerts list``: the composition root adds it to the alerter's ``alerts`` group (the history
+is a report: it reads the database or the admin API like the other reports)."""
 
 
 @click.command("admin")

@@ -2,8 +2,8 @@
 
 Both sources return the same typed documents: the database source calls the functions the admin
 API's handlers call, the API source calls the admin API and decodes its JSON into the same types. So
-``spendgate report …``, ``sessions …``, ``keys list``, ``budgets list|show`` and ``policy show``
-print the same thing either way (``--api URL``). A document the API does not have is the same
+``spendgate report …``, ``sessions …``, ``keys list``, ``budgets list|show``, ``policy show`` and
+``alerts list`` print the same thing either way (``--api URL``). A document the API does not have is the same
 one-line error both ways (``no budget for team:x``).
 
 aiohttp is imported only when ``--api`` is used: a command on the database does not pay for it.
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import aiohttp
     import asyncpg
 
+    from spendgate.admin.alerts import AlertList
     from spendgate.admin.cache import CacheReport
     from spendgate.admin.directory import Teams
     from spendgate.admin.reports import Chargeback
@@ -58,6 +59,9 @@ class Source(Protocol):
     async def policy(self) -> dict[str, Any]: ...
 
     async def teams(self) -> Teams: ...
+
+    async def alerts(self, *, scope: str | None, kind: str | None, since: datetime | None,
+                     limit: int) -> AlertList: ...
 
 
 @contextlib.asynccontextmanager
@@ -147,6 +151,12 @@ class DatabaseSource:
         from spendgate.admin.directory import list_teams
 
         return await list_teams(self.pool, now=datetime.now(UTC), tz=self.settings.default_timezone)
+
+    async def alerts(self, *, scope: str | None, kind: str | None, since: datetime | None,
+                     limit: int) -> AlertList:
+        from spendgate.admin.alerts import alert_list
+
+        return await alert_list(self.pool, scope=scope, kind=kind, since=since, limit=limit)
 
 
 def _query(by: str | None, from_date: date | None, to_date: date | None, filters: Filters,
@@ -253,3 +263,11 @@ class ApiSource:
         from spendgate.admin.directory import Teams
 
         return await self.call("GET", "/v1/teams", Teams)
+
+    async def alerts(self, *, scope: str | None, kind: str | None, since: datetime | None,
+                     limit: int) -> AlertList:
+        from spendgate.admin.alerts import AlertList
+
+        query = {k: v for k, v in (("scope", scope), ("kind", kind),
+                                   ("since", since.isoformat() if since else None)) if v is not None}
+        return await self.call("GET", "/v1/alerts", AlertList, query={**query, "limit": str(limit)})

@@ -9,6 +9,8 @@ import asyncpg
 import msgspec
 
 from spendgate.domain.periods import PeriodKind, period_containing
+from spendgate.store.forecasts.store import latest_forecasts
+from spendgate.store.keys.store import team_directory
 
 
 class Team(msgspec.Struct, frozen=True, kw_only=True):
@@ -27,27 +29,11 @@ class Teams(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def list_teams(pool: asyncpg.Pool, *, now: datetime, tz: str) -> Teams:
-    month = period_containing(PeriodKind.MONTH, now, tz).start
-    rows = await pool.fetch(
-        """WITH t AS (SELECT team, cost_center, developer, revoked_at FROM virtual_keys
-                      UNION ALL
-                      SELECT DISTINCT team, cost_center, developer, NULL::timestamptz FROM usage_events
-                      WHERE occurred_at >= $1)
-           SELECT t.team,
-                  array_agg(DISTINCT t.cost_center ORDER BY t.cost_center) AS cost_centers,
-                  array_agg(DISTINCT t.developer ORDER BY t.developer) AS developers,
-                  (SELECT count(*) FROM virtual_keys k WHERE k.team = t.team AND k.revoked_at IS NULL)
-                      AS active_keys,
-                  (SELECT count(*) FROM virtual_keys k WHERE k.team = t.team AND k.revoked_at IS NOT NULL)
-                      AS revoked_keys,
-                  coalesce((SELECT b.spent_micros FROM balances b WHERE b.scope = 'team:' || t.team
-                            AND b.period = 'month' AND b.period_start = $2), 0) AS spent
-           FROM t GROUP BY t.team ORDER BY spent DESC, t.team""",
-        period_containing(PeriodKind.MONTH, now, tz).starts_at, month,
-    )
-    return Teams(month=month, teams=[
-        Team(team=r["team"], cost_centers=list(r["cost_centers"]), developers=list(r["developers"]),
-             active_keys=r["active_keys"], revoked_keys=r["revoked_keys"], month_spent_micros=r["spent"])
+    month = period_containing(PeriodKind.MONTH, now, tz)
+    rows = await team_directory(pool, month_starts_at=month.starts_at, month_start=month.start)
+    return Teams(month=month.start, teams=[
+        Team(team=r.team, cost_centers=r.cost_centers, developers=r.developers, active_keys=r.active_keys,
+             revoked_keys=r.revoked_keys, month_spent_micros=r.month_spent_micros)
         for r in rows
     ])
 
@@ -74,12 +60,11 @@ class Forecasts(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def list_forecasts(pool: asyncpg.Pool, *, scope: str | None) -> Forecasts:
-    """The latest forecast per scope; empty while the forecaster has written none (or has not landed)."""
-    if await pool.fetchval("SELECT to_regclass('forecasts')") is None:
-        return Forecasts(forecasts=[])
-    rows = await pool.fetch(
-        """SELECT DISTINCT ON (scope) scope, month, as_of, actual_micros, p10_micros, p50_micros, p90_micros,
-                  budget_micros, p10_crosses_on, p50_crosses_on, p90_crosses_on, model, computed_at
-           FROM forecasts WHERE $1::text IS NULL OR scope = $1
-           ORDER BY scope, as_of DESC""", scope)
-    return Forecasts(forecasts=[Forecast(**dict(r)) for r in rows])
+    """The latest forecast per scope; empty while the forecaster has written none."""
+    return Forecasts(forecasts=[
+        Forecast(scope=f.scope, month=f.month, as_of=f.as_of, actual_micros=f.actual_micros, p10_micros=f.p10_micros,
+                 p50_micros=f.p50_micros, p90_micros=f.p90_micros, budget_micros=f.budget_micros,
+                 p10_crosses_on=f.p10_crosses_on, p50_crosses_on=f.p50_crosses_on, p90_crosses_on=f.p90_crosses_on,
+                 model=f.model, computed_at=f.computed_at)
+        for f in await latest_forecasts(pool, scope)
+    ])

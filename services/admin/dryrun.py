@@ -18,11 +18,9 @@ from spendgate.admin.replay import Replay, Usage
 from spendgate.domain.enforcement import Policy
 from spendgate.domain.periods import PeriodKind, period_containing
 from spendgate.domain.pricing import PriceTable
+from spendgate.store.usage import store as usage
 
 FETCH_ROWS = 20_000
-_COLUMNS = ("event_id::text, occurred_at, key_id, developer, team, session_id, turn_id, model_requested, "
-            "model_used, route_reason, stage, status, input_tokens, cached_tokens, output_tokens, "
-            "cost_micros, retry")
 
 
 class DryRunAlert(msgspec.Struct, frozen=True, kw_only=True):
@@ -104,17 +102,9 @@ async def dry_run(pool: asyncpg.Pool, policy: Policy, prices: PriceTable, *, day
     async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
         seed_from = _seed_from(policy, start)
         if seed_from < start:
-            rows = await conn.fetch(
-                """SELECT key_id, developer, team, date_bin('15 minutes', occurred_at, 'epoch') AS at,
-                          sum(cost_micros)::bigint AS spent
-                   FROM usage_events WHERE occurred_at >= $1 AND occurred_at < $2 GROUP BY 1, 2, 3, 4""",
-                seed_from, start)
-            for r in rows:
-                replay.seed(r["key_id"], r["developer"], r["team"], r["at"], r["spent"])
-        cursor = await conn.cursor(
-            f"SELECT {_COLUMNS} FROM usage_events WHERE occurred_at >= $1 AND occurred_at < $2 "
-            "ORDER BY occurred_at, event_id", start, now)
-        while batch := await cursor.fetch(FETCH_ROWS):
+            for s in await usage.quarter_hour_spend(conn, seed_from, start):
+                replay.seed(s.key_id, s.developer, s.team, s.at, s.spent_micros)
+        async for batch in usage.replay_batches(conn, start, now, batch_rows=FETCH_ROWS):
             for row in batch:
                 replay.feed(Usage(*row))
     return _result(replay, policy, days, start, now, time.perf_counter() - started), replay

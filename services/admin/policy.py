@@ -17,6 +17,7 @@ import msgspec
 
 from spendgate.domain.enforcement import Budget, BudgetRaise, Policy
 from spendgate.domain.enforcement.settings import EnforcementSettings
+from spendgate.domain.errors import ConfigError
 from spendgate.domain.money import usd_str
 from spendgate.store.budgets import store
 
@@ -39,12 +40,18 @@ def _budget_doc(b: Budget) -> dict[str, Any]:
     return doc
 
 
+def _raise_doc(r: BudgetRaise) -> dict[str, Any]:
+    doc: dict[str, Any] = {"scope": r.scope, "by": usd_str(r.amount_micros)}
+    if r.created_at is not None:
+        doc["from"] = r.created_at.isoformat()  # a dry-run counts the raise from when it was made
+    return {**doc, "until": r.until.isoformat(), "reason": r.reason}
+
+
 def to_document(policy: Policy) -> dict[str, Any]:
     """``policy`` in the proposal format (dollar amounts as exact strings)."""
     return {
         "budgets": [_budget_doc(policy.budgets[s]) for s in sorted(policy.budgets)],
-        "raises": [{"scope": r.scope, "by": usd_str(r.amount_micros), "until": r.until.isoformat(),
-                    "reason": r.reason} for r in policy.raises],
+        "raises": [_raise_doc(r) for r in policy.raises],
         "cascades": {m: list(c) for m, c in sorted(policy.cascades.items())},
         "downgrade_max_input_tokens": policy.downgrade_max_input_tokens,
         "retry_cap": policy.retry_cap,
@@ -68,7 +75,15 @@ def _same_raise(a: BudgetRaise, b: BudgetRaise) -> bool:
 
 async def apply(pool: asyncpg.Pool, proposal: Policy, defaults: EnforcementSettings, *, now: datetime,
                 actor: str) -> Applied:
-    """Make the live budgets and raises those of ``proposal``; unchanged budgets are left alone."""
+    """Make the live budgets and raises those of ``proposal``; unchanged budgets are left alone.
+
+    A new raise starts when it is applied (its ``from`` says when a dry-run counts it from); one whose
+    ``from`` is still to come is refused, since a stored raise cannot wait to start.
+    """
+    for r in proposal.raises:
+        if r.created_at is not None and r.created_at > now and r.until > now:
+            raise ConfigError(f"raise for {r.scope} starts at {r.created_at.isoformat()}, after now: "
+                              "a raise starts when it is applied; apply it then")
     live = await live_policy(pool, defaults, now)
     set_, unchanged = [], []
     for scope in sorted(proposal.budgets):

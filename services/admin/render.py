@@ -13,6 +13,7 @@ from spendgate.core.tables import Field, field, render, table, to_json
 from spendgate.domain.money import format_usd
 
 if TYPE_CHECKING:
+    from spendgate.admin.alerts import AlertList, AlertOut
     from spendgate.admin.cache import CacheReport
     from spendgate.admin.reports import Chargeback
     from spendgate.admin.sessions import RequestLine, SessionDetail
@@ -144,3 +145,37 @@ def session(detail: SessionDetail, fmt: str) -> str:
                     f"cost {format_usd(turn.cost_micros)}",
                 table(REQUEST_FIELDS, turn.request_lines)]
     return "\n".join(out)
+
+
+def _delivery_parts(a: AlertOut, *, errors: bool) -> list[str]:
+    parts = []
+    for d in a.deliveries:
+        text = f"{d.target}{' resolve' if d.action == 'resolve' else ''} {d.status}"
+        if d.status != "delivered" and d.attempts:
+            text += f" ({d.attempts} attempt{'s' if d.attempts != 1 else ''}"
+            text += f": {d.last_error})" if errors and d.last_error else ")"
+        parts.append(text)
+    return parts
+
+
+def deliveries_text(a: AlertOut, *, errors: bool = True) -> str:
+    """Where each delivery stands, e.g. ``slack:platform delivered; email:finops dead (3 attempts: HTTP 500)``
+    (without ``errors``: ``… dead (3 attempts)``), then ``digest <route>`` for each digest route."""
+    return "; ".join(_delivery_parts(a, errors=errors) + [f"digest {route}" for route in a.digest_routes])
+
+
+ALERT_FIELDS: list[Field] = [
+    field("alert_id", header=None), field("created_at", "time", "created"), field("kind"),
+    field("severity", header=None), field("scope"), field("developer", header=None), field("team", header=None),
+    field("cost_center", header=None), field("title", header=None), field("summary", header=None),
+    field("status"), Field("deliveries", lambda a: "; ".join(_delivery_parts(a, errors=True)) or None, header=None),
+    Field("deliveries", lambda a: deliveries_text(a, errors=False) or None, table_only=True),
+    field("digest_routes", "list", header=None),
+]
+"""``alerts list``: CSV carries the JSON's fields in order (each delivery as text, with its last error);
+the table reads created, kind, scope, status and where each delivery stands (digest routes included),
+which fits 120 columns: the title, the summary and the errors are in CSV and JSON."""
+
+
+def alerts(found: AlertList, fmt: str) -> str:
+    return render(fmt, ALERT_FIELDS, found.alerts, document=found)

@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import NamedTuple
 
-from spendgate.domain.enforcement import Policy, Principal, RequestFacts, decide
-from spendgate.domain.enforcement.decide import BalanceKey, balance_keys
-from spendgate.domain.enforcement.stages import StageLevel, reached
+from spendgate.domain.enforcement import BalanceKey, Policy, Principal, RequestFacts, balance_keys, decide
+from spendgate.domain.enforcement.stages import StageLevel, crossed, stage_for
 from spendgate.domain.errors import UnknownModelError
 from spendgate.domain.pricing import PriceTable, cost_micros
 
@@ -119,6 +118,8 @@ class Replay:
     def __init__(self, policy: Policy, prices: PriceTable, *, trace: bool = False) -> None:
         self.policy, self.prices = policy, prices
         self.spend: dict[BalanceKey, int] = defaultdict(int)
+        self.crossed: dict[BalanceKey, StageLevel] = {}
+        """Per balance, the most severe stage whose threshold crossing has been reported (alerted once)."""
         self.scopes: dict[str, ScopeTally] = {s: ScopeTally() for s in policy.budgets}
         self.alerts: list[AlertHit] = []
         self.pauses: list[Pause] = []
@@ -127,13 +128,11 @@ class Replay:
         self._sessions: dict[str, _Session] = defaultdict(_Session)
         self._principals: dict[tuple[str, str, str], Principal] = {}
         self._who: dict[tuple[str, str, str], tuple[Principal, tuple[ScopeTally, ...]]] = {}
-        self._thresholds = {s: tuple(b.thresholds.as_list()) for s, b in policy.budgets.items()}
-        self._raised = {r.scope for r in policy.raises}
 
     def seed(self, key_id: str, developer: str, team: str, at: datetime, spent_micros: int) -> None:
-        """Spend from before the replayed window that still counts in its periods (e.g. earlier this month)."""
-        for key, _ in balance_keys(self._principal(key_id, developer, team), self.policy, at):
-            self.spend[key] += spent_micros
+        """Spend from before the replayed window that still counts in its periods (e.g. earlier this month);
+        thresholds it reached were alerted before the window."""
+        self._add(self._keys(self._principal(key_id, developer, team), at), spent_micros, at, alert=False)
 
     def feed(self, u: Usage) -> Outcome:
         self.events += 1
@@ -176,16 +175,21 @@ class Replay:
             session.retry_streak = session.retry_streak + 1 if u.retry else 0
             scopes = principal.scopes()
             if session.retry_streak and session.retry_streak >= max(self.policy.retry_cap_for(scopes), 1):
+                self._add(self._keys(principal, u.occurred_at), 0, u.occurred_at)
                 return "retry_refuse", self._retry_scope(scopes), 0, 0
         if u.status == "refused" and not u.retry and u.stage != "pause":
+            self._add(self._keys(principal, u.occurred_at), 0, u.occurred_at)
             return "refused_other", None, 0, 0
         facts = RequestFacts(principal, u.model_requested, u.input_tokens, u.session_id)
         decision = decide(facts, self.policy, self._spent, u.occurred_at)
         scope = decision.decided_by.scope if decision.decided_by is not None else None
-        if decision.action == "refuse":
-            return "refuse", scope, 0, 0
-        if u.status == "refused":  # refused live, passes now: its tokens were never known
-            return decision.action, scope, 0, 0
+        if decision.action == "refuse" or u.status == "refused":
+            # No spend, but the ledger folds the refused event too: a balance past a threshold only
+            # because its budget shrank (a raise expired) gets that crossing now.
+            self._add(decision.keys, 0, u.occurred_at)
+            if decision.action == "refuse":
+                return "refuse", scope, 0, 0
+            return decision.action, scope, 0, 0  # refused live, passes now: its tokens were never known
         cost = self._cost(u, decision.model_used)
         saved = self._cost(u, u.model_requested) - cost if decision.action != "pass" else 0
         self._add(decision.keys, cost, u.occurred_at)
@@ -194,28 +198,26 @@ class Replay:
     def _spent(self, key: BalanceKey) -> int:
         return self.spend.get(key, 0)
 
-    def _add(self, keys: tuple[BalanceKey, ...], cost: int, at: datetime) -> None:
-        spend = self.spend
-        for key in keys:
-            before = spend[key]
-            after = spend[key] = before + cost
-            pcts = self._thresholds[key.scope]
-            limit = self._limit(key, at)
-            if after * 100 < limit * pcts[0] or before * 100 >= limit * pcts[-1]:
-                continue  # below every threshold, or past all of them already
-            for level, pct in enumerate(pcts, start=1):
-                if reached(after, limit, pct) and not reached(before, limit, pct):
-                    self.alerts.append(AlertHit(key.scope, key.period.value, key.period_start, pct,
-                                                StageLevel(level).label, at, after, limit))
+    def _keys(self, principal: Principal, at: datetime) -> tuple[BalanceKey, ...]:
+        return tuple(key for key, _ in balance_keys(principal, self.policy, at))
 
-    def _limit(self, key: BalanceKey, at: datetime) -> int:
-        budget = self.policy.budgets[key.scope]
-        if key.scope in self._raised:
-            limit = self.policy.effective_micros(budget, key.period, at)
-        else:
-            limit = budget.limit_micros(key.period)
-        assert limit is not None  # decide() only returns keys of periods with a budget
-        return limit
+    def _add(self, keys: tuple[BalanceKey, ...], cost: int, at: datetime, *, alert: bool = True) -> None:
+        """Add ``cost`` to the balances; a balance past a threshold not reported yet alerts it (once per
+        balance and threshold, as the ledger's crossings outbox keeps them), whether the spend or a
+        shrunk budget (an expired raise) put it there."""
+        spend, policy, crossed_ = self.spend, self.policy, self.crossed
+        for key in keys:
+            after = spend[key] = spend[key] + cost
+            budget = policy.budgets[key.scope]
+            limit = policy.effective_micros(budget, key.period, at)
+            assert limit is not None  # decide() only returns keys of periods with a budget
+            now = stage_for(after, limit, budget.thresholds)
+            was = crossed_.get(key, StageLevel.OK)
+            if now > was:
+                crossed_[key] = now
+                if alert:
+                    self.alerts.extend(AlertHit(key.scope, key.period.value, key.period_start, pct, stage.label, at,
+                                                after, limit) for pct, stage in crossed(was, now, budget.thresholds))
 
     def _cost(self, u: Usage, model: str) -> int:
         if model == u.model_used:

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-import asyncpg
 import msgspec
 
 from spendgate.admin.reports import ChargebackLine, chargeback
 from spendgate.admin.window import Filters, Window
+from spendgate.core.db import Queryable
 from spendgate.domain.pricing import PriceTable
+from spendgate.store.usage.store import SessionRequest, session_bounds, session_requests
 
 
 class RequestLine(msgspec.Struct, frozen=True, kw_only=True):
@@ -61,42 +62,34 @@ class SessionNotFound(LookupError):
 _EPSILON = timedelta(microseconds=1)
 
 
-async def session_detail(conn: asyncpg.Connection | asyncpg.Pool, prices: PriceTable,
-                         session_id: str) -> SessionDetail:
+async def session_detail(conn: Queryable, prices: PriceTable, session_id: str) -> SessionDetail:
     """The whole session, however long it ran; :class:`SessionNotFound` when it has no usage."""
-    bounds = await conn.fetchrow(
-        "SELECT min(occurred_at) AS first_at, max(occurred_at) AS last_at FROM usage_events "
-        "WHERE session_id = $1", session_id)
-    if bounds is None or bounds["first_at"] is None:
+    bounds = await session_bounds(conn, session_id)
+    if bounds is None:
         raise SessionNotFound(session_id)
-    window = Window(bounds["first_at"].date(), bounds["last_at"].date(), bounds["first_at"],
-                    bounds["last_at"] + _EPSILON)
+    first_at, last_at = bounds
+    window = Window(first_at.date(), last_at.date(), first_at, last_at + _EPSILON)
     report = await chargeback(conn, prices, by="session", window=window, filters=Filters(session_id=session_id))
-    rows = await conn.fetch(
-        "SELECT event_id::text, occurred_at, turn_id, endpoint, stream, model_requested, model_used, route_reason, "
-        "stage, status, input_tokens, cached_tokens, output_tokens, reasoning_tokens, cost_micros, retry "
-        "FROM usage_events WHERE session_id = $1 ORDER BY occurred_at, event_id", session_id)
-    turns: dict[str | None, list[asyncpg.Record]] = {}
-    for r in rows:
-        turns.setdefault(r["turn_id"], []).append(r)
+    turns: dict[str | None, list[SessionRequest]] = {}
+    for r in await session_requests(conn, session_id):
+        turns.setdefault(r.turn_id, []).append(r)
     return SessionDetail(session_id=session_id, line=report.lines[0],
                          turns=[_turn(turn_id, reqs) for turn_id, reqs in turns.items()])
 
 
-def _turn(turn_id: str | None, rows: list[asyncpg.Record]) -> TurnLine:
+def _turn(turn_id: str | None, rows: list[SessionRequest]) -> TurnLine:
     return TurnLine(
-        turn_id=turn_id, first_at=rows[0]["occurred_at"], last_at=rows[-1]["occurred_at"],
-        requests=sum(1 for r in rows if r["status"] != "refused"), cost_micros=sum(r["cost_micros"] for r in rows),
-        retries=sum(1 for r in rows if r["retry"]),
-        downgraded=sum(1 for r in rows if r["route_reason"] != "requested"),
+        turn_id=turn_id, first_at=rows[0].occurred_at, last_at=rows[-1].occurred_at,
+        requests=sum(1 for r in rows if r.status != "refused"), cost_micros=sum(r.cost_micros for r in rows),
+        retries=sum(1 for r in rows if r.retry),
+        downgraded=sum(1 for r in rows if r.route_reason != "requested"),
         request_lines=[
             RequestLine(
-                event_id=r["event_id"], occurred_at=r["occurred_at"], endpoint=r["endpoint"], stream=r["stream"],
-                model_requested=r["model_requested"],
-                model_used=r["model_used"], route_reason=r["route_reason"], stage=r["stage"],
-                status=r["status"], input_tokens=r["input_tokens"], cached_tokens=r["cached_tokens"],
-                output_tokens=r["output_tokens"], reasoning_tokens=r["reasoning_tokens"],
-                cost_micros=r["cost_micros"], retry=r["retry"],
+                event_id=r.event_id, occurred_at=r.occurred_at, endpoint=r.endpoint, stream=r.stream,
+                model_requested=r.model_requested, model_used=r.model_used, route_reason=r.route_reason,
+                stage=r.stage, status=r.status, input_tokens=r.input_tokens, cached_tokens=r.cached_tokens,
+                output_tokens=r.output_tokens, reasoning_tokens=r.reasoning_tokens,
+                cost_micros=r.cost_micros, retry=r.retry,
             )
             for r in rows
         ],

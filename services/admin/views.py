@@ -112,6 +112,7 @@ async def budget_status(pool: asyncpg.Pool, scope: str, now: datetime) -> Budget
     from spendgate.domain.enforcement.scopes import parse_scope
     from spendgate.domain.enforcement.stages import stage_for
     from spendgate.domain.periods import PeriodKind, period_containing
+    from spendgate.store.balances.store import balances_of
     from spendgate.store.budgets import store as budgets_store
 
     b = await budgets_store.get_budget(pool, parse_scope(scope))
@@ -120,7 +121,8 @@ async def budget_status(pool: asyncpg.Pool, scope: str, now: datetime) -> Budget
     _, all_raises = await budgets_store.load_budgets(pool, now)
     raises = [r for r in all_raises if r.scope == b.scope]
     periods = {k: period_containing(k, now, b.timezone) for k in PeriodKind}
-    rows = await budgets_store.balances_of(pool, b.scope, {k.value: p.start for k, p in periods.items()})
+    rows = await balances_of(pool, b.scope, day_start=periods[PeriodKind.DAY].start,
+                             month_start=periods[PeriodKind.MONTH].start)
     spent = {r.period: r.spent_micros for r in rows}
     policy = Policy(budgets={b.scope: b}, raises=tuple(raises))
     standing = []

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from spendgate.domain.periods import PeriodKind, period_containing, period_of
+from spendgate.store.usage.filters import UsageFilter
 
 GROUPINGS: dict[str, str] = {
     "session": "session_id",
@@ -20,9 +21,6 @@ GROUPINGS: dict[str, str] = {
     "repo": "repo",
 }
 """Report groupings and the ``usage_events`` column each groups by (a fixed allow-list, never user SQL)."""
-
-FILTER_COLUMNS = ("developer", "team", "cost_center", "repo", "session_id")
-
 
 class WindowError(ValueError):
     """A reporting window or grouping a person asked for that cannot work."""
@@ -62,16 +60,10 @@ class Filters:
     repo: str | None = None
     session_id: str | None = None
 
-    def sql(self, window: Window, *, first_param: int = 1) -> tuple[str, list[object]]:
-        """A ``WHERE`` clause (without the keyword) and its parameters, numbered from ``first_param``."""
-        clauses = [f"occurred_at >= ${first_param}", f"occurred_at < ${first_param + 1}"]
-        params: list[object] = [window.starts_at, window.ends_at]
-        for column in FILTER_COLUMNS:
-            value = getattr(self, column)
-            if value is not None:
-                params.append(value)
-                clauses.append(f"{column} = ${first_param + len(params) - 1}")
-        return " AND ".join(clauses), params
+    def usage(self, window: Window) -> UsageFilter:
+        """The usage events of ``window`` these filters select, as the usage store reads them."""
+        return UsageFilter(window.starts_at, window.ends_at, developer=self.developer, team=self.team,
+                           cost_center=self.cost_center, repo=self.repo, session_id=self.session_id)
 
 
 def group_column(by: str) -> str:

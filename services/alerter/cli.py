@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from spendgate.alerter.secrets import Secrets
     from spendgate.core.config import Settings
     from spendgate.domain.alerts import Message
+    from spendgate.store.alerts.store import DeadDelivery
 
 
 @click.command()
@@ -125,7 +126,7 @@ def dead(ctx: Ctx, include_replayed: bool, fmt: str) -> None:
     from spendgate.core.tables import records, render
     from spendgate.store.alerts import store
 
-    async def go() -> list[dict[str, object]]:
+    async def go() -> list[DeadDelivery]:
         async with ctx.database() as pool:
             return await store.dead_letters(pool, include_replayed=include_replayed)
 

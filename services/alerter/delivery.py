@@ -97,8 +97,13 @@ class Deliverer:
             attempted_at=self.clock(),
         )
         await asyncio.shield(self._record(job, delivery))
-        log.info("alert delivery", target=job.target, alert_id=job.alert_id, attempt=attempt, outcome=outcome,
-                 http_status=delivery.http_status)
+        if error is None:
+            log.info("alert delivery", target=job.target, alert_id=job.alert_id, attempt=attempt, outcome=outcome,
+                     http_status=delivery.http_status)
+        else:  # an operator must hear of it: retried or dead-lettered, the alert has not arrived
+            log.warning("alert delivery failed", target=job.target, alert_id=job.alert_id, attempt=attempt,
+                        outcome=outcome, http_status=delivery.http_status, error=error.message,
+                        retriable=error.retriable)
         return error
 
     async def _record(self, job: Job, delivery: AlertDelivery) -> None:

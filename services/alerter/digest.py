@@ -10,12 +10,15 @@ import asyncpg
 
 from spendgate.alerter.rules import DEVELOPER, DigestSpec, Route
 from spendgate.core.db import Conn
-from spendgate.domain.alerts import Fact, Message, message_decoder
+from spendgate.domain.alerts import Fact, Message
 from spendgate.domain.ids import uuid7
 from spendgate.domain.money import format_usd
 from spendgate.domain.periods import PeriodKind, period_containing, zone
 from spendgate.store.alerts import store
 from spendgate.store.alerts.store import Job, Planned
+from spendgate.store.balances.store import spent_micros
+from spendgate.store.budgets.store import budgets_of
+from spendgate.store.keys.store import team_cost_centers
 
 
 def last_due(spec: DigestSpec, now: datetime) -> datetime:
@@ -42,21 +45,19 @@ def _in_scope(route: Route, team: str, cost_center: str | None) -> bool:
 
 async def team_spend(conn: Conn, route: Route, now: datetime) -> list[str]:
     """``team X: month $a of $b (n%), today $c of $d`` for every team budget in the route's scope."""
-    centers = {r["team"]: r["cost_center"] for r in await conn.fetch(
-        "SELECT DISTINCT ON (team) team, cost_center FROM virtual_keys ORDER BY team, created_at DESC")}
+    centers = await team_cost_centers(conn)
     lines = []
-    for b in await conn.fetch("SELECT scope, daily_micros, monthly_micros, timezone FROM budgets "
-                              "WHERE scope LIKE 'team:%' ORDER BY scope"):
-        team = b["scope"].removeprefix("team:")
+    for b in await budgets_of(conn):
+        if not b.scope.startswith("team:"):
+            continue
+        team = b.scope.removeprefix("team:")
         if not _in_scope(route, team, centers.get(team)):
             continue
         parts = []
-        for kind, label, budget in ((PeriodKind.MONTH, "month", b["monthly_micros"]),
-                                    (PeriodKind.DAY, "today", b["daily_micros"])):
-            start = period_containing(kind, now, b["timezone"]).start
-            spent = await conn.fetchval(
-                "SELECT spent_micros FROM balances WHERE scope = $1 AND period = $2 AND period_start = $3",
-                b["scope"], kind.value, start) or 0
+        for kind, label, budget in ((PeriodKind.MONTH, "month", b.monthly_micros),
+                                    (PeriodKind.DAY, "today", b.daily_micros)):
+            start = period_containing(kind, now, b.timezone).start
+            spent = await spent_micros(conn, b.scope, kind, start)
             if budget:
                 parts.append(f"{label} {format_usd(spent)} of {format_usd(budget)} ({spent * 100 // budget}%)")
             elif kind is PeriodKind.MONTH:
@@ -74,24 +75,16 @@ async def run_digest(pool: asyncpg.Pool, route: Route, now: datetime) -> list[Jo
     assert route.digest is not None
     due = last_due(route.digest, now)
     async with pool.acquire() as conn, conn.transaction():
-        since = await conn.fetchval(
-            "SELECT last_due_at FROM alert_digest_state WHERE route = $1 FOR UPDATE", route.name)
+        since = await store.lock_digest(conn, route.name)
         if since is None:
-            await conn.execute("INSERT INTO alert_digest_state (route, last_due_at) VALUES ($1, $2) "
-                               "ON CONFLICT DO NOTHING", route.name, due)
+            await store.start_digest(conn, route.name, due)
             return []
         if since >= due:
             return []
-        rows = await conn.fetch(
-            """SELECT a.message::text AS message FROM alert_digest_items i JOIN alerts a USING (alert_id)
-               WHERE i.route = $1 AND i.digest_alert_id IS NULL ORDER BY a.created_at, a.alert_id""",
-            route.name)
-        items = [message_decoder.decode(r["message"]) for r in rows]
+        items = await store.digest_items(conn, route.name)
         message = render(route, items, await team_spend(conn, route, now), since=since, until=due, now=now)
         await store.insert_alert(conn, message.alert_id, f"digest:{route.name}:{due.isoformat()}", message)
-        await conn.execute("UPDATE alert_digest_items SET digest_alert_id = $2 "
-                           "WHERE route = $1 AND digest_alert_id IS NULL", route.name, message.alert_id)
-        await conn.execute("UPDATE alert_digest_state SET last_due_at = $2 WHERE route = $1", route.name, due)
+        await store.close_digest(conn, route.name, message.alert_id, due)
         targets = [Planned(route.name, t) for t in route.notify if t != DEVELOPER]
         return await store.insert_jobs(conn, message.alert_id, targets, message)
 

@@ -7,18 +7,20 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from spendgate.alerter.forecasts import ForecastView, latest_forecast
+from spendgate.alerter.forecasts import FreshForecast, fresh_forecast, latest_forecast
 from spendgate.core.db import Conn
 from spendgate.domain.alerts import Alert, Fact, Message, SessionLine, Severity, scope_name
 from spendgate.domain.events import ForecastOverrun, RetryLoopDetected, ThresholdCrossed
 from spendgate.domain.money import format_usd
-from spendgate.domain.periods import PeriodKind, period_of
+from spendgate.domain.periods import PeriodKind, period_containing, period_of
+from spendgate.store.balances import store as balances
+from spendgate.store.budgets.store import budgets_of
+from spendgate.store.usage import store as usage
 
 SEVERITY: dict[str, Severity] = {
     "alert": "warning", "downgrade": "error", "pause": "critical", "forecast_overrun": "warning",
     "retry_loop": "error", "digest": "info", "test": "info",
 }
-_SCOPE_COLUMN = {"key": "key_id", "developer": "developer", "team": "team"}
 
 
 def who(scope: str, developer: str | None, team: str | None, cost_center: str | None) -> str:
@@ -54,37 +56,38 @@ def effect(stage: str, *, at_pause: str, small_turn_tokens: int) -> str:
     return "Requests are refused (HTTP 429, budget exhausted) until the budget resets or is raised."
 
 
-async def top_sessions(conn: Conn, scope: str, start: datetime, end: datetime,
-                       limit: int) -> list[SessionLine]:
-    kind, name = scope_name(scope)
-    column = _SCOPE_COLUMN.get(kind)
-    where = f"AND {column} = $4" if column else "AND $4::text IS NULL"
-    rows = await conn.fetch(
-        f"""SELECT session_id, max(developer) AS developer, max(repo) AS repo,
-                   sum(cost_micros)::bigint AS cost, count(*) AS n
-            FROM usage_events
-            WHERE occurred_at >= $1 AND occurred_at < $2 AND session_id IS NOT NULL {where}
-            GROUP BY session_id ORDER BY cost DESC, session_id LIMIT $3""",
-        start, end, limit, name if column else None,
-    )
-    return [SessionLine(session_id=r["session_id"], developer=r["developer"], repo=r["repo"],
-                        cost_micros=r["cost"], requests=r["n"]) for r in rows]
-
-
-def forecast_fact(f: ForecastView) -> Fact:
-    text = (f"month end P50 {format_usd(f.p50_micros)} (P10 {format_usd(f.p10_micros)} – "
-            f"P90 {format_usd(f.p90_micros)}), as of {f.as_of}")
+def forecast_fact(f: FreshForecast) -> Fact:
+    """The message's forecast line (see :mod:`spendgate.alerter.forecasts`): what it says and on what basis."""
+    spent = format_usd(f.spent_micros)
+    if f.basis == "pace" and f.spent_micros == 0:
+        return Fact("Forecast", "nothing spent this month yet, and no forecast of it")
+    if f.basis == "pace":
+        return Fact("Forecast", f"month end about {format_usd(f.p50_micros)} at this month's pace so far "
+                                f"({spent} spent); no forecast includes this spend yet")
+    assert f.p10_micros is not None and f.p90_micros is not None
+    band = (f"month end P50 {format_usd(f.p50_micros)} (P10 {format_usd(f.p10_micros)} – "
+            f"P90 {format_usd(f.p90_micros)})")
+    if f.basis == "rebased":
+        return Fact("Forecast", f"{band}: the forecast of {f.as_of} re-based on the {spent} spent so far this month")
+    text = f"{band}, as of {f.as_of}"
     if f.p50_crosses_on is not None:
         text += f"; P50 crosses the budget on {f.p50_crosses_on}"
     return Fact("Forecast", text)
 
 
+async def month_forecast(conn: Conn, scope: str, tz: str, now: datetime, *, spent_at_least: int = 0) -> FreshForecast:
+    """The fresh month-end forecast of ``scope`` at ``now``: from the month's balance (or ``spent_at_least``,
+    what the event itself says was spent, should the balance lag) and the latest forecast."""
+    month = period_containing(PeriodKind.MONTH, now, tz)
+    spent = max(await balances.spent_micros(conn, scope, PeriodKind.MONTH, month.start), spent_at_least)
+    return fresh_forecast(await latest_forecast(conn, scope), spent_micros=spent, month=month, now=now)
+
+
 async def build_message(conn: Conn, alert: Alert, *, now: datetime, top_n: int,
                         small_turn_tokens: int, default_timezone: str) -> Message:
-    budget = await conn.fetchrow("SELECT timezone, at_pause FROM budgets WHERE scope = $1", alert.scope)
-    tz = budget["timezone"] if budget else default_timezone
-    at_pause = budget["at_pause"] if budget else "refuse"
-    forecast = await latest_forecast(conn, alert.scope)
+    budget = next(iter(await budgets_of(conn, [alert.scope])), None)
+    tz = budget.timezone if budget else default_timezone
+    at_pause = budget.at_pause if budget else "refuse"
     base = Message(alert_id=alert.alert_id, kind=alert.kind, severity=SEVERITY[alert.kind], title="",
                    summary="", scope=alert.scope, developer=alert.developer, team=alert.team,
                    cost_center=alert.cost_center, incident_key="", created_at=now)
@@ -102,9 +105,13 @@ async def build_message(conn: Conn, alert: Alert, *, now: datetime, top_n: int,
             Fact("Effect now", effect(ev.stage, at_pause=at_pause, small_turn_tokens=small_turn_tokens)),
             Fact("Resets", when(ev.resets_at, now)),
         ]
-        if forecast is not None:
-            facts.append(forecast_fact(forecast))
-        sessions = await top_sessions(conn, alert.scope, period.starts_at, ev.resets_at, top_n)
+        if ev.cause == "budget_change":
+            facts.insert(4, Fact("Why now", f"its {noun} budget was lowered to {format_usd(ev.budget_micros)} "
+                                            "below what it had already spent (no request crossed it)"))
+        in_month = ev.period == "month" and ev.period_start == period_containing(PeriodKind.MONTH, now, tz).start
+        facts.append(forecast_fact(await month_forecast(conn, alert.scope, tz, now,
+                                                        spent_at_least=ev.spent_micros if in_month else 0)))
+        sessions = await usage.top_sessions(conn, alert.scope, period.starts_at, ev.resets_at, top_n)
         return msgspec.structs.replace(
             base, title=f"[{ev.stage}] {subject}: {pct}% of its {noun} budget",
             summary=(f"{subject} has spent {format_usd(ev.spent_micros)} of its "
@@ -123,7 +130,7 @@ async def build_message(conn: Conn, alert: Alert, *, now: datetime, top_n: int,
             Fact("Effect now", "Nothing yet: requests pass; stages apply once actual spend crosses them."),
             Fact("Resets", when(month.ends_at, now)),
         ]
-        sessions = await top_sessions(conn, alert.scope, month.starts_at, now + timedelta(seconds=1), top_n)
+        sessions = await usage.top_sessions(conn, alert.scope, month.starts_at, now + timedelta(seconds=1), top_n)
         return msgspec.structs.replace(
             base, title=f"[forecast] {subject} is on course to overrun its monthly budget",
             summary=(f"At the current pace {subject} ends {ev.month:%B} at {format_usd(ev.p50_micros)} "
@@ -132,20 +139,19 @@ async def build_message(conn: Conn, alert: Alert, *, now: datetime, top_n: int,
             resolves_at=month.ends_at,
         )
     assert isinstance(ev, RetryLoopDetected)
-    session = await conn.fetchrow("SELECT repo, cost_micros, requests FROM sessions WHERE session_id = $1",
-                                  ev.session_id)
+    session = await usage.session_totals(conn, ev.session_id)
     command = ev.command if len(ev.command) <= 200 else ev.command[:199] + "…"
     facts = [
         Fact("Who", subject),
-        Fact("Session", f"{ev.session_id}" + (f" in {session['repo']}" if session and session["repo"] else "")),
+        Fact("Session", f"{ev.session_id}" + (f" in {session.repo}" if session and session.repo else "")),
         Fact("Loop", f"{ev.tool_name} `{command}` failed the same way {ev.retries} times"),
         Fact("Retry spend", format_usd(ev.retry_cost_micros)),
         Fact("Effect now", "Further identical retries in this session are refused (retry budget exhausted)."),
     ]
     sessions = [SessionLine(session_id=ev.session_id, developer=ev.developer,
-                            repo=session["repo"] if session else None,
-                            cost_micros=session["cost_micros"] if session else ev.retry_cost_micros,
-                            requests=session["requests"] if session else ev.retries)]
+                            repo=session.repo if session else None,
+                            cost_micros=session.cost_micros if session else ev.retry_cost_micros,
+                            requests=session.requests if session else ev.retries)]
     return msgspec.structs.replace(
         base, title=f"[retry loop] {ev.developer}'s agent was stopped after {ev.retries} failing retries",
         summary=(f"Session {ev.session_id} of {subject} kept re-running the same failing {ev.tool_name} call; "

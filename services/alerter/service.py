@@ -17,7 +17,6 @@ import asyncpg
 from spendgate.alerter.app import Alerter, open_alerter
 from spendgate.alerter.delivery import Clock, Dispatcher, utc_now
 from spendgate.alerter.digest import run_digest
-from spendgate.alerter.forecasts import remember_forecast
 from spendgate.alerter.messages import build_message
 from spendgate.alerter.rules import DEVELOPER
 from spendgate.alerter.targets import developer_target
@@ -31,6 +30,7 @@ from spendgate.domain.events import ForecastUpdated, decode
 from spendgate.runtime import Runtime
 from spendgate.store.alerts import store
 from spendgate.store.alerts.store import Planned
+from spendgate.store.deadletters.store import add_dead_letter
 
 log = get_logger(__name__)
 CONSUMER = "alerter"
@@ -91,15 +91,12 @@ async def ingest(alerter: Alerter, pool: asyncpg.Pool, dispatcher: Dispatcher, r
     try:
         data = decode(record.value).data
     except PoisonEventError as exc:
-        await pool.execute(
-            """INSERT INTO dead_letters (consumer, topic, partition, "offset", reason, payload)
-               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING""",
-            CONSUMER, record.topic, record.partition, record.offset, exc.message, record.value)
+        await add_dead_letter(pool, CONSUMER, record, exc.message)
         log.warning("poison event dead-lettered", topic=record.topic, offset=record.offset, reason=exc.message)
         return
     async with pool.acquire() as conn:
         if isinstance(data, ForecastUpdated):
-            await remember_forecast(conn, data)
+            await store.remember_forecast(conn, data)
             return
         alert = alert_from_event(data)
         if alert is None or await store.alert_exists(conn, alert.dedup_key):

@@ -28,7 +28,10 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
 
 
 def verify(secret: str, timestamp: str, body: bytes, header: str, *, now_s: float, tolerance_s: float = 300) -> bool:
-    """What a receiver does: a matching signature over a recent timestamp."""
+    """What a receiver does: a matching signature over a recent timestamp.
+
+    Public API on purpose (nothing in spendgate calls it): the reference check for webhook receivers,
+    documented in docs/alerts.md and exercised by the tests against what the channel sends."""
     if not timestamp.isdigit() or abs(now_s - int(timestamp)) > tolerance_s:
         return False
     return hmac.compare_digest(signature(secret, timestamp, body), header)

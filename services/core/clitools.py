@@ -53,6 +53,7 @@ class CliError(click.ClickException):
         self.exit_code = exit_code  # type: ignore[misc]  # click declares a class default; this error's own
 
     def show(self, file: Any = None) -> None:
+        del file  # click's override signature; the one line always goes to stderr
         click.echo(f"{ERROR_PREFIX}{self.format_message()}", err=True)
 
 
@@ -172,7 +173,7 @@ class Ctx:
         if self._settings is not None and not self._logging and "structlog" in sys.modules:
             from spendgate.core.logs import configure_logging
 
-            configure_logging(self._settings.log_level)
+            configure_logging(self._settings.log_level, fmt=self._settings.log_format)
             self._logging = True
 
     @contextlib.asynccontextmanager

@@ -166,6 +166,9 @@ class Settings(BaseSettings):
     """Cache report: only sessions with at least this many requests are judged."""
     default_timezone: str = "UTC"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    """``auto``: human-readable lines when stderr is a terminal, JSON lines otherwise (a file, a pipe, a
+    log collector); ``json`` or ``console`` to choose."""
 
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     pricing: PricingSettings = Field(default_factory=PricingSettings)
@@ -189,6 +192,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        del dotenv_settings, file_secret_settings  # the override names every source; these two are not used
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         # The file lives in the data dir this run resolves to: `--data-dir X` (an init keyword) reads
         # X/spendgate.yaml, not the environment's or the default data dir's file.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,11 +15,14 @@ from typing import Any, TypeAlias
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from spendgate.core.progress import Progress, quiet, ticking
 from spendgate.domain.errors import ConfigError, StoreError
 
 Pool = asyncpg.Pool
 Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 """A connection, whether opened directly or acquired from a pool."""
+Queryable: TypeAlias = "Conn | asyncpg.Pool"
+"""Where one statement can run: a connection (inside the caller's transaction) or the pool (autocommit)."""
 
 
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
@@ -85,14 +89,14 @@ def running_server_url(pg_dir: Path) -> str | None:
 
 @contextlib.asynccontextmanager
 async def database_url_for(database_url: str | None, data_dir: Path, *, create: bool = False,
-                           borrow: bool = False) -> AsyncIterator[str]:
+                           borrow: bool = False, progress: Progress = quiet) -> AsyncIterator[str]:
     """The configured database, or the embedded one under ``data_dir`` for as long as the context lasts.
 
     The embedded server is shared between processes (``spendgate up`` and a second terminal's
     ``spendgate keys create``): whoever starts it first owns it; later callers reuse the running one.
     Only ``create=True`` (``up``, ``migrate``, ``init``) may make a new embedded database; any other
     caller gets a :class:`ConfigError` naming the data dir, so a mistyped ``--data-dir`` never
-    silently starts an empty one.
+    silently starts an empty one. ``progress`` hears what is being set up and how long it took.
 
     ``borrow`` (a command that runs for a moment, such as ``spendgate keys list``) uses an embedded
     server that is already running without registering as one of its users, which spares importing
@@ -100,14 +104,22 @@ async def database_url_for(database_url: str | None, data_dir: Path, *, create: 
     connection error. Long-running callers register, so the server outlives whoever started it.
     """
     if database_url:
+        progress("Using the PostgreSQL server of SPENDGATE_DATABASE_URL")
         yield database_url
         return
     check_embedded_dir(data_dir, create=create)
     if borrow and (running := running_server_url(data_dir)) is not None:
         yield running
         return
+    if (data_dir / "PG_VERSION").exists():
+        progress(f"Starting the embedded PostgreSQL in {data_dir}")
+    else:
+        progress(f"First run: creating the embedded PostgreSQL database in {data_dir} "
+                 "(once; up to half a minute on a slow disk)")
     server = EmbeddedPostgres(data_dir)
-    url = await asyncio.to_thread(server.start)
+    started = time.monotonic()
+    url = await ticking(asyncio.to_thread(server.start), progress, "setting up PostgreSQL")
+    progress(f"PostgreSQL is ready ({time.monotonic() - started:.1f} s)")
     try:
         yield url
     finally:

@@ -22,6 +22,7 @@ UsageSource = Literal["reported", "estimated", "none"]
 RouteReason = Literal["requested", "downgrade", "pause_cheapest"]
 RefusalReason = Literal["budget_pause", "retry_budget", "unknown_model", "bad_request", "auth"]
 PeriodName = Literal["day", "month"]
+CrossingCause = Literal["usage", "budget_change"]
 
 
 class UnitPrices(msgspec.Struct, frozen=True, kw_only=True):
@@ -93,6 +94,10 @@ class ThresholdCrossed(msgspec.Struct, frozen=True, kw_only=True):
     team: str | None = None
     cost_center: str | None = None
     trigger_event_id: str
+    """The usage event that carried the balance across (``cause`` ``usage``), or the ``change_id`` of the
+    budget change that put the balance past the threshold (``cause`` ``budget_change``)."""
+    cause: CrossingCause = "usage"
+    """``budget_change``: the budget was lowered below what the scope had already spent."""
 
 
 class BudgetChanged(msgspec.Struct, frozen=True, kw_only=True):

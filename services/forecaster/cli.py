@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     from spendgate.forecaster.backtest import Metrics
+    from spendgate.forecaster.chart import ChartFormat
     from spendgate.forecaster.engine import ScopeForecast
     from spendgate.forecaster.report import Report
 
@@ -123,10 +124,11 @@ def forecast(click_ctx: click.Context, scope: str | None, fmt: str, as_of: date 
 @as_of_option
 @pass_ctx
 def report(ctx: Ctx, send: bool, extra: tuple[str, ...], out: Path | None, as_of: date | None) -> None:
-    """The nightly report: teams by risk, a burndown chart each, the developers and sessions behind it."""
+    """The nightly report: every budgeted scope with its burndown chart, teams by risk first with the developers
+    and sessions behind them."""
     from spendgate.core.mail import send_mail
     from spendgate.forecaster.render import report_html, report_text
-    from spendgate.forecaster.report import build_report, report_message
+    from spendgate.forecaster.report import FOR_MAIL, build_report, report_message
 
     settings = ctx.settings
     recipients = [*settings.forecast.report_recipients, *extra]
@@ -138,7 +140,9 @@ def report(ctx: Ctx, send: bool, extra: tuple[str, ...], out: Path | None, as_of
     async def main() -> Report:
         async with ctx.database() as pool, pool.acquire() as conn:
             now = _end_of(as_of) if as_of else datetime.now(UTC)
-            built = await build_report(conn, settings, now, audit_day=as_of)
+            page: list[ChartFormat] = ["svg"] if out is not None else []  # the page inlines SVG
+            formats = [*(FOR_MAIL if send else ()), *page]
+            built = await build_report(conn, settings, now, formats=formats, audit_day=as_of)
         if send:
             await send_mail(settings.smtp, report_message(built, recipients, settings.smtp.sender))
         return built

@@ -1,4 +1,6 @@
-"""The nightly forecast report: what goes in it (teams by risk, charts, drivers) and the email.
+"""The nightly forecast report: what goes in it and the email. Every scope the forecaster forecasts (every
+scope with a monthly budget) gets a section with its burndown chart, grouped by kind: teams by risk
+first, with the developers and sessions that drive them, then the org, developers and virtual keys.
 
 ``build_report`` reads (forecasts and the usage behind them); ``report_html``, ``report_text`` and
 ``report_message`` only render.
@@ -7,18 +9,24 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
 
 from spendgate.core.config import Settings
 from spendgate.core.db import Conn
+from spendgate.domain.enforcement.scopes import ORG, scope_label
 from spendgate.domain.periods import PeriodKind, period_of
+from spendgate.forecaster.chart import Chart, ChartFormat, burndown, chart_id
 from spendgate.forecaster.engine import ScopeForecast, forecast_all
 from spendgate.forecaster.render import report_html, report_text
+from spendgate.store.usage import store as usage
 
 DRIVER_WINDOW_DAYS = 7
+FOR_MAIL: tuple[ChartFormat, ...] = ("png",)
+"""Chart formats :func:`report_message` needs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,13 +49,36 @@ class SessionDriver:
     requests: int
 
 
+GROUPS: tuple[tuple[str, str], ...] = (("team", "Teams"), ("org", "The organisation"), ("developer", "Developers"),
+                                      ("key", "Virtual keys"))
+"""Report order: kind of scope, heading. Teams first, with what drives them."""
+
+
 @dataclass(frozen=True, slots=True)
-class TeamSection:
-    team: str
+class ScopeSection:
     result: ScopeForecast
-    chart_png: bytes
-    developers: list[DeveloperDriver]
-    sessions: list[SessionDriver]
+    chart: Chart
+    developers: list[DeveloperDriver] = field(default_factory=list)
+    """Teams only: the developers whose spend changed most in the last week."""
+    sessions: list[SessionDriver] = field(default_factory=list)
+    """Teams only: the costliest sessions of the last week."""
+
+    @property
+    def scope(self) -> str:
+        return self.result.scope.scope
+
+    @property
+    def kind(self) -> str:
+        """``team``, ``developer``, ``key`` or ``org``."""
+        return ORG if self.scope == ORG else self.scope.partition(":")[0]
+
+    @property
+    def name(self) -> str:
+        return self.scope.partition(":")[2] or self.scope
+
+    @property
+    def title(self) -> str:
+        return scope_label(self.scope)
 
     @property
     def risk(self) -> float:
@@ -60,74 +91,72 @@ class TeamSection:
 class Report:
     generated_at: datetime
     month: date
-    teams: list[TeamSection]
-    """Highest risk first."""
+    sections: list[ScopeSection]
+    """In :data:`GROUPS` order, highest risk first within each group."""
+
+    def groups(self) -> list[tuple[str, str, list[ScopeSection]]]:
+        """(kind, heading, sections) of every group that has a section."""
+        out = [(kind, heading, [s for s in self.sections if s.kind == kind]) for kind, heading in GROUPS]
+        return [g for g in out if g[2]]
+
+
+def report_order(s: ScopeSection) -> tuple[int, float, int, str]:
+    kinds = [k for k, _ in GROUPS]
+    return (kinds.index(s.kind) if s.kind in kinds else len(kinds), -s.risk, -s.result.forecast.p90_micros, s.scope)
 
 
 async def _drivers(conn: Conn, team: str, window_end: datetime, top: int) -> tuple[list[DeveloperDriver],
                                                                                    list[SessionDriver]]:
     split = window_end - timedelta(days=DRIVER_WINDOW_DAYS)
     begin = split - timedelta(days=DRIVER_WINDOW_DAYS)
-    devs = await conn.fetch(
-        """SELECT developer, recent, before FROM (
-               SELECT developer,
-                      COALESCE(sum(cost_micros) FILTER (WHERE occurred_at >= $2), 0)::bigint AS recent,
-                      COALESCE(sum(cost_micros) FILTER (WHERE occurred_at < $2), 0)::bigint AS before
-               FROM usage_events WHERE team = $1 AND occurred_at >= $3 AND occurred_at < $4
-               GROUP BY developer) AS d
-           ORDER BY recent - before DESC, developer LIMIT $5""",
-        team, split, begin, window_end, top,
-    )
-    sessions = await conn.fetch(
-        """SELECT session_id, min(developer) AS developer, min(repo) AS repo,
-                  sum(cost_micros)::bigint AS cost, count(*) AS requests
-           FROM usage_events
-           WHERE team = $1 AND session_id IS NOT NULL AND occurred_at >= $2 AND occurred_at < $3
-           GROUP BY session_id ORDER BY cost DESC, session_id LIMIT $4""",
-        team, split, window_end, top,
-    )
-    return (
-        [DeveloperDriver(r["developer"], int(r["recent"]), int(r["before"])) for r in devs],
-        [SessionDriver(r["session_id"], r["developer"], r["repo"], int(r["cost"]), int(r["requests"]))
-         for r in sessions],
-    )
+    devs = await usage.developer_trends(conn, team, begin=begin, split=split, end=window_end, limit=top)
+    sessions = await usage.team_sessions(conn, team, start=split, end=window_end, limit=top)
+    return [DeveloperDriver(*d) for d in devs], [SessionDriver(*s) for s in sessions]
 
 
-async def build_report(conn: Conn, settings: Settings, now: datetime, *, audit_day: date | None = None) -> Report:
-    """Forecast every team with a monthly budget and gather what drives each; charts included."""
+async def build_report(conn: Conn, settings: Settings, now: datetime, *, formats: Collection[ChartFormat],
+                       audit_day: date | None = None) -> Report:
+    """Forecast every scope with a monthly budget, with a chart each (in ``formats``: png for mail, svg for
+    a page, none for text) and, for teams, what drives them."""
     results = await forecast_all(conn, settings.forecast, now, audit_day=audit_day)
-    teams = [r for r in results if r.scope.scope.startswith("team:")]
-    sections: list[TeamSection] = []
-    for r in teams:
-        name = r.scope.scope.removeprefix("team:")
-        window_end = period_of(PeriodKind.DAY, r.forecast.as_of, r.scope.timezone).ends_at
-        window_end = min(window_end, now) if audit_day is None else window_end
-        devs, sessions = await _drivers(conn, name, window_end, settings.forecast.report_top)
-        from spendgate.forecaster.chart import (
-            burndown_png,  # matplotlib costs a second to import: only when a report is drawn
-        )
-
-        png = await asyncio.to_thread(burndown_png, f"team {name}", r.series, r.forecast)
-        sections.append(TeamSection(name, r, png, devs, sessions))
-    sections.sort(key=lambda s: (-s.risk, -s.result.forecast.p90_micros, s.team))
-    month = teams[0].forecast.month if teams else (audit_day or now.date()).replace(day=1)
+    sections: list[ScopeSection] = []
+    for r in results:
+        devs: list[DeveloperDriver] = []
+        sessions: list[SessionDriver] = []
+        if r.scope.scope.startswith("team:"):
+            window_end = period_of(PeriodKind.DAY, r.forecast.as_of, r.scope.timezone).ends_at
+            window_end = min(window_end, now) if audit_day is None else window_end
+            devs, sessions = await _drivers(conn, r.scope.scope.removeprefix("team:"), window_end,
+                                            settings.forecast.report_top)
+        chart = Chart()
+        if formats:
+            chart = await asyncio.to_thread(burndown, r.scope.scope, scope_label(r.scope.scope), r.series,
+                                            r.forecast, formats=formats)
+        sections.append(ScopeSection(r, chart, devs, sessions))
+    sections.sort(key=report_order)
+    month = results[0].forecast.month if results else (audit_day or now.date()).replace(day=1)
     return Report(now, month, sections)
 
 
 def report_message(report: Report, recipients: list[str], sender: str) -> EmailMessage:
-    """The email: a text part and an HTML part whose charts are inline PNG images (cid)."""
+    """The email: a text part and an HTML part whose charts are inline PNG images (cid).
+
+    PNG, not SVG: most mail clients (Gmail, Outlook) do not show SVG images.
+    """
     msg = EmailMessage()
-    at_risk = sum(1 for t in report.teams if t.risk >= 1.0)
+    at_risk = sum(1 for s in report.sections if s.risk >= 1.0)
     msg["Subject"] = (f"spendgate forecast {report.month:%B %Y}: "
-                      f"{at_risk} of {len(report.teams)} teams over budget at P50")
+                      f"{at_risk} of {len(report.sections)} budgets over at P50")
     msg["From"] = sender
     msg["To"] = ", ".join(recipients)
-    cids = {t.team: make_msgid(domain="spendgate.forecast") for t in report.teams}
+    cids = {s.scope: make_msgid(domain="spendgate.forecast") for s in report.sections}
     msg.set_content(report_text(report))
     msg.add_alternative(report_html(report, {k: f"cid:{v[1:-1]}" for k, v in cids.items()}), subtype="html")
     html_part = msg.get_body(preferencelist=("html",))
     assert isinstance(html_part, EmailMessage)
-    for team in report.teams:
-        html_part.add_related(team.chart_png, maintype="image", subtype="png", cid=cids[team.team],
-                              filename=f"{team.team}.png")
+    for s in report.sections:
+        if s.chart.png is None:
+            raise ValueError("the mail needs PNG charts: build the report with formats including 'png'")
+        html_part.add_related(s.chart.png, maintype="image", subtype="png", cid=cids[s.scope],
+                              filename=f"{chart_id(s.scope)}.png")
     return msg

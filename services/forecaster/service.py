@@ -23,9 +23,15 @@ from spendgate.core.mail import MailError, send_mail
 from spendgate.core.supervisor import Beat, no_beat, wait_or_stop
 from spendgate.domain.periods import PeriodKind, local_date, period_of
 from spendgate.forecaster.engine import forecast_all
-from spendgate.forecaster.report import build_report, report_message
+from spendgate.forecaster.report import FOR_MAIL, build_report, report_message
 from spendgate.runtime import Runtime
-from spendgate.store.forecasts.store import publish_pending, save_pass
+from spendgate.store.forecasts.store import (
+    claim_report,
+    mark_report_sent,
+    publish_pending,
+    release_report,
+    save_pass,
+)
 
 log = get_logger(__name__)
 PASS_LOCK = 0x5F0CA57  # advisory lock: one forecasting pass at a time across workers
@@ -83,19 +89,16 @@ class Forecaster:
             return False
         today = now.date()
         async with self.pool.acquire() as conn:
-            claimed = await conn.fetchval(
-                """INSERT INTO forecast_reports (report_date, claimed_at) VALUES ($1, $2)
-                   ON CONFLICT (report_date) DO NOTHING RETURNING report_date""", today, now)
-            if claimed is None:
+            if not await claim_report(conn, today, now):
                 return False
             try:
-                report = await build_report(conn, self.settings, now)
+                report = await build_report(conn, self.settings, now, formats=FOR_MAIL)
                 await send_mail(self.settings.smtp, report_message(report, cfg.report_recipients,
                                                                    self.settings.smtp.sender))
             except MailError:
-                await conn.execute("DELETE FROM forecast_reports WHERE report_date = $1", today)
+                await release_report(conn, today)
                 raise
-            await conn.execute("UPDATE forecast_reports SET sent_at = now() WHERE report_date = $1", today)
+            await mark_report_sent(conn, today)
         return True
 
     async def run(self, stop: asyncio.Event, beat: Beat = no_beat) -> None:

@@ -26,7 +26,7 @@ def ledger(click_ctx: click.Context) -> None:
 @ledger.command()
 @pass_ctx
 def rebuild(ctx: Ctx) -> None:
-    """Recompute every balance and session from the stored usage events."""
+    """Recompute every balance and session from the stored usage events (sends no alerts: writes no crossings)."""
     from spendgate.ledger.rebuild import rebuild as do_rebuild
 
     async def go() -> int:

@@ -14,15 +14,18 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from spendgate.core.bus import Bus, Record, TopicPartition, next_offsets
+from spendgate.core.bus import Bus, Record, TopicPartition, next_offsets, positions
 from spendgate.core.db import Conn
 from spendgate.core.logs import get_logger
 from spendgate.core.supervisor import Beat, no_beat
 from spendgate.domain.constants import GROUP_LEDGER, TOPIC_USAGE
 from spendgate.domain.errors import PoisonEventError
 from spendgate.domain.events import UsageRecorded, decode
-from spendgate.ledger import store
-from spendgate.ledger.fold import Crossing, crossings, fold, limits_for, scopes_of
+from spendgate.ledger.fold import batch_crossings, fold, scopes_of
+from spendgate.store.balances import store as balances
+from spendgate.store.budgets import store as budget_store
+from spendgate.store.deadletters.store import add_dead_letter
+from spendgate.store.usage import store as usage
 
 log = get_logger(__name__)
 
@@ -54,35 +57,36 @@ async def fold_batch(
             events.append(_decode(rec))
         except PoisonEventError as exc:
             outcome.dead_lettered += 1
-            await store.dead_letter(conn, consumer, rec.tp, rec.offset, exc.message, rec.value)
+            await add_dead_letter(conn, consumer, rec, exc.message)
             log.warning("event dead-lettered", topic=rec.topic, partition=rec.partition,
                         offset=rec.offset, reason=exc.message)
-    new = await store.insert_events(conn, events)
+    new = await usage.insert_events(conn, events)
     outcome.inserted, outcome.duplicates = len(new), len(events) - len(new)
     if new:
         outcome.crossings = await fold_events(conn, new, default_timezone=default_timezone)
-    await store.save_positions(conn, consumer, next_offsets(records))
+    await positions.save_positions(conn, consumer, next_offsets(records))
     return outcome
 
 
-async def fold_events(conn: Conn, events: Sequence[UsageRecorded], *, default_timezone: str) -> int:
-    """Apply already-inserted events to balances and sessions; write crossings; returns crossings written."""
+async def fold_events(conn: Conn, events: Sequence[UsageRecorded], *, default_timezone: str,
+                      record_crossings: bool = True) -> int:
+    """Apply already-inserted events to balances and sessions; write crossings (unless ``record_crossings``
+    is off: ``ledger rebuild``); returns crossings written."""
     # Time order, not bus order: a team's or the org's events arrive from several partitions, and the
     # event that crossed a threshold must be the one that really did.
     events = sorted(events, key=lambda e: (e.occurred_at, e.event_id))
     scopes = {s for e in events for s in scopes_of(e)}
-    latest = max(e.occurred_at for e in events)
-    budgets = await store.load_budgets(conn, scopes, latest)
-    result = fold(events, lambda scope: budgets[scope][0] if scope in budgets else default_timezone)
-    before = await store.apply_balances(conn, result.balances)
-    await store.apply_sessions(conn, result.sessions)
-    limits = {scope: row[1:] for scope, row in budgets.items()}
-    found: list[Crossing] = []
-    for key, delta in result.balances.items():
-        limit = limits_for(limits, key.scope, key.period)
-        if limit is not None:
-            found.extend(crossings(key, before[key], delta, limit))
-    return await store.insert_crossings(conn, found)
+    budgets = {b.scope: b for b in await budget_store.budgets_of(conn, scopes)}
+    # Base amounts and every raise still running at the batch's first event: batch_crossings measures
+    # each event against the budget at its own time (a raise that ends inside the batch counts only
+    # before its end), as the proxy decided it.
+    raises = await budget_store.active_raises(conn, events[0].occurred_at, scopes)
+    result = fold(events, lambda scope: budgets[scope].timezone if scope in budgets else default_timezone)
+    before = await balances.apply_balances(conn, result.balances)
+    await usage.apply_sessions(conn, result.sessions)
+    if not record_crossings:
+        return 0
+    return await balances.insert_crossings(conn, batch_crossings(result, before, budgets, raises=raises))
 
 
 class LedgerConsumer:
@@ -99,7 +103,7 @@ class LedgerConsumer:
         self.folded = 0
 
     async def _positions(self, assigned: Sequence[TopicPartition]) -> Mapping[TopicPartition, int]:
-        return await store.load_positions(self.pool, self.group, assigned)
+        return await positions.load_positions(self.pool, self.group, assigned)
 
     async def run(self, stop: asyncio.Event, beat: Beat = no_beat) -> None:
         """Fold until ``stop`` is set; a failure raises (the supervisor restarts it from the stored positions)."""

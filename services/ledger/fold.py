@@ -11,27 +11,22 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
+from spendgate.domain.enforcement.balances import BalanceKey
+from spendgate.domain.enforcement.policy import Budget, BudgetRaise, effective_budget_micros
+from spendgate.domain.enforcement.scopes import Principal
+from spendgate.domain.enforcement.stages import StageLevel, crossed, stage_for
 from spendgate.domain.events import Stage, UsageRecorded
 from spendgate.domain.periods import PeriodKind, local_date, period_of, period_start_date
 
-STAGES_BY_INDEX: tuple[Stage, ...] = ("alert", "downgrade", "pause")
-
 
 def scopes_of(event: UsageRecorded) -> tuple[str, ...]:
-    """Every budget scope a request falls in: its key, its developer, its team, the organisation."""
-    return (f"key:{event.key_id}", f"developer:{event.developer}", f"team:{event.team}", "org")
+    """Every budget scope a request falls in (its key, developer, team, the org): the proxy's rule."""
+    return Principal(event.key_id, event.developer, event.team).scopes()
 
 
 def counts_as_request(event: UsageRecorded) -> bool:
     """Refused requests never reached the provider: they are recorded but not counted as traffic."""
     return event.status != "refused"
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class BalanceKey:
-    scope: str
-    period: PeriodKind
-    start: date
 
 
 @dataclass(slots=True)
@@ -114,14 +109,6 @@ def _fold_session(sessions: dict[str, SessionDelta], ev: UsageRecorded) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class Limit:
-    """A scope's effective budget for one period kind, with its thresholds in percent."""
-
-    budget_micros: int
-    thresholds_pct: Sequence[int]
-
-
-@dataclass(frozen=True, slots=True)
 class Crossing:
     key: BalanceKey
     threshold_pct: int
@@ -132,36 +119,55 @@ class Crossing:
     trigger: UsageRecorded
 
 
-def reached(spent_micros: int, budget_micros: int, pct: int) -> bool:
-    """spent ≥ pct % of budget, in integers."""
-    return spent_micros * 100 >= budget_micros * pct
-
-
 def crossings(
-    key: BalanceKey, before_micros: int, delta: BalanceDelta, limit: Limit
+    key: BalanceKey, before_micros: int, delta: BalanceDelta, budget: Budget, *,
+    recorded: StageLevel, raises: Sequence[BudgetRaise] = (),
 ) -> list[Crossing]:
-    """Thresholds this increment carried the balance across, each with the event that crossed it."""
+    """Thresholds of ``budget`` the balance is at or past during this increment, beyond the stage
+    ``recorded`` (whose thresholds are on record already), each with the first event that shows it.
+
+    Each event is measured against the budget effective at its own time (``raises`` active then), as
+    the proxy decided it; thresholds map to stages by position
+    (:func:`~spendgate.domain.enforcement.stages.crossed`).
+    """
+    base = budget.limit_micros(key.period)
+    if base is None or not delta.steps:
+        return []
+    assert delta.resets_at is not None
+    own = [r for r in raises if r.scope == key.scope]
+    thresholds = budget.thresholds
+    level = recorded
+    if not own and stage_for(before_micros + delta.spent_micros, base, thresholds) <= level:
+        return []  # one budget for the whole increment, and spend only grows: nothing new at its end
     out: list[Crossing] = []
-    for index, pct in enumerate(limit.thresholds_pct):
-        if reached(before_micros, limit.budget_micros, pct):
-            continue
-        for running, event in delta.steps:
-            if reached(before_micros + running, limit.budget_micros, pct):
-                assert delta.resets_at is not None
-                stage = STAGES_BY_INDEX[min(index, len(STAGES_BY_INDEX) - 1)]
-                out.append(Crossing(key, pct, stage, before_micros + running, limit.budget_micros,
-                                    delta.resets_at, event))
+    for running, event in delta.steps:
+        limit = effective_budget_micros(base, own, key.scope, event.occurred_at, as_of=True) if own else base
+        spent = before_micros + running
+        now = stage_for(spent, limit, thresholds)
+        if now > level:
+            out.extend(Crossing(key, pct, stage.label, spent, limit, delta.resets_at, event)
+                       for pct, stage in crossed(level, now, thresholds))
+            level = now
+            if level is StageLevel.PAUSE:
                 break
     return out
 
 
-def limits_for(
-    budgets: Mapping[str, tuple[int | None, int | None, Sequence[int]]], scope: str, kind: PeriodKind
-) -> Limit | None:
-    """The limit of ``scope`` for ``kind`` from (daily, monthly, thresholds) rows, if it has one."""
-    row = budgets.get(scope)
-    if row is None:
-        return None
-    daily, monthly, thresholds = row
-    amount = daily if kind is PeriodKind.DAY else monthly
-    return Limit(amount, thresholds) if amount else None
+def batch_crossings(
+    result: FoldResult, before: Mapping[BalanceKey, int], budgets: Mapping[str, Budget], *,
+    raises: Sequence[BudgetRaise] = (),
+) -> list[Crossing]:
+    """The crossings of a folded batch: each budgeted balance's, from its total before the batch.
+
+    What earlier batches recorded is not known here, so every threshold a balance is at or past is
+    reported (from ``OK``): the outbox keeps one row per balance and threshold and drops the repeats.
+    A threshold that a balance is past only because its budget shrank since its last event (a raise
+    expired, the budget was lowered) is so still reported, at the next event, as the proxy already
+    acts on it; deciding from the spend before the batch used to skip it for good.
+    """
+    found: list[Crossing] = []
+    for key, delta in result.balances.items():
+        budget = budgets.get(key.scope)
+        if budget is not None:
+            found.extend(crossings(key, before.get(key, 0), delta, budget, recorded=StageLevel.OK, raises=raises))
+    return found

@@ -17,38 +17,20 @@ from spendgate.core.bus import Bus
 from spendgate.core.logs import get_logger
 from spendgate.core.supervisor import Beat, no_beat
 from spendgate.domain.constants import TOPIC_BUDGET
-from spendgate.domain.events import ThresholdCrossed, encode
+from spendgate.domain.events import encode
+from spendgate.store.balances import store as balances
 
 log = get_logger(__name__)
 
 
-def _event(r: asyncpg.Record) -> ThresholdCrossed:
-    return ThresholdCrossed(
-        crossing_id=str(r["crossing_id"]), scope=r["scope"], period=r["period"], period_start=r["period_start"],
-        resets_at=r["resets_at"], threshold_pct=r["threshold_pct"], stage=r["stage"],
-        spent_micros=r["spent_micros"], budget_micros=r["budget_micros"], crossed_at=r["crossed_at"],
-        developer=r["developer"], team=r["team"], cost_center=r["cost_center"],
-        trigger_event_id=str(r["trigger_event_id"]),
-    )
-
-
 async def publish_pending(pool: asyncpg.Pool, bus: Bus, *, source: str, limit: int = 500) -> int:
     """Publish up to ``limit`` unpublished crossings; returns how many were sent."""
-    rows = await pool.fetch(
-        """SELECT * FROM threshold_crossings WHERE published_at IS NULL
-           ORDER BY crossed_at, crossing_id LIMIT $1""",
-        limit,
-    )
-    if not rows:
+    found = await balances.unpublished_crossings(pool, limit)
+    if not found:
         return 0
-    await bus.publish_many(
-        TOPIC_BUDGET, [(r["scope"], encode(_event(r), source=source, subject=r["scope"])) for r in rows]
-    )
-    await pool.execute(
-        "UPDATE threshold_crossings SET published_at = now() WHERE crossing_id = ANY($1::uuid[])",
-        [r["crossing_id"] for r in rows],
-    )
-    return len(rows)
+    await bus.publish_many(TOPIC_BUDGET, [(c.scope, encode(c, source=source, subject=c.scope)) for c in found])
+    await balances.mark_crossings_published(pool, [c.crossing_id for c in found])
+    return len(found)
 
 
 class OutboxPublisher:

@@ -1,11 +1,16 @@
 """The ledger service: the fold loop and the two outboxes (threshold crossings, budget changes), each
-run under the supervisor."""
+run under the supervisor. Publishing a budget change first records the crossings it leaves the scope's
+balances past (:mod:`spendgate.ledger.changes`), in the same transaction."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from functools import partial
 
+from spendgate.core.db import Conn
+from spendgate.domain.events import BudgetChanged
+from spendgate.ledger.changes import record_change_crossings
 from spendgate.ledger.consumer import LedgerConsumer
 from spendgate.ledger.outbox import OutboxPublisher, publish_pending
 from spendgate.runtime import Runtime
@@ -18,8 +23,21 @@ async def serve(runtime: Runtime, stop: asyncio.Event) -> None:
     settings, pool, bus = runtime.settings, runtime.pool, runtime.bus
     source = f"spendgate/ledger/{settings.instance}"
     crossings = OutboxPublisher(partial(publish_pending, pool, bus, source=source))
-    budget_changes = OutboxPublisher(partial(publish_budget_changes, pool, bus, source=source),
-                                     interval_s=BUDGET_OUTBOX_INTERVAL_S)
+
+    async def publish_changes() -> int:
+        """Publish budget changes, recording their crossings first; wake the crossings outbox once committed."""
+        found = 0
+
+        async def judge(conn: Conn, changes: Sequence[BudgetChanged]) -> None:
+            nonlocal found
+            found += await record_change_crossings(conn, changes)
+
+        sent = await publish_budget_changes(pool, bus, source=source, on_changes=judge)
+        if found:
+            crossings.wake()
+        return sent
+
+    budget_changes = OutboxPublisher(publish_changes, interval_s=BUDGET_OUTBOX_INTERVAL_S)
     consumer = LedgerConsumer(pool, bus, default_timezone=settings.default_timezone, on_crossings=crossings.wake)
     loops = {"ledger.consumer": consumer.run, "ledger.crossings-outbox": crossings.run,
              "ledger.budget-outbox": budget_changes.run}

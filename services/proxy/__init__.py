@@ -10,7 +10,8 @@ Hot path (``handler.py``), per request on ``/v1/*``:
    through unmetered (``GET /v1/models``, uploads);
 3. attribute it (``attribution.py``: session, turn, repo, client from Codex's headers) and ask the
    :class:`~spendgate.proxy.decision.Decider` (pass / rewrite the model / refuse) with the request
-   facts, including an input-token estimate corrected per session (``estimator.py``);
+   facts, including the request's one token estimate, corrected per session
+   (``spendgate.domain.enforcement.estimate``), which metering reuses for unreported usage;
 4. forward with ``aiohttp`` (``forwarding.py``: hop-by-hop headers dropped, ``Authorization``
    replaced by the upstream key; for streamed Chat Completions ``stream_options.include_usage`` is
    added and the extra usage chunk later stripped); 502 / 504 when the upstream is unreachable or

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from spendgate.domain.enforcement.estimate import TokenEstimate
 from spendgate.domain.events import RefusalReason, RouteReason, Stage, UsageRecorded
 from spendgate.proxy.attribution import Attribution
-from spendgate.proxy.estimator import SessionStats
 from spendgate.store.keys.store import VirtualKey
 
 
@@ -27,9 +27,9 @@ class RequestFacts:
     stream: bool
     attribution: Attribution
     body_bytes: int
-    estimated_input_tokens: int
-    session: SessionStats | None
-    """This proxy's view of the session so far (None for a session it has not seen)."""
+    estimate: TokenEstimate
+    """The request's one token estimate, corrected by what this proxy saw of its session (its
+    ``session``: None for a session without reported usage here). Enforcement and metering share it."""
     body: bytes
     """The raw request body (for deciders that inspect tool calls); never log it."""
 
@@ -39,6 +39,8 @@ class Pass:
     stage: Stage = "ok"
     retry: bool = False
     """The request repeats a failing tool call (retry spend, flagged on its usage event)."""
+    remaining_micros: int | None = None
+    """What is left of the tightest budget the request falls under (None: no budget applies)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +51,7 @@ class RewriteModel:
     route_reason: RouteReason = "downgrade"
     stage: Stage = "downgrade"
     retry: bool = False
+    remaining_micros: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,7 @@ class Refuse:
     content_type: str = "application/json"
     retry: bool = False
     reason: RefusalReason = "budget_pause"
+    remaining_micros: int | None = None
 
 
 Decision = Pass | RewriteModel | Refuse
@@ -69,7 +73,10 @@ Decision = Pass | RewriteModel | Refuse
 
 class Decider(Protocol):
     async def decide(self, facts: RequestFacts) -> Decision:
-        """Called before forwarding; must be quick (no I/O on the hot path beyond cached reads)."""
+        """Called before forwarding; must be quick (no I/O on the hot path beyond cached reads).
+
+        A request that names no model (``GET /v1/models``) spends nothing: it is asked only for the
+        key's stage and remaining budget (the response headers), and forwarded whatever the answer."""
         ...
 
     def settled(self, facts: RequestFacts, event: UsageRecorded) -> None:

@@ -32,23 +32,25 @@ class EnforcingDecider:
         self._admissions: dict[int, Admission] = {}
 
     async def decide(self, facts: RequestFacts) -> Decision:
-        if facts.model is None:
-            return Pass()
         key = facts.key
         principal = Principal(key.key_id, key.developer, key.team)
-        adm = self.enforcer.admit(principal, facts.model, session_id=facts.attribution.session_id, raw=facts.body)
-        stage, retry = adm.decision.stage.label, adm.retry.retry
+        if facts.model is None:
+            now = self.enforcer.standing(principal)
+            return Pass(now.stage.label, remaining_micros=now.remaining_micros)
+        adm = self.enforcer.admit(principal, facts.model, session_id=facts.attribution.session_id, raw=facts.body,
+                                  estimate=facts.estimate)
+        stage, retry, left = adm.decision.stage.label, adm.retry.retry, adm.decision.remaining_micros
         if adm.refusal is not None:
             loop = self.enforcer.retry_loop_event(adm, principal, cost_center=key.cost_center, key_id=key.key_id)
             if loop is not None:
                 self.on_retry_loop(loop)
             headers = tuple((k, v) for k, v in adm.refusal.headers.items() if k.lower() != "content-type")
             return Refuse(adm.refusal.status, adm.refusal.body, headers, stage=stage, retry=retry,
-                          reason=adm.refusal_reason or "budget_pause")
+                          reason=adm.refusal_reason or "budget_pause", remaining_micros=left)
         self._admissions[id(facts)] = adm
         if adm.model != facts.model:
-            return RewriteModel(adm.model, adm.decision.route_reason, stage, retry)
-        return Pass(stage, retry)
+            return RewriteModel(adm.model, adm.decision.route_reason, stage, retry, left)
+        return Pass(stage, retry, left)
 
     def settled(self, facts: RequestFacts, event: UsageRecorded) -> None:
         adm = self._admissions.pop(id(facts), None)
@@ -58,11 +60,7 @@ class EnforcingDecider:
                 and event.usage_source == "none":
             self.enforcer.abandon(adm)
             return
-        reported = event.usage_source == "reported"
-        self.enforcer.complete(adm, event_id=event.event_id, cost_micros=event.cost_micros,
-                               input_tokens=event.input_tokens if reported else None,
-                               cached_tokens=event.cached_tokens,
-                               output_tokens=event.output_tokens if reported else None)
+        self.enforcer.complete(adm, event_id=event.event_id, cost_micros=event.cost_micros)
 
 
 class RetryLoopPublisher:

@@ -1,4 +1,13 @@
-"""What crosses the gateway: header filtering both ways, the upstream URL, the shared client session."""
+"""What crosses the gateway: header filtering both ways, the budget headers, the upstream URL, the shared
+client session.
+
+Model headers after a downgrade: Codex reads ``openai-model`` / ``x-openai-model`` and, when they name a
+model other than the one it asked for, warns the developer that their account was "flagged ...
+rerouted" (CODEX.md). The gateway drops both headers from a downgraded answer rather than rewriting
+them to the requested model: a rewrite would tell every client that the flagship answered when it did
+not. The body's ``model`` still names the model that answered, and ``x-spendgate-stage: downgrade``
+says why (docs/enforcement.md, "Response headers").
+"""
 
 from __future__ import annotations
 
@@ -6,6 +15,8 @@ from collections.abc import Iterable, Mapping
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
+
+from spendgate.domain.money import usd_str
 
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection", "te",
@@ -17,6 +28,8 @@ _NOT_FORWARDED_UP = HOP_BY_HOP | {
 }
 _NOT_RELAYED_DOWN = HOP_BY_HOP | {"content-length", "content-encoding", "set-cookie", "server", "date"}
 MODEL_HEADERS = ("openai-model", "x-openai-model")
+STAGE_HEADER = "x-spendgate-stage"
+REMAINING_HEADER = "x-spendgate-budget-remaining-usd"
 
 
 def _connection_tokens(headers: Mapping[str, str]) -> set[str]:
@@ -41,11 +54,23 @@ def upstream_headers(client: CIMultiDictProxy[str], upstream_key: str | None) ->
 
 def client_headers(upstream: CIMultiDictProxy[str], *, drop_model_headers: bool = False,
                    extra_drop: Iterable[str] = ()) -> CIMultiDict[str]:
-    """The upstream's response headers minus hop-by-hop ones (and model headers after a rewrite)."""
+    """The upstream's response headers minus hop-by-hop ones, any ``x-spendgate-*`` (ours to set), and
+    the model headers after a rewrite."""
     drop = _NOT_RELAYED_DOWN | _connection_tokens(upstream) | {h.lower() for h in extra_drop}
     if drop_model_headers:
         drop |= set(MODEL_HEADERS)
-    return CIMultiDict((k, v) for k, v in upstream.items() if k.lower() not in drop)
+    return CIMultiDict((k, v) for k, v in upstream.items()
+                       if k.lower() not in drop and not k.lower().startswith("x-spendgate-"))
+
+
+def budget_headers(stage: str, remaining_micros: int | None) -> list[tuple[str, str]]:
+    """What any client can read of its budget on every response after the decision: the stage
+    (``ok``, ``alert``, ``downgrade``, ``pause``) and, when a budget applies, what is left of the tightest
+    one in decimal USD (``usd_str``: ``"0.012345"``, negative past it)."""
+    headers = [(STAGE_HEADER, stage)]
+    if remaining_micros is not None:
+        headers.append((REMAINING_HEADER, usd_str(remaining_micros)))
+    return headers
 
 
 def upstream_url(base: str, path: str, query: str) -> str:

@@ -19,14 +19,15 @@ import msgspec
 from aiohttp import web
 from multidict import CIMultiDict
 
+from spendgate.domain.enforcement.estimate import SessionEstimator, TokenEstimate
+from spendgate.domain.enforcement.settings import EnforcementSettings
 from spendgate.domain.errors import UnknownModelError
 from spendgate.domain.pricing import ModelPrice, PriceLookup, PriceTable
 from spendgate.proxy import errors
 from spendgate.proxy.attribution import Attribution, attribute
 from spendgate.proxy.decision import Decider, Refuse, RequestFacts, RewriteModel
 from spendgate.proxy.emitter import Emitter
-from spendgate.proxy.estimator import SessionBook
-from spendgate.proxy.forwarding import client_headers, upstream_headers, upstream_url
+from spendgate.proxy.forwarding import budget_headers, client_headers, upstream_headers, upstream_url
 from spendgate.proxy.keycache import KeyCache
 from spendgate.proxy.metering import Outcome, Route, build_event
 from spendgate.proxy.metrics import ProxyMetrics
@@ -63,7 +64,8 @@ class ProxyState:
     instance: str
     max_body_bytes: int
     read_timeout_s: float
-    sessions: SessionBook = field(default_factory=SessionBook)
+    estimator: SessionEstimator = field(default_factory=lambda: SessionEstimator(
+        output_cap_tokens=EnforcementSettings().output_estimate_cap_tokens))
     metrics: ProxyMetrics = field(default_factory=ProxyMetrics)
     in_flight: int = 0
 
@@ -110,9 +112,12 @@ class Proxy:
                 peek = _peek.decode(body)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 return errors.malformed_json(str(exc))
-        if not peek.model:
-            return await self._pass_through(request, body)
         attribution = attribute(request.headers, peek.prompt_cache_key)
+        if not peek.model:
+            standing = await self.s.decider.decide(RequestFacts(
+                key=key, endpoint=request.path, model=None, stream=False, attribution=attribution,
+                body_bytes=len(body), estimate=TokenEstimate(0, 0), body=body))
+            return await self._pass_through(request, body, budget_headers(standing.stage, standing.remaining_micros))
         try:
             price = self.s.prices.lookup(peek.model)
         except UnknownModelError as exc:
@@ -121,28 +126,30 @@ class Proxy:
         facts = RequestFacts(
             key=key, endpoint=request.path, model=peek.model, stream=bool(peek.stream),
             attribution=attribution, body_bytes=len(body),
-            estimated_input_tokens=self.s.sessions.estimate_input_tokens(attribution.session_id, len(body)),
-            session=self.s.sessions.snapshot(attribution.session_id), body=body,
+            estimate=self.s.estimator.estimate(attribution.session_id, len(body)), body=body,
         )
         decision = await self.s.decider.decide(facts)
+        budget = budget_headers(decision.stage, decision.remaining_micros)
         route = Route(peek.model, peek.model, price, stage=decision.stage, retry=decision.retry)
         if isinstance(decision, Refuse):
             outcome = Outcome("refused", decision.status, refusal_reason=decision.reason)
             self._emit(facts, route, outcome, started)
             headers = CIMultiDict(decision.headers)
             headers.setdefault("Content-Type", decision.content_type)
+            headers.extend(budget)
             return web.Response(status=decision.status, body=decision.body, headers=headers)
         if isinstance(decision, RewriteModel):
             try:
                 new_price = self.s.prices.lookup(decision.model)
             except UnknownModelError as exc:
-                return errors.unknown_model(exc.message, decision.model)
+                return _with_headers(errors.unknown_model(exc.message, decision.model), budget)
             route = Route(peek.model, decision.model, new_price, decision.route_reason, decision.stage,
                           decision.retry)
         strip_usage = False
         if route.model_used != peek.model or _wants_usage_injection(request.path, peek):
             body, strip_usage = _rewrite_body(body, route.model_used, request.path, peek)
-        return await self._forward_metered(request, body, facts, route, strip_usage, started)
+        response = await self._forward_metered(request, body, facts, route, strip_usage, started, budget)
+        return response if response.prepared else _with_headers(response, budget)
 
     async def _open_upstream(self, request: web.Request, body: bytes) -> aiohttp.ClientResponse:
         return await self.s.http.request(
@@ -151,15 +158,18 @@ class Proxy:
             allow_redirects=False,
         )
 
-    async def _pass_through(self, request: web.Request, body: bytes) -> web.StreamResponse:
+    async def _pass_through(self, request: web.Request, body: bytes,
+                            budget: list[tuple[str, str]]) -> web.StreamResponse:
         try:
             upstream = await self._open_upstream(request, body)
         except UPSTREAM_DOWN as exc:
-            return errors.upstream_unreachable(str(exc) or type(exc).__name__)
+            return _with_headers(errors.upstream_unreachable(str(exc) or type(exc).__name__), budget)
         except TimeoutError:
-            return errors.upstream_timeout(self.s.read_timeout_s)
+            return _with_headers(errors.upstream_timeout(self.s.read_timeout_s), budget)
         async with upstream:
-            response = web.StreamResponse(status=upstream.status, headers=client_headers(upstream.headers))
+            headers = client_headers(upstream.headers)
+            headers.extend(budget)
+            response = web.StreamResponse(status=upstream.status, headers=headers)
             await response.prepare(request)
             try:
                 async for chunk in upstream.content.iter_any():
@@ -170,7 +180,8 @@ class Proxy:
             return response
 
     async def _forward_metered(self, request: web.Request, body: bytes, facts: RequestFacts, route: Route,
-                               strip_usage: bool, started: float) -> web.StreamResponse:
+                               strip_usage: bool, started: float,
+                               budget: list[tuple[str, str]]) -> web.StreamResponse:
         outcome = Outcome("upstream_error", 502)
         tap: StreamTap | None = None
         try:
@@ -185,6 +196,7 @@ class Proxy:
                 outcome.http_status = upstream.status
                 outcome.upstream_request_id = upstream.headers.get("x-request-id")
                 headers = client_headers(upstream.headers, drop_model_headers=route.model_used != route.model_requested)
+                headers.extend(budget)
                 if upstream.status >= 400 or "text/event-stream" not in upstream.headers.get("content-type", ""):
                     return await self._relay_body(request, upstream, headers, facts, route, outcome, started)
                 tap = StreamTap(strip_usage_chunk=strip_usage)
@@ -259,9 +271,9 @@ class Proxy:
     async def _estimate(self, tap: StreamTap, facts: RequestFacts, outcome: Outcome) -> None:
         """Input from the body-size estimate; output counted offline from the streamed text, in a thread
         (the vocabulary loads on first use). If cancelled meanwhile, a chars/4 guess still gets metered."""
-        outcome.usage = Usage(facts.estimated_input_tokens, 0, len(tap.streamed_text()) // 4, 0)
+        outcome.usage = Usage(facts.estimate.input_tokens, 0, len(tap.streamed_text()) // 4, 0)
         outcome.usage_source = "estimated"
-        outcome.usage = Usage(facts.estimated_input_tokens, 0,
+        outcome.usage = Usage(facts.estimate.input_tokens, 0,
                               await asyncio.to_thread(tap.estimated_output_tokens), 0)
 
     def _emit_unpriced_refusal(self, key: VirtualKey, attribution: Attribution, endpoint: str, model: str,
@@ -281,10 +293,19 @@ class Proxy:
         self.s.emitter.emit(event)
         outcome.emitted = True
         self.s.metrics.observe(event)
-        reported = outcome.usage.input_tokens if outcome.usage_source == "reported" else None
-        self.s.sessions.record(facts.attribution.session_id, body_bytes=facts.body_bytes,
-                               input_tokens=reported, cost_micros=event.cost_micros)
+        if outcome.usage_source == "reported":
+            usage = outcome.usage
+            self.s.estimator.observe(facts.attribution.session_id, body_bytes=facts.body_bytes,
+                                     input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                                     cached_tokens=usage.cached_tokens)
         self.s.decider.settled(facts, event)
+
+
+def _with_headers(response: web.StreamResponse, headers: list[tuple[str, str]]) -> web.StreamResponse:
+    """``response`` (not yet sent) with ``headers`` added where it has none of that name yet."""
+    for name, value in headers:
+        response.headers.setdefault(name, value)
+    return response
 
 
 def _is_json(request: web.Request) -> bool:

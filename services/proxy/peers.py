@@ -15,8 +15,8 @@ import time
 import asyncpg
 
 from spendgate.domain.constants import PG_NOTIFY_PENDING
-from spendgate.domain.enforcement.decide import BalanceKey
-from spendgate.domain.periods import PeriodKind
+from spendgate.domain.enforcement.balances import BalanceKey
+from spendgate.store.balances import store as balances
 
 """NOTIFY channel: a proxy published changed pending sums (payload: its instance id)."""
 STALE_AFTER_S = 30.0
@@ -38,14 +38,8 @@ class PeerPending:
 
     async def read(self, conn: Conn) -> None:
         """Load every live peer's pending sums (call inside the view's snapshot)."""
-        rows = await conn.fetch(
-            """SELECT scope, period, period_start, sum(pending_micros)::bigint AS pending FROM enforcement_pending
-               WHERE instance <> $1 AND updated_at > now() - make_interval(secs => $2)
-               GROUP BY scope, period, period_start""",
-            self.instance, STALE_AFTER_S,
-        )
-        self.others = {BalanceKey(r["scope"], PeriodKind(r["period"]), r["period_start"]): r["pending"]
-                       for r in rows if r["pending"]}
+        rows = await balances.peer_pending(conn, self.instance, stale_after_s=STALE_AFTER_S)
+        self.others = {key: pending for key, pending in rows if pending}
 
     async def publish(self, conn: Conn, changed: dict[BalanceKey, int]) -> None:
         """Write this proxy's changed sums (deleting zeros) and, every few seconds, a heartbeat."""
@@ -54,32 +48,16 @@ class PeerPending:
             live = [(k, v) for k, v in changed.items() if v]
             gone = [k for k, v in changed.items() if not v]
             if live:
-                await conn.execute(
-                    """INSERT INTO enforcement_pending (instance, scope, period, period_start, pending_micros)
-                       SELECT $1, * FROM unnest($2::text[], $3::text[], $4::date[], $5::int8[])
-                       ON CONFLICT (instance, scope, period, period_start)
-                       DO UPDATE SET pending_micros = excluded.pending_micros, updated_at = now()""",
-                    self.instance, [k.scope for k, _ in live], [k.period.value for k, _ in live],
-                    [k.period_start for k, _ in live], [v for _, v in live],
-                )
+                await balances.put_pending(conn, self.instance, live)
             if gone:
-                await conn.execute(
-                    """DELETE FROM enforcement_pending WHERE instance = $1 AND (scope, period, period_start) IN
-                       (SELECT * FROM unnest($2::text[], $3::text[], $4::date[]))""",
-                    self.instance, [k.scope for k in gone], [k.period.value for k in gone],
-                    [k.period_start for k in gone],
-                )
+                await balances.drop_pending(conn, self.instance, gone)
             if changed:
                 await conn.execute("SELECT pg_notify($1, $2)", PG_NOTIFY_PENDING, self.instance)
             if now - self._last_heartbeat >= HEARTBEAT_S:
-                await conn.execute("UPDATE enforcement_pending SET updated_at = now() WHERE instance = $1",
-                                   self.instance)
-                await conn.execute(
-                    "DELETE FROM enforcement_pending WHERE updated_at < now() - make_interval(secs => $1)",
-                    STALE_AFTER_S * 10,
-                )
+                await balances.touch_pending(conn, self.instance)
+                await balances.sweep_pending(conn, older_than_s=STALE_AFTER_S * 10)
                 self._last_heartbeat = now
 
     async def withdraw(self, conn: Conn | asyncpg.Pool) -> None:
         """Remove this proxy's rows (on a clean stop)."""
-        await conn.execute("DELETE FROM enforcement_pending WHERE instance = $1", self.instance)
+        await balances.withdraw_pending(conn, self.instance)

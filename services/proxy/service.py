@@ -16,6 +16,7 @@ from datetime import datetime
 from aiohttp import web
 
 from spendgate.core.logs import get_logger
+from spendgate.domain.enforcement.estimate import SessionEstimator
 from spendgate.proxy.app import build_app
 from spendgate.proxy.decision import Decider, PassDecider
 from spendgate.proxy.emitter import Emitter
@@ -66,6 +67,7 @@ class ProxyServer:
             upstream_url=s.upstream_url,
             upstream_key=s.upstream_key.get_secret_value() if s.upstream_key else None,
             instance=s.instance, max_body_bytes=s.max_body_bytes, read_timeout_s=s.upstream_read_timeout_s,
+            estimator=SessionEstimator(output_cap_tokens=s.enforcement.output_estimate_cap_tokens),
         )
         supervisor = self.runtime.supervisor
         self._tasks = [supervisor.spawn("proxy.keys", self.keys.run, self._stop_workers),

@@ -64,11 +64,6 @@ def _encoding() -> Any:
     return quicktok.get_encoding(ENCODING)
 
 
-def warm_tokenizer() -> None:
-    """Load the offline vocabulary (about 0.6 s) before the first aborted stream needs it."""
-    _encoding()
-
-
 def count_tokens(text: str) -> int:
     """Exact o200k_base token count, offline."""
     if not text:

@@ -38,7 +38,8 @@ from spendgate.core.health import Health
 from spendgate.core.logs import get_logger
 from spendgate.core.supervisor import Beat, Supervisor
 from spendgate.domain.constants import PG_NOTIFY_CONFIG, PG_NOTIFY_PENDING
-from spendgate.domain.enforcement.decide import BalanceKey, Decision, RequestFacts, decide
+from spendgate.domain.enforcement.balances import BalanceKey
+from spendgate.domain.enforcement.decide import Decision, RequestFacts, decide
 from spendgate.domain.enforcement.policy import Policy
 from spendgate.domain.enforcement.reservations import ReservationBook
 from spendgate.domain.enforcement.scopes import Principal
@@ -46,7 +47,9 @@ from spendgate.domain.enforcement.settings import EnforcementSettings
 from spendgate.domain.events import new_id
 from spendgate.domain.periods import PeriodKind
 from spendgate.proxy.peers import PeerPending
-from spendgate.store.budgets.store import load_budgets
+from spendgate.store.balances.store import changed_balances
+from spendgate.store.budgets.store import config_mark, load_budgets
+from spendgate.store.usage.store import stored_event_ids
 
 log = get_logger(__name__)
 OVERLAP_READ_EVERY_S = 0.5
@@ -110,6 +113,8 @@ class BalanceView:
         return self._settled.get(key, 0) + self.book.pending_micros(key) + self.peers.of(key)
 
     def settled_micros(self, key: BalanceKey) -> int:
+        """What the ledger has folded on ``key``, as this view last read it (inspection API: the
+        visibility tests and benchmarks/balance_view_refresh.py watch it; decisions use spent_micros)."""
         return self._settled.get(key, 0)
 
     def retry_cap(self, principal: Principal) -> int:
@@ -118,9 +123,13 @@ class BalanceView:
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        # Listen first, then load: the load sees every change committed before it, so the "whatever
+        # changed while we were not listening" flag that _listen raises is already answered (it used to
+        # rebuild every budget a second time right after start); a NOTIFY after this point sets it again.
+        await self._listen()
+        self._config_dirty = False
         await self.reload_policy()
         await self.refresh()
-        await self._listen()
         self._last_reload = time.monotonic()
         self._task = self.supervisor.spawn("proxy.balance-view", self._run, self._stopping)
 
@@ -212,12 +221,7 @@ class BalanceView:
         request in flight would feel.
         """
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            row = await conn.fetchrow(
-                """SELECT (SELECT count(*) FROM budgets), (SELECT COALESCE(sum(version), 0) FROM budgets),
-                          (SELECT count(*) FROM budget_raises),
-                          (SELECT COALESCE(sum(version), 0) FROM budget_raises)""")
-            assert row is not None
-            mark = tuple(row)
+            mark = await config_mark(conn)
             if only_if_changed and mark == self._config_mark:
                 self.config_skips += 1
                 return
@@ -253,29 +257,20 @@ class BalanceView:
         since = self._since_version()
         day_cutoff, month_cutoff = self._cutoffs()
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            rows = await conn.fetch(
-                """SELECT scope, period, period_start, spent_micros, version FROM balances
-                   WHERE version > $1
-                     AND ((period = 'day' AND period_start >= $2) OR (period = 'month' AND period_start >= $3))
-                   ORDER BY version""",
-                since, day_cutoff, month_cutoff,
-            )
+            rows = await changed_balances(conn, since, day_cutoff=day_cutoff, month_cutoff=month_cutoff)
             # An event is folded in the same transaction as its balances: when no balance changed in
             # this snapshot, none of ours can have been folded, and the lookup (which grows with the
             # backlog while the ledger is down or behind) is skipped.
             pending = self._pending_ids() if rows else []
-            folded = await conn.fetch(
-                "SELECT event_id::text AS id FROM usage_events WHERE event_id = ANY($1::uuid[])", pending,
-            ) if pending else []
+            folded = await stored_event_ids(conn, pending) if pending else []
             await self.peers.read(conn)
         for r in rows:
-            key = BalanceKey(r["scope"], PeriodKind(r["period"]), r["period_start"])
-            if r["version"] >= self._versions.get(key, 0):
-                self._versions[key] = r["version"]
-                self._settled[key] = r["spent_micros"]
-            self._max_version = max(self._max_version, r["version"])
+            if r.version >= self._versions.get(r.key, 0):
+                self._versions[r.key] = r.version
+                self._settled[r.key] = r.spent_micros
+            self._max_version = max(self._max_version, r.version)
         self._marks.append((time.monotonic(), self._max_version))
-        self.book.folded(r["id"] for r in folded)
+        self.book.folded(folded)
         self.book.expire()
         await self.publish_pending()
         if day_cutoff != self._pruned_at:

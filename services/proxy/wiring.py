@@ -18,7 +18,6 @@ import asyncpg
 from spendgate.core.config import Settings
 from spendgate.core.supervisor import Supervisor
 from spendgate.domain.enforcement.enforcer import Enforcer
-from spendgate.domain.enforcement.estimate import SessionEstimator
 from spendgate.domain.enforcement.policy import Policy
 from spendgate.domain.enforcement.retry import RetryDetector
 from spendgate.domain.events import new_id
@@ -40,8 +39,7 @@ async def enforcement(settings: Settings, pool: asyncpg.Pool, dsn: str, *,
                        instance=f"{settings.instance}/{new_id()}", supervisor=supervisor)
     await view.start()
     try:
-        yield Enforcer(view, prices=prices, detector=RetryDetector(default_cap=cfg.retry_cap),
-                       estimator=SessionEstimator(output_cap_tokens=cfg.output_estimate_cap_tokens),
-                       clock=clock, alerted=alerted)
+        yield Enforcer(view, prices=prices, detector=RetryDetector(default_cap=cfg.retry_cap), clock=clock,
+                       alerted=alerted)
     finally:
         await view.stop()

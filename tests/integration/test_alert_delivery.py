@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import asyncpg
+from structlog.testing import capture_logs
 
 from spendgate.core.bus.kafka import KafkaBus
 from spendgate.domain.constants import ALL_TOPICS, GROUP_ALERTER, TOPIC_BUDGET
@@ -94,16 +95,20 @@ async def test_on_kafka_a_crossing_delivered_three_times_yields_one_notification
 async def test_a_receiver_failing_twice_gets_the_alert_on_the_third_attempt(
     db_url: str, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
-    """500, 500, then 200: delivered on attempt three, every attempt kept in the history."""
+    """500, 500, then 200: delivered on attempt three, every attempt kept in the history, each failure a warning."""
     async with Receivers() as rx:
         rx.script("flaky", [500, 500])
         settings = settings_for(db_url, tmp_path, routes(rx), max_attempts=5)
-        async with running_alerter(settings, pool, db_url) as alerter:
-            await alerter.publish(crossing(cost_center="flaky", team="flaky", scope="team:flaky"))
-            await eventually(lambda: size(rx.delivered("flaky")), what="delivery on the third attempt")
-            rows = await eventually(
-                lambda: pool.fetch("SELECT attempt, outcome, http_status FROM alert_deliveries ORDER BY attempt"),
-                until=lambda r: len(r) == 3, what="three attempts recorded")
+        with capture_logs() as logs:
+            async with running_alerter(settings, pool, db_url) as alerter:
+                await alerter.publish(crossing(cost_center="flaky", team="flaky", scope="team:flaky"))
+                await eventually(lambda: size(rx.delivered("flaky")), what="delivery on the third attempt")
+                rows = await eventually(
+                    lambda: pool.fetch("SELECT attempt, outcome, http_status FROM alert_deliveries ORDER BY attempt"),
+                    until=lambda r: len(r) == 3, what="three attempts recorded")
+        failed = [(e["log_level"], e["attempt"]) for e in logs if e["event"] == "alert delivery failed"]
+        assert failed == [("warning", 1), ("warning", 2)]  # the success is at info (below the tests' level)
+        assert all(e["error"] == "receiver answered HTTP 500" for e in logs if e["event"] == "alert delivery failed")
         assert [(r["attempt"], r["outcome"], r["http_status"]) for r in rows] == [
             (1, "failed", 500), (2, "failed", 500), (3, "delivered", 200)]
         assert [r.status for r in rx.requests["flaky"]] == [500, 500, 200]

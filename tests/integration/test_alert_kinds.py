@@ -40,7 +40,7 @@ routes:
 def forecast(**kw: object) -> ForecastUpdated:
     fields: dict[str, object] = dict(
         forecast_id=uuid7(), scope="team:platform", month=date(2026, 11, 1), as_of=date(2026, 11, 26),
-        actual_micros=900_000_000, p10_micros=1_050_000_000, p50_micros=1_200_000_000,
+        actual_micros=1_120_000_000, p10_micros=1_050_000_000, p50_micros=1_200_000_000,
         p90_micros=1_400_000_000, budget_micros=1_000_000_000, p50_crosses_on=date(2026, 11, 27),
         model="test", team="platform", cost_center="platform")
     fields.update(kw)
@@ -50,8 +50,8 @@ def forecast(**kw: object) -> ForecastUpdated:
 async def test_forecasts_retry_loops_and_pagerduty_resolve_at_reset(
     db_url: str, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
-    """A pause carries the latest forecast; an overrun and a retry loop are routed by stage; PagerDuty
-    incidents are resolved with the same dedup_key once the period resets."""
+    """A pause carries the latest forecast (made after its spend: quoted as is); an overrun and a retry
+    loop are routed by stage; PagerDuty incidents are resolved with the same dedup_key once the period resets."""
     async with Receivers() as rx:
         settings = settings_for(db_url, tmp_path, ROUTES.format(slack=rx.url("slack"), pd=rx.url("pagerduty")))
         async with running_alerter(settings, pool, db_url) as alerter:
@@ -90,7 +90,7 @@ async def test_forecasts_retry_loops_and_pagerduty_resolve_at_reset(
 async def test_without_a_forecast_event_the_forecasters_table_is_read(
     db_url: str, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
-    """With no forecast seen on the bus, the message shows the forecaster's latest stored forecast."""
+    """With no forecast on the bus, the forecaster's stored one is quoted, re-based on the spend it predates."""
     if await pool.fetchval("SELECT to_regclass('public.forecasts')") is None:
         pytest.skip("the forecaster's forecasts table has not landed")
     for as_of, p50 in ((date(2026, 11, 20), 1_000_000), (date(2026, 11, 25), 1_234_000_000)):
@@ -106,7 +106,9 @@ async def test_without_a_forecast_event_the_forecasters_table_is_read(
             await alerter.publish(crossing())
             await eventually(lambda: size(rx.delivered("slack")), what="the pause")
         text = str(rx.delivered("slack")[0].json())
-        assert "P50 $1,234.00" in text and "as of 2026-11-25" in text and "2026-11-28" in text
+        # $1,120 spent now plus 90 % (4.5 of its 5 days left) of the $1,234 it still expected
+        assert ("month end P50 $2,230.60 (P10 $1,120.00 – P90 $4,720.00): the forecast of 2026-11-25 re-based on "
+                "the $1,120.00 spent so far this month") in text
 
 
 async def test_poison_events_are_dead_lettered_and_do_not_stop_the_alerter(

@@ -40,12 +40,13 @@ LISTS: dict[str, tuple[list[str], Any]] = {
     "report cache": (["report", "cache", "--by", "cost-center", *NOVEMBER], lambda d: d["lines"]),
     "forecast": (["forecast", "--as-of", "2026-11-20"], lambda d: d),
     "alerts dead": (["alerts", "dead", "--all"], lambda d: d),
+    "alerts list": (["alerts", "list"], lambda d: d["alerts"]),
 }
 """Every list a read command prints, and where its rows are in its JSON."""
 DOCUMENTS = {"budgets show", "sessions show", "policy dry-run", "forecast backtest"}
 """Read commands that print one nested document: --format table|json (there are no rows for CSV)."""
 THROUGH_API = {"keys list", "budgets list", "budgets show", "sessions list", "sessions show", "report chargeback",
-               "report cache", "policy show"}
+               "report cache", "policy show", "alerts list"}
 """Read commands whose data the admin API serves: each takes --api."""
 
 
@@ -182,7 +183,7 @@ async def test_lists_agree_in_table_csv_and_json(db_url: str, tmp_path: Path, da
             assert [re.sub(r"_usd$", "_micros", h) for h in header] == list(rows[0]), name
             assert len(list(csv.reader(io.StringIO(as_csv.stdout)))) >= len(rows) + 1, name
         else:
-            assert name == "alerts dead", f"{name} printed no rows"
+            assert name in ("alerts dead", "alerts list"), f"{name} printed no rows"
         check_table(name, table.stdout.split("\n\n")[0].strip("\n"))
 
 
@@ -204,7 +205,8 @@ async def test_every_read_prints_the_same_through_the_admin_api(pool: asyncpg.Po
                      ["budgets", "show", "--scope", "team:nope"], ["budgets", "show", "--scope", f"key:{prefix}"],
                      ["sessions", "list", *NOVEMBER], ["sessions", "list", *NOVEMBER, "--developer", "alcie"],
                      ["sessions", "show", session_id], ["policy", "show"], ["policy", "show", "--format", "json"],
-                     ["report", "chargeback", "--by", "cost-center", *NOVEMBER, "--format", "csv"]):
+                     ["report", "chargeback", "--by", "cost-center", *NOVEMBER, "--format", "csv"],
+                     ["alerts", "list", "--format", "csv"], ["alerts", "list", "--scope", f"key:{prefix}"]):
             direct = await asyncio.to_thread(cli, db_url, tmp_path, *args)
             via_api = await asyncio.to_thread(cli, db_url, tmp_path, *args, "--api", f"http://127.0.0.1:{port}")
             assert direct.exit_code == via_api.exit_code, (args, direct.output, via_api.output)

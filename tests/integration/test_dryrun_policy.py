@@ -4,7 +4,7 @@ the real ledger: the live policy replays to exactly what happened; a stricter on
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 import msgspec
@@ -13,10 +13,12 @@ import pytest
 from spendgate.admin.dryrun import DryRun, dry_run
 from spendgate.admin.policy import apply, live_policy, to_document
 from spendgate.admin.replay import Usage, actual_outcome
-from spendgate.domain.enforcement import Policy, policy_from_document
+from spendgate.domain.enforcement import BudgetRaise, Policy, policy_from_document
 from spendgate.domain.enforcement.settings import EnforcementSettings
+from spendgate.domain.errors import ConfigError
 from spendgate.domain.events import UsageRecorded
 from spendgate.domain.pricing import cost_micros
+from spendgate.store.budgets import store
 from tests.support.admin_enforced import LIVE_POLICY, STRICT_POLICY, enforce, plan_month
 from tests.support.admin_server import NOW, admin_client, auth
 from tests.support.admin_traffic import PRICES, fold_through_ledger
@@ -109,6 +111,27 @@ async def test_a_stricter_proposal_shows_the_extra_pauses_it_would_cause(pool: a
         50, 100]
 
 
+async def test_a_live_raise_counts_in_the_replay_only_from_when_it_was_made(pool: asyncpg.Pool,
+                                                                          live_month: list[UsageRecorded]) -> None:
+    """`policy show` writes a stored raise's creation time as its `from`; the dry-run of that document pauses
+    bob as without the raise until then, and not after."""
+    await apply(pool, policy(STRICT_POLICY), DEFAULTS, now=NOW, actor="test")
+    made = datetime(2026, 11, 20, tzinfo=UTC)
+    await store.raise_budget(pool, BudgetRaise("developer:bob", 100_000_000, datetime(2027, 1, 1, tzinfo=UTC),
+                                               "release week"), actor="test")
+    await pool.execute("UPDATE budget_raises SET created_at = $1", made)  # as if made that day
+    live = await live_policy(pool, DEFAULTS, NOW)
+    doc = to_document(live)
+    assert doc["raises"][0]["from"] == made.isoformat()
+    result, _ = await dry_run(pool, policy(doc), PRICES, days=30, now=NOW)
+    paused = {p.session_id: (p.paused_at, p.turns_before)
+              for s in result.scopes if s.scope == "developer:bob" for p in s.paused_sessions}
+    without_raise = bob_oracle(live_month, 300_000)
+    assert paused == {sid: p for sid, p in without_raise.items() if p[0] < made}
+    assert 0 < len(paused) < len(without_raise)  # pauses before the raise stay; the ones after it go
+    assert (await dry_run(pool, live, PRICES, days=30, now=NOW))[0].paused_sessions == result.paused_sessions
+
+
 async def test_downgrade_savings_are_repriced_at_the_cascade_model(pool: asyncpg.Pool,
                                                                   live_month: list[UsageRecorded]) -> None:
     """Money saved is, request by request, the requested model's price minus the cascade model's."""
@@ -139,6 +162,18 @@ async def test_apply_makes_the_live_policy_the_proposal_and_show_round_trips(poo
     assert policy(to_document(live)) == live
     back = await apply(pool, policy(LIVE_POLICY), DEFAULTS, now=NOW, actor="test")
     assert back.deleted_budgets == ["developer:bob"] and len(back.unchanged_budgets) == 3
+
+
+async def test_apply_starts_a_new_raise_now_and_refuses_one_that_starts_later(pool: asyncpg.Pool) -> None:
+    """A proposal's raise that started already is stored (starting when applied); one still to start is refused."""
+    def with_raise(start: datetime) -> Policy:
+        return policy({**LIVE_POLICY, "raises": [{"scope": "org", "by": "5", "from": start.isoformat(),
+                                                   "until": "2027-01-01T00:00:00Z", "reason": "launch"}]})
+
+    with pytest.raises(ConfigError, match="starts when it is applied"):
+        await apply(pool, with_raise(NOW + timedelta(days=1)), DEFAULTS, now=NOW, actor="test")
+    done = await apply(pool, with_raise(NOW - timedelta(days=1)), DEFAULTS, now=NOW, actor="test")
+    assert done.added_raises == ["org +5.000000 until 2027-01-01T00:00:00+00:00"]
 
 
 async def test_the_api_dry_run_and_apply_are_the_same_functions(pool: asyncpg.Pool,

@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 
 from spendgate.core.config import Settings
-from spendgate.domain.enforcement import Admission, BalanceKey, Enforcer, Principal
+from spendgate.domain.enforcement import Admission, BalanceKey, Enforcer, Principal, SessionEstimator
 from spendgate.domain.enforcement.policy import budget_of
 from spendgate.domain.events import new_id
 from spendgate.domain.periods import PeriodKind
@@ -48,12 +48,14 @@ class World:
 
 async def client(n: int, enforcers: list[Enforcer], world: World,
                  ledger: asyncio.Queue[tuple[str, int] | None], rng: random.Random) -> None:
+    estimators = [SessionEstimator(output_cap_tokens=8192) for _ in enforcers]  # per proxy, as each proxy learns
     for turn in range(1_000):
         proxy = (n + turn) % len(enforcers)
         enf = enforcers[proxy]
         raw = json.dumps({"model": "gpt-5.1", "input": [{"type": "message", "role": "user",
                                                           "content": f"{n}/{turn} " + "x" * 4_600}]}).encode()
-        adm = enf.admit(ALICE, "gpt-5.1", session_id=f"s{n}", raw=raw)
+        adm = enf.admit(ALICE, "gpt-5.1", session_id=f"s{n}", raw=raw,
+                        estimate=estimators[proxy].estimate(f"s{n}", len(raw)))
         in_flight_real = sum(c for _, c in world.in_flight.values())
         if adm.refusal is not None:
             world.refusals += 1
@@ -78,8 +80,9 @@ async def client(n: int, enforcers: list[Enforcer], world: World,
         await asyncio.sleep(rng.uniform(0.02, 0.2))  # the upstream streaming (workload, not synchronisation)
         del world.in_flight[key]
         event_id = new_id()
-        enf.complete(adm, event_id=event_id, cost_micros=real, input_tokens=input_tokens,
-                     output_tokens=output_tokens)
+        enf.complete(adm, event_id=event_id, cost_micros=real)
+        estimators[proxy].observe(f"s{n}", body_bytes=len(raw), input_tokens=input_tokens,
+                                  output_tokens=output_tokens)
         world.completed_micros += real
         await ledger.put((event_id, real))
 

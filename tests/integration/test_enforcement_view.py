@@ -237,10 +237,12 @@ async def test_peer_proxies_see_each_others_in_flight_spend(pool: asyncpg.Pool, 
 async def test_periodic_reload_skips_unchanged_budgets_and_catches_silent_changes(pool: asyncpg.Pool,
                                                                                    db_url: str) -> None:
     """The safety-net reload rebuilds nothing while budgets are unchanged, and applies a change made without NOTIFY."""
+    # The budget exists before the view starts: set while it listens, its NOTIFY could arrive after a
+    # periodic reload had already loaded it and count as one more load (a race, not a regression).
+    await store.set_budget(pool, budget_of("key:k1", daily_micros=USD, monthly_micros=None), actor="t")
     v = BalanceView(pool, dsn=db_url, settings=EnforcementSettings(config_reload_s=0.1))
     await v.start()
     try:
-        await store.set_budget(pool, budget_of("key:k1", daily_micros=USD, monthly_micros=None), actor="t")
         await eventually(lambda: _ready("key:k1" in v.policy.budgets), what="budget loaded")
         loads = v.config_loads
         await eventually(lambda: _ready(v.config_skips >= 3), what="periodic reloads skipped")

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from spendgate.core.config import Settings
-from spendgate.domain.enforcement import BalanceKey, Principal
+from spendgate.domain.enforcement import BalanceKey, Principal, SessionEstimator
 from spendgate.domain.enforcement.policy import budget_of
 from spendgate.domain.enforcement.settings import EnforcementSettings
 from spendgate.domain.errors import ConfigError
@@ -50,13 +50,14 @@ async def test_stages_and_reset_through_the_started_stack(pool: asyncpg.Pool, db
     day = BalanceKey("key:k1", PeriodKind.DAY, clock.now.date())
     await store.set_budget(pool, budget_of("key:k1", daily_micros=USD, monthly_micros=None), actor="t")
     raw = small_turn()
+    est = SessionEstimator(output_cap_tokens=8192).estimate(None, len(raw))  # the proxy's estimate of it
     async with enforcement(Settings(database_url=db_url), pool, db_url, clock=clock) as enf:
         async def admitted_at(spent: int) -> tuple[str, str]:
             async def probe() -> int:
                 return enf.view.spent_micros(day)
 
             await eventually(probe, until=lambda v: v == spent, what=f"balance {spent}")
-            adm = enf.admit(ALICE, "gpt-5.1", session_id=None, raw=raw)
+            adm = enf.admit(ALICE, "gpt-5.1", session_id=None, raw=raw, estimate=est)
             enf.abandon(adm)
             return adm.decision.action, adm.model
 
@@ -66,7 +67,7 @@ async def test_stages_and_reset_through_the_started_stack(pool: asyncpg.Pool, db
         assert await admitted_at(950_000) == ("downgrade", "gpt-5.1-mini")
         await ledger_add(pool, day, 150_000)
         assert await admitted_at(1_100_000) == ("refuse", "gpt-5.1")
-        refused = enf.admit(ALICE, "gpt-5.1", session_id=None, raw=raw)
+        refused = enf.admit(ALICE, "gpt-5.1", session_id=None, raw=raw, estimate=est)
         assert refused.refusal is not None
         err = refused.refusal.json()["error"]
         assert (err["type"], err["code"], err["scope"], err["spent_usd"]) == (
@@ -74,6 +75,6 @@ async def test_stages_and_reset_through_the_started_stack(pool: asyncpg.Pool, db
         assert err["resets_at"] == int((datetime.combine(day.period_start, datetime.min.time(), UTC)
                                         + timedelta(days=1)).timestamp())
         clock.now += timedelta(days=1)
-        after = enf.admit(ALICE, "gpt-5.1", session_id=None, raw=raw)
+        after = enf.admit(ALICE, "gpt-5.1", session_id=None, raw=raw, estimate=est)
         assert after.refusal is None and after.decision.action == "pass"
         enf.abandon(after)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import email
 import email.policy
 import io
 import json
 import re
 import socket
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
@@ -28,12 +26,8 @@ from spendgate.cli import main
 from spendgate.core.bus.postgres import PostgresBus
 from spendgate.core.config import ForecastSettings, Settings, SmtpSettings
 from spendgate.forecaster.service import Forecaster
+from tests.support import forecast_ledger
 from tests.support.waiting import eventually
-
-START = date(2025, 12, 1)
-LAST = date(2026, 3, 14)
-TEAMS = {"platform": ("alice", "bob"), "web": ("carol",)}
-BUDGETS = {"team:platform": 2_000_000_000, "team:web": 5_000_000_000}
 
 
 class Inbox:
@@ -59,64 +53,26 @@ def smtp() -> Iterator[tuple[Inbox, int]]:
     controller.stop()
 
 
-def _event_row(at: datetime, team: str, developer: str, cost: int) -> tuple[Any, ...]:
-    return (uuid.uuid4(), at, "test", f"k-{developer}", developer, team, f"cc-{team}", f"s-{developer}-{at:%m%d}",
-            f"acme/{team}", "gpt-5.1", cost)
-
-
-async def add_events(pool: asyncpg.Pool, rows: list[tuple[Any, ...]]) -> None:
-    await pool.executemany(
-        """INSERT INTO usage_events (event_id, occurred_at, proxy_instance, key_id, developer, team, cost_center,
-               session_id, repo, endpoint, model_requested, model_used, route_reason, stage, status, http_status,
-               input_tokens, cached_tokens, output_tokens, reasoning_tokens, usage_source, input_price_micros,
-               cached_price_micros, output_price_micros, price_fallback, cost_micros, retry, latency_ms)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, '/v1/responses', $10, $10, 'requested', 'ok', 'ok', 200,
-                   1000, 0, 100, 0, 'reported', 1250000, 125000, 10000000, false, $11, false, 100)""",
-        rows,
-    )
-
-
-async def fold_balances(pool: asyncpg.Pool) -> None:
-    """Stand-in for the ledger's day balances, derived from the same events (team and org scopes)."""
-    await pool.execute("DELETE FROM balances")
-    await pool.execute(
-        """INSERT INTO balances (scope, period, period_start, spent_micros, requests)
-           SELECT s.scope, 'day', (e.occurred_at AT TIME ZONE 'UTC')::date, sum(e.cost_micros), count(*)
-           FROM usage_events e CROSS JOIN LATERAL (VALUES ('team:' || e.team), ('org')) AS s(scope)
-           GROUP BY 1, 3"""
-    )
-
-
 @pytest.fixture
 async def ledger(pool: asyncpg.Pool) -> None:
     """Two teams with budgets and 3.5 months of weekday-heavy usage; bob's spend triples in the last week."""
-    rng = np.random.default_rng(3)
-    rows = []
-    day = START
-    while day <= LAST:
-        for team, developers in TEAMS.items():
-            for dev in developers:
-                usd = (30.0 if day.weekday() < 5 else 6.0) * rng.lognormal(0, 0.2)
-                if dev == "bob" and day > LAST - timedelta(days=7):
-                    usd *= 3
-                at = datetime(day.year, day.month, day.day, 10, tzinfo=UTC)
-                rows.append(_event_row(at, team, dev, round(float(usd) * 1e6)))
-        day += timedelta(days=1)
-    await add_events(pool, rows)
-    await fold_balances(pool)
-    await pool.executemany("INSERT INTO budgets (scope, monthly_micros) VALUES ($1, $2)", list(BUDGETS.items()))
+    await forecast_ledger.seed(pool)
 
 
 def check_png(data: bytes) -> None:
+    """A PNG drawn for the report's 1,050 px column at 1.5x, wider than tall."""
     image = Image.open(io.BytesIO(data))
     image.load()
-    assert image.format == "PNG" and image.size[0] > 300 and image.size[1] > 150
+    assert image.format == "PNG" and image.size[0] >= 1500 and 300 < image.size[1] < image.size[0] / 2
 
 
 async def test_nightly_report_arrives_by_smtp_with_inline_charts(
     pool: asyncpg.Pool, db_url: str, tmp_path: Path, ledger: None, smtp: tuple[Inbox, int]
 ) -> None:
-    """The worker mails the report once a day: text and HTML parts, teams by risk, decodable inline PNGs."""
+    """The worker mails the report once a day: text and HTML parts, teams by risk then the org and developers,
+    an inline PNG chart for every budgeted scope."""
+    await pool.executemany("INSERT INTO budgets (scope, monthly_micros) VALUES ($1, $2)",
+                           [("org", 9_000_000_000), ("developer:bob", 1_000_000_000)])
     inbox, port = smtp
     settings = Settings(database_url=db_url, data_dir=tmp_path, smtp=SmtpSettings(host="127.0.0.1", port=port),
                         forecast=ForecastSettings(paths=300, report_recipients=["finops@example.com"]))
@@ -128,20 +84,22 @@ async def test_nightly_report_arrives_by_smtp_with_inline_charts(
 
     msg = inbox.messages[0]
     assert msg["To"] == "finops@example.com" and "March 2026" in msg["Subject"]
+    assert "of 4 budgets over at P50" in msg["Subject"]
     text = msg.get_body(preferencelist=("plain",))
     html = msg.get_body(preferencelist=("html",))
     assert text is not None and html is not None
     body = html.get_content()
     assert "Teams by risk" in body and body.index("<td class='l'>platform</td>") < body.index("<td class='l'>web</td>")
+    assert body.index("Teams by risk") < body.index("The organisation") < body.index("Developers by risk")
     assert "Teams by risk" in text.get_content() and "bob" in text.get_content()
-    platform = body[body.index("<h2>team platform</h2>"):body.index("<h2>team web</h2>")]
+    platform = body[body.index("<h3>team platform</h3>"):body.index("<h3>team web</h3>")]
     assert platform.index("bob") < platform.index("alice")  # the driver of the change comes first
     sessions = platform[platform.index("Costliest sessions"):]
     assert re.findall(r"<td class='l'>(s-[a-z]+)-\d{4}</td>", sessions)[0] == "s-bob"
     cids = re.findall(r"src='cid:([^']+)'", body)
     images = {part["Content-ID"].strip("<>"): part.get_content() for part in msg.walk()
               if part.get_content_type() == "image/png"}
-    assert len(cids) == 2 and set(cids) == set(images)
+    assert len(cids) == 4 and set(cids) == set(images) and "<svg" not in body  # mail clients show PNG, not SVG
     for data in images.values():
         check_png(data)
     assert await pool.fetchval("SELECT sent_at IS NOT NULL FROM forecast_reports WHERE report_date = $1",
@@ -153,19 +111,18 @@ def invoke(db_url: str, tmp_path: Path, *args: str) -> Result:
     return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
 
 
-async def test_report_out_writes_html_with_embedded_charts(
+async def test_report_out_writes_a_page_with_inline_svg_charts(
     db_url: str, tmp_path: Path, ledger: None
 ) -> None:
-    """`forecast report --out` writes an HTML file whose charts are data: URIs that decode as PNG."""
+    """`forecast report --out` writes one HTML page: each scope's chart inline as SVG, wide and phone-sized."""
     out = tmp_path / "report.html"
     result = await asyncio.to_thread(invoke, db_url, tmp_path, "forecast", "report", "--as-of", "2026-03-14",
                                      "--out", str(out))
     assert result.exit_code == 0, result.output
     html = out.read_text()
-    uris = re.findall(r"src='data:image/png;base64,([^']+)'", html)
-    assert len(uris) == 2
-    for uri in uris:
-        check_png(base64.b64decode(uri))
+    assert html.count('class="chart wide"') == 2 and html.count('class="chart narrow"') == 2
+    assert "data:image" not in html and "<?xml" not in html
+    assert re.findall(r"<figure data-scope='([^']+)'", html) == ["team:platform", "team:web"]
 
 
 async def test_forecast_as_of_sees_the_ledger_as_it_stood_that_day(
@@ -181,7 +138,8 @@ async def test_forecast_as_of_sees_the_ledger_as_it_stood_that_day(
            AND occurred_at >= '2026-03-01T00:00Z' AND occurred_at < '2026-03-11T00:00Z'""")
     assert (row["scope"], row["as_of"], row["actual_micros"]) == ("team:platform", "2026-03-10", spent)
     assert row["p10_micros"] <= row["p50_micros"] <= row["p90_micros"] and row["budget_micros"] == 2_000_000_000
-    await add_events(pool, [_event_row(datetime(2026, 3, 11, 0, 0, 1, tzinfo=UTC), "platform", "bob", 10**9)])
+    await forecast_ledger.add_events(
+        pool, [forecast_ledger.event_row(datetime(2026, 3, 11, 0, 0, 1, tzinfo=UTC), "platform", "bob", 10**9)])
     after = await asyncio.to_thread(invoke, db_url, tmp_path, *args)
     assert json.loads(after.stdout) == [row]
     table = await asyncio.to_thread(invoke, db_url, tmp_path, "forecast", "--as-of", "2026-03-10")

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import asyncpg
 
-from spendgate.ledger.store import insert_events
+from spendgate.store.usage.store import insert_events
+from tests.support.cli import spendgate
 from tests.support.factories import usage_event
-
-
-async def spendgate(*args: str, db_url: str, data_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "SPENDGATE_DATABASE_URL": db_url, "SPENDGATE_DATA_DIR": str(data_dir),
-                "SPENDGATE_LOG_LEVEL": "warning", **env}
-    return await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "spendgate", *args], env=full_env,
-                                   capture_output=True, text=True, timeout=120, check=False)
 
 
 async def test_migrate_is_idempotent(db_url: str, tmp_path: Path) -> None:

@@ -72,8 +72,8 @@ async def test_decider_sees_estimate_corrected_by_session(db_url: str, tmp_path:
                                  headers=h.headers(**{"session-id": "s-est"})) as resp:
                 await resp.read()
         first, second = decider.seen
-        assert first.session is None and second.session is not None
+        assert first.estimate.session is None and second.estimate.session is not None
         reported = h.fake.served[0].input_tokens
-        assert second.session.last_input_tokens == reported
-        assert abs(second.estimated_input_tokens - h.fake.served[1].input_tokens) <= 2
+        assert second.estimate.session.last_input_tokens == reported
+        assert abs(second.estimate.input_tokens - h.fake.served[1].input_tokens) <= 2
         assert second.attribution.session_id == "s-est" and second.model == "gpt-5.1"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from spendgate.domain.enforcement import Policy, Principal, RequestFacts, decide
-from spendgate.domain.enforcement.decide import BalanceKey
+from spendgate.domain.enforcement.balances import BalanceKey
 from spendgate.domain.events import UsageRecorded
 from tests.support.admin_traffic import DEVELOPERS, REPOS, usage
 

@@ -101,15 +101,28 @@ def test_spend_from_before_the_window_counts_in_its_period() -> None:
     assert r2.feed(request(0)) == "pass"
 
 
+def raised(start: datetime, until: datetime) -> Policy:
+    """Alice's daily budget of $1, raised by $1 from ``start`` until ``until``."""
+    doc = {"budgets": [{"scope": "developer:alice", "daily": "1"}],
+           "raises": [{"scope": "developer:alice", "by": "1", "from": start.isoformat(), "until": until.isoformat(),
+                       "reason": "demo day"}]}
+    return policy_from_document(doc, EnforcementSettings())
+
+
 def test_an_active_raise_lifts_the_limit_until_it_expires() -> None:
     """With a raise, the same spend stays below the pause; once the raise expires it pauses."""
-    doc = {"budgets": [{"scope": "developer:alice", "daily": "1"}],
-           "raises": [{"scope": "developer:alice", "by": "1", "until": (T0 + timedelta(minutes=30)).isoformat(),
-                       "reason": "demo day"}]}
-    r = Replay(policy_from_document(doc, EnforcementSettings()), PRICES)
+    r = Replay(raised(T0 - timedelta(days=1), T0 + timedelta(minutes=30)), PRICES)
     r.seed("vk_a", "alice", "platform", T0 - timedelta(hours=1), 1_150_000)
     assert r.feed(request(1)) == "pass"
     assert r.feed(request(40)) == "refuse"
+
+
+def test_a_raise_counts_only_from_its_start() -> None:
+    """Before a raise's start the replay pauses as without it; from the start on the raise lifts the limit."""
+    r = Replay(raised(T0 + timedelta(minutes=30), T0 + timedelta(days=1)), PRICES)
+    r.seed("vk_a", "alice", "platform", T0 - timedelta(hours=1), 1_150_000)
+    assert r.feed(request(1)) == "refuse"
+    assert r.feed(request(31)) == "pass"
 
 
 def test_live_outcomes_are_read_back_from_the_event() -> None:
@@ -127,3 +140,33 @@ def test_a_request_refused_for_another_reason_stays_refused() -> None:
     r = Replay(policy(daily="100"), PRICES, trace=True)
     assert r.feed(request(0, status="refused", cost=0)) == "refused_other"
     assert (r.differences, r.spend_micros) == (0, 0)
+
+
+def test_a_hard_cap_alerts_once_as_a_pause() -> None:
+    """Thresholds 100,100,100 give one alert at 100 %, stage pause, as the ledger's crossing (was three alerts)."""
+    r = Replay(policy(daily="0.01", thresholds=[100, 100, 100]), PRICES)
+    for n in range(6):
+        r.feed(request(n, inp=4_000))
+    assert [(a.threshold_pct, a.stage) for a in r.alerts] == [(100, "pause")]
+
+
+def test_an_expired_raise_alerts_the_thresholds_it_leaves_the_balance_past() -> None:
+    """$1.50 under $1 + $1 raise alerts nothing; after the raise expires the next request is refused and
+    80/95/110 % are alerted then, as the ledger records them (the replay used to alert none)."""
+    doc = {"budgets": [{"scope": "developer:alice", "daily": "1"}],
+           "raises": [{"scope": "developer:alice", "by": "1", "from": (T0 - timedelta(hours=1)).isoformat(),
+                       "until": (T0 + timedelta(minutes=30)).isoformat(), "reason": "demo day"}]}
+    r = Replay(policy_from_document(doc, EnforcementSettings()), PRICES)
+    assert r.feed(request(0, cost=1_500_000)) == "pass" and r.alerts == []
+    assert r.feed(request(40)) == "refuse"
+    assert [(a.threshold_pct, a.stage, a.at) for a in r.alerts] == [
+        (80, "alert", T0 + timedelta(minutes=40)), (95, "downgrade", T0 + timedelta(minutes=40)),
+        (110, "pause", T0 + timedelta(minutes=40))]
+
+
+def test_seeded_spend_past_a_threshold_is_not_alerted_in_the_window() -> None:
+    """Spend from before the window that already passed 80 % was alerted before it: only 95 % is new."""
+    r = Replay(policy(daily="1"), PRICES)
+    r.seed("vk_a", "alice", "platform", T0 - timedelta(hours=2), 900_000)
+    r.feed(request(0, cost=60_000))
+    assert [a.threshold_pct for a in r.alerts] == [95]

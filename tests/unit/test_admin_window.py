@@ -41,6 +41,6 @@ def test_a_backwards_window_and_bad_inputs_are_refused() -> None:
 def test_filters_become_numbered_parameters_never_inlined_text() -> None:
     """Each filter is a bound parameter after the two window bounds; values never enter the SQL text."""
     w = Window.of(date(2026, 11, 1), date(2026, 11, 1), tz="UTC", now=NOW)
-    where, params = Filters(team="x'; DROP TABLE usage_events; --", repo="api").sql(w)
+    where, params = Filters(team="x'; DROP TABLE usage_events; --", repo="api").usage(w).where()
     assert where == "occurred_at >= $1 AND occurred_at < $2 AND team = $3 AND repo = $4"
     assert params[2:] == ["x'; DROP TABLE usage_events; --", "api"]

@@ -57,6 +57,16 @@ def test_no_budget_passes_with_nothing_to_reserve() -> None:
     """A request in no budgeted scope passes unchanged and has no balance keys."""
     d = run(policy(), {})
     assert (d.action, d.model_used, d.keys, d.decided_by) == ("pass", "gpt-5.1", (), None)
+    assert d.remaining_micros is None
+
+
+def test_remaining_is_the_tightest_budget_left_whatever_stage_decides() -> None:
+    """Key $10 with $2 spent, team $50 with $45 spent: $5 left (the team's); past a budget it is negative."""
+    p = policy(Budget("key:k1", daily_micros=10 * USD), Budget("team:platform", daily_micros=50 * USD))
+    d = run(p, {day("key:k1"): 2 * USD, day("team:platform"): 45 * USD})
+    assert (d.stage, d.remaining_micros) == (StageLevel.ALERT, 5 * USD)
+    paused = run(p, {day("key:k1"): 12 * USD})
+    assert (paused.action, paused.remaining_micros) == ("refuse", -2 * USD)
 
 
 def test_alert_stage_passes_the_requested_model() -> None:

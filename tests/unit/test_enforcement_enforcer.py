@@ -18,6 +18,7 @@ from spendgate.domain.enforcement import (
     ReservationBook,
     RetryDetector,
     SessionEstimator,
+    TokenEstimate,
     decide,
 )
 from spendgate.domain.enforcement.settings import EnforcementSettings
@@ -50,8 +51,12 @@ class FakeView:
 
 def enforcer(*budgets: Budget) -> tuple[Enforcer, FakeView]:
     view = FakeView(Policy.from_settings(EnforcementSettings(), budgets))
-    return Enforcer(view, prices=PriceTable(), detector=RetryDetector(), clock=lambda: NOW,
-                    estimator=SessionEstimator(output_cap_tokens=8192)), view
+    return Enforcer(view, prices=PriceTable(), detector=RetryDetector(), clock=lambda: NOW), view
+
+
+def estimate(raw: bytes) -> TokenEstimate:
+    """The proxy's estimate of a body (a session's first request: from its size)."""
+    return SessionEstimator(output_cap_tokens=8192).estimate(None, len(raw))
 
 
 def body(text: str = "hello") -> bytes:
@@ -62,10 +67,10 @@ def test_admit_reserves_the_estimate_and_complete_settles_the_real_cost() -> Non
     """A passing request reserves its estimated cost; completion swaps in the real cost as unsettled."""
     enf, view = enforcer(Budget("key:k1", daily_micros=USD))
     raw = body("x" * 4_550)
-    adm = enf.admit(ALICE, "gpt-5.1", session_id="s1", raw=raw)
+    adm = enf.admit(ALICE, "gpt-5.1", session_id="s1", raw=raw, estimate=estimate(raw))
     assert adm.refusal is None and adm.model == "gpt-5.1" and adm.reservation is not None
     assert view.book.reserved_micros(KEY) == adm.reservation.amount_micros > 0
-    enf.complete(adm, event_id="e1", cost_micros=1234, input_tokens=1000, cached_tokens=0, output_tokens=10)
+    enf.complete(adm, event_id="e1", cost_micros=1234)
     assert (view.book.reserved_micros(KEY), view.book.unsettled_micros(KEY)) == (0, 1234)
 
 
@@ -74,7 +79,7 @@ def test_paused_budget_is_refused_without_a_reservation() -> None:
     enf, view = enforcer(Budget("key:k1", daily_micros=USD))
     view.settled[KEY] = 1_100_000
     raw = body()
-    adm = enf.admit(ALICE, "gpt-5.1", session_id="s1", raw=raw)
+    adm = enf.admit(ALICE, "gpt-5.1", session_id="s1", raw=raw, estimate=estimate(raw))
     assert adm.refusal is not None and adm.refusal.json()["error"]["code"] == "usage_limit_reached"
     assert adm.reservation is None and view.book.open_count == 0
     assert adm.refusal_reason == "budget_pause"
@@ -84,7 +89,7 @@ def test_retry_loop_is_refused_even_with_budget_left() -> None:
     """A session past its retry cap is refused with retry_budget_exhausted regardless of budget."""
     enf, _ = enforcer()
     raw = body()
-    adms = [enf.admit(ALICE, "gpt-5.1", session_id="s1", raw=raw) for _ in range(4)]
+    adms = [enf.admit(ALICE, "gpt-5.1", session_id="s1", raw=raw, estimate=estimate(raw)) for _ in range(4)]
     assert [a.refusal is not None for a in adms] == [False, False, False, True]
     assert adms[3].refusal is not None and adms[3].refusal.json()["error"]["code"] == "retry_budget_exhausted"
     assert adms[1].retry.retry and adms[3].refusal_reason == "retry_budget" and adms[0].refusal_reason is None
@@ -104,7 +109,7 @@ def test_concurrent_requests_stay_within_the_documented_bound_without_false_bloc
     for i in range(2_000):
         if len(in_flight) < 64 and rng.random() < 0.6:
             adm = enf.admit(ALICE, "gpt-5.1", session_id=f"s{i % 16}", raw=raw + str(i).encode(),
-                            est_input_tokens=10_000)
+                            estimate=TokenEstimate(10_000, 1_024))
             real = cost_micros(price, input_tokens=10_000, cached_tokens=0, output_tokens=rng.randint(200, 1_800))
             in_flight_real = sum(c for _, c in in_flight)
             if adm.refusal is not None:
@@ -137,9 +142,9 @@ def test_retry_loop_event_is_built_once_with_the_retry_spend() -> None:
     raw = body()
     events = []
     for i in range(6):
-        adm = enf.admit(ALICE, "gpt-5.1", session_id="s1", raw=raw)
+        adm = enf.admit(ALICE, "gpt-5.1", session_id="s1", raw=raw, estimate=estimate(raw))
         if adm.refusal is None:
-            enf.complete(adm, event_id=f"e{i}", cost_micros=100, input_tokens=10, output_tokens=1)
+            enf.complete(adm, event_id=f"e{i}", cost_micros=100)
         events.append(enf.retry_loop_event(adm, ALICE, cost_center="cc1"))
     found = [e for e in events if e is not None]
     assert len(found) == 1 and events[3] is found[0]

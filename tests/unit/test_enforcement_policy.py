@@ -25,7 +25,8 @@ budgets:
   - scope: key:k1
     daily: "1.50"
 raises:
-  - {scope: team:platform, by: "20", until: "2026-12-01T00:00:00Z", reason: release week}
+  - {scope: team:platform, by: "20", from: "2026-11-24T00:00:00Z", until: "2026-12-01T00:00:00Z",
+     reason: release week}
 downgrade_max_input_tokens: 20000
 """
 
@@ -41,6 +42,7 @@ def test_yaml_proposal_loads_into_typed_budgets(tmp_path: Path) -> None:
     assert p.budgets["key:k1"].daily_micros == 1_500_000 and p.budgets["key:k1"].monthly_micros is None
     assert p.raises[0].amount_micros == 20_000_000
     assert p.raises[0].until == datetime(2026, 12, 1, tzinfo=UTC)
+    assert p.raises[0].created_at == datetime(2026, 11, 24, tzinfo=UTC)  # it counts from then
     assert p.downgrade_max_input_tokens == 20_000
     assert p.cascades["gpt-5.1"] == ("gpt-5.1-mini", "gpt-4.1-mini")
 
@@ -54,12 +56,18 @@ def test_yaml_proposal_loads_into_typed_budgets(tmp_path: Path) -> None:
         ({"budgets": [{"scope": "org", "daily": "1", "thresholds": [95, 80, 110]}]}, "rising"),
         ({"budgets": [{"scope": "org"}]}, "daily or a monthly"),
         ({"budgets": [{"scope": "org", "daily": "0"}]}, "positive"),
-        ({"raises": [{"scope": "org", "by": "1", "until": "2026-12-01T00:00:00", "reason": "x"}]}, "timezone"),
+        ({"raises": [{"scope": "org", "by": "1", "from": "2026-11-01T00:00:00Z", "until": "2026-12-01T00:00:00",
+                      "reason": "x"}]}, "timezone"),
+        ({"raises": [{"scope": "org", "by": "1", "until": "2026-12-01T00:00:00Z", "reason": "x"}]},
+         "from: Field required"),
+        ({"raises": [{"scope": "org", "by": "1", "from": "2026-12-01T00:00:00Z", "until": "2026-12-01T00:00:00Z",
+                      "reason": "x"}]}, "before until"),
         ({"budget": []}, "invalid policy"),
     ],
 )
 def test_invalid_policies_are_config_errors_naming_the_problem(doc: dict[str, object], fragment: str) -> None:
-    """Floats, unknown scopes, timezones, falling thresholds, empty or zero budgets and naive times are refused."""
+    """Floats, unknown scopes, timezones, falling thresholds, empty or zero budgets, naive times and raises
+    without a start (or starting at their end) are refused."""
     with pytest.raises(ConfigError, match=fragment):
         policy_from_document(doc, EnforcementSettings())
 

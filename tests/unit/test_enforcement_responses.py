@@ -1,4 +1,4 @@
-"""The Codex-aware pause and retry refusals, and model-header rewriting."""
+"""The Codex-aware pause and retry refusals."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from spendgate.domain.enforcement import (
     RetryVerdict,
     StageLevel,
     Standing,
-    client_headers,
     pause_refusal,
     retry_refusal,
 )
@@ -67,13 +66,3 @@ def test_retry_refusal_has_its_own_code_and_names_the_command() -> None:
     assert (err["command"], err["retries"], err["cap"], err["resets_at"]) == ("ls /nope", 3, 3, int(now.timestamp()))
     assert "`ls /nope` (exec_command) failed 4 times in a row" in err["message"]
     assert "retry loop" in r.headers["x-codex-promo-message"] and "ls /nope" in r.headers["x-codex-promo-message"]
-
-
-def test_downgraded_response_headers_name_the_requested_model() -> None:
-    """After a downgrade openai-model / x-openai-model are rewritten to the requested model; others untouched."""
-    d = Decision("downgrade", StageLevel.DOWNGRADE, "gpt-5.1", "gpt-5.1-mini", "downgrade", None, ())
-    upstream = [("OpenAI-Model", "gpt-5.1-mini"), ("x-openai-model", "gpt-5.1-mini"), ("x-request-id", "r1")]
-    assert client_headers(upstream, d) == [("OpenAI-Model", "gpt-5.1"), ("x-openai-model", "gpt-5.1"),
-                                           ("x-request-id", "r1")]
-    same = Decision("pass", StageLevel.OK, "gpt-5.1", "gpt-5.1", "requested", None, ())
-    assert client_headers(upstream, same) == upstream

@@ -8,11 +8,11 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 
 from spendgate.forecaster.backtest import backtest, pinball, run_rate
-from spendgate.forecaster.chart import burndown_png
+from spendgate.forecaster.chart import Chart
 from spendgate.forecaster.engine import ScopeForecast, as_of_for, seed_for
 from spendgate.forecaster.model import ScopeSeries, forecast
 from spendgate.forecaster.render import report_html, report_text
-from spendgate.forecaster.report import DeveloperDriver, Report, SessionDriver, TeamSection
+from spendgate.forecaster.report import DeveloperDriver, Report, ScopeSection, SessionDriver, report_order
 from spendgate.forecaster.series import BudgetedScope, pooled_dow
 
 SHAPE = np.array([1.0, 1.1, 1.1, 1.05, 0.9, 0.25, 0.2])
@@ -56,25 +56,37 @@ def test_backtest_scores_forecast_and_run_rate_on_the_same_origins() -> None:
     assert run_rate(100, 10, 30) == 300
 
 
-def _section(team: str, budget: int, seed: int) -> TeamSection:
+def _section(scope: str, budget: int, seed: int) -> ScopeSection:
     start, as_of = date(2025, 11, 1), date(2026, 3, 10)
     series = ScopeSeries(start, weekly(start, (as_of - start).days + 1, seed), as_of, budget_micros=budget)
     fc = forecast(series, seed=seed, paths=200)
-    result = ScopeForecast(BudgetedScope(f"team:{team}", budget, "UTC"), series, fc)
-    return TeamSection(team, result, burndown_png(team, series, fc),
-                       [DeveloperDriver("dev<1>", 300_000_000, 100_000_000)],
-                       [SessionDriver("s-1", "dev<1>", None, 42_000_000, 7)])
+    result = ScopeForecast(BudgetedScope(scope, budget, "UTC"), series, fc)
+    chart = Chart(png=b"png of " + scope.encode(), svg=f"<svg class='chart wide'>{seed}</svg>")
+    if not scope.startswith("team:"):
+        return ScopeSection(result, chart)
+    return ScopeSection(result, chart, [DeveloperDriver("dev<1>", 300_000_000, 100_000_000)],
+                        [SessionDriver("s-1", "dev<1>", None, 42_000_000, 7)])
 
 
-def test_report_renders_teams_by_risk_with_escaped_names() -> None:
-    """HTML and text list every team with its quantiles and drivers; names are HTML-escaped."""
-    risky, calm = _section("<core>", 1_500_000_000, 1), _section("web", 9_000_000_000, 2)
-    report = Report(datetime(2026, 3, 11, 6, tzinfo=UTC), date(2026, 3, 1), [risky, calm])
+def test_report_renders_scopes_grouped_teams_by_risk_first_with_escaped_names() -> None:
+    """HTML and text list teams by risk (with drivers), then the org, developers and keys; names are escaped."""
+    risky, calm = _section("team:<core>", 1_500_000_000, 1), _section("team:web", 9_000_000_000, 2)
+    org, dev = _section("org", 20_000_000_000, 3), _section("developer:alice", 1_000_000_000, 4)
+    sections = sorted([dev, calm, org, risky], key=report_order)
+    assert sections == [risky, calm, org, dev]
+    report = Report(datetime(2026, 3, 11, 6, tzinfo=UTC), date(2026, 3, 1), sections)
     html = report_html(report)
     assert "<core>" not in html and "&lt;core&gt;" in html and "dev&lt;1&gt;" in html
-    assert html.index("&lt;core&gt;") < html.index(">web<")
-    assert html.count("data:image/png;base64,") == 2 and "class='risk'" in html
+    headings = ["Teams by risk", "team &lt;core&gt;", "team web", "The organisation", "the org",
+                "Developers by risk", "developer alice"]
+    positions = [html.index(f">{h}</h") for h in headings]
+    assert positions == sorted(positions)
+    assert html.count("<svg class='chart wide'>") == 4 and "class='risk'" in html
+    assert html.count("Developers driving the change") == 2  # teams only
+    mail = report_html(report, {s.scope: f"cid:{s.name}" for s in sections})
+    assert "<svg" not in mail and "src='cid:alice'" in mail and "width='1050'" in mail
     text = report_text(report)
     assert "Teams by risk" in text and "team web" in text and "s-1 dev<1> -: $42.00 in 7 requests" in text
+    assert text.index("Teams by risk") < text.index("The organisation") < text.index("Developers by risk")
     assert risky.risk > 1 > calm.risk
     assert (risky.result.forecast.as_of + timedelta(days=1)).day == 11

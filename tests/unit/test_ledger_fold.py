@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+from spendgate.domain.enforcement import BalanceKey, Budget, BudgetRaise, StageLevel, Thresholds
 from spendgate.domain.periods import PeriodKind
-from spendgate.ledger.fold import BalanceKey, Limit, crossings, fold, limits_for, scopes_of
+from spendgate.ledger.fold import batch_crossings, crossings, fold, scopes_of
 from tests.support.factories import T0, usage_event
 
 
@@ -51,11 +52,12 @@ def test_crossings_name_the_event_that_crossed() -> None:
     events = [usage_event(cost_micros=300_000, occurred_at=T0 + timedelta(seconds=i)) for i in range(4)]
     result = fold(events, lambda _s: "UTC")
     key = BalanceKey("team:platform", PeriodKind.DAY, T0.date())
-    limit = Limit(1_000_000, (80, 95, 110))
-    found = crossings(key, 0, result.balances[key], limit)
+    limit = Budget("team:platform", daily_micros=1_000_000)  # thresholds 80, 95, 110
+    found = crossings(key, 0, result.balances[key], limit, recorded=StageLevel.OK)
     assert [(c.threshold_pct, c.stage, c.trigger.event_id) for c in found] == [
         (80, "alert", events[2].event_id), (95, "downgrade", events[3].event_id), (110, "pause", events[3].event_id)]
-    assert crossings(key, 800_000, result.balances[key], limit)[0].threshold_pct == 95  # 80 % was crossed before
+    assert crossings(key, 800_000, result.balances[key], limit,
+                     recorded=StageLevel.ALERT)[0].threshold_pct == 95  # 80 % was crossed before
     assert found[0].resets_at == datetime(2026, 11, 3, tzinfo=UTC)
 
 
@@ -64,14 +66,48 @@ def test_exact_threshold_counts_and_integers_only() -> None:
     key = BalanceKey("org", PeriodKind.MONTH, date(2026, 11, 1))
     exact = fold([usage_event(cost_micros=800_000)], lambda _s: "UTC").balances[key]
     short = fold([usage_event(cost_micros=799_999)], lambda _s: "UTC").balances[key]
-    assert [c.threshold_pct for c in crossings(key, 0, exact, Limit(1_000_000, (80, 95, 110)))] == [80]
-    assert crossings(key, 0, short, Limit(1_000_000, (80, 95, 110))) == []
+    org = Budget("org", monthly_micros=1_000_000)
+    assert [c.threshold_pct for c in crossings(key, 0, exact, org, recorded=StageLevel.OK)] == [80]
+    assert crossings(key, 0, short, org, recorded=StageLevel.OK) == []
 
 
 def test_limits_for_picks_the_period() -> None:
     """Daily and monthly budgets apply to their own periods; an unset one means no limit."""
-    budgets = {"team:platform": (40_000_000, None, [80, 95, 110])}
-    day = limits_for(budgets, "team:platform", PeriodKind.DAY)
-    assert day is not None and day.budget_micros == 40_000_000
-    assert limits_for(budgets, "team:platform", PeriodKind.MONTH) is None
-    assert limits_for(budgets, "org", PeriodKind.DAY) is None
+    budgets = {"team:platform": Budget("team:platform", daily_micros=40_000_000, monthly_micros=None)}
+    day = budgets["team:platform"].limit_micros(PeriodKind.DAY)
+    assert day is not None and day == 40_000_000
+    assert budgets["team:platform"].limit_micros(PeriodKind.MONTH) is None
+    assert budgets.get("org") is None
+
+
+def test_a_hard_cap_is_one_pause_crossing() -> None:
+    """Thresholds 100,100,100 write one crossing at 100 %, stage pause (was three rows, the outbox kept 'alert')."""
+    key = BalanceKey("org", PeriodKind.MONTH, date(2026, 11, 1))
+    delta = fold([usage_event(cost_micros=1_000_000)], lambda _s: "UTC").balances[key]
+    cap = Budget("org", monthly_micros=1_000_000, thresholds=Thresholds(100, 100, 100))
+    found = crossings(key, 0, delta, cap, recorded=StageLevel.OK)
+    assert [(c.threshold_pct, c.stage) for c in found] == [(100, "pause")]
+
+
+def test_a_threshold_passed_when_a_raise_expires_is_reported_at_the_next_event() -> None:
+    """$1.50 of $1 + $1 raise is 75 %; once the raise expires the next event, even a free refused one,
+    reports 80/95/110 % (deciding from the spend before the batch skipped them for good)."""
+    raise_ = BudgetRaise("team:platform", 1_000_000, T0 + timedelta(minutes=30), "demo day")
+    budgets = {"team:platform": Budget("team:platform", daily_micros=1_000_000)}
+    first = fold([usage_event(cost_micros=1_500_000)], lambda _s: "UTC")
+    assert batch_crossings(first, {}, budgets, raises=[raise_]) == []
+    key = BalanceKey("team:platform", PeriodKind.DAY, T0.date())
+    refused = usage_event(status="refused", cost_micros=0, occurred_at=T0 + timedelta(hours=1))
+    second = fold([refused], lambda _s: "UTC")
+    found = batch_crossings(second, {key: 1_500_000}, budgets, raises=[raise_])
+    assert [(c.threshold_pct, c.stage, c.trigger.event_id) for c in found if c.key == key] == [
+        (80, "alert", refused.event_id), (95, "downgrade", refused.event_id), (110, "pause", refused.event_id)]
+
+
+def test_a_lowered_budget_reports_the_thresholds_the_balance_is_already_past() -> None:
+    """A budget cut from $10 to $1 under $1.50 of spend: the next batch reports 80/95/110 % (the outbox
+    drops any it had already)."""
+    key = BalanceKey("org", PeriodKind.DAY, T0.date())
+    result = fold([usage_event(cost_micros=10, occurred_at=T0 + timedelta(hours=1))], lambda _s: "UTC")
+    found = batch_crossings(result, {key: 1_500_000}, {"org": Budget("org", daily_micros=1_000_000)})
+    assert [c.threshold_pct for c in found] == [80, 95, 110]

@@ -6,9 +6,9 @@ import json
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from spendgate.domain.enforcement.estimate import BYTES_PER_TOKEN_X10, SessionEstimator
 from spendgate.proxy.attribution import attribute
-from spendgate.proxy.estimator import DEFAULT_BYTES_PER_TOKEN, SessionBook
-from spendgate.proxy.forwarding import client_headers, upstream_headers, upstream_url
+from spendgate.proxy.forwarding import budget_headers, client_headers, upstream_headers, upstream_url
 
 META = json.dumps({"session_id": "s-meta", "turn_id": "t-1", "workspaces": {"/home/a/src/api": {"has_changes": False}}})
 
@@ -51,6 +51,20 @@ def test_client_headers_drop_model_headers_after_a_rewrite() -> None:
     assert "openai-model" not in out and out["x-request-id"] == "r" and "Content-Length" not in out
 
 
+def test_upstream_spendgate_headers_never_reach_the_client() -> None:
+    """x-spendgate-* answers are the gateway's own: an upstream cannot set a client's stage or budget."""
+    up = CIMultiDictProxy(CIMultiDict([("X-Spendgate-Stage", "ok"), ("x-request-id", "r")]))
+    assert list(client_headers(up).items()) == [("x-request-id", "r")]
+
+
+def test_budget_headers_name_the_stage_and_the_tightest_budget_left_in_decimal_usd() -> None:
+    """Remaining is exact decimal dollars (negative past the budget); without a budget only the stage."""
+    assert budget_headers("downgrade", 12_345) == [("x-spendgate-stage", "downgrade"),
+                                                   ("x-spendgate-budget-remaining-usd", "0.012345")]
+    assert budget_headers("pause", -1_500_000)[1] == ("x-spendgate-budget-remaining-usd", "-1.500000")
+    assert budget_headers("ok", None) == [("x-spendgate-stage", "ok")]
+
+
 def test_upstream_url_joins_paths() -> None:
     """/v1/<path> maps onto the upstream base, keeping the query string."""
     assert upstream_url("https://api.openai.com/v1", "/v1/responses", "") == "https://api.openai.com/v1/responses"
@@ -59,10 +73,10 @@ def test_upstream_url_joins_paths() -> None:
 
 def test_estimator_corrects_per_session() -> None:
     """Body size / 4.6 at first, then the session's own bytes-per-token from the reported input tokens."""
-    book = SessionBook(max_sessions=2)
-    assert book.estimate_input_tokens("s", 4600) == round(4600 / DEFAULT_BYTES_PER_TOKEN)
-    book.record("s", body_bytes=3000, input_tokens=1000, cost_micros=5)
-    assert book.estimate_input_tokens("s", 6000) == 2000
-    book.record("a", body_bytes=1, input_tokens=1, cost_micros=0)
-    book.record("b", body_bytes=1, input_tokens=1, cost_micros=0)
-    assert book.get("s") is None and len(book) == 2
+    book = SessionEstimator(output_cap_tokens=8192, max_sessions=2)
+    assert book.estimate("s", 4600).input_tokens == 4600 * 10 // BYTES_PER_TOKEN_X10
+    book.observe("s", body_bytes=3000, input_tokens=1000, output_tokens=5)
+    assert book.estimate("s", 6000).input_tokens == 2000
+    book.observe("a", body_bytes=1, input_tokens=1, output_tokens=0)
+    book.observe("b", body_bytes=1, input_tokens=1, output_tokens=0)
+    assert book.session("s") is None and len(book) == 2

@@ -11,14 +11,23 @@ import random
 from collections.abc import Callable
 
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
+from spendgate.core import supervisor as supervisor_module
 from spendgate.core.health import Health, State
 from spendgate.core.supervisor import Backoff, Beat, Loop, Supervisor
 from spendgate.domain.errors import BusUnavailableError, ConfigError
 from tests.support.waiting import eventually
 
 FAILED = "background task failed; restarting"
+
+
+@pytest.fixture(autouse=True)
+def uncached_logger(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh logger proxy per test: the module's own may have cached the processors of a test that ran
+    before (cache_logger_on_first_use), and would then bypass ``capture_logs``."""
+    monkeypatch.setattr(supervisor_module, "log", structlog.get_logger(supervisor_module.__name__))
 
 
 class TopOfRange(random.Random):

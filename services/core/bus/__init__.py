@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import asyncpg
 
-from spendgate.core.bus.base import Bus, Consumer, OnAssign, Record, TopicPartition, next_offsets, partition_for
+from spendgate.core.bus import positions
+from spendgate.core.bus.base import (
+    Bus,
+    Consumer,
+    OnAssign,
+    PositionStore,
+    Record,
+    TopicPartition,
+    next_offsets,
+    partition_for,
+)
 from spendgate.core.bus.memory import MemoryBus
 from spendgate.core.config import Settings
 from spendgate.domain.constants import ALL_TOPICS
 
-__all__ = ["Bus", "Consumer", "MemoryBus", "OnAssign", "Record", "TopicPartition", "create_bus", "next_offsets",
-           "partition_for"]
+__all__ = ["POSITIONS", "Bus", "Consumer", "MemoryBus", "OnAssign", "PositionStore", "Record", "TopicPartition",
+           "create_bus", "next_offsets", "partition_for"]
+
+POSITIONS: PositionStore = positions
+"""Consumer positions in PostgreSQL: the :mod:`.positions` module, pinned to its port here."""
 
 
 def create_bus(settings: Settings, *, pool: asyncpg.Pool | None, dsn: str | None) -> Bus:

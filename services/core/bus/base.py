@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from spendgate.core.db import Queryable
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -69,6 +72,17 @@ class Bus(Protocol):
     def consumer(
         self, group: str, topics: Sequence[str], *, on_assign: OnAssign | None = None
     ) -> Consumer: ...
+
+
+class PositionStore(Protocol):
+    """Consumer positions kept beside the consumer's results (``positions.py`` in PostgreSQL): saved in the
+    consumer's transaction, read back in ``on_assign``; a saved position never goes backwards."""
+
+    async def load_positions(
+        self, db: Queryable, consumer: str, partitions: Sequence[TopicPartition]
+    ) -> dict[TopicPartition, int]: ...
+
+    async def save_positions(self, db: Queryable, consumer: str, offsets: Mapping[TopicPartition, int]) -> None: ...
 
 
 def next_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:

@@ -1,13 +1,17 @@
-"""Enforcement: budgets in stages, downgrade, a Codex-aware pause, retry budgets (docs/enforcement.md).
+"""The budget rules, once, and the enforcement built on them (docs/enforcement.md). Pure: no I/O.
 
-This package's own namespace holds the pure parts only (no aiohttp, asyncpg or aiokafka), so the
-policy dry-run can replay events through the same decision as the proxy. The I/O adapters are
-imported by name: ``enforcement.view`` (:class:`BalanceView`), ``enforcement.budgets_store``.
+The rules every area calls instead of keeping a copy: the effective budget, base plus active raises
+(``policy.effective_budget_micros``); the scopes of a request (``scopes.Principal.scopes``); the
+balance key (``balances.BalanceKey``); the stage for a spend/budget ratio and the threshold crossings
+(``stages.stage_for``, ``stages.crossed``); the cascade step (``Policy.next_model`` /
+``Policy.cheapest_model``). The proxy's decision, the ledger's fold, the dry-run replay and the
+forecaster use them; the proxy's adapters (the balance view, the stores) live outside this package.
 """
 
 from __future__ import annotations
 
-from spendgate.domain.enforcement.decide import BalanceKey, Decision, RequestFacts, Standing, balance_keys, decide
+from spendgate.domain.enforcement.balances import BalanceKey, SpendOf
+from spendgate.domain.enforcement.decide import Decision, RequestFacts, Standing, balance_keys, decide, standings
 from spendgate.domain.enforcement.enforcer import Admission, DecisionSource, Enforcer
 from spendgate.domain.enforcement.estimate import SessionEstimator, TokenEstimate, estimated_cost_micros
 from spendgate.domain.enforcement.policy import (
@@ -16,14 +20,15 @@ from spendgate.domain.enforcement.policy import (
     Policy,
     Thresholds,
     budget_of,
+    effective_budget_micros,
     load_policy,
     policy_from_document,
 )
 from spendgate.domain.enforcement.reservations import Reservation, ReservationBook
-from spendgate.domain.enforcement.responses import Refusal, client_headers, pause_refusal, retry_refusal
+from spendgate.domain.enforcement.responses import Refusal, pause_refusal, retry_refusal
 from spendgate.domain.enforcement.retry import RetryDetector, RetryVerdict
 from spendgate.domain.enforcement.scopes import Principal, parse_scope
-from spendgate.domain.enforcement.stages import StageLevel, stage_for
+from spendgate.domain.enforcement.stages import StageLevel, crossed, stage_for
 
 __all__ = [
     "Admission",
@@ -42,14 +47,16 @@ __all__ = [
     "RetryDetector",
     "RetryVerdict",
     "SessionEstimator",
+    "SpendOf",
     "StageLevel",
     "Standing",
     "Thresholds",
     "TokenEstimate",
     "balance_keys",
     "budget_of",
-    "client_headers",
+    "crossed",
     "decide",
+    "effective_budget_micros",
     "estimated_cost_micros",
     "load_policy",
     "parse_scope",
@@ -57,4 +64,5 @@ __all__ = [
     "policy_from_document",
     "retry_refusal",
     "stage_for",
+    "standings",
 ]

@@ -13,11 +13,11 @@ the effective budget (base plus active raises), and lets the most severe stage d
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
-from typing import Literal, NamedTuple
+from datetime import datetime
+from typing import Literal
 
+from spendgate.domain.enforcement.balances import BalanceKey, SpendOf
 from spendgate.domain.enforcement.policy import AtPause, Policy
 from spendgate.domain.enforcement.scopes import Principal
 from spendgate.domain.enforcement.stages import StageLevel, stage_for
@@ -25,18 +25,6 @@ from spendgate.domain.events import RouteReason
 from spendgate.domain.periods import PeriodKind
 
 Action = Literal["pass", "downgrade", "pause_cheapest", "refuse"]
-
-
-class BalanceKey(NamedTuple):
-    """One balance: a scope's spend in one period, identified by the period's local start date."""
-
-    scope: str
-    period: PeriodKind
-    period_start: date
-
-
-SpendOf = Callable[[BalanceKey], int]
-"""Settled + unsettled + reserved micro-dollars of a balance (0 when nothing is known)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +65,9 @@ class Decision:
     """The scope-period whose stage decided (None when no budget applies)."""
     keys: tuple[BalanceKey, ...]
     """The budgeted balances this request's spend lands in: reserve against these."""
+    remaining_micros: int | None = None
+    """The tightest of the request's budgets: the least (effective budget − spent) over its budgeted
+    scope-periods, negative once spend is past a budget; None when no budget applies."""
 
     @property
     def refused(self) -> bool:
@@ -124,6 +115,7 @@ def decide(facts: RequestFacts, policy: Policy, spend: SpendOf, now: datetime) -
     """Decide what happens to a request; the most severe stage over all its scopes wins."""
     found = standings(facts.principal, policy, spend, now)
     keys = tuple(s.key for s in found)
+    left = min((s.budget_micros - s.spent_micros for s in found), default=None)
     model = facts.model
     level = max((s.stage for s in found), default=StageLevel.OK)
     at_level = [s for s in found if s.stage == level]
@@ -133,15 +125,15 @@ def decide(facts: RequestFacts, policy: Policy, spend: SpendOf, now: datetime) -
         if refusing:
             # The request passes again only when every refusing period has reset: name the last one.
             by = max(refusing, key=lambda s: (s.resets_at, s.spent_micros * 10**6 // s.budget_micros))
-            return Decision("refuse", level, model, model, "requested", by, keys)
+            return Decision("refuse", level, model, model, "requested", by, keys, left)
         assert cheapest is not None
         by = max(at_level, key=lambda s: s.resets_at)
-        return Decision("pause_cheapest", level, model, cheapest, "pause_cheapest", by, keys)
+        return Decision("pause_cheapest", level, model, cheapest, "pause_cheapest", by, keys, left)
     if not at_level:
-        return Decision("pass", level, model, model, "requested", None, keys)
+        return Decision("pass", level, model, model, "requested", None, keys, left)
     by = _worst(at_level)
     if level is StageLevel.DOWNGRADE and facts.est_input_tokens < policy.downgrade_max_input_tokens:
         target = policy.next_model(model)
         if target is not None:
-            return Decision("downgrade", level, model, target, "downgrade", by, keys)
-    return Decision("pass", level, model, model, "requested", by, keys)
+            return Decision("downgrade", level, model, target, "downgrade", by, keys, left)
+    return Decision("pass", level, model, model, "requested", by, keys, left)

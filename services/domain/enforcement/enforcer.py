@@ -2,8 +2,9 @@
 
 ``admit`` runs before forwarding: retry budget first (a loop is refused whatever the balance), then the
 budget decision from the in-memory view, then a reservation of the estimated cost of the model that
-will really be used. ``complete`` runs once the usage event exists: the reservation becomes the real
-cost (unsettled until the ledger folds the event) and the session's estimates learn from the usage.
+will really be used. The token estimate is the proxy's one estimate of the request (``estimate.py``),
+the same one metering uses. ``complete`` runs once the usage event exists: the reservation becomes the
+real cost (unsettled until the ledger folds the event).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from spendgate.domain.enforcement.decide import BalanceKey, Decision, RequestFacts
-from spendgate.domain.enforcement.estimate import SessionEstimator, TokenEstimate, estimated_cost_micros
+from spendgate.domain.enforcement.balances import BalanceKey
+from spendgate.domain.enforcement.decide import Decision, RequestFacts
+from spendgate.domain.enforcement.estimate import TokenEstimate, estimated_cost_micros
 from spendgate.domain.enforcement.reservations import Reservation, ReservationBook
 from spendgate.domain.enforcement.responses import Refusal, pause_refusal, retry_refusal
 from spendgate.domain.enforcement.retry import RetryDetector, RetryVerdict
@@ -47,7 +49,6 @@ class Admission:
     refusal: Refusal | None
     """Set when the request must be answered with this instead of being forwarded."""
     session_id: str | None
-    body_bytes: int
 
     @property
     def model(self) -> str:
@@ -64,19 +65,15 @@ class Admission:
 
 class Enforcer:
     def __init__(self, view: DecisionSource, *, prices: PriceTable, detector: RetryDetector,
-                 estimator: SessionEstimator, clock: Callable[[], datetime] | None = None,
+                 clock: Callable[[], datetime] | None = None,
                  alerted: Callable[[str], list[str]] | None = None) -> None:
-        self.view, self.prices, self.detector, self.estimator = view, prices, detector, estimator
+        self.view, self.prices, self.detector = view, prices, detector
         self._clock = clock or (lambda: datetime.now(UTC))
         self._alerted = alerted or (lambda _scope: [])
 
     def admit(self, principal: Principal, model: str, *, session_id: str | None, raw: bytes,
-              est_input_tokens: int | None = None) -> Admission:
+              estimate: TokenEstimate) -> Admission:
         """Decide a request before forwarding; reserve its estimated cost unless it is refused."""
-        estimate = self.estimator.estimate(session_id, len(raw))
-        if est_input_tokens is not None:
-            estimate = TokenEstimate(est_input_tokens, estimate.output_tokens,
-                                     min(estimate.cached_tokens, est_input_tokens))
         facts = RequestFacts(principal, model, estimate.input_tokens, session_id)
         verdict = self.detector.observe(session_id, raw=raw, cap=self.view.retry_cap(principal))
         decision = self.view.decide(facts)
@@ -89,19 +86,19 @@ class Enforcer:
         reservation = None
         if refusal is None and decision.keys:
             reservation = self.view.book.reserve(decision.keys, self._estimated_cost(decision.model_used, estimate))
-        return Admission(decision, verdict, estimate, reservation, refusal, session_id, len(raw))
+        return Admission(decision, verdict, estimate, reservation, refusal, session_id)
 
-    def complete(self, admission: Admission, *, event_id: str, cost_micros: int,
-                 input_tokens: int | None = None, cached_tokens: int = 0, output_tokens: int | None = None) -> None:
-        """Replace the reservation by the real cost; learn the session's token density."""
+    def standing(self, principal: Principal) -> Decision:
+        """Where the key's budgets stand now (stage, remaining), for a request that spends nothing: no
+        retry check, no reservation."""
+        return self.view.decide(RequestFacts(principal, "", 0))
+
+    def complete(self, admission: Admission, *, event_id: str, cost_micros: int) -> None:
+        """Replace the reservation by the real cost."""
         if admission.reservation is not None:
             self.view.book.settle(admission.reservation, event_id=event_id, cost_micros=cost_micros)
         if admission.retry.retry:
             self.detector.add_retry_cost(admission.session_id, cost_micros)
-        if input_tokens:
-            self.estimator.observe(admission.session_id, body_bytes=admission.body_bytes,
-                                   input_tokens=input_tokens, output_tokens=output_tokens or 0,
-                                   cached_tokens=cached_tokens)
 
     def abandon(self, admission: Admission) -> None:
         """The request never reached the provider: drop its reservation at no cost."""

@@ -11,8 +11,9 @@ The same shape serves the live configuration (rows of ``budgets`` and ``budget_r
         thresholds: [80, 95, 110]
         at_pause: cheapest     # or refuse (default)
         retry_cap: 3
-    raises:
-      - {scope: team:platform, by: "20", until: "2026-12-01T00:00:00Z", reason: release week}
+    raises:                  # each counts from its start (from) until its end (until)
+      - {scope: team:platform, by: "20", from: "2026-11-24T00:00:00Z", until: "2026-12-01T00:00:00Z",
+         reason: release week}
     cascades: {gpt-5.1: [gpt-5.1-mini, gpt-4.1-mini]}   # optional, defaults from settings
     downgrade_max_input_tokens: 10000                   # optional
     retry_cap: 3                                        # optional default for scopes without one
@@ -24,10 +25,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from spendgate.domain.enforcement.scopes import parse_scope
 from spendgate.domain.enforcement.settings import EnforcementSettings
@@ -76,13 +77,49 @@ class Budget:
 
 @dataclass(frozen=True, slots=True)
 class BudgetRaise:
-    """A temporary addition to every budget of a scope, active while ``now < until``."""
+    """A temporary addition to every budget of a scope, counting from when it was made until ``until``."""
 
     scope: str
     amount_micros: int
     until: datetime
     reason: str
     raise_id: str = ""
+    created_at: datetime | None = field(default=None, compare=False)
+    """When it was made, its start: the database's time for a stored raise, ``from`` for a proposal's.
+    None (a raise built by hand) counts as made before any time asked about. Not part of a raise's
+    identity, so a stored raise equals the same raise in a proposal."""
+
+
+@overload
+def effective_budget_micros(base_micros: int, raises: Iterable[BudgetRaise], scope: str, at: datetime, *,
+                            as_of: bool = False) -> int: ...
+
+
+@overload
+def effective_budget_micros(base_micros: None, raises: Iterable[BudgetRaise], scope: str, at: datetime, *,
+                            as_of: bool = False) -> None: ...
+
+
+def effective_budget_micros(base_micros: int | None, raises: Iterable[BudgetRaise], scope: str, at: datetime, *,
+                            as_of: bool = False) -> int | None:
+    """A scope's budget for one period at ``at``: the base amount plus every raise of the scope active
+    at ``at`` (``at < until``). None when the scope has no budget for that period (raises add to a
+    budget, they never make one).
+
+    ``as_of=True`` is the budget as it was known at ``at`` (a forecast audit of a past day): raises
+    granted after ``at`` are left out too. A raise whose ``created_at`` is unknown counts as granted.
+
+    The one rule for "budget plus raises": the proxy's decision, the ledger's crossings, the dry-run
+    and the forecaster all call it. The policy always asks ``as_of`` (a raise counts from its start,
+    which for a live proxy is always past, and which keeps a raise made today out of last month's
+    replay); the forecaster too, whose runs and audits may be set in the past.
+    """
+    if base_micros is None:
+        return None
+    return base_micros + sum(
+        r.amount_micros for r in raises
+        if r.scope == scope and at < r.until and not (as_of and r.created_at is not None and r.created_at > at)
+    )
 
 
 @dataclass(frozen=True)
@@ -96,6 +133,12 @@ class Policy:
     retry_cap: int = 3
     _periods: dict[tuple[PeriodKind, str], Period] = field(default_factory=dict, compare=False, repr=False)
     """Current period per (kind, timezone): a cache, valid while ``starts_at <= now < ends_at``."""
+    _raises_of: dict[str, tuple[BudgetRaise, ...]] = field(default_factory=dict, compare=False, repr=False)
+    """``raises`` by scope (filled on construction): a decision looks at its own scopes' raises only."""
+
+    def __post_init__(self) -> None:
+        for r in self.raises:
+            self._raises_of[r.scope] = (*self._raises_of.get(r.scope, ()), r)
 
     @classmethod
     def from_settings(
@@ -121,11 +164,10 @@ class Policy:
         return period
 
     def effective_micros(self, budget: Budget, kind: PeriodKind, now: datetime) -> int | None:
-        """The period's budget plus every raise of the scope still active at ``now``."""
+        """The period's budget plus every raise of the scope running at ``now``: made by then, not ended."""
+        own = self._raises_of.get(budget.scope)
         base = budget.limit_micros(kind)
-        if base is None:
-            return None
-        return base + sum(r.amount_micros for r in self.raises if r.scope == budget.scope and now < r.until)
+        return base if own is None else effective_budget_micros(base, own, budget.scope, now, as_of=True)
 
     def next_model(self, model: str) -> str | None:
         """One step down ``model``'s cascade, or None when it has nowhere cheaper to go."""
@@ -179,6 +221,9 @@ class _RaiseDoc(BaseModel):
     model_config = ConfigDict(extra="forbid")
     scope: str
     by: str | int
+    starts: datetime = Field(alias="from")
+    """When the raise starts counting: a dry-run replays it from then on (``policy show`` writes a live
+    raise's creation time). Required, so a raise made today cannot lift last month's replay by default."""
     until: datetime
     reason: str
 
@@ -225,9 +270,12 @@ def policy_from_document(doc: Mapping[str, Any], defaults: EnforcementSettings) 
         for b in parsed.budgets
     ]
     for r in parsed.raises:
-        if r.until.tzinfo is None:
-            raise ConfigError(f"raise for {r.scope}: until must carry a timezone (e.g. 2026-12-01T00:00Z)")
-    raises = [BudgetRaise(parse_scope(r.scope), usd_to_micros(r.by), r.until, r.reason) for r in parsed.raises]
+        if r.until.tzinfo is None or r.starts.tzinfo is None:
+            raise ConfigError(f"raise for {r.scope}: from and until must carry a timezone (e.g. 2026-12-01T00:00Z)")
+        if r.starts >= r.until:
+            raise ConfigError(f"raise for {r.scope}: from must come before until")
+    raises = [BudgetRaise(parse_scope(r.scope), usd_to_micros(r.by), r.until, r.reason, created_at=r.starts)
+              for r in parsed.raises]
     base = Policy.from_settings(defaults, budgets, raises)
     return replace(
         base,

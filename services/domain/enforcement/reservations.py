@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from spendgate.domain.enforcement.decide import BalanceKey
+from spendgate.domain.enforcement.balances import BalanceKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +92,13 @@ class ReservationBook:
         return list(self._events)
 
     def reserved_micros(self, key: BalanceKey) -> int:
+        """In-flight reservations on ``key`` alone (inspection API, for tests and diagnostics; the
+        decision uses :meth:`pending_micros`)."""
         return self._reserved.get(key, 0)
 
     def unsettled_micros(self, key: BalanceKey) -> int:
+        """Completed but not yet folded spend on ``key`` alone (inspection API, like
+        :meth:`reserved_micros`)."""
         return self._unsettled.get(key, 0)
 
     def pending_micros(self, key: BalanceKey) -> int:
@@ -103,6 +107,7 @@ class ReservationBook:
 
     @property
     def open_count(self) -> int:
+        """Reservations still open (inspection API, for tests and diagnostics)."""
         return len(self._open)
 
     def take_changed(self) -> dict[BalanceKey, int]:

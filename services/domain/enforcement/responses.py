@@ -1,4 +1,4 @@
-"""Codex-aware refusals and response-header fixes. Pure: no I/O.
+"""Codex-aware refusals. Pure: no I/O.
 
 Codex (CODEX.md) stops at once on a 429 whose ``error.type`` is ``usage_limit_reached`` and shows
 ``You've hit your usage limit. <x-codex-promo-message>, or try again at <resets_at>.``; other clients
@@ -8,7 +8,7 @@ body, and ``x-should-retry: false`` keeps the SDKs from retrying a refusal.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,7 +24,6 @@ from spendgate.domain.periods import zone
 USAGE_LIMIT_REACHED = "usage_limit_reached"
 RETRY_BUDGET_EXHAUSTED = "retry_budget_exhausted"
 PROMO_HEADER = "x-codex-promo-message"
-MODEL_HEADERS = frozenset({"openai-model", "x-openai-model"})
 _PERIOD_WORD = {"day": "daily", "month": "monthly"}
 _CONTROL_TO_QMARK = {c: "?" for c in [*range(32), 127]}
 
@@ -116,14 +115,3 @@ def retry_refusal(verdict: RetryVerdict, *, now: datetime) -> Refusal:
     }
     promo = f"spendgate stopped a retry loop: {what}; change the approach"
     return _refusal(error, promo)
-
-
-def client_headers(upstream: Iterable[tuple[str, str]], decision: Decision) -> list[tuple[str, str]]:
-    """Upstream response headers for the client: a rerouted request's model headers name the
-    requested model, so Codex shows no "your account was rerouted" warning (CODEX.md)."""
-    if decision.model_used == decision.model_requested:
-        return list(upstream)
-    return [
-        (name, decision.model_requested if name.lower() in MODEL_HEADERS else value)
-        for name, value in upstream
-    ]

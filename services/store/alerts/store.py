@@ -1,4 +1,5 @@
-"""The alerter's tables: alert history, delivery jobs and attempts, dead letters, PagerDuty incidents.
+"""The alerter's tables: alert history, delivery jobs and attempts, dead letters, PagerDuty incidents,
+digest state and the latest forecast per scope.
 
 Redelivered events find their alert by ``dedup_key`` and create nothing; a new alert, its jobs,
 its digest items and its incidents are written in one transaction before the bus offset is committed.
@@ -9,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Literal
 
 import asyncpg
+import msgspec
 
-from spendgate.core.db import Conn
+from spendgate.core.db import Conn, Queryable
 from spendgate.domain.alerts import Action, Alert, Message, message_decoder, message_encoder
-from spendgate.domain.events import AlertDelivery
+from spendgate.domain.events import AlertDelivery, ForecastUpdated
 from spendgate.domain.ids import uuid7
 
 
@@ -158,7 +160,25 @@ async def record_attempt(pool: asyncpg.Pool, job: Job, delivery: AlertDelivery) 
             )
 
 
-async def dead_letters(pool: asyncpg.Pool, *, include_replayed: bool = False) -> list[dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class DeadDelivery:
+    """A delivery job that failed its last attempt, with what it was for."""
+
+    dead_letter_id: int
+    job_id: str
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    replayed_at: datetime | None
+    route: str
+    target: str
+    action: Action
+    kind: str
+    scope: str
+    alert_id: str
+
+
+async def dead_letters(pool: asyncpg.Pool, *, include_replayed: bool = False) -> list[DeadDelivery]:
     rows = await pool.fetch(
         """SELECT d.dead_letter_id, d.job_id::text, d.attempts, d.last_error, d.created_at, d.replayed_at,
                   j.route, j.target, j.action, a.kind, a.scope, a.alert_id::text
@@ -166,7 +186,7 @@ async def dead_letters(pool: asyncpg.Pool, *, include_replayed: bool = False) ->
            WHERE $1 OR d.replayed_at IS NULL ORDER BY d.dead_letter_id""",
         include_replayed,
     )
-    return [dict(r) for r in rows]
+    return [DeadDelivery(*r) for r in rows]
 
 
 async def claim_dead(pool: asyncpg.Pool, owner: str, lease_s: float, ids: Sequence[int] = ()) -> list[Job]:
@@ -206,3 +226,114 @@ async def resolve_due_incidents(pool: asyncpg.Pool, now: datetime) -> list[Job]:
                 r["target"], r["incident_key"], now,
             )
     return jobs
+
+
+# -- history: what fired, and where each delivery stands ----------------------------------------------------
+
+
+JobStatus = Literal["pending", "delivered", "dead"]
+
+
+@dataclass(frozen=True, slots=True)
+class JobState:
+    """One delivery of an alert to one target: where it stands now."""
+
+    route: str
+    target: str
+    action: Action
+    status: JobStatus
+    """``pending`` (not yet, or being retried), ``delivered`` or ``dead`` (failed its last attempt)."""
+    attempts: int
+    last_error: str | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEntry:
+    """An alert as its history shows it: the message it sent, its deliveries and the digests it went to."""
+
+    message: Message
+    created_at: datetime
+    jobs: list[JobState]
+    digest_routes: list[str]
+
+
+async def alert_history(db: Queryable, *, scope: str | None = None, kind: str | None = None,
+                        since: datetime | None = None, limit: int = 100) -> list[AlertEntry]:
+    """Recorded alerts, newest first (of ``scope`` / ``kind`` / from ``since`` when given), each with its jobs
+    (oldest first) and the digest routes it waits for or went into."""
+    rows = await db.fetch(
+        """SELECT alert_id, created_at, message::text AS message FROM alerts
+           WHERE ($1::text IS NULL OR scope = $1) AND ($2::text IS NULL OR kind = $2)
+             AND ($3::timestamptz IS NULL OR created_at >= $3)
+           ORDER BY created_at DESC, alert_id DESC LIMIT $4""",
+        scope, kind, since, limit,
+    )
+    ids = [r["alert_id"] for r in rows]
+    jobs: dict[str, list[JobState]] = {str(i): [] for i in ids}
+    for j in await db.fetch(
+        """SELECT alert_id::text, route, target, action, status, attempts, last_error, updated_at FROM alert_jobs
+           WHERE alert_id = ANY($1::uuid[]) ORDER BY created_at, job_id""", ids,
+    ):
+        jobs[j["alert_id"]].append(JobState(j["route"], j["target"], j["action"], j["status"], j["attempts"],
+                                            j["last_error"], j["updated_at"]))
+    digests: dict[str, list[str]] = {str(i): [] for i in ids}
+    for d in await db.fetch(
+        "SELECT alert_id::text, route FROM alert_digest_items WHERE alert_id = ANY($1::uuid[]) ORDER BY route", ids,
+    ):
+        digests[d["alert_id"]].append(d["route"])
+    return [AlertEntry(message_decoder.decode(r["message"]), r["created_at"], jobs[str(r["alert_id"])],
+                       digests[str(r["alert_id"])]) for r in rows]
+
+
+# -- digests --------------------------------------------------------------------------------------------
+
+
+async def lock_digest(conn: Conn, route: str) -> datetime | None:
+    """The route's last digest instant, locked until the caller's transaction ends; None before the first."""
+    last: datetime | None = await conn.fetchval(
+        "SELECT last_due_at FROM alert_digest_state WHERE route = $1 FOR UPDATE", route)
+    return last
+
+
+async def start_digest(conn: Conn, route: str, due_at: datetime) -> None:
+    """Record where the route's first digest period starts (a concurrent first start keeps the other's)."""
+    await conn.execute("INSERT INTO alert_digest_state (route, last_due_at) VALUES ($1, $2) "
+                       "ON CONFLICT DO NOTHING", route, due_at)
+
+
+async def digest_items(conn: Conn, route: str) -> list[Message]:
+    """The messages of the alerts waiting for the route's next digest, oldest first."""
+    rows = await conn.fetch(
+        """SELECT a.message::text AS message FROM alert_digest_items i JOIN alerts a USING (alert_id)
+           WHERE i.route = $1 AND i.digest_alert_id IS NULL ORDER BY a.created_at, a.alert_id""",
+        route)
+    return [message_decoder.decode(r["message"]) for r in rows]
+
+
+async def close_digest(conn: Conn, route: str, digest_alert_id: str, due_at: datetime) -> None:
+    """The waiting items went into ``digest_alert_id``; the route's next period starts at ``due_at``."""
+    await conn.execute("UPDATE alert_digest_items SET digest_alert_id = $2 "
+                       "WHERE route = $1 AND digest_alert_id IS NULL", route, digest_alert_id)
+    await conn.execute("UPDATE alert_digest_state SET last_due_at = $2 WHERE route = $1", route, due_at)
+
+
+# -- the latest forecast per scope (our copy of spendgate.forecast.v1) ----------------------------------
+
+_forecast_decoder = msgspec.json.Decoder(ForecastUpdated)
+
+
+async def remember_forecast(db: Queryable, forecast: ForecastUpdated) -> None:
+    """Keep ``forecast`` as its scope's latest, unless a later as-of day is already kept."""
+    await db.execute(
+        """INSERT INTO alert_forecasts (scope, as_of, forecast) VALUES ($1, $2, $3::jsonb)
+           ON CONFLICT (scope) DO UPDATE SET as_of = excluded.as_of, forecast = excluded.forecast,
+               updated_at = now()
+           WHERE alert_forecasts.as_of <= excluded.as_of""",
+        forecast.scope, forecast.as_of, msgspec.json.encode(forecast).decode(),
+    )
+
+
+async def remembered_forecast(db: Queryable, scope: str) -> ForecastUpdated | None:
+    raw = await db.fetchval("SELECT forecast::text FROM alert_forecasts WHERE scope = $1", scope)
+    return None if raw is None else _forecast_decoder.decode(raw)

@@ -8,12 +8,13 @@ of ``BudgetChanged`` events, see :func:`publish_budget_changes`) and ``pg_notify
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from spendgate.core.db import Conn, Queryable
 from spendgate.domain.constants import PG_NOTIFY_CONFIG, TOPIC_BUDGET
 from spendgate.domain.enforcement.policy import Budget, BudgetRaise, Thresholds, budget_of
 from spendgate.domain.enforcement.scopes import parse_scope
@@ -24,17 +25,8 @@ if TYPE_CHECKING:
     from spendgate.core.bus import Bus
 
 NOTIFY_BUDGETS = "budgets"
-Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 _BUDGET_COLUMNS = "scope, daily_micros, monthly_micros, timezone, thresholds_pct, at_pause, retry_cap, version"
-
-
-@dataclass(frozen=True, slots=True)
-class BalanceRow:
-    scope: str
-    period: str
-    period_start: Any
-    spent_micros: int
-    requests: int
+_RAISE_COLUMNS = "raise_id, scope, amount_micros, until, reason, created_at"
 
 
 def budget_from_row(row: asyncpg.Record) -> Budget:
@@ -43,7 +35,8 @@ def budget_from_row(row: asyncpg.Record) -> Budget:
 
 
 def raise_from_row(row: asyncpg.Record) -> BudgetRaise:
-    return BudgetRaise(row["scope"], row["amount_micros"], row["until"], row["reason"], str(row["raise_id"]))
+    return BudgetRaise(row["scope"], row["amount_micros"], row["until"], row["reason"], str(row["raise_id"]),
+                       row["created_at"])
 
 
 def _budget_detail(b: Budget) -> dict[str, Any]:
@@ -121,30 +114,56 @@ async def delete_budget(pool: asyncpg.Pool, scope: str, *, actor: str) -> bool:
     return True
 
 
-async def load_budgets(
-    conn: asyncpg.Pool | asyncpg.Connection | asyncpg.pool.PoolConnectionProxy, now: datetime
-) -> tuple[list[Budget], list[BudgetRaise]]:
+async def budgets_of(db: Queryable, scopes: Collection[str] | None = None) -> list[Budget]:
+    """Every budget (or those of ``scopes``, exactly as written), by scope."""
+    if scopes is None:
+        rows = await db.fetch(f"SELECT {_BUDGET_COLUMNS} FROM budgets ORDER BY scope")
+    else:
+        rows = await db.fetch(f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE scope = ANY($1::text[]) ORDER BY scope",
+                              list(scopes))
+    return [budget_from_row(r) for r in rows]
+
+
+async def active_raises(db: Queryable, at: datetime, scopes: Collection[str] | None = None) -> list[BudgetRaise]:
+    """Every raise (or those of ``scopes``) that has not ended at ``at``, soonest end first.
+
+    What they add to a budget is :func:`~spendgate.domain.enforcement.policy.effective_budget_micros`'s to say.
+    """
+    rows = await db.fetch(
+        f"""SELECT {_RAISE_COLUMNS} FROM budget_raises
+            WHERE until > $1 AND ($2::text[] IS NULL OR scope = ANY($2::text[])) ORDER BY until""",
+        at, None if scopes is None else list(scopes),
+    )
+    return [raise_from_row(r) for r in rows]
+
+
+async def load_budgets(db: Queryable, now: datetime) -> tuple[list[Budget], list[BudgetRaise]]:
     """Every budget and every raise still active at ``now``."""
-    rows = await conn.fetch(f"SELECT {_BUDGET_COLUMNS} FROM budgets ORDER BY scope")
-    raises = await conn.fetch(
-        "SELECT raise_id, scope, amount_micros, until, reason FROM budget_raises WHERE until > $1 ORDER BY until",
-        now,
-    )
-    return [budget_from_row(r) for r in rows], [raise_from_row(r) for r in raises]
+    return await budgets_of(db), await active_raises(db, now)
 
 
-async def balances_of(pool: asyncpg.Pool, scope: str, starts: dict[str, Any]) -> list[BalanceRow]:
-    """The ledger's balances of ``scope`` for the given period starts (``{"day": date, "month": date}``)."""
-    rows = await pool.fetch(
-        """SELECT scope, period, period_start, spent_micros, requests FROM balances
-           WHERE scope = $1 AND ((period = 'day' AND period_start = $2) OR (period = 'month' AND period_start = $3))""",
-        parse_scope(scope), starts["day"], starts["month"],
-    )
-    return [BalanceRow(r["scope"], r["period"], r["period_start"], r["spent_micros"], r["requests"]) for r in rows]
+async def config_mark(db: Queryable) -> tuple[int, int, int, int]:
+    """A fingerprint of budgets and raises (row counts and version sums): any insert, update or delete
+    changes it, so a reader can skip reloading an unchanged configuration."""
+    row = await db.fetchrow(
+        """SELECT (SELECT count(*) FROM budgets), (SELECT COALESCE(sum(version), 0) FROM budgets),
+                  (SELECT count(*) FROM budget_raises),
+                  (SELECT COALESCE(sum(version), 0) FROM budget_raises)""")
+    assert row is not None
+    return int(row[0]), int(row[1]), int(row[2]), int(row[3])
 
 
-async def publish_budget_changes(pool: asyncpg.Pool, bus: Bus, *, source: str, limit: int = 500) -> int:
-    """Publish unpublished audit rows as ``BudgetChanged`` events on the budget topic (the outbox)."""
+OnChanges = Callable[[Conn, Sequence[BudgetChanged]], Awaitable[object]]
+"""Called with the claimed changes inside the publishing transaction (the ledger evaluates crossings)."""
+
+
+async def publish_budget_changes(pool: asyncpg.Pool, bus: Bus, *, source: str, limit: int = 500,
+                                 on_changes: OnChanges | None = None) -> int:
+    """Publish unpublished audit rows as ``BudgetChanged`` events on the budget topic (the outbox).
+
+    ``on_changes`` runs first, in the same transaction that marks the rows published: what it writes
+    commits exactly when the changes count as published, so it runs once per change.
+    """
     async with pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(
             """SELECT change_id, scope, action, detail, actor, changed_at FROM budget_audit
@@ -152,7 +171,10 @@ async def publish_budget_changes(pool: asyncpg.Pool, bus: Bus, *, source: str, l
         )
         if not rows:
             return 0
-        items = [(r["scope"], encode(_changed(r), source=source)) for r in rows]
+        changes = [_changed(r) for r in rows]
+        if on_changes is not None:
+            await on_changes(conn, changes)
+        items = [(c.scope, encode(c, source=source)) for c in changes]
         await bus.publish_many(TOPIC_BUDGET, items)
         await conn.execute("UPDATE budget_audit SET published_at = now() WHERE change_id = ANY($1::uuid[])",
                            [r["change_id"] for r in rows])

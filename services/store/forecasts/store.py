@@ -1,19 +1,19 @@
-"""The forecaster's tables: forecasts (an outbox to spendgate.forecast.v1) and overruns (once per
-scope and month). Writes happen in one transaction per pass; publishing reads the unpublished rows
-under ``FOR UPDATE SKIP LOCKED``, publishes them and marks them, so a crash between the two only
-repeats a publish (consumers dedupe on the event id), never loses one."""
+"""The forecaster's tables: forecasts (an outbox to spendgate.forecast.v1), overruns (once per scope and
+month) and the nightly report's claim (once per day). Writes happen in one transaction per pass;
+publishing reads the unpublished rows under ``FOR UPDATE SKIP LOCKED``, publishes them and marks them,
+so a crash between the two only repeats a publish (consumers dedupe on the event id), never loses one."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
 
 import asyncpg
 
 from spendgate.core.bus import Bus
-from spendgate.core.db import Conn
+from spendgate.core.db import Conn, Queryable
 from spendgate.domain import constants as c
 from spendgate.domain.events import ForecastOverrun, ForecastUpdated, encode, new_id
 from spendgate.domain.forecast import Forecast
@@ -92,7 +92,7 @@ def _overrun(r: asyncpg.Record) -> ForecastOverrun:
 
 
 async def _publish_table(pool: asyncpg.Pool, bus: Bus, table: str, id_column: str, order: str,
-                         make: Any) -> int:
+                         make: Callable[[asyncpg.Record], ForecastUpdated | ForecastOverrun]) -> int:
     sent = 0
     while True:
         async with pool.acquire() as conn, conn.transaction():
@@ -116,7 +116,45 @@ async def publish_pending(pool: asyncpg.Pool, bus: Bus) -> tuple[int, int]:
     return updates, overruns
 
 
-async def latest_for_month(conn: Conn, month: date) -> list[asyncpg.Record]:
-    """The most recent stored forecast of each scope for ``month``."""
-    return list(await conn.fetch(
-        """SELECT DISTINCT ON (scope) * FROM forecasts WHERE month = $1 ORDER BY scope, as_of DESC""", month))
+@dataclass(frozen=True, slots=True)
+class StoredForecast:
+    scope: str
+    month: date
+    as_of: date
+    actual_micros: int
+    p10_micros: int
+    p50_micros: int
+    p90_micros: int
+    budget_micros: int | None
+    p10_crosses_on: date | None
+    p50_crosses_on: date | None
+    p90_crosses_on: date | None
+    model: str
+    computed_at: datetime
+
+
+async def latest_forecasts(db: Queryable, scope: str | None = None) -> list[StoredForecast]:
+    """The most recent stored forecast of each scope (or of ``scope`` alone), by scope."""
+    rows = await db.fetch(
+        """SELECT DISTINCT ON (scope) scope, month, as_of, actual_micros, p10_micros, p50_micros, p90_micros,
+                  budget_micros, p10_crosses_on, p50_crosses_on, p90_crosses_on, model, computed_at
+           FROM forecasts WHERE $1::text IS NULL OR scope = $1
+           ORDER BY scope, as_of DESC""", scope)
+    return [StoredForecast(*r) for r in rows]
+
+
+async def claim_report(db: Queryable, report_date: date, claimed_at: datetime) -> bool:
+    """Take the nightly report of ``report_date``; False when another worker already has (or sent it)."""
+    claimed = await db.fetchval(
+        """INSERT INTO forecast_reports (report_date, claimed_at) VALUES ($1, $2)
+           ON CONFLICT (report_date) DO NOTHING RETURNING report_date""", report_date, claimed_at)
+    return claimed is not None
+
+
+async def release_report(db: Queryable, report_date: date) -> None:
+    """Give the claim back (sending failed), so the next attempt can take it."""
+    await db.execute("DELETE FROM forecast_reports WHERE report_date = $1", report_date)
+
+
+async def mark_report_sent(db: Queryable, report_date: date) -> None:
+    await db.execute("UPDATE forecast_reports SET sent_at = now() WHERE report_date = $1", report_date)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 import asyncpg
 
+from spendgate.core.db import Queryable
 from spendgate.domain.constants import PG_NOTIFY_CONFIG
 from spendgate.domain.errors import SpendgateError
 from spendgate.domain.ids import uuid7
@@ -113,7 +114,22 @@ async def list_keys(pool: asyncpg.Pool, *, include_revoked: bool = True) -> list
 
 
 async def get_key(pool: asyncpg.Pool, key_id: str) -> VirtualKey | None:
+    """One key by its exact id (the keys port's lookup; part of its contract suite, for callers such as
+    the console that show one key)."""
     row = await pool.fetchrow(f"SELECT {_COLUMNS} FROM virtual_keys WHERE key_id = $1", key_id)
+    return _row(row) if row else None
+
+
+async def newest_key_of(db: Queryable, scope: str) -> VirtualKey | None:
+    """The key a budget scope belongs to: ``key:<id>`` itself, else the newest key of ``developer:<name>``
+    or ``team:<name>`` (revoked ones too: a scope outlives its keys); None for ``org`` or an unknown scope.
+    Who to name on a scope's alert when no usage event says it (a budget change)."""
+    kind, _, name = scope.partition(":")
+    column = {"key": "key_id", "developer": "developer", "team": "team"}.get(kind)
+    if column is None or not name:
+        return None
+    row = await db.fetchrow(
+        f"SELECT {_COLUMNS} FROM virtual_keys WHERE {column} = $1 ORDER BY created_at DESC, key_id LIMIT 1", name)
     return _row(row) if row else None
 
 
@@ -140,9 +156,54 @@ async def revoke_key(pool: asyncpg.Pool, key_id: str) -> VirtualKey | None:
     return _row(row) if row is not None else None
 
 
-async def keys_changed_since(conn: asyncpg.Pool | asyncpg.Connection, version: int) -> list[KeyChange]:
+async def keys_changed_since(conn: Queryable, version: int) -> list[KeyChange]:
     """Every key whose version is above ``version``, oldest change first (the cache's refresh query)."""
     rows = await conn.fetch(
         f"SELECT {_COLUMNS}, key_hash FROM virtual_keys WHERE version > $1 ORDER BY version", version
     )
     return [KeyChange(_row(r), bytes(r["key_hash"])) for r in rows]
+
+
+# -- the team directory (also reads usage_events and balances: see spendgate.store) ---------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TeamRow:
+    team: str
+    cost_centers: list[str]
+    developers: list[str]
+    active_keys: int
+    revoked_keys: int
+    month_spent_micros: int
+    """The ledger's balance of ``team:<name>`` for the month."""
+
+
+async def team_directory(db: Queryable, *, month_starts_at: datetime, month_start: date) -> list[TeamRow]:
+    """Every team with a key or with usage this month: its cost centers, developers, keys and month's spend,
+    biggest spender first."""
+    rows = await db.fetch(
+        """WITH t AS (SELECT team, cost_center, developer, revoked_at FROM virtual_keys
+                      UNION ALL
+                      SELECT DISTINCT team, cost_center, developer, NULL::timestamptz FROM usage_events
+                      WHERE occurred_at >= $1)
+           SELECT t.team,
+                  array_agg(DISTINCT t.cost_center ORDER BY t.cost_center) AS cost_centers,
+                  array_agg(DISTINCT t.developer ORDER BY t.developer) AS developers,
+                  (SELECT count(*) FROM virtual_keys k WHERE k.team = t.team AND k.revoked_at IS NULL)
+                      AS active_keys,
+                  (SELECT count(*) FROM virtual_keys k WHERE k.team = t.team AND k.revoked_at IS NOT NULL)
+                      AS revoked_keys,
+                  coalesce((SELECT b.spent_micros FROM balances b WHERE b.scope = 'team:' || t.team
+                            AND b.period = 'month' AND b.period_start = $2), 0) AS spent
+           FROM t GROUP BY t.team ORDER BY spent DESC, t.team""",
+        month_starts_at, month_start,
+    )
+    return [TeamRow(r["team"], list(r["cost_centers"]), list(r["developers"]), r["active_keys"], r["revoked_keys"],
+                    r["spent"]) for r in rows]
+
+
+async def team_cost_centers(db: Queryable) -> dict[str, str]:
+    """Each team's cost center, as its newest key states it."""
+    rows = await db.fetch(
+        "SELECT DISTINCT ON (team) team, cost_center FROM virtual_keys ORDER BY team, created_at DESC")
+    return {r["team"]: r["cost_center"] for r in rows}

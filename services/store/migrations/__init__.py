@@ -1,7 +1,7 @@
 """Alembic over raw SQL: every table family's revisions, found beside the store module that owns them.
 
 ``0001`` (in ``versions/``) is the root; each family's branch grows from it in its own folder
-(:data:`VERSION_LOCATIONS`), so ``heads`` applies them all.
+(:data:`VERSION_LOCATIONS`, one per :data:`spendgate.store.FAMILIES` entry), so ``heads`` applies them all.
 """
 
 from __future__ import annotations
@@ -11,14 +11,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from spendgate.store import FAMILIES
+
 HERE = Path(__file__).parent
 _SERVICES = HERE.parent.parent
-VERSION_LOCATIONS: tuple[Path, ...] = (
-    HERE / "versions",
-    _SERVICES / "core" / "bus" / "migrations",
-    *(HERE.parent / family / "migrations"
-      for family in ("usage", "balances", "budgets", "keys", "forecasts", "alerts", "deadletters")),
-)
+VERSION_LOCATIONS: tuple[Path, ...] = (HERE / "versions", *(_SERVICES / f.folder / "migrations" for f in FAMILIES))
 
 
 def _alembic_config(url: str) -> Any:

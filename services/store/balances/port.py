@@ -1,0 +1,63 @@
+"""The balances store's port: the ledger's increments and crossings, the views' reads, the proxies' pending spend."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date
+from typing import Protocol
+
+from spendgate.core.db import Queryable
+from spendgate.domain.enforcement.balances import BalanceKey
+from spendgate.domain.events import ThresholdCrossed
+from spendgate.domain.periods import PeriodKind
+from spendgate.store.balances import store
+from spendgate.store.balances.store import (
+    BalanceIncrement,
+    BalanceRow,
+    CrossingFound,
+    CrossingRow,
+    DaySpend,
+    K,
+    VersionedBalance,
+)
+
+
+class BalanceStore(Protocol):
+    async def apply_balances(self, conn: Queryable, deltas: Mapping[K, BalanceIncrement]) -> dict[K, int]: ...
+
+    async def clear_balances(self, conn: Queryable) -> None: ...
+
+    async def balances_of(self, db: Queryable, scope: str, *, day_start: date,
+                          month_start: date) -> list[BalanceRow]: ...
+
+    async def spent_micros(self, db: Queryable, scope: str, period: PeriodKind, start: date) -> int: ...
+
+    async def changed_balances(self, db: Queryable, since_version: int, *, day_cutoff: date,
+                               month_cutoff: date) -> list[VersionedBalance]: ...
+
+    async def day_spend(self, db: Queryable, scopes: Sequence[str], start: date, end: date) -> list[DaySpend]: ...
+
+    async def insert_crossings(self, conn: Queryable, found: Sequence[CrossingFound]) -> int: ...
+
+    async def insert_crossing_rows(self, conn: Queryable, rows: Sequence[CrossingRow]) -> int: ...
+
+    async def unpublished_crossings(self, db: Queryable, limit: int) -> list[ThresholdCrossed]: ...
+
+    async def mark_crossings_published(self, db: Queryable, crossing_ids: Sequence[str]) -> None: ...
+
+    async def peer_pending(self, db: Queryable, instance: str, *,
+                           stale_after_s: float) -> list[tuple[BalanceKey, int]]: ...
+
+    async def put_pending(self, conn: Queryable, instance: str, sums: Sequence[tuple[BalanceKey, int]]) -> None: ...
+
+    async def drop_pending(self, conn: Queryable, instance: str, keys: Sequence[BalanceKey]) -> None: ...
+
+    async def touch_pending(self, conn: Queryable, instance: str) -> None: ...
+
+    async def sweep_pending(self, conn: Queryable, *, older_than_s: float) -> None: ...
+
+    async def withdraw_pending(self, db: Queryable, instance: str) -> None: ...
+
+
+POSTGRES: BalanceStore = store
+"""The PostgreSQL implementation: the :mod:`.store` module's functions (mypy checks they match the port)."""

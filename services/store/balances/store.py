@@ -1,0 +1,313 @@
+"""Balances per scope and period, the threshold-crossings outbox, and the proxies' pending spend.
+
+The ledger adds increments and writes crossings inside its batch transaction (every write takes the
+caller's connection). ``balances.version`` comes from a sequence on every change, which is how the
+proxies' balance views poll. ``enforcement_pending`` holds each proxy's reserved + unsettled spend per
+balance, shared with its peers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Protocol, TypeVar
+
+import asyncpg
+
+from spendgate.core.db import Queryable
+from spendgate.domain.enforcement.balances import BalanceKey
+from spendgate.domain.enforcement.scopes import parse_scope
+from spendgate.domain.events import CrossingCause, Stage, ThresholdCrossed, UsageRecorded
+from spendgate.domain.ids import uuid7
+from spendgate.domain.periods import PeriodKind
+
+# -- what the ledger hands in (its fold's types satisfy these) -----------------------------------------
+
+
+class BalanceRef(Protocol):
+    """One balance: a scope, a period kind and the period's local start date."""
+
+    @property
+    def scope(self) -> str: ...
+
+    @property
+    def period(self) -> PeriodKind: ...
+
+    @property
+    def period_start(self) -> date: ...
+
+
+class BalanceIncrement(Protocol):
+    @property
+    def spent_micros(self) -> int: ...
+
+    @property
+    def requests(self) -> int: ...
+
+
+class CrossingFound(Protocol):
+    """A threshold a balance crossed, with the usage event that carried it across."""
+
+    @property
+    def key(self) -> BalanceRef: ...
+
+    @property
+    def threshold_pct(self) -> int: ...
+
+    @property
+    def stage(self) -> Stage: ...
+
+    @property
+    def spent_micros(self) -> int: ...
+
+    @property
+    def budget_micros(self) -> int: ...
+
+    @property
+    def resets_at(self) -> datetime: ...
+
+    @property
+    def trigger(self) -> UsageRecorded: ...
+
+
+K = TypeVar("K", bound=BalanceRef)
+
+# -- what comes out ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceRow:
+    scope: str
+    period: str
+    period_start: date
+    spent_micros: int
+    requests: int
+
+
+@dataclass(frozen=True, slots=True)
+class VersionedBalance:
+    key: BalanceKey
+    spent_micros: int
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class DaySpend:
+    scope: str
+    day: date
+    spent_micros: int
+
+
+# -- balances ------------------------------------------------------------------------------------------
+
+
+async def apply_balances(conn: Queryable, deltas: Mapping[K, BalanceIncrement]) -> dict[K, int]:
+    """Add the increments; returns each balance's total before them."""
+    if not deltas:
+        return {}
+    keys = sorted(deltas, key=lambda k: (k.scope, k.period.value, k.period_start))  # one lock order across ledgers
+    by_row = {(k.scope, k.period.value, k.period_start): k for k in keys}
+    rows = await conn.fetch(
+        """INSERT INTO balances AS b (scope, period, period_start, spent_micros, requests)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::date[], $4::int8[], $5::int8[])
+           ON CONFLICT (scope, period, period_start) DO UPDATE
+             SET spent_micros = b.spent_micros + excluded.spent_micros,
+                 requests = b.requests + excluded.requests,
+                 version = nextval('balances_version'), updated_at = now()
+           RETURNING scope, period, period_start, spent_micros""",
+        [k.scope for k in keys], [k.period.value for k in keys], [k.period_start for k in keys],
+        [deltas[k].spent_micros for k in keys], [deltas[k].requests for k in keys],
+    )
+    before: dict[K, int] = {}
+    for r in rows:
+        key = by_row[(r["scope"], r["period"], r["period_start"])]
+        before[key] = r["spent_micros"] - deltas[key].spent_micros
+    return before
+
+
+async def clear_balances(conn: Queryable) -> None:
+    """Empty every balance (``ledger rebuild``, inside its transaction, before folding every event again)."""
+    await conn.execute("TRUNCATE balances")
+
+
+async def balances_of(db: Queryable, scope: str, *, day_start: date, month_start: date) -> list[BalanceRow]:
+    """The balances of ``scope`` for the day and the month starting on the given local dates."""
+    rows = await db.fetch(
+        """SELECT scope, period, period_start, spent_micros, requests FROM balances
+           WHERE scope = $1 AND ((period = 'day' AND period_start = $2) OR (period = 'month' AND period_start = $3))""",
+        parse_scope(scope), day_start, month_start,
+    )
+    return [BalanceRow(r["scope"], r["period"], r["period_start"], r["spent_micros"], r["requests"]) for r in rows]
+
+
+async def spent_micros(db: Queryable, scope: str, period: PeriodKind, start: date) -> int:
+    """One balance's spend (0 when nothing was spent in it)."""
+    spent = await db.fetchval(
+        "SELECT spent_micros FROM balances WHERE scope = $1 AND period = $2 AND period_start = $3",
+        scope, period.value, start,
+    )
+    return int(spent or 0)
+
+
+async def changed_balances(db: Queryable, since_version: int, *, day_cutoff: date,
+                           month_cutoff: date) -> list[VersionedBalance]:
+    """Balances changed after ``since_version`` whose period starts on or after the cutoffs, oldest change first."""
+    rows = await db.fetch(
+        """SELECT scope, period, period_start, spent_micros, version FROM balances
+           WHERE version > $1
+             AND ((period = 'day' AND period_start >= $2) OR (period = 'month' AND period_start >= $3))
+           ORDER BY version""",
+        since_version, day_cutoff, month_cutoff,
+    )
+    return [VersionedBalance(BalanceKey(r["scope"], PeriodKind(r["period"]), r["period_start"]), r["spent_micros"],
+                             r["version"]) for r in rows]
+
+
+async def day_spend(db: Queryable, scopes: Sequence[str], start: date, end: date) -> list[DaySpend]:
+    """The day balances of ``scopes`` whose local day is between ``start`` and ``end`` (inclusive)."""
+    rows = await db.fetch(
+        """SELECT scope, period_start, spent_micros FROM balances
+           WHERE period = 'day' AND scope = ANY($1::text[]) AND period_start BETWEEN $2 AND $3""",
+        list(scopes), start, end,
+    )
+    return [DaySpend(r["scope"], r["period_start"], int(r["spent_micros"])) for r in rows]
+
+
+# -- threshold crossings (the outbox to spendgate.budget.v1) -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CrossingRow:
+    """One row of the crossings outbox, whatever found it: the fold (a usage event carried the balance
+    across) or a budget change (the budget was lowered below the balance)."""
+
+    key: BalanceKey
+    threshold_pct: int
+    stage: Stage
+    spent_micros: int
+    budget_micros: int
+    resets_at: datetime
+    crossed_at: datetime
+    trigger_id: str
+    """The usage event's id (cause ``usage``) or the budget change's id (cause ``budget_change``)."""
+    cause: CrossingCause = "usage"
+    developer: str | None = None
+    team: str | None = None
+    cost_center: str | None = None
+
+
+async def insert_crossings(conn: Queryable, found: Sequence[CrossingFound]) -> int:
+    """Write the fold's crossings to the outbox (see :func:`insert_crossing_rows`)."""
+    return await insert_crossing_rows(conn, [
+        CrossingRow(BalanceKey(c.key.scope, c.key.period, c.key.period_start), c.threshold_pct, c.stage,
+                    c.spent_micros, c.budget_micros, c.resets_at, c.trigger.occurred_at, c.trigger.event_id,
+                    developer=_developer(c), team=c.trigger.team, cost_center=c.trigger.cost_center)
+        for c in found
+    ])
+
+
+async def insert_crossing_rows(conn: Queryable, rows: Sequence[CrossingRow]) -> int:
+    """Write crossings to the outbox, once per (scope, period, start, threshold); returns how many are new."""
+    if not rows:
+        return 0
+    inserted = await conn.fetch(
+        """INSERT INTO threshold_crossings (crossing_id, scope, period, period_start, threshold_pct, stage,
+               spent_micros, budget_micros, resets_at, crossed_at, developer, team, cost_center,
+               trigger_event_id, cause)
+           SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::date[], $5::int4[], $6::text[],
+               $7::int8[], $8::int8[], $9::timestamptz[], $10::timestamptz[], $11::text[], $12::text[],
+               $13::text[], $14::uuid[], $15::text[])
+           ON CONFLICT (scope, period, period_start, threshold_pct) DO NOTHING RETURNING crossing_id""",
+        [uuid7() for _ in rows], [r.key.scope for r in rows], [r.key.period.value for r in rows],
+        [r.key.period_start for r in rows], [r.threshold_pct for r in rows], [r.stage for r in rows],
+        [r.spent_micros for r in rows], [r.budget_micros for r in rows], [r.resets_at for r in rows],
+        [r.crossed_at for r in rows], [r.developer for r in rows], [r.team for r in rows],
+        [r.cost_center for r in rows], [r.trigger_id for r in rows], [r.cause for r in rows],
+    )
+    return len(inserted)
+
+
+def _developer(c: CrossingFound) -> str | None:
+    """The developer is named only on scopes that belong to one developer."""
+    if c.key.scope.startswith(("key:", "developer:")):
+        return c.trigger.developer
+    return None
+
+
+def _crossed(r: asyncpg.Record) -> ThresholdCrossed:
+    return ThresholdCrossed(
+        crossing_id=str(r["crossing_id"]), scope=r["scope"], period=r["period"], period_start=r["period_start"],
+        resets_at=r["resets_at"], threshold_pct=r["threshold_pct"], stage=r["stage"],
+        spent_micros=r["spent_micros"], budget_micros=r["budget_micros"], crossed_at=r["crossed_at"],
+        developer=r["developer"], team=r["team"], cost_center=r["cost_center"],
+        trigger_event_id=str(r["trigger_event_id"]), cause=r["cause"],
+    )
+
+
+async def unpublished_crossings(db: Queryable, limit: int) -> list[ThresholdCrossed]:
+    """Up to ``limit`` crossings not yet published, in the order they happened."""
+    rows = await db.fetch(
+        """SELECT * FROM threshold_crossings WHERE published_at IS NULL
+           ORDER BY crossed_at, crossing_id LIMIT $1""",
+        limit,
+    )
+    return [_crossed(r) for r in rows]
+
+
+async def mark_crossings_published(db: Queryable, crossing_ids: Sequence[str]) -> None:
+    await db.execute(
+        "UPDATE threshold_crossings SET published_at = now() WHERE crossing_id = ANY($1::uuid[])", list(crossing_ids),
+    )
+
+
+# -- pending spend shared between proxies --------------------------------------------------------------
+
+
+async def peer_pending(db: Queryable, instance: str, *, stale_after_s: float) -> list[tuple[BalanceKey, int]]:
+    """Every other proxy's pending sum per balance, from proxies heard from within ``stale_after_s``."""
+    rows = await db.fetch(
+        """SELECT scope, period, period_start, sum(pending_micros)::bigint AS pending FROM enforcement_pending
+           WHERE instance <> $1 AND updated_at > now() - make_interval(secs => $2)
+           GROUP BY scope, period, period_start""",
+        instance, stale_after_s,
+    )
+    return [(BalanceKey(r["scope"], PeriodKind(r["period"]), r["period_start"]), r["pending"]) for r in rows]
+
+
+async def put_pending(conn: Queryable, instance: str, sums: Sequence[tuple[BalanceKey, int]]) -> None:
+    """Set this proxy's pending sums for these balances (and its heartbeat on them)."""
+    await conn.execute(
+        """INSERT INTO enforcement_pending (instance, scope, period, period_start, pending_micros)
+           SELECT $1, * FROM unnest($2::text[], $3::text[], $4::date[], $5::int8[])
+           ON CONFLICT (instance, scope, period, period_start)
+           DO UPDATE SET pending_micros = excluded.pending_micros, updated_at = now()""",
+        instance, [k.scope for k, _ in sums], [k.period.value for k, _ in sums],
+        [k.period_start for k, _ in sums], [v for _, v in sums],
+    )
+
+
+async def drop_pending(conn: Queryable, instance: str, keys: Sequence[BalanceKey]) -> None:
+    """Remove this proxy's pending sums for these balances (they went to zero)."""
+    await conn.execute(
+        """DELETE FROM enforcement_pending WHERE instance = $1 AND (scope, period, period_start) IN
+           (SELECT * FROM unnest($2::text[], $3::text[], $4::date[]))""",
+        instance, [k.scope for k in keys], [k.period.value for k in keys], [k.period_start for k in keys],
+    )
+
+
+async def touch_pending(conn: Queryable, instance: str) -> None:
+    """Heartbeat: this proxy's rows are live now."""
+    await conn.execute("UPDATE enforcement_pending SET updated_at = now() WHERE instance = $1", instance)
+
+
+async def sweep_pending(conn: Queryable, *, older_than_s: float) -> None:
+    """Delete every proxy's rows not heart-beaten for ``older_than_s`` (proxies that went away)."""
+    await conn.execute(
+        "DELETE FROM enforcement_pending WHERE updated_at < now() - make_interval(secs => $1)", older_than_s,
+    )
+
+
+async def withdraw_pending(db: Queryable, instance: str) -> None:
+    """Remove every row of this proxy (on a clean stop)."""
+    await db.execute("DELETE FROM enforcement_pending WHERE instance = $1", instance)

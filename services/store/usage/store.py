@@ -1,0 +1,573 @@
+"""Usage events (the facts) and the sessions and turns folded from them, and every read of them.
+
+The ledger inserts events idempotently on ``event_id`` and adds session totals inside its batch
+transaction (the writes take the caller's connection). The reads are the reports' (chargeback, cache,
+session drill-down, policy dry-run), the alerter's and the forecaster's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Literal, NamedTuple, Protocol
+
+import asyncpg
+
+from spendgate.core.db import Conn, Queryable
+from spendgate.domain.alerts import SessionLine, scope_name
+from spendgate.domain.events import UnitPrices, UsageRecorded
+from spendgate.store.usage.filters import UsageFilter, group_by
+
+# -- writes: the ledger ---------------------------------------------------------------------------------
+
+_EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("event_id", "uuid"), ("occurred_at", "timestamptz"), ("proxy_instance", "text"), ("key_id", "text"),
+    ("developer", "text"), ("team", "text"), ("cost_center", "text"), ("session_id", "text"),
+    ("turn_id", "text"), ("repo", "text"), ("client", "text"), ("endpoint", "text"),
+    ("model_requested", "text"), ("model_used", "text"), ("route_reason", "text"), ("stage", "text"),
+    ("status", "text"), ("http_status", "int4"), ("input_tokens", "int8"), ("cached_tokens", "int8"),
+    ("output_tokens", "int8"), ("reasoning_tokens", "int8"), ("usage_source", "text"),
+    ("input_price_micros", "int8"), ("cached_price_micros", "int8"), ("output_price_micros", "int8"),
+    ("price_fallback", "bool"), ("cost_micros", "int8"), ("retry", "bool"), ("latency_ms", "int4"),
+    ("ttfb_ms", "int4"), ("upstream_request_id", "text"), ("refusal_reason", "text"),
+    ("stream", "bool"),
+)
+_PRICE_FIELDS = {
+    "input_price_micros": "input_micros", "cached_price_micros": "cached_input_micros",
+    "output_price_micros": "output_micros", "price_fallback": "fallback",
+}
+_INSERT_EVENTS = (
+    f"INSERT INTO usage_events ({', '.join(c for c, _ in _EVENT_COLUMNS)}) "
+    f"SELECT * FROM unnest({', '.join(f'${i}::{t}[]' for i, (_, t) in enumerate(_EVENT_COLUMNS, 1))}) "
+    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+)
+
+
+class SessionIncrement(Protocol):
+    """What a batch of events adds to one session (the ledger fold's ``SessionDelta`` is one)."""
+
+    @property
+    def session_id(self) -> str: ...
+
+    @property
+    def first(self) -> UsageRecorded: ...
+
+    @property
+    def first_at(self) -> datetime: ...
+
+    @property
+    def last_at(self) -> datetime: ...
+
+    @property
+    def repo(self) -> str | None: ...
+
+    @property
+    def requests(self) -> int: ...
+
+    @property
+    def input_tokens(self) -> int: ...
+
+    @property
+    def cached_tokens(self) -> int: ...
+
+    @property
+    def output_tokens(self) -> int: ...
+
+    @property
+    def reasoning_tokens(self) -> int: ...
+
+    @property
+    def cost_micros(self) -> int: ...
+
+    @property
+    def retries(self) -> int: ...
+
+    @property
+    def retry_cost_micros(self) -> int: ...
+
+    @property
+    def downgraded(self) -> int: ...
+
+    @property
+    def turn_ids(self) -> Collection[str]: ...
+
+
+def _column(events: Sequence[UsageRecorded], name: str) -> list[object]:
+    if name in _PRICE_FIELDS:
+        attr = _PRICE_FIELDS[name]
+        return [getattr(e.prices, attr) for e in events]
+    return [getattr(e, name) for e in events]
+
+
+async def insert_events(conn: Queryable, events: Sequence[UsageRecorded]) -> list[UsageRecorded]:
+    """Insert events idempotently; returns only those not stored before (in input order)."""
+    if not events:
+        return []
+    unique: dict[str, UsageRecorded] = {}
+    for e in events:
+        unique.setdefault(e.event_id, e)
+    batch = list(unique.values())
+    rows = await conn.fetch(_INSERT_EVENTS, *(_column(batch, c) for c, _ in _EVENT_COLUMNS))
+    inserted = {str(r["event_id"]) for r in rows}
+    return [e for e in batch if e.event_id in inserted]
+
+
+async def _insert_turns(conn: Queryable, sessions: Mapping[str, SessionIncrement]) -> dict[str, int]:
+    """Record (session, turn) pairs; returns per session how many turns are new."""
+    pairs = sorted((s.session_id, t) for s in sessions.values() for t in s.turn_ids)
+    if not pairs:
+        return {}
+    rows = await conn.fetch(
+        """INSERT INTO session_turns (session_id, turn_id) SELECT * FROM unnest($1::text[], $2::text[])
+           ON CONFLICT DO NOTHING RETURNING session_id""",
+        [p[0] for p in pairs], [p[1] for p in pairs],
+    )
+    new: dict[str, int] = {}
+    for r in rows:
+        new[r["session_id"]] = new.get(r["session_id"], 0) + 1
+    return new
+
+
+async def apply_sessions(conn: Queryable, sessions: Mapping[str, SessionIncrement]) -> None:
+    """Add the increments to their sessions; a turn counts once however often its events arrive."""
+    if not sessions:
+        return
+    new_turns = await _insert_turns(conn, sessions)
+    items = [sessions[k] for k in sorted(sessions)]
+    await conn.execute(
+        """INSERT INTO sessions AS s (session_id, key_id, developer, team, cost_center, repo, client,
+               first_at, last_at, turns, requests, input_tokens, cached_tokens, output_tokens,
+               reasoning_tokens, cost_micros, retries, retry_cost_micros, downgraded)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+               $7::text[], $8::timestamptz[], $9::timestamptz[], $10::int8[], $11::int8[], $12::int8[],
+               $13::int8[], $14::int8[], $15::int8[], $16::int8[], $17::int8[], $18::int8[], $19::int8[])
+           ON CONFLICT (session_id) DO UPDATE SET
+               repo = COALESCE(s.repo, excluded.repo),
+               first_at = LEAST(s.first_at, excluded.first_at),
+               last_at = GREATEST(s.last_at, excluded.last_at),
+               turns = s.turns + excluded.turns, requests = s.requests + excluded.requests,
+               input_tokens = s.input_tokens + excluded.input_tokens,
+               cached_tokens = s.cached_tokens + excluded.cached_tokens,
+               output_tokens = s.output_tokens + excluded.output_tokens,
+               reasoning_tokens = s.reasoning_tokens + excluded.reasoning_tokens,
+               cost_micros = s.cost_micros + excluded.cost_micros, retries = s.retries + excluded.retries,
+               retry_cost_micros = s.retry_cost_micros + excluded.retry_cost_micros,
+               downgraded = s.downgraded + excluded.downgraded""",
+        [s.session_id for s in items], [s.first.key_id for s in items], [s.first.developer for s in items],
+        [s.first.team for s in items], [s.first.cost_center for s in items], [s.repo for s in items],
+        [s.first.client for s in items], [s.first_at for s in items], [s.last_at for s in items],
+        [new_turns.get(s.session_id, 0) for s in items], [s.requests for s in items],
+        [s.input_tokens for s in items], [s.cached_tokens for s in items], [s.output_tokens for s in items],
+        [s.reasoning_tokens for s in items], [s.cost_micros for s in items], [s.retries for s in items],
+        [s.retry_cost_micros for s in items], [s.downgraded for s in items],
+    )
+
+
+# -- rebuild: every stored event again ------------------------------------------------------------------
+
+
+async def lock_events(conn: Conn) -> None:
+    """Hold off new events until the caller's transaction ends (``ledger rebuild``)."""
+    await conn.execute("LOCK TABLE usage_events IN SHARE MODE")
+
+
+async def clear_sessions(conn: Queryable) -> None:
+    """Empty sessions and their turns (``ledger rebuild``, before folding every event again)."""
+    await conn.execute("TRUNCATE sessions, session_turns")
+
+
+def _event(r: asyncpg.Record) -> UsageRecorded:
+    d = dict(r)
+    prices = UnitPrices(input_micros=d.pop("input_price_micros"), cached_input_micros=d.pop("cached_price_micros"),
+                        output_micros=d.pop("output_price_micros"), fallback=d.pop("price_fallback"))
+    d.pop("folded_at", None)
+    d["event_id"] = str(d["event_id"])
+    return UsageRecorded(prices=prices, **d)
+
+
+async def events_in_order(conn: Conn, *, prefetch: int) -> AsyncIterator[UsageRecorded]:
+    """Every stored event in time order (a cursor: call inside a transaction)."""
+    cursor = conn.cursor("SELECT * FROM usage_events ORDER BY occurred_at, event_id", prefetch=prefetch)
+    async for row in cursor:
+        yield _event(row)
+
+
+async def stored_event_ids(db: Queryable, event_ids: Sequence[str]) -> list[str]:
+    """Which of ``event_ids`` are stored (folded: an event is stored in the transaction that folds it)."""
+    rows = await db.fetch("SELECT event_id::text AS id FROM usage_events WHERE event_id = ANY($1::uuid[])",
+                          list(event_ids))
+    return [r["id"] for r in rows]
+
+
+# -- reports: chargeback, cache, sessions -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ChargebackRow:
+    """One group's totals (or every group's). Names are set when the group has just one."""
+
+    group: str | None
+    developer: str | None
+    team: str | None
+    cost_center: str | None
+    repo: str | None
+    first_at: datetime
+    last_at: datetime
+    sessions: int
+    turns: int
+    requests: int
+    refused: int
+    input_tokens: int
+    cached_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    cost_micros: int
+    retries: int
+    retry_cost_micros: int
+    downgraded: int
+
+
+_TURNS = """
+    SELECT {column} AS grp, session_id, turn_id,
+           min(developer) AS developer_lo, max(developer) AS developer_hi, min(team) AS team_lo,
+           max(team) AS team_hi, min(cost_center) AS cost_center_lo, max(cost_center) AS cost_center_hi,
+           min(repo) AS repo_lo, max(repo) AS repo_hi, min(occurred_at) AS first_at, max(occurred_at) AS last_at,
+           count(*) FILTER (WHERE status <> 'refused') AS requests,
+           count(*) FILTER (WHERE status = 'refused') AS refused,
+           sum(input_tokens) AS input_tokens, sum(cached_tokens) AS cached_tokens,
+           sum(output_tokens) AS output_tokens, sum(reasoning_tokens) AS reasoning_tokens,
+           sum(cost_micros) AS cost_micros, count(*) FILTER (WHERE retry) AS retries,
+           sum(cost_micros) FILTER (WHERE retry) AS retry_cost_micros,
+           count(*) FILTER (WHERE route_reason <> 'requested') AS downgraded
+    FROM usage_events WHERE {where} GROUP BY 1, 2, 3
+"""
+"""First level: one row per (group, session, turn), so the distinct counts below run over turns, not events."""
+
+_ONE = "CASE WHEN min({c}_lo) = max({c}_hi) THEN min({c}_lo) END AS {c}"
+
+_LINES = f"""
+    WITH t AS ({_TURNS})
+    SELECT grp, GROUPING(grp) AS is_total,
+           {", ".join(_ONE.format(c=c) for c in ("developer", "team", "cost_center", "repo"))},
+           min(first_at) AS first_at, max(last_at) AS last_at,
+           count(DISTINCT session_id) AS sessions,
+           count(DISTINCT session_id || chr(31) || turn_id) AS turns,
+           sum(requests)::bigint AS requests, sum(refused)::bigint AS refused,
+           sum(input_tokens)::bigint AS input_tokens, sum(cached_tokens)::bigint AS cached_tokens,
+           sum(output_tokens)::bigint AS output_tokens, sum(reasoning_tokens)::bigint AS reasoning_tokens,
+           sum(cost_micros)::bigint AS cost_micros, sum(retries)::bigint AS retries,
+           coalesce(sum(retry_cost_micros), 0)::bigint AS retry_cost_micros,
+           sum(downgraded)::bigint AS downgraded
+    FROM t GROUP BY GROUPING SETS ((grp), ())
+    ORDER BY is_total, cost_micros DESC, grp NULLS LAST
+"""
+"""Second level: a line per group plus the total (the empty grouping set), in one pass."""
+
+
+async def chargeback_rows(db: Queryable, column: str,
+                          usage: UsageFilter) -> tuple[list[ChargebackRow], ChargebackRow | None]:
+    """A row per value of ``column`` among the filtered events, costliest first, and the total of them all
+    (None when no event matches)."""
+    where, params = usage.where()
+    rows = await db.fetch(_LINES.replace("{column}", group_by(column)).replace("{where}", where), *params)
+    lines = [_chargeback_row(r) for r in rows if not r["is_total"]]
+    total = None
+    for r in rows:
+        if r["is_total"] and r["first_at"] is not None:
+            total = _chargeback_row(r)
+    return lines, total
+
+
+def _chargeback_row(r: asyncpg.Record) -> ChargebackRow:
+    return ChargebackRow(
+        group=r["grp"], developer=r["developer"], team=r["team"], cost_center=r["cost_center"], repo=r["repo"],
+        first_at=r["first_at"], last_at=r["last_at"], sessions=r["sessions"], turns=r["turns"],
+        requests=r["requests"], refused=r["refused"], input_tokens=r["input_tokens"],
+        cached_tokens=r["cached_tokens"], output_tokens=r["output_tokens"], reasoning_tokens=r["reasoning_tokens"],
+        cost_micros=r["cost_micros"], retries=r["retries"], retry_cost_micros=r["retry_cost_micros"],
+        downgraded=r["downgraded"],
+    )
+
+
+class DowngradedRequest(NamedTuple):
+    group: str | None
+    model_requested: str
+    input_tokens: int
+    cached_tokens: int
+    output_tokens: int
+    cost_micros: int
+
+
+async def downgraded_requests(db: Queryable, column: str, usage: UsageFilter) -> list[DowngradedRequest]:
+    """The filtered events served by another model than requested, with their group's value of ``column``."""
+    where, params = usage.where()
+    rows = await db.fetch(
+        f"SELECT {group_by(column)} AS grp, model_requested, input_tokens, cached_tokens, output_tokens, cost_micros "
+        f"FROM usage_events WHERE {where} AND route_reason <> 'requested'", *params)
+    return [DowngradedRequest(*r) for r in rows]
+
+
+CacheLevel = Literal["line", "session", "total"]
+
+
+@dataclass(frozen=True, slots=True)
+class CacheRow:
+    """Prompt-cache totals of a group (``line``), of one session (``session``) or of everything (``total``)."""
+
+    level: CacheLevel
+    group: str | None
+    """The group's value; for a ``session`` row its session id."""
+    developer: str | None
+    repo: str | None
+    requests: int
+    input_tokens: int
+    cached_tokens: int
+    saved_micros: int
+    miss_cost_micros: int
+
+
+_CACHE = """
+    WITH s AS (
+        SELECT {column} AS grp, session_id,
+               min(developer) AS developer_lo, max(developer) AS developer_hi,
+               min(repo) AS repo_lo, max(repo) AS repo_hi,
+               count(*) FILTER (WHERE status <> 'refused') AS requests,
+               sum(input_tokens) AS input_tokens,
+               sum(least(cached_tokens, input_tokens)) AS cached_tokens,
+               sum(least(cached_tokens, input_tokens)::numeric * (input_price_micros - cached_price_micros))
+                   AS saved,
+               sum((input_tokens - least(cached_tokens, input_tokens))::numeric
+                   * (input_price_micros - cached_price_micros)) AS missed
+        FROM usage_events WHERE {where} GROUP BY 1, 2)
+    SELECT GROUPING(grp, session_id) AS kind, CASE WHEN GROUPING(grp) = 0 THEN grp ELSE session_id END AS grp,
+           CASE WHEN min(developer_lo) = max(developer_hi) THEN min(developer_lo) END AS developer,
+           CASE WHEN min(repo_lo) = max(repo_hi) THEN min(repo_lo) END AS repo,
+           sum(requests)::bigint AS requests, sum(input_tokens)::bigint AS input_tokens,
+           sum(cached_tokens)::bigint AS cached_tokens,
+           round(sum(saved) / 1000000)::bigint AS saved_micros,
+           round(sum(missed) / 1000000)::bigint AS miss_cost_micros
+    FROM s GROUP BY GROUPING SETS ((grp), (), (session_id))
+"""
+"""Per (group, session) first, then lines (kind 1), the total (kind 3) and sessions (kind 2) in one pass.
+Money is summed exactly in ``numeric`` and rounded once per line."""
+
+_CACHE_LEVELS: dict[int, CacheLevel] = {1: "line", 2: "session", 3: "total"}
+
+
+async def cache_rows(db: Queryable, column: str, usage: UsageFilter) -> list[CacheRow]:
+    """Cache totals per value of ``column``, per session and overall (the total only when events match)."""
+    where, params = usage.where()
+    rows = await db.fetch(_CACHE.replace("{column}", group_by(column)).replace("{where}", where), *params)
+    return [CacheRow(
+        level=_CACHE_LEVELS[r["kind"]], group=r["grp"], developer=r["developer"], repo=r["repo"],
+        requests=r["requests"], input_tokens=r["input_tokens"], cached_tokens=r["cached_tokens"],
+        saved_micros=r["saved_micros"], miss_cost_micros=r["miss_cost_micros"],
+    ) for r in rows if r["input_tokens"] is not None]
+
+
+async def session_bounds(db: Queryable, session_id: str) -> tuple[datetime, datetime] | None:
+    """When the session's first and last events occurred; None when it has none."""
+    row = await db.fetchrow(
+        "SELECT min(occurred_at) AS first_at, max(occurred_at) AS last_at FROM usage_events "
+        "WHERE session_id = $1", session_id)
+    if row is None or row["first_at"] is None:
+        return None
+    return row["first_at"], row["last_at"]
+
+
+class SessionRequest(NamedTuple):
+    event_id: str
+    occurred_at: datetime
+    turn_id: str | None
+    endpoint: str
+    stream: bool | None
+    """Whether the client asked for a streamed answer; None for events recorded before ``usage_0002``."""
+    model_requested: str
+    model_used: str
+    route_reason: str
+    stage: str
+    status: str
+    input_tokens: int
+    cached_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    cost_micros: int
+    retry: bool
+
+
+async def session_requests(db: Queryable, session_id: str) -> list[SessionRequest]:
+    """Every request of the session in time order."""
+    rows = await db.fetch(
+        "SELECT event_id::text, occurred_at, turn_id, endpoint, stream, model_requested, model_used, route_reason, "
+        "stage, status, input_tokens, cached_tokens, output_tokens, reasoning_tokens, cost_micros, retry "
+        "FROM usage_events WHERE session_id = $1 ORDER BY occurred_at, event_id", session_id)
+    return [SessionRequest(*r) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTotals:
+    repo: str | None
+    cost_micros: int
+    requests: int
+    turns: int
+    first_at: datetime
+    last_at: datetime
+
+
+async def session_totals(db: Queryable, session_id: str) -> SessionTotals | None:
+    """The folded totals of one session; None when the ledger has not folded any of its events."""
+    row = await db.fetchrow(
+        "SELECT repo, cost_micros, requests, turns, first_at, last_at FROM sessions WHERE session_id = $1",
+        session_id)
+    return SessionTotals(*row) if row else None
+
+
+# -- policy dry-run: the window's events, and the spend before it ----------------------------------------
+
+
+class QuarterHourSpend(NamedTuple):
+    key_id: str
+    developer: str
+    team: str
+    at: datetime
+    spent_micros: int
+
+
+async def quarter_hour_spend(db: Queryable, start: datetime, end: datetime) -> list[QuarterHourSpend]:
+    """Spend in ``[start, end)`` per key, developer, team and quarter hour (binned from the epoch)."""
+    rows = await db.fetch(
+        """SELECT key_id, developer, team, date_bin('15 minutes', occurred_at, 'epoch') AS at,
+                  sum(cost_micros)::bigint AS spent
+           FROM usage_events WHERE occurred_at >= $1 AND occurred_at < $2 GROUP BY 1, 2, 3, 4""",
+        start, end)
+    return [QuarterHourSpend(*r) for r in rows]
+
+
+class ReplayRow(NamedTuple):
+    """The parts of a stored usage event a policy replay needs."""
+
+    event_id: str
+    occurred_at: datetime
+    key_id: str
+    developer: str
+    team: str
+    session_id: str | None
+    turn_id: str | None
+    model_requested: str
+    model_used: str
+    route_reason: str
+    stage: str
+    status: str
+    input_tokens: int
+    cached_tokens: int
+    output_tokens: int
+    cost_micros: int
+    retry: bool
+
+
+_REPLAY_COLUMNS = ("event_id::text, occurred_at, key_id, developer, team, session_id, turn_id, model_requested, "
+                   "model_used, route_reason, stage, status, input_tokens, cached_tokens, output_tokens, "
+                   "cost_micros, retry")
+
+
+async def replay_batches(conn: Conn, start: datetime, end: datetime, *,
+                         batch_rows: int) -> AsyncIterator[list[ReplayRow]]:
+    """The events of ``[start, end)`` in time order, ``batch_rows`` at a time (a cursor: inside a transaction)."""
+    cursor = await conn.cursor(
+        f"SELECT {_REPLAY_COLUMNS} FROM usage_events WHERE occurred_at >= $1 AND occurred_at < $2 "
+        "ORDER BY occurred_at, event_id", start, end)
+    while batch := await cursor.fetch(batch_rows):
+        yield [ReplayRow(*r) for r in batch]
+
+
+# -- the alerter and the forecaster -----------------------------------------------------------------------
+
+_SCOPE_COLUMN = {"key": "key_id", "developer": "developer", "team": "team"}
+
+
+async def top_sessions(db: Queryable, scope: str, start: datetime, end: datetime, limit: int) -> list[SessionLine]:
+    """The costliest sessions of ``scope`` (every session for ``org`` or another kind) in ``[start, end)``."""
+    kind, name = scope_name(scope)
+    column = _SCOPE_COLUMN.get(kind)
+    where = f"AND {column} = $4" if column else "AND $4::text IS NULL"
+    rows = await db.fetch(
+        f"""SELECT session_id, max(developer) AS developer, max(repo) AS repo,
+                   sum(cost_micros)::bigint AS cost, count(*) AS n
+            FROM usage_events
+            WHERE occurred_at >= $1 AND occurred_at < $2 AND session_id IS NOT NULL {where}
+            GROUP BY session_id ORDER BY cost DESC, session_id LIMIT $3""",
+        start, end, limit, name if column else None,
+    )
+    return [SessionLine(session_id=r["session_id"], developer=r["developer"], repo=r["repo"],
+                        cost_micros=r["cost"], requests=r["n"]) for r in rows]
+
+
+def _scope_condition(scope: str, param: int) -> tuple[str, list[str]]:
+    """SQL condition selecting a scope's events, and its parameter; ValueError for a scope of no known kind."""
+    kind, _, name = scope.partition(":")
+    column = _SCOPE_COLUMN.get(kind)
+    if scope == "org":
+        return "TRUE", []
+    if column is None or not name:
+        raise ValueError(f"unknown scope {scope!r}: use key:<id>, developer:<name>, team:<name> or org")
+    return f"{column} = ${param}", [name]
+
+
+async def daily_spend(db: Queryable, scope: str, timezone: str, starts_at: datetime,
+                      ends_at: datetime) -> list[tuple[date, int]]:
+    """Spend of ``scope`` per local day of ``timezone``, over events in ``[starts_at, ends_at)``."""
+    condition, params = _scope_condition(scope, 4)
+    rows = await db.fetch(
+        f"""SELECT (occurred_at AT TIME ZONE $1)::date AS day, sum(cost_micros)::bigint AS spent
+            FROM usage_events
+            WHERE occurred_at >= $2 AND occurred_at < $3 AND {condition}
+            GROUP BY 1""",
+        timezone, starts_at, ends_at, *params,
+    )
+    return [(r["day"], int(r["spent"])) for r in rows]
+
+
+class DeveloperTrend(NamedTuple):
+    developer: str
+    recent_micros: int
+    before_micros: int
+
+
+async def developer_trends(db: Queryable, team: str, *, begin: datetime, split: datetime, end: datetime,
+                           limit: int) -> list[DeveloperTrend]:
+    """The team's developers by how much more they spent in ``[split, end)`` than in ``[begin, split)``."""
+    rows = await db.fetch(
+        """SELECT developer, recent, before FROM (
+               SELECT developer,
+                      COALESCE(sum(cost_micros) FILTER (WHERE occurred_at >= $2), 0)::bigint AS recent,
+                      COALESCE(sum(cost_micros) FILTER (WHERE occurred_at < $2), 0)::bigint AS before
+               FROM usage_events WHERE team = $1 AND occurred_at >= $3 AND occurred_at < $4
+               GROUP BY developer) AS d
+           ORDER BY recent - before DESC, developer LIMIT $5""",
+        team, split, begin, end, limit,
+    )
+    return [DeveloperTrend(r["developer"], int(r["recent"]), int(r["before"])) for r in rows]
+
+
+class SessionSpend(NamedTuple):
+    session_id: str
+    developer: str
+    repo: str | None
+    cost_micros: int
+    requests: int
+
+
+async def team_sessions(db: Queryable, team: str, *, start: datetime, end: datetime,
+                        limit: int) -> list[SessionSpend]:
+    """The team's costliest sessions in ``[start, end)``."""
+    rows = await db.fetch(
+        """SELECT session_id, min(developer) AS developer, min(repo) AS repo,
+                  sum(cost_micros)::bigint AS cost, count(*) AS requests
+           FROM usage_events
+           WHERE team = $1 AND session_id IS NOT NULL AND occurred_at >= $2 AND occurred_at < $3
+           GROUP BY session_id ORDER BY cost DESC, session_id LIMIT $4""",
+        team, start, end, limit,
+    )
+    return [SessionSpend(r["session_id"], r["developer"], r["repo"], int(r["cost"]), int(r["requests"]))
+            for r in rows]

@@ -1,0 +1,158 @@
+"""The balances store's contract (balances, threshold_crossings, enforcement_pending), run against every
+implementation."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from spendgate.domain.enforcement.balances import BalanceKey
+from spendgate.domain.errors import ConfigError
+from spendgate.domain.events import UsageRecorded
+from spendgate.domain.periods import PeriodKind
+from spendgate.store.balances.port import POSTGRES, BalanceStore
+from tests.support.factories import T0, usage_event
+
+DAY1, DAY2 = date(2026, 11, 2), date(2026, 11, 3)
+MONTH = date(2026, 11, 1)
+
+
+@dataclass(frozen=True, order=True)
+class Ref:
+    scope: str
+    period: PeriodKind
+    period_start: date
+
+
+@dataclass(frozen=True)
+class Inc:
+    spent_micros: int
+    requests: int = 1
+
+
+@dataclass(frozen=True)
+class Found:
+    key: Ref
+    threshold_pct: int
+    stage: str
+    spent_micros: int
+    budget_micros: int
+    resets_at: datetime
+    trigger: UsageRecorded
+
+
+def crossing(scope: str, pct: int, *, start: date = DAY1, at: datetime = T0) -> Found:
+    return Found(Ref(scope, PeriodKind.DAY, start), pct, "alert", 80, 100, T0 + timedelta(days=1),
+                 usage_event(occurred_at=at))
+
+
+class BalanceStoreContract(abc.ABC):
+    """Increments add up, crossings are written once, and the proxies share their pending spend."""
+
+    @abc.abstractmethod
+    def create_store(self) -> BalanceStore: ...
+
+    async def test_increments_add_up_and_return_the_totals_before(self, pool: asyncpg.Pool) -> None:
+        """The first increment starts from 0; later ones report the balance before them; requests add too."""
+        store = self.create_store()
+        day, month = Ref("team:a", PeriodKind.DAY, DAY1), Ref("team:a", PeriodKind.MONTH, MONTH)
+        async with pool.acquire() as conn, conn.transaction():
+            assert await store.apply_balances(conn, {day: Inc(100), month: Inc(100)}) == {day: 0, month: 0}
+        assert await store.apply_balances(pool, {day: Inc(50, 2)}) == {day: 100}
+        assert await store.apply_balances(pool, {}) == {}
+        rows = await store.balances_of(pool, "team:a", day_start=DAY1, month_start=MONTH)
+        assert sorted((r.period, r.spent_micros, r.requests) for r in rows) == [("day", 150, 3), ("month", 100, 1)]
+        assert await store.spent_micros(pool, "team:a", PeriodKind.DAY, DAY1) == 150
+        assert await store.spent_micros(pool, "team:a", PeriodKind.DAY, DAY2) == 0
+
+    async def test_every_change_takes_a_newer_version(self, pool: asyncpg.Pool) -> None:
+        """A view polling by version sees each changed balance once more, and only periods from the cutoffs on."""
+        store = self.create_store()
+        a, b = Ref("key:k1", PeriodKind.DAY, DAY1), Ref("key:k1", PeriodKind.DAY, DAY2)
+        old = Ref("key:k1", PeriodKind.MONTH, date(2026, 9, 1))
+        await store.apply_balances(pool, {a: Inc(1), b: Inc(2), old: Inc(3)})
+        seen = await store.changed_balances(pool, 0, day_cutoff=DAY1, month_cutoff=MONTH)
+        assert {(v.key, v.spent_micros) for v in seen} == {
+            (BalanceKey("key:k1", PeriodKind.DAY, DAY1), 1), (BalanceKey("key:k1", PeriodKind.DAY, DAY2), 2)}
+        latest = max(v.version for v in seen)
+        await store.apply_balances(pool, {a: Inc(10)})
+        again = await store.changed_balances(pool, latest, day_cutoff=DAY1, month_cutoff=MONTH)
+        assert [(v.key.period_start, v.spent_micros) for v in again] == [(DAY1, 11)]
+        assert again[0].version > latest
+        assert await store.changed_balances(pool, again[0].version, day_cutoff=DAY1, month_cutoff=MONTH) == []
+
+    async def test_day_spend_and_clearing(self, pool: asyncpg.Pool) -> None:
+        """Day balances of the asked scopes within the dates; clearing empties every balance."""
+        store = self.create_store()
+        await store.apply_balances(pool, {Ref("org", PeriodKind.DAY, DAY1): Inc(5), Ref("org", PeriodKind.DAY, DAY2):
+                                          Inc(6), Ref("team:a", PeriodKind.DAY, DAY1): Inc(7),
+                                          Ref("org", PeriodKind.MONTH, MONTH): Inc(11)})
+        spend = await store.day_spend(pool, ["org", "team:b"], DAY1, DAY1)
+        assert [(d.scope, d.day, d.spent_micros) for d in spend] == [("org", DAY1, 5)]
+        async with pool.acquire() as conn, conn.transaction():
+            await store.clear_balances(conn)
+        assert await store.day_spend(pool, ["org", "team:a"], DAY1, DAY2) == []
+
+    async def test_a_crossing_is_written_once_per_scope_period_and_threshold(self, pool: asyncpg.Pool) -> None:
+        """Crossing the same threshold again in the same period adds nothing; another threshold or day does."""
+        store = self.create_store()
+        assert await store.insert_crossings(pool, [crossing("team:a", 80), crossing("team:a", 95)]) == 2
+        assert await store.insert_crossings(pool, [crossing("team:a", 80), crossing("team:a", 80, start=DAY2)]) == 1
+        assert await store.insert_crossings(pool, []) == 0
+        found = await store.unpublished_crossings(pool, 10)
+        assert sorted((c.period_start, c.threshold_pct) for c in found) == [(DAY1, 80), (DAY1, 95), (DAY2, 80)]
+
+    async def test_the_outbox_hands_out_crossings_in_order_until_published(self, pool: asyncpg.Pool) -> None:
+        """Oldest first, as ThresholdCrossed events naming the trigger; the developer only on personal scopes."""
+        store = self.create_store()
+        late, early = crossing("team:a", 80, at=T0 + timedelta(minutes=1)), crossing("key:k_alice", 80, at=T0)
+        await store.insert_crossings(pool, [late, early])
+        first = await store.unpublished_crossings(pool, 1)
+        assert [(c.scope, c.developer, c.trigger_event_id) for c in first] == [
+            ("key:k_alice", "alice", early.trigger.event_id)]
+        both = await store.unpublished_crossings(pool, 10)
+        assert [(c.scope, c.developer, c.team, c.crossed_at) for c in both][1] == (
+            "team:a", None, "platform", T0 + timedelta(minutes=1))
+        await store.mark_crossings_published(pool, [first[0].crossing_id])
+        assert [c.scope for c in await store.unpublished_crossings(pool, 10)] == ["team:a"]
+
+    async def test_peers_see_each_others_pending_sums(self, pool: asyncpg.Pool) -> None:
+        """Other live instances' sums add per balance; one's own rows, zeroed and withdrawn ones do not count."""
+        store = self.create_store()
+        k1, k2 = BalanceKey("team:a", PeriodKind.DAY, DAY1), BalanceKey("org", PeriodKind.MONTH, MONTH)
+        await store.put_pending(pool, "p1", [(k1, 10), (k2, 20)])
+        await store.put_pending(pool, "p2", [(k1, 5)])
+        await store.put_pending(pool, "p2", [(k1, 7)])
+        assert dict(await store.peer_pending(pool, "p3", stale_after_s=30)) == {k1: 17, k2: 20}
+        assert dict(await store.peer_pending(pool, "p1", stale_after_s=30)) == {k1: 7}
+        await store.drop_pending(pool, "p1", [k2])
+        await store.withdraw_pending(pool, "p2")
+        assert dict(await store.peer_pending(pool, "p3", stale_after_s=30)) == {k1: 10}
+
+    async def test_silent_peers_are_ignored_then_swept(self, pool: asyncpg.Pool) -> None:
+        """Rows older than the staleness window do not count; a heartbeat revives them; a sweep deletes old rows."""
+        store = self.create_store()
+        k1 = BalanceKey("team:a", PeriodKind.DAY, DAY1)
+        await store.put_pending(pool, "p1", [(k1, 10)])
+        async with pool.acquire() as conn, conn.transaction():  # a later transaction: its now() is later
+            assert await store.peer_pending(conn, "p2", stale_after_s=0) == []
+            await store.touch_pending(conn, "p1")
+        await store.sweep_pending(pool, older_than_s=3600)
+        assert dict(await store.peer_pending(pool, "p2", stale_after_s=30)) == {k1: 10}
+        await store.sweep_pending(pool, older_than_s=0)
+        assert await store.peer_pending(pool, "p2", stale_after_s=3600) == []
+
+    async def test_a_bad_scope_is_refused_when_asked_for_by_a_person(self, pool: asyncpg.Pool) -> None:
+        """balances_of takes a scope as people write it: malformed ones are a configuration error."""
+        store = self.create_store()
+        with pytest.raises(ConfigError):
+            await store.balances_of(pool, "nonsense", day_start=DAY1, month_start=MONTH)
+
+
+class TestPostgresBalanceStore(BalanceStoreContract):
+    def create_store(self) -> BalanceStore:
+        return POSTGRES
