@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 import asyncpg
 import msgspec
 
-from spendgate.admin.replay import Replay, Usage
+from spendgate.admin.replay import Replay
 from spendgate.domain.enforcement import Policy
 from spendgate.domain.periods import PeriodKind, period_containing
 from spendgate.domain.pricing import PriceTable
@@ -106,7 +106,7 @@ async def dry_run(pool: asyncpg.Pool, policy: Policy, prices: PriceTable, *, day
                 replay.seed(s.key_id, s.developer, s.team, s.at, s.spent_micros)
         async for batch in usage.replay_batches(conn, start, now, batch_rows=FETCH_ROWS):
             for row in batch:
-                replay.feed(Usage(*row))
+                replay.feed(row)
     return _result(replay, policy, days, start, now, time.perf_counter() - started), replay
 
 

@@ -18,34 +18,15 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import NamedTuple
 
 from spendgate.domain.enforcement import BalanceKey, Policy, Principal, RequestFacts, balance_keys, decide
 from spendgate.domain.enforcement.stages import StageLevel, crossed, stage_for
 from spendgate.domain.errors import UnknownModelError
 from spendgate.domain.pricing import PriceTable, cost_micros
+from spendgate.domain.usage import StoredUsage
 
-
-class Usage(NamedTuple):
-    """The parts of a stored usage event a replay needs."""
-
-    event_id: str
-    occurred_at: datetime
-    key_id: str
-    developer: str
-    team: str
-    session_id: str | None
-    turn_id: str | None
-    model_requested: str
-    model_used: str
-    route_reason: str
-    stage: str
-    status: str
-    input_tokens: int
-    cached_tokens: int
-    output_tokens: int
-    cost_micros: int
-    retry: bool
+Usage = StoredUsage
+"""The parts of a stored usage event a replay needs (the usage store reads them as this type)."""
 
 
 Outcome = str

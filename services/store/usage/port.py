@@ -9,6 +9,7 @@ from typing import Protocol
 from spendgate.core.db import Conn, Queryable
 from spendgate.domain.alerts import SessionLine
 from spendgate.domain.events import UsageRecorded
+from spendgate.domain.usage import StoredUsage
 from spendgate.store.usage import store
 from spendgate.store.usage.filters import UsageFilter
 from spendgate.store.usage.store import (
@@ -17,7 +18,6 @@ from spendgate.store.usage.store import (
     DeveloperTrend,
     DowngradedRequest,
     QuarterHourSpend,
-    ReplayRow,
     SessionIncrement,
     SessionRequest,
     SessionSpend,
@@ -55,7 +55,7 @@ class UsageStore(Protocol):
     async def quarter_hour_spend(self, db: Queryable, start: datetime, end: datetime) -> list[QuarterHourSpend]: ...
 
     def replay_batches(self, conn: Conn, start: datetime, end: datetime, *,
-                       batch_rows: int) -> AsyncIterator[list[ReplayRow]]: ...
+                       batch_rows: int) -> AsyncIterator[list[StoredUsage]]: ...
 
     async def top_sessions(self, db: Queryable, scope: str, start: datetime, end: datetime,
                            limit: int) -> list[SessionLine]: ...

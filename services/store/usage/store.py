@@ -17,6 +17,7 @@ import asyncpg
 from spendgate.core.db import Conn, Queryable
 from spendgate.domain.alerts import SessionLine, scope_name
 from spendgate.domain.events import UnitPrices, UsageRecorded
+from spendgate.domain.usage import StoredUsage
 from spendgate.store.usage.filters import UsageFilter, group_by
 
 # -- writes: the ledger ---------------------------------------------------------------------------------
@@ -444,41 +445,19 @@ async def quarter_hour_spend(db: Queryable, start: datetime, end: datetime) -> l
     return [QuarterHourSpend(*r) for r in rows]
 
 
-class ReplayRow(NamedTuple):
-    """The parts of a stored usage event a policy replay needs."""
-
-    event_id: str
-    occurred_at: datetime
-    key_id: str
-    developer: str
-    team: str
-    session_id: str | None
-    turn_id: str | None
-    model_requested: str
-    model_used: str
-    route_reason: str
-    stage: str
-    status: str
-    input_tokens: int
-    cached_tokens: int
-    output_tokens: int
-    cost_micros: int
-    retry: bool
-
-
 _REPLAY_COLUMNS = ("event_id::text, occurred_at, key_id, developer, team, session_id, turn_id, model_requested, "
                    "model_used, route_reason, stage, status, input_tokens, cached_tokens, output_tokens, "
                    "cost_micros, retry")
 
 
 async def replay_batches(conn: Conn, start: datetime, end: datetime, *,
-                         batch_rows: int) -> AsyncIterator[list[ReplayRow]]:
+                         batch_rows: int) -> AsyncIterator[list[StoredUsage]]:
     """The events of ``[start, end)`` in time order, ``batch_rows`` at a time (a cursor: inside a transaction)."""
     cursor = await conn.cursor(
         f"SELECT {_REPLAY_COLUMNS} FROM usage_events WHERE occurred_at >= $1 AND occurred_at < $2 "
         "ORDER BY occurred_at, event_id", start, end)
     while batch := await cursor.fetch(batch_rows):
-        yield [ReplayRow(*r) for r in batch]
+        yield [StoredUsage(*r) for r in batch]
 
 
 # -- the alerter and the forecaster -----------------------------------------------------------------------
