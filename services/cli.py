@@ -41,4 +41,5 @@ main.add_command(up)
 for _commands in AREA_COMMANDS:
     for _command in _commands:
         main.add_command(_command)
-alerter_cli.alerts.add_command(admin_cli.ALERTS_LIST)  # the alert history is a report: the admin area reads it
+for _read in (admin_cli.ALERTS_LIST, admin_cli.ALERTS_DEAD):  # the alert history is a report: admin reads it
+    alerter_cli.alerts.add_command(_read)

@@ -2,12 +2,13 @@
 
 ``alert_list`` is what ``GET /v1/alerts`` returns and what ``spendgate alerts list`` prints (from the
 database, or through the API with ``--api``): the alerter's records, read through the alerts store.
+``dead_letter_list`` is the same for ``GET /v1/alerts/dead-letters`` and ``spendgate alerts dead``.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
@@ -15,6 +16,9 @@ from spendgate.admin.window import WindowError
 from spendgate.core.db import Queryable
 from spendgate.store.alerts import store
 from spendgate.store.alerts.store import AlertEntry, JobStatus
+
+if TYPE_CHECKING:
+    import asyncpg
 
 AlertStatus = Literal["delivered", "pending", "failed", "digest", "unrouted"]
 
@@ -98,3 +102,35 @@ async def alert_list(db: Queryable, *, scope: str | None = None, kind: str | Non
     """The newest ``limit`` alerts (of ``scope`` / ``kind`` / from ``since``), with their deliveries."""
     found = await store.alert_history(db, scope=scope, kind=kind, since=since, limit=limit)
     return AlertList(alerts=[_out(e) for e in found])
+
+
+class DeadLetterOut(msgspec.Struct, frozen=True, kw_only=True):
+    dead_letter_id: int
+    created_at: datetime
+    kind: str
+    scope: str
+    route: str
+    target: str
+    action: Literal["trigger", "resolve"]
+    attempts: int
+    last_error: str | None
+    replayed_at: datetime | None
+    """When ``spendgate alerts replay`` re-sent it; unset while it waits."""
+    job_id: str
+    alert_id: str
+
+
+class DeadLetterList(msgspec.Struct, frozen=True, kw_only=True):
+    dead_letters: list[DeadLetterOut]
+    """Oldest first."""
+
+
+async def dead_letter_list(pool: asyncpg.Pool, *, include_replayed: bool = False) -> DeadLetterList:
+    """Deliveries that failed their last attempt (and, with ``include_replayed``, those re-sent since)."""
+    found = await store.dead_letters(pool, include_replayed=include_replayed)
+    return DeadLetterList(dead_letters=[
+        DeadLetterOut(dead_letter_id=d.dead_letter_id, created_at=d.created_at, kind=d.kind, scope=d.scope,
+                      route=d.route, target=d.target, action=d.action, attempts=d.attempts,
+                      last_error=d.last_error, replayed_at=d.replayed_at, job_id=d.job_id, alert_id=d.alert_id)
+        for d in found
+    ])

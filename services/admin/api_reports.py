@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from spendgate.admin.alert_query import KINDS, MAX_ALERTS
-from spendgate.admin.alerts import AlertList, alert_list, parse_since
+from spendgate.admin.alerts import AlertList, DeadLetterList, alert_list, dead_letter_list, parse_since
 from spendgate.admin.cache import CacheReport, cache_report
 from spendgate.admin.deps import DEPS
 from spendgate.admin.directory import Forecasts, Teams, list_forecasts, list_teams
@@ -126,6 +126,13 @@ async def get_alerts(request: web.Request) -> web.Response:
     return json_response(found)
 
 
+async def get_dead_letters(request: web.Request) -> web.Response:
+    include = request.query.get("all", "false")
+    if include not in ("true", "false"):
+        raise bad_request("all must be true or false")
+    return json_response(await dead_letter_list(request.app[DEPS].pool, include_replayed=include == "true"))
+
+
 _BY = {"type": "string", "enum": list(GROUPINGS)}
 REPORT_TAGS = ("reports",)
 
@@ -162,4 +169,9 @@ def operations() -> list[Operation]:
                             "alerts recorded at or after this time (ISO 8601 with a timezone, or a day)"),
                       Param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_ALERTS},
                             "at most this many (default 100)"))),
+        Operation("GET", "/v1/alerts/dead-letters", "listDeadLetters",
+                  "Alert deliveries that failed their last attempt, oldest first",
+                  get_dead_letters, DeadLetterList, tags=("alerts",), params=(
+                      Param("all", {"type": "string", "enum": ["true", "false"]},
+                            "include dead letters already replayed (default false)"),)),
     ]

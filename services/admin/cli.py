@@ -246,9 +246,30 @@ def alerts_list(ctx: Ctx, scope: str | None, kind: str | None, since: datetime |
     click.echo(run(go()))
 
 
-ALERTS_LIST = alerts_list
-"""``spendgate alerts list``: the composition root adds it to the alerter's ``alerts`` group (the history
-is a report: it reads the database or the admin API like the other reports)."""
+@click.command("dead")
+@click.option("--all", "include_replayed", is_flag=True, help="Include dead letters already replayed.")
+@format_option()
+@api_option
+@pass_ctx
+def alerts_dead(ctx: Ctx, include_replayed: bool, fmt: str, api_url: str | None) -> None:
+    """List alert deliveries that failed their last attempt (re-send them with spendgate alerts replay)."""
+    from spendgate.admin import render
+    from spendgate.admin.client import open_source
+
+    async def go() -> tuple[str, int]:
+        async with open_source(ctx, api_url) as source:
+            found = await source.dead_letters(include_replayed=include_replayed)
+            return render.dead_letters(found, fmt), len(found.dead_letters)
+
+    text, count = run(go())
+    click.echo(text)
+    click.echo(f"{count} dead letters", err=True)
+
+
+ALERTS_LIST, ALERTS_DEAD = alerts_list, alerts_dead
+"""``spendgate alerts list`` and ``alerts dead``: the composition root adds them to the alerter's
+``alerts`` group (the history is a report: it reads the database or the admin API like the other
+reports; sending and replaying stay with the alerter)."""
 
 
 @click.command("admin")

@@ -3,7 +3,7 @@
 Both sources return the same typed documents: the database source calls the functions the admin
 API's handlers call, the API source calls the admin API and decodes its JSON into the same types. So
 ``spendgate report …``, ``sessions …``, ``keys list``, ``budgets list|show``, ``policy show`` and
-``alerts list`` print the same thing either way (``--api URL``). A document the API does not have is the same
+``alerts list|dead`` print the same thing either way (``--api URL``). A document the API does not have is the same
 one-line error both ways (``no budget for team:x``).
 
 aiohttp is imported only when ``--api`` is used: a command on the database does not pay for it.
@@ -12,7 +12,7 @@ aiohttp is imported only when ``--api`` is used: a command on the database does 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import quote
@@ -20,19 +20,19 @@ from urllib.parse import quote
 import msgspec
 
 from spendgate.core.clitools import Ctx
-from spendgate.domain.errors import ConfigError, SpendgateError
+from spendgate.domain.errors import SpendgateError
 
 if TYPE_CHECKING:
-    import aiohttp
     import asyncpg
 
-    from spendgate.admin.alerts import AlertList
+    from spendgate.admin.alerts import AlertList, DeadLetterList
     from spendgate.admin.cache import CacheReport
     from spendgate.admin.directory import Teams
     from spendgate.admin.reports import Chargeback
     from spendgate.admin.sessions import SessionDetail
     from spendgate.admin.views import Budgets, BudgetStatus, KeyList
     from spendgate.admin.window import Filters, Window
+    from spendgate.core.adminapi import AdminApi
     from spendgate.core.config import Settings
 
 T = TypeVar("T")
@@ -63,6 +63,8 @@ class Source(Protocol):
     async def alerts(self, *, scope: str | None, kind: str | None, since: datetime | None,
                      limit: int) -> AlertList: ...
 
+    async def dead_letters(self, *, include_replayed: bool) -> DeadLetterList: ...
+
 
 @contextlib.asynccontextmanager
 async def open_source(ctx: Ctx, api_url: str | None) -> AsyncIterator[Source]:
@@ -78,12 +80,10 @@ async def open_source(ctx: Ctx, api_url: str | None) -> AsyncIterator[Source]:
 
 @contextlib.asynccontextmanager
 async def open_api(settings: Settings, api_url: str) -> AsyncIterator[ApiSource]:
-    import aiohttp
+    from spendgate.core.adminapi import open_admin_api
 
-    if settings.admin_token is None:
-        raise ConfigError("--api needs the admin token: set SPENDGATE_ADMIN_TOKEN")
-    async with aiohttp.ClientSession() as http:
-        yield ApiSource(http, api_url, settings.admin_token.get_secret_value())
+    async with open_admin_api(settings, api_url) as api:
+        yield ApiSource(api)
 
 
 class DatabaseSource:
@@ -158,6 +158,11 @@ class DatabaseSource:
 
         return await alert_list(self.pool, scope=scope, kind=kind, since=since, limit=limit)
 
+    async def dead_letters(self, *, include_replayed: bool) -> DeadLetterList:
+        from spendgate.admin.alerts import dead_letter_list
+
+        return await dead_letter_list(self.pool, include_replayed=include_replayed)
+
 
 def _query(by: str | None, from_date: date | None, to_date: date | None, filters: Filters,
            **extra: object) -> dict[str, str]:
@@ -179,40 +184,11 @@ class _PolicyDocument(msgspec.Struct, frozen=True):
     policy: dict[str, Any]
 
 
-_SAME_AS_DATABASE = (400, 404, 409)
-"""Statuses whose message reads as the database source's error does (``no budget for org``)."""
-
-
 class ApiSource:
-    """A running admin API at ``base_url`` (``http://127.0.0.1:8081``), called with the admin token."""
+    """A running admin API, decoded into the same documents the database source returns."""
 
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, token: str) -> None:
-        self.http, self.base_url, self.token = session, base_url.rstrip("/"), token
-
-    async def call(self, method: str, path: str, result: type[T], *, query: Mapping[str, str] | None = None,
-                   body: Any = None) -> T:
-        import aiohttp
-
-        try:
-            async with self.http.request(
-                method, self.base_url + path, params=query, json=body,
-                headers={"Authorization": f"Bearer {self.token}"},
-            ) as resp:
-                raw = await resp.read()
-                if resp.status >= 400:
-                    try:
-                        message = msgspec.json.decode(raw)["error"]["message"]
-                    except (msgspec.DecodeError, KeyError, TypeError):
-                        message = raw.decode(errors="replace")[:500]
-                    if resp.status in _SAME_AS_DATABASE:
-                        raise SpendgateError(message)
-                    raise SpendgateError(f"admin API {resp.status}: {message}")
-                try:
-                    return msgspec.json.decode(raw, type=result)
-                except msgspec.DecodeError as exc:
-                    raise SpendgateError(f"{self.base_url} did not answer as the admin API does: {exc}") from None
-        except aiohttp.ClientError as exc:
-            raise SpendgateError(f"cannot reach the admin API at {self.base_url}: {exc}") from exc
+    def __init__(self, api: AdminApi) -> None:
+        self.call = api.call
 
     async def chargeback(self, by: str, from_date: date | None, to_date: date | None,
                          filters: Filters, tz: str | None = None) -> Chargeback:
@@ -271,3 +247,9 @@ class ApiSource:
         query = {k: v for k, v in (("scope", scope), ("kind", kind),
                                    ("since", since.isoformat() if since else None)) if v is not None}
         return await self.call("GET", "/v1/alerts", AlertList, query={**query, "limit": str(limit)})
+
+    async def dead_letters(self, *, include_replayed: bool) -> DeadLetterList:
+        from spendgate.admin.alerts import DeadLetterList
+
+        return await self.call("GET", "/v1/alerts/dead-letters", DeadLetterList,
+                               query={"all": "true" if include_replayed else "false"})

@@ -13,7 +13,7 @@ from spendgate.core.tables import Field, field, render, table, to_json
 from spendgate.domain.money import format_usd
 
 if TYPE_CHECKING:
-    from spendgate.admin.alerts import AlertList, AlertOut
+    from spendgate.admin.alerts import AlertList, AlertOut, DeadLetterList
     from spendgate.admin.cache import CacheReport
     from spendgate.admin.reports import Chargeback
     from spendgate.admin.sessions import RequestLine, SessionDetail
@@ -179,3 +179,15 @@ which fits 120 columns: the title, the summary and the errors are in CSV and JSO
 
 def alerts(found: AlertList, fmt: str) -> str:
     return render(fmt, ALERT_FIELDS, found.alerts, document=found)
+
+
+DEAD_LETTER_FIELDS: list[Field] = [
+    field("dead_letter_id", "int", "id"), field("created_at", "time", "created"), field("kind"), field("scope"),
+    field("route"), field("target"), field("action", header=None), field("attempts", "int"),
+    field("last_error", header="error"), field("replayed_at", "time", "replayed"), field("job_id", header=None),
+    field("alert_id", header=None),
+]
+
+
+def dead_letters(found: DeadLetterList, fmt: str) -> str:
+    return render(fmt, DEAD_LETTER_FIELDS, found.dead_letters, document=found)

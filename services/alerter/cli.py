@@ -11,15 +11,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from spendgate.core.clitools import CliError, Ctx, format_option, pass_ctx, run
-from spendgate.core.tables import Field, field
+from spendgate.core.clitools import CliError, Ctx, pass_ctx, run
 
 if TYPE_CHECKING:
     from spendgate.alerter.rules import Rules
     from spendgate.alerter.secrets import Secrets
     from spendgate.core.config import Settings
     from spendgate.domain.alerts import Message
-    from spendgate.store.alerts.store import DeadDelivery
 
 
 @click.command()
@@ -107,32 +105,6 @@ def send_test(ctx: Ctx, route_name: str) -> None:
         click.echo(f"{target}: {'delivered' if ok else 'FAILED (see spendgate alerts dead)'}")
     if not all(ok for _, ok in results):
         raise SystemExit(1)
-
-
-DEAD_LETTER_FIELDS: list[Field] = [
-    field("dead_letter_id", "int", "id"), field("created_at", "time", "created"), field("kind"), field("scope"),
-    field("route"), field("target"), field("action", header=None), field("attempts", "int"),
-    field("last_error", header="error"), field("replayed_at", "time", "replayed"), field("job_id", header=None),
-    field("alert_id", header=None),
-]
-
-
-@alerts.command()
-@click.option("--all", "include_replayed", is_flag=True, help="Include dead letters already replayed.")
-@format_option()
-@pass_ctx
-def dead(ctx: Ctx, include_replayed: bool, fmt: str) -> None:
-    """List alert deliveries that failed their last attempt."""
-    from spendgate.core.tables import records, render
-    from spendgate.store.alerts import store
-
-    async def go() -> list[DeadDelivery]:
-        async with ctx.database() as pool:
-            return await store.dead_letters(pool, include_replayed=include_replayed)
-
-    rows = run(go())
-    click.echo(render(fmt, DEAD_LETTER_FIELDS, rows, document=records(DEAD_LETTER_FIELDS, rows)))
-    click.echo(f"{len(rows)} dead letters", err=True)
 
 
 @alerts.command()

@@ -1,26 +1,29 @@
 """The one settings object. Only this module reads the environment.
 
 Sources, highest first: ``SPENDGATE_*`` environment variables (nested with ``__``, e.g.
-``SPENDGATE_PRICING__FALLBACK__INPUT=1.00``), the YAML config file (``SPENDGATE_CONFIG``, else
-``<data_dir>/spendgate.yaml`` when it exists), then the defaults below.
+``SPENDGATE_PRICING__FALLBACK__INPUT=1.00``; names are case-insensitive; a list or mapping setting
+takes JSON, e.g. ``SPENDGATE_ENFORCEMENT__THRESHOLDS_PCT='[80, 95, 110]'``), the YAML config file
+(``SPENDGATE_CONFIG``, else ``<data_dir>/spendgate.yaml`` when it exists), then the defaults below.
+:func:`load_settings` merges them and pydantic validates the result.
+
+The merge is the forty lines below rather than ``pydantic-settings``: importing that library cost a
+short command such as ``spendgate keys list`` about 0.13 s, a quarter of its run
+(``benchmarks/cli_startup.py``), for the two sources spendgate reads.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import types
+import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import (
-    BaseSettings,
-    InitSettingsSource,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    YamlConfigSettingsSource,
-)
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from spendgate.domain.enforcement.settings import EnforcementSettings
 from spendgate.domain.errors import ConfigError
@@ -122,12 +125,10 @@ class SupervisorSettings(BaseModel):
     """No restart waits longer than this, however many failures in a row."""
 
 
-class Settings(BaseSettings):
-    """Everything spendgate can be configured with."""
+class Settings(BaseModel):
+    """Everything spendgate can be configured with (built from its sources by :func:`load_settings`)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="SPENDGATE_", env_nested_delimiter="__", extra="ignore", validate_default=True
-    )
+    model_config = ConfigDict(extra="ignore", validate_default=True)
 
     data_dir: Path = Field(default_factory=default_data_dir)
     database_url: str | None = None
@@ -149,9 +150,8 @@ class Settings(BaseSettings):
     instance: str = Field(default_factory=socket.gethostname)
 
     upstream_url: str = "https://api.openai.com/v1"
-    upstream_key: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("SPENDGATE_UPSTREAM_KEY", "OPENAI_API_KEY", "upstream_key")
-    )
+    upstream_key: SecretStr | None = None
+    """``SPENDGATE_UPSTREAM_KEY``, else ``OPENAI_API_KEY``."""
     upstream_connect_timeout_s: float = 10.0
     upstream_read_timeout_s: float = 600.0
     max_body_bytes: int = 32 * 1024 * 1024
@@ -183,25 +183,6 @@ class Settings(BaseSettings):
             raise ValueError(f"bus must be postgres, memory or kafka://host:port, not {self.bus!r}")
         return self
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        del dotenv_settings, file_secret_settings  # the override names every source; these two are not used
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        # The file lives in the data dir this run resolves to: `--data-dir X` (an init keyword) reads
-        # X/spendgate.yaml, not the environment's or the default data dir's file.
-        init_kwargs = init_settings.init_kwargs if isinstance(init_settings, InitSettingsSource) else {}
-        path = config_file_path(init_kwargs.get("data_dir"))
-        if path is not None:
-            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
-        return tuple(sources)
-
     @property
     def spool_dir(self) -> Path:
         return self.data_dir / "spool"
@@ -223,12 +204,101 @@ def config_file_path(data_dir: str | Path | None = None) -> Path | None:
     return candidate if candidate.exists() else None
 
 
+ENV_PREFIX = "SPENDGATE_"
+NESTED = "__"
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Build the settings, turning validation errors into a :class:`ConfigError` that names the field."""
+    """Build the settings from keyword overrides, the environment, the YAML file and the defaults.
+
+    Validation errors become a :class:`ConfigError` that names the field.
+    """
     from pydantic import ValidationError
 
+    values = merged(file_values(config_file_path(overrides.get("data_dir"))), environment_values(os.environ))
     try:
-        return Settings(**overrides)
+        return Settings.model_validate(merged(values, overrides))
     except ValidationError as exc:
         lines = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from exc
+
+
+def file_values(path: Path | None) -> dict[str, Any]:
+    """The YAML config file's settings (none when there is no file)."""
+    if path is None:
+        return {}
+    import yaml
+
+    try:
+        loaded = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read the config file {path}: {exc}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"the config file {path} must hold a mapping of settings, not {type(loaded).__name__}")
+    return loaded
+
+
+def environment_values(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``SPENDGATE_A__B=v`` as ``{"a": {"b": "v"}}``; JSON for list and mapping settings."""
+    values: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        path = name[len(ENV_PREFIX):].lower().split(NESTED)
+        if not all(path):
+            continue
+        node = values
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        node[path[-1]] = _decoded(name, raw) if _takes_json(Settings, path) else raw
+    if "upstream_key" not in values and environ.get("OPENAI_API_KEY"):
+        values["upstream_key"] = environ["OPENAI_API_KEY"]
+    return values
+
+
+def merged(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``, mappings merged key by key (``smtp.host`` from the environment keeps
+    ``smtp.port`` from the file)."""
+    out = dict(base)
+    for key, value in top.items():
+        below = out.get(key)
+        out[key] = merged(below, value) if isinstance(below, Mapping) and isinstance(value, Mapping) else value
+    return out
+
+
+def _decoded(name: str, raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: expected JSON (a list or mapping), got {raw[:80]!r}") from None
+
+
+def _takes_json(model: type[BaseModel], path: list[str]) -> bool:
+    """Whether the setting at ``path`` is a list, mapping or section (so its variable holds JSON)."""
+    for depth, part in enumerate(path):
+        field = model.model_fields.get(part)
+        if field is None:
+            return False
+        kinds = _kinds(field.annotation)
+        if depth == len(path) - 1:
+            return any(k in (list, dict, set, tuple) or _is_model(k) for k in kinds)
+        sections = [k for k in kinds if _is_model(k)]
+        if not sections:
+            return False  # a key inside a mapping setting (alerts.secrets.NAME): a plain value
+        model = sections[0]
+    return False
+
+
+def _kinds(annotation: Any) -> list[Any]:
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return [k for arg in typing.get_args(annotation) for k in _kinds(arg)]
+    return [typing.get_origin(annotation) or annotation]
+
+
+def _is_model(kind: Any) -> bool:
+    return isinstance(kind, type) and issubclass(kind, BaseModel)

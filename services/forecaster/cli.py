@@ -11,12 +11,12 @@ import csv
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from spendgate.core.clitools import DOCUMENT_FORMATS, CliError, Ctx, format_option, pass_ctx, run
-from spendgate.core.tables import Field
+from spendgate.core.clitools import DOCUMENT_FORMATS, CliError, Ctx, api_option, format_option, pass_ctx, run
+from spendgate.core.tables import Field, field
 
 if TYPE_CHECKING:
     import numpy as np
@@ -85,15 +85,30 @@ FORECAST_FIELDS: list[Field] = [
     Field("model", lambda r: r.forecast.model), Field("inputs", lambda r: r.forecast.inputs, "map", header=None),
 ]
 
+STORED_FORECAST_FIELDS: list[Field] = [
+    field("scope"), field("month", "date", header=None), field("as_of", "date"),
+    field("actual_micros", "money", "spent"), field("p10_micros", "money", "p10"),
+    field("p50_micros", "money", "p50"), field("p90_micros", "money", "p90"),
+    field("budget_micros", "money", "budget"), field("p10_crosses_on", "date", header=None),
+    field("p50_crosses_on", "date", "p50_crosses"), field("p90_crosses_on", "date", "p90_crosses"),
+    field("model"), field("computed_at", "time", "computed"),
+]
+"""A forecast as the admin API serves it: the forecaster worker's latest, with when it was computed."""
+
 
 @click.group(invoke_without_command=True)
 @click.option("--scope", callback=_scope,
               help="Only this scope, e.g. team:platform (default: every scope with a monthly budget).")
 @format_option()
 @as_of_option
+@api_option
 @click.pass_context
-def forecast(click_ctx: click.Context, scope: str | None, fmt: str, as_of: date | None) -> None:
-    """Month-end spend forecasts: P10/P50/P90 and the day each crosses the budget."""
+def forecast(click_ctx: click.Context, scope: str | None, fmt: str, as_of: date | None, api_url: str | None) -> None:
+    """Month-end spend forecasts: P10/P50/P90 and the day each crosses the budget.
+
+    On the database the forecast is computed now. With --api it is the forecaster worker's latest (computed
+    hourly; the computed column says when), read through the running admin API.
+    """
     if click_ctx.invoked_subcommand is not None:
         return
     from spendgate.core.tables import records, render
@@ -102,6 +117,14 @@ def forecast(click_ctx: click.Context, scope: str | None, fmt: str, as_of: date 
     ctx = click_ctx.find_object(Ctx)
     assert ctx is not None
     settings = ctx.settings
+    if api_url:
+        if as_of is not None:
+            raise click.UsageError("--as-of needs the database: the admin API serves the latest forecasts only")
+        stored = run(_stored_forecasts(ctx, api_url, scope))
+        if scope is not None and not stored:
+            raise CliError(f"no forecast for {scope} yet: it needs a monthly budget, and the forecaster runs hourly")
+        click.echo(render(fmt, STORED_FORECAST_FIELDS, stored, document={"forecasts": stored}))
+        return
 
     async def main() -> list[ScopeForecast]:
         async with ctx.database() as pool, pool.acquire() as conn:
@@ -115,6 +138,18 @@ def forecast(click_ctx: click.Context, scope: str | None, fmt: str, as_of: date 
         click.echo("no scope has a monthly budget (spendgate budgets set --monthly)", err=True)
         return
     click.echo(render(fmt, FORECAST_FIELDS, results, document=records(FORECAST_FIELDS, results)))
+
+
+async def _stored_forecasts(ctx: Ctx, api_url: str, scope: str | None) -> list[dict[str, Any]]:
+    from spendgate.core.adminapi import open_admin_api
+
+    async with open_admin_api(ctx.settings, api_url) as api:
+        found = await api.call("GET", "/v1/forecasts", dict[str, list[dict[str, Any]]],
+                               query={"scope": scope} if scope else None)
+    rows = found.get("forecasts", [])
+    for row in rows:  # the table shows times as times; JSON carries the API's own text
+        row["computed_at"] = datetime.fromisoformat(row["computed_at"]) if row.get("computed_at") else None
+    return rows
 
 
 @forecast.command()

@@ -39,7 +39,7 @@ from spendgate.core.logs import get_logger
 from spendgate.core.supervisor import Beat, Supervisor
 from spendgate.domain.constants import PG_NOTIFY_CONFIG, PG_NOTIFY_PENDING
 from spendgate.domain.enforcement.balances import BalanceKey
-from spendgate.domain.enforcement.decide import Decision, RequestFacts, decide
+from spendgate.domain.enforcement.decision import Decision, RequestFacts, decide
 from spendgate.domain.enforcement.policy import Policy
 from spendgate.domain.enforcement.reservations import ReservationBook
 from spendgate.domain.enforcement.scopes import Principal

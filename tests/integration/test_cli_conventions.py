@@ -10,7 +10,7 @@ import io
 import json
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +39,14 @@ LISTS: dict[str, tuple[list[str], Any]] = {
     "report chargeback": (["report", "chargeback", "--by", "session", *NOVEMBER], lambda d: d["lines"]),
     "report cache": (["report", "cache", "--by", "cost-center", *NOVEMBER], lambda d: d["lines"]),
     "forecast": (["forecast", "--as-of", "2026-11-20"], lambda d: d),
-    "alerts dead": (["alerts", "dead", "--all"], lambda d: d),
+    "alerts dead": (["alerts", "dead", "--all"], lambda d: d["dead_letters"]),
     "alerts list": (["alerts", "list"], lambda d: d["alerts"]),
 }
 """Every list a read command prints, and where its rows are in its JSON."""
 DOCUMENTS = {"budgets show", "sessions show", "policy dry-run", "forecast backtest"}
 """Read commands that print one nested document: --format table|json (there are no rows for CSV)."""
 THROUGH_API = {"keys list", "budgets list", "budgets show", "sessions list", "sessions show", "report chargeback",
-               "report cache", "policy show", "alerts list"}
+               "report cache", "policy show", "alerts list", "alerts dead", "forecast"}
 """Read commands whose data the admin API serves: each takes --api."""
 
 
@@ -206,10 +206,45 @@ async def test_every_read_prints_the_same_through_the_admin_api(pool: asyncpg.Po
                      ["sessions", "list", *NOVEMBER], ["sessions", "list", *NOVEMBER, "--developer", "alcie"],
                      ["sessions", "show", session_id], ["policy", "show"], ["policy", "show", "--format", "json"],
                      ["report", "chargeback", "--by", "cost-center", *NOVEMBER, "--format", "csv"],
-                     ["alerts", "list", "--format", "csv"], ["alerts", "list", "--scope", f"key:{prefix}"]):
+                     ["alerts", "list", "--format", "csv"], ["alerts", "list", "--scope", f"key:{prefix}"],
+                     ["alerts", "dead"], ["alerts", "dead", "--all", "--format", "json"]):
             direct = await asyncio.to_thread(cli, db_url, tmp_path, *args)
             via_api = await asyncio.to_thread(cli, db_url, tmp_path, *args, "--api", f"http://127.0.0.1:{port}")
             assert direct.exit_code == via_api.exit_code, (args, direct.output, via_api.output)
             assert (direct.stdout, direct.stderr) == (via_api.stdout, via_api.stderr), args
     finally:
         await runner.cleanup()
+
+
+async def test_forecast_through_the_api_prints_the_forecasters_latest(pool: asyncpg.Pool, db_url: str,
+                                                                     tmp_path: Path, data: None) -> None:
+    """`forecast --api` prints the forecasts the worker stored, with when it computed them, in every format;
+    `--as-of` (an audit computed now) needs the database and says so."""
+    from spendgate.forecaster.engine import forecast_all
+    from spendgate.store.forecasts import store as forecasts
+
+    settings = admin_settings()
+    computed_at = datetime(2026, 11, 21, 3, 0, tzinfo=UTC)
+    async with pool.acquire() as conn:
+        results = await forecast_all(conn, settings.forecast, computed_at, audit_day=date(2026, 11, 20))
+        await forecasts.save_pass(conn, [(r.scope.scope, r.forecast) for r in results], computed_at)
+    assert results
+    runner = web.AppRunner(create_app(Deps(pool, settings, PRICES)))
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    api = f"http://127.0.0.1:{port}"
+    try:
+        doc = await asyncio.to_thread(cli, db_url, tmp_path, "forecast", "--api", api, "--format", "json")
+        table = await asyncio.to_thread(cli, db_url, tmp_path, "forecast", "--api", api)
+        one = await asyncio.to_thread(cli, db_url, tmp_path, "forecast", "--api", api, "--scope", "team:platform",
+                                      "--format", "csv")
+        audit = await asyncio.to_thread(cli, db_url, tmp_path, "forecast", "--api", api, "--as-of", "2026-11-20")
+    finally:
+        await runner.cleanup()
+    assert doc.exit_code == table.exit_code == one.exit_code == 0, (doc.output, table.output, one.output)
+    served = {f["scope"]: f for f in json.loads(doc.stdout)["forecasts"]}
+    assert {s: f["p50_micros"] for s, f in served.items()} == {r.scope.scope: r.forecast.p50_micros for r in results}
+    assert "computed" in table.stdout.splitlines()[0] and "2026-11-21 03:00" in table.stdout
+    assert [r["scope"] for r in csv.DictReader(io.StringIO(one.stdout))] == ["team:platform"]
+    assert audit.exit_code == 2 and "--as-of needs the database" in audit.output

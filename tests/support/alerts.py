@@ -255,14 +255,10 @@ async def count(pool: asyncpg.Pool, sql: str, *args: Any) -> int:
 
 
 async def run_cli(*args: str, env: dict[str, str]) -> tuple[int, str]:
-    """Run ``spendgate alerts …`` in a subprocess while this loop keeps serving the receivers.
-
-    The alerter's own group is invoked (as the ``spendgate`` root would) so that another area's
-    half-landed commands cannot break these tests."""
-    code = ("from spendgate.alerter.cli import alerts; from spendgate.core.clitools import Ctx; "
-            "alerts.main(obj=Ctx(None))")
+    """Run ``spendgate alerts …`` in a subprocess while this loop keeps serving the receivers."""
+    code = "from spendgate.cli import main; main()"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", code, *args,
+        sys.executable, "-c", code, "alerts", *args,
         env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     out, _ = await asyncio.wait_for(proc.communicate(), 60)
     return proc.returncode or 0, out.decode()

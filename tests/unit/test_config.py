@@ -63,3 +63,55 @@ def test_invalid_values_name_the_field(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SPENDGATE_ENFORCEMENT__THRESHOLDS_PCT", "[95, 80, 110]")
     with pytest.raises(ConfigError, match="thresholds_pct"):
         load_settings()
+
+
+def test_environment_names_are_case_insensitive_and_merge_into_file_sections(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`spendgate_smtp__host` sets smtp.host and keeps the file's smtp.port; secrets keys are lower case."""
+    cfg = tmp_path / "spendgate.yaml"
+    cfg.write_text("smtp:\n  host: file.example\n  port: 2525\n")
+    monkeypatch.setenv("SPENDGATE_CONFIG", str(cfg))
+    monkeypatch.setenv("spendgate_smtp__host", "env.example")
+    monkeypatch.setenv("SPENDGATE_ALERTS__SECRETS__PLATFORM_SLACK", "https://hooks.example/x")
+    s = load_settings()
+    assert (s.smtp.host, s.smtp.port) == ("env.example", 2525)
+    assert s.alerts.secrets["platform_slack"].get_secret_value() == "https://hooks.example/x"
+
+
+def test_list_settings_take_json_and_a_bad_one_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A list setting reads JSON from its variable; text that is not JSON is a one-line ConfigError."""
+    monkeypatch.setenv("SPENDGATE_ENFORCEMENT__THRESHOLDS_PCT", "[70, 90, 100]")
+    assert load_settings().enforcement.thresholds_pct == [70, 90, 100]
+    monkeypatch.setenv("SPENDGATE_ENFORCEMENT__THRESHOLDS_PCT", "70,90,100")
+    with pytest.raises(ConfigError, match="SPENDGATE_ENFORCEMENT__THRESHOLDS_PCT: expected JSON"):
+        load_settings()
+
+
+def test_a_string_setting_is_never_json_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A password that looks like JSON stays the text it is."""
+    monkeypatch.setenv("SPENDGATE_SMTP__PASSWORD", '{"not": "json to me"}')
+    s = load_settings()
+    assert s.smtp.password is not None and s.smtp.password.get_secret_value() == '{"not": "json to me"}'
+
+
+def test_unreadable_or_malformed_config_files_are_config_errors(monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:
+    """A named config file that is missing, not YAML, or not a mapping: a ConfigError naming the file."""
+    missing = tmp_path / "nope.yaml"
+    monkeypatch.setenv("SPENDGATE_CONFIG", str(missing))
+    with pytest.raises(ConfigError, match=r"nope\.yaml"):
+        load_settings()
+    for text in ("bus: [unclosed\n", "- a list\n- not a mapping\n"):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(text)
+        monkeypatch.setenv("SPENDGATE_CONFIG", str(bad))
+        with pytest.raises(ConfigError, match=r"bad\.yaml"):
+            load_settings()
+
+
+def test_unknown_variables_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SPENDGATE_TEST_DATABASE_URL and other variables that name no setting change nothing."""
+    monkeypatch.setenv("SPENDGATE_TEST_DATABASE_URL", "postgresql://elsewhere/x")
+    monkeypatch.setenv("SPENDGATE_SMTP__NO_SUCH_THING", "1")
+    s = load_settings()
+    assert s.database_url is None or "elsewhere" not in s.database_url

@@ -6,29 +6,83 @@ balance key (``balances.BalanceKey``); the stage for a spend/budget ratio and th
 (``stages.stage_for``, ``stages.crossed``); the cascade step (``Policy.next_model`` /
 ``Policy.cheapest_model``). The proxy's decision, the ledger's fold, the dry-run replay and the
 forecaster use them; the proxy's adapters (the balance view, the stores) live outside this package.
+
+The package imports its modules on first use (PEP 562), so a command that needs only the settings
+shape does not pay for the rules it never calls.
 """
 
 from __future__ import annotations
 
-from spendgate.domain.enforcement.balances import BalanceKey, SpendOf
-from spendgate.domain.enforcement.decide import Decision, RequestFacts, Standing, balance_keys, decide, standings
-from spendgate.domain.enforcement.enforcer import Admission, DecisionSource, Enforcer
-from spendgate.domain.enforcement.estimate import SessionEstimator, TokenEstimate, estimated_cost_micros
-from spendgate.domain.enforcement.policy import (
-    Budget,
-    BudgetRaise,
-    Policy,
-    Thresholds,
-    budget_of,
-    effective_budget_micros,
-    load_policy,
-    policy_from_document,
-)
-from spendgate.domain.enforcement.reservations import Reservation, ReservationBook
-from spendgate.domain.enforcement.responses import Refusal, pause_refusal, retry_refusal
-from spendgate.domain.enforcement.retry import RetryDetector, RetryVerdict
-from spendgate.domain.enforcement.scopes import Principal, parse_scope
-from spendgate.domain.enforcement.stages import StageLevel, crossed, stage_for
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from spendgate.domain.enforcement.balances import BalanceKey, SpendOf
+    from spendgate.domain.enforcement.decision import Decision, RequestFacts, Standing, balance_keys, decide, standings
+    from spendgate.domain.enforcement.enforcer import Admission, DecisionSource, Enforcer
+    from spendgate.domain.enforcement.estimate import SessionEstimator, TokenEstimate, estimated_cost_micros
+    from spendgate.domain.enforcement.policy import (
+        Budget,
+        BudgetRaise,
+        Policy,
+        Thresholds,
+        budget_of,
+        effective_budget_micros,
+        load_policy,
+        policy_from_document,
+    )
+    from spendgate.domain.enforcement.reservations import Reservation, ReservationBook
+    from spendgate.domain.enforcement.responses import Refusal, pause_refusal, retry_refusal
+    from spendgate.domain.enforcement.retry import RetryDetector, RetryVerdict
+    from spendgate.domain.enforcement.scopes import Principal, parse_scope
+    from spendgate.domain.enforcement.stages import StageLevel, crossed, stage_for
+
+_HOME: dict[str, str] = {
+    "Admission": "enforcer",
+    "BalanceKey": "balances",
+    "Budget": "policy",
+    "BudgetRaise": "policy",
+    "Decision": "decision",
+    "DecisionSource": "enforcer",
+    "Enforcer": "enforcer",
+    "Policy": "policy",
+    "Principal": "scopes",
+    "Refusal": "responses",
+    "RequestFacts": "decision",
+    "Reservation": "reservations",
+    "ReservationBook": "reservations",
+    "RetryDetector": "retry",
+    "RetryVerdict": "retry",
+    "SessionEstimator": "estimate",
+    "SpendOf": "balances",
+    "StageLevel": "stages",
+    "Standing": "decision",
+    "Thresholds": "policy",
+    "TokenEstimate": "estimate",
+    "balance_keys": "decision",
+    "budget_of": "policy",
+    "crossed": "stages",
+    "decide": "decision",
+    "effective_budget_micros": "policy",
+    "estimated_cost_micros": "estimate",
+    "load_policy": "policy",
+    "parse_scope": "scopes",
+    "pause_refusal": "responses",
+    "policy_from_document": "policy",
+    "retry_refusal": "responses",
+    "stage_for": "stages",
+    "standings": "decision",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Admission",

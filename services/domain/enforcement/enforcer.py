@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from spendgate.domain.enforcement.balances import BalanceKey
-from spendgate.domain.enforcement.decide import Decision, RequestFacts
+from spendgate.domain.enforcement.decision import Decision, RequestFacts
 from spendgate.domain.enforcement.estimate import TokenEstimate, estimated_cost_micros
 from spendgate.domain.enforcement.reservations import Reservation, ReservationBook
 from spendgate.domain.enforcement.responses import Refusal, pause_refusal, retry_refusal

@@ -27,7 +27,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, overload
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from spendgate.domain.enforcement.scopes import parse_scope
@@ -287,6 +286,8 @@ def policy_from_document(doc: Mapping[str, Any], defaults: EnforcementSettings) 
 
 def load_policy(path: Path, defaults: EnforcementSettings) -> Policy:
     """Read a policy proposal from a YAML file."""
+    import yaml  # here, not at the top: `budgets list` and the proxy never parse a proposal
+
     try:
         doc = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from spendgate.domain.enforcement.decide import Decision
+from spendgate.domain.enforcement.decision import Decision
 from spendgate.domain.enforcement.retry import RetryVerdict
 from spendgate.domain.enforcement.scopes import scope_label
 from spendgate.domain.money import format_usd, usd_str
