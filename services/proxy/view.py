@@ -17,6 +17,11 @@ Decisions read only memory (:meth:`BalanceView.decide` does no I/O). A backgroun
   every other live proxy's (:mod:`.peers`), so spend in flight through another proxy counts too. A
   change of this proxy's book wakes the loop at once, and a publication NOTIFYs the peers, which wake
   and read it: a reservation is visible to the other proxies within a few tens of milliseconds.
+- **Near the pause line** that lag is what lets several proxies overshoot together, so there an
+  admission is confirmed (:meth:`BalanceView.near_line`, :meth:`BalanceView.confirm`): under a
+  per-balance lock in PostgreSQL, the balance and every peer's pending sum are read fresh, the request
+  is decided on them, and its reservation is published before the lock is released. The next proxy to
+  admit on that balance sees it. Far from the line admissions stay memory-only.
 
 A failed refresh raises out of the loop: the supervisor logs it and restarts the loop with backoff,
 and decisions keep using the last good view meanwhile.
@@ -39,15 +44,16 @@ from spendgate.core.logs import get_logger
 from spendgate.core.supervisor import Beat, Supervisor
 from spendgate.domain.constants import PG_NOTIFY_CONFIG, PG_NOTIFY_PENDING
 from spendgate.domain.enforcement.balances import BalanceKey
-from spendgate.domain.enforcement.decision import Decision, RequestFacts, decide
+from spendgate.domain.enforcement.decision import Decision, RequestFacts, decide, standings
 from spendgate.domain.enforcement.policy import Policy
 from spendgate.domain.enforcement.reservations import ReservationBook
 from spendgate.domain.enforcement.scopes import Principal
 from spendgate.domain.enforcement.settings import EnforcementSettings
+from spendgate.domain.enforcement.stages import StageLevel
 from spendgate.domain.events import new_id
 from spendgate.domain.periods import PeriodKind
-from spendgate.proxy.peers import PeerPending
-from spendgate.store.balances.store import changed_balances
+from spendgate.proxy.peers import STALE_AFTER_S, PeerPending
+from spendgate.store.balances.store import changed_balances, lock_and_read
 from spendgate.store.budgets.store import config_mark, load_budgets
 from spendgate.store.usage.store import stored_event_ids
 
@@ -88,6 +94,9 @@ class BalanceView:
         self._config_dirty = False
         self._last_reload = 0.0
         self._stopping = asyncio.Event()
+        self.confirming = asyncio.Lock()
+        """One confirmed admission at a time per proxy: the others wait here, not on a pooled connection
+        blocked on the database lock (which starved the refresh loop and the ledger of connections)."""
         self._wake = asyncio.Event()
         self._book_wake: asyncio.TimerHandle | None = None
         self.book.on_change = self._wake_after_request
@@ -119,6 +128,35 @@ class BalanceView:
 
     def retry_cap(self, principal: Principal) -> int:
         return self._policy.retry_cap_for(principal.scopes())
+
+    # -- near the pause line: confirmed admissions ---------------------------------------------------
+
+    def near_line(self, principal: Principal) -> list[BalanceKey]:
+        """The principal's budgeted balances at the alert or downgrade stage, whose admissions are
+        confirmed against every proxy's reservations (:meth:`confirm`). A paused balance is refused from
+        memory (its pending spend only overstates it), so a paused client hammering the gateway never
+        reaches the database."""
+        return [s.key for s in standings(principal, self._policy, self.spent_micros, self._clock())
+                if StageLevel.ALERT <= s.stage < StageLevel.PAUSE]
+
+    async def confirm(self, conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy,
+                      keys: list[BalanceKey]) -> None:
+        """Inside ``conn``'s transaction: lock ``keys`` and load their settled spend and the peers' pending
+        sums as of now (the caller decides, then :meth:`publish_confirmed` before committing)."""
+        for key, spent, version, peers in await lock_and_read(conn, self.peers.instance, keys,
+                                                              stale_after_s=STALE_AFTER_S):
+            if version >= self._versions.get(key, 0):
+                self._versions[key] = version
+                self._settled[key] = spent
+            if peers:
+                self.peers.others[key] = peers
+            else:
+                self.peers.others.pop(key, None)
+
+    async def publish_confirmed(self, conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy,
+                                keys: list[BalanceKey]) -> None:
+        """Publish this proxy's pending sums on ``keys`` (the reservation just made included)."""
+        await self.peers.publish(conn, {k: self.book.pending_micros(k) for k in keys})
 
     # -- lifecycle --------------------------------------------------------------------------------
 
