@@ -44,7 +44,7 @@ from spendgate.core.logs import get_logger
 from spendgate.core.supervisor import Beat, Supervisor
 from spendgate.domain.constants import PG_NOTIFY_CONFIG, PG_NOTIFY_PENDING
 from spendgate.domain.enforcement.balances import BalanceKey
-from spendgate.domain.enforcement.decision import Decision, RequestFacts, decide, standings
+from spendgate.domain.enforcement.decision import Decision, RequestFacts, Standing, decide, standings
 from spendgate.domain.enforcement.policy import Policy
 from spendgate.domain.enforcement.reservations import ReservationBook
 from spendgate.domain.enforcement.scopes import Principal
@@ -106,6 +106,9 @@ class BalanceView:
         self.config_skips = 0
         self._config_mark: tuple[int, ...] | None = None
         self.balance_polls = 0
+        self._peer_heard_at = -STALE_AFTER_S
+        self._noted: tuple[Principal, datetime, list[Standing]] | None = None
+        """:meth:`near_line`'s standings, for the :meth:`decide` that follows it without an await."""
 
     # -- the request path: memory only ------------------------------------------------------------
 
@@ -115,6 +118,9 @@ class BalanceView:
 
     def decide(self, facts: RequestFacts) -> Decision:
         """Pass, downgrade, cheapest or refuse: from memory, no I/O."""
+        noted, self._noted = self._noted, None
+        if noted is not None and noted[0] is facts.principal:
+            return decide(facts, self._policy, self.spent_micros, noted[1], noted[2])
         return decide(facts, self._policy, self.spent_micros, self._clock())
 
     def spent_micros(self, key: BalanceKey) -> int:
@@ -136,15 +142,27 @@ class BalanceView:
         confirmed against every proxy's reservations (:meth:`confirm`). A paused balance is refused from
         memory (its pending spend only overstates it), so a paused client hammering the gateway never
         reaches the database."""
-        return [s.key for s in standings(principal, self._policy, self.spent_micros, self._clock())
-                if StageLevel.ALERT <= s.stage < StageLevel.PAUSE]
+        now = self._clock()
+        found = standings(principal, self._policy, self.spent_micros, now)
+        near = [s.key for s in found if StageLevel.ALERT <= s.stage < StageLevel.PAUSE]
+        # Far from the line the decision follows at once (no await in between: the same spend) and
+        # reuses these; near it the spend is read again first.
+        self._noted = None if near else (principal, now, found)
+        return near
 
     async def confirm(self, conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy,
                       keys: list[BalanceKey]) -> None:
         """Inside ``conn``'s transaction: lock ``keys`` and load their settled spend and the peers' pending
-        sums as of now (the caller decides, then :meth:`publish_confirmed` before committing)."""
-        for key, spent, version, peers in await lock_and_read(conn, self.peers.instance, keys,
-                                                              stale_after_s=STALE_AFTER_S):
+        sums as of now (the caller decides, then :meth:`publish_confirmed` before committing).
+
+        This proxy's own events the ledger has folded leave the book first: looked up before the
+        balances are read, so an event folded in between is counted twice (for a moment), never missed.
+        """
+        pending = self._pending_ids()
+        folded = await stored_event_ids(conn, pending) if pending else []
+        rows = await lock_and_read(conn, self.peers.instance, keys, stale_after_s=STALE_AFTER_S)
+        self.book.folded(folded)
+        for key, spent, version, peers in rows:
             if version >= self._versions.get(key, 0):
                 self._versions[key] = version
                 self._settled[key] = spent
@@ -172,7 +190,10 @@ class BalanceView:
         self._task = self.supervisor.spawn("proxy.balance-view", self._run, self._stopping)
 
     def _wake_after_request(self) -> None:
-        if self._book_wake is None:
+        # Only while another proxy is live (it announced a publication within STALE_AFTER_S): it is who a
+        # quick publication serves. A proxy on its own publishes at the poll interval, so a request
+        # does not cost a refresh's three transactions.
+        if self._book_wake is None and time.monotonic() - self._peer_heard_at < STALE_AFTER_S:
             self._book_wake = asyncio.get_running_loop().call_later(BOOK_WAKE_DELAY_S, self._book_woke)
 
     def _book_woke(self) -> None:
@@ -215,6 +236,7 @@ class BalanceView:
 
     def _on_pending(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         if payload != self.peers.instance:  # a peer's pending spend changed: read it now
+            self._peer_heard_at = time.monotonic()
             self._wake.set()
 
     async def _run(self, stopping: asyncio.Event, beat: Beat) -> None:
