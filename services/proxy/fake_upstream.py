@@ -13,7 +13,12 @@ the script (``POST /_fake/script {"scenarios": [...]}``):
 - ``hang``: answers nothing for an hour (timeouts).
 
 When the script is used up every request gets ``text``, so a Codex turn with a tool call finishes.
-``GET /_fake/served`` returns what was served and billed: one record per model request.
+``GET /_fake/served`` returns what was served and billed: one record per model request. Every request
+that reaches the fake, whatever its path, is kept in ``received`` (method, raw path, headers): tests of
+what must never reach the provider assert on it. Beyond the model routes it serves the other routes in
+spendgate's table with small canned answers: images (``n`` images), audio transcriptions and
+translations (``duration`` seconds, from the ``x-fake-audio-seconds`` header, default 7), files,
+batches, thread runs, and stored responses (``GET``/``DELETE /v1/responses/{id}``).
 """
 
 from __future__ import annotations
@@ -75,11 +80,22 @@ class Served:
     """The output of the tool call this request reports back (Codex ran the command), if any."""
 
 
+@dataclass(frozen=True)
+class Received:
+    """One HTTP request as it reached the fake (before routing)."""
+
+    method: str
+    raw_path: str
+    headers: dict[str, str]
+    body: bytes
+
+
 @dataclass
 class FakeUpstream:
     config: FakeConfig = field(default_factory=FakeConfig)
     script: deque[str] = field(default_factory=deque)
     served: list[Served] = field(default_factory=list)
+    received: list[Received] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
     _rng: random.Random | None = None
 
@@ -89,7 +105,28 @@ class FakeUpstream:
         return self._rng
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        @web.middleware
+        async def record(request: web.Request, handler: Any) -> web.StreamResponse:
+            if not request.path.startswith("/_fake/") and self.config.record:
+                body = await request.read() if request.body_exists else b""
+                self.received.append(Received(request.method, request.raw_path, dict(request.headers), body))
+            response: web.StreamResponse = await handler(request)
+            return response
+
+        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[record])
+        app.router.add_post("/v1/images/generations", self._images)
+        app.router.add_post("/v1/images/edits", self._images)
+        app.router.add_post("/v1/images/variations", self._images)
+        app.router.add_post("/v1/audio/transcriptions", self._audio)
+        app.router.add_post("/v1/audio/translations", self._audio)
+        app.router.add_post("/v1/files", self._object("file"))
+        app.router.add_get("/v1/files", self._object("list"))
+        app.router.add_post("/v1/batches", self._object("batch"))
+        app.router.add_get("/v1/batches/{id}", self._object("batch"))
+        app.router.add_post("/v1/threads/runs", self._object("thread.run"))
+        app.router.add_post("/v1/threads/{id}/runs", self._object("thread.run"))
+        app.router.add_get("/v1/responses/{id}", self._object("response"))
+        app.router.add_delete("/v1/responses/{id}", self._object("response"))
         app.router.add_post("/v1/responses", self._model_request)
         app.router.add_post("/v1/chat/completions", self._model_request)
         app.router.add_post("/v1/responses/compact", self._model_request)
@@ -174,6 +211,24 @@ class FakeUpstream:
         await response.write_eof()
         return response
 
+    async def _images(self, request: web.Request) -> web.Response:
+        n = 1
+        if request.content_type == "application/json":
+            n = int((await request.json()).get("n") or 1)
+        data = [{"b64_json": "aW1hZ2U="} for _ in range(n)]
+        return web.json_response({"created": 1_700_000_000, "data": data})
+
+    async def _audio(self, request: web.Request) -> web.Response:
+        seconds = float(request.headers.get("x-fake-audio-seconds", "7"))
+        return web.json_response({"text": "hello", "usage": {"type": "duration", "seconds": seconds}})
+
+    @staticmethod
+    def _object(kind: str) -> Any:
+        async def handler(request: web.Request) -> web.Response:
+            return web.json_response({"id": request.match_info.get("id", f"{kind}_1"), "object": kind,
+                                      "status": "queued"})
+        return handler
+
     def _next_scenario(self, _body: dict[str, Any]) -> str:
         """The next scripted scenario; ``text`` when the script is used up (so a turn that reported a
         tool's output gets a final answer)."""
@@ -199,6 +254,7 @@ class FakeUpstream:
 
     async def _reset(self, _request: web.Request) -> web.Response:
         self.served.clear()
+        self.received.clear()
         self.script.clear()
         return web.json_response({"ok": True})
 
