@@ -153,7 +153,7 @@ class FakeUpstream:
         raw = await request.read()
         try:
             body = msgspec.json.decode(raw)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):
             return _error(400, "fake upstream: body is not JSON", "invalid_request_error")
         scenario = request.headers.get("x-fake-scenario") or self._next_scenario(body)
         latency_ms = self.config.latency_ms
