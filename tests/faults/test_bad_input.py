@@ -57,7 +57,7 @@ async def test_deeply_nested_turn_metadata_is_ignored(db_url: str, tmp_path: Pat
     """A metadata header nested past the decoder's limit does not break the request: it is served and
     metered without a turn id."""
     async with running_proxy(db_url, tmp_path) as h:
-        meta = '{"turn_id": "t1", "workspaces": ' + "[" * 3_000 + "]" * 3_000 + "}"
+        meta = '{"turn_id": "t1", "workspaces": {"/r": ' + "[" * 3_000 + "]" * 3_000 + "}}"
         resp = await _post(h, b'{"model": "gpt-5.1", "input": "hi"}', **{"x-codex-turn-metadata": meta})
         assert resp.status == 200, resp.body[:300]
         [event] = await eventually(lambda: published_usage(h.runtime.pool), what="the request metered")
