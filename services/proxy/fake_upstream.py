@@ -10,7 +10,8 @@ the script (``POST /_fake/script {"scenarios": [...]}``):
 - ``error:<status>``: an OpenAI-format error with that status;
 - ``failed``: a stream that ends in ``response.failed``;
 - ``truncated``: a stream that stops before ``response.completed``;
-- ``hang``: answers nothing for an hour (timeouts).
+- ``hang``: answers nothing for an hour (timeouts);
+- ``absurd_usage``: a normal answer whose usage reports ``output_tokens`` 99999999999999999999999.
 
 When the script is used up every request gets ``text``, so a Codex turn with a tool call finishes.
 ``GET /_fake/served`` returns what was served and billed: one record per model request. Every request
@@ -37,6 +38,7 @@ from aiohttp import web
 from spendgate.proxy.fake_streams import chat_body, chat_chunks, responses_body, responses_events
 
 DEFAULT_TOOL_COMMAND = "echo spendgate-tool-ran"
+ABSURD_TOKENS = 99999999999999999999999
 
 
 @dataclass
@@ -177,6 +179,8 @@ class FakeUpstream:
         if tool:
             text = msgspec.json.encode({"cmd": tool_cmd}).decode()
         usage = self.usage_for(len(raw), text)
+        if scenario == "absurd_usage":
+            usage = (usage[0], usage[1], ABSURD_TOKENS, usage[3])
         include_usage = not chat or not stream or bool((body.get("stream_options") or {}).get("include_usage"))
         reported = scenario not in ("truncated",) and include_usage
         if self.config.record:
