@@ -58,7 +58,8 @@ def parse(body: bytes, kind: BodyKind, content_type: str) -> Payload:
 
 def _json(body: bytes) -> Payload:
     try:
-        body.decode()  # msgspec skips the fields it is not asked for without checking their UTF-8
+        if not body.isascii():
+            body.decode()  # msgspec skips the fields it is not asked for without checking their UTF-8
         doc = _decoder.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError) as exc:
         raise PayloadError("We could not parse the JSON body of your request (it must be a UTF-8 JSON object: "
