@@ -35,11 +35,6 @@ def error_response(
     )
 
 
-def malformed_json(detail: str) -> web.Response:
-    return error_response(400, f"We could not parse the JSON body of your request: {detail}",
-                          code="invalid_json")
-
-
 def body_too_large(limit_bytes: int) -> web.Response:
     return error_response(413, f"Request body is larger than this gateway's limit of {limit_bytes} bytes.",
                           code="request_too_large")

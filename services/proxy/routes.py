@@ -105,17 +105,19 @@ _DOT_SEGMENT = re.compile(r"(?:^|/)\.{1,2}(?:/|$)")
 _MAX_DECODES = 4
 
 
-def check_path(raw_path: str) -> str:
-    """The path part of ``raw_path`` if it cannot escape its prefix; :class:`RouteError` (400) if it
-    could, however it is encoded (percent-decoded until stable, so ``%252e%252e`` is caught too)."""
-    path = raw_path.partition("?")[0]
+def check_path(path: str) -> None:
+    """Nothing if ``path`` (raw, without its query) cannot escape its prefix; :class:`RouteError` (400) if
+    it could, however it is encoded (percent-decoded until stable, so ``%252e%252e`` is caught too)."""
+    if ("%" not in path and "/." not in path and "//" not in path and "\\" not in path and " " not in path
+            and path.isascii() and path.isprintable()):
+        return  # the common case, in a few C-level scans: nothing to decode, no dot segment
     decoded = path
     for _ in range(_MAX_DECODES):
         if _BAD_CHARS.search(decoded) or _DOT_SEGMENT.search(decoded) or "//" in decoded:
             raise RouteError(400, "The request path is not allowed: it contains dot segments, backslashes, "
                                   "empty segments or control characters.", "invalid_path")
         if "%" not in decoded:
-            return path
+            return
         try:
             step = unquote(decoded, errors="strict")
         except UnicodeDecodeError:
@@ -125,32 +127,31 @@ def check_path(raw_path: str) -> str:
         decoded = step
     if "%" in decoded:
         raise RouteError(400, "The request path is not allowed: it is encoded too many times.", "invalid_path")
-    return path
 
 
 class RouteTable:
     """Method and raw path to :class:`Resolved`; built once, looked up per request."""
 
     def __init__(self, routes: Iterable[RouteSpec] = ROUTES, *, allowed_paths: Iterable[str] = ()) -> None:
-        self._fixed: dict[tuple[str, str], RouteSpec] = {}
+        self._fixed: dict[tuple[str, str], Resolved] = {}
         self._patterns: dict[str, list[tuple[re.Pattern[str], RouteSpec]]] = {}
         for spec in routes:
             if "{" in spec.template:
                 regex = re.escape(spec.template).replace(r"\{id\}", f"({_ID})")
                 self._patterns.setdefault(spec.method, []).append((re.compile(regex + r"\Z"), spec))
             else:
-                self._fixed[(spec.method, spec.template)] = spec
+                self._fixed[(spec.method, spec.template)] = Resolved(spec, spec.template, "")
         self._allowed = [re.compile(p + r"\Z") for p in allowed_paths]
 
     def resolve(self, method: str, raw_path: str) -> Resolved:
-        path = check_path(raw_path)
-        query = raw_path.partition("?")[2]
+        path, _, query = raw_path.partition("?")
+        check_path(path)
         if not path.startswith("/v1/"):
             raise RouteError(404, "spendgate serves OpenAI routes under /v1/ only.", "not_found")
         tail = path[3:]
-        spec = self._fixed.get((method, tail))
-        if spec is not None:
-            return Resolved(spec, tail, query)
+        fixed = self._fixed.get((method, tail))
+        if fixed is not None:
+            return fixed if not query else Resolved(fixed.spec, tail, query)
         for pattern, candidate in self._patterns.get(method, ()):
             if pattern.match(tail):
                 return Resolved(candidate, tail, query)
