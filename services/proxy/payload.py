@@ -22,7 +22,6 @@ class _Fields(msgspec.Struct):
     prompt_cache_key: Any = None
     stream_options: Any = None
     n: Any = None
-    prompt: Any = None
 
 
 _decoder = msgspec.json.Decoder(_Fields)
@@ -35,8 +34,6 @@ class Payload:
     prompt_cache_key: str | None = None
     include_usage: bool = False
     n: int = 1
-    names_prompt: bool = False
-    """A Responses body naming a stored prompt (whose model spendgate cannot see)."""
 
 
 class PayloadError(Exception):
@@ -71,7 +68,6 @@ def _json(body: bytes) -> Payload:
         model=doc.model or None, stream=doc.stream is True,
         prompt_cache_key=doc.prompt_cache_key if isinstance(doc.prompt_cache_key, str) else None,
         include_usage=options.get("include_usage") is True, n=_count(doc.n),
-        names_prompt=isinstance(doc.prompt, dict),
     )
 
 
