@@ -1,9 +1,9 @@
 """The proxy's aiohttp application: ``/v1/*`` through the hot path, a health probe, OpenAI-format errors.
 
 ``/healthz`` is open to anyone, so it says only how each component of this process is doing
-(``{"status": "ok" | "degraded", "components": {"proxy": "ok", "ledger": "degraded", ...}}``), never
-figures or task names; it answers 200 whenever the proxy can answer at all, whatever the other
-components' states. Counts and spend (keys, requests in flight, spool backlog, cost totals) are on
+(``{"status": "ok" | "degraded", "components": {"proxy": "ok", "ledger": "degraded", ...}, "tasks":
+{...}}``), states only, never figures; it answers 200 whenever the proxy can answer at all, whatever
+the other components' states. Counts and spend (keys, requests in flight, spool backlog, cost totals) are on
 ``/metrics``, which needs the ``metrics_token`` setting as a Bearer token (without one set, ``/metrics``
 is a 404).
 """
@@ -49,8 +49,7 @@ def build_app(state: ProxyState, health: Health, *, metrics_token: str | None = 
     expected = f"Bearer {metrics_token}".encode() if metrics_token else None
 
     async def healthz(_request: web.Request) -> web.Response:
-        report = health.report()
-        return web.json_response({"status": report["status"], "components": report["components"]})
+        return web.json_response(health.report())
 
     async def metrics(request: web.Request) -> web.Response:
         if expected is None:

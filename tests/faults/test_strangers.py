@@ -15,13 +15,14 @@ from tests.support.tansu import free_port
 
 
 async def test_healthz_says_only_how_components_are(db_url: str, tmp_path: Path) -> None:
-    """/healthz answers the overall status and each component's state, nothing else."""
+    """/healthz answers the overall status and each component's and task's state: words, no figures."""
     async with running_proxy(db_url, tmp_path) as h, aiohttp.ClientSession() as http, \
             http.get(h.base_url.removesuffix("/v1") + "/healthz") as resp:
         assert resp.status == 200
         doc = await resp.json()
-    assert set(doc) == {"status", "components"}
-    assert all(isinstance(v, str) for v in doc["components"].values())
+    assert set(doc) == {"status", "components", "tasks"}
+    states = [doc["status"], *doc["components"].values(), *doc["tasks"].values()]
+    assert all(isinstance(v, str) and not any(c.isdigit() for c in v) for v in states)
 
 
 async def test_metrics_need_the_metrics_token(db_url: str, tmp_path: Path) -> None:
