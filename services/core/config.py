@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from spendgate.domain.enforcement.settings import EnforcementSettings
 from spendgate.domain.errors import ConfigError
 from spendgate.domain.money import usd_to_micros
-from spendgate.domain.pricing import ModelPrice, PriceTable
+from spendgate.domain.pricing import BATCH_PERCENT, ModelPrice, PriceTable
 
 
 def default_data_dir() -> Path:
@@ -63,6 +63,8 @@ class PricingSettings(BaseModel):
     per-image prices (``/v1/images/*``)."""
     audio_seconds: dict[str, str] = Field(default_factory=dict)
     """USD per second of audio by model (``"whisper-1": "0.0001"``), for ``/v1/audio/*``."""
+    batch_percent: int = Field(default=BATCH_PERCENT, ge=1, le=100)
+    """Share of the token prices a ``/v1/batches`` batch is metered at (OpenAI: 50 %)."""
 
     @field_validator("images", "audio_seconds", mode="before")
     @classmethod

@@ -153,6 +153,17 @@ class PriceTable:
         return base if base in self.models else None
 
 
+BATCH_PERCENT = 50
+"""OpenAI's Batch API bills half the standard token prices."""
+
+
+def batch_price(price: ModelPrice, percent: int = BATCH_PERCENT) -> ModelPrice:
+    """``price`` at ``percent`` % (rounded half-up to whole micro-dollars per 1M tokens)."""
+    def part(micros: Micros) -> Micros:
+        return (micros * percent * 2 + 100) // 200
+    return ModelPrice(part(price.input_micros), part(price.cached_input_micros), part(price.output_micros))
+
+
 def cost_micros(price: ModelPrice, *, input_tokens: int, cached_tokens: int, output_tokens: int) -> Micros:
     """Cost of one request: (input − cached) × input + cached × cached_input + output × output.
 

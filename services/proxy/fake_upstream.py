@@ -19,7 +19,7 @@ that reaches the fake, whatever its path, is kept in ``received`` (method, raw p
 what must never reach the provider assert on it. Beyond the model routes it serves the other routes in
 spendgate's table with small canned answers: images (``n`` images), audio transcriptions and
 translations (``duration`` seconds, from the ``x-fake-audio-seconds`` header, default 7), files,
-batches, thread runs, and stored responses (``GET``/``DELETE /v1/responses/{id}``).
+batches, thread runs, file contents (from ``files``), and stored responses (``GET``/``DELETE /v1/responses/{id}``).
 """
 
 from __future__ import annotations
@@ -98,6 +98,8 @@ class FakeUpstream:
     script: deque[str] = field(default_factory=deque)
     served: list[Served] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
+    files: dict[str, bytes] = field(default_factory=dict)
+    """File contents by id, served at ``GET /v1/files/{id}/content`` (tests put batch input files here)."""
     _ids: itertools.count[int] = field(default_factory=itertools.count)
     _rng: random.Random | None = None
 
@@ -123,6 +125,7 @@ class FakeUpstream:
         app.router.add_post("/v1/audio/translations", self._audio)
         app.router.add_post("/v1/files", self._object("file"))
         app.router.add_get("/v1/files", self._object("list"))
+        app.router.add_get("/v1/files/{id}/content", self._file_content)
         app.router.add_post("/v1/batches", self._object("batch"))
         app.router.add_get("/v1/batches/{id}", self._object("batch"))
         app.router.add_post("/v1/threads/runs", self._object("thread.run"))
@@ -225,6 +228,12 @@ class FakeUpstream:
     async def _audio(self, request: web.Request) -> web.Response:
         seconds = float(request.headers.get("x-fake-audio-seconds", "7"))
         return web.json_response({"text": "hello", "usage": {"type": "duration", "seconds": seconds}})
+
+    async def _file_content(self, request: web.Request) -> web.Response:
+        content = self.files.get(request.match_info["id"])
+        if content is None:
+            return _error(404, "fake upstream: no such file", "invalid_request_error")
+        return web.Response(body=content, content_type="application/octet-stream")
 
     @staticmethod
     def _object(kind: str) -> Any:

@@ -25,9 +25,10 @@ from spendgate.core.logs import get_logger
 from spendgate.domain.enforcement.estimate import SessionEstimator, TokenEstimate
 from spendgate.domain.enforcement.settings import EnforcementSettings
 from spendgate.domain.errors import UnknownModelError
-from spendgate.domain.pricing import ModelPrice, PriceLookup, PriceTable
+from spendgate.domain.pricing import BATCH_PERCENT, ModelPrice, PriceLookup, PriceTable, batch_price
 from spendgate.proxy import errors
 from spendgate.proxy.attribution import Attribution, attribute
+from spendgate.proxy.batches import BatchError, estimate_batch
 from spendgate.proxy.decision import Decider, Refuse, RequestFacts, RewriteModel
 from spendgate.proxy.emitter import Emitter
 from spendgate.proxy.forwarding import budget_headers, client_headers, upstream_headers, upstream_url
@@ -62,6 +63,7 @@ class ProxyState:
     max_body_bytes: int
     read_timeout_s: float
     routes: RouteTable = field(default_factory=RouteTable)
+    batch_percent: int = BATCH_PERCENT
     estimator: SessionEstimator = field(default_factory=lambda: SessionEstimator(
         output_cap_tokens=EnforcementSettings().output_estimate_cap_tokens))
     metrics: ProxyMetrics = field(default_factory=ProxyMetrics)
@@ -178,6 +180,41 @@ class Proxy:
         if spec.spends and standing.stage == "pause":
             self._emit(facts, route, Outcome("refused", 429, refusal_reason="budget_pause"), started)
             return _with_headers(errors.paused(), budget)
+        if spec.metering == "batch":
+            return await self._handle_batch(request, resolved, body, payload, facts, started)
+        response = await self._forward_metered(request, resolved, body, facts, route, False, started, budget)
+        return response if response.prepared else _with_headers(response, budget)
+
+    async def _handle_batch(self, request: web.Request, resolved: Resolved, body: bytes, payload: Payload,
+                            standing: RequestFacts, started: float) -> web.StreamResponse:
+        """A batch: priced from its input file at the batch price, decided like a model request."""
+        try:
+            batch = await estimate_batch(self.s.http, self.s.upstream_url, self.s.upstream_key,
+                                         payload.input_file_id, estimator=self.s.estimator,
+                                         max_bytes=self.s.max_body_bytes * 8)
+        except BatchError as exc:
+            return errors.bad_request(exc.message, exc.code, param="input_file_id")
+        except (*UPSTREAM_DOWN, *UPSTREAM_BROKE_OFF) as exc:
+            return errors.upstream_unreachable(str(exc) or type(exc).__name__)
+        try:
+            price = self.s.prices.lookup(batch.model)
+        except UnknownModelError:
+            self._emit_unpriced_refusal(standing.key, standing.attribution, standing.endpoint, batch.model, False,
+                                        started)
+            return errors.unknown_model(batch.model)
+        facts = RequestFacts(key=standing.key, endpoint=standing.endpoint, model=batch.model, stream=False,
+                             attribution=standing.attribution, body_bytes=len(body), estimate=batch.estimate,
+                             body=body)
+        decision = await self.s.decider.decide(facts)
+        budget = budget_headers(decision.stage, decision.remaining_micros)
+        priced = PriceLookup(price.model, batch_price(price.price, self.s.batch_percent), price.fallback)
+        route = Route(batch.model, batch.model, priced, stage=decision.stage, retry=decision.retry, metering="batch")
+        if isinstance(decision, Refuse):  # a downgrade cannot rewrite the file: it goes as named
+            self._emit(facts, route, Outcome("refused", decision.status, refusal_reason=decision.reason), started)
+            headers = CIMultiDict(decision.headers)
+            headers.setdefault("Content-Type", decision.content_type)
+            headers.extend(budget)
+            return web.Response(status=decision.status, body=decision.body, headers=headers)
         response = await self._forward_metered(request, resolved, body, facts, route, False, started, budget)
         return response if response.prepared else _with_headers(response, budget)
 
@@ -242,7 +279,7 @@ class Proxy:
             elif outcome.status != "upstream_error":
                 _estimate_input(facts, outcome, anomalous=usage is not None)
         else:
-            settle_units(route, outcome, _json_or_none(data), facts.body_bytes)
+            settle_units(route, outcome, _json_or_none(data), facts.body_bytes, facts.estimate)
         self._emit(facts, route, outcome, started)
         return web.Response(status=upstream.status, body=data, headers=headers)
 
@@ -277,7 +314,7 @@ class Proxy:
         elif tap.outcome == "completed" and outcome.status == "incomplete":
             outcome.status = "ok"
         if route.metering != "tokens":
-            settle_units(route, outcome, None, facts.body_bytes)
+            settle_units(route, outcome, None, facts.body_bytes, facts.estimate)
         elif outcome.usage_source == "none" and outcome.status != "upstream_error":
             await self._estimate(tap, facts, outcome)
         self._emit(facts, route, outcome, started)  # spooled before the client sees the end

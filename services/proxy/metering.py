@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from spendgate.domain.enforcement.estimate import TokenEstimate
 from spendgate.domain.events import (
     RefusalReason,
     RouteReason,
@@ -63,13 +64,17 @@ AUDIO_BYTES_PER_SECOND_ESTIMATE = 4_000
 32 kbit/s: lower than most encodings, so the estimate errs on the side of more seconds."""
 
 
-def settle_units(route: Route, outcome: Outcome, answer: Any, request_bytes: int) -> None:
-    """Price a forwarded unit-metered request once its answer is known (``answer``: the decoded JSON
-    body, or None for a stream or a non-JSON answer). Free and batch routes cost nothing here."""
+def settle_units(route: Route, outcome: Outcome, answer: Any, request_bytes: int, estimate: TokenEstimate) -> None:
+    """Price a forwarded request not metered by reported tokens once its answer is known (``answer``: the
+    decoded JSON body, or None for a stream or a non-JSON answer): images and audio per unit, a batch
+    by its estimate (``route.price`` is already the batch price), free routes at nothing."""
     outcome.usage = NO_USAGE
     if outcome.status not in ("ok", "client_aborted"):
         return
-    if route.metering == "image":
+    if route.metering == "batch":
+        outcome.usage = Usage(estimate.input_tokens, 0, estimate.output_tokens, 0)
+        outcome.usage_source = "estimated"
+    elif route.metering == "image":
         outcome.unit_cost_micros, outcome.usage_source = route.unit_micros * route.units, "reported"
     elif route.metering == "audio":
         seconds = _audio_seconds(answer)

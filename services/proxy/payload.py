@@ -22,6 +22,7 @@ class _Fields(msgspec.Struct):
     prompt_cache_key: Any = None
     stream_options: Any = None
     n: Any = None
+    input_file_id: Any = None
 
 
 _decoder = msgspec.json.Decoder(_Fields)
@@ -34,6 +35,7 @@ class Payload:
     prompt_cache_key: str | None = None
     include_usage: bool = False
     n: int = 1
+    input_file_id: Any = None
 
 
 class PayloadError(Exception):
@@ -67,7 +69,7 @@ def _json(body: bytes) -> Payload:
     return Payload(
         model=doc.model or None, stream=doc.stream is True,
         prompt_cache_key=doc.prompt_cache_key if isinstance(doc.prompt_cache_key, str) else None,
-        include_usage=options.get("include_usage") is True, n=_count(doc.n),
+        include_usage=options.get("include_usage") is True, n=_count(doc.n), input_file_id=doc.input_file_id,
     )
 
 

@@ -10,7 +10,7 @@ the path in ``proxy_allowed_paths`` (forwarded as a free pass-through, still eve
 
 Metering kinds: ``tokens`` (the body names a priced model; usage from the answer), ``image`` (per image
 at the model's per-image price), ``audio`` (per second of audio at the model's per-second price),
-``batch`` (a spending route: refused when paused; its usage is billed later by the provider), ``free``
+``batch`` (its input file's requests, estimated, at the batch price: :mod:`spendgate.proxy.batches`), ``free``
 (spends nothing; a $0 usage event). Body kinds say how the body is read, whatever its declared content
 type: ``json`` (a JSON object), ``multipart`` (form fields), ``none`` (ignored).
 """
@@ -26,7 +26,7 @@ from urllib.parse import unquote
 Metering = Literal["tokens", "image", "audio", "batch", "free"]
 BodyKind = Literal["json", "multipart", "none"]
 
-_ID = r"[A-Za-z0-9][A-Za-z0-9_\-.:]{0,254}"
+ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_\-.:]{0,254}"
 """An id in a path (``resp_…``, ``file-…``, ``ft:gpt-4o:org::id``): starts with a letter or digit, so it
 is never ``.`` or ``..``, and carries no ``%``, ``/`` or ``\\``."""
 
@@ -137,7 +137,7 @@ class RouteTable:
         self._patterns: dict[str, list[tuple[re.Pattern[str], RouteSpec]]] = {}
         for spec in routes:
             if "{" in spec.template:
-                regex = re.escape(spec.template).replace(r"\{id\}", f"({_ID})")
+                regex = re.escape(spec.template).replace(r"\{id\}", f"({ID_PATTERN})")
                 self._patterns.setdefault(spec.method, []).append((re.compile(regex + r"\Z"), spec))
             else:
                 self._fixed[(spec.method, spec.template)] = Resolved(spec, spec.template, "")

@@ -112,7 +112,8 @@ async def _events(h: Harness, n: int) -> list:  # type: ignore[type-arg]
 
 async def test_every_forwarded_request_leaves_one_priced_event(db_url: str, tmp_path: Path) -> None:
     """JSON labelled text/plain is metered by its tokens (and forwarded as JSON); images per image, audio
-    per second, stored responses, files and batches at $0: one event per request the upstream saw."""
+    per second, batches at the batch price, stored responses and files at $0: one event per request
+    forwarded."""
     async with running_proxy(db_url, tmp_path) as h:
         port, secret = h.server.port, h.secret
         sent = [
@@ -126,11 +127,13 @@ async def test_every_forwarded_request_leaves_one_priced_event(db_url: str, tmp_
              b'{"input_file_id": "file-1", "endpoint": "/v1/responses", "completion_window": "24h"}'),
             ("GET", "/v1/models", None, b""),
         ]
+        h.fake.files["file-1"] = b'{"custom_id": "a", "body": {"model": "gpt-5.1", "input": "hi"}}\n'
         for method, path, content_type, body in sent:
             resp = await _send(port, secret, method, path, content_type, body)
             assert resp.status == 200, (path, resp.status, resp.body[:200])
         events = await _events(h, len(sent))
-        assert len(h.fake.received) == len(events) == len(sent)
+        forwarded = [r for r in h.fake.received if not r.raw_path.endswith("/content")]  # the batch's file read
+        assert len(forwarded) == len(events) == len(sent)
         by_endpoint = {e.endpoint: e for e in events}
         tokens = by_endpoint["/v1/responses"]
         [served] = h.fake.served
@@ -141,5 +144,6 @@ async def test_every_forwarded_request_leaves_one_priced_event(db_url: str, tmp_
         assert (image.model_used, image.cost_micros) == ("dall-e-3", 2 * 40_000)
         audio = by_endpoint["/v1/audio/transcriptions"]
         assert (audio.model_used, audio.cost_micros, audio.usage_source) == ("whisper-1", 7 * 100, "reported")
-        for free in ("/v1/responses/{id}", "/v1/files", "/v1/batches", "/v1/models"):
+        assert by_endpoint["/v1/batches"].cost_micros > 0 and by_endpoint["/v1/batches"].usage_source == "estimated"
+        for free in ("/v1/responses/{id}", "/v1/files", "/v1/models"):
             assert by_endpoint[free].cost_micros == 0 and by_endpoint[free].status == "ok"

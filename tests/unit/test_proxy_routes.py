@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from spendgate.domain.pricing import ModelPrice, batch_price
 from spendgate.proxy.normalise import MAX_TOKENS_PER_REQUEST, clean, tokens
 from spendgate.proxy.payload import PayloadError, parse
 from spendgate.proxy.routes import ROUTES, RouteError, RouteTable
@@ -66,3 +67,10 @@ def test_payload_is_json_whatever_the_label_and_multipart_fields_are_read() -> N
         parse(form.replace(b'name="n"', b'name="model"'), "multipart", "multipart/form-data; boundary=b")
     with pytest.raises(PayloadError):
         parse(b'{"model": "gpt-5.1", "n": 1000}', "json", "application/json")
+
+
+def test_batch_price_is_half_of_each_unit_price_exactly() -> None:
+    """The batch share applies to each unit price, rounded half-up to whole micro-dollars per 1M tokens."""
+    half = batch_price(ModelPrice(1_250_000, 125_000, 10_000_000))
+    assert half == ModelPrice(625_000, 62_500, 5_000_000)
+    assert batch_price(ModelPrice(5, 3, 1)) == ModelPrice(3, 2, 1)
