@@ -11,7 +11,7 @@ import pytest
 
 from spendgate.domain.enforcement.estimate import SessionEstimator
 from spendgate.domain.enforcement.settings import EnforcementSettings
-from spendgate.domain.pricing import SHIPPED_PRICES, batch_price, cost_micros
+from spendgate.domain.pricing import SHIPPED_PRICES, ModelPrice, cost_micros
 from tests.support.proxy_harness import published_usage, running_proxy
 from tests.support.rawhttp import raw_request
 from tests.support.waiting import eventually
@@ -41,7 +41,8 @@ async def test_batch_is_metered_at_the_batch_price_of_its_estimate(db_url: str, 
         expected_out = sum(estimator.estimate(None, len(line)).output_tokens for line in lines)
         assert (event.endpoint, event.model_used, event.usage_source) == ("/v1/batches", "gpt-5.1", "estimated")
         assert (event.input_tokens, event.output_tokens) == (expected_in, expected_out)
-        half = batch_price(SHIPPED_PRICES["gpt-5.1"])
+        full = SHIPPED_PRICES["gpt-5.1"]
+        half = ModelPrice(full.input_micros // 2, full.cached_input_micros // 2, full.output_micros // 2)
         assert event.cost_micros == cost_micros(half, input_tokens=expected_in, cached_tokens=0,
                                                 output_tokens=expected_out) > 0
         assert [r.raw_path for r in h.fake.received] == ["/v1/files/file-in/content", "/v1/batches"]
