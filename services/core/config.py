@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import types
 import typing
@@ -205,6 +206,18 @@ class Settings(BaseModel):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     forecast: ForecastSettings = Field(default_factory=ForecastSettings)
     supervisor: SupervisorSettings = Field(default_factory=SupervisorSettings)
+
+    @field_validator("proxy_allowed_paths")
+    @classmethod
+    def _patterns_compile(cls, v: list[str]) -> list[str]:
+        for pattern in v:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"proxy_allowed_paths: {pattern!r} is not a regular expression ({exc})") from None
+            if not pattern.startswith("/"):
+                raise ValueError(f"proxy_allowed_paths: {pattern!r} must start with '/' (a path under /v1)")
+        return v
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
