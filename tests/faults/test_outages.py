@@ -1,0 +1,148 @@
+"""Issue 11, item 2: an outage degrades, never stops.
+
+``spendgate up``'s services (``run_services`` over ``spendgate.up.services()``, in this process) on a
+PostgreSQL server of the test's own, which the test SIGKILLs (postmaster and backends) and starts again
+on the same data: the proxy keeps answering, enforcement follows ``enforcement.on_outage``, the run never
+ends, and once PostgreSQL is back the spool drains and the balances are exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+
+from spendgate.core.config import load_settings
+from spendgate.runtime import run_services
+from spendgate.store.keys import store as vkeys
+from spendgate.up import services
+from tests.support.killable_postgres import KillablePostgres
+from tests.support.proxy_harness import UPSTREAM_KEY, FakeServer, fake_upstream
+from tests.support.tansu import free_port
+from tests.support.waiting import eventually
+
+
+@dataclass
+class Up:
+    pg: KillablePostgres
+    upstream: FakeServer
+    base: str
+    secret: str
+    task: asyncio.Task[None]
+    http: aiohttp.ClientSession
+
+    async def ask(self, i: int, *, stream: bool = False) -> tuple[int, bytes]:
+        body = {"model": "gpt-5.1", "input": f"question {i}", "stream": stream}
+        async with self.http.post(f"{self.base}/v1/responses", json=body,
+                                  headers={"Authorization": f"Bearer {self.secret}"}) as resp:
+            return resp.status, await resp.read()
+
+    def assert_running(self) -> None:
+        assert not self.task.done(), f"spendgate up ended: {self.task.exception()!r}"
+
+    async def query(self, sql: str) -> Any:
+        conn = await asyncpg.connect(self.pg.url)
+        try:
+            return await conn.fetchval(sql)
+        finally:
+            await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def up_on_own_postgres(tmp_path: Path, **overrides: Any) -> AsyncIterator[Up]:
+    pg = KillablePostgres()
+    await pg.start()
+    try:
+        pool = await asyncpg.create_pool(pg.url, min_size=1, max_size=1)
+        try:
+            created = await vkeys.create_key(pool, developer="alice", team="platform")
+        finally:
+            await pool.close()
+        port = free_port()
+        async with fake_upstream() as upstream, aiohttp.ClientSession() as http:
+            settings = load_settings(
+                database_url=pg.url, data_dir=tmp_path / "data", bus="postgres", upstream_url=upstream.url,
+                upstream_key=UPSTREAM_KEY, proxy_port=port, instance="outage-test", drain_timeout_s=5.0,
+                supervisor={"backoff_base_s": 0.05, "backoff_cap_s": 0.5}, **overrides,
+            )
+            stop = asyncio.Event()
+            task = asyncio.create_task(run_services(settings, services(), stop=stop))
+            up = Up(pg, upstream, f"http://127.0.0.1:{port}", created.secret, task, http)
+            try:
+                await eventually(lambda: _health(up), until=lambda s: s == "ok", timeout_s=60, what="up serving")
+                yield up
+            finally:
+                stop.set()
+                await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 60)
+    finally:
+        pg.stop()
+
+
+async def _health(up: Up) -> str:
+    up.assert_running()
+    try:
+        async with up.http.get(f"{up.base}/healthz") as resp:
+            return str((await resp.json()).get("status"))
+    except aiohttp.ClientError:
+        return "unreachable"
+
+
+async def test_postgres_killed_up_keeps_serving_and_ends_exact(tmp_path: Path) -> None:
+    """SIGKILL PostgreSQL under ``spendgate up``: every request is still answered 200 (streamed and not), the
+    run goes on; PostgreSQL back: the spool drains, every served request is folded once, balances exact."""
+    async with up_on_own_postgres(tmp_path) as up:
+        for i in range(3):
+            assert (await up.ask(i))[0] == 200
+        await eventually(lambda: up.query("SELECT count(*) FROM usage_events"), until=lambda n: n == 3,
+                         what="the first events folded")
+
+        await up.pg.kill()
+        for i in range(3, 9):
+            status, _ = await up.ask(i, stream=i % 2 == 0)
+            assert status == 200
+            up.assert_running()
+        await eventually(lambda: _health(up), until=lambda s: s == "degraded", what="/healthz degraded")
+        up.assert_running()
+
+        await up.pg.restart()
+        await eventually(lambda: up.query("SELECT count(*) FROM usage_events"), until=lambda n: n == 9,
+                         timeout_s=30, what="the spooled events folded")
+        await eventually(lambda: _health(up), until=lambda s: s == "ok", timeout_s=30, what="/healthz ok again")
+        served = len(up.upstream.fake.served)
+        assert served == 9
+        assert await up.query("SELECT count(DISTINCT event_id) FROM usage_events") == served
+        spent = await up.query("SELECT spent_micros FROM balances WHERE scope = 'org' AND period = 'day'")
+        assert spent == await up.query("SELECT sum(cost_micros) FROM usage_events") > 0
+        up.assert_running()
+
+
+async def test_refuse_mode_answers_503_while_the_view_is_stale(tmp_path: Path) -> None:
+    """``enforcement.on_outage: refuse``: once the balance view is older than ``outage_after_s`` a spending
+    request gets an OpenAI-format 503 (never forwarded, metered as refused); PostgreSQL back: 200 again."""
+    async with up_on_own_postgres(tmp_path, enforcement={"on_outage": "refuse", "outage_after_s": 0.5}) as up:
+        assert (await up.ask(0))[0] == 200
+        await up.pg.kill()
+
+        async def answer() -> tuple[int, bytes]:
+            return await up.ask(1)
+
+        _, body = await eventually(answer, until=lambda r: r[0] == 503, what="a 503 once the view is stale")
+        error = json.loads(body)["error"]
+        assert error["type"] == "server_error" and error["code"] == "spendgate_enforcement_unavailable"
+        assert "budget" in error["message"]
+        served_during = len(up.upstream.fake.served)
+        up.assert_running()
+
+        await up.pg.restart()
+        await eventually(answer, until=lambda r: r[0] == 200, timeout_s=30, what="200 once the view is fresh")
+        assert len(up.upstream.fake.served) == served_during + 1
+        await eventually(lambda: up.query("SELECT count(*) FROM usage_events WHERE refusal_reason = 'outage'"),
+                         until=lambda n: n >= 1, timeout_s=30, what="the refusals metered")
+        assert await up.query("SELECT sum(cost_micros) FROM usage_events WHERE refusal_reason = 'outage'") == 0
