@@ -18,9 +18,11 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import pytest
 
 from spendgate.core.config import load_settings
-from spendgate.runtime import run_services
+from spendgate.proxy.service import ProxyServer
+from spendgate.runtime import open_runtime, run_services
 from spendgate.store.keys import store as vkeys
 from spendgate.up import services
 from tests.support.killable_postgres import KillablePostgres
@@ -146,3 +148,25 @@ async def test_refuse_mode_answers_503_while_the_view_is_stale(tmp_path: Path) -
         await eventually(lambda: up.query("SELECT count(*) FROM usage_events WHERE refusal_reason = 'outage'"),
                          until=lambda n: n >= 1, timeout_s=30, what="the refusals metered")
         assert await up.query("SELECT sum(cost_micros) FROM usage_events WHERE refusal_reason = 'outage'") == 0
+
+
+async def test_a_proxy_start_that_fails_on_the_database_leaves_the_spool_free(tmp_path: Path) -> None:
+    """The proxy (re)started by the supervisor while PostgreSQL is down fails to load its keys; that failed
+    start must release the spool's lock, or the next start (PostgreSQL back) fails with the ConfigError
+    "another spendgate proxy is using the spool", which ends ``spendgate up``."""
+    pg = KillablePostgres()
+    await pg.start()
+    try:
+        settings = load_settings(database_url=pg.url, data_dir=tmp_path / "data", bus="postgres", proxy_port=0,
+                                 instance="outage-test")
+        async with open_runtime(settings, run_migrations=False) as runtime:
+            await pg.kill()
+            first = ProxyServer(runtime, port=0, spool_name="proxy-outage")
+            with pytest.raises((OSError, asyncpg.PostgresError, asyncpg.InterfaceError)):
+                await first.start()
+            await pg.restart()
+            second = ProxyServer(runtime, port=0, spool_name="proxy-outage")
+            await second.start()  # before the fix: ConfigError, the spool still locked by the failed start
+            await second.stop()
+    finally:
+        pg.stop()
