@@ -21,8 +21,10 @@ import asyncpg
 import pytest
 
 from spendgate.core.config import load_settings
+from spendgate.domain.enforcement.policy import Budget
 from spendgate.proxy.service import ProxyServer
 from spendgate.runtime import open_runtime, run_services
+from spendgate.store.budgets import store as budget_store
 from spendgate.store.keys import store as vkeys
 from spendgate.up import services
 from tests.support.killable_postgres import KillablePostgres
@@ -58,13 +60,15 @@ class Up:
 
 
 @contextlib.asynccontextmanager
-async def up_on_own_postgres(tmp_path: Path, **overrides: Any) -> AsyncIterator[Up]:
+async def up_on_own_postgres(tmp_path: Path, *, budget: Budget | None = None, **overrides: Any) -> AsyncIterator[Up]:
     pg = KillablePostgres()
     await pg.start()
     try:
         pool = await asyncpg.create_pool(pg.url, min_size=1, max_size=1)
         try:
             created = await vkeys.create_key(pool, developer="alice", team="platform")
+            if budget is not None:
+                await budget_store.set_budget(pool, budget, actor="test")
         finally:
             await pool.close()
         port = free_port()
@@ -123,6 +127,34 @@ async def test_postgres_killed_up_keeps_serving_and_ends_exact(tmp_path: Path) -
         spent = await up.query("SELECT spent_micros FROM balances WHERE scope = 'org' AND period = 'day'")
         assert spent == await up.query("SELECT sum(cost_micros) FROM usage_events") > 0
         up.assert_running()
+
+
+async def test_last_known_mode_pauses_on_the_spend_it_knows(tmp_path: Path) -> None:
+    """``on_outage: last_known`` (the default), PostgreSQL killed before any spend: the proxy counts its own
+    spend and pauses the developer (429) at the pause line, with no ledger; PostgreSQL back: the balance
+    equals the stored events, past the pause line by less than one request."""
+    daily = 2_000
+    async with up_on_own_postgres(tmp_path, budget=Budget(scope="developer:alice", daily_micros=daily)) as up:
+        await up.pg.kill()
+        answers = []
+        for i in range(60):
+            status, body = await up.ask(i)
+            answers.append(status)
+            if status != 200:
+                break
+        assert answers[-1] == 429, answers
+        assert json.loads(body)["error"]["type"] == "usage_limit_reached"
+        up.assert_running()
+
+        await up.pg.restart()
+        forwarded = len(up.upstream.fake.served)
+        await eventually(lambda: up.query("SELECT count(*) FROM usage_events WHERE status = 'ok'"),
+                         until=lambda n: n == forwarded, timeout_s=30, what="the spooled events folded")
+        spent = await up.query("SELECT spent_micros FROM balances WHERE scope = 'developer:alice' AND period = 'day'")
+        assert spent == await up.query("SELECT sum(cost_micros) FROM usage_events")
+        biggest = await up.query("SELECT max(cost_micros) FROM usage_events")
+        pause_line = daily * 110 // 100
+        assert pause_line <= spent < pause_line + biggest
 
 
 async def test_refuse_mode_answers_503_while_the_view_is_stale(tmp_path: Path) -> None:
