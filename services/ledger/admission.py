@@ -21,8 +21,6 @@ Pure: no I/O. Documented in ``docs/ledger.md`` ("Poison").
 from __future__ import annotations
 
 import re
-import uuid
-from typing import Any
 
 import msgspec
 
@@ -40,9 +38,12 @@ MAX_INT4 = 2**31 - 1
 
 TEXT_FIELDS = ("proxy_instance", "key_id", "developer", "team", "cost_center", "session_id", "turn_id", "repo",
                "client", "endpoint", "model_requested", "model_used", "upstream_request_id")
-TOKEN_FIELDS = ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens")
 
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_SURELY_SHORT = MAX_TEXT_BYTES // 4
+"""A string of at most this many characters fits MAX_TEXT_BYTES whatever its characters."""
+_UUID = re.compile(r"(?i)\{?[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\}?")
+"""The forms PostgreSQL's uuid input accepts that producers use (hyphenated or not, optional braces)."""
 
 
 def clean_text(value: str) -> str:
@@ -54,32 +55,35 @@ def clean_text(value: str) -> str:
     return raw[:MAX_TEXT_BYTES].decode("utf-8", "ignore")
 
 
-def _within(name: str, value: int | None, high: int) -> None:
-    if value is not None and not 0 <= value <= high:
-        raise PoisonEventError(f"{name} {value} is outside 0..{high}")
+def _numbers(event: UsageRecorded) -> tuple[tuple[str, int | None, int], ...]:
+    p = event.prices
+    return (
+        ("input_tokens", event.input_tokens, MAX_TOKENS), ("cached_tokens", event.cached_tokens, MAX_TOKENS),
+        ("output_tokens", event.output_tokens, MAX_TOKENS), ("reasoning_tokens", event.reasoning_tokens, MAX_TOKENS),
+        ("cost_micros", event.cost_micros, MAX_COST_MICROS),
+        ("prices.input_micros", p.input_micros, MAX_COST_MICROS),
+        ("prices.cached_input_micros", p.cached_input_micros, MAX_COST_MICROS),
+        ("prices.output_micros", p.output_micros, MAX_COST_MICROS),
+        ("http_status", event.http_status, 999), ("latency_ms", event.latency_ms, MAX_INT4),
+        ("ttfb_ms", event.ttfb_ms, MAX_INT4),
+    )
 
 
 def admit(event: UsageRecorded) -> UsageRecorded:
     """``event`` as the ledger stores it (strings sanitised), or :class:`PoisonEventError` with the reason."""
-    try:
-        uuid.UUID(event.event_id)
-    except ValueError:
-        raise PoisonEventError(f"event_id {event.event_id[:64]!r} is not a UUID") from None
+    if _UUID.fullmatch(event.event_id) is None:
+        raise PoisonEventError(f"event_id {event.event_id[:64]!r} is not a UUID")
     if event.occurred_at.tzinfo is None:
         raise PoisonEventError("occurred_at has no timezone")
-    for name in TOKEN_FIELDS:
-        _within(name, getattr(event, name), MAX_TOKENS)
-    _within("cost_micros", event.cost_micros, MAX_COST_MICROS)
-    for name in ("input_micros", "cached_input_micros", "output_micros"):
-        _within(f"prices.{name}", getattr(event.prices, name), MAX_COST_MICROS)
-    _within("http_status", event.http_status, 999)
-    _within("latency_ms", event.latency_ms, MAX_INT4)
-    _within("ttfb_ms", event.ttfb_ms, MAX_INT4)
-    changes: dict[str, Any] = {}
-    for name in TEXT_FIELDS:
-        value = getattr(event, name)
-        if value is not None:
-            cleaned = clean_text(value)
-            if cleaned != value:
-                changes[name] = cleaned
+    for name, value, high in _numbers(event):
+        if value is not None and not 0 <= value <= high:
+            raise PoisonEventError(f"{name} {value} is outside 0..{high}")
+    e = event
+    texts = [t for t in (e.proxy_instance, e.key_id, e.developer, e.team, e.cost_center, e.session_id, e.turn_id,
+                         e.repo, e.client, e.endpoint, e.model_requested, e.model_used, e.upstream_request_id) if t]
+    # The common case in one pass: no control character anywhere, every value short enough.
+    if _CONTROL.search("".join(texts)) is None and max(map(len, texts), default=0) <= _SURELY_SHORT:
+        return event
+    changes = {name: cleaned for name in TEXT_FIELDS
+               if (value := getattr(event, name)) is not None and (cleaned := clean_text(value)) != value}
     return msgspec.structs.replace(event, **changes) if changes else event
