@@ -25,7 +25,7 @@ from spendgate.core.db import Conn
 from spendgate.core.logs import get_logger
 from spendgate.core.supervisor import Beat, no_beat
 from spendgate.domain.constants import GROUP_LEDGER, TOPIC_USAGE
-from spendgate.domain.errors import PoisonEventError
+from spendgate.domain.errors import BusError, PoisonEventError
 from spendgate.domain.events import UsageRecorded, decode
 from spendgate.ledger.admission import admit
 from spendgate.ledger.fold import batch_crossings, fold, scopes_of
@@ -164,7 +164,10 @@ class LedgerConsumer:
                 # Shielded: a cancellation between the database commit and the bus commit must not
                 # leave a batch half-applied; the transaction itself is atomic either way.
                 outcome = await asyncio.shield(self._apply(records))
-                await consumer.commit(next_offsets(records))
+                try:
+                    await consumer.commit(next_offsets(records))
+                except BusError as exc:  # bookkeeping only: the positions that count are in PostgreSQL
+                    log.warning("bus offset commit failed; positions are stored in PostgreSQL", error=str(exc))
                 self.folded += outcome.inserted
                 if outcome.crossings and self.on_crossings is not None:
                     self.on_crossings()

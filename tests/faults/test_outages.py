@@ -29,13 +29,14 @@ from spendgate.store.keys import store as vkeys
 from spendgate.up import services
 from tests.support.killable_postgres import KillablePostgres
 from tests.support.proxy_harness import UPSTREAM_KEY, FakeServer, fake_upstream
-from tests.support.tansu import free_port
+from tests.support.tansu import TansuBroker, free_port
 from tests.support.waiting import eventually
 
 
 @dataclass
 class Up:
-    pg: KillablePostgres
+    pg: KillablePostgres | None
+    db_url: str
     upstream: FakeServer
     base: str
     secret: str
@@ -52,7 +53,7 @@ class Up:
         assert not self.task.done(), f"spendgate up ended: {self.task.exception()!r}"
 
     async def query(self, sql: str) -> Any:
-        conn = await asyncpg.connect(self.pg.url)
+        conn = await asyncpg.connect(self.db_url)
         try:
             return await conn.fetchval(sql)
         finally:
@@ -60,11 +61,15 @@ class Up:
 
 
 @contextlib.asynccontextmanager
-async def up_on_own_postgres(tmp_path: Path, *, budget: Budget | None = None, **overrides: Any) -> AsyncIterator[Up]:
-    pg = KillablePostgres()
-    await pg.start()
+async def running_up(tmp_path: Path, *, db_url: str | None = None, budget: Budget | None = None,
+                     **overrides: Any) -> AsyncIterator[Up]:
+    """``spendgate up``'s services on ``db_url``, else on a PostgreSQL of the test's own (``up.pg``)."""
+    pg = KillablePostgres() if db_url is None else None
+    if pg is not None:
+        db_url = await pg.start()
+    assert db_url is not None
     try:
-        pool = await asyncpg.create_pool(pg.url, min_size=1, max_size=1)
+        pool = await asyncpg.create_pool(db_url, min_size=1, max_size=1)
         try:
             created = await vkeys.create_key(pool, developer="alice", team="platform")
             if budget is not None:
@@ -73,14 +78,16 @@ async def up_on_own_postgres(tmp_path: Path, *, budget: Budget | None = None, **
             await pool.close()
         port = free_port()
         async with fake_upstream() as upstream, aiohttp.ClientSession() as http:
-            settings = load_settings(
-                database_url=pg.url, data_dir=tmp_path / "data", bus="postgres", upstream_url=upstream.url,
-                upstream_key=UPSTREAM_KEY, proxy_port=port, instance="outage-test", drain_timeout_s=5.0,
-                supervisor={"backoff_base_s": 0.05, "backoff_cap_s": 0.5}, **overrides,
-            )
+            values: dict[str, Any] = {
+                "database_url": db_url, "data_dir": tmp_path / "data", "bus": "postgres",
+                "upstream_url": upstream.url, "upstream_key": UPSTREAM_KEY, "proxy_port": port,
+                "instance": "outage-test", "drain_timeout_s": 5.0,
+                "supervisor": {"backoff_base_s": 0.05, "backoff_cap_s": 0.5}, **overrides,
+            }
+            settings = load_settings(**values)
             stop = asyncio.Event()
             task = asyncio.create_task(run_services(settings, services(), stop=stop))
-            up = Up(pg, upstream, f"http://127.0.0.1:{port}", created.secret, task, http)
+            up = Up(pg, db_url, upstream, f"http://127.0.0.1:{port}", created.secret, task, http)
             try:
                 await eventually(lambda: _health(up), until=lambda s: s == "ok", timeout_s=60, what="up serving")
                 yield up
@@ -88,7 +95,13 @@ async def up_on_own_postgres(tmp_path: Path, *, budget: Budget | None = None, **
                 stop.set()
                 await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 60)
     finally:
-        pg.stop()
+        if pg is not None:
+            pg.stop()
+
+
+def killable(up: Up) -> KillablePostgres:
+    assert up.pg is not None
+    return up.pg
 
 
 async def _health(up: Up) -> str:
@@ -103,13 +116,13 @@ async def _health(up: Up) -> str:
 async def test_postgres_killed_up_keeps_serving_and_ends_exact(tmp_path: Path) -> None:
     """SIGKILL PostgreSQL under ``spendgate up``: every request is still answered 200 (streamed and not), the
     run goes on; PostgreSQL back: the spool drains, every served request is folded once, balances exact."""
-    async with up_on_own_postgres(tmp_path) as up:
+    async with running_up(tmp_path) as up:
         for i in range(3):
             assert (await up.ask(i))[0] == 200
         await eventually(lambda: up.query("SELECT count(*) FROM usage_events"), until=lambda n: n == 3,
                          what="the first events folded")
 
-        await up.pg.kill()
+        await killable(up).kill()
         for i in range(3, 9):
             status, _ = await up.ask(i, stream=i % 2 == 0)
             assert status == 200
@@ -117,7 +130,7 @@ async def test_postgres_killed_up_keeps_serving_and_ends_exact(tmp_path: Path) -
         await eventually(lambda: _health(up), until=lambda s: s == "degraded", what="/healthz degraded")
         up.assert_running()
 
-        await up.pg.restart()
+        await killable(up).restart()
         await eventually(lambda: up.query("SELECT count(*) FROM usage_events"), until=lambda n: n == 9,
                          timeout_s=30, what="the spooled events folded")
         await eventually(lambda: _health(up), until=lambda s: s == "ok", timeout_s=30, what="/healthz ok again")
@@ -134,8 +147,8 @@ async def test_last_known_mode_pauses_on_the_spend_it_knows(tmp_path: Path) -> N
     spend and pauses the developer (429) at the pause line, with no ledger; PostgreSQL back: the balance
     equals the stored events, past the pause line by less than one request."""
     daily = 2_000
-    async with up_on_own_postgres(tmp_path, budget=Budget(scope="developer:alice", daily_micros=daily)) as up:
-        await up.pg.kill()
+    async with running_up(tmp_path, budget=Budget(scope="developer:alice", daily_micros=daily)) as up:
+        await killable(up).kill()
         answers = []
         for i in range(60):
             status, body = await up.ask(i)
@@ -146,7 +159,7 @@ async def test_last_known_mode_pauses_on_the_spend_it_knows(tmp_path: Path) -> N
         assert json.loads(body)["error"]["type"] == "usage_limit_reached"
         up.assert_running()
 
-        await up.pg.restart()
+        await killable(up).restart()
         forwarded = len(up.upstream.fake.served)
         await eventually(lambda: up.query("SELECT count(*) FROM usage_events WHERE status = 'ok'"),
                          until=lambda n: n == forwarded, timeout_s=30, what="the spooled events folded")
@@ -160,9 +173,9 @@ async def test_last_known_mode_pauses_on_the_spend_it_knows(tmp_path: Path) -> N
 async def test_refuse_mode_answers_503_while_the_view_is_stale(tmp_path: Path) -> None:
     """``enforcement.on_outage: refuse``: once the balance view is older than ``outage_after_s`` a spending
     request gets an OpenAI-format 503 (never forwarded, metered as refused); PostgreSQL back: 200 again."""
-    async with up_on_own_postgres(tmp_path, enforcement={"on_outage": "refuse", "outage_after_s": 0.5}) as up:
+    async with running_up(tmp_path, enforcement={"on_outage": "refuse", "outage_after_s": 0.5}) as up:
         assert (await up.ask(0))[0] == 200
-        await up.pg.kill()
+        await killable(up).kill()
 
         async def answer() -> tuple[int, bytes]:
             return await up.ask(1)
@@ -174,7 +187,7 @@ async def test_refuse_mode_answers_503_while_the_view_is_stale(tmp_path: Path) -
         served_during = len(up.upstream.fake.served)
         up.assert_running()
 
-        await up.pg.restart()
+        await killable(up).restart()
         await eventually(answer, until=lambda r: r[0] == 200, timeout_s=30, what="200 once the view is fresh")
         assert len(up.upstream.fake.served) == served_during + 1
         await eventually(lambda: up.query("SELECT count(*) FROM usage_events WHERE refusal_reason = 'outage'"),
@@ -202,3 +215,27 @@ async def test_a_proxy_start_that_fails_on_the_database_leaves_the_spool_free(tm
             await second.stop()
     finally:
         pg.stop()
+
+
+@pytest.mark.kafka
+async def test_broker_killed_up_keeps_serving_and_folds_everything_once(db_url: str, tmp_path: Path,
+                                                                        fresh_kafka_broker: TansuBroker) -> None:
+    """``spendgate up`` on the Kafka bus, the broker killed: every request is answered 200 and spooled, the
+    ledger and the alerter retry; the broker back (Tansu in memory comes back empty): the spool drains and
+    every served request is folded exactly once, balances exact."""
+    broker = fresh_kafka_broker
+    async with running_up(tmp_path, db_url=db_url, bus=f"kafka://{broker.bootstrap}", kafka_idempotence=False,
+                          kafka_session_timeout_ms=1000, kafka_heartbeat_interval_ms=100,
+                          kafka_rebalance_timeout_ms=1000, publish_timeout_s=2.0) as up:
+        await asyncio.to_thread(broker.stop)
+        for i in range(6):
+            status, _ = await up.ask(i, stream=i % 2 == 0)
+            assert status == 200
+        up.assert_running()
+        await broker.astart()
+        await eventually(lambda: up.query("SELECT count(*) FROM usage_events"), until=lambda n: n == 6,
+                         timeout_s=60, what="the spooled events folded")
+        assert len(up.upstream.fake.served) == 6
+        spent = await up.query("SELECT spent_micros FROM balances WHERE scope = 'org' AND period = 'day'")
+        assert spent == await up.query("SELECT sum(cost_micros) FROM usage_events") > 0
+        up.assert_running()
