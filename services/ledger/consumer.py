@@ -27,7 +27,7 @@ from spendgate.core.supervisor import Beat, no_beat
 from spendgate.domain.constants import GROUP_LEDGER, TOPIC_USAGE
 from spendgate.domain.errors import BusError, PoisonEventError
 from spendgate.domain.events import UsageRecorded, decode
-from spendgate.ledger.admission import admit
+from spendgate.ledger.admission import admit, clean_text
 from spendgate.ledger.fold import batch_crossings, fold, scopes_of
 from spendgate.store.balances import store as balances
 from spendgate.store.budgets import store as budget_store
@@ -64,6 +64,7 @@ def _decode(record: Record) -> UsageRecorded:
 
 
 async def _dead_letter(conn: Conn, consumer: str, record: Record, reason: str, outcome: BatchOutcome) -> None:
+    reason = clean_text(reason)  # an error message may quote the very value PostgreSQL refused
     outcome.dead_lettered += 1
     await add_dead_letter(conn, consumer, record, reason)
     log.warning("event dead-lettered", topic=record.topic, partition=record.partition,
@@ -101,7 +102,7 @@ async def _store_isolating(conn: Conn, items: Sequence[tuple[Record, UsageRecord
     except RECORD_ERRORS as exc:
         if len(items) == 1:
             reason = f"the database refused it: {type(exc).__name__}: {exc}"
-            await _dead_letter(conn, consumer, items[0][0], reason[:1000], outcome)
+            await _dead_letter(conn, consumer, items[0][0], reason, outcome)
             return
         middle = len(items) // 2
         for part in (items[:middle], items[middle:]):

@@ -169,3 +169,16 @@ async def test_nul_in_codex_turn_metadata_through_the_proxy(db_url: str, pool: a
     assert await folded_count(pool) == 2
     assert "\x00" not in "".join(r["turn_id"] + r["repo"] for r in await pool.fetch(
         "SELECT turn_id, repo FROM usage_events WHERE turn_id IS NOT NULL AND repo IS NOT NULL"))
+
+
+async def test_an_event_at_the_end_of_time_is_dead_lettered(db_url: str, pool: asyncpg.Pool) -> None:
+    """An ``occurred_at`` PostgreSQL stores but whose month has no end in Python (9999-12-31) breaks the
+    fold, not the insert: bisection finds it and dead-letters it; the rest of the batch folds."""
+    await pool.execute("INSERT INTO budgets (scope, monthly_micros) VALUES ('team:platform', 1000000)")
+    good = good_events(5)
+    bad = raw(usage_event(occurred_at=T0), occurred_at="9999-12-31T23:59:59Z")
+    await fold_all(pool, db_url, [encode(e, source="test") for e in good[:2]] + [bad]
+                   + [encode(e, source="test") for e in good[2:]])
+    assert await folded_count(pool) == 5
+    assert await org_spend(pool) == sum(e.cost_micros for e in good)
+    assert [r["offset"] for r in await pool.fetch('SELECT "offset" FROM dead_letters')] == [2]
