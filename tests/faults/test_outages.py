@@ -239,3 +239,42 @@ async def test_broker_killed_up_keeps_serving_and_folds_everything_once(db_url: 
         spent = await up.query("SELECT spent_micros FROM balances WHERE scope = 'org' AND period = 'day'")
         assert spent == await up.query("SELECT sum(cost_micros) FROM usage_events") > 0
         up.assert_running()
+
+
+async def test_services_started_while_postgres_is_down_wait_for_it(tmp_path: Path) -> None:
+    """``spendgate up`` (or one service's command) started on a configured PostgreSQL that is down does
+    not exit: it retries with backoff, saying so, and serves once PostgreSQL is up."""
+    pg = KillablePostgres()
+    url = await pg.start()
+    try:
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=1)
+        try:
+            created = await vkeys.create_key(pool, developer="alice", team="platform")
+        finally:
+            await pool.close()
+        await pg.kill()
+        port = free_port()
+        said: list[str] = []
+        async with fake_upstream() as upstream, aiohttp.ClientSession() as http:
+            settings = load_settings(database_url=url, data_dir=tmp_path / "data", bus="postgres",
+                                     upstream_url=upstream.url, upstream_key=UPSTREAM_KEY, proxy_port=port,
+                                     instance="outage-test", supervisor={"backoff_base_s": 0.05, "backoff_cap_s": 0.5})
+            stop = asyncio.Event()
+            task = asyncio.create_task(run_services(settings, services(), stop=stop, progress=said.append))
+            up = Up(pg, url, upstream, f"http://127.0.0.1:{port}", created.secret, task, http)
+            try:
+                await eventually(lambda: _value(sum("retrying" in line for line in said)), until=lambda n: n >= 3,
+                                 what="three retries", timeout_s=20)
+                up.assert_running()
+                await pg.restart()
+                await eventually(lambda: _health(up), until=lambda s: s == "ok", timeout_s=60, what="up serving")
+                assert (await up.ask(0))[0] == 200
+            finally:
+                stop.set()
+                await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 60)
+    finally:
+        pg.stop()
+
+
+async def _value(value: int) -> int:
+    return value
