@@ -81,11 +81,16 @@ class KillablePostgres:
         return parse_qs(urlsplit(self.url).query)["host"][0]
 
     def stop(self) -> None:
-        """Stop the server (if running) and remove its data."""
-        if self._server is not None:
-            with contextlib.suppress(Exception):
-                self._server.stop()
-            self._server = None
+        """Stop the server (SIGKILL: it is a throwaway, and the wheel's ``pg_ctl stop`` does not know a
+        server restarted under it) and remove its data."""
+        pid = self._postmaster()
+        if pid is not None and _group_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while _group_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+        self._server = None
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
