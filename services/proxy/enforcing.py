@@ -39,10 +39,13 @@ async def admit_confirmed(enforcer: Enforcer, principal: Principal, model: str, 
     There the balances and every proxy's pending spend are read fresh under a per-balance lock, the
     request is decided on them and its reservation published before the lock is released, so two proxies
     cannot both spend the last of a budget. When PostgreSQL does not answer within
-    :data:`CONFIRM_TIMEOUT_S` the decision is made from memory, as far from the line.
+    :data:`CONFIRM_TIMEOUT_S` the decision is made from memory, as far from the line; while the view is
+    stale (``enforcement.outage_after_s``) it is made from memory without trying.
     """
     view = enforcer.view
     keys = view.near_line(principal) if isinstance(view, BalanceView) else []
+    if keys and isinstance(view, BalanceView) and view.stale_s() > view.settings.outage_after_s:
+        keys = []  # the database has not answered the view for a while: do not make each request wait on it
     if not keys:
         return enforcer.admit(principal, model, session_id=session_id, raw=raw, estimate=estimate)
     assert isinstance(view, BalanceView)

@@ -58,8 +58,30 @@ class ProxyServer:
         return f"http://{self.runtime.settings.host}:{self.port}/v1"
 
     async def start(self) -> None:
-        s = self.runtime.settings
+        """Open the spool, load the keys, listen. A start that fails (the database down while the keys
+        load) releases what it took, the spool's lock first: the supervisor's next start of the service
+        must find the spool free, or it would fail with a ConfigError and end ``spendgate up``."""
         self.spool.open()
+        try:
+            await self._start()
+        except BaseException:
+            await self._abandon_start()
+            raise
+
+    async def _abandon_start(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        self._stop_workers.set()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.state is not None:
+            await self.state.http.close()
+        self.spool.close()
+
+    async def _start(self) -> None:
+        s = self.runtime.settings
         self.spool.adopt_orphans()
         await self.keys.refresh()
         http = create_client_session(connect_timeout_s=s.upstream_connect_timeout_s,

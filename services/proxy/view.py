@@ -24,7 +24,8 @@ Decisions read only memory (:meth:`BalanceView.decide` does no I/O). A backgroun
   admit on that balance sees it. Far from the line admissions stay memory-only.
 
 A failed refresh raises out of the loop: the supervisor logs it and restarts the loop with backoff,
-and decisions keep using the last good view meanwhile.
+and decisions keep using the last good view meanwhile (:meth:`BalanceView.stale_s` says how old it is;
+``enforcement.on_outage`` decides whether a stale view still decides or the proxy refuses with a 503).
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ class BalanceView:
         self.config_skips = 0
         self._config_mark: tuple[int, ...] | None = None
         self.balance_polls = 0
+        self._fresh_at = time.monotonic()
         self._peer_heard_at = -STALE_AFTER_S
         self._noted: tuple[Principal, datetime, list[Standing]] | None = None
         """:meth:`near_line`'s standings, for the :meth:`decide` that follows it without an await."""
@@ -134,6 +136,10 @@ class BalanceView:
 
     def retry_cap(self, principal: Principal) -> int:
         return self._policy.retry_cap_for(principal.scopes())
+
+    def stale_s(self) -> float:
+        """Seconds since the last successful refresh: grows while the database is unreachable."""
+        return time.monotonic() - self._fresh_at
 
     # -- near the pause line: confirmed admissions ---------------------------------------------------
 
@@ -336,6 +342,7 @@ class BalanceView:
         if day_cutoff != self._pruned_at:
             self._prune(day_cutoff, month_cutoff)
         self.balance_polls += 1
+        self._fresh_at = time.monotonic()
         return len(rows)
 
     def _pending_ids(self) -> list[str]:

@@ -18,9 +18,10 @@ from spendgate.domain.enforcement.balances import BalanceKey
 from spendgate.domain.enforcement.decision import Decision, RequestFacts
 from spendgate.domain.enforcement.estimate import TokenEstimate, estimated_cost_micros
 from spendgate.domain.enforcement.reservations import Reservation, ReservationBook
-from spendgate.domain.enforcement.responses import Refusal, pause_refusal, retry_refusal
+from spendgate.domain.enforcement.responses import Refusal, outage_refusal, pause_refusal, retry_refusal
 from spendgate.domain.enforcement.retry import RetryDetector, RetryVerdict
 from spendgate.domain.enforcement.scopes import Principal
+from spendgate.domain.enforcement.settings import OnOutage
 from spendgate.domain.errors import UnknownModelError
 from spendgate.domain.events import RefusalReason, RetryLoopDetected, new_id
 from spendgate.domain.pricing import PriceTable
@@ -49,6 +50,8 @@ class Admission:
     refusal: Refusal | None
     """Set when the request must be answered with this instead of being forwarded."""
     session_id: str | None
+    outage: bool = False
+    """Refused because the view was stale (``on_outage: refuse``), not because of a budget."""
 
     @property
     def model(self) -> str:
@@ -60,14 +63,22 @@ class Admission:
         """``UsageRecorded.refusal_reason`` for a refused request; None when it is forwarded."""
         if self.refusal is None:
             return None
+        if self.outage:
+            return "outage"
         return "retry_budget" if self.retry.exhausted else "budget_pause"
 
 
 class Enforcer:
     def __init__(self, view: DecisionSource, *, prices: PriceTable, detector: RetryDetector,
                  clock: Callable[[], datetime] | None = None,
-                 alerted: Callable[[str], list[str]] | None = None) -> None:
+                 alerted: Callable[[str], list[str]] | None = None,
+                 stale_s: Callable[[], float] | None = None, on_outage: OnOutage = "last_known",
+                 outage_after_s: float = 10.0) -> None:
+        """``stale_s``: how long ago the view was last refreshed; with ``on_outage="refuse"`` a request
+        that can spend is refused (503) once that passes ``outage_after_s``."""
         self.view, self.prices, self.detector = view, prices, detector
+        self._stale_s = stale_s
+        self._refuse_after_s = outage_after_s if on_outage == "refuse" else None
         self._clock = clock or (lambda: datetime.now(UTC))
         self._alerted = alerted or (lambda _scope: [])
 
@@ -77,6 +88,9 @@ class Enforcer:
         facts = RequestFacts(principal, model, estimate.input_tokens, session_id)
         verdict = self.detector.observe(session_id, raw=raw, cap=self.view.retry_cap(principal))
         decision = self.view.decide(facts)
+        stale_s = self.stale_s()
+        if self._refuse_after_s is not None and stale_s > self._refuse_after_s:
+            return Admission(decision, verdict, estimate, None, outage_refusal(stale_s), session_id, outage=True)
         refusal: Refusal | None = None
         if verdict.exhausted:
             refusal = retry_refusal(verdict, now=self._clock())
@@ -87,6 +101,10 @@ class Enforcer:
         if refusal is None and decision.keys:
             reservation = self.view.book.reserve(decision.keys, self._estimated_cost(decision.model_used, estimate))
         return Admission(decision, verdict, estimate, reservation, refusal, session_id)
+
+    def stale_s(self) -> float:
+        """Seconds since the view was last refreshed (0 when nobody measures it)."""
+        return self._stale_s() if self._stale_s is not None else 0.0
 
     def standing(self, principal: Principal) -> Decision:
         """Where the key's budgets stand now (stage, remaining), for a request that spends nothing: no
