@@ -11,7 +11,7 @@ Hot path (``handler.py``), per request on ``/v1/*``:
    ``max_body_bytes``, 400 on malformed JSON, invalid UTF-8 or runaway nesting) and price it as its
    route says: tokens (400 naming a model with no price, or no model), per image, per second of
    audio, or free; every forwarded request leaves an event, $0 ones included, and a paused scope is
-   refused on every route that spends (``docs/security-routes.md``);
+   refused on every route that spends (``docs/security.md``, "Routes");
 3. attribute it (``attribution.py``: session, turn, repo, client from Codex's headers) and ask the
    :class:`~spendgate.proxy.decision.Decider` (pass / rewrite the model / refuse) with the request
    facts, including the request's one token estimate, corrected per session
