@@ -1,4 +1,4 @@
-"""Session fixtures for the real parts: PostgreSQL and a Kafka-protocol broker."""
+"""Session fixtures for the real parts: PostgreSQL, a Kafka-protocol broker (Tansu) and Apache Kafka."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 
 from spendgate.core.clitools import Ctx
 from spendgate.core.logs import configure_logging
+from tests.support.kafka import KafkaBroker
 from tests.support.postgres import PostgresForTests
 from tests.support.tansu import TansuBroker
 
@@ -88,3 +89,21 @@ def fresh_kafka_broker() -> Iterator[TansuBroker]:
     broker.start()
     yield broker
     broker.stop()
+
+
+@pytest.fixture(scope="session")
+def apache_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    """A real Apache Kafka broker (KRaft, data on disk) shared by the session: never kill or restart it."""
+    broker = KafkaBroker(tmp_path_factory.mktemp("apache-kafka"))
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def fresh_apache_kafka(tmp_path: Path) -> Iterator[KafkaBroker]:
+    """An Apache Kafka broker of this test's own (about 5 s to format and start), free to kill and restart."""
+    broker = KafkaBroker(tmp_path / "kafka")
+    broker.start()
+    yield broker
+    broker.kill()
