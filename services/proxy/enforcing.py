@@ -23,6 +23,7 @@ from spendgate.proxy.decision import Decision, Pass, Refuse, RequestFacts, Rewri
 log = get_logger(__name__)
 
 NOT_FORWARDED_STATUSES = (502, 504)
+FAILED_STATUSES = frozenset({"upstream_error", "incomplete"})
 
 
 class EnforcingDecider:
@@ -60,7 +61,8 @@ class EnforcingDecider:
                 and event.usage_source == "none":
             self.enforcer.abandon(adm)
             return
-        self.enforcer.complete(adm, event_id=event.event_id, cost_micros=event.cost_micros)
+        failed = event.status in FAILED_STATUSES or event.http_status >= 400
+        self.enforcer.complete(adm, event_id=event.event_id, cost_micros=event.cost_micros, failed=failed)
 
 
 class RetryLoopPublisher:

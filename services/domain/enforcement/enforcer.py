@@ -83,6 +83,8 @@ class Enforcer:
         elif decision.refused:
             assert decision.decided_by is not None
             refusal = pause_refusal(decision, alerted=self._alerted(decision.decided_by.scope))
+        if refusal is not None:
+            self.detector.outcome(session_id, failed=True)  # a re-send of a refused request is a retry
         reservation = None
         if refusal is None and decision.keys:
             reservation = self.view.book.reserve(decision.keys, self._estimated_cost(decision.model_used, estimate))
@@ -93,8 +95,10 @@ class Enforcer:
         retry check, no reservation."""
         return self.view.decide(RequestFacts(principal, "", 0))
 
-    def complete(self, admission: Admission, *, event_id: str, cost_micros: int) -> None:
-        """Replace the reservation by the real cost."""
+    def complete(self, admission: Admission, *, event_id: str, cost_micros: int, failed: bool = False) -> None:
+        """Replace the reservation by the real cost; ``failed``: the request ended in an error (so an
+        identical re-send of it is a retry)."""
+        self.detector.outcome(admission.session_id, failed=failed)
         if admission.reservation is not None:
             self.view.book.settle(admission.reservation, event_id=event_id, cost_micros=cost_micros)
         if admission.retry.retry:
@@ -102,6 +106,7 @@ class Enforcer:
 
     def abandon(self, admission: Admission) -> None:
         """The request never reached the provider: drop its reservation at no cost."""
+        self.detector.outcome(admission.session_id, failed=True)
         if admission.reservation is not None:
             self.view.book.release(admission.reservation)
 

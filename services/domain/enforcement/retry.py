@@ -3,8 +3,11 @@
 Codex re-sends the whole history every request, so a loop is visible in one body: the tail of the
 current turn holds the same ``function_call`` (name + arguments) again and again, each followed by a
 ``function_call_output`` that failed (``Process exited with code N``, N ≠ 0). A streak of ``k``
-identical failing calls is ``k − 1`` retries. Identical re-sent bodies are counted per session as well.
-A different command, a success or a new user message ends the streak.
+identical failing calls is ``k − 1`` retries. Identical re-sent bodies are counted per session as well,
+but only when the re-send follows a failure: the previous identical request ended in an error (an error
+status, a broken stream, a refusal: :meth:`RetryDetector.outcome`) or the body itself ends in a failed
+tool call. Two successes in a row are never a retry (a client with a fixed ``prompt_cache_key`` sends
+the same body again on purpose). A different command, a success or a new user message ends the streak.
 
 A request whose history shows at least one retry is *retry spend* (flag it on the usage event). Once a
 session has made ``cap`` retries (default 3, per scope configurable, at least 1), the next request is
@@ -187,6 +190,8 @@ def fingerprint(data: bytes) -> bytes:
 class _State:
     digest: bytes = b""
     resends: int = 0
+    failed: bool = False
+    """The last request of the session failed (error status, broken stream, refusal)."""
     retry_cost_micros: int = 0
     reported: str | None = None
     """The loop already announced, so ``first_exhaustion`` fires once per loop."""
@@ -214,8 +219,10 @@ class RetryDetector:
             return _tool_verdict(streak, limit) if streak and streak.count > 1 else NO_RETRY
         state = self._state(session_id)
         digest = fingerprint(raw if raw is not None else msgspec.json.encode(body))
-        state.resends = state.resends + 1 if digest == state.digest else 0
+        follows_failure = state.failed or streak is not None
+        state.resends = state.resends + 1 if digest == state.digest and follows_failure else 0
         state.digest = digest
+        state.failed = False  # until :meth:`outcome` says otherwise
         verdict = NO_RETRY
         if streak is not None and streak.count > 1:
             verdict = _tool_verdict(streak, limit)
@@ -230,6 +237,13 @@ class RetryDetector:
         elif not verdict.retry:
             state.reported = None
         return verdict
+
+    def outcome(self, session_id: str | None, *, failed: bool) -> None:
+        """How the session's last request ended: a failure makes an identical re-send a retry."""
+        if session_id:
+            state = self._sessions.get(session_id)
+            if state is not None:
+                state.failed = failed
 
     def add_retry_cost(self, session_id: str | None, cost_micros: int) -> None:
         """Count the real cost of a request that was retry spend (reported in ``RetryLoopDetected``)."""
