@@ -9,7 +9,10 @@ the script (``POST /_fake/script {"scenarios": [...]}``):
 - ``tool`` / ``tool:<command>``: an ``exec_command`` function call (Codex really runs it);
 - ``error:<status>``: an OpenAI-format error with that status;
 - ``failed``: a stream that ends in ``response.failed``;
-- ``truncated``: a stream that stops before ``response.completed``;
+- ``truncated``: a stream that stops before ``response.completed`` (the connection is dropped);
+- ``cut``: a stream that ends cleanly (EOF) before its terminal event, the way a broken-off proxy does;
+- ``stall``: a stream that sends its first events, then nothing for an hour (read timeouts);
+- ``mislabelled``: a normal stream served as ``text/plain`` instead of ``text/event-stream``;
 - ``hang``: answers nothing for an hour (timeouts).
 
 When the script is used up every request gets ``text``, so a Codex turn with a tool call finishes.
@@ -141,7 +144,7 @@ class FakeUpstream:
             text = msgspec.json.encode({"cmd": tool_cmd}).decode()
         usage = self.usage_for(len(raw), text)
         include_usage = not chat or not stream or bool((body.get("stream_options") or {}).get("include_usage"))
-        reported = scenario not in ("truncated",) and include_usage
+        reported = scenario not in ("truncated", "cut", "stall") and include_usage
         if self.config.record:
             self.served.append(Served(
                 request.path, model, scenario, stream, *usage, reported=reported,
@@ -153,7 +156,8 @@ class FakeUpstream:
         if not stream:
             doc = chat_body(seq, model, text, usage) if chat else responses_body(seq, model, text, usage, tool)
             return web.Response(body=msgspec.json.encode(doc), content_type="application/json", headers=headers)
-        response = web.StreamResponse(headers={**headers, "Content-Type": "text/event-stream",
+        content_type = "text/plain; charset=utf-8" if scenario == "mislabelled" else "text/event-stream"
+        response = web.StreamResponse(headers={**headers, "Content-Type": content_type,
                                                "Cache-Control": "no-cache"})
         await response.prepare(request)
         events = (chat_chunks(seq, model, text, usage, include_usage, self.config.chunks) if chat
@@ -161,8 +165,10 @@ class FakeUpstream:
                                         failed=scenario == "failed"))
         interval = self.config.chunk_interval_ms / 1000
         for i, event in enumerate(events):
-            if scenario == "truncated" and i >= 4:
+            if scenario in ("truncated", "cut") and i >= 4:
                 break
+            if scenario == "stall" and i >= 4:
+                await asyncio.sleep(3600)
             await response.write(event)
             if interval and (chat or b".delta" in event[:60]):
                 await asyncio.sleep(interval)

@@ -31,6 +31,7 @@ from spendgate.proxy.forwarding import budget_headers, client_headers, upstream_
 from spendgate.proxy.keycache import KeyCache
 from spendgate.proxy.metering import Outcome, Route, build_event
 from spendgate.proxy.metrics import ProxyMetrics
+from spendgate.proxy.stream_end import looks_like_sse, relays_as_stream, terminal_error_event
 from spendgate.proxy.tap import StreamTap
 from spendgate.proxy.usage import Usage, usage_from_body
 from spendgate.store.keys.store import VirtualKey
@@ -197,8 +198,13 @@ class Proxy:
                 outcome.upstream_request_id = upstream.headers.get("x-request-id")
                 headers = client_headers(upstream.headers, drop_model_headers=route.model_used != route.model_requested)
                 headers.extend(budget)
-                if upstream.status >= 400 or "text/event-stream" not in upstream.headers.get("content-type", ""):
-                    return await self._relay_body(request, upstream, headers, facts, route, outcome, started)
+                content_type = upstream.headers.get("content-type", "")
+                if not relays_as_stream(status=upstream.status, content_type=content_type,
+                                        requested_stream=facts.stream):
+                    return await self._relay_body(request, upstream, headers, facts, route, outcome, started,
+                                                  strip_usage)
+                if "text/event-stream" not in content_type:
+                    headers["Content-Type"] = "text/event-stream"  # a stream mislabelled by the upstream
                 tap = StreamTap(strip_usage_chunk=strip_usage)
                 return await self._relay_stream(request, upstream, headers, tap, facts, route, outcome, started)
         finally:
@@ -210,7 +216,8 @@ class Proxy:
                     self._emit(facts, route, outcome, started)
 
     async def _relay_body(self, request: web.Request, upstream: aiohttp.ClientResponse, headers: Any,
-                          facts: RequestFacts, route: Route, outcome: Outcome, started: float) -> web.Response:
+                          facts: RequestFacts, route: Route, outcome: Outcome, started: float,
+                          strip_usage: bool) -> web.Response:
         try:
             data = await upstream.read()
         except TimeoutError:
@@ -221,6 +228,10 @@ class Proxy:
             return errors.upstream_unreachable(f"the upstream broke off its answer ({type(exc).__name__})")
         outcome.ttfb_ms = _ms_since(started)
         usage = usage_from_body(data) if upstream.status < 400 else None
+        if usage is None and upstream.status < 400 and looks_like_sse(data):
+            tap = StreamTap(strip_usage_chunk=strip_usage)  # a stream labelled as something else
+            data = tap.feed(data) + tap.flush()
+            usage = tap.usage
         if upstream.status >= 400:
             outcome.status = "upstream_error"
         elif usage is not None:
@@ -237,6 +248,8 @@ class Proxy:
                             started: float) -> web.StreamResponse:
         response = web.StreamResponse(status=upstream.status, headers=headers)
         outcome.status = "incomplete"
+        broken: str | None = None
+        # what the upstream did wrong, when the stream did not end with its terminal event
         try:
             await response.prepare(request)
             async for chunk in upstream.content.iter_any():
@@ -248,10 +261,14 @@ class Proxy:
             rest = tap.flush()
             if rest:
                 await response.write(rest)
+            if tap.outcome is None:
+                broken = "ended its stream before the final event"
         except CLIENT_GONE:
             outcome.status = "client_aborted"
+        except TimeoutError:
+            broken = f"sent nothing for {self.s.read_timeout_s:g} s"  # a stalled stream: still cost money
         except UPSTREAM_BROKE_OFF:
-            outcome.status = "incomplete"  # the upstream broke off; what it streamed still cost money
+            broken = "broke off its stream"  # what it streamed still cost money
         if tap.usage is not None:
             outcome.usage, outcome.usage_source = tap.usage, "reported"
             if outcome.status == "incomplete" or tap.outcome == "completed":
@@ -265,6 +282,8 @@ class Proxy:
         self._emit(facts, route, outcome, started)  # spooled before the client sees the end
         if not (request.transport is None or request.transport.is_closing()):
             with contextlib.suppress(*CLIENT_GONE):
+                if broken is not None and outcome.status != "ok":
+                    await response.write(terminal_error_event(facts.endpoint, broken))
                 await response.write_eof()
         return response
 
