@@ -39,7 +39,7 @@ class EnforcingDecider:
             now = self.enforcer.standing(principal)
             return Pass(now.stage.label, remaining_micros=now.remaining_micros)
         adm = self.enforcer.admit(principal, facts.model, session_id=facts.attribution.session_id, raw=facts.body,
-                                  estimate=facts.estimate)
+                                  estimate=facts.estimate, cost_center=key.cost_center)
         stage, retry, left = adm.decision.stage.label, adm.retry.retry, adm.decision.remaining_micros
         if adm.refusal is not None:
             loop = self.enforcer.retry_loop_event(adm, principal, cost_center=key.cost_center, key_id=key.key_id)

@@ -25,7 +25,7 @@ from spendgate.proxy.forwarding import create_client_session
 from spendgate.proxy.handler import ProxyState
 from spendgate.proxy.keycache import KeyCache
 from spendgate.proxy.spool import Spool
-from spendgate.proxy.wiring import enforcement
+from spendgate.proxy.wiring import Recipients, enforcement
 from spendgate.runtime import Runtime
 
 log = get_logger(__name__)
@@ -107,7 +107,7 @@ def _bound_port(site: web.TCPSite) -> int:
 
 @contextlib.asynccontextmanager
 async def enforcing_decider(runtime: Runtime, *, clock: Callable[[], datetime] | None = None,
-                            alerted: Callable[[str], list[str]] | None = None) -> AsyncIterator[EnforcingDecider]:
+                            alerted: Recipients | None = None) -> AsyncIterator[EnforcingDecider]:
     """The enforcement stack (view, book, detector) behind the Decider seam, retry loops published to
     the budget topic; ``clock`` replaces the wall clock for budget periods (tests move it past a reset)."""
     settings = runtime.settings

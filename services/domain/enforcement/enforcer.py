@@ -9,11 +9,12 @@ real cost (unsettled until the ledger folds the event).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+from spendgate.domain.alerts import route_facts
 from spendgate.domain.enforcement.balances import BalanceKey
 from spendgate.domain.enforcement.decision import Decision, RequestFacts
 from spendgate.domain.enforcement.estimate import TokenEstimate, estimated_cost_micros
@@ -66,13 +67,15 @@ class Admission:
 class Enforcer:
     def __init__(self, view: DecisionSource, *, prices: PriceTable, detector: RetryDetector,
                  clock: Callable[[], datetime] | None = None,
-                 alerted: Callable[[str], list[str]] | None = None) -> None:
+                 alerted: Callable[[Mapping[str, str | None]], list[str]] | None = None) -> None:
+        """``alerted``: who is notified of a pause alert with these route facts (``route_facts``), named
+        in the pause response; without it the response says "your spendgate admin"."""
         self.view, self.prices, self.detector = view, prices, detector
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._alerted = alerted or (lambda _scope: [])
+        self._alerted = alerted or (lambda _facts: [])
 
     def admit(self, principal: Principal, model: str, *, session_id: str | None, raw: bytes,
-              estimate: TokenEstimate) -> Admission:
+              estimate: TokenEstimate, cost_center: str | None = None) -> Admission:
         """Decide a request before forwarding; reserve its estimated cost unless it is refused."""
         facts = RequestFacts(principal, model, estimate.input_tokens, session_id)
         verdict = self.detector.observe(session_id, raw=raw, cap=self.view.retry_cap(principal))
@@ -82,7 +85,10 @@ class Enforcer:
             refusal = retry_refusal(verdict, now=self._clock())
         elif decision.refused:
             assert decision.decided_by is not None
-            refusal = pause_refusal(decision, alerted=self._alerted(decision.decided_by.scope))
+            by = decision.decided_by
+            route = route_facts("pause", by.scope, developer=principal.developer, team=principal.team,
+                                cost_center=cost_center, period=by.key.period.value)
+            refusal = pause_refusal(decision, alerted=self._alerted(route))
         if refusal is not None:
             self.detector.outcome(session_id, failed=True)  # a re-send of a refused request is a retry
         reservation = None
