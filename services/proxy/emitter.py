@@ -7,12 +7,16 @@ bus keyed by virtual key id, and deletes the segment once the bus acknowledged i
 down it keeps the segments and raises; the supervisor restarts the writer with backoff, and the
 restarted writer publishes at once (recreating topics for brokers that lost them), while requests go
 on being served. On start-up, segments a previous process left are replayed.
+
+``intend`` spools a request's intent before it is forwarded (``intents.py``): intent lines are never
+published; the writer drops the settled ones and carries the open ones forward.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from pathlib import Path
 
 from spendgate.core.bus import Bus
 from spendgate.core.logs import get_logger
@@ -20,6 +24,7 @@ from spendgate.core.supervisor import Beat, no_beat
 from spendgate.domain.constants import TOPIC_USAGE
 from spendgate.domain.errors import BusError
 from spendgate.domain.events import UsageRecorded, encode
+from spendgate.proxy.intents import OpenIntents, intent_key, parse_intent_key
 from spendgate.proxy.spool import Spool
 
 log = get_logger(__name__)
@@ -42,9 +47,18 @@ class Emitter:
         self._wake = asyncio.Event()
         self._failing = False
         """The last flush failed: repair the topic before publishing again."""
+        self.intents = OpenIntents()
+
+    def intend(self, estimate: UsageRecorded) -> None:
+        """Spool the intent of a request about to be forwarded: ``estimate`` is the event it gets if
+        the proxy dies first; the request's real event must carry the same ``event_id``."""
+        self.intents.add(estimate.event_id)
+        self.spool.append(intent_key(estimate.event_id, estimate.key_id),
+                          encode(estimate, source=self.source, subject=estimate.key_id))
 
     def emit(self, event: UsageRecorded) -> None:
         """Put the event on disk and wake the writer; never waits for the bus."""
+        self.intents.settle(event.event_id)
         self.spool.append(event.key_id, encode(event, source=self.source, subject=event.key_id))
         self._wake.set()
 
@@ -95,7 +109,7 @@ class Emitter:
             if segments and self._failing:
                 await self._repair()
             for segment in segments:
-                records = [(r.key, r.value) for r in self.spool.read(segment)]
+                records = self._events_carrying_intents(segment)
                 for i in range(0, len(records), PUBLISH_CHUNK):
                     await self._publish(records[i : i + PUBLISH_CHUNK])
                 self.spool.remove(segment)
@@ -107,6 +121,19 @@ class Emitter:
         if self._failing:
             log.info("bus available again; spool flushed")
         self._failing = False
+
+    def _events_carrying_intents(self, segment: Path) -> list[tuple[str | None, bytes]]:
+        """The event records of a sealed segment. Its intents are not published: the open ones are
+        appended again to the active segment (synchronously, before the segment can be deleted), the
+        settled ones dropped."""
+        events: list[tuple[str | None, bytes]] = []
+        for record in self.spool.read(segment):
+            intent = parse_intent_key(record.key)
+            if intent is None:
+                events.append((record.key, record.value))
+            elif intent[0] in self.intents:
+                self.spool.append(record.key, record.value)
+        return events
 
     async def _publish(self, items: Sequence[tuple[str | None, bytes]]) -> None:
         await asyncio.wait_for(self.bus.publish_many(self.topic, items), self.publish_timeout_s)

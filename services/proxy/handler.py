@@ -29,7 +29,7 @@ from spendgate.proxy.decision import Decider, Refuse, RequestFacts, RewriteModel
 from spendgate.proxy.emitter import Emitter
 from spendgate.proxy.forwarding import budget_headers, client_headers, upstream_headers, upstream_url
 from spendgate.proxy.keycache import KeyCache
-from spendgate.proxy.metering import Outcome, Route, build_event
+from spendgate.proxy.metering import Outcome, Route, build_event, intent_outcome
 from spendgate.proxy.metrics import ProxyMetrics
 from spendgate.proxy.stream_end import looks_like_sse, relays_as_stream, terminal_error_event
 from spendgate.proxy.tap import StreamTap
@@ -183,7 +183,7 @@ class Proxy:
     async def _forward_metered(self, request: web.Request, body: bytes, facts: RequestFacts, route: Route,
                                strip_usage: bool, started: float,
                                budget: list[tuple[str, str]]) -> web.StreamResponse:
-        outcome = Outcome("upstream_error", 502)
+        outcome = Outcome("upstream_error", 502, event_id=self._intend(facts, route, started))
         tap: StreamTap | None = None
         try:
             try:
@@ -304,6 +304,16 @@ class Proxy:
                             latency_ms=_ms_since(started), instance=self.s.instance, stream=stream)
         self.s.emitter.emit(event)
         self.s.metrics.observe(event)
+
+    def _intend(self, facts: RequestFacts, route: Route, started: float) -> str:
+        """Spool the request's intent before forwarding it (``intents.py``); returns the event id the
+        request's real event must carry to settle it."""
+        intent = intent_outcome(facts.estimate)
+        self.s.emitter.intend(build_event(key=facts.key, attribution=facts.attribution, endpoint=facts.endpoint,
+                                          route=route, outcome=intent, latency_ms=_ms_since(started),
+                                          instance=self.s.instance, stream=facts.stream))
+        assert intent.event_id is not None
+        return intent.event_id
 
     def _emit(self, facts: RequestFacts, route: Route, outcome: Outcome, started: float) -> None:
         event = build_event(key=facts.key, attribution=facts.attribution, endpoint=facts.endpoint, route=route,

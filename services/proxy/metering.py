@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from spendgate.domain.enforcement.estimate import TokenEstimate
 from spendgate.domain.events import (
     RefusalReason,
     RouteReason,
@@ -35,6 +36,9 @@ class Outcome:
     upstream_request_id: str | None = None
     refusal_reason: RefusalReason | None = None
     emitted: bool = False
+    event_id: str | None = None
+    """The id the request's event gets: its intent's, once one was spooled."""
+    intent_estimate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +58,7 @@ def build_event(
     u = outcome.usage
     price = route.price.price
     return UsageRecorded(
-        event_id=new_id(),
+        event_id=outcome.event_id or new_id(),
         occurred_at=datetime.now(UTC),
         proxy_instance=instance,
         key_id=key.key_id,
@@ -87,4 +91,12 @@ def build_event(
         ttfb_ms=outcome.ttfb_ms,
         upstream_request_id=outcome.upstream_request_id,
         refusal_reason=outcome.refusal_reason,
+        intent_estimate=outcome.intent_estimate,
     )
+
+
+def intent_outcome(estimate: TokenEstimate) -> Outcome:
+    """What a request is recorded as if the proxy dies while it is in flight (its intent): the
+    pre-forward estimate of its tokens, no answer seen (``http_status`` 0)."""
+    usage = Usage(estimate.input_tokens, estimate.cached_tokens, estimate.output_tokens, 0)
+    return Outcome("incomplete", 0, usage, "estimated", event_id=new_id(), intent_estimate=True)

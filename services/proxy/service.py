@@ -23,6 +23,7 @@ from spendgate.proxy.emitter import Emitter
 from spendgate.proxy.enforcing import EnforcingDecider, RetryLoopPublisher
 from spendgate.proxy.forwarding import create_client_session
 from spendgate.proxy.handler import ProxyState
+from spendgate.proxy.intents import recover as recover_intents
 from spendgate.proxy.keycache import KeyCache
 from spendgate.proxy.spool import Spool
 from spendgate.proxy.wiring import Recipients, enforcement
@@ -59,6 +60,7 @@ class ProxyServer:
         s = self.runtime.settings
         self.spool.open()
         self.spool.adopt_orphans()
+        recover_intents(self.spool)
         await self.keys.refresh()
         http = create_client_session(connect_timeout_s=s.upstream_connect_timeout_s,
                                      read_timeout_s=s.upstream_read_timeout_s)
