@@ -50,6 +50,8 @@ class Admission:
     refusal: Refusal | None
     """Set when the request must be answered with this instead of being forwarded."""
     session_id: str | None
+    owner: str | None = None
+    """Whose the session is (the key's developer): retry counts are namespaced by it."""
 
     @property
     def model(self) -> str:
@@ -78,7 +80,8 @@ class Enforcer:
               estimate: TokenEstimate, cost_center: str | None = None) -> Admission:
         """Decide a request before forwarding; reserve its estimated cost unless it is refused."""
         facts = RequestFacts(principal, model, estimate.input_tokens, session_id)
-        verdict = self.detector.observe(session_id, raw=raw, cap=self.view.retry_cap(principal))
+        owner = principal.developer
+        verdict = self.detector.observe(session_id, raw=raw, cap=self.view.retry_cap(principal), owner=owner)
         decision = self.view.decide(facts)
         refusal: Refusal | None = None
         if verdict.exhausted:
@@ -90,11 +93,11 @@ class Enforcer:
                                 cost_center=cost_center, period=by.key.period.value)
             refusal = pause_refusal(decision, alerted=self._alerted(route))
         if refusal is not None:
-            self.detector.outcome(session_id, failed=True)  # a re-send of a refused request is a retry
+            self.detector.outcome(session_id, failed=True, owner=owner)  # a re-send of a refusal is a retry
         reservation = None
         if refusal is None and decision.keys:
             reservation = self.view.book.reserve(decision.keys, self._estimated_cost(decision.model_used, estimate))
-        return Admission(decision, verdict, estimate, reservation, refusal, session_id)
+        return Admission(decision, verdict, estimate, reservation, refusal, session_id, owner)
 
     def standing(self, principal: Principal) -> Decision:
         """Where the key's budgets stand now (stage, remaining), for a request that spends nothing: no
@@ -104,15 +107,15 @@ class Enforcer:
     def complete(self, admission: Admission, *, event_id: str, cost_micros: int, failed: bool = False) -> None:
         """Replace the reservation by the real cost; ``failed``: the request ended in an error (so an
         identical re-send of it is a retry)."""
-        self.detector.outcome(admission.session_id, failed=failed)
+        self.detector.outcome(admission.session_id, failed=failed, owner=admission.owner)
         if admission.reservation is not None:
             self.view.book.settle(admission.reservation, event_id=event_id, cost_micros=cost_micros)
         if admission.retry.retry:
-            self.detector.add_retry_cost(admission.session_id, cost_micros)
+            self.detector.add_retry_cost(admission.session_id, cost_micros, owner=admission.owner)
 
     def abandon(self, admission: Admission) -> None:
         """The request never reached the provider: drop its reservation at no cost."""
-        self.detector.outcome(admission.session_id, failed=True)
+        self.detector.outcome(admission.session_id, failed=True, owner=admission.owner)
         if admission.reservation is not None:
             self.view.book.release(admission.reservation)
 
@@ -126,7 +129,8 @@ class Enforcer:
             detection_id=new_id(), session_id=admission.session_id or "", key_id=key_id or principal.key_id,
             developer=principal.developer, team=principal.team, cost_center=cost_center,
             tool_name=v.tool_name or "", command=v.command or "(identical request re-sent)", retries=v.retries,
-            retry_cost_micros=self.detector.retry_cost_micros(admission.session_id), detected_at=self._clock(),
+            retry_cost_micros=self.detector.retry_cost_micros(admission.session_id, owner=admission.owner),
+            detected_at=self._clock(),
         )
 
     def _estimated_cost(self, model: str, estimate: TokenEstimate) -> int:
