@@ -114,8 +114,8 @@ class Enforcer:
             self.detector.add_retry_cost(admission.session_id, cost_micros, owner=admission.owner)
 
     def abandon(self, admission: Admission) -> None:
-        """The request never reached the provider: drop its reservation at no cost."""
-        self.detector.outcome(admission.session_id, failed=True, owner=admission.owner)
+        """The request never reached the provider: drop its reservation at no cost. Not a failure for
+        retry counting: a re-send after the provider was unreachable spent nothing the first time."""
         if admission.reservation is not None:
             self.view.book.release(admission.reservation)
 
