@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
+from spendgate.admin.sessions import SessionAmbiguous, session_detail
 from spendgate.store.keys import store as vkeys
 from tests.support.enforced_proxy import Enforced, enforced_proxies
 from tests.support.waiting import eventually
@@ -66,3 +68,29 @@ async def test_another_key_holder_cannot_use_up_a_sessions_retry_budget(db_url: 
         alice = await post(http, env, BODY, **victim)
     assert [status for status, _ in bob_results] == [500, 500, 500, 429]
     assert alice == (500, "server_error")  # forwarded: Alice's session has no retries of its own
+
+
+async def test_a_session_id_sent_by_another_developer_does_not_join_their_drill_down(db_url: str,
+                                                                                     tmp_path: Path) -> None:
+    """`sessions show <id>` is one developer's session: a foreign key's requests under the id are not in it,
+    and without --developer an id two developers used is refused as ambiguous instead of merged."""
+    async with enforced_proxies(db_url, tmp_path) as env, aiohttp.ClientSession() as http:
+        bob = await vkeys.create_key(env.pool, developer="bob", team="ml", cost_center="cc-9")
+        await eventually(lambda: post(http, env, {"model": "gpt-5.1", "input": "hi"}, bob.secret),
+                         until=lambda r: r[0] == 200, what="the proxy knowing bob's key")
+        shared = {"session-id": "019a-alice-session"}
+        for i in range(2):
+            assert (await post(http, env, {"model": "gpt-5.1", "input": f"alice {i}"}, **shared))[0] == 200
+        assert (await post(http, env, {"model": "gpt-5.1", "input": "bob " * 500}, bob.secret, **shared))[0] == 200
+        await eventually(lambda: env.pool.fetchval("SELECT count(*) FROM usage_events WHERE session_id = $1",
+                                                   "019a-alice-session"),
+                         until=lambda n: n == 3, what="the ledger folding the three requests")
+        prices = env.runtimes[0].settings.pricing.table()
+        with pytest.raises(SessionAmbiguous, match="alice, bob"):
+            await session_detail(env.pool, prices, "019a-alice-session")
+        mine = await session_detail(env.pool, prices, "019a-alice-session", "alice")
+        alice_cost = await env.pool.fetchval(
+            "SELECT sum(cost_micros) FROM usage_events WHERE session_id = $1 AND developer = 'alice'",
+            "019a-alice-session")
+    assert sum(t.requests for t in mine.turns) == 2
+    assert mine.line.cost_micros == alice_cost
