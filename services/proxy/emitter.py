@@ -109,9 +109,10 @@ class Emitter:
             if segments and self._failing:
                 await self._repair()
             for segment in segments:
-                records = self._events_carrying_intents(segment)
+                records, intents = self._split(segment)
                 for i in range(0, len(records), PUBLISH_CHUNK):
                     await self._publish(records[i : i + PUBLISH_CHUNK])
+                self._carry(intents)  # no await between carrying the open intents and deleting
                 self.spool.remove(segment)
                 self.published += len(records)
         except (BusError, TimeoutError, OSError):
@@ -122,18 +123,25 @@ class Emitter:
             log.info("bus available again; spool flushed")
         self._failing = False
 
-    def _events_carrying_intents(self, segment: Path) -> list[tuple[str | None, bytes]]:
-        """The event records of a sealed segment. Its intents are not published: the open ones are
-        appended again to the active segment (synchronously, before the segment can be deleted), the
-        settled ones dropped."""
+    def _split(self, segment: Path) -> tuple[list[tuple[str | None, bytes]], list[tuple[str, str, bytes]]]:
+        """A sealed segment's event records (to publish) and its intents (event id, key, value)."""
         events: list[tuple[str | None, bytes]] = []
+        intents: list[tuple[str, str, bytes]] = []
         for record in self.spool.read(segment):
             intent = parse_intent_key(record.key)
             if intent is None:
                 events.append((record.key, record.value))
-            elif intent[0] in self.intents:
-                self.spool.append(record.key, record.value)
-        return events
+            else:
+                intents.append((intent[0], record.key or "", record.value))
+        return events, intents
+
+    def _carry(self, intents: list[tuple[str, str, bytes]]) -> None:
+        """Append the intents of requests still in flight to the active segment; drop settled ones. Only
+        when their segment is about to be deleted, so each intent is on disk in exactly one segment
+        (carrying from a segment a failed flush keeps would copy it again on every retry)."""
+        for event_id, key, value in intents:
+            if event_id in self.intents:
+                self.spool.append(key, value)
 
     async def _publish(self, items: Sequence[tuple[str | None, bytes]]) -> None:
         await asyncio.wait_for(self.bus.publish_many(self.topic, items), self.publish_timeout_s)

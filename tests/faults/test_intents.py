@@ -8,11 +8,19 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
+import pytest
+from msgspec.structs import replace
 
 from spendgate.core.config import load_settings
+from spendgate.domain.errors import BusUnavailableError
+from spendgate.domain.events import decode
 from spendgate.ledger.service import serve as serve_ledger
+from spendgate.proxy.emitter import Emitter
+from spendgate.proxy.intents import parse_intent_key, recover
+from spendgate.proxy.spool import Spool
 from spendgate.runtime import open_runtime
 from spendgate.store.keys import store as vkeys
+from tests.integration.test_proxy_emitter import FlakyBus, _event
 from tests.support.proxy_harness import UPSTREAM_KEY, fake_upstream, published_usage
 from tests.support.proxy_process import proxy_process
 from tests.support.waiting import eventually
@@ -78,3 +86,40 @@ async def test_sigkill_with_requests_in_flight_records_each_served_request_once(
     flagged = {e.session_id for e in events if e.intent_estimate}
     assert flagged == set(cut)
     assert all(r["status"] == "ok" for r in rows if r["session_id"].startswith("done-"))
+
+
+def _intents_on_disk(spool: Spool) -> Counter[str]:
+    return Counter(parsed[0] for seg in spool.segments() for r in Spool.read(seg)
+                   if (parsed := parse_intent_key(r.key)) is not None)
+
+
+async def test_an_open_intent_stays_on_disk_once_through_flushes_and_bus_outages(tmp_path: Path) -> None:
+    """The writer never publishes intents, keeps each open one on disk exactly once (even while failed
+    flushes keep their segments), drops it once settled, and a restart estimates only the unsettled."""
+    bus, spool = FlakyBus(), Spool(tmp_path / "spool")
+    spool.open()
+    emitter = Emitter(spool, bus, source="test")
+    settled, open_ = _event(), _event()
+    emitter.intend(replace(settled, intent_estimate=True))
+    emitter.intend(replace(open_, intent_estimate=True))
+    emitter.emit(settled)
+    await emitter.flush()
+    assert [decode(v).data.event_id for v in bus.acked] == [settled.event_id]
+    assert _intents_on_disk(spool) == Counter({open_.event_id: 1})
+    bus.down = True
+    for _ in range(4):
+        emitter.emit(_event())
+        with pytest.raises(BusUnavailableError):
+            await emitter.flush()
+    assert _intents_on_disk(spool)[open_.event_id] == 1
+    spool.close()  # the process dies with the request still in flight
+
+    again = Spool(tmp_path / "spool")
+    again.open()
+    assert recover(again) == 1
+    bus.down = False
+    await Emitter(again, bus, source="test").flush()
+    estimated = [decode(v).data for v in bus.acked if decode(v).data.event_id == open_.event_id]
+    assert len(estimated) == 1 and estimated[0].intent_estimate
+    assert recover(again) == 0  # nothing left to estimate twice
+    again.close()
