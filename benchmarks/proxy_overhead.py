@@ -64,6 +64,7 @@ thousands of times); wrk makes each request distinct and spreads them over 64 se
 
 PASS_PROXY = r'''
 import asyncio, signal
+from spendgate.core.clitools import fast_event_loop
 from spendgate.core.config import load_settings
 from spendgate.runtime import open_runtime
 from spendgate.proxy.decision import PassDecider
@@ -73,7 +74,8 @@ async def main():
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     async with open_runtime(load_settings(), run_migrations=False) as runtime:
         await serve(runtime, stop, decider=PassDecider())
-asyncio.run(main())
+with asyncio.Runner(loop_factory=fast_event_loop()) as runner:  # the event loop `spendgate proxy` runs on
+    runner.run(main())
 '''
 """spendgate's proxy with the decision seam answering "pass": the baseline for enforcement's cost."""
 
@@ -107,7 +109,12 @@ app.on_startup.append(start)
 app.on_cleanup.append(stop)
 app.router.add_route("*", "/v1/{tail:.*}", handle)
 app.router.add_get("/healthz", lambda r: web.Response(text="ok"))
-web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+try:  # the floor runs on uvloop when it is installed, as spendgate's proxy does
+    import uvloop
+    loop = uvloop.new_event_loop()
+except ImportError:
+    loop = None
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None, loop=loop)
 '''
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
@@ -21,8 +22,8 @@ from spendgate.core.db import create_pool, database_url_for
 from spendgate.core.health import Health
 from spendgate.core.logs import get_logger
 from spendgate.core.progress import Progress, quiet, ticking
-from spendgate.core.supervisor import Backoff, Beat, Supervisor
-from spendgate.domain.errors import ConfigError
+from spendgate.core.supervisor import Backoff, Beat, Supervisor, wait_or_stop
+from spendgate.domain.errors import BusUnavailableError, ConfigError, StoreError
 from spendgate.store.migrations import migrate
 
 
@@ -96,7 +97,10 @@ async def run_services(settings: Settings, services: Mapping[str, Serve], *,
     (``spendgate up``); ``progress`` hears each step of the start (``up`` prints them).
     """
     with _stop_on_signals(stop) as stop:
-        async with open_runtime(settings, create=create, progress=progress) as runtime:
+        async with contextlib.AsyncExitStack() as stack:
+            runtime = await _open_when_reachable(stack, settings, create=create, progress=progress, stop=stop)
+            if runtime is None:
+                return
             progress(f"Starting {', '.join(services)}")
             tasks = [runtime.supervisor.spawn(name, _service_loop(serve, runtime), stop, ok_on_start=True,
                                               fatal=(ConfigError,))
@@ -119,6 +123,46 @@ async def run_services(settings: Settings, services: Mapping[str, Serve], *,
             for outcome in outcomes:
                 if isinstance(outcome, Exception):
                     raise outcome
+
+
+UNREACHABLE = (OSError, StoreError, BusUnavailableError, asyncpg.CannotConnectNowError,
+               asyncpg.PostgresConnectionError)
+"""Failures to open the runtime that time can cure (the database or the broker not up yet, or down)."""
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """``exc``, or what it wraps (alembic's SQLAlchemy errors wrap asyncpg's), is in :data:`UNREACHABLE`."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, UNREACHABLE):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+async def _open_when_reachable(stack: contextlib.AsyncExitStack, settings: Settings, *, create: bool,
+                               progress: Progress, stop: asyncio.Event) -> Runtime | None:
+    """:func:`open_runtime`, retried with the supervisor's backoff while the database or the broker cannot
+    be reached (a service started before them, or during an outage, waits instead of exiting); None
+    when ``stop`` is set first. Anything else (a ConfigError, a failed migration) is raised at once, and
+    so is any failure of the embedded PostgreSQL: it is this process's own, and waiting cures nothing."""
+    s = settings.supervisor
+    backoff, rng, attempt = Backoff(base_s=s.backoff_base_s, cap_s=s.backoff_cap_s), random.Random(), 0
+    while not stop.is_set():
+        try:
+            return await stack.enter_async_context(open_runtime(settings, create=create, progress=progress))
+        except Exception as exc:  # classified below: only what waiting can cure is retried
+            if not _unreachable(exc) or (not settings.database_url and not isinstance(exc, BusUnavailableError)):
+                raise
+            attempt += 1
+            delay_s = backoff.delay_s(attempt, rng)
+            log.warning("database or bus unreachable at start; retrying", attempt=attempt,
+                        retry_in_s=round(delay_s, 3), error=str(exc))
+            progress(f"Cannot reach the database or the bus yet ({exc}); retrying in {delay_s:.1f} s")
+            await wait_or_stop(delay_s, stop)
+    return None
 
 
 def _service_loop(serve: Serve, runtime: Runtime) -> Callable[[asyncio.Event, Beat], Coroutine[Any, Any, None]]:

@@ -122,4 +122,4 @@ def up(ctx: Ctx, host: str | None, port: int | None, admin_port: int | None) -> 
         click.echo(ready_banner(settings))
         sys.stdout.flush()
 
-    run(run_services(settings, services(), on_ready=ready, create=True, progress=_say))
+    run(run_services(settings, services(), on_ready=ready, create=True, progress=_say), serving=True)

@@ -287,7 +287,7 @@ def admin(ctx: Ctx) -> None:
     if settings.admin_token is None:
         raise CliError("set SPENDGATE_ADMIN_TOKEN first: every admin API call needs it")
     check_port_free(settings.host, settings.admin_port, "SPENDGATE_ADMIN_PORT")
-    run(run_services(settings, {"admin": serve}))
+    run(run_services(settings, {"admin": serve}), serving=True)
 
 
 COMMANDS: list[click.Command] = [report, sessions, policy, admin]

@@ -27,7 +27,7 @@ def alerter(ctx: Ctx) -> None:
     from spendgate.alerter.service import serve
     from spendgate.runtime import run_services
 
-    run(run_services(ctx.settings, {"alerter": serve}))
+    run(run_services(ctx.settings, {"alerter": serve}), serving=True)
 
 
 @click.group()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import types
 import typing
@@ -27,7 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from spendgate.domain.enforcement.settings import EnforcementSettings
 from spendgate.domain.errors import ConfigError
-from spendgate.domain.pricing import ModelPrice, PriceTable
+from spendgate.domain.money import usd_to_micros
+from spendgate.domain.pricing import BATCH_PERCENT, ModelPrice, PriceTable
 
 
 def default_data_dir() -> Path:
@@ -57,11 +59,27 @@ class PricingSettings(BaseModel):
     """Overrides of and additions to the shipped table."""
     fallback: PriceUSD | None = None
     """Price for models missing from the table; unset means such requests are refused."""
+    images: dict[str, str] = Field(default_factory=dict)
+    """USD per generated image by model (``"dall-e-3": "0.080"``): overrides of and additions to the shipped
+    per-image prices (``/v1/images/*``)."""
+    audio_seconds: dict[str, str] = Field(default_factory=dict)
+    """USD per second of audio by model (``"whisper-1": "0.0001"``), for ``/v1/audio/*``."""
+    batch_percent: int = Field(default=BATCH_PERCENT, ge=1, le=100)
+    """Share of the token prices a ``/v1/batches`` batch is metered at (OpenAI: 50 %)."""
+
+    @field_validator("images", "audio_seconds", mode="before")
+    @classmethod
+    def _no_float_units(cls, v: Any) -> Any:
+        if isinstance(v, dict) and any(isinstance(p, float) for p in v.values()):
+            raise ValueError("write prices as strings (\"0.04\"), floats cannot hold cents exactly")
+        return {k: str(p) for k, p in v.items()} if isinstance(v, dict) else v
 
     def table(self) -> PriceTable:
         return PriceTable.with_overrides(
             {name: p.to_price() for name, p in self.models.items()},
             self.fallback.to_price() if self.fallback else None,
+            images={name: usd_to_micros(p) for name, p in self.images.items()},
+            audio_seconds={name: usd_to_micros(p) for name, p in self.audio_seconds.items()},
         )
 
 
@@ -155,6 +173,18 @@ class Settings(BaseModel):
     upstream_connect_timeout_s: float = 10.0
     upstream_read_timeout_s: float = 600.0
     max_body_bytes: int = 32 * 1024 * 1024
+    proxy_allowed_paths: list[str] = Field(default_factory=list)
+    """Extra paths the proxy forwards beyond its route table: regular expressions matched against the
+    whole path under ``/v1`` (``/vector_stores(/[A-Za-z0-9_-]+)?``). They are forwarded as free
+    pass-through (still one usage event each, still refused on traversal); everything else not in the
+    table is a 404."""
+    header_timeout_s: float = Field(default=30.0, gt=0)
+    """A connection that has not finished sending a request's headers within this many seconds (or sits
+    idle this long between requests) is closed."""
+    max_header_bytes: int = Field(default=8190, ge=1024)
+    """Longest request line or header the proxy reads; longer ones get a 400 that echoes nothing."""
+    metrics_token: SecretStr | None = None
+    """Bearer token ``/metrics`` requires (spend figures); unset means ``/metrics`` answers 404."""
     drain_timeout_s: float = 30.0
     publish_timeout_s: float = 10.0
     """How long the proxy's spool writer waits for the bus to acknowledge a batch before retrying."""
@@ -176,6 +206,18 @@ class Settings(BaseModel):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     forecast: ForecastSettings = Field(default_factory=ForecastSettings)
     supervisor: SupervisorSettings = Field(default_factory=SupervisorSettings)
+
+    @field_validator("proxy_allowed_paths")
+    @classmethod
+    def _patterns_compile(cls, v: list[str]) -> list[str]:
+        for pattern in v:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"proxy_allowed_paths: {pattern!r} is not a regular expression ({exc})") from None
+            if not pattern.startswith("/"):
+                raise ValueError(f"proxy_allowed_paths: {pattern!r} must start with '/' (a path under /v1)")
+        return v
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

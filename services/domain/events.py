@@ -20,7 +20,7 @@ Stage = Literal["ok", "alert", "downgrade", "pause"]
 UsageStatus = Literal["ok", "upstream_error", "client_aborted", "incomplete", "refused"]
 UsageSource = Literal["reported", "estimated", "none"]
 RouteReason = Literal["requested", "downgrade", "pause_cheapest"]
-RefusalReason = Literal["budget_pause", "retry_budget", "unknown_model", "bad_request", "auth"]
+RefusalReason = Literal["budget_pause", "retry_budget", "unknown_model", "bad_request", "auth", "outage"]
 PeriodName = Literal["day", "month"]
 CrossingCause = Literal["usage", "budget_change"]
 

@@ -58,6 +58,22 @@ SHIPPED_PRICES: Mapping[str, ModelPrice] = {
     "o4-mini": _p("1.10", "0.275", "4.40"),
 }
 
+# USD per generated image (1024x1024; standard quality for DALL-E 3, medium for gpt-image-1), as of
+# PRICES_AS_OF. Images of other sizes or qualities cost more or less; operators override per model.
+SHIPPED_IMAGE_PRICES: Mapping[str, Micros] = {
+    "dall-e-2": usd_to_micros("0.020"),
+    "dall-e-3": usd_to_micros("0.040"),
+    "gpt-image-1": usd_to_micros("0.042"),
+    "gpt-image-1-mini": usd_to_micros("0.011"),
+}
+
+# USD per second of audio transcribed or translated ($ per minute / 60), as of PRICES_AS_OF.
+SHIPPED_AUDIO_SECOND_PRICES: Mapping[str, Micros] = {
+    "whisper-1": usd_to_micros("0.0001"),
+    "gpt-4o-transcribe": usd_to_micros("0.0001"),
+    "gpt-4o-mini-transcribe": usd_to_micros("0.00005"),
+}
+
 _SNAPSHOT_SUFFIX = re.compile(r"-\d{4}-\d{2}-\d{2}$")
 
 
@@ -76,12 +92,37 @@ class PriceTable:
 
     models: Mapping[str, ModelPrice] = field(default_factory=lambda: dict(SHIPPED_PRICES))
     fallback: ModelPrice | None = None
+    image_micros: Mapping[str, Micros] = field(default_factory=lambda: dict(SHIPPED_IMAGE_PRICES))
+    """Micro-dollars per generated image, by model."""
+    audio_second_micros: Mapping[str, Micros] = field(default_factory=lambda: dict(SHIPPED_AUDIO_SECOND_PRICES))
+    """Micro-dollars per second of audio, by model."""
 
     @classmethod
     def with_overrides(
-        cls, overrides: Mapping[str, ModelPrice], fallback: ModelPrice | None = None
+        cls, overrides: Mapping[str, ModelPrice], fallback: ModelPrice | None = None, *,
+        images: Mapping[str, Micros] | None = None, audio_seconds: Mapping[str, Micros] | None = None,
     ) -> PriceTable:
-        return cls(models={**SHIPPED_PRICES, **overrides}, fallback=fallback)
+        return cls(models={**SHIPPED_PRICES, **overrides}, fallback=fallback,
+                   image_micros={**SHIPPED_IMAGE_PRICES, **(images or {})},
+                   audio_second_micros={**SHIPPED_AUDIO_SECOND_PRICES, **(audio_seconds or {})})
+
+    def per_image(self, model: str) -> Micros:
+        """Price of one image of ``model``; :class:`UnknownModelError` when the table has none (no
+        fallback: a token price says nothing about an image)."""
+        return self._unit(self.image_micros, model)
+
+    def per_audio_second(self, model: str) -> Micros:
+        """Price of one second of audio through ``model``; :class:`UnknownModelError` when unpriced."""
+        return self._unit(self.audio_second_micros, model)
+
+    @staticmethod
+    def _unit(prices: Mapping[str, Micros], model: str) -> Micros:
+        if model in prices:
+            return prices[model]
+        base = _SNAPSHOT_SUFFIX.sub("", model)
+        if base in prices:
+            return prices[base]
+        raise UnknownModelError(model)
 
     def knows(self, model: str) -> bool:
         return self._canonical(model) is not None
@@ -110,6 +151,17 @@ class PriceTable:
             return model
         base = _SNAPSHOT_SUFFIX.sub("", model)
         return base if base in self.models else None
+
+
+BATCH_PERCENT = 50
+"""OpenAI's Batch API bills half the standard token prices."""
+
+
+def batch_price(price: ModelPrice, percent: int = BATCH_PERCENT) -> ModelPrice:
+    """``price`` at ``percent`` % (rounded half-up to whole micro-dollars per 1M tokens)."""
+    def part(micros: Micros) -> Micros:
+        return (micros * percent * 2 + 100) // 200
+    return ModelPrice(part(price.input_micros), part(price.cached_input_micros), part(price.output_micros))
 
 
 def cost_micros(price: ModelPrice, *, input_tokens: int, cached_tokens: int, output_tokens: int) -> Micros:

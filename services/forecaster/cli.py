@@ -35,7 +35,7 @@ def forecaster(ctx: Ctx) -> None:
     from spendgate.forecaster.service import serve
     from spendgate.runtime import run_services
 
-    run(run_services(ctx.settings, {"forecaster": serve}))
+    run(run_services(ctx.settings, {"forecaster": serve}), serving=True)
 
 
 def _end_of(day: date) -> datetime:

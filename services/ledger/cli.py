@@ -20,7 +20,7 @@ def ledger(click_ctx: click.Context) -> None:
 
         ctx = click_ctx.find_object(Ctx)
         assert ctx is not None
-        run(run_services(ctx.settings, {"ledger": serve}))
+        run(run_services(ctx.settings, {"ledger": serve}), serving=True)
 
 
 @ledger.command()

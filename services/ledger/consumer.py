@@ -4,6 +4,12 @@ Exactly-once effect on balances from an at-least-once bus: events are inserted i
 ``event_id`` and only the newly inserted ones are folded; the consumed position is stored in the
 same transaction and the consumer seeks to it when partitions are assigned. The bus commit that
 follows is bookkeeping for operators, not what correctness rests on.
+
+One record never stops the ledger: a record that does not decode or is refused by
+:mod:`spendgate.ledger.admission` is dead-lettered; one the database refuses (a value PostgreSQL cannot
+store, a constraint) is found by bisecting the batch inside savepoints and dead-lettered alone, the
+rest of the batch folds and the position moves past it. Errors of the connection itself are not the
+record's fault: they end the batch (nothing committed) and the supervisor retries it.
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ from spendgate.core.db import Conn
 from spendgate.core.logs import get_logger
 from spendgate.core.supervisor import Beat, no_beat
 from spendgate.domain.constants import GROUP_LEDGER, TOPIC_USAGE
-from spendgate.domain.errors import PoisonEventError
+from spendgate.domain.errors import BusError, PoisonEventError
 from spendgate.domain.events import UsageRecorded, decode
+from spendgate.ledger.admission import admit, clean_text
 from spendgate.ledger.fold import batch_crossings, fold, scopes_of
 from spendgate.store.balances import store as balances
 from spendgate.store.budgets import store as budget_store
@@ -39,33 +46,72 @@ class BatchOutcome:
     crossings: int = 0
 
 
+RECORD_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.DataError,  # class 22: NUL in text, a number out of range, bad input syntax
+    asyncpg.IntegrityConstraintViolationError,  # class 23
+    asyncpg.ProgramLimitExceededError,  # class 54: a value too large for an index row
+    ValueError, ArithmeticError,  # a value the driver or the fold cannot take (OverflowError too)
+)
+"""What one record can cause: the batch is bisected to find it, and it alone is dead-lettered. Anything
+else (the connection, the server) fails the whole batch, which is retried."""
+
+
 def _decode(record: Record) -> UsageRecorded:
     event = decode(record.value)
     if not isinstance(event.data, UsageRecorded):
         raise PoisonEventError(f"{event.type} does not belong on the usage topic")
-    return event.data
+    return admit(event.data)
+
+
+async def _dead_letter(conn: Conn, consumer: str, record: Record, reason: str, outcome: BatchOutcome) -> None:
+    reason = clean_text(reason)  # an error message may quote the very value PostgreSQL refused
+    outcome.dead_lettered += 1
+    await add_dead_letter(conn, consumer, record, reason)
+    log.warning("event dead-lettered", topic=record.topic, partition=record.partition,
+                offset=record.offset, reason=reason)
 
 
 async def fold_batch(
     conn: Conn, records: Sequence[Record], *, consumer: str, default_timezone: str
 ) -> BatchOutcome:
-    """Fold one batch of records inside the caller's transaction."""
+    """Fold one batch of records inside the caller's transaction, dead-lettering what cannot be folded."""
     outcome = BatchOutcome(received=len(records))
-    events: list[UsageRecorded] = []
+    admitted: list[tuple[Record, UsageRecorded]] = []
     for rec in records:
         try:
-            events.append(_decode(rec))
+            admitted.append((rec, _decode(rec)))
         except PoisonEventError as exc:
-            outcome.dead_lettered += 1
-            await add_dead_letter(conn, consumer, rec, exc.message)
-            log.warning("event dead-lettered", topic=rec.topic, partition=rec.partition,
-                        offset=rec.offset, reason=exc.message)
-    new = await usage.insert_events(conn, events)
-    outcome.inserted, outcome.duplicates = len(new), len(events) - len(new)
-    if new:
-        outcome.crossings = await fold_events(conn, new, default_timezone=default_timezone)
+            await _dead_letter(conn, consumer, rec, exc.message, outcome)
+    await _store_isolating(conn, admitted, consumer=consumer, default_timezone=default_timezone,
+                           outcome=outcome)
     await positions.save_positions(conn, consumer, next_offsets(records))
     return outcome
+
+
+async def _store_isolating(conn: Conn, items: Sequence[tuple[Record, UsageRecorded]], *, consumer: str,
+                           default_timezone: str, outcome: BatchOutcome) -> None:
+    """Insert and fold ``items`` in a savepoint; when the database refuses them, bisect until the record
+    it refuses is alone and dead-letter it (log2(batch) extra rounds per bad record, none when all is well)."""
+    if not items:
+        return
+    events = [e for _, e in items]
+    try:
+        async with conn.transaction():  # a savepoint inside the batch's transaction
+            new = await usage.insert_events(conn, events)
+            crossings = await fold_events(conn, new, default_timezone=default_timezone) if new else 0
+    except RECORD_ERRORS as exc:
+        if len(items) == 1:
+            reason = f"the database refused it: {type(exc).__name__}: {exc}"
+            await _dead_letter(conn, consumer, items[0][0], reason, outcome)
+            return
+        middle = len(items) // 2
+        for part in (items[:middle], items[middle:]):
+            await _store_isolating(conn, part, consumer=consumer, default_timezone=default_timezone,
+                                   outcome=outcome)
+        return
+    outcome.inserted += len(new)
+    outcome.duplicates += len(events) - len(new)
+    outcome.crossings += crossings
 
 
 async def fold_events(conn: Conn, events: Sequence[UsageRecorded], *, default_timezone: str,
@@ -119,7 +165,10 @@ class LedgerConsumer:
                 # Shielded: a cancellation between the database commit and the bus commit must not
                 # leave a batch half-applied; the transaction itself is atomic either way.
                 outcome = await asyncio.shield(self._apply(records))
-                await consumer.commit(next_offsets(records))
+                try:
+                    await consumer.commit(next_offsets(records))
+                except BusError as exc:  # bookkeeping only: the positions that count are in PostgreSQL
+                    log.warning("bus offset commit failed; positions are stored in PostgreSQL", error=str(exc))
                 self.folded += outcome.inserted
                 if outcome.crossings and self.on_crossings is not None:
                     self.on_crossings()

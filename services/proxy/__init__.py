@@ -5,9 +5,13 @@ Hot path (``handler.py``), per request on ``/v1/*``:
 1. authenticate the ``sk-sg-…`` virtual key against an in-memory cache (``keycache.py``: loaded
    whole, refreshed by version on ``LISTEN spendgate_config`` and a 0.25 s poll, so a revoked key is
    refused within a second);
-2. read the body (413 over ``max_body_bytes``), peek ``model`` / ``stream`` / ``prompt_cache_key``
-   (400 on malformed JSON, 400 naming a model with no price); a request without a model passes
-   through unmetered (``GET /v1/models``, uploads);
+2. resolve the route in the route table (``routes.py``, deny by default: traversal in any encoding is a
+   400, a path not in the table a 404; the upstream path comes from the table), refuse compressed
+   bodies (415), read the body once whatever its content type (``payload.py``: 413 over
+   ``max_body_bytes``, 400 on malformed JSON, invalid UTF-8 or runaway nesting) and price it as its
+   route says: tokens (400 naming a model with no price, or no model), per image, per second of
+   audio, or free; every forwarded request leaves an event, $0 ones included, and a paused scope is
+   refused on every route that spends (``docs/security.md``, "Routes");
 3. attribute it (``attribution.py``: session, turn, repo, client from Codex's headers) and ask the
    :class:`~spendgate.proxy.decision.Decider` (pass / rewrite the model / refuse) with the request
    facts, including the request's one token estimate, corrected per session

@@ -2,13 +2,15 @@
 
 ``/healthz`` is open to anyone, so it says only how each component of this process is doing
 (``{"status": "ok" | "degraded", "components": {"proxy": "ok", "ledger": "degraded", ...}, "tasks":
-{...}}``), never figures; it answers 200 whenever the proxy can answer at all, whatever the other
-components' states. Counts (keys, requests in flight, spool backlog, events published) are on
-``/metrics``.
+{...}}``), states only, never figures; it answers 200 whenever the proxy can answer at all, whatever
+the other components' states. Counts and spend (keys, requests in flight, spool backlog, cost totals) are on
+``/metrics``, which needs the ``metrics_token`` setting as a Bearer token (without one set, ``/metrics``
+is a 404).
 """
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -31,7 +33,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except web.HTTPException as exc:
         if exc.status == 404:
-            return errors.not_found(request.path)
+            return errors.not_found()
         if exc.status == 413:
             return errors.error_response(413, exc.text or "request too large", code="request_too_large")
         return errors.error_response(exc.status, exc.reason, code=None)
@@ -41,14 +43,20 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                                      type_="server_error", code="internal_error")
 
 
-def build_app(state: ProxyState, health: Health) -> web.Application:
+def build_app(state: ProxyState, health: Health, *, metrics_token: str | None = None) -> web.Application:
     proxy = Proxy(state)
     app = web.Application(middlewares=[error_middleware], client_max_size=state.max_body_bytes)
+    expected = f"Bearer {metrics_token}".encode() if metrics_token else None
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response(health.report())
 
-    async def metrics(_request: web.Request) -> web.Response:
+    async def metrics(request: web.Request) -> web.Response:
+        if expected is None:
+            return errors.not_found()
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            return errors.metrics_unauthorized()
         return web.Response(body=state.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
     m = state.metrics

@@ -2,7 +2,9 @@
 
 Session: ``session-id`` or ``session_id`` header (Codex), else the body's ``prompt_cache_key``, else an
 ``x-spendgate-session`` header (other clients). Turn and repo come from ``x-codex-turn-metadata``
-(``turn_id``; the first key of ``workspaces``); client is the ``originator`` header.
+(``turn_id``; the first key of ``workspaces``); client is the ``originator`` header. All of them are
+client-controlled: each loses its control characters and is capped (:mod:`spendgate.proxy.normalise`);
+a metadata header that is not JSON, or nests past msgspec's recursion limit, is ignored.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-MAX_ID_CHARS = 200
+from spendgate.proxy.normalise import MAX_ID_CHARS, MAX_REPO_CHARS, clean
 
 
 class _TurnMetadata(msgspec.Struct):
@@ -34,10 +36,7 @@ class Attribution:
 
 
 def _clip(value: str | None) -> str | None:
-    if value is None:
-        return None
-    value = value.strip()
-    return value[:MAX_ID_CHARS] or None
+    return clean(value, MAX_ID_CHARS)
 
 
 def attribute(headers: Mapping[str, str], prompt_cache_key: str | None) -> Attribution:
@@ -46,7 +45,7 @@ def attribute(headers: Mapping[str, str], prompt_cache_key: str | None) -> Attri
     if raw_meta:
         try:
             meta = _metadata_decoder.decode(raw_meta)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             meta = _TurnMetadata()
     session = (
         headers.get("session-id")
@@ -59,6 +58,6 @@ def attribute(headers: Mapping[str, str], prompt_cache_key: str | None) -> Attri
     return Attribution(
         session_id=_clip(session),
         turn_id=_clip(meta.turn_id or headers.get("x-spendgate-turn")),
-        repo=repo[:1000] if repo else None,
+        repo=clean(repo, MAX_REPO_CHARS),
         client=_clip(headers.get("originator") or headers.get("x-spendgate-client")),
     )

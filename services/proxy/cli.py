@@ -38,7 +38,7 @@ def proxy(ctx: Ctx, host: str | None, port: int | None) -> None:
 
     settings = _with_listen(ctx.settings, host, port)
     check_port_free(settings.host, settings.proxy_port, "--port")
-    run(run_services(settings, {"proxy": serve}))
+    run(run_services(settings, {"proxy": serve}), serving=True)
 
 
 @click.command("fake-upstream")

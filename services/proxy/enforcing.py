@@ -1,10 +1,11 @@
 """The enforcement stack (``spendgate.domain.enforcement``) behind the proxy's :class:`Decider` seam.
 
-``decide`` calls ``Enforcer.admit`` (memory only): a refusal (budget pause, retry budget) is answered
-directly, a downgrade rewrites the model, anything else passes, and the request's retry flag rides
-along to its usage event. ``settled`` hands the usage event back: ``complete`` turns the reservation
-into the real cost, or ``abandon`` drops it when nothing reached the provider. A retry loop's first
-refusal also yields a ``RetryLoopDetected`` event, published to the budget topic in the background.
+``decide`` calls ``Enforcer.admit`` through :func:`admit_confirmed` (memory only, except near a pause line
+where the admission is confirmed in PostgreSQL against every proxy's reservations): a refusal (budget pause,
+retry budget) is answered directly, a downgrade rewrites the model, anything else passes, and the request's
+retry flag rides along to its usage event. ``settled`` hands the usage event back: ``complete`` turns the
+reservation into the real cost, or ``abandon`` drops it when nothing reached the provider. A retry loop's
+first refusal also yields a ``RetryLoopDetected`` event, published to the budget topic in the background.
 """
 
 from __future__ import annotations
@@ -12,18 +13,60 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import asyncpg
+
 from spendgate.core.bus import Bus
 from spendgate.core.logs import get_logger
 from spendgate.domain.constants import TOPIC_BUDGET
-from spendgate.domain.enforcement import Admission, Enforcer, Principal
+from spendgate.domain.enforcement import Admission, Enforcer, Principal, TokenEstimate
 from spendgate.domain.errors import BusError
 from spendgate.domain.events import RetryLoopDetected, UsageRecorded, encode
 from spendgate.proxy.decision import Decision, Pass, Refuse, RequestFacts, RewriteModel
+from spendgate.proxy.view import BalanceView
 
 log = get_logger(__name__)
 
 NOT_FORWARDED_STATUSES = (502, 504)
 FAILED_STATUSES = frozenset({"upstream_error", "incomplete"})
+CONFIRM_TIMEOUT_S = 2.0
+"""How long a confirmed admission may wait for its lock and reads before deciding from memory alone."""
+DATABASE_TROUBLE = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+
+
+async def admit_confirmed(enforcer: Enforcer, principal: Principal, model: str, *, session_id: str | None,
+                          raw: bytes, estimate: TokenEstimate, cost_center: str | None = None) -> Admission:
+    """``enforcer.admit``, confirmed near the pause line (:meth:`BalanceView.near_line`).
+
+    There the balances and every proxy's pending spend are read fresh under a per-balance lock, the
+    request is decided on them and its reservation published before the lock is released, so two proxies
+    cannot both spend the last of a budget. When PostgreSQL does not answer within
+    :data:`CONFIRM_TIMEOUT_S` the decision is made from memory, as far from the line; while the view is
+    stale (``enforcement.outage_after_s``) it is made from memory without trying.
+    """
+    view = enforcer.view
+    keys = view.near_line(principal) if isinstance(view, BalanceView) else []
+    if keys and isinstance(view, BalanceView) and view.stale_s() > view.settings.outage_after_s:
+        keys = []  # the database has not answered the view for a while: do not make each request wait on it
+    if not keys:
+        return enforcer.admit(principal, model, session_id=session_id, raw=raw, estimate=estimate,
+                              cost_center=cost_center)
+    assert isinstance(view, BalanceView)
+    admitted: Admission | None = None
+    try:
+        async with asyncio.timeout(CONFIRM_TIMEOUT_S), view.confirming, view.pool.acquire() as conn, \
+                conn.transaction():
+            await view.confirm(conn, keys)
+            admitted = enforcer.admit(principal, model, session_id=session_id, raw=raw, estimate=estimate,
+                                      cost_center=cost_center)
+            if admitted.reservation is not None:
+                await view.publish_confirmed(conn, keys)
+    except DATABASE_TROUBLE as exc:
+        log.warning("admission not confirmed near the pause line; decided from memory",
+                    error=type(exc).__name__, scopes=sorted({k.scope for k in keys}))
+    if admitted is None:
+        admitted = enforcer.admit(principal, model, session_id=session_id, raw=raw, estimate=estimate,
+                                  cost_center=cost_center)
+    return admitted
 
 
 class EnforcingDecider:
@@ -38,8 +81,8 @@ class EnforcingDecider:
         if facts.model is None:
             now = self.enforcer.standing(principal)
             return Pass(now.stage.label, remaining_micros=now.remaining_micros)
-        adm = self.enforcer.admit(principal, facts.model, session_id=facts.attribution.session_id, raw=facts.body,
-                                  estimate=facts.estimate, cost_center=key.cost_center)
+        adm = await admit_confirmed(self.enforcer, principal, facts.model, session_id=facts.attribution.session_id,
+                                    raw=facts.body, estimate=facts.estimate, cost_center=key.cost_center)
         stage, retry, left = adm.decision.stage.label, adm.retry.retry, adm.decision.remaining_micros
         if adm.refusal is not None:
             loop = self.enforcer.retry_loop_event(adm, principal, cost_center=key.cost_center, key_id=key.key_id)

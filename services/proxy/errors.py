@@ -1,4 +1,9 @@
-"""OpenAI-format error responses: ``{"error": {"message", "type", "code"}}`` with the right status."""
+"""OpenAI-format error responses: ``{"error": {"message", "type", "code"}}`` with the right status.
+
+A message never carries more than :data:`~spendgate.proxy.normalise.MAX_ERROR_CHARS` characters or a
+control character, whatever a client put in the value it names; the upstream's address and the
+connection error are logged, never told to the client.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,17 @@ from collections.abc import Mapping
 import msgspec
 from aiohttp import web
 
+from spendgate.core.logs import get_logger
+from spendgate.proxy.normalise import MAX_ERROR_CHARS, MAX_MODEL_CHARS, clean_text
+
+log = get_logger(__name__)
+
 _encoder = msgspec.json.Encoder()
 
 
 def error_body(message: str, *, type_: str, code: str | None, param: str | None = None) -> bytes:
-    return _encoder.encode({"error": {"message": message, "type": type_, "code": code, "param": param}})
+    return _encoder.encode({"error": {"message": clean_text(message, MAX_ERROR_CHARS), "type": type_,
+                                      "code": code, "param": param}})
 
 
 def error_response(
@@ -24,11 +35,6 @@ def error_response(
     )
 
 
-def malformed_json(detail: str) -> web.Response:
-    return error_response(400, f"We could not parse the JSON body of your request: {detail}",
-                          code="invalid_json")
-
-
 def body_too_large(limit_bytes: int) -> web.Response:
     return error_response(413, f"Request body is larger than this gateway's limit of {limit_bytes} bytes.",
                           code="request_too_large")
@@ -39,12 +45,17 @@ def unauthorized(message: str) -> web.Response:
                           headers={"WWW-Authenticate": 'Bearer realm="spendgate"'})
 
 
-def unknown_model(message: str, model: str) -> web.Response:
-    return error_response(400, message, code="model_not_found", param="model")
+def unknown_model(model: str) -> web.Response:
+    shown = clean_text(model, MAX_MODEL_CHARS)
+    return error_response(400, f"The model '{shown}' has no price in this gateway's pricing table, so spendgate "
+                               "cannot meter it. Ask your spendgate admin to add it.",
+                          code="model_not_found", param="model")
 
 
 def upstream_unreachable(detail: str) -> web.Response:
-    return error_response(502, f"spendgate could not reach the upstream provider: {detail}",
+    """The detail (it names the upstream's host) goes to the log only."""
+    log.warning("upstream unreachable", detail=clean_text(detail, MAX_ERROR_CHARS))
+    return error_response(502, "spendgate could not reach the upstream provider.",
                           type_="upstream_error", code="upstream_unreachable")
 
 
@@ -53,9 +64,45 @@ def upstream_timeout(timeout_s: float) -> web.Response:
                           type_="upstream_error", code="upstream_timeout")
 
 
-def not_found(path: str) -> web.Response:
-    return error_response(404, f"spendgate does not serve {path}; OpenAI routes live under /v1/.",
+def not_found() -> web.Response:
+    return error_response(404, "spendgate does not serve this path; OpenAI routes live under /v1/.",
                           code="not_found")
+
+
+def route_refused(status: int, message: str, code: str) -> web.Response:
+    return error_response(status, message, code=code)
+
+
+def bad_request(message: str, code: str = "invalid_request_body", param: str | None = None) -> web.Response:
+    return error_response(400, message, code=code, param=param)
+
+
+def model_required() -> web.Response:
+    return error_response(400, "spendgate meters this route by the model named in the request body: name a "
+                               "'model' (a stored prompt without one cannot be priced).",
+                          code="model_required", param="model")
+
+
+def unsupported_encoding() -> web.Response:
+    return error_response(415, "spendgate does not accept compressed request bodies: send them with no "
+                               "Content-Encoding.", code="unsupported_content_encoding")
+
+
+def paused() -> web.Response:
+    return error_response(429, "Your spendgate budget is paused: this route spends money, so it is refused "
+                               "until the budget resets or is raised.",
+                          type_="usage_limit_reached", code="budget_paused")
+
+
+def bad_http(status: int) -> web.Response:
+    """aiohttp's own parse errors (a header too long, a malformed request line), without echoing."""
+    return error_response(status, "spendgate could not read this HTTP request (a header or the request line "
+                                  "is malformed or too large).", code="bad_http_request")
+
+
+def metrics_unauthorized() -> web.Response:
+    return error_response(401, "The metrics endpoint needs 'Authorization: Bearer <metrics token>'.",
+                          code="invalid_metrics_token", headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
 
 
 def websocket_refused() -> web.Response:

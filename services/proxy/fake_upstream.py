@@ -13,10 +13,16 @@ the script (``POST /_fake/script {"scenarios": [...]}``):
 - ``cut``: a stream that ends cleanly (EOF) before its terminal event, the way a broken-off proxy does;
 - ``stall``: a stream that sends its first events, then nothing for an hour (read timeouts);
 - ``mislabelled``: a normal stream served as ``text/plain`` instead of ``text/event-stream``;
-- ``hang``: answers nothing for an hour (timeouts).
+- ``hang``: answers nothing for an hour (timeouts);
+- ``absurd_usage``: a normal answer whose usage reports ``output_tokens`` 99999999999999999999999.
 
 When the script is used up every request gets ``text``, so a Codex turn with a tool call finishes.
-``GET /_fake/served`` returns what was served and billed: one record per model request.
+``GET /_fake/served`` returns what was served and billed: one record per model request. Every request
+that reaches the fake, whatever its path, is kept in ``received`` (method, raw path, headers): tests of
+what must never reach the provider assert on it. Beyond the model routes it serves the other routes in
+spendgate's table with small canned answers: images (``n`` images), audio transcriptions and
+translations (``duration`` seconds, from the ``x-fake-audio-seconds`` header, default 7), files,
+batches, thread runs, file contents (from ``files``), and stored responses (``GET``/``DELETE /v1/responses/{id}``).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from aiohttp import web
 from spendgate.proxy.fake_streams import chat_body, chat_chunks, responses_body, responses_events
 
 DEFAULT_TOOL_COMMAND = "echo spendgate-tool-ran"
+ABSURD_TOKENS = 99999999999999999999999
 
 
 @dataclass
@@ -78,11 +85,24 @@ class Served:
     """The output of the tool call this request reports back (Codex ran the command), if any."""
 
 
+@dataclass(frozen=True)
+class Received:
+    """One HTTP request as it reached the fake (before routing)."""
+
+    method: str
+    raw_path: str
+    headers: dict[str, str]
+    body: bytes
+
+
 @dataclass
 class FakeUpstream:
     config: FakeConfig = field(default_factory=FakeConfig)
     script: deque[str] = field(default_factory=deque)
     served: list[Served] = field(default_factory=list)
+    received: list[Received] = field(default_factory=list)
+    files: dict[str, bytes] = field(default_factory=dict)
+    """File contents by id, served at ``GET /v1/files/{id}/content`` (tests put batch input files here)."""
     _ids: itertools.count[int] = field(default_factory=itertools.count)
     _rng: random.Random | None = None
 
@@ -92,7 +112,29 @@ class FakeUpstream:
         return self._rng
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        @web.middleware
+        async def record(request: web.Request, handler: Any) -> web.StreamResponse:
+            if not request.path.startswith("/_fake/") and self.config.record:
+                body = await request.read() if request.body_exists else b""
+                self.received.append(Received(request.method, request.raw_path, dict(request.headers), body))
+            response: web.StreamResponse = await handler(request)
+            return response
+
+        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[record])
+        app.router.add_post("/v1/images/generations", self._images)
+        app.router.add_post("/v1/images/edits", self._images)
+        app.router.add_post("/v1/images/variations", self._images)
+        app.router.add_post("/v1/audio/transcriptions", self._audio)
+        app.router.add_post("/v1/audio/translations", self._audio)
+        app.router.add_post("/v1/files", self._object("file"))
+        app.router.add_get("/v1/files", self._object("list"))
+        app.router.add_get("/v1/files/{id}/content", self._file_content)
+        app.router.add_post("/v1/batches", self._object("batch"))
+        app.router.add_get("/v1/batches/{id}", self._object("batch"))
+        app.router.add_post("/v1/threads/runs", self._object("thread.run"))
+        app.router.add_post("/v1/threads/{id}/runs", self._object("thread.run"))
+        app.router.add_get("/v1/responses/{id}", self._object("response"))
+        app.router.add_delete("/v1/responses/{id}", self._object("response"))
         app.router.add_post("/v1/responses", self._model_request)
         app.router.add_post("/v1/chat/completions", self._model_request)
         app.router.add_post("/v1/responses/compact", self._model_request)
@@ -119,7 +161,7 @@ class FakeUpstream:
         raw = await request.read()
         try:
             body = msgspec.json.decode(raw)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):
             return _error(400, "fake upstream: body is not JSON", "invalid_request_error")
         scenario = request.headers.get("x-fake-scenario") or self._next_scenario(body)
         latency_ms = self.config.latency_ms
@@ -143,6 +185,8 @@ class FakeUpstream:
         if tool:
             text = msgspec.json.encode({"cmd": tool_cmd}).decode()
         usage = self.usage_for(len(raw), text)
+        if scenario == "absurd_usage":
+            usage = (usage[0], usage[1], ABSURD_TOKENS, usage[3])
         include_usage = not chat or not stream or bool((body.get("stream_options") or {}).get("include_usage"))
         reported = scenario not in ("truncated", "cut", "stall") and include_usage
         if self.config.record:
@@ -180,6 +224,30 @@ class FakeUpstream:
         await response.write_eof()
         return response
 
+    async def _images(self, request: web.Request) -> web.Response:
+        n = 1
+        if request.content_type == "application/json":
+            n = int((await request.json()).get("n") or 1)
+        data = [{"b64_json": "aW1hZ2U="} for _ in range(n)]
+        return web.json_response({"created": 1_700_000_000, "data": data})
+
+    async def _audio(self, request: web.Request) -> web.Response:
+        seconds = float(request.headers.get("x-fake-audio-seconds", "7"))
+        return web.json_response({"text": "hello", "usage": {"type": "duration", "seconds": seconds}})
+
+    async def _file_content(self, request: web.Request) -> web.Response:
+        content = self.files.get(request.match_info["id"])
+        if content is None:
+            return _error(404, "fake upstream: no such file", "invalid_request_error")
+        return web.Response(body=content, content_type="application/octet-stream")
+
+    @staticmethod
+    def _object(kind: str) -> Any:
+        async def handler(request: web.Request) -> web.Response:
+            return web.json_response({"id": request.match_info.get("id", f"{kind}_1"), "object": kind,
+                                      "status": "queued"})
+        return handler
+
     def _next_scenario(self, _body: dict[str, Any]) -> str:
         """The next scripted scenario; ``text`` when the script is used up (so a turn that reported a
         tool's output gets a final answer)."""
@@ -205,6 +273,7 @@ class FakeUpstream:
 
     async def _reset(self, _request: web.Request) -> web.Response:
         self.served.clear()
+        self.received.clear()
         self.script.clear()
         return web.json_response({"ok": True})
 

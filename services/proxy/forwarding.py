@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from spendgate.domain.money import usd_str
 
@@ -24,7 +25,7 @@ HOP_BY_HOP = frozenset({
 })
 _NOT_FORWARDED_UP = HOP_BY_HOP | {
     "host", "content-length", "authorization", "accept-encoding", "api-key", "openai-organization",
-    "openai-project", "cookie",
+    "openai-project", "cookie", "content-encoding",
 }
 _NOT_RELAYED_DOWN = HOP_BY_HOP | {"content-length", "content-encoding", "set-cookie", "server", "date"}
 MODEL_HEADERS = ("openai-model", "x-openai-model")
@@ -73,11 +74,12 @@ def budget_headers(stage: str, remaining_micros: int | None) -> list[tuple[str, 
     return headers
 
 
-def upstream_url(base: str, path: str, query: str) -> str:
-    """``/v1/responses`` against ``https://api.openai.com/v1`` → ``https://api.openai.com/v1/responses``."""
-    tail = path[3:] if path.startswith("/v1") else path
-    url = base.rstrip("/") + tail
-    return f"{url}?{query}" if query else url
+def upstream_url(base: str, upstream_path: str, query: str) -> URL:
+    """The route table's ``upstream_path`` (``/responses``, ids validated) under the upstream base:
+    ``https://api.openai.com/v1`` + ``/responses`` → ``https://api.openai.com/v1/responses``. Built as an
+    already-encoded URL so nothing downstream decodes or folds it again; the query is passed as sent."""
+    url = base.rstrip("/") + upstream_path
+    return URL(f"{url}?{query}" if query else url, encoded=True)
 
 
 def create_client_session(*, connect_timeout_s: float, read_timeout_s: float) -> aiohttp.ClientSession:

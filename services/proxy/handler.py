@@ -1,7 +1,9 @@
 """The hot path: authenticate, decide, forward, relay while tapping for usage, emit one event.
 
-Every ``/v1/*`` route goes through :meth:`Proxy.handle`. A request whose body names a model is
-metered, whatever its path; one without (``GET /v1/models``) is passed through. The event is spooled
+Every ``/v1/*`` request goes through :meth:`Proxy.handle`: its route is resolved in the route table
+(:mod:`spendgate.proxy.routes`; traversal is a 400, anything not listed a 404), its body read once
+whatever its content type (:mod:`spendgate.proxy.payload`), and it is metered as its route says: by
+tokens, per image, per second of audio, or free; every forwarded request leaves one usage event. The event is spooled
 before the response completes (before the last chunk of a stream, before a plain body is sent), so
 a crash after a client saw its answer cannot lose what it cost.
 """
@@ -19,18 +21,22 @@ import msgspec
 from aiohttp import web
 from multidict import CIMultiDict
 
+from spendgate.core.logs import get_logger
 from spendgate.domain.enforcement.estimate import SessionEstimator, TokenEstimate
 from spendgate.domain.enforcement.settings import EnforcementSettings
 from spendgate.domain.errors import UnknownModelError
-from spendgate.domain.pricing import ModelPrice, PriceLookup, PriceTable
+from spendgate.domain.pricing import BATCH_PERCENT, ModelPrice, PriceLookup, PriceTable, batch_price
 from spendgate.proxy import errors
 from spendgate.proxy.attribution import Attribution, attribute
+from spendgate.proxy.batches import BatchError, estimate_batch
 from spendgate.proxy.decision import Decider, Refuse, RequestFacts, RewriteModel
 from spendgate.proxy.emitter import Emitter
 from spendgate.proxy.forwarding import budget_headers, client_headers, upstream_headers, upstream_url
 from spendgate.proxy.keycache import KeyCache
-from spendgate.proxy.metering import Outcome, Route, build_event, intent_outcome
+from spendgate.proxy.metering import Outcome, Route, build_event, intent_outcome, settle_units
 from spendgate.proxy.metrics import ProxyMetrics
+from spendgate.proxy.payload import Payload, PayloadError, parse
+from spendgate.proxy.routes import Resolved, RouteError, RouteTable
 from spendgate.proxy.stream_end import looks_like_sse, relays_as_stream, terminal_error_event
 from spendgate.proxy.tap import StreamTap
 from spendgate.proxy.usage import Usage, usage_from_body
@@ -38,17 +44,9 @@ from spendgate.store.keys.store import VirtualKey
 
 CLIENT_GONE = (ConnectionResetError, aiohttp.ClientConnectionResetError)
 UPSTREAM_DOWN = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+_FREE = ModelPrice(0, 0, 0)
+log = get_logger(__name__)
 UPSTREAM_BROKE_OFF = (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError)
-
-
-class _Peek(msgspec.Struct):
-    model: str | None = None
-    stream: bool | None = None
-    prompt_cache_key: str | None = None
-    stream_options: dict[str, Any] | None = None
-
-
-_peek = msgspec.json.Decoder(_Peek)
 
 
 @dataclass
@@ -65,6 +63,8 @@ class ProxyState:
     instance: str
     max_body_bytes: int
     read_timeout_s: float
+    routes: RouteTable = field(default_factory=RouteTable)
+    batch_percent: int = BATCH_PERCENT
     estimator: SessionEstimator = field(default_factory=lambda: SessionEstimator(
         output_cap_tokens=EnforcementSettings().output_estimate_cap_tokens))
     metrics: ProxyMetrics = field(default_factory=ProxyMetrics)
@@ -101,37 +101,41 @@ class Proxy:
         if key is None:
             return errors.unauthorized("Incorrect API key provided: the spendgate virtual key is unknown "
                                        "or revoked.")
+        try:
+            resolved = self.s.routes.resolve(request.method, request.raw_path)
+        except RouteError as exc:
+            return errors.route_refused(exc.status, exc.message, exc.code)
+        if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+            return errors.unsupported_encoding()
         if request.content_length is not None and request.content_length > self.s.max_body_bytes:
             return errors.body_too_large(self.s.max_body_bytes)
         try:
             body = await request.read() if request.body_exists else b""
         except web.HTTPRequestEntityTooLarge:
             return errors.body_too_large(self.s.max_body_bytes)
-        peek = _Peek()
-        if body and request.method == "POST" and _is_json(request):
-            try:
-                peek = _peek.decode(body)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                return errors.malformed_json(str(exc))
-        attribution = attribute(request.headers, peek.prompt_cache_key)
-        if not peek.model:
-            standing = await self.s.decider.decide(RequestFacts(
-                key=key, endpoint=request.path, model=None, stream=False, attribution=attribution,
-                body_bytes=len(body), estimate=TokenEstimate(0, 0), body=body))
-            return await self._pass_through(request, body, budget_headers(standing.stage, standing.remaining_micros))
+        spec = resolved.spec
         try:
-            price = self.s.prices.lookup(peek.model)
-        except UnknownModelError as exc:
-            self._emit_unpriced_refusal(key, attribution, request.path, peek.model, bool(peek.stream), started)
-            return errors.unknown_model(exc.message, peek.model)
+            payload = parse(body, spec.body, request.headers.get("Content-Type", ""))
+        except PayloadError as exc:
+            return errors.bad_request(exc.message, exc.code)
+        attribution = attribute(request.headers, payload.prompt_cache_key)
+        if spec.metering != "tokens":
+            return await self._handle_units(request, resolved, body, payload, key, attribution, started)
+        if not payload.model:
+            return errors.model_required()
+        try:
+            price = self.s.prices.lookup(payload.model)
+        except UnknownModelError:
+            self._emit_unpriced_refusal(key, attribution, spec.endpoint, payload.model, payload.stream, started)
+            return errors.unknown_model(payload.model)
         facts = RequestFacts(
-            key=key, endpoint=request.path, model=peek.model, stream=bool(peek.stream),
+            key=key, endpoint=spec.endpoint, model=payload.model, stream=payload.stream,
             attribution=attribution, body_bytes=len(body),
             estimate=self.s.estimator.estimate(attribution.session_id, len(body)), body=body,
         )
         decision = await self.s.decider.decide(facts)
         budget = budget_headers(decision.stage, decision.remaining_micros)
-        route = Route(peek.model, peek.model, price, stage=decision.stage, retry=decision.retry)
+        route = Route(payload.model, payload.model, price, stage=decision.stage, retry=decision.retry)
         if isinstance(decision, Refuse):
             outcome = Outcome("refused", decision.status, refusal_reason=decision.reason)
             self._emit(facts, route, outcome, started)
@@ -142,52 +146,96 @@ class Proxy:
         if isinstance(decision, RewriteModel):
             try:
                 new_price = self.s.prices.lookup(decision.model)
-            except UnknownModelError as exc:
-                return _with_headers(errors.unknown_model(exc.message, decision.model), budget)
-            route = Route(peek.model, decision.model, new_price, decision.route_reason, decision.stage,
+            except UnknownModelError:
+                return _with_headers(errors.unknown_model(decision.model), budget)
+            route = Route(payload.model, decision.model, new_price, decision.route_reason, decision.stage,
                           decision.retry)
         strip_usage = False
-        if route.model_used != peek.model or _wants_usage_injection(request.path, peek):
-            body, strip_usage = _rewrite_body(body, route.model_used, request.path, peek)
-        response = await self._forward_metered(request, body, facts, route, strip_usage, started, budget)
+        if route.model_used != payload.model or _wants_usage_injection(spec.template, payload):
+            body, strip_usage = _rewrite_body(body, route.model_used, spec.template, payload)
+        response = await self._forward_metered(request, resolved, body, facts, route, strip_usage, started, budget)
         return response if response.prepared else _with_headers(response, budget)
 
-    async def _open_upstream(self, request: web.Request, body: bytes) -> aiohttp.ClientResponse:
+    async def _handle_units(self, request: web.Request, resolved: Resolved, body: bytes, payload: Payload,
+                            key: VirtualKey, attribution: Attribution, started: float) -> web.StreamResponse:
+        """Routes not metered by tokens: priced per image or per second of audio, or free. Every one is
+        evented; a paused scope is refused on those that spend."""
+        spec = resolved.spec
+        model = payload.model or ""
+        unit_micros = 0
+        if spec.metering in ("image", "audio"):
+            if not model:
+                return errors.model_required()
+            try:
+                unit_micros = (self.s.prices.per_image(model) if spec.metering == "image"
+                               else self.s.prices.per_audio_second(model))
+            except UnknownModelError:
+                self._emit_unpriced_refusal(key, attribution, spec.endpoint, model, payload.stream, started)
+                return errors.unknown_model(model)
+        facts = RequestFacts(key=key, endpoint=spec.endpoint, model=None, stream=payload.stream,
+                             attribution=attribution, body_bytes=len(body), estimate=TokenEstimate(0, 0), body=body)
+        standing = await self.s.decider.decide(facts)
+        budget = budget_headers(standing.stage, standing.remaining_micros)
+        route = Route(model, model, PriceLookup(model, _FREE, fallback=False), stage=standing.stage,
+                      metering=spec.metering, unit_micros=unit_micros, units=payload.n)
+        if spec.spends and standing.stage == "pause":
+            self._emit(facts, route, Outcome("refused", 429, refusal_reason="budget_pause"), started)
+            return _with_headers(errors.paused(), budget)
+        if spec.metering == "batch":
+            return await self._handle_batch(request, resolved, body, payload, facts, started)
+        response = await self._forward_metered(request, resolved, body, facts, route, False, started, budget)
+        return response if response.prepared else _with_headers(response, budget)
+
+    async def _handle_batch(self, request: web.Request, resolved: Resolved, body: bytes, payload: Payload,
+                            standing: RequestFacts, started: float) -> web.StreamResponse:
+        """A batch: priced from its input file at the batch price, decided like a model request."""
+        try:
+            batch = await estimate_batch(self.s.http, self.s.upstream_url, self.s.upstream_key,
+                                         payload.input_file_id, estimator=self.s.estimator,
+                                         max_bytes=self.s.max_body_bytes * 8)
+        except BatchError as exc:
+            return errors.bad_request(exc.message, exc.code, param="input_file_id")
+        except (*UPSTREAM_DOWN, *UPSTREAM_BROKE_OFF) as exc:
+            return errors.upstream_unreachable(str(exc) or type(exc).__name__)
+        try:
+            price = self.s.prices.lookup(batch.model)
+        except UnknownModelError:
+            self._emit_unpriced_refusal(standing.key, standing.attribution, standing.endpoint, batch.model, False,
+                                        started)
+            return errors.unknown_model(batch.model)
+        facts = RequestFacts(key=standing.key, endpoint=standing.endpoint, model=batch.model, stream=False,
+                             attribution=standing.attribution, body_bytes=len(body), estimate=batch.estimate,
+                             body=body)
+        decision = await self.s.decider.decide(facts)
+        budget = budget_headers(decision.stage, decision.remaining_micros)
+        priced = PriceLookup(price.model, batch_price(price.price, self.s.batch_percent), price.fallback)
+        route = Route(batch.model, batch.model, priced, stage=decision.stage, retry=decision.retry, metering="batch")
+        if isinstance(decision, Refuse):  # a downgrade cannot rewrite the file: it goes as named
+            self._emit(facts, route, Outcome("refused", decision.status, refusal_reason=decision.reason), started)
+            headers = CIMultiDict(decision.headers)
+            headers.setdefault("Content-Type", decision.content_type)
+            headers.extend(budget)
+            return web.Response(status=decision.status, body=decision.body, headers=headers)
+        response = await self._forward_metered(request, resolved, body, facts, route, False, started, budget)
+        return response if response.prepared else _with_headers(response, budget)
+
+    async def _open_upstream(self, request: web.Request, resolved: Resolved, body: bytes) -> aiohttp.ClientResponse:
+        headers = upstream_headers(request.headers, self.s.upstream_key)
+        if resolved.spec.body == "json" and body:
+            headers["Content-Type"] = "application/json"  # it was read as JSON, whatever it was labelled
         return await self.s.http.request(
-            request.method, upstream_url(self.s.upstream_url, request.path, request.query_string),
-            data=body or None, headers=upstream_headers(request.headers, self.s.upstream_key),
-            allow_redirects=False,
+            request.method, upstream_url(self.s.upstream_url, resolved.upstream_path, resolved.query),
+            data=body or None, headers=headers, allow_redirects=False,
         )
 
-    async def _pass_through(self, request: web.Request, body: bytes,
-                            budget: list[tuple[str, str]]) -> web.StreamResponse:
-        try:
-            upstream = await self._open_upstream(request, body)
-        except UPSTREAM_DOWN as exc:
-            return _with_headers(errors.upstream_unreachable(str(exc) or type(exc).__name__), budget)
-        except TimeoutError:
-            return _with_headers(errors.upstream_timeout(self.s.read_timeout_s), budget)
-        async with upstream:
-            headers = client_headers(upstream.headers)
-            headers.extend(budget)
-            response = web.StreamResponse(status=upstream.status, headers=headers)
-            await response.prepare(request)
-            try:
-                async for chunk in upstream.content.iter_any():
-                    await response.write(chunk)
-                await response.write_eof()
-            except (*CLIENT_GONE, *UPSTREAM_BROKE_OFF):
-                pass  # the headers are out; all that is left is to end the stream
-            return response
-
-    async def _forward_metered(self, request: web.Request, body: bytes, facts: RequestFacts, route: Route,
-                               strip_usage: bool, started: float,
+    async def _forward_metered(self, request: web.Request, resolved: Resolved, body: bytes, facts: RequestFacts,
+                               route: Route, strip_usage: bool, started: float,
                                budget: list[tuple[str, str]]) -> web.StreamResponse:
         outcome = Outcome("upstream_error", 502, event_id=self._intend(facts, route, started))
         tap: StreamTap | None = None
         try:
             try:
-                upstream = await self._open_upstream(request, body)
+                upstream = await self._open_upstream(request, resolved, body)
             except UPSTREAM_DOWN as exc:
                 return errors.upstream_unreachable(str(exc) or type(exc).__name__)
             except TimeoutError:
@@ -210,7 +258,8 @@ class Proxy:
         finally:
             if not outcome.emitted:
                 try:
-                    if tap is not None and outcome.usage_source == "none" and outcome.status != "upstream_error":
+                    if tap is not None and outcome.usage_source == "none" and outcome.status != "upstream_error" \
+                            and route.metering == "tokens":
                         await self._estimate(tap, facts, outcome)
                 finally:
                     self._emit(facts, route, outcome, started)
@@ -227,19 +276,21 @@ class Proxy:
             outcome.status, outcome.http_status = "incomplete", 502
             return errors.upstream_unreachable(f"the upstream broke off its answer ({type(exc).__name__})")
         outcome.ttfb_ms = _ms_since(started)
-        usage = usage_from_body(data) if upstream.status < 400 else None
-        if usage is None and upstream.status < 400 and looks_like_sse(data):
-            tap = StreamTap(strip_usage_chunk=strip_usage)  # a stream labelled as something else
-            data = tap.feed(data) + tap.flush()
-            usage = tap.usage
-        if upstream.status >= 400:
-            outcome.status = "upstream_error"
-        elif usage is not None:
-            outcome.status, outcome.usage, outcome.usage_source = "ok", usage, "reported"
-        else:
-            outcome.status = "ok"
+        outcome.status = "upstream_error" if upstream.status >= 400 else "ok"
         if outcome.status == "ok" and (request.transport is None or request.transport.is_closing()):
             outcome.status = "client_aborted"  # the client left while the answer was produced: still paid for
+        if route.metering == "tokens":
+            usage = usage_from_body(data) if upstream.status < 400 else None
+            if usage is None and upstream.status < 400 and looks_like_sse(data):
+                tap = StreamTap(strip_usage_chunk=strip_usage)  # a stream labelled as something else
+                data = tap.feed(data) + tap.flush()
+                usage = tap.usage
+            if usage is not None and not usage.anomalous:
+                outcome.usage, outcome.usage_source = usage, "reported"
+            elif outcome.status != "upstream_error":
+                _estimate_input(facts, outcome, anomalous=usage is not None)
+        else:
+            settle_units(route, outcome, _json_or_none(data), facts.body_bytes, facts.estimate)
         self._emit(facts, route, outcome, started)
         return web.Response(status=upstream.status, body=data, headers=headers)
 
@@ -269,7 +320,9 @@ class Proxy:
             broken = f"sent nothing for {self.s.read_timeout_s:g} s"  # a stalled stream: still cost money
         except UPSTREAM_BROKE_OFF:
             broken = "broke off its stream"  # what it streamed still cost money
-        if tap.usage is not None:
+        if tap.usage is not None and tap.usage.anomalous:
+            log.warning("upstream reported impossible token counts; metering the estimate", endpoint=facts.endpoint)
+        elif tap.usage is not None:
             outcome.usage, outcome.usage_source = tap.usage, "reported"
             if outcome.status == "incomplete" or tap.outcome == "completed":
                 outcome.status = "ok"
@@ -277,7 +330,9 @@ class Proxy:
             outcome.status = "upstream_error"
         elif tap.outcome == "completed" and outcome.status == "incomplete":
             outcome.status = "ok"
-        if outcome.usage_source == "none" and outcome.status != "upstream_error":
+        if route.metering != "tokens":
+            settle_units(route, outcome, None, facts.body_bytes, facts.estimate)
+        elif outcome.usage_source == "none" and outcome.status != "upstream_error":
             await self._estimate(tap, facts, outcome)
         self._emit(facts, route, outcome, started)  # spooled before the client sees the end
         if not (request.transport is None or request.transport.is_closing()):
@@ -298,7 +353,7 @@ class Proxy:
     def _emit_unpriced_refusal(self, key: VirtualKey, attribution: Attribution, endpoint: str, model: str,
                                stream: bool, started: float) -> None:
         """An unknown model is refused before anything is spent; the attempt is still on record."""
-        route = Route(model, model, PriceLookup(model, ModelPrice(0, 0, 0), fallback=False))
+        route = Route(model, model, PriceLookup(model, _FREE, fallback=False))
         outcome = Outcome("refused", 400, refusal_reason="unknown_model")
         event = build_event(key=key, attribution=attribution, endpoint=endpoint, route=route, outcome=outcome,
                             latency_ms=_ms_since(started), instance=self.s.instance, stream=stream)
@@ -337,27 +392,33 @@ def _with_headers(response: web.StreamResponse, headers: list[tuple[str, str]]) 
     return response
 
 
-def _is_json(request: web.Request) -> bool:
-    """Bodies declared as JSON (or undeclared) are read for a model; uploads and forms pass through."""
-    declared = request.headers.get("Content-Type")
-    return declared is None or "json" in request.content_type
+def _estimate_input(facts: RequestFacts, outcome: Outcome, *, anomalous: bool) -> None:
+    """A token-metered answer without a usable usage block: meter the request's input estimate."""
+    if anomalous:
+        log.warning("upstream reported impossible token counts; metering the estimate", endpoint=facts.endpoint)
+    outcome.usage, outcome.usage_source = Usage(facts.estimate.input_tokens, 0, 0, 0), "estimated"
+
+
+def _json_or_none(data: bytes) -> Any:
+    try:
+        return msgspec.json.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return None
 
 
 def _ms_since(started: float) -> int:
     return int((time.perf_counter() - started) * 1000)
 
 
-def _wants_usage_injection(path: str, peek: _Peek) -> bool:
-    if not path.endswith("/chat/completions") or not peek.stream:
-        return False
-    return not (peek.stream_options or {}).get("include_usage")
+def _wants_usage_injection(template: str, payload: Payload) -> bool:
+    return template == "/chat/completions" and payload.stream and not payload.include_usage
 
 
-def _rewrite_body(body: bytes, model: str, path: str, peek: _Peek) -> tuple[bytes, bool]:
+def _rewrite_body(body: bytes, model: str, template: str, payload: Payload) -> tuple[bytes, bool]:
     """Set the forwarded model; for streamed chat, ask for the usage chunk (to strip it later)."""
     doc = msgspec.json.decode(body)
     doc["model"] = model
-    strip = _wants_usage_injection(path, peek)
+    strip = _wants_usage_injection(template, payload)
     if strip:
         doc["stream_options"] = {**(doc.get("stream_options") or {}), "include_usage": True}
     return msgspec.json.encode(doc), strip

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from spendgate.domain.enforcement.estimate import TokenEstimate
 from spendgate.domain.events import (
@@ -18,6 +20,8 @@ from spendgate.domain.events import (
 )
 from spendgate.domain.pricing import PriceLookup, cost_micros
 from spendgate.proxy.attribution import Attribution
+from spendgate.proxy.normalise import MAX_ENDPOINT_CHARS, MAX_MODEL_CHARS, clean_text, fits_int64
+from spendgate.proxy.routes import Metering
 from spendgate.proxy.usage import Usage
 from spendgate.store.keys.store import VirtualKey
 
@@ -36,6 +40,8 @@ class Outcome:
     upstream_request_id: str | None = None
     refusal_reason: RefusalReason | None = None
     emitted: bool = False
+    unit_cost_micros: int | None = None
+    """The cost of a request priced per unit (images, seconds of audio) rather than per token."""
     event_id: str | None = None
     """The id the request's event gets: its intent's, once one was spooled."""
     intent_estimate: bool = False
@@ -49,6 +55,48 @@ class Route:
     route_reason: RouteReason = "requested"
     stage: Stage = "ok"
     retry: bool = False
+    metering: Metering = "tokens"
+    unit_micros: int = 0
+    """Per-unit price (one image, one second of audio) for unit-metered routes."""
+    units: int = 1
+    """Units the request asked for (``n`` images)."""
+
+
+AUDIO_BYTES_PER_SECOND_ESTIMATE = 4_000
+"""When a transcription's answer does not say how long the audio was, it is estimated from the upload at
+32 kbit/s: lower than most encodings, so the estimate errs on the side of more seconds."""
+
+
+def settle_units(route: Route, outcome: Outcome, answer: Any, request_bytes: int, estimate: TokenEstimate) -> None:
+    """Price a forwarded request not metered by reported tokens once its answer is known (``answer``: the
+    decoded JSON body, or None for a stream or a non-JSON answer): images and audio per unit, a batch
+    by its estimate (``route.price`` is already the batch price), free routes at nothing."""
+    outcome.usage = NO_USAGE
+    if outcome.status not in ("ok", "client_aborted"):
+        return
+    if route.metering == "batch":
+        outcome.usage = Usage(estimate.input_tokens, 0, estimate.output_tokens, 0)
+        outcome.usage_source = "estimated"
+    elif route.metering == "image":
+        outcome.unit_cost_micros, outcome.usage_source = route.unit_micros * route.units, "reported"
+    elif route.metering == "audio":
+        seconds = _audio_seconds(answer)
+        outcome.usage_source = "reported"
+        if seconds is None:
+            seconds, outcome.usage_source = -(-request_bytes // AUDIO_BYTES_PER_SECOND_ESTIMATE), "estimated"
+        outcome.unit_cost_micros = route.unit_micros * seconds
+
+
+def _audio_seconds(answer: Any) -> int | None:
+    if not isinstance(answer, dict):
+        return None
+    usage = answer.get("usage")
+    value = usage.get("seconds") if isinstance(usage, dict) and usage.get("type") == "duration" else None
+    if value is None:
+        value = answer.get("duration")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 86_400:
+        return None
+    return math.ceil(value)
 
 
 def build_event(
@@ -57,6 +105,11 @@ def build_event(
 ) -> UsageRecorded:
     u = outcome.usage
     price = route.price.price
+    if outcome.unit_cost_micros is not None:
+        cost = outcome.unit_cost_micros
+    else:
+        cost = cost_micros(price, input_tokens=u.input_tokens, cached_tokens=u.cached_tokens,
+                           output_tokens=u.output_tokens)
     return UsageRecorded(
         event_id=outcome.event_id or new_id(),
         occurred_at=datetime.now(UTC),
@@ -69,10 +122,10 @@ def build_event(
         turn_id=attribution.turn_id,
         repo=attribution.repo,
         client=attribution.client,
-        endpoint=endpoint,
+        endpoint=clean_text(endpoint, MAX_ENDPOINT_CHARS),
         stream=stream,
-        model_requested=route.model_requested,
-        model_used=route.model_used,
+        model_requested=clean_text(route.model_requested, MAX_MODEL_CHARS),
+        model_used=clean_text(route.model_used, MAX_MODEL_CHARS),
         route_reason=route.route_reason,
         stage=route.stage,
         status=outcome.status,
@@ -84,8 +137,7 @@ def build_event(
         usage_source=outcome.usage_source,
         prices=UnitPrices(input_micros=price.input_micros, cached_input_micros=price.cached_input_micros,
                           output_micros=price.output_micros, fallback=route.price.fallback),
-        cost_micros=cost_micros(price, input_tokens=u.input_tokens, cached_tokens=u.cached_tokens,
-                                output_tokens=u.output_tokens),
+        cost_micros=fits_int64(cost),
         retry=route.retry,
         latency_ms=max(0, latency_ms),
         ttfb_ms=outcome.ttfb_ms,

@@ -23,8 +23,10 @@ from spendgate.proxy.emitter import Emitter
 from spendgate.proxy.enforcing import EnforcingDecider, RetryLoopPublisher
 from spendgate.proxy.forwarding import create_client_session
 from spendgate.proxy.handler import ProxyState
+from spendgate.proxy.httpserver import QuietAppRunner, server_kwargs
 from spendgate.proxy.intents import recover as recover_intents
 from spendgate.proxy.keycache import KeyCache
+from spendgate.proxy.routes import RouteTable
 from spendgate.proxy.spool import Spool
 from spendgate.proxy.wiring import Recipients, enforcement
 from spendgate.runtime import Runtime
@@ -57,8 +59,30 @@ class ProxyServer:
         return f"http://{self.runtime.settings.host}:{self.port}/v1"
 
     async def start(self) -> None:
-        s = self.runtime.settings
+        """Open the spool, load the keys, listen. A start that fails (the database down while the keys
+        load) releases what it took, the spool's lock first: the supervisor's next start of the service
+        must find the spool free, or it would fail with a ConfigError and end ``spendgate up``."""
         self.spool.open()
+        try:
+            await self._start()
+        except BaseException:
+            await self._abandon_start()
+            raise
+
+    async def _abandon_start(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        self._stop_workers.set()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.state is not None:
+            await self.state.http.close()
+        self.spool.close()
+
+    async def _start(self) -> None:
+        s = self.runtime.settings
         self.spool.adopt_orphans()
         recover_intents(self.spool)
         await self.keys.refresh()
@@ -70,12 +94,16 @@ class ProxyServer:
             upstream_key=s.upstream_key.get_secret_value() if s.upstream_key else None,
             instance=s.instance, max_body_bytes=s.max_body_bytes, read_timeout_s=s.upstream_read_timeout_s,
             estimator=SessionEstimator(output_cap_tokens=s.enforcement.output_estimate_cap_tokens),
+            routes=RouteTable(allowed_paths=s.proxy_allowed_paths), batch_percent=s.pricing.batch_percent,
         )
         supervisor = self.runtime.supervisor
         self._tasks = [supervisor.spawn("proxy.keys", self.keys.run, self._stop_workers),
                        supervisor.spawn("proxy.spool-writer", self.emitter.run, self._stop_workers)]
-        self._runner = web.AppRunner(build_app(self.state, self.runtime.health), shutdown_timeout=s.drain_timeout_s,
-                                     handler_cancellation=False, access_log=None)
+        app = build_app(self.state, self.runtime.health,
+                        metrics_token=s.metrics_token.get_secret_value() if s.metrics_token else None)
+        self._runner = QuietAppRunner(app, shutdown_timeout=s.drain_timeout_s, handler_cancellation=False,
+                                      access_log=None, **server_kwargs(header_timeout_s=s.header_timeout_s,
+                                                                        max_header_bytes=s.max_header_bytes))
         await self._runner.setup()
         site = web.TCPSite(self._runner, s.host, self.port, backlog=1024, reuse_address=True)
         await site.start()

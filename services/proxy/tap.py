@@ -127,7 +127,7 @@ class StreamTap:
             return True
         try:
             doc = msgspec.json.decode(data)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             return True
         if not isinstance(doc, dict):
             return True
@@ -154,7 +154,7 @@ class StreamTap:
                     continue
                 try:
                     doc = msgspec.json.decode(line[5:].lstrip(b" "))
-                except msgspec.DecodeError:
+                except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
                     continue
                 if isinstance(doc, dict):
                     _collect_text(doc, parts)

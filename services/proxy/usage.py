@@ -8,6 +8,8 @@ from typing import Any
 
 import msgspec
 
+from spendgate.proxy.normalise import tokens
+
 ENCODING = "o200k_base"
 
 
@@ -17,10 +19,20 @@ class Usage:
     cached_tokens: int
     output_tokens: int
     reasoning_tokens: int
+    anomalous: bool = False
+    """The upstream reported a count no request can have (see :func:`~spendgate.proxy.normalise.tokens`):
+    the counts are zeroed and the proxy meters its own estimate instead."""
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+ANOMALY = Usage(0, 0, 0, 0, anomalous=True)
+
+
+def _usage(*counts: Any) -> Usage:
+    checked = [tokens(c) for c in counts]
+    if None in checked:
+        return ANOMALY
+    i, c, o, r = (int(x or 0) for x in checked)
+    return Usage(i, c, o, r)
 
 
 def usage_from_block(block: Any) -> Usage | None:
@@ -30,14 +42,18 @@ def usage_from_block(block: Any) -> Usage | None:
     if "input_tokens" in block or "output_tokens" in block:
         in_details = block.get("input_tokens_details") or {}
         out_details = block.get("output_tokens_details") or {}
-        return Usage(_int(block.get("input_tokens")), _int(in_details.get("cached_tokens")),
-                     _int(block.get("output_tokens")), _int(out_details.get("reasoning_tokens")))
+        return _usage(block.get("input_tokens"), _details(in_details, "cached_tokens"),
+                      block.get("output_tokens"), _details(out_details, "reasoning_tokens"))
     if "prompt_tokens" in block or "completion_tokens" in block:
         in_details = block.get("prompt_tokens_details") or {}
         out_details = block.get("completion_tokens_details") or {}
-        return Usage(_int(block.get("prompt_tokens")), _int(in_details.get("cached_tokens")),
-                     _int(block.get("completion_tokens")), _int(out_details.get("reasoning_tokens")))
+        return _usage(block.get("prompt_tokens"), _details(in_details, "cached_tokens"),
+                      block.get("completion_tokens"), _details(out_details, "reasoning_tokens"))
     return None
+
+
+def _details(details: Any, name: str) -> Any:
+    return details.get(name) if isinstance(details, dict) else None
 
 
 def usage_from_document(doc: Any) -> Usage | None:
@@ -53,7 +69,7 @@ def usage_from_document(doc: Any) -> Usage | None:
 def usage_from_body(body: bytes) -> Usage | None:
     try:
         return usage_from_document(msgspec.json.decode(body))
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return None
 
 

@@ -17,9 +17,15 @@ Decisions read only memory (:meth:`BalanceView.decide` does no I/O). A backgroun
   every other live proxy's (:mod:`.peers`), so spend in flight through another proxy counts too. A
   change of this proxy's book wakes the loop at once, and a publication NOTIFYs the peers, which wake
   and read it: a reservation is visible to the other proxies within a few tens of milliseconds.
+- **Near the pause line** that lag is what lets several proxies overshoot together, so there an
+  admission is confirmed (:meth:`BalanceView.near_line`, :meth:`BalanceView.confirm`): under a
+  per-balance lock in PostgreSQL, the balance and every peer's pending sum are read fresh, the request
+  is decided on them, and its reservation is published before the lock is released. The next proxy to
+  admit on that balance sees it. Far from the line admissions stay memory-only.
 
 A failed refresh raises out of the loop: the supervisor logs it and restarts the loop with backoff,
-and decisions keep using the last good view meanwhile.
+and decisions keep using the last good view meanwhile (:meth:`BalanceView.stale_s` says how old it is;
+``enforcement.on_outage`` decides whether a stale view still decides or the proxy refuses with a 503).
 """
 
 from __future__ import annotations
@@ -39,15 +45,16 @@ from spendgate.core.logs import get_logger
 from spendgate.core.supervisor import Beat, Supervisor
 from spendgate.domain.constants import PG_NOTIFY_CONFIG, PG_NOTIFY_PENDING
 from spendgate.domain.enforcement.balances import BalanceKey
-from spendgate.domain.enforcement.decision import Decision, RequestFacts, decide
+from spendgate.domain.enforcement.decision import Decision, RequestFacts, Standing, decide, standings
 from spendgate.domain.enforcement.policy import Policy
 from spendgate.domain.enforcement.reservations import ReservationBook
 from spendgate.domain.enforcement.scopes import Principal
 from spendgate.domain.enforcement.settings import EnforcementSettings
+from spendgate.domain.enforcement.stages import StageLevel
 from spendgate.domain.events import new_id
 from spendgate.domain.periods import PeriodKind
-from spendgate.proxy.peers import PeerPending
-from spendgate.store.balances.store import changed_balances
+from spendgate.proxy.peers import STALE_AFTER_S, PeerPending
+from spendgate.store.balances.store import changed_balances, lock_and_read
 from spendgate.store.budgets.store import config_mark, load_budgets
 from spendgate.store.usage.store import stored_event_ids
 
@@ -88,6 +95,9 @@ class BalanceView:
         self._config_dirty = False
         self._last_reload = 0.0
         self._stopping = asyncio.Event()
+        self.confirming = asyncio.Lock()
+        """One confirmed admission at a time per proxy: the others wait here, not on a pooled connection
+        blocked on the database lock (which starved the refresh loop and the ledger of connections)."""
         self._wake = asyncio.Event()
         self._book_wake: asyncio.TimerHandle | None = None
         self.book.on_change = self._wake_after_request
@@ -97,6 +107,10 @@ class BalanceView:
         self.config_skips = 0
         self._config_mark: tuple[int, ...] | None = None
         self.balance_polls = 0
+        self._fresh_at = time.monotonic()
+        self._peer_heard_at = -STALE_AFTER_S
+        self._noted: tuple[Principal, datetime, list[Standing]] | None = None
+        """:meth:`near_line`'s standings, for the :meth:`decide` that follows it without an await."""
 
     # -- the request path: memory only ------------------------------------------------------------
 
@@ -106,6 +120,9 @@ class BalanceView:
 
     def decide(self, facts: RequestFacts) -> Decision:
         """Pass, downgrade, cheapest or refuse: from memory, no I/O."""
+        noted, self._noted = self._noted, None
+        if noted is not None and noted[0] is facts.principal:
+            return decide(facts, self._policy, self.spent_micros, noted[1], noted[2])
         return decide(facts, self._policy, self.spent_micros, self._clock())
 
     def spent_micros(self, key: BalanceKey) -> int:
@@ -119,6 +136,51 @@ class BalanceView:
 
     def retry_cap(self, principal: Principal) -> int:
         return self._policy.retry_cap_for(principal.scopes())
+
+    def stale_s(self) -> float:
+        """Seconds since the last successful refresh: grows while the database is unreachable."""
+        return time.monotonic() - self._fresh_at
+
+    # -- near the pause line: confirmed admissions ---------------------------------------------------
+
+    def near_line(self, principal: Principal) -> list[BalanceKey]:
+        """The principal's budgeted balances at the alert or downgrade stage, whose admissions are
+        confirmed against every proxy's reservations (:meth:`confirm`). A paused balance is refused from
+        memory (its pending spend only overstates it), so a paused client hammering the gateway never
+        reaches the database."""
+        now = self._clock()
+        found = standings(principal, self._policy, self.spent_micros, now)
+        near = [s.key for s in found if StageLevel.ALERT <= s.stage < StageLevel.PAUSE]
+        # Far from the line the decision follows at once (no await in between: the same spend) and
+        # reuses these; near it the spend is read again first.
+        self._noted = None if near else (principal, now, found)
+        return near
+
+    async def confirm(self, conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy,
+                      keys: list[BalanceKey]) -> None:
+        """Inside ``conn``'s transaction: lock ``keys`` and load their settled spend and the peers' pending
+        sums as of now (the caller decides, then :meth:`publish_confirmed` before committing).
+
+        This proxy's own events the ledger has folded leave the book first: looked up before the
+        balances are read, so an event folded in between is counted twice (for a moment), never missed.
+        """
+        pending = self._pending_ids()
+        folded = await stored_event_ids(conn, pending) if pending else []
+        rows = await lock_and_read(conn, self.peers.instance, keys, stale_after_s=STALE_AFTER_S)
+        self.book.folded(folded)
+        for key, spent, version, peers in rows:
+            if version >= self._versions.get(key, 0):
+                self._versions[key] = version
+                self._settled[key] = spent
+            if peers:
+                self.peers.others[key] = peers
+            else:
+                self.peers.others.pop(key, None)
+
+    async def publish_confirmed(self, conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy,
+                                keys: list[BalanceKey]) -> None:
+        """Publish this proxy's pending sums on ``keys`` (the reservation just made included)."""
+        await self.peers.publish(conn, {k: self.book.pending_micros(k) for k in keys})
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -134,7 +196,10 @@ class BalanceView:
         self._task = self.supervisor.spawn("proxy.balance-view", self._run, self._stopping)
 
     def _wake_after_request(self) -> None:
-        if self._book_wake is None:
+        # Only while another proxy is live (it announced a publication within STALE_AFTER_S): it is who a
+        # quick publication serves. A proxy on its own publishes at the poll interval, so a request
+        # does not cost a refresh's three transactions.
+        if self._book_wake is None and time.monotonic() - self._peer_heard_at < STALE_AFTER_S:
             self._book_wake = asyncio.get_running_loop().call_later(BOOK_WAKE_DELAY_S, self._book_woke)
 
     def _book_woke(self) -> None:
@@ -177,6 +242,7 @@ class BalanceView:
 
     def _on_pending(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         if payload != self.peers.instance:  # a peer's pending spend changed: read it now
+            self._peer_heard_at = time.monotonic()
             self._wake.set()
 
     async def _run(self, stopping: asyncio.Event, beat: Beat) -> None:
@@ -276,6 +342,7 @@ class BalanceView:
         if day_cutoff != self._pruned_at:
             self._prune(day_cutoff, month_cutoff)
         self.balance_polls += 1
+        self._fresh_at = time.monotonic()
         return len(rows)
 
     def _pending_ids(self) -> list[str]:

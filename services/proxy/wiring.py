@@ -60,6 +60,7 @@ async def enforcement(settings: Settings, pool: asyncpg.Pool, dsn: str, *,
     await view.start()
     try:
         yield Enforcer(view, prices=prices, detector=RetryDetector(default_cap=cfg.retry_cap), clock=clock,
-                       alerted=alerted or alert_recipients(settings))
+                       alerted=alerted or alert_recipients(settings), stale_s=view.stale_s,
+                       on_outage=cfg.on_outage, outage_after_s=cfg.outage_after_s)
     finally:
         await view.stop()

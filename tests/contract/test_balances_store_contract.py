@@ -133,6 +133,37 @@ class BalanceStoreContract(abc.ABC):
         await store.withdraw_pending(pool, "p2")
         assert dict(await store.peer_pending(pool, "p3", stale_after_s=30)) == {k1: 10}
 
+    async def test_a_confirmation_waits_for_the_one_before_it_and_sees_its_pending_sum(
+            self, pool: asyncpg.Pool) -> None:
+        """lock_and_read blocks while another transaction holds a balance's lock, then reads (in a snapshot
+        taken after the lock) the balance and the pending sum the other published before committing."""
+        import asyncio
+
+        store = self.create_store()
+        k1, k2 = BalanceKey("team:a", PeriodKind.DAY, DAY1), BalanceKey("org", PeriodKind.DAY, DAY1)
+        await store.apply_balances(pool, {Ref("team:a", PeriodKind.DAY, DAY1): Inc(100)})
+        first = await pool.acquire()
+        try:
+            tx = first.transaction()
+            await tx.start()
+            before = await store.lock_and_read(first, "p1", [k2, k1], stale_after_s=30)
+            assert sorted((k.scope, spent, peers) for k, spent, _, peers in before) == [("org", 0, 0),
+                                                                                      ("team:a", 100, 0)]
+
+            async def second() -> list[tuple[BalanceKey, int, int, int]]:
+                async with pool.acquire() as conn, conn.transaction():
+                    return await store.lock_and_read(conn, "p2", [k1], stale_after_s=30)
+
+            waiting = asyncio.create_task(second())
+            done, _ = await asyncio.wait({waiting}, timeout=0.3)
+            assert not done, "the second confirmation did not wait for the first one's lock"
+            await store.put_pending(first, "p1", [(k1, 40)])
+            await tx.commit()
+        finally:
+            await pool.release(first)
+        [(key, spent, _, peers)] = await asyncio.wait_for(waiting, timeout=10)
+        assert (key, spent, peers) == (k1, 100, 40)
+
     async def test_silent_peers_are_ignored_then_swept(self, pool: asyncpg.Pool) -> None:
         """Rows older than the staleness window do not count; a heartbeat revives them; a sweep deletes old rows."""
         store = self.create_store()

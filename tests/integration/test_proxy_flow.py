@@ -109,14 +109,14 @@ async def test_sdk_chat_non_stream(db_url: str, tmp_path: Path) -> None:
         assert event.endpoint == "/v1/chat/completions"
 
 
-async def test_models_route_passes_through_unmetered(db_url: str, tmp_path: Path) -> None:
-    """GET /v1/models is relayed; a request that names no model produces no usage event."""
+async def test_models_route_is_relayed_as_a_free_event(db_url: str, tmp_path: Path) -> None:
+    """GET /v1/models is relayed and, like every forwarded request, leaves a usage event: at $0."""
     async with running_proxy(db_url, tmp_path) as h, _client(h) as client:
         models = await client.models.list()
         assert {m.id for m in models.data} >= {"gpt-5.1"}
         await client.responses.create(model="gpt-5.1", input="hi")
-        events = await _events(h, 1)
-        assert [e.endpoint for e in events] == ["/v1/responses"]
+        events = await _events(h, 2)
+        assert [(e.endpoint, e.cost_micros == 0) for e in events] == [("/v1/models", True), ("/v1/responses", False)]
 
 
 async def test_client_abort_mid_stream_is_metered_as_estimated(db_url: str, tmp_path: Path) -> None:
@@ -176,10 +176,12 @@ async def test_other_v1_route_with_usage_is_metered(db_url: str, tmp_path: Path)
 
 async def test_metrics_endpoint_counts_metered_requests(db_url: str, tmp_path: Path) -> None:
     """/metrics exposes metered requests by status, cost and the spool backlog in Prometheus text."""
-    async with running_proxy(db_url, tmp_path) as h, _client(h) as client, aiohttp.ClientSession() as http:
+    async with running_proxy(db_url, tmp_path, metrics_token="m-token") as h, _client(h) as client, \
+            aiohttp.ClientSession() as http:
         await client.responses.create(model="gpt-5.1", input="hi")
         [event] = await _events(h, 1)
-        async with http.get(h.base_url.removesuffix("/v1") + "/metrics") as resp:
+        async with http.get(h.base_url.removesuffix("/v1") + "/metrics",
+                            headers={"Authorization": "Bearer m-token"}) as resp:
             text = await resp.text()
         assert 'spendgate_proxy_metered_requests_total{status="ok"} 1.0' in text
         assert f"spendgate_proxy_cost_micros_total {float(event.cost_micros)}" in text
@@ -187,14 +189,17 @@ async def test_metrics_endpoint_counts_metered_requests(db_url: str, tmp_path: P
 
 
 async def test_non_json_upload_passes_through_unparsed(db_url: str, tmp_path: Path) -> None:
-    """A multipart upload (e.g. /v1/files) is forwarded untouched, not refused as malformed JSON."""
+    """A multipart upload (/v1/files) is forwarded untouched, not refused as malformed JSON, and evented at $0."""
     async with running_proxy(db_url, tmp_path) as h, aiohttp.ClientSession() as http:
         form = aiohttp.FormData()
         form.add_field("purpose", "batch")
         form.add_field("file", b"{not json", filename="x.jsonl")
         async with http.post(f"{h.base_url}/files", data=form, headers=h.headers()) as resp:
-            assert resp.status == 404  # what the fake upstream answers for a route it lacks
-        assert await published_usage(h.runtime.pool) == []
+            assert resp.status == 200
+        [event] = await _events(h, 1)
+        assert (event.endpoint, event.cost_micros) == ("/v1/files", 0)
+        [received] = h.fake.received
+        assert b"{not json" in received.body
 
 
 async def test_client_leaving_before_a_plain_answer_is_metered_aborted(db_url: str, tmp_path: Path) -> None:

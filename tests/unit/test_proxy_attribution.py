@@ -66,9 +66,9 @@ def test_budget_headers_name_the_stage_and_the_tightest_budget_left_in_decimal_u
 
 
 def test_upstream_url_joins_paths() -> None:
-    """/v1/<path> maps onto the upstream base, keeping the query string."""
-    assert upstream_url("https://api.openai.com/v1", "/v1/responses", "") == "https://api.openai.com/v1/responses"
-    assert upstream_url("http://h:1/v1/", "/v1/models", "a=1") == "http://h:1/v1/models?a=1"
+    """The route table's upstream path maps onto the upstream base, keeping the query string."""
+    assert str(upstream_url("https://api.openai.com/v1", "/responses", "")) == "https://api.openai.com/v1/responses"
+    assert str(upstream_url("http://h:1/v1/", "/models", "a=1")) == "http://h:1/v1/models?a=1"
 
 
 def test_estimator_corrects_per_session() -> None:

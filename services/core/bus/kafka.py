@@ -20,6 +20,11 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExists
 from spendgate.core.bus.base import OnAssign, Record, TopicPartition
 from spendgate.domain.errors import BusError, BusUnavailableError
 
+COMMIT_TIMEOUT_S = 5.0
+"""aiokafka retries a retriable commit error for ever (a broker that lost the group or the topic answers
+UnknownTopicOrPartition to every try); past this the commit fails as BusUnavailableError instead."""
+CONSUMER_STOP_TIMEOUT_S = 10.0
+
 
 def _translate(exc: KafkaError) -> BusError:
     if isinstance(exc, KafkaConnectionError):
@@ -153,7 +158,11 @@ class KafkaConsumer:
     async def stop(self) -> None:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
-            await consumer.stop()
+            # Bounded: leaving the group talks to a broker that may be gone; a stuck stop must not hold
+            # up the shutdown of every service.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CONSUMER_STOP_TIMEOUT_S):
+                    await consumer.stop()
 
     async def poll(self, *, max_records: int = 500, timeout_s: float = 1.0) -> list[Record]:
         if self._consumer is None:
@@ -172,6 +181,9 @@ class KafkaConsumer:
         if self._consumer is None or not offsets:
             return
         try:
-            await self._consumer.commit({KafkaTP(tp.topic, tp.partition): o for tp, o in offsets.items()})
+            async with asyncio.timeout(COMMIT_TIMEOUT_S):
+                await self._consumer.commit({KafkaTP(tp.topic, tp.partition): o for tp, o in offsets.items()})
         except KafkaError as exc:
             raise _translate(exc) from exc
+        except TimeoutError:
+            raise BusUnavailableError(f"Kafka offset commit did not complete in {COMMIT_TIMEOUT_S} s") from None

@@ -111,9 +111,15 @@ def _worst(candidates: list[Standing]) -> Standing:
     return best
 
 
-def decide(facts: RequestFacts, policy: Policy, spend: SpendOf, now: datetime) -> Decision:
-    """Decide what happens to a request; the most severe stage over all its scopes wins."""
-    found = standings(facts.principal, policy, spend, now)
+def decide(facts: RequestFacts, policy: Policy, spend: SpendOf, now: datetime,
+           found: list[Standing] | None = None) -> Decision:
+    """Decide what happens to a request; the most severe stage over all its scopes wins.
+
+    ``found``: the request's :func:`standings` when the caller has just computed them for the same
+    principal, spend and time (the proxy does, to see whether it is near a pause line).
+    """
+    if found is None:
+        found = standings(facts.principal, policy, spend, now)
     keys = tuple(s.key for s in found)
     left = min((s.budget_micros - s.spent_micros for s in found), default=None)
     model = facts.model

@@ -19,9 +19,10 @@ from spendgate.domain.enforcement.balances import BalanceKey
 from spendgate.domain.enforcement.decision import Decision, RequestFacts
 from spendgate.domain.enforcement.estimate import TokenEstimate, estimated_cost_micros
 from spendgate.domain.enforcement.reservations import Reservation, ReservationBook
-from spendgate.domain.enforcement.responses import Refusal, pause_refusal, retry_refusal
+from spendgate.domain.enforcement.responses import Refusal, outage_refusal, pause_refusal, retry_refusal
 from spendgate.domain.enforcement.retry import RetryDetector, RetryVerdict
 from spendgate.domain.enforcement.scopes import Principal
+from spendgate.domain.enforcement.settings import OnOutage
 from spendgate.domain.errors import UnknownModelError
 from spendgate.domain.events import RefusalReason, RetryLoopDetected, new_id
 from spendgate.domain.pricing import PriceTable
@@ -50,6 +51,8 @@ class Admission:
     refusal: Refusal | None
     """Set when the request must be answered with this instead of being forwarded."""
     session_id: str | None
+    outage: bool = False
+    """Refused because the view was stale (``on_outage: refuse``), not because of a budget."""
     owner: str | None = None
     """Whose the session is (the key's developer): retry counts are namespaced by it."""
 
@@ -63,16 +66,24 @@ class Admission:
         """``UsageRecorded.refusal_reason`` for a refused request; None when it is forwarded."""
         if self.refusal is None:
             return None
+        if self.outage:
+            return "outage"
         return "retry_budget" if self.retry.exhausted else "budget_pause"
 
 
 class Enforcer:
     def __init__(self, view: DecisionSource, *, prices: PriceTable, detector: RetryDetector,
                  clock: Callable[[], datetime] | None = None,
-                 alerted: Callable[[Mapping[str, str | None]], list[str]] | None = None) -> None:
+                 alerted: Callable[[Mapping[str, str | None]], list[str]] | None = None,
+                 stale_s: Callable[[], float] | None = None, on_outage: OnOutage = "last_known",
+                 outage_after_s: float = 10.0) -> None:
         """``alerted``: who is notified of a pause alert with these route facts (``route_facts``), named
-        in the pause response; without it the response says "your spendgate admin"."""
+        in the pause response; without it the response says "your spendgate admin". ``stale_s``: how
+        long ago the view was last refreshed; with ``on_outage="refuse"`` a request that can spend is
+        refused (503) once that passes ``outage_after_s``."""
         self.view, self.prices, self.detector = view, prices, detector
+        self._stale_s = stale_s
+        self._refuse_after_s = outage_after_s if on_outage == "refuse" else None
         self._clock = clock or (lambda: datetime.now(UTC))
         self._alerted = alerted or (lambda _facts: [])
 
@@ -83,6 +94,10 @@ class Enforcer:
         owner = principal.developer
         verdict = self.detector.observe(session_id, raw=raw, cap=self.view.retry_cap(principal), owner=owner)
         decision = self.view.decide(facts)
+        stale_s = self.stale_s()
+        if self._refuse_after_s is not None and stale_s > self._refuse_after_s:
+            return Admission(decision, verdict, estimate, None, outage_refusal(stale_s), session_id, outage=True,
+                             owner=owner)
         refusal: Refusal | None = None
         if verdict.exhausted:
             refusal = retry_refusal(verdict, now=self._clock())
@@ -97,7 +112,11 @@ class Enforcer:
         reservation = None
         if refusal is None and decision.keys:
             reservation = self.view.book.reserve(decision.keys, self._estimated_cost(decision.model_used, estimate))
-        return Admission(decision, verdict, estimate, reservation, refusal, session_id, owner)
+        return Admission(decision, verdict, estimate, reservation, refusal, session_id, owner=owner)
+
+    def stale_s(self) -> float:
+        """Seconds since the view was last refreshed (0 when nobody measures it)."""
+        return self._stale_s() if self._stale_s is not None else 0.0
 
     def standing(self, principal: Principal) -> Decision:
         """Where the key's budgets stand now (stage, remaining), for a request that spends nothing: no

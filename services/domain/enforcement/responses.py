@@ -115,3 +115,17 @@ def retry_refusal(verdict: RetryVerdict, *, now: datetime) -> Refusal:
     }
     promo = f"spendgate stopped a retry loop: {what}; change the approach"
     return _refusal(error, promo)
+
+
+ENFORCEMENT_UNAVAILABLE = "spendgate_enforcement_unavailable"
+OUTAGE_RETRY_AFTER_S = 5
+
+
+def outage_refusal(stale_s: float) -> Refusal:
+    """The 503 answer while budgets cannot be checked (``enforcement.on_outage: refuse``): OpenAI's error
+    format, type ``server_error`` so clients and SDKs retry it after ``retry-after`` seconds."""
+    message = (f"spendgate cannot check budgets right now (its budget data is {int(stale_s)} s old) and is "
+               "configured to refuse spending requests until it can; try again shortly.")
+    error = {"message": message, "type": "server_error", "code": ENFORCEMENT_UNAVAILABLE, "param": None}
+    headers = {"content-type": "application/json", "retry-after": str(OUTAGE_RETRY_AFTER_S)}
+    return Refusal(503, headers, msgspec.json.encode({"error": error}))

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field, field_validator
+
+OnOutage = Literal["last_known", "refuse"]
 
 DEFAULT_CASCADES: dict[str, list[str]] = {
     "gpt-5.1": ["gpt-5.1-mini", "gpt-4.1-mini"],
@@ -31,6 +35,13 @@ class EnforcementSettings(BaseModel):
     """Re-read window for balance rows whose ledger transaction committed out of version order."""
     config_reload_s: float = 5.0
     """Full budget reload period, a safety net behind LISTEN/NOTIFY."""
+    on_outage: OnOutage = "last_known"
+    """What a proxy does while its balance view cannot be refreshed (the database is down) for longer
+    than ``outage_after_s``: ``last_known`` decides on the spend it knows (the last balances read plus
+    this proxy's own unsettled and reserved spend); ``refuse`` answers every request that can spend
+    with an OpenAI-format 503 until the view is fresh again. See docs/enforcement.md ("Outages")."""
+    outage_after_s: float = Field(default=10.0, gt=0)
+    """How long the balance view may go without a successful refresh before it counts as stale."""
 
     @field_validator("thresholds_pct")
     @classmethod

@@ -275,6 +275,38 @@ async def peer_pending(db: Queryable, instance: str, *, stale_after_s: float) ->
     return [(BalanceKey(r["scope"], PeriodKind(r["period"]), r["period_start"]), r["pending"]) for r in rows]
 
 
+async def lock_and_read(conn: Queryable, instance: str, keys: Sequence[BalanceKey], *,
+                        stale_after_s: float) -> list[tuple[BalanceKey, int, int, int]]:
+    """Inside a transaction: take each balance's confirmation lock (released at commit), then read, in
+    one snapshot taken after the locks, each one's settled spend, its version and every other live
+    proxy's pending sum: ``(key, spent, version, peers_pending)``.
+
+    Proxies that admit near a pause line do this one at a time per balance (``proxy.view``), so each sees
+    every reservation the others confirmed before it.
+    """
+    ordered = sorted(set(keys), key=lambda k: (k.scope, k.period.value, k.period_start))
+    await conn.execute(
+        """SELECT pg_advisory_xact_lock(h) FROM
+             (SELECT hashtextextended(s || '/' || p || '/' || d::text, 7) AS h, ord
+              FROM unnest($1::text[], $2::text[], $3::date[]) WITH ORDINALITY AS k(s, p, d, ord)
+              ORDER BY ord) AS locks""",
+        [k.scope for k in ordered], [k.period.value for k in ordered], [k.period_start for k in ordered],
+    )
+    rows = await conn.fetch(
+        """SELECT k.s AS scope, k.p AS period, k.d AS period_start,
+                  coalesce(b.spent_micros, 0) AS spent, coalesce(b.version, 0) AS version,
+                  coalesce((SELECT sum(e.pending_micros) FROM enforcement_pending e
+                            WHERE e.instance <> $4 AND e.updated_at > now() - make_interval(secs => $5)
+                              AND e.scope = k.s AND e.period = k.p AND e.period_start = k.d), 0)::bigint AS peers
+           FROM unnest($1::text[], $2::text[], $3::date[]) AS k(s, p, d)
+           LEFT JOIN balances b ON b.scope = k.s AND b.period = k.p AND b.period_start = k.d""",
+        [k.scope for k in ordered], [k.period.value for k in ordered], [k.period_start for k in ordered],
+        instance, stale_after_s,
+    )
+    return [(BalanceKey(r["scope"], PeriodKind(r["period"]), r["period_start"]), int(r["spent"]), int(r["version"]),
+             int(r["peers"])) for r in rows]
+
+
 async def put_pending(conn: Queryable, instance: str, sums: Sequence[tuple[BalanceKey, int]]) -> None:
     """Set this proxy's pending sums for these balances (and its heartbeat on them)."""
     await conn.execute(

@@ -1,0 +1,47 @@
+"""The ledger's admission check (pure): what it sanitises, what it refuses."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from spendgate.domain.errors import PoisonEventError
+from spendgate.ledger.admission import MAX_TEXT_BYTES, TEXT_FIELDS, admit, clean_text
+from tests.support.factories import usage_event
+
+
+@pytest.mark.parametrize("name", TEXT_FIELDS)
+def test_every_text_field_loses_its_control_characters(name: str) -> None:
+    """A NUL, an escape and a C1 character in any free-text field are stripped; nothing else changes."""
+    event = msgspec.structs.replace(usage_event(), **{name: "a\x00b\x1b[0m\x85c"})
+    admitted = admit(event)
+    assert getattr(admitted, name) == "ab[0mc"
+    assert msgspec.structs.replace(admitted, **{name: getattr(event, name)}) == event
+
+
+@pytest.mark.parametrize("name", TEXT_FIELDS)
+def test_every_text_field_is_capped_in_utf8_bytes(name: str) -> None:
+    """A value longer than MAX_TEXT_BYTES of UTF-8 is cut at a character boundary."""
+    admitted = admit(msgspec.structs.replace(usage_event(), **{name: "é" * 1000}))
+    assert getattr(admitted, name) == "é" * (MAX_TEXT_BYTES // 2)
+
+
+def test_a_clean_event_is_returned_as_is() -> None:
+    """The common case allocates nothing new."""
+    event = usage_event()
+    assert admit(event) is event
+
+
+def test_clean_text_never_splits_a_character() -> None:
+    """Cutting inside a four-byte character drops it whole."""
+    assert clean_text("a" + "😀" * 200).encode() == ("a" + "😀" * 127).encode()
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("output_tokens", 10**23), ("input_tokens", -1), ("cost_micros", 2**63), ("latency_ms", 2**31),
+    ("http_status", 1000), ("event_id", "nope"),
+])
+def test_impossible_values_are_refused_with_the_field_named(field: str, value: object) -> None:
+    """A number no request produces (or no column holds) is poison, and the reason names the field."""
+    with pytest.raises(PoisonEventError, match=field):
+        admit(msgspec.structs.replace(usage_event(), **{field: value}))
