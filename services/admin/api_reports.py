@@ -17,7 +17,7 @@ from spendgate.admin.directory import Forecasts, Teams, list_forecasts, list_tea
 from spendgate.admin.middleware import bad_request, json_response, not_found
 from spendgate.admin.openapi import Operation, Param
 from spendgate.admin.reports import Chargeback, chargeback
-from spendgate.admin.sessions import SessionDetail, SessionNotFound, session_detail
+from spendgate.admin.sessions import SessionAmbiguous, SessionDetail, SessionNotFound, session_detail
 from spendgate.admin.window import GROUPINGS, Filters, Window, parse_date
 from spendgate.domain.periods import zone
 
@@ -100,9 +100,12 @@ async def list_sessions(request: web.Request) -> web.Response:
 async def get_session(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     try:
-        detail = await session_detail(deps.pool, deps.prices, request.match_info["session_id"])
+        detail = await session_detail(deps.pool, deps.prices, request.match_info["session_id"],
+                                      _text(request, "developer"))
     except SessionNotFound as exc:
         raise not_found(str(exc)) from None
+    except SessionAmbiguous as exc:
+        raise bad_request(str(exc)) from None
     return json_response(detail)
 
 
@@ -153,8 +156,10 @@ def operations() -> list[Operation]:
         Operation("GET", "/v1/sessions", "listSessions", "Sessions as chargeback lines", list_sessions,
                   Chargeback, params=(*WINDOW_PARAMS, *FILTER_PARAMS), tags=("sessions",)),
         Operation("GET", "/v1/sessions/{session_id}", "getSession", "One session, its turns and requests",
-                  get_session, SessionDetail, errors=(404,), tags=("sessions",),
-                  params=(Param("session_id", {"type": "string"}, "the Codex session id", where="path"),)),
+                  get_session, SessionDetail, errors=(400, 404), tags=("sessions",),
+                  params=(Param("session_id", {"type": "string"}, "the Codex session id", where="path"),
+                          Param("developer", _TEXT, "the developer whose session it is (needed when the "
+                                "session id was used by several developers' keys)"))),
         Operation("GET", "/v1/teams", "listTeams", "Teams and cost centers with their developers and spend",
                   get_teams, Teams, errors=(), tags=("directory",)),
         Operation("GET", "/v1/forecasts", "listForecasts", "Latest month-end forecast per scope",

@@ -182,17 +182,21 @@ def list_cmd(ctx: Ctx, /, from_: str | None, to: str | None, tz: str | None, fmt
 
 @sessions.command("show")
 @click.argument("session_id")
+@click.option("--developer", default=None,
+              help="The developer whose session it is (needed when several developers' keys used the id).")
 @format_option(*DOCUMENT_FORMATS)
 @api_option
 @pass_ctx
-def show_cmd(ctx: Ctx, session_id: str, fmt: str, api_url: str | None) -> None:
-    """One session as a chargeback line, its turns, and every request of each turn (endpoint, stream)."""
+def show_cmd(ctx: Ctx, session_id: str, developer: str | None, fmt: str, api_url: str | None) -> None:
+    """One session as a chargeback line, its turns, and every request of each turn (endpoint, stream).
+    Session ids are chosen by the client, so a session is one developer's: when several developers' keys
+    sent the same id, name one with --developer."""
     from spendgate.admin import render
     from spendgate.admin.client import open_source
 
     async def go() -> str:
         async with open_source(ctx, api_url) as source:
-            return render.session(await source.session(session_id), fmt)
+            return render.session(await source.session(session_id, developer), fmt)
 
     click.echo(run(go()))
 

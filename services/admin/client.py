@@ -48,7 +48,7 @@ class Source(Protocol):
     async def sessions(self, from_date: date | None, to_date: date | None, filters: Filters,
                        tz: str | None = None) -> Chargeback: ...
 
-    async def session(self, session_id: str) -> SessionDetail: ...
+    async def session(self, session_id: str, developer: str | None = None) -> SessionDetail: ...
 
     async def keys(self, *, include_revoked: bool) -> KeyList: ...
 
@@ -116,12 +116,12 @@ class DatabaseSource:
                        tz: str | None = None) -> Chargeback:
         return await self.chargeback("session", from_date, to_date, filters, tz)
 
-    async def session(self, session_id: str) -> SessionDetail:
-        from spendgate.admin.sessions import SessionNotFound, session_detail
+    async def session(self, session_id: str, developer: str | None = None) -> SessionDetail:
+        from spendgate.admin.sessions import SessionAmbiguous, SessionNotFound, session_detail
 
         try:
-            return await session_detail(self.pool, self.prices, session_id)
-        except SessionNotFound as exc:
+            return await session_detail(self.pool, self.prices, session_id, developer)
+        except (SessionNotFound, SessionAmbiguous) as exc:
             raise SpendgateError(str(exc)) from None
 
     async def keys(self, *, include_revoked: bool) -> KeyList:
@@ -211,10 +211,11 @@ class ApiSource:
         return await self.call("GET", "/v1/sessions", Chargeback, query=_query(None, from_date, to_date, filters,
                                                                                 tz=tz))
 
-    async def session(self, session_id: str) -> SessionDetail:
+    async def session(self, session_id: str, developer: str | None = None) -> SessionDetail:
         from spendgate.admin.sessions import SessionDetail
 
-        return await self.call("GET", f"/v1/sessions/{quote(session_id, safe='')}", SessionDetail)
+        query = {"developer": developer} if developer else None
+        return await self.call("GET", f"/v1/sessions/{quote(session_id, safe='')}", SessionDetail, query=query)
 
     async def keys(self, *, include_revoked: bool) -> KeyList:
         from spendgate.admin.views import KeyList

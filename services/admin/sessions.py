@@ -12,7 +12,7 @@ from spendgate.admin.reports import ChargebackLine, chargeback
 from spendgate.admin.window import Filters, Window
 from spendgate.core.db import Queryable
 from spendgate.domain.pricing import PriceTable
-from spendgate.store.usage.store import SessionRequest, session_bounds, session_requests
+from spendgate.store.usage.store import SessionRequest, session_bounds, session_developers, session_requests
 
 
 class RequestLine(msgspec.Struct, frozen=True, kw_only=True):
@@ -54,24 +54,43 @@ class SessionDetail(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SessionNotFound(LookupError):
-    def __init__(self, session_id: str) -> None:
-        super().__init__(f"no usage recorded for session {session_id!r}")
+    def __init__(self, session_id: str, developer: str | None = None) -> None:
+        whose = f" of developer {developer!r}" if developer else ""
+        super().__init__(f"no usage recorded for session {session_id!r}{whose}")
         self.session_id = session_id
+
+
+class SessionAmbiguous(LookupError):
+    """Several developers' keys sent this session id (it is a client-chosen header): name one."""
+
+    def __init__(self, session_id: str, developers: list[str]) -> None:
+        super().__init__(f"session {session_id!r} was used by several developers ({', '.join(developers)}): "
+                         "name one with --developer (API: ?developer=)")
+        self.session_id, self.developers = session_id, developers
 
 
 _EPSILON = timedelta(microseconds=1)
 
 
-async def session_detail(conn: Queryable, prices: PriceTable, session_id: str) -> SessionDetail:
-    """The whole session, however long it ran; :class:`SessionNotFound` when it has no usage."""
-    bounds = await session_bounds(conn, session_id)
+async def session_detail(conn: Queryable, prices: PriceTable, session_id: str,
+                         developer: str | None = None) -> SessionDetail:
+    """The whole session of one developer, however long it ran; :class:`SessionNotFound` when it has no
+    usage. Session ids are client-chosen, so a session is namespaced by the key's developer: without
+    ``developer``, the one developer who used the id, or :class:`SessionAmbiguous` when several did."""
+    if developer is None:
+        developers = await session_developers(conn, session_id)
+        if len(developers) > 1:
+            raise SessionAmbiguous(session_id, developers)
+        developer = developers[0] if developers else None
+    bounds = await session_bounds(conn, session_id, developer)
     if bounds is None:
-        raise SessionNotFound(session_id)
+        raise SessionNotFound(session_id, developer)
     first_at, last_at = bounds
     window = Window(first_at.date(), last_at.date(), first_at, last_at + _EPSILON)
-    report = await chargeback(conn, prices, by="session", window=window, filters=Filters(session_id=session_id))
+    report = await chargeback(conn, prices, by="session", window=window,
+                              filters=Filters(session_id=session_id, developer=developer))
     turns: dict[str | None, list[SessionRequest]] = {}
-    for r in await session_requests(conn, session_id):
+    for r in await session_requests(conn, session_id, developer):
         turns.setdefault(r.turn_id, []).append(r)
     return SessionDetail(session_id=session_id, line=report.lines[0],
                          turns=[_turn(turn_id, reqs) for turn_id, reqs in turns.items()])

@@ -10,9 +10,9 @@ import aiohttp
 import asyncpg
 
 from spendgate.alerter.delivery import Clock, Deliverer, RetryPolicy, utc_now
-from spendgate.alerter.rules import Rules, load_rules
 from spendgate.alerter.secrets import Secrets
 from spendgate.alerter.targets import Directory, check_url
+from spendgate.core.alert_routes import Rules, load_rules
 from spendgate.core.bus import Bus
 from spendgate.core.config import Settings
 

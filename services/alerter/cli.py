@@ -14,8 +14,8 @@ import click
 from spendgate.core.clitools import CliError, Ctx, pass_ctx, run
 
 if TYPE_CHECKING:
-    from spendgate.alerter.rules import Rules
     from spendgate.alerter.secrets import Secrets
+    from spendgate.core.alert_routes import Rules
     from spendgate.core.config import Settings
     from spendgate.domain.alerts import Message
 
@@ -80,7 +80,7 @@ def send_test(ctx: Ctx, route_name: str) -> None:
 
     from spendgate.alerter.app import open_alerter
     from spendgate.alerter.delivery import deliver_with_retries
-    from spendgate.alerter.rules import DEVELOPER
+    from spendgate.core.alert_routes import DEVELOPER
     from spendgate.domain.ids import uuid7
     from spendgate.runtime import open_runtime
     from spendgate.store.alerts import store

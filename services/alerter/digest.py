@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from spendgate.alerter.rules import DEVELOPER, DigestSpec, Route
+from spendgate.core.alert_routes import DEVELOPER, DigestSpec, Route
 from spendgate.core.db import Conn
 from spendgate.domain.alerts import Fact, Message
 from spendgate.domain.ids import uuid7

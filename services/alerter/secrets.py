@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from pydantic import SecretStr
 
-from spendgate.alerter.rules import Rules, SecretRef, Value
+from spendgate.core.alert_routes import Rules, SecretRef, Value
 from spendgate.core.config import AlertSettings, SmtpSettings
 from spendgate.domain.errors import ConfigError
 

@@ -18,8 +18,8 @@ from spendgate.alerter.app import Alerter, open_alerter
 from spendgate.alerter.delivery import Clock, Dispatcher, utc_now
 from spendgate.alerter.digest import run_digest
 from spendgate.alerter.messages import build_message
-from spendgate.alerter.rules import DEVELOPER
 from spendgate.alerter.targets import developer_target
+from spendgate.core.alert_routes import DEVELOPER
 from spendgate.core.bus import Consumer, Record, TopicPartition
 from spendgate.core.logs import get_logger
 from spendgate.core.supervisor import Beat, wait_or_stop

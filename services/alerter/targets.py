@@ -9,11 +9,11 @@ import aiohttp
 from spendgate.alerter.channels import Channel, DeliveryError
 from spendgate.alerter.email import EmailChannel
 from spendgate.alerter.pagerduty import PagerDutyChannel
-from spendgate.alerter.rules import DEVELOPER, Rules, TargetSpec
 from spendgate.alerter.secrets import Secrets
 from spendgate.alerter.slack import SlackChannel
 from spendgate.alerter.teams import TeamsChannel
 from spendgate.alerter.webhook import WebhookChannel
+from spendgate.core.alert_routes import DEVELOPER, Rules, TargetSpec
 from spendgate.core.config import SmtpSettings
 from spendgate.domain.errors import ConfigError
 

@@ -71,10 +71,16 @@ class Alert:
 
     def facts(self) -> dict[str, str | None]:
         """What routes match on."""
-        return {
-            "stage": self.kind, "scope": self.scope.split(":", 1)[0], "cost_center": self.cost_center,
-            "team": self.team, "developer": self.developer, "period": self.period,
-        }
+        return route_facts(self.kind, self.scope, developer=self.developer, team=self.team,
+                           cost_center=self.cost_center, period=self.period)
+
+
+def route_facts(stage: str, scope: str, *, developer: str | None, team: str | None, cost_center: str | None,
+                period: str | None) -> dict[str, str | None]:
+    """What alert routes match on, for an alert of ``stage`` about ``scope``: the alerter's routing and
+    the proxy's pause message (who was alerted) build them here, so both name the same recipients."""
+    return {"stage": stage, "scope": scope.split(":", 1)[0], "cost_center": cost_center, "team": team,
+            "developer": developer, "period": period}
 
 
 def scope_name(scope: str) -> tuple[str, str | None]:

@@ -73,6 +73,10 @@ class UsageRecorded(msgspec.Struct, frozen=True, kw_only=True):
     upstream_request_id: str | None = None
     refusal_reason: RefusalReason | None = None
     """Why spendgate refused the request (status ``refused``); None for requests it forwarded."""
+    intent_estimate: bool = False
+    """True when the proxy died while the request was in flight: the event is the intent it spooled
+    before forwarding, with usage estimated from the request's size (``usage_source`` ``estimated``,
+    ``status`` ``incomplete``, ``http_status`` 0). The provider may have billed more or less."""
 
 
 class ThresholdCrossed(msgspec.Struct, frozen=True, kw_only=True):

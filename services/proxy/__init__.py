@@ -22,7 +22,11 @@ Hot path (``handler.py``), per request on ``/v1/*``:
    silent;
 5. relay the body chunk by chunk while the tap (``tap.py``) finds usage; a client that hangs up, a
    stream that breaks off or fails is still metered (``client_aborted`` / ``incomplete`` /
-   ``upstream_error``, output counted offline with o200k when the provider reported nothing);
+   ``upstream_error``, output counted offline with o200k when the provider reported nothing); a
+   stream the upstream breaks off, ends before its terminal event or stalls past the read timeout
+   ends for the client in ``response.failed`` (Responses) or a ``data: {"error": …}`` chunk (chat),
+   never a clean EOF (``stream_end.py``); an answer is a stream when labelled SSE or when the request
+   asked for one and it is not labelled JSON, so a stream labelled ``text/plain`` is still metered;
 6. build exactly one ``UsageRecorded`` (``metering.py``) and append it to the spool (``spool.py``)
    before the response completes; the writer (``emitter.py``) fsyncs in batches, publishes to the
    bus keyed by key id and deletes acknowledged segments; segments left by a crash or a bus outage

@@ -7,12 +7,16 @@ bus keyed by virtual key id, and deletes the segment once the bus acknowledged i
 down it keeps the segments and raises; the supervisor restarts the writer with backoff, and the
 restarted writer publishes at once (recreating topics for brokers that lost them), while requests go
 on being served. On start-up, segments a previous process left are replayed.
+
+``intend`` spools a request's intent before it is forwarded (``intents.py``): intent lines are never
+published; the writer drops the settled ones and carries the open ones forward.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from pathlib import Path
 
 from spendgate.core.bus import Bus
 from spendgate.core.logs import get_logger
@@ -20,6 +24,7 @@ from spendgate.core.supervisor import Beat, no_beat
 from spendgate.domain.constants import TOPIC_USAGE
 from spendgate.domain.errors import BusError
 from spendgate.domain.events import UsageRecorded, encode
+from spendgate.proxy.intents import OpenIntents, intent_key, parse_intent_key
 from spendgate.proxy.spool import Spool
 
 log = get_logger(__name__)
@@ -42,9 +47,18 @@ class Emitter:
         self._wake = asyncio.Event()
         self._failing = False
         """The last flush failed: repair the topic before publishing again."""
+        self.intents = OpenIntents()
+
+    def intend(self, estimate: UsageRecorded) -> None:
+        """Spool the intent of a request about to be forwarded: ``estimate`` is the event it gets if
+        the proxy dies first; the request's real event must carry the same ``event_id``."""
+        self.intents.add(estimate.event_id)
+        self.spool.append(intent_key(estimate.event_id, estimate.key_id),
+                          encode(estimate, source=self.source, subject=estimate.key_id))
 
     def emit(self, event: UsageRecorded) -> None:
         """Put the event on disk and wake the writer; never waits for the bus."""
+        self.intents.settle(event.event_id)
         self.spool.append(event.key_id, encode(event, source=self.source, subject=event.key_id))
         self._wake.set()
 
@@ -95,9 +109,10 @@ class Emitter:
             if segments and self._failing:
                 await self._repair()
             for segment in segments:
-                records = [(r.key, r.value) for r in self.spool.read(segment)]
+                records, intents = self._split(segment)
                 for i in range(0, len(records), PUBLISH_CHUNK):
                     await self._publish(records[i : i + PUBLISH_CHUNK])
+                self._carry(intents)  # no await between carrying the open intents and deleting
                 self.spool.remove(segment)
                 self.published += len(records)
         except (BusError, TimeoutError, OSError):
@@ -107,6 +122,26 @@ class Emitter:
         if self._failing:
             log.info("bus available again; spool flushed")
         self._failing = False
+
+    def _split(self, segment: Path) -> tuple[list[tuple[str | None, bytes]], list[tuple[str, str, bytes]]]:
+        """A sealed segment's event records (to publish) and its intents (event id, key, value)."""
+        events: list[tuple[str | None, bytes]] = []
+        intents: list[tuple[str, str, bytes]] = []
+        for record in self.spool.read(segment):
+            intent = parse_intent_key(record.key)
+            if intent is None:
+                events.append((record.key, record.value))
+            else:
+                intents.append((intent[0], record.key or "", record.value))
+        return events, intents
+
+    def _carry(self, intents: list[tuple[str, str, bytes]]) -> None:
+        """Append the intents of requests still in flight to the active segment; drop settled ones. Only
+        when their segment is about to be deleted, so each intent is on disk in exactly one segment
+        (carrying from a segment a failed flush keeps would copy it again on every retry)."""
+        for event_id, key, value in intents:
+            if event_id in self.intents:
+                self.spool.append(key, value)
 
     async def _publish(self, items: Sequence[tuple[str | None, bytes]]) -> None:
         await asyncio.wait_for(self.bus.publish_many(self.topic, items), self.publish_timeout_s)

@@ -27,13 +27,14 @@ from spendgate.proxy.view import BalanceView
 log = get_logger(__name__)
 
 NOT_FORWARDED_STATUSES = (502, 504)
+FAILED_STATUSES = frozenset({"upstream_error", "incomplete"})
 CONFIRM_TIMEOUT_S = 2.0
 """How long a confirmed admission may wait for its lock and reads before deciding from memory alone."""
 DATABASE_TROUBLE = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 
 async def admit_confirmed(enforcer: Enforcer, principal: Principal, model: str, *, session_id: str | None,
-                          raw: bytes, estimate: TokenEstimate) -> Admission:
+                          raw: bytes, estimate: TokenEstimate, cost_center: str | None = None) -> Admission:
     """``enforcer.admit``, confirmed near the pause line (:meth:`BalanceView.near_line`).
 
     There the balances and every proxy's pending spend are read fresh under a per-balance lock, the
@@ -47,21 +48,24 @@ async def admit_confirmed(enforcer: Enforcer, principal: Principal, model: str, 
     if keys and isinstance(view, BalanceView) and view.stale_s() > view.settings.outage_after_s:
         keys = []  # the database has not answered the view for a while: do not make each request wait on it
     if not keys:
-        return enforcer.admit(principal, model, session_id=session_id, raw=raw, estimate=estimate)
+        return enforcer.admit(principal, model, session_id=session_id, raw=raw, estimate=estimate,
+                              cost_center=cost_center)
     assert isinstance(view, BalanceView)
     admitted: Admission | None = None
     try:
         async with asyncio.timeout(CONFIRM_TIMEOUT_S), view.confirming, view.pool.acquire() as conn, \
                 conn.transaction():
             await view.confirm(conn, keys)
-            admitted = enforcer.admit(principal, model, session_id=session_id, raw=raw, estimate=estimate)
+            admitted = enforcer.admit(principal, model, session_id=session_id, raw=raw, estimate=estimate,
+                                      cost_center=cost_center)
             if admitted.reservation is not None:
                 await view.publish_confirmed(conn, keys)
     except DATABASE_TROUBLE as exc:
         log.warning("admission not confirmed near the pause line; decided from memory",
                     error=type(exc).__name__, scopes=sorted({k.scope for k in keys}))
     if admitted is None:
-        admitted = enforcer.admit(principal, model, session_id=session_id, raw=raw, estimate=estimate)
+        admitted = enforcer.admit(principal, model, session_id=session_id, raw=raw, estimate=estimate,
+                                  cost_center=cost_center)
     return admitted
 
 
@@ -78,7 +82,7 @@ class EnforcingDecider:
             now = self.enforcer.standing(principal)
             return Pass(now.stage.label, remaining_micros=now.remaining_micros)
         adm = await admit_confirmed(self.enforcer, principal, facts.model, session_id=facts.attribution.session_id,
-                                    raw=facts.body, estimate=facts.estimate)
+                                    raw=facts.body, estimate=facts.estimate, cost_center=key.cost_center)
         stage, retry, left = adm.decision.stage.label, adm.retry.retry, adm.decision.remaining_micros
         if adm.refusal is not None:
             loop = self.enforcer.retry_loop_event(adm, principal, cost_center=key.cost_center, key_id=key.key_id)
@@ -100,7 +104,8 @@ class EnforcingDecider:
                 and event.usage_source == "none":
             self.enforcer.abandon(adm)
             return
-        self.enforcer.complete(adm, event_id=event.event_id, cost_micros=event.cost_micros)
+        failed = event.status in FAILED_STATUSES or event.http_status >= 400
+        self.enforcer.complete(adm, event_id=event.event_id, cost_micros=event.cost_micros, failed=failed)
 
 
 class RetryLoopPublisher:

@@ -9,7 +9,10 @@ the script (``POST /_fake/script {"scenarios": [...]}``):
 - ``tool`` / ``tool:<command>``: an ``exec_command`` function call (Codex really runs it);
 - ``error:<status>``: an OpenAI-format error with that status;
 - ``failed``: a stream that ends in ``response.failed``;
-- ``truncated``: a stream that stops before ``response.completed``;
+- ``truncated``: a stream that stops before ``response.completed`` (the connection is dropped);
+- ``cut``: a stream that ends cleanly (EOF) before its terminal event, the way a broken-off proxy does;
+- ``stall``: a stream that sends its first events, then nothing for an hour (read timeouts);
+- ``mislabelled``: a normal stream served as ``text/plain`` instead of ``text/event-stream``;
 - ``hang``: answers nothing for an hour (timeouts);
 - ``absurd_usage``: a normal answer whose usage reports ``output_tokens`` 99999999999999999999999.
 
@@ -185,7 +188,7 @@ class FakeUpstream:
         if scenario == "absurd_usage":
             usage = (usage[0], usage[1], ABSURD_TOKENS, usage[3])
         include_usage = not chat or not stream or bool((body.get("stream_options") or {}).get("include_usage"))
-        reported = scenario not in ("truncated",) and include_usage
+        reported = scenario not in ("truncated", "cut", "stall") and include_usage
         if self.config.record:
             self.served.append(Served(
                 request.path, model, scenario, stream, *usage, reported=reported,
@@ -197,7 +200,8 @@ class FakeUpstream:
         if not stream:
             doc = chat_body(seq, model, text, usage) if chat else responses_body(seq, model, text, usage, tool)
             return web.Response(body=msgspec.json.encode(doc), content_type="application/json", headers=headers)
-        response = web.StreamResponse(headers={**headers, "Content-Type": "text/event-stream",
+        content_type = "text/plain; charset=utf-8" if scenario == "mislabelled" else "text/event-stream"
+        response = web.StreamResponse(headers={**headers, "Content-Type": content_type,
                                                "Cache-Control": "no-cache"})
         await response.prepare(request)
         events = (chat_chunks(seq, model, text, usage, include_usage, self.config.chunks) if chat
@@ -205,8 +209,10 @@ class FakeUpstream:
                                         failed=scenario == "failed"))
         interval = self.config.chunk_interval_ms / 1000
         for i, event in enumerate(events):
-            if scenario == "truncated" and i >= 4:
+            if scenario in ("truncated", "cut") and i >= 4:
                 break
+            if scenario == "stall" and i >= 4:
+                await asyncio.sleep(3600)
             await response.write(event)
             if interval and (chat or b".delta" in event[:60]):
                 await asyncio.sleep(interval)

@@ -33,10 +33,11 @@ from spendgate.proxy.decision import Decider, Refuse, RequestFacts, RewriteModel
 from spendgate.proxy.emitter import Emitter
 from spendgate.proxy.forwarding import budget_headers, client_headers, upstream_headers, upstream_url
 from spendgate.proxy.keycache import KeyCache
-from spendgate.proxy.metering import Outcome, Route, build_event, settle_units
+from spendgate.proxy.metering import Outcome, Route, build_event, intent_outcome, settle_units
 from spendgate.proxy.metrics import ProxyMetrics
 from spendgate.proxy.payload import Payload, PayloadError, parse
 from spendgate.proxy.routes import Resolved, RouteError, RouteTable
+from spendgate.proxy.stream_end import looks_like_sse, relays_as_stream, terminal_error_event
 from spendgate.proxy.tap import StreamTap
 from spendgate.proxy.usage import Usage, usage_from_body
 from spendgate.store.keys.store import VirtualKey
@@ -230,7 +231,7 @@ class Proxy:
     async def _forward_metered(self, request: web.Request, resolved: Resolved, body: bytes, facts: RequestFacts,
                                route: Route, strip_usage: bool, started: float,
                                budget: list[tuple[str, str]]) -> web.StreamResponse:
-        outcome = Outcome("upstream_error", 502)
+        outcome = Outcome("upstream_error", 502, event_id=self._intend(facts, route, started))
         tap: StreamTap | None = None
         try:
             try:
@@ -245,8 +246,13 @@ class Proxy:
                 outcome.upstream_request_id = upstream.headers.get("x-request-id")
                 headers = client_headers(upstream.headers, drop_model_headers=route.model_used != route.model_requested)
                 headers.extend(budget)
-                if upstream.status >= 400 or "text/event-stream" not in upstream.headers.get("content-type", ""):
-                    return await self._relay_body(request, upstream, headers, facts, route, outcome, started)
+                content_type = upstream.headers.get("content-type", "")
+                if not relays_as_stream(status=upstream.status, content_type=content_type,
+                                        requested_stream=facts.stream):
+                    return await self._relay_body(request, upstream, headers, facts, route, outcome, started,
+                                                  strip_usage)
+                if "text/event-stream" not in content_type:
+                    headers["Content-Type"] = "text/event-stream"  # a stream mislabelled by the upstream
                 tap = StreamTap(strip_usage_chunk=strip_usage)
                 return await self._relay_stream(request, upstream, headers, tap, facts, route, outcome, started)
         finally:
@@ -259,7 +265,8 @@ class Proxy:
                     self._emit(facts, route, outcome, started)
 
     async def _relay_body(self, request: web.Request, upstream: aiohttp.ClientResponse, headers: Any,
-                          facts: RequestFacts, route: Route, outcome: Outcome, started: float) -> web.Response:
+                          facts: RequestFacts, route: Route, outcome: Outcome, started: float,
+                          strip_usage: bool) -> web.Response:
         try:
             data = await upstream.read()
         except TimeoutError:
@@ -274,6 +281,10 @@ class Proxy:
             outcome.status = "client_aborted"  # the client left while the answer was produced: still paid for
         if route.metering == "tokens":
             usage = usage_from_body(data) if upstream.status < 400 else None
+            if usage is None and upstream.status < 400 and looks_like_sse(data):
+                tap = StreamTap(strip_usage_chunk=strip_usage)  # a stream labelled as something else
+                data = tap.feed(data) + tap.flush()
+                usage = tap.usage
             if usage is not None and not usage.anomalous:
                 outcome.usage, outcome.usage_source = usage, "reported"
             elif outcome.status != "upstream_error":
@@ -288,6 +299,8 @@ class Proxy:
                             started: float) -> web.StreamResponse:
         response = web.StreamResponse(status=upstream.status, headers=headers)
         outcome.status = "incomplete"
+        broken: str | None = None
+        # what the upstream did wrong, when the stream did not end with its terminal event
         try:
             await response.prepare(request)
             async for chunk in upstream.content.iter_any():
@@ -299,10 +312,14 @@ class Proxy:
             rest = tap.flush()
             if rest:
                 await response.write(rest)
+            if tap.outcome is None:
+                broken = "ended its stream before the final event"
         except CLIENT_GONE:
             outcome.status = "client_aborted"
+        except TimeoutError:
+            broken = f"sent nothing for {self.s.read_timeout_s:g} s"  # a stalled stream: still cost money
         except UPSTREAM_BROKE_OFF:
-            outcome.status = "incomplete"  # the upstream broke off; what it streamed still cost money
+            broken = "broke off its stream"  # what it streamed still cost money
         if tap.usage is not None and tap.usage.anomalous:
             log.warning("upstream reported impossible token counts; metering the estimate", endpoint=facts.endpoint)
         elif tap.usage is not None:
@@ -320,6 +337,8 @@ class Proxy:
         self._emit(facts, route, outcome, started)  # spooled before the client sees the end
         if not (request.transport is None or request.transport.is_closing()):
             with contextlib.suppress(*CLIENT_GONE):
+                if broken is not None and outcome.status != "ok":
+                    await response.write(terminal_error_event(facts.endpoint, broken))
                 await response.write_eof()
         return response
 
@@ -340,6 +359,16 @@ class Proxy:
                             latency_ms=_ms_since(started), instance=self.s.instance, stream=stream)
         self.s.emitter.emit(event)
         self.s.metrics.observe(event)
+
+    def _intend(self, facts: RequestFacts, route: Route, started: float) -> str:
+        """Spool the request's intent before forwarding it (``intents.py``); returns the event id the
+        request's real event must carry to settle it."""
+        intent = intent_outcome(facts.estimate)
+        self.s.emitter.intend(build_event(key=facts.key, attribution=facts.attribution, endpoint=facts.endpoint,
+                                          route=route, outcome=intent, latency_ms=_ms_since(started),
+                                          instance=self.s.instance, stream=facts.stream))
+        assert intent.event_id is not None
+        return intent.event_id
 
     def _emit(self, facts: RequestFacts, route: Route, outcome: Outcome, started: float) -> None:
         event = build_event(key=facts.key, attribution=facts.attribution, endpoint=facts.endpoint, route=route,

@@ -42,6 +42,9 @@ class Outcome:
     emitted: bool = False
     unit_cost_micros: int | None = None
     """The cost of a request priced per unit (images, seconds of audio) rather than per token."""
+    event_id: str | None = None
+    """The id the request's event gets: its intent's, once one was spooled."""
+    intent_estimate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +111,7 @@ def build_event(
         cost = cost_micros(price, input_tokens=u.input_tokens, cached_tokens=u.cached_tokens,
                            output_tokens=u.output_tokens)
     return UsageRecorded(
-        event_id=new_id(),
+        event_id=outcome.event_id or new_id(),
         occurred_at=datetime.now(UTC),
         proxy_instance=instance,
         key_id=key.key_id,
@@ -140,4 +143,12 @@ def build_event(
         ttfb_ms=outcome.ttfb_ms,
         upstream_request_id=outcome.upstream_request_id,
         refusal_reason=outcome.refusal_reason,
+        intent_estimate=outcome.intent_estimate,
     )
+
+
+def intent_outcome(estimate: TokenEstimate) -> Outcome:
+    """What a request is recorded as if the proxy dies while it is in flight (its intent): the
+    pre-forward estimate of its tokens, no answer seen (``http_status`` 0)."""
+    usage = Usage(estimate.input_tokens, estimate.cached_tokens, estimate.output_tokens, 0)
+    return Outcome("incomplete", 0, usage, "estimated", event_id=new_id(), intent_estimate=True)

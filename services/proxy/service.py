@@ -24,10 +24,11 @@ from spendgate.proxy.enforcing import EnforcingDecider, RetryLoopPublisher
 from spendgate.proxy.forwarding import create_client_session
 from spendgate.proxy.handler import ProxyState
 from spendgate.proxy.httpserver import QuietAppRunner, server_kwargs
+from spendgate.proxy.intents import recover as recover_intents
 from spendgate.proxy.keycache import KeyCache
 from spendgate.proxy.routes import RouteTable
 from spendgate.proxy.spool import Spool
-from spendgate.proxy.wiring import enforcement
+from spendgate.proxy.wiring import Recipients, enforcement
 from spendgate.runtime import Runtime
 
 log = get_logger(__name__)
@@ -83,6 +84,7 @@ class ProxyServer:
     async def _start(self) -> None:
         s = self.runtime.settings
         self.spool.adopt_orphans()
+        recover_intents(self.spool)
         await self.keys.refresh()
         http = create_client_session(connect_timeout_s=s.upstream_connect_timeout_s,
                                      read_timeout_s=s.upstream_read_timeout_s)
@@ -135,7 +137,7 @@ def _bound_port(site: web.TCPSite) -> int:
 
 @contextlib.asynccontextmanager
 async def enforcing_decider(runtime: Runtime, *, clock: Callable[[], datetime] | None = None,
-                            alerted: Callable[[str], list[str]] | None = None) -> AsyncIterator[EnforcingDecider]:
+                            alerted: Recipients | None = None) -> AsyncIterator[EnforcingDecider]:
     """The enforcement stack (view, book, detector) behind the Decider seam, retry loops published to
     the budget topic; ``clock`` replaces the wall clock for budget periods (tests move it past a reset)."""
     settings = runtime.settings

@@ -4,30 +4,50 @@
         admission = enforcer.admit(...)
 
 Checks at start-up that every cascade model has a price (a ConfigError now, not at 95 %), loads
-budgets and balances, and keeps the view fresh until the context exits.
+budgets and balances, and keeps the view fresh until the context exits. The alert routes file
+(``alerts.routes_file``) is read once here, so a pause response names who was alerted.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 
 import asyncpg
 
+from spendgate.core.alert_routes import load_rules
 from spendgate.core.config import Settings
+from spendgate.core.logs import get_logger
 from spendgate.core.supervisor import Supervisor
 from spendgate.domain.enforcement.enforcer import Enforcer
 from spendgate.domain.enforcement.policy import Policy
 from spendgate.domain.enforcement.retry import RetryDetector
+from spendgate.domain.errors import ConfigError
 from spendgate.domain.events import new_id
 from spendgate.proxy.view import BalanceView
+
+log = get_logger(__name__)
+Recipients = Callable[[Mapping[str, str | None]], list[str]]
+
+
+def alert_recipients(settings: Settings) -> Recipients | None:
+    """Who the alert routes notify of an alert, by its route facts; None without a readable routes file
+    (the pause then names "your spendgate admin": a broken routes file must not stop metering)."""
+    path = settings.alerts.routes_file
+    if path is None:
+        return None
+    try:
+        return load_rules(path).recipients
+    except ConfigError as exc:
+        log.warning("alert routes not readable; pause responses will not name recipients", error=exc.message)
+        return None
 
 
 @contextlib.asynccontextmanager
 async def enforcement(settings: Settings, pool: asyncpg.Pool, dsn: str, *,
                       clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                      alerted: Callable[[str], list[str]] | None = None,
+                      alerted: Recipients | None = None,
                       supervisor: Supervisor | None = None) -> AsyncIterator[Enforcer]:
     """A started :class:`Enforcer` over a live :class:`BalanceView` (its refresh loop run by
     ``supervisor``, the runtime's in a service); stopped on exit."""
@@ -40,7 +60,7 @@ async def enforcement(settings: Settings, pool: asyncpg.Pool, dsn: str, *,
     await view.start()
     try:
         yield Enforcer(view, prices=prices, detector=RetryDetector(default_cap=cfg.retry_cap), clock=clock,
-                       alerted=alerted, stale_s=view.stale_s, on_outage=cfg.on_outage,
-                       outage_after_s=cfg.outage_after_s)
+                       alerted=alerted or alert_recipients(settings), stale_s=view.stale_s,
+                       on_outage=cfg.on_outage, outage_after_s=cfg.outage_after_s)
     finally:
         await view.stop()

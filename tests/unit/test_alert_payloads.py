@@ -11,7 +11,7 @@ from spendgate.alerter import email, pagerduty, slack, teams, webhook
 from spendgate.alerter.channels import parse_retry_after
 from spendgate.alerter.delivery import RetryPolicy
 from spendgate.alerter.digest import last_due
-from spendgate.alerter.rules import DigestSpec
+from spendgate.core.alert_routes import DigestSpec
 from spendgate.domain.alerts import Fact, Message, SessionLine, alert_from_event
 from spendgate.domain.events import ForecastUpdated, ThresholdCrossed
 from spendgate.domain.ids import uuid7

@@ -9,8 +9,8 @@ import pytest
 from pydantic import SecretStr
 
 from spendgate.alerter.app import load_checked_rules
-from spendgate.alerter.rules import parse_rules
 from spendgate.alerter.secrets import Secrets
+from spendgate.core.alert_routes import parse_rules
 from spendgate.core.config import AlertSettings, Settings
 from spendgate.domain.errors import ConfigError
 

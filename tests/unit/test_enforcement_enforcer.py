@@ -86,10 +86,15 @@ def test_paused_budget_is_refused_without_a_reservation() -> None:
 
 
 def test_retry_loop_is_refused_even_with_budget_left() -> None:
-    """A session past its retry cap is refused with retry_budget_exhausted regardless of budget."""
+    """A session past its retry cap (identical re-sends after failures) is refused with
+    retry_budget_exhausted regardless of budget."""
     enf, _ = enforcer()
     raw = body()
-    adms = [enf.admit(ALICE, "gpt-5.1", session_id="s1", raw=raw, estimate=estimate(raw)) for _ in range(4)]
+    adms = []
+    for _ in range(4):
+        adms.append(adm := enf.admit(ALICE, "gpt-5.1", session_id="s1", raw=raw, estimate=estimate(raw)))
+        if adm.refusal is None:
+            enf.complete(adm, event_id="e", cost_micros=1, failed=True)
     assert [a.refusal is not None for a in adms] == [False, False, False, True]
     assert adms[3].refusal is not None and adms[3].refusal.json()["error"]["code"] == "retry_budget_exhausted"
     assert adms[1].retry.retry and adms[3].refusal_reason == "retry_budget" and adms[0].refusal_reason is None
@@ -144,7 +149,7 @@ def test_retry_loop_event_is_built_once_with_the_retry_spend() -> None:
     for i in range(6):
         adm = enf.admit(ALICE, "gpt-5.1", session_id="s1", raw=raw, estimate=estimate(raw))
         if adm.refusal is None:
-            enf.complete(adm, event_id=f"e{i}", cost_micros=100)
+            enf.complete(adm, event_id=f"e{i}", cost_micros=100, failed=True)
         events.append(enf.retry_loop_event(adm, ALICE, cost_center="cc1"))
     found = [e for e in events if e is not None]
     assert len(found) == 1 and events[3] is found[0]

@@ -89,15 +89,34 @@ def test_per_scope_cap_overrides_the_default() -> None:
     assert RetryDetector(default_cap=3).observe("s2", b, cap=2).exhausted
 
 
-def test_identical_resent_requests_are_retries() -> None:
-    """The same body sent again and again is counted per session; a different body resets it."""
+def test_identical_resent_requests_after_failures_are_retries() -> None:
+    """The same body re-sent after each attempt failed is counted per session; a different body resets it."""
     det = RetryDetector(default_cap=3)
     b = body(call(0, "ls", 0))
-    verdicts = [det.observe("s1", b, raw=b"same") for _ in range(5)]
+    verdicts = []
+    for _ in range(5):
+        verdicts.append(det.observe("s1", b, raw=b"same"))
+        det.outcome("s1", failed=True)
     assert [v.retries for v in verdicts] == [0, 1, 2, 3, 4]
     assert verdicts[3].exhausted and verdicts[3].kind == "resend" and verdicts[3].first_exhaustion
     assert det.observe("s1", b, raw=b"different").retries == 0
     assert det.observe("s2", b, raw=b"same").retries == 0
+
+
+def test_identical_successful_requests_are_not_retries() -> None:
+    """Two successes in a row with the same body (a fixed prompt_cache_key) are never a retry."""
+    det = RetryDetector(default_cap=3)
+    b = body(call(0, "ls", 0))
+    for _ in range(6):
+        assert det.observe("s1", b, raw=b"same").retries == 0
+        det.outcome("s1", failed=False)
+
+
+def test_a_resend_ending_in_a_failed_tool_call_is_a_retry() -> None:
+    """A re-sent body whose history ends in a failed tool call counts even when the last answer succeeded."""
+    det = RetryDetector(default_cap=9)
+    raw = json.dumps(body(call(0, "ls /nope", 2))).encode()
+    assert [det.observe("s1", raw=raw).retries for _ in range(3)] == [0, 1, 2]
 
 
 def test_sessions_are_bounded() -> None:

@@ -9,11 +9,12 @@ real cost (unsettled until the ledger folds the event).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+from spendgate.domain.alerts import route_facts
 from spendgate.domain.enforcement.balances import BalanceKey
 from spendgate.domain.enforcement.decision import Decision, RequestFacts
 from spendgate.domain.enforcement.estimate import TokenEstimate, estimated_cost_micros
@@ -52,6 +53,8 @@ class Admission:
     session_id: str | None
     outage: bool = False
     """Refused because the view was stale (``on_outage: refuse``), not because of a budget."""
+    owner: str | None = None
+    """Whose the session is (the key's developer): retry counts are namespaced by it."""
 
     @property
     def model(self) -> str:
@@ -71,36 +74,45 @@ class Admission:
 class Enforcer:
     def __init__(self, view: DecisionSource, *, prices: PriceTable, detector: RetryDetector,
                  clock: Callable[[], datetime] | None = None,
-                 alerted: Callable[[str], list[str]] | None = None,
+                 alerted: Callable[[Mapping[str, str | None]], list[str]] | None = None,
                  stale_s: Callable[[], float] | None = None, on_outage: OnOutage = "last_known",
                  outage_after_s: float = 10.0) -> None:
-        """``stale_s``: how long ago the view was last refreshed; with ``on_outage="refuse"`` a request
-        that can spend is refused (503) once that passes ``outage_after_s``."""
+        """``alerted``: who is notified of a pause alert with these route facts (``route_facts``), named
+        in the pause response; without it the response says "your spendgate admin". ``stale_s``: how
+        long ago the view was last refreshed; with ``on_outage="refuse"`` a request that can spend is
+        refused (503) once that passes ``outage_after_s``."""
         self.view, self.prices, self.detector = view, prices, detector
         self._stale_s = stale_s
         self._refuse_after_s = outage_after_s if on_outage == "refuse" else None
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._alerted = alerted or (lambda _scope: [])
+        self._alerted = alerted or (lambda _facts: [])
 
     def admit(self, principal: Principal, model: str, *, session_id: str | None, raw: bytes,
-              estimate: TokenEstimate) -> Admission:
+              estimate: TokenEstimate, cost_center: str | None = None) -> Admission:
         """Decide a request before forwarding; reserve its estimated cost unless it is refused."""
         facts = RequestFacts(principal, model, estimate.input_tokens, session_id)
-        verdict = self.detector.observe(session_id, raw=raw, cap=self.view.retry_cap(principal))
+        owner = principal.developer
+        verdict = self.detector.observe(session_id, raw=raw, cap=self.view.retry_cap(principal), owner=owner)
         decision = self.view.decide(facts)
         stale_s = self.stale_s()
         if self._refuse_after_s is not None and stale_s > self._refuse_after_s:
-            return Admission(decision, verdict, estimate, None, outage_refusal(stale_s), session_id, outage=True)
+            return Admission(decision, verdict, estimate, None, outage_refusal(stale_s), session_id, outage=True,
+                             owner=owner)
         refusal: Refusal | None = None
         if verdict.exhausted:
             refusal = retry_refusal(verdict, now=self._clock())
         elif decision.refused:
             assert decision.decided_by is not None
-            refusal = pause_refusal(decision, alerted=self._alerted(decision.decided_by.scope))
+            by = decision.decided_by
+            route = route_facts("pause", by.scope, developer=principal.developer, team=principal.team,
+                                cost_center=cost_center, period=by.key.period.value)
+            refusal = pause_refusal(decision, alerted=self._alerted(route))
+        if refusal is not None:
+            self.detector.outcome(session_id, failed=True, owner=owner)  # a re-send of a refusal is a retry
         reservation = None
         if refusal is None and decision.keys:
             reservation = self.view.book.reserve(decision.keys, self._estimated_cost(decision.model_used, estimate))
-        return Admission(decision, verdict, estimate, reservation, refusal, session_id)
+        return Admission(decision, verdict, estimate, reservation, refusal, session_id, owner=owner)
 
     def stale_s(self) -> float:
         """Seconds since the view was last refreshed (0 when nobody measures it)."""
@@ -111,15 +123,18 @@ class Enforcer:
         retry check, no reservation."""
         return self.view.decide(RequestFacts(principal, "", 0))
 
-    def complete(self, admission: Admission, *, event_id: str, cost_micros: int) -> None:
-        """Replace the reservation by the real cost."""
+    def complete(self, admission: Admission, *, event_id: str, cost_micros: int, failed: bool = False) -> None:
+        """Replace the reservation by the real cost; ``failed``: the request ended in an error (so an
+        identical re-send of it is a retry)."""
+        self.detector.outcome(admission.session_id, failed=failed, owner=admission.owner)
         if admission.reservation is not None:
             self.view.book.settle(admission.reservation, event_id=event_id, cost_micros=cost_micros)
         if admission.retry.retry:
-            self.detector.add_retry_cost(admission.session_id, cost_micros)
+            self.detector.add_retry_cost(admission.session_id, cost_micros, owner=admission.owner)
 
     def abandon(self, admission: Admission) -> None:
-        """The request never reached the provider: drop its reservation at no cost."""
+        """The request never reached the provider: drop its reservation at no cost. Not a failure for
+        retry counting: a re-send after the provider was unreachable spent nothing the first time."""
         if admission.reservation is not None:
             self.view.book.release(admission.reservation)
 
@@ -133,7 +148,8 @@ class Enforcer:
             detection_id=new_id(), session_id=admission.session_id or "", key_id=key_id or principal.key_id,
             developer=principal.developer, team=principal.team, cost_center=cost_center,
             tool_name=v.tool_name or "", command=v.command or "(identical request re-sent)", retries=v.retries,
-            retry_cost_micros=self.detector.retry_cost_micros(admission.session_id), detected_at=self._clock(),
+            retry_cost_micros=self.detector.retry_cost_micros(admission.session_id, owner=admission.owner),
+            detected_at=self._clock(),
         )
 
     def _estimated_cost(self, model: str, estimate: TokenEstimate) -> int:

@@ -3,8 +3,18 @@
 Codex re-sends the whole history every request, so a loop is visible in one body: the tail of the
 current turn holds the same ``function_call`` (name + arguments) again and again, each followed by a
 ``function_call_output`` that failed (``Process exited with code N``, N ≠ 0). A streak of ``k``
-identical failing calls is ``k − 1`` retries. Identical re-sent bodies are counted per session as well.
-A different command, a success or a new user message ends the streak.
+identical failing calls is ``k − 1`` retries. Identical re-sent bodies are counted per session as well,
+but only when the re-send follows a failure: the previous identical request ended in an error (an error
+status, a broken stream, a refusal: :meth:`RetryDetector.outcome`) or the body itself ends in a failed
+tool call. Two successes in a row are never a retry (a client with a fixed ``prompt_cache_key`` sends
+the same body again on purpose). A different command, a success or a new user message ends the streak.
+
+Sessions are namespaced by their owner (the developer, from the key: never from a header), so another
+key holder sending someone else's session id neither adds to nor resets that session's count. And
+every count is kept per owner as well as per session, the larger winning: a client that changes its
+session id on every request (or trims the history to the last call) is still counted, by the
+consecutive requests of the developer that end in the same failing command, or re-send the same body
+after a failure.
 
 A request whose history shows at least one retry is *retry spend* (flag it on the usage event). Once a
 session has made ``cap`` retries (default 3, per scope configurable, at least 1), the next request is
@@ -187,9 +197,15 @@ def fingerprint(data: bytes) -> bytes:
 class _State:
     digest: bytes = b""
     resends: int = 0
+    failed: bool = False
+    """The last request of the session failed (error status, broken stream, refusal)."""
     retry_cost_micros: int = 0
     reported: str | None = None
     """The loop already announced, so ``first_exhaustion`` fires once per loop."""
+    command: tuple[str, str] | None = None
+    """The failing command (name, arguments) the owner's last request ended with (owner states only)."""
+    command_runs: int = 0
+    """Consecutive requests of the owner ending with ``command``."""
 
 
 class RetryDetector:
@@ -201,44 +217,76 @@ class RetryDetector:
         self._sessions: OrderedDict[str, _State] = OrderedDict()
 
     def observe(self, session_id: str | None, body: Mapping[str, Any] | None = None, *,
-                raw: bytes | None = None, cap: int | None = None) -> RetryVerdict:
+                raw: bytes | None = None, cap: int | None = None, owner: str | None = None) -> RetryVerdict:
         """Count this request's retries; call once per request, before forwarding it.
 
         Give the raw body (``raw``; decoded here, typed and fast) or the parsed one (``body``).
+        ``owner`` (the developer the key belongs to) namespaces the session and is counted itself.
         """
         if raw is None and body is None:
             raise ValueError("observe needs the request body, raw or parsed")
         limit = self.default_cap if cap is None else cap
         streak = failing_streak(input_items(raw) if raw is not None else items_of(body or {}))
-        if not session_id:
-            return _tool_verdict(streak, limit) if streak and streak.count > 1 else NO_RETRY
-        state = self._state(session_id)
+        states = self._states(session_id, owner)
+        verdict = _tool_verdict(streak, limit) if streak is not None and streak.count > 1 else NO_RETRY
+        if not states:
+            return verdict
         digest = fingerprint(raw if raw is not None else msgspec.json.encode(body))
-        state.resends = state.resends + 1 if digest == state.digest else 0
-        state.digest = digest
-        verdict = NO_RETRY
-        if streak is not None and streak.count > 1:
-            verdict = _tool_verdict(streak, limit)
-        if state.resends > verdict.retries:
-            verdict = RetryVerdict("resend", state.resends, limit)
+        for state in states:
+            follows_failure = state.failed or streak is not None
+            state.resends = state.resends + 1 if digest == state.digest and follows_failure else 0
+            state.digest = digest
+            state.failed = False  # until :meth:`outcome` says otherwise
+            if state.resends > verdict.retries:
+                verdict = RetryVerdict("resend", state.resends, limit)
+        if owner:
+            verdict = self._owner_command(states[-1], streak, verdict, limit)
         if verdict.exhausted:
             mark = f"{verdict.kind}:{verdict.tool_name}:{verdict.command}"
-            if state.reported != mark:
-                state.reported = mark
+            if all(state.reported != mark for state in states):
                 verdict = RetryVerdict(verdict.kind, verdict.retries, limit, verdict.tool_name,
                                        verdict.command, first_exhaustion=True)
+            for state in states:
+                state.reported = mark
         elif not verdict.retry:
-            state.reported = None
+            for state in states:
+                state.reported = None
         return verdict
 
-    def add_retry_cost(self, session_id: str | None, cost_micros: int) -> None:
+    @staticmethod
+    def _owner_command(state: _State, streak: FailingStreak | None, verdict: RetryVerdict,
+                       limit: int) -> RetryVerdict:
+        """Count the owner's consecutive requests ending in the same failing command (whatever their
+        session or how much history they carry)."""
+        if streak is None:
+            state.command, state.command_runs = None, 0
+            return verdict
+        command = (streak.name, streak.arguments)
+        state.command_runs = state.command_runs + 1 if command == state.command else 1
+        state.command = command
+        if state.command_runs - 1 > verdict.retries:
+            return _tool_verdict(FailingStreak(streak.name, streak.arguments, state.command_runs), limit)
+        return verdict
+
+    def outcome(self, session_id: str | None, *, failed: bool, owner: str | None = None) -> None:
+        """How the session's last request ended: a failure makes an identical re-send a retry."""
+        for key in _keys(session_id, owner):
+            state = self._sessions.get(key)
+            if state is not None:
+                state.failed = failed
+
+    def add_retry_cost(self, session_id: str | None, cost_micros: int, *, owner: str | None = None) -> None:
         """Count the real cost of a request that was retry spend (reported in ``RetryLoopDetected``)."""
         if session_id and cost_micros > 0:
-            self._state(session_id).retry_cost_micros += cost_micros
+            self._state(_session_key(session_id, owner)).retry_cost_micros += cost_micros
 
-    def retry_cost_micros(self, session_id: str | None) -> int:
-        state = self._sessions.get(session_id) if session_id else None
+    def retry_cost_micros(self, session_id: str | None, *, owner: str | None = None) -> int:
+        state = self._sessions.get(_session_key(session_id, owner)) if session_id else None
         return state.retry_cost_micros if state else 0
+
+    def _states(self, session_id: str | None, owner: str | None) -> list[_State]:
+        """The states a request counts in: its (namespaced) session's, then its owner's."""
+        return [self._state(key) for key in _keys(session_id, owner)]
 
     def _state(self, session_id: str) -> _State:
         state = self._sessions.get(session_id)
@@ -249,6 +297,17 @@ class RetryDetector:
         else:
             self._sessions.move_to_end(session_id)
         return state
+
+
+def _session_key(session_id: str, owner: str | None) -> str:
+    return f"{owner}\x00{session_id}" if owner else session_id
+
+
+def _keys(session_id: str | None, owner: str | None) -> list[str]:
+    keys = [_session_key(session_id, owner)] if session_id else []
+    if owner:
+        keys.append(f"{owner}\x00*")  # the owner's own state (no session key ends in NUL + "*")
+    return keys
 
 
 def _tool_verdict(streak: FailingStreak, cap: int) -> RetryVerdict:

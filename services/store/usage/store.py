@@ -367,11 +367,20 @@ async def cache_rows(db: Queryable, column: str, usage: UsageFilter) -> list[Cac
     ) for r in rows if r["input_tokens"] is not None]
 
 
-async def session_bounds(db: Queryable, session_id: str) -> tuple[datetime, datetime] | None:
-    """When the session's first and last events occurred; None when it has none."""
+async def session_developers(db: Queryable, session_id: str) -> list[str]:
+    """The developers (from their keys) whose requests named this session id (a client-chosen label)."""
+    rows = await db.fetch("SELECT DISTINCT developer FROM usage_events WHERE session_id = $1 ORDER BY 1",
+                          session_id)
+    return [str(r["developer"]) for r in rows]
+
+
+async def session_bounds(db: Queryable, session_id: str,
+                         developer: str | None = None) -> tuple[datetime, datetime] | None:
+    """When the session's first and last events occurred (of ``developer``'s requests, when given);
+    None when it has none."""
     row = await db.fetchrow(
         "SELECT min(occurred_at) AS first_at, max(occurred_at) AS last_at FROM usage_events "
-        "WHERE session_id = $1", session_id)
+        "WHERE session_id = $1 AND ($2::text IS NULL OR developer = $2)", session_id, developer)
     if row is None or row["first_at"] is None:
         return None
     return row["first_at"], row["last_at"]
@@ -397,12 +406,13 @@ class SessionRequest(NamedTuple):
     retry: bool
 
 
-async def session_requests(db: Queryable, session_id: str) -> list[SessionRequest]:
-    """Every request of the session in time order."""
+async def session_requests(db: Queryable, session_id: str, developer: str | None = None) -> list[SessionRequest]:
+    """Every request of the session (of ``developer``, when given) in time order."""
     rows = await db.fetch(
         "SELECT event_id::text, occurred_at, turn_id, endpoint, stream, model_requested, model_used, route_reason, "
         "stage, status, input_tokens, cached_tokens, output_tokens, reasoning_tokens, cost_micros, retry "
-        "FROM usage_events WHERE session_id = $1 ORDER BY occurred_at, event_id", session_id)
+        "FROM usage_events WHERE session_id = $1 AND ($2::text IS NULL OR developer = $2) "
+        "ORDER BY occurred_at, event_id", session_id, developer)
     return [SessionRequest(*r) for r in rows]
 
 

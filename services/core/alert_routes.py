@@ -1,5 +1,9 @@
 """Routing rules: which alerts go to which targets, now or in a digest. Pure apart from reading the file.
 
+Shared infrastructure because two services read it: the alerter routes and delivers by it, and the
+proxy names who was alerted in its pause response (:meth:`Rules.recipients`: target names only, never
+a URL, routing key or token).
+
 The routes file is parsed with PyYAML's node API so every error names the line it is about::
 
     targets:
@@ -28,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from spendgate.alerter.yamlnodes import Located, Node, RuleError, as_list, as_mapping, as_scalar, compose
+from spendgate.core.yamlnodes import Located, Node, RuleError, as_list, as_mapping, as_scalar, compose
 from spendgate.domain.errors import ConfigError
 from spendgate.domain.periods import zone
 
@@ -112,6 +116,25 @@ class Rules:
 
     def matching(self, facts: Mapping[str, str | None]) -> list[Route]:
         return [r for r in self.routes if r.matches(facts)]
+
+    def recipients(self, facts: Mapping[str, str | None]) -> list[str]:
+        """Who is notified at once of an alert with these facts, as a person may be told: target names
+        (``slack:platform-em``, ``email:finops``; a name carries no secret, those sit in the target's
+        options) and, for ``developer``, ``email:<the developer's address>``. Digest routes are left out
+        (nobody is told now); each recipient once, in route order."""
+        out: list[str] = []
+        for route in self.matching(facts):
+            if route.digest is not None:
+                continue
+            for target in route.notify:
+                if target == DEVELOPER:
+                    developer = facts.get("developer")
+                    if not developer or self.developer_email is None:
+                        continue
+                    target = f"email:{self.developer_email.format(developer=developer)}"
+                if target not in out:
+                    out.append(target)
+        return out
 
     def secret_refs(self) -> list[SecretRef]:
         return [v for t in self.targets.values() for v in t.options.values() if isinstance(v, SecretRef)]
