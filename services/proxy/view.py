@@ -161,17 +161,18 @@ class BalanceView:
         """Inside ``conn``'s transaction: lock ``keys`` and load their settled spend and the peers' pending
         sums as of now (the caller decides, then :meth:`publish_confirmed` before committing).
 
-        This proxy's own events the ledger has folded leave the book first: looked up before the
-        balances are read, so an event folded in between is counted twice (for a moment), never missed.
+        The fresh balance already includes this proxy's own events the ledger has folded, which the book
+        still holds as unsettled (the next refresh drops them in the same snapshot as the balances that
+        include them, for every balance they touch). So the balance is kept here less those events' cost:
+        they are looked up before the balance is read, so an event folded in between is counted twice for
+        a moment, never missed. Versions are left alone, so that refresh still reads these balances.
         """
         pending = self._pending_ids()
-        folded = await stored_event_ids(conn, pending) if pending else []
-        rows = await lock_and_read(conn, self.peers.instance, keys, stale_after_s=STALE_AFTER_S)
-        self.book.folded(folded)
-        for key, spent, version, peers in rows:
+        folded = set(await stored_event_ids(conn, pending)) if pending else set()
+        for key, spent, version, peers in await lock_and_read(conn, self.peers.instance, keys,
+                                                              stale_after_s=STALE_AFTER_S):
             if version >= self._versions.get(key, 0):
-                self._versions[key] = version
-                self._settled[key] = spent
+                self._settled[key] = spent - self.book.unsettled_of(folded, key)
             if peers:
                 self.peers.others[key] = peers
             else:

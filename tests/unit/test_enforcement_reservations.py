@@ -31,6 +31,19 @@ def test_reserve_then_settle_replaces_estimate_by_real_cost_until_folded() -> No
     assert book.pending_micros(K) == 0 and book.pending_micros(M) == 0
 
 
+def test_unsettled_of_sums_the_named_events_on_one_balance() -> None:
+    """What a confirmation subtracts from a fresh balance: the named events' unsettled cost on that balance
+    only, and nothing for events no longer in the book."""
+    book = ReservationBook(60, Clock())
+    other = BalanceKey("team:t", PeriodKind.DAY, date(2026, 11, 26))
+    book.settle(book.reserve((K, M), 10), event_id="e1", cost_micros=300)
+    book.settle(book.reserve((K, other), 10), event_id="e2", cost_micros=50)
+    assert book.unsettled_of({"e1", "e2", "gone"}, K) == 350
+    assert book.unsettled_of({"e1", "e2"}, M) == 300 and book.unsettled_of({"e2"}, other) == 50
+    book.folded(["e1"])
+    assert book.unsettled_of({"e1", "e2"}, K) == 50
+
+
 def test_settle_is_idempotent_per_event() -> None:
     """Settling the same event twice counts its cost once."""
     book = ReservationBook(60, Clock())

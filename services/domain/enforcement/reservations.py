@@ -91,6 +91,15 @@ class ReservationBook:
     def unsettled_event_ids(self) -> list[str]:
         return list(self._events)
 
+    def unsettled_of(self, event_ids: Iterable[str], key: BalanceKey) -> int:
+        """The unsettled cost on ``key`` of those of ``event_ids`` still in the book."""
+        total = 0
+        for event_id in event_ids:
+            entry = self._events.get(event_id)
+            if entry is not None and key in entry[0]:
+                total += entry[1]
+        return total
+
     def reserved_micros(self, key: BalanceKey) -> int:
         """In-flight reservations on ``key`` alone (inspection API, for tests and diagnostics; the
         decision uses :meth:`pending_micros`)."""
