@@ -32,7 +32,7 @@ _EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("input_price_micros", "int8"), ("cached_price_micros", "int8"), ("output_price_micros", "int8"),
     ("price_fallback", "bool"), ("cost_micros", "int8"), ("retry", "bool"), ("latency_ms", "int4"),
     ("ttfb_ms", "int4"), ("upstream_request_id", "text"), ("refusal_reason", "text"),
-    ("stream", "bool"),
+    ("stream", "bool"), ("intent_estimate", "bool"),
 )
 _PRICE_FIELDS = {
     "input_price_micros": "input_micros", "cached_price_micros": "cached_input_micros",
@@ -404,14 +404,16 @@ class SessionRequest(NamedTuple):
     reasoning_tokens: int
     cost_micros: int
     retry: bool
+    intent_estimate: bool
+    """Estimated from the request's spooled intent: the proxy died before the request finished."""
 
 
 async def session_requests(db: Queryable, session_id: str, developer: str | None = None) -> list[SessionRequest]:
     """Every request of the session (of ``developer``, when given) in time order."""
     rows = await db.fetch(
         "SELECT event_id::text, occurred_at, turn_id, endpoint, stream, model_requested, model_used, route_reason, "
-        "stage, status, input_tokens, cached_tokens, output_tokens, reasoning_tokens, cost_micros, retry "
-        "FROM usage_events WHERE session_id = $1 AND ($2::text IS NULL OR developer = $2) "
+        "stage, status, input_tokens, cached_tokens, output_tokens, reasoning_tokens, cost_micros, retry, "
+        "intent_estimate FROM usage_events WHERE session_id = $1 AND ($2::text IS NULL OR developer = $2) "
         "ORDER BY occurred_at, event_id", session_id, developer)
     return [SessionRequest(*r) for r in rows]
 
