@@ -124,10 +124,15 @@ def _model(r: RequestLine) -> str:
     return r.model_used if r.model_used == r.model_requested else f"{r.model_requested}->{r.model_used}"
 
 
+def _status(r: RequestLine) -> str:
+    """``ok``, ``error, retry``, ``incomplete, intent estimate`` (usage estimated after a proxy crash)."""
+    return r.status + (", retry" if r.retry else "") + (", intent estimate" if r.intent_estimate else "")
+
+
 REQUEST_FIELDS: list[Field] = [
     Field("time", lambda r: f"{r.occurred_at:%H:%M:%S}"), Field("endpoint", lambda r: r.endpoint.removeprefix("/v1/")),
     Field("answer", _stream), Field("model", _model), field("stage"),
-    Field("status", lambda r: r.status + (", retry" if r.retry else "")), field("input_tokens", "int", "input"),
+    Field("status", _status), field("input_tokens", "int", "input"),
     field("cached_tokens", "int", "cached"), field("output_tokens", "int", "output"),
     field("cost_micros", "money", "cost"),
 ]

@@ -1,4 +1,5 @@
-"""Chargeback: one line per session, developer, team, cost center or repo, read from the usage events.
+"""Chargeback: one line per session (of one developer), developer, team, cost center or repo, read from the
+usage events.
 
 Every figure comes from ``usage_events`` (the facts the ledger folds), so the total of a report over
 a whole budget period equals the ledger's balance for that period to the micro-dollar. Downgrade
@@ -65,30 +66,36 @@ class Chargeback(msgspec.Struct, frozen=True, kw_only=True):
 
 async def chargeback(conn: Queryable, prices: PriceTable, *, by: str, window: Window,
                      filters: Filters = Filters()) -> Chargeback:
-    """Chargeback lines for ``window`` grouped ``by`` session|developer|team|cost_center|repo, costliest first."""
+    """Chargeback lines for ``window`` grouped ``by`` session|developer|team|cost_center|repo, costliest first.
+    A session line is one developer's: the same client-sent session id from two developers' keys is two
+    lines, each naming its developer."""
     column = group_column(by)
     usage = filters.usage(window)
     rows, total_row = await usage_store.chargeback_rows(conn, column, usage)
     saved, unpriced = _downgrade_savings(prices, await usage_store.downgraded_requests(conn, column, usage))
-    lines = [_line(r, saved.get(r.group, 0), unpriced.get(r.group, 0)) for r in rows]
+    lines = [_line(r, saved.get((r.owner, r.group), 0), unpriced.get((r.owner, r.group), 0)) for r in rows]
     total = None if total_row is None else _line(total_row, sum(saved.values()), sum(unpriced.values()))
     return Chargeback(by=by, from_date=window.from_date.isoformat(), to_date=window.to_date.isoformat(),
                       timezone=window.tz, lines=lines, total=total)
 
 
+_Group = tuple[str | None, str | None]
+"""A line's (owner, group): the developer and session id of a session line, (None, value) otherwise."""
+
+
 def _downgrade_savings(prices: PriceTable, rows: Iterable[DowngradedRequest]
-                       ) -> tuple[dict[str | None, int], dict[str | None, int]]:
-    saved: dict[str | None, int] = defaultdict(int)
-    unpriced: dict[str | None, int] = defaultdict(int)
+                       ) -> tuple[dict[_Group, int], dict[_Group, int]]:
+    saved: dict[_Group, int] = defaultdict(int)
+    unpriced: dict[_Group, int] = defaultdict(int)
     for r in rows:
         try:
             price = prices.lookup(r.model_requested).price
         except UnknownModelError:
-            unpriced[r.group] += 1
+            unpriced[r.owner, r.group] += 1
             continue
         would_cost = cost_micros(price, input_tokens=r.input_tokens, cached_tokens=r.cached_tokens,
                                  output_tokens=r.output_tokens)
-        saved[r.group] += would_cost - r.cost_micros
+        saved[r.owner, r.group] += would_cost - r.cost_micros
     return saved, unpriced
 
 

@@ -34,6 +34,8 @@ class RequestLine(msgspec.Struct, frozen=True, kw_only=True):
     reasoning_tokens: int
     cost_micros: int
     retry: bool
+    intent_estimate: bool = False
+    """Usage estimated from the request's intent: the proxy died before it finished (``docs/ledger.md``)."""
 
 
 class TurnLine(msgspec.Struct, frozen=True, kw_only=True):
@@ -108,7 +110,7 @@ def _turn(turn_id: str | None, rows: list[SessionRequest]) -> TurnLine:
                 model_requested=r.model_requested, model_used=r.model_used, route_reason=r.route_reason,
                 stage=r.stage, status=r.status, input_tokens=r.input_tokens, cached_tokens=r.cached_tokens,
                 output_tokens=r.output_tokens, reasoning_tokens=r.reasoning_tokens,
-                cost_micros=r.cost_micros, retry=r.retry,
+                cost_micros=r.cost_micros, retry=r.retry, intent_estimate=r.intent_estimate,
             )
             for r in rows
         ],

@@ -139,7 +139,7 @@ async def build_message(conn: Conn, alert: Alert, *, now: datetime, top_n: int,
             resolves_at=month.ends_at,
         )
     assert isinstance(ev, RetryLoopDetected)
-    session = await usage.session_totals(conn, ev.session_id)
+    session = await usage.session_totals(conn, ev.developer, ev.session_id)
     command = ev.command if len(ev.command) <= 200 else ev.command[:199] + "…"
     facts = [
         Fact("Who", subject),

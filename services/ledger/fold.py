@@ -38,8 +38,14 @@ class BalanceDelta:
     """Running increment after each event, in fold order: finds the event that crossed a threshold."""
 
 
+SessionKey = tuple[str, str]
+"""A session as the ledger keys it: (developer, session id). The id is a label the client sends; the
+developer comes from the key, so another key holder naming the same id folds into a session of their own."""
+
+
 @dataclass(slots=True)
 class SessionDelta:
+    developer: str
     session_id: str
     first: UsageRecorded
     first_at: datetime
@@ -60,11 +66,11 @@ class SessionDelta:
 @dataclass(slots=True)
 class FoldResult:
     balances: dict[BalanceKey, BalanceDelta] = field(default_factory=dict)
-    sessions: dict[str, SessionDelta] = field(default_factory=dict)
+    sessions: dict[SessionKey, SessionDelta] = field(default_factory=dict)
 
 
 def fold(events: Iterable[UsageRecorded], timezone_of: Callable[[str], str]) -> FoldResult:
-    """Sum events into per-(scope, period) balance increments and per-session aggregates."""
+    """Sum events into per-(scope, period) balance increments and per-(developer, session) aggregates."""
     result = FoldResult()
     for ev in events:
         local_days: dict[str, date] = {}  # most scopes share a timezone: convert once per event
@@ -86,11 +92,11 @@ def fold(events: Iterable[UsageRecorded], timezone_of: Callable[[str], str]) -> 
     return result
 
 
-def _fold_session(sessions: dict[str, SessionDelta], ev: UsageRecorded) -> None:
+def _fold_session(sessions: dict[SessionKey, SessionDelta], ev: UsageRecorded) -> None:
     assert ev.session_id is not None
-    s = sessions.get(ev.session_id)
+    s = sessions.get(key := (ev.developer, ev.session_id))
     if s is None:
-        s = sessions[ev.session_id] = SessionDelta(ev.session_id, ev, ev.occurred_at, ev.occurred_at, ev.repo)
+        s = sessions[key] = SessionDelta(ev.developer, ev.session_id, ev, ev.occurred_at, ev.occurred_at, ev.repo)
     s.first_at = min(s.first_at, ev.occurred_at)
     s.last_at = max(s.last_at, ev.occurred_at)
     s.repo = s.repo or ev.repo

@@ -37,9 +37,22 @@ class Increment:
     downgraded: int = 0
     turn_ids: Collection[str] = field(default_factory=frozenset)
 
+    @property
+    def developer(self) -> str:
+        return self.first.developer
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.developer, self.session_id
+
 
 def ev(**overrides: object) -> UsageRecorded:
     return usage_event(**overrides)
+
+
+def keyed(*increments: Increment) -> dict[tuple[str, str], Increment]:
+    """Increments keyed as the fold keys them: by (developer, session id)."""
+    return {i.key: i for i in increments}
 
 
 class UsageStoreContract(abc.ABC):
@@ -81,30 +94,42 @@ class UsageStoreContract(abc.ABC):
         store = self.create_store()
         first = ev()
         async with pool.acquire() as conn, conn.transaction():
-            await store.apply_sessions(conn, {"s1": Increment("s1", first, T0, T0 + DAY, repo=None,
-                                                              turn_ids={"t1", "t2"})})
-        await store.apply_sessions(pool, {"s1": Increment("s1", first, T0 - DAY, T0, repo="/src/api",
-                                                          cost_micros=250, requests=2, turn_ids={"t2", "t3"})})
-        await store.apply_sessions(pool, {"s1": Increment("s1", first, T0, T0, repo="/src/other",
-                                                          turn_ids={"t3"})})
-        totals = await store.session_totals(pool, "s1")
+            await store.apply_sessions(conn, keyed(Increment("s1", first, T0, T0 + DAY, repo=None,
+                                                             turn_ids={"t1", "t2"})))
+        await store.apply_sessions(pool, keyed(Increment("s1", first, T0 - DAY, T0, repo="/src/api",
+                                                         cost_micros=250, requests=2, turn_ids={"t2", "t3"})))
+        await store.apply_sessions(pool, keyed(Increment("s1", first, T0, T0, repo="/src/other",
+                                                         turn_ids={"t3"})))
+        totals = await store.session_totals(pool, first.developer, "s1")
         assert totals is not None
         assert (totals.repo, totals.cost_micros, totals.requests, totals.turns) == ("/src/api", 450, 4, 3)
         assert (totals.first_at, totals.last_at) == (T0 - DAY, T0 + DAY)
-        assert await store.session_totals(pool, "nope") is None
+        assert await store.session_totals(pool, first.developer, "nope") is None
+
+    async def test_a_session_is_one_developers(self, pool: asyncpg.Pool) -> None:
+        """The same session id and turn id from two developers' keys are two sessions, each with its turn:
+        the id is a label the client sends, the developer comes from the key."""
+        store = self.create_store()
+        alice, bob = ev(developer="alice"), ev(developer="bob", key_id="k_bob")
+        await store.apply_sessions(pool, keyed(Increment("s1", alice, T0, T0, turn_ids={"t1"}),
+                                               Increment("s1", bob, T0, T0, cost_micros=7, turn_ids={"t1"})))
+        await store.apply_sessions(pool, keyed(Increment("s1", bob, T0, T0, cost_micros=8, turn_ids={"t1"})))
+        mine, theirs = (await store.session_totals(pool, "alice", "s1"), await store.session_totals(pool, "bob", "s1"))
+        assert mine is not None and (mine.cost_micros, mine.requests, mine.turns) == (100, 1, 1)
+        assert theirs is not None and (theirs.cost_micros, theirs.requests, theirs.turns) == (15, 2, 1)
 
     async def test_clearing_sessions_leaves_the_events(self, pool: asyncpg.Pool) -> None:
         """Rebuild starts from no sessions and no turns, while the facts stay."""
         store = self.create_store()
         e = ev()
         await store.insert_events(pool, [e])
-        await store.apply_sessions(pool, {"s1": Increment("s1", e, T0, T0, turn_ids={"t1"})})
+        await store.apply_sessions(pool, keyed(Increment("s1", e, T0, T0, turn_ids={"t1"})))
         async with pool.acquire() as conn, conn.transaction():
             await store.lock_events(conn)
             await store.clear_sessions(conn)
-        assert await store.session_totals(pool, "s1") is None
-        await store.apply_sessions(pool, {"s1": Increment("s1", e, T0, T0, turn_ids={"t1"})})
-        totals = await store.session_totals(pool, "s1")
+        assert await store.session_totals(pool, e.developer, "s1") is None
+        await store.apply_sessions(pool, keyed(Increment("s1", e, T0, T0, turn_ids={"t1"})))
+        totals = await store.session_totals(pool, e.developer, "s1")
         assert totals is not None and totals.turns == 1
         assert await store.stored_event_ids(pool, [e.event_id]) == [e.event_id]
 
@@ -148,6 +173,30 @@ class UsageStoreContract(abc.ABC):
         [total] = [r for r in rows if r.level == "total"]
         assert (total.input_tokens, total.cached_tokens, total.requests) == (2400, 1800, 3)
         assert await store.cache_rows(pool, "developer", UsageFilter(T0 + 90 * DAY, T0 + 91 * DAY)) == []
+
+    async def test_reports_keep_one_session_id_of_two_developers_apart(self, pool: asyncpg.Pool) -> None:
+        """Grouped by session, chargeback, downgrades, cache and top sessions give a line per developer and
+        session id; any line over both counts them as two sessions and two turns."""
+        store = self.create_store()
+        await store.insert_events(pool, [
+            ev(developer="alice", session_id="s1", turn_id="t1", cost_micros=300, input_tokens=1000,
+               cached_tokens=800),
+            ev(developer="bob", key_id="k_bob", session_id="s1", turn_id="t1", cost_micros=50, input_tokens=400,
+               cached_tokens=0, route_reason="downgrade", model_used="gpt-5.1-mini"),
+        ])
+        lines, total = await store.chargeback_rows(pool, "session_id", EVERYTHING)
+        assert [(r.owner, r.group, r.developer, r.cost_micros) for r in lines] == [
+            ("alice", "s1", "alice", 300), ("bob", "s1", "bob", 50)]
+        assert total is not None and (total.sessions, total.turns) == (2, 2)
+        [team] = (await store.chargeback_rows(pool, "team", EVERYTHING))[0]
+        assert (team.owner, team.sessions, team.turns) == (None, 2, 2)
+        downgraded = await store.downgraded_requests(pool, "session_id", EVERYTHING)
+        assert [(d.owner, d.group) for d in downgraded] == [("bob", "s1")]
+        cache = await store.cache_rows(pool, "session_id", EVERYTHING)
+        assert sorted((r.level, r.group, r.developer) for r in cache if r.level != "total") == [
+            ("line", "s1", "alice"), ("line", "s1", "bob"), ("session", "s1", "alice"), ("session", "s1", "bob")]
+        top = await store.top_sessions(pool, "org", T0 - DAY, T0 + DAY, 5)
+        assert [(t.session_id, t.developer, t.cost_micros) for t in top] == [("s1", "alice", 300), ("s1", "bob", 50)]
 
     async def test_a_session_is_read_back_request_by_request(self, pool: asyncpg.Pool) -> None:
         """Its bounds and every request in time order; None for a session without usage."""

@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 from msgspec.structs import replace
 
+from spendgate.admin.sessions import session_detail
 from spendgate.core.config import load_settings
 from spendgate.domain.errors import BusUnavailableError
 from spendgate.domain.events import decode
@@ -73,7 +74,8 @@ async def test_sigkill_with_requests_in_flight_records_each_served_request_once(
         ledger = asyncio.create_task(serve_ledger(runtime, stop))
         try:
             rows = await eventually(
-                lambda: pool.fetch("SELECT session_id, status, usage_source, cost_micros FROM usage_events"),
+                lambda: pool.fetch("SELECT session_id, status, usage_source, cost_micros, intent_estimate "
+                                   "FROM usage_events"),
                 until=lambda r: len(r) >= FINISHED + IN_FLIGHT, timeout_s=20, what="ledger folded the events")
         finally:
             stop.set()
@@ -85,6 +87,9 @@ async def test_sigkill_with_requests_in_flight_records_each_served_request_once(
                for r in cut.values())
     flagged = {e.session_id for e in events if e.intent_estimate}
     assert flagged == set(cut)
+    assert {r["session_id"] for r in rows if r["intent_estimate"]} == set(cut)  # stored flagged, the rest not
+    shown = await session_detail(pool, settings.pricing.table(), "cut-0")
+    assert [line.intent_estimate for turn in shown.turns for line in turn.request_lines] == [True]
     assert all(r["status"] == "ok" for r in rows if r["session_id"].startswith("done-"))
 
 

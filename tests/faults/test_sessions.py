@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from spendgate.admin import render
+from spendgate.admin.reports import chargeback
 from spendgate.admin.sessions import SessionAmbiguous, session_detail
+from spendgate.admin.window import Window
+from spendgate.ledger.rebuild import rebuild
 from spendgate.store.keys import store as vkeys
+from spendgate.store.usage.store import top_sessions
 from tests.support.enforced_proxy import Enforced, enforced_proxies
 from tests.support.waiting import eventually
 
@@ -94,3 +100,39 @@ async def test_a_session_id_sent_by_another_developer_does_not_join_their_drill_
             "019a-alice-session")
     assert sum(t.requests for t in mine.turns) == 2
     assert mine.line.cost_micros == alice_cost
+
+
+async def test_two_developers_with_one_session_id_get_two_session_lines(db_url: str, tmp_path: Path) -> None:
+    """Bob sending Alice's session id gets a session line of his own instead of adding to hers: the ledger's
+    sessions table, `sessions list` / chargeback --by session and alerts' top sessions each show (alice, id)
+    and (bob, id), and `ledger rebuild` folds the same sessions table again."""
+    sid = "019b-shared-session"
+    async with enforced_proxies(db_url, tmp_path) as env, aiohttp.ClientSession() as http:
+        bob = await vkeys.create_key(env.pool, developer="bob", team="ml", cost_center="cc-9")
+        await eventually(lambda: post(http, env, {"model": "gpt-5.1", "input": "hi"}, bob.secret),
+                         until=lambda r: r[0] == 200, what="the proxy knowing bob's key")
+        for i in range(2):
+            assert (await post(http, env, {"model": "gpt-5.1", "input": f"alice {i}"}, **{"session-id": sid}))[0] == 200
+        assert (await post(http, env, {"model": "gpt-5.1", "input": "bob " * 500}, bob.secret,
+                           **{"session-id": sid}))[0] == 200
+        folded = "SELECT developer, requests, cost_micros FROM sessions WHERE session_id = $1 ORDER BY developer"
+        table = await eventually(lambda: env.pool.fetch(folded, sid),
+                                 until=lambda rows: sum(r["requests"] for r in rows) == 3,
+                                 what="the ledger folding the three requests")
+        spent = {r["developer"]: r["cost"] for r in await env.pool.fetch(
+            "SELECT developer, sum(cost_micros)::bigint AS cost FROM usage_events WHERE session_id = $1 GROUP BY 1",
+            sid)}
+        now = datetime.now(UTC)
+        window = Window(now.date(), now.date(), now - timedelta(hours=1), now + timedelta(hours=1))
+        report = await chargeback(env.pool, env.runtimes[0].settings.pricing.table(), by="session", window=window)
+        listed = render.sessions(report, "csv")
+        top = await top_sessions(env.pool, "org", window.starts_at, window.ends_at, 10)
+        await rebuild(env.pool)
+        rebuilt = await env.pool.fetch(folded, sid)
+    assert [(r["developer"], r["requests"], r["cost_micros"]) for r in table] == [
+        ("alice", 2, spent["alice"]), ("bob", 1, spent["bob"])]
+    lines = sorted((line.developer, line.requests, line.cost_micros) for line in report.lines if line.group == sid)
+    assert lines == [("alice", 2, spent["alice"]), ("bob", 1, spent["bob"])]
+    assert sorted(row.split(",")[1] for row in listed.splitlines() if row.startswith(f"{sid},")) == ["alice", "bob"]
+    assert sorted((s.developer, s.requests) for s in top if s.session_id == sid) == [("alice", 2), ("bob", 1)]
+    assert [tuple(r) for r in rebuilt] == [tuple(r) for r in table]

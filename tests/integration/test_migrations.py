@@ -56,6 +56,41 @@ async def test_a_database_migrated_before_the_family_split_upgrades_in_place(
         kept = await conn.fetchval("SELECT daily_micros FROM budgets WHERE scope = 'org'")
     finally:
         await conn.close()
-    assert heads == {"usage_0002", "balances_0002", "forecaster_0001", "alerter_0001", "bus_0001",
+    assert heads == {"usage_0004", "balances_0002", "forecaster_0001", "alerter_0001", "bus_0001",
                      "budgets_0001", "keys_0001", "deadletters_0001"}
     assert kept == 5_000_000
+
+
+async def test_sessions_keyed_by_developer_merge_back_on_downgrade(postgres_server: PostgresForTests) -> None:
+    """usage_0004 keys sessions and turns by (developer, session id); its downgrade merges one id's rows
+    back into one (totals summed, the lowest developer kept) and upgrading again keeps the merged row."""
+    from alembic import command
+
+    url = await postgres_server.new_empty_database()
+    await migrate(url)
+    conn = await asyncpg.connect(url)
+    try:
+        for dev, cost in (("bob", 7), ("alice", 5)):
+            await conn.execute(
+                """INSERT INTO sessions (session_id, key_id, developer, team, cost_center, first_at, last_at,
+                       turns, requests, cost_micros) VALUES ('s1', $1, $2, 't', 'cc', now(), now(), 1, 2, $3)""",
+                f"k_{dev}", dev, cost)
+            await conn.execute("INSERT INTO session_turns (developer, session_id, turn_id) VALUES ($1, 's1', 't1')",
+                               dev)
+    finally:
+        await conn.close()
+    await asyncio.to_thread(command.downgrade, _alembic_config(url), "usage_0003")
+    conn = await asyncpg.connect(url)
+    try:
+        merged = [tuple(r) for r in await conn.fetch("SELECT developer, turns, requests, cost_micros FROM sessions")]
+        turns = await conn.fetchval("SELECT count(*) FROM session_turns")
+    finally:
+        await conn.close()
+    assert merged == [("alice", 2, 4, 12)] and turns == 1
+    await migrate(url)
+    conn = await asyncpg.connect(url)
+    try:
+        kept = [tuple(r) for r in await conn.fetch("SELECT developer, session_id, turn_id FROM session_turns")]
+    finally:
+        await conn.close()
+    assert kept == [("alice", "s1", "t1")]

@@ -39,12 +39,22 @@ def test_session_aggregate() -> None:
         usage_event(turn_id="t2", status="refused", http_status=429, input_tokens=0, cached_tokens=0,
                     output_tokens=0, reasoning_tokens=0, cost_micros=0, occurred_at=T0 + timedelta(minutes=2)),
     ]
-    s = fold(events, lambda _s: "UTC").sessions[events[0].session_id]  # type: ignore[index]
+    s = fold(events, lambda _s: "UTC").sessions[events[0].developer, events[0].session_id]  # type: ignore[index]
     assert s.requests == 3 and s.turn_ids == {"t1", "t2"}
     assert s.cost_micros == sum(e.cost_micros for e in events)
     assert s.retries == 1 and s.retry_cost_micros == events[1].cost_micros
     assert s.downgraded == 1
     assert s.first_at == T0 and s.last_at == T0 + timedelta(minutes=2)
+
+
+def test_one_session_id_from_two_developers_is_two_sessions() -> None:
+    """A session is keyed by (developer, session id): another key holder naming the same id gets a session of
+    their own, and neither's totals include the other's requests."""
+    alice = usage_event(session_id="shared", turn_id="t1", cost_micros=10)
+    bob = usage_event(session_id="shared", turn_id="t1", developer="bob", key_id="k_bob", cost_micros=32)
+    sessions = fold([alice, bob], lambda _s: "UTC").sessions
+    assert {k: (s.developer, s.cost_micros, s.requests) for k, s in sessions.items()} == {
+        ("alice", "shared"): ("alice", 10, 1), ("bob", "shared"): ("bob", 32, 1)}
 
 
 def test_crossings_name_the_event_that_crossed() -> None:

@@ -42,3 +42,9 @@ def group_by(column: str) -> str:
     if column not in GROUP_COLUMNS:
         raise ValueError(f"usage events cannot be grouped by {column!r}")
     return column
+
+
+def group_owner(column: str) -> str:
+    """What a group of ``column`` is namespaced by, besides its value: a session is one developer's (the
+    session id is a label the client sends, the developer comes from the key); other groups need nothing."""
+    return "developer" if group_by(column) == "session_id" else "NULL::text"

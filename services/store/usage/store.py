@@ -18,7 +18,7 @@ from spendgate.core.db import Conn, Queryable
 from spendgate.domain.alerts import SessionLine, scope_name
 from spendgate.domain.events import UnitPrices, UsageRecorded
 from spendgate.domain.usage import StoredUsage
-from spendgate.store.usage.filters import UsageFilter, group_by
+from spendgate.store.usage.filters import UsageFilter, group_by, group_owner
 
 # -- writes: the ledger ---------------------------------------------------------------------------------
 
@@ -32,7 +32,7 @@ _EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("input_price_micros", "int8"), ("cached_price_micros", "int8"), ("output_price_micros", "int8"),
     ("price_fallback", "bool"), ("cost_micros", "int8"), ("retry", "bool"), ("latency_ms", "int4"),
     ("ttfb_ms", "int4"), ("upstream_request_id", "text"), ("refusal_reason", "text"),
-    ("stream", "bool"),
+    ("stream", "bool"), ("intent_estimate", "bool"),
 )
 _PRICE_FIELDS = {
     "input_price_micros": "input_micros", "cached_price_micros": "cached_input_micros",
@@ -46,7 +46,11 @@ _INSERT_EVENTS = (
 
 
 class SessionIncrement(Protocol):
-    """What a batch of events adds to one session (the ledger fold's ``SessionDelta`` is one)."""
+    """What a batch of events adds to one session (the ledger fold's ``SessionDelta`` is one). A session is
+    keyed by (developer, session id): the id is a client-sent label, the developer comes from the key."""
+
+    @property
+    def developer(self) -> str: ...
 
     @property
     def session_id(self) -> str: ...
@@ -114,36 +118,40 @@ async def insert_events(conn: Queryable, events: Sequence[UsageRecorded]) -> lis
     return [e for e in batch if e.event_id in inserted]
 
 
-async def _insert_turns(conn: Queryable, sessions: Mapping[str, SessionIncrement]) -> dict[str, int]:
-    """Record (session, turn) pairs; returns per session how many turns are new."""
-    pairs = sorted((s.session_id, t) for s in sessions.values() for t in s.turn_ids)
-    if not pairs:
+async def _insert_turns(conn: Queryable,
+                        sessions: Mapping[tuple[str, str], SessionIncrement]) -> dict[tuple[str, str], int]:
+    """Record (developer, session, turn) triples; returns per (developer, session) how many turns are new."""
+    triples = sorted((s.developer, s.session_id, t) for s in sessions.values() for t in s.turn_ids)
+    if not triples:
         return {}
     rows = await conn.fetch(
-        """INSERT INTO session_turns (session_id, turn_id) SELECT * FROM unnest($1::text[], $2::text[])
-           ON CONFLICT DO NOTHING RETURNING session_id""",
-        [p[0] for p in pairs], [p[1] for p in pairs],
+        """INSERT INTO session_turns (developer, session_id, turn_id)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+           ON CONFLICT DO NOTHING RETURNING developer, session_id""",
+        [t[0] for t in triples], [t[1] for t in triples], [t[2] for t in triples],
     )
-    new: dict[str, int] = {}
+    new: dict[tuple[str, str], int] = {}
     for r in rows:
-        new[r["session_id"]] = new.get(r["session_id"], 0) + 1
+        key = (r["developer"], r["session_id"])
+        new[key] = new.get(key, 0) + 1
     return new
 
 
-async def apply_sessions(conn: Queryable, sessions: Mapping[str, SessionIncrement]) -> None:
-    """Add the increments to their sessions; a turn counts once however often its events arrive."""
+async def apply_sessions(conn: Queryable, sessions: Mapping[tuple[str, str], SessionIncrement]) -> None:
+    """Add the increments to their sessions, keyed by (developer, session id); a turn counts once however
+    often its events arrive."""
     if not sessions:
         return
     new_turns = await _insert_turns(conn, sessions)
     items = [sessions[k] for k in sorted(sessions)]
     await conn.execute(
-        """INSERT INTO sessions AS s (session_id, key_id, developer, team, cost_center, repo, client,
+        """INSERT INTO sessions AS s (developer, session_id, key_id, team, cost_center, repo, client,
                first_at, last_at, turns, requests, input_tokens, cached_tokens, output_tokens,
                reasoning_tokens, cost_micros, retries, retry_cost_micros, downgraded)
            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                $7::text[], $8::timestamptz[], $9::timestamptz[], $10::int8[], $11::int8[], $12::int8[],
                $13::int8[], $14::int8[], $15::int8[], $16::int8[], $17::int8[], $18::int8[], $19::int8[])
-           ON CONFLICT (session_id) DO UPDATE SET
+           ON CONFLICT (developer, session_id) DO UPDATE SET
                repo = COALESCE(s.repo, excluded.repo),
                first_at = LEAST(s.first_at, excluded.first_at),
                last_at = GREATEST(s.last_at, excluded.last_at),
@@ -155,10 +163,10 @@ async def apply_sessions(conn: Queryable, sessions: Mapping[str, SessionIncremen
                cost_micros = s.cost_micros + excluded.cost_micros, retries = s.retries + excluded.retries,
                retry_cost_micros = s.retry_cost_micros + excluded.retry_cost_micros,
                downgraded = s.downgraded + excluded.downgraded""",
-        [s.session_id for s in items], [s.first.key_id for s in items], [s.first.developer for s in items],
+        [s.developer for s in items], [s.session_id for s in items], [s.first.key_id for s in items],
         [s.first.team for s in items], [s.first.cost_center for s in items], [s.repo for s in items],
         [s.first.client for s in items], [s.first_at for s in items], [s.last_at for s in items],
-        [new_turns.get(s.session_id, 0) for s in items], [s.requests for s in items],
+        [new_turns.get((s.developer, s.session_id), 0) for s in items], [s.requests for s in items],
         [s.input_tokens for s in items], [s.cached_tokens for s in items], [s.output_tokens for s in items],
         [s.reasoning_tokens for s in items], [s.cost_micros for s in items], [s.retries for s in items],
         [s.retry_cost_micros for s in items], [s.downgraded for s in items],
@@ -208,6 +216,8 @@ async def stored_event_ids(db: Queryable, event_ids: Sequence[str]) -> list[str]
 class ChargebackRow:
     """One group's totals (or every group's). Names are set when the group has just one."""
 
+    owner: str | None
+    """The developer whose session the line is, when the lines are sessions; None otherwise."""
     group: str | None
     developer: str | None
     team: str | None
@@ -230,7 +240,7 @@ class ChargebackRow:
 
 
 _TURNS = """
-    SELECT {column} AS grp, session_id, turn_id,
+    SELECT {owner} AS owner, {column} AS grp, developer AS dev, session_id, turn_id,
            min(developer) AS developer_lo, max(developer) AS developer_hi, min(team) AS team_lo,
            max(team) AS team_hi, min(cost_center) AS cost_center_lo, max(cost_center) AS cost_center_hi,
            min(repo) AS repo_lo, max(repo) AS repo_hi, min(occurred_at) AS first_at, max(occurred_at) AS last_at,
@@ -241,37 +251,41 @@ _TURNS = """
            sum(cost_micros) AS cost_micros, count(*) FILTER (WHERE retry) AS retries,
            sum(cost_micros) FILTER (WHERE retry) AS retry_cost_micros,
            count(*) FILTER (WHERE route_reason <> 'requested') AS downgraded
-    FROM usage_events WHERE {where} GROUP BY 1, 2, 3
+    FROM usage_events WHERE {where} GROUP BY 1, 2, 3, 4, 5
 """
-"""First level: one row per (group, session, turn), so the distinct counts below run over turns, not events."""
+"""First level: one row per (group, developer, session, turn), so the distinct counts below run over turns,
+not events. A session (and so a turn) is one developer's: the same client-sent id from two developers' keys
+is two sessions. ``owner`` is the developer when the groups are sessions (a line per developer and
+session), null otherwise."""
 
 _ONE = "CASE WHEN min({c}_lo) = max({c}_hi) THEN min({c}_lo) END AS {c}"
 
 _LINES = f"""
     WITH t AS ({_TURNS})
-    SELECT grp, GROUPING(grp) AS is_total,
+    SELECT owner, grp, GROUPING(grp) AS is_total,
            {", ".join(_ONE.format(c=c) for c in ("developer", "team", "cost_center", "repo"))},
            min(first_at) AS first_at, max(last_at) AS last_at,
-           count(DISTINCT session_id) AS sessions,
-           count(DISTINCT session_id || chr(31) || turn_id) AS turns,
+           count(DISTINCT dev || chr(31) || session_id) AS sessions,
+           count(DISTINCT dev || chr(31) || session_id || chr(31) || turn_id) AS turns,
            sum(requests)::bigint AS requests, sum(refused)::bigint AS refused,
            sum(input_tokens)::bigint AS input_tokens, sum(cached_tokens)::bigint AS cached_tokens,
            sum(output_tokens)::bigint AS output_tokens, sum(reasoning_tokens)::bigint AS reasoning_tokens,
            sum(cost_micros)::bigint AS cost_micros, sum(retries)::bigint AS retries,
            coalesce(sum(retry_cost_micros), 0)::bigint AS retry_cost_micros,
            sum(downgraded)::bigint AS downgraded
-    FROM t GROUP BY GROUPING SETS ((grp), ())
-    ORDER BY is_total, cost_micros DESC, grp NULLS LAST
+    FROM t GROUP BY GROUPING SETS ((owner, grp), ())
+    ORDER BY is_total, cost_micros DESC, grp NULLS LAST, owner
 """
 """Second level: a line per group plus the total (the empty grouping set), in one pass."""
 
 
 async def chargeback_rows(db: Queryable, column: str,
                           usage: UsageFilter) -> tuple[list[ChargebackRow], ChargebackRow | None]:
-    """A row per value of ``column`` among the filtered events, costliest first, and the total of them all
-    (None when no event matches)."""
+    """A row per value of ``column`` among the filtered events (per developer and session id for
+    ``session_id``), costliest first, and the total of them all (None when no event matches)."""
     where, params = usage.where()
-    rows = await db.fetch(_LINES.replace("{column}", group_by(column)).replace("{where}", where), *params)
+    sql = _LINES.replace("{owner}", group_owner(column)).replace("{column}", group_by(column))
+    rows = await db.fetch(sql.replace("{where}", where), *params)
     lines = [_chargeback_row(r) for r in rows if not r["is_total"]]
     total = None
     for r in rows:
@@ -282,7 +296,8 @@ async def chargeback_rows(db: Queryable, column: str,
 
 def _chargeback_row(r: asyncpg.Record) -> ChargebackRow:
     return ChargebackRow(
-        group=r["grp"], developer=r["developer"], team=r["team"], cost_center=r["cost_center"], repo=r["repo"],
+        owner=r["owner"], group=r["grp"], developer=r["developer"], team=r["team"], cost_center=r["cost_center"],
+        repo=r["repo"],
         first_at=r["first_at"], last_at=r["last_at"], sessions=r["sessions"], turns=r["turns"],
         requests=r["requests"], refused=r["refused"], input_tokens=r["input_tokens"],
         cached_tokens=r["cached_tokens"], output_tokens=r["output_tokens"], reasoning_tokens=r["reasoning_tokens"],
@@ -292,6 +307,8 @@ def _chargeback_row(r: asyncpg.Record) -> ChargebackRow:
 
 
 class DowngradedRequest(NamedTuple):
+    owner: str | None
+    """The developer, when the groups are sessions (as :attr:`ChargebackRow.owner`)."""
     group: str | None
     model_requested: str
     input_tokens: int
@@ -301,10 +318,12 @@ class DowngradedRequest(NamedTuple):
 
 
 async def downgraded_requests(db: Queryable, column: str, usage: UsageFilter) -> list[DowngradedRequest]:
-    """The filtered events served by another model than requested, with their group's value of ``column``."""
+    """The filtered events served by another model than requested, with their group's value of ``column``
+    (and, for sessions, its developer)."""
     where, params = usage.where()
     rows = await db.fetch(
-        f"SELECT {group_by(column)} AS grp, model_requested, input_tokens, cached_tokens, output_tokens, cost_micros "
+        f"SELECT {group_owner(column)} AS owner, {group_by(column)} AS grp, model_requested, input_tokens, "
+        "cached_tokens, output_tokens, cost_micros "
         f"FROM usage_events WHERE {where} AND route_reason <> 'requested'", *params)
     return [DowngradedRequest(*r) for r in rows]
 
@@ -330,7 +349,7 @@ class CacheRow:
 
 _CACHE = """
     WITH s AS (
-        SELECT {column} AS grp, session_id,
+        SELECT {owner} AS owner, {column} AS grp, developer AS dev, session_id,
                min(developer) AS developer_lo, max(developer) AS developer_hi,
                min(repo) AS repo_lo, max(repo) AS repo_hi,
                count(*) FILTER (WHERE status <> 'refused') AS requests,
@@ -340,7 +359,7 @@ _CACHE = """
                    AS saved,
                sum((input_tokens - least(cached_tokens, input_tokens))::numeric
                    * (input_price_micros - cached_price_micros)) AS missed
-        FROM usage_events WHERE {where} GROUP BY 1, 2)
+        FROM usage_events WHERE {where} GROUP BY 1, 2, 3, 4)
     SELECT GROUPING(grp, session_id) AS kind, CASE WHEN GROUPING(grp) = 0 THEN grp ELSE session_id END AS grp,
            CASE WHEN min(developer_lo) = max(developer_hi) THEN min(developer_lo) END AS developer,
            CASE WHEN min(repo_lo) = max(repo_hi) THEN min(repo_lo) END AS repo,
@@ -348,18 +367,22 @@ _CACHE = """
            sum(cached_tokens)::bigint AS cached_tokens,
            round(sum(saved) / 1000000)::bigint AS saved_micros,
            round(sum(missed) / 1000000)::bigint AS miss_cost_micros
-    FROM s GROUP BY GROUPING SETS ((grp), (), (session_id))
+    FROM s GROUP BY GROUPING SETS ((owner, grp), (), (dev, session_id))
 """
-"""Per (group, session) first, then lines (kind 1), the total (kind 3) and sessions (kind 2) in one pass.
-Money is summed exactly in ``numeric`` and rounded once per line."""
+"""Per (group, developer, session) first, then lines (kind 1), the total (kind 3) and sessions (kind 2) in
+one pass. A session is one developer's (its id is a label the client sends), so the same id from two
+developers' keys is two session rows, and two lines when grouped by session. Money is summed exactly in
+``numeric`` and rounded once per line."""
 
 _CACHE_LEVELS: dict[int, CacheLevel] = {1: "line", 2: "session", 3: "total"}
 
 
 async def cache_rows(db: Queryable, column: str, usage: UsageFilter) -> list[CacheRow]:
-    """Cache totals per value of ``column``, per session and overall (the total only when events match)."""
+    """Cache totals per value of ``column``, per (developer, session) and overall (the total only when events
+    match)."""
     where, params = usage.where()
-    rows = await db.fetch(_CACHE.replace("{column}", group_by(column)).replace("{where}", where), *params)
+    sql = _CACHE.replace("{owner}", group_owner(column)).replace("{column}", group_by(column))
+    rows = await db.fetch(sql.replace("{where}", where), *params)
     return [CacheRow(
         level=_CACHE_LEVELS[r["kind"]], group=r["grp"], developer=r["developer"], repo=r["repo"],
         requests=r["requests"], input_tokens=r["input_tokens"], cached_tokens=r["cached_tokens"],
@@ -404,14 +427,16 @@ class SessionRequest(NamedTuple):
     reasoning_tokens: int
     cost_micros: int
     retry: bool
+    intent_estimate: bool
+    """Estimated from the request's spooled intent: the proxy died before the request finished."""
 
 
 async def session_requests(db: Queryable, session_id: str, developer: str | None = None) -> list[SessionRequest]:
     """Every request of the session (of ``developer``, when given) in time order."""
     rows = await db.fetch(
         "SELECT event_id::text, occurred_at, turn_id, endpoint, stream, model_requested, model_used, route_reason, "
-        "stage, status, input_tokens, cached_tokens, output_tokens, reasoning_tokens, cost_micros, retry "
-        "FROM usage_events WHERE session_id = $1 AND ($2::text IS NULL OR developer = $2) "
+        "stage, status, input_tokens, cached_tokens, output_tokens, reasoning_tokens, cost_micros, retry, "
+        "intent_estimate FROM usage_events WHERE session_id = $1 AND ($2::text IS NULL OR developer = $2) "
         "ORDER BY occurred_at, event_id", session_id, developer)
     return [SessionRequest(*r) for r in rows]
 
@@ -426,11 +451,11 @@ class SessionTotals:
     last_at: datetime
 
 
-async def session_totals(db: Queryable, session_id: str) -> SessionTotals | None:
-    """The folded totals of one session; None when the ledger has not folded any of its events."""
+async def session_totals(db: Queryable, developer: str, session_id: str) -> SessionTotals | None:
+    """The folded totals of ``developer``'s session; None when the ledger has not folded any of its events."""
     row = await db.fetchrow(
-        "SELECT repo, cost_micros, requests, turns, first_at, last_at FROM sessions WHERE session_id = $1",
-        session_id)
+        "SELECT repo, cost_micros, requests, turns, first_at, last_at FROM sessions "
+        "WHERE developer = $1 AND session_id = $2", developer, session_id)
     return SessionTotals(*row) if row else None
 
 
@@ -476,16 +501,16 @@ _SCOPE_COLUMN = {"key": "key_id", "developer": "developer", "team": "team"}
 
 
 async def top_sessions(db: Queryable, scope: str, start: datetime, end: datetime, limit: int) -> list[SessionLine]:
-    """The costliest sessions of ``scope`` (every session for ``org`` or another kind) in ``[start, end)``."""
+    """The costliest sessions of ``scope`` (every session for ``org`` or another kind) in ``[start, end)``,
+    each one developer's (two developers' keys that sent the same session id are two lines)."""
     kind, name = scope_name(scope)
     column = _SCOPE_COLUMN.get(kind)
     where = f"AND {column} = $4" if column else "AND $4::text IS NULL"
     rows = await db.fetch(
-        f"""SELECT session_id, max(developer) AS developer, max(repo) AS repo,
-                   sum(cost_micros)::bigint AS cost, count(*) AS n
+        f"""SELECT session_id, developer, max(repo) AS repo, sum(cost_micros)::bigint AS cost, count(*) AS n
             FROM usage_events
             WHERE occurred_at >= $1 AND occurred_at < $2 AND session_id IS NOT NULL {where}
-            GROUP BY session_id ORDER BY cost DESC, session_id LIMIT $3""",
+            GROUP BY developer, session_id ORDER BY cost DESC, session_id, developer LIMIT $3""",
         start, end, limit, name if column else None,
     )
     return [SessionLine(session_id=r["session_id"], developer=r["developer"], repo=r["repo"],
@@ -549,13 +574,12 @@ class SessionSpend(NamedTuple):
 
 async def team_sessions(db: Queryable, team: str, *, start: datetime, end: datetime,
                         limit: int) -> list[SessionSpend]:
-    """The team's costliest sessions in ``[start, end)``."""
+    """The team's costliest sessions in ``[start, end)``, each one developer's."""
     rows = await db.fetch(
-        """SELECT session_id, min(developer) AS developer, min(repo) AS repo,
-                  sum(cost_micros)::bigint AS cost, count(*) AS requests
+        """SELECT session_id, developer, min(repo) AS repo, sum(cost_micros)::bigint AS cost, count(*) AS requests
            FROM usage_events
            WHERE team = $1 AND session_id IS NOT NULL AND occurred_at >= $2 AND occurred_at < $3
-           GROUP BY session_id ORDER BY cost DESC, session_id LIMIT $4""",
+           GROUP BY developer, session_id ORDER BY cost DESC, session_id, developer LIMIT $4""",
         team, start, end, limit,
     )
     return [SessionSpend(r["session_id"], r["developer"], r["repo"], int(r["cost"]), int(r["requests"]))
