@@ -4,7 +4,7 @@ Revision ID: usage_0004
 Revises: usage_0003
 Create Date: 2026-11-27
 
-A session id is a label the client sends (issue 11 item 7, ``docs/security-attribution.md``): keyed by
+A session id is a label the client sends (issue 11 item 7, ``docs/security.md``, "Attribution"): keyed by
 it alone, another key holder who sent someone else's session id added to that session's line. The
 developer comes from the key. Rows already folded keep their first developer (the one the line already
 showed); ``spendgate ledger rebuild`` splits sessions that several developers' keys shared before this
