@@ -119,3 +119,18 @@ def test_tightest_retry_cap_applies() -> None:
     assert p.retry_cap_for(["key:k", "team:a", "org"]) == 2
     assert p.retry_cap_for(["team:a"]) == 5
     assert p.retry_cap_for(["org"]) == 3
+
+
+def test_a_reload_counts_each_raise_once() -> None:
+    """with_budgets (every reload of the proxy's view) builds its own raises-by-scope: reloading the same
+    budgets and raises twice left a $0.50 raise counted three times ($2.50 of a $1.00 budget)."""
+    from spendgate.domain.enforcement.policy import BudgetRaise, budget_of
+    from spendgate.domain.periods import PeriodKind
+
+    budget = budget_of("org", daily_micros=1_000_000, monthly_micros=None)
+    lift = BudgetRaise("org", 500_000, datetime(2099, 1, 1, tzinfo=UTC), "launch")
+    first = Policy.from_settings(EnforcementSettings(), [budget], [lift])
+    reloaded = first.with_budgets([budget], [lift]).with_budgets([budget], [lift])
+    now = datetime.now(UTC)
+    assert first.effective_micros(budget, PeriodKind.DAY, now) == 1_500_000
+    assert reloaded.effective_micros(budget, PeriodKind.DAY, now) == 1_500_000

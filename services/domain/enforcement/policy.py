@@ -130,10 +130,13 @@ class Policy:
     cascades: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     downgrade_max_input_tokens: int = 10_000
     retry_cap: int = 3
-    _periods: dict[tuple[PeriodKind, str], Period] = field(default_factory=dict, compare=False, repr=False)
+    _periods: dict[tuple[PeriodKind, str], Period] = field(default_factory=dict, compare=False, repr=False,
+                                                           init=False)
     """Current period per (kind, timezone): a cache, valid while ``starts_at <= now < ends_at``."""
-    _raises_of: dict[str, tuple[BudgetRaise, ...]] = field(default_factory=dict, compare=False, repr=False)
-    """``raises`` by scope (filled on construction): a decision looks at its own scopes' raises only."""
+    _raises_of: dict[str, tuple[BudgetRaise, ...]] = field(default_factory=dict, compare=False, repr=False,
+                                                           init=False)
+    """``raises`` by scope (filled on construction): a decision looks at its own scopes' raises only. Not
+    an init field, so ``replace`` (a reload) builds its own instead of adding the raises to the old one's."""
 
     def __post_init__(self) -> None:
         for r in self.raises:
