@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
 
 from spendgate.domain.errors import ConfigError, UnknownModelError
 from spendgate.domain.money import Micros, usd_to_micros
@@ -173,9 +172,13 @@ def cost_micros(price: ModelPrice, *, input_tokens: int, cached_tokens: int, out
     if min(input_tokens, cached_tokens, output_tokens) < 0:
         raise ValueError("token counts cannot be negative")
     cached = min(cached_tokens, input_tokens)
-    numerator = (
-        Decimal(input_tokens - cached) * price.input_micros
-        + Decimal(cached) * price.cached_input_micros
-        + Decimal(output_tokens) * price.output_micros
-    )
-    return int((numerator / TOKENS_PER_PRICE_UNIT).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    numerator = ((input_tokens - cached) * price.input_micros + cached * price.cached_input_micros
+                 + output_tokens * price.output_micros)
+    return round_half_up(numerator, TOKENS_PER_PRICE_UNIT)
+
+
+def round_half_up(numerator: int, denominator: int) -> int:
+    """``numerator / denominator`` rounded half up, in integers (both non-negative; no Decimal on the
+    request path: it cost each request two ~10 µs conversions)."""
+    whole, rest = divmod(numerator, denominator)
+    return whole + (1 if 2 * rest >= denominator else 0)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from spendgate.core.config import PriceUSD, PricingSettings
 from spendgate.domain.errors import ConfigError, UnknownModelError
@@ -98,3 +101,17 @@ def test_price_config_refuses_floats() -> None:
     """Prices written as YAML floats are rejected with a hint."""
     with pytest.raises(ValueError, match="strings"):
         PriceUSD(input=1.25, cached_input="0.1", output="1")  # type: ignore[arg-type]
+
+
+@given(st.integers(0, 10**12), st.integers(0, 10**12), st.integers(0, 10**12),
+       st.integers(0, 10**9), st.integers(0, 10**9), st.integers(0, 10**9))
+def test_cost_is_the_exact_quotient_rounded_half_up(input_tokens: int, cached_tokens: int, output_tokens: int,
+                                                   input_micros: int, cached_micros: int, output_micros: int) -> None:
+    """cost_micros is the exact rational cost rounded half up, in integers, however large the counts."""
+    price = ModelPrice(input_micros, cached_micros, output_micros)
+    cached = min(cached_tokens, input_tokens)
+    exact = Fraction((input_tokens - cached) * input_micros + cached * cached_micros + output_tokens * output_micros,
+                     1_000_000)
+    want = int(exact) + (1 if exact - int(exact) >= Fraction(1, 2) else 0)
+    assert cost_micros(price, input_tokens=input_tokens, cached_tokens=cached_tokens,
+                       output_tokens=output_tokens) == want
