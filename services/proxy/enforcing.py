@@ -53,8 +53,7 @@ async def admit_confirmed(enforcer: Enforcer, principal: Principal, model: str, 
     assert isinstance(view, BalanceView)
     admitted: Admission | None = None
     try:
-        async with asyncio.timeout(CONFIRM_TIMEOUT_S), view.confirming, view.pool.acquire() as conn, \
-                conn.transaction():
+        async with asyncio.timeout(CONFIRM_TIMEOUT_S), view.confirming_on(keys) as conn:
             await view.confirm(conn, keys)
             admitted = enforcer.admit(principal, model, session_id=session_id, raw=raw, estimate=estimate,
                                       cost_center=cost_center)

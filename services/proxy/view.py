@@ -35,11 +35,12 @@ import contextlib
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 
+from spendgate.core.db import Conn
 from spendgate.core.health import Health
 from spendgate.core.logs import get_logger
 from spendgate.core.supervisor import Beat, Supervisor
@@ -54,7 +55,7 @@ from spendgate.domain.enforcement.stages import StageLevel
 from spendgate.domain.events import new_id
 from spendgate.domain.periods import PeriodKind
 from spendgate.proxy.peers import STALE_AFTER_S, PeerPending
-from spendgate.store.balances.store import changed_balances, lock_and_read
+from spendgate.store.balances.store import balances_and_peers, changed_balances, lock_balances, unlock_balances
 from spendgate.store.budgets.store import config_mark, load_budgets
 from spendgate.store.usage.store import stored_event_ids
 
@@ -156,21 +157,34 @@ class BalanceView:
         self._noted = None if near else (principal, now, found)
         return near
 
-    async def confirm(self, conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy,
-                      keys: list[BalanceKey]) -> None:
-        """Inside ``conn``'s transaction: lock ``keys`` and load their settled spend and the peers' pending
-        sums as of now (the caller decides, then :meth:`publish_confirmed` before committing).
+    @contextlib.asynccontextmanager
+    async def confirming_on(self, keys: list[BalanceKey]) -> AsyncIterator[Conn]:
+        """A connection holding ``keys``' confirmation locks, inside a repeatable-read transaction whose
+        snapshot is taken after they are held: :meth:`confirm`, decide, :meth:`publish_confirmed`, then
+        commit and unlock. One at a time per proxy. Should anything fail or be cancelled between lock and
+        unlock, the connection is terminated, which releases the locks in the server."""
+        async with self.confirming, self.pool.acquire() as conn:
+            try:
+                await lock_balances(conn, keys)
+                async with conn.transaction(isolation="repeatable_read"):
+                    yield conn
+                await unlock_balances(conn, keys)
+            except BaseException:
+                conn.terminate()
+                raise
 
-        The fresh balance already includes this proxy's own events the ledger has folded, which the book
-        still holds as unsettled (the next refresh drops them in the same snapshot as the balances that
-        include them, for every balance they touch). So the balance is kept here less those events' cost:
-        they are looked up before the balance is read, so an event folded in between is counted twice for
-        a moment, never missed. Versions are left alone, so that refresh still reads these balances.
+    async def confirm(self, conn: Conn, keys: list[BalanceKey]) -> None:
+        """In :meth:`confirming_on`'s snapshot: load ``keys``' settled spend and the peers' pending sums.
+
+        The fresh balance includes this proxy's own events the ledger has folded, which the book still
+        holds as unsettled (the next refresh drops them in one snapshot with the balances that include
+        them, for every balance they touch). So the balance is kept here less those events' cost, both
+        read in the same snapshot: exact. Versions are left alone, so that refresh still reads them.
         """
         pending = self._pending_ids()
         folded = set(await stored_event_ids(conn, pending)) if pending else set()
-        for key, spent, version, peers in await lock_and_read(conn, self.peers.instance, keys,
-                                                              stale_after_s=STALE_AFTER_S):
+        for key, spent, version, peers in await balances_and_peers(conn, self.peers.instance, keys,
+                                                                   stale_after_s=STALE_AFTER_S):
             if version >= self._versions.get(key, 0):
                 self._settled[key] = spent - self.book.unsettled_of(folded, key)
             if peers:
@@ -178,8 +192,7 @@ class BalanceView:
             else:
                 self.peers.others.pop(key, None)
 
-    async def publish_confirmed(self, conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy,
-                                keys: list[BalanceKey]) -> None:
+    async def publish_confirmed(self, conn: Conn, keys: list[BalanceKey]) -> None:
         """Publish this proxy's pending sums on ``keys`` (the reservation just made included)."""
         await self.peers.publish(conn, {k: self.book.pending_micros(k) for k in keys})
 

@@ -135,8 +135,8 @@ class BalanceStoreContract(abc.ABC):
 
     async def test_a_confirmation_waits_for_the_one_before_it_and_sees_its_pending_sum(
             self, pool: asyncpg.Pool) -> None:
-        """lock_and_read blocks while another transaction holds a balance's lock, then reads (in a snapshot
-        taken after the lock) the balance and the pending sum the other published before committing."""
+        """lock_balances blocks while another session holds a balance's lock; once it is released, a
+        snapshot taken after the lock sees the balance and the pending sum the other published."""
         import asyncio
 
         store = self.create_store()
@@ -144,21 +144,25 @@ class BalanceStoreContract(abc.ABC):
         await store.apply_balances(pool, {Ref("team:a", PeriodKind.DAY, DAY1): Inc(100)})
         first = await pool.acquire()
         try:
-            tx = first.transaction()
-            await tx.start()
-            before = await store.lock_and_read(first, "p1", [k2, k1], stale_after_s=30)
+            await store.lock_balances(first, [k2, k1])
+            before = await store.balances_and_peers(first, "p1", [k2, k1], stale_after_s=30)
             assert sorted((k.scope, spent, peers) for k, spent, _, peers in before) == [("org", 0, 0),
                                                                                       ("team:a", 100, 0)]
 
             async def second() -> list[tuple[BalanceKey, int, int, int]]:
-                async with pool.acquire() as conn, conn.transaction():
-                    return await store.lock_and_read(conn, "p2", [k1], stale_after_s=30)
+                async with pool.acquire() as conn:
+                    await store.lock_balances(conn, [k1])
+                    try:
+                        async with conn.transaction(isolation="repeatable_read"):
+                            return await store.balances_and_peers(conn, "p2", [k1], stale_after_s=30)
+                    finally:
+                        await store.unlock_balances(conn, [k1])
 
             waiting = asyncio.create_task(second())
             done, _ = await asyncio.wait({waiting}, timeout=0.3)
             assert not done, "the second confirmation did not wait for the first one's lock"
             await store.put_pending(first, "p1", [(k1, 40)])
-            await tx.commit()
+            await store.unlock_balances(first, [k2, k1])
         finally:
             await pool.release(first)
         [(key, spent, _, peers)] = await asyncio.wait_for(waiting, timeout=10)

@@ -14,7 +14,7 @@ the effective budget (base plus active raises), and lets the most severe stage d
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from spendgate.domain.enforcement.balances import BalanceKey, SpendOf
@@ -75,9 +75,17 @@ class Decision:
 
 
 def balance_keys(principal: Principal, policy: Policy, now: datetime) -> list[tuple[BalanceKey, datetime]]:
-    """The budgeted balances a request at ``now`` falls in, each with the instant its period resets."""
+    """The budgeted balances a request at ``now`` falls in, each with the instant its period resets.
+
+    Kept per scopes on the policy (a new policy, on any budget change, starts empty) until one of the
+    periods ends: every request of a key asks the same question."""
+    scopes = principal.scopes()
+    cached = policy._keys.get(scopes)
+    if cached is not None and cached[0] <= now < cached[1]:
+        return cached[2]
     out: list[tuple[BalanceKey, datetime]] = []
-    for scope in principal.scopes():
+    starts, ends = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
+    for scope in scopes:
         budget = policy.budgets.get(scope)
         if budget is None:
             continue
@@ -85,7 +93,15 @@ def balance_keys(principal: Principal, policy: Policy, now: datetime) -> list[tu
             if budget.limit_micros(kind) is not None:
                 period = policy.period(kind, budget.timezone, now)
                 out.append((BalanceKey(scope, kind, period.start), period.ends_at))
+                starts, ends = max(starts, period.starts_at), min(ends, period.ends_at)
+    if len(policy._keys) >= KEYS_CACHED:
+        policy._keys.clear()
+    policy._keys[scopes] = (starts, ends, out)
     return out
+
+
+KEYS_CACHED = 100_000
+"""At most this many principals' balance keys are kept per policy (then the cache starts again)."""
 
 
 def standings(principal: Principal, policy: Policy, spend: SpendOf, now: datetime) -> list[Standing]:

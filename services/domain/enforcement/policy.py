@@ -29,6 +29,7 @@ from typing import Any, Literal, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from spendgate.domain.enforcement.balances import BalanceKey
 from spendgate.domain.enforcement.scopes import parse_scope
 from spendgate.domain.enforcement.settings import EnforcementSettings
 from spendgate.domain.errors import ConfigError
@@ -135,6 +136,10 @@ class Policy:
     """Current period per (kind, timezone): a cache, valid while ``starts_at <= now < ends_at``."""
     _raises_of: dict[str, tuple[BudgetRaise, ...]] = field(default_factory=dict, compare=False, repr=False,
                                                            init=False)
+    _keys: dict[tuple[str, ...], tuple[datetime, datetime, list[tuple[BalanceKey, datetime]]]] = field(
+        default_factory=dict, compare=False, repr=False, init=False)
+    """``decision.balance_keys`` per set of scopes: a cache, valid between the latest start and the earliest
+    end of the periods it holds."""
     """``raises`` by scope (filled on construction): a decision looks at its own scopes' raises only. Not
     an init field, so ``replace`` (a reload) builds its own instead of adding the raises to the old one's."""
 

@@ -275,23 +275,35 @@ async def peer_pending(db: Queryable, instance: str, *, stale_after_s: float) ->
     return [(BalanceKey(r["scope"], PeriodKind(r["period"]), r["period_start"]), r["pending"]) for r in rows]
 
 
-async def lock_and_read(conn: Queryable, instance: str, keys: Sequence[BalanceKey], *,
-                        stale_after_s: float) -> list[tuple[BalanceKey, int, int, int]]:
-    """Inside a transaction: take each balance's confirmation lock (released at commit), then read, in
-    one snapshot taken after the locks, each one's settled spend, its version and every other live
-    proxy's pending sum: ``(key, spent, version, peers_pending)``.
-
-    Proxies that admit near a pause line do this one at a time per balance (``proxy.view``), so each sees
-    every reservation the others confirmed before it.
-    """
-    ordered = sorted(set(keys), key=lambda k: (k.scope, k.period.value, k.period_start))
+async def lock_balances(conn: Queryable, keys: Sequence[BalanceKey]) -> None:
+    """Take each balance's confirmation lock for this session, in a fixed order (no deadlock between
+    proxies); :func:`unlock_balances` releases them. Session locks, not transaction ones, so that the
+    caller's repeatable-read snapshot is taken after they are held."""
+    ordered = _ordered(keys)
     await conn.execute(
-        """SELECT pg_advisory_xact_lock(h) FROM
+        """SELECT pg_advisory_lock(h) FROM
              (SELECT hashtextextended(s || '/' || p || '/' || d::text, 7) AS h, ord
               FROM unnest($1::text[], $2::text[], $3::date[]) WITH ORDINALITY AS k(s, p, d, ord)
               ORDER BY ord) AS locks""",
         [k.scope for k in ordered], [k.period.value for k in ordered], [k.period_start for k in ordered],
     )
+
+
+async def unlock_balances(conn: Queryable, keys: Sequence[BalanceKey]) -> None:
+    ordered = _ordered(keys)
+    await conn.execute(
+        """SELECT pg_advisory_unlock(hashtextextended(s || '/' || p || '/' || d::text, 7))
+           FROM unnest($1::text[], $2::text[], $3::date[]) AS k(s, p, d)""",
+        [k.scope for k in ordered], [k.period.value for k in ordered], [k.period_start for k in ordered],
+    )
+
+
+async def balances_and_peers(conn: Queryable, instance: str, keys: Sequence[BalanceKey], *,
+                             stale_after_s: float) -> list[tuple[BalanceKey, int, int, int]]:
+    """Each balance's settled spend, its version and every other live proxy's pending sum on it:
+    ``(key, spent, version, peers_pending)``, read under :func:`lock_balances` by a proxy confirming an
+    admission near a pause line (``proxy.view``), so it sees every reservation confirmed before it."""
+    ordered = _ordered(keys)
     rows = await conn.fetch(
         """SELECT k.s AS scope, k.p AS period, k.d AS period_start,
                   coalesce(b.spent_micros, 0) AS spent, coalesce(b.version, 0) AS version,
@@ -305,6 +317,10 @@ async def lock_and_read(conn: Queryable, instance: str, keys: Sequence[BalanceKe
     )
     return [(BalanceKey(r["scope"], PeriodKind(r["period"]), r["period_start"]), int(r["spent"]), int(r["version"]),
              int(r["peers"])) for r in rows]
+
+
+def _ordered(keys: Sequence[BalanceKey]) -> list[BalanceKey]:
+    return sorted(set(keys), key=lambda k: (k.scope, k.period.value, k.period_start))
 
 
 async def put_pending(conn: Queryable, instance: str, sums: Sequence[tuple[BalanceKey, int]]) -> None:
