@@ -243,8 +243,17 @@ def format_option(*choices: str, default: str = "table") -> Callable[[F], F]:
                         + " (every field)")
 
 
+def _api_url(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """``--api``: an http(s) URL of a running admin API (empty means none, as an unset variable)."""
+    if not value:
+        return None
+    if not value.startswith(("http://", "https://")):
+        raise click.BadParameter(f"use the admin API's URL, such as http://127.0.0.1:8081, not {value!r}")
+    return value
+
+
 api_option = click.option(
-    "--api", "api_url", envvar="SPENDGATE_ADMIN_URL", default=None, metavar="URL",
+    "--api", "api_url", envvar="SPENDGATE_ADMIN_URL", default=None, metavar="URL", callback=_api_url,
     help="Read through a running admin API (e.g. http://127.0.0.1:8081) instead of the database; "
          "uses SPENDGATE_ADMIN_TOKEN. Default: SPENDGATE_ADMIN_URL.")
 

@@ -248,3 +248,14 @@ async def test_forecast_through_the_api_prints_the_forecasters_latest(pool: asyn
     assert "computed" in table.stdout.splitlines()[0] and "2026-11-21 03:00" in table.stdout
     assert [r["scope"] for r in csv.DictReader(io.StringIO(one.stdout))] == ["team:platform"]
     assert audit.exit_code == 2 and "--as-of needs the database" in audit.output
+
+
+def test_api_takes_only_an_http_url() -> None:
+    """`--api notaurl` is a usage error on every command that takes it, before anything is read."""
+    runner = CliRunner()
+    for name, command in ALL.items():
+        if option(command, "--api") is None:
+            continue
+        result = runner.invoke(main, [*name.split(), "--api", "notaurl"], env={"SPENDGATE_ADMIN_TOKEN": "t"})
+        assert result.exit_code == 2, (name, result.output)
+        assert "http://127.0.0.1:8081" in result.output and "Traceback" not in result.output, name
