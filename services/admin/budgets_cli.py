@@ -24,6 +24,7 @@ from spendgate.core.clitools import (
     nonempty,
     pass_ctx,
     run,
+    valid_scope,
     valid_timezone,
     warn,
 )
@@ -58,19 +59,7 @@ def _thresholds(value: str | None) -> list[int] | None:
     return values
 
 
-def _scope(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    from spendgate.domain.enforcement.scopes import parse_scope
-    from spendgate.domain.errors import ConfigError
-
-    if value is None:
-        return None
-    try:
-        return parse_scope(value)
-    except ConfigError as exc:
-        raise click.BadParameter(exc.message.removeprefix("bad scope ")) from None
-
-
-scope_option = click.option("--scope", required=True, callback=_scope,
+scope_option = click.option("--scope", required=True, callback=valid_scope,
                             help="key:<id or prefix>, developer:<name>, team:<name> or org")
 
 

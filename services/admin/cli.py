@@ -29,6 +29,7 @@ from spendgate.core.clitools import (
     pass_ctx,
     run,
     timezone_option,
+    valid_scope,
     warn,
 )
 
@@ -201,18 +202,6 @@ def show_cmd(ctx: Ctx, session_id: str, developer: str | None, fmt: str, api_url
     click.echo(run(go()))
 
 
-def _scope(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    from spendgate.domain.enforcement.scopes import parse_scope
-    from spendgate.domain.errors import ConfigError
-
-    if value is None:
-        return None
-    try:
-        return parse_scope(value)
-    except ConfigError as exc:
-        raise click.BadParameter(exc.message.removeprefix("bad scope ")) from None
-
-
 def _since(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
     from spendgate.admin.alerts import parse_since
     from spendgate.admin.window import WindowError
@@ -224,7 +213,7 @@ def _since(_ctx: click.Context, _param: click.Parameter, value: str | None) -> d
 
 
 @click.command("list")
-@click.option("--scope", default=None, callback=_scope,
+@click.option("--scope", default=None, callback=valid_scope,
               help="This scope's alerts: key:<id or prefix>, developer:<name>, team:<name> or org.")
 @click.option("--kind", type=click.Choice(KINDS), default=None, help="This kind of alert.")
 @click.option("--since", default=None, callback=_since,

@@ -258,6 +258,18 @@ api_option = click.option(
          "uses SPENDGATE_ADMIN_TOKEN. Default: SPENDGATE_ADMIN_URL.")
 
 
+def valid_scope(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """An option callback: a scope as people write it (``team:platform``, ``org``), normalised."""
+    from spendgate.domain.enforcement.scopes import parse_scope
+
+    if value is None:
+        return None
+    try:
+        return parse_scope(value)
+    except ConfigError as exc:
+        raise click.BadParameter(exc.message.removeprefix("bad scope ")) from None
+
+
 def valid_timezone(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     """An option callback: an IANA time zone name (``Europe/Berlin``), refused when unknown."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError

@@ -15,7 +15,16 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from spendgate.core.clitools import DOCUMENT_FORMATS, CliError, Ctx, api_option, format_option, pass_ctx, run
+from spendgate.core.clitools import (
+    DOCUMENT_FORMATS,
+    CliError,
+    Ctx,
+    api_option,
+    format_option,
+    pass_ctx,
+    run,
+    valid_scope,
+)
 from spendgate.core.tables import Field, field
 
 if TYPE_CHECKING:
@@ -56,18 +65,6 @@ def _as_of(_ctx: click.Context, _param: click.Parameter, value: str | None) -> d
     return day
 
 
-def _scope(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    from spendgate.domain.enforcement.scopes import parse_scope
-    from spendgate.domain.errors import ConfigError
-
-    if value is None:
-        return None
-    try:
-        return parse_scope(value)
-    except ConfigError as exc:
-        raise click.BadParameter(exc.message.removeprefix("bad scope ")) from None
-
-
 as_of_option = click.option("--as-of", "as_of", callback=_as_of, metavar="YYYY-MM-DD",
                             help="Forecast from the ledger as it stood at the end of this day (audits).")
 
@@ -97,7 +94,7 @@ STORED_FORECAST_FIELDS: list[Field] = [
 
 
 @click.group(invoke_without_command=True)
-@click.option("--scope", callback=_scope,
+@click.option("--scope", callback=valid_scope,
               help="Only this scope, e.g. team:platform (default: every scope with a monthly budget).")
 @format_option()
 @as_of_option
