@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 import msgspec
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from spendgate.core.adminapi import AdminApi
     from spendgate.core.config import Settings
 
-T = TypeVar("T")
 
 
 class Source(Protocol):
