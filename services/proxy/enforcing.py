@@ -43,29 +43,29 @@ async def admit_confirmed(enforcer: Enforcer, principal: Principal, model: str, 
     :data:`CONFIRM_TIMEOUT_S` the decision is made from memory, as far from the line; while the view is
     stale (``enforcement.outage_after_s``) it is made from memory without trying.
     """
-    view = enforcer.view
-    keys = view.near_line(principal) if isinstance(view, BalanceView) else []
-    if keys and isinstance(view, BalanceView) and view.stale_s() > view.settings.outage_after_s:
-        keys = []  # the database has not answered the view for a while: do not make each request wait on it
-    if not keys:
+    def admit() -> Admission:
         return enforcer.admit(principal, model, session_id=session_id, raw=raw, estimate=estimate,
                               cost_center=cost_center)
-    assert isinstance(view, BalanceView)
+
+    view = enforcer.view
+    if not isinstance(view, BalanceView):
+        return admit()
+    keys = view.near_line(principal)
+    if not keys or view.stale_s() > view.settings.outage_after_s:
+        # Far from the line; or the database has not answered the view for a while: do not make each
+        # request wait on it.
+        return admit()
     admitted: Admission | None = None
     try:
         async with asyncio.timeout(CONFIRM_TIMEOUT_S), view.confirming_on(keys) as conn:
             await view.confirm(conn, keys)
-            admitted = enforcer.admit(principal, model, session_id=session_id, raw=raw, estimate=estimate,
-                                      cost_center=cost_center)
+            admitted = admit()
             if admitted.reservation is not None:
                 await view.publish_confirmed(conn, keys)
     except DATABASE_TROUBLE as exc:
         log.warning("admission not confirmed near the pause line; decided from memory",
                     error=type(exc).__name__, scopes=sorted({k.scope for k in keys}))
-    if admitted is None:
-        admitted = enforcer.admit(principal, model, session_id=session_id, raw=raw, estimate=estimate,
-                                  cost_center=cost_center)
-    return admitted
+    return admitted if admitted is not None else admit()
 
 
 class EnforcingDecider:
