@@ -57,16 +57,13 @@ async def test_sigkill_with_requests_in_flight_records_each_served_request_once(
             await proxy.kill()
             await asyncio.gather(*flying, return_exceptions=True)
 
-        restarted = proxy_process(tmp_path / "proxy", env)
-        restarted.port = proxy.port  # same spool directory
-        restarted.argv[-1] = str(proxy.port)
-        await restarted.start()
+        await proxy.start()  # the same data dir, so the same spool
         try:
             events = await eventually(lambda: published_usage(pool),
                                       until=lambda e: len({x.event_id for x in e}) >= FINISHED + IN_FLIGHT,
                                       timeout_s=20, what="recovered events published")
         finally:
-            assert await restarted.terminate() == 0
+            assert await proxy.terminate() == 0
 
     settings = load_settings(database_url=db_url, bus="postgres", data_dir=tmp_path / "ledger")
     stop = asyncio.Event()

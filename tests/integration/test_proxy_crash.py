@@ -56,17 +56,14 @@ async def test_sigkill_after_responses_then_restart_loses_nothing(db_url: str, p
         assert len(spooled) == REQUESTS
         assert await published_usage(pool) == []
 
-        restarted = proxy_process(tmp_path / "proxy", env)
-        restarted.port = proxy.port  # same spool directory
-        restarted.argv[-1] = str(proxy.port)
-        await restarted.start()
+        await proxy.start()  # the same data dir, so the same spool
         try:
             await eventually(lambda: published_usage(pool), until=lambda e: len(e) >= REQUESTS, timeout_s=15,
                              what="spooled events replayed")
             await eventually(lambda: asyncio.to_thread(lambda: list(spool_dir.glob("*.spool"))),
                              until=lambda segs: segs == [], what="spool emptied after acknowledgement")
         finally:
-            assert await restarted.terminate() == 0
+            assert await proxy.terminate() == 0
 
     settings = load_settings(database_url=db_url, bus="postgres", data_dir=tmp_path / "ledger")
     stop = asyncio.Event()
