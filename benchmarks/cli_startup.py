@@ -37,6 +37,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as a file (python benchmarks/x.py): make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.support import Verdict, drop_db, fresh_db, postgres_server
 from spendgate.core.db import EmbeddedPostgres
 

@@ -22,7 +22,10 @@ import random
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
+if __package__ in (None, ""):  # run as a file (python benchmarks/x.py): make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.support import Verdict
 from spendgate.domain.enforcement import (
     BalanceKey,

@@ -21,11 +21,14 @@ import os
 import sys
 import time
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import numpy as np
 from numpy.typing import NDArray
 
+if __package__ in (None, ""):  # run as a file (python benchmarks/x.py): make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.support import Verdict, drop_db, fresh_db, postgres_server
 from spendgate.core.bus.postgres import PostgresBus
 from spendgate.core.config import ForecastSettings, Settings

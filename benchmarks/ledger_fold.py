@@ -18,9 +18,12 @@ import random
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 
+if __package__ in (None, ""):  # run as a file (python benchmarks/x.py): make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.support import Verdict, drop_db, fresh_db, postgres_server
 from spendgate.core.bus.kafka import KafkaBus
 from spendgate.core.bus.postgres import PostgresBus

@@ -20,9 +20,12 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 
+if __package__ in (None, ""):  # run as a file (python benchmarks/x.py): make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.support import Verdict, drop_db, fresh_db, postgres_server
 from spendgate.admin.cache import cache_report
 from spendgate.admin.dryrun import _COLUMNS, FETCH_ROWS, dry_run

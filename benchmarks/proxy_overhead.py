@@ -51,6 +51,8 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
+if __package__ in (None, ""):  # run as a file (python benchmarks/x.py): make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.support import Verdict, drop_db, fresh_db, postgres_server
 from spendgate.domain.enforcement.policy import budget_of
 from spendgate.store.budgets.store import set_budget
