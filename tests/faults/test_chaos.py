@@ -24,9 +24,9 @@ from spendgate.proxy.fake_upstream import FakeConfig
 from spendgate.store.keys import store as vkeys
 from tests.support.kafka import KafkaBroker
 from tests.support.killable_postgres import KillablePostgres
+from tests.support.ports import free_port
 from tests.support.proxy_harness import fake_upstream
 from tests.support.proxy_process import up_process
-from tests.support.tansu import free_port
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.kafka

@@ -28,8 +28,9 @@ from spendgate.store.budgets import store as budget_store
 from spendgate.store.keys import store as vkeys
 from spendgate.up import services
 from tests.support.killable_postgres import KillablePostgres
+from tests.support.ports import free_port
 from tests.support.proxy_harness import UPSTREAM_KEY, FakeServer, fake_upstream
-from tests.support.tansu import TansuBroker, free_port
+from tests.support.tansu import TansuBroker
 from tests.support.waiting import eventually
 
 

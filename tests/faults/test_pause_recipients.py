@@ -12,8 +12,8 @@ import asyncpg
 from spendgate.proxy.service import serve
 from spendgate.runtime import open_runtime
 from spendgate.store.keys import store as vkeys
+from tests.support.ports import free_port
 from tests.support.proxy_harness import fake_upstream, proxy_settings
-from tests.support.tansu import free_port
 from tests.support.waiting import eventually
 
 SLACK_URL = "https://hooks.slack.com/services/T0000/B0000/hunter2-webhook-secret"

@@ -10,8 +10,8 @@ from pathlib import Path
 import aiohttp
 from structlog.testing import capture_logs
 
+from tests.support.ports import free_port
 from tests.support.proxy_harness import running_proxy
-from tests.support.tansu import free_port
 
 
 async def test_healthz_says_only_how_components_are(db_url: str, tmp_path: Path) -> None:

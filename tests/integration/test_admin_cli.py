@@ -26,7 +26,7 @@ from spendgate.domain.money import usd_str
 from tests.support.admin_enforced import LIVE_POLICY
 from tests.support.admin_server import ADMIN_TOKEN, NOW, admin_settings
 from tests.support.admin_traffic import PRICES, fold_through_ledger, known_month
-from tests.support.tansu import free_port
+from tests.support.ports import free_port
 
 NOVEMBER = ["--from", "2026-11-01", "--to", "2026-11-30"]
 

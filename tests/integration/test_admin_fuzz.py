@@ -13,7 +13,7 @@ from spendgate.admin.app import create_app
 from spendgate.admin.deps import Deps
 from tests.support.admin_server import ADMIN_TOKEN, NOW, admin_settings
 from tests.support.admin_traffic import fold_through_ledger, known_month
-from tests.support.tansu import free_port
+from tests.support.ports import free_port
 
 SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
 

@@ -11,7 +11,7 @@ from spendgate.admin.service import serve
 from spendgate.core.config import load_settings
 from spendgate.runtime import open_runtime
 from tests.support.admin_server import ADMIN_TOKEN, auth
-from tests.support.tansu import free_port
+from tests.support.ports import free_port
 from tests.support.waiting import eventually
 
 

@@ -28,7 +28,7 @@ from spendgate.store.budgets import store as budgets
 from spendgate.store.keys import store as keys
 from tests.support.admin_server import ADMIN_TOKEN, admin_settings
 from tests.support.admin_traffic import PRICES, fold_through_ledger, known_month
-from tests.support.tansu import free_port
+from tests.support.ports import free_port
 
 NOVEMBER = ["--from", "2026-11-01", "--to", "2026-11-30"]
 

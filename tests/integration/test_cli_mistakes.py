@@ -20,7 +20,7 @@ from spendgate.domain.enforcement.policy import budget_of
 from spendgate.store.budgets import store as budgets
 from spendgate.store.keys import store as keys
 from tests.support.admin_traffic import fold_through_ledger, known_month
-from tests.support.tansu import free_port
+from tests.support.ports import free_port
 
 
 async def cli(db_url: str, tmp_path: Path, *args: str) -> Result:

@@ -15,7 +15,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from spendgate.core.config import SmtpSettings
 from spendgate.core.mail import MailError, send_mail
-from tests.support.tansu import free_port
+from tests.support.ports import free_port
 
 
 class Inbox:

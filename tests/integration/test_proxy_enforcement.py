@@ -11,8 +11,8 @@ import asyncpg
 from spendgate.proxy.service import serve
 from spendgate.runtime import open_runtime
 from spendgate.store.keys import store as vkeys
+from tests.support.ports import free_port
 from tests.support.proxy_harness import fake_upstream, proxy_settings, published_usage
-from tests.support.tansu import free_port
 from tests.support.waiting import eventually
 
 

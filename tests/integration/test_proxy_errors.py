@@ -10,8 +10,8 @@ import aiohttp
 
 from spendgate.proxy.fake_upstream import FakeConfig
 from spendgate.store.keys import store as vkeys
+from tests.support.ports import free_port
 from tests.support.proxy_harness import Harness, published_usage, running_proxy
-from tests.support.tansu import free_port
 from tests.support.waiting import eventually
 
 

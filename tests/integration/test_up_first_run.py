@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.ports import free_port
 from tests.support.proxy_process import spendgate_argv
-from tests.support.tansu import free_port
 from tests.support.waiting import eventually
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -28,8 +28,8 @@ from spendgate.runtime import Runtime, Serve, run_services
 from spendgate.store.keys import store as vkeys
 from spendgate.up import services
 from tests.support.ledger import folded_count
+from tests.support.ports import free_port
 from tests.support.proxy_harness import UPSTREAM_KEY, fake_upstream, published_usage
-from tests.support.tansu import free_port
 from tests.support.waiting import eventually
 
 DURING_FAULT = 5

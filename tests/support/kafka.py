@@ -20,11 +20,12 @@ import subprocess
 import tempfile
 import time
 import uuid
-from contextlib import ExitStack
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+
+from tests.support.ports import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 FETCH = ROOT / "scripts" / "fetch-kafka"
@@ -96,15 +97,6 @@ def java_binary() -> str:
     if found is None:
         raise RuntimeError("Apache Kafka needs Java 17+: no `java` on the PATH and no JAVA_HOME")
     return found
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct free ports (all held open while choosing, so none is handed out twice)."""
-    with ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
 
 
 def new_cluster_id() -> str:

