@@ -188,6 +188,11 @@ class Settings(BaseModel):
     drain_timeout_s: float = 30.0
     publish_timeout_s: float = 10.0
     """How long the proxy's spool writer waits for the bus to acknowledge a batch before retrying."""
+    publish_interval_s: float = Field(default=0.25, ge=0, le=10)
+    """Least time between two publications of the proxy's spool writer, unless a batch fills first: events
+    are on disk when a request ends; publishing one batch (seal, fsync, bus write, and the ledger's fold
+    it sets off) per request at low rates costs more than the requests do. Ledger, reports and alerts see
+    an event at most this much later; budget enforcement does not wait on it."""
 
     admin_token: SecretStr | None = None
     cache_flag_below_pct: int = Field(default=30, ge=0, le=100)

@@ -48,7 +48,8 @@ class ProxyServer:
         self.spool = Spool(settings.spool_dir / (spool_name or f"proxy-{self.port}"))
         self.keys = KeyCache(runtime.pool, runtime.db_url)
         self.emitter = Emitter(self.spool, runtime.bus, source=f"spendgate/proxy/{settings.instance}",
-                               publish_timeout_s=settings.publish_timeout_s)
+                               publish_timeout_s=settings.publish_timeout_s,
+                               publish_interval_s=settings.publish_interval_s)
         self.state: ProxyState | None = None
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
