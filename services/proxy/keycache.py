@@ -2,8 +2,9 @@
 
 Loaded whole at start; afterwards only keys whose ``version`` is near or above the highest seen are
 read (with an overlap, since sequence values can commit out of order), and everything once a minute.
-A LISTEN on :data:`PG_NOTIFY_CONFIG` wakes the refresh at once; a short poll is the safety net when
-the listening connection is gone, so a revoked key is refused within a second either way. A failed
+A LISTEN on :data:`PG_NOTIFY_CONFIG` wakes the refresh at once; a poll is the safety net (every
+:data:`LISTENING_POLL_S` while the listening connection is up, every :data:`POLL_INTERVAL_S` while it is
+gone), so a revoked key is refused within a second either way. A failed
 refresh raises: the supervisor restarts the loop with backoff, and the cached keys stay in use.
 """
 
@@ -23,6 +24,8 @@ from spendgate.store.keys.store import VirtualKey, hash_secret, keys_changed_sin
 log = get_logger(__name__)
 
 POLL_INTERVAL_S = 0.25
+LISTENING_POLL_S = 1.0
+"""While notifications arrive, polling four times a second only cost every request's neighbours CPU."""
 VERSION_OVERLAP = 1_000
 """Versions come from a sequence, so a change can commit after a higher one was already read; each
 refresh re-reads this many versions below the highest seen (applying a change twice is harmless)."""
@@ -75,8 +78,10 @@ class KeyCache:
                 if self._listener is None or self._listener.is_closed():
                     await self._listen()
                 waker = asyncio.create_task(self._wake.wait())
-                await asyncio.wait({waker, stopping}, timeout=self.poll_interval_s,
-                                   return_when=asyncio.FIRST_COMPLETED)
+                listening = self._listener is not None and not self._listener.is_closed()
+                await asyncio.wait({waker, stopping}, return_when=asyncio.FIRST_COMPLETED,
+                                   timeout=max(self.poll_interval_s, LISTENING_POLL_S) if listening
+                                   else self.poll_interval_s)
                 waker.cancel()
                 self._wake.clear()
                 if stop.is_set():
