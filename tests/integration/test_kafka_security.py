@@ -169,3 +169,26 @@ async def test_mutual_tls_without_a_client_certificate_is_refused(secure_kafka: 
     error = await refused(bus)
     assert str(secure_kafka.mtls_port) in str(error) and "TLS failed" in str(error) and "ssl_certfile" in str(error)
     assert not error.retriable
+
+
+async def test_a_plaintext_client_on_a_tls_listener_is_told_to_use_tls(secure_kafka: SecureKafkaBroker,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """security_protocol left at PLAINTEXT against a TLS listener (the usual slip with a managed cluster):
+    start fails at once, saying to set SSL or SASL_SSL."""
+    settings = settings_from_env(monkeypatch, secure_kafka.sasl_bootstrap)
+    bus = create_bus(settings, pool=None, dsn=None)
+    assert isinstance(bus, KafkaBus)
+    error = await refused(bus)
+    assert "answered in TLS to a PLAINTEXT client" in str(error) and not error.retriable
+
+
+async def test_a_tls_client_on_a_plaintext_listener_gets_a_hint(secure_kafka: SecureKafkaBroker,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """TLS against the plain listener: the handshake is reset; the error (retriable, since a reset can also
+    be a broker going down) says so and points at security_protocol."""
+    settings = settings_from_env(monkeypatch, secure_kafka.bootstrap, security_protocol="SSL",
+                                 ssl_cafile=secure_kafka.pki.ca)
+    bus = create_bus(settings, pool=None, dsn=None)
+    assert isinstance(bus, KafkaBus)
+    error = await refused(bus)
+    assert isinstance(error, BusUnavailableError) and "during the TLS handshake" in str(error)

@@ -7,9 +7,9 @@ aiokafka errors are translated into :class:`BusError` here, keeping their ``retr
 
 Every aiokafka client (producer, consumer, admin) is built from :meth:`KafkaBus.client_options`, so SASL
 and TLS (``kafka:`` settings) apply to all of them. aiokafka logs why it could not bootstrap and raises a
-bare "Unable to bootstrap"; when security is on, :meth:`KafkaBus.explain` opens one connection to find the
-cause, so a refused login or an untrusted certificate fails at start with a message that says so (not
-retriable: waiting does not fix a wrong password).
+bare "Unable to bootstrap"; :meth:`KafkaBus.explain` then opens one connection to find the cause, so a
+refused login, an untrusted certificate or a protocol the listener does not speak fails at start with a
+message that says so (not retriable: waiting does not fix a wrong password).
 """
 
 from __future__ import annotations
@@ -35,14 +35,36 @@ COMMIT_TIMEOUT_S = 5.0
 """aiokafka retries a retriable commit error for ever (a broker that lost the group or the topic answers
 UnknownTopicOrPartition to every try); past this the commit fails as BusUnavailableError instead."""
 CONSUMER_STOP_TIMEOUT_S = 10.0
-EXPLAIN_TIMEOUT_S = 10.0
+EXPLAIN_TIMEOUT_S = 5.0
 """How long :meth:`KafkaBus.explain` waits for its one diagnostic connection."""
+TLS_ALERT_AS_LENGTH = 0x1503
+"""A TLS listener answers a plaintext request with an alert record (type 0x15, version 0x03..); read as a
+Kafka frame, its first two bytes are the top of an impossible length."""
 
 
 def _translate(exc: KafkaError) -> BusError:
     if isinstance(exc, KafkaConnectionError):
         return BusUnavailableError(f"Kafka unavailable: {exc}")
     return BusError(f"Kafka error: {exc!r}", retriable=bool(getattr(exc, "retriable", False)))
+
+
+def _diagnosis(failure: BaseException, where: str, security: KafkaSettings) -> BusError | None:
+    """What a failed connection says about the settings, if anything."""
+    cause = failure if isinstance(failure, ssl.SSLError) else failure.__cause__  # aiokafka wraps it
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return BusError(f"{where}: its TLS certificate is not trusted ({cause.verify_message}); check kafka.ssl_cafile",
+                        retriable=False)
+    if isinstance(cause, ssl.SSLError):
+        return BusError(f"{where}: TLS failed ({cause.reason or cause}); check the kafka.ssl_* settings (a listener "
+                        "that requires client certificates needs ssl_certfile and ssl_keyfile) and "
+                        "kafka.security_protocol", retriable=False)
+    if isinstance(cause, asyncio.IncompleteReadError) and (cause.expected or 0) >> 16 == TLS_ALERT_AS_LENGTH:
+        return BusError(f"{where} answered in TLS to a {security.security_protocol} client: set "
+                        "kafka.security_protocol to SSL or SASL_SSL", retriable=False)
+    if isinstance(failure, ConnectionResetError) and security.security_protocol in ("SSL", "SASL_SSL"):
+        return BusUnavailableError(f"{where} reset the connection during the TLS handshake (a listener without "
+                                   "TLS? check kafka.security_protocol)")
+    return None
 
 
 def security_options(security: KafkaSettings) -> dict[str, Any]:
@@ -94,10 +116,11 @@ class KafkaBus:
                 **self._security_options}
 
     async def explain(self, exc: KafkaError) -> BusError:
-        """``exc`` as a :class:`BusError`. A failed bootstrap over SASL or TLS is tried again on one connection
-        of our own to report its cause (a refused login, an untrusted broker certificate, a client
-        certificate the broker refused) instead of aiokafka's "Unable to bootstrap"."""
-        if not isinstance(exc, KafkaConnectionError) or self.security.security_protocol == "PLAINTEXT":
+        """``exc`` as a :class:`BusError`. A failed bootstrap is tried again on one connection of our own to
+        report its cause (a refused login, an untrusted broker certificate, a client certificate the broker
+        refused, a security protocol the listener does not speak) instead of aiokafka's "Unable to
+        bootstrap"."""
+        if not isinstance(exc, KafkaConnectionError):
             return _translate(exc)
         host, port, _ = collect_hosts(self.bootstrap_servers, randomize=False)[0]
         try:
@@ -108,15 +131,7 @@ class KafkaBus:
             return BusError(f"Kafka at {host}:{port} refused the {self.security.sasl_mechanism} login of "
                             f"{self.security.sasl_username!r}: {refusal}", retriable=False)
         except (OSError, KafkaError, TimeoutError) as failure:
-            tls = failure if isinstance(failure, ssl.SSLError) else failure.__cause__  # aiokafka wraps it
-            if isinstance(tls, ssl.SSLCertVerificationError):
-                return BusError(f"Kafka at {host}:{port}: its TLS certificate is not trusted "
-                                f"({tls.verify_message}); check kafka.ssl_cafile", retriable=False)
-            if isinstance(tls, ssl.SSLError):
-                return BusError(f"Kafka at {host}:{port}: TLS failed ({tls.reason or tls}); check the kafka.ssl_* "
-                                "settings (a listener that requires client certificates needs ssl_certfile and "
-                                "ssl_keyfile) and kafka.security_protocol", retriable=False)
-            # otherwise the broker is unreachable, as aiokafka said
+            return _diagnosis(failure, f"Kafka at {host}:{port}", self.security) or _translate(exc)
         return _translate(exc)
 
     async def start(self) -> None:
