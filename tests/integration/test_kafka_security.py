@@ -22,6 +22,7 @@ from spendgate.core.bus import create_bus
 from spendgate.core.bus.kafka import KafkaBus
 from spendgate.core.config import Settings, load_settings
 from spendgate.domain.errors import BusError, BusUnavailableError
+from tests.support.cli import spendgate
 from tests.support.kafka_secure import PLAIN_USER, SCRAM_USER, Pki, SecureKafkaBroker, write_pki
 
 pytestmark = pytest.mark.kafka
@@ -192,3 +193,17 @@ async def test_a_tls_client_on_a_plaintext_listener_gets_a_hint(secure_kafka: Se
     assert isinstance(bus, KafkaBus)
     error = await refused(bus)
     assert isinstance(error, BusUnavailableError) and "during the TLS handshake" in str(error)
+
+
+async def test_a_service_with_a_wrong_password_exits_saying_why(secure_kafka: SecureKafkaBroker, db_url: str,
+                                                                tmp_path: Path) -> None:
+    """`spendgate ledger` as its own process, with a wrong SCRAM password: it exits non-zero at start with one
+    line naming the refused login (no traceback, no retrying for ever), and never prints the password."""
+    wrong = "wrong-" + uuid.uuid4().hex
+    env = {f"SPENDGATE_KAFKA__{k.upper()}": str(v) for k, v in scram(secure_kafka.pki, sasl_password=wrong).items()}
+    started = time.monotonic()
+    out = await spendgate("ledger", db_url=db_url, data_dir=tmp_path, SPENDGATE_BUS=f"kafka://{secure_kafka.sasl_bootstrap}",
+                          SPENDGATE_LOG_LEVEL="debug", **env)
+    assert out.returncode != 0 and time.monotonic() - started < 60
+    assert "refused the SCRAM-SHA-512 login" in out.stderr and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert wrong not in out.stderr + out.stdout
