@@ -185,14 +185,15 @@ async def test_a_plaintext_client_on_a_tls_listener_is_told_to_use_tls(secure_ka
 
 async def test_a_tls_client_on_a_plaintext_listener_gets_a_hint(secure_kafka: SecureKafkaBroker,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    """TLS against the plain listener: the handshake is reset; the error (retriable, since a reset can also
-    be a broker going down) says so and points at security_protocol."""
+    """TLS against the plain listener: the handshake is cut off; the error (retriable, since a broker going
+    down looks the same) says so and points at security_protocol."""
     settings = settings_from_env(monkeypatch, secure_kafka.bootstrap, security_protocol="SSL",
                                  ssl_cafile=secure_kafka.pki.ca)
     bus = create_bus(settings, pool=None, dsn=None)
     assert isinstance(bus, KafkaBus)
     error = await refused(bus)
     assert isinstance(error, BusUnavailableError) and "during the TLS handshake" in str(error)
+    assert "kafka.security_protocol" in str(error)
 
 
 async def test_a_service_with_a_wrong_password_exits_saying_why(secure_kafka: SecureKafkaBroker, db_url: str,

@@ -54,6 +54,11 @@ def _diagnosis(failure: BaseException, where: str, security: KafkaSettings) -> B
     if isinstance(cause, ssl.SSLCertVerificationError):
         return BusError(f"{where}: its TLS certificate is not trusted ({cause.verify_message}); check kafka.ssl_cafile",
                         retriable=False)
+    if isinstance(cause, ssl.SSLEOFError | ssl.SSLZeroReturnError | ssl.SSLSyscallError) or (
+            isinstance(failure, ConnectionResetError) and security.security_protocol in ("SSL", "SASL_SSL")):
+        # a listener without TLS hangs up on our handshake, but so does a broker going down: keep retrying
+        return BusUnavailableError(f"{where} closed the connection during the TLS handshake (a listener without "
+                                   "TLS? check kafka.security_protocol)")
     if isinstance(cause, ssl.SSLError):
         return BusError(f"{where}: TLS failed ({cause.reason or cause}); check the kafka.ssl_* settings (a listener "
                         "that requires client certificates needs ssl_certfile and ssl_keyfile) and "
@@ -61,9 +66,6 @@ def _diagnosis(failure: BaseException, where: str, security: KafkaSettings) -> B
     if isinstance(cause, asyncio.IncompleteReadError) and (cause.expected or 0) >> 16 == TLS_ALERT_AS_LENGTH:
         return BusError(f"{where} answered in TLS to a {security.security_protocol} client: set "
                         "kafka.security_protocol to SSL or SASL_SSL", retriable=False)
-    if isinstance(failure, ConnectionResetError) and security.security_protocol in ("SSL", "SASL_SSL"):
-        return BusUnavailableError(f"{where} reset the connection during the TLS handshake (a listener without "
-                                   "TLS? check kafka.security_protocol)")
     return None
 
 
