@@ -48,7 +48,7 @@ class Runtime:
 async def open_database(settings: Settings, *, run_migrations: bool = True, create: bool = False,
                         progress: Progress = quiet) -> AsyncIterator[tuple[str, asyncpg.Pool]]:
     """The database (configured, else embedded under the data dir; only ``create`` may make a new one)."""
-    async with database_url_for(settings.database_url, settings.pg_dir, create=create, progress=progress) as url:
+    async with database_url_for(settings.database_dsn, settings.pg_dir, create=create, progress=progress) as url:
         if run_migrations:
             progress("Applying database migrations")
             started = time.monotonic()

@@ -190,7 +190,7 @@ class Ctx:
         from spendgate.core.db import create_pool, database_url_for
 
         s = self.settings
-        async with database_url_for(s.database_url, s.pg_dir, borrow=True) as url:
+        async with database_url_for(s.database_dsn, s.pg_dir, borrow=True) as url:
             pool = await create_pool(url, min_size=1, max_size=4)
             try:
                 yield pool

@@ -19,6 +19,7 @@ import re
 import socket
 import types
 import typing
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -143,6 +144,104 @@ class SupervisorSettings(BaseModel):
     """No restart waits longer than this, however many failures in a row."""
 
 
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+def _existing_files(section: str, paths: Mapping[str, Path | None]) -> None:
+    for name, path in paths.items():
+        if path is not None and not path.is_file():
+            raise ValueError(f"{section}.{name}: {path} does not exist or is not a file")
+
+
+class KafkaSettings(BaseModel):
+    """How the Kafka bus authenticates to its brokers and encrypts the connection (a managed cluster:
+    ``SASL_SSL`` with ``SCRAM-SHA-512`` or ``PLAIN``; mutual TLS: ``SSL`` with a client certificate)."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt security setting must not be silently dropped
+
+    security_protocol: KafkaSecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    """CA bundle the brokers' certificates are checked against; unset means the system's trusted CAs."""
+    ssl_certfile: Path | None = None
+    """Client certificate (PEM) for mutual TLS, with its key in ``ssl_keyfile``."""
+    ssl_keyfile: Path | None = None
+    ssl_key_password: SecretStr | None = None
+    """Password of an encrypted ``ssl_keyfile``."""
+
+    @field_validator("security_protocol", "sasl_mechanism", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:
+        return v.upper() if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KafkaSettings:
+        sasl, tls = self.security_protocol.startswith("SASL_"), self.security_protocol.endswith("SSL")
+        if sasl:
+            if self.sasl_mechanism is None:
+                raise ValueError(f"security_protocol {self.security_protocol} needs a sasl_mechanism "
+                                 "(PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)")
+            if not self.sasl_username or self.sasl_password is None:
+                raise ValueError(f"sasl_mechanism {self.sasl_mechanism} needs sasl_username and sasl_password")
+        elif self.sasl_mechanism or self.sasl_username or self.sasl_password is not None:
+            raise ValueError(f"SASL settings are given but security_protocol is {self.security_protocol}: "
+                             "use SASL_SSL (or SASL_PLAINTEXT), or remove them")
+        tls_files = {"ssl_cafile": self.ssl_cafile, "ssl_certfile": self.ssl_certfile,
+                     "ssl_keyfile": self.ssl_keyfile}
+        if not tls and (any(tls_files.values()) or self.ssl_key_password is not None):
+            raise ValueError(f"TLS files are given but security_protocol is {self.security_protocol}: "
+                             "use SSL or SASL_SSL, or remove them")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("a client certificate needs both ssl_certfile and ssl_keyfile")
+        if self.ssl_key_password is not None and self.ssl_keyfile is None:
+            raise ValueError("ssl_key_password is set without an ssl_keyfile")
+        _existing_files("kafka", tls_files)
+        return self
+
+
+PostgresSslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+
+
+class DatabaseSettings(BaseModel):
+    """TLS to the PostgreSQL server of ``database_url``, named as libpq names them. Each one set here is
+    added to the URL's query (where asyncpg reads it), so every connection spendgate opens uses it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sslmode: PostgresSslMode | None = None
+    """Unset means what the URL says, else asyncpg's default (``prefer``). ``verify-full`` checks the
+    server's certificate against ``sslrootcert`` and its name against the URL's host."""
+    sslrootcert: Path | None = None
+    sslcert: Path | None = None
+    """Client certificate (PEM), with its key in ``sslkey``."""
+    sslkey: Path | None = None
+    sslpassword: SecretStr | None = None
+    """Password of an encrypted ``sslkey``."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DatabaseSettings:
+        files = {"sslrootcert": self.sslrootcert, "sslcert": self.sslcert, "sslkey": self.sslkey}
+        if self.sslmode in ("verify-ca", "verify-full") and self.sslrootcert is None:
+            raise ValueError(f"sslmode {self.sslmode} needs sslrootcert (the CA that signed the server's "
+                             "certificate)")
+        if (self.sslcert is None) != (self.sslkey is None):
+            raise ValueError("a client certificate needs both sslcert and sslkey")
+        if self.sslpassword is not None and self.sslkey is None:
+            raise ValueError("sslpassword is set without an sslkey")
+        _existing_files("database", files)
+        return self
+
+    def query(self) -> dict[str, str]:
+        """The settings given, as URL query parameters."""
+        values = {"sslmode": self.sslmode, "sslrootcert": self.sslrootcert, "sslcert": self.sslcert,
+                  "sslkey": self.sslkey,
+                  "sslpassword": self.sslpassword.get_secret_value() if self.sslpassword else None}
+        return {k: str(v) for k, v in values.items() if v is not None}
+
+
 class Settings(BaseModel):
     """Everything spendgate can be configured with (built from its sources by :func:`load_settings`)."""
 
@@ -151,6 +250,8 @@ class Settings(BaseModel):
     data_dir: Path = Field(default_factory=default_data_dir)
     database_url: str | None = None
     """PostgreSQL URL; unset means the embedded server under ``data_dir``."""
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    """TLS to the server of ``database_url`` (``SPENDGATE_DATABASE__SSLMODE=verify-full``)."""
     bus: str = "postgres"
     """``postgres`` (the embedded log table), ``kafka://host:port[,host:port]`` or ``memory``."""
     kafka_idempotence: bool = True
@@ -159,6 +260,8 @@ class Settings(BaseModel):
     kafka_heartbeat_interval_ms: int = 3_000
     kafka_rebalance_timeout_ms: int | None = None
     """Consumer-group timings; brokers enforce a minimum session timeout (6 s on Apache Kafka)."""
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    """SASL and TLS for the Kafka bus (``SPENDGATE_KAFKA__SECURITY_PROTOCOL=SASL_SSL``)."""
     bus_partitions: int = 4
     """Partitions per topic of the embedded Postgres bus."""
 
@@ -228,7 +331,25 @@ class Settings(BaseModel):
     def _check(self) -> Settings:
         if not (self.bus in ("postgres", "memory") or self.bus.startswith("kafka://")):
             raise ValueError(f"bus must be postgres, memory or kafka://host:port, not {self.bus!r}")
+        if self.database.query() and not self.database_url:
+            raise ValueError("database: TLS settings apply to the server of database_url, which is unset "
+                             "(the embedded PostgreSQL is reached over a local socket)")
+        if self.database_url:
+            in_url = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.database_url).query))
+            for name, value in self.database.query().items():
+                if name in in_url and in_url[name] != value:
+                    raise ValueError(f"database.{name} contradicts the {name} in database_url: set it in one place")
         return self
+
+    @property
+    def database_dsn(self) -> str | None:
+        """``database_url`` with the ``database`` TLS settings in its query: what every connection uses."""
+        extra = self.database.query()
+        if not self.database_url or not extra:
+            return self.database_url
+        parts = urllib.parse.urlsplit(self.database_url)
+        query = {**dict(urllib.parse.parse_qsl(parts.query)), **extra}
+        return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
     @property
     def spool_dir(self) -> Path:
@@ -266,7 +387,7 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings.model_validate(merged(values, overrides))
     except ValidationError as exc:
-        lines = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        lines = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}".removeprefix(": ") for e in exc.errors()]
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from exc
 
 

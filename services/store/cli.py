@@ -16,7 +16,7 @@ async def prepare(ctx: Ctx) -> None:
     from spendgate.core.db import database_url_for
     from spendgate.store.migrations import migrate as apply_migrations
 
-    async with database_url_for(ctx.settings.database_url, ctx.settings.pg_dir, create=True) as url:
+    async with database_url_for(ctx.settings.database_dsn, ctx.settings.pg_dir, create=True) as url:
         await apply_migrations(url)
 
 

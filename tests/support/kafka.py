@@ -133,8 +133,9 @@ class KafkaBroker:
 
     # --- configuration -------------------------------------------------------------------------
 
-    def _write_config(self) -> Path:
-        props = {
+    def _properties(self) -> dict[str, str]:
+        """The broker's ``server.properties`` (a subclass adds listeners: :mod:`tests.support.kafka_secure`)."""
+        return {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}",
@@ -146,8 +147,14 @@ class KafkaBroker:
             "log.dirs": str(self.data_dir),
             **self.settings,
         }
+
+    def _format_args(self) -> list[str]:
+        """Extra ``kafka-storage format`` arguments (``--add-scram``: users exist before the broker starts)."""
+        return []
+
+    def _write_config(self) -> Path:
         path = self.dir / "server.properties"
-        path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        path.write_text("".join(f"{k}={v}\n" for k, v in self._properties().items()))
         (self.dir / "log4j2.properties").write_text(LOG4J2.format(log=self.log_file))
         return path
 
@@ -191,7 +198,8 @@ class KafkaBroker:
     def _format(self, config: Path) -> None:
         """Format the storage once (KRaft needs it): a single voter, bootstrapped with ``--standalone``."""
         out = subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", "-t", self.cluster_id, "-c", str(config), "--standalone"),
+            self._java("kafka.tools.StorageTool", "format", "-t", self.cluster_id, "-c", str(config), "--standalone",
+                       *self._format_args()),
             capture_output=True, text=True, timeout=120,
         )
         self._settle_archive(out.returncode == 0)

@@ -40,6 +40,7 @@ def create_bus(settings: Settings, *, pool: asyncpg.Pool | None, dsn: str | None
             session_timeout_ms=settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
             rebalance_timeout_ms=settings.kafka_rebalance_timeout_ms,
+            security=settings.kafka,
         )
     if settings.bus == "postgres":
         from spendgate.core.bus.postgres import PostgresBus

@@ -4,32 +4,86 @@ Producer: ``acks=all``, idempotence on by default (a setting, since some brokers
 InitProducerId), partition key = the record key (the virtual key id for usage events). Consumer:
 a consumer group with manual commits; ``on_assign`` seeks to positions stored outside Kafka.
 aiokafka errors are translated into :class:`BusError` here, keeping their ``retriable`` flag.
+
+Every aiokafka client (producer, consumer, admin) is built from :meth:`KafkaBus.client_options`, so SASL
+and TLS (``kafka:`` settings) apply to all of them. aiokafka logs why it could not bootstrap and raises a
+bare "Unable to bootstrap"; :meth:`KafkaBus.explain` then opens one connection to find the cause, so a
+refused login, an untrusted certificate or a protocol the listener does not speak fails at start with a
+message that says so (not retriable: waiting does not fix a wrong password).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka import TopicPartition as KafkaTP
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.conn import collect_hosts, create_conn
+from aiokafka.errors import KafkaConnectionError, KafkaError, SaslAuthenticationFailed, TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 
 from spendgate.core.bus.base import OnAssign, Record, TopicPartition
-from spendgate.domain.errors import BusError, BusUnavailableError
+from spendgate.core.config import KafkaSettings
+from spendgate.domain.errors import BusError, BusUnavailableError, ConfigError
 
 COMMIT_TIMEOUT_S = 5.0
 """aiokafka retries a retriable commit error for ever (a broker that lost the group or the topic answers
 UnknownTopicOrPartition to every try); past this the commit fails as BusUnavailableError instead."""
 CONSUMER_STOP_TIMEOUT_S = 10.0
+EXPLAIN_TIMEOUT_S = 5.0
+"""How long :meth:`KafkaBus.explain` waits for its one diagnostic connection."""
+TLS_ALERT_AS_LENGTH = 0x1503
+"""A TLS listener answers a plaintext request with an alert record (type 0x15, version 0x03..); read as a
+Kafka frame, its first two bytes are the top of an impossible length."""
 
 
 def _translate(exc: KafkaError) -> BusError:
     if isinstance(exc, KafkaConnectionError):
         return BusUnavailableError(f"Kafka unavailable: {exc}")
     return BusError(f"Kafka error: {exc!r}", retriable=bool(getattr(exc, "retriable", False)))
+
+
+def _diagnosis(failure: BaseException, where: str, security: KafkaSettings) -> BusError | None:
+    """What a failed connection says about the settings, if anything."""
+    cause = failure if isinstance(failure, ssl.SSLError) else failure.__cause__  # aiokafka wraps it
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return BusError(f"{where}: its TLS certificate is not trusted ({cause.verify_message}); check kafka.ssl_cafile",
+                        retriable=False)
+    if isinstance(cause, ssl.SSLEOFError | ssl.SSLZeroReturnError | ssl.SSLSyscallError) or (
+            isinstance(failure, ConnectionResetError) and security.security_protocol in ("SSL", "SASL_SSL")):
+        # a listener without TLS hangs up on our handshake, but so does a broker going down: keep retrying
+        return BusUnavailableError(f"{where} closed the connection during the TLS handshake (a listener without "
+                                   "TLS? check kafka.security_protocol)")
+    if isinstance(cause, ssl.SSLError):
+        return BusError(f"{where}: TLS failed ({cause.reason or cause}); check the kafka.ssl_* settings (a listener "
+                        "that requires client certificates needs ssl_certfile and ssl_keyfile) and "
+                        "kafka.security_protocol", retriable=False)
+    if isinstance(cause, asyncio.IncompleteReadError) and (cause.expected or 0) >> 16 == TLS_ALERT_AS_LENGTH:
+        return BusError(f"{where} answered in TLS to a {security.security_protocol} client: set "
+                        "kafka.security_protocol to SSL or SASL_SSL", retriable=False)
+    return None
+
+
+def security_options(security: KafkaSettings) -> dict[str, Any]:
+    """aiokafka's connection options for ``security``: protocol, TLS context, SASL login."""
+    options: dict[str, Any] = {"security_protocol": security.security_protocol}
+    if security.security_protocol in ("SSL", "SASL_SSL"):
+        password = security.ssl_key_password.get_secret_value() if security.ssl_key_password else None
+        try:
+            options["ssl_context"] = create_ssl_context(cafile=security.ssl_cafile, certfile=security.ssl_certfile,
+                                                        keyfile=security.ssl_keyfile, password=password)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError: not PEM, key not matching, bad password
+            raise ConfigError(f"kafka: cannot load the TLS files ({exc})") from None
+    if security.sasl_mechanism is not None:
+        assert security.sasl_password is not None  # KafkaSettings validated it
+        options |= {"sasl_mechanism": security.sasl_mechanism, "sasl_plain_username": security.sasl_username,
+                    "sasl_plain_password": security.sasl_password.get_secret_value()}
+    return options
 
 
 class KafkaBus:
@@ -44,8 +98,11 @@ class KafkaBus:
         session_timeout_ms: int = 10_000,
         heartbeat_interval_ms: int = 3_000,
         rebalance_timeout_ms: int | None = None,
+        security: KafkaSettings | None = None,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
+        self.security = security or KafkaSettings()
+        self._security_options = security_options(self.security)
         self.idempotence = idempotence
         self.partitions = partitions
         self.topics = list(topics)
@@ -55,21 +112,44 @@ class KafkaBus:
             self.group_timings["rebalance_timeout_ms"] = rebalance_timeout_ms
         self._producer: AIOKafkaProducer | None = None
 
+    def client_options(self, client_id: str | None = None) -> dict[str, Any]:
+        """What every aiokafka client of this bus is built with: the brokers, a client id, SASL and TLS."""
+        return {"bootstrap_servers": self.bootstrap_servers, "client_id": client_id or self.client_id,
+                **self._security_options}
+
+    async def explain(self, exc: KafkaError) -> BusError:
+        """``exc`` as a :class:`BusError`. A failed bootstrap is tried again on one connection of our own to
+        report its cause (a refused login, an untrusted broker certificate, a client certificate the broker
+        refused, a security protocol the listener does not speak) instead of aiokafka's "Unable to
+        bootstrap"."""
+        if not isinstance(exc, KafkaConnectionError):
+            return _translate(exc)
+        host, port, _ = collect_hosts(self.bootstrap_servers, randomize=False)[0]
+        try:
+            async with asyncio.timeout(EXPLAIN_TIMEOUT_S):
+                conn = await create_conn(host, port, client_id=self.client_id, **self._security_options)
+            conn.close()
+        except SaslAuthenticationFailed as refusal:
+            return BusError(f"Kafka at {host}:{port} refused the {self.security.sasl_mechanism} login of "
+                            f"{self.security.sasl_username!r}: {refusal}", retriable=False)
+        except (OSError, KafkaError, TimeoutError) as failure:
+            return _diagnosis(failure, f"Kafka at {host}:{port}", self.security) or _translate(exc)
+        return _translate(exc)
+
     async def start(self) -> None:
         if self.topics:
             await self.ensure_topics(self.topics)
         producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap_servers,
+            **self.client_options(),
             acks="all",
             enable_idempotence=self.idempotence,
             linger_ms=2,
-            client_id=self.client_id,
         )
         try:
             await producer.start()
         except KafkaError as exc:
             await producer.stop()
-            raise _translate(exc) from exc
+            raise await self.explain(exc) from exc
         self._producer = producer
 
     async def stop(self) -> None:
@@ -78,7 +158,7 @@ class KafkaBus:
             await producer.stop()
 
     async def ensure_topics(self, topics: Sequence[str]) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, client_id=self.client_id)
+        admin = AIOKafkaAdminClient(**self.client_options())
         try:
             await admin.start()
             existing = set(await admin.list_topics())
@@ -87,7 +167,7 @@ class KafkaBus:
                 with contextlib.suppress(TopicAlreadyExistsError):  # another process created it first
                     await admin.create_topics(missing)
         except KafkaError as exc:
-            raise _translate(exc) from exc
+            raise await self.explain(exc) from exc
         finally:
             await admin.close()
 
@@ -139,11 +219,10 @@ class KafkaConsumer:
     async def start(self) -> None:
         await self.bus.ensure_topics(self.topics)
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bus.bootstrap_servers,
+            **self.bus.client_options(f"{self.bus.client_id}-{self.group}"),
             group_id=self.group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            client_id=f"{self.bus.client_id}-{self.group}",
             **self.bus.group_timings,
         )
         consumer.subscribe(self.topics, listener=_Listener(self))
@@ -153,7 +232,7 @@ class KafkaConsumer:
         except KafkaError as exc:
             self._consumer = None
             await consumer.stop()
-            raise _translate(exc) from exc
+            raise await self.bus.explain(exc) from exc
 
     async def stop(self) -> None:
         consumer, self._consumer = self._consumer, None
