@@ -125,6 +125,10 @@ async def test_spendgate_up_exposes_the_metrics_and_spans_of_every_service(db_ur
     assert ops.families == proxy.families  # one process, one registry, on both ports
     assert health == 200 and unauthorised == (401, 401)
     _assert_dashboard_uses_only(proxy)
+    [deliver, *_] = otlp.named("spendgate.alert.deliver")
+    assert deliver.attributes["spendgate.alert.delivered"] is True
+    assert deliver.attributes["spendgate.alert.route"] == "everyone"
+    assert slack.url("slack").encode() not in b"".join(otlp.bodies)  # a channel's address stays out
 
 
 async def test_a_standalone_ledger_serves_health_and_metrics_on_its_ops_port(
