@@ -8,6 +8,7 @@ after the fact from the usage event, so the request path does no tracing work wh
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -25,6 +26,9 @@ from spendgate.domain.events import UsageRecorded
 OPERATIONS = {"/v1/chat/completions": "chat", "/v1/responses": "chat", "/v1/completions": "text_completion",
               "/v1/embeddings": "embeddings"}
 """``gen_ai.operation.name`` by endpoint; other endpoints use their path under ``/v1``."""
+SHUTDOWN_WAIT_S = 2.0
+"""At stop, the last spans get this long to leave; a collector that is down must not hold up the stop
+(the SDK would retry until its export timeout)."""
 
 
 class OtelTracer:
@@ -33,7 +37,7 @@ class OtelTracer:
         exporter = OTLPSpanExporter(endpoint=settings.endpoint, timeout=settings.timeout_s,
                                     headers={k: v.get_secret_value() for k, v in settings.headers.items()})
         self._provider = TracerProvider(resource=Resource.create({
-            "service.name": settings.service_name, "service.instance.id": instance}))
+            "service.name": settings.service_name, "service.instance.id": instance}), shutdown_on_exit=False)
         self._provider.add_span_processor(BatchSpanProcessor(
             exporter, schedule_delay_millis=settings.export_interval_s * 1000))
         self._tracer = self._provider.get_tracer("spendgate")
@@ -89,4 +93,7 @@ class OtelTracer:
             yield span
 
     def shutdown(self) -> None:
-        self._provider.shutdown()
+        """Send the last spans, waiting at most :data:`SHUTDOWN_WAIT_S` (the rest are dropped)."""
+        worker = threading.Thread(target=self._provider.shutdown, name="otel-shutdown", daemon=True)
+        worker.start()
+        worker.join(SHUTDOWN_WAIT_S)

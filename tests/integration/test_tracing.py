@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import aiohttp
 
-from spendgate.core.tracing import policy_version
+from spendgate.core.config import load_settings
+from spendgate.core.tracing import open_tracer, policy_version
+from tests.support.factories import usage_event
 from tests.support.ledger import running_ledger
 from tests.support.otlp import OtlpReceiver, spans_named
+from tests.support.ports import free_ports
 from tests.support.proxy_harness import UPSTREAM_KEY, published_usage, running_proxy
 from tests.support.waiting import eventually
 
@@ -75,3 +79,18 @@ def test_tracing_is_off_by_default_and_imports_no_opentelemetry(tmp_path: Path) 
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_refusing_collector_does_not_hold_up_the_stop(tmp_path: Path) -> None:
+    """Spans for a collector that refuses connections: the stop waits SHUTDOWN_WAIT_S, not the SDK's
+    retries until its export timeout (7.5 s measured before the bound)."""
+    from spendgate.core.otel import SHUTDOWN_WAIT_S
+
+    [port] = free_ports(1)  # nothing listens there
+    tracer = open_tracer(load_settings(data_dir=tmp_path, otel={"endpoint": f"http://127.0.0.1:{port}/v1/traces"}))
+    assert tracer is not None
+    for _ in range(10):
+        tracer.request(usage_event())
+    started = time.monotonic()
+    tracer.shutdown()
+    assert time.monotonic() - started < SHUTDOWN_WAIT_S + 0.5
