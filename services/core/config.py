@@ -135,6 +135,21 @@ class AlertSettings(BaseModel):
     top_sessions: int = 5
 
 
+class OtelSettings(BaseModel):
+    """OpenTelemetry traces, exported over OTLP/HTTP (protobuf); off unless an endpoint is set."""
+
+    endpoint: str | None = None
+    """Where spans are POSTed (``http://collector:4318/v1/traces``). Unset: the standard
+    ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` (used as is), else ``OTEL_EXPORTER_OTLP_ENDPOINT`` plus
+    ``/v1/traces``; none of them set means no tracing, and opentelemetry is not even imported."""
+    service_name: str = "spendgate"
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    """Extra request headers for the collector (an API key)."""
+    timeout_s: float = Field(default=10.0, gt=0)
+    export_interval_s: float = Field(default=2.0, gt=0)
+    """How often the batch of finished spans is sent."""
+
+
 class SupervisorSettings(BaseModel):
     """Restarting a background loop that failed: capped exponential backoff with jitter."""
 
@@ -288,6 +303,9 @@ class Settings(BaseModel):
     """Longest request line or header the proxy reads; longer ones get a 400 that echoes nothing."""
     metrics_token: SecretStr | None = None
     """Bearer token ``/metrics`` requires (spend figures); unset means ``/metrics`` answers 404."""
+    ops_port: int | None = Field(default=None, ge=0, le=65535)
+    """Port of this process's own ``/healthz`` and ``/metrics`` (for ``spendgate ledger``, ``alerter``,
+    ``forecaster`` run alone; the proxy also serves both on its own port). Unset: no such server."""
     drain_timeout_s: float = 30.0
     publish_timeout_s: float = 10.0
     """How long the proxy's spool writer waits for the bus to acknowledge a batch before retrying."""
@@ -314,6 +332,7 @@ class Settings(BaseModel):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     forecast: ForecastSettings = Field(default_factory=ForecastSettings)
     supervisor: SupervisorSettings = Field(default_factory=SupervisorSettings)
+    otel: OtelSettings = Field(default_factory=OtelSettings)
 
     @field_validator("proxy_allowed_paths")
     @classmethod
@@ -384,6 +403,10 @@ def load_settings(**overrides: Any) -> Settings:
     from pydantic import ValidationError
 
     values = merged(file_values(config_file_path(overrides.get("data_dir"))), environment_values(os.environ))
+    otel = values.get("otel")
+    standard = standard_otlp_endpoint(os.environ)
+    if standard and not (isinstance(otel, Mapping) and otel.get("endpoint")):
+        values["otel"] = {**(otel if isinstance(otel, Mapping) else {}), "endpoint": standard}
     try:
         return Settings.model_validate(merged(values, overrides))
     except ValidationError as exc:
@@ -427,6 +450,16 @@ def environment_values(environ: Mapping[str, str]) -> dict[str, Any]:
     if "upstream_key" not in values and environ.get("OPENAI_API_KEY"):
         values["upstream_key"] = environ["OPENAI_API_KEY"]
     return values
+
+
+def standard_otlp_endpoint(environ: Mapping[str, str]) -> str | None:
+    """The traces endpoint the OpenTelemetry specification's variables name, if any (below
+    ``otel.endpoint`` from spendgate's own variable or file)."""
+    traces = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+    if traces:
+        return traces
+    base = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+    return f"{base.rstrip('/')}/v1/traces" if base else None
 
 
 def merged(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from spendgate.core.bus.kafka import KafkaBus
 from tests.contract.test_bus_contract import (
     Harness,
     test_independent_groups,
+    test_lag_counts_the_records_after_the_position,
     test_on_assign_seeks_to_stored_positions,
     test_per_key_order,
     test_publish_while_consumer_down,
@@ -26,7 +27,8 @@ from tests.support.kafka import KafkaBroker
 pytestmark = pytest.mark.kafka
 
 __all__ = [
-    "test_independent_groups", "test_on_assign_seeks_to_stored_positions", "test_per_key_order",
+    "test_independent_groups", "test_lag_counts_the_records_after_the_position",
+    "test_on_assign_seeks_to_stored_positions", "test_per_key_order",
     "test_publish_while_consumer_down", "test_redelivery_after_consumer_dies_before_commit",
     "test_resume_from_committed_offset",
 ]

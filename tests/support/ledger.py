@@ -7,7 +7,7 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 
 import asyncpg
@@ -37,10 +37,11 @@ async def running_ledger(pool: asyncpg.Pool, bus: Bus, **kw: object) -> AsyncIte
         await asyncio.wait_for(task, 30)
 
 
-def spawn_ledger(db_url: str, bus_url: str, data_dir: Path) -> subprocess.Popen[bytes]:
-    """``spendgate ledger`` as a real OS process (so it can be SIGKILLed)."""
+def spawn_ledger(db_url: str, bus_url: str, data_dir: Path,
+                 extra_env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """``spendgate ledger`` as a real OS process (so it can be SIGKILLed); ``extra_env`` adds settings."""
     env = {**os.environ, **FAST_GROUP_ENV, "SPENDGATE_DATABASE_URL": db_url, "SPENDGATE_BUS": bus_url,
-           "SPENDGATE_DATA_DIR": str(data_dir), "SPENDGATE_LOG_LEVEL": "warning"}
+           "SPENDGATE_DATA_DIR": str(data_dir), "SPENDGATE_LOG_LEVEL": "warning", **(extra_env or {})}
     return subprocess.Popen([sys.executable, "-m", "spendgate", "ledger"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 

@@ -256,6 +256,20 @@ class KafkaConsumer:
             for m in batches[tp]
         ]
 
+    async def lag(self) -> dict[TopicPartition, int]:
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        assigned = sorted(consumer.assignment(), key=lambda t: (t.topic, t.partition))
+        if not assigned:
+            return {}
+        try:
+            ends = await consumer.end_offsets(assigned)
+            return {TopicPartition(tp.topic, tp.partition): max(ends[tp] - await consumer.position(tp), 0)
+                    for tp in assigned}
+        except KafkaError as exc:
+            raise _translate(exc) from exc
+
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         if self._consumer is None or not offsets:
             return
