@@ -246,4 +246,4 @@ async def test_separate_processes_on_apache_kafka(db_url: str, pool: asyncpg.Poo
                "pat_overshoot_usd": overshoot / USD, "crossings": len(rows), "unconfirmed_admissions": unconfirmed,
                "sigterm_to_exit_s": stops}
     artifact("separate_processes.json").write_text(json.dumps(figures, indent=2))
-    print(json.dumps(figures))
+    print(json.dumps({**figures, "peer_window": {k: v for k, v in window.summary().items() if k != "samples_ms"}}))

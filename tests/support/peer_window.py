@@ -112,7 +112,7 @@ class PeerWindow:
         w = self.samples_s
         return {"samples": len(w), "probes": self.probes, "skipped": len(self.skipped),
                 "p50_ms": round(percentile(w, 50) * 1000, 1), "p99_ms": round(percentile(w, 99) * 1000, 1),
-                "max_ms": round(max(w) * 1000, 1)}
+                "max_ms": round(max(w) * 1000, 1), "samples_ms": [round(v * 1000, 1) for v in w]}
 
 
 def percentile(values: list[float], pct: float) -> float:
