@@ -39,7 +39,8 @@ from tests.support.proxy_harness import UPSTREAM_KEY, fake_upstream
 from tests.support.proxy_process import SpendgateProcess, service_process, spendgate_argv
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(240)]
+"""35-60 s on the shared 2-core machine; six processes and a JVM starting on a busier one take longer."""
 
 FAST_GROUP_ENV = {"SPENDGATE_KAFKA_SESSION_TIMEOUT_MS": "1000", "SPENDGATE_KAFKA_HEARTBEAT_INTERVAL_MS": "200",
                   "SPENDGATE_KAFKA_REBALANCE_TIMEOUT_MS": "2000"}
