@@ -184,11 +184,12 @@ def test_grace_periods_cover_the_services_shutdown() -> None:
 def proxy_probes() -> Iterator[tuple[str, int]]:
     """(path, port) of every HTTP probe on a proxy, in Kubernetes and in compose."""
     for _, container in k8s_containers():
+        if container["args"][0] != "proxy":
+            continue
         ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
         for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
             get = container.get(kind, {}).get("httpGet")
             if get is not None:
-                assert container["args"][0] == "proxy", "only the proxy serves an unauthenticated route"
                 port = ports.get(get["port"], get["port"])
                 assert container["args"] == ["proxy", "--port", str(port)]
                 yield get["path"], port
@@ -242,3 +243,52 @@ async def test_admin_probe_port_is_where_the_admin_api_listens(db_url: str, tmp_
         assert await process.terminate() == 0, process.output()
 
 
+
+
+WORKERS = ("ledger", "alerter", "forecaster")
+
+
+def worker_probes() -> Iterator[tuple[str, str, int]]:
+    """(service, path, port) of every HTTP probe on a ledger, alerter or forecaster: each on the port its
+    ``SPENDGATE_OPS_PORT`` names, in Kubernetes and in compose."""
+    for _, container in k8s_containers():
+        if container["args"][0] not in WORKERS:
+            continue
+        ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+        for kind in ("readinessProbe", "livenessProbe"):
+            get = container[kind]["httpGet"]
+            port = ports.get(get["port"], get["port"])
+            assert port == int(k8s_env(container)["SPENDGATE_OPS_PORT"]), container["args"]
+            yield container["args"][0], get["path"], port
+    for name in WORKERS:
+        service = spendgate_services()[name]
+        match = re.search(r"http://127\.0\.0\.1:(\d+)(/\S*?)'", " ".join(service["healthcheck"]["test"]))
+        assert match, service["healthcheck"]
+        assert service["environment"]["SPENDGATE_OPS_PORT"] == match[1]
+        yield name, match[2], int(match[1])
+
+
+async def test_worker_probes_answer_on_a_real_ledger(db_url: str, tmp_path: Path) -> None:
+    """The ledger, alerter and forecaster are probed on their ops port; the path answers 200 on a running
+    `spendgate ledger` started with the manifests' SPENDGATE_OPS_PORT setting (the three share the code)."""
+    probes = list(worker_probes())
+    assert {name for name, _, _ in probes} == set(WORKERS)
+    port = free_port()
+    process = service_process("ledger", tmp_path / "ledger", {
+        "SPENDGATE_DATABASE_URL": db_url, "SPENDGATE_BUS": "postgres", "SPENDGATE_OPS_PORT": str(port)})
+    await process.start()
+
+    async def answers(path: str) -> bool:
+        assert process.running, process.output()
+        try:
+            async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}{path}") as resp:
+                return resp.status == 200
+        except aiohttp.ClientConnectionError:
+            return False
+
+    try:
+        for path in sorted({path for _, path, _ in probes}):
+            await eventually(lambda path=path: answers(path), timeout_s=60, interval_s=0.1,  # type: ignore[misc]
+                             what=f"spendgate ledger answering {path} on its ops port")
+    finally:
+        assert await process.terminate() == 0, process.output()
