@@ -1,4 +1,5 @@
-"""One contract, three adapters: MemoryBus, PostgresBus (embedded) and KafkaBus (real broker)."""
+"""One contract, three adapters: MemoryBus, PostgresBus (embedded) and KafkaBus on a real Apache Kafka
+broker, with the idempotent producer on as production runs it."""
 
 from __future__ import annotations
 
@@ -11,10 +12,9 @@ import asyncpg
 import pytest
 
 from spendgate.core.bus import Bus, Consumer, MemoryBus, Record, TopicPartition, next_offsets
-from spendgate.core.bus.kafka import KafkaBus
 from spendgate.core.bus.postgres import PostgresBus
+from tests.support.kafka import KafkaForTest
 from tests.support.postgres import PostgresForTests
-from tests.support.tansu import FAST_GROUP, TansuBroker
 
 
 @dataclass
@@ -24,10 +24,8 @@ class Harness:
     make_bus: Callable[[], Awaitable[Bus]]
 
 
-@pytest.fixture(params=["memory", "postgres", "kafka"])
-async def harness(
-    request: pytest.FixtureRequest, postgres_server: PostgresForTests, kafka_broker: TansuBroker
-) -> AsyncIterator[Harness]:
+@pytest.fixture(params=["memory", "postgres", pytest.param("kafka", marks=pytest.mark.kafka)])
+async def harness(request: pytest.FixtureRequest, postgres_server: PostgresForTests) -> AsyncIterator[Harness]:
     topic = f"t-{uuid.uuid4().hex[:8]}"
     cleanup: list[Callable[[], Awaitable[None]]] = []
 
@@ -45,8 +43,10 @@ async def harness(
         async def make() -> Bus:
             return PostgresBus(pool, db_url, partitions=3)
     else:
+        kafka: KafkaForTest = request.getfixturevalue("kafka")  # the broker starts only if a Kafka case runs
+
         async def make() -> Bus:
-            bus = KafkaBus(kafka_broker.bootstrap, idempotence=False, partitions=3, topics=[topic], **FAST_GROUP)
+            bus = kafka.bus(partitions=3, topics=[topic])
             await bus.start()
             cleanup.append(bus.stop)
             return bus

@@ -1,9 +1,13 @@
 """A real Apache Kafka broker for tests: one KRaft node (broker + controller), data on disk.
 
-The jars come from ``scripts/fetch-kafka`` (Maven Central, cached). Same surface as
-:class:`tests.support.tansu.TansuBroker` (``bootstrap``, ``start``/``astart``, ``stop``/``astop``),
-plus ``kill`` (SIGKILL) and ``restart`` that keep the data directory and the ports, so a test can check
-what survives a crash. The broker's log is ``<dir>/kafka.log`` (and ``kafka.out`` for the JVM's own output).
+The jars come from ``scripts/fetch-kafka`` (Maven Central, cached). ``bootstrap``, ``start``/``astart``,
+``stop``/``astop``, plus ``kill`` (SIGKILL) and ``restart`` that keep the data directory and the ports, so a
+test can check what survives a crash. The broker's log is ``<dir>/kafka.log`` (and ``kafka.out`` for the
+JVM's own output).
+
+A JVM takes seconds to start, so tests share one broker and keep apart by :class:`KafkaForTest`'s namespace
+(a prefix on every topic and group name, the ``kafka_namespace`` setting); only a test that stops or kills
+the broker gets one of its own.
 """
 
 from __future__ import annotations
@@ -20,11 +24,14 @@ import subprocess
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from spendgate.core.bus.kafka import KafkaBus
 from tests.support.ports import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,6 +70,10 @@ TEST_SETTINGS = {
     "num.recovery.threads.per.data.dir": "1",
     "log.cleaner.threads": "1",
 }
+
+FAST_GROUP = {"session_timeout_ms": 1000, "heartbeat_interval_ms": 100, "rebalance_timeout_ms": 1000}
+"""Consumer-group timings for tests: a SIGKILLed member is dropped from its group after 1 s, not 10 s
+(``group.min.session.timeout.ms`` above lets the test broker accept them)."""
 
 LOG4J2 = """\
 status = warn
@@ -320,3 +331,27 @@ class KafkaBroker:
                 await admin.close()
             await asyncio.sleep(0.05)
         raise RuntimeError(f"kafka did not answer a metadata request in time ({last!r}); see {self.log_file}")
+
+
+@dataclass(frozen=True)
+class KafkaForTest:
+    """A broker and this test's namespace on it: what a test hands to a KafkaBus, settings or a process."""
+
+    broker: KafkaBroker
+    namespace: str
+
+    @property
+    def url(self) -> str:
+        return f"kafka://{self.broker.bootstrap}"
+
+    def settings(self) -> dict[str, Any]:
+        """Settings overrides (``load_settings(**kafka.settings())``): this bus, idempotence on as in production."""
+        return {"bus": self.url, "kafka_namespace": self.namespace,
+                **{f"kafka_{name}": value for name, value in FAST_GROUP.items()}}
+
+    def env(self) -> dict[str, str]:
+        """The same settings as ``SPENDGATE_*`` variables, for a service run as a process."""
+        return {f"SPENDGATE_{name.upper()}": str(value) for name, value in self.settings().items()}
+
+    def bus(self, **kw: Any) -> KafkaBus:
+        return KafkaBus(self.broker.bootstrap, namespace=self.namespace, **{**FAST_GROUP, **kw})
