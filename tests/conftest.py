@@ -12,7 +12,7 @@ import pytest
 
 from spendgate.core.clitools import Ctx
 from spendgate.core.logs import configure_logging
-from tests.support.kafka import KafkaBroker, KafkaForTest
+from tests.support.kafka import KafkaBroker, KafkaCluster, KafkaForTest
 from tests.support.postgres import PostgresForTests
 
 configure_logging("warning")
@@ -102,3 +102,12 @@ def fresh_kafka_broker(tmp_path: Path) -> Iterator[KafkaBroker]:
 def fresh_kafka(fresh_kafka_broker: KafkaBroker) -> KafkaForTest:
     return KafkaForTest(fresh_kafka_broker, "")
 
+
+@pytest.fixture
+def kafka_cluster(tmp_path: Path) -> Iterator[KafkaCluster]:
+    """Three Apache Kafka nodes of this test's own (replication 3, ``min.insync.replicas=2``), free to kill."""
+    cluster = KafkaCluster(tmp_path / "cluster")
+    cluster.start()
+    yield cluster
+    for node in cluster.nodes.values():
+        node.kill()
