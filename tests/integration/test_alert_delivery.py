@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import asyncpg
+import pytest
 from structlog.testing import capture_logs
 
 from spendgate.domain.constants import ALL_TOPICS, GROUP_ALERTER, TOPIC_BUDGET
@@ -71,6 +72,7 @@ async def test_a_crossing_delivered_three_times_yields_one_notification(
         assert await count(pool, "SELECT count(*) FROM alert_jobs") == 1
 
 
+@pytest.mark.kafka
 async def test_on_kafka_a_crossing_delivered_three_times_yields_one_notification(
     db_url: str, pool: asyncpg.Pool, tmp_path: Path, kafka: KafkaForTest
 ) -> None:
