@@ -270,7 +270,14 @@ class Settings(BaseModel):
     bus: str = "postgres"
     """``postgres`` (the embedded log table), ``kafka://host:port[,host:port]`` or ``memory``."""
     kafka_idempotence: bool = True
-    """Idempotent producer; turn off for brokers without InitProducerId (Tansu)."""
+    """Idempotent producer (no duplicates from producer retries). Turn off only for a broker or managed service
+    without InitProducerId, or a principal without the IdempotentWrite ACL (Kafka before 2.8): the ledger
+    dedupes on ``event_id`` either way, so it costs duplicates on the wire, never double counting."""
+    kafka_namespace: str = ""
+    """Prefixed to every topic and consumer-group name, so several deployments can share one cluster."""
+    kafka_replication_factor: int = 1
+    """Replication factor of the topics spendgate creates: 3 on a production cluster (with the brokers'
+    ``min.insync.replicas=2``; the producer always waits for ``acks=all``)."""
     kafka_session_timeout_ms: int = 10_000
     kafka_heartbeat_interval_ms: int = 3_000
     kafka_rebalance_timeout_ms: int | None = None

@@ -129,8 +129,6 @@ class Emitter:
             await asyncio.to_thread(self.spool.finish, *detached)
         segments = self.spool.sealed_segments()
         try:
-            if segments and self._failing:
-                await self._repair()
             for segment in segments:
                 records, intents = self._split(segment)
                 for i in range(0, len(records), PUBLISH_CHUNK):
@@ -169,10 +167,3 @@ class Emitter:
 
     async def _publish(self, items: Sequence[tuple[str | None, bytes]]) -> None:
         await asyncio.wait_for(self.bus.publish_many(self.topic, items), self.publish_timeout_s)
-
-    async def _repair(self) -> None:
-        """After a failure, make sure the topic exists before publishing again: a broker that came back
-        empty (Tansu keeps topics in memory) would otherwise accept the records into nowhere."""
-        ensure = getattr(self.bus, "ensure_topics", None)
-        if ensure is not None:
-            await asyncio.wait_for(ensure([self.topic]), self.publish_timeout_s)

@@ -139,7 +139,7 @@ async def test_a_standalone_ledger_serves_health_and_metrics_on_its_ops_port(
     [ops_port] = free_ports(1)
     bus = PostgresBus(pool, db_url, partitions=4)
     await publish(bus, [usage_event(key_id=f"k_{i}") for i in range(5)])
-    proc = spawn_ledger(db_url, "postgres", tmp_path, {"SPENDGATE_OPS_PORT": str(ops_port),
+    proc = spawn_ledger(db_url, {"SPENDGATE_BUS": "postgres"}, tmp_path, {"SPENDGATE_OPS_PORT": str(ops_port),
                                                         "SPENDGATE_METRICS_TOKEN": TOKEN})
     try:
         await eventually(lambda: folded_count(pool), until=lambda n: n == 5, timeout_s=30, what="5 events folded")

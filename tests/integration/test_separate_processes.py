@@ -112,7 +112,7 @@ async def day_balances(pool: asyncpg.Pool) -> dict[str, int]:
 
 
 async def test_separate_processes_on_apache_kafka(db_url: str, pool: asyncpg.Pool, tmp_path: Path,
-                                                  fresh_apache_kafka: KafkaBroker,
+                                                  fresh_kafka_broker: KafkaBroker,
                                                   artifact: Callable[[str], Path]) -> None:
     """Separate processes, a ledger SIGKILL and a proxy restart: exact balances, each crossing alerted once,
     the pause held across two proxies, and the peer-visibility window measured."""
@@ -133,7 +133,7 @@ async def test_separate_processes_on_apache_kafka(db_url: str, pool: asyncpg.Poo
     async with fake_upstream(WORKLOAD) as upstream, Receivers() as hooks, contextlib.AsyncExitStack() as stack:
         routes = tmp_path / "routes.yaml"
         routes.write_text(ROUTES.format(url=hooks.url("finops")))
-        env = {"SPENDGATE_DATABASE_URL": db_url, "SPENDGATE_BUS": f"kafka://{fresh_apache_kafka.bootstrap}",
+        env = {"SPENDGATE_DATABASE_URL": db_url, "SPENDGATE_BUS": f"kafka://{fresh_kafka_broker.bootstrap}",
                "SPENDGATE_UPSTREAM_URL": upstream.url, "SPENDGATE_UPSTREAM_KEY": UPSTREAM_KEY,
                "SPENDGATE_DRAIN_TIMEOUT_S": "10", "SPENDGATE_ALERTS__ROUTES_FILE": str(routes),
                "SPENDGATE_ALERTS__SECRETS__HOOK": "hook-signing-secret", "SPENDGATE_ALERTS__BACKOFF_BASE_S": "0.05",
