@@ -285,8 +285,7 @@ class KafkaConsumer:
             return {}
         try:
             ends = await consumer.end_offsets(assigned)
-            return {TopicPartition(tp.topic, tp.partition): max(ends[tp] - await consumer.position(tp), 0)
-                    for tp in assigned}
+            return {self.ours(tp): max(ends[tp] - await consumer.position(tp), 0) for tp in assigned}
         except KafkaError as exc:
             raise _translate(exc) from exc
 
