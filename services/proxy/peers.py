@@ -1,6 +1,11 @@
 """Pending spend shared between proxies: each publishes its reserved + unsettled sums per balance to
 ``enforcement_pending`` and adds its peers' sums to the ledger's balances.
 
+The unsettled events behind a sum are listed in ``enforcement_unsettled`` in the same transaction, so a
+peer reading the balances subtracts, in the same snapshot, those the ledger has already folded: between
+the fold and the owner's next publication they would otherwise count twice (in the balance and in the
+sum), which paused developers early when two proxies shared a budget near its line.
+
 Without this a proxy sees another proxy's spend only once the ledger has folded it, so every peer's
 in-flight requests (Codex streams last seconds to minutes) would be invisible to it. With it, a peer's
 admissions are invisible for at most one poll interval of each side. A proxy that stops heart-beating
@@ -11,12 +16,14 @@ spool by the ledger) and its rows are swept.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import asyncpg
 
 from spendgate.domain.constants import PG_NOTIFY_PENDING
 from spendgate.domain.enforcement.balances import BalanceKey
 from spendgate.store.balances import store as balances
+from spendgate.store.usage.store import stored_event_ids
 
 """NOTIFY channel: a proxy published changed pending sums (payload: its instance id)."""
 STALE_AFTER_S = 30.0
@@ -37,20 +44,45 @@ class PeerPending:
         return self.others.get(key, 0)
 
     async def read(self, conn: Conn) -> None:
-        """Load every live peer's pending sums (call inside the view's snapshot)."""
+        """Load every live peer's pending sums, less their events already folded (call inside the view's
+        snapshot, the one that reads the balances)."""
         rows = await balances.peer_pending(conn, self.instance, stale_after_s=STALE_AFTER_S)
-        self.others = {key: pending for key, pending in rows if pending}
+        folded = await self.folded(conn)
+        others = {key: pending - folded.get(key, 0) for key, pending in rows}
+        self.others = {key: pending for key, pending in others.items() if pending > 0}
 
-    async def publish(self, conn: Conn, changed: dict[BalanceKey, int]) -> None:
-        """Write this proxy's changed sums (deleting zeros) and, every few seconds, a heartbeat."""
+    async def folded(self, conn: Conn) -> dict[BalanceKey, int]:
+        """Per balance, the cost of the events live peers list behind their sums that the ledger has
+        folded since (in the balances already, in the peers' sums until they publish again)."""
+        listed = await balances.peer_unsettled(conn, self.instance, stale_after_s=STALE_AFTER_S)
+        if not listed:
+            return {}
+        stored = set(await stored_event_ids(conn, [event_id for event_id, _, _ in listed]))
+        folded: dict[BalanceKey, int] = {}
+        for event_id, keys, cost in listed:
+            if event_id in stored:
+                for key in keys:
+                    folded[key] = folded.get(key, 0) + cost
+        return folded
+
+    async def publish(self, conn: Conn, changed: dict[BalanceKey, int], *,
+                      listed: Sequence[tuple[str, Sequence[BalanceKey], int]] = (),
+                      unlisted: Sequence[str] = ()) -> None:
+        """Write this proxy's changed sums (deleting zeros), list the unsettled events newly in them and
+        unlist those gone from them, all in one transaction, and every few seconds a heartbeat."""
         now = time.monotonic()
         async with conn.transaction():
-            live = [(k, v) for k, v in changed.items() if v]
-            gone = [k for k, v in changed.items() if not v]
+            ordered = sorted(changed.items(), key=lambda kv: (kv[0].scope, kv[0].period.value, kv[0].period_start))
+            live = [(k, v) for k, v in ordered if v]  # in one order: no deadlock with another writer
+            gone = [k for k, v in ordered if not v]
             if live:
                 await balances.put_pending(conn, self.instance, live)
             if gone:
                 await balances.drop_pending(conn, self.instance, gone)
+            if listed:
+                await balances.put_unsettled(conn, self.instance, listed)
+            if unlisted:
+                await balances.drop_unsettled(conn, self.instance, unlisted)
             if changed:
                 await conn.execute("SELECT pg_notify($1, $2)", PG_NOTIFY_PENDING, self.instance)
             if now - self._last_heartbeat >= HEARTBEAT_S:

@@ -16,7 +16,9 @@ Decisions read only memory (:meth:`BalanceView.decide` does no I/O). A backgroun
 - **Peers**: each tick publishes this proxy's changed pending sums (reserved + unsettled) and reads
   every other live proxy's (:mod:`.peers`), so spend in flight through another proxy counts too. A
   change of this proxy's book wakes the loop at once, and a publication NOTIFYs the peers, which wake
-  and read it: a reservation is visible to the other proxies within a few tens of milliseconds.
+  and read it: a reservation is visible to the other proxies within a few tens of milliseconds. The
+  unsettled events behind the sums are listed with them, so the events of a peer that the ledger has
+  folded since it published are subtracted in the snapshot that reads the balances (:mod:`.peers`).
 - **Near the pause line** that lag is what lets several proxies overshoot together, so there an
   admission is confirmed (:meth:`BalanceView.near_line`, :meth:`BalanceView.confirm`): under a
   per-balance lock in PostgreSQL, the balance and every peer's pending sum are read fresh, the request
@@ -85,6 +87,9 @@ class BalanceView:
         self.supervisor = supervisor or Supervisor(Health())
         self.book = book or ReservationBook(settings.reservation_timeout_s)
         self.peers = PeerPending(instance or new_id())
+        self._listed: set[str] = set()
+        self._publishing = asyncio.Lock()
+        """Unsettled events listed in ``enforcement_unsettled`` (:meth:`_publish`)."""
         self._clock = clock
         self._policy = policy or Policy.from_settings(settings)
         self._settled: dict[BalanceKey, int] = {}
@@ -179,13 +184,16 @@ class BalanceView:
         The fresh balance includes this proxy's own events the ledger has folded, which the book still
         holds as unsettled (the next refresh drops them in one snapshot with the balances that include
         them, for every balance they touch). So the balance is kept here less those events' cost, both
-        read in the same snapshot: exact. Versions are left alone, so that refresh still reads them.
+        read in the same snapshot: exact; and the peers' sums less their listed events already folded
+        (:meth:`PeerPending.folded`). Versions are left alone, so that refresh still reads them.
         """
         pending = self._pending_ids()
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             folded = set(await stored_event_ids(conn, pending)) if pending else set()
             rows = await balances_and_peers(conn, self.peers.instance, keys, stale_after_s=STALE_AFTER_S)
-        for key, spent, version, peers in rows:
+            peers_folded = await self.peers.folded(conn)
+        for key, spent, version, peers_pending in rows:
+            peers = max(peers_pending - peers_folded.get(key, 0), 0)
             if version >= self._versions.get(key, 0):
                 self._settled[key] = spent - self.book.unsettled_of(folded, key)
             if peers:
@@ -365,14 +373,10 @@ class BalanceView:
 
     def _pending_ids(self) -> list[str]:
         """Unsettled event ids to look up; ids that are not UUIDs can never be folded and are dropped."""
-        ids, bad = [], []
+        ids: list[str] = []
+        bad: list[str] = []
         for event_id in self.book.unsettled_event_ids():
-            try:
-                uuid.UUID(event_id)
-            except ValueError:
-                bad.append(event_id)
-            else:
-                ids.append(event_id)
+            (ids if _is_uuid(event_id) else bad).append(event_id)
         if bad:
             log.warning("dropping unsettled spend of events with non-UUID ids", count=len(bad))
             self.book.folded(bad)
@@ -383,12 +387,23 @@ class BalanceView:
         changed = self.book.take_changed()
         if not changed and not self.peers.heartbeat_due():
             return
-        try:
-            async with self.pool.acquire() as conn:
-                await self.peers.publish(conn, changed)
-        except BaseException:
-            self.book.mark_changed(changed)
-            raise
+        async with self.pool.acquire() as conn:
+            await self._publish(conn, changed)
+
+    async def _publish(self, conn: Conn, changed: dict[BalanceKey, int]) -> None:
+        """Publish ``changed`` with the unsettled events listed behind the sums (:mod:`.peers`). Every
+        event that enters or leaves the book changes the sums of its balances, so ``changed`` holds them."""
+        async with self._publishing:  # one at a time: the refresh's and a confirmation's write the same rows
+            events = self.book.unsettled_events()
+            listed = [(e, keys, cost) for e, (keys, cost) in events.items() if e not in self._listed and _is_uuid(e)]
+            unlisted = [e for e in self._listed if e not in events]
+            try:
+                await self.peers.publish(conn, changed, listed=listed, unlisted=unlisted)
+            except BaseException:
+                self.book.mark_changed(changed)
+                raise
+            self._listed.update(e for e, _, _ in listed)
+            self._listed.difference_update(unlisted)
 
     def _prune(self, day_cutoff: date, month_cutoff: date) -> None:
         def stale(key: BalanceKey) -> bool:
@@ -399,3 +414,11 @@ class BalanceView:
             del self._settled[key]
             self._versions.pop(key, None)
         self.book.prune(stale)
+
+
+def _is_uuid(event_id: str) -> bool:
+    try:
+        uuid.UUID(event_id)
+    except ValueError:
+        return False
+    return True

@@ -3,7 +3,8 @@
 Family (owner folder under ``services/``): tables; other families' tables it also reads.
 
 - usage events and sessions (``store/usage``): usage_events, sessions, session_turns.
-- balances and crossings (``store/balances``): balances, threshold_crossings, enforcement_pending.
+- balances and crossings (``store/balances``): balances, threshold_crossings, enforcement_pending,
+  enforcement_unsettled.
 - budgets, raises and audit (``store/budgets``): budgets, budget_raises, budget_audit.
 - keys (``store/keys``): virtual_keys; also reads usage_events and balances (the team directory).
 - forecasts (``store/forecasts``): forecasts, forecast_overruns, forecast_reports.
@@ -60,7 +61,8 @@ class Family:
 
 FAMILIES: tuple[Family, ...] = (
     Family("usage", "store/usage", ("usage_events", "sessions", "session_turns")),
-    Family("balances", "store/balances", ("balances", "threshold_crossings", "enforcement_pending")),
+    Family("balances", "store/balances", ("balances", "threshold_crossings", "enforcement_pending",
+                                          "enforcement_unsettled")),
     Family("budgets", "store/budgets", ("budgets", "budget_raises", "budget_audit")),
     Family("keys", "store/keys", ("virtual_keys",), also_reads=("usage_events", "balances")),
     Family("forecasts", "store/forecasts", ("forecasts", "forecast_overruns", "forecast_reports")),

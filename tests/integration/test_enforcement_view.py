@@ -17,7 +17,9 @@ from spendgate.domain.enforcement.policy import BudgetRaise, budget_of
 from spendgate.domain.enforcement.settings import EnforcementSettings
 from spendgate.domain.events import new_id
 from spendgate.domain.periods import PeriodKind
+from spendgate.proxy.peers import PeerPending
 from spendgate.proxy.view import BalanceView
+from spendgate.store.balances import store as balances_store
 from spendgate.store.budgets import store
 from tests.support.waiting import eventually
 
@@ -274,3 +276,25 @@ async def test_a_confirmed_admission_publishes_though_the_refresh_loop_wrote_the
         await view.publish_confirmed(conn, keys)
     stored = await pool.fetchval("SELECT sum(pending_micros) FROM enforcement_pending WHERE scope = 'key:k1'")
     assert stored == 60_000 * len([k for k in keys if k.scope == "key:k1"])
+
+
+async def test_a_peers_events_the_ledger_folded_count_once(pool: asyncpg.Pool, db_url: str) -> None:
+    """A peer's published pending sum still holds the events the ledger has just folded until it publishes
+    again; read in the same snapshot as the balances, the folded ones it listed are subtracted, both in the
+    refresh (``PeerPending.read``) and in a confirmation near the line (``BalanceView.confirm``). Without
+    that, two proxies near a budget's line counted them twice and paused at $0.84-0.95 of a $1.00 budget."""
+    key = key_day()
+    folded_id, open_id = new_id(), new_id()
+    async with pool.acquire() as conn:
+        await balances_store.put_pending(conn, "pa", [(key, 700_000 + 50_000 + 20_000)])  # 2 events + a reservation
+        await balances_store.put_unsettled(conn, "pa", [(folded_id, (key,), 700_000), (open_id, (key,), 50_000)])
+    await ledger_add(pool, key, 700_000, event_id=folded_id)  # folded before "pa" publishes again
+    peers = PeerPending("pb")
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        await peers.read(conn)
+    assert peers.others == {key: 70_000}
+    view = BalanceView(pool, dsn=db_url, settings=EnforcementSettings(), instance="pb")
+    async with view.confirming_on([key]) as conn:
+        await view.confirm(conn, [key])
+    assert (view.settled_micros(key), view.peers.of(key)) == (700_000, 70_000)
+    assert (await PeerPending("pa").folded(pool)) == {}  # never one's own

@@ -98,10 +98,4 @@ async def test_64_streaming_clients_on_one_key_stay_within_the_bound(
     assert len(refusals) == CLIENTS
     assert settled <= PAUSE + bound
     assert overshoot <= OVERSHOOT_CEILING, "past the pause line by more than the fixed ceiling"
-    if proxies == 2 and spend_at_refusal[0] < NO_FALSE_BLOCK_BELOW:
-        # Known regression, open (docs/enforcement.md, "False pauses with two proxies on Kafka"): a peer's
-        # published pending sum still holds its events the ledger has just folded, so near the line they
-        # count twice. On Apache Kafka (folds in larger batches than on Tansu) it refuses at 84-95 % real
-        # spend in most runs. Every other assertion above still holds it.
-        pytest.xfail(f"refused at {spend_at_refusal[0] / USD:.4f} real spend with two proxies (known double count)")
     assert spend_at_refusal[0] >= NO_FALSE_BLOCK_BELOW, "a request was refused below 95 % real spend"

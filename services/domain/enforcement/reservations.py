@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from spendgate.domain.enforcement.balances import BalanceKey
 
@@ -90,6 +91,10 @@ class ReservationBook:
 
     def unsettled_event_ids(self) -> list[str]:
         return list(self._events)
+
+    def unsettled_events(self) -> Mapping[str, tuple[tuple[BalanceKey, ...], int]]:
+        """Every unsettled event: its balances and cost (read-only)."""
+        return MappingProxyType(self._events)
 
     def unsettled_of(self, event_ids: Iterable[str], key: BalanceKey) -> int:
         """The unsettled cost on ``key`` of those of ``event_ids`` still in the book."""

@@ -8,6 +8,7 @@ balance, shared with its peers.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -275,6 +276,25 @@ async def peer_pending(db: Queryable, instance: str, *, stale_after_s: float) ->
     return [(BalanceKey(r["scope"], PeriodKind(r["period"]), r["period_start"]), r["pending"]) for r in rows]
 
 
+async def peer_unsettled(db: Queryable, instance: str, *,
+                         stale_after_s: float) -> list[tuple[str, list[BalanceKey], int]]:
+    """The unsettled events every other live proxy lists behind its pending sums: ``(event_id, balance
+    keys, cost)``. Read in the same snapshot as the balances, those the ledger has already folded are
+    subtracted from the sums (``proxy.peers``)."""
+    rows = await db.fetch(
+        """SELECT event_id::text, keys, cost_micros FROM enforcement_unsettled u
+           WHERE instance <> $1 AND EXISTS (SELECT 1 FROM enforcement_pending p WHERE p.instance = u.instance
+                                            AND p.updated_at > now() - make_interval(secs => $2))""",
+        instance, stale_after_s,
+    )
+    return [(r["event_id"], [_key_of(k) for k in json.loads(r["keys"])], int(r["cost_micros"])) for r in rows]
+
+
+def _key_of(listed: list[str]) -> BalanceKey:
+    """A balance key as :func:`put_unsettled` lists it: ``[scope, period, period_start]``."""
+    return BalanceKey(listed[0], PeriodKind(listed[1]), date.fromisoformat(listed[2]))
+
+
 async def lock_balances(conn: Queryable, keys: Sequence[BalanceKey]) -> None:
     """Take each balance's confirmation lock for this session, in a fixed order (no deadlock between
     proxies); :func:`unlock_balances` releases them. Session locks, not transaction ones, so that the
@@ -344,6 +364,25 @@ async def drop_pending(conn: Queryable, instance: str, keys: Sequence[BalanceKey
     )
 
 
+async def put_unsettled(conn: Queryable, instance: str,
+                        events: Sequence[tuple[str, Sequence[BalanceKey], int]]) -> None:
+    """List this proxy's unsettled events ``(event_id, balance keys, cost)`` behind its pending sums
+    (write them in the transaction that publishes those sums)."""
+    await conn.execute(
+        """INSERT INTO enforcement_unsettled (instance, event_id, keys, cost_micros)
+           SELECT $1, * FROM unnest($2::uuid[], $3::jsonb[], $4::int8[]) ON CONFLICT DO NOTHING""",
+        instance, [e for e, _, _ in events],
+        [json.dumps([[k.scope, k.period.value, k.period_start.isoformat()] for k in keys]) for _, keys, _ in events],
+        [c for _, _, c in events],
+    )
+
+
+async def drop_unsettled(conn: Queryable, instance: str, event_ids: Sequence[str]) -> None:
+    """Remove these events from this proxy's list (folded, or forgotten with their period)."""
+    await conn.execute("DELETE FROM enforcement_unsettled WHERE instance = $1 AND event_id = ANY($2::uuid[])",
+                       instance, list(event_ids))
+
+
 async def touch_pending(conn: Queryable, instance: str) -> None:
     """Heartbeat: this proxy's rows are live now."""
     await conn.execute("UPDATE enforcement_pending SET updated_at = now() WHERE instance = $1", instance)
@@ -354,8 +393,11 @@ async def sweep_pending(conn: Queryable, *, older_than_s: float) -> None:
     await conn.execute(
         "DELETE FROM enforcement_pending WHERE updated_at < now() - make_interval(secs => $1)", older_than_s,
     )
+    await conn.execute("""DELETE FROM enforcement_unsettled u
+                          WHERE NOT EXISTS (SELECT 1 FROM enforcement_pending p WHERE p.instance = u.instance)""")
 
 
 async def withdraw_pending(db: Queryable, instance: str) -> None:
     """Remove every row of this proxy (on a clean stop)."""
     await db.execute("DELETE FROM enforcement_pending WHERE instance = $1", instance)
+    await db.execute("DELETE FROM enforcement_unsettled WHERE instance = $1", instance)
