@@ -237,13 +237,17 @@ class FakeUpstream:
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         """Anthropic's Messages API: scenarios ``text``, ``tool`` / ``tool:<command>`` (a ``Bash``
-        tool_use), ``error:<status>``, ``cut`` (EOF before ``message_stop``)."""
+        tool_use), ``error:<status>``, ``cut`` (EOF before ``message_stop``); the script is taken only by
+        requests that offer tools."""
         raw = await request.read()
         try:
             body = msgspec.json.decode(raw)
         except (msgspec.DecodeError, UnicodeDecodeError):
             return _anthropic_error(400, "fake upstream: body is not JSON")
-        scenario = request.headers.get("x-fake-scenario") or self._next_scenario(body)
+        # A request without tools (Claude Code's side tasks, such as a session title) gets text and leaves the
+        # script to the main requests.
+        scenario = request.headers.get("x-fake-scenario") or (
+            self._next_scenario(body) if body.get("tools") else "text")
         if self.config.latency_ms:
             await asyncio.sleep(self.config.latency_ms / 1000)
         if scenario.startswith("error:"):
