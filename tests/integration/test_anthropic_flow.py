@@ -214,3 +214,36 @@ async def test_one_budget_across_codex_and_claude_code_and_the_pause_stops_claud
 
 async def _spent(view: Any, key: BalanceKey) -> int:
     return int(view.spent_micros(key))
+
+
+def failing_rounds(n: int) -> list[dict[str, Any]]:
+    """Claude Code's history after ``n`` identical failing Bash calls."""
+    messages: list[dict[str, Any]] = [{"role": "user", "content": [{"type": "text", "text": "list /nope"}]}]
+    for i in range(n):
+        messages.append({"role": "assistant", "content": [
+            {"type": "tool_use", "id": f"toolu_{i}", "name": "Bash", "input": {"command": "ls /nope"}}]})
+        messages.append({"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": f"toolu_{i}", "is_error": True,
+             "content": "Exit code 2\nls: cannot access '/nope': No such file or directory"}]})
+    return messages
+
+
+async def test_claude_code_retry_loop_is_refused_in_anthropics_shape(db_url: str, tmp_path: Path) -> None:
+    """The same Bash command failing again and again: the request after the third retry is a 429
+    rate_limit_error (code retry_budget_exhausted) with x-should-retry false; it never reaches the upstream."""
+    async with enforced_proxies(db_url, tmp_path) as e, aiohttp.ClientSession() as http:
+        statuses = []
+        for n in range(1, 5):
+            request = {**message_request(stream=True), "messages": failing_rounds(n)}
+            async with http.post(messages_url(e), json=request, headers=claude_code_headers(e.secret)) as resp:
+                statuses.append(resp.status)
+                last, headers = await resp.read(), resp.headers
+        assert statuses == [200, 200, 200, 429] and len(e.upstream.fake.served) == 3
+        doc = json.loads(last)
+        assert (doc["type"], doc["error"]["type"], doc["error"]["code"]) == (
+            "error", "rate_limit_error", "retry_budget_exhausted")
+        assert "`ls /nope` (Bash) failed 4 times in a row" in doc["error"]["message"]
+        assert headers["x-should-retry"] == "false"
+        rows = await event_rows(e.pool, 4)
+        assert [(r["retry"], r["refusal_reason"]) for r in rows] == [
+            (False, None), (True, None), (True, None), (True, "retry_budget")]
