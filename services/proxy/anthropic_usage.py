@@ -7,6 +7,7 @@ counts every input token in ``input_tokens`` (OpenAI's convention), the reads in
 the writes in ``cache_write_5m_tokens`` / ``cache_write_1h_tokens``. A stream reports usage in
 ``message_start`` (input, and ``output_tokens`` so far) and ``message_delta`` (cumulative
 ``output_tokens``, and sometimes the input counts again); the last non-null value of each count wins.
+A stream broken off before its ``message_delta`` reports no usage: the proxy estimates it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from spendgate.proxy.tap import StreamTap
 from spendgate.proxy.usage import ANOMALY, Usage
 
 _TERMINAL = {"message_stop": "completed", "error": "failed"}
+_HEAD_EVENTS = 4
+"""message_start is the first event (a ``ping`` may come first or second)."""
 
 
 def usage_from_anthropic(block: Any) -> Usage | None:
@@ -68,10 +71,21 @@ class AnthropicTap(StreamTap):
         if b"\r" in data:
             data = data.replace(b"\r\n", b"\n")
         merged: dict[str, Any] = {}
+        saw_delta = False
         self._usage, self._outcome = None, None
-        for block in data.split(b"\n\n"):
-            if b'"usage"' not in block and b"message_stop" not in block and b"error" not in block:
-                continue
+        blocks = data.split(b"\n\n")
+        # message_start opens the stream; message_delta, message_stop (or an error) close it: read those
+        # ends only, not the deltas in between (a long answer has thousands).
+        head = next(([b] for b in blocks[:_HEAD_EVENTS] if b"message_start" in b), [])
+        tail: list[bytes] = []
+        for block in reversed(blocks):
+            if b"content_block" in block[:48]:
+                break  # back in the content: nothing before it closes the stream
+            if b"message_stop" in block or b"error" in block or b"message_delta" in block:
+                tail.append(block)
+                if b"message_delta" in block and b'"usage"' in block:
+                    break
+        for block in head + tail[::-1]:
             doc = _event_data(block)
             kind = doc.get("type") if doc is not None else None
             if kind in _TERMINAL:
@@ -81,7 +95,10 @@ class AnthropicTap(StreamTap):
                 _merge(merged, message.get("usage") if isinstance(message, dict) else None)
             elif kind == "message_delta" and isinstance(doc, dict):
                 _merge(merged, doc.get("usage"))
-        self._usage = usage_from_anthropic(merged) if merged else None
+                saw_delta = True
+        # Without message_delta the output count is message_start's placeholder: no usage, so the proxy
+        # meters its estimate (output counted from the streamed text), as for a broken OpenAI stream.
+        self._usage = usage_from_anthropic(merged) if saw_delta else None
 
     def streamed_text(self) -> str:
         self._parse_raw()

@@ -247,3 +247,20 @@ async def test_claude_code_retry_loop_is_refused_in_anthropics_shape(db_url: str
         rows = await event_rows(e.pool, 4)
         assert [(r["retry"], r["refusal_reason"]) for r in rows] == [
             (False, None), (True, None), (True, None), (True, "retry_budget")]
+
+
+async def test_stream_broken_off_before_message_delta_is_estimated_and_ends_in_an_error_event(
+        db_url: str, tmp_path: Path) -> None:
+    """The upstream ends the stream in the content: the client gets an Anthropic ``error`` event last, and
+    the request is metered from the proxy's estimate (input from the body, output from the streamed text)."""
+    async with enforced_proxies(db_url, tmp_path) as e, aiohttp.ClientSession() as http:
+        async with http.post(messages_url(e), json=message_request(stream=True),
+                             headers={**claude_code_headers(e.secret), "x-fake-scenario": "cut"}) as resp:
+            assert resp.status == 200
+            body = await resp.read()
+        last = body.rstrip().split(b"\n\n")[-1]
+        assert last.startswith(b"event: error\ndata: ")
+        assert json.loads(last.split(b"data: ", 1)[1])["error"]["type"] == "api_error"
+        [row] = await event_rows(e.pool, 1)
+        assert (row["status"], row["usage_source"]) == ("incomplete", "estimated")
+        assert row["input_tokens"] > 0 and row["cost_micros"] > 0

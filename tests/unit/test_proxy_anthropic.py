@@ -53,12 +53,11 @@ def test_stream_usage_merges_message_start_and_message_delta_at_any_chunking() -
 
 
 def test_stream_cut_before_message_stop_and_error_event() -> None:
-    """No message_stop: usage so far, no outcome; an ``error`` event fails the stream."""
+    """No message_delta: no usage (the proxy estimates instead), no outcome; an ``error`` event fails it."""
     events = list(message_events(1, "claude-sonnet-4-5", "a b c", USAGE, "ls", 4))
     tap = AnthropicTap()
     tap.feed(b"".join(events[:3]))
-    assert tap.outcome is None and tap.usage == Usage(10_000, 6_000, 1, 0, cache_write_5m_tokens=2_000,
-                                                      cache_write_1h_tokens=1_000)
+    assert tap.outcome is None and tap.usage is None
     assert '{"command"' in tap.streamed_text()
     tap.feed(b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"x"}}\n\n')
     assert tap.outcome == "failed"
@@ -101,3 +100,16 @@ def test_gateway_errors_become_anthropic_errors_and_others_pass() -> None:
     theirs = web.Response(status=529, body=b'{"type":"error","error":{"type":"overloaded_error","message":"m"}}')
     assert anthropic.translate_error(theirs).body == theirs.body
     assert anthropic.serves("/v1/messages?beta=true") and not anthropic.serves("/v1/messagesx")
+
+
+def test_stream_with_ping_and_words_that_look_like_markers() -> None:
+    """A ping before message_start and answer text naming "error", "usage" and "message_stop" change
+    nothing: usage and outcome come from the stream's real opening and closing events."""
+    events = list(message_events(1, "claude-sonnet-4-5", 'error "usage" message_stop', USAGE, None, 4))
+    ping = b'event: ping\ndata: {"type": "ping"}\n\n'
+    tap = AnthropicTap()
+    tap.feed(ping + b"".join(events))
+    assert (tap.usage, tap.outcome) == (EXPECTED, "completed")
+    cut = AnthropicTap()
+    cut.feed(ping + b"".join(events[:-2]))  # broken off after the content: no message_delta, no stop
+    assert cut.outcome is None and cut.usage is None and cut.streamed_text() == 'error "usage" message_stop'
