@@ -319,6 +319,8 @@ class DowngradedRequest(NamedTuple):
     cached_tokens: int
     output_tokens: int
     cost_micros: int
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
 
 
 async def downgraded_requests(db: Queryable, column: str, usage: UsageFilter) -> list[DowngradedRequest]:
@@ -327,7 +329,7 @@ async def downgraded_requests(db: Queryable, column: str, usage: UsageFilter) ->
     where, params = usage.where()
     rows = await db.fetch(
         f"SELECT {group_owner(column)} AS owner, {group_by(column)} AS grp, model_requested, input_tokens, "
-        "cached_tokens, output_tokens, cost_micros "
+        "cached_tokens, output_tokens, cost_micros, cache_write_5m_tokens, cache_write_1h_tokens "
         f"FROM usage_events WHERE {where} AND route_reason <> 'requested'", *params)
     return [DowngradedRequest(*r) for r in rows]
 
@@ -486,7 +488,7 @@ async def quarter_hour_spend(db: Queryable, start: datetime, end: datetime) -> l
 
 _REPLAY_COLUMNS = ("event_id::text, occurred_at, key_id, developer, team, session_id, turn_id, model_requested, "
                    "model_used, route_reason, stage, status, input_tokens, cached_tokens, output_tokens, "
-                   "cost_micros, retry")
+                   "cost_micros, retry, cache_write_5m_tokens, cache_write_1h_tokens")
 
 
 async def replay_batches(conn: Conn, start: datetime, end: datetime, *,
