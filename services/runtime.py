@@ -21,8 +21,11 @@ from spendgate.core.config import Settings
 from spendgate.core.db import create_pool, database_url_for
 from spendgate.core.health import Health
 from spendgate.core.logs import get_logger
+from spendgate.core.metrics import Metrics
+from spendgate.core.opsserver import serving_ops
 from spendgate.core.progress import Progress, quiet, ticking
 from spendgate.core.supervisor import Backoff, Beat, Supervisor, wait_or_stop
+from spendgate.core.tracing import Tracer, open_tracer
 from spendgate.domain.errors import BusUnavailableError, ConfigError, StoreError
 from spendgate.store.migrations import migrate
 
@@ -30,13 +33,17 @@ from spendgate.store.migrations import migrate
 @dataclass
 class Runtime:
     """What a service receives. ``health`` is this process's one registry (``/healthz`` reads it);
-    ``supervisor`` runs every background loop under the restart policy of ``settings.supervisor``."""
+    ``supervisor`` runs every background loop under the restart policy of ``settings.supervisor``;
+    ``metrics`` is the process's Prometheus registry (``/metrics``); ``tracer`` is None unless OTLP
+    tracing is configured."""
 
     settings: Settings
     db_url: str
     pool: asyncpg.Pool
     bus: Bus
     health: Health = field(default_factory=Health)
+    metrics: Metrics = field(default_factory=Metrics)
+    tracer: Tracer | None = None
     supervisor: Supervisor = field(init=False)
 
     def __post_init__(self) -> None:
@@ -72,9 +79,12 @@ async def open_runtime(
         bus = create_bus(settings, pool=pool, dsn=url)
         if start_bus:
             await bus.start()
+        tracer = open_tracer(settings)
         try:
-            yield Runtime(settings, url, pool, bus)
+            yield Runtime(settings, url, pool, bus, tracer=tracer)
         finally:
+            if tracer is not None:
+                await asyncio.to_thread(tracer.shutdown)  # sends the last spans (blocking HTTP)
             if start_bus:
                 await bus.stop()
 
@@ -93,7 +103,8 @@ async def run_services(settings: Settings, services: Mapping[str, Serve], *,
 
     Each service runs under the supervisor: one that fails is restarted with backoff while the others
     go on serving. Only a :class:`ConfigError` (a setting that cannot work) ends the run early; it is
-    raised once every service has stopped. ``create`` lets the run make a new embedded database
+    raised once every service has stopped. With ``ops_port`` set, the process serves its ``/healthz``
+    and ``/metrics`` there (:mod:`spendgate.core.opsserver`). ``create`` lets the run make a new embedded database
     (``spendgate up``); ``progress`` hears each step of the start (``up`` prints them).
     """
     with _stop_on_signals(stop) as stop:
@@ -101,6 +112,10 @@ async def run_services(settings: Settings, services: Mapping[str, Serve], *,
             runtime = await _open_when_reachable(stack, settings, create=create, progress=progress, stop=stop)
             if runtime is None:
                 return
+            if settings.ops_port is not None:
+                token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+                await stack.enter_async_context(serving_ops(settings.host, settings.ops_port, runtime.health,
+                                                            runtime.metrics, token))
             progress(f"Starting {', '.join(services)}")
             tasks = [runtime.supervisor.spawn(name, _service_loop(serve, runtime), stop, ok_on_start=True,
                                               fatal=(ConfigError,))

@@ -1,8 +1,9 @@
-"""Session fixtures for the real parts: PostgreSQL, a Kafka-protocol broker (Tansu) and Apache Kafka."""
+"""Session fixtures for the real parts: PostgreSQL and Apache Kafka."""
 
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -11,9 +12,8 @@ import pytest
 
 from spendgate.core.clitools import Ctx
 from spendgate.core.logs import configure_logging
-from tests.support.kafka import KafkaBroker
+from tests.support.kafka import KafkaBroker, KafkaCluster, KafkaForTest
 from tests.support.postgres import PostgresForTests
-from tests.support.tansu import TansuBroker
 
 configure_logging("warning")
 
@@ -75,35 +75,39 @@ async def pool(db_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 @pytest.fixture(scope="session")
-def kafka_broker() -> Iterator[TansuBroker]:
-    broker = TansuBroker()
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    """A real Apache Kafka broker (KRaft, data on disk) shared by the session: never stop, kill or restart it."""
+    broker = KafkaBroker(tmp_path_factory.mktemp("kafka"))
     broker.start()
     yield broker
     broker.stop()
 
 
 @pytest.fixture
-def fresh_kafka_broker() -> Iterator[TansuBroker]:
-    """A broker of this test's own (Tansu starts in milliseconds): no records from other tests."""
-    broker = TansuBroker()
-    broker.start()
-    yield broker
-    broker.stop()
-
-
-@pytest.fixture(scope="session")
-def apache_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
-    """A real Apache Kafka broker (KRaft, data on disk) shared by the session: never kill or restart it."""
-    broker = KafkaBroker(tmp_path_factory.mktemp("apache-kafka"))
-    broker.start()
-    yield broker
-    broker.stop()
+def kafka(kafka_broker: KafkaBroker) -> KafkaForTest:
+    """The session's broker under a namespace of this test's own: no topic, record or group of another test."""
+    return KafkaForTest(kafka_broker, f"t{uuid.uuid4().hex[:10]}.")
 
 
 @pytest.fixture
-def fresh_apache_kafka(tmp_path: Path) -> Iterator[KafkaBroker]:
-    """An Apache Kafka broker of this test's own (about 5 s to format and start), free to kill and restart."""
+def fresh_kafka_broker(tmp_path: Path) -> Iterator[KafkaBroker]:
+    """An Apache Kafka broker of this test's own (about 4 s to format and start), free to kill and restart."""
     broker = KafkaBroker(tmp_path / "kafka")
     broker.start()
     yield broker
     broker.kill()
+
+
+@pytest.fixture
+def fresh_kafka(fresh_kafka_broker: KafkaBroker) -> KafkaForTest:
+    return KafkaForTest(fresh_kafka_broker, "")
+
+
+@pytest.fixture
+def kafka_cluster(tmp_path: Path) -> Iterator[KafkaCluster]:
+    """Three Apache Kafka nodes of this test's own (replication 3, ``min.insync.replicas=2``), free to kill."""
+    cluster = KafkaCluster(tmp_path / "cluster")
+    cluster.start()
+    yield cluster
+    for node in cluster.nodes.values():
+        node.kill()

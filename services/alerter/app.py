@@ -15,6 +15,8 @@ from spendgate.alerter.targets import Directory, check_url
 from spendgate.core.alert_routes import Rules, load_rules
 from spendgate.core.bus import Bus
 from spendgate.core.config import Settings
+from spendgate.core.metrics import Metrics
+from spendgate.core.tracing import Tracer
 
 
 @dataclass
@@ -54,8 +56,10 @@ def lease_s(settings: Settings, attempt_timeout_s: float) -> float:
 
 @contextlib.asynccontextmanager
 async def open_alerter(settings: Settings, pool: asyncpg.Pool, bus: Bus, *, clock: Clock = utc_now,
-                       owner: str | None = None) -> AsyncIterator[Alerter]:
-    """The alerter's parts; ``owner`` names who claims jobs (default: this instance, stable across restarts)."""
+                       owner: str | None = None, metrics: Metrics | None = None,
+                       tracer: Tracer | None = None) -> AsyncIterator[Alerter]:
+    """The alerter's parts; ``owner`` names who claims jobs (default: this instance, stable across restarts);
+    deliveries are counted in ``metrics`` and traced by ``tracer`` when given."""
     rules, secrets = load_checked_rules(settings)
     alerts = settings.alerts
     async with aiohttp.ClientSession() as http:
@@ -64,5 +68,5 @@ async def open_alerter(settings: Settings, pool: asyncpg.Pool, bus: Bus, *, cloc
         attempt_timeout_s = max(alerts.request_timeout_s, settings.smtp.timeout_s) + 5
         deliverer = Deliverer(pool, bus, directory, source=f"spendgate/alerter/{settings.instance}",
                               owner=owner or settings.instance, lease_s=lease_s(settings, attempt_timeout_s),
-                              attempt_timeout_s=attempt_timeout_s, clock=clock)
+                              attempt_timeout_s=attempt_timeout_s, clock=clock, metrics=metrics, tracer=tracer)
         yield Alerter(settings, rules, directory, deliverer, retry_policy(settings), clock)

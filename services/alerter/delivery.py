@@ -23,7 +23,9 @@ from spendgate.alerter.channels import DeliveryError
 from spendgate.alerter.targets import Directory
 from spendgate.core.bus import Bus
 from spendgate.core.logs import get_logger
+from spendgate.core.metrics import DELIVERY_BUCKETS_S, Metrics
 from spendgate.core.supervisor import Beat, Supervisor
+from spendgate.core.tracing import Tracer
 from spendgate.domain.constants import TOPIC_ALERT
 from spendgate.domain.errors import BusError
 from spendgate.domain.events import AlertDelivery, encode
@@ -58,14 +60,35 @@ class RetryPolicy:
         return float(delay)
 
 
+class DeliveryMetrics:
+    """The alerter's instruments: attempts by kind and outcome, and how long a delivered alert took."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.attempts = metrics.counter("spendgate_alerter_deliveries", "Delivery attempts by alert kind and outcome",
+                                        ["kind", "outcome"])
+        self.latency_s = metrics.histogram(
+            "spendgate_alerter_delivery_latency_seconds",
+            "From the event alerted on (a threshold crossing) to its delivery through a channel",
+            ["kind"], buckets=DELIVERY_BUCKETS_S)
+
+    def attempt(self, job: Job, outcome: Outcome, at: datetime) -> None:
+        self.attempts.labels(job.message.kind, outcome).inc()
+        if outcome == "delivered":
+            since = job.message.occurred_at or job.message.created_at
+            self.latency_s.labels(job.message.kind).observe(max((at - since).total_seconds(), 0.0))
+
+
 class Deliverer:
     """One attempt: send through the channel, keep it in the history, publish it on spendgate.alert.v1."""
 
     def __init__(self, pool: asyncpg.Pool, bus: Bus, directory: Directory, *, source: str, owner: str,
-                 lease_s: float, attempt_timeout_s: float, clock: Clock = utc_now) -> None:
+                 lease_s: float, attempt_timeout_s: float, clock: Clock = utc_now, metrics: Metrics | None = None,
+                 tracer: Tracer | None = None) -> None:
         self.pool, self.bus, self.directory = pool, bus, directory
         self.source, self.attempt_timeout_s, self.clock = source, attempt_timeout_s, clock
         self.owner, self.lease_s = owner, lease_s
+        self.metrics = DeliveryMetrics(metrics) if metrics is not None else None
+        self.tracer = tracer
 
     async def claim(self, job: Job) -> bool:
         """Take or renew the job's lease; False when another alerter has it or it is finished."""
@@ -73,6 +96,16 @@ class Deliverer:
 
     async def attempt(self, job: Job, attempt: int, *, last: bool) -> DeliveryError | None:
         """Try once; None on success, else the error (already recorded, dead-lettered when final)."""
+        if self.tracer is None:
+            return await self._attempt(job, attempt, last=last)
+        with self.tracer.span("spendgate.alert.deliver", {
+                "spendgate.alert.id": job.alert_id, "spendgate.alert.kind": job.message.kind,
+                "spendgate.alert.route": job.route, "spendgate.alert.attempt": attempt}) as span:
+            error = await self._attempt(job, attempt, last=last)
+            span.set_attribute("spendgate.alert.delivered", error is None)
+            return error
+
+    async def _attempt(self, job: Job, attempt: int, *, last: bool) -> DeliveryError | None:
         error: DeliveryError | None = None
         status: int | None = None
         try:
@@ -97,6 +130,8 @@ class Deliverer:
             attempted_at=self.clock(),
         )
         await asyncio.shield(self._record(job, delivery))
+        if self.metrics is not None:
+            self.metrics.attempt(job, outcome, delivery.attempted_at)
         if error is None:
             log.info("alert delivery", target=job.target, alert_id=job.alert_id, attempt=attempt, outcome=outcome,
                      http_status=delivery.http_status)

@@ -118,6 +118,7 @@ async def build_message(conn: Conn, alert: Alert, *, now: datetime, top_n: int,
                      f"{format_usd(ev.budget_micros)} {noun} budget ({pct}%): {ev.stage} stage."),
             facts=facts, sessions=sessions,
             incident_key=f"spendgate:{ev.scope}:{ev.period}:{ev.period_start}", resolves_at=ev.resets_at,
+            occurred_at=ev.crossed_at,
         )
     if isinstance(ev, ForecastOverrun):
         month = period_of(PeriodKind.MONTH, ev.month, tz)

@@ -37,7 +37,8 @@ CONSUMER = "alerter"
 
 
 async def serve(runtime: Runtime, stop: asyncio.Event, *, clock: Clock = utc_now) -> None:
-    async with open_alerter(runtime.settings, runtime.pool, runtime.bus, clock=clock) as alerter:
+    async with open_alerter(runtime.settings, runtime.pool, runtime.bus, clock=clock, metrics=runtime.metrics,
+                            tracer=runtime.tracer) as alerter:
         halt = asyncio.Event()  # ours, so a failure here never sets the caller's stop for other services
         supervisor = runtime.supervisor
         dispatcher = Dispatcher(alerter.deliverer, alerter.policy, halt, supervisor=supervisor,

@@ -135,6 +135,21 @@ class AlertSettings(BaseModel):
     top_sessions: int = 5
 
 
+class OtelSettings(BaseModel):
+    """OpenTelemetry traces, exported over OTLP/HTTP (protobuf); off unless an endpoint is set."""
+
+    endpoint: str | None = None
+    """Where spans are POSTed (``http://collector:4318/v1/traces``). Unset: the standard
+    ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` (used as is), else ``OTEL_EXPORTER_OTLP_ENDPOINT`` plus
+    ``/v1/traces``; none of them set means no tracing, and opentelemetry is not even imported."""
+    service_name: str = "spendgate"
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    """Extra request headers for the collector (an API key)."""
+    timeout_s: float = Field(default=10.0, gt=0)
+    export_interval_s: float = Field(default=2.0, gt=0)
+    """How often the batch of finished spans is sent."""
+
+
 class SupervisorSettings(BaseModel):
     """Restarting a background loop that failed: capped exponential backoff with jitter."""
 
@@ -255,7 +270,14 @@ class Settings(BaseModel):
     bus: str = "postgres"
     """``postgres`` (the embedded log table), ``kafka://host:port[,host:port]`` or ``memory``."""
     kafka_idempotence: bool = True
-    """Idempotent producer; turn off for brokers without InitProducerId (Tansu)."""
+    """Idempotent producer (no duplicates from producer retries). Turn off only for a broker or managed service
+    without InitProducerId, or a principal without the IdempotentWrite ACL (Kafka before 2.8): the ledger
+    dedupes on ``event_id`` either way, so it costs duplicates on the wire, never double counting."""
+    kafka_namespace: str = ""
+    """Prefixed to every topic and consumer-group name, so several deployments can share one cluster."""
+    kafka_replication_factor: int = 1
+    """Replication factor of the topics spendgate creates: 3 on a production cluster (with the brokers'
+    ``min.insync.replicas=2``; the producer always waits for ``acks=all``)."""
     kafka_session_timeout_ms: int = 10_000
     kafka_heartbeat_interval_ms: int = 3_000
     kafka_rebalance_timeout_ms: int | None = None
@@ -293,6 +315,9 @@ class Settings(BaseModel):
     """Longest request line or header the proxy reads; longer ones get a 400 that echoes nothing."""
     metrics_token: SecretStr | None = None
     """Bearer token ``/metrics`` requires (spend figures); unset means ``/metrics`` answers 404."""
+    ops_port: int | None = Field(default=None, ge=0, le=65535)
+    """Port of this process's own ``/healthz`` and ``/metrics`` (for ``spendgate ledger``, ``alerter``,
+    ``forecaster`` run alone; the proxy also serves both on its own port). Unset: no such server."""
     drain_timeout_s: float = 30.0
     publish_timeout_s: float = 10.0
     """How long the proxy's spool writer waits for the bus to acknowledge a batch before retrying."""
@@ -319,6 +344,7 @@ class Settings(BaseModel):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     forecast: ForecastSettings = Field(default_factory=ForecastSettings)
     supervisor: SupervisorSettings = Field(default_factory=SupervisorSettings)
+    otel: OtelSettings = Field(default_factory=OtelSettings)
 
     @field_validator("proxy_allowed_paths")
     @classmethod
@@ -389,6 +415,10 @@ def load_settings(**overrides: Any) -> Settings:
     from pydantic import ValidationError
 
     values = merged(file_values(config_file_path(overrides.get("data_dir"))), environment_values(os.environ))
+    otel = values.get("otel")
+    standard = standard_otlp_endpoint(os.environ)
+    if standard and not (isinstance(otel, Mapping) and otel.get("endpoint")):
+        values["otel"] = {**(otel if isinstance(otel, Mapping) else {}), "endpoint": standard}
     try:
         return Settings.model_validate(merged(values, overrides))
     except ValidationError as exc:
@@ -432,6 +462,16 @@ def environment_values(environ: Mapping[str, str]) -> dict[str, Any]:
     if "upstream_key" not in values and environ.get("OPENAI_API_KEY"):
         values["upstream_key"] = environ["OPENAI_API_KEY"]
     return values
+
+
+def standard_otlp_endpoint(environ: Mapping[str, str]) -> str | None:
+    """The traces endpoint the OpenTelemetry specification's variables name, if any (below
+    ``otel.endpoint`` from spendgate's own variable or file)."""
+    traces = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+    if traces:
+        return traces
+    base = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+    return f"{base.rstrip('/')}/v1/traces" if base else None
 
 
 def merged(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:

@@ -51,6 +51,9 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
     """Stable across redeliveries and stages of one scope and period (PagerDuty's dedup_key)."""
     resolves_at: datetime | None = None
     created_at: datetime
+    occurred_at: datetime | None = None
+    """When what is alerted on happened (a threshold crossing's ``crossed_at``); the alerter's delivery
+    latency is measured from it (from ``created_at`` when None)."""
 
 
 message_encoder = msgspec.json.Encoder()

@@ -10,6 +10,7 @@ supervisor's backoff, and a report that failed after a good pass does not run th
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ from spendgate.core.bus import Bus
 from spendgate.core.config import Settings
 from spendgate.core.logs import get_logger
 from spendgate.core.mail import MailError, send_mail
+from spendgate.core.metrics import Metrics
 from spendgate.core.supervisor import Beat, no_beat, wait_or_stop
 from spendgate.domain.periods import PeriodKind, local_date, period_of
 from spendgate.forecaster.engine import forecast_all
@@ -51,8 +53,13 @@ class PassResult:
 
 
 class Forecaster:
-    def __init__(self, pool: asyncpg.Pool, bus: Bus, settings: Settings, clock: Clock = utc_now) -> None:
+    def __init__(self, pool: asyncpg.Pool, bus: Bus, settings: Settings, clock: Clock = utc_now, *,
+                 metrics: Metrics | None = None) -> None:
         self.pool, self.bus, self.settings, self.clock = pool, bus, settings, clock
+        self._run_s = metrics.histogram("spendgate_forecaster_run_seconds",
+                                        "One forecast pass over every budgeted scope") if metrics else None
+        self._scopes = metrics.gauge("spendgate_forecaster_scopes",
+                                     "Scopes the last forecast pass forecast") if metrics else None
         self.timezones: set[str] = {"UTC"}
         self._next_pass_at: datetime | None = None
         """When the schedule runs the next pass (None: at once)."""
@@ -60,6 +67,7 @@ class Forecaster:
     async def run_pass(self, at: datetime | None = None) -> PassResult:
         """Forecast every budgeted scope as of ``at`` (default: the clock), store, then publish."""
         at = at or self.clock()
+        started = time.perf_counter()
         async with self.pool.acquire() as lock_conn:
             if not await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", PASS_LOCK):
                 return PassResult(0, [], ran=False)
@@ -70,6 +78,9 @@ class Forecaster:
                 await lock_conn.execute("SELECT pg_advisory_unlock($1)", PASS_LOCK)
         self.timezones = {r.scope.timezone for r in results} | {"UTC"}
         await publish_pending(self.pool, self.bus)
+        if self._run_s is not None and self._scopes is not None:
+            self._run_s.observe(time.perf_counter() - started)
+            self._scopes.set(len(results))
         log.info("forecast pass", scopes=len(results), overruns=len(overruns))
         return PassResult(len(results), overruns)
 
@@ -116,5 +127,5 @@ class Forecaster:
 
 async def serve(runtime: Runtime, stop: asyncio.Event) -> None:
     """Run the forecaster's schedule under the supervisor until ``stop`` is set."""
-    forecaster = Forecaster(runtime.pool, runtime.bus, runtime.settings)
+    forecaster = Forecaster(runtime.pool, runtime.bus, runtime.settings, metrics=runtime.metrics)
     await runtime.supervisor.run("forecaster.schedule", forecaster.run, stop)

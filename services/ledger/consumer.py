@@ -15,15 +15,19 @@ record's fault: they end the batch (nothing committed) and the supervisor retrie
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import asyncpg
 
-from spendgate.core.bus import Bus, Record, TopicPartition, next_offsets, positions
+from spendgate.core.bus import Bus, Consumer, Record, TopicPartition, next_offsets, positions
 from spendgate.core.db import Conn
 from spendgate.core.logs import get_logger
+from spendgate.core.metrics import Metrics
 from spendgate.core.supervisor import Beat, no_beat
+from spendgate.core.tracing import Tracer
 from spendgate.domain.constants import GROUP_LEDGER, TOPIC_USAGE
 from spendgate.domain.errors import BusError, PoisonEventError
 from spendgate.domain.events import UsageRecorded, decode
@@ -44,6 +48,8 @@ class BatchOutcome:
     duplicates: int = 0
     dead_lettered: int = 0
     crossings: int = 0
+    oldest_at: datetime | None = None
+    """When the batch's oldest admitted event happened (its fold lag is measured from there)."""
 
 
 RECORD_ERRORS: tuple[type[Exception], ...] = (
@@ -82,6 +88,7 @@ async def fold_batch(
             admitted.append((rec, _decode(rec)))
         except PoisonEventError as exc:
             await _dead_letter(conn, consumer, rec, exc.message, outcome)
+    outcome.oldest_at = min((e.occurred_at for _, e in admitted), default=None)
     await _store_isolating(conn, admitted, consumer=consumer, default_timezone=default_timezone,
                            outcome=outcome)
     await positions.save_positions(conn, consumer, next_offsets(records))
@@ -135,18 +142,59 @@ async def fold_events(conn: Conn, events: Sequence[UsageRecorded], *, default_ti
     return await balances.insert_crossings(conn, batch_crossings(result, before, budgets, raises=raises))
 
 
+LAG_EVERY_S = 5.0
+"""How often the consumer lag per partition is measured (a request to the bus)."""
+
+
+class FoldMetrics:
+    """The ledger's instruments in the process's registry."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.folded = metrics.counter("spendgate_ledger_events_folded", "Usage events folded (duplicates apart)")
+        self.duplicates = metrics.counter("spendgate_ledger_duplicates",
+                                          "Usage events received again and skipped (already folded)")
+        self.dead_letters = metrics.counter("spendgate_ledger_dead_letters", "Records dead-lettered by the fold")
+        self.crossings = metrics.counter("spendgate_ledger_crossings",
+                                         "Threshold crossings written (by the fold or by a budget change)")
+        self.batch_s = metrics.histogram("spendgate_ledger_fold_batch_seconds",
+                                         "Time to fold one batch, poll to database commit")
+        self.fold_lag_s = metrics.gauge("spendgate_ledger_fold_lag_seconds",
+                                        "Age of the oldest event of the last folded batch at its commit "
+                                        "(0 when the last poll found nothing)")
+        self.consumer_lag = metrics.gauge("spendgate_ledger_consumer_lag",
+                                          "Records on the usage topic not yet read, per partition this ledger holds",
+                                          ["partition"])
+
+    def batch(self, outcome: BatchOutcome, elapsed_s: float) -> None:
+        self.folded.inc(outcome.inserted)
+        self.duplicates.inc(outcome.duplicates)
+        self.dead_letters.inc(outcome.dead_lettered)
+        self.crossings.inc(outcome.crossings)
+        self.batch_s.observe(elapsed_s)
+        if outcome.oldest_at is not None:
+            self.fold_lag_s.set(max((datetime.now(UTC) - outcome.oldest_at).total_seconds(), 0.0))
+
+    def lag(self, lags: Mapping[TopicPartition, int]) -> None:
+        self.consumer_lag.clear()  # partitions this member lost in a rebalance are no longer its to report
+        for tp, n in lags.items():
+            self.consumer_lag.labels(str(tp.partition)).set(n)
+
+
 class LedgerConsumer:
     """Runs the fold loop until ``stop`` is set; ``on_folded`` is told when crossings were written."""
 
     def __init__(
         self, pool: asyncpg.Pool, bus: Bus, *, default_timezone: str = "UTC", group: str = GROUP_LEDGER,
         batch_size: int = 1000, on_crossings: Callable[[], None] | None = None,
+        metrics: FoldMetrics | None = None, tracer: Tracer | None = None,
     ) -> None:
         self.pool, self.bus, self.group = pool, bus, group
         self.default_timezone = default_timezone
         self.batch_size = batch_size
         self.on_crossings = on_crossings
         self.folded = 0
+        self.metrics = metrics
+        self.tracer = tracer
 
     async def _positions(self, assigned: Sequence[TopicPartition]) -> Mapping[TopicPartition, int]:
         return await positions.load_positions(self.pool, self.group, assigned)
@@ -156,15 +204,24 @@ class LedgerConsumer:
         consumer = self.bus.consumer(self.group, [TOPIC_USAGE], on_assign=self._positions)
         await consumer.start()
         log.info("ledger consuming", group=self.group, topic=TOPIC_USAGE)
+        next_lag = 0.0
         try:
             while not stop.is_set():
+                if self.metrics is not None and time.monotonic() >= next_lag:
+                    next_lag = time.monotonic() + LAG_EVERY_S
+                    await self._measure_lag(consumer, self.metrics)
                 records = await consumer.poll(max_records=self.batch_size, timeout_s=0.5)
                 if not records:
+                    if self.metrics is not None:
+                        self.metrics.fold_lag_s.set(0)
                     beat()
                     continue
                 # Shielded: a cancellation between the database commit and the bus commit must not
                 # leave a batch half-applied; the transaction itself is atomic either way.
+                started = time.perf_counter()
                 outcome = await asyncio.shield(self._apply(records))
+                if self.metrics is not None:
+                    self.metrics.batch(outcome, time.perf_counter() - started)
                 try:
                     await consumer.commit(next_offsets(records))
                 except BusError as exc:  # bookkeeping only: the positions that count are in PostgreSQL
@@ -176,7 +233,23 @@ class LedgerConsumer:
         finally:
             await consumer.stop()
 
+    async def _measure_lag(self, consumer: Consumer, metrics: FoldMetrics) -> None:
+        try:
+            metrics.lag(await consumer.lag())
+        except BusError as exc:  # a figure for operators: the fold goes on without it
+            log.info("consumer lag not measured", error=str(exc))
+
     async def _apply(self, records: Sequence[Record]) -> BatchOutcome:
+        if self.tracer is None:
+            return await self._fold(records)
+        with self.tracer.span("spendgate.ledger.fold", {"messaging.batch.message_count": len(records),
+                                                        "messaging.consumer.group.name": self.group}) as span:
+            outcome = await self._fold(records)
+            for name in ("inserted", "duplicates", "dead_lettered", "crossings"):
+                span.set_attribute(f"spendgate.fold.{name}", getattr(outcome, name))
+            return outcome
+
+    async def _fold(self, records: Sequence[Record]) -> BatchOutcome:
         async with self.pool.acquire() as conn, conn.transaction():
             outcome = await fold_batch(conn, records, consumer=self.group,
                                        default_timezone=self.default_timezone)

@@ -11,7 +11,7 @@ from functools import partial
 from spendgate.core.db import Conn
 from spendgate.domain.events import BudgetChanged
 from spendgate.ledger.changes import record_change_crossings
-from spendgate.ledger.consumer import LedgerConsumer
+from spendgate.ledger.consumer import FoldMetrics, LedgerConsumer
 from spendgate.ledger.outbox import OutboxPublisher, publish_pending
 from spendgate.runtime import Runtime
 from spendgate.store.budgets.store import publish_budget_changes
@@ -34,11 +34,14 @@ async def serve(runtime: Runtime, stop: asyncio.Event) -> None:
 
         sent = await publish_budget_changes(pool, bus, source=source, on_changes=judge)
         if found:
+            fold_metrics.crossings.inc(found)
             crossings.wake()
         return sent
 
+    fold_metrics = FoldMetrics(runtime.metrics)
     budget_changes = OutboxPublisher(publish_changes, interval_s=BUDGET_OUTBOX_INTERVAL_S)
-    consumer = LedgerConsumer(pool, bus, default_timezone=settings.default_timezone, on_crossings=crossings.wake)
+    consumer = LedgerConsumer(pool, bus, default_timezone=settings.default_timezone, on_crossings=crossings.wake,
+                              metrics=fold_metrics, tracer=runtime.tracer)
     loops = {"ledger.consumer": consumer.run, "ledger.crossings-outbox": crossings.run,
              "ledger.budget-outbox": budget_changes.run}
     async with asyncio.TaskGroup() as tg:

@@ -10,16 +10,15 @@ is a 404).
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from spendgate.core.health import Health
 from spendgate.core.logs import get_logger
+from spendgate.core.metrics import CONTENT_TYPE, authorised
 from spendgate.proxy import errors
 from spendgate.proxy.handler import Proxy, ProxyState
-from spendgate.proxy.metrics import CONTENT_TYPE
 
 log = get_logger(__name__)
 
@@ -46,23 +45,25 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 def build_app(state: ProxyState, health: Health, *, metrics_token: str | None = None) -> web.Application:
     proxy = Proxy(state)
     app = web.Application(middlewares=[error_middleware], client_max_size=state.max_body_bytes)
-    expected = f"Bearer {metrics_token}".encode() if metrics_token else None
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response(health.report())
 
     async def metrics(request: web.Request) -> web.Response:
-        if expected is None:
+        allowed = authorised(request.headers.get("Authorization", ""), metrics_token)
+        if allowed is None:
             return errors.not_found()
-        given = request.headers.get("Authorization", "").encode()
-        if not hmac.compare_digest(given, expected):
+        if not allowed:
             return errors.metrics_unauthorized()
         return web.Response(body=state.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
     m = state.metrics
     m.gauge("spendgate_proxy_in_flight", "Requests being served", lambda: state.in_flight)
-    m.gauge("spendgate_proxy_spool_segments", "Spool segments not yet acknowledged by the bus",
+    m.gauge("spendgate_proxy_spool_segments", "Spool depth: segments not yet acknowledged by the bus",
             lambda: state.emitter.backlog_segments)
+    m.gauge("spendgate_proxy_bus_publish_lag_seconds",
+            "Age of the oldest usage event spooled and not yet acknowledged by the bus (0: none waiting)",
+            state.emitter.publish_lag_s)
     m.gauge("spendgate_proxy_events_published", "Usage events acknowledged by the bus",
             lambda: state.emitter.published)
     m.gauge("spendgate_proxy_bus_failures", "Failed publish attempts", lambda: state.emitter.failures)

@@ -54,6 +54,10 @@ class Emitter:
         self._failing = False
         """The last flush failed: repair the topic before publishing again."""
         self.intents = OpenIntents()
+        self._waiting_since: float | None = None
+        """Monotonic time of the oldest event emitted since the last flush began (None: none)."""
+        self._flushing_since: float | None = None
+        """... and of the oldest event in the segments a flush is publishing (kept until one succeeds)."""
 
     def intend(self, estimate: UsageRecorded) -> None:
         """Spool the intent of a request about to be forwarded: ``estimate`` is the event it gets if
@@ -66,7 +70,14 @@ class Emitter:
         """Put the event on disk and wake the writer; never waits for the bus."""
         self.intents.settle(event.event_id)
         self.spool.append(event.key_id, encode(event, source=self.source, subject=event.key_id))
+        if self._waiting_since is None:
+            self._waiting_since = time.monotonic()
         self._wake.set()
+
+    def publish_lag_s(self) -> float:
+        """How long the oldest event this process spooled has waited for the bus (0: none waits)."""
+        oldest = min((t for t in (self._waiting_since, self._flushing_since) if t is not None), default=None)
+        return 0.0 if oldest is None else time.monotonic() - oldest
 
     @property
     def backlog_segments(self) -> int:
@@ -109,14 +120,15 @@ class Emitter:
         """Seal the active segment, then publish and delete every sealed segment, oldest first.
 
         If the bus fails, the segments not yet acknowledged stay on disk and the error is raised."""
+        if self._flushing_since is None:
+            self._flushing_since = self._waiting_since
+        self._waiting_since = None
         detached = self.spool.detach()
         self.spool.prepare_next()  # the next request appends to a file that already exists
         if detached is not None:
             await asyncio.to_thread(self.spool.finish, *detached)
         segments = self.spool.sealed_segments()
         try:
-            if segments and self._failing:
-                await self._repair()
             for segment in segments:
                 records, intents = self._split(segment)
                 for i in range(0, len(records), PUBLISH_CHUNK):
@@ -131,6 +143,7 @@ class Emitter:
         if self._failing:
             log.info("bus available again; spool flushed")
         self._failing = False
+        self._flushing_since = None
 
     def _split(self, segment: Path) -> tuple[list[tuple[str | None, bytes]], list[tuple[str, str, bytes]]]:
         """A sealed segment's event records (to publish) and its intents (event id, key, value)."""
@@ -154,10 +167,3 @@ class Emitter:
 
     async def _publish(self, items: Sequence[tuple[str | None, bytes]]) -> None:
         await asyncio.wait_for(self.bus.publish_many(self.topic, items), self.publish_timeout_s)
-
-    async def _repair(self) -> None:
-        """After a failure, make sure the topic exists before publishing again: a broker that came back
-        empty (Tansu keeps topics in memory) would otherwise accept the records into nowhere."""
-        ensure = getattr(self.bus, "ensure_topics", None)
-        if ensure is not None:
-            await asyncio.wait_for(ensure([self.topic]), self.publish_timeout_s)

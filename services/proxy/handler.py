@@ -22,9 +22,11 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from spendgate.core.logs import get_logger
+from spendgate.core.tracing import Tracer
 from spendgate.domain.enforcement.estimate import SessionEstimator, TokenEstimate
 from spendgate.domain.enforcement.settings import EnforcementSettings
 from spendgate.domain.errors import UnknownModelError
+from spendgate.domain.events import UsageRecorded
 from spendgate.domain.pricing import BATCH_PERCENT, ModelPrice, PriceLookup, PriceTable, batch_price
 from spendgate.proxy import anthropic, errors
 from spendgate.proxy.anthropic_usage import AnthropicTap, usage_from_message
@@ -69,6 +71,8 @@ class ProxyState:
     estimator: SessionEstimator = field(default_factory=lambda: SessionEstimator(
         output_cap_tokens=EnforcementSettings().output_estimate_cap_tokens))
     metrics: ProxyMetrics = field(default_factory=ProxyMetrics)
+    tracer: Tracer | None = None
+    """OTLP tracing (:mod:`spendgate.core.tracing`); None, the default, costs one check per request."""
     in_flight: int = 0
     anthropic_url: str = "https://api.anthropic.com/v1"
     anthropic_key: str | None = None
@@ -245,6 +249,7 @@ class Proxy:
                                budget: list[tuple[str, str]]) -> web.StreamResponse:
         outcome = Outcome("upstream_error", 502, event_id=self._intend(facts, route, started))
         tap: StreamTap | None = None
+        self.s.metrics.forwarding(time.perf_counter() - started)
         try:
             try:
                 upstream = await self._open_upstream(request, resolved, body)
@@ -372,7 +377,7 @@ class Proxy:
         event = build_event(key=key, attribution=attribution, endpoint=endpoint, route=route, outcome=outcome,
                             latency_ms=_ms_since(started), instance=self.s.instance, stream=stream)
         self.s.emitter.emit(event)
-        self.s.metrics.observe(event)
+        self._observe(event)
 
     def _intend(self, facts: RequestFacts, route: Route, started: float) -> str:
         """Spool the request's intent before forwarding it (``intents.py``); returns the event id the
@@ -390,13 +395,19 @@ class Proxy:
                             stream=facts.stream)
         self.s.emitter.emit(event)
         outcome.emitted = True
-        self.s.metrics.observe(event)
+        self._observe(event)
         if outcome.usage_source == "reported":
             usage = outcome.usage
             self.s.estimator.observe(facts.attribution.session_id, body_bytes=facts.body_bytes,
                                      input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
                                      cached_tokens=usage.cached_tokens)
         self.s.decider.settled(facts, event)
+
+    def _observe(self, event: UsageRecorded) -> None:
+        """Count the request's event, and trace it when tracing is on."""
+        self.s.metrics.observe(event)
+        if self.s.tracer is not None:
+            self.s.tracer.request(event)
 
 
 def _with_headers(response: web.StreamResponse, headers: list[tuple[str, str]]) -> web.StreamResponse:

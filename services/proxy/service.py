@@ -26,6 +26,7 @@ from spendgate.proxy.handler import ProxyState
 from spendgate.proxy.httpserver import QuietAppRunner, server_kwargs
 from spendgate.proxy.intents import recover as recover_intents
 from spendgate.proxy.keycache import KeyCache
+from spendgate.proxy.metrics import ProxyMetrics
 from spendgate.proxy.routes import RouteTable
 from spendgate.proxy.spool import Spool
 from spendgate.proxy.wiring import Recipients, enforcement
@@ -98,6 +99,7 @@ class ProxyServer:
             instance=s.instance, max_body_bytes=s.max_body_bytes, read_timeout_s=s.upstream_read_timeout_s,
             estimator=SessionEstimator(output_cap_tokens=s.enforcement.output_estimate_cap_tokens),
             routes=RouteTable(allowed_paths=s.proxy_allowed_paths), batch_percent=s.pricing.batch_percent,
+            metrics=ProxyMetrics(self.runtime.metrics), tracer=self.runtime.tracer,
         )
         supervisor = self.runtime.supervisor
         self._tasks = [supervisor.spawn("proxy.keys", self.keys.run, self._stop_workers),

@@ -159,22 +159,22 @@ class BalanceView:
 
     @contextlib.asynccontextmanager
     async def confirming_on(self, keys: list[BalanceKey]) -> AsyncIterator[Conn]:
-        """A connection holding ``keys``' confirmation locks, inside a repeatable-read transaction whose
-        snapshot is taken after they are held: :meth:`confirm`, decide, :meth:`publish_confirmed`, then
-        commit and unlock. One at a time per proxy. Should anything fail or be cancelled between lock and
-        unlock, the connection is terminated, which releases the locks in the server."""
+        """A connection holding ``keys``' confirmation locks (session advisory locks): :meth:`confirm`,
+        decide, :meth:`publish_confirmed`, then unlock. One at a time per proxy. Should anything fail or be
+        cancelled between lock and unlock, the connection is terminated, which releases the locks in the
+        server."""
         async with self.confirming, self.pool.acquire() as conn:
             try:
                 await lock_balances(conn, keys)
-                async with conn.transaction(isolation="repeatable_read"):
-                    yield conn
+                yield conn
                 await unlock_balances(conn, keys)
             except BaseException:
                 conn.terminate()
                 raise
 
     async def confirm(self, conn: Conn, keys: list[BalanceKey]) -> None:
-        """In :meth:`confirming_on`'s snapshot: load ``keys``' settled spend and the peers' pending sums.
+        """Under :meth:`confirming_on`'s locks, in one repeatable-read snapshot taken after they are held:
+        load ``keys``' settled spend and the peers' pending sums.
 
         The fresh balance includes this proxy's own events the ledger has folded, which the book still
         holds as unsettled (the next refresh drops them in one snapshot with the balances that include
@@ -182,9 +182,10 @@ class BalanceView:
         read in the same snapshot: exact. Versions are left alone, so that refresh still reads them.
         """
         pending = self._pending_ids()
-        folded = set(await stored_event_ids(conn, pending)) if pending else set()
-        for key, spent, version, peers in await balances_and_peers(conn, self.peers.instance, keys,
-                                                                   stale_after_s=STALE_AFTER_S):
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            folded = set(await stored_event_ids(conn, pending)) if pending else set()
+            rows = await balances_and_peers(conn, self.peers.instance, keys, stale_after_s=STALE_AFTER_S)
+        for key, spent, version, peers in rows:
             if version >= self._versions.get(key, 0):
                 self._settled[key] = spent - self.book.unsettled_of(folded, key)
             if peers:
@@ -193,7 +194,10 @@ class BalanceView:
                 self.peers.others.pop(key, None)
 
     async def publish_confirmed(self, conn: Conn, keys: list[BalanceKey]) -> None:
-        """Publish this proxy's pending sums on ``keys`` (the reservation just made included)."""
+        """Publish this proxy's pending sums on ``keys`` (the reservation just made included), committed
+        before the locks are released, so the next proxy to confirm on them reads it. Its own
+        read-committed transaction: written inside the repeatable-read snapshot, it failed with a
+        serialization error whenever this proxy's refresh loop had updated the same rows since."""
         await self.peers.publish(conn, {k: self.book.pending_micros(k) for k in keys})
 
     # -- lifecycle --------------------------------------------------------------------------------

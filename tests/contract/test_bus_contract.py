@@ -1,4 +1,5 @@
-"""One contract, three adapters: MemoryBus, PostgresBus (embedded) and KafkaBus (real broker)."""
+"""One contract, three adapters: MemoryBus, PostgresBus (embedded) and KafkaBus on a real Apache Kafka
+broker, with the idempotent producer on as production runs it."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ import asyncpg
 import pytest
 
 from spendgate.core.bus import Bus, Consumer, MemoryBus, Record, TopicPartition, next_offsets
-from spendgate.core.bus.kafka import KafkaBus
 from spendgate.core.bus.postgres import PostgresBus
+from tests.support.kafka import KafkaForTest
 from tests.support.postgres import PostgresForTests
-from tests.support.tansu import FAST_GROUP, TansuBroker
+from tests.support.waiting import eventually
 
 
 @dataclass
@@ -24,10 +25,8 @@ class Harness:
     make_bus: Callable[[], Awaitable[Bus]]
 
 
-@pytest.fixture(params=["memory", "postgres", "kafka"])
-async def harness(
-    request: pytest.FixtureRequest, postgres_server: PostgresForTests, kafka_broker: TansuBroker
-) -> AsyncIterator[Harness]:
+@pytest.fixture(params=["memory", "postgres", pytest.param("kafka", marks=pytest.mark.kafka)])
+async def harness(request: pytest.FixtureRequest, postgres_server: PostgresForTests) -> AsyncIterator[Harness]:
     topic = f"t-{uuid.uuid4().hex[:8]}"
     cleanup: list[Callable[[], Awaitable[None]]] = []
 
@@ -45,8 +44,10 @@ async def harness(
         async def make() -> Bus:
             return PostgresBus(pool, db_url, partitions=3)
     else:
+        kafka: KafkaForTest = request.getfixturevalue("kafka")  # the broker starts only if a Kafka case runs
+
         async def make() -> Bus:
-            bus = KafkaBus(kafka_broker.bootstrap, idempotence=False, partitions=3, topics=[topic], **FAST_GROUP)
+            bus = kafka.bus(partitions=3, topics=[topic])
             await bus.start()
             cleanup.append(bus.stop)
             return bus
@@ -161,3 +162,24 @@ async def test_on_assign_seeks_to_stored_positions(harness: Harness) -> None:
     rest = await drain(c, 3)
     await c.stop()
     assert [r.value for r in rest] == [b"5", b"6", b"7"]
+
+
+async def test_lag_counts_the_records_after_the_position(harness: Harness) -> None:
+    """``lag()``: per partition the member holds, the records on the log after its position."""
+    await harness.bus.publish_many(harness.topic, [("one-key", str(i).encode()) for i in range(10)])
+    probe = await started(harness, "g-lag-probe")
+    tp = (await drain(probe, 10))[0].tp
+    await probe.stop()
+
+    async def stored(assigned: Sequence[TopicPartition]) -> Mapping[TopicPartition, int]:
+        return {tp: 4} if tp in assigned else {}
+
+    c = await started(harness, "g-lag", on_assign=stored)
+    rest = await drain(c, 6)
+    after = await c.lag()
+    await harness.bus.publish_many(harness.topic, [("one-key", b"late-1"), ("one-key", b"late-2")])
+    later = await eventually(c.lag, until=lambda lags: lags.get(tp) == 2, what="two records of lag")
+    await c.stop()
+    assert [r.value for r in rest] == [str(i).encode() for i in range(4, 10)]
+    assert after[tp] == 0 and set(after) == {TopicPartition(harness.topic, p) for p in range(3)}
+    assert later[tp] == 2 and sum(later.values()) == 2

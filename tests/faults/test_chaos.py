@@ -77,12 +77,12 @@ async def one(http: aiohttp.ClientSession, base: str, secret: str, n: int, seen:
 
 
 @pytest.mark.timeout(900)
-async def test_chaos_every_served_request_is_metered_once(tmp_path: Path, fresh_apache_kafka: KafkaBroker) -> None:
+async def test_chaos_every_served_request_is_metered_once(tmp_path: Path, fresh_kafka_broker: KafkaBroker) -> None:
     """300 mixed requests while up, then PostgreSQL, then the broker are SIGKILLed and restarted: every
     request the upstream served is in the ledger once, and no client saw a 5xx of the gateway's own."""
     pg = KillablePostgres()
     db_url = await pg.start()
-    broker = fresh_apache_kafka
+    broker = fresh_kafka_broker
     fake_cfg = FakeConfig(latency_ms=20, latency_jitter_ms=60, chunks=8, chunk_interval_ms=5, seed=7)
     async with fake_upstream(fake_cfg) as upstream, aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=60)) as http:

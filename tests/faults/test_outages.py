@@ -27,10 +27,10 @@ from spendgate.runtime import open_runtime, run_services
 from spendgate.store.budgets import store as budget_store
 from spendgate.store.keys import store as vkeys
 from spendgate.up import services
+from tests.support.kafka import KafkaForTest
 from tests.support.killable_postgres import KillablePostgres
 from tests.support.ports import free_port
 from tests.support.proxy_harness import UPSTREAM_KEY, FakeServer, fake_upstream
-from tests.support.tansu import TansuBroker
 from tests.support.waiting import eventually
 
 
@@ -220,25 +220,28 @@ async def test_a_proxy_start_that_fails_on_the_database_leaves_the_spool_free(tm
 
 @pytest.mark.kafka
 async def test_broker_killed_up_keeps_serving_and_folds_everything_once(db_url: str, tmp_path: Path,
-                                                                        fresh_kafka_broker: TansuBroker) -> None:
-    """``spendgate up`` on the Kafka bus, the broker killed: every request is answered 200 and spooled, the
-    ledger and the alerter retry; the broker back (Tansu in memory comes back empty): the spool drains and
+                                                                        fresh_kafka: KafkaForTest) -> None:
+    """``spendgate up`` on Kafka, three requests folded, then the broker SIGKILLed: every request is answered
+    200 and spooled, the ledger and the alerter retry; the broker restarted on its data: the spool drains and
     every served request is folded exactly once, balances exact."""
-    broker = fresh_kafka_broker
-    async with running_up(tmp_path, db_url=db_url, bus=f"kafka://{broker.bootstrap}", kafka_idempotence=False,
-                          kafka_session_timeout_ms=1000, kafka_heartbeat_interval_ms=100,
-                          kafka_rebalance_timeout_ms=1000, publish_timeout_s=2.0) as up:
-        await asyncio.to_thread(broker.stop)
-        for i in range(6):
+    async with running_up(tmp_path, db_url=db_url, publish_timeout_s=2.0, **fresh_kafka.settings()) as up:
+        for i in range(3):
+            assert (await up.ask(i))[0] == 200
+        await eventually(lambda: up.query("SELECT count(*) FROM usage_events"), until=lambda n: n == 3,
+                         timeout_s=30, what="the first requests folded")
+        await fresh_kafka.broker.akill()
+        for i in range(3, 9):
             status, _ = await up.ask(i, stream=i % 2 == 0)
             assert status == 200
         up.assert_running()
-        await broker.astart()
-        await eventually(lambda: up.query("SELECT count(*) FROM usage_events"), until=lambda n: n == 6,
+        await fresh_kafka.broker.astart()
+        await eventually(lambda: up.query("SELECT count(*) FROM usage_events"), until=lambda n: n == 9,
                          timeout_s=60, what="the spooled events folded")
-        assert len(up.upstream.fake.served) == 6
+        assert len(up.upstream.fake.served) == 9
         spent = await up.query("SELECT spent_micros FROM balances WHERE scope = 'org' AND period = 'day'")
         assert spent == await up.query("SELECT sum(cost_micros) FROM usage_events") > 0
+        assert await up.query("SELECT sum(input_tokens) FROM usage_events") == sum(
+            s.input_tokens for s in up.upstream.fake.served)
         up.assert_running()
 
 

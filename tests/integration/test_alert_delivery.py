@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import asyncpg
+import pytest
 from structlog.testing import capture_logs
 
-from spendgate.core.bus.kafka import KafkaBus
 from spendgate.domain.constants import ALL_TOPICS, GROUP_ALERTER, TOPIC_BUDGET
 from spendgate.domain.ids import uuid7
 from tests.support.alerts import (
@@ -21,7 +21,7 @@ from tests.support.alerts import (
     settings_for,
     size,
 )
-from tests.support.tansu import TansuBroker
+from tests.support.kafka import KafkaForTest
 from tests.support.waiting import eventually
 
 ROUTES = """
@@ -72,11 +72,12 @@ async def test_a_crossing_delivered_three_times_yields_one_notification(
         assert await count(pool, "SELECT count(*) FROM alert_jobs") == 1
 
 
+@pytest.mark.kafka
 async def test_on_kafka_a_crossing_delivered_three_times_yields_one_notification(
-    db_url: str, pool: asyncpg.Pool, tmp_path: Path, fresh_kafka_broker: TansuBroker
+    db_url: str, pool: asyncpg.Pool, tmp_path: Path, kafka: KafkaForTest
 ) -> None:
-    """Same guarantee on a real Kafka-protocol broker: three copies, then a later crossing, two messages."""
-    bus = KafkaBus(fresh_kafka_broker.bootstrap, idempotence=False, topics=ALL_TOPICS)
+    """Same guarantee on Apache Kafka: three copies, then a later crossing, two messages."""
+    bus = kafka.bus(topics=ALL_TOPICS)
     await bus.start()
     try:
         async with Receivers() as rx:

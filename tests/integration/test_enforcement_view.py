@@ -253,3 +253,24 @@ async def test_periodic_reload_skips_unchanged_budgets_and_catches_silent_change
         await eventually(lambda: _ready("org" not in v.policy.budgets), what="silent delete applied")
     finally:
         await v.stop()
+
+
+async def test_a_confirmed_admission_publishes_though_the_refresh_loop_wrote_the_same_rows(pool: asyncpg.Pool,
+                                                                                          view: BalanceView) -> None:
+    """Near the pause line the admission is confirmed under the balance locks, then its reservation is
+    published. The view's own refresh loop publishes the same rows meanwhile (another connection). Both
+    used to meet inside the confirmation's repeatable-read snapshot: the publication failed with a
+    serialization error and the admission was decided from memory (found by the separate-process test)."""
+    await store.set_budget(pool, budget_of("key:k1", daily_micros=USD, monthly_micros=None), actor="t")
+    await eventually(lambda: _ready(view.decide(facts()).keys != ()), what="budget in the view")
+    keys = list(view.decide(facts()).keys)
+    view.book.reserve(keys, 10_000)
+    await view.publish_pending()  # this proxy's rows exist, as after any earlier request
+    async with view.confirming_on(keys) as conn:
+        await view.confirm(conn, keys)
+        view.book.reserve(keys, 20_000)
+        await view.publish_pending()  # the refresh loop, on its own connection, between read and publish
+        view.book.reserve(keys, 30_000)
+        await view.publish_confirmed(conn, keys)
+    stored = await pool.fetchval("SELECT sum(pending_micros) FROM enforcement_pending WHERE scope = 'key:k1'")
+    assert stored == 60_000 * len([k for k in keys if k.scope == "key:k1"])

@@ -4,9 +4,7 @@ dead-lettering poison, writing each threshold crossing once."""
 from __future__ import annotations
 
 import json
-import random
 import signal
-from collections import defaultdict
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,48 +18,32 @@ from spendgate.domain.events import ThresholdCrossed, decode, encode
 from spendgate.ledger.outbox import publish_pending
 from spendgate.ledger.rebuild import rebuild
 from tests.support.factories import T0, usage_event
-from tests.support.ledger import consumed, folded_count, publish, running_ledger, spawn_ledger
-from tests.support.tansu import FAST_GROUP, TansuBroker
+from tests.support.kafka import KafkaForTest
+from tests.support.ledger import (
+    assert_balances_match,
+    consumed,
+    folded_count,
+    publish,
+    running_ledger,
+    spawn_ledger,
+    synthetic,
+)
 from tests.support.waiting import eventually
 
 
-def synthetic(n: int, seed: int = 7) -> list:  # type: ignore[type-arg]
-    rng = random.Random(seed)
-    devs = [("alice", "platform"), ("bob", "platform"), ("carol", "payments"), ("dan", "search")]
-    out = []
-    for i in range(n):
-        dev, team = devs[i % len(devs)]
-        out.append(usage_event(key_id=f"k_{dev}", developer=dev, team=team, cost_center=f"cc-{team}",
-                               session_id=f"s-{dev}-{i % 37}", turn_id=f"t-{i % 111}",
-                               occurred_at=T0 + timedelta(minutes=7 * i),
-                               input_tokens=rng.randint(1000, 60_000), cached_tokens=rng.randint(0, 900),
-                               output_tokens=rng.randint(10, 4000)))
-    return out
-
-
-async def assert_balances_match(pool: asyncpg.Pool, events: list) -> None:  # type: ignore[type-arg]
-    expected: dict[tuple[str, str, object], int] = defaultdict(int)
-    for e in events:
-        for scope in (f"key:{e.key_id}", f"developer:{e.developer}", f"team:{e.team}", "org"):
-            expected[(scope, "day", e.occurred_at.date())] += e.cost_micros
-            expected[(scope, "month", e.occurred_at.date().replace(day=1))] += e.cost_micros
-    rows = await pool.fetch("SELECT scope, period, period_start, spent_micros FROM balances")
-    actual = {(r["scope"], r["period"], r["period_start"]): r["spent_micros"] for r in rows}
-    assert actual == dict(expected)
-
-
-@pytest.mark.parametrize("bus_kind", ["postgres", "kafka"])
+@pytest.mark.parametrize("bus_kind", ["postgres", pytest.param("kafka", marks=pytest.mark.kafka)])
 async def test_sigkill_mid_batch_with_every_event_published_twice(
-    bus_kind: str, db_url: str, pool: asyncpg.Pool, fresh_kafka_broker: TansuBroker, tmp_path: Path
+    bus_kind: str, db_url: str, pool: asyncpg.Pool, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """10,000 events published twice, ledger SIGKILLed mid-fold and restarted: balances exact to the micro."""
     events = synthetic(10_000)
     if bus_kind == "postgres":
         bus: PostgresBus | KafkaBus = PostgresBus(pool, db_url)
-        bus_url = "postgres"
+        env = {"SPENDGATE_BUS": "postgres"}
     else:
-        bus = KafkaBus(fresh_kafka_broker.bootstrap, idempotence=False, topics=[TOPIC_USAGE], **FAST_GROUP)
-        bus_url = f"kafka://{fresh_kafka_broker.bootstrap}"
+        kafka: KafkaForTest = request.getfixturevalue("kafka")
+        bus = kafka.bus(topics=[TOPIC_USAGE])
+        env = kafka.env()
     await bus.start()
     try:
         await publish(bus, events)
@@ -69,7 +51,7 @@ async def test_sigkill_mid_batch_with_every_event_published_twice(
     finally:
         await bus.stop()
 
-    first = spawn_ledger(db_url, bus_url, tmp_path)
+    first = spawn_ledger(db_url, env, tmp_path)
     try:
         await eventually(lambda: folded_count(pool), until=lambda n: n > 0, timeout_s=60, what="folding to start")
         first.send_signal(signal.SIGKILL)
@@ -80,7 +62,7 @@ async def test_sigkill_mid_batch_with_every_event_published_twice(
     partial = await folded_count(pool)
     assert partial < 10_000, "the ledger finished before it could be killed; kill earlier"
 
-    second = spawn_ledger(db_url, bus_url, tmp_path)
+    second = spawn_ledger(db_url, env, tmp_path)
     try:
         await eventually(lambda: consumed(pool), until=lambda n: n == 20_000, timeout_s=90,
                          what="every published record to be consumed")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 
 import asyncpg
 
 from spendgate.store.migrations import _alembic_config, migrate
 from tests.support.postgres import PostgresForTests
+from tests.support.proxy_process import spendgate_argv
 
 
 async def tables(url: str) -> set[str]:
@@ -94,3 +97,16 @@ async def test_sessions_keyed_by_developer_merge_back_on_downgrade(postgres_serv
     finally:
         await conn.close()
     assert kept == [("alice", "s1", "t1")]
+
+
+async def test_processes_migrating_a_new_database_at_once_all_succeed(postgres_server: PostgresForTests,
+                                                                      tmp_path: Path) -> None:
+    """Three `spendgate migrate` at once on an empty database (every scale-out process migrates at start):
+    one applies the heads while the others wait on the lock, then find them applied; all exit 0."""
+    url = await postgres_server.new_empty_database()
+    env = {**os.environ, "SPENDGATE_DATABASE_URL": url, "SPENDGATE_DATA_DIR": str(tmp_path)}
+    procs = [await asyncio.create_subprocess_exec(*spendgate_argv(), "migrate", env=env, stdout=asyncio.subprocess.PIPE,
+                                                  stderr=asyncio.subprocess.STDOUT) for _ in range(3)]
+    outputs = await asyncio.wait_for(asyncio.gather(*(p.communicate() for p in procs)), 120)
+    assert [p.returncode for p in procs] == [0, 0, 0], [out.decode()[-500:] for out, _ in outputs]
+    assert {"usage_events", "balances", "bus_log", "budgets", "forecasts", "alerts"} <= await tables(url)

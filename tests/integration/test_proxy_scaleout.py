@@ -13,22 +13,21 @@ from spendgate.core.config import load_settings
 from spendgate.ledger.service import serve as serve_ledger
 from spendgate.runtime import open_runtime
 from spendgate.store.keys import store as vkeys
+from tests.support.kafka import KafkaForTest
 from tests.support.proxy_harness import UPSTREAM_KEY, fake_upstream
 from tests.support.proxy_process import proxy_process
-from tests.support.tansu import TansuBroker
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.kafka
 
 
 async def test_two_proxies_on_kafka_feed_one_ledger(db_url: str, pool: asyncpg.Pool, tmp_path: Path,
-                                                    fresh_kafka_broker: TansuBroker) -> None:
+                                                    kafka: KafkaForTest) -> None:
     """Two proxy processes behind one key publish to Kafka; the ledger's session line counts both."""
     created = await vkeys.create_key(pool, developer="gina", team="infra")
-    bus = f"kafka://{fresh_kafka_broker.bootstrap}"
     async with fake_upstream() as upstream:
-        env = {"SPENDGATE_DATABASE_URL": db_url, "SPENDGATE_BUS": bus, "SPENDGATE_KAFKA_IDEMPOTENCE": "false",
-               "SPENDGATE_UPSTREAM_URL": upstream.url, "SPENDGATE_UPSTREAM_KEY": UPSTREAM_KEY}
+        env = {**kafka.env(), "SPENDGATE_DATABASE_URL": db_url, "SPENDGATE_UPSTREAM_URL": upstream.url,
+               "SPENDGATE_UPSTREAM_KEY": UPSTREAM_KEY}
         proxies = [proxy_process(tmp_path / f"p{i}", env) for i in range(2)]
         await asyncio.gather(*(p.start() for p in proxies))
         try:
@@ -42,7 +41,7 @@ async def test_two_proxies_on_kafka_feed_one_ledger(db_url: str, pool: asyncpg.P
         finally:
             for p in proxies:
                 assert await p.terminate() == 0, p.output()
-    settings = load_settings(database_url=db_url, bus=bus, kafka_idempotence=False, data_dir=tmp_path / "ledger")
+    settings = load_settings(database_url=db_url, data_dir=tmp_path / "ledger", **kafka.settings())
     stop = asyncio.Event()
     async with open_runtime(settings, run_migrations=False) as runtime:
         ledger = asyncio.create_task(serve_ledger(runtime, stop))

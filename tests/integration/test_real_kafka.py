@@ -1,8 +1,4 @@
-"""KafkaBus on a real Apache Kafka broker: idempotent producer, and what survives a SIGKILL of the broker.
-
-Tansu (the other test broker) keeps everything in memory and has no idempotent producer; these checks
-need the real thing (tests/support/kafka.py).
-"""
+"""KafkaBus on a real Apache Kafka broker: what survives a SIGKILL of the broker (its data is on disk)."""
 
 from __future__ import annotations
 
@@ -13,17 +9,10 @@ from collections import Counter
 import pytest
 
 from spendgate.core.bus import Record, next_offsets
-from spendgate.core.bus.kafka import KafkaBus, KafkaConsumer
-from tests.support.kafka import KafkaBroker
+from spendgate.core.bus.kafka import KafkaConsumer
+from tests.support.kafka import KafkaForTest
 
 pytestmark = pytest.mark.kafka
-
-
-
-def idempotent_bus(broker: KafkaBroker, partitions: int, topics: list[str] | None = None) -> KafkaBus:
-    """As production runs it (idempotence on), with consumer-group timings short enough for tests."""
-    return KafkaBus(broker.bootstrap, idempotence=True, partitions=partitions, topics=topics or [],
-                    session_timeout_ms=3000, heartbeat_interval_ms=300)
 
 
 async def drain(consumer: KafkaConsumer, n: int, *, timeout_s: float = 30.0) -> list[Record]:
@@ -36,10 +25,10 @@ async def drain(consumer: KafkaConsumer, n: int, *, timeout_s: float = 30.0) -> 
     return got
 
 
-async def test_records_survive_a_broker_sigkill(fresh_apache_kafka: KafkaBroker) -> None:
+async def test_records_survive_a_broker_sigkill(fresh_kafka: KafkaForTest) -> None:
     """Records acked to an idempotent producer are all back once, in key order, after a broker SIGKILL."""
-    broker, topic, n = fresh_apache_kafka, f"usage-{uuid.uuid4().hex[:8]}", 3000
-    bus = idempotent_bus(broker, 4, [topic])
+    broker, topic, n = fresh_kafka.broker, f"usage-{uuid.uuid4().hex[:8]}", 3000
+    bus = fresh_kafka.bus(partitions=4, topics=[topic])
     await bus.start()
     items = [(f"key-{i % 13}", f"{i % 13}:{i}".encode()) for i in range(n)]
     for start in range(0, n, 500):
@@ -52,7 +41,7 @@ async def test_records_survive_a_broker_sigkill(fresh_apache_kafka: KafkaBroker)
     await broker.astart()
     assert broker.proc is not None and broker.proc.pid != old_pid  # a new JVM on the same data directory
 
-    bus = idempotent_bus(broker, 4)
+    bus = fresh_kafka.bus(partitions=4)
     await bus.start()
     await bus.publish_many(topic, [("key-after", b"after:0")])
     consumer = bus.consumer(f"g-{uuid.uuid4().hex[:6]}", [topic])
@@ -74,10 +63,10 @@ async def test_records_survive_a_broker_sigkill(fresh_apache_kafka: KafkaBroker)
     assert len({r.partition for r in got}) > 1  # really spread over the topic's partitions
 
 
-async def test_committed_offsets_survive_a_broker_sigkill(fresh_apache_kafka: KafkaBroker) -> None:
+async def test_committed_offsets_survive_a_broker_sigkill(fresh_kafka: KafkaForTest) -> None:
     """A group resumes after its committed offsets when the broker was SIGKILLed and restarted."""
-    broker, topic = fresh_apache_kafka, f"usage-{uuid.uuid4().hex[:8]}"
-    bus = idempotent_bus(broker, 1, [topic])
+    broker, topic = fresh_kafka.broker, f"usage-{uuid.uuid4().hex[:8]}"
+    bus = fresh_kafka.bus(partitions=1, topics=[topic])
     await bus.start()
     await bus.publish_many(topic, [("k", str(i).encode()) for i in range(10)])
     first = bus.consumer("g-resume", [topic])
@@ -89,7 +78,7 @@ async def test_committed_offsets_survive_a_broker_sigkill(fresh_apache_kafka: Ka
 
     await broker.arestart(hard=True)
 
-    bus = idempotent_bus(broker, 1)
+    bus = fresh_kafka.bus(partitions=1)
     await bus.start()
     second = bus.consumer("g-resume", [topic])
     await second.start()

@@ -66,6 +66,9 @@ class PoisonableConsumer:
         self.fault.check()
         await self.inner.commit(offsets)
 
+    async def lag(self) -> dict[TopicPartition, int]:
+        return await self.inner.lag()
+
 
 class PoisonableBus:
     """The runtime's bus, whose consumers fail while ``fault.on``; publishing is untouched."""

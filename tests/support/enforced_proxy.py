@@ -1,6 +1,6 @@
 """Enforcing proxies in this process over real PostgreSQL and a real bus, with the real ledger folding.
 
-``enforced_proxies(db_url, data_dir, proxies=2, bus="kafka://…")`` starts the fake upstream, one
+``enforced_proxies(db_url, data_dir, proxies=2, bus=kafka.settings())`` starts the fake upstream, one
 ``ProxyServer`` per proxy (each with its own runtime and the production enforcement stack from
 :func:`spendgate.proxy.service.enforcing_decider`, budget periods by ``clock``) and the ledger service
 on a runtime of its own. Every decision is recorded (:class:`Trace`): when a request was admitted or
@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -31,7 +31,6 @@ from spendgate.runtime import Runtime, open_runtime
 from spendgate.store.budgets import store as budgets_store
 from spendgate.store.keys import store as vkeys
 from tests.support.proxy_harness import FakeServer, fake_upstream, proxy_settings
-from tests.support.tansu import FAST_GROUP
 
 USD = 1_000_000
 
@@ -97,30 +96,21 @@ class Enforced:
         return f"{self.servers[proxy].base_url}/responses"
 
 
-def kafka_overrides(bus: str) -> dict[str, Any]:
-    """Settings for a Tansu-backed bus: no idempotent producer, fast consumer-group timings."""
-    if not bus.startswith("kafka://"):
-        return {}
-    return {"kafka_idempotence": False, "kafka_session_timeout_ms": FAST_GROUP["session_timeout_ms"],
-            "kafka_heartbeat_interval_ms": FAST_GROUP["heartbeat_interval_ms"],
-            "kafka_rebalance_timeout_ms": FAST_GROUP["rebalance_timeout_ms"]}
-
-
 async def set_daily_budget(pool: asyncpg.Pool, scope: str, usd: float, **kw: Any) -> None:
     await budgets_store.set_budget(pool, budget_of(scope, daily_micros=round(usd * USD), monthly_micros=None, **kw),
                                    actor="test")
 
 
 @contextlib.asynccontextmanager
-async def enforced_proxies(db_url: str, data_dir: Path, *, proxies: int = 1, bus: str = "postgres",
+async def enforced_proxies(db_url: str, data_dir: Path, *, proxies: int = 1, bus: Mapping[str, Any] | None = None,
                            fake_config: FakeConfig | None = None, clock: Callable[[], datetime] | None = None,
                            budgets: dict[str, dict[str, Any]] | None = None,
                            developer: str = "alice", team: str = "platform") -> AsyncIterator[Enforced]:
-    """``budgets``: ``{"key": {"usd": 1.0, ...budget_of kwargs}}`` ("key" names the created key's scope)."""
-    extra = kafka_overrides(bus)
+    """``bus``: the bus settings (``KafkaForTest.settings()``), else the embedded Postgres bus. ``budgets``:
+    ``{"key": {"usd": 1.0, ...budget_of kwargs}}`` ("key" names the created key's scope)."""
+    extra = dict(bus or {})
     async with fake_upstream(fake_config) as upstream, contextlib.AsyncExitStack() as stack:
-        ledger_settings = proxy_settings(db_url, data_dir / "ledger", upstream.url, bus=bus, instance="ledger",
-                                         **extra)
+        ledger_settings = proxy_settings(db_url, data_dir / "ledger", upstream.url, instance="ledger", **extra)
         ledger_rt = await stack.enter_async_context(open_runtime(ledger_settings, run_migrations=False))
         created = await vkeys.create_key(ledger_rt.pool, developer=developer, team=team, cost_center="cc-42")
         for scope, spec in (budgets or {}).items():
@@ -131,8 +121,7 @@ async def enforced_proxies(db_url: str, data_dir: Path, *, proxies: int = 1, bus
         traces: list[Trace] = []
         runtimes, servers, deciders = [], [], []
         for i in range(proxies):
-            settings = proxy_settings(db_url, data_dir / f"proxy{i}", upstream.url, bus=bus,
-                                      instance=f"proxy-{i}", **extra)
+            settings = proxy_settings(db_url, data_dir / f"proxy{i}", upstream.url, instance=f"proxy-{i}", **extra)
             rt = await stack.enter_async_context(open_runtime(settings, run_migrations=False))
             inner = await stack.enter_async_context(enforcing_decider(rt, clock=clock))
             decider = RecordingDecider(inner, i, traces)

@@ -1,9 +1,13 @@
 """A real Apache Kafka broker for tests: one KRaft node (broker + controller), data on disk.
 
-The jars come from ``scripts/fetch-kafka`` (Maven Central, cached). Same surface as
-:class:`tests.support.tansu.TansuBroker` (``bootstrap``, ``start``/``astart``, ``stop``/``astop``),
-plus ``kill`` (SIGKILL) and ``restart`` that keep the data directory and the ports, so a test can check
-what survives a crash. The broker's log is ``<dir>/kafka.log`` (and ``kafka.out`` for the JVM's own output).
+The jars come from ``scripts/fetch-kafka`` (Maven Central, cached). ``bootstrap``, ``start``/``astart``,
+``stop``/``astop``, plus ``kill`` (SIGKILL) and ``restart`` that keep the data directory and the ports, so a
+test can check what survives a crash. The broker's log is ``<dir>/kafka.log`` (and ``kafka.out`` for the
+JVM's own output).
+
+A JVM takes seconds to start, so tests share one broker and keep apart by :class:`KafkaForTest`'s namespace
+(a prefix on every topic and group name, the ``kafka_namespace`` setting); only a test that stops or kills
+the broker gets one of its own.
 """
 
 from __future__ import annotations
@@ -20,11 +24,14 @@ import subprocess
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from spendgate.core.bus.kafka import KafkaBus
 from tests.support.ports import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,6 +70,10 @@ TEST_SETTINGS = {
     "num.recovery.threads.per.data.dir": "1",
     "log.cleaner.threads": "1",
 }
+
+FAST_GROUP = {"session_timeout_ms": 1000, "heartbeat_interval_ms": 100, "rebalance_timeout_ms": 1000}
+"""Consumer-group timings for tests: a SIGKILLed member is dropped from its group after 1 s, not 10 s
+(``group.min.session.timeout.ms`` above lets the test broker accept them)."""
 
 LOG4J2 = """\
 status = warn
@@ -111,16 +122,21 @@ class KafkaBroker:
     """One Apache Kafka node in KRaft combined mode on free 127.0.0.1 ports, its data under ``base_dir``."""
 
     def __init__(self, base_dir: Path | None = None, *, libs: Path | None = None,
-                 settings: dict[str, str] | None = None) -> None:
+                 settings: dict[str, str] | None = None, node_id: int = 1, cluster_id: str | None = None,
+                 ports: tuple[int, int] | None = None, voters: str | None = None) -> None:
+        """Alone by default (a single voter); :class:`KafkaCluster` passes a node id, the cluster's id, this
+        node's (broker, controller) ports and the static quorum ``voters`` (``id@host:port,…``)."""
         self._own_dir = base_dir is None
         self.dir = Path(tempfile.mkdtemp(prefix="kafka-")) if base_dir is None else Path(base_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.data_dir = self.dir / "data"
         self.log_file = self.dir / "kafka.log"
         self.libs = libs
-        self.port, self.controller_port = free_ports(2)
+        self.port, self.controller_port = ports or free_ports(2)
         self.settings = {**TEST_SETTINGS, **(settings or {})}
-        self.cluster_id = new_cluster_id()
+        self.node_id = node_id
+        self.voters = voters
+        self.cluster_id = cluster_id or new_cluster_id()
         self.proc: subprocess.Popen[bytes] | None = None
         self.last_start_s: float | None = None
         """How long the last start took, from launching the JVM to the broker answering a metadata request."""
@@ -137,8 +153,9 @@ class KafkaBroker:
         """The broker's ``server.properties`` (a subclass adds listeners: :mod:`tests.support.kafka_secure`)."""
         return {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}",
+            "node.id": str(self.node_id),
+            **({"controller.quorum.voters": self.voters} if self.voters else
+               {"controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}"}),
             "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
             "controller.listener.names": "CONTROLLER",
@@ -196,9 +213,11 @@ class KafkaBroker:
             partial.unlink(missing_ok=True)
 
     def _format(self, config: Path) -> None:
-        """Format the storage once (KRaft needs it): a single voter, bootstrapped with ``--standalone``."""
+        """Format the storage once (KRaft needs it): a single voter bootstrapped with ``--standalone``, or a
+        member of the static quorum its config names."""
+        standalone = [] if self.voters else ["--standalone"]
         out = subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", "-t", self.cluster_id, "-c", str(config), "--standalone",
+            self._java("kafka.tools.StorageTool", "format", "-t", self.cluster_id, "-c", str(config), *standalone,
                        *self._format_args()),
             capture_output=True, text=True, timeout=120,
         )
@@ -320,3 +339,79 @@ class KafkaBroker:
                 await admin.close()
             await asyncio.sleep(0.05)
         raise RuntimeError(f"kafka did not answer a metadata request in time ({last!r}); see {self.log_file}")
+
+
+CLUSTER_SETTINGS = {
+    "default.replication.factor": "3",
+    "min.insync.replicas": "2",
+    "offsets.topic.replication.factor": "3",
+    "transaction.state.log.replication.factor": "3",
+    "transaction.state.log.min.isr": "2",
+    "share.coordinator.state.topic.replication.factor": "3",
+    "share.coordinator.state.topic.min.isr": "2",
+}
+"""A production-shaped cluster: every record on three brokers, acknowledged (acks=all) once on two."""
+
+
+class KafkaCluster:
+    """Three Apache Kafka nodes, each broker and controller (a static KRaft quorum of three voters), on free
+    ports, data under ``base_dir/node<id>``. Any one node may be killed: the other two keep a quorum and an
+    in-sync replica set of ``min.insync.replicas``."""
+
+    def __init__(self, base_dir: Path, size: int = 3) -> None:
+        ports = free_ports(2 * size)
+        voters = ",".join(f"{i + 1}@127.0.0.1:{ports[2 * i + 1]}" for i in range(size))
+        cluster_id = new_cluster_id()
+        self.nodes = {
+            i + 1: KafkaBroker(base_dir / f"node{i + 1}", settings=CLUSTER_SETTINGS, node_id=i + 1,
+                               cluster_id=cluster_id, ports=(ports[2 * i], ports[2 * i + 1]), voters=voters)
+            for i in range(size)
+        }
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(node.bootstrap for node in self.nodes.values())
+
+    def start(self, timeout_s: float = 120.0) -> None:
+        """Start every node at once: none is ready before a majority of the quorum runs."""
+        with concurrent.futures.ThreadPoolExecutor(len(self.nodes)) as pool:
+            for done in [pool.submit(node.start, timeout_s) for node in self.nodes.values()]:
+                done.result()
+
+    def stop(self) -> None:
+        with concurrent.futures.ThreadPoolExecutor(len(self.nodes)) as pool:
+            list(pool.map(lambda node: node.stop(), self.nodes.values()))
+
+    async def partitions(self, topic: str) -> list[dict[str, Any]]:
+        """The topic's partitions as the cluster's metadata has them (``partition``, ``leader``, ``isr``, …)."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
+        try:
+            await admin.start()
+            (described,) = await admin.describe_topics([topic])
+            return sorted(described["partitions"], key=lambda p: p["partition"])
+        finally:
+            await admin.close()
+
+
+@dataclass(frozen=True)
+class KafkaForTest:
+    """A broker and this test's namespace on it: what a test hands to a KafkaBus, settings or a process."""
+
+    broker: KafkaBroker
+    namespace: str
+
+    @property
+    def url(self) -> str:
+        return f"kafka://{self.broker.bootstrap}"
+
+    def settings(self) -> dict[str, Any]:
+        """Settings overrides (``load_settings(**kafka.settings())``): this bus, idempotence on as in production."""
+        return {"bus": self.url, "kafka_namespace": self.namespace,
+                **{f"kafka_{name}": value for name, value in FAST_GROUP.items()}}
+
+    def env(self) -> dict[str, str]:
+        """The same settings as ``SPENDGATE_*`` variables, for a service run as a process."""
+        return {f"SPENDGATE_{name.upper()}": str(value) for name, value in self.settings().items()}
+
+    def bus(self, **kw: Any) -> KafkaBus:
+        return KafkaBus(self.broker.bootstrap, namespace=self.namespace, **{**FAST_GROUP, **kw})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -30,11 +31,13 @@ class PostgresForTests:
         self.server_url = ""
         self.template = f"sg_tmpl_{os.getpid()}"
         self._created: list[str] = []
+        self._dir: Path | None = None
 
     async def start(self) -> None:
         url = os.environ.get("SPENDGATE_TEST_DATABASE_URL")
         if not url:
-            self._embedded = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="sg-pg-")))
+            self._dir = Path(tempfile.mkdtemp(prefix="sg-pg-"))
+            self._embedded = EmbeddedPostgres(self._dir)
             url = self._embedded.start()
         self.server_url = url
         await self._admin(f'DROP DATABASE IF EXISTS "{self.template}"')
@@ -67,3 +70,5 @@ class PostgresForTests:
                 await self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         if self._embedded is not None:
             self._embedded.stop()
+        if self._dir is not None:  # about 1 GB a run (WAL): left behind, a few hundred runs filled the disk
+            shutil.rmtree(self._dir, ignore_errors=True)

@@ -1,7 +1,9 @@
-"""spendgate processes for tests: the proxy (``python -m spendgate.proxy proxy``) or ``spendgate up``.
+"""spendgate processes for tests: the proxy (``python -m spendgate.proxy proxy``), ``spendgate up``, or any
+``spendgate`` service command (``service_process``: ledger, alerter, forecaster, which listen on no port).
 
 Each runs with its own data dir, the test's database (``SPENDGATE_DATABASE_URL``) and the fake
-upstream; ``start`` returns once ``/healthz`` answers, ``kill`` sends SIGKILL, ``terminate`` SIGTERM.
+upstream; ``start`` returns once ``/healthz`` answers (a service without a port: once it is spawned),
+``kill`` sends SIGKILL, ``terminate`` SIGTERM.
 """
 
 from __future__ import annotations
@@ -27,13 +29,15 @@ def spendgate_argv() -> list[str]:
 
 
 class SpendgateProcess:
-    def __init__(self, argv: list[str], *, data_dir: Path, env: dict[str, str], port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.argv = [*argv, "--port", str(self.port)]
+    def __init__(self, argv: list[str], *, data_dir: Path, env: dict[str, str], port: int | None = None,
+                 listens: bool = True) -> None:
+        self.listens = listens
+        self.port = (port or free_port()) if listens else 0
+        self.argv = [*argv, "--port", str(self.port)] if listens else list(argv)
         self.data_dir = data_dir
         self.env = {**os.environ, "SPENDGATE_DATA_DIR": str(data_dir), "SPENDGATE_LOG_LEVEL": "warning", **env}
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = data_dir / f"process-{self.port}.log"
+        self.log_path = data_dir / (f"process-{self.port}.log" if listens else f"{Path(argv[-1]).name}.log")
 
     @property
     def base_url(self) -> str:
@@ -42,6 +46,8 @@ class SpendgateProcess:
     async def start(self, timeout_s: float = 60.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.proc = await asyncio.to_thread(self._spawn)
+        if not self.listens:
+            return
 
         async def healthy() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
@@ -59,6 +65,10 @@ class SpendgateProcess:
     def _spawn(self) -> subprocess.Popen[bytes]:
         with self.log_path.open("ab") as log:
             return subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -90,3 +100,8 @@ def proxy_process(data_dir: Path, env: dict[str, str]) -> SpendgateProcess:
 
 def up_process(data_dir: Path, env: dict[str, str]) -> SpendgateProcess:
     return SpendgateProcess([*spendgate_argv(), "up"], data_dir=data_dir, env=env)
+
+
+def service_process(command: str, data_dir: Path, env: dict[str, str]) -> SpendgateProcess:
+    """``spendgate <command>`` for a service that listens on no port (ledger, alerter, forecaster)."""
+    return SpendgateProcess([*spendgate_argv(), command], data_dir=data_dir, env=env, listens=False)

@@ -115,3 +115,20 @@ def test_unknown_variables_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SPENDGATE_SMTP__NO_SUCH_THING", "1")
     s = load_settings()
     assert s.database_url is None or "elsewhere" not in s.database_url
+
+
+def test_otlp_endpoint_from_the_standard_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Tracing is off by default; OTEL_EXPORTER_OTLP_ENDPOINT gets /v1/traces, the traces variable is used
+    as is and beats it, and spendgate's own setting beats both."""
+    monkeypatch.setenv("SPENDGATE_DATA_DIR", str(tmp_path))
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "SPENDGATE_OTEL__ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    assert load_settings().otel.endpoint is None
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")
+    assert load_settings().otel.endpoint == "http://collector:4318/v1/traces"
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://traces:4318/custom")
+    assert load_settings().otel.endpoint == "http://traces:4318/custom"
+    monkeypatch.setenv("SPENDGATE_OTEL__SERVICE_NAME", "gateway")
+    monkeypatch.setenv("SPENDGATE_OTEL__ENDPOINT", "http://ours:4318/v1/traces")
+    s = load_settings()
+    assert s.otel.endpoint == "http://ours:4318/v1/traces" and s.otel.service_name == "gateway"

@@ -41,6 +41,8 @@ def create_bus(settings: Settings, *, pool: asyncpg.Pool | None, dsn: str | None
             heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
             rebalance_timeout_ms=settings.kafka_rebalance_timeout_ms,
             security=settings.kafka,
+            namespace=settings.kafka_namespace,
+            replication_factor=settings.kafka_replication_factor,
         )
     if settings.bus == "postgres":
         from spendgate.core.bus.postgres import PostgresBus

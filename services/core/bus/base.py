@@ -55,6 +55,10 @@ class Consumer(Protocol):
         """Commit, per partition, the offset of the next record to read."""
         ...
 
+    async def lag(self) -> dict[TopicPartition, int]:
+        """Per partition this member holds: records on the log after its position (for metrics)."""
+        ...
+
 
 class Bus(Protocol):
     async def start(self) -> None: ...

@@ -1,8 +1,10 @@
 """Kafka (or any Kafka-protocol broker) through aiokafka.
 
-Producer: ``acks=all``, idempotence on by default (a setting, since some brokers lack
+Producer: ``acks=all``, idempotence on by default (a setting, since some managed services lack
 InitProducerId), partition key = the record key (the virtual key id for usage events). Consumer:
 a consumer group with manual commits; ``on_assign`` seeks to positions stored outside Kafka.
+``namespace`` is prefixed to every topic and group name on the wire and stripped from what comes back,
+so several deployments share one cluster (callers keep using the plain names).
 aiokafka errors are translated into :class:`BusError` here, keeping their ``retriable`` flag.
 
 Every aiokafka client (producer, consumer, admin) is built from :meth:`KafkaBus.client_options`, so SASL
@@ -99,6 +101,8 @@ class KafkaBus:
         heartbeat_interval_ms: int = 3_000,
         rebalance_timeout_ms: int | None = None,
         security: KafkaSettings | None = None,
+        namespace: str = "",
+        replication_factor: int = 1,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.security = security or KafkaSettings()
@@ -107,6 +111,9 @@ class KafkaBus:
         self.partitions = partitions
         self.topics = list(topics)
         self.client_id = client_id
+        self.namespace = namespace
+        self.replication_factor = replication_factor
+        """Of the topics this bus creates (aiokafka's CreateTopics v3 cannot ask for the broker's default)."""
         self.group_timings = {"session_timeout_ms": session_timeout_ms, "heartbeat_interval_ms": heartbeat_interval_ms}
         if rebalance_timeout_ms is not None:
             self.group_timings["rebalance_timeout_ms"] = rebalance_timeout_ms
@@ -162,7 +169,8 @@ class KafkaBus:
         try:
             await admin.start()
             existing = set(await admin.list_topics())
-            missing = [NewTopic(t, self.partitions, 1) for t in topics if t not in existing]
+            missing = [NewTopic(name, self.partitions, self.replication_factor)
+                       for name in map(self.wire, topics) if name not in existing]
             if missing:
                 with contextlib.suppress(TopicAlreadyExistsError):  # another process created it first
                     await admin.create_topics(missing)
@@ -170,6 +178,10 @@ class KafkaBus:
             raise await self.explain(exc) from exc
         finally:
             await admin.close()
+
+    def wire(self, name: str) -> str:
+        """A topic or group name as the broker knows it."""
+        return self.namespace + name
 
     def _require_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
@@ -181,6 +193,7 @@ class KafkaBus:
 
     async def publish_many(self, topic: str, items: Sequence[tuple[str | None, bytes]]) -> None:
         producer = self._require_producer()
+        topic = self.wire(topic)
         try:
             futures = [
                 await producer.send(topic, value, key=key.encode() if key is not None else None)
@@ -205,10 +218,10 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         consumer = self.owner._consumer
         if self.owner.on_assign is None or consumer is None or not assigned:
             return
-        ours = [TopicPartition(tp.topic, tp.partition) for tp in assigned]
+        ours = [self.owner.ours(tp) for tp in assigned]
         positions = await self.owner.on_assign(ours)
         for tp, offset in positions.items():
-            consumer.seek(KafkaTP(tp.topic, tp.partition), offset)
+            consumer.seek(self.owner.theirs(tp), offset)
 
 
 class KafkaConsumer:
@@ -220,12 +233,12 @@ class KafkaConsumer:
         await self.bus.ensure_topics(self.topics)
         consumer = AIOKafkaConsumer(
             **self.bus.client_options(f"{self.bus.client_id}-{self.group}"),
-            group_id=self.group,
+            group_id=self.bus.wire(self.group),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             **self.bus.group_timings,
         )
-        consumer.subscribe(self.topics, listener=_Listener(self))
+        consumer.subscribe([self.bus.wire(t) for t in self.topics], listener=_Listener(self))
         self._consumer = consumer
         try:
             await consumer.start()
@@ -233,6 +246,12 @@ class KafkaConsumer:
             self._consumer = None
             await consumer.stop()
             raise await self.bus.explain(exc) from exc
+
+    def ours(self, tp: KafkaTP) -> TopicPartition:
+        return TopicPartition(tp.topic[len(self.bus.namespace):], tp.partition)
+
+    def theirs(self, tp: TopicPartition) -> KafkaTP:
+        return KafkaTP(self.bus.wire(tp.topic), tp.partition)
 
     async def stop(self) -> None:
         consumer, self._consumer = self._consumer, None
@@ -250,18 +269,32 @@ class KafkaConsumer:
             batches = await self._consumer.getmany(timeout_ms=int(timeout_s * 1000), max_records=max_records)
         except KafkaError as exc:
             raise _translate(exc) from exc
+        strip = len(self.bus.namespace)
         return [
-            Record(m.topic, m.partition, m.offset, m.key.decode() if m.key is not None else None, m.value)
+            Record(m.topic[strip:], m.partition, m.offset, m.key.decode() if m.key is not None else None, m.value)
             for tp in sorted(batches, key=lambda t: (t.topic, t.partition))
             for m in batches[tp]
         ]
+
+    async def lag(self) -> dict[TopicPartition, int]:
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        assigned = sorted(consumer.assignment(), key=lambda t: (t.topic, t.partition))
+        if not assigned:
+            return {}
+        try:
+            ends = await consumer.end_offsets(assigned)
+            return {self.ours(tp): max(ends[tp] - await consumer.position(tp), 0) for tp in assigned}
+        except KafkaError as exc:
+            raise _translate(exc) from exc
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         if self._consumer is None or not offsets:
             return
         try:
             async with asyncio.timeout(COMMIT_TIMEOUT_S):
-                await self._consumer.commit({KafkaTP(tp.topic, tp.partition): o for tp, o in offsets.items()})
+                await self._consumer.commit({self.theirs(tp): o for tp, o in offsets.items()})
         except KafkaError as exc:
             raise _translate(exc) from exc
         except TimeoutError:

@@ -102,6 +102,9 @@ class MemoryConsumer:
                 return []
         return self._ready(max_records)
 
+    async def lag(self) -> dict[TopicPartition, int]:
+        return {tp: len(self.bus._logs[tp]) - pos for tp, pos in sorted(self._positions.items())}
+
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         for tp, offset in offsets.items():
             self.bus._committed[(self.group, tp)] = offset

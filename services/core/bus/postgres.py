@@ -188,6 +188,23 @@ class PostgresConsumer:
         except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
             raise BusUnavailableError(f"embedded bus unavailable: {exc}") from exc
 
+    async def lag(self) -> dict[TopicPartition, int]:
+        if not self._positions:
+            return {}
+        tps = sorted(self._positions)
+        try:
+            rows = await self.bus.pool.fetch(
+                """SELECT p.topic, p.partition,
+                          (SELECT max(b."offset") FROM bus_log b
+                           WHERE b.topic = p.topic AND b.partition = p.partition) AS last
+                   FROM unnest($1::text[], $2::int[]) AS p(topic, partition)""",
+                [tp.topic for tp in tps], [tp.partition for tp in tps])
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+            raise BusUnavailableError(f"embedded bus unavailable: {exc}") from exc
+        ends = {TopicPartition(r["topic"], r["partition"]): (r["last"] + 1 if r["last"] is not None else 0)
+                for r in rows}
+        return {tp: max(ends.get(tp, 0) - pos, 0) for tp, pos in self._positions.items()}
+
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         if not offsets:
             return
