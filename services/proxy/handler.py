@@ -107,7 +107,8 @@ class Proxy:
                                                                                         request.raw_path)
         if secret is None:
             return errors.unauthorized("You didn't provide an API key. Send your spendgate virtual key "
-                                       "as 'Authorization: Bearer sk-sg-...'.")
+                                       "as 'Authorization: Bearer sk-sg-...' (or 'x-api-key: sk-sg-...' on "
+                                       "/v1/messages).")
         key = self.s.keys.lookup(secret)
         if key is None:
             return errors.unauthorized("Incorrect API key provided: the spendgate virtual key is unknown "
