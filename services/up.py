@@ -57,6 +57,17 @@ def codex_snippet(base_url: str, model: str = "gpt-5.1") -> str:
     )
 
 
+def claude_code_snippet(base_url: str) -> str:
+    """The environment Claude Code needs to go through the gateway (``base_url`` without ``/v1``: the CLI
+    appends ``/v1/messages`` itself). Without ``CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1`` the CLI also
+    calls api.anthropic.com and sends the configured key there: the virtual key would leak."""
+    return (
+        f"export ANTHROPIC_BASE_URL={base_url.removesuffix('/v1')}\n"
+        "export ANTHROPIC_API_KEY=<your sk-sg-... virtual key>\n"
+        "export CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1   # else Claude Code sends that key to Anthropic too\n"
+    )
+
+
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
@@ -85,10 +96,13 @@ def ready_banner(settings: Settings) -> str:
     return (
         f"spendgate is up  (data dir {settings.data_dir}, bus {settings.bus})\n"
         f"  proxy      {base_url}  -> upstream {settings.upstream_url}\n"
+        f"             /v1/messages -> Anthropic upstream {settings.anthropic_upstream_url}\n"
         f"  admin API  {admin}\n\n"
         "Create a key with: spendgate keys create --developer <name> --team <team>\n"
         "Codex CLI: put this in $CODEX_HOME/config.toml (default ~/.codex/config.toml):\n\n"
         + codex_snippet(base_url)
+        + "\nClaude Code: set these in its environment (docs/claude-code.md):\n\n"
+        + claude_code_snippet(base_url)
     )
 
 

@@ -208,7 +208,8 @@ class Replay:
         except UnknownModelError:
             return u.cost_micros
         return cost_micros(price, input_tokens=u.input_tokens, cached_tokens=u.cached_tokens,
-                           output_tokens=u.output_tokens)
+                           output_tokens=u.output_tokens, cache_write_5m_tokens=u.cache_write_5m_tokens,
+                           cache_write_1h_tokens=u.cache_write_1h_tokens)
 
     def _follow_session(self, u: Usage, s: _Session, outcome: Outcome, scope: str | None) -> None:
         assert u.session_id is not None

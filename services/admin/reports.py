@@ -94,7 +94,8 @@ def _downgrade_savings(prices: PriceTable, rows: Iterable[DowngradedRequest]
             unpriced[r.owner, r.group] += 1
             continue
         would_cost = cost_micros(price, input_tokens=r.input_tokens, cached_tokens=r.cached_tokens,
-                                 output_tokens=r.output_tokens)
+                                 output_tokens=r.output_tokens, cache_write_5m_tokens=r.cache_write_5m_tokens,
+                                 cache_write_1h_tokens=r.cache_write_1h_tokens)
         saved[r.owner, r.group] += would_cost - r.cost_micros
     return saved, unpriced
 

@@ -295,6 +295,11 @@ class Settings(BaseModel):
     upstream_url: str = "https://api.openai.com/v1"
     upstream_key: SecretStr | None = None
     """``SPENDGATE_UPSTREAM_KEY``, else ``OPENAI_API_KEY``."""
+    anthropic_upstream_url: str = "https://api.anthropic.com/v1"
+    """Where the Anthropic Messages routes (``/v1/messages``, ``/v1/messages/count_tokens``) go."""
+    anthropic_upstream_key: SecretStr | None = None
+    """``SPENDGATE_ANTHROPIC_UPSTREAM_KEY``, sent as ``x-api-key``. Deliberately not read from
+    ``ANTHROPIC_API_KEY``: a developer's shell sets that to their spendgate virtual key for Claude Code."""
     upstream_connect_timeout_s: float = 10.0
     upstream_read_timeout_s: float = 600.0
     max_body_bytes: int = 32 * 1024 * 1024

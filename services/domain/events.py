@@ -31,6 +31,9 @@ class UnitPrices(msgspec.Struct, frozen=True, kw_only=True):
     input_micros: int
     cached_input_micros: int
     output_micros: int
+    cache_write_5m_micros: int | None = None
+    cache_write_1h_micros: int | None = None
+    """Prompt-cache write prices (Anthropic); null when the request wrote nothing to the cache."""
     fallback: bool = False
     """True when the model was missing from the table and the operator's fallback price was used."""
 
@@ -64,6 +67,10 @@ class UsageRecorded(msgspec.Struct, frozen=True, kw_only=True):
     cached_tokens: int = 0
     output_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    """Input tokens written to the provider's prompt cache for 5 minutes / 1 hour (Anthropic's
+    ``cache_creation``); part of ``input_tokens``, like ``cached_tokens`` (the cache reads)."""
     usage_source: UsageSource
     prices: UnitPrices
     cost_micros: int

@@ -27,6 +27,20 @@ class ModelPrice:
     input_micros: Micros
     cached_input_micros: Micros
     output_micros: Micros
+    cache_write_5m_micros: Micros | None = None
+    """Writing a 5-minute prompt-cache entry (Anthropic); unset: 1.25 × input, Anthropic's rule."""
+    cache_write_1h_micros: Micros | None = None
+    """Writing a 1-hour prompt-cache entry (Anthropic); unset: 2 × input."""
+
+    @property
+    def write_5m_micros(self) -> Micros:
+        if self.cache_write_5m_micros is not None:
+            return self.cache_write_5m_micros
+        return round_half_up(self.input_micros * 5, 4)
+
+    @property
+    def write_1h_micros(self) -> Micros:
+        return self.cache_write_1h_micros if self.cache_write_1h_micros is not None else self.input_micros * 2
 
     @classmethod
     def from_usd(cls, input_usd: str, cached_usd: str, output_usd: str) -> ModelPrice:
@@ -55,7 +69,18 @@ SHIPPED_PRICES: Mapping[str, ModelPrice] = {
     "gpt-4o-mini": _p("0.15", "0.075", "0.60"),
     "o3": _p("2.00", "0.50", "8.00"),
     "o4-mini": _p("1.10", "0.275", "4.40"),
+    # Anthropic (as of ANTHROPIC_PRICES_AS_OF): input, cache read (0.1 × input), output; cache writes
+    # are derived (5 minutes 1.25 × input, 1 hour 2 × input), as Anthropic prices them.
+    "claude-opus-4-5": _p("5.00", "0.50", "25.00"),
+    "claude-opus-4-1": _p("15.00", "1.50", "75.00"),
+    "claude-opus-4": _p("15.00", "1.50", "75.00"),
+    "claude-sonnet-4-5": _p("3.00", "0.30", "15.00"),
+    "claude-sonnet-4": _p("3.00", "0.30", "15.00"),
+    "claude-haiku-4-5": _p("1.00", "0.10", "5.00"),
+    "claude-3-5-haiku": _p("0.80", "0.08", "4.00"),
 }
+ANTHROPIC_PRICES_AS_OF = "2025-11-24"
+"""The date the Claude rows were copied from Anthropic's public price list."""
 
 # USD per generated image (1024x1024; standard quality for DALL-E 3, medium for gpt-image-1), as of
 # PRICES_AS_OF. Images of other sizes or qualities cost more or less; operators override per model.
@@ -73,7 +98,8 @@ SHIPPED_AUDIO_SECOND_PRICES: Mapping[str, Micros] = {
     "gpt-4o-mini-transcribe": usd_to_micros("0.00005"),
 }
 
-_SNAPSHOT_SUFFIX = re.compile(r"-\d{4}-\d{2}-\d{2}$")
+_SNAPSHOT_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|20\d{6})$")
+"""A dated snapshot: OpenAI's ``gpt-4o-2024-08-06``, Anthropic's ``claude-haiku-4-5-20251001``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,20 +186,31 @@ def batch_price(price: ModelPrice, percent: int = BATCH_PERCENT) -> ModelPrice:
     """``price`` at ``percent`` % (rounded half-up to whole micro-dollars per 1M tokens)."""
     def part(micros: Micros) -> Micros:
         return (micros * percent * 2 + 100) // 200
-    return ModelPrice(part(price.input_micros), part(price.cached_input_micros), part(price.output_micros))
+    def maybe(micros: Micros | None) -> Micros | None:
+        return None if micros is None else part(micros)
+    return ModelPrice(part(price.input_micros), part(price.cached_input_micros), part(price.output_micros),
+                      maybe(price.cache_write_5m_micros), maybe(price.cache_write_1h_micros))
 
 
-def cost_micros(price: ModelPrice, *, input_tokens: int, cached_tokens: int, output_tokens: int) -> Micros:
-    """Cost of one request: (input − cached) × input + cached × cached_input + output × output.
+def cost_micros(price: ModelPrice, *, input_tokens: int, cached_tokens: int, output_tokens: int,
+                cache_write_5m_tokens: int = 0, cache_write_1h_tokens: int = 0) -> Micros:
+    """Cost of one request: (input − cached − written) × input + cached × cached_input
+    + written for 5 minutes × write_5m + written for 1 hour × write_1h + output × output.
 
-    Reasoning tokens are part of ``output_tokens`` on OpenAI and are not added again. Cached tokens
-    are clamped to the input count so a malformed usage block cannot produce a negative cost.
+    ``input_tokens`` counts every input token, cache reads and writes included (OpenAI's convention;
+    Anthropic's usage is normalised to it). Reasoning tokens are part of ``output_tokens`` and are not
+    added again. Cached and written tokens are clamped to the input count so a malformed usage block
+    cannot produce a negative cost.
     """
-    if min(input_tokens, cached_tokens, output_tokens) < 0:
+    if min(input_tokens, cached_tokens, output_tokens, cache_write_5m_tokens, cache_write_1h_tokens) < 0:
         raise ValueError("token counts cannot be negative")
     cached = min(cached_tokens, input_tokens)
-    numerator = ((input_tokens - cached) * price.input_micros + cached * price.cached_input_micros
-                 + output_tokens * price.output_micros)
+    write_5m = min(cache_write_5m_tokens, input_tokens - cached)
+    write_1h = min(cache_write_1h_tokens, input_tokens - cached - write_5m)
+    numerator = ((input_tokens - cached - write_5m - write_1h) * price.input_micros
+                 + cached * price.cached_input_micros + output_tokens * price.output_micros)
+    if write_5m or write_1h:
+        numerator += write_5m * price.write_5m_micros + write_1h * price.write_1h_micros
     return round_half_up(numerator, TOKENS_PER_PRICE_UNIT)
 
 

@@ -27,3 +27,5 @@ class StoredUsage(NamedTuple):
     output_tokens: int
     cost_micros: int
     retry: bool
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0

@@ -60,6 +60,10 @@ def _numbers(event: UsageRecorded) -> tuple[tuple[str, int | None, int], ...]:
     return (
         ("input_tokens", event.input_tokens, MAX_TOKENS), ("cached_tokens", event.cached_tokens, MAX_TOKENS),
         ("output_tokens", event.output_tokens, MAX_TOKENS), ("reasoning_tokens", event.reasoning_tokens, MAX_TOKENS),
+        ("cache_write_5m_tokens", event.cache_write_5m_tokens, MAX_TOKENS),
+        ("cache_write_1h_tokens", event.cache_write_1h_tokens, MAX_TOKENS),
+        ("prices.cache_write_5m_micros", p.cache_write_5m_micros, MAX_COST_MICROS),
+        ("prices.cache_write_1h_micros", p.cache_write_1h_micros, MAX_COST_MICROS),
         ("cost_micros", event.cost_micros, MAX_COST_MICROS),
         ("prices.input_micros", p.input_micros, MAX_COST_MICROS),
         ("prices.cached_input_micros", p.cached_input_micros, MAX_COST_MICROS),

@@ -1,4 +1,7 @@
-"""A fake OpenAI upstream for tests, benchmarks and demos (``spendgate fake-upstream``).
+"""A fake OpenAI (and Anthropic) upstream for tests, benchmarks and demos (``spendgate fake-upstream``).
+
+``/v1/messages`` (streamed and not, ``tool_use`` blocks) and ``/v1/messages/count_tokens`` answer in
+Anthropic's shapes (:mod:`spendgate.proxy.fake_anthropic`) with prompt-cache reads and writes in the usage.
 
 Serves ``/v1/responses`` and ``/v1/chat/completions``, streamed (SSE, like OpenAI's) and not, with
 realistic usage blocks (cached and reasoning tokens), a configurable latency and chunk pacing, and
@@ -38,6 +41,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from spendgate.proxy import fake_anthropic
 from spendgate.proxy.fake_streams import chat_body, chat_chunks, responses_body, responses_events
 
 DEFAULT_TOOL_COMMAND = "echo spendgate-tool-ran"
@@ -83,6 +87,11 @@ class Served:
     turn_metadata: str | None = None
     """The ``x-codex-turn-metadata`` header as received."""
     """The output of the tool call this request reports back (Codex ran the command), if any."""
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    """Input written to the prompt cache (``/v1/messages`` only)."""
+    api_key: str | None = None
+    """The ``x-api-key`` header as received (the Anthropic routes' credential)."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +148,8 @@ class FakeUpstream:
         app.router.add_post("/v1/chat/completions", self._model_request)
         app.router.add_post("/v1/responses/compact", self._model_request)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/messages", self._messages)
+        app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
         app.router.add_post("/_fake/script", self._set_script)
         app.router.add_get("/_fake/served", self._served)
         app.router.add_post("/_fake/reset", self._reset)
@@ -224,6 +235,60 @@ class FakeUpstream:
         await response.write_eof()
         return response
 
+    async def _messages(self, request: web.Request) -> web.StreamResponse:
+        """Anthropic's Messages API: scenarios ``text``, ``tool`` / ``tool:<command>`` (a ``Bash``
+        tool_use), ``error:<status>``, ``cut`` (EOF before ``message_stop``); the script is taken only by
+        requests that offer tools."""
+        raw = await request.read()
+        try:
+            body = msgspec.json.decode(raw)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            return _anthropic_error(400, "fake upstream: body is not JSON")
+        # A request without tools (Claude Code's side tasks, such as a session title) gets text and leaves the
+        # script to the main requests.
+        scenario = request.headers.get("x-fake-scenario") or (
+            self._next_scenario(body) if body.get("tools") else "text")
+        if self.config.latency_ms:
+            await asyncio.sleep(self.config.latency_ms / 1000)
+        if scenario.startswith("error:"):
+            status = int(scenario.split(":", 1)[1])
+            return _anthropic_error(status, f"fake upstream scripted failure {status}")
+        model = str(body.get("model") or "claude-sonnet-4-5")
+        stream = body.get("stream") is True
+        seq = next(self._ids)
+        text = " ".join(f"word{i}" for i in range(self.config.chunks))
+        command = (scenario.split(":", 1)[1] if scenario.startswith("tool:") else DEFAULT_TOOL_COMMAND) \
+            if scenario.startswith("tool") else None
+        total, read, w5, w1 = fake_anthropic.split_usage(len(raw), self.config.cached_share)
+        output = len(text.split()) if command is None else 16
+        usage = (total, read, w5, w1, output)
+        if self.config.record:
+            self.served.append(Served(
+                request.path, model, scenario, stream, total, read, output, 0, reported=scenario != "cut",
+                session_id=request.headers.get("x-claude-code-session-id"),
+                authorization=request.headers.get("Authorization"), tool_output=fake_anthropic.tool_result_text(body),
+                cache_write_5m_tokens=w5, cache_write_1h_tokens=w1, api_key=request.headers.get("x-api-key"),
+            ))
+        headers = {"request-id": f"req_fake_{seq:08d}"}
+        if not stream:
+            doc = fake_anthropic.message_body(seq, model, text, usage, command)
+            return web.Response(body=msgspec.json.encode(doc), content_type="application/json", headers=headers)
+        response = web.StreamResponse(headers={**headers, "Content-Type": "text/event-stream",
+                                               "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        for i, event in enumerate(fake_anthropic.message_events(seq, model, text, usage, command, self.config.chunks)):
+            if scenario == "cut" and i >= 3:
+                break
+            await response.write(event)
+            if self.config.chunk_interval_ms and b"content_block_delta" in event[:40]:
+                await asyncio.sleep(self.config.chunk_interval_ms / 1000)
+        await response.write_eof()
+        return response
+
+    async def _count_tokens(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        return web.json_response({"input_tokens": max(1, len(raw) // 4)})
+
     async def _images(self, request: web.Request) -> web.Response:
         n = 1
         if request.content_type == "application/json":
@@ -285,6 +350,12 @@ def _tool_output(body: dict[str, Any]) -> str | None:
         output = items[-1].get("output")
         return output if isinstance(output, str) else msgspec.json.encode(output).decode()
     return None
+
+
+def _anthropic_error(status: int, message: str) -> web.Response:
+    return web.Response(status=status, body=fake_anthropic.error_body(status, message),
+                        content_type="application/json",
+                        headers={"request-id": f"req_fake_err_{int(time.time() * 1000)}"})
 
 
 def _error(status: int, message: str, type_: str) -> web.Response:

@@ -24,7 +24,7 @@ HOP_BY_HOP = frozenset({
     "trailer", "trailers", "transfer-encoding", "upgrade",
 })
 _NOT_FORWARDED_UP = HOP_BY_HOP | {
-    "host", "content-length", "authorization", "accept-encoding", "api-key", "openai-organization",
+    "host", "content-length", "authorization", "x-api-key", "accept-encoding", "api-key", "openai-organization",
     "openai-project", "cookie", "content-encoding",
 }
 _NOT_RELAYED_DOWN = HOP_BY_HOP | {"content-length", "content-encoding", "set-cookie", "server", "date"}

@@ -28,7 +28,8 @@ from spendgate.domain.enforcement.settings import EnforcementSettings
 from spendgate.domain.errors import UnknownModelError
 from spendgate.domain.events import UsageRecorded
 from spendgate.domain.pricing import BATCH_PERCENT, ModelPrice, PriceLookup, PriceTable, batch_price
-from spendgate.proxy import errors
+from spendgate.proxy import anthropic, errors
+from spendgate.proxy.anthropic_usage import AnthropicTap, usage_from_message
 from spendgate.proxy.attribution import Attribution, attribute
 from spendgate.proxy.batches import BatchError, estimate_batch
 from spendgate.proxy.decision import Decider, Refuse, RequestFacts, RewriteModel
@@ -73,6 +74,8 @@ class ProxyState:
     tracer: Tracer | None = None
     """OTLP tracing (:mod:`spendgate.core.tracing`); None, the default, costs one check per request."""
     in_flight: int = 0
+    anthropic_url: str = "https://api.anthropic.com/v1"
+    anthropic_key: str | None = None
 
 
 def _bearer(header: str | None) -> str | None:
@@ -89,7 +92,10 @@ class Proxy:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.s.in_flight += 1
         try:
-            return await self._handle(request)
+            response = await self._handle(request)
+            if anthropic.serves(request.raw_path):
+                response = anthropic.translate_error(response)  # our own errors in Anthropic's shape
+            return response
         finally:
             self.s.in_flight -= 1
 
@@ -97,10 +103,12 @@ class Proxy:
         started = time.perf_counter()
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return errors.websocket_refused()
-        secret = _bearer(request.headers.get("Authorization"))
+        secret = _bearer(request.headers.get("Authorization")) or anthropic.virtual_key(request.headers,
+                                                                                        request.raw_path)
         if secret is None:
             return errors.unauthorized("You didn't provide an API key. Send your spendgate virtual key "
-                                       "as 'Authorization: Bearer sk-sg-...'.")
+                                       "as 'Authorization: Bearer sk-sg-...' (or 'x-api-key: sk-sg-...' on "
+                                       "/v1/messages).")
         key = self.s.keys.lookup(secret)
         if key is None:
             return errors.unauthorized("Incorrect API key provided: the spendgate virtual key is unknown "
@@ -122,7 +130,8 @@ class Proxy:
             payload = parse(body, spec.body, request.headers.get("Content-Type", ""))
         except PayloadError as exc:
             return errors.bad_request(exc.message, exc.code)
-        attribution = attribute(request.headers, payload.prompt_cache_key)
+        attribution = (anthropic.attribute(request.headers, body) if spec.api == "anthropic"
+                       else attribute(request.headers, payload.prompt_cache_key))
         if spec.metering != "tokens":
             return await self._handle_units(request, resolved, body, payload, key, attribution, started)
         if not payload.model:
@@ -224,11 +233,15 @@ class Proxy:
         return response if response.prepared else _with_headers(response, budget)
 
     async def _open_upstream(self, request: web.Request, resolved: Resolved, body: bytes) -> aiohttp.ClientResponse:
-        headers = upstream_headers(request.headers, self.s.upstream_key)
+        base = self.s.upstream_url
+        if resolved.spec.api == "anthropic":
+            base, headers = self.s.anthropic_url, anthropic.anthropic_headers(request.headers, self.s.anthropic_key)
+        else:
+            headers = upstream_headers(request.headers, self.s.upstream_key)
         if resolved.spec.body == "json" and body:
             headers["Content-Type"] = "application/json"  # it was read as JSON, whatever it was labelled
         return await self.s.http.request(
-            request.method, upstream_url(self.s.upstream_url, resolved.upstream_path, resolved.query),
+            request.method, upstream_url(base, resolved.upstream_path, resolved.query),
             data=body or None, headers=headers, allow_redirects=False,
         )
 
@@ -248,7 +261,7 @@ class Proxy:
                 return errors.upstream_timeout(self.s.read_timeout_s)
             async with upstream:
                 outcome.http_status = upstream.status
-                outcome.upstream_request_id = upstream.headers.get("x-request-id")
+                outcome.upstream_request_id = upstream.headers.get("x-request-id") or upstream.headers.get("request-id")
                 headers = client_headers(upstream.headers, drop_model_headers=route.model_used != route.model_requested)
                 headers.extend(budget)
                 content_type = upstream.headers.get("content-type", "")
@@ -258,7 +271,7 @@ class Proxy:
                                                   strip_usage)
                 if "text/event-stream" not in content_type:
                     headers["Content-Type"] = "text/event-stream"  # a stream mislabelled by the upstream
-                tap = StreamTap(strip_usage_chunk=strip_usage)
+                tap = _new_tap(facts.endpoint, strip_usage)
                 return await self._relay_stream(request, upstream, headers, tap, facts, route, outcome, started)
         finally:
             if not outcome.emitted:
@@ -285,9 +298,10 @@ class Proxy:
         if outcome.status == "ok" and (request.transport is None or request.transport.is_closing()):
             outcome.status = "client_aborted"  # the client left while the answer was produced: still paid for
         if route.metering == "tokens":
-            usage = usage_from_body(data) if upstream.status < 400 else None
+            read_usage = usage_from_message if anthropic.serves(facts.endpoint) else usage_from_body
+            usage = read_usage(data) if upstream.status < 400 else None
             if usage is None and upstream.status < 400 and looks_like_sse(data):
-                tap = StreamTap(strip_usage_chunk=strip_usage)  # a stream labelled as something else
+                tap = _new_tap(facts.endpoint, strip_usage)  # a stream labelled as something else
                 data = tap.feed(data) + tap.flush()
                 usage = tap.usage
             if usage is not None and not usage.anomalous:
@@ -343,7 +357,8 @@ class Proxy:
         if not (request.transport is None or request.transport.is_closing()):
             with contextlib.suppress(*CLIENT_GONE):
                 if broken is not None and outcome.status != "ok":
-                    await response.write(terminal_error_event(facts.endpoint, broken))
+                    await response.write(anthropic.terminal_error_event(broken) if anthropic.serves(facts.endpoint)
+                                         else terminal_error_event(facts.endpoint, broken))
                 await response.write_eof()
         return response
 
@@ -401,6 +416,10 @@ def _with_headers(response: web.StreamResponse, headers: list[tuple[str, str]]) 
     for name, value in headers:
         response.headers.setdefault(name, value)
     return response
+
+
+def _new_tap(endpoint: str, strip_usage: bool) -> StreamTap:
+    return AnthropicTap() if anthropic.serves(endpoint) else StreamTap(strip_usage_chunk=strip_usage)
 
 
 def _estimate_input(facts: RequestFacts, outcome: Outcome, *, anomalous: bool) -> None:

@@ -105,11 +105,13 @@ def build_event(
 ) -> UsageRecorded:
     u = outcome.usage
     price = route.price.price
+    writes = bool(u.cache_write_5m_tokens or u.cache_write_1h_tokens)
     if outcome.unit_cost_micros is not None:
         cost = outcome.unit_cost_micros
     else:
         cost = cost_micros(price, input_tokens=u.input_tokens, cached_tokens=u.cached_tokens,
-                           output_tokens=u.output_tokens)
+                           output_tokens=u.output_tokens, cache_write_5m_tokens=u.cache_write_5m_tokens,
+                           cache_write_1h_tokens=u.cache_write_1h_tokens)
     return UsageRecorded(
         event_id=outcome.event_id or new_id(),
         occurred_at=datetime.now(UTC),
@@ -134,9 +136,13 @@ def build_event(
         cached_tokens=min(u.cached_tokens, u.input_tokens),
         output_tokens=u.output_tokens,
         reasoning_tokens=u.reasoning_tokens,
+        cache_write_5m_tokens=u.cache_write_5m_tokens,
+        cache_write_1h_tokens=u.cache_write_1h_tokens,
         usage_source=outcome.usage_source,
         prices=UnitPrices(input_micros=price.input_micros, cached_input_micros=price.cached_input_micros,
-                          output_micros=price.output_micros, fallback=route.price.fallback),
+                          output_micros=price.output_micros, fallback=route.price.fallback,
+                          cache_write_5m_micros=price.write_5m_micros if writes else None,
+                          cache_write_1h_micros=price.write_1h_micros if writes else None),
         cost_micros=fits_int64(cost),
         retry=route.retry,
         latency_ms=max(0, latency_ms),

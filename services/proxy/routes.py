@@ -8,6 +8,9 @@ paths with an id); what matches names the upstream path, built from the table's 
 validated ids only, never from the client's string. Anything else is a 404, unless the operator lists
 the path in ``proxy_allowed_paths`` (forwarded as a free pass-through, still evented).
 
+The Anthropic Messages routes (``/messages``, ``/messages/count_tokens``) go to the Anthropic upstream
+(:mod:`spendgate.proxy.anthropic`); every other route to the OpenAI one.
+
 Metering kinds: ``tokens`` (the body names a priced model; usage from the answer), ``image`` (per image
 at the model's per-image price), ``audio`` (per second of audio at the model's per-second price),
 ``batch`` (its input file's requests, estimated, at the batch price: :mod:`spendgate.proxy.batches`), ``free``
@@ -25,6 +28,9 @@ from urllib.parse import unquote
 
 Metering = Literal["tokens", "image", "audio", "batch", "free"]
 BodyKind = Literal["json", "multipart", "none"]
+Api = Literal["openai", "anthropic"]
+"""Which upstream a route goes to (``upstream_url`` or ``anthropic_upstream_url``) and in which shape its
+errors are answered."""
 
 ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_\-.:]{0,254}"
 """An id in a path (``resp_…``, ``file-…``, ``ft:gpt-4o:org::id``): starts with a letter or digit, so it
@@ -38,6 +44,7 @@ class RouteSpec:
     """The path under ``/v1``, ids as ``{id}``: ``/responses/{id}``."""
     metering: Metering
     body: BodyKind
+    api: Api = "openai"
 
     @property
     def endpoint(self) -> str:
@@ -49,8 +56,8 @@ class RouteSpec:
         return self.metering != "free"
 
 
-def _r(method: str, template: str, metering: Metering, body: BodyKind = "none") -> RouteSpec:
-    return RouteSpec(method, template, metering, body)
+def _r(method: str, template: str, metering: Metering, body: BodyKind = "none", api: Api = "openai") -> RouteSpec:
+    return RouteSpec(method, template, metering, body, api)
 
 
 ROUTES: tuple[RouteSpec, ...] = (
@@ -81,6 +88,8 @@ ROUTES: tuple[RouteSpec, ...] = (
     _r("GET", "/files/{id}", "free"),
     _r("DELETE", "/files/{id}", "free"),
     _r("GET", "/files/{id}/content", "free"),
+    _r("POST", "/messages", "tokens", "json", "anthropic"),
+    _r("POST", "/messages/count_tokens", "free", "json", "anthropic"),
 )
 
 
@@ -147,7 +156,7 @@ class RouteTable:
         path, _, query = raw_path.partition("?")
         check_path(path)
         if not path.startswith("/v1/"):
-            raise RouteError(404, "spendgate serves OpenAI routes under /v1/ only.", "not_found")
+            raise RouteError(404, "spendgate serves OpenAI and Anthropic routes under /v1/ only.", "not_found")
         tail = path[3:]
         fixed = self._fixed.get((method, tail))
         if fixed is not None:

@@ -94,6 +94,8 @@ class ProxyServer:
             keys=self.keys, emitter=self.emitter, decider=self.decider, prices=s.pricing.table(), http=http,
             upstream_url=s.upstream_url,
             upstream_key=s.upstream_key.get_secret_value() if s.upstream_key else None,
+            anthropic_url=s.anthropic_upstream_url,
+            anthropic_key=s.anthropic_upstream_key.get_secret_value() if s.anthropic_upstream_key else None,
             instance=s.instance, max_body_bytes=s.max_body_bytes, read_timeout_s=s.upstream_read_timeout_s,
             estimator=SessionEstimator(output_cap_tokens=s.enforcement.output_estimate_cap_tokens),
             routes=RouteTable(allowed_paths=s.proxy_allowed_paths), batch_percent=s.pricing.batch_percent,

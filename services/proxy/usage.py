@@ -22,6 +22,9 @@ class Usage:
     anomalous: bool = False
     """The upstream reported a count no request can have (see :func:`~spendgate.proxy.normalise.tokens`):
     the counts are zeroed and the proxy meters its own estimate instead."""
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    """Input tokens written to the prompt cache (Anthropic), part of ``input_tokens``."""
 
 
 ANOMALY = Usage(0, 0, 0, 0, anomalous=True)

@@ -12,6 +12,7 @@ from spendgate.admin.reports import ChargebackLine, chargeback
 from spendgate.admin.window import Filters, Window
 from spendgate.domain.enforcement import budget_of
 from spendgate.domain.events import UsageRecorded
+from spendgate.domain.pricing import SHIPPED_PRICES, cost_micros
 from spendgate.store.budgets import store
 from tests.support.admin_traffic import (
     MONTH_START,
@@ -22,6 +23,7 @@ from tests.support.admin_traffic import (
     known_month,
     usage,
 )
+from tests.support.factories import usage_event
 
 NOVEMBER = Window.of(date(2026, 11, 1), date(2026, 11, 30), tz="UTC", now=MONTH_START)
 
@@ -151,3 +153,19 @@ async def test_a_scope_budgeted_in_berlin_reconciles_in_berlin_days(pool: asyncp
                                   "AND period = 'month' AND period_start = '2026-11-01'")
     assert reports["Europe/Berlin"].cost_micros == balance
     assert reports["UTC"].cost_micros == balance + late.cost_micros
+
+
+async def test_downgrade_savings_price_claude_cache_writes(pool: asyncpg.Pool) -> None:
+    """A Claude request downgraded from Opus to Sonnet: the saving prices the cache writes it made at the
+    requested model's write prices (5 minutes 1.25x, 1 hour 2x input), stored in the ledger's columns."""
+    tokens = {"input_tokens": 20_000, "cached_tokens": 8_000, "output_tokens": 500,
+              "cache_write_5m_tokens": 6_000, "cache_write_1h_tokens": 2_000}
+    paid = cost_micros(SHIPPED_PRICES["claude-sonnet-4-5"], **tokens)
+    event = usage_event(model_requested="claude-opus-4-5", model_used="claude-sonnet-4-5", route_reason="downgrade",
+                        stage="downgrade", endpoint="/v1/messages", client="claude-code", reasoning_tokens=0,
+                        cost_micros=paid, **tokens)
+    await fold_through_ledger(pool, [event])
+    [line] = (await chargeback(pool, PRICES, by="developer", window=NOVEMBER)).lines
+    # Opus 4.5: $5 input, $0.50 cache read, $6.25 / $10 cache writes, $25 output per 1M tokens
+    would = (4_000 * 5 + 8_000 * 0.5 + 6_000 * 6.25 + 2_000 * 10 + 500 * 25)
+    assert line.downgrade_saved_micros == round(would) - paid == 94_000 - 56_400

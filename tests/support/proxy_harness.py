@@ -25,6 +25,7 @@ from spendgate.runtime import Runtime, open_runtime
 from spendgate.store.keys import store as vkeys
 
 UPSTREAM_KEY = "sk-upstream-secret-for-tests"
+ANTHROPIC_UPSTREAM_KEY = "sk-ant-upstream-secret-for-tests"
 
 
 @dataclass
@@ -75,7 +76,9 @@ class Harness:
 def proxy_settings(db_url: str, data_dir: Path, upstream_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": db_url, "data_dir": data_dir, "bus": "postgres", "upstream_url": upstream_url,
-        "upstream_key": UPSTREAM_KEY, "proxy_port": 0, "instance": "proxy-test", "drain_timeout_s": 5.0,
+        "upstream_key": UPSTREAM_KEY, "anthropic_upstream_url": upstream_url,
+        "anthropic_upstream_key": ANTHROPIC_UPSTREAM_KEY, "proxy_port": 0, "instance": "proxy-test",
+        "drain_timeout_s": 5.0,
     }
     values.update(overrides)
     return load_settings(**values)

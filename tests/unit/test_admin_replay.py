@@ -170,3 +170,26 @@ def test_seeded_spend_past_a_threshold_is_not_alerted_in_the_window() -> None:
     r.seed("vk_a", "alice", "platform", T0 - timedelta(hours=2), 900_000)
     r.feed(request(0, cost=60_000))
     assert [a.threshold_pct for a in r.alerts] == [95]
+
+
+def test_a_downgraded_claude_request_is_repriced_with_its_cache_writes() -> None:
+    """Replayed on a Claude cascade, a downgraded request costs the cheaper model's price for its cache
+    writes too (5 minutes 1.25x, 1 hour 2x input), and the saving is the difference of both full costs."""
+    opus, sonnet = PRICES.lookup("claude-opus-4-5").price, PRICES.lookup("claude-sonnet-4-5").price
+    tokens = {"input_tokens": 5_000, "cached_tokens": 1_000, "output_tokens": 1_000,
+              "cache_write_5m_tokens": 2_000, "cache_write_1h_tokens": 1_000}
+    one = cost_micros(opus, **tokens)
+    settings = EnforcementSettings(cascades={"claude-opus-4-5": ["claude-sonnet-4-5"]})
+    p = policy_from_document({"budgets": [{"scope": "developer:alice", "daily": usd_str(one * 10)}]}, settings)
+    r = Replay(p, PRICES)
+    feed = [Usage(f"e{n}", T0 + timedelta(minutes=n), "vk_a", "alice", "platform", "s1", "t1", "claude-opus-4-5",
+                  "claude-opus-4-5", "requested", "ok", "ok", 5_000, 1_000, 1_000, one, False, 2_000, 1_000)
+            for n in range(12)]
+    outcomes = [r.feed(u) for u in feed]
+    downgrades = outcomes.count("downgrade")
+    (tally,) = r.scopes.values()
+    assert downgrades > 0
+    assert tally.downgrade_saved_micros == downgrades * (one - cost_micros(sonnet, **tokens))
+    # by hand, micro-dollars: plain 1,000, read 1,000, written 2,000 (5 m) + 1,000 (1 h), output 1,000
+    assert (one, cost_micros(sonnet, **tokens)) == (5_000 + 500 + 12_500 + 10_000 + 25_000,
+                                                    3_000 + 300 + 7_500 + 6_000 + 15_000)

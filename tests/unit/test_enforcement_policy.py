@@ -109,6 +109,16 @@ def test_unpriced_cascade_model_fails_at_start_up() -> None:
         Policy.from_settings(settings).check_prices(PriceTable())
 
 
+def test_cascade_across_providers_fails_at_start_up() -> None:
+    """A downgrade goes to the requested model's upstream: a cascade from Claude to an OpenAI model is a
+    ConfigError at start-up; a Claude-only cascade is fine."""
+    mixed = EnforcementSettings(cascades={"claude-sonnet-4-5": ["claude-haiku-4-5", "gpt-4.1-mini"]})
+    with pytest.raises(ConfigError, match="mixes Claude and OpenAI"):
+        Policy.from_settings(mixed).check_prices(PriceTable())
+    claude = EnforcementSettings(cascades={"claude-opus-4-5": ["claude-sonnet-4-5", "claude-haiku-4-5"]})
+    Policy.from_settings(claude).check_prices(PriceTable())
+
+
 def test_tightest_retry_cap_applies() -> None:
     """The smallest retry cap among a request's scopes wins; scopes without one use the default."""
     p = policy_from_document(

@@ -142,3 +142,33 @@ def test_bodies_without_tool_history_are_not_retries() -> None:
     assert not det.observe("a", raw=b'{"input": "hello"}').retry
     assert not det.observe("b", raw=b"not json").retry
     assert not det.observe("c", {"messages": [{"role": "user", "content": "x"}]}).retry
+
+
+def claude_body(n: int, *, code: int = 2, text_after: bool = False) -> bytes:
+    """Claude Code's history: a user turn (after a ``system`` item inside ``messages``), then ``n`` Bash
+    tool_use / tool_result rounds (``is_error`` and "Exit code N" for a failing command)."""
+    messages: list[dict[str, Any]] = [{"role": "system", "content": "reminder"},
+                                      {"role": "user", "content": [{"type": "text", "text": "list /nope"}]}]
+    for i in range(n):
+        messages.append({"role": "assistant", "content": [
+            {"type": "text", "text": "Let me try."},
+            {"type": "tool_use", "id": f"toolu_{i}", "name": "Bash", "input": {"command": "ls /nope"}}]})
+        messages.append({"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": f"toolu_{i}", "is_error": code != 0,
+             "content": f"Exit code {code}\nls: cannot access '/nope'"}]})
+    if text_after:
+        messages.append({"role": "user", "content": [{"type": "text", "text": "try something else"}]})
+    return json.dumps({"model": "claude-sonnet-4-5", "messages": messages, "stream": True}).encode()
+
+
+def test_claude_code_failing_tool_results_form_a_streak() -> None:
+    """Anthropic Messages bodies: identical failing Bash tool_use/tool_result rounds are a streak with the
+    command readable; a success or a new user message ends it; the cap refuses as for Codex."""
+    streak = failing_streak(input_items(claude_body(3)))
+    assert streak is not None and (streak.name, streak.count) == ("Bash", 3)
+    assert failing_streak(input_items(claude_body(3, code=0))) is None
+    assert failing_streak(input_items(claude_body(3, text_after=True))) is None
+    det = RetryDetector(default_cap=3)
+    verdicts = [det.observe("s1", raw=claude_body(n)) for n in range(1, 5)]
+    assert [v.retries for v in verdicts] == [0, 1, 2, 3] and verdicts[-1].exhausted
+    assert verdicts[-1].command == "ls /nope"

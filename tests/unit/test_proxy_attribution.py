@@ -41,6 +41,9 @@ def test_upstream_headers_replace_authorization_and_drop_hop_by_hop() -> None:
         assert gone not in out
     assert "Authorization" not in upstream_headers(client, None)
 
+    with_api_key = CIMultiDictProxy(CIMultiDict([("x-api-key", "sk-sg-virtual"), ("anthropic-version", "v")]))
+    assert "x-api-key" not in upstream_headers(with_api_key, "sk-upstream")  # Anthropic-style key: never forwarded
+
 
 def test_client_headers_drop_model_headers_after_a_rewrite() -> None:
     """After a downgrade the openai-model headers are dropped so Codex shows no reroute warning."""

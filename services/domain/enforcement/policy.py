@@ -203,6 +203,11 @@ class Policy:
         """Start-up check: every cascade model must be priced (a ConfigError now, not at 95 %)."""
         models = sorted({m for src, chain in self.cascades.items() for m in (src, *chain)})
         table.require(models, what="enforcement.cascades")
+        for src, chain in self.cascades.items():
+            if len({m.startswith("claude-") for m in (src, *chain)}) > 1:
+                raise ConfigError(f"enforcement.cascades: the cascade of {src} mixes Claude and OpenAI models; "
+                                  "a downgraded request goes to the requested model's provider, so a cascade "
+                                  "must stay with one provider")
 
 
 class _BudgetDoc(BaseModel):

@@ -1,6 +1,7 @@
 """Retry-loop detection per session, from the request's own input items. Pure: no I/O.
 
-Codex re-sends the whole history every request, so a loop is visible in one body: the tail of the
+Codex (and Claude Code, whose Messages history is read as the same items) re-sends the whole history
+every request, so a loop is visible in one body: the tail of the
 current turn holds the same ``function_call`` (name + arguments) again and again, each followed by a
 ``function_call_output`` that failed (``Process exited with code N``, N ≠ 0). A streak of ``k``
 identical failing calls is ``k − 1`` retries. Identical re-sent bodies are counted per session as well,
@@ -107,13 +108,60 @@ class _Body(msgspec.Struct):
 _body_decoder = msgspec.json.Decoder(_Body)
 
 
+class _Block(msgspec.Struct, frozen=True):
+    type: str = "text"
+    id: str | None = None
+    name: str | None = None
+    input: msgspec.Raw = msgspec.Raw(b"null")
+    tool_use_id: str | None = None
+    content: msgspec.Raw = msgspec.Raw(b"null")
+
+
+class _Message(msgspec.Struct, frozen=True):
+    role: str = "user"
+    content: list[_Block] | str | None = None
+
+
+class _Messages(msgspec.Struct):
+    messages: list[_Message] | None = None
+
+
+_messages_decoder = msgspec.json.Decoder(_Messages)
+
+
 def input_items(raw: bytes) -> list[InputItem]:
-    """The input items of a raw request body (typed decode: ~3× faster than ``json.loads``)."""
+    """The input items of a raw request body (typed decode: ~3× faster than ``json.loads``); an Anthropic
+    Messages body with tool results is read as the same items (:func:`_from_messages`)."""
+    if b'"tool_result"' in raw and (found := _from_messages(raw)):
+        return found  # one decode of a Claude Code body, not two
     try:
         items = _body_decoder.decode(raw).input
     except (msgspec.DecodeError, msgspec.ValidationError):
         return []
     return items if isinstance(items, list) else []
+
+
+def _from_messages(raw: bytes) -> list[InputItem]:
+    """Claude Code's history as Responses items: a ``tool_use`` block is a ``function_call`` (arguments:
+    its input as JSON), a ``tool_result`` its ``function_call_output``; a user message without tool
+    results is a new turn; ``system`` items inside ``messages`` (Claude Code sends them) are skipped."""
+    try:
+        messages = _messages_decoder.decode(raw).messages or []
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return []
+    items: list[InputItem] = []
+    for message in messages:
+        blocks = message.content if isinstance(message.content, list) else []
+        if message.role == "user" and not any(b.type == "tool_result" for b in blocks):
+            items.append(InputItem(type="message", role="user"))
+            continue
+        for block in blocks:
+            if block.type == "tool_use":
+                items.append(InputItem(type="function_call", name=block.name, call_id=block.id,
+                                       arguments=bytes(block.input).decode()))
+            elif block.type == "tool_result":
+                items.append(InputItem(type="function_call_output", call_id=block.tool_use_id, output=block.content))
+    return items
 
 
 def items_of(body: Mapping[str, Any]) -> list[InputItem]:

@@ -32,11 +32,13 @@ _EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("input_price_micros", "int8"), ("cached_price_micros", "int8"), ("output_price_micros", "int8"),
     ("price_fallback", "bool"), ("cost_micros", "int8"), ("retry", "bool"), ("latency_ms", "int4"),
     ("ttfb_ms", "int4"), ("upstream_request_id", "text"), ("refusal_reason", "text"),
-    ("stream", "bool"), ("intent_estimate", "bool"),
+    ("stream", "bool"), ("intent_estimate", "bool"), ("cache_write_5m_tokens", "int8"),
+    ("cache_write_1h_tokens", "int8"), ("cache_write_5m_price_micros", "int8"), ("cache_write_1h_price_micros", "int8"),
 )
 _PRICE_FIELDS = {
     "input_price_micros": "input_micros", "cached_price_micros": "cached_input_micros",
     "output_price_micros": "output_micros", "price_fallback": "fallback",
+    "cache_write_5m_price_micros": "cache_write_5m_micros", "cache_write_1h_price_micros": "cache_write_1h_micros",
 }
 _INSERT_EVENTS = (
     f"INSERT INTO usage_events ({', '.join(c for c, _ in _EVENT_COLUMNS)}) "
@@ -189,7 +191,9 @@ async def clear_sessions(conn: Queryable) -> None:
 def _event(r: asyncpg.Record) -> UsageRecorded:
     d = dict(r)
     prices = UnitPrices(input_micros=d.pop("input_price_micros"), cached_input_micros=d.pop("cached_price_micros"),
-                        output_micros=d.pop("output_price_micros"), fallback=d.pop("price_fallback"))
+                        output_micros=d.pop("output_price_micros"), fallback=d.pop("price_fallback"),
+                        cache_write_5m_micros=d.pop("cache_write_5m_price_micros"),
+                        cache_write_1h_micros=d.pop("cache_write_1h_price_micros"))
     d.pop("folded_at", None)
     d["event_id"] = str(d["event_id"])
     return UsageRecorded(prices=prices, **d)
@@ -315,6 +319,8 @@ class DowngradedRequest(NamedTuple):
     cached_tokens: int
     output_tokens: int
     cost_micros: int
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
 
 
 async def downgraded_requests(db: Queryable, column: str, usage: UsageFilter) -> list[DowngradedRequest]:
@@ -323,7 +329,7 @@ async def downgraded_requests(db: Queryable, column: str, usage: UsageFilter) ->
     where, params = usage.where()
     rows = await db.fetch(
         f"SELECT {group_owner(column)} AS owner, {group_by(column)} AS grp, model_requested, input_tokens, "
-        "cached_tokens, output_tokens, cost_micros "
+        "cached_tokens, output_tokens, cost_micros, cache_write_5m_tokens, cache_write_1h_tokens "
         f"FROM usage_events WHERE {where} AND route_reason <> 'requested'", *params)
     return [DowngradedRequest(*r) for r in rows]
 
@@ -482,7 +488,7 @@ async def quarter_hour_spend(db: Queryable, start: datetime, end: datetime) -> l
 
 _REPLAY_COLUMNS = ("event_id::text, occurred_at, key_id, developer, team, session_id, turn_id, model_requested, "
                    "model_used, route_reason, stage, status, input_tokens, cached_tokens, output_tokens, "
-                   "cost_micros, retry")
+                   "cost_micros, retry, cache_write_5m_tokens, cache_write_1h_tokens")
 
 
 async def replay_batches(conn: Conn, start: datetime, end: datetime, *,
