@@ -63,13 +63,9 @@ class AnthropicTap(StreamTap):
         super().__init__(strip_usage_chunk=False)
 
     def _parse_raw(self) -> None:
-        if self._parsed_upto == len(self._raw):
+        data = self._unparsed()
+        if data is None:
             return
-        data = b"".join(self._raw)
-        self._raw = [data]
-        self._parsed_upto = 1
-        if b"\r" in data:
-            data = data.replace(b"\r\n", b"\n")
         merged: dict[str, Any] = {}
         saw_delta = False
         self._usage, self._outcome = None, None

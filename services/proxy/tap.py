@@ -74,16 +74,22 @@ class StreamTap:
             return rest
         return self._scan(rest + b"\n\n", keep=True)
 
-    def _parse_raw(self) -> None:
-        """Find usage and outcome in the kept stream. They sit at its end, so the events are walked
-        backwards only as far as the last real usage block, then those few are read in order."""
-        if self.strip_usage_chunk or self._parsed_upto == len(self._raw):
-            return
+    def _unparsed(self) -> bytes | None:
+        """The kept stream joined (CRLF folded to LF) when more of it arrived since the last parse, else
+        None."""
+        if self._parsed_upto == len(self._raw):
+            return None
         data = b"".join(self._raw)
         self._raw = [data]
         self._parsed_upto = 1
-        if b"\r" in data:
-            data = data.replace(b"\r\n", b"\n")
+        return data.replace(b"\r\n", b"\n") if b"\r" in data else data
+
+    def _parse_raw(self) -> None:
+        """Find usage and outcome in the kept stream. They sit at its end, so the events are walked
+        backwards only as far as the last real usage block, then those few are read in order."""
+        data = None if self.strip_usage_chunk else self._unparsed()
+        if data is None:
+            return
         tail: list[bytes] = []
         for block in reversed(data.split(b"\n\n")):
             if b'"usage"' in block or b"error" in block or b"[DONE]" in block:

@@ -6,24 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.codex import E2E_DIR
+from tests.support.codex import E2E_DIR, ensure_npm_cli
 
 CLAUDE_CODE_VERSION = "2.1.197"
 CLAUDE_BIN = E2E_DIR / "node_modules" / ".bin" / "claude"
 
 
 def ensure_claude_code() -> Path:
-    """Install the pinned CLI into tests/e2e/node_modules when it is missing; return the binary."""
-    if not CLAUDE_BIN.exists():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=E2E_DIR, check=True, timeout=600,
-                       stdout=subprocess.DEVNULL)
-    version = subprocess.run([str(CLAUDE_BIN), "--version"], capture_output=True, text=True, timeout=30, check=True)
-    assert CLAUDE_CODE_VERSION in version.stdout, f"expected Claude Code {CLAUDE_CODE_VERSION}, got {version.stdout!r}"
-    return CLAUDE_BIN
+    """The pinned Claude Code CLI (installed when missing)."""
+    return ensure_npm_cli(CLAUDE_BIN, CLAUDE_CODE_VERSION)
 
 
 @dataclass

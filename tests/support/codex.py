@@ -14,14 +14,20 @@ CODEX_VERSION = "0.169.0"
 CODEX_BIN = E2E_DIR / "node_modules" / ".bin" / "codex"
 
 
-def ensure_codex() -> Path:
-    """Install the pinned Codex CLI into tests/e2e/node_modules when it is missing; return the binary."""
-    if not CODEX_BIN.exists():
+def ensure_npm_cli(binary: Path, version: str) -> Path:
+    """Install the agent CLIs pinned in tests/e2e/package.json into its node_modules when ``binary`` is
+    missing; check ``binary`` is at ``version``; return it."""
+    if not binary.exists():
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=E2E_DIR, check=True, timeout=600,
                        stdout=subprocess.DEVNULL)
-    version = subprocess.run([str(CODEX_BIN), "--version"], capture_output=True, text=True, timeout=30, check=True)
-    assert CODEX_VERSION in version.stdout, f"expected codex {CODEX_VERSION}, got {version.stdout!r}"
-    return CODEX_BIN
+    found = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=30, check=True)
+    assert version in found.stdout, f"expected {binary.name} {version}, got {found.stdout!r}"
+    return binary
+
+
+def ensure_codex() -> Path:
+    """The pinned Codex CLI (installed when missing)."""
+    return ensure_npm_cli(CODEX_BIN, CODEX_VERSION)
 
 
 def write_config(codex_home: Path, base_url: str, *, model: str = "gpt-5.1") -> None:
