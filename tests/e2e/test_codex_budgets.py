@@ -17,7 +17,8 @@ from spendgate.core.config import load_settings
 from spendgate.domain.constants import TOPIC_BUDGET
 from spendgate.domain.events import RetryLoopDetected, decode
 from spendgate.runtime import open_runtime
-from tests.support.codex import CodexRun, codex_exec, write_config
+from tests.support.agent_cli import AgentRun
+from tests.support.codex import codex_exec, write_config
 from tests.support.factories import usage_event
 from tests.support.ledger import publish
 from tests.support.proxy_harness import UPSTREAM_KEY, FakeServer, fake_upstream
@@ -29,7 +30,7 @@ LIMIT_HIT = "You\u2019ve hit your usage limit."
 """How Codex 0.169.0 opens the message for a 429 usage_limit_reached (with a typographic apostrophe)."""
 
 
-def _turn_failures(run: CodexRun) -> list[str]:
+def _turn_failures(run: AgentRun) -> list[str]:
     """The messages of the ``turn.failed`` events Codex printed (``--json``)."""
     events = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
     return [e["error"]["message"] for e in events if e.get("type") == "turn.failed"]
@@ -68,7 +69,7 @@ async def _ledger_caught_up(gateway: SpendgateProcess, secret: str, pool: asyncp
                      timeout_s=20, what="the marker request in the ledger")
 
 
-async def _run_codex(codex_bin: Path, tmp_path: Path, base_url: str, secret: str, prompt: str) -> CodexRun:
+async def _run_codex(codex_bin: Path, tmp_path: Path, base_url: str, secret: str, prompt: str) -> AgentRun:
     repo = tmp_path / "repo"
     repo.mkdir()
     await asyncio.to_thread(subprocess.run, ["git", "init", "-q", str(repo)], check=True, timeout=30)

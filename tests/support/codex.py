@@ -5,24 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
-E2E_DIR = Path(__file__).resolve().parent.parent / "e2e"
+from tests.support.agent_cli import E2E_DIR, AgentRun, ensure_npm_cli, run_agent
+
 CODEX_VERSION = "0.169.0"
 CODEX_BIN = E2E_DIR / "node_modules" / ".bin" / "codex"
-
-
-def ensure_npm_cli(binary: Path, version: str) -> Path:
-    """Install the agent CLIs pinned in tests/e2e/package.json into its node_modules when ``binary`` is
-    missing; check ``binary`` is at ``version``; return it."""
-    if not binary.exists():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=E2E_DIR, check=True, timeout=600,
-                       stdout=subprocess.DEVNULL)
-    found = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=30, check=True)
-    assert version in found.stdout, f"expected {binary.name} {version}, got {found.stdout!r}"
-    return binary
 
 
 def ensure_codex() -> Path:
@@ -45,30 +33,14 @@ def write_config(codex_home: Path, base_url: str, *, model: str = "gpt-5.1") -> 
     )
 
 
-@dataclass
-class CodexRun:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
 async def codex_exec(binary: Path, *, codex_home: Path, workdir: Path, virtual_key: str, prompt: str,
-                     timeout_s: float = 90.0) -> CodexRun:
+                     timeout_s: float = 90.0) -> AgentRun:
     """``codex exec`` headless in ``workdir`` with the virtual key in ``SPENDGATE_KEY`` (custom provider)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CODEX_"))}
     env.update({"CODEX_HOME": str(codex_home), "SPENDGATE_KEY": virtual_key, "NO_COLOR": "1"})
-    proc = await asyncio.create_subprocess_exec(
-        str(binary), "exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox", "--json",
-        prompt, cwd=workdir, env=env, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
-    except TimeoutError:
-        proc.kill()
-        out, err = await proc.communicate()
-        raise AssertionError(f"codex exec timed out:\n{out.decode()}\n{err.decode()}") from None
-    return CodexRun(proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace"))
+    return await run_agent(
+        [str(binary), "exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox", "--json", prompt],
+        cwd=workdir, env=env, timeout_s=timeout_s)
 
 
 def write_builtin_config(codex_home: Path, base_url: str, *, model: str = "gpt-5.1") -> None:
