@@ -12,16 +12,15 @@ import pytest
 from msgspec.structs import replace
 
 from spendgate.admin.sessions import session_detail
-from spendgate.core.config import load_settings
+from spendgate.core.config import PricingSettings
 from spendgate.domain.errors import BusUnavailableError
 from spendgate.domain.events import decode
-from spendgate.ledger.service import serve as serve_ledger
 from spendgate.proxy.emitter import Emitter
 from spendgate.proxy.intents import parse_intent_key, recover
 from spendgate.proxy.spool import Spool
-from spendgate.runtime import open_runtime
 from spendgate.store.keys import store as vkeys
 from tests.integration.test_proxy_emitter import FlakyBus, _event
+from tests.support.ledger import serving_ledger
 from tests.support.proxy_harness import UPSTREAM_KEY, fake_upstream, published_usage
 from tests.support.proxy_process import proxy_process
 from tests.support.waiting import eventually
@@ -65,18 +64,11 @@ async def test_sigkill_with_requests_in_flight_records_each_served_request_once(
         finally:
             assert await proxy.terminate() == 0
 
-    settings = load_settings(database_url=db_url, bus="postgres", data_dir=tmp_path / "ledger")
-    stop = asyncio.Event()
-    async with open_runtime(settings, run_migrations=False) as runtime:
-        ledger = asyncio.create_task(serve_ledger(runtime, stop))
-        try:
-            rows = await eventually(
-                lambda: pool.fetch("SELECT session_id, status, usage_source, cost_micros, intent_estimate "
-                                   "FROM usage_events"),
-                until=lambda r: len(r) >= FINISHED + IN_FLIGHT, timeout_s=20, what="ledger folded the events")
-        finally:
-            stop.set()
-            await ledger
+    async with serving_ledger(db_url, tmp_path / "ledger"):
+        rows = await eventually(
+            lambda: pool.fetch("SELECT session_id, status, usage_source, cost_micros, intent_estimate "
+                               "FROM usage_events"),
+            until=lambda r: len(r) >= FINISHED + IN_FLIGHT, timeout_s=20, what="ledger folded the events")
     served = Counter(s.session_id for s in upstream.fake.served)
     assert Counter(r["session_id"] for r in rows) == served  # each served request exactly once
     cut = {r["session_id"]: r for r in rows if r["session_id"].startswith("cut-")}
@@ -85,7 +77,7 @@ async def test_sigkill_with_requests_in_flight_records_each_served_request_once(
     flagged = {e.session_id for e in events if e.intent_estimate}
     assert flagged == set(cut)
     assert {r["session_id"] for r in rows if r["intent_estimate"]} == set(cut)  # stored flagged, the rest not
-    shown = await session_detail(pool, settings.pricing.table(), "cut-0")
+    shown = await session_detail(pool, PricingSettings().table(), "cut-0")
     assert [line.intent_estimate for turn in shown.turns for line in turn.request_lines] == [True]
     assert all(r["status"] == "ok" for r in rows if r["session_id"].startswith("done-"))
 

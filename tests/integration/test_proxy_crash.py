@@ -8,13 +8,11 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
-from spendgate.core.config import load_settings
 from spendgate.domain.pricing import SHIPPED_PRICES, cost_micros
-from spendgate.ledger.service import serve as serve_ledger
 from spendgate.proxy.intents import parse_intent_key
 from spendgate.proxy.spool import Spool
-from spendgate.runtime import open_runtime
 from spendgate.store.keys import store as vkeys
+from tests.support.ledger import serving_ledger
 from tests.support.proxy_harness import UPSTREAM_KEY, fake_upstream, published_usage
 from tests.support.proxy_process import proxy_process
 from tests.support.waiting import eventually
@@ -65,17 +63,10 @@ async def test_sigkill_after_responses_then_restart_loses_nothing(db_url: str, p
         finally:
             assert await proxy.terminate() == 0
 
-    settings = load_settings(database_url=db_url, bus="postgres", data_dir=tmp_path / "ledger")
-    stop = asyncio.Event()
-    async with open_runtime(settings, run_migrations=False) as runtime:
-        ledger = asyncio.create_task(serve_ledger(runtime, stop))
-        try:
-            rows = await eventually(
-                lambda: pool.fetch("SELECT input_tokens, cached_tokens, output_tokens, cost_micros FROM usage_events"),
-                until=lambda r: len(r) >= REQUESTS, timeout_s=20, what="ledger folded the events")
-        finally:
-            stop.set()
-            await ledger
+    async with serving_ledger(db_url, tmp_path / "ledger"):
+        rows = await eventually(
+            lambda: pool.fetch("SELECT input_tokens, cached_tokens, output_tokens, cost_micros FROM usage_events"),
+            until=lambda r: len(r) >= REQUESTS, timeout_s=20, what="ledger folded the events")
     served = upstream.fake.served
     assert len(rows) == len(served) == REQUESTS
     expected_cost = sum(cost_micros(SHIPPED_PRICES["gpt-5.1"], input_tokens=s.input_tokens,

@@ -9,11 +9,9 @@ import aiohttp
 import asyncpg
 import pytest
 
-from spendgate.core.config import load_settings
-from spendgate.ledger.service import serve as serve_ledger
-from spendgate.runtime import open_runtime
 from spendgate.store.keys import store as vkeys
 from tests.support.kafka import KafkaForTest
+from tests.support.ledger import serving_ledger
 from tests.support.proxy_harness import UPSTREAM_KEY, fake_upstream
 from tests.support.proxy_process import proxy_process
 from tests.support.waiting import eventually
@@ -41,17 +39,10 @@ async def test_two_proxies_on_kafka_feed_one_ledger(db_url: str, pool: asyncpg.P
         finally:
             for p in proxies:
                 assert await p.terminate() == 0, p.output()
-    settings = load_settings(database_url=db_url, data_dir=tmp_path / "ledger", **kafka.settings())
-    stop = asyncio.Event()
-    async with open_runtime(settings, run_migrations=False) as runtime:
-        ledger = asyncio.create_task(serve_ledger(runtime, stop))
-        try:
-            row = await eventually(
-                lambda: pool.fetchrow("SELECT requests, input_tokens FROM sessions WHERE session_id = $1",
-                                      "shared-session"),
-                until=lambda r: r is not None and r["requests"] >= 6, timeout_s=30, what="ledger session line")
-        finally:
-            stop.set()
-            await ledger
+    async with serving_ledger(db_url, tmp_path / "ledger", **kafka.settings()):
+        row = await eventually(
+            lambda: pool.fetchrow("SELECT requests, input_tokens FROM sessions WHERE session_id = $1",
+                                  "shared-session"),
+            until=lambda r: r is not None and r["requests"] >= 6, timeout_s=30, what="ledger session line")
     assert row["requests"] == 6
     assert row["input_tokens"] == sum(s.input_tokens for s in upstream.fake.served)

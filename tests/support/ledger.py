@@ -12,13 +12,17 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
 from spendgate.core.bus import Bus
+from spendgate.core.config import load_settings
 from spendgate.domain.constants import TOPIC_USAGE
 from spendgate.domain.events import UsageRecorded, encode
 from spendgate.ledger.consumer import LedgerConsumer
+from spendgate.ledger.service import serve as serve_ledger
+from spendgate.runtime import open_runtime
 from tests.support.factories import T0, usage_event
 
 
@@ -38,6 +42,21 @@ async def running_ledger(pool: asyncpg.Pool, bus: Bus, **kw: object) -> AsyncIte
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
+
+
+@contextlib.asynccontextmanager
+async def serving_ledger(db_url: str, data_dir: Path, **settings: Any) -> AsyncIterator[None]:
+    """``spendgate ledger``'s service in this process (the embedded Postgres bus unless ``settings`` name
+    another) until the block ends."""
+    stop = asyncio.Event()
+    async with open_runtime(load_settings(database_url=db_url, data_dir=data_dir, **{"bus": "postgres", **settings}),
+                            run_migrations=False) as runtime:
+        task = asyncio.create_task(serve_ledger(runtime, stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            await task
 
 
 def spawn_ledger(db_url: str, bus_env: Mapping[str, str], data_dir: Path,
