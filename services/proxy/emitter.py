@@ -6,10 +6,10 @@ active segment (fsync in a thread, one per batch), publishes each sealed segment
 bus keyed by virtual key id, and deletes the segment once the bus acknowledged it. It publishes at
 most once per ``publish_interval_s`` unless a full batch waits (:data:`LINGER_MAX_RECORDS`): at one
 request every 50 ms, a batch per request cost twice the requests' own CPU (seal, fsync, bus
-transaction, delete, and the ledger fold each publication sets off), and it was felt in their latency. If the bus is
-down it keeps the segments and raises; the supervisor restarts the writer with backoff, and the
-restarted writer publishes at once (recreating topics for brokers that lost them), while requests go
-on being served. On start-up, segments a previous process left are replayed.
+transaction, delete, and the ledger fold each publication sets off), and it was felt in their
+latency. If the bus is down it keeps the segments and raises; the supervisor restarts the writer with
+backoff, and the restarted writer publishes at once, while requests go on being served. On start-up,
+segments a previous process left are replayed.
 
 ``intend`` spools a request's intent before it is forwarded (``intents.py``): intent lines are never
 published; the writer drops the settled ones and carries the open ones forward.
@@ -52,7 +52,7 @@ class Emitter:
         self.failures = 0
         self._wake = asyncio.Event()
         self._failing = False
-        """The last flush failed: repair the topic before publishing again."""
+        """The last flush failed: say so in the log once the bus takes a batch again."""
         self.intents = OpenIntents()
         self._waiting_since: float | None = None
         """Monotonic time of the oldest event emitted since the last flush began (None: none)."""

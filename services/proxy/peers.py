@@ -47,7 +47,7 @@ class PeerPending:
         """Load every live peer's pending sums, less their events already folded (call inside the view's
         snapshot, the one that reads the balances)."""
         rows = await balances.peer_pending(conn, self.instance, stale_after_s=STALE_AFTER_S)
-        folded = await self.folded(conn)
+        folded = await self.folded(conn) if rows else {}  # alone: no peer sum to correct, no more queries
         others = {key: pending - folded.get(key, 0) for key, pending in rows}
         self.others = {key: pending for key, pending in others.items() if pending > 0}
 

@@ -191,7 +191,7 @@ class BalanceView:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             folded = set(await stored_event_ids(conn, pending)) if pending else set()
             rows = await balances_and_peers(conn, self.peers.instance, keys, stale_after_s=STALE_AFTER_S)
-            peers_folded = await self.peers.folded(conn)
+            peers_folded = await self.peers.folded(conn) if any(r[3] for r in rows) else {}
         for key, spent, version, peers_pending in rows:
             peers = max(peers_pending - peers_folded.get(key, 0), 0)
             if version >= self._versions.get(key, 0):
