@@ -206,7 +206,7 @@ class BalanceView:
         before the locks are released, so the next proxy to confirm on them reads it. Its own
         read-committed transaction: written inside the repeatable-read snapshot, it failed with a
         serialization error whenever this proxy's refresh loop had updated the same rows since."""
-        await self.peers.publish(conn, {k: self.book.pending_micros(k) for k in keys})
+        await self._publish(conn, also=keys)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -384,16 +384,19 @@ class BalanceView:
 
     async def publish_pending(self) -> None:
         """Tell the peers this proxy's changed pending sums (retried next tick if it fails)."""
-        changed = self.book.take_changed()
-        if not changed and not self.peers.heartbeat_due():
+        if not self.book.changed and not self.peers.heartbeat_due():
             return
         async with self.pool.acquire() as conn:
-            await self._publish(conn, changed)
+            await self._publish(conn)
 
-    async def _publish(self, conn: Conn, changed: dict[BalanceKey, int]) -> None:
-        """Publish ``changed`` with the unsettled events listed behind the sums (:mod:`.peers`). Every
-        event that enters or leaves the book changes the sums of its balances, so ``changed`` holds them."""
+    async def _publish(self, conn: Conn, also: list[BalanceKey] | None = None) -> None:
+        """Publish the changed pending sums (and ``also`` these) with the unsettled events listed behind them
+        (:mod:`.peers`). Sums and events are taken together, with no await between: every event that
+        entered or left the book before then changed the sums of its balances, so a peer never sees an
+        event listed whose cost is not in the published sum (it would subtract it once folded)."""
         async with self._publishing:  # one at a time: the refresh's and a confirmation's write the same rows
+            changed = self.book.take_changed()
+            changed.update({k: self.book.pending_micros(k) for k in also or ()})
             events = self.book.unsettled_events()
             listed = [(e, keys, cost) for e, (keys, cost) in events.items() if e not in self._listed and _is_uuid(e)]
             unlisted = [e for e in self._listed if e not in events]

@@ -124,6 +124,11 @@ class ReservationBook:
         """Reservations still open (inspection API, for tests and diagnostics)."""
         return len(self._open)
 
+    @property
+    def changed(self) -> bool:
+        """Some balance's pending sum changed since the last :meth:`take_changed`."""
+        return bool(self._dirty)
+
     def take_changed(self) -> dict[BalanceKey, int]:
         """Pending sums of the balances changed since the last call (0 where nothing is pending)."""
         changed = {k: self.pending_micros(k) for k in self._dirty}
