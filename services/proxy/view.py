@@ -88,7 +88,6 @@ class BalanceView:
         self.book = book or ReservationBook(settings.reservation_timeout_s)
         self.peers = PeerPending(instance or new_id())
         self._listed: set[str] = set()
-        self._publishing = asyncio.Lock()
         """Unsettled events listed in ``enforcement_unsettled`` (:meth:`_publish`)."""
         self._clock = clock
         self._policy = policy or Policy.from_settings(settings)
@@ -394,19 +393,18 @@ class BalanceView:
         (:mod:`.peers`). Sums and events are taken together, with no await between: every event that
         entered or left the book before then changed the sums of its balances, so a peer never sees an
         event listed whose cost is not in the published sum (it would subtract it once folded)."""
-        async with self._publishing:  # one at a time: the refresh's and a confirmation's write the same rows
-            changed = self.book.take_changed()
-            changed.update({k: self.book.pending_micros(k) for k in also or ()})
-            events = self.book.unsettled_events()
-            listed = [(e, keys, cost) for e, (keys, cost) in events.items() if e not in self._listed and _is_uuid(e)]
-            unlisted = [e for e in self._listed if e not in events]
-            try:
-                await self.peers.publish(conn, changed, listed=listed, unlisted=unlisted)
-            except BaseException:
-                self.book.mark_changed(changed)
-                raise
-            self._listed.update(e for e, _, _ in listed)
-            self._listed.difference_update(unlisted)
+        changed = self.book.take_changed()
+        changed.update({k: self.book.pending_micros(k) for k in also or ()})
+        events = self.book.unsettled_events()
+        listed = [(e, keys, cost) for e, (keys, cost) in events.items() if e not in self._listed and _is_uuid(e)]
+        unlisted = [e for e in self._listed if e not in events]
+        try:
+            await self.peers.publish(conn, changed, listed=listed, unlisted=unlisted)
+        except BaseException:
+            self.book.mark_changed(changed)
+            raise
+        self._listed.update(e for e, _, _ in listed)
+        self._listed.difference_update(unlisted)
 
     def _prune(self, day_cutoff: date, month_cutoff: date) -> None:
         def stale(key: BalanceKey) -> bool:
