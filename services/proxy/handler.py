@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import msgspec
@@ -44,6 +44,9 @@ from spendgate.proxy.stream_end import looks_like_sse, relays_as_stream, termina
 from spendgate.proxy.tap import StreamTap
 from spendgate.proxy.usage import Usage, usage_from_body
 from spendgate.store.keys.store import VirtualKey
+
+if TYPE_CHECKING:  # botocore (~0.2 s to import) loads only when Bedrock is configured
+    from spendgate.proxy.bedrock import BedrockAnswer, BedrockUpstream
 
 CLIENT_GONE = (ConnectionResetError, aiohttp.ClientConnectionResetError)
 UPSTREAM_DOWN = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
@@ -76,6 +79,8 @@ class ProxyState:
     in_flight: int = 0
     anthropic_url: str = "https://api.anthropic.com/v1"
     anthropic_key: str | None = None
+    bedrock: BedrockUpstream | None = None
+    """The models served by AWS Bedrock on the OpenAI routes (:mod:`spendgate.proxy.bedrock`); None: none."""
 
 
 def _bearer(header: str | None) -> str | None:
@@ -245,6 +250,15 @@ class Proxy:
             data=body or None, headers=headers, allow_redirects=False,
         )
 
+    async def _open_bedrock_or_upstream(self, request: web.Request, resolved: Resolved, body: bytes,
+                                        model: str) -> aiohttp.ClientResponse | BedrockAnswer:
+        """A model configured for Bedrock goes there on the OpenAI routes (translated both ways); the rest
+        to its usual upstream."""
+        bedrock = self.s.bedrock
+        if bedrock is not None and resolved.spec.api == "openai" and bedrock.serves(model):
+            return await bedrock.open(resolved.spec.template, body, model)
+        return await self._open_upstream(request, resolved, body)
+
     async def _forward_metered(self, request: web.Request, resolved: Resolved, body: bytes, facts: RequestFacts,
                                route: Route, strip_usage: bool, started: float,
                                budget: list[tuple[str, str]]) -> web.StreamResponse:
@@ -253,7 +267,7 @@ class Proxy:
         self.s.metrics.forwarding(time.perf_counter() - started)
         try:
             try:
-                upstream = await self._open_upstream(request, resolved, body)
+                upstream = await self._open_bedrock_or_upstream(request, resolved, body, route.model_used)
             except UPSTREAM_DOWN as exc:
                 return errors.upstream_unreachable(str(exc) or type(exc).__name__)
             except TimeoutError:
@@ -282,7 +296,7 @@ class Proxy:
                 finally:
                     self._emit(facts, route, outcome, started)
 
-    async def _relay_body(self, request: web.Request, upstream: aiohttp.ClientResponse, headers: Any,
+    async def _relay_body(self, request: web.Request, upstream: aiohttp.ClientResponse | BedrockAnswer, headers: Any,
                           facts: RequestFacts, route: Route, outcome: Outcome, started: float,
                           strip_usage: bool) -> web.Response:
         try:
@@ -313,7 +327,8 @@ class Proxy:
         self._emit(facts, route, outcome, started)
         return web.Response(status=upstream.status, body=data, headers=headers)
 
-    async def _relay_stream(self, request: web.Request, upstream: aiohttp.ClientResponse, headers: Any,
+    async def _relay_stream(self, request: web.Request, upstream: aiohttp.ClientResponse | BedrockAnswer,
+                            headers: Any,
                             tap: StreamTap, facts: RequestFacts, route: Route, outcome: Outcome,
                             started: float) -> web.StreamResponse:
         response = web.StreamResponse(status=upstream.status, headers=headers)

@@ -90,6 +90,12 @@ class ProxyServer:
         await self.keys.refresh()
         http = create_client_session(connect_timeout_s=s.upstream_connect_timeout_s,
                                      read_timeout_s=s.upstream_read_timeout_s)
+        bedrock = None
+        if s.bedrock.models:
+            from spendgate.proxy.bedrock import BedrockUpstream, load_credentials
+
+            credentials = await asyncio.to_thread(load_credentials, s.bedrock)
+            bedrock = BedrockUpstream(s.bedrock, credentials, http)
         self.state = ProxyState(
             keys=self.keys, emitter=self.emitter, decider=self.decider, prices=s.pricing.table(), http=http,
             upstream_url=s.upstream_url,
@@ -99,7 +105,7 @@ class ProxyServer:
             instance=s.instance, max_body_bytes=s.max_body_bytes, read_timeout_s=s.upstream_read_timeout_s,
             estimator=SessionEstimator(output_cap_tokens=s.enforcement.output_estimate_cap_tokens),
             routes=RouteTable(allowed_paths=s.proxy_allowed_paths), batch_percent=s.pricing.batch_percent,
-            metrics=ProxyMetrics(self.runtime.metrics), tracer=self.runtime.tracer,
+            metrics=ProxyMetrics(self.runtime.metrics), tracer=self.runtime.tracer, bedrock=bedrock,
         )
         supervisor = self.runtime.supervisor
         self._tasks = [supervisor.spawn("proxy.keys", self.keys.run, self._stop_workers),

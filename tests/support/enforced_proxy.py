@@ -105,10 +105,12 @@ async def set_daily_budget(pool: asyncpg.Pool, scope: str, usd: float, **kw: Any
 async def enforced_proxies(db_url: str, data_dir: Path, *, proxies: int = 1, bus: Mapping[str, Any] | None = None,
                            fake_config: FakeConfig | None = None, clock: Callable[[], datetime] | None = None,
                            budgets: dict[str, dict[str, Any]] | None = None,
-                           developer: str = "alice", team: str = "platform") -> AsyncIterator[Enforced]:
+                           developer: str = "alice", team: str = "platform",
+                           settings: Mapping[str, Any] | None = None) -> AsyncIterator[Enforced]:
     """``bus``: the bus settings (``KafkaForTest.settings()``), else the embedded Postgres bus. ``budgets``:
-    ``{"key": {"usd": 1.0, ...budget_of kwargs}}`` ("key" names the created key's scope)."""
-    extra = dict(bus or {})
+    ``{"key": {"usd": 1.0, ...budget_of kwargs}}`` ("key" names the created key's scope). ``settings``: more
+    settings for every process (``{"bedrock": {...}}``)."""
+    extra = {**(bus or {}), **(settings or {})}
     async with fake_upstream(fake_config) as upstream, contextlib.AsyncExitStack() as stack:
         ledger_settings = proxy_settings(db_url, data_dir / "ledger", upstream.url, instance="ledger", **extra)
         ledger_rt = await stack.enter_async_context(open_runtime(ledger_settings, run_migrations=False))

@@ -1,0 +1,212 @@
+"""AWS Bedrock behind the OpenAI routes: a configured model's request goes to Bedrock's Converse API.
+
+The handler asks :meth:`BedrockUpstream.serves` with the model a request is forwarded with (after any
+downgrade) and, on ``/v1/responses`` and ``/v1/chat/completions``, gets from :meth:`BedrockUpstream.open`
+a :class:`BedrockAnswer` in place of the OpenAI upstream's response: the same ``status``, ``headers``,
+``read()`` and ``content.iter_any()`` the relay and the stream tap already consume, with the body already
+in the OpenAI shape the client asked for (:mod:`spendgate.proxy.bedrock_request`,
+:mod:`spendgate.proxy.bedrock_response`). Metering, enforcement, attribution and the usage event are the
+proxy's own, unchanged.
+
+Requests are signed with SigV4 (botocore's ``SigV4Auth``, service ``bedrock``) with the credentials of
+botocore's standard chain (``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN``, a
+profile, SSO, container or instance roles), resolved once at start; temporary credentials are refreshed
+by botocore, in a thread. Streamed answers are AWS event-stream frames
+(``application/vnd.amazon.eventstream``), parsed with ``botocore.eventstream``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.parse
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+import aiohttp
+import msgspec
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials, RefreshableCredentials
+from botocore.eventstream import EventStreamBuffer, ParserError
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from spendgate.core.config import BedrockSettings
+from spendgate.core.logs import get_logger
+from spendgate.domain.errors import ConfigError
+from spendgate.proxy import errors
+from spendgate.proxy.bedrock_request import ConverseCall, Untranslatable, translate
+from spendgate.proxy.bedrock_response import StreamTranslator, answer_body
+
+SIGNING_NAME = "bedrock"
+EVENT_STREAM = "application/vnd.amazon.eventstream"
+log = get_logger(__name__)
+_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                404: "not_found_error", 429: "rate_limit_exceeded"}
+
+
+def load_credentials(settings: BedrockSettings) -> Credentials:
+    """The AWS credentials botocore's chain finds (blocking: call it in a thread); a ConfigError naming
+    what to set when there are none."""
+    import botocore.exceptions
+    import botocore.session
+
+    try:
+        found = botocore.session.Session(profile=settings.profile).get_credentials()
+    except botocore.exceptions.BotoCoreError as exc:
+        raise ConfigError(f"bedrock: cannot load AWS credentials: {exc}") from None
+    if found is None:
+        raise ConfigError("bedrock: models are configured but no AWS credentials were found: set "
+                          "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary keys), "
+                          "or AWS_PROFILE / bedrock.profile")
+    return found
+
+
+class BedrockUpstream:
+    """Bedrock's Converse API for the models of ``settings.models`` (client name → Bedrock model id)."""
+
+    def __init__(self, settings: BedrockSettings, credentials: Credentials, http: aiohttp.ClientSession) -> None:
+        assert settings.region is not None  # the settings refuse models without a region
+        self.models = dict(settings.models)
+        self.region = settings.region
+        self.endpoint = (settings.endpoint_url or f"https://bedrock-runtime.{self.region}.amazonaws.com").rstrip("/")
+        self.credentials = credentials
+        self.http = http
+
+    def serves(self, model: str) -> bool:
+        return model in self.models
+
+    async def open(self, template: str, body: bytes, model: str) -> BedrockAnswer:
+        """Translate, sign and send the request; the answer is translated as it is read."""
+        try:
+            call = translate(template, body)
+        except Untranslatable as exc:
+            return BedrockAnswer.error(400, exc.message, code="unsupported_for_bedrock", param=exc.param)
+        action = "converse-stream" if call.stream else "converse"
+        url = f"{self.endpoint}/model/{urllib.parse.quote(self.models[model], safe='')}/{action}"
+        data = msgspec.json.encode(call.body)
+        headers = await self._signed_headers(url, data, EVENT_STREAM if call.stream else "application/json")
+        upstream = await self.http.post(URL(url, encoded=True), data=data, headers=headers, allow_redirects=False)
+        request_id = upstream.headers.get("x-amzn-RequestId") or uuid.uuid4().hex
+        if upstream.status >= 400 or not call.stream:
+            async with upstream:
+                try:
+                    raw = await upstream.read()
+                except aiohttp.ClientPayloadError:
+                    return BedrockAnswer.error(502, "spendgate: Bedrock broke off its answer.", code="upstream_error")
+            if upstream.status >= 400:
+                return _bedrock_error(upstream.status, upstream.headers, raw, request_id)
+            return BedrockAnswer.body(call, raw, request_id)
+        return BedrockAnswer(200, _headers("text/event-stream", request_id), stream=(upstream, call, request_id))
+
+    async def _signed_headers(self, url: str, data: bytes, accept: str) -> dict[str, str]:
+        creds = self.credentials
+        frozen = (await asyncio.to_thread(creds.get_frozen_credentials) if isinstance(creds, RefreshableCredentials)
+                  else creds.get_frozen_credentials())
+        request = AWSRequest(method="POST", url=url, data=data,
+                             headers={"Content-Type": "application/json", "Accept": accept})
+        SigV4Auth(frozen, SIGNING_NAME, self.region).add_auth(request)
+        return dict(request.headers.items())
+
+
+def _headers(content_type: str, request_id: str) -> CIMultiDictProxy[str]:
+    return CIMultiDictProxy(CIMultiDict({"Content-Type": content_type, "x-request-id": request_id}))
+
+
+def _bedrock_error(status: int, headers: Any, raw: bytes, request_id: str) -> BedrockAnswer:
+    """Bedrock's error (``{"message"}``, its kind in ``x-amzn-ErrorType``) in OpenAI's shape, same status."""
+    kind = (headers.get("x-amzn-ErrorType") or "").split(":", 1)[0] or "BedrockError"
+    try:
+        doc = msgspec.json.decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        doc = None
+    message = doc.get("message") or doc.get("Message") if isinstance(doc, dict) else None
+    log.warning("bedrock refused the request", status=status, error_type=kind[:100], request_id=request_id)
+    type_ = _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return BedrockAnswer.error(status, f"bedrock: {kind}: {message if isinstance(message, str) else 'no message'}",
+                               code=kind, type_=type_, request_id=request_id)
+
+
+class BedrockAnswer:
+    """Bedrock's answer as the relay reads an upstream response (``status``, ``headers``, ``read()``,
+    ``content.iter_any()``, ``async with``), already in the client's OpenAI shape."""
+
+    def __init__(self, status: int, headers: CIMultiDictProxy[str], *, data: bytes = b"",
+                 stream: tuple[aiohttp.ClientResponse, ConverseCall, str] | None = None) -> None:
+        self.status = status
+        self.headers = headers
+        self._data = data
+        self._stream = stream
+        self.content = self
+
+    @classmethod
+    def error(cls, status: int, message: str, *, code: str, type_: str | None = None, param: str | None = None,
+              request_id: str | None = None) -> BedrockAnswer:
+        body = errors.error_body(message, type_=type_ or _ERROR_TYPES.get(status, "server_error"), code=code,
+                                 param=param)
+        return cls(status, _headers("application/json", request_id or uuid.uuid4().hex), data=body)
+
+    @classmethod
+    def body(cls, call: ConverseCall, raw: bytes, request_id: str) -> BedrockAnswer:
+        try:
+            doc = msgspec.json.decode(raw)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            return cls.error(502, "spendgate: Bedrock answered with a body that is not JSON.", code="upstream_error")
+        return cls(200, _headers("application/json", request_id), data=answer_body(call, doc, _short(request_id)))
+
+    async def read(self) -> bytes:
+        return self._data
+
+    async def iter_any(self) -> AsyncIterator[bytes]:
+        """The translated stream, event by event as Bedrock sends them."""
+        if self._stream is None:
+            if self._data:
+                yield self._data
+            return
+        upstream, call, request_id = self._stream
+        translator = StreamTranslator(call, _short(request_id))
+        frames = EventStreamBuffer()
+        async for chunk in upstream.content.iter_any():
+            frames.add_data(chunk)
+            out = bytearray()
+            try:
+                for message in frames:
+                    out += _translate_frame(translator, cast(dict[str, Any], message.headers), message.payload)
+            except ParserError as exc:
+                raise aiohttp.ClientPayloadError(f"Bedrock's event stream is corrupt ({type(exc).__name__})") from None
+            if out:
+                yield bytes(out)
+        tail = translator.close()
+        if tail:
+            yield tail
+
+    async def __aenter__(self) -> BedrockAnswer:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        if self._stream is not None:
+            self._stream[0].release()
+
+
+def _translate_frame(translator: StreamTranslator, headers: dict[str, Any], payload: bytes) -> bytes:
+    kind = headers.get(":message-type")
+    try:
+        doc = msgspec.json.decode(payload) if payload else {}
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        doc = {}
+    if kind == "event":
+        return translator.event(str(headers.get(":event-type", "")), doc)
+    if kind == "exception":
+        message = doc.get("message") if isinstance(doc, dict) else None
+        name = str(headers.get(":exception-type", "exception"))
+        log.warning("bedrock stream ended with an exception", error_type=name[:100])
+        return translator.exception(name, message if isinstance(message, str) else "no message")
+    if kind == "error":
+        return translator.exception(str(headers.get(":error-code", "error")), str(headers.get(":error-message", "")))
+    return b""
+
+
+def _short(request_id: str) -> str:
+    return request_id.replace("-", "")[:32] or f"{time.time_ns():x}"
