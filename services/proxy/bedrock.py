@@ -103,8 +103,9 @@ class BedrockUpstream:
 
     async def _signed_headers(self, url: str, data: bytes, accept: str) -> dict[str, str]:
         creds = self.credentials
-        frozen = (await asyncio.to_thread(creds.get_frozen_credentials) if isinstance(creds, RefreshableCredentials)
-                  else creds.get_frozen_credentials())
+        if isinstance(creds, RefreshableCredentials) and creds.refresh_needed():
+            await asyncio.to_thread(creds.get_frozen_credentials)  # refreshes over the network: not on the loop
+        frozen = creds.get_frozen_credentials()
         request = AWSRequest(method="POST", url=url, data=data,
                              headers={"Content-Type": "application/json", "Accept": accept})
         SigV4Auth(frozen, SIGNING_NAME, self.region).add_auth(request)

@@ -10,11 +10,16 @@ wants turns that alternate between ``user`` and ``assistant``: consecutive items
 into one message.
 
 What is refused (:class:`Untranslatable`, answered as a 400 in OpenAI's error shape): images, files and
-audio, tools other than ``function`` (web search, custom and hosted tools), ``n`` above 1, a
-structured-output format (``text.format`` / ``response_format`` other than text), ``tool_choice: none``
-while the history holds tool calls, and anything that is not the documented shape. Reasoning items that
-a client sends back, ``reasoning`` settings, ``store``, ``include``, ``metadata`` and similar request
-options are dropped: they have no Converse counterpart and change nothing that is billed.
+audio, ``n`` above 1, a structured-output format (``text.format`` / ``response_format`` other than
+text), history items other than messages, function calls and their outputs (``custom_tool_call``,
+``web_search_call`` …), ``tool_choice: none`` while the history holds tool calls, a ``tool_choice`` that
+names anything but a function, and anything that is not the documented shape.
+
+What is dropped: tools other than ``function`` (hosted tools such as ``web_search``, ``namespace``
+groups, ``custom`` tools). Codex offers ``web_search`` and a ``namespace`` of sub-agent tools with every
+request; refusing them would refuse every Codex turn, so the model simply does not get them. Also
+dropped: reasoning items a client sends back, ``reasoning`` settings, ``store``, ``include``,
+``prompt_cache_key``, ``client_metadata`` and similar options, which have no Converse counterpart.
 """
 
 from __future__ import annotations
@@ -240,7 +245,8 @@ def _tool_config(doc: dict[str, Any], api: str, *, history_has_tools: bool) -> d
     tools = doc.get("tools") or []
     if not isinstance(tools, list):
         raise Untranslatable("'tools' must be a list.", "tools")
-    specs = [_tool_spec(tool, api, f"tools[{n}]") for n, tool in enumerate(tools)]
+    specs = [_tool_spec(tool, api, f"tools[{n}]") for n, tool in enumerate(tools)
+             if not (isinstance(tool, dict) and isinstance(tool.get("type"), str) and tool["type"] != "function")]
     choice = doc.get("tool_choice")
     if choice == "none":
         if history_has_tools:
@@ -264,10 +270,8 @@ def _tool_config(doc: dict[str, Any], api: str, *, history_has_tools: bool) -> d
 
 
 def _tool_spec(tool: Any, api: str, where: str) -> dict[str, Any]:
-    kind = tool.get("type") if isinstance(tool, dict) else None
-    if kind != "function":
-        raise Untranslatable(f"Tools of type {_name(kind)} are not translated for Bedrock models; only function "
-                             "tools are.", where)
+    if not isinstance(tool, dict) or tool.get("type") != "function":
+        raise Untranslatable("Every tool must be an object with a type.", where)
     fn = tool.get("function") if api == "chat" else tool
     if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
         raise Untranslatable("A function tool needs a name.", where)

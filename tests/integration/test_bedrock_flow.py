@@ -7,7 +7,6 @@ shape; downgrade and pause work on Bedrock models as on any other."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,18 +18,13 @@ import pytest
 
 from spendgate.domain.enforcement import BalanceKey
 from spendgate.domain.periods import PeriodKind
-from spendgate.proxy.fake_bedrock import TEST_ACCESS_KEY_ID, TEST_REGION, TEST_SECRET_ACCESS_KEY, ServedConverse
+from spendgate.proxy.fake_bedrock import TEST_ACCESS_KEY_ID, ServedConverse
+from tests.support.bedrock import HAIKU_ID, SONNET_ID, bedrock_settings, hand_cost, use_fake_aws_credentials
 from tests.support.enforced_proxy import Enforced, enforced_proxies
 from tests.support.factories import usage_event
 from tests.support.ledger import publish
-from tests.support.proxy_harness import FakeServer
 from tests.support.waiting import eventually
 
-SONNET_ID = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
-HAIKU_ID = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
-# micro-dollars per 1M tokens: input, cache read, 5-minute cache write (1.25 x input), output
-PRICES = {"claude-sonnet-4-5": (3_000_000, 300_000, 3_750_000, 15_000_000),
-          "claude-haiku-4-5": (1_000_000, 100_000, 1_250_000, 5_000_000)}
 GUIDE = "Follow the repository's conventions and keep changes small. " * 40
 """A system prompt long enough (~600 tokens) for the fake to report cache reads (64-token blocks)."""
 CODEX_TOOL = {"type": "function", "name": "exec_command", "description": "Runs a command in a PTY",
@@ -38,33 +32,8 @@ CODEX_TOOL = {"type": "function", "name": "exec_command", "description": "Runs a
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """The fake's credentials in the standard AWS variables, and nothing else botocore could find."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", TEST_ACCESS_KEY_ID)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", TEST_SECRET_ACCESS_KEY)
-    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    yield
-
-
-def bedrock(fake: FakeServer, **enforcement: Any) -> dict[str, Any]:
-    values: dict[str, Any] = {"bedrock": {
-        "region": TEST_REGION, "endpoint_url": f"http://127.0.0.1:{fake.port}",
-        "models": {"claude-sonnet-4-5": SONNET_ID, "claude-haiku-4-5": HAIKU_ID}}}
-    if enforcement:
-        values["enforcement"] = enforcement
-    return values
-
-
-def hand_cost(model: str, served: ServedConverse) -> int:
-    """The cost from Bedrock's own counts and the published prices, not with spendgate's cost function."""
-    i, r, w, o = PRICES[model]
-    numerator = (served.input_tokens * i + served.cache_read_tokens * r + served.cache_write_tokens * w
-                 + served.output_tokens * o)
-    return (numerator + 500_000) // 1_000_000
+def aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    use_fake_aws_credentials(monkeypatch, tmp_path)
 
 
 async def event_rows(pool: asyncpg.Pool, n: int) -> list[asyncpg.Record]:
@@ -87,7 +56,9 @@ def sse_docs(body: bytes) -> list[dict[str, Any]]:
 
 def codex_request(**extra: Any) -> dict[str, Any]:
     return {"model": "claude-sonnet-4-5", "instructions": "You are Codex, a coding agent. " + GUIDE, "stream": True,
-            "store": False, "tools": [CODEX_TOOL], "tool_choice": "auto", "parallel_tool_calls": False,
+            "store": False, "tool_choice": "auto", "parallel_tool_calls": False,
+            "tools": [CODEX_TOOL, {"type": "namespace", "name": "multi_agent_v1", "tools": [CODEX_TOOL]},
+                      {"type": "web_search", "external_web_access": True}],
             "reasoning": {"effort": "medium", "summary": "auto"}, "include": ["reasoning.encrypted_content"],
             "prompt_cache_key": "codex-session-1",
             "input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "list files"}]}],
@@ -98,7 +69,7 @@ async def test_codex_responses_stream_to_bedrock_is_metered_exactly(db_url: str,
     """A Codex turn for a Bedrock model: Converse-stream reached with the Bedrock model id and a valid
     SigV4 signature, the answer streamed back as Responses events with a function call, one ledger row
     at the exact cache-aware cost, attributed to the Codex session; nothing went to OpenAI."""
-    async with enforced_proxies(db_url, tmp_path, settings=bedrock) as e, aiohttp.ClientSession() as http:
+    async with enforced_proxies(db_url, tmp_path, settings=bedrock_settings) as e, aiohttp.ClientSession() as http:
         e.upstream.fake.bedrock.script.append("tool")
         async with http.post(e.url(), json=codex_request(),
                              headers=e.headers(**{"session-id": "codex-session-1", "originator": "codex_exec"})) as r:
@@ -113,7 +84,7 @@ async def test_codex_responses_stream_to_bedrock_is_metered_exactly(db_url: str,
         [served] = e.upstream.fake.bedrock.served
         assert (served.model_id, served.action, served.access_key) == (SONNET_ID, "converse-stream", TEST_ACCESS_KEY_ID)
         assert served.request["system"] == [{"text": "You are Codex, a coding agent. " + GUIDE}]
-        assert served.request["toolConfig"]["tools"][0]["toolSpec"]["name"] == "exec_command"
+        assert [t["toolSpec"]["name"] for t in served.request["toolConfig"]["tools"]] == ["exec_command"]
         [row] = await event_rows(e.pool, 1)
         assert_metered(row, "claude-sonnet-4-5", served)
         assert final["usage"]["input_tokens"] == row["input_tokens"]
@@ -137,7 +108,7 @@ async def test_chat_completion_unstreamed_to_bedrock_with_a_tool_round_is_metere
             {"id": "call_1", "type": "function", "function": {"name": "exec_command", "arguments": '{"cmd":"ls"}'}}]},
         {"role": "tool", "tool_call_id": "call_1", "content": "README.md"}],
         "tools": [{"type": "function", "function": {k: CODEX_TOOL[k] for k in ("name", "parameters")}}]}
-    async with enforced_proxies(db_url, tmp_path, settings=bedrock) as e, aiohttp.ClientSession() as http:
+    async with enforced_proxies(db_url, tmp_path, settings=bedrock_settings) as e, aiohttp.ClientSession() as http:
         async with http.post(f"{e.servers[0].base_url}/chat/completions", json=request, headers=e.headers()) as r:
             assert r.status == 200
             answer = await r.json()
@@ -156,7 +127,7 @@ async def test_chat_completion_unstreamed_to_bedrock_with_a_tool_round_is_metere
 async def test_openai_sdk_reaches_a_bedrock_model_through_the_gateway(db_url: str, tmp_path: Path, aws: None) -> None:
     """The OpenAI SDK, streamed chat without asking for usage (the gateway asks and strips it) and a
     non-streamed Responses call: both answered, both metered exactly."""
-    async with enforced_proxies(db_url, tmp_path, settings=bedrock) as e:
+    async with enforced_proxies(db_url, tmp_path, settings=bedrock_settings) as e:
         client = openai.AsyncOpenAI(base_url=e.servers[0].base_url, api_key=e.secret, max_retries=0)
         stream = await client.chat.completions.create(
             model="claude-sonnet-4-5", stream=True, messages=[{"role": "system", "content": GUIDE},
@@ -182,7 +153,7 @@ async def test_a_wrong_aws_secret_is_rejected_by_the_fake_and_answered_in_openai
     """The gateway's AWS secret is wrong: the fake recomputes the signature and refuses it with
     Bedrock's 403; the client gets it in OpenAI's error shape, and the ledger records $0."""
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret-the-fake-knows")
-    async with enforced_proxies(db_url, tmp_path, settings=bedrock) as e, aiohttp.ClientSession() as http:
+    async with enforced_proxies(db_url, tmp_path, settings=bedrock_settings) as e, aiohttp.ClientSession() as http:
         async with http.post(e.url(), json=codex_request(), headers=e.headers()) as r:
             assert r.status == 403
             doc = await r.json()
@@ -195,13 +166,13 @@ async def test_a_wrong_aws_secret_is_rejected_by_the_fake_and_answered_in_openai
 
 
 async def test_refusals_and_bedrock_errors_are_in_openai_shape(db_url: str, tmp_path: Path, aws: None) -> None:
-    """An image, a hosted tool and a non-model route for a Bedrock model: 400s naming the field, Bedrock
+    """An image, structured output and a non-model route for a Bedrock model: 400s naming the field, Bedrock
     never reached; Bedrock's throttling is a 429; an exception mid-stream ends in response.failed; a
     stream cut before its end gets the proxy's own failure event and an estimate."""
-    async with enforced_proxies(db_url, tmp_path, settings=bedrock) as e, aiohttp.ClientSession() as http:
+    async with enforced_proxies(db_url, tmp_path, settings=bedrock_settings) as e, aiohttp.ClientSession() as http:
         image = codex_request(input=[{"role": "user", "content": [{"type": "input_image", "image_url": "data:,"}]}])
         cases = [(e.url(), image, "input[0].content[0]"),
-                 (e.url(), codex_request(tools=[{"type": "web_search"}]), "tools[0]"),
+                 (e.url(), codex_request(text={"format": {"type": "json_schema", "schema": {}}}), "text.format"),
                  (f"{e.servers[0].base_url}/embeddings", {"model": "claude-sonnet-4-5", "input": "hi"}, None)]
         for url, request, param in cases:
             async with http.post(url, json=request, headers=e.headers()) as r:
@@ -236,7 +207,8 @@ async def test_downgrade_and_pause_apply_to_bedrock_models(db_url: str, tmp_path
     Bedrock model (and its model id); past it, the pause refuses before Bedrock is reached."""
     cascade = {"cascades": {"claude-sonnet-4-5": ["claude-haiku-4-5"]}}
     async with enforced_proxies(db_url, tmp_path, budgets={"developer:alice": {"usd": 1.0}},
-                                settings=lambda fake: bedrock(fake, **cascade)) as e, aiohttp.ClientSession() as http:
+                                settings=lambda fake: bedrock_settings(fake, **cascade)) as e, \
+            aiohttp.ClientSession() as http:
         await spend(e, 960_000)
         async with http.post(e.url(), json=codex_request(), headers=e.headers()) as r:
             assert r.status == 200 and r.headers["x-spendgate-stage"] == "downgrade"

@@ -89,7 +89,9 @@ def test_chat_request_becomes_converse() -> None:
 @pytest.mark.parametrize(("template", "doc", "param"), [
     ("/responses", {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "data:"}]}]},
      "input[0].content[0]"),
-    ("/responses", {"input": "hi", "tools": [{"type": "web_search"}]}, "tools[0]"),
+    ("/responses", {"input": "hi", "tools": [TOOL, {"name": "no_type"}]}, "tools[1]"),
+    ("/responses", {"input": "hi", "tools": [TOOL], "tool_choice": {"type": "web_search"}}, "tool_choice"),
+    ("/responses", {"input": [{"type": "custom_tool_call", "call_id": "c", "name": "apply_patch"}]}, "input[0]"),
     ("/responses", {"input": "hi", "text": {"format": {"type": "json_schema", "schema": {}}}}, "text.format"),
     ("/responses", {"input": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": "[1]"}]},
      "input[0].arguments"),
@@ -110,6 +112,17 @@ def test_what_is_not_translated_is_refused_naming_the_field(template: str, doc: 
     with pytest.raises(Untranslatable) as refused:
         _translate(template, {"model": "claude-sonnet-4-5", **doc})
     assert refused.value.param == param and refused.value.message
+
+
+def test_hosted_and_namespace_tools_are_dropped() -> None:
+    """Codex's web_search and its namespace of sub-agent tools are left out; its function tools go."""
+    call = _translate("/responses", {"model": "claude-sonnet-4-5", "input": "hi", "tools": [
+        TOOL, {"type": "namespace", "name": "multi_agent_v1", "tools": [TOOL]},
+        {"type": "web_search", "external_web_access": True}, {"type": "custom", "name": "apply_patch"}]})
+    assert [t["toolSpec"]["name"] for t in call.body["toolConfig"]["tools"]] == ["exec_command"]
+    only_hosted = _translate("/responses", {"model": "claude-sonnet-4-5", "input": "hi",
+                                            "tools": [{"type": "web_search"}]})
+    assert "toolConfig" not in only_hosted.body
 
 
 def test_hostile_bodies_are_refused_not_raised() -> None:
