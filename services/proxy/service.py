@@ -88,14 +88,14 @@ class ProxyServer:
         self.spool.adopt_orphans()
         recover_intents(self.spool)
         await self.keys.refresh()
-        http = create_client_session(connect_timeout_s=s.upstream_connect_timeout_s,
-                                     read_timeout_s=s.upstream_read_timeout_s)
-        bedrock = None
-        if s.bedrock.models:
+        credentials = None
+        if s.bedrock.models:  # botocore loads only then; no credentials is a ConfigError naming what to set
             from spendgate.proxy.bedrock import BedrockUpstream, load_credentials
 
             credentials = await asyncio.to_thread(load_credentials, s.bedrock)
-            bedrock = BedrockUpstream(s.bedrock, credentials, http)
+        http = create_client_session(connect_timeout_s=s.upstream_connect_timeout_s,
+                                     read_timeout_s=s.upstream_read_timeout_s)
+        bedrock = BedrockUpstream(s.bedrock, credentials, http) if credentials is not None else None
         self.state = ProxyState(
             keys=self.keys, emitter=self.emitter, decider=self.decider, prices=s.pricing.table(), http=http,
             upstream_url=s.upstream_url,

@@ -15,7 +15,9 @@ import aiohttp
 import asyncpg
 import openai
 import pytest
+from click.testing import CliRunner
 
+from spendgate.cli import main
 from spendgate.domain.enforcement import BalanceKey
 from spendgate.domain.periods import PeriodKind
 from spendgate.proxy.fake_bedrock import TEST_ACCESS_KEY_ID, ServedConverse
@@ -240,3 +242,19 @@ async def spend(e: Enforced, total_micros: int) -> None:
 
 async def _spent(e: Enforced, key: BalanceKey) -> int:
     return int(e.deciders[0].inner.enforcer.view.spent_micros(key))
+
+
+@pytest.mark.parametrize(("env", "says"), [
+    ({"SPENDGATE_BEDROCK__MODELS": '{"claude-sonnet-4-5": "anthropic.claude-sonnet-4-5-20250929-v1:0"}'},
+     "bedrock.region is required when bedrock.models names a model"),
+    ({"SPENDGATE_BEDROCK__REGION": "us-east-1", "SPENDGATE_BEDROCK__MODELS": '{"house-model": "acme.house-v1:0"}'},
+     "bedrock.models.house-model: no price for 'house-model'"),
+    ({"SPENDGATE_BEDROCK__MODELS": "claude-sonnet-4-5"}, "SPENDGATE_BEDROCK__MODELS: expected JSON"),
+])
+def test_bad_bedrock_settings_are_one_error_line_from_the_cli(env: dict[str, str], says: str, tmp_path: Path) -> None:
+    """A Bedrock model without a region or a price, or models that are not a JSON mapping: the CLI
+    prints what to fix on stderr and exits 2, with no traceback."""
+    done = CliRunner().invoke(main, ["keys", "list"], env={"SPENDGATE_DATA_DIR": str(tmp_path), "SPENDGATE_CONFIG": "",
+                                                           **env}, catch_exceptions=False)
+    assert done.exit_code == 2 and done.stderr.startswith("error: ") and says in done.stderr
+    assert "Traceback" not in done.output and done.stdout == ""
