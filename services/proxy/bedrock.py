@@ -12,7 +12,7 @@ Requests are signed with SigV4 (botocore's ``SigV4Auth``, service ``bedrock``) w
 botocore's standard chain (``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN``, a
 profile, SSO, container or instance roles), resolved once at start; temporary credentials are refreshed
 by botocore, in a thread. Streamed answers are AWS event-stream frames
-(``application/vnd.amazon.eventstream``), parsed with ``botocore.eventstream``.
+(``application/vnd.amazon.eventstream``), read with :mod:`spendgate.proxy.eventstream`.
 """
 
 from __future__ import annotations
@@ -22,14 +22,13 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any, cast
+from typing import Any
 
 import aiohttp
 import msgspec
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, RefreshableCredentials
-from botocore.eventstream import EventStreamBuffer, ParserError
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
@@ -39,6 +38,7 @@ from spendgate.domain.errors import ConfigError
 from spendgate.proxy import errors
 from spendgate.proxy.bedrock_request import ConverseCall, Untranslatable, translate
 from spendgate.proxy.bedrock_response import StreamTranslator, answer_body
+from spendgate.proxy.eventstream import FrameError, FrameReader, HeaderValue
 
 SIGNING_NAME = "bedrock"
 EVENT_STREAM = "application/vnd.amazon.eventstream"
@@ -168,17 +168,14 @@ class BedrockAnswer:
             return
         upstream, call, request_id = self._stream
         translator = StreamTranslator(call, _short(request_id))
-        frames = EventStreamBuffer()
+        frames = FrameReader()
         async for chunk in upstream.content.iter_any():
-            frames.add_data(chunk)
-            out = bytearray()
             try:
-                for message in frames:
-                    out += _translate_frame(translator, cast(dict[str, Any], message.headers), message.payload)
-            except ParserError as exc:
-                raise aiohttp.ClientPayloadError(f"Bedrock's event stream is corrupt ({type(exc).__name__})") from None
+                out = b"".join(_translate_frame(translator, f.headers, f.payload) for f in frames.feed(chunk))
+            except FrameError as exc:
+                raise aiohttp.ClientPayloadError(f"Bedrock's event stream is corrupt ({exc})") from None
             if out:
-                yield bytes(out)
+                yield out
         tail = translator.close()
         if tail:
             yield tail
@@ -191,7 +188,7 @@ class BedrockAnswer:
             self._stream[0].release()
 
 
-def _translate_frame(translator: StreamTranslator, headers: dict[str, Any], payload: bytes) -> bytes:
+def _translate_frame(translator: StreamTranslator, headers: dict[str, HeaderValue], payload: bytes) -> bytes:
     kind = headers.get(":message-type")
     try:
         doc = msgspec.json.decode(payload) if payload else {}

@@ -97,11 +97,10 @@ class _Turns:
         self.system: list[str] = []
         self.has_tool_blocks = False
 
-    def add(self, role: str, blocks: list[dict[str, Any]]) -> None:
+    def add(self, role: str, blocks: list[dict[str, Any]], *, tool: bool = False) -> None:
         if not blocks:
             return
-        if any("toolUse" in b or "toolResult" in b for b in blocks):
-            self.has_tool_blocks = True
+        self.has_tool_blocks = self.has_tool_blocks or tool
         if self.messages and self.messages[-1]["role"] == role:
             self.messages[-1]["content"].extend(blocks)
         else:
@@ -126,9 +125,9 @@ def _responses(doc: dict[str, Any], turns: _Turns) -> None:
             _message(item.get("role"), item.get("content"), turns, f"input[{n}]")
         elif kind == "function_call":
             turns.add("assistant", [_tool_use(item.get("call_id"), item.get("name"), item.get("arguments"),
-                                              f"input[{n}]")])
+                                              f"input[{n}]")], tool=True)
         elif kind == "function_call_output":
-            turns.add("user", [_tool_result(item.get("call_id"), item.get("output"), f"input[{n}]")])
+            turns.add("user", [_tool_result(item.get("call_id"), item.get("output"), f"input[{n}]")], tool=True)
         elif kind not in _DROPPED_ITEMS:
             raise Untranslatable(f"Input items of type {_name(kind)} are not translated for Bedrock models.",
                                  f"input[{n}]")
@@ -147,7 +146,7 @@ def _chat(doc: dict[str, Any], turns: _Turns) -> None:
         role = message.get("role")
         where = f"messages[{n}]"
         if role == "tool":
-            turns.add("user", [_tool_result(message.get("tool_call_id"), message.get("content"), where)])
+            turns.add("user", [_tool_result(message.get("tool_call_id"), message.get("content"), where)], tool=True)
             continue
         _message(role, message.get("content"), turns, where)
         calls = message.get("tool_calls") if role == "assistant" else None
@@ -157,7 +156,7 @@ def _chat(doc: dict[str, Any], turns: _Turns) -> None:
                 raise Untranslatable("Only function tool calls are translated for Bedrock models.",
                                      f"{where}.tool_calls[{k}]")
             turns.add("assistant", [_tool_use(call.get("id"), fn.get("name"), fn.get("arguments"),
-                                              f"{where}.tool_calls[{k}]")])
+                                              f"{where}.tool_calls[{k}]")], tool=True)
 
 
 def _message(role: Any, content: Any, turns: _Turns, where: str) -> None:

@@ -1,9 +1,11 @@
 """The Bedrock parts around translation, with no network: the fake's SigV4 check against botocore's own
-signer, its event-stream frames against botocore's parser, the settings' validation and the credential
-chain's clear error."""
+signer, the fake's event-stream frames and the proxy's frame reader against botocore's parser, the
+settings' validation and the credential chain's clear error."""
 
 from __future__ import annotations
 
+import binascii
+import struct
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from multidict import CIMultiDict
 from spendgate.core.config import load_settings
 from spendgate.domain.errors import ConfigError
 from spendgate.proxy.bedrock import load_credentials
+from spendgate.proxy.eventstream import MAX_FRAME_BYTES, FrameError, FrameReader
 from spendgate.proxy.fake_bedrock import (
     TEST_ACCESS_KEY_ID,
     TEST_REGION,
@@ -25,6 +28,7 @@ from spendgate.proxy.fake_bedrock import (
     check_signature,
     event_frame,
     exception_frame,
+    frame,
 )
 
 URL = "http://127.0.0.1:9/model/anthropic.claude-sonnet-4-5-20250929-v1%3A0/converse"
@@ -84,6 +88,41 @@ def test_event_stream_frames_parse_with_botocore_and_a_flipped_byte_is_caught() 
     corrupt.add_data(bytes(broken))
     with pytest.raises(ChecksumMismatch):
         list(corrupt)
+
+
+def test_the_proxys_frame_reader_agrees_with_botocore_however_the_bytes_are_split() -> None:
+    """Frames split at every possible point (and all in one piece) read as botocore reads them: the same
+    headers, typed values included, and payloads."""
+    frames = [event_frame("messageStart", {"role": "assistant"}),
+              event_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "héllo"}}),
+              frame({":event-type": "metadata", ":message-type": "event"}, b'{"usage":{}}'),
+              exception_frame("throttlingException", "slow down")]
+    typed = (b"\x04flag\x00" + b"\x03num\x04" + (-7).to_bytes(4, "big", signed=True) + b"\x02id\x09" + bytes(range(16))
+             + b"\x03raw\x06\x00\x03abc")
+    prelude = struct.pack(">II", 12 + len(typed) + 2 + 4, len(typed))
+    message = prelude + struct.pack(">I", binascii.crc32(prelude)) + typed + b"{}"
+    data = b"".join(frames) + message + struct.pack(">I", binascii.crc32(message))
+    expected = EventStreamBuffer()
+    expected.add_data(data)
+    want = [(m.headers, m.payload) for m in expected]
+    assert want[-1][0] == {"flag": True, "num": -7, "id": bytes(range(16)), "raw": b"abc"}
+    for cut in range(len(data) + 1):
+        reader = FrameReader()
+        got = reader.feed(data[:cut]) + reader.feed(data[cut:])
+        assert [(f.headers, f.payload) for f in got] == want
+
+
+def test_the_frame_reader_refuses_corrupt_or_oversized_frames() -> None:
+    """A flipped bit in the prelude or the body, or a frame claiming more than the cap: FrameError."""
+    good = event_frame("messageStop", {"stopReason": "end_turn"})
+    for at in (2, 9, 20, len(good) - 1):
+        broken = bytearray(good)
+        broken[at] ^= 0x01
+        with pytest.raises(FrameError):
+            FrameReader().feed(bytes(broken))
+    prelude = struct.pack(">II", MAX_FRAME_BYTES + 1, 0)
+    with pytest.raises(FrameError, match="impossible frame lengths"):
+        FrameReader().feed(prelude + struct.pack(">I", binascii.crc32(prelude)))
 
 
 MODELS = {"claude-sonnet-4-5": "anthropic.claude-sonnet-4-5-20250929-v1:0"}
