@@ -22,13 +22,10 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import msgspec
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials, RefreshableCredentials
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
@@ -37,8 +34,13 @@ from spendgate.core.logs import get_logger
 from spendgate.domain.errors import ConfigError
 from spendgate.proxy import errors
 from spendgate.proxy.bedrock_request import ConverseCall, Untranslatable, translate
-from spendgate.proxy.bedrock_response import StreamTranslator, answer_body
+from spendgate.proxy.bedrock_response import StreamTranslator, answer_body, usage_from_converse
 from spendgate.proxy.eventstream import FrameError, FrameReader, HeaderValue
+from spendgate.proxy.tap import StreamTap
+from spendgate.proxy.usage import Usage
+
+if TYPE_CHECKING:
+    from botocore.credentials import Credentials
 
 SIGNING_NAME = "bedrock"
 EVENT_STREAM = "application/vnd.amazon.eventstream"
@@ -102,6 +104,10 @@ class BedrockUpstream:
         return BedrockAnswer(200, _headers("text/event-stream", request_id), stream=(upstream, call, request_id))
 
     async def _signed_headers(self, url: str, data: bytes, accept: str) -> dict[str, str]:
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import RefreshableCredentials
+
         creds = self.credentials
         if isinstance(creds, RefreshableCredentials) and creds.refresh_needed():
             await asyncio.to_thread(creds.get_frozen_credentials)  # refreshes over the network: not on the loop
@@ -132,15 +138,28 @@ def _bedrock_error(status: int, headers: Any, raw: bytes, request_id: str) -> Be
 
 class BedrockAnswer:
     """Bedrock's answer as the relay reads an upstream response (``status``, ``headers``, ``read()``,
-    ``content.iter_any()``, ``async with``), already in the client's OpenAI shape."""
+    ``content.iter_any()``, ``async with``), already in the client's OpenAI shape; :attr:`usage` and
+    :meth:`tap` give the metering Converse's own counts."""
 
     def __init__(self, status: int, headers: CIMultiDictProxy[str], *, data: bytes = b"",
-                 stream: tuple[aiohttp.ClientResponse, ConverseCall, str] | None = None) -> None:
+                 stream: tuple[aiohttp.ClientResponse, ConverseCall, str] | None = None,
+                 usage: Usage | None = None) -> None:
         self.status = status
         self.headers = headers
         self._data = data
         self._stream = stream
+        self._usage = usage
+        self._translator: StreamTranslator | None = None
         self.content = self
+
+    @property
+    def usage(self) -> Usage | None:
+        """What Bedrock reported: the answer's ``usage``, or the stream's ``metadata`` once it went by."""
+        return self._translator.usage if self._translator is not None else self._usage
+
+    def tap(self, *, strip_usage_chunk: bool) -> StreamTap:
+        """The stream tap for this answer: relays (and strips) as any tap, meters :attr:`usage`."""
+        return BedrockTap(self, strip_usage_chunk=strip_usage_chunk)
 
     @classmethod
     def error(cls, status: int, message: str, *, code: str, type_: str | None = None, param: str | None = None,
@@ -155,7 +174,8 @@ class BedrockAnswer:
             doc = msgspec.json.decode(raw)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             return cls.error(502, "spendgate: Bedrock answered with a body that is not JSON.", code="upstream_error")
-        return cls(200, _headers("application/json", request_id), data=answer_body(call, doc, _short(request_id)))
+        return cls(200, _headers("application/json", request_id), data=answer_body(call, doc, _short(request_id)),
+                   usage=usage_from_converse(doc.get("usage")) if isinstance(doc, dict) else None)
 
     async def read(self) -> bytes:
         return self._data
@@ -167,7 +187,7 @@ class BedrockAnswer:
                 yield self._data
             return
         upstream, call, request_id = self._stream
-        translator = StreamTranslator(call, _short(request_id))
+        translator = self._translator = StreamTranslator(call, _short(request_id))
         frames = FrameReader()
         async for chunk in upstream.content.iter_any():
             try:
@@ -186,6 +206,19 @@ class BedrockAnswer:
     async def __aexit__(self, *_exc: object) -> None:
         if self._stream is not None:
             self._stream[0].release()
+
+
+class BedrockTap(StreamTap):
+    """A :class:`StreamTap` whose usage is Bedrock's own, cache writes and all (the translated stream's
+    OpenAI usage block carries them only for the client to read)."""
+
+    def __init__(self, answer: BedrockAnswer, *, strip_usage_chunk: bool) -> None:
+        super().__init__(strip_usage_chunk=strip_usage_chunk)
+        self._answer = answer
+
+    @property
+    def usage(self) -> Usage | None:
+        return self._answer.usage
 
 
 def _translate_frame(translator: StreamTranslator, headers: dict[str, HeaderValue], payload: bytes) -> bytes:

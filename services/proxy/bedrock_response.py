@@ -12,8 +12,9 @@ becomes ``response.failed`` or an error chunk.
 Usage: Converse's ``inputTokens`` counts only the input neither read from nor written to the prompt
 cache; OpenAI's ``input_tokens`` counts all of it. So the client sees ``input_tokens`` = ``inputTokens``
 + ``cacheReadInputTokens`` + ``cacheWriteInputTokens``, the reads as ``cached_tokens`` and the writes as
-``cache_write_tokens`` (the name Azure OpenAI uses in ``input_tokens_details``), which is also what the
-proxy meters (:func:`spendgate.proxy.usage.usage_from_block`).
+``cache_write_tokens`` (the name Azure OpenAI uses in ``input_tokens_details``). The proxy meters the
+Converse counts themselves (:func:`usage_from_converse`, with the writes split by lifetime from
+``cacheDetails``), not the OpenAI-shaped copy: the generic OpenAI usage reader does not price cache writes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from typing import Any
 import msgspec
 
 from spendgate.proxy.bedrock_request import ConverseCall
+from spendgate.proxy.normalise import tokens
+from spendgate.proxy.usage import ANOMALY, Usage
 
 _enc = msgspec.json.Encoder()
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "tool_use": "tool_calls", "max_tokens": "length",
@@ -51,6 +54,25 @@ def openai_usage(usage: Any, api: str) -> dict[str, Any] | None:
                 "completion_tokens_details": {"reasoning_tokens": 0}}
     return {"input_tokens": total_in, "input_tokens_details": {"cached_tokens": read, "cache_write_tokens": written},
             "output_tokens": out, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": total_in + out}
+
+
+def usage_from_converse(usage: Any) -> Usage | None:
+    """Converse ``usage`` as the proxy meters it: every input token in ``input_tokens``, the reads in
+    ``cached_tokens``, the writes as 5-minute or (per ``cacheDetails``) 1-hour cache writes; an
+    impossible count is an anomaly (the proxy meters its estimate)."""
+    if not isinstance(usage, dict):
+        return None
+    counts = [tokens(usage.get(name)) for name in (
+        "inputTokens", "cacheReadInputTokens", "cacheWriteInputTokens", "outputTokens")]
+    details = usage.get("cacheDetails")
+    hour = [tokens(d.get("inputTokens")) for d in details if isinstance(d, dict) and d.get("ttl") == "1h"] \
+        if isinstance(details, list) else []
+    if None in counts or None in hour:
+        return ANOMALY
+    plain, read, written, output = (int(c or 0) for c in counts)
+    write_1h = min(written, sum(int(h or 0) for h in hour))
+    return Usage(plain + read + written, read, output, 0, cache_write_5m_tokens=written - write_1h,
+                 cache_write_1h_tokens=write_1h)
 
 
 def finish_reason(stop_reason: Any) -> str:
@@ -154,10 +176,14 @@ class StreamTranslator:
         self._started = False
         self._ended = False
         self._created = int(time.time())
+        self.usage: Usage | None = None
+        """The stream's usage as the proxy meters it, once its ``metadata`` event went by."""
 
     def event(self, kind: str, payload: Any) -> bytes:
         if self._ended or not isinstance(payload, dict):
             return b""
+        if kind == "metadata":
+            self.usage = usage_from_converse(payload.get("usage"))
         if self.call.api == "chat":
             return self._chat(kind, payload)
         return self._responses(kind, payload)

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 import msgspec
@@ -32,6 +32,7 @@ from spendgate.proxy import anthropic, errors
 from spendgate.proxy.anthropic_usage import AnthropicTap, usage_from_message
 from spendgate.proxy.attribution import Attribution, attribute
 from spendgate.proxy.batches import BatchError, estimate_batch
+from spendgate.proxy.bedrock import BedrockAnswer, BedrockUpstream
 from spendgate.proxy.decision import Decider, Refuse, RequestFacts, RewriteModel
 from spendgate.proxy.emitter import Emitter
 from spendgate.proxy.forwarding import budget_headers, client_headers, upstream_headers, upstream_url
@@ -44,9 +45,6 @@ from spendgate.proxy.stream_end import looks_like_sse, relays_as_stream, termina
 from spendgate.proxy.tap import StreamTap
 from spendgate.proxy.usage import Usage, usage_from_body
 from spendgate.store.keys.store import VirtualKey
-
-if TYPE_CHECKING:  # botocore (~0.2 s to import) loads only when Bedrock is configured
-    from spendgate.proxy.bedrock import BedrockAnswer, BedrockUpstream
 
 CLIENT_GONE = (ConnectionResetError, aiohttp.ClientConnectionResetError)
 UPSTREAM_DOWN = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
@@ -285,7 +283,8 @@ class Proxy:
                                                   strip_usage)
                 if "text/event-stream" not in content_type:
                     headers["Content-Type"] = "text/event-stream"  # a stream mislabelled by the upstream
-                tap = _new_tap(facts.endpoint, strip_usage)
+                tap = (upstream.tap(strip_usage_chunk=strip_usage) if isinstance(upstream, BedrockAnswer)
+                       else _new_tap(facts.endpoint, strip_usage))
                 return await self._relay_stream(request, upstream, headers, tap, facts, route, outcome, started)
         finally:
             if not outcome.emitted:
@@ -313,7 +312,8 @@ class Proxy:
             outcome.status = "client_aborted"  # the client left while the answer was produced: still paid for
         if route.metering == "tokens":
             read_usage = usage_from_message if anthropic.serves(facts.endpoint) else usage_from_body
-            usage = read_usage(data) if upstream.status < 400 else None
+            usage = None if upstream.status >= 400 else (
+                upstream.usage if isinstance(upstream, BedrockAnswer) else read_usage(data))
             if usage is None and upstream.status < 400 and looks_like_sse(data):
                 tap = _new_tap(facts.endpoint, strip_usage)  # a stream labelled as something else
                 data = tap.feed(data) + tap.flush()

@@ -18,6 +18,7 @@ from aiohttp import web
 from spendgate.core.logs import get_logger
 from spendgate.domain.enforcement.estimate import SessionEstimator
 from spendgate.proxy.app import build_app
+from spendgate.proxy.bedrock import BedrockUpstream, load_credentials
 from spendgate.proxy.decision import Decider, PassDecider
 from spendgate.proxy.emitter import Emitter
 from spendgate.proxy.enforcing import EnforcingDecider, RetryLoopPublisher
@@ -90,8 +91,6 @@ class ProxyServer:
         await self.keys.refresh()
         credentials = None
         if s.bedrock.models:  # botocore loads only then; no credentials is a ConfigError naming what to set
-            from spendgate.proxy.bedrock import BedrockUpstream, load_credentials
-
             credentials = await asyncio.to_thread(load_credentials, s.bedrock)
         http = create_client_session(connect_timeout_s=s.upstream_connect_timeout_s,
                                      read_timeout_s=s.upstream_read_timeout_s)

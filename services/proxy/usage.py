@@ -34,30 +34,24 @@ def _usage(*counts: Any) -> Usage:
     checked = [tokens(c) for c in counts]
     if None in checked:
         return ANOMALY
-    i, c, o, r, w = (int(x or 0) for x in checked)
-    return Usage(i, c, o, r, cache_write_5m_tokens=min(w, max(0, i - c)))
+    i, c, o, r = (int(x or 0) for x in checked)
+    return Usage(i, c, o, r)
 
 
 def usage_from_block(block: Any) -> Usage | None:
-    """Read a usage block: Responses (``input_tokens`` …) or Chat Completions (``prompt_tokens`` …).
-
-    ``cache_write_tokens`` in the input details (Azure OpenAI's name; what the Bedrock translation reports
-    for Converse's ``cacheWriteInputTokens``) are input tokens written to the prompt cache, priced as
-    5-minute cache writes."""
+    """Read a usage block: Responses (``input_tokens`` …) or Chat Completions (``prompt_tokens`` …)."""
     if not isinstance(block, dict):
         return None
     if "input_tokens" in block or "output_tokens" in block:
         in_details = block.get("input_tokens_details") or {}
         out_details = block.get("output_tokens_details") or {}
         return _usage(block.get("input_tokens"), _details(in_details, "cached_tokens"),
-                      block.get("output_tokens"), _details(out_details, "reasoning_tokens"),
-                      _details(in_details, "cache_write_tokens"))
+                      block.get("output_tokens"), _details(out_details, "reasoning_tokens"))
     if "prompt_tokens" in block or "completion_tokens" in block:
         in_details = block.get("prompt_tokens_details") or {}
         out_details = block.get("completion_tokens_details") or {}
         return _usage(block.get("prompt_tokens"), _details(in_details, "cached_tokens"),
-                      block.get("completion_tokens"), _details(out_details, "reasoning_tokens"),
-                      _details(in_details, "cache_write_tokens"))
+                      block.get("completion_tokens"), _details(out_details, "reasoning_tokens"))
     return None
 
 

@@ -11,9 +11,9 @@ import pytest
 
 from spendgate.domain.pricing import PriceTable, cost_micros
 from spendgate.proxy.bedrock_request import ConverseCall, Untranslatable, translate
-from spendgate.proxy.bedrock_response import StreamTranslator, answer_body
+from spendgate.proxy.bedrock_response import StreamTranslator, answer_body, usage_from_converse
 from spendgate.proxy.tap import StreamTap
-from spendgate.proxy.usage import usage_from_body
+from spendgate.proxy.usage import Usage
 
 TOOL = {"type": "function", "name": "exec_command", "description": "Run a command",
         "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}, "required": ["cmd"]}}
@@ -137,21 +137,36 @@ def _call(api: str, *, stream: bool = False, include_usage: bool = False) -> Con
     return ConverseCall({}, api, "claude-sonnet-4-5", stream, include_usage)
 
 
-def _metered_cost(usage_doc_bytes: bytes) -> tuple[Any, int]:
-    usage = usage_from_body(usage_doc_bytes)
-    assert usage is not None and not usage.anomalous
+def _cost(usage: Usage) -> int:
     price = PriceTable().lookup("claude-sonnet-4-5").price
-    return usage, cost_micros(price, input_tokens=usage.input_tokens, cached_tokens=usage.cached_tokens,
-                              output_tokens=usage.output_tokens, cache_write_5m_tokens=usage.cache_write_5m_tokens)
+    return cost_micros(price, input_tokens=usage.input_tokens, cached_tokens=usage.cached_tokens,
+                       output_tokens=usage.output_tokens, cache_write_5m_tokens=usage.cache_write_5m_tokens,
+                       cache_write_1h_tokens=usage.cache_write_1h_tokens)
 
 
 # claude-sonnet-4-5 per 1M tokens: $3 input, $0.30 cache read, $3.75 cache write (5 min), $15 output
 HAND_COST = (1000 * 3_000_000 + 1792 * 300_000 + 258 * 3_750_000 + 50 * 15_000_000 + 500_000) // 1_000_000
 
 
+def test_converse_usage_is_metered_exactly_with_cache_writes_by_lifetime() -> None:
+    """Every input token counted once, reads and writes apart, 1-hour writes from cacheDetails; the cost
+    is the hand-computed one; an impossible count is an anomaly, a missing block nothing."""
+    usage = usage_from_converse(USAGE)
+    assert usage == Usage(3050, 1792, 50, 0, cache_write_5m_tokens=258)
+    assert _cost(usage) == HAND_COST
+    split = usage_from_converse({**USAGE, "cacheDetails": [{"ttl": "1h", "inputTokens": 200},
+                                                           {"ttl": "5m", "inputTokens": 58}]})
+    assert split is not None and (split.cache_write_5m_tokens, split.cache_write_1h_tokens) == (58, 200)
+    assert _cost(split) == (1000 * 3_000_000 + 1792 * 300_000 + 58 * 3_750_000 + 200 * 6_000_000
+                            + 50 * 15_000_000 + 500_000) // 1_000_000
+    absurd = usage_from_converse({**USAGE, "outputTokens": 10**30})
+    assert absurd is not None and absurd.anomalous
+    assert usage_from_converse(None) is None
+
+
 def test_converse_answer_becomes_responses_and_chat_bodies_metered_exactly() -> None:
     """Text and a toolUse become an output_text message and a function_call item (or content and
-    tool_calls); input counts all of Converse's parts, and the metered cost is the hand-computed one."""
+    tool_calls); the client's usage counts all of Converse's input parts."""
     converse = {"output": {"message": {"role": "assistant", "content": [
         {"text": "Running it."}, {"toolUse": {"toolUseId": "tooluse_1", "name": "exec_command",
                                               "input": {"cmd": "ls"}}}]}},
@@ -167,11 +182,8 @@ def test_converse_answer_becomes_responses_and_chat_bodies_metered_exactly() -> 
     [choice] = chat["choices"]
     assert (choice["finish_reason"], choice["message"]["content"]) == ("tool_calls", "Running it.")
     assert choice["message"]["tool_calls"][0]["function"] == {"name": "exec_command", "arguments": '{"cmd":"ls"}'}
-    for body in (answer_body(_call("responses"), converse, "abc"), answer_body(_call("chat"), converse, "abc")):
-        usage, cost = _metered_cost(body)
-        assert (usage.input_tokens, usage.cached_tokens, usage.cache_write_5m_tokens, usage.output_tokens) == (
-            3050, 1792, 258, 50)
-        assert cost == HAND_COST
+    assert responses["usage"]["input_tokens_details"] == {"cached_tokens": 1792, "cache_write_tokens": 258}
+    assert (chat["usage"]["prompt_tokens"], chat["usage"]["completion_tokens"]) == (3050, 50)
 
 
 def test_a_max_tokens_stop_is_an_incomplete_response() -> None:
@@ -205,7 +217,7 @@ def _sse_docs(stream: bytes) -> list[Any]:
 
 def test_converse_stream_becomes_the_responses_events_codex_reads() -> None:
     """created, a text item with its deltas, a function_call item with argument deltas, completed with
-    the usage; the proxy's own tap reads that usage exactly."""
+    the usage; the stream ends as completed for the proxy's tap and the metered usage is Converse's."""
     translator = StreamTranslator(_call("responses", stream=True), "r1")
     stream = b"".join(translator.event(k, p) for k, p in _converse_events()) + translator.close()
     docs = _sse_docs(stream)
@@ -219,10 +231,10 @@ def test_converse_stream_becomes_the_responses_events_codex_reads() -> None:
     assert [i["type"] for i in final["output"]] == ["message", "function_call"]
     assert final["output"][0]["content"][0]["text"] == "Hello"
     assert (final["output"][1]["call_id"], final["output"][1]["arguments"]) == ("tooluse_7", '{"cmd":"ls"}')
+    assert final["usage"]["input_tokens"] == 3050
     tap = StreamTap()
     tap.feed(stream)
-    assert tap.outcome == "completed" and tap.usage is not None
-    assert (tap.usage.input_tokens, tap.usage.cached_tokens, tap.usage.cache_write_5m_tokens) == (3050, 1792, 258)
+    assert tap.outcome == "completed" and translator.usage == usage_from_converse(USAGE)
 
 
 def test_converse_stream_becomes_chat_chunks_and_the_usage_chunk_can_be_stripped() -> None:
@@ -241,7 +253,7 @@ def test_converse_stream_becomes_chat_chunks_and_the_usage_chunk_can_be_stripped
     tap = StreamTap(strip_usage_chunk=True)
     relayed = tap.feed(stream) + tap.flush()
     assert b'"prompt_tokens"' not in relayed and relayed.endswith(b"data: [DONE]\n\n")
-    assert tap.usage is not None and tap.usage.input_tokens == 3050 and tap.usage.cache_write_5m_tokens == 258
+    assert tap.outcome == "completed" and translator.usage == usage_from_converse(USAGE)
 
 
 def test_stream_exception_fails_the_response_and_a_cut_stream_owes_nothing() -> None:
@@ -266,4 +278,4 @@ def test_stream_without_metadata_completes_without_usage() -> None:
     stream = b"".join(translator.event(k, p) for k, p in _converse_events(tool=False)[:-1]) + translator.close()
     tap = StreamTap()
     tap.feed(stream)
-    assert tap.outcome == "completed" and tap.usage is None
+    assert tap.outcome == "completed" and tap.usage is None and translator.usage is None
