@@ -167,6 +167,8 @@ class BedrockSettings(BaseModel):
     """AWS Bedrock behind the OpenAI routes (docs/bedrock.md): requests for the models named here go to
     Bedrock's Converse API, signed with the credentials of botocore's standard chain."""
 
+    model_config = ConfigDict(extra="forbid")  # a misspelt key (``modles``) is an error, not a silent no-op
+
     region: str | None = None
     """The AWS region (``us-east-1``); required once ``models`` names any."""
     endpoint_url: str | None = None

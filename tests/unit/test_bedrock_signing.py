@@ -134,6 +134,7 @@ MODELS = {"claude-sonnet-4-5": "anthropic.claude-sonnet-4-5-20250929-v1:0"}
     ({"region": "us-east-1", "endpoint_url": "ftp://x", "models": MODELS}, "is not an http(s) URL"),
     ({"region": "us-east-1", "models": {"claude-sonnet-4-5": "has spaces in it"}}, "is not a Bedrock model id"),
     ({"region": "us-east-1", "models": {"my-private-model": "anthropic.x-v1:0"}}, "no price for 'my-private-model'"),
+    ({"region": "us-east-1", "modles": MODELS}, "modles"),
 ])
 def test_bedrock_settings_are_validated_with_clear_errors(bedrock: dict[str, Any], says: str, tmp_path: Path) -> None:
     """A missing or malformed region, endpoint or model id, and a model without a price: a ConfigError
