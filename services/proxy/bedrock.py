@@ -36,6 +36,7 @@ from spendgate.proxy import errors
 from spendgate.proxy.bedrock_request import ConverseCall, Untranslatable, translate
 from spendgate.proxy.bedrock_response import StreamTranslator, answer_body, usage_from_converse
 from spendgate.proxy.eventstream import FrameError, FrameReader, HeaderValue
+from spendgate.proxy.normalise import MAX_ID_CHARS, clean
 from spendgate.proxy.tap import StreamTap
 from spendgate.proxy.usage import Usage
 
@@ -124,13 +125,13 @@ def _headers(content_type: str, request_id: str) -> CIMultiDictProxy[str]:
 
 def _bedrock_error(status: int, headers: Any, raw: bytes, request_id: str) -> BedrockAnswer:
     """Bedrock's error (``{"message"}``, its kind in ``x-amzn-ErrorType``) in OpenAI's shape, same status."""
-    kind = (headers.get("x-amzn-ErrorType") or "").split(":", 1)[0] or "BedrockError"
+    kind = clean((headers.get("x-amzn-ErrorType") or "").split(":", 1)[0], MAX_ID_CHARS) or "BedrockError"
     try:
         doc = msgspec.json.decode(raw)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         doc = None
     message = doc.get("message") or doc.get("Message") if isinstance(doc, dict) else None
-    log.warning("bedrock refused the request", status=status, error_type=kind[:100], request_id=request_id)
+    log.warning("bedrock refused the request", status=status, error_type=kind, request_id=request_id)
     type_ = _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
     return BedrockAnswer.error(status, f"bedrock: {kind}: {message if isinstance(message, str) else 'no message'}",
                                code=kind, type_=type_, request_id=request_id)
@@ -231,11 +232,12 @@ def _translate_frame(translator: StreamTranslator, headers: dict[str, HeaderValu
         return translator.event(str(headers.get(":event-type", "")), doc)
     if kind == "exception":
         message = doc.get("message") if isinstance(doc, dict) else None
-        name = str(headers.get(":exception-type", "exception"))
-        log.warning("bedrock stream ended with an exception", error_type=name[:100])
+        name = clean(str(headers.get(":exception-type", "")), MAX_ID_CHARS) or "exception"
+        log.warning("bedrock stream ended with an exception", error_type=name)
         return translator.exception(name, message if isinstance(message, str) else "no message")
     if kind == "error":
-        return translator.exception(str(headers.get(":error-code", "error")), str(headers.get(":error-message", "")))
+        return translator.exception(clean(str(headers.get(":error-code", "")), MAX_ID_CHARS) or "error",
+                                    str(headers.get(":error-message", "")))
     return b""
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import msgspec
 
 from spendgate.proxy.bedrock_request import ConverseCall
-from spendgate.proxy.normalise import tokens
+from spendgate.proxy.normalise import MAX_ERROR_CHARS, clean_text, tokens
 from spendgate.proxy.usage import ANOMALY, Usage
 
 _enc = msgspec.json.Encoder()
@@ -193,7 +193,7 @@ class StreamTranslator:
         if self._ended:
             return b""
         self._ended = True
-        text = f"bedrock: {kind}: {message}"
+        text = clean_text(f"bedrock: {kind}: {message}", MAX_ERROR_CHARS)
         if self.call.api == "chat":
             error = {"message": text, "type": "server_error", "code": kind, "param": None}
             # named "error" so the proxy's tap ends the request as failed; the OpenAI SDKs raise it either way
