@@ -179,6 +179,9 @@ class BedrockSettings(BaseModel):
     models: dict[str, str] = Field(default_factory=dict)
     """Model name clients send → Bedrock model id or inference profile
     (``{"claude-sonnet-4-5": "us.anthropic.claude-sonnet-4-5-20250929-v1:0"}``); each name needs a price."""
+    default_max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    """``inferenceConfig.maxTokens`` for requests that name no limit (Codex names none); unset: Bedrock's
+    default for the model."""
 
     @model_validator(mode="after")
     def _check(self) -> BedrockSettings:

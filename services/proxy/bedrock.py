@@ -73,6 +73,7 @@ class BedrockUpstream:
     def __init__(self, settings: BedrockSettings, credentials: Credentials, http: aiohttp.ClientSession) -> None:
         assert settings.region is not None  # the settings refuse models without a region
         self.models = dict(settings.models)
+        self.default_max_tokens = settings.default_max_tokens
         self.region = settings.region
         self.endpoint = (settings.endpoint_url or f"https://bedrock-runtime.{self.region}.amazonaws.com").rstrip("/")
         self.credentials = credentials
@@ -84,7 +85,7 @@ class BedrockUpstream:
     async def open(self, template: str, body: bytes, model: str) -> BedrockAnswer:
         """Translate, sign and send the request; the answer is translated as it is read."""
         try:
-            call = translate(template, body)
+            call = translate(template, body, default_max_tokens=self.default_max_tokens)
         except Untranslatable as exc:
             return BedrockAnswer.error(400, exc.message, code="unsupported_for_bedrock", param=exc.param)
         action = "converse-stream" if call.stream else "converse"
@@ -192,9 +193,13 @@ class BedrockAnswer:
         frames = FrameReader()
         async for chunk in upstream.content.iter_any():
             try:
-                out = b"".join(_translate_frame(translator, f.headers, f.payload) for f in frames.feed(chunk))
-            except FrameError as exc:
+                whole = frames.feed(chunk)
+            except FrameError as exc:  # relay what came before the bad frame, then end as a broken stream
+                out = b"".join(_translate_frame(translator, f.headers, f.payload) for f in exc.frames)
+                if out:
+                    yield out
                 raise aiohttp.ClientPayloadError(f"Bedrock's event stream is corrupt ({exc})") from None
+            out = b"".join(_translate_frame(translator, f.headers, f.payload) for f in whole)
             if out:
                 yield out
         tail = translator.close()

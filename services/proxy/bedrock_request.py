@@ -57,8 +57,9 @@ class ConverseCall:
     """Chat streams only: the client (or the proxy, to strip it later) asked for the usage chunk."""
 
 
-def translate(template: str, raw: bytes) -> ConverseCall:
-    """The Converse request for an OpenAI request body sent to ``template``; raises :class:`Untranslatable`."""
+def translate(template: str, raw: bytes, *, default_max_tokens: int | None = None) -> ConverseCall:
+    """The Converse request for an OpenAI request body sent to ``template`` (``default_max_tokens`` when it
+    names no limit); raises :class:`Untranslatable`."""
     if template not in CONVERSE_TEMPLATES:
         raise Untranslatable(f"spendgate serves Bedrock models on /v1/responses and /v1/chat/completions only, "
                              f"not on /v1{template}.")
@@ -79,6 +80,8 @@ def translate(template: str, raw: bytes) -> ConverseCall:
     if turns.system:
         body["system"] = [{"text": t} for t in turns.system]
     inference = _inference(doc, max_key)
+    if default_max_tokens is not None:
+        inference.setdefault("maxTokens", default_max_tokens)
     if inference:
         body["inferenceConfig"] = inference
     tools = _tool_config(doc, api, history_has_tools=turns.has_tool_blocks)

@@ -29,7 +29,14 @@ HeaderValue = str | bytes | int | bool
 
 
 class FrameError(Exception):
-    """The bytes are not a well-formed event stream (a checksum, a length or a header is wrong)."""
+    """The bytes are not a well-formed event stream (a checksum, a length or a header is wrong);
+    :attr:`frames` holds the whole frames that came before the bad one in the same call."""
+
+    frames: list[Frame]
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.frames = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +55,17 @@ class FrameReader:
         buf = self._buffer
         buf += data
         frames: list[Frame] = []
+        try:
+            at = self._read(buf, frames)
+        except FrameError as exc:
+            exc.frames = frames
+            raise
+        del buf[:at]
+        return frames
+
+    @staticmethod
+    def _read(buf: bytearray, frames: list[Frame]) -> int:
+        """Append the whole frames in ``buf`` to ``frames``; returns where the unread rest starts."""
         at = 0
         while len(buf) - at >= _PRELUDE.size:
             total, headers_len, prelude_crc = _PRELUDE.unpack_from(buf, at)
@@ -63,8 +81,7 @@ class FrameReader:
             start = at + _PRELUDE.size
             frames.append(Frame(_headers(bytes(buf[start:start + headers_len])), bytes(buf[start + headers_len:end])))
             at += total
-        del buf[:at]
-        return frames
+        return at
 
 
 def _headers(data: bytes) -> dict[str, HeaderValue]:

@@ -16,7 +16,8 @@ when the history holds tool blocks): a 400 ``ValidationException`` otherwise.
 
 Scenarios, taken in order from ``script`` (``text`` when it is used up): ``text``, ``tool`` (text, then
 a ``toolUse`` of the request's first tool), ``error:<status>``, ``exception`` (a stream ending in a
-``throttlingException`` frame), ``cut`` (a stream that ends before ``messageStop``).
+``throttlingException`` frame), ``cut`` (a stream that ends before ``messageStop``), ``corrupt`` (a
+stream whose fifth frame has a flipped byte).
 """
 
 from __future__ import annotations
@@ -200,6 +201,8 @@ class FakeBedrock:
             if scenario == "exception" and n >= 4:
                 await response.write(exception_frame("throttlingException", "Too many tokens, please wait."))
                 break
+            if scenario == "corrupt" and n == 4:
+                event = event[:20] + bytes([event[20] ^ 0xFF]) + event[21:]
             await response.write(event)
         await response.write_eof()
         return response

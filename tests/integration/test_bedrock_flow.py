@@ -170,7 +170,7 @@ async def test_a_wrong_aws_secret_is_rejected_by_the_fake_and_answered_in_openai
 async def test_refusals_and_bedrock_errors_are_in_openai_shape(db_url: str, tmp_path: Path, aws: None) -> None:
     """An image, structured output and a non-model route for a Bedrock model: 400s naming the field, Bedrock
     never reached; Bedrock's throttling is a 429; an exception mid-stream ends in response.failed; a
-    stream cut before its end gets the proxy's own failure event and an estimate."""
+    stream cut before its end, or with a corrupt frame, gets the proxy's own failure event and an estimate."""
     async with enforced_proxies(db_url, tmp_path, settings=bedrock_settings) as e, aiohttp.ClientSession() as http:
         image = codex_request(input=[{"role": "user", "content": [{"type": "input_image", "image_url": "data:,"}]}])
         cases = [(e.url(), image, "input[0].content[0]"),
@@ -183,25 +183,35 @@ async def test_refusals_and_bedrock_errors_are_in_openai_shape(db_url: str, tmp_
             assert (doc["error"]["type"], doc["error"]["code"], doc["error"]["param"]) == (
                 "invalid_request_error", "unsupported_for_bedrock", param)
         assert e.upstream.fake.bedrock.served == [] and e.upstream.fake.received == []
-        e.upstream.fake.bedrock.script.extend(["error:429", "exception", "cut"])
-        async with http.post(e.url(), json=codex_request(), headers=e.headers()) as r:
+        e.upstream.fake.bedrock.script.extend(["error:429", "exception", "cut", "corrupt"])
+        attempts = iter(range(4))  # a different request each time: the same one four times is a retry loop
+
+        def attempt() -> dict[str, Any]:
+            return codex_request(input=[{"role": "user", "content": f"attempt {next(attempts)}"}])
+
+        async with http.post(e.url(), json=attempt(), headers=e.headers()) as r:
             doc = await r.json()
             assert (r.status, doc["error"]["type"], doc["error"]["code"]) == (
                 429, "rate_limit_exceeded", "ThrottlingException")
-        async with http.post(e.url(), json=codex_request(), headers=e.headers()) as r:
+        async with http.post(e.url(), json=attempt(), headers=e.headers()) as r:
             failed = sse_docs(await r.read())
         assert failed[-1]["type"] == "response.failed"
         assert failed[-1]["response"]["error"]["code"] == "throttlingException"
-        async with http.post(e.url(), json=codex_request(), headers=e.headers()) as r:
+        async with http.post(e.url(), json=attempt(), headers=e.headers()) as r:
             cut = sse_docs(await r.read())
         assert cut[-1]["type"] == "response.failed"
         assert cut[-1]["response"]["error"]["message"].startswith("spendgate: the upstream")
-        rows = await event_rows(e.pool, 6)
+        async with http.post(e.url(), json=attempt(), headers=e.headers()) as r:
+            corrupt = sse_docs(await r.read())
+        assert corrupt[-1]["type"] == "response.failed" and "broke off" in corrupt[-1]["response"]["error"]["message"]
+        assert sum(d["type"] == "response.output_text.delta" for d in corrupt) == 3  # the frames before the bad one
+        rows = await event_rows(e.pool, 7)
         statuses = [(r["endpoint"], r["status"], r["http_status"], r["usage_source"]) for r in rows]
         assert statuses[3:] == [("/v1/responses", "upstream_error", 429, "none"),
                                 ("/v1/responses", "upstream_error", 200, "none"),
+                                ("/v1/responses", "incomplete", 200, "estimated"),
                                 ("/v1/responses", "incomplete", 200, "estimated")]
-        assert rows[5]["cost_micros"] > 0
+        assert rows[5]["cost_micros"] > 0 and rows[6]["cost_micros"] > 0
 
 
 async def test_downgrade_and_pause_apply_to_bedrock_models(db_url: str, tmp_path: Path, aws: None) -> None:

@@ -113,13 +113,17 @@ def test_the_proxys_frame_reader_agrees_with_botocore_however_the_bytes_are_spli
 
 
 def test_the_frame_reader_refuses_corrupt_or_oversized_frames() -> None:
-    """A flipped bit in the prelude or the body, or a frame claiming more than the cap: FrameError."""
+    """A flipped bit in the prelude or the body, or a frame claiming more than the cap: FrameError, which
+    carries the whole frames read before the bad one."""
     good = event_frame("messageStop", {"stopReason": "end_turn"})
     for at in (2, 9, 20, len(good) - 1):
         broken = bytearray(good)
         broken[at] ^= 0x01
         with pytest.raises(FrameError):
             FrameReader().feed(bytes(broken))
+    with pytest.raises(FrameError) as bad_second:
+        FrameReader().feed(good + b"\x00" * 12)
+    assert [f.payload for f in bad_second.value.frames] == [FrameReader().feed(good)[0].payload]
     prelude = struct.pack(">II", MAX_FRAME_BYTES + 1, 0)
     with pytest.raises(FrameError, match="impossible frame lengths"):
         FrameReader().feed(prelude + struct.pack(">I", binascii.crc32(prelude)))

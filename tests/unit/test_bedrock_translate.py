@@ -114,6 +114,16 @@ def test_what_is_not_translated_is_refused_naming_the_field(template: str, doc: 
     assert refused.value.param == param and refused.value.message
 
 
+def test_a_default_max_tokens_fills_in_only_when_the_client_names_none() -> None:
+    """bedrock.default_max_tokens becomes maxTokens for a request without a limit, never over the client's."""
+    none = translate("/responses", b'{"model": "m", "input": "hi"}', default_max_tokens=8192)
+    named = translate("/chat/completions", b'{"model": "m", "max_completion_tokens": 64, "messages": '
+                                           b'[{"role": "user", "content": "hi"}]}', default_max_tokens=8192)
+    assert none.body["inferenceConfig"] == {"maxTokens": 8192}
+    assert named.body["inferenceConfig"] == {"maxTokens": 64}
+    assert "inferenceConfig" not in translate("/responses", b'{"model": "m", "input": "hi"}').body
+
+
 def test_hosted_and_namespace_tools_are_dropped() -> None:
     """Codex's web_search and its namespace of sub-agent tools are left out; its function tools go."""
     call = _translate("/responses", {"model": "claude-sonnet-4-5", "input": "hi", "tools": [
