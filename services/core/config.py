@@ -29,7 +29,7 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from spendgate.domain.enforcement.settings import EnforcementSettings
-from spendgate.domain.errors import ConfigError
+from spendgate.domain.errors import ConfigError, UnknownModelError
 from spendgate.domain.money import usd_to_micros
 from spendgate.domain.pricing import BATCH_PERCENT, ModelPrice, PriceTable
 
@@ -168,6 +168,49 @@ class SupervisorSettings(BaseModel):
     """The first restart waits between half and all of this."""
     backoff_cap_s: float = Field(default=10.0, gt=0)
     """No restart waits longer than this, however many failures in a row."""
+
+
+_AWS_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]+")
+_BEDROCK_MODEL_ID = re.compile(r"[A-Za-z0-9._:/+@-]{1,2048}")
+
+
+class BedrockSettings(BaseModel):
+    """AWS Bedrock behind the OpenAI routes (docs/bedrock.md): requests for the models named here go to
+    Bedrock's Converse API, signed with the credentials of botocore's standard chain."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt key (``modles``) is an error, not a silent no-op
+
+    region: str | None = None
+    """The AWS region (``us-east-1``); required once ``models`` names any."""
+    endpoint_url: str | None = None
+    """Another endpoint than ``https://bedrock-runtime.<region>.amazonaws.com`` (a VPC endpoint, a test fake)."""
+    profile: str | None = None
+    """An AWS profile from ``~/.aws/config``; unset: botocore's default chain (``AWS_PROFILE``, the
+    ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN`` variables, roles)."""
+    models: dict[str, str] = Field(default_factory=dict)
+    """Model name clients send → Bedrock model id or inference profile
+    (``{"claude-sonnet-4-5": "us.anthropic.claude-sonnet-4-5-20250929-v1:0"}``); each name needs a price."""
+    default_max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    """``inferenceConfig.maxTokens`` for requests that name no limit (Codex names none); unset: Bedrock's
+    default for the model."""
+
+    @model_validator(mode="after")
+    def _check(self) -> BedrockSettings:
+        if self.region is not None and _AWS_REGION.fullmatch(self.region) is None:
+            raise ValueError(f"bedrock.region: {self.region[:60]!r} is not an AWS region such as 'us-east-1'")
+        if self.models and self.region is None:
+            raise ValueError("bedrock.region is required when bedrock.models names a model")
+        if self.endpoint_url is not None:
+            parts = urllib.parse.urlsplit(self.endpoint_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+                raise ValueError(f"bedrock.endpoint_url: {self.endpoint_url[:100]!r} is not an http(s) URL")
+        for name, model_id in self.models.items():
+            if not name or len(name) > 100 or not name.isprintable() or name != name.strip():
+                raise ValueError(f"bedrock.models: {name[:100]!r} is not a model name (1-100 printable characters)")
+            if not isinstance(model_id, str) or _BEDROCK_MODEL_ID.fullmatch(model_id) is None:
+                raise ValueError(f"bedrock.models.{name}: {str(model_id)[:100]!r} is not a Bedrock model id "
+                                 "(such as 'anthropic.claude-sonnet-4-5-20250929-v1:0' or an inference profile ARN)")
+        return self
 
 
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -356,6 +399,7 @@ class Settings(BaseModel):
     forecast: ForecastSettings = Field(default_factory=ForecastSettings)
     supervisor: SupervisorSettings = Field(default_factory=SupervisorSettings)
     otel: OtelSettings = Field(default_factory=OtelSettings)
+    bedrock: BedrockSettings = Field(default_factory=BedrockSettings)
 
     @field_validator("proxy_allowed_paths")
     @classmethod
@@ -381,6 +425,19 @@ class Settings(BaseModel):
             for name, value in self.database.query().items():
                 if name in in_url and in_url[name] != value:
                     raise ValueError(f"database.{name} contradicts the {name} in database_url: set it in one place")
+        return self
+
+    @model_validator(mode="after")
+    def _bedrock_models_priced(self) -> Settings:
+        if not self.bedrock.models:
+            return self
+        table = self.pricing.table()
+        for name in self.bedrock.models:
+            try:
+                table.lookup(name)
+            except UnknownModelError:
+                raise ValueError(f"bedrock.models.{name}: no price for {name!r}: add it to pricing.models "
+                                 "(or set pricing.fallback)") from None
         return self
 
     @property

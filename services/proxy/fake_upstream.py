@@ -1,5 +1,8 @@
 """A fake OpenAI (and Anthropic) upstream for tests, benchmarks and demos (``spendgate fake-upstream``).
 
+``/model/{id}/converse`` and ``/converse-stream`` answer as AWS Bedrock does, with the SigV4 signature
+checked (:mod:`spendgate.proxy.fake_bedrock`).
+
 ``/v1/messages`` (streamed and not, ``tool_use`` blocks) and ``/v1/messages/count_tokens`` answer in
 Anthropic's shapes (:mod:`spendgate.proxy.fake_anthropic`) with prompt-cache reads and writes in the usage.
 
@@ -42,6 +45,7 @@ import msgspec
 from aiohttp import web
 
 from spendgate.proxy import fake_anthropic
+from spendgate.proxy.fake_bedrock import FakeBedrock
 from spendgate.proxy.fake_streams import chat_body, chat_chunks, responses_body, responses_events
 
 DEFAULT_TOOL_COMMAND = "echo spendgate-tool-ran"
@@ -112,6 +116,8 @@ class FakeUpstream:
     received: list[Received] = field(default_factory=list)
     files: dict[str, bytes] = field(default_factory=dict)
     """File contents by id, served at ``GET /v1/files/{id}/content`` (tests put batch input files here)."""
+    bedrock: FakeBedrock = field(default_factory=FakeBedrock)
+    """AWS Bedrock's Converse API at ``/model/{id}/converse[-stream]`` (:mod:`spendgate.proxy.fake_bedrock`)."""
     _ids: itertools.count[int] = field(default_factory=itertools.count)
     _rng: random.Random | None = None
 
@@ -150,6 +156,7 @@ class FakeUpstream:
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/messages", self._messages)
         app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
+        self.bedrock.add_routes(app)
         app.router.add_post("/_fake/script", self._set_script)
         app.router.add_get("/_fake/served", self._served)
         app.router.add_post("/_fake/reset", self._reset)
