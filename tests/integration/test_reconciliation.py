@@ -244,3 +244,98 @@ async def test_cli_without_providers_says_what_to_configure(db_url: str, tmp_pat
     assert done.stderr.strip() == ("error: no provider to reconcile with: set reconcile.providers "
                                    "(name, kind, admin_key); see docs/reconciliation.md")
 
+
+
+async def test_admin_api_serves_stored_lines_and_refuses_bad_ranges(pool: asyncpg.Pool) -> None:
+    """GET /v1/reconciliation shows what a run stored, with the day's gap flag; bad ranges are JSON 400s."""
+    from spendgate.domain.reconcile import DayGap, Line, Usage
+    from spendgate.store.reconciliation import store
+    from tests.support.admin_server import NOW, admin_client, auth
+
+    day = NOW.date() - timedelta(days=2)
+    line = Line("openai", day, "gpt-5.1", None, Usage(day, "gpt-5.1", None, 3, 900, 90, 4_000),
+                Usage(day, "gpt-5.1", None, 5, 1500, 150, 10_000))
+    async with pool.acquire() as conn:
+        await store.save_lines(conn, "openai", day, day, [line], NOW)
+    await store.record_gaps(pool, [DayGap("openai", day, 4_000, 10_000, ("gpt-5.1",))], NOW)
+    async with admin_client(pool) as client:
+        found = await (await client.get("/v1/reconciliation", headers=auth())).json()
+        default = (str(NOW.date() - timedelta(days=3)), str(NOW.date() - timedelta(days=1)))
+        assert (found["from"], found["to"]) == default
+        [d] = found["days"]
+        assert (d["day"], d["gap"], d["cost_capture_ppm"], d["cost_gap_micros"]) == (str(day), True, 400_000, 6_000)
+        [one] = found["lines"]
+        assert (one["ledger_requests"], one["provider_requests"], one["tokens_capture_ppm"]) == (3, 5, 600_000)
+        for query, says in (("from=2026-11-20&to=2026-11-10", "is after"), ("to=2027-01-01", "in the future"),
+                            ("from=2024-01-01&to=2025-12-31", "at most 366"), ("from=yesterday", "must be a date")):
+            r = await client.get(f"/v1/reconciliation?{query}", headers=auth())
+            assert r.status == 400, query
+            assert says in (await r.json())["error"]["message"], query
+
+
+@pytest.mark.parametrize(("answer", "status", "says", "retriable"), [
+    ({"data": [], "has_more": True, "next_page": "p1"}, 200, "has_more without a new next_page token", False),
+    ({"data": "nope"}, 200, "the answer has no data list", False),
+    ({"data": [{"start_time": 1_764_000_000, "results": [{"input_tokens": -5}]}], "has_more": False}, 200,
+     "unexpected report shape (input_tokens is not a token count: -5)", False),
+    ({"data": [{"results": []}], "has_more": False}, 200, "unexpected report shape", False),
+    ({"error": {"message": "down"}}, 503, "HTTP 503", True),
+])
+async def test_a_report_we_cannot_trust_is_refused(answer: dict[str, Any], status: int, says: str,
+                                                   retriable: bool) -> None:
+    """Paging loops, missing data, negative counts, missing bucket times and outages: a ProviderError that says
+    which, retriable only for the outage."""
+    from aiohttp import web
+
+    from spendgate.core.config import ReconcileProvider
+    from spendgate.reconcile.providers import provider_usage
+
+    pages: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        pages.append(request.query.get("page", ""))
+        if answer.get("has_more") and len(pages) > 1:  # the loop: the same token again
+            return web.json_response({**answer, "next_page": "p1"})
+        return web.json_response(answer, status=status)
+
+    app = web.Application()
+    app.router.add_get("/v1/organization/usage/completions", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    provider = ReconcileProvider(name="openai", kind="openai", admin_key="sk-admin-x",  # type: ignore[arg-type]
+                                 base_url=f"http://127.0.0.1:{port}/v1")
+    try:
+        async with aiohttp.ClientSession() as http:
+            with pytest.raises(ProviderError) as caught:
+                await provider_usage(http, provider, ReconcileSettings(), datetime.now(UTC).date(),
+                                     datetime.now(UTC).date())
+    finally:
+        await runner.cleanup()
+    assert says in caught.value.message and caught.value.retriable is retriable
+    assert "sk-admin" not in caught.value.message and len(pages) <= 2
+
+
+async def test_the_nightly_run_happens_once_a_day_after_its_hour(db_url: str, tmp_path: Path) -> None:
+    """Before reconcile.hour_utc nothing runs; after it the last lookback_days complete days are reconciled
+    once (a second worker, or a second wake, finds the day taken); a refused key is not retried that day."""
+    async with running_proxy(db_url, tmp_path) as h:
+        pool: asyncpg.Pool = h.runtime.pool
+        now = datetime.now(UTC).replace(hour=8, minute=0, second=0, microsecond=0)
+        await bypass(h, provider="openai", day=str(now.date() - timedelta(days=2)), model="gpt-5.1",
+                     input_tokens=400_000, output_tokens=1_000)
+        reconciler = Reconciler(pool, h.runtime.bus, with_providers(h, hour_utc=9, lookback_days=2))
+        assert await reconciler.run_nightly(now) is None
+        outcome = await reconciler.run_nightly(now.replace(hour=9))
+        assert outcome is not None
+        assert (outcome.start, outcome.end) == (now.date() - timedelta(days=2), now.date() - timedelta(days=1))
+        assert [(g.provider, g.day) for g in outcome.new_gaps] == [("openai", now.date() - timedelta(days=2))]
+        assert await Reconciler(pool, h.runtime.bus, reconciler.settings).run_nightly(now.replace(hour=10)) is None
+
+        refused = Reconciler(pool, h.runtime.bus, with_providers(h, admin_key="sk-wrong", hour_utc=9))
+        tomorrow = now.replace(hour=9) + timedelta(days=1)
+        assert await refused.run_nightly(tomorrow) is None
+        assert await pool.fetchval("SELECT finished_at IS NOT NULL FROM reconciliation_runs WHERE run_date = $1",
+                                   tomorrow.date())
