@@ -62,10 +62,13 @@ class Billed:
     cache_write_5m_tokens: int
     cache_write_1h_tokens: int
     output_tokens: int
+    requests: int = 1
+    """Model requests this line stands for (a bypass of several requests is one line of their totals)."""
 
 
 class BypassRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """``POST /_fake/bypass``: traffic billed on ``day`` that never went through the gateway."""
+    """``POST /_fake/bypass``: traffic billed on ``day`` that never went through the gateway: ``requests``
+    model requests of these token totals."""
 
     provider: str
     day: date
@@ -78,7 +81,7 @@ class BypassRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 def bypass_lines(raw: bytes) -> list[Billed]:
-    """The billed requests a bypass body asks for; ``ValueError`` for a body that makes no sense."""
+    """The billed line a bypass body asks for; ``ValueError`` for a body that makes no sense."""
     try:
         b = msgspec.json.decode(raw, type=BypassRequest)
     except msgspec.DecodeError as exc:
@@ -89,9 +92,8 @@ def bypass_lines(raw: bytes) -> list[Billed]:
         raise ValueError("token counts must be 0 <= cached_tokens <= input_tokens < 1e12")
     if not 1 <= b.requests <= 10_000 or not 1 <= len(b.model) <= 128:
         raise ValueError("requests must be 1 to 10000 and model 1 to 128 characters")
-    one = Billed(b.provider, b.day, b.model, b.api_key_id or "key_bypass", b.input_tokens, b.cached_tokens, 0, 0,
-                 b.output_tokens)
-    return [one] * b.requests
+    return [Billed(b.provider, b.day, b.model, b.api_key_id or "key_bypass", b.input_tokens, b.cached_tokens, 0, 0,
+                   b.output_tokens, b.requests)]
 
 
 class _BadQuery(Exception):
@@ -228,7 +230,8 @@ class Reports:
                     "input_tokens": sum(b.input_tokens for b in group),
                     "output_tokens": sum(b.output_tokens for b in group),
                     "input_cached_tokens": sum(b.cached_tokens for b in group),
-                    "input_audio_tokens": 0, "output_audio_tokens": 0, "num_model_requests": len(group),
+                    "input_audio_tokens": 0, "output_audio_tokens": 0,
+                    "num_model_requests": sum(b.requests for b in group),
                     "project_id": None, "user_id": None, "api_key_id": key, "model": model, "batch": None})
             buckets.append(_openai_bucket(day, results))
         return _openai_page(buckets, first + limit, len(days))

@@ -365,7 +365,7 @@ class FakeUpstream:
         except ValueError as exc:
             return web.json_response({"error": str(exc)}, status=400)
         self.bypass.extend(lines)
-        return web.json_response({"billed": len(lines)})
+        return web.json_response({"requests": sum(b.requests for b in lines)})
 
     async def _served(self, _request: web.Request) -> web.Response:
         return web.json_response({"served": [asdict(s) for s in self.served]})

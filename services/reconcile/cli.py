@@ -38,14 +38,15 @@ DAY_FIELDS: list[Field] = [
     Field("ledger_tokens", lambda r: r.ledger_tokens, "int", "ledger tokens"),
     Field("provider_tokens", lambda r: r.provider_tokens, "int", "provider tokens"),
     Field("tokens_capture_ppm", lambda r: r.tokens_capture_ppm, "int", None),
-    Field("tokens_capture", lambda r: _rate(r.tokens_capture_ppm), "text", "tokens captured", table_only=True),
+    Field("tokens_capture", lambda r: _rate(r.tokens_capture_ppm), "text", "tok rate", table_only=True),
     Field("ledger_cost_micros", lambda r: r.ledger_cost_micros, "money", "ledger cost"),
     Field("provider_cost_micros", lambda r: r.provider_cost_micros, "money", "provider cost"),
     Field("cost_gap_micros", lambda r: r.cost_gap_micros, "money", "gap"),
     Field("cost_capture_ppm", lambda r: r.cost_capture_ppm, "int", None),
-    Field("cost_capture", lambda r: _rate(r.cost_capture_ppm), "text", "cost captured", table_only=True),
+    Field("cost_capture", lambda r: _rate(r.cost_capture_ppm), "text", "cost rate", table_only=True),
     Field("gap", lambda r: r.gap, "bool", "alert"),
 ]
+"""``--by day``: one line per provider and UTC day (the rates are ledger / provider; CSV and JSON carry ppm)."""
 MODEL_FIELDS: list[Field] = [
     Field("day", lambda r: r.day, "date"), Field("provider", lambda r: r.provider), Field("model", lambda r: r.model),
     Field("upstream", lambda r: r.upstream),
@@ -53,15 +54,16 @@ MODEL_FIELDS: list[Field] = [
     Field("provider_requests", lambda r: r.provider_requests, "int", None),
     Field("ledger_input_tokens", lambda r: r.ledger_input_tokens, "int", "ledger in"),
     Field("provider_input_tokens", lambda r: r.provider_input_tokens, "int", "provider in"),
-    Field("ledger_output_tokens", lambda r: r.ledger_output_tokens, "int", "ledger out"),
-    Field("provider_output_tokens", lambda r: r.provider_output_tokens, "int", "provider out"),
+    Field("ledger_output_tokens", lambda r: r.ledger_output_tokens, "int", None),
+    Field("provider_output_tokens", lambda r: r.provider_output_tokens, "int", None),
     Field("tokens_capture_ppm", lambda r: r.tokens_capture_ppm, "int", None),
     Field("ledger_cost_micros", lambda r: r.ledger_cost_micros, "money", "ledger cost"),
     Field("provider_cost_micros", lambda r: r.provider_cost_micros, "money", "provider cost"),
     Field("cost_gap_micros", lambda r: r.cost_gap_micros, "money", None),
     Field("cost_capture_ppm", lambda r: r.cost_capture_ppm, "int", None),
-    Field("cost_capture", lambda r: _rate(r.cost_capture_ppm), "text", "captured", table_only=True),
+    Field("cost_capture", lambda r: _rate(r.cost_capture_ppm), "text", "rate", table_only=True),
 ]
+"""``--by model``: one line per UTC day, model and upstream."""
 
 
 def render(doc: Reconciliation, by: str, fmt: str) -> str:

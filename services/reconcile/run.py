@@ -11,13 +11,10 @@ import aiohttp
 import asyncpg
 
 from spendgate.core.config import ReconcileProvider, Settings
-from spendgate.core.logs import get_logger
 from spendgate.domain.reconcile import DayGap, Line, Threshold, Usage, compare, day_gaps, provider_kind
 from spendgate.reconcile.providers import provider_usage
 from spendgate.store.reconciliation import store
 from spendgate.store.usage.store import daily_model_usage
-
-log = get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +62,4 @@ async def reconcile(pool: asyncpg.Pool, settings: Settings, start: date, end: da
             lines += found
             gaps += over
             fresh += new
-            log.info("reconciled", provider=provider.name, start=str(start), end=str(end), lines=len(found),
-                     gaps=len(over), new_gaps=len(new))
     return Outcome(start, end, lines, gaps, fresh)

@@ -67,6 +67,8 @@ class Reconciler:
             await store.release_run(self.pool, today)
             raise
         await store.finish_run(self.pool, today, now)
+        log.info("nightly reconciliation", start=str(start), end=str(end), lines=len(outcome.lines),
+                 gaps=len(outcome.gaps), new_gaps=len(outcome.new_gaps))
         return outcome
 
     async def publish(self) -> int:
