@@ -187,12 +187,15 @@ class ReconcileSettings(BaseModel):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"provider names must be unique: {', '.join(dupes)} appears more than once")
-        kinds = [p.kind for p in v]
-        twice = sorted({k for k in kinds if kinds.count(k) > 1})
-        if twice:
-            raise ValueError(f"one provider of each kind ({', '.join(twice)} appears more than once): usage events "
-                             "do not yet name the upstream that served them, so the ledger cannot be split "
-                             "between two accounts of one provider")
+        for kind in sorted({p.kind for p in v}):
+            same = [p for p in v if p.kind == kind]
+            if len(same) > 1 and not all(p.api_key_ids for p in same):
+                raise ValueError(f"several {kind} providers: each needs api_key_ids (its key ids -> upstream names), "
+                                 "so the ledger can be split between them by the upstream that served each request")
+            names = [u for p in same for u in set(p.api_key_ids.values())]
+            if len(names) != len(set(names)):
+                raise ValueError(f"several {kind} providers map keys to the same upstream name: an upstream's usage "
+                                 "belongs to one provider account")
         return v
 
     @property

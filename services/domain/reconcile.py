@@ -140,14 +140,18 @@ class Line:
         return self.billed.cost_micros - (self.ledger.cost_micros or 0)
 
 
-def compare(provider: str, ledger: Sequence[Usage], billed: Sequence[Usage]) -> list[Line]:
-    """Pair the ledger's lines with the provider's per (day, model, upstream), in that order.
+def compare(provider: str, ledger: Sequence[Usage], billed: Sequence[Usage], *,
+            by_upstream: bool = False) -> list[Line]:
+    """Pair the ledger's lines with the provider's per (day, model), or per (day, model, upstream).
 
-    The comparison is per upstream only when the ledger knows which upstream served each event (the
-    usage events' ``upstream``); until then, and for lines whose upstream it does not know, both sides
-    are compared per (day, model). A key on only one side compares with zero.
+    ``by_upstream`` (the provider's key ids are mapped to upstream names and the ledger's lines carry the
+    upstream that served them): tokens and requests are compared per upstream, and cost per (day, model) on
+    the line whose upstream is None, since neither provider splits cost by key. Otherwise every line is per
+    (day, model). A key on only one side compares with zero.
     """
-    by_upstream = any(u.upstream is not None for u in ledger)
+    if by_upstream:
+        ledger = [*(replace(u, cost_micros=None) for u in ledger),
+                  *(Usage(u.day, u.model, None, cost_micros=u.cost_micros) for u in ledger)]
     ours = summed(ledger, by_upstream=by_upstream)
     theirs = summed(billed, by_upstream=by_upstream)
     lines = []

@@ -11,6 +11,7 @@ import aiohttp
 import asyncpg
 
 from spendgate.core.config import ReconcileProvider, Settings
+from spendgate.domain.errors import ConfigError
 from spendgate.domain.reconcile import DayGap, Line, Threshold, Usage, compare, day_gaps, provider_kind
 from spendgate.reconcile.providers import provider_usage
 from spendgate.store.reconciliation import store
@@ -33,8 +34,26 @@ async def ledger_usage(pool: asyncpg.Pool, start: date, end: date) -> dict[str, 
     out: dict[str, list[Usage]] = {}
     for row in await daily_model_usage(pool, start, end):
         out.setdefault(provider_kind(row.endpoint), []).append(
-            Usage(row.day, row.model, None, row.requests, row.input_tokens, row.output_tokens, row.cost_micros))
+            Usage(row.day, row.model, row.upstream, row.requests, row.input_tokens, row.output_tokens,
+                  row.cost_micros))
     return out
+
+
+def ledger_side(provider: ReconcileProvider, ours: Sequence[Usage], *, shared: bool) -> tuple[list[Usage], bool]:
+    """The ledger's lines this provider's bill covers, and whether to compare them per upstream.
+
+    Per upstream once the provider's key ids are mapped and the ledger's lines name their upstream. A kind
+    with several providers (``shared``; each maps its keys) splits the ledger by the upstreams each maps.
+    """
+    upstreams = set(provider.api_key_ids.values())
+    named = any(u.upstream is not None for u in ours)
+    by_upstream = bool(upstreams) and named
+    if shared and ours and not named:
+        raise ConfigError(f"several {provider.kind} providers, but usage events do not name the upstream that "
+                          "served them: the ledger cannot be split between the accounts (one provider per kind)")
+    if shared:
+        return [u for u in ours if u.upstream in upstreams], by_upstream
+    return list(ours), by_upstream
 
 
 async def reconcile(pool: asyncpg.Pool, settings: Settings, start: date, end: date, *, now: datetime,
@@ -54,7 +73,9 @@ async def reconcile(pool: asyncpg.Pool, settings: Settings, start: date, end: da
     async with aiohttp.ClientSession() as session:
         for provider in chosen:
             billed = await provider_usage(session, provider, cfg, start, end)
-            found = compare(provider.name, ours.get(provider.kind, []), billed)
+            shared = sum(p.kind == provider.kind for p in cfg.providers) > 1
+            mine, by_upstream = ledger_side(provider, ours.get(provider.kind, []), shared=shared)
+            found = compare(provider.name, mine, billed, by_upstream=by_upstream)
             over = day_gaps(found, threshold)
             async with pool.acquire() as conn, conn.transaction():
                 await store.save_lines(conn, provider.name, start, end, found, now)

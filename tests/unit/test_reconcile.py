@@ -63,11 +63,15 @@ def test_lines_pair_per_day_and_model_until_the_ledger_names_upstreams() -> None
 
 
 def test_with_upstreams_in_the_ledger_the_comparison_is_per_upstream() -> None:
-    """Once usage events name their upstream, an unmapped provider key is a line of its own."""
+    """Per upstream, an unmapped provider key is a line of its own; cost stays per (day, model), on the line
+    without an upstream, since the providers' cost reports have no key."""
     ledger = [Usage(D1, "gpt-5.1", "openai-main", 1, 600, 60, 100)]
-    billed = [Usage(D1, "gpt-5.1", "openai-main", 1, 600, 60, 100), Usage(D1, "gpt-5.1", "unmapped:key_x", 1, 5, 5, 9)]
-    lines = compare("openai", ledger, billed)
-    assert [(x.upstream, x.tokens_capture_ppm) for x in lines] == [("openai-main", PPM), ("unmapped:key_x", 0)]
+    billed = [Usage(D1, "gpt-5.1", "openai-main", 1, 600, 60, None),
+              Usage(D1, "gpt-5.1", "unmapped:key_x", 1, 5, 5, None), Usage(D1, "gpt-5.1", None, cost_micros=109)]
+    lines = compare("openai", ledger, billed, by_upstream=True)
+    assert [(x.upstream, x.tokens_capture_ppm, x.ledger.cost_micros, x.billed.cost_micros) for x in lines] == [
+        (None, None, 100, 109), ("openai-main", PPM, None, None), ("unmapped:key_x", 0, 0, None)]
+    assert day_gaps(lines, Threshold(pct=5, min_micros=1))[0].gap_micros == 9
 
 
 def test_a_gap_day_needs_both_the_percentage_and_the_minimum() -> None:
@@ -107,9 +111,28 @@ def test_settings_validate_providers(monkeypatch: pytest.MonkeyPatch) -> None:
             ({"providers": [{"name": "x", "kind": "openai", "admin_key": "k"},
                             {"name": "x", "kind": "anthropic", "admin_key": "k"}]}, "appears more than once"),
             ({"providers": [{"name": "a", "kind": "openai", "admin_key": "k"},
-                            {"name": "b", "kind": "openai", "admin_key": "k"}]}, "one provider of each kind"),
+                            {"name": "b", "kind": "openai", "admin_key": "k"}]}, "each needs api_key_ids"),
+            ({"providers": [{"name": "a", "kind": "openai", "admin_key": "k", "api_key_ids": {"key_1": "main"}},
+                            {"name": "b", "kind": "openai", "admin_key": "k", "api_key_ids": {"key_2": "main"}}]},
+             "the same upstream name"),
             ({"providers": [{"name": "a", "kind": "openai", "admin_key": "k", "base_url": "ftp://x"}]}, "http"),
             ({"gap_min_usd": "lots"}, "dollar amount")):
         with pytest.raises(ConfigError, match=says) as caught:
             load_settings(reconcile=bad)
         assert "Traceback" not in caught.value.message
+
+
+def test_several_providers_of_a_kind_split_the_ledger_by_upstream() -> None:
+    """Each account takes the ledger lines of the upstreams it maps; without upstreams in the ledger that
+    split is impossible and says so."""
+    from spendgate.core.config import ReconcileProvider
+    from spendgate.reconcile.run import ledger_side
+
+    main = ReconcileProvider(name="a", kind="openai", admin_key="k", api_key_ids={"key_1": "main"})  # type: ignore[arg-type]
+    lines = [Usage(D1, "gpt-5.1", "main", 1, 10, 1, 5), Usage(D1, "gpt-5.1", "backup", 1, 20, 2, 9)]
+    assert ledger_side(main, lines, shared=True) == ([lines[0]], True)
+    assert ledger_side(main, lines, shared=False) == (lines, True)
+    unnamed = [Usage(D1, "gpt-5.1", None, 1, 10, 1, 5)]
+    assert ledger_side(main, unnamed, shared=False) == (unnamed, False)
+    with pytest.raises(ConfigError, match="do not name the upstream"):
+        ledger_side(main, unnamed, shared=True)
