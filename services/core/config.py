@@ -21,6 +21,7 @@ import types
 import typing
 import urllib.parse
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,16 +44,26 @@ class PriceUSD(BaseModel):
     input: str
     cached_input: str
     output: str
+    cache_write_5m: str | None = None
+    """Writing a 5-minute prompt-cache entry (Anthropic models); unset: 1.25 × input, Anthropic's rule."""
+    cache_write_1h: str | None = None
+    """Writing a 1-hour prompt-cache entry; unset: 2 × input."""
 
-    @field_validator("input", "cached_input", "output", mode="before")
+    @field_validator("input", "cached_input", "output", "cache_write_5m", "cache_write_1h", mode="before")
     @classmethod
-    def _no_float(cls, v: Any) -> str:
+    def _no_float(cls, v: Any) -> str | None:
         if isinstance(v, float):
             raise ValueError("write prices as strings (\"1.25\"), floats cannot hold cents exactly")
-        return str(v)
+        return None if v is None else str(v)
 
     def to_price(self) -> ModelPrice:
-        return ModelPrice.from_usd(self.input, self.cached_input, self.output)
+        price = ModelPrice.from_usd(self.input, self.cached_input, self.output)
+        return replace(price, cache_write_5m_micros=_micros_or_none(self.cache_write_5m),
+                       cache_write_1h_micros=_micros_or_none(self.cache_write_1h))
+
+
+def _micros_or_none(usd: str | None) -> int | None:
+    return None if usd is None else usd_to_micros(usd)
 
 
 class PricingSettings(BaseModel):

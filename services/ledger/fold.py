@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import lru_cache
 
 from spendgate.domain.enforcement.balances import BalanceKey
 from spendgate.domain.enforcement.policy import Budget, BudgetRaise, effective_budget_micros
@@ -72,24 +73,45 @@ class FoldResult:
 def fold(events: Iterable[UsageRecorded], timezone_of: Callable[[str], str]) -> FoldResult:
     """Sum events into per-(scope, period) balance increments and per-(developer, session) aggregates."""
     result = FoldResult()
+    balances = result.balances
+    zones: dict[str, str] = {}
+    keys_of: dict[tuple[str, date], tuple[tuple[BalanceKey, datetime], ...]] = {}
     for ev in events:
         local_days: dict[str, date] = {}  # most scopes share a timezone: convert once per event
+        cost, counted = ev.cost_micros, counts_as_request(ev)
         for scope in scopes_of(ev):
-            tz = timezone_of(scope)
+            tz = zones.get(scope)
+            if tz is None:
+                tz = zones[scope] = timezone_of(scope)
             day = local_days.get(tz)
             if day is None:
                 day = local_days[tz] = local_date(ev.occurred_at, tz)
-            for kind in (PeriodKind.DAY, PeriodKind.MONTH):
-                period = period_of(kind, period_start_date(kind, day), tz)
-                delta = result.balances.get(key := BalanceKey(scope, kind, period.start))
+            keys = keys_of.get((scope, day))
+            if keys is None:
+                keys = keys_of[(scope, day)] = _balance_keys(scope, day, tz)
+            for key, ends_at in keys:
+                delta = balances.get(key)
                 if delta is None:
-                    delta = result.balances[key] = BalanceDelta(resets_at=period.ends_at)
-                delta.spent_micros += ev.cost_micros
-                delta.requests += counts_as_request(ev)
+                    delta = balances[key] = BalanceDelta(resets_at=ends_at)
+                delta.spent_micros += cost
+                delta.requests += counted
                 delta.steps.append((delta.spent_micros, ev))
         if ev.session_id:
             _fold_session(result.sessions, ev)
     return result
+
+
+FOLDED_PERIODS = (PeriodKind.DAY, PeriodKind.MONTH)
+"""The periods every scope's spend is summed over."""
+
+
+@lru_cache(maxsize=16384)
+def _balance_keys(scope: str, day: date, tz: str) -> tuple[tuple[BalanceKey, datetime], ...]:
+    """The balances an event of ``scope`` on local ``day`` adds to, each with when its period ends: made
+    once per scope and day, so the fold's loop over events only looks them up."""
+    return tuple((BalanceKey(scope, kind, period.start), period.ends_at)
+                 for kind in FOLDED_PERIODS
+                 for period in (period_of(kind, period_start_date(kind, day), tz),))
 
 
 def _fold_session(sessions: dict[SessionKey, SessionDelta], ev: UsageRecorded) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -14,6 +15,7 @@ from spendgate.domain.events import UnitPrices, UsageRecorded
 from spendgate.store.usage.filters import UsageFilter
 from spendgate.store.usage.port import POSTGRES, UsageStore
 from tests.support.factories import T0, usage_event
+from tests.support.waiting import eventually
 
 DAY = timedelta(days=1)
 EVERYTHING = UsageFilter(T0 - 30 * DAY, T0 + 30 * DAY)
@@ -71,6 +73,25 @@ class UsageStoreContract(abc.ABC):
         unknown = "019a0000-0000-7000-8000-00000000ffff"
         assert sorted(await store.stored_event_ids(pool, [a.event_id, c.event_id, unknown])) == sorted(
             [a.event_id, c.event_id])
+
+    async def test_an_event_another_ledger_stores_meanwhile_is_not_stored_twice(self, pool: asyncpg.Pool) -> None:
+        """A second writer stores one of the batch's events after the batch looked up what is stored: the
+        batch still inserts the others once and does not return the one the other writer has."""
+        store = self.create_store()
+        theirs, ours = ev(), ev()
+        async with pool.acquire() as other, pool.acquire() as conn:
+            tx = other.transaction()
+            await tx.start()
+            await store.insert_events(other, [theirs])  # not committed yet: invisible to the lookup
+            ours_task = asyncio.create_task(store.insert_events(conn, [theirs, ours]))
+            pid = conn.get_server_pid()
+            await eventually(lambda: pool.fetchval(
+                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid),
+                what="the batch's COPY waiting on the other writer's row")
+            await tx.commit()
+            assert await asyncio.wait_for(ours_task, 30) == [ours]
+        assert sorted(await store.stored_event_ids(pool, [theirs.event_id, ours.event_id])) == sorted(
+            [theirs.event_id, ours.event_id])
 
     async def test_stored_events_come_back_whole_in_time_order(self, pool: asyncpg.Pool) -> None:
         """Every field survives the round trip (prices, refusal reason, optional parts); order is (time, id)."""
