@@ -339,3 +339,27 @@ async def test_the_nightly_run_happens_once_a_day_after_its_hour(db_url: str, tm
         assert await refused.run_nightly(tomorrow) is None
         assert await pool.fetchval("SELECT finished_at IS NOT NULL FROM reconciliation_runs WHERE run_date = $1",
                                    tomorrow.date())
+
+
+async def test_the_fake_reports_check_the_admin_key_and_refuse_bad_bypasses() -> None:
+    """Each report answers a wrong or missing admin key with its provider's 401 (a virtual or project key is
+    not an admin key); a bypass with impossible counts is a 400 and bills nothing."""
+    async with fake_upstream() as upstream:
+        base = upstream.url.removesuffix("/v1")
+        async with aiohttp.ClientSession() as http:
+            for path, auth, shape in (
+                    ("/v1/organization/usage/completions?start_time=0", {"Authorization": "Bearer sk-proj-x"}, "error"),
+                    ("/v1/organization/costs?start_time=0", {}, "error"),
+                    ("/v1/organizations/usage_report/messages?starting_at=2026-11-01T00:00:00Z",
+                     {"x-api-key": "sk-ant-api03-x"}, "type"),
+                    ("/v1/organizations/cost_report?starting_at=2026-11-01T00:00:00Z", {}, "type")):
+                async with http.get(base + path, headers=auth) as r:
+                    assert r.status == 401, path
+                    assert shape in await r.json(), path
+            one = {"provider": "openai", "day": "2026-11-01", "model": "m", "input_tokens": 1, "output_tokens": 1}
+            for bad in ({"input_tokens": -1}, {"provider": "azure"}, {"cached_tokens": 5}, {"requests": 0},
+                        {"day": "yesterday"}, {"admin": True}):
+                body = {**one, **bad}
+                async with http.post(base + "/_fake/bypass", json=body) as r:
+                    assert r.status == 400, body
+    assert upstream.fake.bypass == []
