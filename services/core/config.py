@@ -126,6 +126,96 @@ class ForecastSettings(BaseModel):
     report_top: int = 5
 
 
+class ReconcileProvider(BaseModel):
+    """One provider account whose own usage and cost reports spendgate compares with the ledger."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    """How reports, alerts and the reconciliation table name it, e.g. ``openai`` or ``anthropic-eu``."""
+    kind: Literal["openai", "anthropic"]
+    """``openai``: the organization Usage and Costs API; ``anthropic``: the Usage & Cost Admin API."""
+    admin_key: SecretStr
+    """An admin key (OpenAI ``sk-admin-…``, Anthropic ``sk-ant-admin…``); a project or API key cannot read them."""
+    base_url: str | None = None
+    """Default ``https://api.openai.com/v1`` or ``https://api.anthropic.com/v1``."""
+    api_key_ids: dict[str, str] = Field(default_factory=dict)
+    """The provider's API key id (``key_…``, ``apikey_…``) → the spendgate upstream that uses it; the
+    comparison goes per upstream once usage events name their upstream."""
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http(s) URL, not {v!r}")
+        return v.rstrip("/") if v else v
+
+    @property
+    def url(self) -> str:
+        default = "https://api.openai.com/v1" if self.kind == "openai" else "https://api.anthropic.com/v1"
+        return self.base_url or default
+
+
+class ReconcileSettings(BaseModel):
+    """Reconciliation with the provider's bill (docs/reconciliation.md)."""
+
+    providers: list[ReconcileProvider] = Field(default_factory=list)
+    """Empty: the nightly job does nothing and ``spendgate reconcile`` says what to configure."""
+    hour_utc: int = Field(default=7, ge=0, le=23)
+    """The nightly run starts after this hour (UTC), once the providers' reports of yesterday have settled."""
+    lookback_days: int = Field(default=3, ge=1, le=31)
+    """Each nightly run re-compares the last this many complete days (late usage lands in earlier days)."""
+    gap_pct: int = Field(default=2, ge=0, le=100)
+    gap_min_usd: str = "1.00"
+    """A day raises a ``reconciliation_gap`` alert when the provider billed at least ``gap_pct`` percent and at
+    least ``gap_min_usd`` dollars more than the ledger counted."""
+    page_days: int = Field(default=31, ge=1, le=31)
+    """Day buckets asked per report page (both providers allow at most 31 per page of daily buckets)."""
+    timeout_s: float = Field(default=30.0, gt=0, le=600)
+    max_pages: int = Field(default=100, ge=1, le=10_000)
+    """A report that keeps answering ``has_more`` past this many pages is refused (a loop, not a bill)."""
+
+    @field_validator("gap_min_usd", mode="before")
+    @classmethod
+    def _dollars(cls, v: object) -> str:
+        from spendgate.domain.money import usd_to_micros
+
+        if isinstance(v, float):
+            v = str(v)
+        if not isinstance(v, str | int):
+            raise ValueError("must be a dollar amount such as 1.00")
+        try:
+            if usd_to_micros(v) < 0:
+                raise ValueError("cannot be negative")
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"must be a dollar amount such as 1.00 ({exc})") from None
+        return str(v)
+
+    @field_validator("providers")
+    @classmethod
+    def _unique(cls, v: list[ReconcileProvider]) -> list[ReconcileProvider]:
+        names = [p.name for p in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"provider names must be unique: {', '.join(dupes)} appears more than once")
+        for kind in sorted({p.kind for p in v}):
+            same = [p for p in v if p.kind == kind]
+            if len(same) > 1 and not all(p.api_key_ids for p in same):
+                raise ValueError(f"several {kind} providers: each needs api_key_ids (its key ids -> upstream names), "
+                                 "so the ledger can be split between them by the upstream that served each request")
+            names = [u for p in same for u in set(p.api_key_ids.values())]
+            if len(names) != len(set(names)):
+                raise ValueError(f"several {kind} providers map keys to the same upstream name: an upstream's usage "
+                                 "belongs to one provider account")
+        return v
+
+    @property
+    def gap_min_micros(self) -> int:
+        from spendgate.domain.money import usd_to_micros
+
+        return usd_to_micros(self.gap_min_usd)
+
+
 class AlertSettings(BaseModel):
     """The alerter: routes file, secrets for its channels, and delivery retry timings."""
 
@@ -400,6 +490,7 @@ class Settings(BaseModel):
     supervisor: SupervisorSettings = Field(default_factory=SupervisorSettings)
     otel: OtelSettings = Field(default_factory=OtelSettings)
     bedrock: BedrockSettings = Field(default_factory=BedrockSettings)
+    reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
 
     @field_validator("proxy_allowed_paths")
     @classmethod

@@ -296,6 +296,23 @@ class UsageStoreContract(abc.ABC):
         sessions = await store.team_sessions(pool, "platform", start=split, end=split + 7 * DAY, limit=1)
         assert [(s.session_id, s.developer, s.cost_micros) for s in sessions] == [("b1", "bob", 300)]
 
+    async def test_daily_model_usage_per_utc_day_model_and_endpoint(self, pool: asyncpg.Pool) -> None:
+        """Reconciliation's side of the bill: UTC days, inclusive range, refusals not counted as requests."""
+        store = self.create_store()
+        late = datetime(2026, 11, 2, 23, 30, tzinfo=UTC)
+        await store.insert_events(pool, [
+            ev(occurred_at=T0, input_tokens=10, output_tokens=2, cost_micros=5),
+            ev(occurred_at=late, input_tokens=20, output_tokens=3, cost_micros=7),
+            ev(occurred_at=late, status="refused", input_tokens=0, cached_tokens=0, output_tokens=0, cost_micros=0),
+            ev(occurred_at=T0 + DAY, endpoint="/v1/messages", model_used="claude-sonnet-4-5", cost_micros=9),
+            ev(occurred_at=T0 + 3 * DAY, cost_micros=100)])
+        rows = await store.daily_model_usage(pool, T0.date(), T0.date() + DAY)
+        first = rows[0]
+        assert (first.day, first.model, first.endpoint, first.requests, first.input_tokens, first.output_tokens,
+                first.cost_micros) == (T0.date(), "gpt-5.1", "/v1/responses", 2, 30, 5, 12)
+        assert [(r.day, r.model, r.endpoint) for r in rows[1:]] == [
+            (T0.date() + DAY, "claude-sonnet-4-5", "/v1/messages")]
+
 
 class TestPostgresUsageStore(UsageStoreContract):
     def create_store(self) -> UsageStore:

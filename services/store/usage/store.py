@@ -610,3 +610,34 @@ async def team_sessions(db: Queryable, team: str, *, start: datetime, end: datet
     )
     return [SessionSpend(r["session_id"], r["developer"], r["repo"], int(r["cost"]), int(r["requests"]))
             for r in rows]
+
+
+# -- reads: reconciliation with the provider's bill -----------------------------------------------------
+
+class DailyModelUsage(NamedTuple):
+    """What the ledger counted for one UTC day, model and endpoint (reconciliation's side of the bill)."""
+
+    day: date
+    model: str
+    endpoint: str
+    upstream: str | None
+    """The upstream that served them; always None until usage events record it (the upstream pool)."""
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    cost_micros: int
+
+
+async def daily_model_usage(db: Queryable, start: date, end: date) -> list[DailyModelUsage]:
+    """Requests (refusals left out), tokens and cost per UTC day, model used and endpoint, ``start`` to
+    ``end`` inclusive."""
+    rows = await db.fetch(
+        # The upstream pool's usage_pool_0001 adds usage_events.upstream: select it here (and group by it).
+        """SELECT (occurred_at AT TIME ZONE 'UTC')::date AS day, model_used, endpoint, NULL::text AS upstream,
+                  count(*) FILTER (WHERE status <> 'refused'), sum(input_tokens)::bigint,
+                  sum(output_tokens)::bigint, sum(cost_micros)::bigint
+           FROM usage_events
+           WHERE occurred_at >= ($1::date)::timestamp AT TIME ZONE 'UTC'
+             AND occurred_at < ($2::date + 1)::timestamp AT TIME ZONE 'UTC'
+           GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4""", start, end)
+    return [DailyModelUsage(*r) for r in rows]
