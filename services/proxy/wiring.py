@@ -54,7 +54,7 @@ async def enforcement(settings: Settings, pool: asyncpg.Pool, dsn: str, *,
     prices = settings.pricing.table()
     cfg = settings.enforcement
     policy = Policy.from_settings(cfg)
-    policy.check_prices(prices)
+    policy.check_prices(prices, bedrock_models=settings.bedrock.models.keys())
     view = BalanceView(pool, dsn=dsn, settings=cfg, policy=policy, clock=clock,
                        instance=f"{settings.instance}/{new_id()}", supervisor=supervisor)
     await view.start()

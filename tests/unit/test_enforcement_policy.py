@@ -113,34 +113,23 @@ def test_cascade_across_providers_fails_at_start_up() -> None:
     """A downgrade goes to the requested model's upstream: a cascade from Claude to an OpenAI model is a
     ConfigError at start-up; a Claude-only cascade is fine."""
     mixed = EnforcementSettings(cascades={"claude-sonnet-4-5": ["claude-haiku-4-5", "gpt-4.1-mini"]})
-    with pytest.raises(ConfigError, match="mixes Claude and OpenAI"):
+    with pytest.raises(ConfigError, match=r"claude-sonnet-4-5 \(Anthropic\) steps to gpt-4\.1-mini \(OpenAI\)"):
         Policy.from_settings(mixed).check_prices(PriceTable())
     claude = EnforcementSettings(cascades={"claude-opus-4-5": ["claude-sonnet-4-5", "claude-haiku-4-5"]})
     Policy.from_settings(claude).check_prices(PriceTable())
 
 
-def test_tightest_retry_cap_applies() -> None:
-    """The smallest retry cap among a request's scopes wins; scopes without one use the default."""
-    p = policy_from_document(
-        {"budgets": [{"scope": "team:a", "daily": "1", "retry_cap": 5},
-                     {"scope": "key:k", "daily": "1", "retry_cap": 2}]},
-        EnforcementSettings(retry_cap=3),
-    )
-    assert p.retry_cap_for(["key:k", "team:a", "org"]) == 2
-    assert p.retry_cap_for(["team:a"]) == 5
-    assert p.retry_cap_for(["org"]) == 3
-
-
-def test_a_reload_counts_each_raise_once() -> None:
-    """with_budgets (every reload of the proxy's view) builds its own raises-by-scope: reloading the same
-    budgets and raises twice left a $0.50 raise counted three times ($2.50 of a $1.00 budget)."""
-    from spendgate.domain.enforcement.policy import BudgetRaise, budget_of
-    from spendgate.domain.periods import PeriodKind
-
-    budget = budget_of("org", daily_micros=1_000_000, monthly_micros=None)
-    lift = BudgetRaise("org", 500_000, datetime(2099, 1, 1, tzinfo=UTC), "launch")
-    first = Policy.from_settings(EnforcementSettings(), [budget], [lift])
-    reloaded = first.with_budgets([budget], [lift]).with_budgets([budget], [lift])
-    now = datetime.now(UTC)
-    assert first.effective_micros(budget, PeriodKind.DAY, now) == 1_500_000
-    assert reloaded.effective_micros(budget, PeriodKind.DAY, now) == 1_500_000
+def test_cascade_of_a_bedrock_model_must_stay_with_bedrock() -> None:
+    """On the OpenAI routes a model configured for Bedrock goes to Bedrock: its cascade may step only to
+    other Bedrock models (a Claude model that is not would go to the OpenAI upstream under a Claude name),
+    and an OpenAI model's cascade may not step into Bedrock."""
+    bedrock = {"claude-sonnet-4-5", "claude-haiku-4-5"}
+    fine = EnforcementSettings(cascades={"claude-sonnet-4-5": ["claude-haiku-4-5"], "gpt-5.1": ["gpt-5.1-mini"]})
+    Policy.from_settings(fine).check_prices(PriceTable(), bedrock_models=bedrock)
+    stray = EnforcementSettings(cascades={"claude-sonnet-4-5": ["claude-3-5-haiku"]})
+    with pytest.raises(ConfigError, match=r"\(Bedrock\) steps to claude-3-5-haiku \(Anthropic\).*bedrock\.models"):
+        Policy.from_settings(stray).check_prices(PriceTable(), bedrock_models=bedrock)
+    for cascades in ({"gpt-5.1": ["claude-haiku-4-5"]}, {"claude-sonnet-4-5": ["claude-haiku-4-5", "gpt-4.1-mini"]}):
+        with pytest.raises(ConfigError, match="must stay with one provider"):
+            Policy.from_settings(EnforcementSettings(cascades=cascades)).check_prices(
+                PriceTable(), bedrock_models=bedrock)

@@ -21,7 +21,7 @@ The same shape serves the live configuration (rows of ``budgets`` and ``budget_r
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -199,15 +199,34 @@ class Policy:
         caps = [b.retry_cap for s in scopes if (b := self.budgets.get(s)) and b.retry_cap is not None]
         return min(caps, default=self.retry_cap)
 
-    def check_prices(self, table: PriceTable) -> None:
-        """Start-up check: every cascade model must be priced (a ConfigError now, not at 95 %)."""
+    def check_prices(self, table: PriceTable, *, bedrock_models: Collection[str] = ()) -> None:
+        """Start-up check: every cascade model must be priced and served by the provider of the model it
+        steps down from (a ConfigError now, not at 95 %).
+
+        A downgraded request stays on its route and goes to the provider of the model it names: on the
+        Anthropic Messages routes every step must be a Claude model; on the OpenAI routes, a model of
+        ``bedrock_models`` goes to Bedrock and any other to the OpenAI upstream, so a cascade stays
+        within Bedrock's models or within OpenAI's."""
         models = sorted({m for src, chain in self.cascades.items() for m in (src, *chain)})
         table.require(models, what="enforcement.cascades")
+
+        def provider(model: str, *, openai_route: bool) -> str:
+            if not openai_route:
+                return "Anthropic" if model.startswith("claude-") else "OpenAI"
+            if model in bedrock_models:
+                return "Bedrock"
+            return "Anthropic" if model.startswith("claude-") else "OpenAI"
+
         for src, chain in self.cascades.items():
-            if len({m.startswith("claude-") for m in (src, *chain)}) > 1:
-                raise ConfigError(f"enforcement.cascades: the cascade of {src} mixes Claude and OpenAI models; "
-                                  "a downgraded request goes to the requested model's provider, so a cascade "
-                                  "must stay with one provider")
+            openai_route = src in bedrock_models or not src.startswith("claude-")
+            own = provider(src, openai_route=openai_route)
+            for model in chain:
+                if (other := provider(model, openai_route=openai_route)) != own:
+                    hint = f"; add {model} to bedrock.models" if own == "Bedrock" and other == "Anthropic" else ""
+                    raise ConfigError(
+                        f"enforcement.cascades: the cascade of {src} ({own}) steps to {model} ({other}): a "
+                        "downgraded request goes to the requested model's provider, so a cascade must stay "
+                        f"with one provider{hint}")
 
 
 class _BudgetDoc(BaseModel):
