@@ -125,10 +125,10 @@ class Pool:
 
     def plan(self, model: str | None) -> list[Upstream]:
         """The upstreams to try for ``model``, in order; empty when every one that serves it rests."""
-        if self._sole:
-            return [self.upstreams[0]] if self.upstreams[0].serves(model) else []
         if model is None:
             return [self.primary]
+        if self._sole:
+            return [self.upstreams[0]] if self.upstreams[0].serves(model) else []
         serving = [u for u in self.upstreams if u.serves(model)]
         if len(serving) <= 1:
             return serving

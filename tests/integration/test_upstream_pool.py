@@ -175,6 +175,18 @@ async def test_a_connection_closed_without_an_answer_fails_over(db_url: str, tmp
         assert event.upstream == "b"
 
 
+async def test_weights_share_the_requests(db_url: str, tmp_path: Path) -> None:
+    """With weights 3:1 (seeded) the first upstream serves most requests and the second some; all succeed."""
+    async with two_upstreams(db_url, tmp_path, weights=(3, 1)) as (h, a, b), \
+            openai.AsyncOpenAI(base_url=h.base_url, api_key=h.secret, max_retries=0) as client:
+        for _ in range(40):
+            await client.chat.completions.create(model="gpt-4.1-mini", messages=[{"role": "user", "content": "hi"}])
+        assert len(a.fake.served) + len(b.fake.served) == 40
+        assert 22 <= len(a.fake.served) <= 38 and len(b.fake.served) >= 2
+        events = await _events(h, 40)
+        assert sum(e.upstream == "a" for e in events) == len(a.fake.served)
+
+
 async def test_azure_request_shape_both_path_forms(db_url: str, tmp_path: Path) -> None:
     """Azure: api-key header (never Authorization, never the virtual key), the deployment as model, the v1
     path for one upstream and the dated deployment path with api-version for the other."""

@@ -112,6 +112,8 @@ def test_models_choose_the_upstreams_and_requests_without_one_go_to_the_first() 
     assert [u.name for u in pool.plan("gpt-4.1-mini")] == ["b"]
     assert {u.name for u in pool.plan("gpt-5.1")} == {"a", "b"}
     assert [u.name for u in pool.plan(None)] == ["a"]
+    sole = Pool([a], clock=Clock())
+    assert [u.name for u in sole.plan(None)] == ["a"] and sole.plan("gpt-4.1-mini") == []
 
 
 @pytest.mark.parametrize(("value", "value_ms", "expected"), [
