@@ -304,8 +304,8 @@ class BedrockSettings(BaseModel):
 
 
 UPSTREAM_KINDS = ("openai", "azure")
-"""Kinds of upstream the proxy can send an OpenAI-API request to; a kind that translates the request
-(Bedrock) adds its name here and its adapter in ``spendgate.proxy.upstreams``."""
+"""Kinds of upstream the pool can send an OpenAI-API request to; each has its adapter in
+``spendgate.proxy.upstream_kinds`` (Bedrock is configured apart, under ``bedrock``)."""
 _UPSTREAM_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 
 

@@ -9,8 +9,9 @@ URL, ``Authorization: Bearer <key>``. ``azure`` (Azure OpenAI): the key in the `
 - a dated ``api_version`` (``2024-10-21``): ``{url}/openai/deployments/{deployment}/{route}?api-version=...``
   (chat completions, completions, embeddings, images, audio; not the Responses API).
 
-A kind that translates the request into another API (Bedrock's Converse, built beside this module) adds
-its adapter to :data:`ADAPTERS` under its ``kind`` and its name to ``core.config.UPSTREAM_KINDS``.
+A kind that translates the request into another API adds its adapter to :data:`ADAPTERS` under its
+``kind`` and its name to ``core.config.UPSTREAM_KINDS``; Bedrock (``bedrock.py``), which translates the
+answer too, is dispatched before the pool for now (``handler._open_bedrock_or_upstream``).
 """
 
 from __future__ import annotations
