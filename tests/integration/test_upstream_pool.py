@@ -4,19 +4,26 @@ upstream down, a hanging upstream, and Azure OpenAI's request shape."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import openai
 
+from spendgate.core.config import ReconcileSettings
 from spendgate.domain.events import UsageRecorded
 from spendgate.domain.pricing import SHIPPED_PRICES, cost_micros
+from spendgate.domain.reconcile import PPM, format_rate
+from spendgate.ledger.consumer import LedgerConsumer
+from spendgate.proxy.fake_reports import OPENAI_ADMIN_KEY, key_id
 from spendgate.proxy.fake_upstream import FakeConfig
 from spendgate.proxy.upstreams import Circuit, Pool
+from spendgate.reconcile.run import reconcile
 from tests.support.proxy_harness import FakeServer, Harness, fake_upstream, published_usage, running_proxy
 from tests.support.waiting import eventually
 
@@ -185,6 +192,42 @@ async def test_weights_share_the_requests(db_url: str, tmp_path: Path) -> None:
         assert 22 <= len(a.fake.served) <= 38 and len(b.fake.served) >= 2
         events = await _events(h, 40)
         assert sum(e.upstream == "a" for e in events) == len(a.fake.served)
+
+
+async def test_two_accounts_reconcile_per_upstream(db_url: str, tmp_path: Path) -> None:
+    """Traffic spread over two upstreams (two OpenAI organisations) is folded with each event's upstream,
+    and each organisation's bill reconciles against its own share of the ledger at capture 1.000."""
+    async with two_upstreams(db_url, tmp_path, weights=(1, 1)) as (h, a, b), aiohttp.ClientSession() as http:
+        stop = asyncio.Event()
+        ledger = asyncio.create_task(LedgerConsumer(h.runtime.pool, h.runtime.bus).run(stop))
+        try:
+            for i in range(8):  # prompts of thousands of tokens: per-request rounding stays below 0.0005
+                body = {"model": "gpt-5.1", "input": "count " * (8_000 + 500 * i)}
+                async with http.post(f"{h.base_url}/responses", json=body, headers=h.headers()) as r:
+                    assert r.status == 200
+            await eventually(lambda: h.runtime.pool.fetch("SELECT upstream FROM usage_events"),
+                             until=lambda rows: len(rows) == 8, what="8 events folded")
+        finally:
+            stop.set()
+            await ledger
+        stored = await h.runtime.pool.fetch("SELECT upstream, count(*) AS n FROM usage_events GROUP BY 1")
+        assert {r["upstream"]: r["n"] for r in stored} == {"a": len(a.fake.served), "b": len(b.fake.served)}
+        assert a.fake.served and b.fake.served
+        accounts = [{"name": name, "kind": "openai", "admin_key": OPENAI_ADMIN_KEY, "base_url": fake.url,
+                     "api_key_ids": {key_id(key): name}} for name, key, fake in (("a", KEY_A, a), ("b", KEY_B, b))]
+        settings = h.runtime.settings.model_copy(update={"reconcile": ReconcileSettings.model_validate(
+            {"providers": accounts, "gap_pct": 2, "gap_min_usd": "0.0001"})})
+        today = datetime.now(UTC).date()
+        outcome = await reconcile(h.runtime.pool, settings, today, today, now=datetime.now(UTC))
+        tokens = {(line.provider, line.upstream): line for line in outcome.lines if line.tokens_capture_ppm is not None}
+        assert set(tokens) == {("a", "a"), ("b", "b")}
+        for name, fake in (("a", a), ("b", b)):
+            line = tokens[(name, name)]
+            assert line.tokens_capture_ppm == PPM and line.ledger.requests == len(fake.fake.served)
+        costs = [line for line in outcome.lines if line.cost_capture_ppm is not None]
+        assert {line.provider for line in costs} == {"a", "b"}
+        assert all(format_rate(line.cost_capture_ppm) == "1.000" for line in costs), costs
+        assert outcome.new_gaps == []
 
 
 async def test_azure_request_shape_both_path_forms(db_url: str, tmp_path: Path) -> None:
