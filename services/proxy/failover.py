@@ -8,7 +8,7 @@ the failed attempts leave no usage event (the provider did not bill them) but co
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -45,40 +45,46 @@ async def open_with_failover(pool: Pool, model: str | None,
                              headers_timeout_s: float | None = None) -> Opened:
     """The first answer along the pool's plan for ``model`` that is not a failure, else the last
     upstream's answer; a connection failure or timeout of the last upstream is raised as it came,
-    :class:`NoUpstream` when the plan is empty."""
-    plan: Sequence[Upstream] = pool.plan(model)
-    for i, upstream in enumerate(plan):
-        more = i + 1 < len(plan)
+    :class:`NoUpstream` when the plan is empty. Before moving on, the rest of the plan is checked again:
+    an upstream that started resting meanwhile (another request's failure, a half-open probe taken) is
+    skipped."""
+    remaining: list[Upstream] = pool.plan(model)
+    if not remaining:
+        raise NoUpstream(pool.resting_s(model))
+    while True:
+        upstream = remaining.pop(0)
         pool.taken(upstream)
+        failure: BaseException | None = None
+        reason: FailReason
+        rest: float | None
         try:
-            if more and headers_timeout_s is not None:
+            if remaining and headers_timeout_s is not None:
                 async with asyncio.timeout(headers_timeout_s):
                     response = await send(upstream)
             else:
                 response = await send(upstream)
         except UPSTREAM_DOWN as exc:
-            _failed(pool, upstream, "unreachable", more, detail=type(exc).__name__)
-            if not more:
-                raise
-            continue
-        except TimeoutError:
-            _failed(pool, upstream, "timeout", more, detail="no response headers in time")
-            if not more:
-                raise
-            continue
+            failure, reason, detail, rest = exc, "unreachable", type(exc).__name__, None
+        except TimeoutError as exc:
+            failure, reason, detail, rest = exc, "timeout", "no response headers in time", None
         except BaseException:
             pool.abandoned(upstream)
             raise
-        reason = _failure(response.status)
-        if reason is None:
-            pool.succeeded(upstream)
+        if failure is None:
+            status_failure = _failure(response.status)
+            if status_failure is None:
+                pool.succeeded(upstream)
+                return Opened(response, upstream)
+            reason, detail = status_failure, str(response.status)
+            rest = retry_after_s(response.headers.get("retry-after"), response.headers.get("retry-after-ms"))
+        remaining = [u for u in remaining if pool.ready(u)]
+        _failed(pool, upstream, reason, bool(remaining), detail=detail, retry_after=rest)
+        if not remaining:
+            if failure is not None:
+                raise failure
             return Opened(response, upstream)
-        rest = retry_after_s(response.headers.get("retry-after"), response.headers.get("retry-after-ms"))
-        _failed(pool, upstream, reason, more, detail=str(response.status), retry_after=rest)
-        if not more:
-            return Opened(response, upstream)
-        response.release()
-    raise NoUpstream(pool.resting_s(model))
+        if failure is None:
+            response.release()
 
 
 def _failed(pool: Pool, upstream: Upstream, reason: FailReason, more: bool, *, detail: str,

@@ -132,11 +132,16 @@ class Pool:
         serving = [u for u in self.upstreams if u.serves(model)]
         if len(serving) <= 1:
             return serving
-        now = self.clock()
-        ready = [u for u in serving if self.resting_until[u.name] <= now and self.breakers[u.name].available(now)]
+        ready = [u for u in serving if self.ready(u)]
         # Efraimidis-Spirakis: sorting by u ** (1 / weight) draws a weighted order without replacement.
         ready.sort(key=lambda u: self.rng.random() ** (1.0 / u.weight), reverse=True)
         return ready[: self.max_attempts]
+
+    def ready(self, upstream: Upstream) -> bool:
+        """Neither resting after a ``Retry-After`` nor skipped by its circuit (open, or half-open with the
+        probe out)."""
+        now = self.clock()
+        return self.resting_until[upstream.name] <= now and self.breakers[upstream.name].available(now)
 
     def serving(self, model: str | None) -> bool:
         return any(u.serves(model) for u in self.upstreams)

@@ -6,13 +6,16 @@ from __future__ import annotations
 import random
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 from click.testing import CliRunner
 
 from spendgate.cli import main
 from spendgate.core.config import load_settings
 from spendgate.domain.errors import ConfigError
+from spendgate.proxy.failover import NoUpstream, open_with_failover
 from spendgate.proxy.upstreams import Circuit, Pool, Upstream, pool_from_settings, retry_after_s
 
 
@@ -188,3 +191,57 @@ def test_the_cli_reports_a_bad_pool_in_one_line(tmp_path: Path) -> None:
     assert done.exit_code == 2, done.output
     assert done.stderr.startswith("error: invalid configuration") and "unknown kind 'bedrok'" in done.stderr
     assert "Traceback" not in done.output
+
+
+class _Answer:
+    """Stands in for an aiohttp response: a status and headers (release is a no-op)."""
+
+    def __init__(self, status: int, headers: dict[str, str] | None = None) -> None:
+        self.status, self.headers = status, headers or {}
+
+    def release(self) -> None:
+        pass
+
+
+async def test_failover_skips_an_upstream_whose_probe_was_taken_meanwhile() -> None:
+    """An upstream planned second but taken as another request's half-open probe while the first attempt
+    ran is skipped: the first upstream's failure is the answer, never a second probe."""
+    clock = Clock()
+    a = Upstream("a", "openai", "http://a/v1", None, weight=1000)
+    b = Upstream("b", "openai", "http://b/v1", None)
+    pool = Pool([a, b], failure_threshold=1, cooldown_s=10.0, clock=clock, rng=random.Random(3))
+    pool.failed(b, "server_error")
+    clock.now += 10.0
+    assert pool.state("b") is Circuit.HALF_OPEN
+    sent: list[str] = []
+
+    async def send(upstream: Upstream) -> Any:
+        sent.append(upstream.name)
+        pool.taken(b)  # another request takes b's probe meanwhile
+        raise aiohttp.ServerDisconnectedError()
+
+    with pytest.raises(aiohttp.ServerDisconnectedError):
+        await open_with_failover(pool, "m", send)
+    assert sent == ["a"] and pool.failovers == {}
+
+
+async def test_failover_moves_on_and_relays_the_last_answer() -> None:
+    """A 503 then a 200: the 200 is the answer; a 429 then a 500: the last upstream's 500 is the answer."""
+    clock = Clock()
+    pool = Pool([Upstream("a", "openai", "http://a/v1", None, weight=1000),
+                 Upstream("b", "openai", "http://b/v1", None)], clock=clock, rng=random.Random(3))
+    answers = {"a": [_Answer(503), _Answer(429, {"retry-after": "5"})], "b": [_Answer(200), _Answer(500)]}
+
+    async def send(upstream: Upstream) -> Any:
+        return answers[upstream.name].pop(0)
+
+    first = await open_with_failover(pool, "m", send)
+    assert (first.upstream.name, first.response.status) == ("b", 200)
+    last = await open_with_failover(pool, "m", send)
+    assert (last.upstream.name, last.response.status) == ("b", 500)
+    assert pool.failovers == {("a", "server_error"): 1, ("a", "rate_limited"): 1}
+    assert pool.resting_until["a"] == clock.now + 5.0
+    pool.failed(pool.upstreams[1], "server_error", retry_after_s=2.0)
+    with pytest.raises(NoUpstream) as caught:  # both rest: nothing is sent, the wait is the shorter rest
+        await open_with_failover(pool, "m", send)
+    assert caught.value.retry_after_s == pytest.approx(2.0)
