@@ -303,6 +303,96 @@ class BedrockSettings(BaseModel):
         return self
 
 
+UPSTREAM_KINDS = ("openai", "azure")
+"""Kinds of upstream the pool can send an OpenAI-API request to; each has its adapter in
+``spendgate.proxy.upstream_kinds`` (Bedrock is configured apart, under ``bedrock``)."""
+_UPSTREAM_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
+
+
+class UpstreamSettings(BaseModel):
+    """One upstream of the pool (``upstreams:``): an OpenAI-compatible API or an Azure OpenAI resource."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt key (``deployment:``) must not be dropped silently
+
+    name: str
+    """Recorded in each usage event (``upstream``) and in the metrics' labels: lower-case letters, digits,
+    ``.``, ``_``, ``-``."""
+    kind: str = "openai"
+    url: str
+    """Base URL: ``https://api.openai.com/v1`` (kind ``openai``, any OpenAI-compatible server), or the
+    resource's endpoint ``https://NAME.openai.azure.com`` (kind ``azure``)."""
+    key: SecretStr | None = None
+    key_env: str | None = None
+    """Name of an environment variable holding the key (instead of ``key``; read once at start)."""
+    weight: int = Field(default=1, ge=1, le=1000)
+    models: list[str] | Literal["*"] = "*"
+    """Models this upstream serves; ``"*"`` means any (kind ``azure``: the ``deployments``' models)."""
+    api_version: str = "v1"
+    """Azure only: ``v1`` sends ``/openai/v1/...`` (no ``api-version``); a dated version (``2024-10-21``)
+    sends ``/openai/deployments/{deployment}/...?api-version=...``."""
+    deployments: dict[str, str] = Field(default_factory=dict)
+    """Azure only: model name -> deployment name."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> UpstreamSettings:
+        where = f"upstream {self.name!r}"
+        if not _UPSTREAM_NAME.fullmatch(self.name):
+            raise ValueError(f"{where}: a name is 1-63 lower-case letters, digits, '.', '_' or '-'")
+        if self.kind not in UPSTREAM_KINDS:
+            raise ValueError(f"{where}: unknown kind {self.kind!r} (one of: {', '.join(UPSTREAM_KINDS)})")
+        parts = urllib.parse.urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"{where}: url must be an http(s) URL, not {self.url!r}")
+        if self.key is not None and self.key_env is not None:
+            raise ValueError(f"{where}: give key or key_env, not both")
+        if self.kind == "azure":
+            if not self.deployments:
+                raise ValueError(f"{where}: kind azure needs deployments (model: deployment name)")
+            if self.models != "*":
+                missing = [m for m in self.models if m not in self.deployments]
+                if missing:
+                    raise ValueError(f"{where}: no deployment for model {missing[0]!r} (add it to deployments)")
+            if self.key is None and self.key_env is None:
+                raise ValueError(f"{where}: kind azure needs key or key_env (sent as the api-key header)")
+        elif self.deployments or self.api_version != "v1":
+            raise ValueError(f"{where}: deployments and api_version are for kind azure only")
+        if self.models != "*" and not self.models:
+            raise ValueError(f"{where}: models is empty; list its models or use \"*\"")
+        return self
+
+    def secret(self) -> str | None:
+        """The key: ``key``, else the variable ``key_env`` names (an error if that is unset)."""
+        if self.key is not None:
+            return self.key.get_secret_value()
+        if self.key_env is None:
+            return None
+        value = os.environ.get(self.key_env)
+        if not value:
+            raise ConfigError(f"upstream {self.name!r}: key_env names {self.key_env}, which is unset or empty")
+        return value
+
+
+class UpstreamPoolSettings(BaseModel):
+    """Failover between the ``upstreams`` that serve a model, and each one's circuit breaker."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    failure_threshold: int = Field(default=5, ge=1)
+    """Consecutive failures (429, 5xx, connection failure, timeout) that open an upstream's circuit."""
+    cooldown_s: float = Field(default=30.0, gt=0)
+    """How long an open circuit skips its upstream before one probe request may try it (half-open)."""
+    max_retry_after_s: float = Field(default=300.0, ge=0)
+    """Longest ``Retry-After`` honoured: an upstream that asks for longer is skipped for this long."""
+    max_attempts: int = Field(default=3, ge=1)
+    """Upstreams one request may try, the first included."""
+    headers_timeout_s: float | None = Field(default=None, gt=0)
+    """When another upstream could still serve, give up on one that has not sent its response headers
+    within this many seconds (unset: ``upstream_read_timeout_s``). A non-streamed answer's headers come
+    only once it is complete, so keep this above the longest such answer."""
+    seed: int | None = None
+    """Seed of the weighted choice (tests); unset: a random one."""
+
+
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
@@ -444,6 +534,10 @@ class Settings(BaseModel):
     anthropic_upstream_key: SecretStr | None = None
     """``SPENDGATE_ANTHROPIC_UPSTREAM_KEY``, sent as ``x-api-key``. Deliberately not read from
     ``ANTHROPIC_API_KEY``: a developer's shell sets that to their spendgate virtual key for Claude Code."""
+    upstreams: list[UpstreamSettings] = Field(default_factory=list)
+    """The upstream pool for the OpenAI-API routes (docs/upstreams.md); empty: one upstream, ``default``,
+    at ``upstream_url`` with ``upstream_key``."""
+    upstream_pool: UpstreamPoolSettings = Field(default_factory=UpstreamPoolSettings)
     upstream_connect_timeout_s: float = 10.0
     upstream_read_timeout_s: float = 600.0
     max_body_bytes: int = 32 * 1024 * 1024
@@ -506,6 +600,10 @@ class Settings(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
+        names = [u.name for u in self.upstreams]
+        duplicate = next((n for n in names if names.count(n) > 1), None)
+        if duplicate is not None:
+            raise ValueError(f"upstreams: the name {duplicate!r} is used twice (names must be unique)")
         if not (self.bus in ("postgres", "memory") or self.bus.startswith("kafka://")):
             raise ValueError(f"bus must be postgres, memory or kafka://host:port, not {self.bus!r}")
         if self.database.query() and not self.database_url:

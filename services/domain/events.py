@@ -84,6 +84,10 @@ class UsageRecorded(msgspec.Struct, frozen=True, kw_only=True):
     """True when the proxy died while the request was in flight: the event is the intent it spooled
     before forwarding, with usage estimated from the request's size (``usage_source`` ``estimated``,
     ``status`` ``incomplete``, ``http_status`` 0). The provider may have billed more or less."""
+    upstream: str | None = None
+    """The configured name of the upstream that answered (``upstreams[].name``, ``default`` for the
+    single ``upstream_url``; never its URL or key); null when none was reached or on routes that are not
+    pooled, and in events recorded before spendgate noted it."""
 
 
 class ThresholdCrossed(msgspec.Struct, frozen=True, kw_only=True):

@@ -18,9 +18,12 @@ Hot path (``handler.py``), per request on ``/v1/*``:
    (``spendgate.domain.enforcement.estimate``), which metering reuses for unreported usage;
 4. forward with ``aiohttp`` (``forwarding.py``: hop-by-hop headers dropped, ``Authorization``
    replaced by the upstream key; for streamed Chat Completions ``stream_options.include_usage`` is
-   added and the extra usage chunk later stripped); 502 / 504 when the upstream is unreachable or
-   silent a model configured under ``bedrock`` goes instead to AWS Bedrock's Converse API,
-   translated both ways and SigV4-signed (``bedrock.py``, ``docs/bedrock.md``);
+   added and the extra usage chunk later stripped) to an upstream of the pool (``upstreams.py``,
+   ``failover.py``, ``upstream_kinds.py``: weighted choice per model, the next upstream on a 429, 5xx
+   or outage before anything is relayed, a circuit breaker per upstream, Azure OpenAI's request shape;
+   docs/upstreams.md); 502 / 504 when the last upstream is unreachable or silent; a model configured
+   under ``bedrock`` goes instead to AWS Bedrock's Converse API, translated both ways and SigV4-signed
+   (``bedrock.py``, ``docs/bedrock.md``);
 5. relay the body chunk by chunk while the tap (``tap.py``) finds usage; a client that hangs up, a
    stream that breaks off or fails is still metered (``client_aborted`` / ``incomplete`` /
    ``upstream_error``, output counted offline with o200k when the provider reported nothing); a

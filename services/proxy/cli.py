@@ -51,13 +51,18 @@ def proxy(ctx: Ctx, host: str | None, port: int | None) -> None:
               help="Pause between deltas.")
 @click.option("--record/--no-record", default=True, show_default=True,
               help="Keep what was served for GET /_fake/served (off for long benchmarks).")
+@click.option("--azure-api-key", default=None,
+              help="The api-key its Azure OpenAI routes (/openai/...) accept; unset: any non-empty one.")
 def fake_upstream(host: str, port: int, latency_ms: float, chunks: int, chunk_interval_ms: float,
-                  record: bool) -> None:
-    """Serve a fake OpenAI API (Responses, Chat Completions) for tests, benchmarks and demos."""
+                  record: bool, azure_api_key: str | None) -> None:
+    """Serve a fake OpenAI API (Responses, Chat Completions, Azure OpenAI's paths) for tests, benchmarks
+    and demos. POST /_fake/script {"scenarios": [...]} scripts the next answers: error:429@5 (a 429 with
+    Retry-After: 5), error:503, close (connection dropped), hang."""
     from spendgate.proxy.fake_upstream import FakeConfig, run_fake_upstream
 
     check_port_free(host, port, "--port")
-    config = FakeConfig(latency_ms=latency_ms, chunks=chunks, chunk_interval_ms=chunk_interval_ms, record=record)
+    config = FakeConfig(latency_ms=latency_ms, chunks=chunks, chunk_interval_ms=chunk_interval_ms, record=record,
+                        azure_api_key=azure_api_key)
 
     async def main() -> None:
         import asyncio

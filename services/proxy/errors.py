@@ -7,6 +7,7 @@ connection error are logged, never told to the client.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import msgspec
@@ -62,6 +63,21 @@ def upstream_unreachable(detail: str) -> web.Response:
 def upstream_timeout(timeout_s: float) -> web.Response:
     return error_response(504, f"The upstream provider did not answer within {timeout_s:g} s (timeout).",
                           type_="upstream_error", code="upstream_timeout")
+
+
+def model_not_served(model: str) -> web.Response:
+    shown = clean_text(model, MAX_MODEL_CHARS)
+    return error_response(400, f"No upstream configured in this gateway serves the model '{shown}'. Ask your "
+                               "spendgate admin to add it to an upstream's models.",
+                          code="model_not_found", param="model")
+
+
+def upstreams_resting(retry_after_s: float) -> web.Response:
+    """Every upstream for the model is resting (open circuit or Retry-After): nothing was sent."""
+    seconds = max(1, math.ceil(retry_after_s))
+    return error_response(502, "Every upstream provider for this model is unavailable (failing or rate "
+                               f"limited); retry in {seconds} s.", type_="upstream_error",
+                          code="upstream_unavailable", headers={"Retry-After": str(seconds)})
 
 
 def not_found() -> web.Response:

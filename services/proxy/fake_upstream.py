@@ -13,7 +13,9 @@ the script (``POST /_fake/script {"scenarios": [...]}``):
 
 - ``text``: an assistant message (the default);
 - ``tool`` / ``tool:<command>``: an ``exec_command`` function call (Codex really runs it);
-- ``error:<status>``: an OpenAI-format error with that status;
+- ``error:<status>``: an OpenAI-format error with that status; ``error:<status>@<seconds>`` adds
+  ``Retry-After: <seconds>`` (a 429 for the next N requests: N of them in the script);
+- ``close``: the connection is closed before any answer (an upstream falling over);
 - ``failed``: a stream that ends in ``response.failed``;
 - ``truncated``: a stream that stops before ``response.completed`` (the connection is dropped);
 - ``cut``: a stream that ends cleanly (EOF) before its terminal event, the way a broken-off proxy does;
@@ -27,6 +29,11 @@ API) answer from what was served, plus traffic injected with ``POST /_fake/bypas
 the provider around the gateway (:mod:`spendgate.proxy.fake_reports`; admin keys in :class:`FakeConfig`).
 
 When the script is used up every request gets ``text``, so a Codex turn with a tool call finishes.
+
+Azure OpenAI's shapes: ``/openai/deployments/{deployment}/chat/completions|responses`` (a dated
+``api-version`` query required) and ``/openai/v1/chat/completions|responses``, both behind the
+``api-key`` header (``azure_api_key`` when configured, else any non-empty key), answered 401 without it
+in Azure's error shape; they then serve as the OpenAI routes do.
 ``GET /_fake/served`` returns what was served and billed: one record per model request. Every request
 that reaches the fake, whatever its path, is kept in ``received`` (method, raw path, headers): tests of
 what must never reach the provider assert on it. Beyond the model routes it serves the other routes in
@@ -78,6 +85,8 @@ class FakeConfig:
     openai_admin_key: str = fake_reports.OPENAI_ADMIN_KEY
     anthropic_admin_key: str = fake_reports.ANTHROPIC_ADMIN_KEY
     """What the billing report routes accept (Bearer / ``x-api-key``)."""
+    azure_api_key: str | None = None
+    """The ``api-key`` the Azure routes accept; unset: any non-empty one."""
 
 
 @dataclass
@@ -180,6 +189,8 @@ class FakeUpstream:
         fake_reports.Reports(self._billed, openai_admin_key=self.config.openai_admin_key,
                              anthropic_admin_key=self.config.anthropic_admin_key).routes(app)
         app.router.add_post("/_fake/bypass", self._add_bypass)
+        app.router.add_post("/openai/deployments/{deployment}/{route:chat/completions|responses}", self._azure)
+        app.router.add_post("/openai/v1/{route:chat/completions|responses}", self._azure)
         app.router.add_post("/_fake/script", self._set_script)
         app.router.add_get("/_fake/served", self._served)
         app.router.add_post("/_fake/reset", self._reset)
@@ -213,9 +224,16 @@ class FakeUpstream:
         if latency_ms:
             await asyncio.sleep(latency_ms / 1000)
         if scenario.startswith("error:"):
-            status = int(scenario.split(":", 1)[1])
-            kind = "rate_limit_exceeded" if status == 429 else "server_error"
-            return _error(status, f"fake upstream scripted failure {status}", kind)
+            status, _, after = scenario.split(":", 1)[1].partition("@")
+            kind = "rate_limit_exceeded" if status == "429" else "server_error"
+            failure = _error(int(status), f"fake upstream scripted failure {status}", kind)
+            if after:
+                failure.headers["Retry-After"] = after
+            return failure
+        if scenario == "close":
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response(status=500)  # never sent: the connection is gone
         model = str(body.get("model") or "gpt-5.1")
         chat = request.path.endswith("/chat/completions")
         stream = bool(body.get("stream"))
@@ -314,6 +332,20 @@ class FakeUpstream:
                 await asyncio.sleep(self.config.chunk_interval_ms / 1000)
         await response.write_eof()
         return response
+
+    async def _azure(self, request: web.Request) -> web.StreamResponse:
+        """Azure OpenAI: the key in ``api-key`` (Azure's 401 otherwise), ``api-version`` on the deployment
+        form; then the route as OpenAI serves it."""
+        key = request.headers.get("api-key", "")
+        if not key or (self.config.azure_api_key is not None and key != self.config.azure_api_key):
+            body = {"error": {"code": "401", "message": "Access denied due to invalid subscription key or wrong "
+                                                        "API endpoint."}}
+            return web.json_response(body, status=401)
+        if "deployment" in request.match_info and not request.query.get("api-version"):
+            body = {"error": {"code": "MissingApiVersionParameter",
+                              "message": "The api-version query parameter (?api-version=) is required."}}
+            return web.json_response(body, status=400)
+        return await self._model_request(request)
 
     async def _count_tokens(self, request: web.Request) -> web.Response:
         raw = await request.read()

@@ -35,7 +35,8 @@ from spendgate.proxy.batches import BatchError, estimate_batch
 from spendgate.proxy.bedrock import BedrockAnswer, BedrockUpstream
 from spendgate.proxy.decision import Decider, Refuse, RequestFacts, RewriteModel
 from spendgate.proxy.emitter import Emitter
-from spendgate.proxy.forwarding import budget_headers, client_headers, upstream_headers, upstream_url
+from spendgate.proxy.failover import UPSTREAM_DOWN, NoUpstream, open_with_failover
+from spendgate.proxy.forwarding import budget_headers, client_headers, upstream_url
 from spendgate.proxy.keycache import KeyCache
 from spendgate.proxy.metering import Outcome, Route, build_event, intent_outcome, settle_units
 from spendgate.proxy.metrics import ProxyMetrics
@@ -43,12 +44,15 @@ from spendgate.proxy.payload import Payload, PayloadError, parse
 from spendgate.proxy.routes import Resolved, RouteError, RouteTable
 from spendgate.proxy.stream_end import looks_like_sse, relays_as_stream, terminal_error_event
 from spendgate.proxy.tap import StreamTap
+from spendgate.proxy.upstream_kinds import ADAPTERS
+from spendgate.proxy.upstreams import DEFAULT_NAME, Pool, Upstream
 from spendgate.proxy.usage import Usage, usage_from_body
 from spendgate.store.keys.store import VirtualKey
 
 CLIENT_GONE = (ConnectionResetError, aiohttp.ClientConnectionResetError)
-UPSTREAM_DOWN = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
 _FREE = ModelPrice(0, 0, 0)
+BEDROCK_UPSTREAM = "bedrock"
+"""What a usage event's ``upstream`` says for a request Bedrock answered."""
 log = get_logger(__name__)
 UPSTREAM_BROKE_OFF = (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError)
 
@@ -79,6 +83,15 @@ class ProxyState:
     anthropic_key: str | None = None
     bedrock: BedrockUpstream | None = None
     """The models served by AWS Bedrock on the OpenAI routes (:mod:`spendgate.proxy.bedrock`); None: none."""
+    pool: Pool | None = None
+    """The OpenAI-API routes' upstreams (:mod:`spendgate.proxy.upstreams`); None: ``upstream_url`` alone."""
+    headers_timeout_s: float | None = None
+    """``upstream_pool.headers_timeout_s``: an attempt with another upstream after it gives up then."""
+
+    def __post_init__(self) -> None:
+        if self.pool is None:
+            self.pool = Pool([Upstream(DEFAULT_NAME, "openai", self.upstream_url, self.upstream_key)],
+                             clock=time.monotonic)
 
 
 def _bearer(header: str | None) -> str | None:
@@ -235,27 +248,40 @@ class Proxy:
         response = await self._forward_metered(request, resolved, body, facts, route, False, started, budget)
         return response if response.prepared else _with_headers(response, budget)
 
-    async def _open_upstream(self, request: web.Request, resolved: Resolved, body: bytes) -> aiohttp.ClientResponse:
-        base = self.s.upstream_url
+    async def _open_upstream(self, request: web.Request, resolved: Resolved, body: bytes,
+                             model: str | None) -> tuple[aiohttp.ClientResponse, str | None]:
+        """The upstream's answer and the name of the upstream that gave it: the Anthropic routes go to
+        their one upstream; the others through the pool (:mod:`spendgate.proxy.failover`)."""
         if resolved.spec.api == "anthropic":
-            base, headers = self.s.anthropic_url, anthropic.anthropic_headers(request.headers, self.s.anthropic_key)
-        else:
-            headers = upstream_headers(request.headers, self.s.upstream_key)
-        if resolved.spec.body == "json" and body:
-            headers["Content-Type"] = "application/json"  # it was read as JSON, whatever it was labelled
-        return await self.s.http.request(
-            request.method, upstream_url(base, resolved.upstream_path, resolved.query),
-            data=body or None, headers=headers, allow_redirects=False,
-        )
+            headers = anthropic.anthropic_headers(request.headers, self.s.anthropic_key)
+            if resolved.spec.body == "json" and body:
+                headers["Content-Type"] = "application/json"  # it was read as JSON, whatever it was labelled
+            response = await self.s.http.request(
+                request.method, upstream_url(self.s.anthropic_url, resolved.upstream_path, resolved.query),
+                data=body or None, headers=headers, allow_redirects=False)
+            return response, None
 
-    async def _open_bedrock_or_upstream(self, request: web.Request, resolved: Resolved, body: bytes,
-                                        model: str) -> aiohttp.ClientResponse | BedrockAnswer:
+        def send(upstream: Upstream) -> Any:
+            out = ADAPTERS[upstream.kind].prepare(upstream, request.headers, resolved, body, model)
+            return self.s.http.request(request.method, out.url, data=out.body, headers=out.headers,
+                                       allow_redirects=False)
+
+        assert self.s.pool is not None
+        opened = await open_with_failover(self.s.pool, model, send, headers_timeout_s=self.s.headers_timeout_s)
+        return opened.response, opened.upstream.name
+
+    async def _open_bedrock_or_upstream(self, request: web.Request, resolved: Resolved, body: bytes, model: str | None,
+                                        ) -> tuple[aiohttp.ClientResponse | BedrockAnswer, str | None]:
         """A model configured for Bedrock goes there on the OpenAI routes (translated both ways); the rest
-        to its usual upstream."""
+        to its usual upstream. With the name of the upstream that answered (``bedrock`` for Bedrock)."""
+        if self._on_bedrock(resolved, model):
+            assert self.s.bedrock is not None and model is not None
+            return await self.s.bedrock.open(resolved.spec.template, body, model), BEDROCK_UPSTREAM
+        return await self._open_upstream(request, resolved, body, model)
+
+    def _on_bedrock(self, resolved: Resolved, model: str | None) -> bool:
         bedrock = self.s.bedrock
-        if bedrock is not None and resolved.spec.api == "openai" and bedrock.serves(model):
-            return await bedrock.open(resolved.spec.template, body, model)
-        return await self._open_upstream(request, resolved, body)
+        return bedrock is not None and model is not None and resolved.spec.api == "openai" and bedrock.serves(model)
 
     async def _forward_metered(self, request: web.Request, resolved: Resolved, body: bytes, facts: RequestFacts,
                                route: Route, strip_usage: bool, started: float,
@@ -264,8 +290,17 @@ class Proxy:
         tap: StreamTap | None = None
         self.s.metrics.forwarding(time.perf_counter() - started)
         try:
+            pool_model = route.model_used if route.metering in ("tokens", "image", "audio") and route.model_used \
+                else None
+            if pool_model is not None and self.s.pool is not None and not self.s.pool.serving(pool_model) \
+                    and resolved.spec.api != "anthropic" and not self._on_bedrock(resolved, pool_model):
+                outcome.http_status = 400
+                return errors.model_not_served(pool_model)
             try:
-                upstream = await self._open_bedrock_or_upstream(request, resolved, body, route.model_used)
+                upstream, outcome.upstream = await self._open_bedrock_or_upstream(request, resolved, body,
+                                                                                  pool_model)
+            except NoUpstream as exc:
+                return errors.upstreams_resting(exc.retry_after_s)
             except UPSTREAM_DOWN as exc:
                 return errors.upstream_unreachable(str(exc) or type(exc).__name__)
             except TimeoutError:

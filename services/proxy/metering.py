@@ -45,6 +45,8 @@ class Outcome:
     event_id: str | None = None
     """The id the request's event gets: its intent's, once one was spooled."""
     intent_estimate: bool = False
+    upstream: str | None = None
+    """The configured name of the upstream that answered (:mod:`spendgate.proxy.upstreams`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +152,7 @@ def build_event(
         upstream_request_id=outcome.upstream_request_id,
         refusal_reason=outcome.refusal_reason,
         intent_estimate=outcome.intent_estimate,
+        upstream=outcome.upstream,
     )
 
 

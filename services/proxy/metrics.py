@@ -10,11 +10,12 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
 
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from spendgate.core.metrics import LATENCY_BUCKETS_S, Bounded, Metrics
 from spendgate.domain.events import UsageRecorded
+from spendgate.proxy.upstreams import Pool
 
 ADDED_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 """The proxy's own time before a request leaves for the upstream: sub-millisecond when all is well."""
@@ -86,6 +87,31 @@ class _Counts(Collector):
                                 "(authenticate, parse, decide, spool the intent)")
 
 
+class _PoolFigures(Collector):
+    """The upstream pool's failovers and circuit states, read at scrape time (the latest pool wins when
+    the proxy restarts)."""
+
+    def __init__(self) -> None:
+        self.pool: Pool | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        if self.pool is None:
+            return
+        failovers = CounterMetricFamily("spendgate_upstream_failover",
+                                        "Attempts abandoned for another upstream, by upstream and reason "
+                                        "(rate_limited, server_error, unreachable, timeout)",
+                                        labels=["upstream", "reason"])
+        for (name, reason), n in sorted(self.pool.failovers.items()):
+            failovers.add_metric([name, reason], n)
+        yield failovers
+        circuit = GaugeMetricFamily("spendgate_upstream_circuit_state",
+                                    "Circuit breaker per upstream: 0 closed, 1 half-open, 2 open",
+                                    labels=["upstream"])
+        for upstream in self.pool.upstreams:
+            circuit.add_metric([upstream.name], self.pool.state(upstream.name).value)
+        yield circuit
+
+
 class ProxyMetrics:
     def __init__(self, metrics: Metrics | None = None) -> None:
         self.metrics = metrics or Metrics()
@@ -107,6 +133,10 @@ class ProxyMetrics:
         c.cached += event.cached_tokens
         c.output += event.output_tokens
         c.duration.observe(event.latency_ms / 1000)
+
+    def upstream_pool(self, pool: Pool) -> None:
+        """Export ``pool``'s failover counts and circuit states."""
+        self.metrics.collector("spendgate_upstream", _PoolFigures).pool = pool
 
     def forwarding(self, added_s: float) -> None:
         """A request is about to leave for the upstream, ``added_s`` after it arrived."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
@@ -30,6 +31,7 @@ from spendgate.proxy.keycache import KeyCache
 from spendgate.proxy.metrics import ProxyMetrics
 from spendgate.proxy.routes import RouteTable
 from spendgate.proxy.spool import Spool
+from spendgate.proxy.upstreams import pool_from_settings
 from spendgate.proxy.wiring import Recipients, enforcement
 from spendgate.runtime import Runtime
 
@@ -92,13 +94,14 @@ class ProxyServer:
         credentials = None
         if s.bedrock.models:  # botocore loads only then; no credentials is a ConfigError naming what to set
             credentials = await asyncio.to_thread(load_credentials, s.bedrock)
+        pool = pool_from_settings(s, clock=time.monotonic)
         http = create_client_session(connect_timeout_s=s.upstream_connect_timeout_s,
                                      read_timeout_s=s.upstream_read_timeout_s)
         bedrock = BedrockUpstream(s.bedrock, credentials, http) if credentials is not None else None
         self.state = ProxyState(
             keys=self.keys, emitter=self.emitter, decider=self.decider, prices=s.pricing.table(), http=http,
-            upstream_url=s.upstream_url,
-            upstream_key=s.upstream_key.get_secret_value() if s.upstream_key else None,
+            upstream_url=pool.primary.url, upstream_key=pool.primary.key, pool=pool,
+            headers_timeout_s=s.upstream_pool.headers_timeout_s,
             anthropic_url=s.anthropic_upstream_url,
             anthropic_key=s.anthropic_upstream_key.get_secret_value() if s.anthropic_upstream_key else None,
             instance=s.instance, max_body_bytes=s.max_body_bytes, read_timeout_s=s.upstream_read_timeout_s,
@@ -106,6 +109,7 @@ class ProxyServer:
             routes=RouteTable(allowed_paths=s.proxy_allowed_paths), batch_percent=s.pricing.batch_percent,
             metrics=ProxyMetrics(self.runtime.metrics), tracer=self.runtime.tracer, bedrock=bedrock,
         )
+        self.state.metrics.upstream_pool(pool)
         supervisor = self.runtime.supervisor
         self._tasks = [supervisor.spawn("proxy.keys", self.keys.run, self._stop_workers),
                        supervisor.spawn("proxy.spool-writer", self.emitter.run, self._stop_workers)]
@@ -119,7 +123,7 @@ class ProxyServer:
         await site.start()
         if self.port == 0:
             self.port = _bound_port(site)
-        log.info("proxy listening", url=self.base_url, upstream=s.upstream_url, keys=len(self.keys),
+        log.info("proxy listening", url=self.base_url, upstreams=[u.name for u in pool.upstreams], keys=len(self.keys),
                  spooled_segments=len(self.spool.segments()))
 
     async def stop(self) -> None:

@@ -93,6 +93,7 @@ async def test_codex_responses_stream_to_bedrock_is_metered_exactly(db_url: str,
         assert (row["endpoint"], row["stream"], row["session_id"], row["model_requested"]) == (
             "/v1/responses", True, "codex-session-1", "claude-sonnet-4-5")
         assert row["upstream_request_id"] == r.headers["x-request-id"] and len(row["upstream_request_id"]) == 36
+        assert row["upstream"] == "bedrock"  # stored by the ledger, for reconciliation per upstream
         [received] = [x for x in e.upstream.fake.received if x.raw_path.startswith("/model/")]
         assert received.raw_path == "/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/converse-stream"
         assert e.secret not in json.dumps(received.headers) and "session-id" not in received.headers

@@ -19,6 +19,7 @@ from spendgate.core.config import ReconcileSettings, Settings
 from spendgate.domain.reconcile import PPM, Reconciliation, format_rate
 from spendgate.ledger.consumer import LedgerConsumer
 from spendgate.proxy.fake_reports import ANTHROPIC_ADMIN_KEY, OPENAI_ADMIN_KEY, key_id
+from spendgate.proxy.upstreams import DEFAULT_NAME
 from spendgate.reconcile.providers import ProviderError
 from spendgate.reconcile.run import reconcile
 from spendgate.reconcile.service import Reconciler
@@ -44,7 +45,7 @@ def providers(url: str, **extra: Any) -> dict[str, Any]:
     """Both providers pointed at the fake upstream, the upstream key's id mapped to an upstream name."""
     return {"providers": [
         {"name": "openai", "kind": "openai", "admin_key": OPENAI_ADMIN_KEY, "base_url": url,
-         "api_key_ids": {key_id(UPSTREAM_KEY): "openai-main"}},
+         "api_key_ids": {key_id(UPSTREAM_KEY): DEFAULT_NAME}},
         {"name": "anthropic", "kind": "anthropic", "admin_key": ANTHROPIC_ADMIN_KEY, "base_url": url}],
         "gap_pct": 2, "gap_min_usd": "0.0001", **extra}
 
@@ -122,9 +123,14 @@ async def test_reconciliation_finds_the_bypass_day_and_captures_the_others(db_ur
         assert {line.provider for line in today_lines} == {"openai", "anthropic"}
         assert {line.model for line in today_lines} == {"gpt-5.1", "gpt-5.1-mini", "gpt-4.1-mini", "claude-sonnet-4-5"}
         for line in today_lines:
-            assert line.tokens_capture_ppm == PPM, line
-            assert format_rate(line.cost_capture_ppm) == "1.000", line
-            assert line.upstream is None  # usage events do not name their upstream yet: per (day, model)
+            assert line.tokens_capture_ppm in (PPM, None), line
+            assert line.cost_capture_ppm is None or format_rate(line.cost_capture_ppm) == "1.000", line
+        # OpenAI maps its key to the upstream the events name: tokens per upstream, cost per (day, model);
+        # Anthropic maps none (and its route is not pooled): both per (day, model)
+        assert {(line.provider, line.upstream) for line in today_lines if line.tokens_capture_ppm is not None} == {
+            ("openai", DEFAULT_NAME), ("anthropic", None)}
+        assert {line.model for line in today_lines if line.cost_capture_ppm is not None} == {
+            "gpt-5.1", "gpt-5.1-mini", "gpt-4.1-mini", "claude-sonnet-4-5"}
         # the fake billed exactly what it served: every request's tokens, per model
         served_tokens = sum(s.input_tokens + s.output_tokens for s in h.fake.served)
         assert sum(line.provider_tokens for line in today_lines) == served_tokens

@@ -33,10 +33,24 @@ class FakeServer:
     fake: FakeUpstream
     runner: web.AppRunner
     port: int
+    listening: bool = True
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
+
+    async def stop(self) -> None:
+        """Stop listening: requests to it are refused (an outage)."""
+        if self.listening:
+            self.listening = False
+            await self.runner.cleanup()
+
+    async def start(self) -> None:
+        """Listen again on the same port, with the same fake (its script and records kept)."""
+        self.runner = web.AppRunner(self.fake.app(), access_log=None, shutdown_timeout=1.0)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port, reuse_address=True).start()
+        self.listening = True
 
 
 @contextlib.asynccontextmanager
@@ -47,10 +61,11 @@ async def fake_upstream(config: FakeConfig | None = None) -> AsyncIterator[FakeS
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    server = FakeServer(fake, runner, port)
     try:
-        yield FakeServer(fake, runner, port)
+        yield server
     finally:
-        await runner.cleanup()
+        await server.stop()
 
 
 @dataclass

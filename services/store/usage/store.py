@@ -34,6 +34,7 @@ _EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("ttfb_ms", "int4"), ("upstream_request_id", "text"), ("refusal_reason", "text"),
     ("stream", "bool"), ("intent_estimate", "bool"), ("cache_write_5m_tokens", "int8"),
     ("cache_write_1h_tokens", "int8"), ("cache_write_5m_price_micros", "int8"), ("cache_write_1h_price_micros", "int8"),
+    ("upstream", "text"),
 )
 _PRICE_FIELDS = {
     "input_price_micros": "input_micros", "cached_price_micros": "cached_input_micros",
@@ -621,7 +622,8 @@ class DailyModelUsage(NamedTuple):
     model: str
     endpoint: str
     upstream: str | None
-    """The upstream that served them; always None until usage events record it (the upstream pool)."""
+    """The upstream that served them (the pool's name, ``usage_events.upstream``); None for events that
+    name none (recorded before the pool, the Anthropic routes, no upstream reached)."""
     requests: int
     input_tokens: int
     output_tokens: int
@@ -629,11 +631,10 @@ class DailyModelUsage(NamedTuple):
 
 
 async def daily_model_usage(db: Queryable, start: date, end: date) -> list[DailyModelUsage]:
-    """Requests (refusals left out), tokens and cost per UTC day, model used and endpoint, ``start`` to
-    ``end`` inclusive."""
+    """Requests (refusals left out), tokens and cost per UTC day, model used, endpoint and upstream,
+    ``start`` to ``end`` inclusive."""
     rows = await db.fetch(
-        # The upstream pool's usage_pool_0001 adds usage_events.upstream: select it here (and group by it).
-        """SELECT (occurred_at AT TIME ZONE 'UTC')::date AS day, model_used, endpoint, NULL::text AS upstream,
+        """SELECT (occurred_at AT TIME ZONE 'UTC')::date AS day, model_used, endpoint, upstream,
                   count(*) FILTER (WHERE status <> 'refused'), sum(input_tokens)::bigint,
                   sum(output_tokens)::bigint, sum(cost_micros)::bigint
            FROM usage_events
