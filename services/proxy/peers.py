@@ -25,9 +25,12 @@ from spendgate.domain.enforcement.balances import BalanceKey
 from spendgate.store.balances import store as balances
 from spendgate.store.usage.store import stored_event_ids
 
-"""NOTIFY channel: a proxy published changed pending sums (payload: its instance id)."""
+"""NOTIFY channel ``PG_NOTIFY_PENDING``: a proxy published changed pending sums (payload: its instance id), or
+announces that it runs (payload ``hello:<instance>`` when it starts, ``present:<instance>`` in answer to a hello
+and with every heartbeat): a proxy publishes at once after each request only while it knows a peer runs."""
 STALE_AFTER_S = 30.0
 HEARTBEAT_S = 5.0
+HELLO, PRESENT = "hello:", "present:"
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 
@@ -86,9 +89,14 @@ class PeerPending:
             if changed:
                 await conn.execute("SELECT pg_notify($1, $2)", PG_NOTIFY_PENDING, self.instance)
             if now - self._last_heartbeat >= HEARTBEAT_S:
+                await self.announce(conn, PRESENT)
                 await balances.touch_pending(conn, self.instance)
                 await balances.sweep_pending(conn, older_than_s=STALE_AFTER_S * 10)
                 self._last_heartbeat = now
+
+    async def announce(self, db: Conn | asyncpg.Pool, kind: str) -> None:
+        """Tell the other proxies this one runs (:data:`HELLO` at start, :data:`PRESENT` otherwise)."""
+        await db.execute("SELECT pg_notify($1, $2)", PG_NOTIFY_PENDING, kind + self.instance)
 
     async def withdraw(self, conn: Conn | asyncpg.Pool) -> None:
         """Remove this proxy's rows (on a clean stop)."""

@@ -56,7 +56,7 @@ from spendgate.domain.enforcement.settings import EnforcementSettings
 from spendgate.domain.enforcement.stages import StageLevel
 from spendgate.domain.events import new_id
 from spendgate.domain.periods import PeriodKind
-from spendgate.proxy.peers import STALE_AFTER_S, PeerPending
+from spendgate.proxy.peers import HELLO, PRESENT, STALE_AFTER_S, PeerPending
 from spendgate.store.balances.store import balances_and_peers, changed_balances, lock_balances, unlock_balances
 from spendgate.store.budgets.store import config_mark, load_budgets
 from spendgate.store.usage.store import stored_event_ids
@@ -114,6 +114,7 @@ class BalanceView:
         self.balance_polls = 0
         self._fresh_at = time.monotonic()
         self._peer_heard_at = -STALE_AFTER_S
+        self._greeting: asyncio.Task[None] | None = None
         self._noted: tuple[Principal, datetime, list[Standing]] | None = None
         """:meth:`near_line`'s standings, for the :meth:`decide` that follows it without an await."""
 
@@ -214,6 +215,7 @@ class BalanceView:
         # changed while we were not listening" flag that _listen raises is already answered (it used to
         # rebuild every budget a second time right after start); a NOTIFY after this point sets it again.
         await self._listen()
+        await self._announce(HELLO)  # running peers answer: from then on each request is published at once
         self._config_dirty = False
         await self.reload_policy()
         await self.refresh()
@@ -221,9 +223,13 @@ class BalanceView:
         self._task = self.supervisor.spawn("proxy.balance-view", self._run, self._stopping)
 
     def _wake_after_request(self) -> None:
-        # Only while another proxy is live (it announced a publication within STALE_AFTER_S): it is who a
-        # quick publication serves. A proxy on its own publishes at the poll interval, so a request
-        # does not cost a refresh's three transactions.
+        # Only while another proxy is live (it announced itself or a publication within STALE_AFTER_S):
+        # it is who a quick publication serves. A proxy on its own publishes at the poll interval, so a
+        # request does not cost a refresh's three transactions. Proxies say hello when they start and
+        # the running ones answer, so two proxies know of each other before their first request
+        # (before, each learnt of the other only from its first publication, at the poll interval: a
+        # burst right after start was decided blind to the peer, and two proxies overshot by $0.25 on
+        # a $1 budget in test_proxy_budget_concurrency).
         if self._book_wake is None and time.monotonic() - self._peer_heard_at < STALE_AFTER_S:
             self._book_wake = asyncio.get_running_loop().call_later(BOOK_WAKE_DELAY_S, self._book_woke)
 
@@ -233,6 +239,8 @@ class BalanceView:
 
     async def stop(self) -> None:
         """Finish the refresh in progress, stop the loop, withdraw this proxy's pending sums."""
+        if self._greeting is not None:
+            self._greeting.cancel()
         if self._book_wake is not None:
             self._book_wake.cancel()
             self._book_wake = None
@@ -266,9 +274,24 @@ class BalanceView:
         self._wake.set()
 
     def _on_pending(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
-        if payload != self.peers.instance:  # a peer's pending spend changed: read it now
-            self._peer_heard_at = time.monotonic()
+        text = str(payload)
+        if text.endswith(self.peers.instance):
+            return  # our own
+        self._peer_heard_at = time.monotonic()
+        if text.startswith(HELLO):  # a proxy started: it does not know this one runs yet
+            self._answer_hello()
+        elif not text.startswith(PRESENT):  # a peer's pending spend changed: read it now
             self._wake.set()
+
+    def _answer_hello(self) -> None:
+        if self._greeting is not None and not self._greeting.done():
+            return
+        self._greeting = asyncio.get_running_loop().create_task(self._announce(PRESENT))
+
+    async def _announce(self, kind: str) -> None:
+        # Best effort: a peer that misses it learns of this proxy from its next publication or heartbeat.
+        with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            await self.peers.announce(self.pool, kind)
 
     async def _run(self, stopping: asyncio.Event, beat: Beat) -> None:
         """The refresh loop (run by the supervisor): wait for a wake-up or the poll interval, refresh."""

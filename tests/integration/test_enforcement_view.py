@@ -236,6 +236,30 @@ async def test_peer_proxies_see_each_others_in_flight_spend(pool: asyncpg.Pool, 
     assert await pool.fetchval("SELECT count(*) FROM enforcement_pending") == 0
 
 
+@pytest.mark.parametrize("first", ["older", "newer"])
+async def test_two_proxies_know_of_each_other_before_their_first_request(pool: asyncpg.Pool, db_url: str,
+                                                                        first: str) -> None:
+    """Proxies publish a reservation at once only while they know a peer runs. They used to learn that only
+    from the peer's first publication, which a proxy on its own makes at the poll interval: a burst right
+    after two proxies started was decided blind to the peer. Now a starting proxy says hello and the
+    running ones answer, so the first reservation either one makes reaches the other well within a poll
+    interval (10 s here)."""
+    await store.set_budget(pool, budget_of("key:k1", daily_micros=USD, monthly_micros=None), actor="t")
+    slow = EnforcementSettings(balance_poll_interval_s=10.0)
+    older, newer = (BalanceView(pool, dsn=db_url, settings=slow, instance=n) for n in ("p-old", "p-new"))
+    await older.start()
+    await newer.start()
+    try:
+        spender, watcher = (older, newer) if first == "older" else (newer, older)
+        assert spender.decide(facts()).keys != () and not watcher.decide(facts()).refused
+        spender.book.reserve(spender.decide(facts()).keys, 1_100_000)
+        await eventually(_refuses(watcher), timeout_s=2.0, interval_s=0.005,
+                         what="the peer seeing the first reservation well within the 10 s poll interval")
+    finally:
+        await older.stop()
+        await newer.stop()
+
+
 async def test_periodic_reload_skips_unchanged_budgets_and_catches_silent_changes(pool: asyncpg.Pool,
                                                                                    db_url: str) -> None:
     """The safety-net reload rebuilds nothing while budgets are unchanged, and applies a change made without NOTIFY."""
