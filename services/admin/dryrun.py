@@ -103,7 +103,8 @@ async def dry_run(pool: asyncpg.Pool, policy: Policy, prices: PriceTable, *, day
         seed_from = _seed_from(policy, start)
         if seed_from < start:
             for s in await usage.quarter_hour_spend(conn, seed_from, start):
-                replay.seed(s.key_id, s.developer, s.team, s.at, s.spent_micros)
+                replay.seed(s.key_id, s.developer, s.team, s.at, s.spent_micros, cost_center=s.cost_center,
+                            model=s.model_used)
         async for batch in usage.replay_batches(conn, start, now, batch_rows=FETCH_ROWS):
             for row in batch:
                 replay.feed(row)
