@@ -65,6 +65,8 @@ class ScopeResult(msgspec.Struct, frozen=True, kw_only=True):
     """What this scope would have spent under the proposal."""
     actual_micros: int
     """What it really spent in the window."""
+    weekly_budget_micros: int | None = None
+    """The ISO-week amount (a per-model budget's spend counts its model only)."""
 
 
 class DryRun(msgspec.Struct, frozen=True, kw_only=True):
@@ -118,6 +120,7 @@ def _result(replay: Replay, policy: Policy, days: int, start: datetime, now: dat
         budget = policy.budgets[scope]
         scopes.append(ScopeResult(
             scope=scope, daily_budget_micros=budget.daily_micros, monthly_budget_micros=budget.monthly_micros,
+            weekly_budget_micros=budget.weekly_micros,
             alerts=[DryRunAlert(period=a.period, period_start=a.period_start, threshold_pct=a.threshold_pct,
                                 stage=a.stage, at=a.at, spent_micros=a.spent_micros, budget_micros=a.budget_micros)
                     for a in replay.alerts if a.scope == scope],

@@ -102,6 +102,7 @@ class Replay:
         self.crossed: dict[BalanceKey, StageLevel] = {}
         """Per balance, the most severe stage whose threshold crossing has been reported (alerted once)."""
         self.scopes: dict[str, ScopeTally] = {s: ScopeTally() for s in policy.budgets}
+        self._per_model = {s for s, b in policy.budgets.items() if b.model is not None}
         self.alerts: list[AlertHit] = []
         self.pauses: list[Pause] = []
         self.events = self.spend_micros = self.actual_micros = self.differences = self.retry_refused = 0
@@ -126,7 +127,7 @@ class Replay:
             who = self._who[who_key] = self._tallies_of(*who_key)
         principal, tallies = who
         session = self._sessions[u.session_id] if u.session_id else None
-        outcome, scope, cost, saved = self._decide(u, principal, session)
+        outcome, scope, cost, saved, used = self._decide(u, principal, session)
         self.spend_micros += cost
         self.actual_micros += u.cost_micros
         if outcome == "retry_refuse":
@@ -138,6 +139,13 @@ class Replay:
         for tally in tallies:
             tally.spend_micros += cost
             tally.actual_micros += u.cost_micros
+        if self._per_model:  # per-model budgets: the spend of their model only, as the ledger folds it
+            for s in self.policy.budget_scopes(principal.scopes(), used):
+                if s in self._per_model:
+                    self.scopes[s].spend_micros += cost
+            for s in self.policy.budget_scopes(principal.scopes(), u.model_used):
+                if s in self._per_model:
+                    self.scopes[s].actual_micros += u.cost_micros
         if scope is not None:
             tally = self.scopes[scope]
             if outcome in ("downgrade", "pause_step_down"):  # a step down at the pause counts as a downgrade
@@ -155,16 +163,17 @@ class Replay:
         return outcome
 
     def _decide(self, u: Usage, principal: Principal,
-                session: _Session | None) -> tuple[Outcome, str | None, int, int]:
+                session: _Session | None) -> tuple[Outcome, str | None, int, int, str]:
+        """The outcome, the deciding scope, the cost and saving under the proposal, and the model it serves."""
         if session is not None:
             session.retry_streak = session.retry_streak + 1 if u.retry else 0
             scopes = principal.scopes()
             if session.retry_streak and session.retry_streak >= max(self.policy.retry_cap_for(scopes), 1):
                 self._add(self._keys(principal, u.occurred_at), 0, u.occurred_at)
-                return "retry_refuse", self._retry_scope(scopes), 0, 0
+                return "retry_refuse", self._retry_scope(scopes), 0, 0, u.model_requested
         if u.status == "refused" and not u.retry and u.stage != "pause":
             self._add(self._keys(principal, u.occurred_at), 0, u.occurred_at)
-            return "refused_other", None, 0, 0
+            return "refused_other", None, 0, 0, u.model_requested
         facts = RequestFacts(principal, u.model_requested, u.input_tokens, u.session_id)
         decision = decide(facts, self.policy, self._spent, u.occurred_at)
         scope = decision.decided_by.scope if decision.decided_by is not None else None
@@ -173,12 +182,13 @@ class Replay:
             # because its budget shrank (a raise expired) gets that crossing now.
             self._add(decision.keys, 0, u.occurred_at)
             if decision.action == "refuse":
-                return "refuse", scope, 0, 0
-            return decision.action, scope, 0, 0  # refused live, passes now: its tokens were never known
+                return "refuse", scope, 0, 0, u.model_requested
+            # refused live, passes now: its tokens were never known
+            return decision.action, scope, 0, 0, decision.model_used
         cost = self._cost(u, decision.model_used)
         saved = self._cost(u, u.model_requested) - cost if decision.action != "pass" else 0
         self._add(decision.keys, cost, u.occurred_at)
-        return decision.action, scope, cost, saved
+        return decision.action, scope, cost, saved, decision.model_used
 
     def _spent(self, key: BalanceKey) -> int:
         return self.spend.get(key, 0)
