@@ -16,9 +16,10 @@ from spendgate.domain.enforcement.policy import Budget, BudgetRaise, effective_b
 from spendgate.domain.enforcement.scopes import Principal, model_scope
 from spendgate.domain.enforcement.stages import StageLevel, crossed, stage_for
 from spendgate.domain.events import Stage, UsageRecorded
-from spendgate.domain.periods import PERIOD_KINDS, PeriodKind, local_date, period_of, period_start_date
+from spendgate.domain.periods import Period, PeriodKind, local_date, period_of, period_start_date
 
-DAY_AND_MONTH = (PeriodKind.DAY, PeriodKind.MONTH)
+FOLD_ORDER = (PeriodKind.DAY, PeriodKind.MONTH, PeriodKind.WEEK)
+"""Every scope gets the first two; a scope with a weekly budget the week too."""
 
 
 def scopes_of(event: UsageRecorded) -> tuple[str, ...]:
@@ -88,23 +89,29 @@ def fold(events: Iterable[UsageRecorded], timezone_of: Callable[[str], str],
     counted afresh from the events when such a budget is set (:mod:`spendgate.ledger.changes`), so a
     balance kept only while a budget asks for it still holds the whole period."""
     result = FoldResult()
+    balances = result.balances
+    periods_on: dict[tuple[str, date], tuple[Period, ...]] = {}  # (tz, local day): day, month, week
     for ev in events:
         local_days: dict[str, date] = {}  # most scopes share a timezone: convert once per event
         scopes = scopes_of(ev)
         if per_model:
             scopes += tuple(s for s in model_scopes_of(ev) if s in per_model)
+        request = counts_as_request(ev)
         for scope in scopes:
             tz = timezone_of(scope)
             day = local_days.get(tz)
             if day is None:
                 day = local_days[tz] = local_date(ev.occurred_at, tz)
-            for kind in PERIOD_KINDS if scope in weekly else DAY_AND_MONTH:
-                period = period_of(kind, period_start_date(kind, day), tz)
-                delta = result.balances.get(key := BalanceKey(scope, kind, period.start))
+            periods = periods_on.get((tz, day))
+            if periods is None:
+                periods = periods_on[(tz, day)] = tuple(
+                    period_of(kind, period_start_date(kind, day), tz) for kind in FOLD_ORDER)
+            for period in periods if scope in weekly else periods[:2]:
+                delta = balances.get(key := BalanceKey(scope, period.kind, period.start))
                 if delta is None:
-                    delta = result.balances[key] = BalanceDelta(resets_at=period.ends_at)
+                    delta = balances[key] = BalanceDelta(resets_at=period.ends_at)
                 delta.spent_micros += ev.cost_micros
-                delta.requests += counts_as_request(ev)
+                delta.requests += request
                 delta.steps.append((delta.spent_micros, ev))
         if ev.session_id:
             _fold_session(result.sessions, ev)
