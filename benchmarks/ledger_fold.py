@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import sys
 import time
@@ -26,7 +27,7 @@ import asyncpg
 
 if __package__ in (None, ""):  # run as a file (python benchmarks/x.py): make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.support import Verdict, drop_db, fresh_db, postgres_server
+from benchmarks.support import Verdict, drop_db, fresh_db, postgres_server, server_cpu_s
 from spendgate.core.bus.kafka import KafkaBus
 from spendgate.core.bus.postgres import PostgresBus
 from spendgate.core.logs import configure_logging
@@ -59,7 +60,9 @@ async def run_consumer_until(
     started = time.perf_counter()
     task = asyncio.create_task(consumer.run(stop))
     first_at, first_count = 0.0, 0
-    while (count := await pool.fetchval("SELECT count(*) FROM usage_events")) < n:
+    # The consumer's own count of events folded (committed): asking the database instead, with a
+    # count(*) every 10 ms, took a good share of the server's CPU from the fold it measured.
+    while (count := consumer.folded) < n:
         if count and not first_at:
             first_at, first_count = time.perf_counter(), count
         await asyncio.sleep(0.01)
@@ -67,6 +70,26 @@ async def run_consumer_until(
     stop.set()
     await task
     return first_at - started, (n - first_count) / (done - first_at)
+
+
+class CpuMeter:
+    """CPU this process and the PostgreSQL server use during an arm: what an event costs whatever the
+    machine's load, and so how fast the fold could go on this many cores with nothing else running."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.own = 0.0
+        self.server: float | None = None
+
+    async def start(self) -> None:
+        self.own, self.server = time.process_time(), await server_cpu_s(self.pool)
+
+    async def per_event(self, n: int) -> tuple[float, float | None]:
+        own = (time.process_time() - self.own) * 1e6 / n
+        server = await server_cpu_s(self.pool)
+        if server is None or self.server is None:
+            return own, None
+        return own, (server - self.server) * 1e6 / n
 
 
 async def consume_rate(bus: KafkaBus, n: int, batch: int) -> float:
@@ -93,6 +116,7 @@ async def run_arms(server: str, n: int, batch: int) -> int:
     events = synthetic(n)
     raw = [encode(e, source="bench") for e in events]
     rows: list[tuple[str, float]] = []
+    cpu_rows: list[tuple[str, float, float | None]] = []
 
     t = time.perf_counter()
     for r in raw:
@@ -101,6 +125,8 @@ async def run_arms(server: str, n: int, batch: int) -> int:
 
     url = await fresh_db(server)
     pool = await asyncpg.create_pool(url, min_size=2, max_size=8)
+    cpu = CpuMeter(pool)
+    await cpu.start()
     t = time.perf_counter()
     for i in range(0, n, batch):
         async with pool.acquire() as conn, conn.transaction():
@@ -108,6 +134,7 @@ async def run_arms(server: str, n: int, batch: int) -> int:
             await fold_events(conn, new, default_timezone="UTC")
     db_floor = n / (time.perf_counter() - t)
     rows.append(("fold into PostgreSQL, no bus (DB floor)", db_floor))
+    cpu_rows.append(("fold into PostgreSQL, no bus", *await cpu.per_event(n)))
     await pool.close()
     await drop_db(server, url)
 
@@ -138,8 +165,11 @@ async def run_arms(server: str, n: int, batch: int) -> int:
                                                                                 raw[i:i + batch], strict=True)])
         rows.append(("publish to Kafka (acks=all, idempotent)", n / (time.perf_counter() - t)))
         rows.append(("consume from Kafka, no fold (bus ceiling)", await consume_rate(kafka, n, batch)))
+        cpu = CpuMeter(pool)
+        await cpu.start()
         startup, rate = await run_consumer_until(pool, kafka, n, batch)
         rows.append((f"fold through Kafka (group join {startup:.1f}s)", rate))
+        cpu_rows.append(("fold through Kafka", *await cpu.per_event(n)))
         kafka_rate = rate
         await kafka.stop()
         await pool.close()
@@ -151,6 +181,13 @@ async def run_arms(server: str, n: int, batch: int) -> int:
     print(f"{'arm':48} {'events/s':>10} {'x DB floor':>10}")
     for name, rate in rows:
         print(f"{name:48} {rate:10.0f} {rate / db_floor:10.2f}")
+    print(f"\nCPU per folded event (µs)       {'ledger':>8} {'PostgreSQL':>11} {'ceiling':>11}")
+    for name, own, pg in cpu_rows:
+        if pg is None:
+            print(f"{name:32} {own:8.1f} {'n/a':>11}  (the server is not on this machine)")
+            continue
+        ceiling = (os.cpu_count() or 1) * 1e6 / (own + pg)
+        print(f"{name:32} {own:8.1f} {pg:11.1f} {ceiling:8,.0f} ev/s with all {os.cpu_count()} cores on the fold")
     verdict = Verdict("ledger fold")
     verdict.at_least("fold through the Postgres bus", pg_rate, db_floor, 0.6, unit=" ev/s", baseline_name="DB floor")
     verdict.at_least("fold through Kafka", kafka_rate, db_floor, 0.6, unit=" ev/s", baseline_name="DB floor")

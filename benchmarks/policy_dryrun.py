@@ -28,12 +28,13 @@ if __package__ in (None, ""):  # run as a file (python benchmarks/x.py): make th
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.support import Verdict, drop_db, fresh_db, postgres_server
 from spendgate.admin.cache import cache_report
-from spendgate.admin.dryrun import _COLUMNS, FETCH_ROWS, dry_run
+from spendgate.admin.dryrun import FETCH_ROWS, dry_run
 from spendgate.admin.reports import chargeback
 from spendgate.admin.window import Window
 from spendgate.domain.enforcement import policy_from_document
 from spendgate.domain.enforcement.settings import EnforcementSettings
 from spendgate.domain.pricing import PriceTable, cost_micros
+from spendgate.store.usage.store import replay_batches
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 DEVELOPERS = [(f"dev{i:03d}", f"team{i % 20:02d}") for i in range(200)]
@@ -107,10 +108,7 @@ async def measure(url: str, n: int) -> int:
     t0 = time.perf_counter()
     seen = 0
     async with pool.acquire() as conn, conn.transaction(readonly=True):
-        cursor = await conn.cursor(f"SELECT {_COLUMNS} FROM usage_events WHERE occurred_at >= $1 "
-                                   "AND occurred_at < $2 ORDER BY occurred_at, event_id",
-                                   NOW - timedelta(days=30), NOW)
-        while batch := await cursor.fetch(FETCH_ROWS):
+        async for batch in replay_batches(conn, NOW - timedelta(days=30), NOW, batch_rows=FETCH_ROWS):
             seen += len(batch)
     read_s = time.perf_counter() - t0
     print(f"baseline: read {seen:,} events in time order in {read_s:.1f} s")

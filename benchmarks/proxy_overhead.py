@@ -53,7 +53,7 @@ import asyncpg
 
 if __package__ in (None, ""):  # run as a file (python benchmarks/x.py): make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.support import Verdict, drop_db, fresh_db, postgres_server
+from benchmarks.support import Verdict, cpu_s, drop_db, fresh_db, postgres_server
 from spendgate.domain.enforcement.policy import budget_of
 from spendgate.store.budgets.store import set_budget
 from spendgate.store.keys import store as vkeys
@@ -138,11 +138,6 @@ class Arm:
 
 def spawn(argv: list[str], log: io.BufferedWriter, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(argv, env=env, stdout=log, stderr=log)
-
-
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb(pid: int) -> float:

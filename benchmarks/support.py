@@ -66,6 +66,31 @@ async def drop_db(server: str, url: str) -> None:
         await conn.close()
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def server_cpu_s(db: asyncpg.Pool) -> float | None:
+    """CPU seconds the PostgreSQL server behind ``db`` has used (its postmaster and every live backend),
+    or None when it does not run on this machine where /proc can see it."""
+    return postmaster_cpu_s(Path(await db.fetchval("SELECT setting FROM pg_settings WHERE name = 'data_directory'")))
+
+
+def postmaster_cpu_s(data_dir: Path) -> float | None:
+    try:
+        postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+        total = cpu_s(postmaster)
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                    total += cpu_s(int(stat.parent.name))
+    except (OSError, ValueError, IndexError):
+        return None
+    return total
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     name: str

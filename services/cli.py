@@ -20,12 +20,13 @@ from spendgate.core.clitools import Ctx, Root, data_dir_option
 from spendgate.forecaster import cli as forecaster_cli
 from spendgate.ledger import cli as ledger_cli
 from spendgate.proxy import cli as proxy_cli
+from spendgate.reconcile import cli as reconcile_cli
 from spendgate.store import cli as store_cli
 from spendgate.up import up
 
 AREA_COMMANDS: tuple[list[click.Command], ...] = (
     store_cli.COMMANDS, ledger_cli.COMMANDS, proxy_cli.COMMANDS, keys_cli.COMMANDS, budgets_cli.COMMANDS,
-    forecaster_cli.COMMANDS, alerter_cli.COMMANDS, admin_cli.COMMANDS,
+    forecaster_cli.COMMANDS, alerter_cli.COMMANDS, admin_cli.COMMANDS, reconcile_cli.COMMANDS,
 )
 
 

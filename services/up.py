@@ -32,6 +32,7 @@ def services() -> dict[str, Serve]:
     from spendgate.forecaster import service as forecaster_service
     from spendgate.ledger import service as ledger_service
     from spendgate.proxy import service as proxy_service
+    from spendgate.reconcile import service as reconcile_service
 
     return {
         "ledger": ledger_service.serve,
@@ -39,6 +40,7 @@ def services() -> dict[str, Serve]:
         "alerter": alerter_service.serve,
         "forecaster": forecaster_service.serve,
         "admin": admin_service.serve,
+        "reconcile": reconcile_service.serve,
     }
 
 

@@ -39,7 +39,8 @@ class AlertOut(msgspec.Struct, frozen=True, kw_only=True):
     alert_id: str
     created_at: datetime
     kind: str
-    """``alert``, ``downgrade``, ``pause``, ``forecast_overrun``, ``retry_loop``, ``digest`` or ``test``."""
+    """``alert``, ``downgrade``, ``pause``, ``forecast_overrun``, ``retry_loop``, ``reconciliation_gap``,
+    ``digest`` or ``test``."""
     severity: str
     scope: str
     developer: str | None

@@ -10,7 +10,7 @@ import msgspec
 from spendgate.alerter.forecasts import FreshForecast, fresh_forecast, latest_forecast
 from spendgate.core.db import Conn
 from spendgate.domain.alerts import Alert, Fact, Message, SessionLine, Severity, scope_name
-from spendgate.domain.events import ForecastOverrun, RetryLoopDetected, ThresholdCrossed
+from spendgate.domain.events import ForecastOverrun, ReconciliationGap, RetryLoopDetected, ThresholdCrossed
 from spendgate.domain.money import format_usd
 from spendgate.domain.periods import PeriodKind, period_containing, period_of
 from spendgate.store.balances import store as balances
@@ -19,7 +19,7 @@ from spendgate.store.usage import store as usage
 
 SEVERITY: dict[str, Severity] = {
     "alert": "warning", "downgrade": "error", "pause": "critical", "forecast_overrun": "warning",
-    "retry_loop": "error", "digest": "info", "test": "info",
+    "retry_loop": "error", "digest": "info", "test": "info", "reconciliation_gap": "warning",
 }
 
 
@@ -142,6 +142,8 @@ async def build_message(conn: Conn, alert: Alert, *, now: datetime, top_n: int,
             facts=facts, sessions=sessions, incident_key=f"spendgate:forecast:{ev.scope}:{ev.month}",
             resolves_at=month.ends_at,
         )
+    if isinstance(ev, ReconciliationGap):
+        return reconciliation_message(base, ev)
     assert isinstance(ev, RetryLoopDetected)
     session = await usage.session_totals(conn, ev.developer, ev.session_id)
     command = ev.command if len(ev.command) <= 200 else ev.command[:199] + "…"
@@ -161,4 +163,29 @@ async def build_message(conn: Conn, alert: Alert, *, now: datetime, top_n: int,
         summary=(f"Session {ev.session_id} of {subject} kept re-running the same failing {ev.tool_name} call; "
                  f"the retries cost {format_usd(ev.retry_cost_micros)}."),
         facts=facts, sessions=sessions, incident_key=f"spendgate:retry:{ev.session_id}",
+    )
+
+
+def reconciliation_message(base: Message, ev: ReconciliationGap) -> Message:
+    """A provider billed more for a day than the ledger counted: traffic bypassed the gateway, or the
+    ledger missed events."""
+    from spendgate.domain.reconcile import format_rate
+
+    models = ", ".join(ev.models[:5]) + (" …" if len(ev.models) > 5 else "")
+    facts = [
+        Fact("Provider", ev.provider),
+        Fact("Day", f"{ev.day} (UTC)"),
+        Fact("Provider billed", format_usd(ev.provider_micros)),
+        Fact("Ledger counted", format_usd(ev.ledger_micros)),
+        Fact("Capture rate", format_rate(ev.capture_ppm)),
+        Fact("Models", models or "-"),
+        Fact("Effect now", "Nothing: requests pass. Look for keys used outside the gateway "
+                           "(spendgate reconcile --from/--to shows each model and key)."),
+    ]
+    return msgspec.structs.replace(
+        base,
+        title=f"[reconciliation] {ev.provider} billed {format_usd(ev.gap_micros)} more than the ledger on {ev.day}",
+        summary=(f"{ev.provider} billed {format_usd(ev.provider_micros)} for {ev.day}; the ledger counted "
+                 f"{format_usd(ev.ledger_micros)} (capture rate {format_rate(ev.capture_ppm)})."),
+        facts=facts, incident_key=f"spendgate:reconciliation:{ev.provider}:{ev.day}", occurred_at=ev.detected_at,
     )

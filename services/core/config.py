@@ -21,6 +21,7 @@ import types
 import typing
 import urllib.parse
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,7 +29,7 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from spendgate.domain.enforcement.settings import EnforcementSettings
-from spendgate.domain.errors import ConfigError
+from spendgate.domain.errors import ConfigError, UnknownModelError
 from spendgate.domain.money import usd_to_micros
 from spendgate.domain.pricing import BATCH_PERCENT, ModelPrice, PriceTable
 
@@ -43,16 +44,26 @@ class PriceUSD(BaseModel):
     input: str
     cached_input: str
     output: str
+    cache_write_5m: str | None = None
+    """Writing a 5-minute prompt-cache entry (Anthropic models); unset: 1.25 × input, Anthropic's rule."""
+    cache_write_1h: str | None = None
+    """Writing a 1-hour prompt-cache entry; unset: 2 × input."""
 
-    @field_validator("input", "cached_input", "output", mode="before")
+    @field_validator("input", "cached_input", "output", "cache_write_5m", "cache_write_1h", mode="before")
     @classmethod
-    def _no_float(cls, v: Any) -> str:
+    def _no_float(cls, v: Any) -> str | None:
         if isinstance(v, float):
             raise ValueError("write prices as strings (\"1.25\"), floats cannot hold cents exactly")
-        return str(v)
+        return None if v is None else str(v)
 
     def to_price(self) -> ModelPrice:
-        return ModelPrice.from_usd(self.input, self.cached_input, self.output)
+        price = ModelPrice.from_usd(self.input, self.cached_input, self.output)
+        return replace(price, cache_write_5m_micros=_micros_or_none(self.cache_write_5m),
+                       cache_write_1h_micros=_micros_or_none(self.cache_write_1h))
+
+
+def _micros_or_none(usd: str | None) -> int | None:
+    return None if usd is None else usd_to_micros(usd)
 
 
 class PricingSettings(BaseModel):
@@ -115,6 +126,96 @@ class ForecastSettings(BaseModel):
     report_top: int = 5
 
 
+class ReconcileProvider(BaseModel):
+    """One provider account whose own usage and cost reports spendgate compares with the ledger."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    """How reports, alerts and the reconciliation table name it, e.g. ``openai`` or ``anthropic-eu``."""
+    kind: Literal["openai", "anthropic"]
+    """``openai``: the organization Usage and Costs API; ``anthropic``: the Usage & Cost Admin API."""
+    admin_key: SecretStr
+    """An admin key (OpenAI ``sk-admin-…``, Anthropic ``sk-ant-admin…``); a project or API key cannot read them."""
+    base_url: str | None = None
+    """Default ``https://api.openai.com/v1`` or ``https://api.anthropic.com/v1``."""
+    api_key_ids: dict[str, str] = Field(default_factory=dict)
+    """The provider's API key id (``key_…``, ``apikey_…``) → the spendgate upstream that uses it; the
+    comparison goes per upstream once usage events name their upstream."""
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http(s) URL, not {v!r}")
+        return v.rstrip("/") if v else v
+
+    @property
+    def url(self) -> str:
+        default = "https://api.openai.com/v1" if self.kind == "openai" else "https://api.anthropic.com/v1"
+        return self.base_url or default
+
+
+class ReconcileSettings(BaseModel):
+    """Reconciliation with the provider's bill (docs/reconciliation.md)."""
+
+    providers: list[ReconcileProvider] = Field(default_factory=list)
+    """Empty: the nightly job does nothing and ``spendgate reconcile`` says what to configure."""
+    hour_utc: int = Field(default=7, ge=0, le=23)
+    """The nightly run starts after this hour (UTC), once the providers' reports of yesterday have settled."""
+    lookback_days: int = Field(default=3, ge=1, le=31)
+    """Each nightly run re-compares the last this many complete days (late usage lands in earlier days)."""
+    gap_pct: int = Field(default=2, ge=0, le=100)
+    gap_min_usd: str = "1.00"
+    """A day raises a ``reconciliation_gap`` alert when the provider billed at least ``gap_pct`` percent and at
+    least ``gap_min_usd`` dollars more than the ledger counted."""
+    page_days: int = Field(default=31, ge=1, le=31)
+    """Day buckets asked per report page (both providers allow at most 31 per page of daily buckets)."""
+    timeout_s: float = Field(default=30.0, gt=0, le=600)
+    max_pages: int = Field(default=100, ge=1, le=10_000)
+    """A report that keeps answering ``has_more`` past this many pages is refused (a loop, not a bill)."""
+
+    @field_validator("gap_min_usd", mode="before")
+    @classmethod
+    def _dollars(cls, v: object) -> str:
+        from spendgate.domain.money import usd_to_micros
+
+        if isinstance(v, float):
+            v = str(v)
+        if not isinstance(v, str | int):
+            raise ValueError("must be a dollar amount such as 1.00")
+        try:
+            if usd_to_micros(v) < 0:
+                raise ValueError("cannot be negative")
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"must be a dollar amount such as 1.00 ({exc})") from None
+        return str(v)
+
+    @field_validator("providers")
+    @classmethod
+    def _unique(cls, v: list[ReconcileProvider]) -> list[ReconcileProvider]:
+        names = [p.name for p in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"provider names must be unique: {', '.join(dupes)} appears more than once")
+        for kind in sorted({p.kind for p in v}):
+            same = [p for p in v if p.kind == kind]
+            if len(same) > 1 and not all(p.api_key_ids for p in same):
+                raise ValueError(f"several {kind} providers: each needs api_key_ids (its key ids -> upstream names), "
+                                 "so the ledger can be split between them by the upstream that served each request")
+            names = [u for p in same for u in set(p.api_key_ids.values())]
+            if len(names) != len(set(names)):
+                raise ValueError(f"several {kind} providers map keys to the same upstream name: an upstream's usage "
+                                 "belongs to one provider account")
+        return v
+
+    @property
+    def gap_min_micros(self) -> int:
+        from spendgate.domain.money import usd_to_micros
+
+        return usd_to_micros(self.gap_min_usd)
+
+
 class AlertSettings(BaseModel):
     """The alerter: routes file, secrets for its channels, and delivery retry timings."""
 
@@ -157,6 +258,49 @@ class SupervisorSettings(BaseModel):
     """The first restart waits between half and all of this."""
     backoff_cap_s: float = Field(default=10.0, gt=0)
     """No restart waits longer than this, however many failures in a row."""
+
+
+_AWS_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]+")
+_BEDROCK_MODEL_ID = re.compile(r"[A-Za-z0-9._:/+@-]{1,2048}")
+
+
+class BedrockSettings(BaseModel):
+    """AWS Bedrock behind the OpenAI routes (docs/bedrock.md): requests for the models named here go to
+    Bedrock's Converse API, signed with the credentials of botocore's standard chain."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt key (``modles``) is an error, not a silent no-op
+
+    region: str | None = None
+    """The AWS region (``us-east-1``); required once ``models`` names any."""
+    endpoint_url: str | None = None
+    """Another endpoint than ``https://bedrock-runtime.<region>.amazonaws.com`` (a VPC endpoint, a test fake)."""
+    profile: str | None = None
+    """An AWS profile from ``~/.aws/config``; unset: botocore's default chain (``AWS_PROFILE``, the
+    ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN`` variables, roles)."""
+    models: dict[str, str] = Field(default_factory=dict)
+    """Model name clients send → Bedrock model id or inference profile
+    (``{"claude-sonnet-4-5": "us.anthropic.claude-sonnet-4-5-20250929-v1:0"}``); each name needs a price."""
+    default_max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    """``inferenceConfig.maxTokens`` for requests that name no limit (Codex names none); unset: Bedrock's
+    default for the model."""
+
+    @model_validator(mode="after")
+    def _check(self) -> BedrockSettings:
+        if self.region is not None and _AWS_REGION.fullmatch(self.region) is None:
+            raise ValueError(f"bedrock.region: {self.region[:60]!r} is not an AWS region such as 'us-east-1'")
+        if self.models and self.region is None:
+            raise ValueError("bedrock.region is required when bedrock.models names a model")
+        if self.endpoint_url is not None:
+            parts = urllib.parse.urlsplit(self.endpoint_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+                raise ValueError(f"bedrock.endpoint_url: {self.endpoint_url[:100]!r} is not an http(s) URL")
+        for name, model_id in self.models.items():
+            if not name or len(name) > 100 or not name.isprintable() or name != name.strip():
+                raise ValueError(f"bedrock.models: {name[:100]!r} is not a model name (1-100 printable characters)")
+            if not isinstance(model_id, str) or _BEDROCK_MODEL_ID.fullmatch(model_id) is None:
+                raise ValueError(f"bedrock.models.{name}: {str(model_id)[:100]!r} is not a Bedrock model id "
+                                 "(such as 'anthropic.claude-sonnet-4-5-20250929-v1:0' or an inference profile ARN)")
+        return self
 
 
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -345,6 +489,8 @@ class Settings(BaseModel):
     forecast: ForecastSettings = Field(default_factory=ForecastSettings)
     supervisor: SupervisorSettings = Field(default_factory=SupervisorSettings)
     otel: OtelSettings = Field(default_factory=OtelSettings)
+    bedrock: BedrockSettings = Field(default_factory=BedrockSettings)
+    reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
 
     @field_validator("proxy_allowed_paths")
     @classmethod
@@ -370,6 +516,19 @@ class Settings(BaseModel):
             for name, value in self.database.query().items():
                 if name in in_url and in_url[name] != value:
                     raise ValueError(f"database.{name} contradicts the {name} in database_url: set it in one place")
+        return self
+
+    @model_validator(mode="after")
+    def _bedrock_models_priced(self) -> Settings:
+        if not self.bedrock.models:
+            return self
+        table = self.pricing.table()
+        for name in self.bedrock.models:
+            try:
+                table.lookup(name)
+            except UnknownModelError:
+                raise ValueError(f"bedrock.models.{name}: no price for {name!r}: add it to pricing.models "
+                                 "(or set pricing.fallback)") from None
         return self
 
     @property

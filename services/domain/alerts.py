@@ -10,12 +10,13 @@ from typing import Literal
 import msgspec
 
 from spendgate.domain.enforcement.scopes import scope_kind, split_scope
-from spendgate.domain.events import ForecastOverrun, RetryLoopDetected, ThresholdCrossed
+from spendgate.domain.events import ForecastOverrun, ReconciliationGap, RetryLoopDetected, ThresholdCrossed
 
-AlertKind = Literal["alert", "downgrade", "pause", "forecast_overrun", "retry_loop", "digest", "test"]
+AlertKind = Literal["alert", "downgrade", "pause", "forecast_overrun", "retry_loop", "digest", "test",
+                    "reconciliation_gap"]
 Severity = Literal["info", "warning", "error", "critical"]
 Action = Literal["trigger", "resolve"]
-AlertEvent = ThresholdCrossed | ForecastOverrun | RetryLoopDetected
+AlertEvent = ThresholdCrossed | ForecastOverrun | RetryLoopDetected | ReconciliationGap
 
 
 class Fact(msgspec.Struct, frozen=True):
@@ -120,5 +121,10 @@ def alert_from_event(data: object) -> Alert | None:
             alert_id=data.detection_id, dedup_key=f"retry_loop:{data.detection_id}", kind="retry_loop",
             scope=f"key:{data.key_id}", event=data, developer=data.developer, team=data.team,
             cost_center=data.cost_center,
+        )
+    if isinstance(data, ReconciliationGap):
+        return Alert(
+            alert_id=data.gap_id, dedup_key=f"reconciliation_gap:{data.provider}:{data.day}",
+            kind="reconciliation_gap", scope="org", event=data, period="day",
         )
     return None

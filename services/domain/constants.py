@@ -15,6 +15,8 @@ TYPE_RETRY_LOOP_DETECTED = "io.spendgate.budget.retry_loop_detected.v1"
 TYPE_FORECAST_UPDATED = "io.spendgate.forecast.updated.v1"
 TYPE_FORECAST_OVERRUN = "io.spendgate.forecast.overrun.v1"
 TYPE_ALERT_DELIVERY = "io.spendgate.alert.delivery.v1"
+TYPE_RECONCILIATION_GAP = "io.spendgate.budget.reconciliation_gap.v1"
+"""Published on TOPIC_BUDGET, beside the other spend alerts the alerter turns into notifications."""
 
 GROUP_LEDGER = "spendgate-ledger"
 GROUP_ALERTER = "spendgate-alerter"

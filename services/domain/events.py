@@ -191,7 +191,8 @@ class AlertDelivery(msgspec.Struct, frozen=True, kw_only=True):
     schema_version: Literal[1] = 1
     delivery_id: str
     alert_id: str
-    kind: Literal["alert", "downgrade", "pause", "forecast_overrun", "retry_loop", "digest", "test"]
+    kind: Literal["alert", "downgrade", "pause", "forecast_overrun", "retry_loop", "digest", "test",
+                  "reconciliation_gap"]
     scope: str
     route: str
     channel: str
@@ -203,6 +204,26 @@ class AlertDelivery(msgspec.Struct, frozen=True, kw_only=True):
     attempted_at: datetime
 
 
+class ReconciliationGap(msgspec.Struct, frozen=True, kw_only=True):
+    """A provider billed more for a UTC day than the ledger counted, beyond the threshold (once per
+    provider and day, however often the day is reconciled)."""
+
+    schema_version: Literal[1] = 1
+    gap_id: str
+    provider: str
+    """The configured provider's name (``reconcile.providers[].name``), e.g. ``openai``."""
+    day: date
+    ledger_micros: int
+    provider_micros: int
+    gap_micros: int
+    """``provider_micros - ledger_micros``: what reached the provider without being metered."""
+    capture_ppm: int | None = None
+    """ledger / provider in parts per million (1000000 is a capture rate of 1.000)."""
+    models: list[str] = msgspec.field(default_factory=list)
+    """The models the provider billed more for, largest gap first."""
+    detected_at: datetime
+
+
 EventData = (
     UsageRecorded
     | ThresholdCrossed
@@ -211,6 +232,7 @@ EventData = (
     | ForecastUpdated
     | ForecastOverrun
     | AlertDelivery
+    | ReconciliationGap
 )
 
 EVENT_TYPES: dict[str, type[Any]] = {
@@ -221,6 +243,7 @@ EVENT_TYPES: dict[str, type[Any]] = {
     c.TYPE_FORECAST_UPDATED: ForecastUpdated,
     c.TYPE_FORECAST_OVERRUN: ForecastOverrun,
     c.TYPE_ALERT_DELIVERY: AlertDelivery,
+    c.TYPE_RECONCILIATION_GAP: ReconciliationGap,
 }
 _TYPE_OF: dict[type[Any], str] = {v: k for k, v in EVENT_TYPES.items()}
 _ID_FIELD: dict[type[Any], str] = {
@@ -231,6 +254,7 @@ _ID_FIELD: dict[type[Any], str] = {
     ForecastUpdated: "forecast_id",
     ForecastOverrun: "overrun_id",
     AlertDelivery: "delivery_id",
+    ReconciliationGap: "gap_id",
 }
 
 D = TypeVar("D")

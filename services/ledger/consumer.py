@@ -77,21 +77,42 @@ async def _dead_letter(conn: Conn, consumer: str, record: Record, reason: str, o
                 offset=record.offset, reason=reason)
 
 
-async def fold_batch(
-    conn: Conn, records: Sequence[Record], *, consumer: str, default_timezone: str
-) -> BatchOutcome:
-    """Fold one batch of records inside the caller's transaction, dead-lettering what cannot be folded."""
-    outcome = BatchOutcome(received=len(records))
+@dataclass
+class Decoded:
+    """A polled batch, decoded and admitted (pure work, done while the previous batch is being written)."""
+
+    records: Sequence[Record]
+    admitted: list[tuple[Record, UsageRecorded]]
+    poisoned: list[tuple[Record, str]]
+
+
+def decode_batch(records: Sequence[Record]) -> Decoded:
     admitted: list[tuple[Record, UsageRecorded]] = []
+    poisoned: list[tuple[Record, str]] = []
     for rec in records:
         try:
             admitted.append((rec, _decode(rec)))
         except PoisonEventError as exc:
-            await _dead_letter(conn, consumer, rec, exc.message, outcome)
-    outcome.oldest_at = min((e.occurred_at for _, e in admitted), default=None)
-    await _store_isolating(conn, admitted, consumer=consumer, default_timezone=default_timezone,
+            poisoned.append((rec, exc.message))
+    return Decoded(records, admitted, poisoned)
+
+
+async def fold_batch(
+    conn: Conn, records: Sequence[Record], *, consumer: str, default_timezone: str
+) -> BatchOutcome:
+    """Fold one batch of records inside the caller's transaction, dead-lettering what cannot be folded."""
+    return await fold_decoded(conn, decode_batch(records), consumer=consumer, default_timezone=default_timezone)
+
+
+async def fold_decoded(conn: Conn, batch: Decoded, *, consumer: str, default_timezone: str) -> BatchOutcome:
+    """:func:`fold_batch` for a batch decoded beforehand."""
+    outcome = BatchOutcome(received=len(batch.records))
+    for rec, reason in batch.poisoned:
+        await _dead_letter(conn, consumer, rec, reason, outcome)
+    outcome.oldest_at = min((e.occurred_at for _, e in batch.admitted), default=None)
+    await _store_isolating(conn, batch.admitted, consumer=consumer, default_timezone=default_timezone,
                            outcome=outcome)
-    await positions.save_positions(conn, consumer, next_offsets(records))
+    await positions.save_positions(conn, consumer, next_offsets(batch.records))
     return outcome
 
 
@@ -203,38 +224,60 @@ class LedgerConsumer:
         return await positions.load_positions(self.pool, self.group, assigned)
 
     async def run(self, stop: asyncio.Event, beat: Beat = no_beat) -> None:
-        """Fold until ``stop`` is set; a failure raises (the supervisor restarts it from the stored positions)."""
+        """Fold until ``stop`` is set; a failure raises (the supervisor restarts it from the stored positions).
+
+        Two batches overlap: while one is written to PostgreSQL, the next is polled and decoded (the CPU
+        work of this process runs while it waits on the database's). The writes themselves stay one
+        batch at a time, in order: a batch's transaction starts after the previous one committed.
+        """
         consumer = self.bus.consumer(self.group, [TOPIC_USAGE], on_assign=self._positions)
         await consumer.start()
         log.info("ledger consuming", group=self.group, topic=TOPIC_USAGE)
         next_lag = 0.0
+        writing: asyncio.Task[Sequence[Record]] | None = None
         try:
             while not stop.is_set():
                 if self.metrics is not None and time.monotonic() >= next_lag:
                     next_lag = time.monotonic() + LAG_EVERY_S
                     await self._measure_lag(consumer, self.metrics)
-                records = await consumer.poll(max_records=self.batch_size, timeout_s=0.5)
-                if not records:
+                records = await consumer.poll(max_records=self.batch_size,
+                                              timeout_s=0.5 if writing is None else 0.0)
+                decoded = decode_batch(records) if records else None
+                if writing is not None:
+                    await self._commit(consumer, await writing)
+                    writing = None
+                if stop.is_set():
+                    break  # a batch polled ahead is not written: its records come again at the next start
+                if decoded is None:
                     if self.metrics is not None:
                         self.metrics.fold_lag_s.set(0)
                     beat()
                     continue
-                # Shielded: a cancellation between the database commit and the bus commit must not
-                # leave a batch half-applied; the transaction itself is atomic either way.
-                started = time.perf_counter()
-                outcome = await asyncio.shield(self._apply(records))
-                if self.metrics is not None:
-                    self.metrics.batch(outcome, time.perf_counter() - started)
-                try:
-                    await consumer.commit(next_offsets(records))
-                except BusError as exc:  # bookkeeping only: the positions that count are in PostgreSQL
-                    log.warning("bus offset commit failed; positions are stored in PostgreSQL", error=str(exc))
-                self.folded += outcome.inserted
-                if outcome.crossings and self.on_crossings is not None:
-                    self.on_crossings()
+                # A task of its own: a cancellation of this loop must not leave a batch half-applied
+                # between the database commit and the bus commit; the transaction is atomic either way.
+                writing = asyncio.create_task(self._write(decoded))
                 beat()
         finally:
+            if writing is not None:
+                await asyncio.wait([writing])  # finish the batch under way; its positions are in PostgreSQL
             await consumer.stop()
+
+    async def _write(self, batch: Decoded) -> Sequence[Record]:
+        started = time.perf_counter()
+        outcome = await self._apply(batch)
+        if self.metrics is not None:
+            self.metrics.batch(outcome, time.perf_counter() - started)
+        self.folded += outcome.inserted
+        if outcome.crossings and self.on_crossings is not None:
+            self.on_crossings()
+        return batch.records
+
+    @staticmethod
+    async def _commit(consumer: Consumer, records: Sequence[Record]) -> None:
+        try:
+            await consumer.commit(next_offsets(records))
+        except BusError as exc:  # bookkeeping only: the positions that count are in PostgreSQL
+            log.warning("bus offset commit failed; positions are stored in PostgreSQL", error=str(exc))
 
     async def _measure_lag(self, consumer: Consumer, metrics: FoldMetrics) -> None:
         try:
@@ -242,20 +285,19 @@ class LedgerConsumer:
         except BusError as exc:  # a figure for operators: the fold goes on without it
             log.info("consumer lag not measured", error=str(exc))
 
-    async def _apply(self, records: Sequence[Record]) -> BatchOutcome:
+    async def _apply(self, batch: Decoded) -> BatchOutcome:
         if self.tracer is None:
-            return await self._fold(records)
-        with self.tracer.span("spendgate.ledger.fold", {"messaging.batch.message_count": len(records),
+            return await self._fold(batch)
+        with self.tracer.span("spendgate.ledger.fold", {"messaging.batch.message_count": len(batch.records),
                                                         "messaging.consumer.group.name": self.group}) as span:
-            outcome = await self._fold(records)
+            outcome = await self._fold(batch)
             for name in ("inserted", "duplicates", "dead_lettered", "crossings"):
                 span.set_attribute(f"spendgate.fold.{name}", getattr(outcome, name))
             return outcome
 
-    async def _fold(self, records: Sequence[Record]) -> BatchOutcome:
+    async def _fold(self, batch: Decoded) -> BatchOutcome:
         async with self.pool.acquire() as conn, conn.transaction():
-            outcome = await fold_batch(conn, records, consumer=self.group,
-                                       default_timezone=self.default_timezone)
+            outcome = await fold_decoded(conn, batch, consumer=self.group, default_timezone=self.default_timezone)
         log.debug("batch folded", received=outcome.received, inserted=outcome.inserted,
                   duplicates=outcome.duplicates, dead=outcome.dead_lettered, crossings=outcome.crossings)
         return outcome

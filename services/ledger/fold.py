@@ -10,16 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import lru_cache
 
 from spendgate.domain.enforcement.balances import BalanceKey
 from spendgate.domain.enforcement.policy import Budget, BudgetRaise, effective_budget_micros
 from spendgate.domain.enforcement.scopes import Principal, model_scope
 from spendgate.domain.enforcement.stages import StageLevel, crossed, stage_for
 from spendgate.domain.events import Stage, UsageRecorded
-from spendgate.domain.periods import Period, PeriodKind, local_date, period_of, period_start_date
-
-FOLD_ORDER = (PeriodKind.DAY, PeriodKind.MONTH, PeriodKind.WEEK)
-"""Every scope gets the first two; a scope with a weekly budget the week too."""
+from spendgate.domain.periods import PeriodKind, local_date, period_of, period_start_date
 
 
 def scopes_of(event: UsageRecorded) -> tuple[str, ...]:
@@ -90,32 +88,48 @@ def fold(events: Iterable[UsageRecorded], timezone_of: Callable[[str], str],
     balance kept only while a budget asks for it still holds the whole period."""
     result = FoldResult()
     balances = result.balances
-    periods_on: dict[tuple[str, date], tuple[Period, ...]] = {}  # (tz, local day): day, month, week
+    zones: dict[str, str] = {}
+    keys_of: dict[tuple[str, date], tuple[tuple[BalanceKey, datetime], ...]] = {}
     for ev in events:
         local_days: dict[str, date] = {}  # most scopes share a timezone: convert once per event
+        cost, counted = ev.cost_micros, counts_as_request(ev)
         scopes = scopes_of(ev)
         if per_model:
             scopes += tuple(s for s in model_scopes_of(ev) if s in per_model)
-        request = counts_as_request(ev)
         for scope in scopes:
-            tz = timezone_of(scope)
+            tz = zones.get(scope)
+            if tz is None:
+                tz = zones[scope] = timezone_of(scope)
             day = local_days.get(tz)
             if day is None:
                 day = local_days[tz] = local_date(ev.occurred_at, tz)
-            periods = periods_on.get((tz, day))
-            if periods is None:
-                periods = periods_on[(tz, day)] = tuple(
-                    period_of(kind, period_start_date(kind, day), tz) for kind in FOLD_ORDER)
-            for period in periods if scope in weekly else periods[:2]:
-                delta = balances.get(key := BalanceKey(scope, period.kind, period.start))
+            keys = keys_of.get((scope, day))
+            if keys is None:
+                keys = keys_of[(scope, day)] = _balance_keys(scope, day, tz, scope in weekly)
+            for key, ends_at in keys:
+                delta = balances.get(key)
                 if delta is None:
-                    delta = balances[key] = BalanceDelta(resets_at=period.ends_at)
-                delta.spent_micros += ev.cost_micros
-                delta.requests += request
+                    delta = balances[key] = BalanceDelta(resets_at=ends_at)
+                delta.spent_micros += cost
+                delta.requests += counted
                 delta.steps.append((delta.spent_micros, ev))
         if ev.session_id:
             _fold_session(result.sessions, ev)
     return result
+
+
+FOLDED_PERIODS = (PeriodKind.DAY, PeriodKind.MONTH)
+"""The periods every scope's spend is summed over (a scope with a weekly budget: the week too)."""
+WITH_WEEK = (*FOLDED_PERIODS, PeriodKind.WEEK)
+
+
+@lru_cache(maxsize=16384)
+def _balance_keys(scope: str, day: date, tz: str, week: bool) -> tuple[tuple[BalanceKey, datetime], ...]:
+    """The balances an event of ``scope`` on local ``day`` adds to, each with when its period ends: made
+    once per scope and day, so the fold's loop over events only looks them up."""
+    return tuple((BalanceKey(scope, kind, period.start), period.ends_at)
+                 for kind in (WITH_WEEK if week else FOLDED_PERIODS)
+                 for period in (period_of(kind, period_start_date(kind, day), tz),))
 
 
 def _fold_session(sessions: dict[SessionKey, SessionDelta], ev: UsageRecorded) -> None:

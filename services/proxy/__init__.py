@@ -19,7 +19,8 @@ Hot path (``handler.py``), per request on ``/v1/*``:
 4. forward with ``aiohttp`` (``forwarding.py``: hop-by-hop headers dropped, ``Authorization``
    replaced by the upstream key; for streamed Chat Completions ``stream_options.include_usage`` is
    added and the extra usage chunk later stripped); 502 / 504 when the upstream is unreachable or
-   silent;
+   silent a model configured under ``bedrock`` goes instead to AWS Bedrock's Converse API,
+   translated both ways and SigV4-signed (``bedrock.py``, ``docs/bedrock.md``);
 5. relay the body chunk by chunk while the tap (``tap.py``) finds usage; a client that hangs up, a
    stream that breaks off or fails is still metered (``client_aborted`` / ``incomplete`` /
    ``upstream_error``, output counted offline with o200k when the provider reported nothing); a

@@ -1,5 +1,8 @@
 """A fake OpenAI (and Anthropic) upstream for tests, benchmarks and demos (``spendgate fake-upstream``).
 
+``/model/{id}/converse`` and ``/converse-stream`` answer as AWS Bedrock does, with the SigV4 signature
+checked (:mod:`spendgate.proxy.fake_bedrock`).
+
 ``/v1/messages`` (streamed and not, ``tool_use`` blocks) and ``/v1/messages/count_tokens`` answer in
 Anthropic's shapes (:mod:`spendgate.proxy.fake_anthropic`) with prompt-cache reads and writes in the usage.
 
@@ -19,6 +22,10 @@ the script (``POST /_fake/script {"scenarios": [...]}``):
 - ``hang``: answers nothing for an hour (timeouts);
 - ``absurd_usage``: a normal answer whose usage reports ``output_tokens`` 99999999999999999999999.
 
+The providers' billing reports (OpenAI's organization Usage and Costs API, Anthropic's Usage & Cost Admin
+API) answer from what was served, plus traffic injected with ``POST /_fake/bypass`` as if it had gone to
+the provider around the gateway (:mod:`spendgate.proxy.fake_reports`; admin keys in :class:`FakeConfig`).
+
 When the script is used up every request gets ``text``, so a Codex turn with a tool call finishes.
 ``GET /_fake/served`` returns what was served and billed: one record per model request. Every request
 that reaches the fake, whatever its path, is kept in ``received`` (method, raw path, headers): tests of
@@ -36,12 +43,14 @@ import random
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
-from spendgate.proxy import fake_anthropic
+from spendgate.proxy import fake_anthropic, fake_reports
+from spendgate.proxy.fake_bedrock import FakeBedrock
 from spendgate.proxy.fake_streams import chat_body, chat_chunks, responses_body, responses_events
 
 DEFAULT_TOOL_COMMAND = "echo spendgate-tool-ran"
@@ -66,6 +75,9 @@ class FakeConfig:
     cached_share: float = 0.5
     """Share of the input reported as cached (in 64-token blocks)."""
     seed: int = 0
+    openai_admin_key: str = fake_reports.OPENAI_ADMIN_KEY
+    anthropic_admin_key: str = fake_reports.ANTHROPIC_ADMIN_KEY
+    """What the billing report routes accept (Bearer / ``x-api-key``)."""
 
 
 @dataclass
@@ -92,6 +104,16 @@ class Served:
     """Input written to the prompt cache (``/v1/messages`` only)."""
     api_key: str | None = None
     """The ``x-api-key`` header as received (the Anthropic routes' credential)."""
+    served_at: float = field(default_factory=time.time)
+    """When it was served (Unix seconds): the day the billing reports put it on."""
+
+    def billed(self) -> fake_reports.Billed:
+        """This request as the provider bills it (every served request is billed, cut streams included)."""
+        anthropic = self.path.startswith("/v1/messages")
+        return fake_reports.Billed(
+            "anthropic" if anthropic else "openai", datetime.fromtimestamp(self.served_at, UTC).date(), self.model,
+            fake_reports.key_id(self.api_key if anthropic else self.authorization), self.input_tokens,
+            self.cached_tokens, self.cache_write_5m_tokens, self.cache_write_1h_tokens, self.output_tokens)
 
 
 @dataclass(frozen=True)
@@ -110,8 +132,12 @@ class FakeUpstream:
     script: deque[str] = field(default_factory=deque)
     served: list[Served] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
+    bypass: list[fake_reports.Billed] = field(default_factory=list)
+    """Billed traffic that never went through the gateway (``POST /_fake/bypass``)."""
     files: dict[str, bytes] = field(default_factory=dict)
     """File contents by id, served at ``GET /v1/files/{id}/content`` (tests put batch input files here)."""
+    bedrock: FakeBedrock = field(default_factory=FakeBedrock)
+    """AWS Bedrock's Converse API at ``/model/{id}/converse[-stream]`` (:mod:`spendgate.proxy.fake_bedrock`)."""
     _ids: itertools.count[int] = field(default_factory=itertools.count)
     _rng: random.Random | None = None
 
@@ -150,6 +176,10 @@ class FakeUpstream:
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/messages", self._messages)
         app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
+        self.bedrock.add_routes(app)
+        fake_reports.Reports(self._billed, openai_admin_key=self.config.openai_admin_key,
+                             anthropic_admin_key=self.config.anthropic_admin_key).routes(app)
+        app.router.add_post("/_fake/bypass", self._add_bypass)
         app.router.add_post("/_fake/script", self._set_script)
         app.router.add_get("/_fake/served", self._served)
         app.router.add_post("/_fake/reset", self._reset)
@@ -333,11 +363,23 @@ class FakeUpstream:
                 setattr(self.config, k, v)
         return web.json_response({"script": list(self.script)})
 
+    def _billed(self) -> list[fake_reports.Billed]:
+        return [s.billed() for s in self.served] + self.bypass
+
+    async def _add_bypass(self, request: web.Request) -> web.Response:
+        try:
+            lines = fake_reports.bypass_lines(await request.read())
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        self.bypass.extend(lines)
+        return web.json_response({"requests": sum(b.requests for b in lines)})
+
     async def _served(self, _request: web.Request) -> web.Response:
         return web.json_response({"served": [asdict(s) for s in self.served]})
 
     async def _reset(self, _request: web.Request) -> web.Response:
         self.served.clear()
+        self.bypass.clear()
         self.received.clear()
         self.script.clear()
         return web.json_response({"ok": True})

@@ -32,6 +32,7 @@ from spendgate.proxy import anthropic, errors
 from spendgate.proxy.anthropic_usage import AnthropicTap, usage_from_message
 from spendgate.proxy.attribution import Attribution, attribute
 from spendgate.proxy.batches import BatchError, estimate_batch
+from spendgate.proxy.bedrock import BedrockAnswer, BedrockUpstream
 from spendgate.proxy.decision import Decider, Refuse, RequestFacts, RewriteModel
 from spendgate.proxy.emitter import Emitter
 from spendgate.proxy.forwarding import budget_headers, client_headers, upstream_headers, upstream_url
@@ -76,6 +77,8 @@ class ProxyState:
     in_flight: int = 0
     anthropic_url: str = "https://api.anthropic.com/v1"
     anthropic_key: str | None = None
+    bedrock: BedrockUpstream | None = None
+    """The models served by AWS Bedrock on the OpenAI routes (:mod:`spendgate.proxy.bedrock`); None: none."""
 
 
 def _bearer(header: str | None) -> str | None:
@@ -245,6 +248,15 @@ class Proxy:
             data=body or None, headers=headers, allow_redirects=False,
         )
 
+    async def _open_bedrock_or_upstream(self, request: web.Request, resolved: Resolved, body: bytes,
+                                        model: str) -> aiohttp.ClientResponse | BedrockAnswer:
+        """A model configured for Bedrock goes there on the OpenAI routes (translated both ways); the rest
+        to its usual upstream."""
+        bedrock = self.s.bedrock
+        if bedrock is not None and resolved.spec.api == "openai" and bedrock.serves(model):
+            return await bedrock.open(resolved.spec.template, body, model)
+        return await self._open_upstream(request, resolved, body)
+
     async def _forward_metered(self, request: web.Request, resolved: Resolved, body: bytes, facts: RequestFacts,
                                route: Route, strip_usage: bool, started: float,
                                budget: list[tuple[str, str]]) -> web.StreamResponse:
@@ -253,7 +265,7 @@ class Proxy:
         self.s.metrics.forwarding(time.perf_counter() - started)
         try:
             try:
-                upstream = await self._open_upstream(request, resolved, body)
+                upstream = await self._open_bedrock_or_upstream(request, resolved, body, route.model_used)
             except UPSTREAM_DOWN as exc:
                 return errors.upstream_unreachable(str(exc) or type(exc).__name__)
             except TimeoutError:
@@ -271,7 +283,8 @@ class Proxy:
                                                   strip_usage)
                 if "text/event-stream" not in content_type:
                     headers["Content-Type"] = "text/event-stream"  # a stream mislabelled by the upstream
-                tap = _new_tap(facts.endpoint, strip_usage)
+                tap = (upstream.tap(strip_usage_chunk=strip_usage) if isinstance(upstream, BedrockAnswer)
+                       else _new_tap(facts.endpoint, strip_usage))
                 return await self._relay_stream(request, upstream, headers, tap, facts, route, outcome, started)
         finally:
             if not outcome.emitted:
@@ -282,7 +295,7 @@ class Proxy:
                 finally:
                     self._emit(facts, route, outcome, started)
 
-    async def _relay_body(self, request: web.Request, upstream: aiohttp.ClientResponse, headers: Any,
+    async def _relay_body(self, request: web.Request, upstream: aiohttp.ClientResponse | BedrockAnswer, headers: Any,
                           facts: RequestFacts, route: Route, outcome: Outcome, started: float,
                           strip_usage: bool) -> web.Response:
         try:
@@ -299,7 +312,8 @@ class Proxy:
             outcome.status = "client_aborted"  # the client left while the answer was produced: still paid for
         if route.metering == "tokens":
             read_usage = usage_from_message if anthropic.serves(facts.endpoint) else usage_from_body
-            usage = read_usage(data) if upstream.status < 400 else None
+            usage = None if upstream.status >= 400 else (
+                upstream.usage if isinstance(upstream, BedrockAnswer) else read_usage(data))
             if usage is None and upstream.status < 400 and looks_like_sse(data):
                 tap = _new_tap(facts.endpoint, strip_usage)  # a stream labelled as something else
                 data = tap.feed(data) + tap.flush()
@@ -313,7 +327,8 @@ class Proxy:
         self._emit(facts, route, outcome, started)
         return web.Response(status=upstream.status, body=data, headers=headers)
 
-    async def _relay_stream(self, request: web.Request, upstream: aiohttp.ClientResponse, headers: Any,
+    async def _relay_stream(self, request: web.Request, upstream: aiohttp.ClientResponse | BedrockAnswer,
+                            headers: Any,
                             tap: StreamTap, facts: RequestFacts, route: Route, outcome: Outcome,
                             started: float) -> web.StreamResponse:
         response = web.StreamResponse(status=upstream.status, headers=headers)

@@ -18,6 +18,7 @@ from aiohttp import web
 from spendgate.core.logs import get_logger
 from spendgate.domain.enforcement.estimate import SessionEstimator
 from spendgate.proxy.app import build_app
+from spendgate.proxy.bedrock import BedrockUpstream, load_credentials
 from spendgate.proxy.decision import Decider, PassDecider
 from spendgate.proxy.emitter import Emitter
 from spendgate.proxy.enforcing import EnforcingDecider, RetryLoopPublisher
@@ -88,8 +89,12 @@ class ProxyServer:
         self.spool.adopt_orphans()
         recover_intents(self.spool)
         await self.keys.refresh()
+        credentials = None
+        if s.bedrock.models:  # botocore loads only then; no credentials is a ConfigError naming what to set
+            credentials = await asyncio.to_thread(load_credentials, s.bedrock)
         http = create_client_session(connect_timeout_s=s.upstream_connect_timeout_s,
                                      read_timeout_s=s.upstream_read_timeout_s)
+        bedrock = BedrockUpstream(s.bedrock, credentials, http) if credentials is not None else None
         self.state = ProxyState(
             keys=self.keys, emitter=self.emitter, decider=self.decider, prices=s.pricing.table(), http=http,
             upstream_url=s.upstream_url,
@@ -99,7 +104,7 @@ class ProxyServer:
             instance=s.instance, max_body_bytes=s.max_body_bytes, read_timeout_s=s.upstream_read_timeout_s,
             estimator=SessionEstimator(output_cap_tokens=s.enforcement.output_estimate_cap_tokens),
             routes=RouteTable(allowed_paths=s.proxy_allowed_paths), batch_percent=s.pricing.batch_percent,
-            metrics=ProxyMetrics(self.runtime.metrics), tracer=self.runtime.tracer,
+            metrics=ProxyMetrics(self.runtime.metrics), tracer=self.runtime.tracer, bedrock=bedrock,
         )
         supervisor = self.runtime.supervisor
         self._tasks = [supervisor.spawn("proxy.keys", self.keys.run, self._stop_workers),

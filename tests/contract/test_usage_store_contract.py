@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -14,6 +15,7 @@ from spendgate.domain.events import UnitPrices, UsageRecorded
 from spendgate.store.usage.filters import UsageFilter
 from spendgate.store.usage.port import POSTGRES, UsageStore
 from tests.support.factories import T0, usage_event
+from tests.support.waiting import eventually
 
 DAY = timedelta(days=1)
 EVERYTHING = UsageFilter(T0 - 30 * DAY, T0 + 30 * DAY)
@@ -86,6 +88,25 @@ class UsageStoreContract(abc.ABC):
         unknown = "019a0000-0000-7000-8000-00000000ffff"
         assert sorted(await store.stored_event_ids(pool, [a.event_id, c.event_id, unknown])) == sorted(
             [a.event_id, c.event_id])
+
+    async def test_an_event_another_ledger_stores_meanwhile_is_not_stored_twice(self, pool: asyncpg.Pool) -> None:
+        """A second writer stores one of the batch's events after the batch looked up what is stored: the
+        batch still inserts the others once and does not return the one the other writer has."""
+        store = self.create_store()
+        theirs, ours = ev(), ev()
+        async with pool.acquire() as other, pool.acquire() as conn:
+            tx = other.transaction()
+            await tx.start()
+            await store.insert_events(other, [theirs])  # not committed yet: invisible to the lookup
+            ours_task = asyncio.create_task(store.insert_events(conn, [theirs, ours]))
+            pid = conn.get_server_pid()
+            await eventually(lambda: pool.fetchval(
+                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid),
+                what="the batch's COPY waiting on the other writer's row")
+            await tx.commit()
+            assert await asyncio.wait_for(ours_task, 30) == [ours]
+        assert sorted(await store.stored_event_ids(pool, [theirs.event_id, ours.event_id])) == sorted(
+            [theirs.event_id, ours.event_id])
 
     async def test_stored_events_come_back_whole_in_time_order(self, pool: asyncpg.Pool) -> None:
         """Every field survives the round trip (prices, refusal reason, optional parts); order is (time, id)."""
@@ -289,6 +310,23 @@ class UsageStoreContract(abc.ABC):
         assert [tuple(t) for t in trends] == [("bob", 300, 0), ("alice", 100, 500)]
         sessions = await store.team_sessions(pool, "platform", start=split, end=split + 7 * DAY, limit=1)
         assert [(s.session_id, s.developer, s.cost_micros) for s in sessions] == [("b1", "bob", 300)]
+
+    async def test_daily_model_usage_per_utc_day_model_and_endpoint(self, pool: asyncpg.Pool) -> None:
+        """Reconciliation's side of the bill: UTC days, inclusive range, refusals not counted as requests."""
+        store = self.create_store()
+        late = datetime(2026, 11, 2, 23, 30, tzinfo=UTC)
+        await store.insert_events(pool, [
+            ev(occurred_at=T0, input_tokens=10, output_tokens=2, cost_micros=5),
+            ev(occurred_at=late, input_tokens=20, output_tokens=3, cost_micros=7),
+            ev(occurred_at=late, status="refused", input_tokens=0, cached_tokens=0, output_tokens=0, cost_micros=0),
+            ev(occurred_at=T0 + DAY, endpoint="/v1/messages", model_used="claude-sonnet-4-5", cost_micros=9),
+            ev(occurred_at=T0 + 3 * DAY, cost_micros=100)])
+        rows = await store.daily_model_usage(pool, T0.date(), T0.date() + DAY)
+        first = rows[0]
+        assert (first.day, first.model, first.endpoint, first.requests, first.input_tokens, first.output_tokens,
+                first.cost_micros) == (T0.date(), "gpt-5.1", "/v1/responses", 2, 30, 5, 12)
+        assert [(r.day, r.model, r.endpoint) for r in rows[1:]] == [
+            (T0.date() + DAY, "claude-sonnet-4-5", "/v1/messages")]
 
 
 class TestPostgresUsageStore(UsageStoreContract):

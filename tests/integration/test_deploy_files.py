@@ -32,9 +32,9 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "deploy" / "docker-compose.yml"
 K8S = ROOT / "deploy" / "k8s" / "spendgate.yaml"
 COMPOSE_SCHEMA = ROOT / "schemas" / "deploy" / "compose-spec.json"
-LAYOUT = {"migrate", "proxy", "ledger", "alerter", "forecaster", "admin"}
+LAYOUT = {"migrate", "proxy", "ledger", "alerter", "forecaster", "reconciler", "admin"}
 """The processes of the scale-out layout: what tests/integration/test_separate_processes.py runs, plus the
-migration job and the admin API."""
+migration job, the reconciler (issue 16; the same worker shape as the forecaster) and the admin API."""
 
 
 def tool(name: str) -> str:
@@ -245,7 +245,7 @@ async def test_admin_probe_port_is_where_the_admin_api_listens(db_url: str, tmp_
 
 
 
-WORKERS = ("ledger", "alerter", "forecaster")
+WORKERS = ("ledger", "alerter", "forecaster", "reconciler")
 
 
 def worker_probes() -> Iterator[tuple[str, str, int]]:

@@ -3,6 +3,7 @@ dead-lettering poison, writing each threshold crossing once."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 from datetime import timedelta
@@ -15,6 +16,7 @@ from spendgate.core.bus.kafka import KafkaBus
 from spendgate.core.bus.postgres import PostgresBus
 from spendgate.domain.constants import TOPIC_BUDGET, TOPIC_USAGE
 from spendgate.domain.events import ThresholdCrossed, decode, encode
+from spendgate.ledger.consumer import LedgerConsumer
 from spendgate.ledger.outbox import publish_pending
 from spendgate.ledger.rebuild import rebuild
 from tests.support.factories import T0, usage_event
@@ -73,6 +75,39 @@ async def test_sigkill_mid_batch_with_every_event_published_twice(
     await assert_balances_match(pool, events)
     total = await pool.fetchval("SELECT sum(spent_micros) FROM balances WHERE scope = 'org' AND period = 'month'")
     assert total == sum(e.cost_micros for e in events)
+
+
+async def test_a_stop_while_a_batch_is_written_finishes_it_and_starts_no_other(
+    db_url: str, pool: asyncpg.Pool
+) -> None:
+    """The ledger polls the next batch while the last one is written. Stopped while a write waits on the
+    database, it finishes that batch, writes none of the one it polled ahead, and the next start folds
+    the rest exactly."""
+    events = synthetic(300, seed=5)
+    bus = PostgresBus(pool, db_url)
+    await bus.start()
+    try:
+        await publish(bus, events)
+        stop = asyncio.Event()
+        consumer = LedgerConsumer(pool, bus, batch_size=100)
+        async with pool.acquire() as blocker:
+            held = blocker.transaction()
+            await held.start()
+            await blocker.execute("LOCK TABLE balances IN EXCLUSIVE MODE")
+            task = asyncio.create_task(consumer.run(stop))
+            await eventually(lambda: pool.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%balances%'"),
+                what="the first batch's write to wait on the lock")
+            stop.set()
+            await held.rollback()
+        await asyncio.wait_for(task, 30)
+        assert await consumed(pool) == 100
+        assert await folded_count(pool) == 100
+        async with running_ledger(pool, bus, batch_size=100):
+            await eventually(lambda: consumed(pool), until=lambda n: n == 300, what="the rest to be folded")
+    finally:
+        await bus.stop()
+    await assert_balances_match(pool, events)
 
 
 async def test_rebuild_reproduces_the_incremental_fold(db_url: str, pool: asyncpg.Pool) -> None:

@@ -46,6 +46,7 @@ async def test_a_database_migrated_before_the_family_split_upgrades_in_place(
     conn = await asyncpg.connect(url)
     try:  # the state the last release left: its four heads recorded, every table already there
         await conn.execute("DELETE FROM alembic_version")
+        await conn.execute("DROP TABLE reconciliation_lines, reconciliation_gaps, reconciliation_runs")  # newer
         await conn.executemany("INSERT INTO alembic_version VALUES ($1)",
                                [("ledger_0001",), ("enforcement_0001",), ("forecaster_0001",), ("alerter_0001",)])
         await conn.execute("INSERT INTO budgets (scope, daily_micros) VALUES ('org', 5000000)")
@@ -60,7 +61,7 @@ async def test_a_database_migrated_before_the_family_split_upgrades_in_place(
     finally:
         await conn.close()
     assert heads == {"usage_0005", "balances_shapes", "forecaster_0001", "alerter_0001", "bus_0001",
-                     "budgets_shapes", "keys_0001", "deadletters_0001"}
+                     "budgets_shapes", "keys_0001", "deadletters_0001", "reconcile_0001"}
     assert kept == 5_000_000
 
 

@@ -105,11 +105,15 @@ async def set_daily_budget(pool: asyncpg.Pool, scope: str, usd: float, **kw: Any
 async def enforced_proxies(db_url: str, data_dir: Path, *, proxies: int = 1, bus: Mapping[str, Any] | None = None,
                            fake_config: FakeConfig | None = None, clock: Callable[[], datetime] | None = None,
                            budgets: dict[str, dict[str, Any]] | None = None,
-                           developer: str = "alice", team: str = "platform") -> AsyncIterator[Enforced]:
+                           developer: str = "alice", team: str = "platform",
+                           settings: Callable[[FakeServer], Mapping[str, Any]] | None = None,
+                           ) -> AsyncIterator[Enforced]:
     """``bus``: the bus settings (``KafkaForTest.settings()``), else the embedded Postgres bus. ``budgets``:
-    ``{"key": {"usd": 1.0, ...budget_of kwargs}}`` ("key" names the created key's scope)."""
+    ``{"key": {"usd": 1.0, ...budget_of kwargs}}`` ("key" names the created key's scope). ``settings``: more
+    settings for every process, given the fake upstream (``lambda fake: {"bedrock": {...}}``)."""
     extra = dict(bus or {})
     async with fake_upstream(fake_config) as upstream, contextlib.AsyncExitStack() as stack:
+        extra.update(settings(upstream) if settings else {})
         ledger_settings = proxy_settings(db_url, data_dir / "ledger", upstream.url, instance="ledger", **extra)
         ledger_rt = await stack.enter_async_context(open_runtime(ledger_settings, run_migrations=False))
         created = await vkeys.create_key(ledger_rt.pool, developer=developer, team=team, cost_center="cc-42")

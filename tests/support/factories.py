@@ -10,6 +10,7 @@ from spendgate.domain.events import (
     BudgetChanged,
     ForecastOverrun,
     ForecastUpdated,
+    ReconciliationGap,
     RetryLoopDetected,
     ThresholdCrossed,
     UnitPrices,
@@ -74,4 +75,7 @@ def examples() -> list[Any]:
                       alert_id="019a4d6e-8f00-7c2a-9b1e-3f5a2c1d0e02", kind="downgrade", scope="team:platform",
                       route="platform-em", channel="slack:platform-em", attempt=1, outcome="delivered",
                       http_status=200, attempted_at=T0),
+        ReconciliationGap(gap_id="019a4d6e-8f00-7c2a-9b1e-3f5a2c1d0e08", provider="openai", day=date(2026, 11, 9),
+                          ledger_micros=41_250_000, provider_micros=58_900_000, gap_micros=17_650_000,
+                          capture_ppm=700_340, models=["gpt-5.1", "gpt-5.1-mini"], detected_at=T0),
     ]

@@ -97,6 +97,24 @@ def test_snapshots_and_overrides() -> None:
         table.require(["gpt-4o", "nope"], what="cascade")
 
 
+def test_cache_write_prices_can_be_set_per_model() -> None:
+    """An operator pricing a model Anthropic released after the shipped table sets its cache-write prices
+    too; unset ones follow Anthropic's rule (1.25x and 2x input)."""
+    table = PricingSettings(models={
+        "claude-opus-4-8": PriceUSD(input="5", cached_input="0.5", output="25", cache_write_5m="6.5",
+                                    cache_write_1h="11"),
+        "claude-plain": PriceUSD(input="4", cached_input="0.4", output="20"),
+    }).table()
+    priced = table.lookup("claude-opus-4-8").price
+    assert (priced.write_5m_micros, priced.write_1h_micros) == (6_500_000, 11_000_000)
+    assert cost_micros(priced, input_tokens=3_000_000, cached_tokens=0, output_tokens=0,
+                       cache_write_5m_tokens=1_000_000, cache_write_1h_tokens=1_000_000) == 22_500_000
+    plain = table.lookup("claude-plain").price
+    assert (plain.write_5m_micros, plain.write_1h_micros) == (5_000_000, 8_000_000)
+    with pytest.raises(ValueError, match="strings"):
+        PriceUSD(input="1", cached_input="0.1", output="1", cache_write_5m=1.25)  # type: ignore[arg-type]
+
+
 def test_price_config_refuses_floats() -> None:
     """Prices written as YAML floats are rejected with a hint."""
     with pytest.raises(ValueError, match="strings"):

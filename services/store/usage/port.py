@@ -15,6 +15,7 @@ from spendgate.store.usage.filters import UsageFilter
 from spendgate.store.usage.store import (
     CacheRow,
     ChargebackRow,
+    DailyModelUsage,
     DeveloperTrend,
     DowngradedRequest,
     QuarterHourSpend,
@@ -72,6 +73,8 @@ class UsageStore(Protocol):
 
     async def team_sessions(self, db: Queryable, team: str, *, start: datetime, end: datetime,
                             limit: int) -> list[SessionSpend]: ...
+
+    async def daily_model_usage(self, db: Queryable, start: date, end: date) -> list[DailyModelUsage]: ...
 
 
 POSTGRES: UsageStore = store

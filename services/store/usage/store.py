@@ -109,14 +109,34 @@ def _column(events: Sequence[UsageRecorded], name: str) -> list[object]:
 
 
 async def insert_events(conn: Queryable, events: Sequence[UsageRecorded]) -> list[UsageRecorded]:
-    """Insert events idempotently; returns only those not stored before (in input order)."""
+    """Insert events idempotently; returns only those not stored before (in input order).
+
+    The ids already stored are looked up first and the rest are written with COPY, about half the cost of
+    an ``INSERT … ON CONFLICT`` per event. Another ledger may store one of them in between (a consumer
+    group rebalancing, ``ledger rebuild``): the COPY then fails on the primary key inside a savepoint, and
+    the batch is written again with ``ON CONFLICT DO NOTHING``, which the key keeps exact either way.
+    """
     if not events:
         return []
+    if isinstance(conn, asyncpg.Pool):
+        async with conn.acquire() as c:
+            return await insert_events(c, events)
     unique: dict[str, UsageRecorded] = {}
     for e in events:
         unique.setdefault(e.event_id, e)
-    batch = list(unique.values())
-    rows = await conn.fetch(_INSERT_EVENTS, *(_column(batch, c) for c, _ in _EVENT_COLUMNS))
+    stored = {str(r[0]) for r in await conn.fetch(
+        "SELECT event_id FROM usage_events WHERE event_id = ANY($1::uuid[])", list(unique))}
+    batch = [e for e in unique.values() if e.event_id not in stored]
+    if not batch:
+        return []
+    columns = [_column(batch, c) for c, _ in _EVENT_COLUMNS]
+    try:
+        async with conn.transaction():
+            await conn.copy_records_to_table("usage_events", records=zip(*columns, strict=True),
+                                             columns=[c for c, _ in _EVENT_COLUMNS])
+        return batch
+    except asyncpg.UniqueViolationError:
+        rows = await conn.fetch(_INSERT_EVENTS, *columns)
     inserted = {str(r["event_id"]) for r in rows}
     return [e for e in batch if e.event_id in inserted]
 
@@ -613,3 +633,34 @@ async def team_sessions(db: Queryable, team: str, *, start: datetime, end: datet
     )
     return [SessionSpend(r["session_id"], r["developer"], r["repo"], int(r["cost"]), int(r["requests"]))
             for r in rows]
+
+
+# -- reads: reconciliation with the provider's bill -----------------------------------------------------
+
+class DailyModelUsage(NamedTuple):
+    """What the ledger counted for one UTC day, model and endpoint (reconciliation's side of the bill)."""
+
+    day: date
+    model: str
+    endpoint: str
+    upstream: str | None
+    """The upstream that served them; always None until usage events record it (the upstream pool)."""
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    cost_micros: int
+
+
+async def daily_model_usage(db: Queryable, start: date, end: date) -> list[DailyModelUsage]:
+    """Requests (refusals left out), tokens and cost per UTC day, model used and endpoint, ``start`` to
+    ``end`` inclusive."""
+    rows = await db.fetch(
+        # The upstream pool's usage_pool_0001 adds usage_events.upstream: select it here (and group by it).
+        """SELECT (occurred_at AT TIME ZONE 'UTC')::date AS day, model_used, endpoint, NULL::text AS upstream,
+                  count(*) FILTER (WHERE status <> 'refused'), sum(input_tokens)::bigint,
+                  sum(output_tokens)::bigint, sum(cost_micros)::bigint
+           FROM usage_events
+           WHERE occurred_at >= ($1::date)::timestamp AT TIME ZONE 'UTC'
+             AND occurred_at < ($2::date + 1)::timestamp AT TIME ZONE 'UTC'
+           GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4""", start, end)
+    return [DailyModelUsage(*r) for r in rows]
