@@ -149,9 +149,8 @@ def decide(facts: RequestFacts, policy: Policy, spend: SpendOf, now: datetime,
     left = min((s.budget_micros - s.spent_micros for s in found), default=None)
     level = max((s.stage for s in found), default=StageLevel.OK)
     at_level = [s for s in found if s.stage == level]
-    scopes = facts.principal.scopes()
     if level is StageLevel.PAUSE:
-        chain = policy.chain(model, scopes)
+        chain = policy.chain(model, facts.principal.scopes())
         refusing = [s for s in at_level if s.at_pause == "refuse" or len(chain) < 2]
         if refusing:
             # The request passes again only when every refusing period has reset: name the last one.
@@ -167,7 +166,7 @@ def decide(facts: RequestFacts, policy: Policy, spend: SpendOf, now: datetime,
         return Decision("pass", level, model, model, "requested", None, keys, left)
     by = _worst(at_level)
     if level is StageLevel.DOWNGRADE and facts.est_input_tokens < policy.downgrade_max_input_tokens:
-        target = policy.next_model(model, scopes)
+        target = policy.next_model(model, facts.principal.scopes())
         if target is not None:
             return Decision("downgrade", level, model, target, "downgrade", by,
                             _keys_for(facts, policy, now, target, keys), left)
