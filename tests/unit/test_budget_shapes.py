@@ -272,3 +272,18 @@ def test_bad_shapes_in_a_policy_file_are_config_errors(doc: dict[str, object], f
     """Floats, duplicate budgets, unknown pause modes or scope kinds and zero amounts are refused by name."""
     with pytest.raises(ConfigError, match=fragment):
         policy_from_document(doc, EnforcementSettings())
+
+
+def test_policy_show_writes_the_new_shapes_back_as_a_proposal_reads_them() -> None:
+    """``policy show``'s document of a policy with every new shape parses back to the same budgets."""
+    from spendgate.admin.policy import to_document
+
+    p = policy_from_document({"budgets": [
+        {"scope": "org", "model": "gpt-5.1", "monthly": "500", "weekly": "150"},
+        {"scope": "cost_center:cc-eng", "daily": "20", "at_pause": "step_down",
+         "cascades": {"gpt-5.1": ["gpt-4.1-mini"], "o3": ["o4-mini"]}},
+    ]}, EnforcementSettings())
+    doc = to_document(p)
+    assert doc["budgets"][1] == {"scope": "org", "model": "gpt-5.1", "weekly": "150.000000", "monthly": "500.000000",
+                                 "timezone": "UTC", "thresholds": [80, 95, 110], "at_pause": "refuse"}
+    assert policy_from_document(doc, EnforcementSettings()).budgets == p.budgets
