@@ -21,14 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from spendgate.core.db import Conn
 from spendgate.domain.enforcement import BalanceKey
 from spendgate.domain.enforcement.policy import Budget, BudgetRaise, effective_budget_micros
 from spendgate.domain.enforcement.stages import StageLevel, crossed, stage_for
 from spendgate.domain.events import BudgetChanged
-from spendgate.domain.periods import PERIOD_KINDS, PeriodKind, period_containing
+from spendgate.domain.periods import PERIOD_KINDS, Period, PeriodKind, period_containing, period_of
 from spendgate.store.balances import store as balances
 from spendgate.store.balances.store import CrossingRow
 from spendgate.store.budgets import store as budgets
@@ -72,23 +72,29 @@ async def owner_of(conn: Conn, scope: str) -> Owner:
     return Owner(developer, team, key.cost_center if key else None)
 
 
-def recounted_periods(budget: Budget) -> tuple[PeriodKind, ...]:
-    """The periods of ``budget``'s balances the fold keeps only because it exists (see :mod:`.fold`)."""
+def recounted(budget: Budget, now: datetime) -> list[Period]:
+    """The current periods of ``budget``'s balances that the fold keeps only because it exists (see
+    :mod:`.fold`): a weekly amount's week; for a per-model budget also its month and every day of the month
+    so far (day balances are what the forecaster reads)."""
+    tz = budget.timezone
+    out = [period_containing(PeriodKind.WEEK, now, tz)] if budget.weekly_micros is not None else []
     if budget.model is not None:
-        return tuple(k for k in PERIOD_KINDS if budget.limit_micros(k) is not None)
-    return (PeriodKind.WEEK,) if budget.weekly_micros is not None else ()
+        month = period_containing(PeriodKind.MONTH, now, tz)
+        today = period_containing(PeriodKind.DAY, now, tz).start
+        out += [month, *(period_of(PeriodKind.DAY, month.start + timedelta(days=d), tz)
+                         for d in range((today - month.start).days + 1))]
+    return out
 
 
 async def recount(conn: Conn, found: Sequence[Budget], now: datetime) -> None:
-    """Count the current :func:`recounted_periods` balances of ``found`` afresh from the usage events."""
-    wanted = [(b, k) for b in found for k in recounted_periods(b)]
+    """Count the :func:`recounted` balances of ``found`` afresh from the usage events."""
+    wanted = [(b, p) for b in found for p in recounted(b, now)]
     if not wanted:
         return
     await balances.hold_fold_lock(conn, exclusive=True)
     totals = {}
-    for budget, kind in wanted:
-        period = period_containing(kind, now, budget.timezone)
-        totals[BalanceKey(budget.scope, kind, period.start)] = await usage.scope_spend(
+    for budget, period in wanted:
+        totals[BalanceKey(budget.scope, period.kind, period.start)] = await usage.scope_spend(
             conn, budget.scope, period.starts_at, period.ends_at)
     await balances.set_balances(conn, totals)
 

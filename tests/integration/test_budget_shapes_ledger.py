@@ -72,8 +72,9 @@ async def test_the_ledger_folds_cost_center_per_model_and_week_balances(db_url: 
 
 
 async def test_a_budget_set_mid_period_is_counted_from_the_period_start(db_url: str, pool: asyncpg.Pool) -> None:
-    """Events folded before a per-model (or weekly) budget existed count in its balance once it is set: the
-    recount sums them from usage_events, and events folded after it add on top, none twice."""
+    """Events folded before a per-model (or weekly) budget existed count in its balances once it is set (the
+    week, the month and each day of the month so far): the recount sums them from usage_events, and events
+    folded after it add on top, none twice."""
     evs = events()
     await fold_all(pool, db_url, evs[:3], expect=3)
     assert await rows(pool, FLAGSHIP) == {}
@@ -85,8 +86,14 @@ async def test_a_budget_set_mid_period_is_counted_from_the_period_start(db_url: 
     async with pool.acquire() as conn, conn.transaction():
         await recount(conn, [flagship, weekly], T0 + timedelta(days=2))
     first = [e for e in evs[:3] if e.model_used == "gpt-5.1"]
-    assert await rows(pool, FLAGSHIP) == {("week", MONDAY): sum(e.cost_micros for e in first),
-                                          ("month", MONDAY.replace(day=1)): sum(e.cost_micros for e in first)}
+    recounted = await rows(pool, FLAGSHIP)
+    assert (recounted.pop(("week", MONDAY)), recounted.pop(("month", MONDAY.replace(day=1)))) == (
+        sum(e.cost_micros for e in first),) * 2
+    # every day of the month so far (the forecaster's series), spent or not
+    days = {(p, d): v for (p, d), v in recounted.items() if p == "day"}
+    assert recounted == days and len(days) == (T0 + timedelta(days=2)).day
+    for day in {e.occurred_at.date() for e in first}:
+        assert days[("day", day)] == sum(e.cost_micros for e in first if e.occurred_at.date() == day)
     assert (await rows(pool, "team:platform"))[("week", MONDAY)] == sum(e.cost_micros for e in evs[:3])
 
     await fold_all(pool, db_url, evs, expect=len(evs))  # the first three again (deduplicated) and two new ones
