@@ -36,18 +36,23 @@ from spendgate.domain.enforcement import (
     parse_scope,
     policy_from_document,
 )
+from spendgate.domain.enforcement.policy import MAX_CASCADE_STEPS, MAX_CASCADES, check_cascades
 from spendgate.domain.errors import StoreError
 from spendgate.domain.money import usd_to_micros
 from spendgate.store.budgets import store
 
-SCOPE_PATTERN = r"^(org|(key|developer|team):[^\x00-\x1f\x7f\s]([^\x00-\x1f\x7f]{0,198}[^\x00-\x1f\x7f\s])?)$"
-"""The scope forms :func:`spendgate.domain.enforcement.parse_scope` accepts, as given (no stray spaces)."""
+SCOPE_PATTERN = (r"^(org|(key|developer|team|cost_center):[^\x00-\x1f\x7f\s]([^\x00-\x1f\x7f]{0,198}"
+                 r"[^\x00-\x1f\x7f\s])?)(\|model:[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127})?$")
+"""The scope forms :func:`spendgate.domain.enforcement.parse_scope` accepts, as given (no stray spaces); a
+per-model budget's ends in ``|model:<model>`` (``%7C`` in a URL)."""
+SCOPE_FORMS = ("key:<id>, developer:<name>, team:<name>, cost_center:<name> or org, optionally followed by "
+               "|model:<model>")
 
 
 def _scope(request: web.Request) -> str:
     text = request.match_info["scope"]
     if re.fullmatch(SCOPE_PATTERN, text) is None:
-        raise ApiError(400, "bad_request", f"bad scope {text!r}: use key:<id>, developer:<name>, team:<name> or org")
+        raise ApiError(400, "bad_request", f"bad scope {text!r}: use {SCOPE_FORMS}")
     return parse_scope(text)
 Usd = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,9}(\.[0-9]{1,6})?$",
                                   description="US dollars as an exact decimal string")]
@@ -57,12 +62,20 @@ class BudgetIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Fields to set; those left out keep the budget's current value (or the settings' default)."""
 
     daily: Usd | None = None
+    weekly: Usd | None = None
+    """The ISO-week amount (Monday 00:00 in the budget's time zone)."""
     monthly: Usd | None = None
     timezone: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
     thresholds: Annotated[list[Annotated[int, msgspec.Meta(ge=1, le=10_000)]],
                           msgspec.Meta(min_length=3, max_length=3)] | None = None
-    at_pause: Annotated[str, msgspec.Meta(pattern="^(refuse|cheapest)$")] | None = None
+    at_pause: Annotated[str, msgspec.Meta(pattern="^(refuse|cheapest|step_down)$")] | None = None
     retry_cap: Annotated[int, msgspec.Meta(ge=0, le=1000)] | None = None
+    cascades: Annotated[dict[Annotated[str, msgspec.Meta(max_length=128)],
+                             Annotated[list[Annotated[str, msgspec.Meta(max_length=128)]],
+                                       msgspec.Meta(max_length=MAX_CASCADE_STEPS)]],
+                        msgspec.Meta(max_length=MAX_CASCADES)] | None = None
+    """The scope's own cascades, ``{model: [cheaper, ...]}``; ``{}`` removes them (the broader scopes' or
+    the settings' apply again)."""
 
 
 class RaiseIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -114,13 +127,17 @@ async def put_budget(request: web.Request) -> web.Response:
     base = await store.get_budget(deps.pool, scope) or Budget(
         scope, timezone=deps.settings.default_timezone,
         thresholds=Thresholds.of(deps.settings.enforcement.thresholds_pct))
+    cascades = base.cascade_dict() if body.cascades is None else body.cascades or None
     budget = budget_of(
         scope, daily_micros=base.daily_micros if body.daily is None else usd_to_micros(body.daily),
+        weekly_micros=base.weekly_micros if body.weekly is None else usd_to_micros(body.weekly),
         monthly_micros=base.monthly_micros if body.monthly is None else usd_to_micros(body.monthly),
         timezone=body.timezone or base.timezone,
         thresholds=base.thresholds.as_list() if body.thresholds is None else body.thresholds,
         at_pause=body.at_pause or base.at_pause,
-        retry_cap=base.retry_cap if body.retry_cap is None else body.retry_cap)
+        retry_cap=base.retry_cap if body.retry_cap is None else body.retry_cap, cascades=cascades)
+    if cascades:
+        check_cascades(cascades, deps.prices, what=f"cascades of {scope}")
     await store.set_budget(deps.pool, budget, actor=_actor(request))
     _, raises = await store.load_budgets(deps.pool, deps.now())
     return json_response(budget_out(budget, raises))
@@ -167,13 +184,14 @@ async def post_apply(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     body = msgspec.json.decode(await request.read(), type=ApplyIn)
     proposal = policy_from_document(body.proposal, deps.settings.enforcement)
+    proposal.check_prices(deps.prices)
     done = await apply(deps.pool, proposal, deps.settings.enforcement, now=deps.now(), actor=_actor(request))
     return json_response(done)
 
 
 def operations() -> list[Operation]:
     scope = Param("scope", {"type": "string", "pattern": SCOPE_PATTERN},
-                  "key:<id>, developer:<name>, team:<name> or org", where="path")
+                  SCOPE_FORMS, where="path")
     b, p = ("budgets",), ("policy",)
     return [
         Operation("GET", "/v1/budgets", "listBudgets", "Budgets and active raises", list_budgets, Budgets,

@@ -65,6 +65,8 @@ class ScopeResult(msgspec.Struct, frozen=True, kw_only=True):
     """What this scope would have spent under the proposal."""
     actual_micros: int
     """What it really spent in the window."""
+    weekly_budget_micros: int | None = None
+    """The ISO-week amount (a per-model budget's spend counts its model only)."""
 
 
 class DryRun(msgspec.Struct, frozen=True, kw_only=True):
@@ -103,7 +105,8 @@ async def dry_run(pool: asyncpg.Pool, policy: Policy, prices: PriceTable, *, day
         seed_from = _seed_from(policy, start)
         if seed_from < start:
             for s in await usage.quarter_hour_spend(conn, seed_from, start):
-                replay.seed(s.key_id, s.developer, s.team, s.at, s.spent_micros)
+                replay.seed(s.key_id, s.developer, s.team, s.at, s.spent_micros, cost_center=s.cost_center,
+                            model=s.model_used)
         async for batch in usage.replay_batches(conn, start, now, batch_rows=FETCH_ROWS):
             for row in batch:
                 replay.feed(row)
@@ -117,6 +120,7 @@ def _result(replay: Replay, policy: Policy, days: int, start: datetime, now: dat
         budget = policy.budgets[scope]
         scopes.append(ScopeResult(
             scope=scope, daily_budget_micros=budget.daily_micros, monthly_budget_micros=budget.monthly_micros,
+            weekly_budget_micros=budget.weekly_micros,
             alerts=[DryRunAlert(period=a.period, period_start=a.period_start, threshold_pct=a.threshold_pct,
                                 stage=a.stage, at=a.at, spent_micros=a.spent_micros, budget_micros=a.budget_micros)
                     for a in replay.alerts if a.scope == scope],

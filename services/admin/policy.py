@@ -29,14 +29,17 @@ async def live_policy(pool: asyncpg.Pool, defaults: EnforcementSettings, now: da
 
 
 def _budget_doc(b: Budget) -> dict[str, Any]:
-    doc: dict[str, Any] = {"scope": b.scope}
-    if b.daily_micros is not None:
-        doc["daily"] = usd_str(b.daily_micros)
-    if b.monthly_micros is not None:
-        doc["monthly"] = usd_str(b.monthly_micros)
+    doc: dict[str, Any] = {"scope": b.base_scope}
+    if b.model is not None:
+        doc["model"] = b.model
+    for name, micros in (("daily", b.daily_micros), ("weekly", b.weekly_micros), ("monthly", b.monthly_micros)):
+        if micros is not None:
+            doc[name] = usd_str(micros)
     doc.update(timezone=b.timezone, thresholds=b.thresholds.as_list(), at_pause=b.at_pause)
     if b.retry_cap is not None:
         doc["retry_cap"] = b.retry_cap
+    if b.cascades is not None:
+        doc["cascades"] = b.cascade_dict()
     return doc
 
 

@@ -86,6 +86,7 @@ def apply_cmd(ctx: Ctx, proposal: Path, api_url: str | None) -> None:
             async with open_api(settings, api_url) as api:
                 return await api.call("POST", "/v1/policy/apply", Applied, body={"proposal": document})
         policy_ = policy_from_document(document, settings.enforcement)
+        policy_.check_prices(settings.pricing.table())  # a budget's own cascade may name an unpriced model
         async with ctx.database() as pool:
             return await apply(pool, policy_, settings.enforcement, now=datetime.now(UTC),
                                actor=f"cli:{getpass.getuser()}")

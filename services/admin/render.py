@@ -71,8 +71,16 @@ def _key_status(k: Any) -> str:
 BUDGET_FIELDS: list[Field] = [
     field("scope"), field("daily_micros", "money", "daily"), field("monthly_micros", "money", "monthly"),
     field("timezone"), field("thresholds_pct", "list", "thresholds"), field("at_pause"), field("retry_cap", "int"),
-    field("raised_micros", "money", "raised"),
+    field("raised_micros", "money", "raised"), field("weekly_micros", "money", "weekly"), field("model", header=None),
+    Field("cascades", lambda b: _cascades_text(b.cascades), header=None),
 ]
+
+
+def _cascades_text(cascades: dict[str, list[str]] | None) -> str | None:
+    """A budget's own cascades on one line: ``gpt-5.1 > gpt-5.1-mini > gpt-4.1-mini; o3 > o4-mini``."""
+    if not cascades:
+        return None
+    return "; ".join(f"{m} > {' > '.join(c)}" for m, c in sorted(cascades.items()))
 
 
 def chargeback(report: Chargeback, fmt: str) -> str:
@@ -107,6 +115,8 @@ def budget(status: BudgetStatus, fmt: str) -> str:
     b = status.budget
     out = [f"{b.scope}  ({b.timezone}, thresholds {','.join(map(str, b.thresholds_pct))}, at pause: {b.at_pause}, "
            f"retry cap: {b.retry_cap if b.retry_cap is not None else 'default'})", ""]
+    if b.cascades:
+        out[-1:-1] = [f"own cascades: {_cascades_text(b.cascades)}"]
     out.append(table([field("period"), field("start", "date"), field("spent_micros", "money", "spent"),
                       field("budget_micros", "money", "budget"), field("stage"),
                       field("resets_at", "time", "resets")], status.periods))

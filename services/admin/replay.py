@@ -30,9 +30,9 @@ Usage = StoredUsage
 
 
 Outcome = str
-"""``pass``, ``downgrade``, ``pause_cheapest``, ``refuse`` (budget pause), ``retry_refuse`` or
-``refused_other`` (refused live for a reason no budget policy changes, e.g. a model with no price)."""
-_SERVED = frozenset({"pass", "downgrade", "pause_cheapest"})
+"""``pass``, ``downgrade``, ``pause_cheapest``, ``pause_step_down``, ``refuse`` (budget pause), ``retry_refuse``
+or ``refused_other`` (refused live for a reason no budget policy changes, e.g. a model with no price)."""
+_SERVED = frozenset({"pass", "downgrade", "pause_cheapest", "pause_step_down"})
 
 
 def actual_outcome(u: Usage) -> Outcome:
@@ -43,7 +43,7 @@ def actual_outcome(u: Usage) -> Outcome:
         return "retry_refuse" if u.retry else "refused_other"
     if u.route_reason == "downgrade":
         return "downgrade"
-    return "pause_cheapest" if u.route_reason == "pause_cheapest" else "pass"
+    return u.route_reason if u.route_reason in ("pause_cheapest", "pause_step_down") else "pass"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,27 +102,32 @@ class Replay:
         self.crossed: dict[BalanceKey, StageLevel] = {}
         """Per balance, the most severe stage whose threshold crossing has been reported (alerted once)."""
         self.scopes: dict[str, ScopeTally] = {s: ScopeTally() for s in policy.budgets}
+        self._per_model = {s for s, b in policy.budgets.items() if b.model is not None}
         self.alerts: list[AlertHit] = []
         self.pauses: list[Pause] = []
         self.events = self.spend_micros = self.actual_micros = self.differences = self.retry_refused = 0
         self.trace: dict[str, Outcome] | None = {} if trace else None
         self._sessions: dict[str, _Session] = defaultdict(_Session)
-        self._principals: dict[tuple[str, str, str], Principal] = {}
-        self._who: dict[tuple[str, str, str], tuple[Principal, tuple[ScopeTally, ...]]] = {}
+        self._principals: dict[tuple[str, str, str, str], Principal] = {}
+        self._who: dict[tuple[str, str, str, str], tuple[Principal, tuple[ScopeTally, ...]]] = {}
 
-    def seed(self, key_id: str, developer: str, team: str, at: datetime, spent_micros: int) -> None:
+    def seed(self, key_id: str, developer: str, team: str, at: datetime, spent_micros: int, *,
+             cost_center: str = "", model: str = "") -> None:
         """Spend from before the replayed window that still counts in its periods (e.g. earlier this month);
-        thresholds it reached were alerted before the window."""
-        self._add(self._keys(self._principal(key_id, developer, team), at), spent_micros, at, alert=False)
+        thresholds it reached were alerted before the window. ``model``: the model that spent it (for the
+        per-model budgets)."""
+        principal = self._principal(key_id, developer, team, cost_center)
+        self._add(self._keys(principal, at, model), spent_micros, at, alert=False)
 
     def feed(self, u: Usage) -> Outcome:
         self.events += 1
-        who = self._who.get((u.key_id, u.developer, u.team))
+        who_key = (u.key_id, u.developer, u.team, u.cost_center)
+        who = self._who.get(who_key)
         if who is None:
-            who = self._who[(u.key_id, u.developer, u.team)] = self._tallies_of(u.key_id, u.developer, u.team)
+            who = self._who[who_key] = self._tallies_of(*who_key)
         principal, tallies = who
         session = self._sessions[u.session_id] if u.session_id else None
-        outcome, scope, cost, saved = self._decide(u, principal, session)
+        outcome, scope, cost, saved, used = self._decide(u, principal, session)
         self.spend_micros += cost
         self.actual_micros += u.cost_micros
         if outcome == "retry_refuse":
@@ -134,9 +139,16 @@ class Replay:
         for tally in tallies:
             tally.spend_micros += cost
             tally.actual_micros += u.cost_micros
+        if self._per_model:  # per-model budgets: the spend of their model only, as the ledger folds it
+            for s in self.policy.budget_scopes(principal.scopes(), used):
+                if s in self._per_model:
+                    self.scopes[s].spend_micros += cost
+            for s in self.policy.budget_scopes(principal.scopes(), u.model_used):
+                if s in self._per_model:
+                    self.scopes[s].actual_micros += u.cost_micros
         if scope is not None:
             tally = self.scopes[scope]
-            if outcome == "downgrade":
+            if outcome in ("downgrade", "pause_step_down"):  # a step down at the pause counts as a downgrade
                 tally.downgrades += 1
                 tally.downgrade_saved_micros += saved
             elif outcome == "pause_cheapest":
@@ -151,16 +163,17 @@ class Replay:
         return outcome
 
     def _decide(self, u: Usage, principal: Principal,
-                session: _Session | None) -> tuple[Outcome, str | None, int, int]:
+                session: _Session | None) -> tuple[Outcome, str | None, int, int, str]:
+        """The outcome, the deciding scope, the cost and saving under the proposal, and the model it serves."""
         if session is not None:
             session.retry_streak = session.retry_streak + 1 if u.retry else 0
             scopes = principal.scopes()
             if session.retry_streak and session.retry_streak >= max(self.policy.retry_cap_for(scopes), 1):
                 self._add(self._keys(principal, u.occurred_at), 0, u.occurred_at)
-                return "retry_refuse", self._retry_scope(scopes), 0, 0
+                return "retry_refuse", self._retry_scope(scopes), 0, 0, u.model_requested
         if u.status == "refused" and not u.retry and u.stage != "pause":
             self._add(self._keys(principal, u.occurred_at), 0, u.occurred_at)
-            return "refused_other", None, 0, 0
+            return "refused_other", None, 0, 0, u.model_requested
         facts = RequestFacts(principal, u.model_requested, u.input_tokens, u.session_id)
         decision = decide(facts, self.policy, self._spent, u.occurred_at)
         scope = decision.decided_by.scope if decision.decided_by is not None else None
@@ -169,18 +182,19 @@ class Replay:
             # because its budget shrank (a raise expired) gets that crossing now.
             self._add(decision.keys, 0, u.occurred_at)
             if decision.action == "refuse":
-                return "refuse", scope, 0, 0
-            return decision.action, scope, 0, 0  # refused live, passes now: its tokens were never known
+                return "refuse", scope, 0, 0, u.model_requested
+            # refused live, passes now: its tokens were never known
+            return decision.action, scope, 0, 0, decision.model_used
         cost = self._cost(u, decision.model_used)
         saved = self._cost(u, u.model_requested) - cost if decision.action != "pass" else 0
         self._add(decision.keys, cost, u.occurred_at)
-        return decision.action, scope, cost, saved
+        return decision.action, scope, cost, saved, decision.model_used
 
     def _spent(self, key: BalanceKey) -> int:
         return self.spend.get(key, 0)
 
-    def _keys(self, principal: Principal, at: datetime) -> tuple[BalanceKey, ...]:
-        return tuple(key for key, _ in balance_keys(principal, self.policy, at))
+    def _keys(self, principal: Principal, at: datetime, model: str = "") -> tuple[BalanceKey, ...]:
+        return tuple(key for key, _ in balance_keys(principal, self.policy, at, model))
 
     def _add(self, keys: tuple[BalanceKey, ...], cost: int, at: datetime, *, alert: bool = True) -> None:
         """Add ``cost`` to the balances; a balance past a threshold not reported yet alerts it (once per
@@ -230,14 +244,16 @@ class Replay:
             if u.turn_id is not None:
                 s.turns.add(u.turn_id)
 
-    def _principal(self, key_id: str, developer: str, team: str) -> Principal:
-        p = self._principals.get((key_id, developer, team))
+    def _principal(self, key_id: str, developer: str, team: str, cost_center: str = "") -> Principal:
+        p = self._principals.get((key_id, developer, team, cost_center))
         if p is None:
-            p = self._principals[(key_id, developer, team)] = Principal(key_id, developer, team)
+            p = self._principals[(key_id, developer, team, cost_center)] = Principal(key_id, developer, team,
+                                                                                     cost_center or None)
         return p
 
-    def _tallies_of(self, key_id: str, developer: str, team: str) -> tuple[Principal, tuple[ScopeTally, ...]]:
-        principal = self._principal(key_id, developer, team)
+    def _tallies_of(self, key_id: str, developer: str, team: str,
+                    cost_center: str = "") -> tuple[Principal, tuple[ScopeTally, ...]]:
+        principal = self._principal(key_id, developer, team, cost_center)
         return principal, tuple(self.scopes[s] for s in principal.scopes() if s in self.scopes)
 
     def _retry_scope(self, scopes: tuple[str, ...]) -> str | None:

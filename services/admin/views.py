@@ -53,7 +53,13 @@ class BudgetOut(msgspec.Struct, frozen=True, kw_only=True):
     at_pause: str
     retry_cap: int | None
     raised_micros: int = 0
-    """The sum of the scope's raises active now (each adds to the daily and the monthly budget)."""
+    """The sum of the scope's raises active now (each adds to the daily, weekly and monthly budget)."""
+    weekly_micros: int | None = None
+    """The ISO-week budget (Monday 00:00 in ``timezone``)."""
+    model: str | None = None
+    """The one model a per-model budget counts (its ``scope`` ends in ``|model:<model>``); null: every model."""
+    cascades: dict[str, list[str]] | None = None
+    """The scope's own cascades; null: the broader scopes' or the settings'."""
 
 
 class RaiseOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -73,7 +79,8 @@ class Budgets(msgspec.Struct, frozen=True, kw_only=True):
 def budget_out(b: Budget, raises: list[BudgetRaise] | tuple[BudgetRaise, ...] = ()) -> BudgetOut:
     return BudgetOut(scope=b.scope, daily_micros=b.daily_micros, monthly_micros=b.monthly_micros,
                      timezone=b.timezone, thresholds_pct=b.thresholds.as_list(), at_pause=b.at_pause,
-                     retry_cap=b.retry_cap, raised_micros=sum(r.amount_micros for r in raises if r.scope == b.scope))
+                     retry_cap=b.retry_cap, raised_micros=sum(r.amount_micros for r in raises if r.scope == b.scope),
+                     weekly_micros=b.weekly_micros, model=b.model, cascades=b.cascade_dict())
 
 
 def raise_out(r: BudgetRaise) -> RaiseOut:
@@ -90,7 +97,7 @@ async def budget_list(pool: asyncpg.Pool, now: datetime) -> Budgets:
 
 class PeriodStanding(msgspec.Struct, frozen=True, kw_only=True):
     period: str
-    """``day`` or ``month``, in the budget's time zone."""
+    """``day``, ``week`` (ISO, from Monday) or ``month``, in the budget's time zone."""
     start: date
     spent_micros: int
     budget_micros: int
@@ -122,7 +129,7 @@ async def budget_status(pool: asyncpg.Pool, scope: str, now: datetime) -> Budget
     raises = [r for r in all_raises if r.scope == b.scope]
     periods = {k: period_containing(k, now, b.timezone) for k in PeriodKind}
     rows = await balances_of(pool, b.scope, day_start=periods[PeriodKind.DAY].start,
-                             month_start=periods[PeriodKind.MONTH].start)
+                             month_start=periods[PeriodKind.MONTH].start, week_start=periods[PeriodKind.WEEK].start)
     spent = {r.period: r.spent_micros for r in rows}
     policy = Policy(budgets={b.scope: b}, raises=tuple(raises))
     standing = []

@@ -53,6 +53,9 @@ def effect(stage: str, *, at_pause: str, small_turn_tokens: int) -> str:
                 "keep the requested model until the pause threshold.")
     if at_pause == "cheapest":
         return "Every request is now forced onto the cheapest model until the budget resets."
+    if at_pause == "step_down":
+        return ("Every request, large turns included, now goes one step down its model's cascade until the "
+                "budget resets; models with no cheaper step are refused.")
     return "Requests are refused (HTTP 429, budget exhausted) until the budget resets or is raised."
 
 
@@ -96,7 +99,7 @@ async def build_message(conn: Conn, alert: Alert, *, now: datetime, top_n: int,
     if isinstance(ev, ThresholdCrossed):
         period = period_of(PeriodKind(ev.period), ev.period_start, tz)
         pct = ev.spent_micros * 100 // ev.budget_micros if ev.budget_micros else 0
-        noun = "daily" if ev.period == "day" else "monthly"
+        noun = {"day": "daily", "week": "weekly"}.get(ev.period, "monthly")
         facts = [
             Fact("Who", subject),
             Fact("Budget", f"{format_usd(ev.budget_micros)} {noun} (period from {ev.period_start})"),

@@ -38,7 +38,7 @@ from spendgate.domain.periods import zone
 
 STAGES = ("alert", "downgrade", "pause", "forecast_overrun", "retry_loop", "reconciliation_gap")
 MATCH_KEYS = ("cost_center", "team", "developer", "stage", "scope", "period")
-SCOPE_KINDS = ("key", "developer", "team", "org")
+SCOPE_KINDS = ("key", "developer", "team", "cost_center", "org")
 DEVELOPER = "developer"
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
@@ -234,7 +234,7 @@ def _route(node: Node, index: int, targets: Mapping[str, TargetSpec], developer_
                 raise loc.key_error(f"cannot match on {key!r} (expected one of: {', '.join(MATCH_KEYS)})")
             values = tuple(as_scalar(n, key) for n in _scalar_or_list(loc.node))
             allowed: tuple[str, ...] | None = {"stage": STAGES, "scope": SCOPE_KINDS,
-                                                "period": ("day", "month")}.get(key)
+                                                "period": ("day", "week", "month")}.get(key)
             for v in values:
                 if allowed is not None and v != "*" and v not in allowed:
                     raise loc.error(f"{key} {v!r} is not one of: {', '.join(allowed)}")

@@ -9,6 +9,7 @@ from typing import Literal
 
 import msgspec
 
+from spendgate.domain.enforcement.scopes import scope_kind, split_scope
 from spendgate.domain.events import ForecastOverrun, ReconciliationGap, RetryLoopDetected, ThresholdCrossed
 
 AlertKind = Literal["alert", "downgrade", "pause", "forecast_overrun", "retry_loop", "digest", "test",
@@ -83,13 +84,13 @@ def route_facts(stage: str, scope: str, *, developer: str | None, team: str | No
                 period: str | None) -> dict[str, str | None]:
     """What alert routes match on, for an alert of ``stage`` about ``scope``: the alerter's routing and
     the proxy's pause message (who was alerted) build them here, so both name the same recipients."""
-    return {"stage": stage, "scope": scope.split(":", 1)[0], "cost_center": cost_center, "team": team,
+    return {"stage": stage, "scope": scope_kind(scope), "cost_center": cost_center, "team": team,
             "developer": developer, "period": period}
 
 
 def scope_name(scope: str) -> tuple[str, str | None]:
-    """``team:platform`` → ("team", "platform"); ``org`` → ("org", None)."""
-    kind, _, name = scope.partition(":")
+    """``team:platform`` → ("team", "platform"); ``org`` → ("org", None); a per-model scope → its scope's."""
+    kind, _, name = split_scope(scope)[0].partition(":")
     return kind, (name or None)
 
 

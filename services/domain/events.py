@@ -19,9 +19,9 @@ from spendgate.domain.ids import uuid7
 Stage = Literal["ok", "alert", "downgrade", "pause"]
 UsageStatus = Literal["ok", "upstream_error", "client_aborted", "incomplete", "refused"]
 UsageSource = Literal["reported", "estimated", "none"]
-RouteReason = Literal["requested", "downgrade", "pause_cheapest"]
+RouteReason = Literal["requested", "downgrade", "pause_cheapest", "pause_step_down"]
 RefusalReason = Literal["budget_pause", "retry_budget", "unknown_model", "bad_request", "auth", "outage"]
-PeriodName = Literal["day", "month"]
+PeriodName = Literal["day", "week", "month"]
 CrossingCause = Literal["usage", "budget_change"]
 
 
@@ -96,7 +96,8 @@ class ThresholdCrossed(msgspec.Struct, frozen=True, kw_only=True):
     schema_version: Literal[1] = 1
     crossing_id: str
     scope: str
-    """``key:<id>``, ``developer:<name>``, ``team:<name>`` or ``org``."""
+    """``key:<id>``, ``developer:<name>``, ``team:<name>``, ``cost_center:<name>`` or ``org``; a per-model
+    budget's followed by ``|model:<model>`` (``org|model:gpt-5.1``)."""
     period: PeriodName
     period_start: date
     resets_at: datetime
@@ -129,6 +130,8 @@ class BudgetChanged(msgspec.Struct, frozen=True, kw_only=True):
     reason: str | None = None
     actor: str
     changed_at: datetime
+    weekly_micros: int | None = None
+    """The ISO-week amount (a per-model budget's ``scope`` ends in ``|model:<model>``)."""
 
 
 class RetryLoopDetected(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,8 +1,10 @@
-"""Budget periods (day, month) in a scope's IANA timezone. Pure: no I/O.
+"""Budget periods (day, ISO week, month) in a scope's IANA timezone. Pure: no I/O.
 
-A period is identified by its local start date (the day itself, or the 1st of the month); its
-bounds are the UTC instants of local midnight at the start and at the end, so a DST day is 23 or
-25 hours long and a month ends at local midnight of the 1st.
+A period is identified by its local start date (the day itself, the Monday of the ISO week, or the
+1st of the month); its bounds are the UTC instants of local midnight at the start and at the end, so
+a DST day is 23 or 25 hours long, a week with a DST change 167 or 169, and a month ends at local
+midnight of the 1st. A week belongs to no month or year: the one starting Monday 2026-12-28 ends at
+local midnight opening Monday 2027-01-04.
 """
 
 from __future__ import annotations
@@ -18,14 +20,19 @@ from spendgate.domain.errors import ConfigError
 
 class PeriodKind(StrEnum):
     DAY = "day"
+    WEEK = "week"
     MONTH = "month"
+
+
+PERIOD_KINDS: tuple[PeriodKind, ...] = (PeriodKind.DAY, PeriodKind.WEEK, PeriodKind.MONTH)
+"""Every kind, shortest first: what the fold, the decision and the budget-change crossings iterate."""
 
 
 @dataclass(frozen=True, slots=True)
 class Period:
     kind: PeriodKind
     start: date
-    """Local start date: the day, or the first of the month."""
+    """Local start date: the day, the Monday of the week, or the first of the month."""
     starts_at: datetime
     """UTC instant of local midnight that opens the period."""
     ends_at: datetime
@@ -52,15 +59,26 @@ def _next_month(d: date) -> date:
 
 
 def period_start_date(kind: PeriodKind, local_day: date) -> date:
-    return local_day if kind is PeriodKind.DAY else local_day.replace(day=1)
+    if kind is PeriodKind.DAY:
+        return local_day
+    if kind is PeriodKind.WEEK:
+        return local_day - timedelta(days=local_day.weekday())  # ISO week: Monday is weekday 0
+    return local_day.replace(day=1)
+
+
+def _period_end(kind: PeriodKind, start: date) -> date:
+    if kind is PeriodKind.DAY:
+        return start + timedelta(days=1)
+    if kind is PeriodKind.WEEK:
+        return start + timedelta(days=7)
+    return _next_month(start)
 
 
 @lru_cache(maxsize=65536)
 def period_of(kind: PeriodKind, start: date, tz_name: str) -> Period:
     """The period of ``kind`` whose local start date is ``start``."""
     tz = zone(tz_name)
-    end = start + timedelta(days=1) if kind is PeriodKind.DAY else _next_month(start)
-    return Period(kind, start, _local_midnight(start, tz), _local_midnight(end, tz))
+    return Period(kind, start, _local_midnight(start, tz), _local_midnight(_period_end(kind, start), tz))
 
 
 def period_containing(kind: PeriodKind, instant: datetime, tz_name: str) -> Period:

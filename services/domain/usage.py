@@ -29,3 +29,4 @@ class StoredUsage(NamedTuple):
     retry: bool
     cache_write_5m_tokens: int = 0
     cache_write_1h_tokens: int = 0
+    cost_center: str = ""

@@ -17,7 +17,7 @@ from email.utils import make_msgid
 
 from spendgate.core.config import Settings
 from spendgate.core.db import Conn
-from spendgate.domain.enforcement.scopes import ORG, scope_label
+from spendgate.domain.enforcement.scopes import scope_kind, scope_label, split_scope
 from spendgate.domain.periods import PeriodKind, period_of
 from spendgate.forecaster.chart import Chart, ChartFormat, burndown, chart_id
 from spendgate.forecaster.engine import ScopeForecast, forecast_all
@@ -49,7 +49,8 @@ class SessionDriver:
     requests: int
 
 
-GROUPS: tuple[tuple[str, str], ...] = (("team", "Teams"), ("org", "The organisation"), ("developer", "Developers"),
+GROUPS: tuple[tuple[str, str], ...] = (("team", "Teams"), ("org", "The organisation"),
+                                      ("cost_center", "Cost centers"), ("developer", "Developers"),
                                       ("key", "Virtual keys"))
 """Report order: kind of scope, heading. Teams first, with what drives them."""
 
@@ -69,12 +70,14 @@ class ScopeSection:
 
     @property
     def kind(self) -> str:
-        """``team``, ``developer``, ``key`` or ``org``."""
-        return ORG if self.scope == ORG else self.scope.partition(":")[0]
+        """``team``, ``cost_center``, ``developer``, ``key`` or ``org`` (a per-model budget's: its scope's)."""
+        return scope_kind(self.scope)
 
     @property
     def name(self) -> str:
-        return self.scope.partition(":")[2] or self.scope
+        base, model = split_scope(self.scope)
+        name = base.partition(":")[2] or base
+        return name if model is None else f"{name} on {model}"
 
     @property
     def title(self) -> str:

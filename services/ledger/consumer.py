@@ -32,7 +32,7 @@ from spendgate.domain.constants import GROUP_LEDGER, TOPIC_USAGE
 from spendgate.domain.errors import BusError, PoisonEventError
 from spendgate.domain.events import UsageRecorded, decode
 from spendgate.ledger.admission import admit, clean_text
-from spendgate.ledger.fold import batch_crossings, fold, scopes_of
+from spendgate.ledger.fold import batch_crossings, fold, model_scopes_of, scopes_of
 from spendgate.store.balances import store as balances
 from spendgate.store.budgets import store as budget_store
 from spendgate.store.deadletters.store import add_dead_letter
@@ -149,13 +149,16 @@ async def fold_events(conn: Conn, events: Sequence[UsageRecorded], *, default_ti
     # Time order, not bus order: a team's or the org's events arrive from several partitions, and the
     # event that crossed a threshold must be the one that really did.
     events = sorted(events, key=lambda e: (e.occurred_at, e.event_id))
-    scopes = {s for e in events for s in scopes_of(e)}
+    await balances.hold_fold_lock(conn, exclusive=False)  # before the budgets: see ledger/changes.py's recount
+    scopes = {s for e in events for s in (*scopes_of(e), *model_scopes_of(e))}
     budgets = {b.scope: b for b in await budget_store.budgets_of(conn, scopes)}
     # Base amounts and every raise still running at the batch's first event: batch_crossings measures
     # each event against the budget at its own time (a raise that ends inside the batch counts only
     # before its end), as the proxy decided it.
     raises = await budget_store.active_raises(conn, events[0].occurred_at, scopes)
-    result = fold(events, lambda scope: budgets[scope].timezone if scope in budgets else default_timezone)
+    result = fold(events, lambda scope: budgets[scope].timezone if scope in budgets else default_timezone,
+                  per_model={s for s, b in budgets.items() if b.model is not None},
+                  weekly={s for s, b in budgets.items() if b.weekly_micros is not None})
     before = await balances.apply_balances(conn, result.balances)
     await usage.apply_sessions(conn, result.sessions)
     if not record_crossings:

@@ -7,22 +7,29 @@ incremental and rebuilt balances cannot disagree.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
 
 from spendgate.domain.enforcement.balances import BalanceKey
 from spendgate.domain.enforcement.policy import Budget, BudgetRaise, effective_budget_micros
-from spendgate.domain.enforcement.scopes import Principal
+from spendgate.domain.enforcement.scopes import Principal, model_scope
 from spendgate.domain.enforcement.stages import StageLevel, crossed, stage_for
 from spendgate.domain.events import Stage, UsageRecorded
 from spendgate.domain.periods import PeriodKind, local_date, period_of, period_start_date
 
 
 def scopes_of(event: UsageRecorded) -> tuple[str, ...]:
-    """Every budget scope a request falls in (its key, developer, team, the org): the proxy's rule."""
-    return Principal(event.key_id, event.developer, event.team).scopes()
+    """Every budget scope a request falls in (its key, developer, team, cost center, the org): the proxy's
+    rule."""
+    return Principal(event.key_id, event.developer, event.team, event.cost_center or None).scopes()
+
+
+def model_scopes_of(event: UsageRecorded) -> tuple[str, ...]:
+    """The per-model scopes the event's cost could count in: each of its scopes on the model that served
+    it (``model_used``); a balance is kept for those with a budget only."""
+    return tuple(model_scope(s, event.model_used) for s in scopes_of(event))
 
 
 def counts_as_request(event: UsageRecorded) -> bool:
@@ -70,8 +77,15 @@ class FoldResult:
     sessions: dict[SessionKey, SessionDelta] = field(default_factory=dict)
 
 
-def fold(events: Iterable[UsageRecorded], timezone_of: Callable[[str], str]) -> FoldResult:
-    """Sum events into per-(scope, period) balance increments and per-(developer, session) aggregates."""
+def fold(events: Iterable[UsageRecorded], timezone_of: Callable[[str], str],
+         per_model: Container[str] = (), weekly: Container[str] = ()) -> FoldResult:
+    """Sum events into per-(scope, period) balance increments and per-(developer, session) aggregates.
+
+    Every scope of an event gets a day and a month balance. ``per_model``: the per-model scopes that have
+    a budget; an event's cost also counts in those of them it falls in (:func:`model_scopes_of`).
+    ``weekly``: the scopes whose budget has a weekly amount, which get a week balance too. Both are
+    counted afresh from the events when such a budget is set (:mod:`spendgate.ledger.changes`), so a
+    balance kept only while a budget asks for it still holds the whole period."""
     result = FoldResult()
     balances = result.balances
     zones: dict[str, str] = {}
@@ -79,7 +93,10 @@ def fold(events: Iterable[UsageRecorded], timezone_of: Callable[[str], str]) -> 
     for ev in events:
         local_days: dict[str, date] = {}  # most scopes share a timezone: convert once per event
         cost, counted = ev.cost_micros, counts_as_request(ev)
-        for scope in scopes_of(ev):
+        scopes = scopes_of(ev)
+        if per_model:
+            scopes += tuple(s for s in model_scopes_of(ev) if s in per_model)
+        for scope in scopes:
             tz = zones.get(scope)
             if tz is None:
                 tz = zones[scope] = timezone_of(scope)
@@ -88,7 +105,7 @@ def fold(events: Iterable[UsageRecorded], timezone_of: Callable[[str], str]) -> 
                 day = local_days[tz] = local_date(ev.occurred_at, tz)
             keys = keys_of.get((scope, day))
             if keys is None:
-                keys = keys_of[(scope, day)] = _balance_keys(scope, day, tz)
+                keys = keys_of[(scope, day)] = _balance_keys(scope, day, tz, scope in weekly)
             for key, ends_at in keys:
                 delta = balances.get(key)
                 if delta is None:
@@ -102,15 +119,16 @@ def fold(events: Iterable[UsageRecorded], timezone_of: Callable[[str], str]) -> 
 
 
 FOLDED_PERIODS = (PeriodKind.DAY, PeriodKind.MONTH)
-"""The periods every scope's spend is summed over."""
+"""The periods every scope's spend is summed over (a scope with a weekly budget: the week too)."""
+WITH_WEEK = (*FOLDED_PERIODS, PeriodKind.WEEK)
 
 
 @lru_cache(maxsize=16384)
-def _balance_keys(scope: str, day: date, tz: str) -> tuple[tuple[BalanceKey, datetime], ...]:
+def _balance_keys(scope: str, day: date, tz: str, week: bool) -> tuple[tuple[BalanceKey, datetime], ...]:
     """The balances an event of ``scope`` on local ``day`` adds to, each with when its period ends: made
     once per scope and day, so the fold's loop over events only looks them up."""
     return tuple((BalanceKey(scope, kind, period.start), period.ends_at)
-                 for kind in FOLDED_PERIODS
+                 for kind in (WITH_WEEK if week else FOLDED_PERIODS)
                  for period in (period_of(kind, period_start_date(kind, day), tz),))
 
 

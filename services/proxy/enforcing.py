@@ -50,7 +50,7 @@ async def admit_confirmed(enforcer: Enforcer, principal: Principal, model: str, 
     view = enforcer.view
     if not isinstance(view, BalanceView):
         return admit()
-    keys = view.near_line(principal)
+    keys = view.near_line(principal, model)
     if not keys or view.stale_s() > view.settings.outage_after_s:
         # Far from the line; or the database has not answered the view for a while: do not make each
         # request wait on it.
@@ -76,7 +76,7 @@ class EnforcingDecider:
 
     async def decide(self, facts: RequestFacts) -> Decision:
         key = facts.key
-        principal = Principal(key.key_id, key.developer, key.team)
+        principal = Principal(key.key_id, key.developer, key.team, key.cost_center or None)
         if facts.model is None:
             now = self.enforcer.standing(principal)
             return Pass(now.stage.label, remaining_micros=now.remaining_micros)

@@ -115,7 +115,7 @@ class BalanceView:
         self._fresh_at = time.monotonic()
         self._peer_heard_at = -STALE_AFTER_S
         self._greeting: asyncio.Task[None] | None = None
-        self._noted: tuple[Principal, datetime, list[Standing]] | None = None
+        self._noted: tuple[Principal, datetime, list[Standing], str] | None = None
         """:meth:`near_line`'s standings, for the :meth:`decide` that follows it without an await."""
 
     # -- the request path: memory only ------------------------------------------------------------
@@ -127,7 +127,7 @@ class BalanceView:
     def decide(self, facts: RequestFacts) -> Decision:
         """Pass, downgrade, cheapest or refuse: from memory, no I/O."""
         noted, self._noted = self._noted, None
-        if noted is not None and noted[0] is facts.principal:
+        if noted is not None and noted[0] is facts.principal and noted[3] == facts.model:
             return decide(facts, self._policy, self.spent_micros, noted[1], noted[2])
         return decide(facts, self._policy, self.spent_micros, self._clock())
 
@@ -149,17 +149,17 @@ class BalanceView:
 
     # -- near the pause line: confirmed admissions ---------------------------------------------------
 
-    def near_line(self, principal: Principal) -> list[BalanceKey]:
-        """The principal's budgeted balances at the alert or downgrade stage, whose admissions are
-        confirmed against every proxy's reservations (:meth:`confirm`). A paused balance is refused from
-        memory (its pending spend only overstates it), so a paused client hammering the gateway never
-        reaches the database."""
+    def near_line(self, principal: Principal, model: str = "") -> list[BalanceKey]:
+        """The principal's budgeted balances (for a request for ``model``) at the alert or downgrade stage,
+        whose admissions are confirmed against every proxy's reservations (:meth:`confirm`). A paused
+        balance is refused from memory (its pending spend only overstates it), so a paused client
+        hammering the gateway never reaches the database."""
         now = self._clock()
-        found = standings(principal, self._policy, self.spent_micros, now)
+        found = standings(principal, self._policy, self.spent_micros, now, model)
         near = [s.key for s in found if StageLevel.ALERT <= s.stage < StageLevel.PAUSE]
         # Far from the line the decision follows at once (no await in between: the same spend) and
         # reuses these; near it the spend is read again first.
-        self._noted = None if near else (principal, now, found)
+        self._noted = None if near else (principal, now, found, model)
         return near
 
     @contextlib.asynccontextmanager
@@ -431,6 +431,8 @@ class BalanceView:
 
     def _prune(self, day_cutoff: date, month_cutoff: date) -> None:
         def stale(key: BalanceKey) -> bool:
+            if key.period is PeriodKind.WEEK:
+                return key.period_start < day_cutoff - timedelta(days=7)  # changed_balances' week cutoff
             return key.period_start < (day_cutoff if key.period is PeriodKind.DAY else month_cutoff)
 
         self._pruned_at = day_cutoff

@@ -85,6 +85,21 @@ class BalanceStoreContract(abc.ABC):
         assert again[0].version > latest
         assert await store.changed_balances(pool, again[0].version, day_cutoff=DAY1, month_cutoff=MONTH) == []
 
+    async def test_a_recount_sets_balances_and_weeks_are_polled(self, pool: asyncpg.Pool) -> None:
+        """set_balances replaces a balance's totals (under the exclusive fold lock); a week balance from the week
+        before the day cutoff on is polled, an older one is not."""
+        store = self.create_store()
+        week = Ref("org|model:gpt-5.1", PeriodKind.WEEK, DAY1)
+        old_week = Ref("org", PeriodKind.WEEK, date(2026, 10, 19))
+        await store.apply_balances(pool, {week: Inc(5), old_week: Inc(1)})
+        async with pool.acquire() as conn, conn.transaction():
+            await store.hold_fold_lock(conn, exclusive=True)
+            await store.set_balances(conn, {BalanceKey(week.scope, week.period, week.period_start): (42, 3)})
+        rows = await store.balances_of(pool, week.scope, day_start=DAY2, month_start=MONTH, week_start=DAY1)
+        assert [(r.period, r.spent_micros, r.requests) for r in rows] == [("week", 42, 3)]
+        seen = await store.changed_balances(pool, 0, day_cutoff=DAY2 + timedelta(days=2), month_cutoff=MONTH)
+        assert [(v.key.scope, v.spent_micros) for v in seen] == [(week.scope, 42)]
+
     async def test_day_spend_and_clearing(self, pool: asyncpg.Pool) -> None:
         """Day balances of the asked scopes within the dates; clearing empties every balance."""
         store = self.create_store()

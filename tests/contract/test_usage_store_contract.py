@@ -63,6 +63,21 @@ class UsageStoreContract(abc.ABC):
     @abc.abstractmethod
     def create_store(self) -> UsageStore: ...
 
+    async def test_a_scope_spend_counts_its_events_and_a_per_model_scope_its_model(self, pool: asyncpg.Pool) -> None:
+        """scope_spend sums the events of a cost center (or org) in the window; a per-model scope only the events its
+        model served; refused requests add no request."""
+        store = self.create_store()
+        await store.insert_events(pool, [
+            ev(cost_center="cc-a", cost_micros=10), ev(cost_center="cc-a", cost_micros=5, status="refused"),
+            ev(cost_center="cc-a", cost_micros=7, model_requested="gpt-5.1-mini", model_used="gpt-5.1-mini"),
+            ev(cost_center="cc-b", cost_micros=100), ev(cost_center="cc-a", cost_micros=1000,
+                                                        occurred_at=T0 + timedelta(days=8))])
+        end = T0 + timedelta(days=7)
+        assert await store.scope_spend(pool, "cost_center:cc-a", T0, end) == (22, 2)
+        assert await store.scope_spend(pool, "cost_center:cc-a|model:gpt-5.1", T0, end) == (15, 1)
+        assert await store.scope_spend(pool, "org|model:gpt-5.1-mini", T0, end) == (7, 1)
+        assert await store.scope_spend(pool, "org", T0, end) == (122, 3)
+
     async def test_events_are_inserted_once_per_event_id(self, pool: asyncpg.Pool) -> None:
         """Only events never stored before come back, in input order; a duplicate within a batch counts once."""
         store = self.create_store()

@@ -186,7 +186,7 @@ async def test_the_api_dry_run_and_apply_are_the_same_functions(pool: asyncpg.Po
         via_api = msgspec.json.decode(await resp.read(), type=DryRun)
         assert msgspec.structs.replace(via_api, elapsed_ms=0) == msgspec.structs.replace(direct, elapsed_ms=0)
         bad = await client.post("/v1/policy/dry-run", headers=auth(), json={"proposal": {"budgets": [{"scope": "x"}]}})
-        assert bad.status == 400 and "needs a daily or a monthly" in (await bad.json())["error"]["message"]
+        assert bad.status == 400 and "needs a daily, weekly or monthly" in (await bad.json())["error"]["message"]
         applied = await client.post("/v1/policy/apply", headers=auth(), json={"proposal": STRICT_POLICY})
         assert (await applied.json())["set_budgets"] == ["developer:bob"]
         shown = await (await client.get("/v1/policy", headers=auth())).json()

@@ -41,7 +41,8 @@ def test_budget_lifecycle_through_the_cli(db_url: str) -> None:
     listed = json.loads(invoke(db_url, "budgets", "list", "--format", "json"))
     assert listed["budgets"] == [{"scope": "team:platform", "daily_micros": 45_000_000, "monthly_micros": 800_000_000,
                                   "timezone": "Europe/Berlin", "thresholds_pct": [80, 95, 110],
-                                  "at_pause": "cheapest", "retry_cap": None, "raised_micros": 20_000_000}]
+                                  "at_pause": "cheapest", "retry_cap": None, "raised_micros": 20_000_000,
+                                  "weekly_micros": None, "model": None, "cascades": None}]
     assert [r["reason"] for r in listed["raises"]] == ["release week"]
     assert "$20.00" in invoke(db_url, "budgets", "list").splitlines()[2]
     shown = json.loads(invoke(db_url, "budgets", "show", "--scope", "team:platform", "--format", "json"))

@@ -97,7 +97,8 @@ async def assert_balances_match(pool: asyncpg.Pool, events: Sequence[UsageRecord
     """Every balance row is exactly the sum of ``events`` in its scope and period, and no other row exists."""
     expected: dict[tuple[str, str, object], int] = defaultdict(int)
     for e in events:
-        for scope in (f"key:{e.key_id}", f"developer:{e.developer}", f"team:{e.team}", "org"):
+        scopes = (f"key:{e.key_id}", f"developer:{e.developer}", f"team:{e.team}", "org")
+        for scope in (*scopes, f"cost_center:{e.cost_center}") if e.cost_center else scopes:
             expected[(scope, "day", e.occurred_at.date())] += e.cost_micros
             expected[(scope, "month", e.occurred_at.date().replace(day=1))] += e.cost_micros
     rows = await pool.fetch("SELECT scope, period, period_start, spent_micros FROM balances")

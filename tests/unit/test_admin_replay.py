@@ -193,3 +193,21 @@ def test_a_downgraded_claude_request_is_repriced_with_its_cache_writes() -> None
     # by hand, micro-dollars: plain 1,000, read 1,000, written 2,000 (5 m) + 1,000 (1 h), output 1,000
     assert (one, cost_micros(sonnet, **tokens)) == (5_000 + 500 + 12_500 + 10_000 + 25_000,
                                                     3_000 + 300 + 7_500 + 6_000 + 15_000)
+
+
+def test_a_per_model_cap_and_step_down_replay_as_the_proxy_decides() -> None:
+    """A gpt-5.1-codex-only cap with step_down: past its pause, every turn (large ones too) is served one step down
+    at the cheaper price, the cap's tally counts only its model's spend, and the org's counts all."""
+    one = request(0, inp=20_000).cost_micros
+    p = policy_from_document({"budgets": [
+        {"scope": "org", "model": "gpt-5.1-codex", "daily": usd_str(one * 3), "at_pause": "step_down"},
+        {"scope": "org", "daily": "1000"}]}, EnforcementSettings())
+    r = Replay(p, PRICES, trace=True)
+    outcomes = [r.feed(request(n, inp=20_000)) for n in range(6)]
+    assert outcomes[:3] == ["pass"] * 3 and outcomes[-1] == "pause_step_down"
+    cap, org = r.scopes["org|model:gpt-5.1-codex"], r.scopes["org"]
+    stepped = outcomes.count("pause_step_down")
+    assert cap.downgrades == stepped and cap.downgrade_saved_micros > 0
+    assert cap.spend_micros == one * (len(outcomes) - stepped)  # the stepped-down turns ran on another model
+    assert org.spend_micros == r.spend_micros and org.actual_micros == cap.actual_micros == one * len(outcomes)
+    assert actual_outcome(request(9, route="pause_step_down")) == "pause_step_down"

@@ -72,4 +72,5 @@ def test_an_audit_as_of_an_instant_ignores_raises_granted_later() -> None:
 def test_the_ledger_and_the_proxy_put_a_request_in_the_same_scopes() -> None:
     """The fold's scopes of an event are the proxy's scopes of the request's principal."""
     ev = usage_event(key_id="k9", developer="bob", team="data")
-    assert scopes_of(ev) == Principal("k9", "bob", "data").scopes() == ("key:k9", "developer:bob", "team:data", "org")
+    assert scopes_of(ev) == Principal("k9", "bob", "data", ev.cost_center).scopes() == (
+        "key:k9", "developer:bob", "team:data", f"cost_center:{ev.cost_center}", "org")

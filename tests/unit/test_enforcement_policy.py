@@ -54,7 +54,7 @@ def test_yaml_proposal_loads_into_typed_budgets(tmp_path: Path) -> None:
         ({"budgets": [{"scope": "squad:x", "daily": "1"}]}, "bad scope"),
         ({"budgets": [{"scope": "org", "daily": "1", "timezone": "Mars/Base"}]}, "unknown timezone"),
         ({"budgets": [{"scope": "org", "daily": "1", "thresholds": [95, 80, 110]}]}, "rising"),
-        ({"budgets": [{"scope": "org"}]}, "daily or a monthly"),
+        ({"budgets": [{"scope": "org"}]}, "daily, weekly or monthly"),
         ({"budgets": [{"scope": "org", "daily": "0"}]}, "positive"),
         ({"raises": [{"scope": "org", "by": "1", "from": "2026-11-01T00:00:00Z", "until": "2026-12-01T00:00:00",
                       "reason": "x"}]}, "timezone"),

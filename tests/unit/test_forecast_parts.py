@@ -90,3 +90,16 @@ def test_report_renders_scopes_grouped_teams_by_risk_first_with_escaped_names() 
     assert text.index("Teams by risk") < text.index("The organisation") < text.index("Developers by risk")
     assert risky.risk > 1 > calm.risk
     assert (risky.result.forecast.as_of + timedelta(days=1)).day == 11
+
+
+
+def test_cost_centers_and_per_model_budgets_have_a_place_in_the_report() -> None:
+    """A cost center is grouped as one, after the org; a per-model budget under its scope's kind, named with its
+    model: none of them falls out of the report."""
+    cc, flagship = _section("cost_center:cc-eng", 9_000_000_000, 5), _section("org|model:gpt-5.1", 900_000_000, 6)
+    org = _section("org", 20_000_000_000, 3)
+    assert (cc.kind, cc.name, flagship.kind, flagship.name) == ("cost_center", "cc-eng", "org", "org on gpt-5.1")
+    report = Report(datetime(2026, 3, 11, 6, tzinfo=UTC), date(2026, 3, 1), sorted([cc, flagship, org],
+                                                                                  key=report_order))
+    assert [(kind, {s.scope for s in found}) for kind, _, found in report.groups()] == [
+        ("org", {"org", "org|model:gpt-5.1"}), ("cost_center", {"cost_center:cc-eng"})]

@@ -10,11 +10,11 @@ from spendgate.ledger.fold import batch_crossings, crossings, fold, scopes_of
 from tests.support.factories import T0, usage_event
 
 
-def test_every_event_lands_in_four_scopes_and_two_periods() -> None:
-    """key, developer, team and org each get a day and a month balance."""
+def test_every_event_lands_in_five_scopes_and_two_periods() -> None:
+    """key, developer, team, cost center and org each get a day and a month balance (no week: no weekly budget)."""
     ev = usage_event()
     result = fold([ev], lambda _s: "UTC")
-    assert len(result.balances) == 8
+    assert len(result.balances) == 10
     assert {k.scope for k in result.balances} == set(scopes_of(ev))
     assert all(d.spent_micros == ev.cost_micros and d.requests == 1 for d in result.balances.values())
 

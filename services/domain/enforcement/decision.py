@@ -1,14 +1,20 @@
 """The enforcement decision: pass, downgrade, force the cheapest model, or refuse. Pure: no I/O.
 
-``decide`` looks at every budgeted scope a request falls in (key, developer, team, org) and both
-periods (day, month), computes each one's stage from ``settled + unsettled + reserved`` spend against
-the effective budget (base plus active raises), and lets the most severe stage decide:
+``decide`` looks at every budgeted scope a request falls in (key, developer, team, cost center, org,
+and each one's per-model budget of the requested model) and every period (day, week, month), computes
+each one's stage from ``settled + unsettled + reserved`` spend against the effective budget (base plus
+active raises), and lets the most severe stage decide:
 
 - ``ok`` / ``alert``: pass (the ledger's threshold crossing drives the alert);
 - ``downgrade``: turns estimated under ``downgrade_max_input_tokens`` move one step down the
   requested model's cascade; larger turns, and models without a cascade, keep the requested model;
-- ``pause``: refused, unless every pausing scope says ``at_pause: cheapest`` and the model has a
-  cascade, in which case the request goes to the cascade's last model.
+- ``pause``: refused when a pausing scope says ``at_pause: refuse`` or the model has no cascade;
+  otherwise ``cheapest`` (if any pausing scope says it) sends the request to the cascade's last model
+  and ``step_down`` one step down the cascade, whatever the turn's size.
+
+The cascade is the narrowest budgeted scope's own for the model, else the settings' (``Policy.chain``).
+A per-model budget's stage is its model's alone: a request downgraded away from it reserves against
+the balances of the model it is sent to.
 """
 
 from __future__ import annotations
@@ -19,12 +25,12 @@ from typing import Literal
 
 from spendgate.domain.enforcement.balances import BalanceKey, SpendOf
 from spendgate.domain.enforcement.policy import AtPause, Policy
-from spendgate.domain.enforcement.scopes import Principal
+from spendgate.domain.enforcement.scopes import MODEL_SEP, Principal
 from spendgate.domain.enforcement.stages import StageLevel, stage_for
 from spendgate.domain.events import RouteReason
-from spendgate.domain.periods import PeriodKind
+from spendgate.domain.periods import PERIOD_KINDS
 
-Action = Literal["pass", "downgrade", "pause_cheapest", "refuse"]
+Action = Literal["pass", "downgrade", "pause_cheapest", "pause_step_down", "refuse"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,29 +80,30 @@ class Decision:
         return self.action == "refuse"
 
 
-def balance_keys(principal: Principal, policy: Policy, now: datetime) -> list[tuple[BalanceKey, datetime]]:
-    """The budgeted balances a request at ``now`` falls in, each with the instant its period resets.
+def balance_keys(principal: Principal, policy: Policy, now: datetime,
+                 model: str = "") -> list[tuple[BalanceKey, datetime]]:
+    """The budgeted balances a request for ``model`` at ``now`` falls in, each with the instant its period
+    resets (``model`` empty: the balances of every model only, not the per-model ones).
 
     Kept per scopes on the policy (a new policy, on any budget change, starts empty) until one of the
     periods ends: every request of a key asks the same question."""
     scopes = principal.scopes()
-    cached = policy._keys.get(scopes)
+    cache_key = (*scopes, MODEL_SEP + model) if model in policy._models else scopes
+    cached = policy._keys.get(cache_key)
     if cached is not None and cached[0] <= now < cached[1]:
         return cached[2]
     out: list[tuple[BalanceKey, datetime]] = []
     starts, ends = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
-    for scope in scopes:
-        budget = policy.budgets.get(scope)
-        if budget is None:
-            continue
-        for kind in (PeriodKind.DAY, PeriodKind.MONTH):
+    for scope in policy.budget_scopes(scopes, model):
+        budget = policy.budgets[scope]
+        for kind in PERIOD_KINDS:
             if budget.limit_micros(kind) is not None:
                 period = policy.period(kind, budget.timezone, now)
                 out.append((BalanceKey(scope, kind, period.start), period.ends_at))
                 starts, ends = max(starts, period.starts_at), min(ends, period.ends_at)
     if len(policy._keys) >= KEYS_CACHED:
         policy._keys.clear()
-    policy._keys[scopes] = (starts, ends, out)
+    policy._keys[cache_key] = (starts, ends, out)
     return out
 
 
@@ -104,10 +111,11 @@ KEYS_CACHED = 100_000
 """At most this many principals' balance keys are kept per policy (then the cache starts again)."""
 
 
-def standings(principal: Principal, policy: Policy, spend: SpendOf, now: datetime) -> list[Standing]:
-    """Every budgeted scope-period of the request with its spend, effective budget and stage."""
+def standings(principal: Principal, policy: Policy, spend: SpendOf, now: datetime,
+              model: str = "") -> list[Standing]:
+    """Every budgeted scope-period of a request for ``model`` with its spend, effective budget and stage."""
     out = []
-    for key, resets_at in balance_keys(principal, policy, now):
+    for key, resets_at in balance_keys(principal, policy, now, model):
         budget = policy.budgets[key.scope]
         limit = policy.effective_micros(budget, key.period, now)
         assert limit is not None
@@ -134,28 +142,41 @@ def decide(facts: RequestFacts, policy: Policy, spend: SpendOf, now: datetime,
     ``found``: the request's :func:`standings` when the caller has just computed them for the same
     principal, spend and time (the proxy does, to see whether it is near a pause line).
     """
+    model = facts.model
     if found is None:
-        found = standings(facts.principal, policy, spend, now)
+        found = standings(facts.principal, policy, spend, now, model)
     keys = tuple(s.key for s in found)
     left = min((s.budget_micros - s.spent_micros for s in found), default=None)
-    model = facts.model
     level = max((s.stage for s in found), default=StageLevel.OK)
     at_level = [s for s in found if s.stage == level]
     if level is StageLevel.PAUSE:
-        cheapest = policy.cheapest_model(model)
-        refusing = [s for s in at_level if s.at_pause == "refuse" or cheapest is None]
+        chain = policy.chain(model, facts.principal.scopes())
+        refusing = [s for s in at_level if s.at_pause == "refuse" or len(chain) < 2]
         if refusing:
             # The request passes again only when every refusing period has reset: name the last one.
             by = max(refusing, key=lambda s: (s.resets_at, s.spent_micros * 10**6 // s.budget_micros))
             return Decision("refuse", level, model, model, "requested", by, keys, left)
-        assert cheapest is not None
         by = max(at_level, key=lambda s: s.resets_at)
-        return Decision("pause_cheapest", level, model, cheapest, "pause_cheapest", by, keys, left)
+        if any(s.at_pause == "cheapest" for s in at_level):
+            spends_in = _keys_for(facts, policy, now, chain[-1], keys)
+            return Decision("pause_cheapest", level, model, chain[-1], "pause_cheapest", by, spends_in, left)
+        return Decision("pause_step_down", level, model, chain[1], "pause_step_down", by,
+                        _keys_for(facts, policy, now, chain[1], keys), left)
     if not at_level:
         return Decision("pass", level, model, model, "requested", None, keys, left)
     by = _worst(at_level)
     if level is StageLevel.DOWNGRADE and facts.est_input_tokens < policy.downgrade_max_input_tokens:
-        target = policy.next_model(model)
+        target = policy.next_model(model, facts.principal.scopes())
         if target is not None:
-            return Decision("downgrade", level, model, target, "downgrade", by, keys, left)
+            return Decision("downgrade", level, model, target, "downgrade", by,
+                            _keys_for(facts, policy, now, target, keys), left)
     return Decision("pass", level, model, model, "requested", by, keys, left)
+
+
+def _keys_for(facts: RequestFacts, policy: Policy, now: datetime, used: str,
+              requested: tuple[BalanceKey, ...]) -> tuple[BalanceKey, ...]:
+    """The balances a request sent to ``used`` instead of the requested model spends in: the same unless a
+    per-model budget counts one of the two models."""
+    if facts.model not in policy._models and used not in policy._models:
+        return requested
+    return tuple(key for key, _ in balance_keys(facts.principal, policy, now, used))

@@ -4,13 +4,18 @@ The same shape serves the live configuration (rows of ``budgets`` and ``budget_r
 ``Settings.enforcement``) and a proposal file for ``spendgate policy dry-run proposal.yaml``::
 
     budgets:
-      - scope: team:platform
+      - scope: team:platform   # key:<id>, developer:<name>, team:<name>, cost_center:<name>, org
         daily: "40"            # USD, strings or integers (never floats)
+        weekly: "150"          # ISO week, Monday 00:00 in the budget's timezone
         monthly: "800"
         timezone: Europe/Berlin
         thresholds: [80, 95, 110]
-        at_pause: cheapest     # or refuse (default)
+        at_pause: cheapest     # or refuse (default), or step_down
         retry_cap: 3
+        cascades: {gpt-5.1: [gpt-5.1-mini]}   # optional: this scope's own (the narrowest scope's wins)
+      - scope: org
+        model: gpt-5.1         # a per-model budget: only gpt-5.1's spend counts, only gpt-5.1 is held back
+        monthly: "500"
     raises:                  # each counts from its start (from) until its end (until)
       - {scope: team:platform, by: "20", from: "2026-11-24T00:00:00Z", until: "2026-12-01T00:00:00Z",
          reason: release week}
@@ -21,7 +26,7 @@ The same shape serves the live configuration (rows of ``budgets`` and ``budget_r
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -30,14 +35,23 @@ from typing import Any, Literal, overload
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from spendgate.domain.enforcement.balances import BalanceKey
-from spendgate.domain.enforcement.scopes import parse_scope
+from spendgate.domain.enforcement.scopes import model_scope, parse_model, parse_scope, split_scope
 from spendgate.domain.enforcement.settings import EnforcementSettings
 from spendgate.domain.errors import ConfigError
 from spendgate.domain.money import usd_to_micros
 from spendgate.domain.periods import Period, PeriodKind, period_containing, zone
 from spendgate.domain.pricing import PriceTable
 
-AtPause = Literal["refuse", "cheapest"]
+AtPause = Literal["refuse", "cheapest", "step_down"]
+AT_PAUSE: tuple[AtPause, ...] = ("refuse", "cheapest", "step_down")
+"""At the pause stage: refuse; send every request to the cascade's last model; or send every request,
+large turns included, one step down the cascade (refused when the model has nowhere cheaper to go)."""
+MAX_CASCADES = 64
+"""Cascades one budget may carry (a policy file or API body is operator input: keep it bounded)."""
+MAX_CASCADE_STEPS = 8
+"""Cheaper models one cascade may list."""
+Cascades = tuple[tuple[str, tuple[str, ...]], ...]
+"""A budget's own cascades, ``((model, (cheaper, ...)), ...)``: hashable, like the budget."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +75,11 @@ class Thresholds:
 
 @dataclass(frozen=True, slots=True)
 class Budget:
-    """One scope's dollar budgets per day and per month, in its own timezone."""
+    """One scope's dollar budgets per day, week and month, in its own timezone.
+
+    ``scope`` is the budget's whole scope: for a per-model budget ``<scope>|model:<model>``
+    (:func:`~spendgate.domain.enforcement.scopes.model_scope`), whose balances count that model's spend only.
+    """
 
     scope: str
     daily_micros: int | None = None
@@ -70,9 +88,27 @@ class Budget:
     thresholds: Thresholds = field(default_factory=Thresholds)
     at_pause: AtPause = "refuse"
     retry_cap: int | None = None
+    weekly_micros: int | None = None
+    cascades: Cascades | None = None
+    """This scope's own cascades; None: the broader scopes' or the settings' (``Policy.chain``)."""
 
     def limit_micros(self, kind: PeriodKind) -> int | None:
-        return self.daily_micros if kind is PeriodKind.DAY else self.monthly_micros
+        if kind is PeriodKind.DAY:
+            return self.daily_micros
+        return self.weekly_micros if kind is PeriodKind.WEEK else self.monthly_micros
+
+    @property
+    def model(self) -> str | None:
+        """The model a per-model budget counts; None for a budget on all of the scope's spend."""
+        return split_scope(self.scope)[1]
+
+    @property
+    def base_scope(self) -> str:
+        """The scope without its model (``org`` for ``org|model:gpt-5.1``)."""
+        return split_scope(self.scope)[0]
+
+    def cascade_dict(self) -> dict[str, list[str]] | None:
+        return None if self.cascades is None else {m: list(c) for m, c in self.cascades}
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,10 +178,25 @@ class Policy:
     end of the periods it holds."""
     """``raises`` by scope (filled on construction): a decision looks at its own scopes' raises only. Not
     an init field, so ``replace`` (a reload) builds its own instead of adding the raises to the old one's."""
+    _models: set[str] = field(default_factory=set, compare=False, repr=False, init=False)
+    """Models that some per-model budget counts: only their requests look for per-model budgets."""
 
     def __post_init__(self) -> None:
         for r in self.raises:
             self._raises_of[r.scope] = (*self._raises_of.get(r.scope, ()), r)
+        self._models.update(m for b in self.budgets.values() if (m := b.model) is not None)
+
+    def budget_scopes(self, scopes: Iterable[str], model: str) -> list[str]:
+        """The budgeted scopes a request for ``model`` falls in, narrowest first: each scope's per-model
+        budget of ``model`` (if any) before its budget on all models (if any)."""
+        per_model = model in self._models
+        out = []
+        for scope in scopes:
+            if per_model and (own := model_scope(scope, model)) in self.budgets:
+                out.append(own)
+            if scope in self.budgets:
+                out.append(scope)
+        return out
 
     @classmethod
     def from_settings(
@@ -176,23 +227,24 @@ class Policy:
         base = budget.limit_micros(kind)
         return base if own is None else effective_budget_micros(base, own, budget.scope, now, as_of=True)
 
-    def next_model(self, model: str) -> str | None:
+    def next_model(self, model: str, scopes: Iterable[str] = ()) -> str | None:
         """One step down ``model``'s cascade, or None when it has nowhere cheaper to go."""
-        chain = self._chain(model)
+        chain = self.chain(model, scopes)
         return chain[1] if len(chain) > 1 else None
 
-    def cheapest_model(self, model: str) -> str | None:
+    def cheapest_model(self, model: str, scopes: Iterable[str] = ()) -> str | None:
         """The last model of ``model``'s cascade, or None when it has no cascade."""
-        chain = self._chain(model)
+        chain = self.chain(model, scopes)
         return chain[-1] if len(chain) > 1 else None
 
-    def _chain(self, model: str) -> tuple[str, ...]:
-        if model in self.cascades:
-            return (model, *self.cascades[model])
-        for chain in self.cascades.values():  # a cascade member steps down its own cascade
-            if model in chain:
-                return chain[chain.index(model):]
-        return (model,)
+    def chain(self, model: str, scopes: Iterable[str] = ()) -> tuple[str, ...]:
+        """``model`` and the cheaper models below it: from the narrowest of ``scopes`` (a request's, narrowest
+        first) whose budget has its own cascade for ``model``, else from the settings' cascades."""
+        for scope in self.budget_scopes(scopes, model):
+            own = self.budgets[scope].cascades
+            if own is not None and len(found := _chain_in(dict(own), model)) > 1:
+                return found
+        return _chain_in(self.cascades, model)
 
     def retry_cap_for(self, scopes: Iterable[str]) -> int:
         """The tightest retry cap among the scopes' budgets, else the default."""
@@ -201,46 +253,67 @@ class Policy:
 
     def check_prices(self, table: PriceTable, *, bedrock_models: Collection[str] = ()) -> None:
         """Start-up check: every cascade model must be priced and served by the provider of the model it
-        steps down from (a ConfigError now, not at 95 %).
+        steps down from (a ConfigError now, not at 95 %); the budgets' own cascades too (a proposal's,
+        before a dry-run or apply)."""
+        check_cascades(self.cascades, table, what="enforcement.cascades", bedrock_models=bedrock_models)
+        for scope in sorted(self.budgets):
+            own = self.budgets[scope].cascade_dict()
+            if own:
+                check_cascades(own, table, what=f"the cascades of {scope}", bedrock_models=bedrock_models)
 
-        A downgraded request stays on its route and goes to the provider of the model it names: on the
-        Anthropic Messages routes every step must be a Claude model; on the OpenAI routes, a model of
-        ``bedrock_models`` goes to Bedrock and any other to the OpenAI upstream, so a cascade stays
-        within Bedrock's models or within OpenAI's."""
-        models = sorted({m for src, chain in self.cascades.items() for m in (src, *chain)})
-        table.require(models, what="enforcement.cascades")
 
-        def provider(model: str, *, openai_route: bool) -> str:
-            if not openai_route:
-                return "Anthropic" if model.startswith("claude-") else "OpenAI"
-            if model in bedrock_models:
-                return "Bedrock"
-            return "Anthropic" if model.startswith("claude-") else "OpenAI"
+def check_cascades(cascades: Mapping[str, Sequence[str]], table: PriceTable, *, what: str,
+                   bedrock_models: Collection[str] = ()) -> None:
+    """Every model of ``cascades`` is priced, and every cascade stays with one provider (the settings' at
+    start-up, a budget's own when it is set).
 
-        for src, chain in self.cascades.items():
-            openai_route = src in bedrock_models or not src.startswith("claude-")
-            own = provider(src, openai_route=openai_route)
-            for model in chain:
-                if (other := provider(model, openai_route=openai_route)) != own:
-                    hint = f"; add {model} to bedrock.models" if own == "Bedrock" and other == "Anthropic" else ""
-                    raise ConfigError(
-                        f"enforcement.cascades: the cascade of {src} ({own}) steps to {model} ({other}): a "
-                        "downgraded request goes to the requested model's provider, so a cascade must stay "
-                        f"with one provider{hint}")
+    A downgraded request stays on its route and goes to the provider of the model it names: on the
+    Anthropic Messages routes every step must be a Claude model; on the OpenAI routes, a model of
+    ``bedrock_models`` goes to Bedrock and any other to the OpenAI upstream, so a cascade stays within
+    Bedrock's models or within OpenAI's."""
+    models = sorted({m for src, chain in cascades.items() for m in (src, *chain)})
+    table.require(models, what=what)
+
+    def provider(model: str, *, openai_route: bool) -> str:
+        if openai_route and model in bedrock_models:
+            return "Bedrock"
+        return "Anthropic" if model.startswith("claude-") else "OpenAI"
+
+    for src, chain in cascades.items():
+        openai_route = src in bedrock_models or not src.startswith("claude-")
+        own = provider(src, openai_route=openai_route)
+        for model in chain:
+            if (other := provider(model, openai_route=openai_route)) != own:
+                hint = f"; add {model} to bedrock.models" if own == "Bedrock" and other == "Anthropic" else ""
+                raise ConfigError(
+                    f"{what}: the cascade of {src} ({own}) steps to {model} ({other}): a downgraded request "
+                    f"goes to the requested model's provider, so a cascade must stay with one provider{hint}")
+
+
+def _chain_in(cascades: Mapping[str, Sequence[str]], model: str) -> tuple[str, ...]:
+    if model in cascades:
+        return (model, *cascades[model])
+    for chain in cascades.values():  # a cascade member steps down its own cascade
+        if model in chain:
+            return tuple(chain[list(chain).index(model):])
+    return (model,)
 
 
 class _BudgetDoc(BaseModel):
     model_config = ConfigDict(extra="forbid")
     scope: str
+    model: str | None = None
     daily: str | int | None = None
+    weekly: str | int | None = None
     monthly: str | int | None = None
     timezone: str = "UTC"
     thresholds: list[int] | None = None
     """Default: ``Settings.enforcement.thresholds_pct``."""
     at_pause: AtPause = "refuse"
     retry_cap: int | None = None
+    cascades: dict[str, list[str]] | None = None
 
-    @field_validator("daily", "monthly", mode="before")
+    @field_validator("daily", "weekly", "monthly", mode="before")
     @classmethod
     def _no_float(cls, v: Any) -> Any:
         if isinstance(v, float):
@@ -271,19 +344,49 @@ class _PolicyDoc(BaseModel):
 def budget_of(
     scope: str, *, daily_micros: int | None, monthly_micros: int | None, timezone: str = "UTC",
     thresholds: Iterable[int] = (80, 95, 110), at_pause: str = "refuse", retry_cap: int | None = None,
+    weekly_micros: int | None = None, model: str | None = None,
+    cascades: Mapping[str, Sequence[str]] | None = None,
 ) -> Budget:
-    """A validated :class:`Budget` (scope form, timezone, thresholds, positive amounts)."""
+    """A validated :class:`Budget` (scope form, model, timezone, thresholds, positive amounts, cascades).
+
+    ``model``: restrict the budget to that model's spend (or write the scope as ``<scope>|model:<model>``).
+    """
     zone(timezone)
-    if daily_micros is None and monthly_micros is None:
-        raise ConfigError(f"budget for {scope} needs a daily or a monthly amount")
-    if any(v is not None and v <= 0 for v in (daily_micros, monthly_micros)):
+    amounts = (daily_micros, weekly_micros, monthly_micros)
+    if all(v is None for v in amounts):
+        raise ConfigError(f"budget for {scope} needs a daily, weekly or monthly amount")
+    if any(v is not None and v <= 0 for v in amounts):
         raise ConfigError(f"budget amounts for {scope} must be positive")
-    if at_pause not in ("refuse", "cheapest"):
-        raise ConfigError(f"at_pause must be refuse or cheapest, not {at_pause!r}")
+    whole = parse_scope(scope)
+    if model is not None:
+        if split_scope(whole)[1] is not None:
+            raise ConfigError(f"budget for {scope}: give the model once, in the scope or as model, not both")
+        whole = model_scope(whole, parse_model(model))
+    if at_pause not in AT_PAUSE:
+        raise ConfigError(f"at_pause must be one of {', '.join(AT_PAUSE)}, not {at_pause!r}")
     if retry_cap is not None and retry_cap < 0:
         raise ConfigError("retry_cap cannot be negative")
-    return Budget(parse_scope(scope), daily_micros, monthly_micros, timezone, Thresholds.of(thresholds),
-                  "cheapest" if at_pause == "cheapest" else "refuse", retry_cap)
+    pause: AtPause = "cheapest" if at_pause == "cheapest" else "step_down" if at_pause == "step_down" else "refuse"
+    return Budget(whole, daily_micros, monthly_micros, timezone, Thresholds.of(thresholds), pause, retry_cap,
+                  weekly_micros, None if cascades is None else parse_cascades(cascades, what=f"budget for {whole}"))
+
+
+def parse_cascades(cascades: Mapping[str, Sequence[str]], *, what: str) -> Cascades:
+    """A budget's own cascades, validated: model ids, at most :data:`MAX_CASCADES` cascades of at most
+    :data:`MAX_CASCADE_STEPS` cheaper models, none listing a model twice or stepping down to itself."""
+    if len(cascades) > MAX_CASCADES:
+        raise ConfigError(f"{what}: at most {MAX_CASCADES} cascades, not {len(cascades)}")
+    out = []
+    for src, chain in cascades.items():
+        if isinstance(chain, str) or not isinstance(chain, Sequence):
+            raise ConfigError(f"{what}: the cascade of {src} must be a list of cheaper models")
+        models = [parse_model(str(m)) for m in (src, *chain)]
+        if not 1 <= len(chain) <= MAX_CASCADE_STEPS:
+            raise ConfigError(f"{what}: the cascade of {src} lists 1 to {MAX_CASCADE_STEPS} cheaper models")
+        if len(set(models)) != len(models):
+            raise ConfigError(f"{what}: the cascade of {src} names a model twice")
+        out.append((models[0], tuple(models[1:])))
+    return tuple(sorted(out))
 
 
 def policy_from_document(doc: Mapping[str, Any], defaults: EnforcementSettings) -> Policy:
@@ -295,11 +398,17 @@ def policy_from_document(doc: Mapping[str, Any], defaults: EnforcementSettings) 
         raise ConfigError("invalid policy:\n  " + "\n  ".join(lines)) from exc
     budgets = [
         budget_of(b.scope, daily_micros=None if b.daily is None else usd_to_micros(b.daily),
+                  weekly_micros=None if b.weekly is None else usd_to_micros(b.weekly),
                   monthly_micros=None if b.monthly is None else usd_to_micros(b.monthly),
                   timezone=b.timezone, thresholds=b.thresholds or defaults.thresholds_pct, at_pause=b.at_pause,
-                  retry_cap=b.retry_cap)
+                  retry_cap=b.retry_cap, model=b.model, cascades=b.cascades)
         for b in parsed.budgets
     ]
+    seen: set[str] = set()
+    for b in budgets:
+        if b.scope in seen:
+            raise ConfigError(f"invalid policy: two budgets for {b.scope}")
+        seen.add(b.scope)
     for r in parsed.raises:
         if r.until.tzinfo is None or r.starts.tzinfo is None:
             raise ConfigError(f"raise for {r.scope}: from and until must carry a timezone (e.g. 2026-12-01T00:00Z)")

@@ -24,7 +24,7 @@ from spendgate.domain.periods import zone
 USAGE_LIMIT_REACHED = "usage_limit_reached"
 RETRY_BUDGET_EXHAUSTED = "retry_budget_exhausted"
 PROMO_HEADER = "x-codex-promo-message"
-_PERIOD_WORD = {"day": "daily", "month": "monthly"}
+_PERIOD_WORD = {"day": "daily", "week": "weekly", "month": "monthly"}
 _CONTROL_TO_QMARK = {c: "?" for c in [*range(32), 127]}
 
 

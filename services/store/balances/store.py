@@ -127,17 +127,49 @@ async def apply_balances(conn: Queryable, deltas: Mapping[K, BalanceIncrement]) 
     return before
 
 
+FOLD_LOCK = 0x5B41A7CE
+"""Advisory lock between folds (shared) and recounts of a balance from the events (exclusive)."""
+
+
+async def hold_fold_lock(conn: Queryable, *, exclusive: bool) -> None:
+    """Hold :data:`FOLD_LOCK` until the caller's transaction ends. Each fold holds it shared from before it
+    reads the budgets; a recount (:func:`set_balances`) holds it exclusive, so it waits for the folds in
+    flight to commit (their events are then in its sums) and the next ones read the budgets it recounted
+    for, adding their events on top of its totals."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)" if exclusive else "SELECT pg_advisory_xact_lock_shared($1)",
+                       FOLD_LOCK)
+
+
+async def set_balances(conn: Queryable, totals: Mapping[BalanceKey, tuple[int, int]]) -> None:
+    """Make each balance ``(spent_micros, requests)``, counted afresh from the events (a per-model or weekly
+    budget that has just been set); under :func:`hold_fold_lock` exclusive."""
+    keys = sorted(totals, key=lambda k: (k.scope, k.period.value, k.period_start))
+    await conn.execute(
+        """INSERT INTO balances AS b (scope, period, period_start, spent_micros, requests)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::date[], $4::int8[], $5::int8[])
+           ON CONFLICT (scope, period, period_start) DO UPDATE
+             SET spent_micros = excluded.spent_micros, requests = excluded.requests,
+                 version = nextval('balances_version'), updated_at = now()
+           WHERE (b.spent_micros, b.requests) IS DISTINCT FROM (excluded.spent_micros, excluded.requests)""",
+        [k.scope for k in keys], [k.period.value for k in keys], [k.period_start for k in keys],
+        [totals[k][0] for k in keys], [totals[k][1] for k in keys],
+    )
+
+
 async def clear_balances(conn: Queryable) -> None:
     """Empty every balance (``ledger rebuild``, inside its transaction, before folding every event again)."""
     await conn.execute("TRUNCATE balances")
 
 
-async def balances_of(db: Queryable, scope: str, *, day_start: date, month_start: date) -> list[BalanceRow]:
-    """The balances of ``scope`` for the day and the month starting on the given local dates."""
+async def balances_of(db: Queryable, scope: str, *, day_start: date, month_start: date,
+                      week_start: date | None = None) -> list[BalanceRow]:
+    """The balances of ``scope`` for the day, the week (when ``week_start`` is given) and the month starting
+    on the given local dates."""
     rows = await db.fetch(
         """SELECT scope, period, period_start, spent_micros, requests FROM balances
-           WHERE scope = $1 AND ((period = 'day' AND period_start = $2) OR (period = 'month' AND period_start = $3))""",
-        parse_scope(scope), day_start, month_start,
+           WHERE scope = $1 AND ((period = 'day' AND period_start = $2) OR (period = 'month' AND period_start = $3)
+                                 OR (period = 'week' AND period_start = $4))""",
+        parse_scope(scope), day_start, month_start, week_start,
     )
     return [BalanceRow(r["scope"], r["period"], r["period_start"], r["spent_micros"], r["requests"]) for r in rows]
 
@@ -153,11 +185,13 @@ async def spent_micros(db: Queryable, scope: str, period: PeriodKind, start: dat
 
 async def changed_balances(db: Queryable, since_version: int, *, day_cutoff: date,
                            month_cutoff: date) -> list[VersionedBalance]:
-    """Balances changed after ``since_version`` whose period starts on or after the cutoffs, oldest change first."""
+    """Balances changed after ``since_version`` whose period starts on or after the cutoffs (a week's: on
+    or after the week before the day cutoff), oldest change first."""
     rows = await db.fetch(
         """SELECT scope, period, period_start, spent_micros, version FROM balances
            WHERE version > $1
-             AND ((period = 'day' AND period_start >= $2) OR (period = 'month' AND period_start >= $3))
+             AND ((period = 'day' AND period_start >= $2) OR (period = 'month' AND period_start >= $3)
+                  OR (period = 'week' AND period_start >= $2 - 7))
            ORDER BY version""",
         since_version, day_cutoff, month_cutoff,
     )

@@ -25,13 +25,16 @@ if TYPE_CHECKING:
     from spendgate.core.bus import Bus
 
 NOTIFY_BUDGETS = "budgets"
-_BUDGET_COLUMNS = "scope, daily_micros, monthly_micros, timezone, thresholds_pct, at_pause, retry_cap, version"
+_BUDGET_COLUMNS = ("scope, daily_micros, monthly_micros, timezone, thresholds_pct, at_pause, retry_cap, version, "
+                   "weekly_micros, cascades")
 _RAISE_COLUMNS = "raise_id, scope, amount_micros, until, reason, created_at"
 
 
 def budget_from_row(row: asyncpg.Record) -> Budget:
+    cascades = row["cascades"]
     return Budget(row["scope"], row["daily_micros"], row["monthly_micros"], row["timezone"],
-                  Thresholds.of(row["thresholds_pct"]), row["at_pause"], row["retry_cap"])
+                  Thresholds.of(row["thresholds_pct"]), row["at_pause"], row["retry_cap"], row["weekly_micros"],
+                  None if cascades is None else tuple((m, tuple(c)) for m, c in sorted(json.loads(cascades).items())))
 
 
 def raise_from_row(row: asyncpg.Record) -> BudgetRaise:
@@ -40,8 +43,9 @@ def raise_from_row(row: asyncpg.Record) -> BudgetRaise:
 
 
 def _budget_detail(b: Budget) -> dict[str, Any]:
-    return {"daily_micros": b.daily_micros, "monthly_micros": b.monthly_micros, "timezone": b.timezone,
-            "thresholds_pct": b.thresholds.as_list(), "at_pause": b.at_pause, "retry_cap": b.retry_cap}
+    return {"daily_micros": b.daily_micros, "weekly_micros": b.weekly_micros, "monthly_micros": b.monthly_micros,
+            "timezone": b.timezone, "thresholds_pct": b.thresholds.as_list(), "at_pause": b.at_pause,
+            "retry_cap": b.retry_cap, "model": b.model, "cascades": b.cascade_dict()}
 
 
 async def _audit(conn: Conn, scope: str, action: str, detail: dict[str, Any], actor: str) -> str:
@@ -63,17 +67,21 @@ async def set_budget(pool: asyncpg.Pool, budget: Budget, *, actor: str) -> str:
     """Create or replace a scope's budget; returns the audit change id."""
     b = budget_of(budget.scope, daily_micros=budget.daily_micros, monthly_micros=budget.monthly_micros,
                   timezone=budget.timezone, thresholds=budget.thresholds.as_list(), at_pause=budget.at_pause,
-                  retry_cap=budget.retry_cap)
+                  retry_cap=budget.retry_cap, weekly_micros=budget.weekly_micros, cascades=budget.cascade_dict())
+    cascades = b.cascade_dict()
     async with pool.acquire() as conn, conn.transaction():
         old = await conn.fetchrow(f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE scope = $1 FOR UPDATE", b.scope)
         await conn.execute(
-            """INSERT INTO budgets (scope, daily_micros, monthly_micros, timezone, thresholds_pct, at_pause, retry_cap)
-               VALUES ($1, $2, $3, $4, $5, $6, $7)
+            """INSERT INTO budgets (scope, daily_micros, monthly_micros, timezone, thresholds_pct, at_pause, retry_cap,
+                                    weekly_micros, model, cascades)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)
                ON CONFLICT (scope) DO UPDATE SET daily_micros = excluded.daily_micros,
                  monthly_micros = excluded.monthly_micros, timezone = excluded.timezone,
                  thresholds_pct = excluded.thresholds_pct, at_pause = excluded.at_pause,
-                 retry_cap = excluded.retry_cap, updated_at = now(), version = nextval('config_version')""",
+                 retry_cap = excluded.retry_cap, weekly_micros = excluded.weekly_micros, model = excluded.model,
+                 cascades = excluded.cascades, updated_at = now(), version = nextval('config_version')""",
             b.scope, b.daily_micros, b.monthly_micros, b.timezone, b.thresholds.as_list(), b.at_pause, b.retry_cap,
+            b.weekly_micros, b.model, None if cascades is None else json.dumps(cascades),
         )
         detail = _budget_detail(b)
         if old is not None:
@@ -187,6 +195,7 @@ def _changed(r: asyncpg.Record) -> BudgetChanged:
     return BudgetChanged(
         change_id=str(r["change_id"]), scope=r["scope"], action=r["action"],
         daily_micros=d.get("daily_micros"), monthly_micros=d.get("monthly_micros"),
+        weekly_micros=d.get("weekly_micros"),
         raise_micros=d.get("raise_micros"), until=datetime.fromisoformat(until) if until else None,
         reason=d.get("reason"), actor=r["actor"], changed_at=r["changed_at"],
     )

@@ -65,6 +65,9 @@ class UsageStore(Protocol):
     async def daily_spend(self, db: Queryable, scope: str, timezone: str, starts_at: datetime,
                           ends_at: datetime) -> list[tuple[date, int]]: ...
 
+    async def scope_spend(self, db: Queryable, scope: str, starts_at: datetime,
+                          ends_at: datetime) -> tuple[int, int]: ...
+
     async def developer_trends(self, db: Queryable, team: str, *, begin: datetime, split: datetime,
                                end: datetime, limit: int) -> list[DeveloperTrend]: ...
 

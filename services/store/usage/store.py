@@ -16,6 +16,7 @@ import asyncpg
 
 from spendgate.core.db import Conn, Queryable
 from spendgate.domain.alerts import SessionLine, scope_name
+from spendgate.domain.enforcement.scopes import split_scope
 from spendgate.domain.events import UnitPrices, UsageRecorded
 from spendgate.domain.usage import StoredUsage
 from spendgate.store.usage.filters import UsageFilter, group_by, group_owner
@@ -495,21 +496,24 @@ class QuarterHourSpend(NamedTuple):
     team: str
     at: datetime
     spent_micros: int
+    cost_center: str = ""
+    model_used: str = ""
 
 
 async def quarter_hour_spend(db: Queryable, start: datetime, end: datetime) -> list[QuarterHourSpend]:
-    """Spend in ``[start, end)`` per key, developer, team and quarter hour (binned from the epoch)."""
+    """Spend in ``[start, end)`` per key, developer, team, cost center, model used and quarter hour (binned
+    from the epoch)."""
     rows = await db.fetch(
         """SELECT key_id, developer, team, date_bin('15 minutes', occurred_at, 'epoch') AS at,
-                  sum(cost_micros)::bigint AS spent
-           FROM usage_events WHERE occurred_at >= $1 AND occurred_at < $2 GROUP BY 1, 2, 3, 4""",
+                  sum(cost_micros)::bigint AS spent, cost_center, model_used
+           FROM usage_events WHERE occurred_at >= $1 AND occurred_at < $2 GROUP BY 1, 2, 3, 4, 6, 7""",
         start, end)
     return [QuarterHourSpend(*r) for r in rows]
 
 
 _REPLAY_COLUMNS = ("event_id::text, occurred_at, key_id, developer, team, session_id, turn_id, model_requested, "
                    "model_used, route_reason, stage, status, input_tokens, cached_tokens, output_tokens, "
-                   "cost_micros, retry, cache_write_5m_tokens, cache_write_1h_tokens")
+                   "cost_micros, retry, cache_write_5m_tokens, cache_write_1h_tokens, cost_center")
 
 
 async def replay_batches(conn: Conn, start: datetime, end: datetime, *,
@@ -524,7 +528,7 @@ async def replay_batches(conn: Conn, start: datetime, end: datetime, *,
 
 # -- the alerter and the forecaster -----------------------------------------------------------------------
 
-_SCOPE_COLUMN = {"key": "key_id", "developer": "developer", "team": "team"}
+_SCOPE_COLUMN = {"key": "key_id", "developer": "developer", "team": "team", "cost_center": "cost_center"}
 
 
 async def top_sessions(db: Queryable, scope: str, start: datetime, end: datetime, limit: int) -> list[SessionLine]:
@@ -545,14 +549,33 @@ async def top_sessions(db: Queryable, scope: str, start: datetime, end: datetime
 
 
 def _scope_condition(scope: str, param: int) -> tuple[str, list[str]]:
-    """SQL condition selecting a scope's events, and its parameter; ValueError for a scope of no known kind."""
+    """SQL condition selecting a scope's events (of a per-model scope: those its model served), and its
+    parameters; ValueError for a scope of no known kind."""
+    base, model = split_scope(scope)
+    if model is not None:
+        condition, params = _scope_condition(base, param)
+        return f"{condition} AND model_used = ${param + len(params)}", [*params, model]
     kind, _, name = scope.partition(":")
     column = _SCOPE_COLUMN.get(kind)
     if scope == "org":
         return "TRUE", []
     if column is None or not name:
-        raise ValueError(f"unknown scope {scope!r}: use key:<id>, developer:<name>, team:<name> or org")
+        raise ValueError(f"unknown scope {scope!r}: use key:<id>, developer:<name>, team:<name>, "
+                         "cost_center:<name> or org")
     return f"{column} = ${param}", [name]
+
+
+async def scope_spend(db: Queryable, scope: str, starts_at: datetime, ends_at: datetime) -> tuple[int, int]:
+    """What ``scope`` (a per-model scope: its model) spent over events in ``[starts_at, ends_at)``, and its
+    requests (refused ones are not requests): a balance counted afresh from the events."""
+    condition, params = _scope_condition(scope, 3)
+    row = await db.fetchrow(
+        f"""SELECT COALESCE(sum(cost_micros), 0)::bigint AS spent, count(*) FILTER (WHERE status <> 'refused') AS n
+            FROM usage_events WHERE occurred_at >= $1 AND occurred_at < $2 AND {condition}""",
+        starts_at, ends_at, *params,
+    )
+    assert row is not None
+    return int(row["spent"]), int(row["n"])
 
 
 async def daily_spend(db: Queryable, scope: str, timezone: str, starts_at: datetime,
