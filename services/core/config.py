@@ -159,6 +159,20 @@ class SupervisorSettings(BaseModel):
     """No restart waits longer than this, however many failures in a row."""
 
 
+class RateLimitSettings(BaseModel):
+    """How the proxies share their rate-limit counts (the limits themselves live in the database:
+    ``spendgate ratelimits set``; see docs/rate-limits.md)."""
+
+    sync_interval_s: float = Field(default=0.05, gt=0, le=5)
+    """How often a proxy publishes its counts and reads its peers' while a limit is in force; the bound
+    on what proxies admit together past a limit is stated in terms of it."""
+    reload_s: float = Field(default=2.0, gt=0, le=300)
+    """How often the limits are re-read: a change applies within this, without a restart."""
+    max_wait_s: float = Field(default=1.0, ge=0, le=30)
+    """How long a request that used up this proxy's share may wait for the next sync before the
+    window alone decides (see docs/rate-limits.md)."""
+
+
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
@@ -345,6 +359,7 @@ class Settings(BaseModel):
     forecast: ForecastSettings = Field(default_factory=ForecastSettings)
     supervisor: SupervisorSettings = Field(default_factory=SupervisorSettings)
     otel: OtelSettings = Field(default_factory=OtelSettings)
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
 
     @field_validator("proxy_allowed_paths")
     @classmethod

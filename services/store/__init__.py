@@ -11,6 +11,7 @@ Family (owner folder under ``services/``): tables; other families' tables it als
 - alerts (``store/alerts``): alerts, alert_jobs, alert_deliveries, alert_dead_letters,
   alert_digest_items, alert_digest_state, alert_incidents, alert_forecasts.
 - dead letters (``store/deadletters``): dead_letters.
+- rate limits (``store/ratelimits``): rate_limits, rate_limit_counts.
 - bus log and positions (``core/bus``: the Postgres bus adapter and ``positions.py``): bus_partitions,
   bus_log, bus_group_offsets, consumer_positions.
 
@@ -70,6 +71,7 @@ FAMILIES: tuple[Family, ...] = (
                                       "alert_digest_items", "alert_digest_state", "alert_incidents",
                                       "alert_forecasts")),
     Family("deadletters", "store/deadletters", ("dead_letters",)),
+    Family("ratelimits", "store/ratelimits", ("rate_limits", "rate_limit_counts")),
     Family("bus", "core/bus", ("bus_partitions", "bus_log", "bus_group_offsets", "consumer_positions")),
 )
 """Every table and its one owner: the single declared mapping (migrations, the ownership check)."""
