@@ -10,9 +10,9 @@ so a burst at a minute's end is not forgiven at the next minute's start (a fixed
 twice the limit around the boundary).
 
 Several proxies share a limit (:class:`Windows` holds this proxy's own counts and its peers' as last
-synced). To keep the proxies together within a bound that does not depend on the traffic, while peers are
-active on a scope each proxy admits, between two syncs, at most its *share* of what was left at the last
-sync, ``ceil(remaining / active proxies)``: see docs/rate-limits.md for the bound this gives.
+synced). To keep the proxies together within a bound that does not depend on the traffic, while other
+proxies are live each one admits, between two syncs, at most its *share* of what was left at the last
+sync, ``ceil(remaining / live proxies)``: see docs/rate-limits.md for the bound this gives.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from spendgate.domain.errors import ConfigError
@@ -32,6 +32,8 @@ LIMIT_KINDS = ("key", "developer", "team")
 MAX_RPM = 1_000_000
 """Above any provider's per-key figure; a larger value is a typo, refused with its reason."""
 MAX_TPM = 1_000_000_000
+PRESENCE = "*"
+"""The scope of the row a proxy publishes once a minute to say it is live (it shares every limit)."""
 MAX_RETRY_AFTER_S = 60
 """Retry-After is capped at the window: Claude Code gives up at once on a longer one; a client retrying
 after it sees a fresh (smaller) figure if the window has not freed enough yet."""
@@ -116,9 +118,11 @@ WAIT = Verdict(False, wait=True)
 class _Scope:
     own: dict[int, Counts] = field(default_factory=dict)
     peers: dict[int, Counts] = field(default_factory=dict)
-    active_peers: int = 0
     share: dict[Kind, float] = field(default_factory=lambda: {"requests": math.inf, "tokens": math.inf})
     since_sync: Counts = field(default_factory=Counts)
+    """Admitted since the counts last handed to the peers: what the share caps."""
+    handed: Counts = field(default_factory=Counts)
+    """``since_sync`` when the counts were last taken for publication (:meth:`Windows.take_changed`)."""
 
 
 class Windows:
@@ -129,6 +133,8 @@ class Windows:
         self._scopes: dict[str, _Scope] = {}
         self.changed: set[str] = set()
         """Scopes whose own counts changed since :meth:`take_changed`."""
+        self.live_peers = 0
+        """Other proxies live at the last sync (they share the limits with this one)."""
         self.set_limits(limits)
 
     def set_limits(self, limits: Iterable[RateLimit]) -> None:
@@ -144,13 +150,15 @@ class Windows:
 
     # -- the request path -------------------------------------------------------------------------
 
-    def admit(self, scopes: Iterable[str], tokens: int, now_s: float, *, ignore_share: bool = False) -> Verdict:
+    def admit(self, scopes: Iterable[str], tokens: int, now_s: float, *, ignore_share: bool = False,
+              may_wait: bool = True) -> Verdict:
         """Count a request of ``tokens`` (input estimate) against every limited scope, or refuse it.
 
         A request is refused when, on a limited scope, the sliding-window use plus the request exceeds
         the limit (tokens: a request larger than the whole limit passes only when the window is empty,
         else it could never pass). Nothing is counted unless every scope admits it. ``ignore_share``: decide
-        on the window alone (the peers could not be synced in time)."""
+        on the window alone (the peers could not be synced in time). Without ``may_wait`` a used-up share
+        is a refusal (Retry-After 1 s) instead of :data:`WAIT`."""
         limited = [(s, lim) for s in scopes if (lim := self.limits.get(s)) is not None]
         if not limited:
             return ADMIT
@@ -169,6 +177,9 @@ class Windows:
                 if used + cost > value and not (kind == "tokens" and used < 1):
                     return Verdict(False, self._refusal(lim, kind, state, minute, frac, cost))
                 if not ignore_share and state.since_sync.get(kind) >= state.share[kind]:
+                    if not may_wait:
+                        busy = self._refusal(lim, kind, state, minute, frac, cost)
+                        return Verdict(False, replace(busy, retry_after_s=1))
                     wait = True
         if wait:
             return WAIT
@@ -224,6 +235,8 @@ class Windows:
         """This proxy's counts of the scopes changed since the last call, for the current and previous
         minute (scope, minute, counts), to publish to the peers."""
         changed, self.changed = self.changed, set()
+        for state in self._scopes.values():
+            state.handed = Counts(state.since_sync.requests, state.since_sync.tokens)
         minute = minute_of(now_s)
         out: list[tuple[str, int, Counts]] = []
         for scope in sorted(changed):
@@ -238,32 +251,37 @@ class Windows:
 
     def synced(self, peers: Iterable[tuple[str, str, int, int, int]], now_s: float) -> None:
         """Take the peers' counts (instance, scope, minute, requests, tokens) just read, and start a new
-        share period: per scope and kind, ``ceil(remaining / (1 + active peers))``, or no share cap while
-        no peer counted anything on the scope in the last two minutes."""
+        share period: per scope and kind, ``ceil(remaining / (1 + live peers))``; no share cap while no
+        other proxy is live (none published a row, a :data:`PRESENCE` row included, in the last two
+        minutes)."""
         minute = minute_of(now_s)
         frac = (now_s - minute * WINDOW_S) / WINDOW_S
         totals: dict[str, dict[int, Counts]] = {}
-        active: dict[str, set[str]] = {}
+        live: set[str] = set()
         for instance, scope, m, requests, tokens in peers:
-            if scope not in self.limits or m < minute - 1:
+            if m < minute - 1:
+                continue
+            live.add(instance)
+            if scope not in self.limits:
                 continue
             counts = totals.setdefault(scope, {}).setdefault(m, Counts())
             counts.requests += requests
             counts.tokens += tokens
-            if requests or tokens:
-                active.setdefault(scope, set()).add(instance)
+        self.live_peers = len(live)
         for scope, lim in self.limits.items():
             state = self._scope(scope)
             state.peers = totals.get(scope, {})
-            state.active_peers = len(active.get(scope, ()))
-            state.since_sync = Counts()
+            # What was admitted while the sync ran is not in the published counts: it stays on the new share.
+            state.since_sync = Counts(max(0, state.since_sync.requests - state.handed.requests),
+                                      max(0, state.since_sync.tokens - state.handed.tokens))
+            state.handed = Counts()
             for kind in KINDS:
                 value = lim.of(kind)
-                if value is None or not state.active_peers:
+                if value is None or not live:
                     state.share[kind] = math.inf
                     continue
                 left = max(0.0, value - self._used(state, kind, minute, frac))
-                state.share[kind] = math.ceil(left / (1 + state.active_peers))
+                state.share[kind] = math.ceil(left / (1 + len(live)))
 
 
 def _seconds_until(state: _Scope, kind: Kind, minute: int, frac: float, limit: int, cost: int) -> int:

@@ -21,7 +21,7 @@ from spendgate.core.config import RateLimitSettings
 from spendgate.core.logs import get_logger
 from spendgate.core.supervisor import Beat
 from spendgate.domain.events import UsageRecorded
-from spendgate.domain.ratelimits import Windows, minute_of
+from spendgate.domain.ratelimits import PRESENCE, Counts, Windows, minute_of
 from spendgate.proxy.decision import Decider, Decision, Refuse, RequestFacts
 from spendgate.proxy.ratelimit_responses import refusal_response
 from spendgate.store.ratelimits import store
@@ -39,6 +39,8 @@ class RateLimiter:
         self.syncs = 0
         self._synced_at = 0.0
         self._loaded_at = -1e9
+        self._present_in: int | None = None
+        """The minute this proxy last published its presence row in."""
         self._wake = asyncio.Event()
         self._sync_done = asyncio.Event()
 
@@ -65,21 +67,28 @@ class RateLimiter:
         """Reload the limits when due; publish this proxy's changed counts; read the peers'; new shares."""
         now_mono = time.monotonic()
         if force_reload or now_mono - self._loaded_at >= self.settings.reload_s:
+            had = bool(self.windows.limits)
             self.windows.set_limits(await store.list_rate_limits(self.pool))
             self._loaded_at = now_mono
+            if self.windows.limits and not had:
+                self._wake.set()  # the loop waits a reload period while no limit exists: sync at its pace now
         if self.windows.limits:
             now = self.clock()
             changed = self.windows.take_changed(now)
+            minute = minute_of(now)
+            if self._present_in != minute:
+                changed.append((PRESENCE, minute, Counts()))
             try:
                 async with self.pool.acquire() as conn:
                     await store.publish_counts(conn, self.instance, changed)
-                    peers = await store.peer_counts(conn, self.instance, minute_of(now) - 1)
+                    peers = await store.peer_counts(conn, self.instance, minute - 1)
                     if self.syncs % 200 == 0:
-                        await store.sweep_counts(conn, minute_of(now) - 2)
+                        await store.sweep_counts(conn, minute - 2)
             except BaseException:
                 for scope, _, _ in changed:
                     self.windows.changed.add(scope)  # published again next time
                 raise
+            self._present_in = minute
             self.windows.synced(peers, now)
         self.syncs += 1
         self._synced_at = time.monotonic()
@@ -123,9 +132,13 @@ class RateLimitingDecider:
         if verdict.wait:
             deadline = time.monotonic() + limiter.settings.max_wait_s
             while verdict.wait:
+                # This proxy used its share since the last sync: wait for the next one (new counts, a new
+                # share). Past the deadline, a refusal to retry in 1 s while the peers are synced (the
+                # bound holds); the window alone decides while they cannot be (the database is down).
                 left = deadline - time.monotonic()
                 synced = left > 0 and await limiter.next_sync(left)
-                verdict = limiter.windows.admit(scopes, tokens, limiter.clock(), ignore_share=not synced)
+                verdict = limiter.windows.admit(scopes, tokens, limiter.clock(), ignore_share=limiter.stale(),
+                                                may_wait=synced)
         if verdict.refusal is not None:
             status, body, headers = refusal_response(verdict.refusal, facts.endpoint)
             return Refuse(status, body, headers, stage="ok", reason="rate_limited")

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from spendgate.domain.errors import ConfigError
-from spendgate.domain.ratelimits import MAX_RPM, MAX_TPM, RateLimit, Windows, minute_of, rate_limit_of
+from spendgate.domain.ratelimits import MAX_RPM, MAX_TPM, PRESENCE, RateLimit, Windows, minute_of, rate_limit_of
 from spendgate.proxy.ratelimit_responses import openai_reset, refusal_response
 
 T0 = 1_800_000_000.0 - 1_800_000_000.0 % 60  # the start of a minute
@@ -98,15 +98,33 @@ def test_peers_counts_add_to_the_window() -> None:
 
 
 def test_with_an_active_peer_a_proxy_admits_only_its_share_between_syncs() -> None:
-    """rpm 30, one active peer with 0 left-over: this proxy's share is 15 until the next sync, then half
+    """rpm 30, one live peer that counted nothing: this proxy's share is 15 until the next sync, then half
     of what is left; the window alone still decides once the peers cannot be synced."""
     w = windows(RateLimit("developer:alice", rpm=30))
-    w.synced([("p2", "developer:alice", minute_of(T0) - 1, 0, 1)], T0)  # active, counted nothing this minute
+    assert w.admit(ALICE, 0, T0).admitted and w.changed == {"developer:alice"}  # alone: no share cap
+    w.add("developer:alice", -1, 0, T0)
+    w.synced([("p2", PRESENCE, minute_of(T0) - 1, 0, 0)], T0)  # live, counted nothing
+    assert w.live_peers == 1
     verdicts = [w.admit(ALICE, 0, T0 + 1) for _ in range(16)]
     assert sum(v.admitted for v in verdicts) == 15 and verdicts[-1].wait
-    w.synced([("p2", "developer:alice", minute_of(T0), 0, 1)], T0 + 2)
+    w.take_changed(T0 + 2)  # published: the 15 no longer count against the next share
+    w.synced([("p2", PRESENCE, minute_of(T0), 0, 0)], T0 + 2)
     assert sum(w.admit(ALICE, 0, T0 + 2).admitted for _ in range(10)) == 8  # ceil(15 / 2)
+    busy = w.admit(ALICE, 0, T0 + 2, may_wait=False)
+    assert busy.refusal is not None and busy.refusal.retry_after_s == 1 and busy.refusal.remaining == 7
     assert w.admit(ALICE, 0, T0 + 2, ignore_share=True).admitted
+
+
+def test_admissions_made_while_a_sync_runs_count_against_the_next_share() -> None:
+    """Counts taken for publication, then two more admitted before the peers' counts arrive: those two
+    were not published, so they use up the new share (else a peer could miss them twice)."""
+    w = windows(RateLimit("developer:alice", rpm=40))
+    w.synced([("p2", PRESENCE, minute_of(T0), 0, 0)], T0)
+    assert sum(w.admit(ALICE, 0, T0).admitted for _ in range(4)) == 4
+    w.take_changed(T0)
+    assert w.admit(ALICE, 0, T0).admitted and w.admit(ALICE, 0, T0).admitted
+    w.synced([("p2", PRESENCE, minute_of(T0), 0, 0)], T0)  # left 34: share 17, 2 of it used
+    assert sum(w.admit(ALICE, 0, T0).admitted for _ in range(20)) == 15
 
 
 def test_published_counts_are_the_changed_scopes_current_and_previous_minute() -> None:
