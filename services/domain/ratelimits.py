@@ -235,8 +235,8 @@ class Windows:
         """This proxy's counts of the scopes changed since the last call, for the current and previous
         minute (scope, minute, counts), to publish to the peers."""
         changed, self.changed = self.changed, set()
-        for state in self._scopes.values():
-            state.handed = Counts(state.since_sync.requests, state.since_sync.tokens)
+        for each in self._scopes.values():
+            each.handed = Counts(each.since_sync.requests, each.since_sync.tokens)
         minute = minute_of(now_s)
         out: list[tuple[str, int, Counts]] = []
         for scope in sorted(changed):
