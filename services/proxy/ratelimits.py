@@ -140,8 +140,9 @@ class RateLimitingDecider:
                 verdict = limiter.windows.admit(scopes, tokens, limiter.clock(), ignore_share=limiter.stale(),
                                                 may_wait=synced)
         if verdict.refusal is not None:
-            status, body, headers = refusal_response(verdict.refusal, facts.endpoint)
-            return Refuse(status, body, headers, stage="ok", reason="rate_limited")
+            status, body, headers, content_type = refusal_response(
+                verdict.refusal, facts.endpoint, client=facts.attribution.client, stream=facts.stream)
+            return Refuse(status, body, headers, stage="ok", reason="rate_limited", content_type=content_type)
         counted = any(s in limiter.windows.limits for s in scopes)
         decision = await self.inner.decide(facts)
         if counted:

@@ -162,7 +162,7 @@ def test_openai_shape_backs_off_not_stops() -> None:
     w.admit(ALICE, 10, T0)
     refusal = w.admit(ALICE, 10, T0 + 30).refusal
     assert refusal is not None
-    status, body, headers = refusal_response(refusal, "/v1/responses")
+    status, body, headers, _ = refusal_response(refusal, "/v1/responses")
     error = json.loads(body)["error"]
     h = dict(headers)
     assert status == 429 and error["type"] == "requests" and error["code"] == "rate_limit_exceeded"
@@ -179,11 +179,28 @@ def test_anthropic_shape_is_retried_by_claude_code() -> None:
     w.admit(ALICE, 0, T0)
     refusal = w.admit(ALICE, 0, T0 + 1).refusal
     assert refusal is not None
-    status, body, headers = refusal_response(refusal, "/v1/messages")
+    status, body, headers, _ = refusal_response(refusal, "/v1/messages")
     doc, h = json.loads(body), dict(headers)
     assert status == 429 and doc["type"] == "error" and doc["error"]["type"] == "rate_limit_error"
     assert h["x-should-retry"] == "true" and 1 <= int(h["retry-after"]) <= 60
     assert h["anthropic-ratelimit-requests-limit"] == "1" and h["anthropic-ratelimit-requests-reset"].endswith("Z")
+
+
+def test_codex_streaming_gets_the_retry_event_it_waits_on() -> None:
+    """Codex streaming Responses: a 200 stream of one response.failed rate_limit_exceeded event whose message
+    says "try again in Ns" (Codex ignores Retry-After); another client streaming gets the 429."""
+    w = windows(RateLimit("key:k1", rpm=1))
+    w.admit(ALICE, 0, T0)
+    refusal = w.admit(ALICE, 0, T0 + 50).refusal
+    assert refusal is not None
+    status, body, headers, content_type = refusal_response(refusal, "/v1/responses", client="codex_exec", stream=True)
+    event = json.loads(body.split(b"data: ", 1)[1])
+    assert status == 200 and content_type == "text/event-stream" and body.startswith(b"event: response.failed\n")
+    assert event["response"]["error"]["code"] == "rate_limit_exceeded"
+    assert f"try again in {refusal.retry_after_s}s" in event["response"]["error"]["message"]
+    assert dict(headers)["Retry-After"] == str(refusal.retry_after_s)
+    assert refusal_response(refusal, "/v1/responses", client="my-sdk", stream=True)[0] == 429
+    assert refusal_response(refusal, "/v1/responses", client="codex_exec", stream=False)[0] == 429
 
 
 def test_openai_reset_format() -> None:
