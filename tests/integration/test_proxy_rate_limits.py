@@ -21,8 +21,10 @@ MID_MINUTE = 1_800_000_030.0
 """A frozen wall clock half-way through a minute: the window neither rolls nor decays during the test."""
 RPM = 20
 PROXIES = 2
-BOUND = RPM + (PROXIES - 1) * math.ceil(RPM / PROXIES)
-"""docs/rate-limits.md: N proxies together admit at most L + (N - 1) × ceil(L / N) in a window."""
+SHARE = math.ceil(RPM / PROXIES)
+BOUND = RPM + (PROXIES - 1) * (SHARE + math.ceil((RPM - SHARE) / PROXIES))
+"""docs/rate-limits.md: N proxies together admit at most L + (N - 1) × (s + ceil((L - s) / N)) in a window,
+s = ceil(L / N): two shares per peer unseen (35 for 20 rpm on two proxies; 40 without the shares)."""
 
 
 def frozen() -> float:
@@ -98,3 +100,26 @@ async def test_anthropic_route_gets_a_retryable_rate_limit_error(db_url: str, tm
         assert doc["type"] == "error" and doc["error"]["type"] == "rate_limit_error"
         assert got["x-should-retry"] == "true" and 1 <= int(got["retry-after"]) <= 60
         assert got["anthropic-ratelimit-requests-limit"] == "1"
+
+
+async def test_codex_streaming_is_told_to_wait_and_retry(db_url: str, tmp_path: Path) -> None:
+    """Codex (originator codex_exec) streaming Responses over 1 rpm: a 200 stream of one response.failed
+    rate_limit_exceeded event saying when to try again, recorded as refused / rate_limited at $0."""
+    async with enforced_proxies(db_url, tmp_path, proxies=1, rate_limit_clock=frozen) as e:
+        await ratelimits.set_rate_limit(e.pool, RateLimit(f"key:{e.key.key_id}", rpm=1), actor="test")
+        await e.limited[0].limiter.sync(force_reload=True)
+        body = {"model": "gpt-5.1", "stream": True, "input": "hi"}
+        headers = e.headers(originator="codex_exec")
+        async with aiohttp.ClientSession() as http:
+            async with http.post(e.url(), json=body, headers=headers) as resp:
+                assert resp.status == 200 and b"response.completed" in await resp.read()
+            async with http.post(e.url(), json=body, headers=headers) as resp:
+                status, got, data = resp.status, resp.headers, await resp.read()
+        assert status == 200 and got["Content-Type"].startswith("text/event-stream")
+        event = json.loads(data.split(b"data: ", 1)[1])
+        assert event["type"] == "response.failed"
+        assert event["response"]["error"]["code"] == "rate_limit_exceeded"
+        assert f"try again in {got['Retry-After']}s" in event["response"]["error"]["message"]
+        rows = await eventually(lambda: refused_events(e.pool), until=lambda found: len(found) == 1, timeout_s=20,
+                                what="the refusal on the ledger")
+        assert (rows[0]["cost_micros"], rows[0]["http_status"]) == (0, 200)
