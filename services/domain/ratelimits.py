@@ -164,16 +164,17 @@ class Windows:
             return ADMIT
         minute = minute_of(now_s)
         frac = (now_s - minute * WINDOW_S) / WINDOW_S
-        costs: dict[Kind, int] = {"requests": 1, "tokens": max(tokens, 0)}
+        tokens = max(tokens, 0)
         wait = False
+        states: list[_Scope] = []
         for scope, lim in limited:
             state = self._scope(scope)
-            for kind in KINDS:
-                value = lim.of(kind)
+            states.append(state)
+            checks: tuple[tuple[Kind, int | None, int], ...] = (("requests", lim.rpm, 1), ("tokens", lim.tpm, tokens))
+            for kind, value, cost in checks:
                 if value is None:
                     continue
                 used = self._used(state, kind, minute, frac)
-                cost = costs[kind]
                 if used + cost > value and not (kind == "tokens" and used < 1):
                     return Verdict(False, self._refusal(lim, kind, state, minute, frac, cost))
                 if not ignore_share and state.since_sync.get(kind) >= state.share[kind]:
@@ -183,24 +184,27 @@ class Windows:
                     wait = True
         if wait:
             return WAIT
-        for scope, _ in limited:
-            self.add(scope, 1, costs["tokens"], now_s)
+        for (scope, _), state in zip(limited, states, strict=True):
+            self._count(scope, state, minute, 1, tokens)
         return ADMIT
 
     def add(self, scope: str, requests: int, tokens: int, now_s: float) -> None:
         """Count (or, negative, uncount) use on ``scope`` in the minute of ``now_s``."""
-        if scope not in self.limits:
-            return
-        state = self._scope(scope)
-        minute = minute_of(now_s)
+        if scope in self.limits:
+            self._count(scope, self._scope(scope), minute_of(now_s), requests, tokens)
+
+    def _count(self, scope: str, state: _Scope, minute: int, requests: int, tokens: int) -> None:
         counts = state.own.get(minute)
         if counts is None:
             counts = state.own[minute] = Counts()
             state.own.pop(minute - 2, None)
-        counts.requests = max(counts.requests + requests, 0)
-        counts.tokens = max(counts.tokens + tokens, 0)
-        state.since_sync.requests += requests
-        state.since_sync.tokens += tokens
+        counts.requests += requests
+        counts.tokens += tokens
+        if counts.requests < 0 or counts.tokens < 0:
+            counts.requests, counts.tokens = max(counts.requests, 0), max(counts.tokens, 0)
+        since = state.since_sync
+        since.requests += requests
+        since.tokens += tokens
         self.changed.add(scope)
 
     def used(self, scope: str, kind: Kind, now_s: float) -> float:
@@ -210,11 +214,14 @@ class Windows:
 
     @staticmethod
     def _used(state: _Scope, kind: Kind, minute: int, frac: float) -> float:
-        def total(m: int) -> int:
-            own, peers = state.own.get(m), state.peers.get(m)
-            return (own.get(kind) if own else 0) + (peers.get(kind) if peers else 0)
-
-        return total(minute - 1) * (1.0 - frac) + total(minute)
+        prev = cur = 0
+        requests = kind == "requests"
+        for source in (state.own, state.peers):
+            if (c := source.get(minute - 1)) is not None:
+                prev += c.requests if requests else c.tokens
+            if (c := source.get(minute)) is not None:
+                cur += c.requests if requests else c.tokens
+        return prev * (1.0 - frac) + cur
 
     def _refusal(self, lim: RateLimit, kind: Kind, state: _Scope, minute: int, frac: float, cost: int) -> Refusal:
         value = lim.of(kind)

@@ -122,12 +122,12 @@ class RateLimitingDecider:
         """Per request admitted and counted, its scopes: its output tokens are counted once known."""
 
     async def decide(self, facts: RequestFacts) -> Decision:
-        if facts.model is None:  # spends nothing: not a request the limits count
+        limiter = self.limiter
+        if facts.model is None or not limiter.windows.limits:  # no model: spends nothing, not counted
             return await self.inner.decide(facts)
         key = facts.key
         scopes = (f"key:{key.key_id}", f"developer:{key.developer}", f"team:{key.team}")
         tokens = facts.estimate.input_tokens
-        limiter = self.limiter
         verdict = limiter.windows.admit(scopes, tokens, limiter.clock(), ignore_share=limiter.stale())
         if verdict.wait:
             deadline = time.monotonic() + limiter.settings.max_wait_s
