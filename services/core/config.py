@@ -163,7 +163,7 @@ class RateLimitSettings(BaseModel):
     """How the proxies share their rate-limit counts (the limits themselves live in the database:
     ``spendgate ratelimits set``; see docs/rate-limits.md)."""
 
-    sync_interval_s: float = Field(default=0.05, gt=0, le=5)
+    sync_interval_s: float = Field(default=0.1, gt=0, le=5)
     """How often a proxy publishes its counts and reads its peers' while a limit is in force; the bound
     on what proxies admit together past a limit is stated in terms of it."""
     reload_s: float = Field(default=2.0, gt=0, le=300)

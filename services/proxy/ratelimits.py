@@ -79,11 +79,12 @@ class RateLimiter:
             if self._present_in != minute:
                 changed.append((PRESENCE, minute, Counts()))
             try:
-                async with self.pool.acquire() as conn:
-                    await store.publish_counts(conn, self.instance, changed)
-                    peers = await store.peer_counts(conn, self.instance, minute - 1)
-                    if self.syncs % 200 == 0:
-                        await store.sweep_counts(conn, minute - 2)
+                # Alone: one round trip. With live peers: the write committed before the read, so two proxies
+                # syncing at once see each other (a burst over two proxies admits ~L, not ~1.5 L).
+                peers = await store.exchange_counts(self.pool, self.instance, changed, minute - 1,
+                                                    write_first=self.windows.live_peers > 0)
+                if self.syncs % 200 == 0:
+                    await store.sweep_counts(self.pool, minute - 2)
             except BaseException:
                 for scope, _, _ in changed:
                     self.windows.changed.add(scope)  # published again next time

@@ -38,19 +38,19 @@ class RateLimitStoreContract(abc.ABC):
         assert await store.list_rate_limits(pool) == []
 
     async def test_counts_are_shared_with_the_peers_and_swept(self, pool: asyncpg.Pool) -> None:
-        """An instance reads the others' counts from a minute on, never its own; a republish replaces."""
+        """An instance writes its own counts and reads the others' from a minute on, never its own; a
+        republish replaces; old minutes are swept."""
         store = self.create_store()
-        async with pool.acquire() as conn:
-            await store.publish_counts(conn, "a", [("developer:alice", 100, Counts(1, 10)),
-                                                   ("developer:alice", 101, Counts(2, 20))])
-            await store.publish_counts(conn, "a", [("developer:alice", 101, Counts(5, 50))])
-            await store.publish_counts(conn, "b", [("developer:alice", 101, Counts(7, 70))])
-        assert await store.peer_counts(pool, "b", 101) == [("a", "developer:alice", 101, 5, 50)]
-        assert sorted(await store.peer_counts(pool, "c", 100)) == [
-            ("a", "developer:alice", 100, 1, 10), ("a", "developer:alice", 101, 5, 50),
-            ("b", "developer:alice", 101, 7, 70)]
+        alice = "developer:alice"
+        assert await store.exchange_counts(pool, "a", [(alice, 100, Counts(1, 10)), (alice, 101, Counts(2, 20))],
+                                           100) == []
+        assert await store.exchange_counts(pool, "a", [(alice, 101, Counts(5, 50))], 100) == []
+        assert await store.exchange_counts(pool, "b", [(alice, 101, Counts(7, 70))], 101, write_first=True) == [
+            ("a", alice, 101, 5, 50)]
+        assert sorted(await store.exchange_counts(pool, "c", [], 100)) == [
+            ("a", alice, 100, 1, 10), ("a", alice, 101, 5, 50), ("b", alice, 101, 7, 70)]
         await store.sweep_counts(pool, 101)
-        assert len(await store.peer_counts(pool, "c", 0)) == 2
+        assert len(await store.exchange_counts(pool, "c", [], 0)) == 2
 
 
 class TestPostgresRateLimitStore(RateLimitStoreContract):

@@ -7,9 +7,12 @@ from typing import Protocol
 
 import asyncpg
 
-from spendgate.core.db import Conn, Queryable
+from spendgate.core.db import Queryable
 from spendgate.domain.ratelimits import Counts, RateLimit
 from spendgate.store.ratelimits import store
+
+PeerCount = tuple[str, str, int, int, int]
+"""(instance, scope, minute, requests, tokens)"""
 
 
 class RateLimitStore(Protocol):
@@ -19,10 +22,8 @@ class RateLimitStore(Protocol):
 
     async def list_rate_limits(self, db: Queryable) -> list[RateLimit]: ...
 
-    async def publish_counts(self, conn: Conn, instance: str, counts: Sequence[tuple[str, int, Counts]]) -> None: ...
-
-    async def peer_counts(self, db: Queryable, instance: str,
-                          since_minute: int) -> list[tuple[str, str, int, int, int]]: ...
+    async def exchange_counts(self, db: Queryable, instance: str, counts: Sequence[tuple[str, int, Counts]],
+                              since_minute: int, *, write_first: bool = False) -> list[PeerCount]: ...
 
     async def sweep_counts(self, db: Queryable, before_minute: int) -> None: ...
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from spendgate.core.db import Conn, Queryable
+from spendgate.core.db import Queryable
 from spendgate.domain.ratelimits import Counts, RateLimit, rate_limit_of
 
 
@@ -33,22 +33,29 @@ async def list_rate_limits(db: Queryable) -> list[RateLimit]:
     return [RateLimit(r["scope"], r["rpm"], r["tpm"]) for r in rows]
 
 
-async def publish_counts(conn: Conn, instance: str, counts: Sequence[tuple[str, int, Counts]]) -> None:
-    """Write this proxy's counts (scope, minute, counts) over its earlier ones."""
-    if not counts:
-        return
-    await conn.executemany(
-        "INSERT INTO rate_limit_counts (instance, scope, minute, requests, tokens) VALUES ($1, $2, $3, $4, $5) "
-        "ON CONFLICT (instance, scope, minute) DO UPDATE SET requests = EXCLUDED.requests, "
-        "tokens = EXCLUDED.tokens",
-        [(instance, scope, minute, c.requests, c.tokens) for scope, minute, c in counts])
+_UPSERT = ("INSERT INTO rate_limit_counts (instance, scope, minute, requests, tokens) "
+           "SELECT $1, s, m, r, t FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[]) AS u(s, m, r, t) "
+           "ON CONFLICT (instance, scope, minute) DO UPDATE SET requests = EXCLUDED.requests, "
+           "tokens = EXCLUDED.tokens")
+_PEERS = "SELECT instance, scope, minute, requests, tokens FROM rate_limit_counts WHERE minute >= $6 AND instance <> $1"
 
 
-async def peer_counts(db: Queryable, instance: str, since_minute: int) -> list[tuple[str, str, int, int, int]]:
-    """Every other instance's counts from ``since_minute`` on: (instance, scope, minute, requests, tokens)."""
-    rows = await db.fetch(
-        "SELECT instance, scope, minute, requests, tokens FROM rate_limit_counts "
-        "WHERE minute >= $1 AND instance <> $2", since_minute, instance)
+async def exchange_counts(db: Queryable, instance: str, counts: Sequence[tuple[str, int, Counts]],
+                          since_minute: int, *, write_first: bool = False) -> list[tuple[str, str, int, int, int]]:
+    """Write this proxy's counts (scope, minute, counts) over its earlier ones and read every other
+    instance's from ``since_minute`` on (instance, scope, minute, requests, tokens).
+
+    One statement (one round trip) by default; ``write_first`` commits the write before the read (two
+    round trips), so two proxies syncing at the same moment see each other's counts: what the peers of
+    a busy limit want (docs/rate-limits.md)."""
+    args = (instance, [c[0] for c in counts], [c[1] for c in counts], [c[2].requests for c in counts],
+            [c[2].tokens for c in counts], since_minute)
+    if write_first:
+        if counts:
+            await db.execute(_UPSERT, *args[:5])
+        rows = await db.fetch(_PEERS.replace("$6", "$2"), instance, since_minute)
+    else:
+        rows = await db.fetch(f"WITH written AS ({_UPSERT}) {_PEERS}", *args)
     return [(r["instance"], r["scope"], r["minute"], r["requests"], r["tokens"]) for r in rows]
 
 
