@@ -2,6 +2,7 @@
 
     python -m benchmarks.proxy_overhead [--duration-s 8] [--latency-requests 600] [--streams 500]
                                         [--previous-python /path/to/other/checkout/.venv/bin/python]
+                                        [--rate-limits]
 
 Needs ``wrk`` and ``hey`` (``apt-get install -y wrk hey``); scratch databases on the server that
 benchmarks/support.py finds or starts. On 127.0.0.1, the proxy under test is pinned to core 0 with
@@ -55,8 +56,10 @@ if __package__ in (None, ""):  # run as a file (python benchmarks/x.py): make th
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.support import Verdict, cpu_s, drop_db, fresh_db, postgres_server
 from spendgate.domain.enforcement.policy import budget_of
+from spendgate.domain.ratelimits import MAX_RPM, MAX_TPM, RateLimit
 from spendgate.store.budgets.store import set_budget
 from spendgate.store.keys import store as vkeys
+from spendgate.store.ratelimits.store import set_rate_limit
 
 PROXY_CORE, LOAD_CORE = "0", "1"
 BODY = {"model": "gpt-5.1", "stream": True,
@@ -254,6 +257,9 @@ async def open_streams(url: str, headers: dict[str, str], n: int, deadline_s: fl
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--previous-python", help="python of another install to measure as a fifth arm")
+    parser.add_argument("--rate-limits", action="store_true",
+                        help="also put rate limits (never reached) on the benchmark key's key, developer and team, so "
+                             "the spendgate arm counts every request and syncs its counts (docs/rate-limits.md)")
     parser.add_argument("--duration-s", type=int, default=8)
     parser.add_argument("--latency-requests", type=int, default=600)
     parser.add_argument("--rounds", type=int, default=6, help="latency rounds, arms interleaved")
@@ -276,6 +282,9 @@ async def measure(args: argparse.Namespace, server: str, work: Path, body_path: 
         pool = await asyncpg.create_pool(db_url, min_size=1, max_size=2)
         created = await vkeys.create_key(pool, developer="bench", team="perf")
         await configure_budgets(pool, created.key.key_id)
+        if args.rate_limits:
+            for scope in (f"key:{created.key.key_id}", "developer:bench", "team:perf"):
+                await set_rate_limit(pool, RateLimit(scope, rpm=MAX_RPM, tpm=MAX_TPM), actor="bench")
         await pool.close()
 
         fake_port, minimal_port, pass_port, sg_port = free_port(), free_port(), free_port(), free_port()

@@ -391,6 +391,18 @@ class UpstreamPoolSettings(BaseModel):
     only once it is complete, so keep this above the longest such answer."""
     seed: int | None = None
     """Seed of the weighted choice (tests); unset: a random one."""
+class RateLimitSettings(BaseModel):
+    """How the proxies share their rate-limit counts (the limits themselves live in the database:
+    ``spendgate ratelimits set``; see docs/rate-limits.md)."""
+
+    sync_interval_s: float = Field(default=0.1, gt=0, le=5)
+    """How often a proxy publishes its counts and reads its peers' while a limit is in force; the bound
+    on what proxies admit together past a limit is stated in terms of it."""
+    reload_s: float = Field(default=2.0, gt=0, le=300)
+    """How often the limits are re-read: a change applies within this, without a restart."""
+    max_wait_s: float = Field(default=1.0, ge=0, le=30)
+    """How long a request that used up this proxy's share may wait for the next sync before the
+    window alone decides (see docs/rate-limits.md)."""
 
 
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -585,6 +597,7 @@ class Settings(BaseModel):
     otel: OtelSettings = Field(default_factory=OtelSettings)
     bedrock: BedrockSettings = Field(default_factory=BedrockSettings)
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
 
     @field_validator("proxy_allowed_paths")
     @classmethod

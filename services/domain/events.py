@@ -20,7 +20,8 @@ Stage = Literal["ok", "alert", "downgrade", "pause"]
 UsageStatus = Literal["ok", "upstream_error", "client_aborted", "incomplete", "refused"]
 UsageSource = Literal["reported", "estimated", "none"]
 RouteReason = Literal["requested", "downgrade", "pause_cheapest", "pause_step_down"]
-RefusalReason = Literal["budget_pause", "retry_budget", "unknown_model", "bad_request", "auth", "outage"]
+RefusalReason = Literal["budget_pause", "retry_budget", "unknown_model", "bad_request", "auth", "outage",
+                        "rate_limited"]
 PeriodName = Literal["day", "week", "month"]
 CrossingCause = Literal["usage", "budget_change"]
 

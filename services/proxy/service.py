@@ -18,6 +18,7 @@ from aiohttp import web
 
 from spendgate.core.logs import get_logger
 from spendgate.domain.enforcement.estimate import SessionEstimator
+from spendgate.domain.events import new_id
 from spendgate.proxy.app import build_app
 from spendgate.proxy.bedrock import BedrockUpstream, load_credentials
 from spendgate.proxy.decision import Decider, PassDecider
@@ -29,6 +30,7 @@ from spendgate.proxy.httpserver import QuietAppRunner, server_kwargs
 from spendgate.proxy.intents import recover as recover_intents
 from spendgate.proxy.keycache import KeyCache
 from spendgate.proxy.metrics import ProxyMetrics
+from spendgate.proxy.ratelimits import RateLimiter, RateLimitingDecider
 from spendgate.proxy.routes import RouteTable
 from spendgate.proxy.spool import Spool
 from spendgate.proxy.upstreams import pool_from_settings
@@ -165,6 +167,26 @@ async def enforcing_decider(runtime: Runtime, *, clock: Callable[[], datetime] |
             await loops.drain()
 
 
+@contextlib.asynccontextmanager
+async def rate_limiting(runtime: Runtime, inner: Decider, *,
+                        clock: Callable[[], float] = time.time) -> AsyncIterator[RateLimitingDecider]:
+    """``inner`` behind the rate limits (docs/rate-limits.md), their sync loop supervised as
+    ``proxy.rate-limits``; ``clock`` (epoch seconds) places requests in their minute windows."""
+    settings = runtime.settings
+    limiter = RateLimiter(runtime.pool, instance=f"{settings.instance}/{new_id()}", settings=settings.rate_limits,
+                          clock=clock)
+    await limiter.start()
+    stopping = asyncio.Event()
+    task = runtime.supervisor.spawn("proxy.rate-limits", limiter.run, stopping)
+    try:
+        yield RateLimitingDecider(inner, limiter)
+    finally:
+        stopping.set()
+        limiter.wake()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def serve(runtime: Runtime, stop: asyncio.Event, *, decider: Decider | None = None,
                 clock: Callable[[], datetime] | None = None) -> None:
     """Run the proxy until ``stop``; budgets are enforced (periods by ``clock``) unless another
@@ -172,8 +194,8 @@ async def serve(runtime: Runtime, stop: asyncio.Event, *, decider: Decider | Non
     if decider is not None:
         await _serve(runtime, stop, decider)
         return
-    async with enforcing_decider(runtime, clock=clock) as enforcing:
-        await _serve(runtime, stop, enforcing)
+    async with enforcing_decider(runtime, clock=clock) as enforcing, rate_limiting(runtime, enforcing) as limited:
+        await _serve(runtime, stop, limited)
 
 
 async def _serve(runtime: Runtime, stop: asyncio.Event, decider: Decider) -> None:

@@ -12,6 +12,7 @@ Family (owner folder under ``services/``): tables; other families' tables it als
   alert_digest_items, alert_digest_state, alert_incidents, alert_forecasts.
 - dead letters (``store/deadletters``): dead_letters.
 - reconciliation (``store/reconciliation``): reconciliation_lines, reconciliation_gaps, reconciliation_runs.
+- rate limits (``store/ratelimits``): rate_limits, rate_limit_counts.
 - bus log and positions (``core/bus``: the Postgres bus adapter and ``positions.py``): bus_partitions,
   bus_log, bus_group_offsets, consumer_positions.
 
@@ -73,6 +74,7 @@ FAMILIES: tuple[Family, ...] = (
     Family("deadletters", "store/deadletters", ("dead_letters",)),
     Family("reconciliation", "store/reconciliation", ("reconciliation_lines", "reconciliation_gaps",
                                                       "reconciliation_runs")),
+    Family("ratelimits", "store/ratelimits", ("rate_limits", "rate_limit_counts")),
     Family("bus", "core/bus", ("bus_partitions", "bus_log", "bus_group_offsets", "consumer_positions")),
 )
 """Every table and its one owner: the single declared mapping (migrations, the ownership check)."""

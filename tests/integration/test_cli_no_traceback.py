@@ -24,6 +24,7 @@ NO_DATABASE = {"fake-upstream", "forecast backtest", "alerts check"}
 FILLERS: dict[str, str] = {
     "scope": "org", "developer": "alice", "team": "platform", "until": "2099-01-01T00:00Z", "reason": "why",
     "route_name": "budget", "session_id": "s-1", "key_id": "sk-sg-abc", "by": "5",
+    "limit_scope": "developer:alice",
 }
 """Valid values for required parameters, so the bad one is what the command complains about."""
 
@@ -32,6 +33,7 @@ BAD: dict[str, list[str]] = {
     "tz": ["Mars/Olympus_Mons"], "timezone": ["Mars/Olympus_Mons"], "from_": ["2026-13-01"], "to": ["2026-02-30"],
     "developer": ["", "  "], "team": [""], "cost_center": [""], "repo": [""], "thresholds": ["1,2", "95,80,110"],
     "daily": ["ten", "-5"], "monthly": ["0"], "reason": [" "], "actor": [""],
+    "limit_scope": ["org", "planet:mars", "team:"], "rpm": ["ten", "-5", "0"], "tpm": ["-1", "10000000000"],
 }
 """Bad values for parameters whose type alone does not say what is wrong with them."""
 

@@ -26,7 +26,8 @@ from spendgate.ledger.service import serve as serve_ledger
 from spendgate.proxy.decision import Decision, Refuse, RequestFacts
 from spendgate.proxy.enforcing import EnforcingDecider
 from spendgate.proxy.fake_upstream import FakeConfig
-from spendgate.proxy.service import ProxyServer, enforcing_decider
+from spendgate.proxy.ratelimits import RateLimitingDecider
+from spendgate.proxy.service import ProxyServer, enforcing_decider, rate_limiting
 from spendgate.runtime import Runtime, open_runtime
 from spendgate.store.budgets import store as budgets_store
 from spendgate.store.keys import store as vkeys
@@ -84,6 +85,8 @@ class Enforced:
     secret: str
     ledger_runtime: Runtime
     traces: list[Trace] = field(default_factory=list)
+    limited: list[RateLimitingDecider] = field(default_factory=list)
+    """Each proxy's rate-limiting decider (with ``rate_limit_clock``)."""
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -106,14 +109,17 @@ async def enforced_proxies(db_url: str, data_dir: Path, *, proxies: int = 1, bus
                            fake_config: FakeConfig | None = None, clock: Callable[[], datetime] | None = None,
                            budgets: dict[str, dict[str, Any]] | None = None,
                            developer: str = "alice", team: str = "platform",
-                           settings: Callable[[FakeServer], Mapping[str, Any]] | None = None,
+                           rate_limit_clock: Callable[[], float] | None = None,
+                           settings: Mapping[str, Any] | Callable[[FakeServer], Mapping[str, Any]] | None = None,
                            ) -> AsyncIterator[Enforced]:
     """``bus``: the bus settings (``KafkaForTest.settings()``), else the embedded Postgres bus. ``budgets``:
-    ``{"key": {"usd": 1.0, ...budget_of kwargs}}`` ("key" names the created key's scope). ``settings``: more
-    settings for every process, given the fake upstream (``lambda fake: {"bedrock": {...}}``)."""
+    ``{"key": {"usd": 1.0, ...budget_of kwargs}}`` ("key" names the created key's scope).
+    ``rate_limit_clock``: the proxies also enforce the rate limits, their windows placed by this clock (as
+    ``serve`` does). ``settings``: more settings for every process, or a function of the fake upstream
+    giving them (``lambda fake: {"bedrock": {...}}``)."""
     extra = dict(bus or {})
     async with fake_upstream(fake_config) as upstream, contextlib.AsyncExitStack() as stack:
-        extra.update(settings(upstream) if settings else {})
+        extra.update((settings(upstream) if callable(settings) else settings) if settings else {})
         ledger_settings = proxy_settings(db_url, data_dir / "ledger", upstream.url, instance="ledger", **extra)
         ledger_rt = await stack.enter_async_context(open_runtime(ledger_settings, run_migrations=False))
         created = await vkeys.create_key(ledger_rt.pool, developer=developer, team=team, cost_center="cc-42")
@@ -124,12 +130,17 @@ async def enforced_proxies(db_url: str, data_dir: Path, *, proxies: int = 1, bus
                                    **spec)
         traces: list[Trace] = []
         runtimes, servers, deciders = [], [], []
+        limited: list[RateLimitingDecider] = []
         for i in range(proxies):
             settings = proxy_settings(db_url, data_dir / f"proxy{i}", upstream.url, instance=f"proxy-{i}", **extra)
             rt = await stack.enter_async_context(open_runtime(settings, run_migrations=False))
             inner = await stack.enter_async_context(enforcing_decider(rt, clock=clock))
             decider = RecordingDecider(inner, i, traces)
-            server = ProxyServer(rt, decider=decider, port=0)
+            serving: Any = decider
+            if rate_limit_clock is not None:
+                serving = await stack.enter_async_context(rate_limiting(rt, decider, clock=rate_limit_clock))
+                limited.append(serving)
+            server = ProxyServer(rt, decider=serving, port=0)
             await server.start()
             stack.push_async_callback(server.stop)
             runtimes.append(rt)
@@ -143,7 +154,8 @@ async def enforced_proxies(db_url: str, data_dir: Path, *, proxies: int = 1, bus
             await asyncio.wait_for(ledger, 30)
 
         stack.push_async_callback(stop_ledger)
-        yield Enforced(upstream, runtimes, servers, deciders, created.key, created.secret, ledger_rt, traces)
+        yield Enforced(upstream, runtimes, servers, deciders, created.key, created.secret, ledger_rt, traces,
+                       limited)
 
 
 async def balance_micros(pool: asyncpg.Pool, scope: str) -> int:
