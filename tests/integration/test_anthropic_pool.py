@@ -57,7 +57,8 @@ def _claude_code_turn(*, stream: bool) -> dict[str, Any]:
 async def test_claude_code_fails_over_on_429_then_outage_streamed_and_not(db_url: str, tmp_path: Path) -> None:
     """a answers 429 (Retry-After 20) then goes down: streamed and non-streamed Claude Code requests and
     count_tokens are all served by b, with no client-visible error; a is sent its own key as x-api-key,
-    rests for its Retry-After, then its circuit opens; every ledger row names b, at b's exact cost."""
+    rests for its Retry-After, then its circuit opens, and after the cool-down one probe recloses it; a
+    dropped connection fails over too. Each ledger row names the upstream that served, at its exact cost."""
     async with two_anthropic_upstreams(db_url, tmp_path, failure_threshold=2, cooldown_s=30) as (e, a, b), \
             aiohttp.ClientSession() as http:
         pool = _anthropic_pool(e)
@@ -90,11 +91,25 @@ async def test_claude_code_fails_over_on_429_then_outage_streamed_and_not(db_url
             assert r.status == 200 and (await r.json())["input_tokens"] > 0  # a's circuit is open: b
         assert [r.raw_path for r in b.fake.received][-1] == "/v1/messages/count_tokens?beta=true"
 
-        rows = await event_rows(e.pool, 4)
+        await a.start()
+        clock.now += 30.0
+        assert pool.state("a") is Circuit.HALF_OPEN
+        async with http.post(url, json=_claude_code_turn(stream=True), headers=claude_code_headers(e.secret)) as r:
+            assert r.status == 200 and (await r.read()).rstrip().endswith(b'{"type":"message_stop"}')
+        assert pool.state("a") is Circuit.CLOSED and [s.api_key for s in a.fake.served] == [KEY_A]  # the probe
+
+        a.fake.script.append("close")  # a drops the connection without answering: b, no client-visible error
+        async with http.post(url, json=_claude_code_turn(stream=True), headers=claude_code_headers(e.secret)) as r:
+            assert r.status == 200 and (await r.read()).rstrip().endswith(b'{"type":"message_stop"}')
+        assert len(b.fake.served) == 4
+
+        rows = await event_rows(e.pool, 6)
         assert [(r["endpoint"], r["upstream"], r["status"], r["stream"]) for r in rows] == [
             ("/v1/messages", "b", "ok", True), ("/v1/messages", "b", "ok", False), ("/v1/messages", "b", "ok", False),
-            ("/v1/messages/count_tokens", "b", "ok", False)]
-        for row, bill in zip(rows[:3], b.fake.served, strict=True):  # a's failed attempts are not billed
+            ("/v1/messages/count_tokens", "b", "ok", False), ("/v1/messages", "a", "ok", True),
+            ("/v1/messages", "b", "ok", True)]
+        billed = [*b.fake.served[:3], a.fake.served[0], b.fake.served[3]]
+        for row, bill in zip([*rows[:3], *rows[4:]], billed, strict=True):  # failed attempts are not billed
             assert row["cost_micros"] == hand_cost(bill) > 0
         assert rows[3]["cost_micros"] == 0
 
