@@ -89,6 +89,11 @@ def first_run_warnings(settings: Settings) -> list[str]:
     return found
 
 
+def _anthropic_upstreams(settings: Settings) -> str:
+    pool = [f"{u.name} {u.url}" for u in settings.upstreams if u.kind == "anthropic"]
+    return ", ".join(pool) if pool else settings.anthropic_upstream_url
+
+
 def ready_banner(settings: Settings) -> str:
     """What ``up`` prints once it runs: where the proxy and the admin API listen, and the next steps."""
     base_url = f"http://{settings.host}:{settings.proxy_port}/v1"
@@ -98,7 +103,7 @@ def ready_banner(settings: Settings) -> str:
     return (
         f"spendgate is up  (data dir {settings.data_dir}, bus {settings.bus})\n"
         f"  proxy      {base_url}  -> upstream {settings.upstream_url}\n"
-        f"             /v1/messages -> Anthropic upstream {settings.anthropic_upstream_url}\n"
+        f"             /v1/messages -> Anthropic upstream {_anthropic_upstreams(settings)}\n"
         f"  admin API  {admin}\n\n"
         "Create a key with: spendgate keys create --developer <name> --team <team>\n"
         "Codex CLI: put this in $CODEX_HOME/config.toml (default ~/.codex/config.toml):\n\n"

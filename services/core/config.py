@@ -303,9 +303,10 @@ class BedrockSettings(BaseModel):
         return self
 
 
-UPSTREAM_KINDS = ("openai", "azure")
-"""Kinds of upstream the pool can send an OpenAI-API request to; each has its adapter in
-``spendgate.proxy.upstream_kinds`` (Bedrock is configured apart, under ``bedrock``)."""
+UPSTREAM_KINDS = ("openai", "azure", "anthropic")
+"""Kinds of upstream the pool can send a request to; each has its adapter in
+``spendgate.proxy.upstream_kinds`` (Bedrock is configured apart, under ``bedrock``). ``anthropic``
+serves the Anthropic Messages routes only, the others the OpenAI-API routes only."""
 _UPSTREAM_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 
 
@@ -319,8 +320,9 @@ class UpstreamSettings(BaseModel):
     ``.``, ``_``, ``-``."""
     kind: str = "openai"
     url: str
-    """Base URL: ``https://api.openai.com/v1`` (kind ``openai``, any OpenAI-compatible server), or the
-    resource's endpoint ``https://NAME.openai.azure.com`` (kind ``azure``)."""
+    """Base URL: ``https://api.openai.com/v1`` (kind ``openai``, any OpenAI-compatible server), the
+    resource's endpoint ``https://NAME.openai.azure.com`` (kind ``azure``), or
+    ``https://api.anthropic.com/v1`` (kind ``anthropic``, its key sent as ``x-api-key``)."""
     key: SecretStr | None = None
     key_env: str | None = None
     """Name of an environment variable holding the key (instead of ``key``; read once at start)."""
@@ -547,8 +549,10 @@ class Settings(BaseModel):
     """``SPENDGATE_ANTHROPIC_UPSTREAM_KEY``, sent as ``x-api-key``. Deliberately not read from
     ``ANTHROPIC_API_KEY``: a developer's shell sets that to their spendgate virtual key for Claude Code."""
     upstreams: list[UpstreamSettings] = Field(default_factory=list)
-    """The upstream pool for the OpenAI-API routes (docs/upstreams.md); empty: one upstream, ``default``,
-    at ``upstream_url`` with ``upstream_key``."""
+    """The upstream pools (docs/upstreams.md): kinds ``openai`` and ``azure`` for the OpenAI-API routes
+    (none: one upstream, ``default``, at ``upstream_url`` with ``upstream_key``), kind ``anthropic`` for
+    the Anthropic Messages routes (none: one upstream, ``anthropic``, at ``anthropic_upstream_url`` with
+    ``anthropic_upstream_key``)."""
     upstream_pool: UpstreamPoolSettings = Field(default_factory=UpstreamPoolSettings)
     upstream_connect_timeout_s: float = 10.0
     upstream_read_timeout_s: float = 600.0
@@ -617,6 +621,7 @@ class Settings(BaseModel):
         duplicate = next((n for n in names if names.count(n) > 1), None)
         if duplicate is not None:
             raise ValueError(f"upstreams: the name {duplicate!r} is used twice (names must be unique)")
+        self._check_anthropic_upstreams()
         if not (self.bus in ("postgres", "memory") or self.bus.startswith("kafka://")):
             raise ValueError(f"bus must be postgres, memory or kafka://host:port, not {self.bus!r}")
         if self.database.query() and not self.database_url:
@@ -628,6 +633,24 @@ class Settings(BaseModel):
                 if name in in_url and in_url[name] != value:
                     raise ValueError(f"database.{name} contradicts the {name} in database_url: set it in one place")
         return self
+
+    def _check_anthropic_upstreams(self) -> None:
+        """Kind ``anthropic`` upstreams replace ``anthropic_upstream_url`` / ``_key``: both at once would
+        leave one of them silently unused."""
+        if not any(u.kind == "anthropic" for u in self.upstreams):
+            if any(u.name == "anthropic" for u in self.upstreams):
+                raise ValueError("upstreams: the name 'anthropic' is the Anthropic routes' own upstream "
+                                 "(anthropic_upstream_url) while no kind anthropic upstream is configured; "
+                                 "choose another name")
+            return
+        if all(u.kind == "anthropic" for u in self.upstreams) and any(u.name == "default" for u in self.upstreams):
+            raise ValueError("upstreams: the name 'default' is the OpenAI-API routes' own upstream (upstream_url) "
+                             "while no kind openai or azure upstream is configured; choose another name")
+        for old in ("anthropic_upstream_url", "anthropic_upstream_key"):
+            if old in self.model_fields_set:
+                raise ValueError(f"{old} is set, but upstreams has kind anthropic entries, which replace it: "
+                                 f"remove {old} (file or SPENDGATE_{old.upper()}) and give its URL and key as "
+                                 "a kind anthropic upstream")
 
     @model_validator(mode="after")
     def _bedrock_models_priced(self) -> Settings:

@@ -285,8 +285,8 @@ class FakeUpstream:
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         """Anthropic's Messages API: scenarios ``text``, ``tool`` / ``tool:<command>`` (a ``Bash``
-        tool_use), ``error:<status>``, ``cut`` (EOF before ``message_stop``); the script is taken only by
-        requests that offer tools."""
+        tool_use), ``error:<status>`` / ``error:<status>@<seconds>`` (with ``retry-after``), ``close``,
+        ``cut`` (EOF before ``message_stop``); the script is taken only by requests that offer tools."""
         raw = await request.read()
         try:
             body = msgspec.json.decode(raw)
@@ -299,8 +299,15 @@ class FakeUpstream:
         if self.config.latency_ms:
             await asyncio.sleep(self.config.latency_ms / 1000)
         if scenario.startswith("error:"):
-            status = int(scenario.split(":", 1)[1])
-            return _anthropic_error(status, f"fake upstream scripted failure {status}")
+            status, _, after = scenario.split(":", 1)[1].partition("@")
+            failure = _anthropic_error(int(status), f"fake upstream scripted failure {status}")
+            if after:
+                failure.headers["retry-after"] = after
+            return failure
+        if scenario == "close":
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response(status=500)  # never sent: the connection is gone
         model = str(body.get("model") or "claude-sonnet-4-5")
         stream = body.get("stream") is True
         seq = next(self._ids)

@@ -36,7 +36,7 @@ from spendgate.proxy.bedrock import BedrockAnswer, BedrockUpstream
 from spendgate.proxy.decision import Decider, Refuse, RequestFacts, RewriteModel
 from spendgate.proxy.emitter import Emitter
 from spendgate.proxy.failover import UPSTREAM_DOWN, NoUpstream, open_with_failover
-from spendgate.proxy.forwarding import budget_headers, client_headers, upstream_url
+from spendgate.proxy.forwarding import budget_headers, client_headers
 from spendgate.proxy.keycache import KeyCache
 from spendgate.proxy.metering import Outcome, Route, build_event, intent_outcome, settle_units
 from spendgate.proxy.metrics import ProxyMetrics
@@ -45,7 +45,7 @@ from spendgate.proxy.routes import Resolved, RouteError, RouteTable
 from spendgate.proxy.stream_end import looks_like_sse, relays_as_stream, terminal_error_event
 from spendgate.proxy.tap import StreamTap
 from spendgate.proxy.upstream_kinds import ADAPTERS
-from spendgate.proxy.upstreams import DEFAULT_NAME, Pool, Upstream
+from spendgate.proxy.upstreams import ANTHROPIC_NAME, DEFAULT_NAME, Pool, Upstream
 from spendgate.proxy.usage import Usage, usage_from_body
 from spendgate.store.keys.store import VirtualKey
 
@@ -87,11 +87,16 @@ class ProxyState:
     """The OpenAI-API routes' upstreams (:mod:`spendgate.proxy.upstreams`); None: ``upstream_url`` alone."""
     headers_timeout_s: float | None = None
     """``upstream_pool.headers_timeout_s``: an attempt with another upstream after it gives up then."""
+    anthropic_pool: Pool | None = None
+    """The Anthropic routes' upstreams (kind ``anthropic``); None: ``anthropic_url`` alone."""
 
     def __post_init__(self) -> None:
         if self.pool is None:
             self.pool = Pool([Upstream(DEFAULT_NAME, "openai", self.upstream_url, self.upstream_key)],
                              clock=time.monotonic)
+        if self.anthropic_pool is None:
+            self.anthropic_pool = Pool([Upstream(ANTHROPIC_NAME, "anthropic", self.anthropic_url, self.anthropic_key)],
+                                       clock=time.monotonic)
 
 
 def _bearer(header: str | None) -> str | None:
@@ -250,24 +255,17 @@ class Proxy:
 
     async def _open_upstream(self, request: web.Request, resolved: Resolved, body: bytes,
                              model: str | None) -> tuple[aiohttp.ClientResponse, str | None]:
-        """The upstream's answer and the name of the upstream that gave it: the Anthropic routes go to
-        their one upstream; the others through the pool (:mod:`spendgate.proxy.failover`)."""
-        if resolved.spec.api == "anthropic":
-            headers = anthropic.anthropic_headers(request.headers, self.s.anthropic_key)
-            if resolved.spec.body == "json" and body:
-                headers["Content-Type"] = "application/json"  # it was read as JSON, whatever it was labelled
-            response = await self.s.http.request(
-                request.method, upstream_url(self.s.anthropic_url, resolved.upstream_path, resolved.query),
-                data=body or None, headers=headers, allow_redirects=False)
-            return response, None
+        """The upstream's answer and the name of the upstream that gave it, through the route's pool
+        (:mod:`spendgate.proxy.failover`): the Anthropic routes' (kind ``anthropic``) or the others'."""
 
         def send(upstream: Upstream) -> Any:
             out = ADAPTERS[upstream.kind].prepare(upstream, request.headers, resolved, body, model)
             return self.s.http.request(request.method, out.url, data=out.body, headers=out.headers,
                                        allow_redirects=False)
 
-        assert self.s.pool is not None
-        opened = await open_with_failover(self.s.pool, model, send, headers_timeout_s=self.s.headers_timeout_s)
+        pool = self._pool(resolved)
+        assert pool is not None
+        opened = await open_with_failover(pool, model, send, headers_timeout_s=self.s.headers_timeout_s)
         return opened.response, opened.upstream.name
 
     async def _open_bedrock_or_upstream(self, request: web.Request, resolved: Resolved, body: bytes, model: str | None,
@@ -278,6 +276,9 @@ class Proxy:
             assert self.s.bedrock is not None and model is not None
             return await self.s.bedrock.open(resolved.spec.template, body, model), BEDROCK_UPSTREAM
         return await self._open_upstream(request, resolved, body, model)
+
+    def _pool(self, resolved: Resolved) -> Pool | None:
+        return self.s.anthropic_pool if resolved.spec.api == "anthropic" else self.s.pool
 
     def _on_bedrock(self, resolved: Resolved, model: str | None) -> bool:
         bedrock = self.s.bedrock
@@ -290,10 +291,11 @@ class Proxy:
         tap: StreamTap | None = None
         self.s.metrics.forwarding(time.perf_counter() - started)
         try:
-            pool_model = route.model_used if route.metering in ("tokens", "image", "audio") and route.model_used \
-                else None
-            if pool_model is not None and self.s.pool is not None and not self.s.pool.serving(pool_model) \
-                    and resolved.spec.api != "anthropic" and not self._on_bedrock(resolved, pool_model):
+            pool_model = route.model_used if (route.metering in ("tokens", "image", "audio")
+                                              or resolved.spec.api == "anthropic") and route.model_used else None
+            pool = self._pool(resolved)
+            if pool_model is not None and pool is not None and not pool.serving(pool_model) \
+                    and not self._on_bedrock(resolved, pool_model):
                 outcome.http_status = 400
                 return errors.model_not_served(pool_model)
             try:

@@ -92,23 +92,24 @@ class _PoolFigures(Collector):
     the proxy restarts)."""
 
     def __init__(self) -> None:
-        self.pool: Pool | None = None
+        self.pools: tuple[Pool, ...] = ()
 
     def collect(self) -> Iterator[Metric]:
-        if self.pool is None:
+        if not self.pools:
             return
         failovers = CounterMetricFamily("spendgate_upstream_failover",
                                         "Attempts abandoned for another upstream, by upstream and reason "
                                         "(rate_limited, server_error, unreachable, timeout)",
                                         labels=["upstream", "reason"])
-        for (name, reason), n in sorted(self.pool.failovers.items()):
+        for (name, reason), n in sorted(kv for pool in self.pools for kv in pool.failovers.items()):
             failovers.add_metric([name, reason], n)
         yield failovers
         circuit = GaugeMetricFamily("spendgate_upstream_circuit_state",
                                     "Circuit breaker per upstream: 0 closed, 1 half-open, 2 open",
                                     labels=["upstream"])
-        for upstream in self.pool.upstreams:
-            circuit.add_metric([upstream.name], self.pool.state(upstream.name).value)
+        for pool in self.pools:
+            for upstream in pool.upstreams:
+                circuit.add_metric([upstream.name], pool.state(upstream.name).value)
         yield circuit
 
 
@@ -134,9 +135,9 @@ class ProxyMetrics:
         c.output += event.output_tokens
         c.duration.observe(event.latency_ms / 1000)
 
-    def upstream_pool(self, pool: Pool) -> None:
-        """Export ``pool``'s failover counts and circuit states."""
-        self.metrics.collector("spendgate_upstream", _PoolFigures).pool = pool
+    def upstream_pool(self, *pools: Pool) -> None:
+        """Export the ``pools``' failover counts and circuit states (upstream names are unique across them)."""
+        self.metrics.collector("spendgate_upstream", _PoolFigures).pools = pools
 
     def forwarding(self, added_s: float) -> None:
         """A request is about to leave for the upstream, ``added_s`` after it arrived."""

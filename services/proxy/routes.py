@@ -29,7 +29,7 @@ from urllib.parse import unquote
 Metering = Literal["tokens", "image", "audio", "batch", "free"]
 BodyKind = Literal["json", "multipart", "none"]
 Api = Literal["openai", "anthropic"]
-"""Which upstream a route goes to (``upstream_url`` or ``anthropic_upstream_url``) and in which shape its
+"""Which pool a route goes to (the OpenAI-API upstreams, or the ``kind: anthropic`` ones) and in which shape its
 errors are answered."""
 
 ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_\-.:]{0,254}"

@@ -33,7 +33,7 @@ from spendgate.proxy.metrics import ProxyMetrics
 from spendgate.proxy.ratelimits import RateLimiter, RateLimitingDecider
 from spendgate.proxy.routes import RouteTable
 from spendgate.proxy.spool import Spool
-from spendgate.proxy.upstreams import pool_from_settings
+from spendgate.proxy.upstreams import anthropic_pool_from_settings, pool_from_settings
 from spendgate.proxy.wiring import Recipients, enforcement
 from spendgate.runtime import Runtime
 
@@ -97,13 +97,14 @@ class ProxyServer:
         if s.bedrock.models:  # botocore loads only then; no credentials is a ConfigError naming what to set
             credentials = await asyncio.to_thread(load_credentials, s.bedrock)
         pool = pool_from_settings(s, clock=time.monotonic)
+        anthropic_pool = anthropic_pool_from_settings(s, clock=time.monotonic)
         http = create_client_session(connect_timeout_s=s.upstream_connect_timeout_s,
                                      read_timeout_s=s.upstream_read_timeout_s)
         bedrock = BedrockUpstream(s.bedrock, credentials, http) if credentials is not None else None
         self.state = ProxyState(
             keys=self.keys, emitter=self.emitter, decider=self.decider, prices=s.pricing.table(), http=http,
             upstream_url=pool.primary.url, upstream_key=pool.primary.key, pool=pool,
-            headers_timeout_s=s.upstream_pool.headers_timeout_s,
+            headers_timeout_s=s.upstream_pool.headers_timeout_s, anthropic_pool=anthropic_pool,
             anthropic_url=s.anthropic_upstream_url,
             anthropic_key=s.anthropic_upstream_key.get_secret_value() if s.anthropic_upstream_key else None,
             instance=s.instance, max_body_bytes=s.max_body_bytes, read_timeout_s=s.upstream_read_timeout_s,
@@ -111,7 +112,7 @@ class ProxyServer:
             routes=RouteTable(allowed_paths=s.proxy_allowed_paths), batch_percent=s.pricing.batch_percent,
             metrics=ProxyMetrics(self.runtime.metrics), tracer=self.runtime.tracer, bedrock=bedrock,
         )
-        self.state.metrics.upstream_pool(pool)
+        self.state.metrics.upstream_pool(pool, anthropic_pool)
         supervisor = self.runtime.supervisor
         self._tasks = [supervisor.spawn("proxy.keys", self.keys.run, self._stop_workers),
                        supervisor.spawn("proxy.spool-writer", self.emitter.run, self._stop_workers)]
@@ -125,7 +126,8 @@ class ProxyServer:
         await site.start()
         if self.port == 0:
             self.port = _bound_port(site)
-        log.info("proxy listening", url=self.base_url, upstreams=[u.name for u in pool.upstreams], keys=len(self.keys),
+        upstreams = [u.name for u in (*pool.upstreams, *anthropic_pool.upstreams)]
+        log.info("proxy listening", url=self.base_url, upstreams=upstreams, keys=len(self.keys),
                  spooled_segments=len(self.spool.segments()))
 
     async def stop(self) -> None:

@@ -9,6 +9,10 @@ URL, ``Authorization: Bearer <key>``. ``azure`` (Azure OpenAI): the key in the `
 - a dated ``api_version`` (``2024-10-21``): ``{url}/openai/deployments/{deployment}/{route}?api-version=...``
   (chat completions, completions, embeddings, images, audio; not the Responses API).
 
+``anthropic`` (Anthropic's Messages API, on the Anthropic routes only): the route's path under the base
+URL (``https://api.anthropic.com/v1``), the key as ``x-api-key`` (never ``Authorization``), the client's
+``anthropic-version`` / ``anthropic-beta`` passed as sent.
+
 A kind that translates the request into another API adds its adapter to :data:`ADAPTERS` under its
 ``kind`` and its name to ``core.config.UPSTREAM_KINDS``; Bedrock (``bedrock.py``), which translates the
 answer too, is dispatched before the pool for now (``handler._open_bedrock_or_upstream``).
@@ -23,6 +27,7 @@ import msgspec
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from spendgate.proxy.anthropic import anthropic_headers
 from spendgate.proxy.forwarding import upstream_headers, upstream_url
 from spendgate.proxy.routes import Resolved
 from spendgate.proxy.upstreams import Upstream
@@ -75,6 +80,13 @@ class Azure:
         return Outgoing(upstream_url(base, resolved.upstream_path, query), headers, body or None)
 
 
+class Anthropic:
+    def prepare(self, upstream: Upstream, client: CIMultiDictProxy[str], resolved: Resolved, body: bytes,
+                model: str | None) -> Outgoing:
+        headers = _json_headers(anthropic_headers(client, upstream.key), resolved, body)
+        return Outgoing(upstream_url(upstream.url, resolved.upstream_path, resolved.query), headers, body or None)
+
+
 def _with_model(body: bytes, model: str) -> bytes:
     doc = msgspec.json.decode(body)
     if not isinstance(doc, dict):
@@ -83,4 +95,4 @@ def _with_model(body: bytes, model: str) -> bytes:
     return msgspec.json.encode(doc)
 
 
-ADAPTERS: dict[str, Adapter] = {"openai": OpenAICompatible(), "azure": Azure()}
+ADAPTERS: dict[str, Adapter] = {"openai": OpenAICompatible(), "azure": Azure(), "anthropic": Anthropic()}

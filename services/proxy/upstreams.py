@@ -26,10 +26,12 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Literal
 
-from spendgate.core.config import Settings
+from spendgate.core.config import Settings, UpstreamSettings
 
 FailReason = Literal["rate_limited", "server_error", "unreachable", "timeout"]
 DEFAULT_NAME = "default"
+ANTHROPIC_NAME = "anthropic"
+"""The Anthropic routes' one upstream when no ``kind: anthropic`` upstream is configured."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +40,8 @@ class Upstream:
 
     name: str
     kind: str
-    """``openai`` (any OpenAI-compatible API) or ``azure``; :mod:`spendgate.proxy.upstream_kinds`
-    holds one adapter per kind."""
+    """``openai`` (any OpenAI-compatible API), ``azure`` or ``anthropic`` (the Messages routes only);
+    :mod:`spendgate.proxy.upstream_kinds` holds one adapter per kind."""
     url: str
     key: str | None
     weight: int = 1
@@ -199,18 +201,35 @@ def retry_after_s(value: str | None, value_ms: str | None = None) -> float | Non
 
 
 def pool_from_settings(settings: Settings, *, clock: Callable[[], float]) -> Pool:
-    """The pool the settings describe: ``upstreams``, else one upstream named ``default`` at
-    ``upstream_url`` with ``upstream_key`` (the configuration before pools existed)."""
-    cfg = settings.upstream_pool
-    if settings.upstreams:
-        upstreams = [Upstream(name=u.name, kind=u.kind, url=u.url, key=u.secret(), weight=u.weight,
-                              models=None if u.models == "*" and u.kind != "azure"
-                              else frozenset(u.deployments if u.models == "*" else u.models),
-                              api_version=u.api_version, deployments=tuple(u.deployments.items()))
-                     for u in settings.upstreams]
-    else:
+    """The OpenAI-API routes' pool the settings describe: the ``upstreams`` of kinds ``openai`` and
+    ``azure``, else one upstream named ``default`` at ``upstream_url`` with ``upstream_key`` (the
+    configuration before pools existed)."""
+    upstreams = [_upstream(u) for u in settings.upstreams if u.kind != "anthropic"]
+    if not upstreams:
         key = settings.upstream_key.get_secret_value() if settings.upstream_key else None
         upstreams = [Upstream(name=DEFAULT_NAME, kind="openai", url=settings.upstream_url, key=key)]
+    return _pool(settings, upstreams, clock)
+
+
+def anthropic_pool_from_settings(settings: Settings, *, clock: Callable[[], float]) -> Pool:
+    """The Anthropic Messages routes' pool: the ``upstreams`` of kind ``anthropic``, else one upstream
+    named ``anthropic`` at ``anthropic_upstream_url`` with ``anthropic_upstream_key``."""
+    upstreams = [_upstream(u) for u in settings.upstreams if u.kind == "anthropic"]
+    if not upstreams:
+        key = settings.anthropic_upstream_key.get_secret_value() if settings.anthropic_upstream_key else None
+        upstreams = [Upstream(name=ANTHROPIC_NAME, kind="anthropic", url=settings.anthropic_upstream_url, key=key)]
+    return _pool(settings, upstreams, clock)
+
+
+def _upstream(u: UpstreamSettings) -> Upstream:
+    return Upstream(name=u.name, kind=u.kind, url=u.url, key=u.secret(), weight=u.weight,
+                    models=None if u.models == "*" and u.kind != "azure"
+                    else frozenset(u.deployments if u.models == "*" else u.models),
+                    api_version=u.api_version, deployments=tuple(u.deployments.items()))
+
+
+def _pool(settings: Settings, upstreams: list[Upstream], clock: Callable[[], float]) -> Pool:
+    cfg = settings.upstream_pool
     return Pool(upstreams, failure_threshold=cfg.failure_threshold, cooldown_s=cfg.cooldown_s,
                 max_retry_after_s=cfg.max_retry_after_s, max_attempts=cfg.max_attempts, clock=clock,
                 rng=random.Random(cfg.seed))

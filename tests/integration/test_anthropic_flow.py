@@ -89,6 +89,7 @@ async def test_streamed_message_is_metered_with_cache_writes_and_reads(db_url: s
         assert (row["cache_write_5m_price_micros"], row["cache_write_1h_price_micros"]) == (3_750_000, 6_000_000)
         assert (row["session_id"], row["repo"], row["client"]) == (SESSION, "/home/alice/src/api", "claude-code")
         assert row["upstream_request_id"].startswith("req_fake_")
+        assert row["upstream"] == "anthropic"  # anthropic_upstream_url: the Anthropic pool of one
         [received] = [r for r in e.upstream.fake.received if r.raw_path.startswith("/v1/messages")]
         assert received.raw_path == "/v1/messages?beta=true"
         assert received.headers["x-api-key"] == ANTHROPIC_UPSTREAM_KEY and "Authorization" not in received.headers

@@ -95,6 +95,8 @@ def proxy_settings(db_url: str, data_dir: Path, upstream_url: str, **overrides: 
         "anthropic_upstream_key": ANTHROPIC_UPSTREAM_KEY, "proxy_port": 0, "instance": "proxy-test",
         "drain_timeout_s": 5.0,
     }
+    if any(isinstance(u, dict) and u.get("kind") == "anthropic" for u in overrides.get("upstreams", [])):
+        del values["anthropic_upstream_url"], values["anthropic_upstream_key"]  # they replace these two
     values.update(overrides)
     return load_settings(**values)
 

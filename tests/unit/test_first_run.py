@@ -51,6 +51,12 @@ def test_the_banner_names_the_proxy_and_admin_urls() -> None:
     assert "proxy      http://127.0.0.1:18080/v1  -> upstream https://api.openai.com/v1" in on
     assert "admin API  http://127.0.0.1:18081" in on and 'base_url = "http://127.0.0.1:18080/v1"' in on
     assert "admin API  off: set SPENDGATE_ADMIN_TOKEN" in ready_banner(Settings(admin_token=None))
+    assert "/v1/messages -> Anthropic upstream https://api.anthropic.com/v1\n" in on
+    pooled = Settings(upstreams=[{"name": "ant-a", "kind": "anthropic", "url": "http://a/v1", "key": "sk-ant-a"},
+                                 {"name": "ant-b", "kind": "anthropic", "url": "http://b/v1"}])
+    banner = ready_banner(pooled)
+    assert "/v1/messages -> Anthropic upstream ant-a http://a/v1, ant-b http://b/v1\n" in banner
+    assert "sk-ant-a" not in banner
 
 
 def test_logs_are_human_lines_on_a_terminal_and_json_otherwise_or_when_asked() -> None:

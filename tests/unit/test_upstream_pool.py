@@ -16,7 +16,16 @@ from spendgate.cli import main
 from spendgate.core.config import load_settings
 from spendgate.domain.errors import ConfigError
 from spendgate.proxy.failover import NoUpstream, open_with_failover
-from spendgate.proxy.upstreams import Circuit, Pool, Upstream, pool_from_settings, retry_after_s
+from spendgate.proxy.upstreams import (
+    ANTHROPIC_NAME,
+    DEFAULT_NAME,
+    Circuit,
+    Pool,
+    Upstream,
+    anthropic_pool_from_settings,
+    pool_from_settings,
+    retry_after_s,
+)
 
 
 class Clock:
@@ -153,7 +162,13 @@ def test_azure_serves_its_deployments_models_and_key_env_is_read(monkeypatch: py
 
 @pytest.mark.parametrize(("upstreams", "message"), [
     ([{"name": "a", "kind": "bedrok", "url": "http://a"}],
-     "upstream 'a': unknown kind 'bedrok' (one of: openai, azure)"),
+     "upstream 'a': unknown kind 'bedrok' (one of: openai, azure, anthropic)"),
+    ([{"name": "an", "kind": "anthropic", "url": "https://api.anthropic.com/v1", "deployments": {"m": "d"}}],
+     "upstream 'an': deployments and api_version are for kind azure only"),
+    ([{"name": "anthropic", "url": "http://a"}],
+     "upstreams: the name 'anthropic' is the Anthropic routes' own upstream"),
+    ([{"name": "default", "kind": "anthropic", "url": "http://a"}],
+     "upstreams: the name 'default' is the OpenAI-API routes' own upstream"),
     ([{"name": "az", "kind": "azure", "url": "https://x.openai.azure.com", "key": "k",
        "deployments": {"gpt-5.1": "d"}, "models": ["gpt-5.1", "gpt-4.1"]}],
      "upstream 'az': no deployment for model 'gpt-4.1'"),
@@ -175,6 +190,41 @@ def test_configuration_errors_say_what_is_wrong(upstreams: list[dict[str, object
     assert message in caught.value.message
 
 
+def test_each_api_has_its_own_pool() -> None:
+    """Kind anthropic upstreams make the Anthropic routes' pool and are never in the OpenAI routes' one;
+    without them the Anthropic pool is anthropic_upstream_url alone, named ``anthropic``, and without
+    OpenAI-kind ones the OpenAI pool is upstream_url alone, named ``default``."""
+    settings = load_settings(upstream_url="http://oa/v1", upstreams=[
+        {"name": "oa", "url": "http://oa/v1", "key": "sk-oa"},
+        {"name": "ant-1", "kind": "anthropic", "url": "http://an1/v1", "key": "sk-ant-1", "weight": 2,
+         "models": ["claude-sonnet-4-5"]},
+        {"name": "ant-2", "kind": "anthropic", "url": "http://an2/v1", "key": "sk-ant-2"}])
+    assert [(u.name, u.kind) for u in pool_from_settings(settings, clock=Clock()).upstreams] == [("oa", "openai")]
+    anthropic = anthropic_pool_from_settings(settings, clock=Clock())
+    assert [(u.name, u.kind, u.key, u.weight) for u in anthropic.upstreams] == [
+        ("ant-1", "anthropic", "sk-ant-1", 2), ("ant-2", "anthropic", "sk-ant-2", 1)]
+    assert [u.name for u in anthropic.plan("claude-haiku-4-5")] == ["ant-2"]
+
+    legacy = load_settings(anthropic_upstream_url="http://legacy/v1", anthropic_upstream_key="sk-ant-legacy")
+    [one] = anthropic_pool_from_settings(legacy, clock=Clock()).upstreams
+    assert (one.name, one.kind, one.url, one.key) == (ANTHROPIC_NAME, "anthropic", "http://legacy/v1", "sk-ant-legacy")
+    only_anthropic = load_settings(upstream_url="http://oa/v1", upstreams=[
+        {"name": "ant", "kind": "anthropic", "url": "http://an/v1"}])
+    [default] = pool_from_settings(only_anthropic, clock=Clock()).upstreams
+    assert (default.name, default.kind, default.url) == (DEFAULT_NAME, "openai", "http://oa/v1")
+
+
+@pytest.mark.parametrize("old", [{"anthropic_upstream_key": "sk-ant-x"},
+                                 {"anthropic_upstream_url": "https://api.anthropic.com/v1"}])
+def test_the_old_anthropic_settings_beside_anthropic_upstreams_are_an_error(old: dict[str, str]) -> None:
+    """anthropic_upstream_url/key with kind anthropic upstreams: one of them would be silently unused."""
+    [name] = old
+    with pytest.raises(ConfigError) as caught:
+        load_settings(upstreams=[{"name": "ant", "kind": "anthropic", "url": "http://an/v1"}], **old)
+    assert f"{name} is set, but upstreams has kind anthropic entries" in caught.value.message
+    assert "sk-ant-x" not in caught.value.message
+
+
 def test_an_unset_key_env_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """key_env naming an unset variable is refused when the pool is built, naming the variable."""
     monkeypatch.delenv("NOT_SET_FOR_TEST", raising=False)
@@ -191,6 +241,18 @@ def test_the_cli_reports_a_bad_pool_in_one_line(tmp_path: Path) -> None:
     assert done.exit_code == 2, done.output
     assert done.stderr.startswith("error: invalid configuration") and "unknown kind 'bedrok'" in done.stderr
     assert "Traceback" not in done.output
+
+
+def test_the_cli_reports_anthropic_settings_in_conflict_in_one_line(tmp_path: Path) -> None:
+    """SPENDGATE_ANTHROPIC_UPSTREAM_KEY left set beside a kind anthropic upstream: one 'error:' line naming
+    the variable, exit 2, the key never echoed."""
+    env = {"SPENDGATE_DATA_DIR": str(tmp_path), "SPENDGATE_CONFIG": "",
+           "SPENDGATE_ANTHROPIC_UPSTREAM_KEY": "sk-ant-do-not-echo",
+           "SPENDGATE_UPSTREAMS": '[{"name": "ant", "kind": "anthropic", "url": "http://an/v1"}]'}
+    done = CliRunner().invoke(main, ["proxy"], env=env)
+    assert done.exit_code == 2, done.output
+    assert done.stderr.startswith("error: invalid configuration") and "SPENDGATE_ANTHROPIC_UPSTREAM_KEY" in done.stderr
+    assert "Traceback" not in done.output and "sk-ant-do-not-echo" not in done.output
 
 
 class _Answer:
