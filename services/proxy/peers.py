@@ -72,27 +72,20 @@ class PeerPending:
                       listed: Sequence[tuple[str, Sequence[BalanceKey], int]] = (),
                       unlisted: Sequence[str] = ()) -> None:
         """Write this proxy's changed sums (deleting zeros), list the unsettled events newly in them and
-        unlist those gone from them, all in one transaction, and every few seconds a heartbeat."""
+        unlist those gone from them, in one statement (:func:`balances.publish_pending`), and every few
+        seconds a heartbeat."""
         now = time.monotonic()
-        async with conn.transaction():
+        if changed or listed or unlisted:
             ordered = sorted(changed.items(), key=lambda kv: (kv[0].scope, kv[0].period.value, kv[0].period_start))
-            live = [(k, v) for k, v in ordered if v]  # in one order: no deadlock with another writer
-            gone = [k for k, v in ordered if not v]
-            if live:
-                await balances.put_pending(conn, self.instance, live)
-            if gone:
-                await balances.drop_pending(conn, self.instance, gone)
-            if listed:
-                await balances.put_unsettled(conn, self.instance, listed)
-            if unlisted:
-                await balances.drop_unsettled(conn, self.instance, unlisted)
-            if changed:
-                await conn.execute("SELECT pg_notify($1, $2)", PG_NOTIFY_PENDING, self.instance)
-            if now - self._last_heartbeat >= HEARTBEAT_S:
+            await balances.publish_pending(  # in one order: no deadlock with another writer
+                conn, self.instance, live=[(k, v) for k, v in ordered if v], gone=[k for k, v in ordered if not v],
+                listed=listed, unlisted=unlisted, notify=PG_NOTIFY_PENDING if changed else None)
+        if now - self._last_heartbeat >= HEARTBEAT_S:
+            async with conn.transaction():
                 await self.announce(conn, PRESENT)
                 await balances.touch_pending(conn, self.instance)
                 await balances.sweep_pending(conn, older_than_s=STALE_AFTER_S * 10)
-                self._last_heartbeat = now
+            self._last_heartbeat = now
 
     async def announce(self, db: Conn | asyncpg.Pool, kind: str) -> None:
         """Tell the other proxies this one runs (:data:`HELLO` at start, :data:`PRESENT` otherwise)."""

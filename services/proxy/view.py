@@ -14,9 +14,10 @@ Decisions read only memory (:meth:`BalanceView.decide` does no I/O). A backgroun
   repeatable-read snapshot in which the balances that include it are read, so nothing is counted
   twice or dropped.
 - **Peers**: each tick publishes this proxy's changed pending sums (reserved + unsettled) and reads
-  every other live proxy's (:mod:`.peers`), so spend in flight through another proxy counts too. A
-  change of this proxy's book wakes the loop at once, and a publication NOTIFYs the peers, which wake
-  and read it: a reservation is visible to the other proxies within a few tens of milliseconds. The
+  every other live proxy's (:mod:`.peers`), so spend in flight through another proxy counts too. While
+  a peer runs, a change of this proxy's book is published at once by a task of its own, in one
+  statement, not behind the refresh in progress; the publication NOTIFYs the peers, which wake and read
+  it: a reservation is visible to the other proxies within a few tens of milliseconds. The
   unsettled events behind the sums are listed with them, so the events of a peer that the ledger has
   folded since it published are subtracted in the snapshot that reads the balances (:mod:`.peers`).
 - **Near the pause line** that lag is what lets several proxies overshoot together, so there an
@@ -66,8 +67,8 @@ OVERLAP_READ_EVERY_S = 0.5
 STOP_TIMEOUT_S = 5.0
 MIN_REFRESH_SPACING_S = 0.02
 BOOK_WAKE_DELAY_S = 0.005
-"""A reservation change wakes the refresh this much later: by then the request that changed it has gone
-upstream (admit) or been answered (complete), so the refresh's queries are not on its critical path."""
+"""A reservation change is published this much later: by then the request that changed it has gone
+upstream (admit) or been answered (complete), so the publication is not on its critical path."""
 """A refresh runs at least every poll interval, and sooner (at most every 20 ms) when this proxy's
 pending spend changes or a peer announces that its own did."""
 
@@ -105,6 +106,10 @@ class BalanceView:
         blocked on the database lock (which starved the refresh loop and the ledger of connections)."""
         self._wake = asyncio.Event()
         self._book_wake: asyncio.TimerHandle | None = None
+        self._publishing = asyncio.Lock()
+        """One background publication at a time (the book's publisher, the refresh loop), each taking the
+        changed sums under it: they commit in the order taken."""
+        self._publisher: asyncio.Task[None] | None = None
         self.book.on_change = self._wake_after_request
         self._listener: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
@@ -205,7 +210,9 @@ class BalanceView:
         """Publish this proxy's pending sums on ``keys`` (the reservation just made included), committed
         before the locks are released, so the next proxy to confirm on them reads it. Its own
         read-committed transaction: written inside the repeatable-read snapshot, it failed with a
-        serialization error whenever this proxy's refresh loop had updated the same rows since."""
+        serialization error whenever this proxy's refresh loop had updated the same rows since. Not under
+        :attr:`_publishing`: the confirmation holds the balance locks, and waiting there behind a background
+        publication timed confirmations out under a burst."""
         await self._publish(conn, also=keys)
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -225,7 +232,7 @@ class BalanceView:
     def _wake_after_request(self) -> None:
         # Only while another proxy is live (it announced itself or a publication within STALE_AFTER_S):
         # it is who a quick publication serves. A proxy on its own publishes at the poll interval, so a
-        # request does not cost a refresh's three transactions. Proxies say hello when they start and
+        # request does not cost a publication. Proxies say hello when they start and
         # the running ones answer, so two proxies know of each other before their first request
         # (before, each learnt of the other only from its first publication, at the poll interval: a
         # burst right after start was decided blind to the peer, and two proxies overshot by $0.25 on
@@ -234,8 +241,23 @@ class BalanceView:
             self._book_wake = asyncio.get_running_loop().call_later(BOOK_WAKE_DELAY_S, self._book_woke)
 
     def _book_woke(self) -> None:
+        # Publish from a task of its own, not by waking the refresh loop: under a burst the loop is mid-
+        # refresh (a dozen round trips through an event loop busy with the burst), and the reservation
+        # went out only after that refresh and the next one's publication, 0.3-0.6 s; meanwhile the
+        # peers admitted blind to the burst (test_proxy_budget_concurrency[2] overshot by $0.16-0.25).
         self._book_wake = None
-        self._wake.set()
+        if self._publisher is None or self._publisher.done():
+            self._publisher = asyncio.get_running_loop().create_task(self._publish_changes())
+
+    async def _publish_changes(self) -> None:
+        """Publish the book's changes until there are none (those made meanwhile too). Should the database
+        fail, the refresh loop publishes them on its next tick (and its supervisor reports the failure)."""
+        try:
+            while self.book.changed and not self._stopping.is_set():
+                await self.publish_pending()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.debug("pending spend not published at once; the refresh loop retries", error=type(exc).__name__)
+            self._wake.set()
 
     async def stop(self) -> None:
         """Finish the refresh in progress, stop the loop, withdraw this proxy's pending sums."""
@@ -244,9 +266,12 @@ class BalanceView:
         if self._book_wake is not None:
             self._book_wake.cancel()
             self._book_wake = None
+        self._stopping.set()
+        if self._publisher is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._publisher  # ends after the publication in progress (it may hold a connection)
         task, self._task = self._task, None
         if task is not None:
-            self._stopping.set()
             self._wake.set()
             try:
                 await asyncio.wait_for(asyncio.shield(task), timeout=STOP_TIMEOUT_S)
@@ -364,10 +389,12 @@ class BalanceView:
     async def refresh(self) -> int:
         """One poll: changed balances, folded own events, expired reservations. Returns rows read.
 
-        New reservations are published to the peers first (that is what they must see soonest);
-        decreases found by this poll (folded events, expired reservations) are published after it.
+        New reservations are published to the peers first (that is what they must see soonest), unless
+        the book's own publisher is at it (:meth:`_book_woke`); decreases found by this poll (folded
+        events, expired reservations) are published after it.
         """
-        await self.publish_pending()
+        if self._publisher is None or self._publisher.done():
+            await self.publish_pending()
         since = self._since_version()
         day_cutoff, month_cutoff = self._cutoffs()
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
@@ -408,8 +435,9 @@ class BalanceView:
         """Tell the peers this proxy's changed pending sums (retried next tick if it fails)."""
         if not self.book.changed and not self.peers.heartbeat_due():
             return
-        async with self.pool.acquire() as conn:
-            await self._publish(conn)
+        async with self._publishing, self.pool.acquire() as conn:
+            if self.book.changed or self.peers.heartbeat_due():  # not published by another meanwhile
+                await self._publish(conn)
 
     async def _publish(self, conn: Conn, also: list[BalanceKey] | None = None) -> None:
         """Publish the changed pending sums (and ``also`` these) with the unsettled events listed behind them

@@ -148,6 +148,32 @@ class BalanceStoreContract(abc.ABC):
         await store.withdraw_pending(pool, "p2")
         assert dict(await store.peer_pending(pool, "p3", stale_after_s=30)) == {k1: 10}
 
+    async def test_one_publication_puts_drops_lists_unlists_and_notifies(self, pool: asyncpg.Pool,
+                                                                         db_url: str) -> None:
+        """publish_pending does in one statement what put/drop_pending and put/drop_unsettled do, and its
+        NOTIFY (when asked for) reaches a listener."""
+        import asyncio
+
+        store = self.create_store()
+        k1, k2 = BalanceKey("team:a", PeriodKind.DAY, DAY1), BalanceKey("org", PeriodKind.MONTH, MONTH)
+        e1, e2 = "0190f3a1-0000-7000-8000-000000000001", "0190f3a1-0000-7000-8000-000000000002"
+        heard: asyncio.Queue[str] = asyncio.Queue()
+        listener = await asyncpg.connect(db_url)
+        await listener.add_listener("contract_pending", lambda *args: heard.put_nowait(str(args[-1])))
+        try:
+            await store.publish_pending(pool, "p1", live=[(k1, 10), (k2, 20)], gone=[], listed=[(e1, [k1, k2], 4)],
+                                        unlisted=[], notify="contract_pending")
+            assert await asyncio.wait_for(heard.get(), timeout=10) == "p1"
+            await store.publish_pending(pool, "p1", live=[(k1, 12)], gone=[k2], listed=[(e2, [k1], 2)],
+                                        unlisted=[e1], notify=None)
+            assert dict(await store.peer_pending(pool, "p2", stale_after_s=30)) == {k1: 12}
+            assert await store.peer_unsettled(pool, "p2", stale_after_s=30) == [(e2, [k1], 2)]
+            # Notifications arrive in commit order: had the second publication notified, this would be "p1".
+            await store.publish_pending(pool, "p3", live=[], gone=[], listed=[], unlisted=[], notify="contract_pending")
+            assert await asyncio.wait_for(heard.get(), timeout=10) == "p3"
+        finally:
+            await listener.close()
+
     async def test_a_confirmation_waits_for_the_one_before_it_and_sees_its_pending_sum(
             self, pool: asyncpg.Pool) -> None:
         """lock_balances blocks while another session holds a balance's lock; once it is released, a

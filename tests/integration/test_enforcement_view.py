@@ -260,6 +260,43 @@ async def test_two_proxies_know_of_each_other_before_their_first_request(pool: a
         await newer.stop()
 
 
+async def test_a_reservation_reaches_the_peer_while_the_proxys_refresh_is_in_progress(pool: asyncpg.Pool,
+                                                                                      db_url: str) -> None:
+    """Under a burst a proxy's refresh takes a dozen round trips through an event loop busy with the burst
+    (0.1-0.3 s each refresh). A reservation used to be published only by the refresh loop, after the refresh
+    in progress: two proxies admitted blind to each other's burst for 0.3-0.6 s and overshot a $1.00 budget
+    by $0.16-0.25 (test_proxy_budget_concurrency[2], 1 run in 2-3). Here the spender's refresh is held in
+    progress (until the end of the test, standing in for a slow one): its reservation must still reach the
+    peer, well within the 10 s poll interval."""
+    await store.set_budget(pool, budget_of("key:k1", daily_micros=USD, monthly_micros=None), actor="t")
+    slow = EnforcementSettings(balance_poll_interval_s=10.0)
+    spender, watcher = (BalanceView(pool, dsn=db_url, settings=slow, instance=n) for n in ("p-spend", "p-watch"))
+    await spender.start()
+    await watcher.start()
+    in_refresh, release = asyncio.Event(), asyncio.Event()
+    refresh = spender.refresh
+
+    async def held_refresh() -> int:
+        in_refresh.set()
+        await release.wait()
+        return await refresh()
+
+    spender.refresh = held_refresh  # type: ignore[method-assign]
+    try:
+        await store.set_budget(pool, budget_of("team:platform", daily_micros=100 * USD, monthly_micros=None),
+                               actor="t")  # a change: the spender's loop wakes, reloads and refreshes
+        await eventually(lambda: _ready(in_refresh.is_set()), what="the spender's refresh in progress")
+        assert not watcher.decide(facts()).refused
+        spender.book.reserve(spender.decide(facts()).keys, 1_100_000)
+        await eventually(_refuses(watcher), timeout_s=2.0, interval_s=0.005,
+                         what="the peer seeing the reservation while the spender's refresh is in progress")
+        assert not release.is_set()
+    finally:
+        release.set()
+        await spender.stop()
+        await watcher.stop()
+
+
 async def test_periodic_reload_skips_unchanged_budgets_and_catches_silent_changes(pool: asyncpg.Pool,
                                                                                    db_url: str) -> None:
     """The safety-net reload rebuilds nothing while budgets are unchanged, and applies a change made without NOTIFY."""
