@@ -155,9 +155,12 @@ class RateLimitingDecider:
         return decision
 
     def settled(self, facts: RequestFacts, event: UsageRecorded) -> None:
+        # The admission counted the input estimate; the minute now holds what the provider counted: the
+        # real input (the estimate corrected either way) and the output.
         scopes = self._counted.pop(id(facts), None)
-        if scopes is not None and event.output_tokens:
+        tokens = event.input_tokens - facts.estimate.input_tokens + event.output_tokens
+        if scopes is not None and tokens:
             now = self.limiter.clock()
             for scope in scopes:
-                self.limiter.windows.add(scope, 0, event.output_tokens, now)
+                self.limiter.windows.add(scope, 0, tokens, now)
         self.inner.settled(facts, event)

@@ -123,3 +123,32 @@ async def test_codex_streaming_is_told_to_wait_and_retry(db_url: str, tmp_path: 
         rows = await eventually(lambda: refused_events(e.pool), until=lambda found: len(found) == 1, timeout_s=20,
                                 what="the refusal on the ledger")
         assert (rows[0]["cost_micros"], rows[0]["http_status"]) == (0, 200)
+
+
+async def test_a_tokens_per_minute_limit_counts_input_and_output(db_url: str, tmp_path: Path) -> None:
+    """A tpm limit on the key: requests are admitted while the minute has room for their input estimate,
+    their output counts once the usage is known, and the first request without room gets OpenAI's
+    ``tokens`` 429. What the admitted requests used ends within one request of the limit, and never
+    before the limit was reached."""
+    tpm = 3_000
+    async with enforced_proxies(db_url, tmp_path, rate_limit_clock=frozen) as e, aiohttp.ClientSession() as http:
+        await ratelimits.set_rate_limit(e.pool, RateLimit(f"key:{e.key.key_id}", tpm=tpm), actor="test")
+        await e.limited[0].limiter.sync(force_reload=True)
+        answers = []
+        for n in range(100):
+            answers.append(await ask(http, e, 0, n))
+            if answers[-1][0] != 200:
+                break
+        status, headers, body = answers[-1]
+        assert status == 429, "the limit never refused"
+        error = json.loads(body)["error"]
+        assert (error["type"], error["code"]) == ("tokens", "rate_limit_exceeded")
+        assert headers["x-ratelimit-limit-tokens"] == str(tpm) and 1 <= int(headers["Retry-After"]) <= 60
+        rows = await eventually(
+            lambda: e.pool.fetch("SELECT input_tokens + output_tokens AS used FROM usage_events WHERE status = 'ok'"),
+            until=lambda got: len(got) == len(answers) - 1, timeout_s=20, what="the admitted requests on the ledger")
+    used = sum(r["used"] for r in rows)
+    largest = max(r["used"] for r in rows)
+    print(f"\ntpm {tpm}: {len(rows)} admitted, {used} tokens used (largest request {largest})")
+    assert len(rows) >= 2
+    assert tpm - largest < used <= tpm + largest
