@@ -49,6 +49,7 @@ import itertools
 import random
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -223,17 +224,8 @@ class FakeUpstream:
             await asyncio.sleep(3600)
         if latency_ms:
             await asyncio.sleep(latency_ms / 1000)
-        if scenario.startswith("error:"):
-            status, _, after = scenario.split(":", 1)[1].partition("@")
-            kind = "rate_limit_exceeded" if status == "429" else "server_error"
-            failure = _error(int(status), f"fake upstream scripted failure {status}", kind)
-            if after:
-                failure.headers["Retry-After"] = after
+        if (failure := _scripted_failure(scenario, request, _openai_failure)) is not None:
             return failure
-        if scenario == "close":
-            if request.transport is not None:
-                request.transport.close()
-            return web.Response(status=500)  # never sent: the connection is gone
         model = str(body.get("model") or "gpt-5.1")
         chat = request.path.endswith("/chat/completions")
         stream = bool(body.get("stream"))
@@ -298,16 +290,8 @@ class FakeUpstream:
             self._next_scenario(body) if body.get("tools") else "text")
         if self.config.latency_ms:
             await asyncio.sleep(self.config.latency_ms / 1000)
-        if scenario.startswith("error:"):
-            status, _, after = scenario.split(":", 1)[1].partition("@")
-            failure = _anthropic_error(int(status), f"fake upstream scripted failure {status}")
-            if after:
-                failure.headers["retry-after"] = after
+        if (failure := _scripted_failure(scenario, request, _anthropic_failure)) is not None:
             return failure
-        if scenario == "close":
-            if request.transport is not None:
-                request.transport.close()
-            return web.Response(status=500)  # never sent: the connection is gone
         model = str(body.get("model") or "claude-sonnet-4-5")
         stream = body.get("stream") is True
         seq = next(self._ids)
@@ -453,3 +437,29 @@ async def run_fake_upstream(host: str, port: int, config: FakeConfig, stop: asyn
         await stop.wait()
     finally:
         await runner.cleanup()
+
+
+def _openai_failure(status: int) -> web.Response:
+    kind = "rate_limit_exceeded" if status == 429 else "server_error"
+    return _error(status, f"fake upstream scripted failure {status}", kind)
+
+
+def _anthropic_failure(status: int) -> web.Response:
+    return _anthropic_error(status, f"fake upstream scripted failure {status}")
+
+
+def _scripted_failure(scenario: str, request: web.Request,
+                      failure: Callable[[int], web.Response]) -> web.Response | None:
+    """The scripted ``error:<status>[@<retry-after>]`` and ``close`` scenarios, the same on both APIs but for
+    the error's shape; None for any other scenario."""
+    if scenario.startswith("error:"):
+        status, _, after = scenario.split(":", 1)[1].partition("@")
+        response = failure(int(status))
+        if after:
+            response.headers["Retry-After"] = after  # header names are case-insensitive
+        return response
+    if scenario == "close":
+        if request.transport is not None:
+            request.transport.close()
+        return web.Response(status=500)  # never sent: the connection is gone
+    return None
