@@ -8,8 +8,10 @@ from typing import Any
 from aiohttp import web
 
 from spendgate.admin import api_keys, api_policy, api_ratelimits, api_reconciliation, api_reports
+from spendgate.admin.console.auth_chain import PUBLIC_PREFIXES, RESOLVERS, admin_token_resolver, identity_middleware
+from spendgate.admin.console.routes import add_console
 from spendgate.admin.deps import DEPS, Deps
-from spendgate.admin.middleware import auth_middleware, error_middleware, json_response
+from spendgate.admin.middleware import error_middleware, json_response
 from spendgate.admin.openapi import Operation, document
 
 
@@ -28,11 +30,15 @@ async def _openapi(request: web.Request) -> web.Response:
 
 
 def create_app(deps: Deps) -> web.Application:
-    """The admin application; refuses every call when ``deps.settings.admin_token`` is unset."""
+    """The admin application: the console at ``/`` and the JSON API under ``/v1/``, every request with
+    an identity (without a configured admin token or sign-in, every call is refused)."""
     token = deps.settings.admin_token.get_secret_value() if deps.settings.admin_token else None
-    app = web.Application(middlewares=[error_middleware, auth_middleware(token)],
+    app = web.Application(middlewares=[error_middleware, identity_middleware],
                           client_max_size=4 * 1024 * 1024)
     app[DEPS] = deps
+    app[RESOLVERS] = [admin_token_resolver(token)]
+    app[PUBLIC_PREFIXES] = []
+    add_console(app)
     ops = operations()
     app[OPENAPI] = document(ops)
     for op in ops:

@@ -1,4 +1,5 @@
-"""The admin API's two middlewares: the admin-token check and JSON errors.
+"""The admin API's JSON errors and the admin-token comparison (the identity chain in
+:mod:`spendgate.admin.console.auth_chain` uses it).
 
 The token is compared in constant time (``hmac.compare_digest`` over SHA-256 digests, so neither
 content nor length leaks through timing). A virtual key is never an admin credential: it simply does
@@ -60,19 +61,6 @@ def token_matches(presented: str, expected: str | None) -> bool:
 def presented_token(request: web.Request) -> str:
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
     return value.strip() if scheme.lower() == "bearer" else ""
-
-
-def auth_middleware(admin_token: str | None) -> web.middleware:  # type: ignore[valid-type]
-    @web.middleware
-    async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not token_matches(presented_token(request), admin_token):
-            return error_response(401, "unauthorized",
-                                  "this call needs the admin token (Authorization: Bearer "
-                                  "$SPENDGATE_ADMIN_TOKEN); virtual keys are not accepted here",
-                                  {"WWW-Authenticate": 'Bearer realm="spendgate-admin"'})
-        return await handler(request)
-
-    return check_token
 
 
 @web.middleware
