@@ -24,6 +24,8 @@ Resolver = Callable[[web.Request], Awaitable[Identity | None]]
 
 RESOLVERS: web.AppKey[list[Resolver]] = web.AppKey("identity_resolvers", list)
 IDENTITY: web.RequestKey[Identity] = web.RequestKey("identity", Identity)
+#: The sign-in session's CSRF token, set by the session resolver; forms carry it as ``csrf_token``.
+CSRF_TOKEN: web.RequestKey[str] = web.RequestKey("csrf_token", str)
 #: Paths served without an identity: assets and the sign-in flow. Resolvers may extend it.
 PUBLIC_PREFIXES: web.AppKey[list[str]] = web.AppKey("public_prefixes", list)
 #: The handler a console page answers with when nobody is signed in (the sign-in module sets it).

@@ -18,7 +18,7 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
-from spendgate.admin.console.auth_chain import identity_of
+from spendgate.admin.console.auth_chain import CSRF_TOKEN, identity_of
 from spendgate.domain.money import format_usd
 
 HERE = Path(__file__).parent
@@ -40,14 +40,20 @@ ENV.filters["usd"] = _usd
 ENV.filters["pct"] = _pct
 
 #: The navigation, in order: (path, label). Pages a role may not open are still listed; they answer 403.
-NAV: Sequence[tuple[str, str]] = (("/", "Overview"),)
+NAV: Sequence[tuple[str, str]] = (
+    ("/", "Overview"), ("/teams", "Teams"), ("/developers", "Developers"), ("/sessions", "Sessions"),
+    ("/cache", "Cache"), ("/policy", "Policy"), ("/budgets", "Budgets and keys"), ("/alerts", "Alerts"),
+    ("/audit", "Audit"),
+)
 
 
 def render(request: web.Request, template: str, *, title: str, status: int = 200,
            **context: Any) -> web.Response:
-    """One console page in the shared layout, for the signed-in identity."""
+    """One console page in the shared layout, for the signed-in identity. Forms put ``csrf_token`` in a
+    hidden field of that name (empty when the request came with a bearer token, which needs none)."""
     html = ENV.get_template(template).render(title=title, who=identity_of(request), nav=NAV, path=request.path,
-                                             query=request.rel_url.query, **context)
+                                             query=request.rel_url.query, csrf_token=request.get(CSRF_TOKEN, ""),
+                                             **context)
     return web.Response(status=status, text=html, content_type="text/html",
                         headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
                                  "Content-Security-Policy": CSP, "Referrer-Policy": "same-origin"})
