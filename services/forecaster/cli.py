@@ -189,15 +189,22 @@ def report(ctx: Ctx, send: bool, extra: tuple[str, ...], out: Path | None, as_of
         click.echo(f"sent to {', '.join(recipients)}")
 
 
+_WARMUP_RULES = {"months after the warm-up": "each scored month (a long series)",
+                 "origins after the warm-up": "each scored forecast (a short series)"}
+
+
 def _metrics_lines(path: Path, m: Metrics) -> list[str]:
     return [
         f"series {path}: {m.months} whole months, {m.origins} forecasts (one at the end of each day)",
+        f"  warm-up                   {m.warmup_days} days of history before {_WARMUP_RULES[m.warmup]}",
         f"  P10-P90 coverage          {m.coverage_pct:.1f}%  (target 80%, acceptable 70-90%)",
         f"  pinball .1/.5/.9 (% of month)  forecast {'/'.join(f'{v:.2f}' for v in m.pinball_pct)}"
         f"  mean {m.pinball_mean_pct:.2f}",
         f"                                 run-rate {'/'.join(f'{v:.2f}' for v in m.runrate_pinball_pct)}"
         f"  mean {m.runrate_pinball_mean_pct:.2f}",
-        f"  |error| of P50 at day 10  forecast {m.ape_day10_pct:.1f}%  run-rate {m.runrate_ape_day10_pct:.1f}%",
+        f"  |error| of P50 at day 10  forecast {m.ape_day10_pct:.1f}%  run-rate {m.runrate_ape_day10_pct:.1f}%"
+        if m.ape_day10_pct == m.ape_day10_pct else  # NaN: no day-10 origin after the warm-up
+        "  |error| of P50 at day 10  n/a: no whole month has four weeks of history before its day 10",
         f"  models used: {', '.join(f'{k} ×{v}' for k, v in sorted(m.models.items()))}",
     ]
 
@@ -251,7 +258,8 @@ def backtest_command(path: Path, fmt: str, paths: int) -> None:
         raise CliError(str(exc)) from None
     metrics = backtest(start, daily, paths=paths)
     if metrics.origins == 0:
-        raise CliError(f"{path}: too short: needs 8 weeks of warm-up and then at least one whole month")
+        raise CliError(f"{path}: too short: needs one whole calendar month with four weeks of history "
+                       "before some day of it (e.g. 1 to 31 October)")
     if fmt == "json":
         click.echo(to_json({"series": str(path), **metrics.as_json()}))
     else:
