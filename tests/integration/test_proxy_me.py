@@ -4,17 +4,25 @@ anyone else's, OpenAI-shaped refusals, and never forwarded upstream nor evented.
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import io
+import json
+import re
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
+from click.testing import CliRunner, Result
 
+from spendgate.cli import main
 from spendgate.domain.enforcement.policy import budget_of
 from spendgate.store.budgets import store as budgets_store
 from spendgate.store.keys import store as vkeys
 from tests.support.ledger import serving_ledger
+from tests.support.ports import free_port
 from tests.support.proxy_harness import Harness, published_usage, running_proxy
 from tests.support.waiting import eventually
 
@@ -135,4 +143,55 @@ async def test_me_rejects_hostile_queries_and_other_methods(db_url: str, tmp_pat
         async with http.post(f"{h.base_url}/spendgate/me", headers=h.headers(), json={}) as resp:
             assert resp.status == 404
             assert (await resp.json())["error"]["code"] == "unknown_route"
+        assert h.fake.served == []
+
+
+def spendgate_me(*args: str, **env: str) -> Result:
+    base = {"SPENDGATE_LOG_LEVEL": "error", "SPENDGATE_CONFIG": "", "OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""}
+    return CliRunner().invoke(main, ["me", *args], env={**base, **env})
+
+
+def one_error(result: Result) -> str:
+    assert result.exit_code not in (0, None) and "Traceback" not in result.output, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: "), line
+    return line
+
+
+async def test_spendgate_me_prints_the_gateways_answer_as_table_csv_and_json(db_url: str, tmp_path: Path) -> None:
+    """`spendgate me` with OPENAI_API_KEY/OPENAI_BASE_URL (or --key/--base-url) prints the proxy's /me answer."""
+    async with running_proxy(db_url, tmp_path) as h, aiohttp.ClientSession() as http:
+        await budgets_store.set_budget(h.runtime.pool, budget_of("team:platform", daily_micros=None,
+                                                                 monthly_micros=100 * USD), actor="test")
+        env = {"OPENAI_API_KEY": h.secret, "OPENAI_BASE_URL": h.base_url}
+        shown = await asyncio.to_thread(spendgate_me, **env)
+        assert shown.exit_code == 0, shown.output
+        assert "alice  team platform  cost center cc-42" in shown.stdout
+        assert re.search(r"team:platform\s+-\s+month\s+\$0\.00\s+\$100\.00\s+\$100\.00\s+ok", shown.stdout)
+        as_json = await asyncio.to_thread(spendgate_me, "--format", "json", "--sessions", "3", **env)
+        direct = (await get_me(http, h, query="?sessions=3"))[1]
+        assert json.loads(as_json.stdout) | {"as_of": None} == direct | {"as_of": None}
+        as_csv = await asyncio.to_thread(spendgate_me, "--format", "csv", "--key", h.secret,
+                                         "--base-url", h.base_url.removesuffix("/v1"))
+        rows = list(csv.reader(io.StringIO(as_csv.stdout)))
+        assert rows[0][:3] == ["scope", "model", "period"] and rows[1][0] == "team:platform"
+        assert rows[1][rows[0].index("budget_usd")] == "100.000000"
+
+
+async def test_spendgate_me_says_in_one_line_what_went_wrong(db_url: str, tmp_path: Path) -> None:
+    """No key, a provider key, a refused key, no gateway, a server that is not spendgate: one error line each."""
+    async with running_proxy(db_url, tmp_path) as h:
+        nothing = f"http://127.0.0.1:{free_port()}/v1"
+        cases = [
+            ({}, "no key", 2),
+            ({"OPENAI_API_KEY": "sk-proj-a-real-provider-key-0123456789"}, "not a spendgate virtual key", 1),
+            ({"OPENAI_API_KEY": "sk-sg-" + "z" * 40, "OPENAI_BASE_URL": h.base_url}, "refused the key", 1),
+            ({"OPENAI_API_KEY": h.secret, "OPENAI_BASE_URL": nothing}, "cannot reach the gateway", 1),
+            ({"OPENAI_API_KEY": h.secret, "OPENAI_BASE_URL": h.upstream.url}, "is not a spendgate gateway", 1),
+            ({"OPENAI_API_KEY": h.secret, "OPENAI_BASE_URL": "ftp://example.com"}, "http(s) URL", 2),
+        ]
+        for env, said, code in cases:
+            result = await asyncio.to_thread(spendgate_me, **env)
+            assert said in one_error(result), (env, result.stderr)
+            assert result.exit_code == code, (env, result.exit_code)
         assert h.fake.served == []
