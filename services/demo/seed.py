@@ -136,7 +136,8 @@ def demo_budgets(events: list[UsageRecorded], now: datetime) -> list[Budget]:
             by_scope[f"developer:{e.developer}"] += e.cost_micros
 
     def amount(spent: int, ratio: float) -> int:
-        return max(1_000_000, round(spent / ratio / 1_000_000) * 1_000_000)  # whole dollars, at least $1
+        """To the cent (so the stage is the one asked for, even on the 1st of the month), at least a cent."""
+        return max(10_000, round(spent / ratio / 10_000) * 10_000)
 
     out = [budget_of(f"team:{t.name}", daily_micros=None, monthly_micros=amount(by_scope[f"team:{t.name}"],
                                                                                   TEAM_STAGE_RATIO[t.name]),

@@ -86,6 +86,8 @@ def month_of_traffic(end: datetime, key_ids: Mapping[str, str], prices: PriceTab
             for _ in range(sessions):
                 n += 1
                 at = midnight + timedelta(hours=8 + rnd.random() * 10)
+                if midnight + timedelta(hours=8) >= end:  # early on the last day: its sessions so far
+                    at = midnight + (end - midnight) * rnd.random()
                 if at >= end:
                     continue
                 requests.extend(_session(rnd, at, developer, team, f"s-{midnight:%m%d}-{developer}-{n:04d}", end))
