@@ -28,7 +28,7 @@ from aiohttp import web
 
 from spendgate.alerter import service as alerter_service
 from spendgate.core.config import Settings
-from spendgate.demo.traffic import TEAMS, developers, month_of_traffic
+from spendgate.demo.traffic import DAYS, TEAMS, developers, month_of_traffic
 from spendgate.domain.constants import TOPIC_USAGE
 from spendgate.domain.enforcement.policy import Budget, budget_of
 from spendgate.domain.errors import SpendgateError
@@ -124,16 +124,14 @@ async def _seed(runtime: Runtime, now: datetime, progress: Progress) -> Seeded:
 
 def demo_budgets(events: list[UsageRecorded], now: datetime) -> list[Budget]:
     """Budgets that put each team at the stage :data:`TEAM_STAGE_RATIO` names, plus the org, two cost centers,
-    a per-model budget and a couple of developers' daily budgets."""
+    a per-model budget and two developers' daily budgets (alice's twice her average day, erin's about hers)."""
     month = period_containing(PeriodKind.MONTH, now, "UTC")
-    day = period_containing(PeriodKind.DAY, now, "UTC")
     by_scope: dict[str, int] = defaultdict(int)
     for e in events:
         if e.occurred_at >= month.starts_at:
             for scope in (f"team:{e.team}", f"cost_center:{e.cost_center}", "org", f"model:{e.model_used}"):
                 by_scope[scope] += e.cost_micros
-        if e.occurred_at >= day.starts_at:
-            by_scope[f"developer:{e.developer}"] += e.cost_micros
+        by_scope[f"developer:{e.developer}"] += e.cost_micros
 
     def amount(spent: int, ratio: float) -> int:
         """To the cent (so the stage is the one asked for, even on the 1st of the month), at least a cent."""
@@ -150,8 +148,10 @@ def demo_budgets(events: list[UsageRecorded], now: datetime) -> list[Budget]:
                       monthly_micros=amount(by_scope["cost_center:CC-PRODUCT"], 0.45)),
             budget_of("org", daily_micros=None, model="claude-sonnet-4-5",
                       monthly_micros=amount(by_scope["model:claude-sonnet-4-5"], 0.9)),
-            budget_of("developer:alice", daily_micros=amount(by_scope["developer:alice"], 0.6), monthly_micros=None),
-            budget_of("developer:erin", daily_micros=amount(by_scope["developer:erin"], 0.9), monthly_micros=None)]
+            budget_of("developer:alice", daily_micros=amount(by_scope["developer:alice"] // DAYS, 0.5),
+                      monthly_micros=None),
+            budget_of("developer:erin", daily_micros=amount(by_scope["developer:erin"] // DAYS, 0.9),
+                      monthly_micros=None)]
     return out
 
 
