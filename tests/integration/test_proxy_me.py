@@ -195,3 +195,25 @@ async def test_spendgate_me_says_in_one_line_what_went_wrong(db_url: str, tmp_pa
             assert said in one_error(result), (env, result.stderr)
             assert result.exit_code == code, (env, result.exit_code)
         assert h.fake.served == []
+
+
+async def test_me_reads_are_capped_and_time_limited(db_url: str, tmp_path: Path) -> None:
+    """While the budgets table is locked, 4 reads wait and end in a 503 after 3 s; a 5th at once is a 429."""
+    async with running_proxy(db_url, tmp_path) as h, aiohttp.ClientSession() as http:
+        async with h.runtime.pool.acquire() as locker, locker.transaction():
+            await locker.execute("LOCK TABLE budgets IN ACCESS EXCLUSIVE MODE")
+            waiting = [asyncio.create_task(get_me(http, h)) for _ in range(4)]
+
+            async def blocked() -> int:
+                return int(await h.runtime.pool.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE relation = 'budgets'::regclass AND NOT granted"))
+
+            await eventually(blocked, until=lambda n: n == 4, what="four reads waiting on the lock")
+            status, body, _ = await get_me(http, h)
+            assert status == 429 and body["error"]["code"] == "rate_limit_exceeded"
+            started = asyncio.get_running_loop().time()
+            answers = await asyncio.gather(*waiting)
+            assert [a[0] for a in answers] == [503] * 4
+            assert {a[1]["error"]["code"] for a in answers} == {"spend_unavailable"}
+            assert asyncio.get_running_loop().time() - started < 3.5
+        assert (await get_me(http, h))[0] == 200
