@@ -10,6 +10,7 @@ from html import unescape
 
 import aiohttp
 import asyncpg
+import yaml
 from structlog.testing import capture_logs
 
 from spendgate.admin.console.identity import Identity, Role, may_raise_budget
@@ -45,6 +46,12 @@ async def test_finops_sets_raises_and_deletes_a_budget_audited_as_themself(pool:
         assert "launch week" in html and "$2,800.00" in html  # the month's budget now counts the raise
         csv = await (await client.get("/budgets?format=csv&table=budgets")).text()
         assert "team:platform,month,0.000000,2800.000000,ok," in csv
+        assert "team:platform</td>" not in await (await client.get("/budgets?q=web")).text()
+        live = await client.get("/policy?format=yaml")
+        assert live.status == 200 and "attachment" in live.headers["Content-Disposition"]
+        assert yaml.safe_load(await live.text())["budgets"][0] == {
+            "scope": "team:platform", "daily": "120.000000", "monthly": "2500.000000", "timezone": "UTC",
+            "thresholds": [80, 95, 110], "at_pause": "refuse"}
 
         gone = await client.post("/budgets/delete", data={"scope": "team:platform"}, allow_redirects=False)
         assert gone.status == 303 and await budgets_store.get_budget(pool, "team:platform") is None

@@ -10,6 +10,7 @@ secret is shown once, in the answer to the POST that made it: never in a URL, a 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -31,7 +32,7 @@ from spendgate.admin.console.identity import (
 )
 from spendgate.admin.console.web import csv_response, render, wants_csv
 from spendgate.admin.deps import DEPS, Deps
-from spendgate.admin.views import BudgetStatus, budget_status
+from spendgate.admin.views import BudgetStatus, budget_statuses
 from spendgate.core.logs import get_logger
 from spendgate.domain.enforcement.scopes import KINDS, MODEL_SEP, split_scope
 from spendgate.domain.money import usd_str, usd_to_micros
@@ -41,6 +42,9 @@ from spendgate.store.keys import store as keys_store
 log = get_logger(__name__)
 
 SCOPE_KINDS = ("org", *KINDS)
+SHOWN_BUDGETS = 100
+"""Budgets the page lists (the most used first; ``?q=`` narrows by scope, the CSV holds them all)."""
+SHOWN_KEYS = 200
 DONE = {"set": "Budget set for {scope}.", "raised": "Raise added to {scope}.", "deleted": "Budget of {scope} deleted.",
         "revoked": "Key {scope} revoked."}
 
@@ -64,36 +68,36 @@ def manager_raise_limit_micros(deps: Deps) -> int | None:
     return None if limit is None else usd_to_micros(str(limit))
 
 
-async def _statuses(deps: Deps, who: Identity) -> list[BudgetStatus]:
-    budgets, _ = await budgets_store.load_budgets(deps.pool, deps.now())
-    out = []
-    for b in budgets:
-        if _visible(who, b.scope):
-            found = await budget_status(deps.pool, b.scope, deps.now())
-            if found is not None:
-                out.append(found)
-    return out
-
-
 def _key_filter(query: Any) -> dict[str, str]:
-    return {k: query.get(k, "").strip()[:200] for k in ("team", "developer", "revoked")}
+    return {k: query.get(k, "").strip()[:200] for k in ("team", "developer", "revoked", "q")}
 
 
-async def page(request: web.Request, *, error: str | None = None, status: int = 200,
-               form: dict[str, str] | None = None) -> web.StreamResponse:
+def _used(s: BudgetStatus) -> float:
+    """The largest share of a period's budget the scope has spent: the page lists the most used first."""
+    return max((p.spent_micros / p.budget_micros for p in s.periods if p.budget_micros > 0), default=0.0)
+
+
+async def _keys(deps: Deps, who: Identity, filters: dict[str, str]) -> list[keys_store.VirtualKey]:
+    if not may_manage_keys(who):
+        return []
+    return [k for k in await keys_store.list_keys(deps.pool, include_revoked=filters["revoked"] == "1")
+            if (not filters["team"] or k.team == filters["team"])
+            and (not filters["developer"] or k.developer == filters["developer"])]
+
+
+async def page(request: web.Request, *, error: str | None = None, status: int = 200) -> web.StreamResponse:
     who = identity_of(request)
     if not may_read_budgets(who):
         return render(request, "budgets.html", title="Budgets and keys", status=403, denied=True,
                       error="Budgets and keys are for admins, FinOps and managers. Your own budget and spend "
                             "are on your developer page.")
     deps = request.app[DEPS]
-    statuses = await _statuses(deps, who)
     filters = _key_filter(request.rel_url.query)
-    keys = []
-    if may_manage_keys(who):
-        keys = [k for k in await keys_store.list_keys(deps.pool, include_revoked=filters["revoked"] == "1")
-                if (not filters["team"] or k.team == filters["team"])
-                and (not filters["developer"] or k.developer == filters["developer"])]
+    needle = filters["q"].lower()
+    statuses, keys = await asyncio.gather(
+        budget_statuses(deps.pool, deps.now(), lambda scope: _visible(who, scope) and needle in scope.lower()),
+        _keys(deps, who, filters))
+    statuses.sort(key=lambda s: (-_used(s), s.budget.scope))
     raises = [r for s in statuses for r in s.raises]
     table = request.rel_url.query.get("table", "budgets")
     if wants_csv(request):
@@ -101,8 +105,9 @@ async def page(request: web.Request, *, error: str | None = None, status: int = 
     done = request.rel_url.query.get("done")
     flash = DONE[done].format(scope=request.rel_url.query.get("scope", "")) if done in DONE else None
     return render(request, "budgets.html", title="Budgets and keys", status=status, denied=False, error=error,
-                  flash=flash, statuses=statuses, raises=raises, keys=keys, filters=filters,
-                  form=form or {}, scope_kinds=SCOPE_KINDS, may_set=may_set_budgets(who),
+                  flash=flash, statuses=statuses[:SHOWN_BUDGETS], budget_count=len(statuses), raises=raises,
+                  keys=keys[:SHOWN_KEYS], key_count=len(keys), filters=filters,
+                  scope_kinds=SCOPE_KINDS, may_set=may_set_budgets(who),
                   may_keys=may_manage_keys(who), manager_limit=manager_raise_limit_micros(deps),
                   now=deps.now())
 
