@@ -27,6 +27,10 @@ USD = 1_000_000
 WIDE = {"width": 1280, "height": 900}
 PHONE = {"width": 375, "height": 812}
 Artifact = Callable[[str], Path]
+UNLABELLED = """Array.from(document.querySelectorAll("input, select, textarea, button"))
+  .filter(e => e.type !== "hidden" && !e.hidden && !(e.labels && e.labels.length)
+               && !e.getAttribute("aria-label") && !(e.tagName === "BUTTON" && e.textContent.trim()))
+  .map(e => e.outerHTML.slice(0, 80))"""
 WIDER_THAN_SCREEN = """Array.from(document.querySelectorAll("body *"))
   .filter(e => !e.closest(".table-wrap") && e.getBoundingClientRect().right > window.innerWidth + 1)
   .slice(0, 5).map(e => e.tagName + "." + e.className + " " + Math.round(e.getBoundingClientRect().right))"""
@@ -46,6 +50,7 @@ async def screenshots(context: BrowserContext, url: str, name: str, artifact: Ar
         overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         wide = await page.evaluate(WIDER_THAN_SCREEN)
         assert overflow <= 1, f"{name} is {overflow}px wider than a {viewport['width']}px screen: {wide}"
+        assert await page.evaluate(UNLABELLED) == [], f"{name} has controls without a label"
         await page.screenshot(path=artifact(f"console-manage/{name}-{viewport['width']}px.png"), full_page=True)
         await page.close()
 
@@ -79,6 +84,13 @@ async def test_budget_raise_and_key_in_chromium(pool: asyncpg.Pool, artifact: Ar
         month = page.locator("#budgets-table tr", has_text="month")
         assert "$2,800.00" in await month.inner_text()
 
+        first = await page.evaluate("document.activeElement.tagName")
+        await page.keyboard.press("Tab")
+        assert (first, await page.evaluate("document.activeElement.textContent")) == ("BODY", "Skip to content")
+        sort = page.get_by_role("button", name="Sort by Spent")
+        await sort.focus()
+        await page.keyboard.press("Enter")  # the column headers sort from the keyboard
+        assert await page.locator("#budgets-table th", has=sort).get_attribute("aria-sort") == "ascending"
         await page.get_by_label("Filter budgets").fill("no-such-scope")
         assert await page.locator("#budgets-table tbody tr:visible").count() == 0
 

@@ -153,9 +153,13 @@ async def test_roles_decide_who_changes_what(pool: asyncpg.Pool) -> None:
                            ("/policy/apply", {"proposal": "budgets: []", "confirm": "yes"}),
                            ("/alerts/replay", {"dead_letter_id": "all"})):
             assert (await client.post(path, data=data)).status == 403, path
+    await seed_dead_letter(pool, target="slack:platform-em", team="platform")
+    await seed_dead_letter(pool, target="slack:web-em", team="web")
     async with console_as(pool, MANAGER) as client:
         html = await (await client.get("/budgets")).text()
         assert "team:platform" in html and "team:web" not in html and "Set a budget" not in html
+        alerts = await (await client.get("/alerts")).text()
+        assert "team:platform is paused" in alerts and "team:web" not in alerts and "Dead letters" not in alerts
         until = (NOW + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
         raised = await client.post("/budgets/raise", data={"kind": "team", "name": "platform", "by": "10",
                                                            "until": until, "reason": "x"})
