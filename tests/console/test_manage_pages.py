@@ -17,7 +17,7 @@ from spendgate.admin.console.identity import Identity, Role, may_raise_budget
 from spendgate.domain.enforcement.policy import Budget, budget_of
 from spendgate.store.budgets import store as budgets_store
 from spendgate.store.keys import store as keys_store
-from tests.support.admin_server import NOW, auth
+from tests.support.admin_server import NOW, admin_settings, auth
 from tests.support.alerts import seed_usage
 from tests.support.manage import DEVELOPER, FINOPS, MANAGER, console_as, seed_dead_letter
 
@@ -166,6 +166,25 @@ async def test_roles_decide_who_changes_what(pool: asyncpg.Pool) -> None:
         assert raised.status == 403 and "manager_raise_limit_usd" in await raised.text()
     assert {b.scope for b in await budgets_store.budgets_of(pool)} == {"team:platform", "team:web"}
     assert len(await budgets_store.recent_changes(pool)) == 2
+
+
+async def test_a_manager_raises_their_team_within_the_configured_limit(pool: asyncpg.Pool) -> None:
+    """With manager_raise_limit_usd set (the auth settings), a manager's raise on their team within it is
+    made and audited as them; over it, or on another team, it is a 403 page and nothing changes."""
+    await budgets_store.set_budget(pool, _budget("team:platform"), actor="t")
+    await budgets_store.set_budget(pool, _budget("team:web"), actor="t")
+    settings = admin_settings().model_copy(update={"manager_raise_limit_usd": "50"})
+    until = (NOW + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
+    async with console_as(pool, MANAGER, settings=settings) as client:
+        form = {"kind": "team", "name": "platform", "by": "40", "until": until, "reason": "incident"}
+        assert (await client.post("/budgets/raise", data=form, allow_redirects=False)).status == 303
+        over = await client.post("/budgets/raise", data={**form, "by": "60"})
+        assert over.status == 403 and "by at most $50.00" in await over.text()
+        other = await client.post("/budgets/raise", data={**form, "name": "web"})
+        assert other.status == 403
+    raises = [(c.scope, c.raise_micros, c.actor) for c in await budgets_store.recent_changes(pool)
+              if c.action == "raise"]
+    assert raises == [("team:platform", 40 * USD, "oidc:mgr-1")]
 
 
 def test_a_manager_raises_their_own_team_within_the_limit_only() -> None:

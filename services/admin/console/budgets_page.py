@@ -35,7 +35,7 @@ from spendgate.admin.deps import DEPS, Deps
 from spendgate.admin.views import BudgetStatus, budget_statuses
 from spendgate.core.logs import get_logger
 from spendgate.domain.enforcement.scopes import KINDS, MODEL_SEP, split_scope
-from spendgate.domain.money import usd_str, usd_to_micros
+from spendgate.domain.money import format_usd, usd_str, usd_to_micros
 from spendgate.store.budgets import store as budgets_store
 from spendgate.store.keys import store as keys_store
 
@@ -217,7 +217,7 @@ async def add_raise(request: web.Request, who: Identity) -> web.StreamResponse:
             raise forbidden("managers may raise their teams' budgets only when manager_raise_limit_usd is set "
                             "(see docs/console.md); ask FinOps")
         raise forbidden("you may raise only your own teams' budgets (team:<name>), by at most "
-                        f"{usd_str(limit) if limit is not None else '0'} USD")
+                        f"{format_usd(limit) if limit is not None else '$0'}")
     await raise_budget(deps, scope, body, actor=who.actor)
     log.info("budget raised from the console", scope=scope, actor=who.actor)
     raise _done("raised", scope)
