@@ -135,6 +135,13 @@ async def test_a_key_is_shown_once_stored_hashed_and_revoked(pool: asyncpg.Pool)
         assert (await keys_store.get_key(pool, key.key_id)).revoked_at is not None  # type: ignore[union-attr]
         again = await client.post("/budgets/keys/revoke", data={"key_id": "nope"}, headers=auth())
         assert again.status == 404
+        for fields, message in (({"developer": "a\x00", "team": "t"}, "developer contains a NUL character"),
+                                ({"developer": "a" * 300, "team": "t"}, "developer: give a name"),
+                                ({"developer": "=cmd()", "team": "t"}, "developer: give a name"),
+                                ({"team": "t"}, "missing required field `developer`")):
+            bad = await client.post("/budgets/keys/create", data=fields, headers=auth())
+            assert bad.status == 400 and message in await bad.text(), fields
+        assert len(await keys_store.list_keys(pool)) == 1
 
 
 async def test_roles_decide_who_changes_what(pool: asyncpg.Pool) -> None:
@@ -280,6 +287,9 @@ async def test_replay_hands_a_dead_letter_back_to_the_alerter(pool: asyncpg.Pool
         assert "slack:platform-em" in csv
         bad_kind = await client.get("/alerts?kind=<script>", headers=auth())
         assert bad_kind.status == 400 and "<script>" not in await bad_kind.text()
+        for query in ("scope=team%00x", "since=yesterday"):
+            bad = await client.get(f"/alerts?{query}", headers=auth())
+            assert bad.status == 400 and bad.content_type == "text/html", query
 
 
 def _budget(scope: str) -> Budget:

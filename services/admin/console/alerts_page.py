@@ -62,6 +62,8 @@ async def page(request: web.Request, *, error: str | None = None, status: int = 
                       error="Alerts are for admins, FinOps and managers.")
     deps = request.app[DEPS]
     f = _filters(request)
+    if any("\x00" in v for v in f.values()):
+        error, status, f = "a filter contains a NUL character", 400, dict.fromkeys(f, "")
     if f["kind"] and f["kind"] not in KINDS:
         error, status, f["kind"] = f"kind must be one of {', '.join(KINDS)}", 400, ""
     if f["status"] and f["status"] not in STATUSES:
