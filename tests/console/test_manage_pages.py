@@ -47,6 +47,8 @@ async def test_finops_sets_raises_and_deletes_a_budget_audited_as_themself(pool:
         csv = await (await client.get("/budgets?format=csv&table=budgets")).text()
         assert "team:platform,month,0.000000,2800.000000,ok," in csv
         assert "team:platform</td>" not in await (await client.get("/budgets?q=web")).text()
+        crafted = await (await client.get("/budgets?done=set&scope=team:Call+555+now")).text()
+        assert "Budget set for the scope." in crafted and "Call 555" not in crafted
         live = await client.get("/policy?format=yaml")
         assert live.status == 200 and "attachment" in live.headers["Content-Disposition"]
         assert yaml.safe_load(await live.text())["budgets"][0] == {

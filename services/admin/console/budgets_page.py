@@ -45,8 +45,10 @@ SCOPE_KINDS = ("org", *KINDS)
 SHOWN_BUDGETS = 100
 """Budgets the page lists (the most used first; ``?q=`` narrows by scope, the CSV holds them all)."""
 SHOWN_KEYS = 200
-DONE = {"set": "Budget set for {scope}.", "raised": "Raise added to {scope}.", "deleted": "Budget of {scope} deleted.",
-        "revoked": "Key {scope} revoked."}
+DONE = {"set": "Budget set for {scope}.", "raised": "Raise added to {scope}.", "deleted": "Budget deleted.",
+        "revoked": "Key revoked."}
+"""The message after a change. The scope comes from the URL, so it is named only when it is a budget the
+page lists: a crafted link cannot make the page say something else."""
 
 
 def _team_of(scope: str) -> str | None:
@@ -103,13 +105,19 @@ async def page(request: web.Request, *, error: str | None = None, status: int = 
     if wants_csv(request):
         return _csv(table, statuses, keys, raises)
     done = request.rel_url.query.get("done")
-    flash = DONE[done].format(scope=request.rel_url.query.get("scope", "")) if done in DONE else None
+    flash = _flash(done, request.rel_url.query.get("scope", ""), statuses)
     return render(request, "budgets.html", title="Budgets and keys", status=status, denied=False, error=error,
                   flash=flash, statuses=statuses[:SHOWN_BUDGETS], budget_count=len(statuses), raises=raises,
                   keys=keys[:SHOWN_KEYS], key_count=len(keys), filters=filters,
                   scope_kinds=SCOPE_KINDS, may_set=may_set_budgets(who),
                   may_keys=may_manage_keys(who), manager_limit=manager_raise_limit_micros(deps),
                   now=deps.now())
+
+
+def _flash(done: str | None, named: str, statuses: list[BudgetStatus]) -> str | None:
+    if done not in DONE:
+        return None
+    return DONE[done].format(scope=named if any(s.budget.scope == named for s in statuses) else "the scope")
 
 
 def _csv(table: str, statuses: list[BudgetStatus], keys: list[keys_store.VirtualKey],
