@@ -177,15 +177,14 @@ def budget_fields(fields: dict[str, str]) -> BudgetIn:
             body["thresholds"] = [int(t) for t in fields["thresholds"].replace(",", " ").split()]
         except ValueError:
             raise Refused("thresholds: give three whole percentages such as 80, 95, 110") from None
-    if fields.get("retry_cap", "").strip():
-        body["retry_cap"] = fields["retry_cap"].strip()
+    retry_cap = fields.get("retry_cap", "").strip()
+    if retry_cap:
+        if not (retry_cap.isascii() and retry_cap.isdigit()) or len(retry_cap) > 6:
+            raise Refused("retry_cap: give a whole number from 0 to 1000")
+        body["retry_cap"] = int(retry_cap)  # msgspec checks the range
     cascades = _cascades(fields.get("cascades", ""))
     if cascades is not None:
         body["cascades"] = cascades
-    if "retry_cap" in body:
-        if not (body["retry_cap"].isascii() and body["retry_cap"].isdigit()) or len(body["retry_cap"]) > 6:
-            raise Refused("retry_cap: give a whole number from 0 to 1000")
-        body["retry_cap"] = int(body["retry_cap"])
     return convert(body, BudgetIn)
 
 
