@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import msgspec
 from aiohttp import web
 
-from spendgate.admin.deps import DEPS
+from spendgate.admin.deps import DEPS, Deps
 from spendgate.admin.dryrun import DryRun, dry_run
 from spendgate.admin.middleware import ApiError, json_response, not_found
 from spendgate.admin.openapi import Operation, Param
@@ -49,11 +49,17 @@ SCOPE_FORMS = ("key:<id>, developer:<name>, team:<name>, cost_center:<name> or o
                "|model:<model>")
 
 
-def _scope(request: web.Request) -> str:
-    text = request.match_info["scope"]
+def checked_scope(text: str) -> str:
+    """A scope as the API and the console accept it (see :data:`SCOPE_PATTERN`), parsed."""
     if re.fullmatch(SCOPE_PATTERN, text) is None:
         raise ApiError(400, "bad_request", f"bad scope {text!r}: use {SCOPE_FORMS}")
     return parse_scope(text)
+
+
+def _scope(request: web.Request) -> str:
+    return checked_scope(request.match_info["scope"])
+
+
 Usd = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,9}(\.[0-9]{1,6})?$",
                                   description="US dollars as an exact decimal string")]
 
@@ -124,6 +130,14 @@ async def put_budget(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     scope = _scope(request)
     body = msgspec.json.decode(await request.read(), type=BudgetIn)
+    budget = await set_budget_fields(deps, scope, body, actor=_actor(request))
+    _, raises = await store.load_budgets(deps.pool, deps.now())
+    return json_response(budget_out(budget, raises))
+
+
+async def set_budget_fields(deps: Deps, scope: str, body: BudgetIn, *, actor: str) -> Budget:
+    """Set the fields ``body`` gives on ``scope``'s budget (created from the settings' defaults when new),
+    audited as ``actor``: what ``PUT /v1/budgets/{scope}`` and the console's budget form do."""
     base = await store.get_budget(deps.pool, scope) or Budget(
         scope, timezone=deps.settings.default_timezone,
         thresholds=Thresholds.of(deps.settings.enforcement.thresholds_pct))
@@ -138,9 +152,8 @@ async def put_budget(request: web.Request) -> web.Response:
         retry_cap=base.retry_cap if body.retry_cap is None else body.retry_cap, cascades=cascades)
     if cascades:
         check_cascades(cascades, deps.prices, what=f"cascades of {scope}")
-    await store.set_budget(deps.pool, budget, actor=_actor(request))
-    _, raises = await store.load_budgets(deps.pool, deps.now())
-    return json_response(budget_out(budget, raises))
+    await store.set_budget(deps.pool, budget, actor=actor)
+    return budget
 
 
 async def delete_budget(request: web.Request) -> web.Response:
@@ -153,17 +166,22 @@ async def delete_budget(request: web.Request) -> web.Response:
 async def add_raise(request: web.Request) -> web.Response:
     scope = _scope(request)
     body = msgspec.json.decode(await request.read(), type=RaiseIn)
+    return json_response(raise_out(await raise_budget(request.app[DEPS], scope, body, actor=_actor(request))),
+                         status=201)
+
+
+async def raise_budget(deps: Deps, scope: str, body: RaiseIn, *, actor: str) -> BudgetRaise:
+    """Add ``body``'s raise to ``scope``'s budget, audited as ``actor`` (the API's and the console's)."""
     raise_ = BudgetRaise(scope, usd_to_micros(body.by), body.until, body.reason)
     if raise_.amount_micros <= 0:
         raise ApiError(400, "bad_request", "a raise must be a positive amount")
     try:
-        raise_id = await store.raise_budget(request.app[DEPS].pool, raise_, actor=_actor(request))
+        raise_id = await store.raise_budget(deps.pool, raise_, actor=actor)
     except StoreError as exc:
         if exc.retriable:
             raise
         raise ApiError(409, "conflict", exc.message) from None
-    return json_response(raise_out(BudgetRaise(scope, raise_.amount_micros, body.until, body.reason, raise_id)),
-                         status=201)
+    return BudgetRaise(scope, raise_.amount_micros, body.until, body.reason, raise_id)
 
 
 async def get_policy(request: web.Request) -> web.Response:

@@ -20,15 +20,13 @@ if TYPE_CHECKING:
 
 
 def _read_document(path: Path) -> dict[str, Any]:
-    import yaml
+    from spendgate.admin.policy import parse_proposal
+    from spendgate.domain.errors import ConfigError
 
     try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise click.BadParameter(f"{path} is not YAML: {' '.join(str(exc).split())}") from None
-    if not isinstance(doc, dict):
-        raise click.BadParameter(f"{path} must be a mapping with budgets:, raises:, …")
-    return doc
+        return parse_proposal(path.read_text(), source=str(path))
+    except ConfigError as exc:
+        raise click.BadParameter(exc.message) from None
 
 
 proposal_argument = click.argument("proposal", type=click.Path(exists=True, dir_okay=False, path_type=Path))

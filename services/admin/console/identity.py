@@ -100,3 +100,25 @@ def may_replay_alerts(who: Identity) -> bool:
 
 def may_read_audit(who: Identity) -> bool:
     return reads_everything(who)
+
+
+def may_raise_budget(who: Identity, scope: str, amount_micros: int, manager_limit_micros: int | None) -> bool:
+    """A raise of ``amount_micros`` on ``scope`` (a parsed scope, maybe per-model): FinOps and admin any;
+    a manager only on one of their teams (``team:<name>``) and within the configured manager raise limit
+    (none configured: managers may not raise)."""
+    if may_set_budgets(who):
+        return True
+    kind, _, rest = scope.partition(":")
+    team = rest.split("|", 1)[0]
+    return (kind == "team" and may_raise_team_budget(who, team) and manager_limit_micros is not None
+            and 0 < amount_micros <= manager_limit_micros)
+
+
+def may_read_budgets(who: Identity) -> bool:
+    """The budgets page: everything for admin and FinOps, their teams' for managers; not for developers."""
+    return reads_everything(who) or who.role is Role.MANAGER
+
+
+def may_read_alerts(who: Identity) -> bool:
+    """The alerts page: every alert for admin and FinOps, their teams' for managers; not for developers."""
+    return reads_everything(who) or who.role is Role.MANAGER
