@@ -66,23 +66,26 @@ def token_out(t: access.ApiToken) -> TokenOut:
                     expires_at=t.expires_at, revoked_at=t.revoked_at)
 
 
-def check_scope(role: str, teams: list[str], developer: str | None) -> None:
+def scope_problem(role: str, teams: list[str], developer: str | None) -> str | None:
     """A manager token needs teams, a developer token its developer id; other roles take neither."""
     if role == "manager" and not teams:
-        raise bad_request("a manager token needs teams (the teams it may read)")
+        return "a manager token needs teams (the teams it may read)"
     if role == "developer" and developer is None:
-        raise bad_request("a developer token needs developer (the developer id on their virtual keys)")
+        return "a developer token needs developer (the developer id on their virtual keys)"
     if role != "manager" and teams:
-        raise bad_request(f"teams apply to manager tokens only, not {role}")
+        return f"teams apply to manager tokens only, not {role}"
     if role != "developer" and developer is not None:
-        raise bad_request(f"developer applies to developer tokens only, not {role}")
+        return f"developer applies to developer tokens only, not {role}"
+    return None
 
 
 async def create_token(request: web.Request) -> web.Response:
     who = require(request, may_manage_tokens(identity_of(request)), "manage API tokens")
     deps = request.app[DEPS]
     body = msgspec.json.decode(await request.read(), type=TokenCreate)
-    check_scope(body.role, body.teams, body.developer)
+    problem = scope_problem(body.role, body.teams, body.developer)
+    if problem is not None:
+        raise bad_request(problem)
     limit = deps.settings.console.api_token_max_days
     if body.days > limit:
         raise bad_request(f"days must be at most {limit} (console.api_token_max_days)")

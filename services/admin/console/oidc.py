@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import aiohttp
 from joserfc import jwt
@@ -58,7 +59,7 @@ async def _json(http: aiohttp.ClientSession, method: str, url: str, **kwargs: An
             if len(body) > MAX_RESPONSE_BYTES:
                 raise SignInError(f"the identity provider's answer from {url} is too large")
             try:
-                value = await resp.json(content_type=None) if body else None
+                value = json.loads(body) if body else None
             except ValueError:
                 value = None
             if resp.status >= 400 or not isinstance(value, dict):
@@ -95,10 +96,11 @@ async def exchange_code(http: aiohttp.ClientSession, provider: Provider, setting
     """The ID token the provider gives for this code (client_secret_basic when a secret is set)."""
     form = {"grant_type": "authorization_code", "code": code, "redirect_uri": settings.redirect_url,
             "code_verifier": verifier, "client_id": settings.client_id}
-    auth = None
-    if settings.client_secret is not None:
-        auth = aiohttp.BasicAuth(settings.client_id, settings.client_secret.get_secret_value())
-    answer = await _json(http, "POST", provider.token_endpoint, data=form, auth=auth)
+    headers = {}
+    if settings.client_secret is not None:  # client_secret_basic: each part form-encoded first (RFC 6749 2.3.1)
+        pair = f"{quote(settings.client_id, safe='')}:{quote(settings.client_secret.get_secret_value(), safe='')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+    answer = await _json(http, "POST", provider.token_endpoint, data=form, headers=headers)
     token = answer.get("id_token")
     if not isinstance(token, str):
         raise SignInError("the identity provider's token answer has no id_token")
