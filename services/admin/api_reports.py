@@ -139,7 +139,7 @@ async def get_forecasts(request: web.Request) -> web.Response:
 async def get_alerts(request: web.Request) -> web.Response:
     who, scope = identity_of(request), _text(request, "scope")
     if not reads_everything(who) and (scope is None or not may_read_scope(who, scope)):
-        raise forbidden(f"the {who.role} role reads only alerts of a scope of their own (scope=team:<yours>)")
+        raise forbidden(f"the {who.role} role may list the alerts of its own scope only (scope=team:<yours>)")
     kind = request.query.get("kind")
     if kind is not None and kind not in KINDS:
         raise bad_request(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")

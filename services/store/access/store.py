@@ -142,7 +142,7 @@ _TOKEN_COLUMNS = ("token_id, name, token_prefix, role, teams, developer, created
 
 def _token(row: asyncpg.Record) -> ApiToken:
     return ApiToken(str(row["token_id"]), row["name"], row["token_prefix"],
-                    Principal(f"token:{row['name']}", row["name"], row["role"], tuple(row["teams"]),
+                    Principal(row["name"], row["name"], row["role"], tuple(row["teams"]),
                               row["developer"]),
                     row["created_by"], row["created_at"], row["expires_at"], row["revoked_at"])
 
