@@ -7,7 +7,9 @@ from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
+import pytest
 
+from spendgate.admin.console import signin
 from spendgate.admin.console.signin import safe_next
 from tests.support.oidc import Clock, MockIdP, authorize, console_client, csrf_of, sign_in, start_login
 
@@ -118,3 +120,19 @@ async def test_sign_out_needs_the_csrf_token_and_ends_the_session(pool: asyncpg.
         assert done.status == 303 and done.headers["Location"] == "/signed-out"
         assert await pool.fetchval("SELECT count(*) FROM console_sessions") == 0
         assert (await client.get("/", allow_redirects=False)).status == 302
+
+
+async def test_hostile_callbacks_and_login_floods_are_capped(pool: asyncpg.Pool, idp: MockIdP,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """An IdP error, an oversized parameter and a callback with no state are 400s that echo nothing
+    dangerous; /login refuses (503) once too many sign-ins are under way."""
+    monkeypatch.setattr(signin, "MAX_PENDING_LOGINS", 2)
+    async with console_client(pool, idp) as client:
+        refused = await client.get("/auth/callback", params={"error": "<script>x</script>"})
+        assert refused.status == 400 and "<script>" not in await refused.text()
+        assert (await client.get("/auth/callback", params={"code": "c" * 5000, "state": "s"})).status == 400
+        assert (await client.get("/auth/callback", params={"code": "c"})).status == 400
+        for _ in range(2):
+            await start_login(client)
+        busy = await client.get("/login", allow_redirects=False)
+        assert busy.status == 503 and await pool.fetchval("SELECT count(*) FROM login_attempts") == 2

@@ -43,6 +43,9 @@ LOGIN_COOKIE = "spendgate_login"
 LOGIN_TTL = timedelta(minutes=10)
 MAX_NEXT_CHARS = 2048
 MAX_PARAM_CHARS = 4096
+MAX_PENDING_LOGINS = 10_000
+"""Sign-ins under way at once (each a row for ten minutes); beyond it /login answers 503, so a flood of
+anonymous requests cannot grow the table without bound."""
 HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("oidc_http", aiohttp.ClientSession)
 PROVIDER: web.AppKey[list[Provider]] = web.AppKey("oidc_provider", list)
 """The discovered provider, cached after the first sign-in (a one-item list; empty until then)."""
@@ -102,6 +105,9 @@ async def login(request: web.Request) -> web.StreamResponse:
     state, nonce, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(32), secrets.token_urlsafe(48)
     attempt = LoginAttempt(nonce, verifier, safe_next(request.query.get("next")))
     await access.sweep(deps.pool, deps.now())
+    if await access.pending_logins(deps.pool) >= MAX_PENDING_LOGINS:
+        log.warning("sign-in refused: too many sign-ins under way", limit=MAX_PENDING_LOGINS)
+        return _page(503, "Sign-in is busy", "Too many sign-ins are under way; try again in a few minutes.")
     await access.start_login(deps.pool, state, attempt, expires_at=deps.now() + LOGIN_TTL)
     response = web.HTTPFound(authorization_url(provider, settings, state=state, nonce=nonce, verifier=verifier))
     response.set_cookie(LOGIN_COOKIE, state, max_age=int(LOGIN_TTL.total_seconds()), path="/auth/",

@@ -124,6 +124,11 @@ async def start_login(db: Queryable, state: str, attempt: LoginAttempt, *, expir
         digest(state), attempt.nonce, attempt.code_verifier, attempt.next_path, expires_at)
 
 
+async def pending_logins(db: Queryable) -> int:
+    """How many sign-ins are under way (a flood of /login requests is capped by it)."""
+    return int(await db.fetchval("SELECT count(*) FROM login_attempts"))
+
+
 async def take_login(db: Queryable, state: str, now: datetime) -> LoginAttempt | None:
     """The sign-in this state started, removed so it cannot be used twice; None if unknown or expired."""
     row = await db.fetchrow(
