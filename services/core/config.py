@@ -677,6 +677,10 @@ class Settings(BaseModel):
     an event at most this much later; budget enforcement does not wait on it."""
 
     admin_token: SecretStr | None = None
+    """The break-glass admin token (an ``admin`` identity on the admin API and the console)."""
+    api_token: SecretStr | None = None
+    """The credential ``--api`` presents: a named API token (``spendgate tokens create``); unset: the
+    admin token."""
     cache_flag_below_pct: int = Field(default=30, ge=0, le=100)
     """Cache report: sessions under this prompt-cache hit rate are flagged for prompt-shape review."""
     cache_flag_min_requests: int = Field(default=5, ge=1)

@@ -88,3 +88,22 @@ async def test_the_admin_service_starts_for_a_named_token_alone(db_url: str, tmp
         assert await eventually(status, until=lambda s: s == 200, what="admin API up for a named token") == 200
         stop.set()
         await asyncio.wait_for(task, 10)
+
+
+async def test_api_reads_with_a_named_token_see_what_its_role_may(pool: asyncpg.Pool, db_url: str,
+                                                                 tmp_path: Path) -> None:
+    """``--api`` presents SPENDGATE_API_TOKEN: a developer token lists only that developer's keys."""
+    from spendgate.store.keys import store as vkeys
+
+    for dev, team in (("alice", "platform"), ("bob", "platform")):
+        await vkeys.create_key(pool, developer=dev, team=team)
+    secret = (await cli(db_url, tmp_path, "tokens", "create", "alice", "--role", "developer",
+                        "--developer", "alice")).stdout.strip()
+    async with admin_client(pool) as client:
+        url = str(client.make_url("")).rstrip("/")
+        env = {"SPENDGATE_DATABASE_URL": db_url, "SPENDGATE_DATA_DIR": str(tmp_path), "SPENDGATE_API_TOKEN": secret,
+               "SPENDGATE_LOG_LEVEL": "error"}
+        listed = await asyncio.to_thread(CliRunner().invoke, main, ["keys", "list", "--format", "json", "--api", url],
+                                         env=env, catch_exceptions=False)
+    assert listed.exit_code == 0, listed.output
+    assert [k["developer"] for k in json.loads(listed.stdout)["keys"]] == ["alice"]
