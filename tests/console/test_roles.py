@@ -175,8 +175,9 @@ async def test_a_change_shows_on_the_audit_page_with_the_signed_in_identity(pool
         keys_only = await (await client.get("/audit", params={"action": "key."})).text()
         assert "key.create" in keys_only and "budget.set" not in keys_only
         csv_text = await (await client.get("/audit", params={"action": "budget.", "format": "csv"})).text()
-        assert csv_text.splitlines()[0] == "at,actor,action,target,detail"
-        assert ",oidc:ada,budget.set,team:platform," in csv_text and "key.create" not in csv_text
+        assert csv_text.splitlines()[0] == "at,name,actor,action,target,detail"
+        assert ",Ada Admin,oidc:ada,budget.set,team:platform," in csv_text and "key.create" not in csv_text
+        assert "<td>Ada Admin</td><td>oidc:ada</td><td>key.create</td>" in page
         bad = await client.get("/audit", params={"since": "yesterday"})
         assert bad.status == 200 and "since must be a date" in await bad.text()
         client.session.cookie_jar.clear()

@@ -136,3 +136,17 @@ async def test_hostile_callbacks_and_login_floods_are_capped(pool: asyncpg.Pool,
             await start_login(client)
         busy = await client.get("/login", allow_redirects=False)
         assert busy.status == 503 and await pool.fetchval("SELECT count(*) FROM login_attempts") == 2
+
+
+async def test_by_default_the_session_cookie_is_secure_and_host_bound(pool: asyncpg.Pool, idp: MockIdP) -> None:
+    """With secure_cookies on (the default) the cookie is ``__Host-spendgate``, Secure, HttpOnly, Path=/."""
+    await idp.set_user("fay", name="Fay", groups=["finops-team"])
+    async with console_client(pool, idp, secure_cookies=True) as client:
+        login = await client.get("/login", allow_redirects=False)
+        assert "Secure" in login.headers["Set-Cookie"]  # so over plain http the test hands it back itself
+        callback = urlsplit(await authorize(login.headers["Location"], "fay"))
+        params = {k: v[0] for k, v in parse_qs(callback.query).items()}
+        done = await client.get("/auth/callback", params=params, allow_redirects=False,
+                                headers={"Cookie": f"spendgate_login={params['state']}"})
+        cookie = next(v for k, v in done.headers.items() if k == "Set-Cookie" and v.startswith("__Host-spendgate="))
+        assert "Secure" in cookie and "HttpOnly" in cookie and "Path=/" in cookie and "Domain" not in cookie

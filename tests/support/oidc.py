@@ -77,7 +77,7 @@ def console_settings(idp: MockIdP, port: int, **console: Any) -> Settings:
                         redirect_url=f"http://127.0.0.1:{port}/auth/callback", role_map=ROLE_MAP,  # type: ignore[arg-type]
                         teams_claim="teams", developer_claim="developer")
     return Settings(admin_token=SecretStr(ADMIN_TOKEN),
-                    console=ConsoleSettings(oidc=oidc, secure_cookies=False, **console))
+                    console=ConsoleSettings(**{"oidc": oidc, "secure_cookies": False, **console}))
 
 
 class Clock:

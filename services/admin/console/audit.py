@@ -45,9 +45,9 @@ async def audit_page(request: web.Request) -> web.Response:
             target=given["target"] or None, since=datetime.combine(day, time(), UTC) if day else None,
             limit=PAGE_ROWS)
     if wants_csv(request):
-        return csv_response("audit.csv", ["at", "actor", "action", "target", "detail"],
-                            ([r.at.isoformat(), r.actor, r.action, r.target, json.dumps(r.detail, sort_keys=True)]
-                             for r in rows))
+        return csv_response("audit.csv", ["at", "name", "actor", "action", "target", "detail"],
+                            ([r.at.isoformat(), r.actor_name or "", r.actor, r.action, r.target,
+                              json.dumps(r.detail, sort_keys=True)] for r in rows))
     return render(request, "audit.html", title="Audit", forbidden=False, rows=rows, given=given, error=error,
                   limit=PAGE_ROWS, detail=lambda d: json.dumps(d, sort_keys=True))
 

@@ -152,6 +152,7 @@ def _strings(value: object) -> list[str]:
 
 
 MAX_CLAIM_CHARS = 256
+MAX_TEAMS = 100
 
 
 def identity_from_claims(claims: Mapping[str, Any], settings: OidcSettings) -> Identity | None:
@@ -160,7 +161,7 @@ def identity_from_claims(claims: Mapping[str, Any], settings: OidcSettings) -> I
                       if v in settings.role_map})
     if role is None:
         return None
-    teams = frozenset(t[:MAX_CLAIM_CHARS] for t in _strings(claims.get(settings.teams_claim))) \
+    teams = frozenset(t[:MAX_CLAIM_CHARS] for t in _strings(claims.get(settings.teams_claim))[:MAX_TEAMS]) \
         if settings.teams_claim else frozenset()
     developer = None
     if settings.developer_claim:

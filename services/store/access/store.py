@@ -79,6 +79,8 @@ class AuditEntry:
     action: str
     target: str
     detail: dict[str, Any]
+    actor_name: str | None = None
+    """The name the actor had at their latest sign-in (people only; tokens and the CLI have none)."""
 
 
 # --- sessions ---------------------------------------------------------------------------------------
@@ -217,7 +219,10 @@ async def audit_entries(db: Queryable, *, actor: str | None = None, action: str 
     """Audited changes, newest first: the audit log and the budget changes (as ``budget.set``,
     ``budget.delete``, ``budget.raise``), filtered by actor, action (prefix), target (substring), time."""
     rows = await db.fetch(
-        """SELECT at, actor, action, target, detail FROM (
+        """SELECT at, actor, action, target, detail,
+                  (SELECT s.target FROM audit_log s WHERE s.action = 'sign-in' AND s.actor = changes.actor
+                   ORDER BY s.at DESC LIMIT 1) AS actor_name
+           FROM (
                SELECT at, actor, action, target, detail FROM audit_log
                UNION ALL
                SELECT changed_at, actor, 'budget.' || action, scope, detail FROM budget_audit
@@ -226,4 +231,5 @@ async def audit_entries(db: Queryable, *, actor: str | None = None, action: str 
              AND ($3::text IS NULL OR strpos(target, $3) > 0) AND ($4::timestamptz IS NULL OR at >= $4)
            ORDER BY at DESC LIMIT $5""",
         actor, action, target, since, min(limit, MAX_AUDIT_ROWS))
-    return [AuditEntry(r["at"], r["actor"], r["action"], r["target"], json.loads(r["detail"])) for r in rows]
+    return [AuditEntry(r["at"], r["actor"], r["action"], r["target"], json.loads(r["detail"]), r["actor_name"])
+            for r in rows]

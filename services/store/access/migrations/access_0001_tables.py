@@ -63,7 +63,9 @@ CREATE TABLE IF NOT EXISTS audit_log (
     target     text        NOT NULL,
     detail     jsonb       NOT NULL DEFAULT '{}'
 );
-CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (at DESC)
+CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (at DESC);
+-- The name a signed-in actor last had, for the Audit page (an IdP's sub can be an opaque id).
+CREATE INDEX IF NOT EXISTS audit_log_sign_ins ON audit_log (actor, at DESC) WHERE action = 'sign-in'
 """
 
 TABLES = "audit_log api_tokens login_attempts console_sessions"
