@@ -108,6 +108,10 @@ class BalanceStoreContract(abc.ABC):
                                           Ref("org", PeriodKind.MONTH, MONTH): Inc(11)})
         spend = await store.day_spend(pool, ["org", "team:b"], DAY1, DAY1)
         assert [(d.scope, d.day, d.spent_micros) for d in spend] == [("org", DAY1, 5)]
+        await store.apply_balances(pool, {Ref("team:b|model:gpt-5.1", PeriodKind.DAY, DAY2): Inc(1),
+                                          Ref("developer:d", PeriodKind.DAY, DAY1): Inc(1)})
+        assert await store.scopes_with_day_spend(pool, DAY1, kinds=("team", "developer")) == ["developer:d", "team:a"]
+        assert await store.scopes_with_day_spend(pool, DAY2, kinds=("team", "developer")) == []
         async with pool.acquire() as conn, conn.transaction():
             await store.clear_balances(conn)
         assert await store.day_spend(pool, ["org", "team:a"], DAY1, DAY2) == []

@@ -16,9 +16,9 @@ from click.testing import CliRunner, Result
 from spendgate.cli import main
 from spendgate.core.clitools import ERROR_PREFIX
 
-CREATES_DATA_DIR = {"up", "init", "migrate"}
+CREATES_DATA_DIR = {"up", "init", "migrate", "demo"}
 """Commands that may make a data dir: a missing one is not a mistake for them."""
-NO_DATABASE = {"fake-upstream", "forecast backtest", "alerts check"}
+NO_DATABASE = {"fake-upstream", "forecast backtest", "alerts check", "me"}
 """Commands that never open the database (so a missing data dir is not theirs to notice)."""
 
 FILLERS: dict[str, str] = {

@@ -209,6 +209,18 @@ async def day_spend(db: Queryable, scopes: Sequence[str], start: date, end: date
     return [DaySpend(r["scope"], r["period_start"], int(r["spent_micros"])) for r in rows]
 
 
+async def scopes_with_day_spend(db: Queryable, since: date, *, kinds: Sequence[str]) -> list[str]:
+    """The scopes of these kinds (``developer``, ``team``, …; not per-model ones) with a day balance since
+    ``since``."""
+    rows = await db.fetch(
+        """SELECT DISTINCT scope FROM balances
+           WHERE period = 'day' AND period_start >= $1 AND split_part(scope, ':', 1) = ANY($2::text[])
+             AND strpos(scope, '|') = 0 ORDER BY scope""",
+        since, list(kinds),
+    )
+    return [r["scope"] for r in rows]
+
+
 # -- threshold crossings (the outbox to spendgate.budget.v1) -------------------------------------------
 
 
