@@ -183,3 +183,23 @@ async def test_a_change_shows_on_the_audit_page_with_the_signed_in_identity(pool
         client.session.cookie_jar.clear()
         await sign_in(client, "dev")
         assert (await client.get("/audit")).status == 403
+
+
+async def test_guessed_page_urls_of_others_show_nothing_of_theirs(pool: asyncpg.Pool, idp: MockIdP) -> None:
+    """A signed-in developer (alice) and a platform manager opening other people's team, developer and
+    session pages get a refusal (403; 404 where the page is not built yet), never the page with their data."""
+    await _traffic(pool)
+    await idp.set_user("alice-sso", name="Alice", groups=["engineers"], developer="alice")
+    await idp.set_user("lead", name="Lead", groups=["eng-managers"], teams=["platform"])
+    guessed = {"alice-sso": ["/teams/platform", "/teams/payments", "/developers/bob", "/developers/carol",
+                             "/sessions/s-bob", "/sessions/s-carol", "/audit"],
+               "lead": ["/teams/payments", "/developers/carol", "/sessions/s-carol", "/audit"]}
+    async with console_client(pool, idp) as client:
+        for sub, paths in guessed.items():
+            client.session.cookie_jar.clear()
+            assert (await sign_in(client, sub)).status == 302
+            for path in paths:
+                resp = await client.get(path, allow_redirects=False)
+                assert resp.status in (403, 404), (sub, path, resp.status)
+                body = await resp.text()
+                assert "s-carol" not in body or path.endswith("s-carol"), (sub, path)
