@@ -13,6 +13,15 @@ from typing import Annotated, Any
 import msgspec
 from aiohttp import web
 
+from spendgate.admin.access import actor, audit, forbidden, require
+from spendgate.admin.console.auth_chain import identity_of
+from spendgate.admin.console.identity import (
+    may_change_policy,
+    may_raise_budget,
+    may_read_scope,
+    may_set_budgets,
+    reads_everything,
+)
 from spendgate.admin.deps import DEPS, Deps
 from spendgate.admin.dryrun import DryRun, dry_run
 from spendgate.admin.middleware import ApiError, json_response, not_found
@@ -108,18 +117,21 @@ class ApplyIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     proposal: dict[str, Any]
 
 
-def _actor(request: web.Request) -> str:
-    return f"admin-api:{request.remote or 'unknown'}"
-
-
 async def list_budgets(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
-    return json_response(await budget_list(deps.pool, deps.now()))
+    who = identity_of(request)
+    found = await budget_list(deps.pool, deps.now())
+    if reads_everything(who):
+        return json_response(found)
+    return json_response(Budgets(budgets=[b for b in found.budgets if may_read_scope(who, b.scope)],
+                                 raises=[r for r in found.raises if may_read_scope(who, r.scope)]))
 
 
 async def get_budget(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     scope = _scope(request)
+    if not may_read_scope(identity_of(request), scope):
+        raise forbidden(f"you may not read the budget of {scope}")
     found = await budget_status(deps.pool, scope, deps.now())
     if found is None:
         raise not_found(f"no budget for {scope}")
@@ -127,10 +139,11 @@ async def get_budget(request: web.Request) -> web.Response:
 
 
 async def put_budget(request: web.Request) -> web.Response:
+    require(request, may_set_budgets(identity_of(request)), "set budgets")
     deps = request.app[DEPS]
     scope = _scope(request)
     body = msgspec.json.decode(await request.read(), type=BudgetIn)
-    budget = await set_budget_fields(deps, scope, body, actor=_actor(request))
+    budget = await set_budget_fields(deps, scope, body, actor=actor(request))
     _, raises = await store.load_budgets(deps.pool, deps.now())
     return json_response(budget_out(budget, raises))
 
@@ -157,8 +170,9 @@ async def set_budget_fields(deps: Deps, scope: str, body: BudgetIn, *, actor: st
 
 
 async def delete_budget(request: web.Request) -> web.Response:
+    require(request, may_set_budgets(identity_of(request)), "delete budgets")
     scope = _scope(request)
-    if not await store.delete_budget(request.app[DEPS].pool, scope, actor=_actor(request)):
+    if not await store.delete_budget(request.app[DEPS].pool, scope, actor=actor(request)):
         raise not_found(f"no budget for {scope}")
     return json_response(Deleted(deleted=scope))
 
@@ -166,7 +180,11 @@ async def delete_budget(request: web.Request) -> web.Response:
 async def add_raise(request: web.Request) -> web.Response:
     scope = _scope(request)
     body = msgspec.json.decode(await request.read(), type=RaiseIn)
-    return json_response(raise_out(await raise_budget(request.app[DEPS], scope, body, actor=_actor(request))),
+    who, limit = identity_of(request), request.app[DEPS].settings.console.manager_raise_limit_micros
+    if not may_raise_budget(who, scope, usd_to_micros(body.by), limit or None):
+        raise forbidden(f"the {who.role} role may not raise {scope} by this much (a manager raises their own "
+                        f"teams' budgets by at most console.manager_raise_limit_usd)")
+    return json_response(raise_out(await raise_budget(request.app[DEPS], scope, body, actor=actor(request))),
                          status=201)
 
 
@@ -185,12 +203,14 @@ async def raise_budget(deps: Deps, scope: str, body: RaiseIn, *, actor: str) -> 
 
 
 async def get_policy(request: web.Request) -> web.Response:
+    require(request, reads_everything(identity_of(request)), "read the live policy")
     deps = request.app[DEPS]
     return json_response(PolicyDocument(policy=to_document(
         await live_policy(deps.pool, deps.settings.enforcement, deps.now()))))
 
 
 async def post_dry_run(request: web.Request) -> web.Response:
+    require(request, may_change_policy(identity_of(request)), "dry-run policies")
     deps = request.app[DEPS]
     body = msgspec.json.decode(await request.read(), type=DryRunIn)
     proposal = policy_from_document(body.proposal, deps.settings.enforcement)
@@ -199,11 +219,14 @@ async def post_dry_run(request: web.Request) -> web.Response:
 
 
 async def post_apply(request: web.Request) -> web.Response:
+    require(request, may_change_policy(identity_of(request)), "apply policies")
     deps = request.app[DEPS]
     body = msgspec.json.decode(await request.read(), type=ApplyIn)
     proposal = policy_from_document(body.proposal, deps.settings.enforcement)
     proposal.check_prices(deps.prices)
-    done = await apply(deps.pool, proposal, deps.settings.enforcement, now=deps.now(), actor=_actor(request))
+    done = await apply(deps.pool, proposal, deps.settings.enforcement, now=deps.now(), actor=actor(request))
+    await audit(request, "policy.apply", "policy",
+                {"set": done.set_budgets, "deleted": done.deleted_budgets, "raises": done.added_raises})
     return json_response(done)
 
 

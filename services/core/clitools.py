@@ -59,6 +59,16 @@ class CliError(click.ClickException):
         click.echo(f"{ERROR_PREFIX}{self.format_message()}", err=True)
 
 
+def cli_actor() -> str:
+    """Who ran a command that changes something, for the audit trail: ``cli:<operating-system user>``."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:unknown"
+
+
 def warn(message: str) -> None:
     """A one-line warning on stderr; the command goes on."""
     click.echo(f"{WARNING_PREFIX}{message}", err=True)

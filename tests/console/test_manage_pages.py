@@ -182,7 +182,8 @@ async def test_a_manager_raises_their_team_within_the_configured_limit(pool: asy
     made and audited as them; over it, or on another team, it is a 403 page and nothing changes."""
     await budgets_store.set_budget(pool, _budget("team:platform"), actor="t")
     await budgets_store.set_budget(pool, _budget("team:web"), actor="t")
-    settings = admin_settings().model_copy(update={"manager_raise_limit_usd": "50"})
+    base = admin_settings()
+    settings = base.model_copy(update={"console": base.console.model_copy(update={"manager_raise_limit_usd": "50"})})
     until = (NOW + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
     async with console_as(pool, MANAGER, settings=settings) as client:
         form = {"kind": "team", "name": "platform", "by": "40", "until": until, "reason": "incident"}

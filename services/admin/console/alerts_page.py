@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from spendgate.admin.access import audit
 from spendgate.admin.alert_query import KINDS
 from spendgate.admin.alerts import AlertOut, alert_list, dead_letter_list, hand_back_for_replay, parse_since
 from spendgate.admin.console.auth_chain import identity_of
@@ -112,7 +113,7 @@ async def replay(request: web.Request, who: Identity) -> web.StreamResponse:
     else:
         raise Refused("dead_letter_id must be a dead letter's number or all")
     handed = await hand_back_for_replay(request.app[DEPS].pool, ids, actor=who.actor)
-    log.info("dead letters handed back for replay from the console", ids=ids, count=handed, actor=who.actor)
+    await audit(request, "alert.replay", "dead_letters", {"ids": ids[:100], "count": handed})
     raise see_other("/alerts?" + urlencode({"replayed_now": handed}))
 
 

@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from spendgate.admin.access import audit
 from spendgate.admin.api_keys import KeyCreate
 from spendgate.admin.api_policy import BudgetIn, RaiseIn, checked_scope, raise_budget, set_budget_fields
 from spendgate.admin.console.auth_chain import identity_of
@@ -65,9 +66,9 @@ def _visible(who: Identity, scope: str) -> bool:
 
 
 def manager_raise_limit_micros(deps: Deps) -> int | None:
-    """The most a manager may raise their team's budget by (``manager_raise_limit_usd``); None: not set."""
-    limit = getattr(deps.settings, "manager_raise_limit_usd", None)
-    return None if limit is None else usd_to_micros(str(limit))
+    """The most a manager may raise their team's budget by (``console.manager_raise_limit_usd``); None when
+    it is 0, the default: managers may not raise."""
+    return deps.settings.console.manager_raise_limit_micros or None
 
 
 def _key_filter(query: Any) -> dict[str, str]:
@@ -221,7 +222,7 @@ async def add_raise(request: web.Request, who: Identity) -> web.StreamResponse:
     limit = manager_raise_limit_micros(deps)
     if not may_raise_budget(who, scope, usd_to_micros(body.by), limit):
         if not may_set_budgets(who) and limit is None:
-            raise forbidden("managers may raise their teams' budgets only when manager_raise_limit_usd is set "
+            raise forbidden("managers may raise their teams' budgets only when console.manager_raise_limit_usd is set "
                             "(see docs/console.md); ask FinOps")
         raise forbidden("you may raise only your own teams' budgets (team:<name>), by at most "
                         f"{format_usd(limit) if limit is not None else '$0'}")
@@ -251,8 +252,9 @@ async def create_key(request: web.Request, who: Identity) -> web.StreamResponse:
                     if fields.get(k, "").strip()}, KeyCreate)
     created = await keys_store.create_key(request.app[DEPS].pool, developer=body.developer, team=body.team,
                                           cost_center=body.cost_center)
-    log.info("virtual key created from the console", key_id=created.key.key_id, developer=body.developer,
-             team=body.team, actor=who.actor)
+    await audit(request, "key.create", created.key.key_id,
+                {"prefix": created.key.key_prefix, "developer": created.key.developer, "team": created.key.team,
+                 "cost_center": created.key.cost_center})
     return render(request, "key_created.html", title="Key created", key=created.key, secret=created.secret)
 
 
@@ -268,7 +270,8 @@ async def revoke_key(request: web.Request, who: Identity) -> web.StreamResponse:
         raise Refused(exc.message, 409) from None
     if revoked is None:
         raise Refused(f"no virtual key {key_id[:80]!r}", 404)
-    log.info("virtual key revoked from the console", key_id=revoked.key_id, actor=who.actor)
+    await audit(request, "key.revoke", revoked.key_id,
+                {"prefix": revoked.key_prefix, "developer": revoked.developer, "team": revoked.team})
     raise _done("revoked", revoked.key_id)
 
 

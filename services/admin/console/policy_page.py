@@ -14,6 +14,7 @@ from __future__ import annotations
 import yaml
 from aiohttp import web
 
+from spendgate.admin.access import audit
 from spendgate.admin.console.auth_chain import identity_of
 from spendgate.admin.console.forms import Refused, action, forbidden, read_form
 from spendgate.admin.console.identity import Identity, may_change_policy, reads_everything
@@ -128,8 +129,8 @@ async def post_apply(request: web.Request, who: Identity) -> web.StreamResponse:
     proposal = policy_from_document(parse_proposal(text, source="the proposal"), deps.settings.enforcement)
     proposal.check_prices(deps.prices)
     done = await apply(deps.pool, proposal, deps.settings.enforcement, now=deps.now(), actor=who.actor)
-    log.info("policy applied from the console", set=len(done.set_budgets), deleted=len(done.deleted_budgets),
-             raises=len(done.added_raises), actor=who.actor)
+    await audit(request, "policy.apply", "policy",
+                {"set": done.set_budgets, "deleted": done.deleted_budgets, "raises": done.added_raises})
     return render(request, "policy_result.html", title="Policy applied", result=None, applied=done,
                   proposal_text=text)
 
