@@ -31,10 +31,7 @@ from spendgate.admin.console.web import csv_response, render, wants_csv
 from spendgate.admin.deps import DEPS
 from spendgate.admin.window import WindowError
 from spendgate.core.alert_routes import Rules, load_rules
-from spendgate.core.logs import get_logger
 from spendgate.domain.errors import ConfigError
-
-log = get_logger(__name__)
 
 HISTORY_LIMIT = 200
 STATUSES = ("delivered", "pending", "failed", "digest", "unrouted")
