@@ -135,6 +135,10 @@ async def test_a_key_is_shown_once_stored_hashed_and_revoked(pool: asyncpg.Pool)
                                     allow_redirects=False)
         assert revoked.status == 303 and secret not in revoked.headers["Location"]
         assert (await keys_store.get_key(pool, key.key_id)).revoked_at is not None  # type: ignore[union-attr]
+        audited = await pool.fetch("SELECT actor, action FROM audit_log WHERE target = $1 ORDER BY action",
+                                   key.key_id)
+        assert [(r["actor"], r["action"]) for r in audited] == [("admin-token:break-glass", "key.create"),
+                                                                ("admin-token:break-glass", "key.revoke")]
         again = await client.post("/budgets/keys/revoke", data={"key_id": "nope"}, headers=auth())
         assert again.status == 404
         for fields, message in (({"developer": "a\x00", "team": "t"}, "developer contains a NUL character"),
