@@ -13,6 +13,8 @@ Family (owner folder under ``services/``): tables; other families' tables it als
 - dead letters (``store/deadletters``): dead_letters.
 - reconciliation (``store/reconciliation``): reconciliation_lines, reconciliation_gaps, reconciliation_runs.
 - rate limits (``store/ratelimits``): rate_limits, rate_limit_counts.
+- turn outcomes (``store/outcomes``): turn_evals; also reads usage_events (a turn's outcome is its
+  events added up, beside its external evaluation).
 - bus log and positions (``core/bus``: the Postgres bus adapter and ``positions.py``): bus_partitions,
   bus_log, bus_group_offsets, consumer_positions.
 
@@ -76,6 +78,7 @@ FAMILIES: tuple[Family, ...] = (
                                                       "reconciliation_runs")),
     Family("ratelimits", "store/ratelimits", ("rate_limits", "rate_limit_counts")),
     Family("bus", "core/bus", ("bus_partitions", "bus_log", "bus_group_offsets", "consumer_positions")),
+    Family("outcomes", "store/outcomes", ("turn_evals",), also_reads=("usage_events",)),
 )
 """Every table and its one owner: the single declared mapping (migrations, the ownership check)."""
 

@@ -100,3 +100,8 @@ def may_replay_alerts(who: Identity) -> bool:
 
 def may_read_audit(who: Identity) -> bool:
     return reads_everything(who)
+
+
+def may_record_evals(who: Identity) -> bool:
+    """Send external evaluation scores of turns (``POST /v1/evals``): they change every turn's score."""
+    return who.role in (Role.ADMIN, Role.FINOPS)
