@@ -58,9 +58,14 @@ async def post_evals(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > MAX_EVAL_BODY_BYTES:
         raise ApiError(413, "too_large", f"at most {MAX_EVAL_BODY_BYTES // 1024} KB of evaluations per request "
                        f"({MAX_EVAL_BATCH} evaluations): split the batch")
-    raw = await request.content.read(MAX_EVAL_BODY_BYTES + 1)
-    if len(raw) > MAX_EVAL_BODY_BYTES:
-        raise ApiError(413, "too_large", f"at most {MAX_EVAL_BODY_BYTES // 1024} KB of evaluations per request")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):  # a chunked upload has no Content-Length
+        size += len(chunk)
+        if size > MAX_EVAL_BODY_BYTES:
+            raise ApiError(413, "too_large", f"at most {MAX_EVAL_BODY_BYTES // 1024} KB of evaluations per request")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     try:
         batch = _batch_decoder.decode(raw)
     except msgspec.DecodeError as exc:

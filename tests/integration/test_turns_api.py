@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -83,6 +84,14 @@ async def test_hostile_evaluations_are_refused_clearly_and_nothing_is_stored(poo
         await refused(json.dumps(evals(*[ok] * (MAX_EVAL_BATCH + 1))).encode(), 400, f"<= {MAX_EVAL_BATCH}")
         await refused(json.dumps(evals({**ok, "pad": "x" * 600_000})).encode(), 413, "split the batch")
         await refused(json.dumps(evals(ok, {**ok, "turn_id": "t-nobody"})).encode(), 400, "t-nobody")
+
+        async def chunked() -> AsyncIterator[bytes]:
+            yield b'{"evaluations": ['
+            for _ in range(200):
+                yield b'{"turn_id": "t-a", "score": 0.5, "evaluator": "' + b"x" * 4000 + b'"},'
+
+        resp = await client.post("/v1/evals", headers={**auth(), "Content-Type": "application/json"}, data=chunked())
+        assert resp.status == 413 and "Content-Length" not in resp.request_info.headers
         assert await pool.fetchval("SELECT count(*) FROM turn_evals") == 0
         resp = await client.post("/v1/evals", headers=auth(), json=evals(ok, {**ok, "score": 0.75}))
         assert resp.status == 200 and await resp.json() == {"recorded": 1}
