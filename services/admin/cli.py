@@ -289,4 +289,29 @@ def admin(ctx: Ctx) -> None:
     run(run_services(settings, {"admin": serve}), serving=True)
 
 
-COMMANDS: list[click.Command] = [report, sessions, policy, admin]
+@click.command("turns")
+@click.option("--session", default=None, callback=nonempty, help="Only this session's turns.")
+@click.option("--team", default=None, callback=nonempty, help="Only this team's turns.")
+@click.option("--since", default=None, callback=_since,
+              help="Turns with a request at or after this day or time (default: 7 days ago).")
+@click.option("--limit", type=click.IntRange(1, 5_000), default=200, show_default=True,
+              help="At most this many turns, newest first.")
+@format_option()
+@api_option
+@pass_ctx
+def turns(ctx: Ctx, session: str | None, team: str | None, since: datetime | None, limit: int, fmt: str,
+          api_url: str | None) -> None:
+    """Turn outcomes, newest first: requests, tool calls and failures, retries, whether the turn ended
+    with an answer, cost, and the quality score (external where an eval system sent one, else derived:
+    docs/policy.md, "Turn outcomes and the quality score")."""
+    from spendgate.admin import render
+    from spendgate.admin.client import open_source
+
+    async def go() -> str:
+        async with open_source(ctx, api_url) as source:
+            return render.turns(await source.turns(session=session, team=team, since=since, limit=limit), fmt)
+
+    click.echo(run(go()))
+
+
+COMMANDS: list[click.Command] = [report, sessions, policy, admin, turns]

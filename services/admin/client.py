@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from spendgate.admin.directory import Teams
     from spendgate.admin.reports import Chargeback
     from spendgate.admin.sessions import SessionDetail
+    from spendgate.admin.turns import TurnList
     from spendgate.admin.views import Budgets, BudgetStatus, KeyList
     from spendgate.admin.window import Filters, Window
     from spendgate.core.adminapi import AdminApi
@@ -63,6 +64,9 @@ class Source(Protocol):
                      limit: int) -> AlertList: ...
 
     async def dead_letters(self, *, include_replayed: bool) -> DeadLetterList: ...
+
+    async def turns(self, *, session: str | None, team: str | None, since: datetime | None,
+                    limit: int) -> TurnList: ...
 
 
 @contextlib.asynccontextmanager
@@ -162,6 +166,13 @@ class DatabaseSource:
 
         return await dead_letter_list(self.pool, include_replayed=include_replayed)
 
+    async def turns(self, *, session: str | None, team: str | None, since: datetime | None,
+                    limit: int) -> TurnList:
+        from spendgate.admin.turns import turn_list
+
+        return await turn_list(self.pool, now=datetime.now(UTC), since=since, session_id=session, team=team,
+                               limit=limit)
+
 
 def _query(by: str | None, from_date: date | None, to_date: date | None, filters: Filters,
            **extra: object) -> dict[str, str]:
@@ -253,3 +264,11 @@ class ApiSource:
 
         return await self.call("GET", "/v1/alerts/dead-letters", DeadLetterList,
                                query={"all": "true" if include_replayed else "false"})
+
+    async def turns(self, *, session: str | None, team: str | None, since: datetime | None,
+                    limit: int) -> TurnList:
+        from spendgate.admin.turns import TurnList
+
+        query = {k: v for k, v in (("session", session), ("team", team),
+                                   ("since", since.isoformat() if since else None)) if v is not None}
+        return await self.call("GET", "/v1/turns", TurnList, query={**query, "limit": str(limit)})

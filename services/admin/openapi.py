@@ -52,7 +52,7 @@ class Operation:
 
 
 _ERROR_TEXT = {400: "invalid request", 401: "missing, wrong, expired or revoked credential",
-               403: "the caller's role may not do this", 404: "not found",
+               403: "the caller's role may not do this", 404: "not found", 413: "the request body is too large",
                409: "conflicts with the current state", 500: "internal error"}
 
 

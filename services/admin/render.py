@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from spendgate.admin.cache import CacheReport
     from spendgate.admin.reports import Chargeback
     from spendgate.admin.sessions import RequestLine, SessionDetail
+    from spendgate.admin.turns import TurnList
     from spendgate.admin.views import Budgets, BudgetStatus, KeyList
 
 
@@ -219,3 +220,22 @@ DEAD_LETTER_FIELDS: list[Field] = [
 
 def dead_letters(found: DeadLetterList, fmt: str) -> str:
     return render(fmt, DEAD_LETTER_FIELDS, found.dead_letters, document=found)
+
+
+TURN_FIELDS: list[Field] = [
+    field("turn_id", header="turn"), field("session_id", header=None), field("developer"),
+    field("team", header=None), field("started_at", "time", header=None), field("ended_at", "time", "ended"),
+    field("duration_ms", "int", "ms"), field("requests", "int", "reqs"), field("tool_calls", "int", "tools"),
+    field("tool_failures", "int", "failed"), field("retry_requests", "int", "retries"),
+    field("final_message", "bool", "final"), field("failed", "int", header=None),
+    field("incomplete", "int", header=None), field("aborted", "int", header=None), field("refused", "int", header=None),
+    field("model_requested", header=None), field("model_used", "text", "model"),
+    field("downgraded", "bool", header=None), field("cost_micros", "money", "cost"),
+    field("policy_version", header=None), field("score"), field("score_source", header="source"),
+    field("derived_score", header=None), field("evaluator", header=None),
+]
+"""``turns``: CSV and JSON carry every field; the table reads who, when, the counts, cost and score."""
+
+
+def turns(found: TurnList, fmt: str) -> str:
+    return render(fmt, TURN_FIELDS, found.turns, document=found)

@@ -1,7 +1,8 @@
 """JSON Schemas for every event type, generated from the types in :mod:`spendgate.domain.events`.
 
 ``python -m spendgate.core.schemas [DIR]`` writes ``<DIR>/<type>.schema.json`` (default
-``schemas/``); a test fails when the committed files and the types drift apart.
+``schemas/``), and the plain-JSON record of the eval topic; a test fails when the committed files and the
+types drift apart.
 """
 
 from __future__ import annotations
@@ -30,6 +31,25 @@ def schema_for(event_type: str) -> dict[str, Any]:
     }
 
 
+EVAL_SCHEMA = "io.spendgate.eval.v1"
+"""The ``spendgate.eval.v1`` record: plain JSON (an org's eval system writes it), not a CloudEvent."""
+
+
+def eval_schema() -> dict[str, Any]:
+    from spendgate.domain.outcomes import TurnEvaluation
+
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"https://spendgate.dev/schemas/{EVAL_SCHEMA}.schema.json",
+        "title": f"TurnEvaluation ({EVAL_SCHEMA}, topic spendgate.eval.v1)",
+        **msgspec.json.schema(TurnEvaluation),
+    }
+
+
+def render_eval() -> str:
+    return json.dumps(eval_schema(), indent=2, sort_keys=True) + "\n"
+
+
 def file_name(event_type: str) -> str:
     return f"{event_type}.schema.json"
 
@@ -44,6 +64,8 @@ def main(argv: list[str]) -> None:
     for event_type in EVENT_TYPES:
         (out / file_name(event_type)).write_text(render(event_type))
         print(out / file_name(event_type))
+    (out / file_name(EVAL_SCHEMA)).write_text(render_eval())
+    print(out / file_name(EVAL_SCHEMA))
 
 
 if __name__ == "__main__":

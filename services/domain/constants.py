@@ -7,6 +7,8 @@ TOPIC_BUDGET = "spendgate.budget.v1"
 TOPIC_FORECAST = "spendgate.forecast.v1"
 TOPIC_ALERT = "spendgate.alert.v1"
 ALL_TOPICS = (TOPIC_USAGE, TOPIC_BUDGET, TOPIC_FORECAST, TOPIC_ALERT)
+TOPIC_EVAL = "spendgate.eval.v1"
+"""External evaluation scores per turn (an org's own eval system publishes; the ledger's eval consumer reads)."""
 
 TYPE_USAGE_RECORDED = "io.spendgate.usage.recorded.v1"
 TYPE_THRESHOLD_CROSSED = "io.spendgate.budget.threshold_crossed.v1"
@@ -21,6 +23,7 @@ TYPE_RECONCILIATION_GAP = "io.spendgate.budget.reconciliation_gap.v1"
 GROUP_LEDGER = "spendgate-ledger"
 GROUP_ALERTER = "spendgate-alerter"
 GROUP_FORECASTER = "spendgate-forecaster"
+GROUP_EVALS = "spendgate-evals"
 
 PG_NOTIFY_BUS = "spendgate_bus"
 PG_NOTIFY_CONFIG = "spendgate_config"

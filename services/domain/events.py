@@ -89,6 +89,17 @@ class UsageRecorded(msgspec.Struct, frozen=True, kw_only=True):
     """The configured name of the upstream that answered (``upstreams[].name``, ``default`` for the
     single ``upstream_url``; never its URL or key); null when none was reached or on routes that are not
     pooled, and in events recorded before spendgate noted it."""
+    tool_outputs: int = 0
+    """Tool outputs (``function_call_output`` / ``custom_tool_call_output``, Anthropic ``tool_result``) in
+    the request's current turn so far: the items after the turn's last user message. Cumulative within a
+    turn (each request re-sends the turn's history), so a turn's count is its last request's."""
+    tool_failures: int = 0
+    """How many of ``tool_outputs`` failed: a non-zero exit code, an output that starts with ``error`` /
+    ``failed``, or Anthropic's ``is_error``."""
+    final_message: bool | None = None
+    """The answer ended with an assistant message rather than a tool call (Anthropic: ``stop_reason`` other
+    than ``tool_use``); null when the proxy could not tell (no answer, a route without one, a broken
+    stream) and in events recorded before spendgate noted it."""
 
 
 class ThresholdCrossed(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,6 +1,7 @@
-"""The ledger service: the fold loop and the two outboxes (threshold crossings, budget changes), each
-run under the supervisor. Publishing a budget change first records the crossings it leaves the scope's
-balances past (:mod:`spendgate.ledger.changes`), in the same transaction."""
+"""The ledger service: the fold loop, the two outboxes (threshold crossings, budget changes) and the
+eval consumer (external turn scores, :mod:`spendgate.ledger.evals`), each run under the supervisor.
+Publishing a budget change first records the crossings it leaves the scope's balances past
+(:mod:`spendgate.ledger.changes`), in the same transaction."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from spendgate.core.db import Conn
 from spendgate.domain.events import BudgetChanged
 from spendgate.ledger.changes import record_change_crossings
 from spendgate.ledger.consumer import FoldMetrics, LedgerConsumer
+from spendgate.ledger.evals import EvalConsumer
 from spendgate.ledger.outbox import OutboxPublisher, publish_pending
 from spendgate.runtime import Runtime
 from spendgate.store.budgets.store import publish_budget_changes
@@ -43,7 +45,7 @@ async def serve(runtime: Runtime, stop: asyncio.Event) -> None:
     consumer = LedgerConsumer(pool, bus, default_timezone=settings.default_timezone, on_crossings=crossings.wake,
                               metrics=fold_metrics, tracer=runtime.tracer)
     loops = {"ledger.consumer": consumer.run, "ledger.crossings-outbox": crossings.run,
-             "ledger.budget-outbox": budget_changes.run}
+             "ledger.budget-outbox": budget_changes.run, "ledger.evals": EvalConsumer(pool, bus).run}
     async with asyncio.TaskGroup() as tg:
         for name, loop in loops.items():
             tg.create_task(runtime.supervisor.run(name, loop, stop), name=name)

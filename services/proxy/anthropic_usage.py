@@ -47,11 +47,23 @@ def usage_from_anthropic(block: Any) -> Usage | None:
 
 def usage_from_message(body: bytes) -> Usage | None:
     """Usage of a non-streamed Messages answer (or ``None`` if it has none)."""
+    return answer_of_message(body)[0]
+
+
+def answer_of_message(body: bytes) -> tuple[Usage | None, bool | None]:
+    """Usage and whether the answer is final (``stop_reason`` other than ``tool_use``), from one decode."""
     try:
         doc = msgspec.json.decode(body)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-        return None
-    return usage_from_anthropic(doc.get("usage")) if isinstance(doc, dict) else None
+        return None, None
+    if not isinstance(doc, dict):
+        return None, None
+    return usage_from_anthropic(doc.get("usage")), stop_is_final(doc.get("stop_reason"))
+
+
+def stop_is_final(stop_reason: Any) -> bool | None:
+    """An Anthropic ``stop_reason`` other than ``tool_use`` ends the turn with the model's answer."""
+    return stop_reason != "tool_use" if isinstance(stop_reason, str) else None
 
 
 class AnthropicTap(StreamTap):
@@ -68,7 +80,7 @@ class AnthropicTap(StreamTap):
             return
         merged: dict[str, Any] = {}
         saw_delta = False
-        self._usage, self._outcome = None, None
+        self._usage, self._outcome, self._final = None, None, None
         blocks = data.split(b"\n\n")
         # message_start opens the stream; message_delta, message_stop (or an error) close it: read those
         # ends only, not the deltas in between (a long answer has thousands).
@@ -91,6 +103,8 @@ class AnthropicTap(StreamTap):
                 _merge(merged, message.get("usage") if isinstance(message, dict) else None)
             elif kind == "message_delta" and isinstance(doc, dict):
                 _merge(merged, doc.get("usage"))
+                delta = doc.get("delta")
+                self._final = stop_is_final(delta.get("stop_reason")) if isinstance(delta, dict) else None
                 saw_delta = True
         # Without message_delta the output count is message_start's placeholder: no usage, so the proxy
         # meters its estimate (output counted from the streamed text), as for a broken OpenAI stream.

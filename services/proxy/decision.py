@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from spendgate.domain.enforcement.estimate import TokenEstimate
+from spendgate.domain.enforcement.retry import TurnTools
 from spendgate.domain.events import RefusalReason, RouteReason, Stage, UsageRecorded
 from spendgate.proxy.attribution import Attribution
 from spendgate.store.keys.store import VirtualKey
@@ -41,6 +42,8 @@ class Pass:
     """The request repeats a failing tool call (retry spend, flagged on its usage event)."""
     remaining_micros: int | None = None
     """What is left of the tightest budget the request falls under (None: no budget applies)."""
+    tools: TurnTools | None = None
+    """The tool outputs of the request's current turn, as the retry detector counted them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +55,7 @@ class RewriteModel:
     stage: Stage = "downgrade"
     retry: bool = False
     remaining_micros: int | None = None
+    tools: TurnTools | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +70,7 @@ class Refuse:
     retry: bool = False
     reason: RefusalReason = "budget_pause"
     remaining_micros: int | None = None
+    tools: TurnTools | None = None
 
 
 Decision = Pass | RewriteModel | Refuse

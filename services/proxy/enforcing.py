@@ -89,11 +89,11 @@ class EnforcingDecider:
                 self.on_retry_loop(loop)
             headers = tuple((k, v) for k, v in adm.refusal.headers.items() if k.lower() != "content-type")
             return Refuse(adm.refusal.status, adm.refusal.body, headers, stage=stage, retry=retry,
-                          reason=adm.refusal_reason or "budget_pause", remaining_micros=left)
+                          reason=adm.refusal_reason or "budget_pause", remaining_micros=left, tools=adm.retry.tools)
         self._admissions[id(facts)] = adm
         if adm.model != facts.model:
-            return RewriteModel(adm.model, adm.decision.route_reason, stage, retry, left)
-        return Pass(stage, retry, left)
+            return RewriteModel(adm.model, adm.decision.route_reason, stage, retry, left, adm.retry.tools)
+        return Pass(stage, retry, left, adm.retry.tools)
 
     def settled(self, facts: RequestFacts, event: UsageRecorded) -> None:
         adm = self._admissions.pop(id(facts), None)

@@ -29,7 +29,7 @@ from spendgate.domain.errors import UnknownModelError
 from spendgate.domain.events import UsageRecorded
 from spendgate.domain.pricing import BATCH_PERCENT, ModelPrice, PriceLookup, PriceTable, batch_price
 from spendgate.proxy import anthropic, errors
-from spendgate.proxy.anthropic_usage import AnthropicTap, usage_from_message
+from spendgate.proxy.anthropic_usage import AnthropicTap, answer_of_message
 from spendgate.proxy.attribution import Attribution, attribute
 from spendgate.proxy.batches import BatchError, estimate_batch
 from spendgate.proxy.bedrock import BedrockAnswer, BedrockUpstream
@@ -46,7 +46,7 @@ from spendgate.proxy.stream_end import looks_like_sse, relays_as_stream, termina
 from spendgate.proxy.tap import StreamTap
 from spendgate.proxy.upstream_kinds import ADAPTERS
 from spendgate.proxy.upstreams import ANTHROPIC_NAME, DEFAULT_NAME, Pool, Upstream
-from spendgate.proxy.usage import Usage, usage_from_body
+from spendgate.proxy.usage import Usage, answer_of
 from spendgate.store.keys.store import VirtualKey
 
 CLIENT_GONE = (ConnectionResetError, aiohttp.ClientConnectionResetError)
@@ -170,7 +170,8 @@ class Proxy:
         )
         decision = await self.s.decider.decide(facts)
         budget = budget_headers(decision.stage, decision.remaining_micros)
-        route = Route(payload.model, payload.model, price, stage=decision.stage, retry=decision.retry)
+        route = Route(payload.model, payload.model, price, stage=decision.stage, retry=decision.retry,
+                      tools=decision.tools)
         if isinstance(decision, Refuse):
             outcome = Outcome("refused", decision.status, refusal_reason=decision.reason)
             self._emit(facts, route, outcome, started)
@@ -184,7 +185,7 @@ class Proxy:
             except UnknownModelError:
                 return _with_headers(errors.unknown_model(decision.model), budget)
             route = Route(payload.model, decision.model, new_price, decision.route_reason, decision.stage,
-                          decision.retry)
+                          decision.retry, tools=decision.tools)
         strip_usage = False
         if route.model_used != payload.model or _wants_usage_injection(spec.template, payload):
             body, strip_usage = _rewrite_body(body, route.model_used, spec.template, payload)
@@ -349,13 +350,16 @@ class Proxy:
         if outcome.status == "ok" and (request.transport is None or request.transport.is_closing()):
             outcome.status = "client_aborted"  # the client left while the answer was produced: still paid for
         if route.metering == "tokens":
-            read_usage = usage_from_message if anthropic.serves(facts.endpoint) else usage_from_body
-            usage = None if upstream.status >= 400 else (
-                upstream.usage if isinstance(upstream, BedrockAnswer) else read_usage(data))
+            read_answer = answer_of_message if anthropic.serves(facts.endpoint) else answer_of
+            usage = None
+            if upstream.status < 400 and isinstance(upstream, BedrockAnswer):
+                usage = upstream.usage
+            elif upstream.status < 400:
+                usage, outcome.final_message = read_answer(data)
             if usage is None and upstream.status < 400 and looks_like_sse(data):
                 tap = _new_tap(facts.endpoint, strip_usage)  # a stream labelled as something else
                 data = tap.feed(data) + tap.flush()
-                usage = tap.usage
+                usage, outcome.final_message = tap.usage, tap.final_message
             if usage is not None and not usage.anomalous:
                 outcome.usage, outcome.usage_source = usage, "reported"
             elif outcome.status != "upstream_error":
@@ -398,6 +402,7 @@ class Proxy:
             outcome.usage, outcome.usage_source = tap.usage, "reported"
             if outcome.status == "incomplete" or tap.outcome == "completed":
                 outcome.status = "ok"
+        outcome.final_message = tap.final_message
         if tap.outcome == "failed":
             outcome.status = "upstream_error"
         elif tap.outcome == "completed" and outcome.status == "incomplete":

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from spendgate.domain.enforcement.estimate import TokenEstimate
+from spendgate.domain.enforcement.retry import TurnTools
 from spendgate.domain.events import (
     RefusalReason,
     RouteReason,
@@ -47,6 +48,8 @@ class Outcome:
     intent_estimate: bool = False
     upstream: str | None = None
     """The configured name of the upstream that answered (:mod:`spendgate.proxy.upstreams`)."""
+    final_message: bool | None = None
+    """The answer ended with an assistant message, not a tool call (None: not known)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,8 @@ class Route:
     """Per-unit price (one image, one second of audio) for unit-metered routes."""
     units: int = 1
     """Units the request asked for (``n`` images)."""
+    tools: TurnTools | None = None
+    """The tool outputs of the request's current turn (from the retry detector)."""
 
 
 AUDIO_BYTES_PER_SECOND_ESTIMATE = 4_000
@@ -153,6 +158,9 @@ def build_event(
         refusal_reason=outcome.refusal_reason,
         intent_estimate=outcome.intent_estimate,
         upstream=outcome.upstream,
+        tool_outputs=route.tools.outputs if route.tools is not None else 0,
+        tool_failures=route.tools.failures if route.tools is not None else 0,
+        final_message=outcome.final_message,
     )
 
 

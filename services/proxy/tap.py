@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from spendgate.proxy.usage import Usage, count_tokens, usage_from_document
+from spendgate.proxy.usage import Usage, count_tokens, final_message, usage_from_document
 
 _TERMINAL = {"response.completed": "completed", "response.incomplete": "completed",
              "response.failed": "failed", "error": "failed"}
@@ -34,6 +34,7 @@ class StreamTap:
         self.strip_usage_chunk = strip_usage_chunk
         self._usage: Usage | None = None
         self._outcome: str | None = None
+        self._final: bool | None = None
         self._buffer = b""
         self._raw: list[bytes] = []
         self._parsed_upto = 0
@@ -49,6 +50,12 @@ class StreamTap:
         """``completed`` once a terminal success event (or chat's ``[DONE]``) went by; ``failed``."""
         self._parse_raw()
         return self._outcome
+
+    @property
+    def final_message(self) -> bool | None:
+        """Whether the answer ended with an assistant message rather than a tool call (None: not seen)."""
+        self._parse_raw()
+        return self._final
 
     def feed(self, chunk: bytes) -> bytes:
         """Take ``chunk``; return the bytes to relay to the client now."""
@@ -96,7 +103,7 @@ class StreamTap:
                 tail.append(block)
                 if _has_usage(block):
                     break
-        self._usage, self._outcome = None, None
+        self._usage, self._outcome, self._final = None, None, None
         for block in reversed(tail):
             self._on_event(block)
         self._deltas.clear()  # rebuilt from the whole stream if an estimate is ever needed
@@ -140,6 +147,10 @@ class StreamTap:
         kind = doc.get("type") or name.decode(errors="replace")
         if kind in _TERMINAL:
             self._outcome = _TERMINAL[kind]
+            if isinstance(doc.get("response"), dict):
+                self._final = final_message(doc["response"])
+        elif "choices" in doc and (final := final_message(doc)) is not None:
+            self._final = final
         found = usage_from_document(doc)
         if found is not None:
             self._usage = found

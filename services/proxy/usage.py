@@ -70,10 +70,36 @@ def usage_from_document(doc: Any) -> Usage | None:
 
 
 def usage_from_body(body: bytes) -> Usage | None:
+    return answer_of(body)[0]
+
+
+def answer_of(body: bytes) -> tuple[Usage | None, bool | None]:
+    """Usage and :func:`final_message` of a whole (non-streamed) response body, from one decode."""
     try:
-        return usage_from_document(msgspec.json.decode(body))
+        doc = msgspec.json.decode(body)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return None, None
+    return usage_from_document(doc), final_message(doc)
+
+
+CLIENT_TOOL_CALLS = frozenset({"function_call", "custom_tool_call", "local_shell_call", "computer_call"})
+"""Responses output items the client must run and answer in a next request: the turn goes on."""
+
+
+def final_message(doc: Any) -> bool | None:
+    """Whether a response (Responses: its ``output``; Chat Completions: ``finish_reason``) ended with an
+    assistant message rather than a tool call the client must run; None when it does not say."""
+    if not isinstance(doc, dict):
         return None
+    output = doc.get("output")
+    if isinstance(output, list) and output:
+        return not any(isinstance(item, dict) and item.get("type") in CLIENT_TOOL_CALLS for item in output)
+    choices = doc.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        reason = choices[0].get("finish_reason")
+        if isinstance(reason, str):
+            return reason not in ("tool_calls", "function_call")
+    return None
 
 
 @functools.cache

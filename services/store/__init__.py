@@ -15,6 +15,8 @@ Family (owner folder under ``services/``): tables; other families' tables it als
 - rate limits (``store/ratelimits``): rate_limits, rate_limit_counts.
 - access (``store/access``): console_sessions, login_attempts, api_tokens, audit_log; also reads
   budget_audit (the audit trail reads both in one query).
+- turn outcomes (``store/outcomes``): turn_evals; also reads usage_events (a turn's outcome is its
+  events added up, beside its external evaluation).
 - bus log and positions (``core/bus``: the Postgres bus adapter and ``positions.py``): bus_partitions,
   bus_log, bus_group_offsets, consumer_positions.
 
@@ -80,6 +82,7 @@ FAMILIES: tuple[Family, ...] = (
     Family("access", "store/access", ("console_sessions", "login_attempts", "api_tokens", "audit_log"),
            also_reads=("budget_audit",)),
     Family("bus", "core/bus", ("bus_partitions", "bus_log", "bus_group_offsets", "consumer_positions")),
+    Family("outcomes", "store/outcomes", ("turn_evals",), also_reads=("usage_events",)),
 )
 """Every table and its one owner: the single declared mapping (migrations, the ownership check)."""
 

@@ -152,3 +152,8 @@ STRENGTH: tuple[Role, ...] = (Role.ADMIN, Role.FINOPS, Role.MANAGER, Role.DEVELO
 
 def strongest(roles: set[Role]) -> Role | None:
     return next((r for r in STRENGTH if r in roles), None)
+
+
+def may_record_evals(who: Identity) -> bool:
+    """Send external evaluation scores of turns (``POST /v1/evals``): they change every turn's score."""
+    return who.role in (Role.ADMIN, Role.FINOPS)

@@ -29,14 +29,22 @@ import json
 import re
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import msgspec
 
 _EXIT = re.compile(r"(?:Process exited with code|[Ee]xit code:?|\"exit_code\"\s*:)\s*(-?\d+)")
+_EXIT_MARKERS = (b"Process exited with code", b"xit code", b"exit_code")
+""":data:`_EXIT`'s phrases, found in an output's raw JSON with ``bytes.find`` (a regex scan of every output
+of a turn cost as much as decoding the whole body)."""
+_CODE_AFTER = re.compile(rb'[\\":\s]{0,8}(-?\d+)')
+_ERROR_STARTS = (b'"error', b'"Error', b'"ERROR', b'"failed', b'"Failed')
+"""A string output that starts by saying it failed (``error: patch does not apply``), as raw JSON."""
 _OUTPUT_TYPES = frozenset({"function_call_output", "custom_tool_call_output"})
 COMMAND_MAX_CHARS = 200
+MAX_SEEN_OUTPUTS = 512
+"""Tool outputs whose verdict a session remembers (:func:`turn_tools`); forgotten all at once past it."""
 FINGERPRINT_HEAD, FINGERPRINT_TAIL = 1_024, 4_096
 
 
@@ -51,6 +59,8 @@ class RetryVerdict:
     """The failing command as a person would read it (``ls /nope``), or None for a resend."""
     first_exhaustion: bool = False
     """True on the first refusal of this loop: publish ``RetryLoopDetected`` once."""
+    tools: TurnTools | None = None
+    """The tool outputs of the current turn's tail (:func:`turn_tools`), for the usage event."""
 
     @property
     def retry(self) -> bool:
@@ -64,6 +74,14 @@ class RetryVerdict:
 
 
 NO_RETRY = RetryVerdict("none", 0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class TurnTools:
+    """What the current turn's tail says about its tools: how many outputs came back, how many failed."""
+
+    outputs: int
+    failures: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +117,8 @@ class InputItem(msgspec.Struct, frozen=True):
     call_id: str | None = None
     output: msgspec.Raw = msgspec.Raw(b"null")
     """Left undecoded: only the outputs at the tail of the history are ever read (saves ~30 µs)."""
+    is_error: bool = False
+    """An Anthropic ``tool_result`` the client marked ``is_error``."""
 
 
 class _Body(msgspec.Struct):
@@ -115,6 +135,7 @@ class _Block(msgspec.Struct, frozen=True):
     input: msgspec.Raw = msgspec.Raw(b"null")
     tool_use_id: str | None = None
     content: msgspec.Raw = msgspec.Raw(b"null")
+    is_error: bool = False
 
 
 class _Message(msgspec.Struct, frozen=True):
@@ -160,7 +181,8 @@ def _from_messages(raw: bytes) -> list[InputItem]:
                 items.append(InputItem(type="function_call", name=block.name, call_id=block.id,
                                        arguments=bytes(block.input).decode()))
             elif block.type == "tool_result":
-                items.append(InputItem(type="function_call_output", call_id=block.tool_use_id, output=block.content))
+                items.append(InputItem(type="function_call_output", call_id=block.tool_use_id, output=block.content,
+                                       is_error=block.is_error))
     return items
 
 
@@ -200,6 +222,41 @@ def failing_streak(items: Sequence[InputItem]) -> FailingStreak | None:
         else:
             break
     return streak
+
+
+def turn_tools(items: Sequence[InputItem], seen: dict[str, bool] | None = None) -> TurnTools:
+    """Count the tool outputs of the current turn (the items after its last user message) and how many
+    failed: a non-zero exit code, an output that starts with ``error``/``failed``, or Anthropic's
+    ``is_error``. Read from the raw JSON of each output, never decoded. ``seen`` (the session's, by
+    ``call_id``) remembers what earlier requests found: the turn's history is re-sent every request, so
+    only the new outputs are read (~2 µs each; a turn's tail may hold dozens)."""
+    outputs = failures = 0
+    for item in reversed(items):
+        if item.type in _OUTPUT_TYPES:
+            outputs += 1
+            key = item.call_id
+            failed = seen.get(key) if seen is not None and key is not None else None
+            if failed is None:
+                failed = item.is_error or raw_output_failed(bytes(item.output))
+                if seen is not None and key is not None:
+                    if len(seen) >= MAX_SEEN_OUTPUTS:
+                        seen.clear()
+                    seen[key] = failed
+            failures += failed
+        elif item.type == "message" and item.role == "user":
+            break
+    return TurnTools(outputs, failures)
+
+
+def raw_output_failed(raw: bytes) -> bool:
+    """:func:`failed_output` on an output's raw JSON, plus outputs that start by saying they failed."""
+    if raw.startswith(_ERROR_STARTS):
+        return True
+    for marker in _EXIT_MARKERS:
+        at = raw.find(marker)
+        if at >= 0 and (m := _CODE_AFTER.match(raw, at + len(marker))) is not None:
+            return int(m.group(1)) != 0
+    return False
 
 
 def _decoded(raw: msgspec.Raw) -> Any:
@@ -254,6 +311,8 @@ class _State:
     """The failing command (name, arguments) the owner's last request ended with (owner states only)."""
     command_runs: int = 0
     """Consecutive requests of the owner ending with ``command``."""
+    outputs_failed: dict[str, bool] = field(default_factory=dict)
+    """Whether each tool output (by ``call_id``) already read in this session failed."""
 
 
 class RetryDetector:
@@ -274,8 +333,15 @@ class RetryDetector:
         if raw is None and body is None:
             raise ValueError("observe needs the request body, raw or parsed")
         limit = self.default_cap if cap is None else cap
-        streak = failing_streak(input_items(raw) if raw is not None else items_of(body or {}))
+        items = input_items(raw) if raw is not None else items_of(body or {})
         states = self._states(session_id, owner)
+        tools = turn_tools(items, states[0].outputs_failed if states else None)
+        verdict = self._observe(states, items, raw, body, limit, owner)
+        return replace(verdict, tools=tools) if tools.outputs else verdict
+
+    def _observe(self, states: list[_State], items: list[InputItem], raw: bytes | None,
+                 body: Mapping[str, Any] | None, limit: int, owner: str | None) -> RetryVerdict:
+        streak = failing_streak(items)
         verdict = _tool_verdict(streak, limit) if streak is not None and streak.count > 1 else NO_RETRY
         if not states:
             return verdict

@@ -1,0 +1,125 @@
+"""Turn outcomes: the usage events of each turn added up, beside the turn's external evaluation.
+
+The read picks turns first (the newest ``limit`` turns with an event at or after ``since``, for one
+session or team if asked), then adds up every event of each picked turn through the ``usage_events_turn``
+index, so a turn that began before ``since`` is still counted whole. Evaluations are one row per turn id,
+the latest replacing the one before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import asyncpg
+
+from spendgate.core.db import Queryable
+from spendgate.domain.outcomes import ExternalScore, TurnEvaluation, TurnFacts
+
+POLICY_VERSION_COLUMN = "policy_version"
+"""The usage events' policy version column (issue 13 item 6, added by another change): read when it
+exists, so the outcomes name the version once events carry it."""
+
+_TURNS = """
+WITH picked AS (
+    SELECT developer, turn_id, max(occurred_at) AS last_at
+    FROM usage_events
+    WHERE turn_id IS NOT NULL AND occurred_at >= $1
+      AND ($2::text IS NULL OR session_id = $2) AND ($3::text IS NULL OR team = $3)
+    GROUP BY developer, turn_id
+    ORDER BY last_at DESC
+    LIMIT $4
+)
+SELECT p.developer, p.turn_id, p.last_at, a.sessions[1] AS session_id, a.teams[a.n] AS team,
+       a.started_at, a.ended_at, a.n AS requests, a.tool_calls, a.tool_failures, a.retry_requests,
+       coalesce(a.finals[a.n], false) AS final_message, a.failed, a.incomplete, a.aborted, a.refused,
+       a.requested[1] AS model_requested, a.used[a.n] AS model_used, a.downgraded, a.cost_micros,
+       a.versions[a.n] AS policy_version, v.score AS eval_score, v.evaluator, v.evaluated_at
+FROM picked p
+CROSS JOIN LATERAL (
+    -- One turn's events through usage_events_turn, already in time order: every array_agg shares one
+    -- ORDER BY, so PostgreSQL sorts each turn once (or not at all), and [1] / [n] are its first / last.
+    SELECT count(*) AS n,
+           array_agg(e.session_id ORDER BY e.occurred_at, e.event_id) AS sessions,
+           array_agg(e.team ORDER BY e.occurred_at, e.event_id) AS teams,
+           array_agg(e.final_message ORDER BY e.occurred_at, e.event_id) AS finals,
+           array_agg(e.model_requested ORDER BY e.occurred_at, e.event_id) AS requested,
+           array_agg(e.model_used ORDER BY e.occurred_at, e.event_id) AS used,
+           array_agg({policy_version} ORDER BY e.occurred_at, e.event_id) AS versions,
+           min(e.occurred_at - make_interval(secs => e.latency_ms / 1000.0)) AS started_at,
+           max(e.occurred_at) AS ended_at,
+           max(e.tool_outputs) AS tool_calls,
+           max(e.tool_failures) AS tool_failures,
+           count(*) FILTER (WHERE e.retry) AS retry_requests,
+           count(*) FILTER (WHERE e.status = 'upstream_error') AS failed,
+           count(*) FILTER (WHERE e.status = 'incomplete') AS incomplete,
+           count(*) FILTER (WHERE e.status = 'client_aborted') AS aborted,
+           count(*) FILTER (WHERE e.status = 'refused') AS refused,
+           bool_or(e.route_reason <> 'requested') AS downgraded,
+           sum(e.cost_micros)::bigint AS cost_micros
+    FROM usage_events e
+    WHERE e.turn_id = p.turn_id AND e.developer = p.developer
+) a
+LEFT JOIN turn_evals v ON v.turn_id = p.turn_id
+ORDER BY p.last_at DESC, p.turn_id
+"""
+
+
+async def _has_policy_version(db: Queryable) -> bool:
+    return bool(await db.fetchval(
+        """SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'usage_events'::regclass
+                          AND attname = $1 AND NOT attisdropped)""", POLICY_VERSION_COLUMN))
+
+
+async def turn_facts(db: Queryable, *, since: datetime, session_id: str | None = None, team: str | None = None,
+                     limit: int) -> list[tuple[TurnFacts, ExternalScore | None]]:
+    """The newest ``limit`` turns active at or after ``since``, newest first, each with its evaluation."""
+    version = f"e.{POLICY_VERSION_COLUMN}::text" if await _has_policy_version(db) else "NULL::text"
+    rows = await db.fetch(_TURNS.format(policy_version=version), since, session_id, team, limit)
+    return [(_facts(r), _external(r)) for r in rows]
+
+
+def _facts(r: asyncpg.Record) -> TurnFacts:
+    return TurnFacts(
+        developer=r["developer"], team=r["team"], session_id=r["session_id"], turn_id=r["turn_id"],
+        started_at=r["started_at"], ended_at=r["ended_at"], requests=r["requests"], tool_calls=r["tool_calls"],
+        tool_failures=r["tool_failures"], retry_requests=r["retry_requests"], final_message=r["final_message"],
+        failed=r["failed"], incomplete=r["incomplete"], aborted=r["aborted"], refused=r["refused"],
+        model_requested=r["model_requested"], model_used=r["model_used"], downgraded=r["downgraded"],
+        cost_micros=r["cost_micros"], policy_version=r["policy_version"],
+    )
+
+
+def _external(r: asyncpg.Record) -> ExternalScore | None:
+    if r["eval_score"] is None:
+        return None
+    return ExternalScore(r["eval_score"], r["evaluator"], r["evaluated_at"])
+
+
+async def known_turns(db: Queryable, turn_ids: Sequence[str]) -> set[str]:
+    """Which of ``turn_ids`` have at least one usage event."""
+    rows = await db.fetch("""SELECT DISTINCT turn_id FROM usage_events
+                             WHERE turn_id IS NOT NULL AND turn_id = ANY($1::text[])""", list(set(turn_ids)))
+    return {r["turn_id"] for r in rows}
+
+
+async def record_evals(db: Queryable, evaluations: Sequence[TurnEvaluation], *, received_at: datetime) -> int:
+    """Store evaluations (one statement; the last of a turn in the batch wins, and it replaces a stored one
+    unless that one was evaluated later). Returns how many rows were written."""
+    latest: dict[str, TurnEvaluation] = {}
+    for e in evaluations:
+        latest[e.turn_id] = e
+    if not latest:
+        return 0
+    rows = list(latest.values())
+    result = await db.execute(
+        """INSERT INTO turn_evals (turn_id, score, evaluator, evaluated_at, received_at)
+           SELECT t, s, ev, at, $5 FROM unnest($1::text[], $2::float8[], $3::text[], $4::timestamptz[])
+               AS x(t, s, ev, at)
+           ON CONFLICT (turn_id) DO UPDATE SET score = excluded.score, evaluator = excluded.evaluator,
+               evaluated_at = excluded.evaluated_at, received_at = excluded.received_at
+           WHERE turn_evals.evaluated_at <= excluded.evaluated_at""",
+        [e.turn_id for e in rows], [e.score for e in rows], [e.evaluator for e in rows],
+        [e.evaluated_at or received_at for e in rows], received_at,
+    )
+    return int(result.rsplit(" ", 1)[-1])
