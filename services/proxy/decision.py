@@ -41,17 +41,22 @@ class Pass:
     """The request repeats a failing tool call (retry spend, flagged on its usage event)."""
     remaining_micros: int | None = None
     """What is left of the tightest budget the request falls under (None: no budget applies)."""
+    policy_version: str | None = None
+    """The stored policy version that decided (on the usage event)."""
 
 
 @dataclass(frozen=True, slots=True)
 class RewriteModel:
-    """Forward with ``model`` instead of the requested one (a downgrade)."""
+    """Forward with ``model`` instead of the requested one (a downgrade or a routing rule)."""
 
     model: str
     route_reason: RouteReason = "downgrade"
     stage: Stage = "downgrade"
     retry: bool = False
     remaining_micros: int | None = None
+    policy_version: str | None = None
+    routing_rule: str | None = None
+    """The name of the routing rule that changed the model, if one did."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +71,7 @@ class Refuse:
     retry: bool = False
     reason: RefusalReason = "budget_pause"
     remaining_micros: int | None = None
+    policy_version: str | None = None
 
 
 Decision = Pass | RewriteModel | Refuse

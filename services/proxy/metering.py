@@ -62,6 +62,10 @@ class Route:
     """Per-unit price (one image, one second of audio) for unit-metered routes."""
     units: int = 1
     """Units the request asked for (``n`` images)."""
+    policy_version: str | None = None
+    """The stored policy version the request was decided under."""
+    routing_rule: str | None = None
+    """The routing rule that changed the model, if one did."""
 
 
 AUDIO_BYTES_PER_SECOND_ESTIMATE = 4_000
@@ -153,6 +157,8 @@ def build_event(
         refusal_reason=outcome.refusal_reason,
         intent_estimate=outcome.intent_estimate,
         upstream=outcome.upstream,
+        policy_version=route.policy_version,
+        routing_rule=route.routing_rule,
     )
 
 

@@ -12,6 +12,11 @@ active raises), and lets the most severe stage decide:
   otherwise ``cheapest`` (if any pausing scope says it) sends the request to the cascade's last model
   and ``step_down`` one step down the cascade, whatever the turn's size.
 
+Routing rules (``Policy.routing``, :mod:`.routing`) come first: a request a rule matches is decided
+as a request for the rule's model (its stages, its cascade), and recorded as routed by that rule
+(``route_reason`` ``routing_rule``, unless a budget stage then moved it further). A refusal stays a
+refusal of the requested model.
+
 The cascade is the narrowest budgeted scope's own for the model, else the settings' (``Policy.chain``).
 A per-model budget's stage is its model's alone: a request downgraded away from it reserves against
 the balances of the model it is sent to.
@@ -19,7 +24,7 @@ the balances of the model it is sent to.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -74,6 +79,10 @@ class Decision:
     remaining_micros: int | None = None
     """The tightest of the request's budgets: the least (effective budget − spent) over its budgeted
     scope-periods, negative once spend is past a budget; None when no budget applies."""
+    policy_version: str | None = None
+    """The stored policy version that decided (``Policy.version``)."""
+    routing_rule: str | None = None
+    """The routing rule that changed the model (its name), if one did."""
 
     @property
     def refused(self) -> bool:
@@ -142,7 +151,22 @@ def decide(facts: RequestFacts, policy: Policy, spend: SpendOf, now: datetime,
     ``found``: the request's :func:`standings` when the caller has just computed them for the same
     principal, spend and time (the proxy does, to see whether it is near a pause line).
     """
-    model = facts.model
+    if policy.routing:
+        scopes = facts.principal.scopes()
+        rule = policy.routing.match(scopes, facts.model, facts.est_input_tokens, now,
+                                    lambda m: policy.chain(m, scopes))
+        if rule is not None:
+            routed = _decide(replace(facts, model=rule.model), policy, spend, now, None)
+            if routed.refused:
+                return replace(routed, model_requested=facts.model, model_used=facts.model)
+            reason = "routing_rule" if routed.route_reason == "requested" else routed.route_reason
+            return replace(routed, model_requested=facts.model, route_reason=reason, routing_rule=rule.name)
+    return _decide(facts, policy, spend, now, found)
+
+
+def _decide(facts: RequestFacts, policy: Policy, spend: SpendOf, now: datetime,
+            found: list[Standing] | None) -> Decision:
+    model, version = facts.model, policy.version
     if found is None:
         found = standings(facts.principal, policy, spend, now, model)
     keys = tuple(s.key for s in found)
@@ -155,22 +179,22 @@ def decide(facts: RequestFacts, policy: Policy, spend: SpendOf, now: datetime,
         if refusing:
             # The request passes again only when every refusing period has reset: name the last one.
             by = max(refusing, key=lambda s: (s.resets_at, s.spent_micros * 10**6 // s.budget_micros))
-            return Decision("refuse", level, model, model, "requested", by, keys, left)
+            return Decision("refuse", level, model, model, "requested", by, keys, left, version)
         by = max(at_level, key=lambda s: s.resets_at)
         if any(s.at_pause == "cheapest" for s in at_level):
             spends_in = _keys_for(facts, policy, now, chain[-1], keys)
-            return Decision("pause_cheapest", level, model, chain[-1], "pause_cheapest", by, spends_in, left)
+            return Decision("pause_cheapest", level, model, chain[-1], "pause_cheapest", by, spends_in, left, version)
         return Decision("pause_step_down", level, model, chain[1], "pause_step_down", by,
-                        _keys_for(facts, policy, now, chain[1], keys), left)
+                        _keys_for(facts, policy, now, chain[1], keys), left, version)
     if not at_level:
-        return Decision("pass", level, model, model, "requested", None, keys, left)
+        return Decision("pass", level, model, model, "requested", None, keys, left, version)
     by = _worst(at_level)
     if level is StageLevel.DOWNGRADE and facts.est_input_tokens < policy.downgrade_max_input_tokens:
         target = policy.next_model(model, facts.principal.scopes())
         if target is not None:
             return Decision("downgrade", level, model, target, "downgrade", by,
-                            _keys_for(facts, policy, now, target, keys), left)
-    return Decision("pass", level, model, model, "requested", by, keys, left)
+                            _keys_for(facts, policy, now, target, keys), left, version)
+    return Decision("pass", level, model, model, "requested", by, keys, left, version)
 
 
 def _keys_for(facts: RequestFacts, policy: Policy, now: datetime, used: str,
