@@ -185,5 +185,13 @@ def test_parse_hours_accepts_the_end_of_the_day() -> None:
 def test_a_policy_without_rules_decides_as_before() -> None:
     """No rules: an empty routing table, falsy, and the decision leaves the model alone."""
     p = Policy.from_settings(EnforcementSettings(), [Budget("team:platform", daily_micros=10 * USD)])
-    assert not p.routing
+    assert not p.routing.rules
     assert routed(p, berlin(12)) == "gpt-5.1"
+
+
+def test_a_rule_without_scope_applies_to_the_whole_org_after_narrower_ones() -> None:
+    """scope defaults to org: every team's turns are routed, but a team's own rule is tried first."""
+    org_rule = {k: v for k, v in RULE.items() if k != "scope"} | {"name": "everyone", "model": "gpt-4.1-mini"}
+    p = with_rules(org_rule, RULE)
+    assert routed(p, berlin(12), who=BOB) == "gpt-4.1-mini"
+    assert routed(p, berlin(12), who=ALICE) == "gpt-5.1-mini"

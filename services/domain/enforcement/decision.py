@@ -24,7 +24,7 @@ the balances of the model it is sent to.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -151,22 +151,17 @@ def decide(facts: RequestFacts, policy: Policy, spend: SpendOf, now: datetime,
     ``found``: the request's :func:`standings` when the caller has just computed them for the same
     principal, spend and time (the proxy does, to see whether it is near a pause line).
     """
-    if policy.routing:
-        scopes = facts.principal.scopes()
-        rule = policy.routing.match(scopes, facts.model, facts.est_input_tokens, now,
-                                    lambda m: policy.chain(m, scopes))
+    if policy.routing.rules:
+        rule = policy.routing.match(facts.principal, facts.model, facts.est_input_tokens, now, policy.chain_of)
         if rule is not None:
-            routed = _decide(replace(facts, model=rule.model), policy, spend, now, None)
-            if routed.refused:
-                return replace(routed, model_requested=facts.model, model_used=facts.model)
-            reason = "routing_rule" if routed.route_reason == "requested" else routed.route_reason
-            return replace(routed, model_requested=facts.model, route_reason=reason, routing_rule=rule.name)
-    return _decide(facts, policy, spend, now, found)
+            return _decide(facts, rule.model, policy, spend, now, None, rule.name)
+    return _decide(facts, facts.model, policy, spend, now, found, None)
 
 
-def _decide(facts: RequestFacts, policy: Policy, spend: SpendOf, now: datetime,
-            found: list[Standing] | None) -> Decision:
-    model, version = facts.model, policy.version
+def _decide(facts: RequestFacts, model: str, policy: Policy, spend: SpendOf, now: datetime,
+            found: list[Standing] | None, rule: str | None) -> Decision:
+    """The budget decision for a request served by ``model`` (the requested one, or ``rule``'s)."""
+    asked, version = facts.model, policy.version
     if found is None:
         found = standings(facts.principal, policy, spend, now, model)
     keys = tuple(s.key for s in found)
@@ -179,28 +174,30 @@ def _decide(facts: RequestFacts, policy: Policy, spend: SpendOf, now: datetime,
         if refusing:
             # The request passes again only when every refusing period has reset: name the last one.
             by = max(refusing, key=lambda s: (s.resets_at, s.spent_micros * 10**6 // s.budget_micros))
-            return Decision("refuse", level, model, model, "requested", by, keys, left, version)
+            return Decision("refuse", level, asked, asked, "requested", by, keys, left, version)
         by = max(at_level, key=lambda s: s.resets_at)
         if any(s.at_pause == "cheapest" for s in at_level):
-            spends_in = _keys_for(facts, policy, now, chain[-1], keys)
-            return Decision("pause_cheapest", level, model, chain[-1], "pause_cheapest", by, spends_in, left, version)
-        return Decision("pause_step_down", level, model, chain[1], "pause_step_down", by,
-                        _keys_for(facts, policy, now, chain[1], keys), left, version)
+            spends_in = _keys_for(facts, model, policy, now, chain[-1], keys)
+            return Decision("pause_cheapest", level, asked, chain[-1], "pause_cheapest", by, spends_in, left,
+                            version, rule)
+        return Decision("pause_step_down", level, asked, chain[1], "pause_step_down", by,
+                        _keys_for(facts, model, policy, now, chain[1], keys), left, version, rule)
+    reason: RouteReason = "requested" if rule is None else "routing_rule"
     if not at_level:
-        return Decision("pass", level, model, model, "requested", None, keys, left, version)
+        return Decision("pass", level, asked, model, reason, None, keys, left, version, rule)
     by = _worst(at_level)
     if level is StageLevel.DOWNGRADE and facts.est_input_tokens < policy.downgrade_max_input_tokens:
         target = policy.next_model(model, facts.principal.scopes())
         if target is not None:
-            return Decision("downgrade", level, model, target, "downgrade", by,
-                            _keys_for(facts, policy, now, target, keys), left, version)
-    return Decision("pass", level, model, model, "requested", by, keys, left, version)
+            return Decision("downgrade", level, asked, target, "downgrade", by,
+                            _keys_for(facts, model, policy, now, target, keys), left, version, rule)
+    return Decision("pass", level, asked, model, reason, by, keys, left, version, rule)
 
 
-def _keys_for(facts: RequestFacts, policy: Policy, now: datetime, used: str,
+def _keys_for(facts: RequestFacts, model: str, policy: Policy, now: datetime, used: str,
               requested: tuple[BalanceKey, ...]) -> tuple[BalanceKey, ...]:
-    """The balances a request sent to ``used`` instead of the requested model spends in: the same unless a
-    per-model budget counts one of the two models."""
-    if facts.model not in policy._models and used not in policy._models:
+    """The balances a request for ``model`` sent to ``used`` instead spends in: the same unless a per-model
+    budget counts one of the two models."""
+    if model not in policy._models and used not in policy._models:
         return requested
     return tuple(key for key, _ in balance_keys(facts.principal, policy, now, used))

@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from spendgate.domain.enforcement.balances import BalanceKey
 from spendgate.domain.enforcement.routing import RoutingTable, parse_rules
-from spendgate.domain.enforcement.scopes import model_scope, parse_model, parse_scope, split_scope
+from spendgate.domain.enforcement.scopes import Principal, model_scope, parse_model, parse_scope, split_scope
 from spendgate.domain.enforcement.settings import EnforcementSettings
 from spendgate.domain.errors import ConfigError
 from spendgate.domain.money import usd_to_micros
@@ -173,8 +173,9 @@ class Policy:
     retry_cap: int = 3
     routing: RoutingTable = field(default_factory=RoutingTable)
     """Always-on routing rules (:mod:`.routing`), evaluated before the budget stages."""
-    version: str | None = None
-    """The id of the stored policy version this policy enforces (None before the first ``policy apply``)."""
+    version: str | None = field(default=None, compare=False)
+    """The id of the stored policy version this policy enforces (None before the first ``policy apply``).
+    Not part of a policy's identity: a proposal equals the live policy it became."""
     _periods: dict[tuple[PeriodKind, str], Period] = field(default_factory=dict, compare=False, repr=False,
                                                            init=False)
     """Current period per (kind, timezone): a cache, valid while ``starts_at <= now < ends_at``."""
@@ -188,11 +189,16 @@ class Policy:
     an init field, so ``replace`` (a reload) builds its own instead of adding the raises to the old one's."""
     _models: set[str] = field(default_factory=set, compare=False, repr=False, init=False)
     """Models that some per-model budget counts: only their requests look for per-model budgets."""
+    _own_cascades: list[bool] = field(default_factory=list, compare=False, repr=False, init=False)
+    """``[True]`` when some budget has cascades of its own (then a chain depends on the request's scopes)."""
+    _chains: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False, init=False)
+    """The settings' chain per model (:meth:`chain_of` without budgets' own cascades): a cache."""
 
     def __post_init__(self) -> None:
         for r in self.raises:
             self._raises_of[r.scope] = (*self._raises_of.get(r.scope, ()), r)
         self._models.update(m for b in self.budgets.values() if (m := b.model) is not None)
+        self._own_cascades.append(any(b.cascades is not None for b in self.budgets.values()))
 
     def budget_scopes(self, scopes: Iterable[str], model: str) -> list[str]:
         """The budgeted scopes a request for ``model`` falls in, narrowest first: each scope's per-model
@@ -257,6 +263,16 @@ class Policy:
             if own is not None and len(found := _chain_in(dict(own), model)) > 1:
                 return found
         return _chain_in(self.cascades, model)
+
+    def chain_of(self, model: str, principal: Principal) -> tuple[str, ...]:
+        """:meth:`chain` for a principal's request, without building its scopes when no budget has cascades
+        of its own (the routing rules ask it on the request path)."""
+        if self._own_cascades[0]:
+            return self.chain(model, principal.scopes())
+        found = self._chains.get(model)
+        if found is None:
+            found = self._chains[model] = _chain_in(self.cascades, model)
+        return found
 
     def retry_cap_for(self, scopes: Iterable[str]) -> int:
         """The tightest retry cap among the scopes' budgets, else the default."""

@@ -17,21 +17,25 @@ rules")::
 :class:`RoutingTable` is built once per policy (rules indexed by scope) and evaluated inside the
 enforcement decision on every request, from memory: the narrowest scope's rules first (key, developer,
 team, cost center, org), in document order within a scope; the first that matches wins. A request whose
-scopes carry no rule costs one dictionary lookup per scope.
+scopes carry no rule costs one dictionary lookup per scope (by the principal's own fields: no scope
+string is built).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from spendgate.domain.enforcement.scopes import parse_model, parse_scope, split_scope
+from spendgate.domain.enforcement.scopes import Principal, parse_model, parse_scope, split_scope
 from spendgate.domain.errors import ConfigError
 from spendgate.domain.periods import zone
 
+_PRINCIPAL_FIELDS = (("key", "key_id"), ("developer", "developer"), ("team", "team"), ("cost_center", "cost_center"))
+Chain = Callable[[str, Principal], tuple[str, ...]]
+"""``Policy.chain_of``: a model's cascade for a principal's request."""
 MAX_ROUTING_RULES = 200
 """Rules one policy may carry (a policy file or API body is operator input: keep it bounded)."""
 MAX_RULE_MODELS = 64
@@ -63,13 +67,14 @@ class RoutingRule:
             return start <= minute_of_day < end
         return minute_of_day >= start or minute_of_day < end  # wraps midnight
 
-    def applies_to(self, requested: str, chain: Callable[[str], tuple[str, ...]]) -> bool:
-        """Whether a request for ``requested`` may be routed by this rule (``chain``: its cascade)."""
+    def applies_to(self, requested: str, principal: Principal, chain: Chain) -> bool:
+        """Whether ``principal``'s request for ``requested`` may be routed by this rule (``chain``: the
+        policy's cascade of a model for a principal)."""
         if requested == self.model:
             return False
         if self.models is not None:
             return requested in self.models
-        return self.model in chain(requested)[1:]
+        return self.model in chain(requested, principal)[1:]
 
     def document(self) -> dict[str, Any]:
         """The rule in the policy document's form (the time zone always written out)."""
@@ -181,30 +186,37 @@ class RoutingTable:
     """A policy's rules, indexed by scope; :meth:`match` is the request-path evaluation (memory only)."""
 
     rules: tuple[RoutingRule, ...] = ()
-    _by_scope: dict[str, tuple[RoutingRule, ...]] = field(default_factory=dict, compare=False, repr=False,
-                                                          init=False)
+    _index: dict[str, dict[str, tuple[RoutingRule, ...]]] = field(default_factory=dict, compare=False, repr=False,
+                                                                  init=False)
+    """Rules by scope kind (``key``, ``developer``, ``team``, ``cost_center``, ``org``) and value: a request
+    is looked up by its principal's fields, with no scope string built."""
+    _lookups: list[tuple[str, dict[str, tuple[RoutingRule, ...]]]] = field(default_factory=list, compare=False,
+                                                                           repr=False, init=False)
+    """Only the scope kinds that have rules, narrowest first: (the principal's field, rules by its value)."""
     _minutes: dict[str, tuple[datetime, datetime, int]] = field(default_factory=dict, compare=False, repr=False,
                                                                 init=False)
     """Local minute of the day per time zone: a cache, valid for the UTC minute it was computed in."""
 
     def __post_init__(self) -> None:
+        for kind in ("key", "developer", "team", "cost_center", "org"):
+            self._index[kind] = {}
         for rule in self.rules:
-            self._by_scope[rule.scope] = (*self._by_scope.get(rule.scope, ()), rule)
+            kind, _, value = rule.scope.partition(":")
+            by_value = self._index[kind]
+            by_value[value] = (*by_value.get(value, ()), rule)
+        self._lookups.extend((attr, self._index[kind]) for kind, attr in _PRINCIPAL_FIELDS if self._index[kind])
+        self._lookups.extend(("", {"": rules}) for rules in [self._index["org"].get("")] if rules)
 
-    def __bool__(self) -> bool:
-        return bool(self.rules)
-
-    def match(self, scopes: Iterable[str], model: str, est_input_tokens: int, now: datetime,
-              chain: Callable[[str], tuple[str, ...]]) -> RoutingRule | None:
+    def match(self, principal: Principal, model: str, est_input_tokens: int, now: datetime,
+              chain: Chain) -> RoutingRule | None:
         """The first rule (narrowest scope first, then document order) that routes this request, if any."""
-        by_scope = self._by_scope
-        for scope in scopes:
-            rules = by_scope.get(scope)
+        for attr, by_value in self._lookups:
+            rules = by_value.get(getattr(principal, attr) if attr else "")
             if rules is None:
                 continue
             for rule in rules:
                 if (est_input_tokens < rule.max_input_tokens and rule.in_hours(self.minute_of_day(rule.timezone, now))
-                        and rule.applies_to(model, chain)):
+                        and rule.applies_to(model, principal, chain)):
                     return rule
         return None
 
