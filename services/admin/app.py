@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from spendgate.admin import api_keys, api_policy, api_ratelimits, api_reconciliation, api_reports
+from spendgate.admin import api_keys, api_policy, api_ratelimits, api_reconciliation, api_reports, api_versions
 from spendgate.admin.console.auth_chain import PUBLIC_PREFIXES, RESOLVERS, admin_token_resolver, identity_middleware
 from spendgate.admin.console.routes import add_console
 from spendgate.admin.deps import DEPS, Deps
@@ -17,7 +17,7 @@ from spendgate.admin.openapi import Operation, document
 
 def operations() -> list[Operation]:
     ops = [*api_keys.operations(), *api_policy.operations(), *api_reports.operations(),
-           *api_reconciliation.operations(), *api_ratelimits.operations()]
+           *api_reconciliation.operations(), *api_ratelimits.operations(), *api_versions.operations()]
     return [*ops, Operation("GET", "/openapi.json", "openapi", "This OpenAPI 3.1 document", _openapi,
                             dict[str, Any], errors=(), tags=("meta",))]
 

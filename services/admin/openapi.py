@@ -51,7 +51,8 @@ class Operation:
     tags: Sequence[str] = field(default_factory=tuple)
 
 
-_ERROR_TEXT = {400: "invalid request", 401: "missing or wrong admin token", 404: "not found",
+_ERROR_TEXT = {400: "invalid request", 401: "missing or wrong admin token", 403: "not allowed for this identity",
+               404: "not found",
                409: "conflicts with the current state", 500: "internal error"}
 
 

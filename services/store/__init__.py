@@ -13,6 +13,7 @@ Family (owner folder under ``services/``): tables; other families' tables it als
 - dead letters (``store/deadletters``): dead_letters.
 - reconciliation (``store/reconciliation``): reconciliation_lines, reconciliation_gaps, reconciliation_runs.
 - rate limits (``store/ratelimits``): rate_limits, rate_limit_counts.
+- policy versions (``store/policies``): policy_versions.
 - bus log and positions (``core/bus``: the Postgres bus adapter and ``positions.py``): bus_partitions,
   bus_log, bus_group_offsets, consumer_positions.
 
@@ -75,6 +76,7 @@ FAMILIES: tuple[Family, ...] = (
     Family("reconciliation", "store/reconciliation", ("reconciliation_lines", "reconciliation_gaps",
                                                       "reconciliation_runs")),
     Family("ratelimits", "store/ratelimits", ("rate_limits", "rate_limit_counts")),
+    Family("policies", "store/policies", ("policy_versions",)),
     Family("bus", "core/bus", ("bus_partitions", "bus_log", "bus_group_offsets", "consumer_positions")),
 )
 """Every table and its one owner: the single declared mapping (migrations, the ownership check)."""
