@@ -56,8 +56,9 @@ def _version_id(text: str) -> str:
 
 
 async def list_versions(request: web.Request) -> web.Response:
-    raw = request.query.get("limit", "50")
-    if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
+    given = request.query.getall("limit", ["50"])
+    raw = given[0]
+    if len(given) != 1 or not raw.isdigit() or not 1 <= int(raw) <= 10_000:
         raise ApiError(400, "bad_request", "limit must be a whole number from 1 to 10000")
     return json_response(VersionList(versions=await versions(request.app[DEPS].pool, limit=int(raw))))
 
@@ -75,7 +76,10 @@ async def get_version(request: web.Request) -> web.Response:
 async def verify_versions(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     version = request.query.get("version")
-    every = request.query.get("all", "false").lower() in ("1", "true", "yes")
+    flags = request.query.getall("all", ["false"])
+    if len(flags) != 1 or flags[0] not in ("true", "false"):
+        raise ApiError(400, "bad_request", "all must be true or false, given once")
+    every = flags[0] == "true"
     if version is not None and every:
         raise ApiError(400, "bad_request", "give version or all, not both")
     return json_response(await check(deps.pool, deps.settings,

@@ -149,16 +149,22 @@ def versions_cmd(ctx: Ctx, limit: int, fmt: str, api_url: str | None) -> None:
 @policy.command("verify")
 @click.argument("version", required=False)
 @click.option("--all", "every", is_flag=True, help="Check every stored version.")
+@api_option
 @pass_ctx
-def verify_cmd(ctx: Ctx, version: str | None, every: bool) -> None:
-    """Check the Ed25519 signature of the active version (or VERSION, or --all) with the policy key;
-    exits 1 when one does not verify."""
-    from spendgate.admin.policy_versions import check
+def verify_cmd(ctx: Ctx, version: str | None, every: bool, api_url: str | None) -> None:
+    """Check the Ed25519 signature of the active version (or VERSION, or --all) with the policy key (through
+    --api: the admin's); exits 1 when one does not verify."""
+    from spendgate.admin.client import open_api
+    from spendgate.admin.policy_versions import Verifications, check
 
     if version and every:
         raise click.UsageError("give a VERSION or --all, not both")
 
     async def go() -> Verifications:
+        if api_url:
+            query = {"all": "true"} if every else {"version": version} if version else {}
+            async with open_api(ctx.settings, api_url) as api:
+                return await api.call("GET", "/v1/policy/verify", Verifications, query=query)
         async with ctx.database() as pool:
             return await check(pool, ctx.settings, version_id=version, every=every)
 

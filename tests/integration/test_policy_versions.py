@@ -100,7 +100,7 @@ async def test_a_rule_routes_small_turns_and_a_rollback_is_followed(db_url: str,
 
 async def cli(db_url: str, data_dir: Path, *args: str) -> Result:
     env = {"SPENDGATE_DATABASE_URL": db_url, "SPENDGATE_DATA_DIR": str(data_dir), "SPENDGATE_LOG_LEVEL": "error",
-           "SPENDGATE_ADMIN_URL": ""}
+           "SPENDGATE_ADMIN_URL": "", "SPENDGATE_ADMIN_TOKEN": ADMIN_TOKEN}
     return await asyncio.to_thread(CliRunner().invoke, main, list(args), env=env, catch_exceptions=False)
 
 
@@ -134,9 +134,11 @@ async def test_verify_finds_a_row_changed_by_hand(pool: asyncpg.Pool, db_url: st
     assert await pool.fetchval("SELECT count(*) FROM policy_versions") == 2
 
 
-async def test_the_api_applies_lists_verifies_and_rolls_back(pool: asyncpg.Pool, tmp_path: Path) -> None:
+async def test_the_api_applies_lists_verifies_and_rolls_back(pool: asyncpg.Pool, db_url: str,
+                                                             tmp_path: Path) -> None:
     """POST /v1/policy/apply stores a version approved by the caller's identity; a bad rule is a 400 naming it;
-    GET versions and verify report it; POST rollback makes the previous one active again."""
+    GET versions and verify (and `policy verify --api`) report it; POST rollback makes the previous one active
+    again."""
     settings = Settings(admin_token=ADMIN_TOKEN, data_dir=tmp_path)  # type: ignore[arg-type]
     async with admin_client(pool, settings) as client:
         bad = await client.post("/v1/policy/apply", headers=auth(),
@@ -156,6 +158,10 @@ async def test_the_api_applies_lists_verifies_and_rolls_back(pool: asyncpg.Pool,
         assert one["document"]["routing_rules"][0]["name"] == "platform-small"
         verified = await (await client.get("/v1/policy/verify?all=true", headers=auth())).json()
         assert (verified["checked"], verified["bad"]) == (2, 0)
+        assert (await client.get("/v1/policy/verify?all=maybe", headers=auth())).status == 400
+        through = await cli(db_url, tmp_path / "elsewhere", "policy", "verify", "--all", "--api",
+                            str(client.make_url("")).rstrip("/"))
+        assert through.exit_code == 0 and "2 policy versions verified" in through.output, through.output
         back = await client.post("/v1/policy/rollback", headers=auth(), json={"reason": "undo"})
         assert back.status == 200
         active = await versions.active_version(pool)
