@@ -169,3 +169,34 @@ async def test_the_api_applies_lists_verifies_and_rolls_back(pool: asyncpg.Pool,
         missing = await client.post("/v1/policy/rollback", headers=auth(), json={"to": "no-such-version"})
         assert missing.status == 400
         assert "no policy version no-such-version" in (await missing.json())["error"]["message"]
+
+
+async def test_cli_mistakes_are_one_error_line_and_change_nothing(pool: asyncpg.Pool, db_url: str,
+                                                                  tmp_path: Path) -> None:
+    """A bad rule, an unknown model, a 300-character approver, verify without a key, a rollback with no
+    versions and a bad signing key are each one `error:` line, exit non-zero, and store no version."""
+    proposal = tmp_path / "p.yaml"
+    cases = [
+        ({"routing_rules": [{**RULE, "hours": "25:00-26:00"}]}, (), "routing rule platform-small: hours"),
+        ({"routing_rules": [{**RULE, "timezone": "Moon/Base"}]}, (), "unknown timezone 'Moon/Base'"),
+        ({"routing_rules": [{**RULE, "model": "gpt-9-nano"}]}, (), "gpt-9-nano"),
+        ({}, ("--approver", "x" * 300), "approver is longer than 200 characters"),
+    ]
+    for doc, extra, message in cases:
+        proposal.write_text(yaml.safe_dump(doc))
+        result = await cli(db_url, tmp_path, "policy", "apply", str(proposal), *extra)
+        assert result.exit_code != 0 and "error:" in result.output and message in result.output, result.output
+        assert "Traceback" not in result.output
+    keyless = await cli(db_url, tmp_path / "empty", "policy", "verify")
+    assert keyless.exit_code != 0 and "no key to verify policy versions with" in keyless.output
+    nothing = await cli(db_url, tmp_path, "policy", "rollback")
+    assert nothing.exit_code != 0 and "nothing to roll back" in nothing.output
+    env_key = tmp_path / "bad.pem"
+    env_key.write_text("not a key")
+    proposal.write_text(yaml.safe_dump({}))
+    bad_key = await asyncio.to_thread(
+        CliRunner().invoke, main, ["policy", "apply", str(proposal)], catch_exceptions=False,
+        env={"SPENDGATE_DATABASE_URL": db_url, "SPENDGATE_DATA_DIR": str(tmp_path), "SPENDGATE_LOG_LEVEL": "error",
+             "SPENDGATE_POLICY__SIGNING_KEY": str(env_key)})
+    assert bad_key.exit_code != 0 and "policy.signing_key" in bad_key.output
+    assert await pool.fetchval("SELECT count(*) FROM policy_versions") == 0
