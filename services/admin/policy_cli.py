@@ -129,7 +129,7 @@ def versions_cmd(ctx: Ctx, limit: int, fmt: str, api_url: str | None) -> None:
     """List the stored policy versions, newest (the active one) first."""
     from spendgate.admin.client import open_api
     from spendgate.admin.policy_versions import VersionList, versions
-    from spendgate.core.tables import field, render
+    from spendgate.core.tables import Field, field, render
 
     async def go() -> VersionList:
         if api_url:
@@ -139,10 +139,10 @@ def versions_cmd(ctx: Ctx, limit: int, fmt: str, api_url: str | None) -> None:
             return VersionList(versions=await versions(pool, limit=limit))
 
     found = run(go())
-    fields = [field("version_id", header="version"), field("active", "bool"), field("created_at", "time"),
-              field("action"), field("source", header=None), field("parent", header=None), field("approver"),
-              field("routing_rules", "int", header="rules"), field("budgets", "int"), field("key_id", header=None),
-              field("reason")]
+    fields = [Field("version_id", lambda v: v.version_id, header="version", whole=True), field("active", "bool"),
+              field("created_at", "time"), field("action"), field("source", header=None),
+              field("parent", header=None), field("approver"), field("routing_rules", "int", header="rules"),
+              field("budgets", "int", header=None), field("key_id", header=None), field("reason")]
     click.echo(render(fmt, fields, found.versions, document=found))
 
 

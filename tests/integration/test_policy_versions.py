@@ -105,20 +105,26 @@ async def cli(db_url: str, data_dir: Path, *args: str) -> Result:
 
 
 async def test_verify_finds_a_row_changed_by_hand(pool: asyncpg.Pool, db_url: str, tmp_path: Path) -> None:
-    """apply twice from the CLI (the key file made in the data dir), versions lists both, verify --all passes;
+    """apply twice from the CLI (the key file made in the data dir), versions lists both (whole ids in the
+    table, whatever the reason's length), verify --all passes;
     after an UPDATE of one version's document in PostgreSQL, verify --all exits 1 naming that version, and a
     rollback to it is refused."""
     proposal = tmp_path / "p.yaml"
     proposal.write_text(yaml.safe_dump({"budgets": [{"scope": "team:platform", "daily": "40"}], **ROUTED}))
-    first = await cli(db_url, tmp_path, "policy", "apply", str(proposal), "--reason", "first", "--approver", "ops:ann")
+    long_reason = "first, " + "because " * 20
+    first = await cli(db_url, tmp_path, "policy", "apply", str(proposal), "--reason", long_reason,
+                      "--approver", "oidc:ann.example@finance.example.com")
     assert first.exit_code == 0, first.output
     proposal.write_text(yaml.safe_dump({"budgets": [{"scope": "team:platform", "daily": "50"}]}))
     second = await cli(db_url, tmp_path, "policy", "apply", str(proposal), "--reason", "second")
     assert second.exit_code == 0, second.output
     listed = await cli(db_url, tmp_path, "policy", "versions", "--format", "json")
     rows = json.loads(listed.output)["versions"]
-    assert [(r["reason"], r["active"], r["routing_rules"]) for r in rows] == [("second", True, 0), ("first", False, 1)]
-    assert rows[1]["approver"] == "ops:ann" and rows[0]["approver"].startswith("cli:")
+    assert [(r["reason"], r["active"], r["routing_rules"]) for r in rows] == [
+        ("second", True, 0), (long_reason.strip(), False, 1)]
+    assert rows[1]["approver"] == "oidc:ann.example@finance.example.com" and rows[0]["approver"].startswith("cli:")
+    table = (await cli(db_url, tmp_path, "policy", "versions")).output
+    assert all(r["version_id"] in table for r in rows) and max(map(len, table.splitlines())) <= 120
     ok = await cli(db_url, tmp_path, "policy", "verify", "--all")
     assert ok.exit_code == 0 and "2 policy versions verified" in ok.output
 
