@@ -61,6 +61,7 @@ from spendgate.domain.enforcement.stages import StageLevel
 from spendgate.domain.errors import ConfigError
 from spendgate.domain.events import new_id
 from spendgate.domain.periods import PeriodKind
+from spendgate.domain.policy_versions import PolicyVersion, Verdict
 from spendgate.proxy.peers import HELLO, PRESENT, STALE_AFTER_S, PeerPending
 from spendgate.store.balances.store import balances_and_peers, changed_balances, lock_balances, unlock_balances
 from spendgate.store.budgets.store import config_mark, load_budgets
@@ -88,7 +89,10 @@ class BalanceView:
     def __init__(self, pool: asyncpg.Pool, *, dsn: str, settings: EnforcementSettings,
                  policy: Policy | None = None, book: ReservationBook | None = None,
                  clock: Callable[[], datetime] = utc_now, instance: str | None = None,
-                 supervisor: Supervisor | None = None) -> None:
+                 supervisor: Supervisor | None = None,
+                 verify: Callable[[PolicyVersion], Verdict] | None = None) -> None:
+        """``verify``: checks a stored policy version's signature before it is enforced (a version that
+        fails is not loaded); None: versions are loaded unchecked (no key configured)."""
         self.pool, self.dsn, self.settings = pool, dsn, settings
         self.supervisor = supervisor or Supervisor(Health())
         self.book = book or ReservationBook(settings.reservation_timeout_s)
@@ -122,6 +126,7 @@ class BalanceView:
         self.config_skips = 0
         self._config_mark: tuple[int, ...] | None = None
         self._version_seq = 0
+        self._verify = verify
         self.balance_polls = 0
         self._fresh_at = time.monotonic()
         self._peer_heard_at = -STALE_AFTER_S
@@ -376,11 +381,14 @@ class BalanceView:
         policy = self._policy.with_budgets(budgets, raises)
         if version is not None:
             self._version_seq = version.seq
+            verdict = self._verify(version) if self._verify is not None else None
             try:
+                if verdict is not None and not verdict.ok:
+                    raise ConfigError(verdict.problem)
                 policy = policy.with_version(version.version_id, stored_rules(version.document))
             except ConfigError as exc:  # a row changed by hand: keep enforcing the version loaded before
-                log.error("the active policy version's routing rules are unreadable; keeping the previous "
-                          "version", version=version.version_id, error=exc.message)
+                log.error("the active policy version does not verify or cannot be read; keeping the previous "
+                          "version", version=version.version_id, kept=self._policy.version, error=exc.message)
         self._policy = policy
         self.config_loads += 1
 

@@ -22,7 +22,7 @@ from spendgate.cli import main
 from spendgate.core.config import Settings
 from spendgate.domain.enforcement import policy_from_document
 from spendgate.store.policies import store as versions
-from tests.support.admin_server import ADMIN_TOKEN, admin_client, auth
+from tests.support.admin_server import ADMIN_TOKEN, TEST_SIGNING_KEY, admin_client, auth
 from tests.support.enforced_proxy import Enforced, enforced_proxies
 from tests.support.waiting import eventually
 
@@ -67,8 +67,11 @@ async def test_a_rule_routes_small_turns_and_a_rollback_is_followed(db_url: str,
                                                                     tmp_path: Path) -> None:
     """With the rule's version active a small gpt-5.1 turn is served by gpt-5.1-mini and its event names the
     rule and the version; a large one keeps gpt-5.1. After a rollback the proxy enforces the new version
-    (no rule): the small turn keeps gpt-5.1, stamped with the rollback's version id."""
-    async with enforced_proxies(db_url, tmp_path) as e, aiohttp.ClientSession() as http:
+    (no rule): the small turn keeps gpt-5.1, stamped with the rollback's version id. A version row written
+    into the table without the key (a signature copied from another row) is not enforced: the proxy keeps
+    the rollback's version."""
+    keyed = {"policy": {"signing_key": TEST_SIGNING_KEY}}
+    async with enforced_proxies(db_url, tmp_path, settings=keyed) as e, aiohttp.ClientSession() as http:
         plain = await apply_doc(e, {}, "baseline")
         routed = await apply_doc(e, ROUTED, "cheaper small platform turns")
         assert routed.parent == plain.version_id
@@ -96,6 +99,22 @@ async def test_a_rule_routes_small_turns_and_a_rollback_is_followed(db_url: str,
         assert stored is not None
         assert (stored.action, stored.source, stored.parent, stored.approver, stored.document["routing_rules"]) == (
             "rollback", plain.version_id, routed.version_id, "test:bob", [])
+
+        forged = await pool.fetchval(
+            """INSERT INTO policy_versions (version_id, parent, action, source, approver, reason, created_at, document,
+                                            key_id, signature)
+               SELECT 'forged', $1, action, source, approver, reason, created_at, document, key_id, signature
+               FROM policy_versions WHERE version_id = $2 RETURNING seq""", back.version_id, routed.version_id)
+        await pool.execute("SELECT pg_notify('spendgate_config', 'policy')")
+        view: Any = e.deciders[0].inner.enforcer.view
+
+        async def seen() -> int:
+            return int(view._version_seq)
+
+        await eventually(seen, until=lambda s: s == forged, what="the proxy reading the forged row")
+        assert view.policy.version == back.version_id
+        assert await ask(e, http, "s-forged") == 200 and served[-1].model == "gpt-5.1"
+        assert (await event_of(pool, "s-forged"))["policy_version"] == back.version_id
 
 
 async def cli(db_url: str, data_dir: Path, *args: str) -> Result:
