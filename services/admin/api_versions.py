@@ -1,8 +1,8 @@
 """Admin API handlers for policy versions: list, one version, verify, rollback (``spendgate policy
 versions | verify | rollback``). ``POST /v1/policy/apply`` (in :mod:`.api_policy`) stores a version too.
 
-Changes are made by the request's identity (``Identity.actor`` is the approver) and need
-:func:`~spendgate.admin.console.identity.may_change_policy`.
+Changes are made by the request's identity (``Identity.actor`` is the approver), need
+:func:`~spendgate.admin.console.identity.may_change_policy` and are audited.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Annotated
 import msgspec
 from aiohttp import web
 
+from spendgate.admin.access import actor, audit, require
 from spendgate.admin.console.auth_chain import identity_of
 from spendgate.admin.console.identity import may_change_policy
 from spendgate.admin.deps import DEPS
@@ -39,14 +40,6 @@ class RollbackIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     to: Annotated[str, msgspec.Meta(pattern=VERSION_PATTERN)] | None = None
     """The version to restore; default: the active version's parent."""
     reason: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_REASON_CHARS)] = "rollback"
-
-
-def approver(request: web.Request) -> str:
-    """The request's identity as the approver of a change; 403 unless it may change the policy."""
-    who = identity_of(request)
-    if not may_change_policy(who):
-        raise ApiError(403, "forbidden", "changing the policy needs the admin or finops role")
-    return who.actor
 
 
 def _version_id(text: str) -> str:
@@ -87,16 +80,18 @@ async def verify_versions(request: web.Request) -> web.Response:
 
 
 async def post_rollback(request: web.Request) -> web.Response:
+    require(request, may_change_policy(identity_of(request)), "roll back policies")
     deps = request.app[DEPS]
-    who = approver(request)
     body = msgspec.json.decode(await request.read(), type=RollbackIn)
     try:
-        done = await rollback(deps.pool, deps.settings, deps.prices, now=deps.now(), approver=who,
+        done = await rollback(deps.pool, deps.settings, deps.prices, now=deps.now(), approver=actor(request),
                               reason=body.reason, to=body.to)
     except StoreError as exc:
         if exc.retriable:
             raise
         raise ApiError(409, "conflict", exc.message) from None
+    await audit(request, "policy.rollback", "policy", {"version": done.version_id, "parent": done.parent,
+                                                       "set": done.set_budgets, "deleted": done.deleted_budgets})
     return json_response(done)
 
 

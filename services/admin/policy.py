@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 import msgspec
+import yaml
 
 from spendgate.domain.enforcement import Budget, BudgetRaise, Policy
 from spendgate.domain.enforcement.routing import stored_rules
@@ -22,6 +23,18 @@ from spendgate.domain.errors import ConfigError
 from spendgate.domain.money import usd_str
 from spendgate.store.budgets import store
 from spendgate.store.policies import store as versions
+
+
+def parse_proposal(text: str, *, source: str) -> dict[str, Any]:
+    """A proposal document (YAML, so JSON too) as ``policy dry-run`` / ``apply`` and the console read it;
+    a :class:`ConfigError` naming ``source`` when it is not YAML or not a mapping."""
+    try:
+        doc = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source} is not YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{source} must be a mapping with budgets:, raises:, …")
+    return doc
 
 
 async def live_policy(pool: asyncpg.Pool, defaults: EnforcementSettings, now: datetime) -> Policy:

@@ -21,15 +21,13 @@ if TYPE_CHECKING:
 
 
 def _read_document(path: Path) -> dict[str, Any]:
-    import yaml
+    from spendgate.admin.policy import parse_proposal
+    from spendgate.domain.errors import ConfigError
 
     try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise click.BadParameter(f"{path} is not YAML: {' '.join(str(exc).split())}") from None
-    if not isinstance(doc, dict):
-        raise click.BadParameter(f"{path} must be a mapping with budgets:, raises:, …")
-    return doc
+        return parse_proposal(path.read_text(), source=str(path))
+    except ConfigError as exc:
+        raise click.BadParameter(exc.message) from None
 
 
 proposal_argument = click.argument("proposal", type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -102,9 +100,15 @@ def apply_cmd(ctx: Ctx, proposal: Path, reason: str | None, approver: str | None
                 return await api.call("POST", "/v1/policy/apply", VersionApplied,
                                       body={"proposal": document, "reason": why})
         policy_ = policy_from_document(document, settings.enforcement)
+        from spendgate.store.access import store as access
+
         async with ctx.database() as pool:
-            return await apply_version(pool, policy_, settings, settings.pricing.table(), now=datetime.now(UTC),
+            done = await apply_version(pool, policy_, settings, settings.pricing.table(), now=datetime.now(UTC),
                                        approver=_approver(approver), reason=why)
+            await access.record(pool, actor=_approver(approver), action="policy.apply", target="policy",
+                                detail={"version": done.version_id, "set": done.set_budgets,
+                                        "deleted": done.deleted_budgets, "raises": done.added_raises})
+            return done
 
     _report(run(go()))
 

@@ -14,6 +14,8 @@ Family (owner folder under ``services/``): tables; other families' tables it als
 - reconciliation (``store/reconciliation``): reconciliation_lines, reconciliation_gaps, reconciliation_runs.
 - rate limits (``store/ratelimits``): rate_limits, rate_limit_counts.
 - policy versions (``store/policies``): policy_versions.
+- access (``store/access``): console_sessions, login_attempts, api_tokens, audit_log; also reads
+  budget_audit (the audit trail reads both in one query).
 - bus log and positions (``core/bus``: the Postgres bus adapter and ``positions.py``): bus_partitions,
   bus_log, bus_group_offsets, consumer_positions.
 
@@ -77,6 +79,8 @@ FAMILIES: tuple[Family, ...] = (
                                                       "reconciliation_runs")),
     Family("ratelimits", "store/ratelimits", ("rate_limits", "rate_limit_counts")),
     Family("policies", "store/policies", ("policy_versions",)),
+    Family("access", "store/access", ("console_sessions", "login_attempts", "api_tokens", "audit_log"),
+           also_reads=("budget_audit",)),
     Family("bus", "core/bus", ("bus_partitions", "bus_log", "bus_group_offsets", "consumer_positions")),
 )
 """Every table and its one owner: the single declared mapping (migrations, the ownership check)."""
