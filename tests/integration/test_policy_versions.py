@@ -191,6 +191,12 @@ async def test_the_api_applies_lists_verifies_and_rolls_back(pool: asyncpg.Pool,
         assert back.status == 200
         active = await versions.active_version(pool)
         assert active is not None and active.action == "rollback" and active.document.get("routing_rules") == []
+        audited = await pool.fetch("SELECT actor, action, detail::jsonb ->> 'version' AS version FROM audit_log "
+                                   "WHERE action LIKE 'policy.%' ORDER BY at")
+        assert [(a["actor"], a["action"], a["version"]) for a in audited] == [
+            ("admin-token:break-glass", "policy.apply", listed["versions"][1]["version_id"]),
+            ("admin-token:break-glass", "policy.apply", done.version_id),
+            ("admin-token:break-glass", "policy.rollback", active.version_id)]
         missing = await client.post("/v1/policy/rollback", headers=auth(), json={"to": "no-such-version"})
         assert missing.status == 400
         assert "no policy version no-such-version" in (await missing.json())["error"]["message"]
