@@ -26,7 +26,8 @@ from spendgate.admin.deps import DEPS, Deps
 from spendgate.admin.dryrun import DryRun, dry_run
 from spendgate.admin.middleware import ApiError, json_response, not_found
 from spendgate.admin.openapi import Operation, Param
-from spendgate.admin.policy import Applied, apply, live_policy, to_document
+from spendgate.admin.policy import live_policy, to_document
+from spendgate.admin.policy_versions import VersionApplied, apply_version
 from spendgate.admin.views import (
     BudgetOut,
     Budgets,
@@ -48,6 +49,7 @@ from spendgate.domain.enforcement import (
 from spendgate.domain.enforcement.policy import MAX_CASCADE_STEPS, MAX_CASCADES, check_cascades
 from spendgate.domain.errors import StoreError
 from spendgate.domain.money import usd_to_micros
+from spendgate.domain.policy_versions import MAX_REASON_CHARS
 from spendgate.store.budgets import store
 
 SCOPE_PATTERN = (r"^(org|(key|developer|team|cost_center):[^\x00-\x1f\x7f\s]([^\x00-\x1f\x7f]{0,198}"
@@ -115,6 +117,8 @@ class DryRunIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
 class ApplyIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     proposal: dict[str, Any]
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_REASON_CHARS)] = "policy apply"
+    """Why, recorded on the new policy version (the approver is the request's identity)."""
 
 
 async def list_budgets(request: web.Request) -> web.Response:
@@ -223,10 +227,16 @@ async def post_apply(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     body = msgspec.json.decode(await request.read(), type=ApplyIn)
     proposal = policy_from_document(body.proposal, deps.settings.enforcement)
-    proposal.check_prices(deps.prices)
-    done = await apply(deps.pool, proposal, deps.settings.enforcement, now=deps.now(), actor=actor(request))
+    try:
+        done = await apply_version(deps.pool, proposal, deps.settings, deps.prices, now=deps.now(),
+                                   approver=actor(request), reason=body.reason)
+    except StoreError as exc:
+        if exc.retriable:
+            raise
+        raise ApiError(409, "conflict", exc.message) from None
     await audit(request, "policy.apply", "policy",
-                {"set": done.set_budgets, "deleted": done.deleted_budgets, "raises": done.added_raises})
+                {"version": done.version_id, "set": done.set_budgets, "deleted": done.deleted_budgets,
+                 "raises": done.added_raises})
     return json_response(done)
 
 
@@ -250,6 +260,7 @@ def operations() -> list[Operation]:
                   PolicyDocument, errors=(), tags=p),
         Operation("POST", "/v1/policy/dry-run", "dryRunPolicy", "Replay recent traffic through a proposal",
                   post_dry_run, DryRun, body=DryRunIn, tags=p),
-        Operation("POST", "/v1/policy/apply", "applyPolicy", "Make the live budgets those of a proposal",
-                  post_apply, Applied, body=ApplyIn, tags=p),
+        Operation("POST", "/v1/policy/apply", "applyPolicy",
+                  "Make the live budgets, raises and routing rules those of a proposal, as a new signed version",
+                  post_apply, VersionApplied, body=ApplyIn, errors=(400, 403, 409), tags=p),
     ]

@@ -15,6 +15,7 @@ from spendgate.admin import (
     api_reconciliation,
     api_reports,
     api_tokens,
+    api_versions,
 )
 from spendgate.admin.console.auth_chain import PUBLIC_PREFIXES, RESOLVERS, admin_token_resolver, identity_middleware
 from spendgate.admin.console.routes import add_console
@@ -27,7 +28,7 @@ from spendgate.admin.openapi import Operation, document
 def operations() -> list[Operation]:
     ops = [*api_keys.operations(), *api_policy.operations(), *api_reports.operations(),
            *api_reconciliation.operations(), *api_ratelimits.operations(), *api_tokens.operations(),
-           *api_outcomes.operations()]
+           *api_outcomes.operations(), *api_versions.operations()]
     return [*ops, Operation("GET", "/openapi.json", "openapi", "This OpenAPI 3.1 document", _openapi,
                             dict[str, Any], errors=(), tags=("meta",))]
 

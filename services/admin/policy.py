@@ -17,10 +17,12 @@ import msgspec
 import yaml
 
 from spendgate.domain.enforcement import Budget, BudgetRaise, Policy
+from spendgate.domain.enforcement.routing import stored_rules
 from spendgate.domain.enforcement.settings import EnforcementSettings
 from spendgate.domain.errors import ConfigError
 from spendgate.domain.money import usd_str
 from spendgate.store.budgets import store
+from spendgate.store.policies import store as versions
 
 
 def parse_proposal(text: str, *, source: str) -> dict[str, Any]:
@@ -36,9 +38,12 @@ def parse_proposal(text: str, *, source: str) -> dict[str, Any]:
 
 
 async def live_policy(pool: asyncpg.Pool, defaults: EnforcementSettings, now: datetime) -> Policy:
-    """The policy the proxies enforce right now: stored budgets and active raises, settings for the rest."""
+    """The policy the proxies enforce right now: stored budgets and active raises, the active version's
+    id and routing rules, settings for the rest."""
     budgets, raises = await store.load_budgets(pool, now)
-    return Policy.from_settings(defaults, budgets, raises)
+    policy = Policy.from_settings(defaults, budgets, raises)
+    active = await versions.active_version(pool)
+    return policy if active is None else policy.with_version(active.version_id, stored_rules(active.document))
 
 
 def _budget_doc(b: Budget) -> dict[str, Any]:
@@ -71,6 +76,7 @@ def to_document(policy: Policy) -> dict[str, Any]:
         "cascades": {m: list(c) for m, c in sorted(policy.cascades.items())},
         "downgrade_max_input_tokens": policy.downgrade_max_input_tokens,
         "retry_cap": policy.retry_cap,
+        "routing_rules": [r.document() for r in policy.routing.rules],
     }
 
 

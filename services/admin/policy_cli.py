@@ -1,4 +1,5 @@
-"""``spendgate policy dry-run | apply | show``: try a budget policy on past traffic, then ship it.
+"""``spendgate policy dry-run | apply | show | versions | verify | rollback``: try a budget policy on past
+traffic, ship it as a signed version, check the signatures, roll back.
 
 Imports beyond click happen inside the commands: this module is imported by every ``spendgate`` call.
 """
@@ -12,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from spendgate.core.clitools import DOCUMENT_FORMATS, Ctx, api_option, format_option, pass_ctx, run
+from spendgate.core.clitools import DOCUMENT_FORMATS, CliError, Ctx, api_option, format_option, pass_ctx, run
 
 if TYPE_CHECKING:
     from spendgate.admin.dryrun import DryRun
-    from spendgate.admin.policy import Applied
+    from spendgate.admin.policy_versions import Verifications, VersionApplied
 
 
 def _read_document(path: Path) -> dict[str, Any]:
@@ -66,36 +67,54 @@ def dry_run_cmd(ctx: Ctx, proposal: Path, days: int, fmt: str, api_url: str | No
     click.echo(to_json(result) if fmt == "json" else describe(result))
 
 
+def _approver(value: str | None) -> str:
+    return value if value is not None else f"cli:{getpass.getuser()}"
+
+
+approver_option = click.option(
+    "--approver", default=None, metavar="NAME",
+    help="Who approved the change, recorded on the signed version (default cli:<OS user>; through --api, "
+         "the API's signed-in identity).")
+
+
 @policy.command("apply")
 @proposal_argument
+@click.option("--reason", default=None, metavar="TEXT", help="Why, recorded on the version (default: the file name).")
+@approver_option
 @api_option
 @pass_ctx
-def apply_cmd(ctx: Ctx, proposal: Path, api_url: str | None) -> None:
-    """Make the live budgets and raises exactly those of PROPOSAL (the file a dry-run used)."""
+def apply_cmd(ctx: Ctx, proposal: Path, reason: str | None, approver: str | None, api_url: str | None) -> None:
+    """Make the live budgets, raises and routing rules exactly those of PROPOSAL (the file a dry-run
+    used), stored as a new signed policy version that becomes the active one."""
     from spendgate.admin.client import open_api
-    from spendgate.admin.policy import Applied, apply
+    from spendgate.admin.policy_versions import VersionApplied, apply_version
     from spendgate.domain.enforcement.policy import policy_from_document
 
     settings = ctx.settings
     document = _read_document(proposal)
+    why = reason if reason is not None else f"policy apply {proposal.name}"
 
-    async def go() -> Applied:
+    async def go() -> VersionApplied:
         if api_url:
             async with open_api(settings, api_url) as api:
-                return await api.call("POST", "/v1/policy/apply", Applied, body={"proposal": document})
+                return await api.call("POST", "/v1/policy/apply", VersionApplied,
+                                      body={"proposal": document, "reason": why})
         policy_ = policy_from_document(document, settings.enforcement)
-        policy_.check_prices(settings.pricing.table())  # a budget's own cascade may name an unpriced model
         from spendgate.store.access import store as access
 
         async with ctx.database() as pool:
-            done = await apply(pool, policy_, settings.enforcement, now=datetime.now(UTC),
-                               actor=f"cli:{getpass.getuser()}")
-            await access.record(pool, actor=f"cli:{getpass.getuser()}", action="policy.apply", target="policy",
-                                detail={"set": done.set_budgets, "deleted": done.deleted_budgets,
-                                        "raises": done.added_raises})
+            done = await apply_version(pool, policy_, settings, settings.pricing.table(), now=datetime.now(UTC),
+                                       approver=_approver(approver), reason=why)
+            await access.record(pool, actor=_approver(approver), action="policy.apply", target="policy",
+                                detail={"version": done.version_id, "set": done.set_budgets,
+                                        "deleted": done.deleted_budgets, "raises": done.added_raises})
             return done
 
-    done = run(go())
+    _report(run(go()))
+
+
+def _report(done: VersionApplied) -> None:
+    click.echo(f"version {done.version_id} active (parent {done.parent or 'none'}, signed with key {done.key_id})")
     for label, items in (("set", done.set_budgets), ("deleted", done.deleted_budgets),
                          ("unchanged", done.unchanged_budgets), ("raise added", done.added_raises),
                          ("raise kept (runs out by itself)", done.kept_raises)):
@@ -103,6 +122,91 @@ def apply_cmd(ctx: Ctx, proposal: Path, api_url: str | None) -> None:
             click.echo(f"{label}: {item}")
     for diff in done.settings_differences:
         click.echo(f"not applied, lives in spendgate.yaml (enforcement): {diff}", err=True)
+
+
+@policy.command("versions")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@format_option()
+@api_option
+@pass_ctx
+def versions_cmd(ctx: Ctx, limit: int, fmt: str, api_url: str | None) -> None:
+    """List the stored policy versions, newest (the active one) first."""
+    from spendgate.admin.client import open_api
+    from spendgate.admin.policy_versions import VersionList, versions
+    from spendgate.core.tables import Field, field, render
+
+    async def go() -> VersionList:
+        if api_url:
+            async with open_api(ctx.settings, api_url) as api:
+                return await api.call("GET", "/v1/policy/versions", VersionList, query={"limit": str(limit)})
+        async with ctx.database() as pool:
+            return VersionList(versions=await versions(pool, limit=limit))
+
+    found = run(go())
+    fields = [Field("version_id", lambda v: v.version_id, header="version", whole=True), field("active", "bool"),
+              field("created_at", "time"), field("action"), field("source", header=None),
+              field("parent", header=None), field("approver"), field("routing_rules", "int", header="rules"),
+              field("budgets", "int", header=None), field("key_id", header=None), field("reason")]
+    click.echo(render(fmt, fields, found.versions, document=found))
+
+
+@policy.command("verify")
+@click.argument("version", required=False)
+@click.option("--all", "every", is_flag=True, help="Check every stored version.")
+@api_option
+@pass_ctx
+def verify_cmd(ctx: Ctx, version: str | None, every: bool, api_url: str | None) -> None:
+    """Check the Ed25519 signature of the active version (or VERSION, or --all) with the policy key (through
+    --api: the admin's); exits 1 when one does not verify."""
+    from spendgate.admin.client import open_api
+    from spendgate.admin.policy_versions import Verifications, check
+
+    if version and every:
+        raise click.UsageError("give a VERSION or --all, not both")
+
+    async def go() -> Verifications:
+        if api_url:
+            query = {"all": "true"} if every else {"version": version} if version else {}
+            async with open_api(ctx.settings, api_url) as api:
+                return await api.call("GET", "/v1/policy/verify", Verifications, query=query)
+        async with ctx.database() as pool:
+            return await check(pool, ctx.settings, version_id=version, every=every)
+
+    result = run(go())
+    for v in result.versions:
+        if v.ok:
+            click.echo(f"ok: {v.version_id}")
+        else:
+            click.echo(f"BAD: {v.version_id}: {v.problem}")
+    if result.bad:
+        raise CliError(f"{result.bad} of {result.checked} policy versions do not verify")
+    click.echo(f"{result.checked} policy version{'s' if result.checked != 1 else ''} verified")
+
+
+@policy.command("rollback")
+@click.option("--to", "to", default=None, metavar="VERSION",
+              help="The version to restore (default: the active version's parent).")
+@click.option("--reason", default="rollback", show_default=True, metavar="TEXT", help="Why, recorded on the version.")
+@approver_option
+@api_option
+@pass_ctx
+def rollback_cmd(ctx: Ctx, to: str | None, reason: str, approver: str | None, api_url: str | None) -> None:
+    """Make the previous version (or --to VERSION) active again, as a new signed version."""
+    from spendgate.admin.client import open_api
+    from spendgate.admin.policy_versions import VersionApplied, rollback
+
+    settings = ctx.settings
+
+    async def go() -> VersionApplied:
+        if api_url:
+            async with open_api(settings, api_url) as api:
+                return await api.call("POST", "/v1/policy/rollback", VersionApplied,
+                                      body={"to": to, "reason": reason})
+        async with ctx.database() as pool:
+            return await rollback(pool, settings, settings.pricing.table(), now=datetime.now(UTC),
+                                  approver=_approver(approver), reason=reason, to=to)
+
+    _report(run(go()))
 
 
 @policy.command("show")

@@ -407,6 +407,18 @@ class RateLimitSettings(BaseModel):
     window alone decides (see docs/rate-limits.md)."""
 
 
+class PolicySigningSettings(BaseModel):
+    """The Ed25519 key that signs every stored policy version (docs/policy.md, "Versions, signatures and
+    routing rules")."""
+
+    signing_key: SecretStr | None = None
+    """The private key: a path to a PEM (PKCS#8) file, the PEM text itself, or 32 raw bytes in base64.
+    Unset: ``<data_dir>/policy-signing-key.pem``, created (mode 0600) at the first ``policy apply``."""
+    verify_key: str | None = None
+    """The public key to verify with (path, PEM text or 32 raw bytes in base64) where the private key is not
+    kept; unset: the signing key's own."""
+
+
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
@@ -701,6 +713,7 @@ class Settings(BaseModel):
     bedrock: BedrockSettings = Field(default_factory=BedrockSettings)
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    policy: PolicySigningSettings = Field(default_factory=PolicySigningSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
     @field_validator("proxy_allowed_paths")

@@ -43,6 +43,8 @@ class Field:
     kind: Kind = "text"
     header: str | None = ""
     table_only: bool = False
+    whole: bool = False
+    """Never cut in the table (an id a reader copies into the next command)."""
 
     @property
     def csv_name(self) -> str:
@@ -113,7 +115,7 @@ def table(fields: Sequence[Field], rows: Sequence[Any], total: Any | None = None
         cells.append([total_label, *(human(f.get(total), f.kind) for f in shown[1:])])
     headers = [f.table_header for f in shown]
     widths = _fit([max([len(h), *(len(c[i]) for c in cells)]) for i, h in enumerate(headers)],
-                  [f.kind not in _RIGHT for f in shown])
+                  [f.kind not in _RIGHT and not f.whole for f in shown])
     right = [f.kind in _RIGHT for f in shown]
 
     def line(row: Sequence[str]) -> str:

@@ -19,7 +19,7 @@ from spendgate.domain.ids import uuid7
 Stage = Literal["ok", "alert", "downgrade", "pause"]
 UsageStatus = Literal["ok", "upstream_error", "client_aborted", "incomplete", "refused"]
 UsageSource = Literal["reported", "estimated", "none"]
-RouteReason = Literal["requested", "downgrade", "pause_cheapest", "pause_step_down"]
+RouteReason = Literal["requested", "downgrade", "pause_cheapest", "pause_step_down", "routing_rule"]
 RefusalReason = Literal["budget_pause", "retry_budget", "unknown_model", "bad_request", "auth", "outage",
                         "rate_limited"]
 PeriodName = Literal["day", "week", "month"]
@@ -100,6 +100,13 @@ class UsageRecorded(msgspec.Struct, frozen=True, kw_only=True):
     """The answer ended with an assistant message rather than a tool call (Anthropic: ``stop_reason`` other
     than ``tool_use``); null when the proxy could not tell (no answer, a route without one, a broken
     stream) and in events recorded before spendgate noted it."""
+    policy_version: str | None = None
+    """The id of the stored policy version the proxy decided the request under (``spendgate policy
+    versions``); null before the first ``policy apply``, for requests refused before the policy was
+    consulted (an unpriced model, a rate limit), and in events recorded before spendgate noted it."""
+    routing_rule: str | None = None
+    """The name of the policy's routing rule that changed the model (``route_reason`` ``routing_rule``, or
+    a budget stage's reason when the stage then moved the routed request further); null otherwise."""
 
 
 class ThresholdCrossed(msgspec.Struct, frozen=True, kw_only=True):

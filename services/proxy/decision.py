@@ -44,11 +44,13 @@ class Pass:
     """What is left of the tightest budget the request falls under (None: no budget applies)."""
     tools: TurnTools | None = None
     """The tool outputs of the request's current turn, as the retry detector counted them."""
+    policy_version: str | None = None
+    """The stored policy version that decided (on the usage event)."""
 
 
 @dataclass(frozen=True, slots=True)
 class RewriteModel:
-    """Forward with ``model`` instead of the requested one (a downgrade)."""
+    """Forward with ``model`` instead of the requested one (a downgrade or a routing rule)."""
 
     model: str
     route_reason: RouteReason = "downgrade"
@@ -56,6 +58,9 @@ class RewriteModel:
     retry: bool = False
     remaining_micros: int | None = None
     tools: TurnTools | None = None
+    policy_version: str | None = None
+    routing_rule: str | None = None
+    """The name of the routing rule that changed the model, if one did."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +76,7 @@ class Refuse:
     reason: RefusalReason = "budget_pause"
     remaining_micros: int | None = None
     tools: TurnTools | None = None
+    policy_version: str | None = None
 
 
 Decision = Pass | RewriteModel | Refuse

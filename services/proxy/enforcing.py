@@ -79,21 +79,24 @@ class EnforcingDecider:
         principal = Principal(key.key_id, key.developer, key.team, key.cost_center or None)
         if facts.model is None:
             now = self.enforcer.standing(principal)
-            return Pass(now.stage.label, remaining_micros=now.remaining_micros)
+            return Pass(now.stage.label, remaining_micros=now.remaining_micros, policy_version=now.policy_version)
         adm = await admit_confirmed(self.enforcer, principal, facts.model, session_id=facts.attribution.session_id,
                                     raw=facts.body, estimate=facts.estimate, cost_center=key.cost_center)
         stage, retry, left = adm.decision.stage.label, adm.retry.retry, adm.decision.remaining_micros
+        version = adm.decision.policy_version
         if adm.refusal is not None:
             loop = self.enforcer.retry_loop_event(adm, principal, cost_center=key.cost_center, key_id=key.key_id)
             if loop is not None:
                 self.on_retry_loop(loop)
             headers = tuple((k, v) for k, v in adm.refusal.headers.items() if k.lower() != "content-type")
             return Refuse(adm.refusal.status, adm.refusal.body, headers, stage=stage, retry=retry,
-                          reason=adm.refusal_reason or "budget_pause", remaining_micros=left, tools=adm.retry.tools)
+                          reason=adm.refusal_reason or "budget_pause", remaining_micros=left, tools=adm.retry.tools,
+                          policy_version=version)
         self._admissions[id(facts)] = adm
         if adm.model != facts.model:
-            return RewriteModel(adm.model, adm.decision.route_reason, stage, retry, left, adm.retry.tools)
-        return Pass(stage, retry, left, adm.retry.tools)
+            return RewriteModel(adm.model, adm.decision.route_reason, stage, retry, left, tools=adm.retry.tools,
+                                policy_version=version, routing_rule=adm.decision.routing_rule)
+        return Pass(stage, retry, left, tools=adm.retry.tools, policy_version=version)
 
     def settled(self, facts: RequestFacts, event: UsageRecorded) -> None:
         adm = self._admissions.pop(id(facts), None)

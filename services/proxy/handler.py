@@ -171,7 +171,7 @@ class Proxy:
         decision = await self.s.decider.decide(facts)
         budget = budget_headers(decision.stage, decision.remaining_micros)
         route = Route(payload.model, payload.model, price, stage=decision.stage, retry=decision.retry,
-                      tools=decision.tools)
+                      tools=decision.tools, policy_version=decision.policy_version)
         if isinstance(decision, Refuse):
             outcome = Outcome("refused", decision.status, refusal_reason=decision.reason)
             self._emit(facts, route, outcome, started)
@@ -185,7 +185,8 @@ class Proxy:
             except UnknownModelError:
                 return _with_headers(errors.unknown_model(decision.model), budget)
             route = Route(payload.model, decision.model, new_price, decision.route_reason, decision.stage,
-                          decision.retry, tools=decision.tools)
+                          decision.retry, tools=decision.tools, policy_version=decision.policy_version,
+                          routing_rule=decision.routing_rule)
         strip_usage = False
         if route.model_used != payload.model or _wants_usage_injection(spec.template, payload):
             body, strip_usage = _rewrite_body(body, route.model_used, spec.template, payload)
@@ -213,7 +214,8 @@ class Proxy:
         standing = await self.s.decider.decide(facts)
         budget = budget_headers(standing.stage, standing.remaining_micros)
         route = Route(model, model, PriceLookup(model, _FREE, fallback=False), stage=standing.stage,
-                      metering=spec.metering, unit_micros=unit_micros, units=payload.n)
+                      metering=spec.metering, unit_micros=unit_micros, units=payload.n,
+                      policy_version=standing.policy_version)
         if spec.spends and standing.stage == "pause":
             self._emit(facts, route, Outcome("refused", 429, refusal_reason="budget_pause"), started)
             return _with_headers(errors.paused(), budget)
@@ -245,7 +247,8 @@ class Proxy:
         decision = await self.s.decider.decide(facts)
         budget = budget_headers(decision.stage, decision.remaining_micros)
         priced = PriceLookup(price.model, batch_price(price.price, self.s.batch_percent), price.fallback)
-        route = Route(batch.model, batch.model, priced, stage=decision.stage, retry=decision.retry, metering="batch")
+        route = Route(batch.model, batch.model, priced, stage=decision.stage, retry=decision.retry, metering="batch",
+                      policy_version=decision.policy_version)
         if isinstance(decision, Refuse):  # a downgrade cannot rewrite the file: it goes as named
             self._emit(facts, route, Outcome("refused", decision.status, refusal_reason=decision.reason), started)
             headers = CIMultiDict(decision.headers)

@@ -67,6 +67,10 @@ class Route:
     """Units the request asked for (``n`` images)."""
     tools: TurnTools | None = None
     """The tool outputs of the request's current turn (from the retry detector)."""
+    policy_version: str | None = None
+    """The stored policy version the request was decided under."""
+    routing_rule: str | None = None
+    """The routing rule that changed the model, if one did."""
 
 
 AUDIO_BYTES_PER_SECOND_ESTIMATE = 4_000
@@ -161,6 +165,8 @@ def build_event(
         tool_outputs=route.tools.outputs if route.tools is not None else 0,
         tool_failures=route.tools.failures if route.tools is not None else 0,
         final_message=outcome.final_message,
+        policy_version=route.policy_version,
+        routing_rule=route.routing_rule,
     )
 
 

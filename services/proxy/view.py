@@ -3,7 +3,9 @@
 Decisions read only memory (:meth:`BalanceView.decide` does no I/O). A background task keeps it fresh:
 
 - **Budgets** reload on ``LISTEN spendgate_config`` (``budgets_store`` notifies in the changing
-  transaction), and in full every ``config_reload_s`` as a safety net.
+  transaction), and in full every ``config_reload_s`` as a safety net; with them the active **policy
+  version** (its id, stamped on every usage event, and its routing rules), which ``policies_store``
+  notifies the same way.
 - **Balances** are polled by version every ``balance_poll_interval_s``: the ledger bumps
   ``balances.version`` from a sequence on every update. Versions are taken before commit, so a
   transaction can commit a version lower than one already seen; every ``OVERLAP_READ_EVERY_S`` the poll
@@ -52,14 +54,18 @@ from spendgate.domain.enforcement.balances import BalanceKey
 from spendgate.domain.enforcement.decision import Decision, RequestFacts, Standing, decide, standings
 from spendgate.domain.enforcement.policy import Policy
 from spendgate.domain.enforcement.reservations import ReservationBook
+from spendgate.domain.enforcement.routing import stored_rules
 from spendgate.domain.enforcement.scopes import Principal
 from spendgate.domain.enforcement.settings import EnforcementSettings
 from spendgate.domain.enforcement.stages import StageLevel
+from spendgate.domain.errors import ConfigError
 from spendgate.domain.events import new_id
 from spendgate.domain.periods import PeriodKind
+from spendgate.domain.policy_versions import PolicyVersion, Verdict
 from spendgate.proxy.peers import HELLO, PRESENT, STALE_AFTER_S, PeerPending
 from spendgate.store.balances.store import balances_and_peers, changed_balances, lock_balances, unlock_balances
 from spendgate.store.budgets.store import config_mark, load_budgets
+from spendgate.store.policies.store import active_version, versions_mark
 from spendgate.store.usage.store import stored_event_ids
 
 log = get_logger(__name__)
@@ -83,7 +89,10 @@ class BalanceView:
     def __init__(self, pool: asyncpg.Pool, *, dsn: str, settings: EnforcementSettings,
                  policy: Policy | None = None, book: ReservationBook | None = None,
                  clock: Callable[[], datetime] = utc_now, instance: str | None = None,
-                 supervisor: Supervisor | None = None) -> None:
+                 supervisor: Supervisor | None = None,
+                 verify: Callable[[PolicyVersion], Verdict] | None = None) -> None:
+        """``verify``: checks a stored policy version's signature before it is enforced (a version that
+        fails is not loaded); None: versions are loaded unchecked (no key configured)."""
         self.pool, self.dsn, self.settings = pool, dsn, settings
         self.supervisor = supervisor or Supervisor(Health())
         self.book = book or ReservationBook(settings.reservation_timeout_s)
@@ -116,6 +125,8 @@ class BalanceView:
         self.config_loads = 0
         self.config_skips = 0
         self._config_mark: tuple[int, ...] | None = None
+        self._version_seq = 0
+        self._verify = verify
         self.balance_polls = 0
         self._fresh_at = time.monotonic()
         self._peer_heard_at = -STALE_AFTER_S
@@ -375,13 +386,25 @@ class BalanceView:
         request in flight would feel.
         """
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            mark = await config_mark(conn)
+            mark = (*await config_mark(conn), await versions_mark(conn))
             if only_if_changed and mark == self._config_mark:
                 self.config_skips += 1
                 return
             budgets, raises = await load_budgets(conn, self._clock())
+            version = await active_version(conn) if mark[-1] != self._version_seq else None
         self._config_mark = mark
-        self._policy = self._policy.with_budgets(budgets, raises)
+        policy = self._policy.with_budgets(budgets, raises)
+        if version is not None:
+            self._version_seq = version.seq
+            verdict = self._verify(version) if self._verify is not None else None
+            try:
+                if verdict is not None and not verdict.ok:
+                    raise ConfigError(verdict.problem)
+                policy = policy.with_version(version.version_id, stored_rules(version.document))
+            except ConfigError as exc:  # a row changed by hand: keep enforcing the version loaded before
+                log.error("the active policy version does not verify or cannot be read; keeping the previous "
+                          "version", version=version.version_id, kept=self._policy.version, error=exc.message)
+        self._policy = policy
         self.config_loads += 1
 
     def _cutoffs(self) -> tuple[date, date]:

@@ -19,12 +19,14 @@ import asyncpg
 from spendgate.core.alert_routes import load_rules
 from spendgate.core.config import Settings
 from spendgate.core.logs import get_logger
+from spendgate.core.policy_keys import default_key_path, verify_key
 from spendgate.core.supervisor import Supervisor
 from spendgate.domain.enforcement.enforcer import Enforcer
 from spendgate.domain.enforcement.policy import Policy
 from spendgate.domain.enforcement.retry import RetryDetector
 from spendgate.domain.errors import ConfigError
 from spendgate.domain.events import new_id
+from spendgate.domain.policy_versions import PolicyVersion, Verdict, verify
 from spendgate.proxy.view import BalanceView
 
 log = get_logger(__name__)
@@ -44,6 +46,19 @@ def alert_recipients(settings: Settings) -> Recipients | None:
         return None
 
 
+def version_verifier(settings: Settings) -> Callable[[PolicyVersion], Verdict] | None:
+    """Checks a policy version's signature with the configured key (``policy.verify_key``, the signing key,
+    or the data dir's key file); None, with a warning, when there is none: versions are then enforced
+    unchecked. A key that is set but unreadable stops the start (a ConfigError)."""
+    if (settings.policy.verify_key is None and settings.policy.signing_key is None
+            and not default_key_path(settings).exists()):
+        log.warning("no policy key (policy.verify_key): policy versions are enforced without checking their "
+                    "signatures")
+        return None
+    public = verify_key(settings)
+    return lambda version: verify(public, version)
+
+
 @contextlib.asynccontextmanager
 async def enforcement(settings: Settings, pool: asyncpg.Pool, dsn: str, *,
                       clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -56,7 +71,8 @@ async def enforcement(settings: Settings, pool: asyncpg.Pool, dsn: str, *,
     policy = Policy.from_settings(cfg)
     policy.check_prices(prices, bedrock_models=settings.bedrock.models.keys())
     view = BalanceView(pool, dsn=dsn, settings=cfg, policy=policy, clock=clock,
-                       instance=f"{settings.instance}/{new_id()}", supervisor=supervisor)
+                       instance=f"{settings.instance}/{new_id()}", supervisor=supervisor,
+                       verify=version_verifier(settings))
     await view.start()
     try:
         yield Enforcer(view, prices=prices, detector=RetryDetector(default_cap=cfg.retry_cap), clock=clock,

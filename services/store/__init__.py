@@ -13,6 +13,7 @@ Family (owner folder under ``services/``): tables; other families' tables it als
 - dead letters (``store/deadletters``): dead_letters.
 - reconciliation (``store/reconciliation``): reconciliation_lines, reconciliation_gaps, reconciliation_runs.
 - rate limits (``store/ratelimits``): rate_limits, rate_limit_counts.
+- policy versions (``store/policies``): policy_versions.
 - access (``store/access``): console_sessions, login_attempts, api_tokens, audit_log; also reads
   budget_audit (the audit trail reads both in one query).
 - turn outcomes (``store/outcomes``): turn_evals; also reads usage_events (a turn's outcome is its
@@ -79,6 +80,7 @@ FAMILIES: tuple[Family, ...] = (
     Family("reconciliation", "store/reconciliation", ("reconciliation_lines", "reconciliation_gaps",
                                                       "reconciliation_runs")),
     Family("ratelimits", "store/ratelimits", ("rate_limits", "rate_limit_counts")),
+    Family("policies", "store/policies", ("policy_versions",)),
     Family("access", "store/access", ("console_sessions", "login_attempts", "api_tokens", "audit_log"),
            also_reads=("budget_audit",)),
     Family("bus", "core/bus", ("bus_partitions", "bus_log", "bus_group_offsets", "consumer_positions")),

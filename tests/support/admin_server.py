@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -19,7 +20,12 @@ NOW = datetime(2026, 12, 1, tzinfo=UTC)
 """The API's clock in tests: just after the known month (so "the last 30 days" is November)."""
 
 
+TEST_SIGNING_KEY = base64.b64encode(bytes(range(32))).decode()
+"""The policy signing key of admin apps in tests (else one would be made in the real user data dir)."""
+
+
 def admin_settings(**overrides: object) -> Settings:
+    overrides.setdefault("policy", {"signing_key": TEST_SIGNING_KEY})
     return Settings(admin_token=SecretStr(ADMIN_TOKEN), **overrides)  # type: ignore[arg-type]
 
 

@@ -211,3 +211,18 @@ def test_a_per_model_cap_and_step_down_replay_as_the_proxy_decides() -> None:
     assert cap.spend_micros == one * (len(outcomes) - stepped)  # the stepped-down turns ran on another model
     assert org.spend_micros == r.spend_micros and org.actual_micros == cap.actual_micros == one * len(outcomes)
     assert actual_outcome(request(9, route="pause_step_down")) == "pause_step_down"
+
+
+def test_a_dry_run_routes_small_turns_by_the_proposals_rules() -> None:
+    """A proposal's routing rule reprices the small turns of its team in its hours at the rule's model; large
+    turns and turns outside the hours keep the model they asked for."""
+    rule = {"name": "small-mornings", "scope": "team:platform", "max_input_tokens": 8_000, "hours": "08:00-12:00",
+            "timezone": "UTC", "model": "gpt-5.1-codex-mini"}
+    r = Replay(policy_from_document({"routing_rules": [rule]}, EnforcementSettings()), PRICES)
+    small, large = request(0, inp=5_000), request(1, inp=20_000)
+    late = request(2, inp=5_000, at=T0 + timedelta(hours=4))
+    for u in (small, large, late):
+        r.feed(u)
+    routed = cost_micros(MINI, input_tokens=5_000, cached_tokens=0, output_tokens=1_000)
+    assert r.spend_micros == routed + large.cost_micros + late.cost_micros
+    assert r.actual_micros - r.spend_micros == small.cost_micros - routed > 0

@@ -21,9 +21,11 @@ from spendgate.admin.console.identity import Identity, may_change_policy, reads_
 from spendgate.admin.console.web import csv_response, render, wants_csv
 from spendgate.admin.deps import DEPS
 from spendgate.admin.dryrun import dry_run
-from spendgate.admin.policy import apply, live_policy, parse_proposal, to_document
+from spendgate.admin.policy import live_policy, parse_proposal, to_document
+from spendgate.admin.policy_versions import apply_version
 from spendgate.core.logs import get_logger
 from spendgate.domain.enforcement import Policy, policy_from_document
+from spendgate.domain.errors import StoreError
 from spendgate.domain.money import usd_str
 from spendgate.store.budgets import store as budgets_store
 
@@ -127,10 +129,16 @@ async def post_apply(request: web.Request, who: Identity) -> web.StreamResponse:
     if fields.get("confirm") != "yes":
         raise Refused("tick the confirmation to apply: applying makes these the live budgets")
     proposal = policy_from_document(parse_proposal(text, source="the proposal"), deps.settings.enforcement)
-    proposal.check_prices(deps.prices)
-    done = await apply(deps.pool, proposal, deps.settings.enforcement, now=deps.now(), actor=who.actor)
+    try:  # a new signed policy version, approved by the signed-in identity (docs/policy.md)
+        done = await apply_version(deps.pool, proposal, deps.settings, deps.prices, now=deps.now(),
+                                   approver=who.actor, reason=fields.get("reason") or "applied from the console")
+    except StoreError as exc:
+        if exc.retriable:
+            raise
+        raise Refused(exc.message) from None
     await audit(request, "policy.apply", "policy",
-                {"set": done.set_budgets, "deleted": done.deleted_budgets, "raises": done.added_raises})
+                {"version": done.version_id, "set": done.set_budgets, "deleted": done.deleted_budgets,
+                 "raises": done.added_raises})
     return render(request, "policy_result.html", title="Policy applied", result=None, applied=done,
                   proposal_text=text)
 

@@ -12,6 +12,11 @@ active raises), and lets the most severe stage decide:
   otherwise ``cheapest`` (if any pausing scope says it) sends the request to the cascade's last model
   and ``step_down`` one step down the cascade, whatever the turn's size.
 
+Routing rules (``Policy.routing``, :mod:`.routing`) come first: a request a rule matches is decided
+as a request for the rule's model (its stages, its cascade), and recorded as routed by that rule
+(``route_reason`` ``routing_rule``, unless a budget stage then moved it further). A refusal stays a
+refusal of the requested model.
+
 The cascade is the narrowest budgeted scope's own for the model, else the settings' (``Policy.chain``).
 A per-model budget's stage is its model's alone: a request downgraded away from it reserves against
 the balances of the model it is sent to.
@@ -74,6 +79,10 @@ class Decision:
     remaining_micros: int | None = None
     """The tightest of the request's budgets: the least (effective budget − spent) over its budgeted
     scope-periods, negative once spend is past a budget; None when no budget applies."""
+    policy_version: str | None = None
+    """The stored policy version that decided (``Policy.version``)."""
+    routing_rule: str | None = None
+    """The routing rule that changed the model (its name), if one did."""
 
     @property
     def refused(self) -> bool:
@@ -142,7 +151,17 @@ def decide(facts: RequestFacts, policy: Policy, spend: SpendOf, now: datetime,
     ``found``: the request's :func:`standings` when the caller has just computed them for the same
     principal, spend and time (the proxy does, to see whether it is near a pause line).
     """
-    model = facts.model
+    if policy.routing.rules:
+        rule = policy.routing.match(facts.principal, facts.model, facts.est_input_tokens, now, policy.chain_of)
+        if rule is not None:
+            return _decide(facts, rule.model, policy, spend, now, None, rule.name)
+    return _decide(facts, facts.model, policy, spend, now, found, None)
+
+
+def _decide(facts: RequestFacts, model: str, policy: Policy, spend: SpendOf, now: datetime,
+            found: list[Standing] | None, rule: str | None) -> Decision:
+    """The budget decision for a request served by ``model`` (the requested one, or ``rule``'s)."""
+    asked, version = facts.model, policy.version
     if found is None:
         found = standings(facts.principal, policy, spend, now, model)
     keys = tuple(s.key for s in found)
@@ -155,28 +174,30 @@ def decide(facts: RequestFacts, policy: Policy, spend: SpendOf, now: datetime,
         if refusing:
             # The request passes again only when every refusing period has reset: name the last one.
             by = max(refusing, key=lambda s: (s.resets_at, s.spent_micros * 10**6 // s.budget_micros))
-            return Decision("refuse", level, model, model, "requested", by, keys, left)
+            return Decision("refuse", level, asked, asked, "requested", by, keys, left, version)
         by = max(at_level, key=lambda s: s.resets_at)
         if any(s.at_pause == "cheapest" for s in at_level):
-            spends_in = _keys_for(facts, policy, now, chain[-1], keys)
-            return Decision("pause_cheapest", level, model, chain[-1], "pause_cheapest", by, spends_in, left)
-        return Decision("pause_step_down", level, model, chain[1], "pause_step_down", by,
-                        _keys_for(facts, policy, now, chain[1], keys), left)
+            spends_in = _keys_for(facts, model, policy, now, chain[-1], keys)
+            return Decision("pause_cheapest", level, asked, chain[-1], "pause_cheapest", by, spends_in, left,
+                            version, rule)
+        return Decision("pause_step_down", level, asked, chain[1], "pause_step_down", by,
+                        _keys_for(facts, model, policy, now, chain[1], keys), left, version, rule)
+    reason: RouteReason = "requested" if rule is None else "routing_rule"
     if not at_level:
-        return Decision("pass", level, model, model, "requested", None, keys, left)
+        return Decision("pass", level, asked, model, reason, None, keys, left, version, rule)
     by = _worst(at_level)
     if level is StageLevel.DOWNGRADE and facts.est_input_tokens < policy.downgrade_max_input_tokens:
         target = policy.next_model(model, facts.principal.scopes())
         if target is not None:
-            return Decision("downgrade", level, model, target, "downgrade", by,
-                            _keys_for(facts, policy, now, target, keys), left)
-    return Decision("pass", level, model, model, "requested", by, keys, left)
+            return Decision("downgrade", level, asked, target, "downgrade", by,
+                            _keys_for(facts, model, policy, now, target, keys), left, version, rule)
+    return Decision("pass", level, asked, model, reason, by, keys, left, version, rule)
 
 
-def _keys_for(facts: RequestFacts, policy: Policy, now: datetime, used: str,
+def _keys_for(facts: RequestFacts, model: str, policy: Policy, now: datetime, used: str,
               requested: tuple[BalanceKey, ...]) -> tuple[BalanceKey, ...]:
-    """The balances a request sent to ``used`` instead of the requested model spends in: the same unless a
-    per-model budget counts one of the two models."""
-    if facts.model not in policy._models and used not in policy._models:
+    """The balances a request for ``model`` sent to ``used`` instead spends in: the same unless a per-model
+    budget counts one of the two models."""
+    if model not in policy._models and used not in policy._models:
         return requested
     return tuple(key for key, _ in balance_keys(facts.principal, policy, now, used))

@@ -22,6 +22,9 @@ The same shape serves the live configuration (rows of ``budgets`` and ``budget_r
     cascades: {gpt-5.1: [gpt-5.1-mini, gpt-4.1-mini]}   # optional, defaults from settings
     downgrade_max_input_tokens: 10000                   # optional
     retry_cap: 3                                        # optional default for scopes without one
+    routing_rules:                                      # optional, always on (see routing.py)
+      - {name: small-daytime, scope: team:platform, max_input_tokens: 8000, hours: "09:00-17:00",
+         model: gpt-5.1-mini}
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ from typing import Any, Literal, overload
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from spendgate.domain.enforcement.balances import BalanceKey
-from spendgate.domain.enforcement.scopes import model_scope, parse_model, parse_scope, split_scope
+from spendgate.domain.enforcement.routing import RoutingTable, parse_rules
+from spendgate.domain.enforcement.scopes import Principal, model_scope, parse_model, parse_scope, split_scope
 from spendgate.domain.enforcement.settings import EnforcementSettings
 from spendgate.domain.errors import ConfigError
 from spendgate.domain.money import usd_to_micros
@@ -167,6 +171,11 @@ class Policy:
     cascades: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     downgrade_max_input_tokens: int = 10_000
     retry_cap: int = 3
+    routing: RoutingTable = field(default_factory=RoutingTable)
+    """Always-on routing rules (:mod:`.routing`), evaluated before the budget stages."""
+    version: str | None = field(default=None, compare=False)
+    """The id of the stored policy version this policy enforces (None before the first ``policy apply``).
+    Not part of a policy's identity: a proposal equals the live policy it became."""
     _periods: dict[tuple[PeriodKind, str], Period] = field(default_factory=dict, compare=False, repr=False,
                                                            init=False)
     """Current period per (kind, timezone): a cache, valid while ``starts_at <= now < ends_at``."""
@@ -180,11 +189,16 @@ class Policy:
     an init field, so ``replace`` (a reload) builds its own instead of adding the raises to the old one's."""
     _models: set[str] = field(default_factory=set, compare=False, repr=False, init=False)
     """Models that some per-model budget counts: only their requests look for per-model budgets."""
+    _own_cascades: list[bool] = field(default_factory=list, compare=False, repr=False, init=False)
+    """``[True]`` when some budget has cascades of its own (then a chain depends on the request's scopes)."""
+    _chains: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False, init=False)
+    """The settings' chain per model (:meth:`chain_of` without budgets' own cascades): a cache."""
 
     def __post_init__(self) -> None:
         for r in self.raises:
             self._raises_of[r.scope] = (*self._raises_of.get(r.scope, ()), r)
         self._models.update(m for b in self.budgets.values() if (m := b.model) is not None)
+        self._own_cascades.append(any(b.cascades is not None for b in self.budgets.values()))
 
     def budget_scopes(self, scopes: Iterable[str], model: str) -> list[str]:
         """The budgeted scopes a request for ``model`` falls in, narrowest first: each scope's per-model
@@ -212,6 +226,10 @@ class Policy:
 
     def with_budgets(self, budgets: Iterable[Budget], raises: Iterable[BudgetRaise]) -> Policy:
         return replace(self, budgets={b.scope: b for b in budgets}, raises=tuple(raises))
+
+    def with_version(self, version: str | None, routing: RoutingTable) -> Policy:
+        """This policy under another stored version: its id and routing rules (a proxy's reload)."""
+        return replace(self, version=version, routing=routing)
 
     def period(self, kind: PeriodKind, timezone: str, now: datetime) -> Period:
         """The period of ``kind`` containing ``now`` in ``timezone`` (cached: one datetime compare)."""
@@ -246,6 +264,16 @@ class Policy:
                 return found
         return _chain_in(self.cascades, model)
 
+    def chain_of(self, model: str, principal: Principal) -> tuple[str, ...]:
+        """:meth:`chain` for a principal's request, without building its scopes when no budget has cascades
+        of its own (the routing rules ask it on the request path)."""
+        if self._own_cascades[0]:
+            return self.chain(model, principal.scopes())
+        found = self._chains.get(model)
+        if found is None:
+            found = self._chains[model] = _chain_in(self.cascades, model)
+        return found
+
     def retry_cap_for(self, scopes: Iterable[str]) -> int:
         """The tightest retry cap among the scopes' budgets, else the default."""
         caps = [b.retry_cap for s in scopes if (b := self.budgets.get(s)) and b.retry_cap is not None]
@@ -260,6 +288,23 @@ class Policy:
             own = self.budgets[scope].cascade_dict()
             if own:
                 check_cascades(own, table, what=f"the cascades of {scope}", bedrock_models=bedrock_models)
+        self.check_routing(table, bedrock_models=bedrock_models)
+
+    def check_routing(self, table: PriceTable, *, bedrock_models: Collection[str] = ()) -> None:
+        """Every routing rule's models are priced and served by one provider, and a rule without
+        ``models`` routes to a model some cascade steps down to (else it could never apply)."""
+        reachable = {m for chain in self.cascades.values() for m in chain}
+        reachable.update(m for b in self.budgets.values() for _, chain in (b.cascades or ()) for m in chain)
+        for rule in self.routing.rules:
+            what = f"routing rule {rule.name}"
+            if rule.models is None:
+                table.require([rule.model], what=what)
+                if rule.model not in reachable:
+                    raise ConfigError(f"{what}: no cascade steps down to {rule.model}, so no request would be "
+                                      "routed; list the requested models it applies to under models:")
+            else:
+                check_cascades({m: [rule.model] for m in rule.models}, table, what=what,
+                               bedrock_models=bedrock_models)
 
 
 def check_cascades(cascades: Mapping[str, Sequence[str]], table: PriceTable, *, what: str,
@@ -339,6 +384,8 @@ class _PolicyDoc(BaseModel):
     cascades: dict[str, list[str]] | None = None
     downgrade_max_input_tokens: int | None = None
     retry_cap: int | None = None
+    routing_rules: list[Any] | None = None
+    """Checked by :func:`~spendgate.domain.enforcement.routing.parse_rules` (errors name the rule)."""
 
 
 def budget_of(
@@ -417,11 +464,14 @@ def policy_from_document(doc: Mapping[str, Any], defaults: EnforcementSettings) 
     raises = [BudgetRaise(parse_scope(r.scope), usd_to_micros(r.by), r.until, r.reason, created_at=r.starts)
               for r in parsed.raises]
     base = Policy.from_settings(defaults, budgets, raises)
+    zones = {b.scope: b.timezone for b in budgets}
+    rules = parse_rules(parsed.routing_rules, timezone_of=lambda scope: zones.get(scope, "UTC"))
     return replace(
         base,
         cascades=base.cascades if parsed.cascades is None else {m: tuple(c) for m, c in parsed.cascades.items()},
         downgrade_max_input_tokens=parsed.downgrade_max_input_tokens or base.downgrade_max_input_tokens,
         retry_cap=base.retry_cap if parsed.retry_cap is None else parsed.retry_cap,
+        routing=RoutingTable(rules),
     )
 
 

@@ -16,10 +16,6 @@ import asyncpg
 from spendgate.core.db import Queryable
 from spendgate.domain.outcomes import ExternalScore, TurnEvaluation, TurnFacts
 
-POLICY_VERSION_COLUMN = "policy_version"
-"""The usage events' policy version column (issue 13 item 6, added by another change): read when it
-exists, so the outcomes name the version once events carry it."""
-
 _TURNS = """
 WITH picked AS (
     SELECT developer, turn_id, max(occurred_at) AS last_at
@@ -45,7 +41,7 @@ CROSS JOIN LATERAL (
            array_agg(e.final_message ORDER BY e.occurred_at, e.event_id) AS finals,
            array_agg(e.model_requested ORDER BY e.occurred_at, e.event_id) AS requested,
            array_agg(e.model_used ORDER BY e.occurred_at, e.event_id) AS used,
-           array_agg({policy_version} ORDER BY e.occurred_at, e.event_id) AS versions,
+           array_agg(e.policy_version ORDER BY e.occurred_at, e.event_id) AS versions,
            min(e.occurred_at - make_interval(secs => e.latency_ms / 1000.0)) AS started_at,
            max(e.occurred_at) AS ended_at,
            max(e.tool_outputs) AS tool_calls,
@@ -65,17 +61,10 @@ ORDER BY p.last_at DESC, p.turn_id
 """
 
 
-async def _has_policy_version(db: Queryable) -> bool:
-    return bool(await db.fetchval(
-        """SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'usage_events'::regclass
-                          AND attname = $1 AND NOT attisdropped)""", POLICY_VERSION_COLUMN))
-
-
 async def turn_facts(db: Queryable, *, since: datetime, session_id: str | None = None, team: str | None = None,
                      limit: int) -> list[tuple[TurnFacts, ExternalScore | None]]:
     """The newest ``limit`` turns active at or after ``since``, newest first, each with its evaluation."""
-    version = f"e.{POLICY_VERSION_COLUMN}::text" if await _has_policy_version(db) else "NULL::text"
-    rows = await db.fetch(_TURNS.format(policy_version=version), since, session_id, team, limit)
+    rows = await db.fetch(_TURNS, since, session_id, team, limit)
     return [(_facts(r), _external(r)) for r in rows]
 
 

@@ -1,0 +1,1 @@
+"""Signed policy versions (``policy_versions``): every ``policy apply`` and rollback, newest active."""

@@ -1,0 +1,233 @@
+"""Signed policy versions and routing rules through the real enforcing proxy, the fake upstream, the Postgres
+bus, the ledger and real PostgreSQL: a rule sends a small turn to the cheaper model and the usage event names
+the rule and the version; a rollback makes the older version active and the proxy follows; ``spendgate
+policy verify`` finds a row changed by hand; the admin API applies, lists, verifies and rolls back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import msgspec
+import yaml
+from click.testing import CliRunner, Result
+
+from spendgate.admin.policy_versions import VersionApplied, apply_version, rollback
+from spendgate.cli import main
+from spendgate.core.config import Settings
+from spendgate.domain.enforcement import policy_from_document
+from spendgate.store.policies import store as versions
+from tests.support.admin_server import ADMIN_TOKEN, TEST_SIGNING_KEY, admin_client, auth
+from tests.support.enforced_proxy import Enforced, enforced_proxies
+from tests.support.waiting import eventually
+
+SMALL = "x" * 4_600  # ~1,000 estimated input tokens
+LARGE = "x" * 60_000  # ~13,000 estimated input tokens: over the rule's limit
+RULE = {"name": "platform-small", "scope": "team:platform", "max_input_tokens": 8000, "model": "gpt-5.1-mini"}
+ROUTED: dict[str, Any] = {"routing_rules": [RULE]}
+
+
+async def ask(e: Enforced, http: aiohttp.ClientSession, session: str, content: str = SMALL) -> int:
+    body = {"model": "gpt-5.1", "stream": True, "input": [{"type": "message", "role": "user", "content": content}]}
+    async with http.post(e.url(), json=body, headers=e.headers(**{"session-id": session})) as resp:
+        await resp.read()
+        return resp.status
+
+
+async def event_of(pool: asyncpg.Pool, session: str) -> asyncpg.Record:
+    return await eventually(lambda: pool.fetchrow("SELECT * FROM usage_events WHERE session_id = $1", session),
+                            until=lambda r: r is not None, what=f"usage event of {session}")
+
+
+async def proxy_follows(e: Enforced, version_id: str) -> None:
+    view: Any = e.deciders[0].inner.enforcer.view
+
+    async def active() -> str | None:
+        return view.policy.version  # type: ignore[no-any-return]
+
+    await eventually(active, until=lambda v: v == version_id, what=f"the proxy on version {version_id}")
+
+
+async def apply_doc(e: Enforced, doc: dict[str, Any], reason: str) -> VersionApplied:
+    settings = e.ledger_runtime.settings
+    return await apply_version(e.pool, policy_from_document(doc, settings.enforcement), settings,
+                               settings.pricing.table(), now=_now(), approver="test:alice", reason=reason)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def test_a_rule_routes_small_turns_and_a_rollback_is_followed(db_url: str, pool: asyncpg.Pool,
+                                                                    tmp_path: Path) -> None:
+    """With the rule's version active a small gpt-5.1 turn is served by gpt-5.1-mini and its event names the
+    rule and the version; a large one keeps gpt-5.1. After a rollback the proxy enforces the new version
+    (no rule): the small turn keeps gpt-5.1, stamped with the rollback's version id. A version row written
+    into the table without the key (a signature copied from another row) is not enforced: the proxy keeps
+    the rollback's version."""
+    keyed = {"policy": {"signing_key": TEST_SIGNING_KEY}}
+    async with enforced_proxies(db_url, tmp_path, settings=keyed) as e, aiohttp.ClientSession() as http:
+        plain = await apply_doc(e, {}, "baseline")
+        routed = await apply_doc(e, ROUTED, "cheaper small platform turns")
+        assert routed.parent == plain.version_id
+        await proxy_follows(e, routed.version_id)
+
+        served = e.upstream.fake.served
+        assert await ask(e, http, "s-small") == 200 and served[-1].model == "gpt-5.1-mini"
+        small = await event_of(pool, "s-small")
+        assert (small["model_requested"], small["model_used"], small["route_reason"], small["routing_rule"],
+                small["policy_version"]) == ("gpt-5.1", "gpt-5.1-mini", "routing_rule", "platform-small",
+                                             routed.version_id)
+        assert await ask(e, http, "s-large", LARGE) == 200 and served[-1].model == "gpt-5.1"
+        large = await event_of(pool, "s-large")
+        assert (large["route_reason"], large["routing_rule"], large["policy_version"]) == (
+            "requested", None, routed.version_id)
+
+        back = await rollback(e.pool, e.ledger_runtime.settings, e.ledger_runtime.settings.pricing.table(),
+                              now=_now(), approver="test:bob", reason="quality dropped")
+        await proxy_follows(e, back.version_id)
+        assert await ask(e, http, "s-after") == 200 and served[-1].model == "gpt-5.1"
+        after = await event_of(pool, "s-after")
+        assert (after["model_used"], after["routing_rule"], after["policy_version"]) == (
+            "gpt-5.1", None, back.version_id)
+        stored = await versions.get_version(pool, back.version_id)
+        assert stored is not None
+        assert (stored.action, stored.source, stored.parent, stored.approver, stored.document["routing_rules"]) == (
+            "rollback", plain.version_id, routed.version_id, "test:bob", [])
+
+        forged = await pool.fetchval(
+            """INSERT INTO policy_versions (version_id, parent, action, source, approver, reason, created_at, document,
+                                            key_id, signature)
+               SELECT 'forged', $1, action, source, approver, reason, created_at, document, key_id, signature
+               FROM policy_versions WHERE version_id = $2 RETURNING seq""", back.version_id, routed.version_id)
+        await pool.execute("SELECT pg_notify('spendgate_config', 'policy')")
+        view: Any = e.deciders[0].inner.enforcer.view
+
+        async def seen() -> int:
+            return int(view._version_seq)
+
+        await eventually(seen, until=lambda s: s == forged, what="the proxy reading the forged row")
+        assert view.policy.version == back.version_id
+        assert await ask(e, http, "s-forged") == 200 and served[-1].model == "gpt-5.1"
+        assert (await event_of(pool, "s-forged"))["policy_version"] == back.version_id
+
+
+async def cli(db_url: str, data_dir: Path, *args: str) -> Result:
+    env = {"SPENDGATE_DATABASE_URL": db_url, "SPENDGATE_DATA_DIR": str(data_dir), "SPENDGATE_LOG_LEVEL": "error",
+           "SPENDGATE_ADMIN_URL": "", "SPENDGATE_ADMIN_TOKEN": ADMIN_TOKEN}
+    return await asyncio.to_thread(CliRunner().invoke, main, list(args), env=env, catch_exceptions=False)
+
+
+async def test_verify_finds_a_row_changed_by_hand(pool: asyncpg.Pool, db_url: str, tmp_path: Path) -> None:
+    """apply twice from the CLI (the key file made in the data dir), versions lists both (whole ids in the
+    table, whatever the reason's length), verify --all passes;
+    after an UPDATE of one version's document in PostgreSQL, verify --all exits 1 naming that version, and a
+    rollback to it is refused."""
+    proposal = tmp_path / "p.yaml"
+    proposal.write_text(yaml.safe_dump({"budgets": [{"scope": "team:platform", "daily": "40"}], **ROUTED}))
+    long_reason = "first, " + "because " * 20
+    first = await cli(db_url, tmp_path, "policy", "apply", str(proposal), "--reason", long_reason,
+                      "--approver", "oidc:ann.example@finance.example.com")
+    assert first.exit_code == 0, first.output
+    proposal.write_text(yaml.safe_dump({"budgets": [{"scope": "team:platform", "daily": "50"}]}))
+    second = await cli(db_url, tmp_path, "policy", "apply", str(proposal), "--reason", "second")
+    assert second.exit_code == 0, second.output
+    listed = await cli(db_url, tmp_path, "policy", "versions", "--format", "json")
+    rows = json.loads(listed.output)["versions"]
+    assert [(r["reason"], r["active"], r["routing_rules"]) for r in rows] == [
+        ("second", True, 0), (long_reason.strip(), False, 1)]
+    assert rows[1]["approver"] == "oidc:ann.example@finance.example.com" and rows[0]["approver"].startswith("cli:")
+    table = (await cli(db_url, tmp_path, "policy", "versions")).output
+    assert all(r["version_id"] in table for r in rows) and max(map(len, table.splitlines())) <= 120
+    ok = await cli(db_url, tmp_path, "policy", "verify", "--all")
+    assert ok.exit_code == 0 and "2 policy versions verified" in ok.output
+
+    old = rows[1]["version_id"]
+    await pool.execute("UPDATE policy_versions SET document = jsonb_set(document::jsonb, '{budgets,0,daily}', "
+                       "'\"4000\"')::text WHERE version_id = $1", old)
+    bad = await cli(db_url, tmp_path, "policy", "verify", "--all")
+    assert bad.exit_code == 1
+    assert f"BAD: {old}: the signature does not match" in bad.output and "1 of 2 policy versions" in bad.output
+    assert (await cli(db_url, tmp_path, "policy", "verify")).exit_code == 0  # the active one is intact
+    refused = await cli(db_url, tmp_path, "policy", "rollback", "--to", old)
+    assert refused.exit_code != 0 and "does not verify" in refused.output
+    assert await pool.fetchval("SELECT count(*) FROM policy_versions") == 2
+
+
+async def test_the_api_applies_lists_verifies_and_rolls_back(pool: asyncpg.Pool, db_url: str,
+                                                             tmp_path: Path) -> None:
+    """POST /v1/policy/apply stores a version approved by the caller's identity; a bad rule is a 400 naming it;
+    GET versions and verify (and `policy verify --api`) report it; POST rollback makes the previous one active
+    again."""
+    settings = Settings(admin_token=ADMIN_TOKEN, data_dir=tmp_path)  # type: ignore[arg-type]
+    async with admin_client(pool, settings) as client:
+        bad = await client.post("/v1/policy/apply", headers=auth(),
+                                json={"proposal": {"routing_rules": [{**RULE, "hours": "9-5"}]}})
+        assert bad.status == 400 and "routing rule platform-small" in (await bad.json())["error"]["message"]
+        unknown = await client.post("/v1/policy/apply", headers=auth(),
+                                    json={"proposal": {"routing_rules": [{**RULE, "model": "gpt-9-nano"}]}})
+        assert unknown.status == 400 and "gpt-9-nano" in (await unknown.json())["error"]["message"]
+        first = await client.post("/v1/policy/apply", headers=auth(), json={"proposal": {}, "reason": "start"})
+        assert first.status == 200, await first.text()
+        second = await client.post("/v1/policy/apply", headers=auth(), json={"proposal": ROUTED, "reason": "route"})
+        done = msgspec.json.decode(await second.read(), type=VersionApplied)
+        listed = await (await client.get("/v1/policy/versions", headers=auth())).json()
+        assert [(v["reason"], v["approver"], v["active"]) for v in listed["versions"]] == [
+            ("route", "admin-token:break-glass", True), ("start", "admin-token:break-glass", False)]
+        one = await (await client.get(f"/v1/policy/versions/{done.version_id}", headers=auth())).json()
+        assert one["document"]["routing_rules"][0]["name"] == "platform-small"
+        verified = await (await client.get("/v1/policy/verify?all=true", headers=auth())).json()
+        assert (verified["checked"], verified["bad"]) == (2, 0)
+        assert (await client.get("/v1/policy/verify?all=maybe", headers=auth())).status == 400
+        through = await cli(db_url, tmp_path / "elsewhere", "policy", "verify", "--all", "--api",
+                            str(client.make_url("")).rstrip("/"))
+        assert through.exit_code == 0 and "2 policy versions verified" in through.output, through.output
+        back = await client.post("/v1/policy/rollback", headers=auth(), json={"reason": "undo"})
+        assert back.status == 200
+        active = await versions.active_version(pool)
+        assert active is not None and active.action == "rollback" and active.document.get("routing_rules") == []
+        audited = await pool.fetch("SELECT actor, action, detail::jsonb ->> 'version' AS version FROM audit_log "
+                                   "WHERE action LIKE 'policy.%' ORDER BY at")
+        assert [(a["actor"], a["action"], a["version"]) for a in audited] == [
+            ("admin-token:break-glass", "policy.apply", listed["versions"][1]["version_id"]),
+            ("admin-token:break-glass", "policy.apply", done.version_id),
+            ("admin-token:break-glass", "policy.rollback", active.version_id)]
+        missing = await client.post("/v1/policy/rollback", headers=auth(), json={"to": "no-such-version"})
+        assert missing.status == 400
+        assert "no policy version no-such-version" in (await missing.json())["error"]["message"]
+
+
+async def test_cli_mistakes_are_one_error_line_and_change_nothing(pool: asyncpg.Pool, db_url: str,
+                                                                  tmp_path: Path) -> None:
+    """A bad rule, an unknown model, a 300-character approver, verify without a key, a rollback with no
+    versions and a bad signing key are each one `error:` line, exit non-zero, and store no version."""
+    proposal = tmp_path / "p.yaml"
+    cases = [
+        ({"routing_rules": [{**RULE, "hours": "25:00-26:00"}]}, (), "routing rule platform-small: hours"),
+        ({"routing_rules": [{**RULE, "timezone": "Moon/Base"}]}, (), "unknown timezone 'Moon/Base'"),
+        ({"routing_rules": [{**RULE, "model": "gpt-9-nano"}]}, (), "gpt-9-nano"),
+        ({}, ("--approver", "x" * 300), "approver is longer than 200 characters"),
+    ]
+    for doc, extra, message in cases:
+        proposal.write_text(yaml.safe_dump(doc))
+        result = await cli(db_url, tmp_path, "policy", "apply", str(proposal), *extra)
+        assert result.exit_code != 0 and "error:" in result.output and message in result.output, result.output
+        assert "Traceback" not in result.output
+    keyless = await cli(db_url, tmp_path / "empty", "policy", "verify")
+    assert keyless.exit_code != 0 and "no key to verify policy versions with" in keyless.output
+    nothing = await cli(db_url, tmp_path, "policy", "rollback")
+    assert nothing.exit_code != 0 and "nothing to roll back" in nothing.output
+    env_key = tmp_path / "bad.pem"
+    env_key.write_text("not a key")
+    proposal.write_text(yaml.safe_dump({}))
+    bad_key = await asyncio.to_thread(
+        CliRunner().invoke, main, ["policy", "apply", str(proposal)], catch_exceptions=False,
+        env={"SPENDGATE_DATABASE_URL": db_url, "SPENDGATE_DATA_DIR": str(tmp_path), "SPENDGATE_LOG_LEVEL": "error",
+             "SPENDGATE_POLICY__SIGNING_KEY": str(env_key)})
+    assert bad_key.exit_code != 0 and "policy.signing_key" in bad_key.output
+    assert await pool.fetchval("SELECT count(*) FROM policy_versions") == 0
