@@ -209,6 +209,17 @@ async def day_spend(db: Queryable, scopes: Sequence[str], start: date, end: date
     return [DaySpend(r["scope"], r["period_start"], int(r["spent_micros"])) for r in rows]
 
 
+async def period_balances(db: Queryable, scope_prefix: str, period: PeriodKind, start: date) -> dict[str, int]:
+    """What every scope whose name starts with ``scope_prefix`` (``team:``) spent in the period starting
+    ``start``, by scope (scopes with no balance row are absent)."""
+    rows = await db.fetch(
+        """SELECT scope, spent_micros FROM balances
+           WHERE period = $1 AND period_start = $2 AND starts_with(scope, $3)""",
+        period.value, start, scope_prefix,
+    )
+    return {r["scope"]: int(r["spent_micros"]) for r in rows}
+
+
 # -- threshold crossings (the outbox to spendgate.budget.v1) -------------------------------------------
 
 
@@ -466,3 +477,29 @@ async def withdraw_pending(db: Queryable, instance: str) -> None:
     """Remove every row of this proxy (on a clean stop)."""
     await db.execute("DELETE FROM enforcement_pending WHERE instance = $1", instance)
     await db.execute("DELETE FROM enforcement_unsettled WHERE instance = $1", instance)
+
+
+@dataclass(frozen=True, slots=True)
+class StageChange:
+    """A crossing as the console lists it: a scope entered a stage at a time."""
+
+    scope: str
+    period: str
+    period_start: date
+    threshold_pct: int
+    stage: str
+    spent_micros: int
+    budget_micros: int
+    crossed_at: datetime
+    developer: str | None
+    team: str | None
+
+
+async def crossings_between(db: Queryable, start: datetime, end: datetime, *, limit: int) -> list[StageChange]:
+    """The threshold crossings recorded in ``[start, end)``, newest first, at most ``limit``."""
+    rows = await db.fetch(
+        """SELECT scope, period, period_start, threshold_pct, stage, spent_micros, budget_micros, crossed_at,
+                  developer, team
+           FROM threshold_crossings WHERE crossed_at >= $1 AND crossed_at < $2
+           ORDER BY crossed_at DESC, scope LIMIT $3""", start, end, limit)
+    return [StageChange(*r) for r in rows]

@@ -487,6 +487,50 @@ async def session_totals(db: Queryable, developer: str, session_id: str) -> Sess
     return SessionTotals(*row) if row else None
 
 
+@dataclass(frozen=True, slots=True)
+class FoldedSession:
+    """A session's folded totals (the ``sessions`` table), for the console's list of sessions."""
+
+    session_id: str
+    developer: str
+    team: str
+    repo: str | None
+    first_at: datetime
+    last_at: datetime
+    turns: int
+    requests: int
+    input_tokens: int
+    cached_tokens: int
+    cost_micros: int
+    retries: int
+    retry_cost_micros: int
+    downgraded: int
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+async def folded_sessions(db: Queryable, start: datetime, end: datetime, *, developers: Sequence[str] | None = None,
+                          teams: Sequence[str] | None = None, search: str | None = None,
+                          limit: int) -> tuple[list[FoldedSession], int]:
+    """Sessions active in ``[start, end)`` (of ``developers`` / ``teams`` when given; whose id, developer or
+    repo contains ``search``), costliest first, at most ``limit``; and how many match in all. Totals are the
+    whole session's, as the ledger folded them."""
+    rows = await db.fetch(
+        """SELECT session_id, developer, team, repo, first_at, last_at, turns, requests, input_tokens,
+                  cached_tokens, cost_micros, retries, retry_cost_micros, downgraded, count(*) OVER () AS matching
+           FROM sessions
+           WHERE last_at >= $1 AND first_at < $2
+             AND ($3::text[] IS NULL OR developer = ANY($3)) AND ($4::text[] IS NULL OR team = ANY($4))
+             AND ($5::text IS NULL OR session_id ILIKE $5 OR developer ILIKE $5 OR repo ILIKE $5)
+           ORDER BY cost_micros DESC, session_id, developer LIMIT $6""",
+        start, end, None if developers is None else list(developers), None if teams is None else list(teams),
+        None if search is None else _like(search), limit)
+    matching = int(rows[0]["matching"]) if rows else 0
+    return [FoldedSession(*list(r.values())[:14]) for r in rows], matching
+
+
 # -- policy dry-run: the window's events, and the spend before it ----------------------------------------
 
 

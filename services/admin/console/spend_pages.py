@@ -1,0 +1,189 @@
+"""Teams and developers: ``/teams``, ``/teams/{team}``, ``/developers``, ``/developers/{developer}``.
+
+Spend figures are the chargeback report's (:func:`spendgate.admin.reports.chargeback`) over the page's
+period, so a page and ``/v1/reports/chargeback`` with the same query agree to the micro-dollar. Budgets and
+stages are the budget status the API gives (:func:`spendgate.admin.views.budget_status`); sessions are the
+ledger's folded session totals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from urllib.parse import quote
+
+from aiohttp import web
+
+from spendgate.admin.cache import hit_rate_pct
+from spendgate.admin.console.auth_chain import identity_of
+from spendgate.admin.console.identity import Identity, Role, may_read_developer, may_read_team
+from spendgate.admin.console.pages import (
+    deps_of,
+    forbidden,
+    forecast_view,
+    page,
+    path_name,
+    require_team,
+    session_href,
+    window_of,
+)
+from spendgate.admin.console.tables import Cell, Column, Table, csv_of
+from spendgate.admin.console.web import query_with, render
+from spendgate.admin.deps import Deps
+from spendgate.admin.reports import ChargebackLine, chargeback
+from spendgate.admin.views import budget_status
+from spendgate.admin.window import Filters, Window
+from spendgate.store.keys.store import newest_key_of
+from spendgate.store.usage.store import FoldedSession, folded_sessions
+
+TOP_SESSIONS = 25
+DEVELOPER_SESSIONS = 100
+
+
+def hit_rate(line: ChargebackLine | None) -> float | None:
+    """Cached ÷ input tokens as a ratio (the cache report's rule, :func:`spendgate.admin.cache.hit_rate_pct`)."""
+    if line is None:
+        return None
+    pct = hit_rate_pct(line.cached_tokens, line.input_tokens)
+    return None if pct is None else float(pct) / 100
+
+
+def _href(base: str, name: str, keep: str) -> str:
+    return f"{base}/{quote(name, safe='')}{keep}"
+
+
+def spend_table(name: str, caption: str, label: str, lines: Sequence[ChargebackLine], keep: str,
+                link: str | None) -> Table:
+    """Chargeback lines as a table: the group (linked to its page), sessions, requests, cost, retry spend,
+    downgrade savings and cache hit rate."""
+    return Table(name, caption, [
+        Column(label), Column("Sessions", "int"), Column("Requests", "int"), Column("Cost", "usd"),
+        Column("Retry spend", "usd"), Column("Downgrades", "int"), Column("Downgrade savings", "usd"),
+        Column("Cache hit rate", "pct"),
+    ], [[Cell(ln.group or "(none)", _href(link, ln.group, keep) if link and ln.group else None), Cell(ln.sessions),
+         Cell(ln.requests), Cell(ln.cost_micros), Cell(ln.retry_cost_micros), Cell(ln.downgraded),
+         Cell(ln.downgrade_saved_micros), Cell(hit_rate(ln))] for ln in lines])
+
+
+def session_table(sessions: list[FoldedSession], matching: int, keep: str, *, caption: str) -> Table:
+    more = f"Showing the {len(sessions)} costliest of {matching}." if matching > len(sessions) else None
+    return Table("sessions", caption, [
+        Column("Session"), Column("Developer"), Column("Repo"), Column("Last request (UTC)"), Column("Turns", "int"),
+        Column("Requests", "int"), Column("Cost", "usd"), Column("Retry spend", "usd"), Column("Downgrades", "int"),
+        Column("Cache hit rate", "pct"),
+    ], [[Cell(s.session_id, session_href(s.session_id, s.developer)),
+         Cell(s.developer, _href("/developers", s.developer, keep)), Cell(s.repo),
+         Cell(s.last_at.strftime("%Y-%m-%d %H:%M")), Cell(s.turns), Cell(s.requests), Cell(s.cost_micros),
+         Cell(s.retry_cost_micros), Cell(s.downgraded),
+         Cell(None if not s.input_tokens else s.cached_tokens / s.input_tokens)] for s in sessions],
+        note=((more + " " if more else "") + "Session figures are whole sessions, as the ledger folded them."))
+
+
+def _keep(request: web.Request) -> str:
+    return query_with(request.rel_url.query, format=None, table=None, q=None)
+
+
+# -- teams ------------------------------------------------------------------------------------------------
+
+
+@page
+async def teams(request: web.Request) -> web.StreamResponse:
+    who = identity_of(request)
+    if who.role is Role.DEVELOPER:
+        raise forbidden("teams' spend")
+    deps, window = deps_of(request), window_of(request)
+    only = sorted(who.teams)[0] if who.role is Role.MANAGER and len(who.teams) == 1 else None
+    report = await chargeback(deps.pool, deps.prices, by="team", window=window, filters=Filters(team=only))
+    lines = [ln for ln in report.lines if ln.group is not None and may_read_team(who, ln.group)]
+    tables = [spend_table("teams", "Teams", "Team", lines, _keep(request), "/teams")]
+    if (csv := csv_of(request, tables, "teams")) is not None:
+        return csv
+    return render(request, "spend_list.html", title="Teams", window=window, tables=tables,
+                  total=sum(ln.cost_micros for ln in lines))
+
+
+@page
+async def team(request: web.Request) -> web.StreamResponse:
+    name = path_name(request, "team")
+    require_team(request, name)
+    deps, window = deps_of(request), window_of(request)
+    keep = _keep(request)
+    by_developer = await chargeback(deps.pool, deps.prices, by="developer", window=window, filters=Filters(team=name))
+    by_repo = await chargeback(deps.pool, deps.prices, by="repo", window=window, filters=Filters(team=name))
+    sessions, matching = await folded_sessions(deps.pool, window.starts_at, window.ends_at, teams=[name],
+                                               limit=TOP_SESSIONS)
+    tables = [
+        spend_table("developers", "Top developers", "Developer", by_developer.lines, keep, "/developers"),
+        spend_table("repos", "Repos", "Repo", by_repo.lines, keep, None),
+        session_table(sessions, matching, keep, caption="Top sessions"),
+    ]
+    if (csv := csv_of(request, tables, f"team-{name}")) is not None:
+        return csv
+    return await _scope_page(request, deps, window, f"team:{name}", f"Team {name}", by_developer.total, tables)
+
+
+async def _scope_page(request: web.Request, deps: Deps, window: Window, scope: str, title: str,
+                      total: ChargebackLine | None, tables: list[Table]) -> web.StreamResponse:
+    status = await budget_status(deps.pool, scope, deps.now())
+    month = next((p for p in status.periods if p.period == "month"), None) if status else None
+    forecast = await forecast_view(deps, scope, month.budget_micros if month else None,
+                                   status.budget.timezone if status else deps.settings.default_timezone)
+    return render(request, "scope.html", title=title, window=window, scope=scope, total=total,
+                  hit_rate=hit_rate(total), budget=status, forecast=forecast, tables=tables)
+
+
+# -- developers -------------------------------------------------------------------------------------------
+
+
+def _developer_filters(who: Identity) -> Filters:
+    if who.role is Role.DEVELOPER:
+        return Filters(developer=who.developer or "\x00none")
+    if who.role is Role.MANAGER and len(who.teams) == 1:
+        return Filters(team=next(iter(who.teams)))
+    return Filters()
+
+
+@page
+async def developers(request: web.Request) -> web.StreamResponse:
+    who = identity_of(request)
+    deps, window = deps_of(request), window_of(request)
+    if who.role is Role.DEVELOPER and not who.developer:
+        raise forbidden("anyone's spend")
+    report = await chargeback(deps.pool, deps.prices, by="developer", window=window, filters=_developer_filters(who))
+    lines = [ln for ln in report.lines if ln.group is not None and may_read_developer(who, ln.group, ln.team)]
+    tables = [spend_table("developers", "Developers", "Developer", lines, _keep(request), "/developers")]
+    if (csv := csv_of(request, tables, "developers")) is not None:
+        return csv
+    return render(request, "spend_list.html", title="Developers", window=window, tables=tables,
+                  total=sum(ln.cost_micros for ln in lines))
+
+
+async def developer_team(deps: Deps, developer: str, window: Window) -> str | None:
+    """The developer's team as their newest key states it; without a key, their one team in the period."""
+    key = await newest_key_of(deps.pool, f"developer:{developer}")
+    if key is not None:
+        return key.team
+    report = await chargeback(deps.pool, deps.prices, by="team", window=window, filters=Filters(developer=developer))
+    found = {ln.group for ln in report.lines}
+    return found.pop() if len(found) == 1 else None
+
+
+@page
+async def developer(request: web.Request) -> web.StreamResponse:
+    name = path_name(request, "developer")
+    who = identity_of(request)
+    deps, window = deps_of(request), window_of(request)
+    team_name = None if who.role is Role.DEVELOPER else await developer_team(deps, name, window)
+    if not may_read_developer(who, name, team_name):
+        raise forbidden(f"developer {name}'s spend")
+    keep = _keep(request)
+    by_repo = await chargeback(deps.pool, deps.prices, by="repo", window=window, filters=Filters(developer=name))
+    sessions, matching = await folded_sessions(deps.pool, window.starts_at, window.ends_at, developers=[name],
+                                               limit=DEVELOPER_SESSIONS)
+    tables = [
+        session_table(sessions, matching, keep, caption="Sessions"),
+        spend_table("repos", "Repos", "Repo", by_repo.lines, keep, None),
+    ]
+    if (csv := csv_of(request, tables, f"developer-{name}")) is not None:
+        return csv
+    title = f"Developer {name}" + (f" ({team_name})" if team_name else "")
+    return await _scope_page(request, deps, window, f"developer:{name}", title, by_repo.total, tables)

@@ -1,0 +1,77 @@
+"""A page's tables as data: one :class:`Table` is both the HTML a page shows and its CSV export, so the
+download is exactly what the page shows (money as exact decimal dollars in the CSV, formatted in the page).
+
+Columns have a kind: ``text``, ``int``, ``usd`` (integer micro-dollars) or ``pct`` (a ratio 0..1, or
+None). The page's script sorts on each cell's raw value (``data-sort``), never on its formatted text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from aiohttp import web
+
+from spendgate.admin.console.pages import PageError
+from spendgate.admin.console.web import csv_response, wants_csv
+from spendgate.domain.money import micros_to_decimal
+
+Kind = Literal["text", "int", "usd", "pct"]
+Value = str | int | float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    label: str
+    kind: Kind = "text"
+
+    @property
+    def numeric(self) -> bool:
+        return self.kind != "text"
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    value: Value
+    href: str | None = None
+    """A link from the cell (to the row's own page)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    name: str
+    """Unique on the page: the table's id and its CSV's ``table=`` parameter."""
+    caption: str
+    columns: Sequence[Column]
+    rows: list[list[Cell]] = field(default_factory=list)
+    empty: str = "Nothing in this period."
+    note: str | None = None
+
+    def csv_rows(self) -> list[list[object]]:
+        return [[_csv_value(c.kind, cell.value) for c, cell in zip(self.columns, row, strict=True)]
+                for row in self.rows]
+
+
+def _csv_value(kind: Kind, value: Value) -> object:
+    if value is None:
+        return ""
+    if kind == "usd" and isinstance(value, int):
+        return format(micros_to_decimal(value), "f")
+    if kind == "pct" and isinstance(value, float):
+        return f"{value * 100:.1f}"
+    return value
+
+
+def csv_of(request: web.Request, tables: Sequence[Table], filename: str) -> web.Response | None:
+    """The CSV of the table named by ``?table=`` (the page's first by default) when ``?format=csv``;
+    None otherwise. An unknown table name is a 400."""
+    if not wants_csv(request):
+        return None
+    name = request.rel_url.query.get("table", tables[0].name)
+    table = next((t for t in tables if t.name == name), None)
+    if table is None:
+        raise PageError(400, f"no table {name[:40]!r} on this page; choose one of "
+                             f"{', '.join(t.name for t in tables)}")
+    header = [c.label + (" (USD)" if c.kind == "usd" else " (%)" if c.kind == "pct" else "") for c in table.columns]
+    return csv_response(f"{filename}-{table.name}.csv", header, table.csv_rows())
