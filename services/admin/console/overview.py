@@ -44,7 +44,8 @@ class TeamRisk:
     stage: str | None
     p50_micros: int | None
     risk: float | None
-    """Forecast P50 (or, without a forecast, the spend so far) over the monthly budget."""
+    """The month-end estimate over the monthly budget: the forecast's P50, or the spend so far when that is
+    more (a forecast made before today's spend) or there is no forecast."""
 
 
 async def teams_at_risk(deps: Deps, teams: list[str] | None) -> list[TeamRisk]:
@@ -67,7 +68,7 @@ async def teams_at_risk(deps: Deps, teams: list[str] | None) -> list[TeamRisk]:
         at = standing(policy, b, PeriodKind.MONTH, s, now) if b is not None else None
         f = forecasts.get(scope)
         p50 = f.p50_micros if f is not None else None
-        risk = ((p50 if p50 is not None else s) / at.budget_micros) if at and at.budget_micros else None
+        risk = max(p50 or 0, s) / at.budget_micros if at and at.budget_micros else None
         out.append(TeamRisk(name, s, at.budget_micros if at else None, at.stage if at else None, p50, risk))
     return sorted(out, key=lambda t: (t.risk is None, -(t.risk or 0), -t.spent_micros, t.team))
 
