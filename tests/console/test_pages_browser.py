@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page
+from playwright.async_api import Browser, Page, ViewportSize
 
 from spendgate.domain.events import UsageRecorded
 from tests.support.admin_server import admin_client, auth
@@ -26,7 +26,7 @@ PAGES = {
     "session": "/sessions/sess-today-bob?developer=bob",
     "cache": "/cache" + QUERY,
 }
-WIDTHS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 375, "height": 812}}
+WIDTHS: dict[str, ViewportSize] = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 375, "height": 812}}
 
 
 @pytest.fixture(scope="module")
