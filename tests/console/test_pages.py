@@ -29,7 +29,8 @@ from tests.support.postgres import PostgresForTests
 NOVEMBER = Window.of(date(2026, 11, 1), date(2026, 11, 30), tz="UTC", now=NOW)
 MANAGER = Identity(subject="idp|mia", name="Mia", role=Role.MANAGER, teams=frozenset({"platform"}), via="test")
 DEVELOPER = Identity(subject="idp|alice", name="Alice", role=Role.DEVELOPER, developer="alice", via="test")
-AS = {"manager": MANAGER, "developer": DEVELOPER}
+NOBODY = Identity(subject="idp|new", name="New", role=Role.DEVELOPER, developer=None, via="test")
+AS = {"manager": MANAGER, "developer": DEVELOPER, "nobody": NOBODY}
 
 
 async def _as_header(request: web.Request) -> Identity | None:
@@ -120,14 +121,17 @@ def _fmt(micros: int) -> str:
 
 async def test_list_csv_exports_are_the_chargeback_lines(pool: asyncpg.Pool,
                                                         client: TestClient) -> None:  # type: ignore[type-arg]
-    """/teams and /developers as CSV: one row per chargeback line, exact decimal dollars, same order."""
-    for path, by in (("/teams", "team"), ("/developers", "developer")):
-        report = await chargeback(pool, PRICES, by=by, window=NOVEMBER)
-        rows = await csv_rows(client, path + QUERY + "&format=csv")
-        got = [(r[by.capitalize()], usd(r["Cost (USD)"]), usd(r["Retry spend (USD)"]), int(r["Requests"]))
-               for r in rows]
-        assert got == [(ln.group, ln.cost_micros, ln.retry_cost_micros, ln.requests) for ln in report.lines]
-        assert sum(usd(r["Cost (USD)"]) for r in rows) == report.total.cost_micros  # type: ignore[union-attr]
+    """/teams and /developers as CSV: one row per chargeback line (cost and requests), exact decimal
+    dollars, same order; read from the ledger's day balances in the default zone and from the events in
+    another, the figures are the chargeback report's either way."""
+    for tz in ("UTC", "America/New_York"):
+        window = Window.of(date(2026, 11, 1), date(2026, 11, 30), tz=tz, now=NOW)
+        for path, by in (("/teams", "team"), ("/developers", "developer")):
+            report = await chargeback(pool, PRICES, by=by, window=window)
+            rows = await csv_rows(client, f"{path}{QUERY}&tz={tz}&format=csv")
+            got = [(r[by.capitalize()], usd(r["Cost (USD)"]), int(r["Requests"])) for r in rows]
+            assert got == [(ln.group, ln.cost_micros, ln.requests) for ln in report.lines], (tz, by)
+            assert sum(usd(r["Cost (USD)"]) for r in rows) == report.total.cost_micros  # type: ignore[union-attr]
 
 
 async def test_the_csv_of_a_page_table_is_the_table_it_shows(client: TestClient) -> None:  # type: ignore[type-arg]
@@ -211,6 +215,15 @@ async def test_a_developer_reads_only_themself(client: TestClient) -> None:  # t
     assert "No usage" in await page(client, "/sessions/sess-today-bob", d, status=404)
     overview = await page(client, "/", d)
     assert 'id="teams"' not in overview and "team:payments" not in overview
+
+
+async def test_a_developer_identity_without_a_developer_reads_nothing(
+        client: TestClient) -> None:  # type: ignore[type-arg]
+    """Signed in as a developer the IdP named no developer id for: every spend page is refused or empty."""
+    n = as_("nobody")
+    for path in ("/developers", "/cache", "/sessions/sess-today-bob", "/developers/bob"):
+        assert "may not read" in await page(client, path, n, status=403)
+    assert await csv_rows(client, "/sessions" + QUERY + "&format=csv", n) == []
 
 
 @pytest.mark.parametrize(("path", "message"), [

@@ -8,7 +8,8 @@ exactly as the chargeback API reads it, so a page and ``/v1/reports/chargeback``
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from urllib.parse import quote
@@ -20,6 +21,7 @@ from spendgate.admin.console.identity import Identity, Role, may_read_developer,
 from spendgate.admin.console.web import chart_data, render
 from spendgate.admin.deps import DEPS, Deps
 from spendgate.admin.window import Window, WindowError, parse_date
+from spendgate.core.db import Conn
 from spendgate.domain.enforcement.policy import Budget, BudgetRaise, Policy
 from spendgate.domain.enforcement.scopes import split_scope
 from spendgate.domain.enforcement.stages import stage_for
@@ -69,6 +71,19 @@ _TITLES = {400: "Bad request", 403: "Not yours to read", 404: "Not found"}
 
 def deps_of(request: web.Request) -> Deps:
     return request.app[DEPS]
+
+
+REPORT_WORK_MEM = "64MB"
+"""Memory a page's report query may sort and hash in (PostgreSQL's default 4MB spills a month of a large
+organisation's events to disk: the cache report at 300,000 events sorted 6 MB on disk)."""
+
+
+@asynccontextmanager
+async def report_conn(deps: Deps) -> AsyncIterator[Conn]:
+    """A connection for one report query of a page, in a read-only transaction with more working memory."""
+    async with deps.pool.acquire() as conn, conn.transaction(readonly=True):
+        await conn.execute(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'")
+        yield conn
 
 
 def text_param(request: web.Request, name: str) -> str | None:

@@ -8,6 +8,7 @@ The drill-down is :func:`spendgate.admin.sessions.session_detail` and the cache 
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import quote
 
 from aiohttp import web
@@ -22,6 +23,7 @@ from spendgate.admin.console.pages import (
     forbidden,
     page,
     path_name,
+    report_conn,
     session_href,
     team_filter,
     text_param,
@@ -35,6 +37,8 @@ from spendgate.admin.window import Filters, Window
 from spendgate.store.usage.store import folded_sessions
 
 LIST_LIMIT = 200
+CACHE_ROWS = 500
+"""The most rows a cache table shows (the worst first); its CSV holds the same rows."""
 
 
 @page
@@ -60,9 +64,9 @@ async def session(request: web.Request) -> web.StreamResponse:
     deps = deps_of(request)
     asked = text_param(request, "developer")
     if who.role is Role.DEVELOPER:
-        if asked is not None and asked != who.developer:
-            raise forbidden(f"developer {asked}'s sessions")
-        asked = who.developer or "\x00none"
+        if who.developer is None or (asked is not None and asked != who.developer):
+            raise forbidden(f"developer {asked or 'anyone'}'s sessions")
+        asked = who.developer
     try:
         detail = await session_detail(deps.pool, deps.prices, session_id, asked)
     except SessionNotFound:
@@ -105,6 +109,16 @@ async def session(request: web.Request) -> web.StreamResponse:
 CACHE_BY = ("developer", "repo", "session")
 
 
+def _worst_first(line: CacheLine) -> tuple[bool, float, int, str]:
+    """Lowest hit rate first (lines without input tokens last), then the costliest misses."""
+    ratio = _ratio(line)
+    return (ratio is None, ratio or 0.0, -line.miss_cost_micros, line.group or "")
+
+
+def _shown(count: int) -> str | None:
+    return f"Showing the worst {CACHE_ROWS} of {count:,}." if count > CACHE_ROWS else None
+
+
 def _ratio(line: CacheLine) -> float | None:
     return None if line.hit_rate_pct is None else float(line.hit_rate_pct) / 100
 
@@ -122,8 +136,12 @@ async def _cache_reports(request: web.Request, who: Identity, by: str, window: W
         filters = [Filters(team=t) for t in sorted(who.teams)]
     else:
         filters = [Filters()]
-    return [await cache_report(deps.pool, by=by, window=window, filters=f, flag_below_pct=s.cache_flag_below_pct,
-                               min_requests=s.cache_flag_min_requests) for f in filters]
+    async def one(f: Filters) -> CacheReport:
+        async with report_conn(deps) as conn:
+            return await cache_report(conn, by=by, window=window, filters=f, flag_below_pct=s.cache_flag_below_pct,
+                                      min_requests=s.cache_flag_min_requests)
+
+    return list(await asyncio.gather(*(one(f) for f in filters)))
 
 
 @page
@@ -134,9 +152,8 @@ async def cache(request: web.Request) -> web.StreamResponse:
     if by not in CACHE_BY:
         raise PageError(400, f"by must be one of {', '.join(CACHE_BY)}")
     reports = await _cache_reports(request, who, by, window)
-    lines = [ln for r in reports for ln in r.lines]
-    flagged = sorted((ln for r in reports for ln in r.flagged_sessions),
-                     key=lambda ln: (_ratio(ln) or 0.0, -ln.miss_cost_micros, ln.group or ""))
+    lines = sorted((ln for r in reports for ln in r.lines), key=_worst_first)
+    flagged = sorted((ln for r in reports for ln in r.flagged_sessions), key=_worst_first)
     keep = query_with(request.rel_url.query, format=None, table=None)
     settings = deps_of(request).settings
     label = {"developer": "Developer", "repo": "Repo", "session": "Session"}[by]
@@ -155,12 +172,14 @@ async def cache(request: web.Request) -> web.StreamResponse:
             Column("Hit rate", "pct"), Column("Money lost to misses", "usd"),
         ], [[Cell(ln.group, session_href(ln.group or "", ln.developer)),
              Cell(ln.developer), Cell(ln.repo), Cell(ln.requests), Cell(_ratio(ln)), Cell(ln.miss_cost_micros)]
-            for ln in flagged], empty="No session is under the line in this period."),
+            for ln in flagged[:CACHE_ROWS]], empty="No session is under the line in this period.",
+            note=_shown(len(flagged))),
         Table("hit-rates", f"Hit rate per {by}", [
             Column(label), Column("Requests", "int"), Column("Input tokens", "int"), Column("Cached tokens", "int"),
             Column("Hit rate", "pct"), Column("Saved by the cache", "usd"), Column("Money lost to misses", "usd"),
         ], [[Cell(ln.group or "(none)", link(ln)), Cell(ln.requests), Cell(ln.input_tokens), Cell(ln.cached_tokens),
-             Cell(_ratio(ln)), Cell(ln.saved_micros), Cell(ln.miss_cost_micros)] for ln in lines]),
+             Cell(_ratio(ln)), Cell(ln.saved_micros), Cell(ln.miss_cost_micros)] for ln in lines[:CACHE_ROWS]],
+            note=_shown(len(lines))),
     ]
     if (csv := csv_of(request, tables, "cache")) is not None:
         return csv

@@ -8,7 +8,9 @@ ledger's folded session totals.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 from urllib.parse import quote
 
 from aiohttp import web
@@ -22,6 +24,7 @@ from spendgate.admin.console.pages import (
     forecast_view,
     page,
     path_name,
+    report_conn,
     require_team,
     session_href,
     window_of,
@@ -29,9 +32,11 @@ from spendgate.admin.console.pages import (
 from spendgate.admin.console.tables import Cell, Column, Table, csv_of
 from spendgate.admin.console.web import query_with, render
 from spendgate.admin.deps import Deps
-from spendgate.admin.reports import ChargebackLine, chargeback
+from spendgate.admin.reports import Chargeback, ChargebackLine, chargeback
 from spendgate.admin.views import budget_status
 from spendgate.admin.window import Filters, Window
+from spendgate.store.balances.store import day_totals
+from spendgate.store.budgets.store import budgets_of
 from spendgate.store.keys.store import newest_key_of
 from spendgate.store.usage.store import FoldedSession, folded_sessions
 
@@ -78,11 +83,50 @@ def session_table(sessions: list[FoldedSession], matching: int, keep: str, *, ca
         note=((more + " " if more else "") + "Session figures are whole sessions, as the ledger folded them."))
 
 
+async def _chargeback(deps: Deps, by: str, window: Window, filters: Filters) -> Chargeback:
+    """One chargeback of a page, on a connection of its own (a page runs its reports side by side)."""
+    async with report_conn(deps) as conn:
+        return await chargeback(conn, deps.prices, by=by, window=window, filters=filters)
+
+
 def _keep(request: web.Request) -> str:
     return query_with(request.rel_url.query, format=None, table=None, q=None)
 
 
 # -- teams ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SpendLine:
+    name: str
+    requests: int
+    cost_micros: int
+
+
+async def spend_lines(deps: Deps, kind: str, window: Window, filters: Filters) -> list[SpendLine]:
+    """Each team's or developer's (``kind``) requests and cost in the window, costliest first.
+
+    From the ledger's day balances when they are kept in the window's timezone (every scope of the kind
+    without a budget in another zone): the same figures as the chargeback report, without reading the
+    period's events. Otherwise from the chargeback report itself."""
+    budgets = await budgets_of(deps.pool)
+    other_zone = any(b.scope.startswith(f"{kind}:") and b.timezone != window.tz for b in budgets)
+    if window.tz == deps.settings.default_timezone and not other_zone:
+        wanted = filters.team if kind == "team" else filters.developer
+        return [SpendLine(scope.removeprefix(f"{kind}:"), n, spent)
+                for scope, spent, n in await day_totals(deps.pool, f"{kind}:", window.from_date, window.to_date)
+                if wanted is None or scope == f"{kind}:{wanted}"]
+    report = await chargeback(deps.pool, deps.prices, by=kind, window=window, filters=filters)
+    return [SpendLine(ln.group, ln.requests, ln.cost_micros) for ln in report.lines if ln.group is not None]
+
+
+def list_table(name: str, caption: str, label: str, lines: Sequence[SpendLine], keep: str, link: str) -> Table:
+    total = sum(ln.cost_micros for ln in lines)
+    return Table(name, caption, [
+        Column(label), Column("Requests", "int"), Column("Cost", "usd"), Column("Share of cost", "pct"),
+    ], [[Cell(ln.name, _href(link, ln.name, keep)), Cell(ln.requests), Cell(ln.cost_micros),
+         Cell(ln.cost_micros / total if total else None)] for ln in lines],
+        note="Open one for its budgets, forecast, developers, repos, sessions, retries, downgrades and cache.")
 
 
 @page
@@ -92,9 +136,8 @@ async def teams(request: web.Request) -> web.StreamResponse:
         raise forbidden("teams' spend")
     deps, window = deps_of(request), window_of(request)
     only = sorted(who.teams)[0] if who.role is Role.MANAGER and len(who.teams) == 1 else None
-    report = await chargeback(deps.pool, deps.prices, by="team", window=window, filters=Filters(team=only))
-    lines = [ln for ln in report.lines if ln.group is not None and may_read_team(who, ln.group)]
-    tables = [spend_table("teams", "Teams", "Team", lines, _keep(request), "/teams")]
+    lines = [ln for ln in await spend_lines(deps, "team", window, Filters(team=only)) if may_read_team(who, ln.name)]
+    tables = [list_table("teams", "Teams", "Team", lines, _keep(request), "/teams")]
     if (csv := csv_of(request, tables, "teams")) is not None:
         return csv
     return render(request, "spend_list.html", title="Teams", window=window, tables=tables,
@@ -107,10 +150,10 @@ async def team(request: web.Request) -> web.StreamResponse:
     require_team(request, name)
     deps, window = deps_of(request), window_of(request)
     keep = _keep(request)
-    by_developer = await chargeback(deps.pool, deps.prices, by="developer", window=window, filters=Filters(team=name))
-    by_repo = await chargeback(deps.pool, deps.prices, by="repo", window=window, filters=Filters(team=name))
-    sessions, matching = await folded_sessions(deps.pool, window.starts_at, window.ends_at, teams=[name],
-                                               limit=TOP_SESSIONS)
+    by_developer, by_repo, (sessions, matching) = await asyncio.gather(
+        _chargeback(deps, "developer", window, Filters(team=name)),
+        _chargeback(deps, "repo", window, Filters(team=name)),
+        folded_sessions(deps.pool, window.starts_at, window.ends_at, teams=[name], limit=TOP_SESSIONS))
     tables = [
         spend_table("developers", "Top developers", "Developer", by_developer.lines, keep, "/developers"),
         spend_table("repos", "Repos", "Repo", by_repo.lines, keep, None),
@@ -135,11 +178,8 @@ async def _scope_page(request: web.Request, deps: Deps, window: Window, scope: s
 
 
 def _developer_filters(who: Identity) -> Filters:
-    if who.role is Role.DEVELOPER:
-        return Filters(developer=who.developer or "\x00none")
-    if who.role is Role.MANAGER and len(who.teams) == 1:
-        return Filters(team=next(iter(who.teams)))
-    return Filters()
+    """A developer's own rows (``developers`` refuses a developer identity without a developer first)."""
+    return Filters(developer=who.developer) if who.role is Role.DEVELOPER else Filters()
 
 
 @page
@@ -148,9 +188,18 @@ async def developers(request: web.Request) -> web.StreamResponse:
     deps, window = deps_of(request), window_of(request)
     if who.role is Role.DEVELOPER and not who.developer:
         raise forbidden("anyone's spend")
-    report = await chargeback(deps.pool, deps.prices, by="developer", window=window, filters=_developer_filters(who))
-    lines = [ln for ln in report.lines if ln.group is not None and may_read_developer(who, ln.group, ln.team)]
-    tables = [spend_table("developers", "Developers", "Developer", lines, _keep(request), "/developers")]
+    if who.role is Role.MANAGER:
+        # A manager's people: the developers of their teams in the period (from the chargeback by developer
+        # of each team, which names each developer's team).
+        found = [ln for t in sorted(who.teams) for ln in (await chargeback(
+            deps.pool, deps.prices, by="developer", window=window, filters=Filters(team=t))).lines]
+        lines = [SpendLine(ln.group, ln.requests, ln.cost_micros) for ln in found
+                 if ln.group is not None and may_read_developer(who, ln.group, ln.team)]
+        lines.sort(key=lambda ln: (-ln.cost_micros, ln.name))
+    else:
+        lines = [ln for ln in await spend_lines(deps, "developer", window, _developer_filters(who))
+                 if may_read_developer(who, ln.name, None)]
+    tables = [list_table("developers", "Developers", "Developer", lines, _keep(request), "/developers")]
     if (csv := csv_of(request, tables, "developers")) is not None:
         return csv
     return render(request, "spend_list.html", title="Developers", window=window, tables=tables,
@@ -176,9 +225,9 @@ async def developer(request: web.Request) -> web.StreamResponse:
     if not may_read_developer(who, name, team_name):
         raise forbidden(f"developer {name}'s spend")
     keep = _keep(request)
-    by_repo = await chargeback(deps.pool, deps.prices, by="repo", window=window, filters=Filters(developer=name))
-    sessions, matching = await folded_sessions(deps.pool, window.starts_at, window.ends_at, developers=[name],
-                                               limit=DEVELOPER_SESSIONS)
+    by_repo, (sessions, matching) = await asyncio.gather(
+        _chargeback(deps, "repo", window, Filters(developer=name)),
+        folded_sessions(deps.pool, window.starts_at, window.ends_at, developers=[name], limit=DEVELOPER_SESSIONS))
     tables = [
         session_table(sessions, matching, keep, caption="Sessions"),
         spend_table("repos", "Repos", "Repo", by_repo.lines, keep, None),

@@ -220,6 +220,18 @@ async def period_balances(db: Queryable, scope_prefix: str, period: PeriodKind, 
     return {r["scope"]: int(r["spent_micros"]) for r in rows}
 
 
+async def day_totals(db: Queryable, scope_prefix: str, start: date, end: date) -> list[tuple[str, int, int]]:
+    """(scope, spent, requests) summed over the day balances ``start`` … ``end`` (inclusive) of every scope
+    whose name starts with ``scope_prefix``, costliest first."""
+    rows = await db.fetch(
+        """SELECT scope, sum(spent_micros)::bigint AS spent, sum(requests)::bigint AS n FROM balances
+           WHERE period = 'day' AND period_start BETWEEN $1 AND $2 AND starts_with(scope, $3)
+           GROUP BY scope ORDER BY spent DESC, scope""",
+        start, end, scope_prefix,
+    )
+    return [(r["scope"], int(r["spent"]), int(r["n"])) for r in rows]
+
+
 # -- threshold crossings (the outbox to spendgate.budget.v1) -------------------------------------------
 
 
