@@ -73,16 +73,20 @@ def deps_of(request: web.Request) -> Deps:
     return request.app[DEPS]
 
 
-REPORT_WORK_MEM = "64MB"
-"""Memory a page's report query may sort and hash in (PostgreSQL's default 4MB spills a month of a large
-organisation's events to disk: the cache report at 300,000 events sorted 6 MB on disk)."""
+REPORT_SETTINGS = {"work_mem": "64MB", "random_page_cost": "1.1", "max_parallel_workers_per_gather": "0"}
+"""How a page's report query is planned, measured in benchmarks/console_pages.py (a month of 300,000
+events): PostgreSQL's default 4MB of work_mem spilled the cache report's sort to disk; with the default
+random_page_cost of 4 a team's chargeback scanned every team's events of the month rather than the team index
+(442 -> 130 ms with 1.1, the usual figure when the pages are in memory or on SSD); parallel plans for these
+aggregates were slower here (cache report 1,169 -> 632 ms without). Set per transaction, for these reads only."""
 
 
 @asynccontextmanager
 async def report_conn(deps: Deps) -> AsyncIterator[Conn]:
     """A connection for one report query of a page, in a read-only transaction with more working memory."""
     async with deps.pool.acquire() as conn, conn.transaction(readonly=True):
-        await conn.execute(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'")
+        for name, value in REPORT_SETTINGS.items():
+            await conn.execute(f"SET LOCAL {name} = '{value}'")
         yield conn
 
 

@@ -37,7 +37,7 @@ from spendgate.admin.window import Filters, Window
 from spendgate.store.usage.store import folded_sessions
 
 LIST_LIMIT = 200
-CACHE_ROWS = 500
+CACHE_ROWS = 200
 """The most rows a cache table shows (the worst first); its CSV holds the same rows."""
 
 

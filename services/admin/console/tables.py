@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from aiohttp import web
+from markupsafe import Markup, escape
 
 from spendgate.admin.console.pages import PageError
 from spendgate.admin.console.web import csv_response, wants_csv
-from spendgate.domain.money import micros_to_decimal
+from spendgate.domain.money import format_usd, micros_to_decimal
 
 Kind = Literal["text", "int", "usd", "pct"]
 Value = str | int | float | None
@@ -48,9 +49,39 @@ class Table:
     empty: str = "Nothing in this period."
     note: str | None = None
 
+    def body_html(self) -> Markup:
+        """The table's ``<tbody>`` rows: each cell's raw value in ``data-sort`` (what the script sorts on) and
+        its formatted text, escaped. Built here rather than cell by cell in Jinja: a page of 500 rows took
+        350 ms to render through macros."""
+        out = []
+        for row in self.rows:
+            out.append("<tr>")
+            for col, cell in zip(self.columns, row, strict=True):
+                raw = "" if cell.value is None else escape(str(cell.value))
+                text = escape(_text(col.kind, cell.value))
+                inner = f'<a href="{escape(cell.href)}">{text}</a>' if cell.href else text
+                out.append(f'<td{_NUM if col.numeric else ""} data-sort="{raw}">{inner}</td>')
+            out.append("</tr>\n")
+        return Markup("".join(out))
+
     def csv_rows(self) -> list[list[object]]:
         return [[_csv_value(c.kind, cell.value) for c, cell in zip(self.columns, row, strict=True)]
                 for row in self.rows]
+
+
+_NUM = ' class="num"'
+
+
+def _text(kind: Kind, value: Value) -> str:
+    if value is None:
+        return "—"
+    if kind == "usd" and isinstance(value, int):
+        return format_usd(value)
+    if kind == "pct" and isinstance(value, float):
+        return f"{value * 100:.1f} %"
+    if kind == "int" and isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
 
 
 def _csv_value(kind: Kind, value: Value) -> object:

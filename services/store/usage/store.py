@@ -376,18 +376,21 @@ class CacheRow:
 
 
 _CACHE = """
-    WITH s AS (
+    WITH e AS (
         SELECT {owner} AS owner, {column} AS grp, developer AS dev, session_id,
+               input_price_micros - cached_price_micros AS spread,
                min(developer) AS developer_lo, max(developer) AS developer_hi,
                min(repo) AS repo_lo, max(repo) AS repo_hi,
                count(*) FILTER (WHERE status <> 'refused') AS requests,
                sum(input_tokens) AS input_tokens,
-               sum(least(cached_tokens, input_tokens)) AS cached_tokens,
-               sum(least(cached_tokens, input_tokens)::numeric * (input_price_micros - cached_price_micros))
-                   AS saved,
-               sum((input_tokens - least(cached_tokens, input_tokens))::numeric
-                   * (input_price_micros - cached_price_micros)) AS missed
-        FROM usage_events WHERE {where} GROUP BY 1, 2, 3, 4)
+               sum(least(cached_tokens, input_tokens)) AS cached_tokens
+        FROM usage_events WHERE {where} GROUP BY 1, 2, 3, 4, 5),
+    s AS (
+        SELECT owner, grp, dev, session_id, min(developer_lo) AS developer_lo, max(developer_hi) AS developer_hi,
+               min(repo_lo) AS repo_lo, max(repo_hi) AS repo_hi, sum(requests) AS requests,
+               sum(input_tokens) AS input_tokens, sum(cached_tokens) AS cached_tokens,
+               sum(cached_tokens * spread) AS saved, sum((input_tokens - cached_tokens) * spread) AS missed
+        FROM e GROUP BY 1, 2, 3, 4)
     SELECT GROUPING(grp, session_id) AS kind, CASE WHEN GROUPING(grp) = 0 THEN grp ELSE session_id END AS grp,
            CASE WHEN min(developer_lo) = max(developer_hi) THEN min(developer_lo) END AS developer,
            CASE WHEN min(repo_lo) = max(repo_hi) THEN min(repo_lo) END AS repo,
@@ -398,9 +401,11 @@ _CACHE = """
     FROM s GROUP BY GROUPING SETS ((owner, grp), (), (dev, session_id))
 """
 """Per (group, developer, session) first, then lines (kind 1), the total (kind 3) and sessions (kind 2) in
-one pass. A session is one developer's (its id is a label the client sends), so the same id from two
-developers' keys is two session rows, and two lines when grouped by session. Money is summed exactly in
-``numeric`` and rounded once per line."""
+one pass. Tokens are summed per price spread first (integers, cheap) and multiplied by the spread once per
+group: the same exact sums as multiplying every event in ``numeric``, at a fraction of the cost (the
+console's cache page over 300,000 events). A session is one developer's (its id is a label the client
+sends), so the same id from two developers' keys is two session rows, and two lines when grouped by
+session. Money is summed exactly in ``numeric`` and rounded once per line."""
 
 _CACHE_LEVELS: dict[int, CacheLevel] = {1: "line", 2: "session", 3: "total"}
 
