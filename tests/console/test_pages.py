@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from spendgate.admin.cache import cache_report
 from spendgate.admin.console.auth_chain import RESOLVERS
 from spendgate.admin.console.identity import Identity, Role
 from spendgate.admin.reports import chargeback
@@ -171,18 +172,29 @@ async def test_session_drill_down_is_the_session_report(pool: asyncpg.Pool,
     await page(client, "/sessions/no-such-session", status=404)
 
 
-async def test_sessions_list_searches_and_cache_flags_the_worst(client: TestClient) -> None:  # type: ignore[type-arg]
-    """?q= finds sessions by developer (a % in the search is literal); the cache page flags sessions under
-    30 % worst first, each with the money its misses cost."""
+async def test_sessions_list_searches(client: TestClient) -> None:  # type: ignore[type-arg]
+    """?q= finds sessions by developer, id or repo; a % in the search is a literal character, not a wildcard."""
     html = await page(client, "/sessions" + QUERY + "&q=carol")
     found = table_column(html, "sessions", 1)
     assert found and set(found) == {"carol"}
-    assert "No session" not in await page(client, "/sessions" + QUERY + "&q=today")
+    assert table_column(await page(client, "/sessions" + QUERY + "&q=today"), "sessions", 0) == ["sess-today-bob"]
     assert 'id="sessions"' not in await page(client, "/sessions" + QUERY + "&q=%25")
+
+
+async def test_cache_page_flags_the_sessions_the_cache_report_flags(pool: asyncpg.Pool,
+                                                                   client: TestClient) -> None:  # type: ignore[type-arg]
+    """The sessions under 30 % (5 requests or more), worst first, each with the money its misses cost: the
+    same sessions and amounts as the cache report (/v1/reports/cache) of a period holding them whole; the
+    per-session hit rates are the report's too (requests outside any session have no session line)."""
     flagged = await csv_rows(client, "/cache" + QUERY + "&format=csv&table=flagged")
+    report = await cache_report(pool, by="session", window=NOVEMBER)
     rates = [Decimal(r["Hit rate (%)"]) for r in flagged]
     assert flagged and rates == sorted(rates) and all(r < 30 for r in rates)
-    assert all(usd(r["Money lost to misses (USD)"]) > 0 for r in flagged)
+    assert {(r["Session"], r["Developer"], usd(r["Money lost to misses (USD)"])) for r in flagged} == \
+        {(ln.group, ln.developer, ln.miss_cost_micros) for ln in report.flagged_sessions}
+    per_session = await csv_rows(client, "/cache" + QUERY + "&by=session&format=csv&table=hit-rates")
+    assert {(r["Session"], r["Hit rate (%)"]) for r in per_session} == \
+        {(ln.group, ln.hit_rate_pct or "") for ln in report.lines if ln.group is not None}
 
 
 async def test_a_manager_reads_only_their_teams(client: TestClient) -> None:  # type: ignore[type-arg]

@@ -13,9 +13,8 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from spendgate.admin.cache import CacheLine, CacheReport, cache_report
 from spendgate.admin.console.auth_chain import identity_of
-from spendgate.admin.console.identity import Identity, Role, may_read_developer
+from spendgate.admin.console.identity import Role, may_read_developer
 from spendgate.admin.console.pages import (
     PageError,
     deps_of,
@@ -23,7 +22,6 @@ from spendgate.admin.console.pages import (
     forbidden,
     page,
     path_name,
-    report_conn,
     session_href,
     team_filter,
     text_param,
@@ -33,8 +31,13 @@ from spendgate.admin.console.spend_pages import hit_rate, session_table
 from spendgate.admin.console.tables import Cell, Column, Table, csv_of
 from spendgate.admin.console.web import query_with, render
 from spendgate.admin.sessions import SessionAmbiguous, SessionNotFound, session_detail
-from spendgate.admin.window import Filters, Window
-from spendgate.store.usage.store import folded_sessions
+from spendgate.store.usage.store import (
+    SessionCacheRow,
+    folded_sessions,
+    session_cache_totals,
+    session_miss_costs,
+    sessions_under,
+)
 
 LIST_LIMIT = 200
 CACHE_ROWS = 200
@@ -107,84 +110,68 @@ async def session(request: web.Request) -> web.StreamResponse:
 # -- the prompt cache -------------------------------------------------------------------------------------
 
 CACHE_BY = ("developer", "repo", "session")
+CACHE_ROWS = 200
+"""The most rows a cache table shows (the worst first); its CSV holds the same rows."""
 
 
-def _worst_first(line: CacheLine) -> tuple[bool, float, int, str]:
-    """Lowest hit rate first (lines without input tokens last), then the costliest misses."""
-    ratio = _ratio(line)
-    return (ratio is None, ratio or 0.0, -line.miss_cost_micros, line.group or "")
+def _ratio(input_tokens: int, cached_tokens: int) -> float | None:
+    return cached_tokens / input_tokens if input_tokens > 0 else None
 
 
-def _shown(count: int) -> str | None:
-    return f"Showing the worst {CACHE_ROWS} of {count:,}." if count > CACHE_ROWS else None
-
-
-def _ratio(line: CacheLine) -> float | None:
-    return None if line.hit_rate_pct is None else float(line.hit_rate_pct) / 100
-
-
-async def _cache_reports(request: web.Request, who: Identity, by: str, window: Window) -> list[CacheReport]:
-    """The cache report(s) the identity may read: everyone's, their own, or one per team they manage."""
-    deps = deps_of(request)
-    s = deps.settings
-    filters: list[Filters]
-    if who.role is Role.DEVELOPER:
-        if not who.developer:
-            raise forbidden("anyone's cache figures")
-        filters = [Filters(developer=who.developer)]
-    elif who.role is Role.MANAGER:
-        filters = [Filters(team=t) for t in sorted(who.teams)]
-    else:
-        filters = [Filters()]
-    async def one(f: Filters) -> CacheReport:
-        async with report_conn(deps) as conn:
-            return await cache_report(conn, by=by, window=window, filters=f, flag_below_pct=s.cache_flag_below_pct,
-                                      min_requests=s.cache_flag_min_requests)
-
-    return list(await asyncio.gather(*(one(f) for f in filters)))
+def _shown(shown: int, count: int) -> str | None:
+    return f"Showing the worst {shown} of {count:,}." if count > shown else None
 
 
 @page
 async def cache(request: web.Request) -> web.StreamResponse:
+    """Hit rates of the sessions active in the period (whole sessions, as the ledger folded them: a month of a
+    large organisation's events is too many to read per page view), and the sessions under the flag line with
+    what their misses cost, read from their events."""
     who = identity_of(request)
-    window = window_of(request)
+    deps, window = deps_of(request), window_of(request)
     by = request.rel_url.query.get("by", "developer")
     if by not in CACHE_BY:
         raise PageError(400, f"by must be one of {', '.join(CACHE_BY)}")
-    reports = await _cache_reports(request, who, by, window)
-    lines = sorted((ln for r in reports for ln in r.lines), key=_worst_first)
-    flagged = sorted((ln for r in reports for ln in r.flagged_sessions), key=_worst_first)
+    if who.role is Role.DEVELOPER and not who.developer:
+        raise forbidden("anyone's cache figures")
+    reach = {"developers": developer_filter(who), "teams": team_filter(who)}
+    s = deps.settings
+    totals, (flagged, matching) = await asyncio.gather(
+        session_cache_totals(deps.pool, window.starts_at, window.ends_at, by=by, **reach),
+        sessions_under(deps.pool, window.starts_at, window.ends_at, below_pct=s.cache_flag_below_pct,
+                       min_requests=s.cache_flag_min_requests, limit=CACHE_ROWS, **reach))
+    lost = await session_miss_costs(deps.pool, [(f.developer or "", f.group or "") for f in flagged])
     keep = query_with(request.rel_url.query, format=None, table=None)
-    settings = deps_of(request).settings
     label = {"developer": "Developer", "repo": "Repo", "session": "Session"}[by]
 
-    def link(ln: CacheLine) -> str | None:
-        if ln.group is None or by == "repo":
+    def link(row: SessionCacheRow) -> str | None:
+        if row.group is None or by == "repo":
             return None
         if by == "developer":
-            return f"/developers/{quote(ln.group, safe='')}{keep}"
-        return session_href(ln.group, ln.developer)
+            return f"/developers/{quote(row.group, safe='')}{keep}"
+        return session_href(row.group, row.developer)
 
+    lines = sorted(totals, key=lambda r: (r.input_tokens <= 0, _ratio(r.input_tokens, r.cached_tokens) or 0.0,
+                                          -r.input_tokens, r.group or ""))
     tables = [
-        Table("flagged", f"Sessions under {settings.cache_flag_below_pct} % (at least "
-                         f"{settings.cache_flag_min_requests} requests), worst first", [
+        Table("flagged", f"Sessions under {s.cache_flag_below_pct} % (at least {s.cache_flag_min_requests} "
+                         "requests), worst first", [
             Column("Session"), Column("Developer"), Column("Repo"), Column("Requests", "int"),
             Column("Hit rate", "pct"), Column("Money lost to misses", "usd"),
-        ], [[Cell(ln.group, session_href(ln.group or "", ln.developer)),
-             Cell(ln.developer), Cell(ln.repo), Cell(ln.requests), Cell(_ratio(ln)), Cell(ln.miss_cost_micros)]
-            for ln in flagged[:CACHE_ROWS]], empty="No session is under the line in this period.",
-            note=_shown(len(flagged))),
+        ], [[Cell(f.group, session_href(f.group or "", f.developer)), Cell(f.developer), Cell(f.repo),
+             Cell(f.requests), Cell(_ratio(f.input_tokens, f.cached_tokens)),
+             Cell(lost.get((f.developer or "", f.group or ""), 0))] for f in flagged],
+            empty="No session is under the line in this period.", note=_shown(len(flagged), matching)),
         Table("hit-rates", f"Hit rate per {by}", [
-            Column(label), Column("Requests", "int"), Column("Input tokens", "int"), Column("Cached tokens", "int"),
-            Column("Hit rate", "pct"), Column("Saved by the cache", "usd"), Column("Money lost to misses", "usd"),
-        ], [[Cell(ln.group or "(none)", link(ln)), Cell(ln.requests), Cell(ln.input_tokens), Cell(ln.cached_tokens),
-             Cell(_ratio(ln)), Cell(ln.saved_micros), Cell(ln.miss_cost_micros)] for ln in lines[:CACHE_ROWS]],
-            note=_shown(len(lines))),
+            Column(label), Column("Sessions", "int"), Column("Requests", "int"), Column("Input tokens", "int"),
+            Column("Cached tokens", "int"), Column("Hit rate", "pct"),
+        ], [[Cell(r.group or "(none)", link(r)), Cell(r.sessions), Cell(r.requests), Cell(r.input_tokens),
+             Cell(r.cached_tokens), Cell(_ratio(r.input_tokens, r.cached_tokens))] for r in lines[:CACHE_ROWS]],
+            note=_shown(CACHE_ROWS, len(lines))),
     ]
     if (csv := csv_of(request, tables, "cache")) is not None:
         return csv
-    totals = [r.total for r in reports if r.total is not None]
-    input_tokens = sum(t.input_tokens for t in totals)
+    input_tokens = sum(r.input_tokens for r in totals)
     return render(request, "cache.html", title="Prompt cache", window=window, tables=tables, by=by, by_options=CACHE_BY,
-                  hit_rate=(sum(t.cached_tokens for t in totals) / input_tokens) if input_tokens else None,
-                  saved=sum(t.saved_micros for t in totals), lost=sum(t.miss_cost_micros for t in totals))
+                  hit_rate=_ratio(input_tokens, sum(r.cached_tokens for r in totals)), flagged=matching,
+                  lost=sum(lost.values()))

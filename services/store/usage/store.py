@@ -536,6 +536,79 @@ async def folded_sessions(db: Queryable, start: datetime, end: datetime, *, deve
     return [FoldedSession(*list(r.values())[:14]) for r in rows], matching
 
 
+@dataclass(frozen=True, slots=True)
+class SessionCacheRow:
+    """Folded sessions' prompt-cache tokens, per developer, repo or session (``group``)."""
+
+    group: str | None
+    developer: str | None
+    """The session's developer (per session), or the group's one developer; None when several."""
+    repo: str | None
+    sessions: int
+    requests: int
+    input_tokens: int
+    cached_tokens: int
+
+
+_SESSION_GROUPS = {"developer": "developer", "repo": "repo", "session": "session_id"}
+_SESSION_WHERE = """last_at >= $1 AND first_at < $2
+    AND ($3::text[] IS NULL OR developer = ANY($3)) AND ($4::text[] IS NULL OR team = ANY($4))"""
+
+
+async def session_cache_totals(db: Queryable, start: datetime, end: datetime, *, by: str,
+                               developers: Sequence[str] | None = None, teams: Sequence[str] | None = None
+                               ) -> list[SessionCacheRow]:
+    """Cached and input tokens of the sessions active in ``[start, end)`` (whole sessions, as folded), per
+    developer, repo or session (a session is one developer's: the developer is part of its group)."""
+    column = _SESSION_GROUPS[by]
+    owner = "developer" if by == "session" else "NULL::text"
+    rows = await db.fetch(
+        f"""SELECT {column} AS grp, CASE WHEN min(developer) = max(developer) THEN min(developer) END AS dev,
+                   CASE WHEN min(repo) = max(repo) THEN min(repo) END AS repo, count(*) AS sessions,
+                   sum(requests)::bigint AS requests, sum(input_tokens)::bigint AS input_tokens,
+                   sum(least(cached_tokens, input_tokens))::bigint AS cached_tokens
+            FROM sessions WHERE {_SESSION_WHERE} GROUP BY {column}, {owner}""",
+        start, end, None if developers is None else list(developers), None if teams is None else list(teams))
+    return [SessionCacheRow(r["grp"], r["dev"], r["repo"], r["sessions"], r["requests"], r["input_tokens"],
+                            r["cached_tokens"]) for r in rows]
+
+
+async def sessions_under(db: Queryable, start: datetime, end: datetime, *, below_pct: int, min_requests: int,
+                         limit: int, developers: Sequence[str] | None = None,
+                         teams: Sequence[str] | None = None) -> tuple[list[SessionCacheRow], int]:
+    """Sessions active in ``[start, end)`` with at least ``min_requests`` requests whose whole-session hit
+    rate is under ``below_pct`` %, lowest rate first (exact), at most ``limit``; and how many there are."""
+    rows = await db.fetch(
+        f"""SELECT session_id, developer, repo, requests, input_tokens, least(cached_tokens, input_tokens) AS cached,
+                   count(*) OVER () AS matching
+            FROM sessions WHERE {_SESSION_WHERE} AND requests >= $5 AND input_tokens > 0
+              AND least(cached_tokens, input_tokens) * 100 < $6::bigint * input_tokens
+            ORDER BY least(cached_tokens, input_tokens)::numeric / input_tokens, input_tokens DESC, session_id,
+                     developer
+            LIMIT $7""",
+        start, end, None if developers is None else list(developers), None if teams is None else list(teams),
+        min_requests, below_pct, limit)
+    matching = int(rows[0]["matching"]) if rows else 0
+    return [SessionCacheRow(r["session_id"], r["developer"], r["repo"], 1, r["requests"], r["input_tokens"],
+                            r["cached"]) for r in rows], matching
+
+
+async def session_miss_costs(db: Queryable, sessions: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """What the cache misses of each (developer, session id) cost beyond cached-input prices, over the whole
+    session, in micro-dollars (the cache report's rule: exact in ``numeric``, rounded once per session)."""
+    if not sessions:
+        return {}
+    rows = await db.fetch(
+        """SELECT developer, session_id,
+                  round(sum((input_tokens - least(cached_tokens, input_tokens))::numeric
+                            * (input_price_micros - cached_price_micros)) / 1000000)::bigint AS missed
+           FROM usage_events
+           WHERE (developer, session_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+           GROUP BY 1, 2""",
+        [d for d, _ in sessions], [s for _, s in sessions])
+    return {(r["developer"], r["session_id"]): int(r["missed"]) for r in rows}
+
+
 # -- policy dry-run: the window's events, and the spend before it ----------------------------------------
 
 
