@@ -75,10 +75,11 @@ def deps_of(request: web.Request) -> Deps:
 
 REPORT_SETTINGS = {"work_mem": "64MB", "random_page_cost": "1.1", "max_parallel_workers_per_gather": "0"}
 """How a page's report query is planned, measured in benchmarks/console_pages.py (a month of 300,000
-events): PostgreSQL's default 4MB of work_mem spilled the cache report's sort to disk; with the default
-random_page_cost of 4 a team's chargeback scanned every team's events of the month rather than the team index
-(442 -> 130 ms with 1.1, the usual figure when the pages are in memory or on SSD); parallel plans for these
-aggregates were slower here (cache report 1,169 -> 632 ms without). Set per transaction, for these reads only."""
+events): with the default random_page_cost of 4 a team's chargeback scanned every team's events of the month
+rather than the team index (442 -> 130 ms with 1.1, the usual figure when the pages are in memory or on SSD);
+parallel plans for these aggregates were slower on this 2-core machine (the cache report 1,169 -> 632 ms
+without); the default 4MB of work_mem spilled the cache report's sort to disk. Set per transaction, for
+these reads only."""
 
 
 @asynccontextmanager
