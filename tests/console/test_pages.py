@@ -142,6 +142,8 @@ async def test_the_csv_of_a_page_table_is_the_table_it_shows(client: TestClient)
         rows = await csv_rows(client, f"/teams/platform{QUERY}&format=csv&table={name}")
         assert [str(usd(r[money_col])) for r in rows] == table_column(html, name, 3 if name != "sessions" else 6)
         assert len(rows) > 0
+    budgets = await csv_rows(client, f"/teams/platform{QUERY}&format=csv&table=budgets")
+    assert [(r["Period"], r["Stage"]) for r in budgets] == [("month from 2026-11-01", "alert")]
     bad = await client.get("/teams/platform?format=csv&table=secrets", headers=auth())
     assert bad.status == 400 and "no table" in await bad.text()
 

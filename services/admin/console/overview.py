@@ -24,7 +24,7 @@ from spendgate.admin.console.pages import (
     scope_href,
     standing,
 )
-from spendgate.admin.console.tables import Cell, Column, Table, csv_of
+from spendgate.admin.console.tables import Cell, Column, Table, budget_table, csv_of
 from spendgate.admin.console.web import query_with, render
 from spendgate.admin.deps import Deps
 from spendgate.admin.views import budget_status
@@ -102,6 +102,7 @@ async def overview(request: web.Request) -> web.StreamResponse:
                                                   limit=MAX_CHANGES)
                if may_read_scope(who, c.scope, developer=c.developer, team=c.team)]
     keep = query_with(request.rel_url.query, format=None, table=None)
+    budgets = budget_table(org, "org")
     tables = [
         team_table(teams, keep),
         Table("changes", "Today's stage changes", [
@@ -112,7 +113,7 @@ async def overview(request: web.Request) -> web.StreamResponse:
              Cell(c.spent_micros), Cell(c.budget_micros)] for c in changes],
               empty="No budget changed stage today."),
     ]
-    if (csv := csv_of(request, tables, "overview")) is not None:
+    if (csv := csv_of(request, [*tables, budgets] if everything else tables, "overview")) is not None:
         return csv
     return render(request, "overview.html", title="Overview", org=org, org_spent=org_spent, month=month.start,
-                  forecast=forecast, tables=tables, everything=everything)
+                  forecast=forecast, tables=tables, everything=everything, budgets=budgets)

@@ -259,3 +259,4 @@ def scope_href(scope: str, developer: str | None, query: str) -> str | None:
 def session_href(session_id: str, developer: str | None) -> str:
     """The drill-down of one developer's session (session ids are client-chosen: the developer names it)."""
     return f"/sessions/{quote(session_id, safe='')}?developer={quote(developer or '', safe='')}"
+

@@ -29,11 +29,11 @@ from spendgate.admin.console.pages import (
     session_href,
     window_of,
 )
-from spendgate.admin.console.tables import Cell, Column, Table, csv_of
+from spendgate.admin.console.tables import Cell, Column, Table, budget_table, csv_of
 from spendgate.admin.console.web import query_with, render
 from spendgate.admin.deps import Deps
 from spendgate.admin.reports import Chargeback, ChargebackLine, chargeback
-from spendgate.admin.views import budget_status
+from spendgate.admin.views import BudgetStatus, budget_status
 from spendgate.admin.window import Filters, Window
 from spendgate.store.balances.store import day_totals
 from spendgate.store.budgets.store import budgets_of
@@ -150,28 +150,31 @@ async def team(request: web.Request) -> web.StreamResponse:
     require_team(request, name)
     deps, window = deps_of(request), window_of(request)
     keep = _keep(request)
-    by_developer, by_repo, (sessions, matching) = await asyncio.gather(
+    by_developer, by_repo, (sessions, matching), status = await asyncio.gather(
         _chargeback(deps, "developer", window, Filters(team=name)),
         _chargeback(deps, "repo", window, Filters(team=name)),
-        folded_sessions(deps.pool, window.starts_at, window.ends_at, teams=[name], limit=TOP_SESSIONS))
+        folded_sessions(deps.pool, window.starts_at, window.ends_at, teams=[name], limit=TOP_SESSIONS),
+        budget_status(deps.pool, f"team:{name}", deps.now()))
     tables = [
         spend_table("developers", "Top developers", "Developer", by_developer.lines, keep, "/developers"),
         spend_table("repos", "Repos", "Repo", by_repo.lines, keep, None),
         session_table(sessions, matching, keep, caption="Top sessions"),
     ]
-    if (csv := csv_of(request, tables, f"team-{name}")) is not None:
+    budgets = budget_table(status, f"team:{name}")
+    if (csv := csv_of(request, [*tables, budgets], f"team-{name}")) is not None:
         return csv
-    return await _scope_page(request, deps, window, f"team:{name}", f"Team {name}", by_developer.total, tables)
+    return await _scope_page(request, deps, window, f"team:{name}", f"Team {name}", by_developer.total, tables,
+                             status, budgets)
 
 
 async def _scope_page(request: web.Request, deps: Deps, window: Window, scope: str, title: str,
-                      total: ChargebackLine | None, tables: list[Table]) -> web.StreamResponse:
-    status = await budget_status(deps.pool, scope, deps.now())
+                      total: ChargebackLine | None, tables: list[Table], status: BudgetStatus | None,
+                      budgets: Table) -> web.StreamResponse:
     month = next((p for p in status.periods if p.period == "month"), None) if status else None
     forecast = await forecast_view(deps, scope, month.budget_micros if month else None,
                                    status.budget.timezone if status else deps.settings.default_timezone)
     return render(request, "scope.html", title=title, window=window, scope=scope, total=total,
-                  hit_rate=hit_rate(total), budget=status, forecast=forecast, tables=tables)
+                  hit_rate=hit_rate(total), budgets=budgets, forecast=forecast, tables=tables)
 
 
 # -- developers -------------------------------------------------------------------------------------------
@@ -225,14 +228,17 @@ async def developer(request: web.Request) -> web.StreamResponse:
     if not may_read_developer(who, name, team_name):
         raise forbidden(f"developer {name}'s spend")
     keep = _keep(request)
-    by_repo, (sessions, matching) = await asyncio.gather(
+    by_repo, (sessions, matching), status = await asyncio.gather(
         _chargeback(deps, "repo", window, Filters(developer=name)),
-        folded_sessions(deps.pool, window.starts_at, window.ends_at, developers=[name], limit=DEVELOPER_SESSIONS))
+        folded_sessions(deps.pool, window.starts_at, window.ends_at, developers=[name], limit=DEVELOPER_SESSIONS),
+        budget_status(deps.pool, f"developer:{name}", deps.now()))
     tables = [
         session_table(sessions, matching, keep, caption="Sessions"),
         spend_table("repos", "Repos", "Repo", by_repo.lines, keep, None),
     ]
-    if (csv := csv_of(request, tables, f"developer-{name}")) is not None:
+    budgets = budget_table(status, f"developer:{name}")
+    if (csv := csv_of(request, [*tables, budgets], f"developer-{name}")) is not None:
         return csv
     title = f"Developer {name}" + (f" ({team_name})" if team_name else "")
-    return await _scope_page(request, deps, window, f"developer:{name}", title, by_repo.total, tables)
+    return await _scope_page(request, deps, window, f"developer:{name}", title, by_repo.total, tables, status,
+                             budgets)

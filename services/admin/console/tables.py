@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Literal
 
 from aiohttp import web
@@ -16,6 +17,7 @@ from markupsafe import Markup, escape
 
 from spendgate.admin.console.pages import PageError
 from spendgate.admin.console.web import csv_response, wants_csv
+from spendgate.admin.views import BudgetStatus
 from spendgate.domain.money import format_usd, micros_to_decimal
 
 Kind = Literal["text", "int", "usd", "pct"]
@@ -106,3 +108,14 @@ def csv_of(request: web.Request, tables: Sequence[Table], filename: str) -> web.
                              f"{', '.join(t.name for t in tables)}")
     header = [c.label + (" (USD)" if c.kind == "usd" else " (%)" if c.kind == "pct" else "") for c in table.columns]
     return csv_response(f"{filename}-{table.name}.csv", header, table.csv_rows())
+
+
+def budget_table(status: BudgetStatus | None, scope: str) -> Table:
+    """A scope's budget per period (raises included), what is spent, the stage and when it resets."""
+    return Table("budgets", "Budgets and current stage", [
+        Column("Period"), Column("Spent", "usd"), Column("Budget", "usd"), Column("Used", "pct"), Column("Stage"),
+        Column("Resets (UTC)"),
+    ], [[Cell(f"{p.period} from {p.start}"), Cell(p.spent_micros), Cell(p.budget_micros),
+         Cell(p.spent_micros / p.budget_micros if p.budget_micros else None), Cell(p.stage),
+         Cell(p.resets_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M"))] for p in (status.periods if status else [])],
+        empty=f"No budget is set for {scope}.")
