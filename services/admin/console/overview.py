@@ -73,8 +73,8 @@ async def teams_at_risk(deps: Deps, teams: list[str] | None) -> list[TeamRisk]:
     return sorted(out, key=lambda t: (t.risk is None, -(t.risk or 0), -t.spent_micros, t.team))
 
 
-def team_table(rows: list[TeamRisk], query: str, *, name: str = "teams", caption: str = "Teams by risk") -> Table:
-    return Table(name, caption, [
+def team_table(rows: list[TeamRisk], query: str) -> Table:
+    return Table("teams", "Teams by risk", [
         Column("Team"), Column("Spent this month", "usd"), Column("Monthly budget", "usd"), Column("Stage"),
         Column("Forecast P50", "usd"), Column("Risk (P50 / budget)", "pct"),
     ], [[Cell(t.team, f"/teams/{quote(t.team, safe='')}{query}"), Cell(t.spent_micros), Cell(t.budget_micros),

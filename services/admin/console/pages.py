@@ -150,10 +150,6 @@ class Standing:
     budget_micros: int
     stage: str
 
-    @property
-    def used(self) -> float:
-        return self.spent_micros / self.budget_micros if self.budget_micros else 0.0
-
 
 def standing(policy: Policy, budget: Budget, kind: PeriodKind, spent_micros: int, now: datetime) -> Standing | None:
     """Where ``spent_micros`` stands against the budget of ``kind`` (raises included); None without one."""
