@@ -35,7 +35,7 @@ from spendgate.core.config import ForecastSettings, Settings
 from spendgate.core.logs import configure_logging
 from spendgate.forecaster.engine import run_models
 from spendgate.forecaster.model import ScopeSeries
-from spendgate.forecaster.series import BudgetedScope
+from spendgate.forecaster.series import ForecastScope
 from spendgate.forecaster.service import Forecaster
 
 AS_OF = date(2026, 3, 10)
@@ -66,7 +66,7 @@ def model_only(scopes: int, settings: ForecastSettings) -> float:
     for i in range(scopes):
         daily = synthetic(rng)
         budget = budget_for(daily, rng)
-        inputs.append((BudgetedScope(f"team:t{i}", budget, "UTC"), ScopeSeries(start, daily, AS_OF, 1.0, budget)))
+        inputs.append((ForecastScope(f"team:t{i}", budget, "UTC"), ScopeSeries(start, daily, AS_OF, 1.0, budget)))
     t0 = time.perf_counter()
     results = run_models(inputs, settings)
     elapsed = time.perf_counter() - t0

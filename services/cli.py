@@ -13,10 +13,11 @@ from pathlib import Path
 
 import click
 
-from spendgate.admin import budgets_cli, keys_cli, ratelimits_cli
+from spendgate.admin import budgets_cli, keys_cli, ratelimits_cli, tokens_cli
 from spendgate.admin import cli as admin_cli
 from spendgate.alerter import cli as alerter_cli
 from spendgate.core.clitools import Ctx, Root, data_dir_option
+from spendgate.demo import cli as demo_cli
 from spendgate.forecaster import cli as forecaster_cli
 from spendgate.ledger import cli as ledger_cli
 from spendgate.proxy import cli as proxy_cli
@@ -27,7 +28,7 @@ from spendgate.up import up
 AREA_COMMANDS: tuple[list[click.Command], ...] = (
     store_cli.COMMANDS, ledger_cli.COMMANDS, proxy_cli.COMMANDS, keys_cli.COMMANDS, budgets_cli.COMMANDS,
     forecaster_cli.COMMANDS, alerter_cli.COMMANDS, admin_cli.COMMANDS, reconcile_cli.COMMANDS,
-    ratelimits_cli.COMMANDS,
+    ratelimits_cli.COMMANDS, tokens_cli.COMMANDS, demo_cli.COMMANDS,
 )
 
 

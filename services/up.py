@@ -83,7 +83,7 @@ def first_run_warnings(settings: Settings) -> list[str]:
             "will fail (401). Set SPENDGATE_UPSTREAM_KEY (or OPENAI_API_KEY); to try spendgate without one, "
             "run `spendgate fake-upstream` in another terminal and start with "
             "SPENDGATE_UPSTREAM_URL=http://127.0.0.1:9090/v1")
-    if settings.admin_token is None or not settings.admin_token.get_secret_value():
+    if (settings.admin_token is None or not settings.admin_token.get_secret_value()) and settings.console.oidc is None:
         found.append("no admin token: the admin API stays off (and `--api` reports with it). "
                      "Set SPENDGATE_ADMIN_TOKEN to enable it")
     return found
@@ -98,8 +98,9 @@ def ready_banner(settings: Settings) -> str:
     """What ``up`` prints once it runs: where the proxy and the admin API listen, and the next steps."""
     base_url = f"http://{settings.host}:{settings.proxy_port}/v1"
     token = settings.admin_token.get_secret_value() if settings.admin_token else ""
-    admin = (f"http://{settings.host}:{settings.admin_port}  (OpenAPI at /openapi.json)" if token
-             else "off: set SPENDGATE_ADMIN_TOKEN to enable it")
+    admin = (f"http://{settings.host}:{settings.admin_port}  (console at /, OpenAPI at /openapi.json)"
+             if token or settings.console.oidc is not None
+             else "off: set SPENDGATE_ADMIN_TOKEN to enable it (or sign-in, named tokens: docs/console.md)")
     return (
         f"spendgate is up  (data dir {settings.data_dir}, bus {settings.bus})\n"
         f"  proxy      {base_url}  -> upstream {settings.upstream_url}\n"

@@ -135,3 +135,15 @@ async def dead_letter_list(pool: asyncpg.Pool, *, include_replayed: bool = False
                       last_error=d.last_error, replayed_at=d.replayed_at, job_id=d.job_id, alert_id=d.alert_id)
         for d in found
     ])
+
+
+REPLAY_OWNER_PREFIX = "console-replay/"
+
+
+async def hand_back_for_replay(pool: asyncpg.Pool, ids: list[int], *, actor: str) -> int:
+    """Give unreplayed dead letters (``ids``, or all when empty) back to the running alerter: each job is
+    pending again under a lease that has already run out, so the alerter's next sweep (every
+    ``alerts.schedule_every_s``) sends it as ``spendgate alerts replay`` would. The admin service does
+    not deliver itself: it holds no channel secrets. The lease owner names ``actor``. Returns how many."""
+    jobs = await store.claim_dead(pool, REPLAY_OWNER_PREFIX + actor, 0.0, ids)
+    return len(jobs)

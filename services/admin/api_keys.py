@@ -7,6 +7,9 @@ from typing import Annotated
 import msgspec
 from aiohttp import web
 
+from spendgate.admin.access import audit, require
+from spendgate.admin.console.auth_chain import identity_of
+from spendgate.admin.console.identity import may_manage_keys, may_read_developer
 from spendgate.admin.deps import DEPS
 from spendgate.admin.middleware import ApiError, bad_request, json_response, not_found
 from spendgate.admin.openapi import Operation, Param
@@ -36,17 +39,24 @@ async def list_keys(request: web.Request) -> web.Response:
     include = request.query.get("include_revoked", "true")
     if include not in ("true", "false"):
         raise bad_request("include_revoked must be true or false")
-    return json_response(await key_list(request.app[DEPS].pool, include_revoked=include == "true"))
+    who = identity_of(request)
+    found = await key_list(request.app[DEPS].pool, include_revoked=include == "true")
+    return json_response(KeyList(keys=[k for k in found.keys if may_read_developer(who, k.developer, k.team)]))
 
 
 async def create_key(request: web.Request) -> web.Response:
+    require(request, may_manage_keys(identity_of(request)), "create virtual keys")
     body = msgspec.json.decode(await request.read(), type=KeyCreate)
     created = await keys.create_key(
         request.app[DEPS].pool, developer=body.developer, team=body.team, cost_center=body.cost_center)
+    await audit(request, "key.create", created.key.key_id,
+                {"prefix": created.key.key_prefix, "developer": created.key.developer, "team": created.key.team,
+                 "cost_center": created.key.cost_center})
     return json_response(KeyCreated(key=key_out(created.key), secret=created.secret), status=201)
 
 
 async def revoke_key(request: web.Request) -> web.Response:
+    require(request, may_manage_keys(identity_of(request)), "revoke virtual keys")
     key_id = request.match_info["key_id"]
     try:
         revoked = await keys.revoke_key(request.app[DEPS].pool, key_id)
@@ -54,6 +64,8 @@ async def revoke_key(request: web.Request) -> web.Response:
         raise ApiError(409, "conflict", exc.message) from exc
     if revoked is None:
         raise not_found(f"no virtual key {key_id!r}")
+    await audit(request, "key.revoke", revoked.key_id,
+                {"prefix": revoked.key_prefix, "developer": revoked.developer, "team": revoked.team})
     return json_response(key_out(revoked))
 
 

@@ -13,7 +13,16 @@ from typing import Annotated, Any
 import msgspec
 from aiohttp import web
 
-from spendgate.admin.deps import DEPS
+from spendgate.admin.access import actor, audit, forbidden, require
+from spendgate.admin.console.auth_chain import identity_of
+from spendgate.admin.console.identity import (
+    may_change_policy,
+    may_raise_budget,
+    may_read_scope,
+    may_set_budgets,
+    reads_everything,
+)
+from spendgate.admin.deps import DEPS, Deps
 from spendgate.admin.dryrun import DryRun, dry_run
 from spendgate.admin.middleware import ApiError, json_response, not_found
 from spendgate.admin.openapi import Operation, Param
@@ -49,11 +58,17 @@ SCOPE_FORMS = ("key:<id>, developer:<name>, team:<name>, cost_center:<name> or o
                "|model:<model>")
 
 
-def _scope(request: web.Request) -> str:
-    text = request.match_info["scope"]
+def checked_scope(text: str) -> str:
+    """A scope as the API and the console accept it (see :data:`SCOPE_PATTERN`), parsed."""
     if re.fullmatch(SCOPE_PATTERN, text) is None:
         raise ApiError(400, "bad_request", f"bad scope {text!r}: use {SCOPE_FORMS}")
     return parse_scope(text)
+
+
+def _scope(request: web.Request) -> str:
+    return checked_scope(request.match_info["scope"])
+
+
 Usd = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,9}(\.[0-9]{1,6})?$",
                                   description="US dollars as an exact decimal string")]
 
@@ -102,18 +117,21 @@ class ApplyIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     proposal: dict[str, Any]
 
 
-def _actor(request: web.Request) -> str:
-    return f"admin-api:{request.remote or 'unknown'}"
-
-
 async def list_budgets(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
-    return json_response(await budget_list(deps.pool, deps.now()))
+    who = identity_of(request)
+    found = await budget_list(deps.pool, deps.now())
+    if reads_everything(who):
+        return json_response(found)
+    return json_response(Budgets(budgets=[b for b in found.budgets if may_read_scope(who, b.scope)],
+                                 raises=[r for r in found.raises if may_read_scope(who, r.scope)]))
 
 
 async def get_budget(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     scope = _scope(request)
+    if not may_read_scope(identity_of(request), scope):
+        raise forbidden(f"you may not read the budget of {scope}")
     found = await budget_status(deps.pool, scope, deps.now())
     if found is None:
         raise not_found(f"no budget for {scope}")
@@ -121,9 +139,18 @@ async def get_budget(request: web.Request) -> web.Response:
 
 
 async def put_budget(request: web.Request) -> web.Response:
+    require(request, may_set_budgets(identity_of(request)), "set budgets")
     deps = request.app[DEPS]
     scope = _scope(request)
     body = msgspec.json.decode(await request.read(), type=BudgetIn)
+    budget = await set_budget_fields(deps, scope, body, actor=actor(request))
+    _, raises = await store.load_budgets(deps.pool, deps.now())
+    return json_response(budget_out(budget, raises))
+
+
+async def set_budget_fields(deps: Deps, scope: str, body: BudgetIn, *, actor: str) -> Budget:
+    """Set the fields ``body`` gives on ``scope``'s budget (created from the settings' defaults when new),
+    audited as ``actor``: what ``PUT /v1/budgets/{scope}`` and the console's budget form do."""
     base = await store.get_budget(deps.pool, scope) or Budget(
         scope, timezone=deps.settings.default_timezone,
         thresholds=Thresholds.of(deps.settings.enforcement.thresholds_pct))
@@ -138,14 +165,14 @@ async def put_budget(request: web.Request) -> web.Response:
         retry_cap=base.retry_cap if body.retry_cap is None else body.retry_cap, cascades=cascades)
     if cascades:
         check_cascades(cascades, deps.prices, what=f"cascades of {scope}")
-    await store.set_budget(deps.pool, budget, actor=_actor(request))
-    _, raises = await store.load_budgets(deps.pool, deps.now())
-    return json_response(budget_out(budget, raises))
+    await store.set_budget(deps.pool, budget, actor=actor)
+    return budget
 
 
 async def delete_budget(request: web.Request) -> web.Response:
+    require(request, may_set_budgets(identity_of(request)), "delete budgets")
     scope = _scope(request)
-    if not await store.delete_budget(request.app[DEPS].pool, scope, actor=_actor(request)):
+    if not await store.delete_budget(request.app[DEPS].pool, scope, actor=actor(request)):
         raise not_found(f"no budget for {scope}")
     return json_response(Deleted(deleted=scope))
 
@@ -153,26 +180,37 @@ async def delete_budget(request: web.Request) -> web.Response:
 async def add_raise(request: web.Request) -> web.Response:
     scope = _scope(request)
     body = msgspec.json.decode(await request.read(), type=RaiseIn)
+    who, limit = identity_of(request), request.app[DEPS].settings.console.manager_raise_limit_micros
+    if not may_raise_budget(who, scope, usd_to_micros(body.by), limit or None):
+        raise forbidden(f"the {who.role} role may not raise {scope} by this much (a manager raises their own "
+                        f"teams' budgets by at most console.manager_raise_limit_usd)")
+    return json_response(raise_out(await raise_budget(request.app[DEPS], scope, body, actor=actor(request))),
+                         status=201)
+
+
+async def raise_budget(deps: Deps, scope: str, body: RaiseIn, *, actor: str) -> BudgetRaise:
+    """Add ``body``'s raise to ``scope``'s budget, audited as ``actor`` (the API's and the console's)."""
     raise_ = BudgetRaise(scope, usd_to_micros(body.by), body.until, body.reason)
     if raise_.amount_micros <= 0:
         raise ApiError(400, "bad_request", "a raise must be a positive amount")
     try:
-        raise_id = await store.raise_budget(request.app[DEPS].pool, raise_, actor=_actor(request))
+        raise_id = await store.raise_budget(deps.pool, raise_, actor=actor)
     except StoreError as exc:
         if exc.retriable:
             raise
         raise ApiError(409, "conflict", exc.message) from None
-    return json_response(raise_out(BudgetRaise(scope, raise_.amount_micros, body.until, body.reason, raise_id)),
-                         status=201)
+    return BudgetRaise(scope, raise_.amount_micros, body.until, body.reason, raise_id)
 
 
 async def get_policy(request: web.Request) -> web.Response:
+    require(request, reads_everything(identity_of(request)), "read the live policy")
     deps = request.app[DEPS]
     return json_response(PolicyDocument(policy=to_document(
         await live_policy(deps.pool, deps.settings.enforcement, deps.now()))))
 
 
 async def post_dry_run(request: web.Request) -> web.Response:
+    require(request, may_change_policy(identity_of(request)), "dry-run policies")
     deps = request.app[DEPS]
     body = msgspec.json.decode(await request.read(), type=DryRunIn)
     proposal = policy_from_document(body.proposal, deps.settings.enforcement)
@@ -181,11 +219,14 @@ async def post_dry_run(request: web.Request) -> web.Response:
 
 
 async def post_apply(request: web.Request) -> web.Response:
+    require(request, may_change_policy(identity_of(request)), "apply policies")
     deps = request.app[DEPS]
     body = msgspec.json.decode(await request.read(), type=ApplyIn)
     proposal = policy_from_document(body.proposal, deps.settings.enforcement)
     proposal.check_prices(deps.prices)
-    done = await apply(deps.pool, proposal, deps.settings.enforcement, now=deps.now(), actor=_actor(request))
+    done = await apply(deps.pool, proposal, deps.settings.enforcement, now=deps.now(), actor=actor(request))
+    await audit(request, "policy.apply", "policy",
+                {"set": done.set_budgets, "deleted": done.deleted_budgets, "raises": done.added_raises})
     return json_response(done)
 
 

@@ -13,6 +13,9 @@ from typing import Annotated
 import msgspec
 from aiohttp import web
 
+from spendgate.admin.access import actor, audit, require
+from spendgate.admin.console.auth_chain import identity_of
+from spendgate.admin.console.identity import may_set_rate_limits, reads_everything
 from spendgate.admin.deps import DEPS
 from spendgate.admin.middleware import ApiError, json_response, not_found
 from spendgate.admin.openapi import Operation, Param
@@ -59,22 +62,27 @@ def _scope(request: web.Request) -> str:
 
 
 async def list_rate_limits(request: web.Request) -> web.Response:
+    require(request, reads_everything(identity_of(request)), "read the rate limits")
     found = await store.list_rate_limits(request.app[DEPS].pool)
     return json_response(RateLimits(rate_limits=[_out(lim) for lim in found]))
 
 
 async def put_rate_limit(request: web.Request) -> web.Response:
+    require(request, may_set_rate_limits(identity_of(request)), "set rate limits")
     scope = _scope(request)
     body = msgspec.json.decode(await request.read(), type=RateLimitIn)
     limit = rate_limit_of(scope, rpm=body.rpm, tpm=body.tpm)
-    await store.set_rate_limit(request.app[DEPS].pool, limit, actor=f"admin-api:{request.remote or 'unknown'}")
+    await store.set_rate_limit(request.app[DEPS].pool, limit, actor=actor(request))
+    await audit(request, "ratelimit.set", scope, {"rpm": limit.rpm, "tpm": limit.tpm})
     return json_response(_out(limit))
 
 
 async def delete_rate_limit(request: web.Request) -> web.Response:
+    require(request, may_set_rate_limits(identity_of(request)), "delete rate limits")
     scope = _scope(request)
     if not await store.delete_rate_limit(request.app[DEPS].pool, scope):
         raise not_found(f"no rate limit for {scope}")
+    await audit(request, "ratelimit.delete", scope)
     return json_response(RateLimitDeleted(deleted=scope))
 
 

@@ -7,6 +7,9 @@ from datetime import date
 
 from aiohttp import web
 
+from spendgate.admin.access import require
+from spendgate.admin.console.auth_chain import identity_of
+from spendgate.admin.console.identity import reads_everything
 from spendgate.admin.deps import DEPS
 from spendgate.admin.middleware import bad_request, json_response
 from spendgate.admin.openapi import Operation, Param
@@ -24,6 +27,7 @@ async def stored_reconciliation(db: Queryable, start: date, end: date, provider:
 
 
 async def get_reconciliation(request: web.Request) -> web.Response:
+    require(request, reads_everything(identity_of(request)), "read the reconciliation")
     deps = request.app[DEPS]
     today = deps.now().date()
     first, last = default_range(today, deps.settings.reconcile.lookback_days)

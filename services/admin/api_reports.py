@@ -9,9 +9,12 @@ from typing import Any
 
 from aiohttp import web
 
+from spendgate.admin.access import forbidden, readable_filters, require, require_developer
 from spendgate.admin.alert_query import KINDS, MAX_ALERTS
 from spendgate.admin.alerts import AlertList, DeadLetterList, alert_list, dead_letter_list, parse_since
 from spendgate.admin.cache import CacheReport, cache_report
+from spendgate.admin.console.auth_chain import identity_of
+from spendgate.admin.console.identity import Role, may_read_scope, may_read_team, reads_everything
 from spendgate.admin.deps import DEPS
 from spendgate.admin.directory import Forecasts, Teams, list_forecasts, list_teams
 from spendgate.admin.middleware import bad_request, json_response, not_found
@@ -50,8 +53,10 @@ def _text(request: web.Request, name: str) -> str | None:
 
 
 def _filters(request: web.Request) -> Filters:
-    return Filters(developer=_text(request, "developer"), team=_text(request, "team"),
-                   cost_center=_text(request, "cost_center"), repo=_text(request, "repo"))
+    """The report's filters, narrowed to what the caller may read (403 for someone else's)."""
+    return readable_filters(identity_of(request), Filters(
+        developer=_text(request, "developer"), team=_text(request, "team"),
+        cost_center=_text(request, "cost_center"), repo=_text(request, "repo")))
 
 
 def _int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -99,37 +104,53 @@ async def list_sessions(request: web.Request) -> web.Response:
 
 async def get_session(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
+    who = identity_of(request)
+    developer = _text(request, "developer")
+    if who.role is Role.DEVELOPER:  # their own session of that id, never someone else's
+        if developer not in (None, who.developer):
+            raise forbidden("a developer reads only their own sessions")
+        developer = who.developer
     try:
-        detail = await session_detail(deps.pool, deps.prices, request.match_info["session_id"],
-                                      _text(request, "developer"))
+        detail = await session_detail(deps.pool, deps.prices, request.match_info["session_id"], developer)
     except SessionNotFound as exc:
         raise not_found(str(exc)) from None
     except SessionAmbiguous as exc:
         raise bad_request(str(exc)) from None
+    require_developer(who, detail.line.developer or "", detail.line.team)
     return json_response(detail)
 
 
 async def get_teams(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
-    return json_response(await list_teams(deps.pool, now=deps.now(), tz=deps.settings.default_timezone))
+    who = identity_of(request)
+    found = await list_teams(deps.pool, now=deps.now(), tz=deps.settings.default_timezone)
+    if reads_everything(who):
+        return json_response(found)
+    return json_response(Teams(month=found.month, teams=[t for t in found.teams if may_read_team(who, t.team)]))
 
 
 async def get_forecasts(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
-    return json_response(await list_forecasts(deps.pool, scope=_text(request, "scope")))
+    who = identity_of(request)
+    found = await list_forecasts(deps.pool, scope=_text(request, "scope"))
+    return json_response(Forecasts(forecasts=[f for f in found.forecasts if may_read_scope(who, f.scope)]))
 
 
 async def get_alerts(request: web.Request) -> web.Response:
+    who, scope = identity_of(request), _text(request, "scope")
+    if not reads_everything(who) and (scope is None or not may_read_scope(who, scope)):
+        raise forbidden(f"the {who.role} role may list the alerts of its own scope only (scope=team:<yours>)")
     kind = request.query.get("kind")
     if kind is not None and kind not in KINDS:
         raise bad_request(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
-    found = await alert_list(request.app[DEPS].pool, scope=_text(request, "scope"), kind=kind,
+    found = await alert_list(request.app[DEPS].pool, scope=scope, kind=kind,
                              since=parse_since(request.query.get("since")),
                              limit=_int(request, "limit", 100, 1, MAX_ALERTS))
     return json_response(found)
 
 
 async def get_dead_letters(request: web.Request) -> web.Response:
+    require(request, reads_everything(identity_of(request)), "read the alert dead letters")
     include = request.query.get("all", "false")
     if include not in ("true", "false"):
         raise bad_request("all must be true or false")

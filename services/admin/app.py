@@ -7,9 +7,10 @@ from typing import Any
 
 from aiohttp import web
 
-from spendgate.admin import api_keys, api_policy, api_ratelimits, api_reconciliation, api_reports
+from spendgate.admin import api_keys, api_policy, api_ratelimits, api_reconciliation, api_reports, api_tokens
 from spendgate.admin.console.auth_chain import PUBLIC_PREFIXES, RESOLVERS, admin_token_resolver, identity_middleware
 from spendgate.admin.console.routes import add_console
+from spendgate.admin.console.signin import add_sign_in
 from spendgate.admin.deps import DEPS, Deps
 from spendgate.admin.middleware import error_middleware, json_response
 from spendgate.admin.openapi import Operation, document
@@ -17,7 +18,7 @@ from spendgate.admin.openapi import Operation, document
 
 def operations() -> list[Operation]:
     ops = [*api_keys.operations(), *api_policy.operations(), *api_reports.operations(),
-           *api_reconciliation.operations(), *api_ratelimits.operations()]
+           *api_reconciliation.operations(), *api_ratelimits.operations(), *api_tokens.operations()]
     return [*ops, Operation("GET", "/openapi.json", "openapi", "This OpenAPI 3.1 document", _openapi,
                             dict[str, Any], errors=(), tags=("meta",))]
 
@@ -38,6 +39,7 @@ def create_app(deps: Deps) -> web.Application:
     app[DEPS] = deps
     app[RESOLVERS] = [admin_token_resolver(token)]
     app[PUBLIC_PREFIXES] = []
+    add_sign_in(app)
     add_console(app)
     ops = operations()
     app[OPENAPI] = document(ops)

@@ -24,6 +24,7 @@ from spendgate.core.clitools import (
     nonempty,
     pass_ctx,
     run,
+    valid_model,
     valid_scope,
     valid_timezone,
     warn,
@@ -63,19 +64,7 @@ scope_option = click.option("--scope", required=True, callback=valid_scope,
                             help="key:<id or prefix>, developer:<name>, team:<name>, cost_center:<name> or org")
 
 
-def _valid_model(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    from spendgate.domain.enforcement.scopes import parse_model
-    from spendgate.domain.errors import ConfigError
-
-    if value is None:
-        return None
-    try:
-        return parse_model(value)
-    except ConfigError as exc:
-        raise click.BadParameter(exc.message.removeprefix("bad model ")) from None
-
-
-model_option = click.option("--model", callback=_valid_model,
+model_option = click.option("--model", callback=valid_model,
                             help="The budget counts this model's spend only (a per-model budget), e.g. gpt-5.1")
 
 

@@ -265,6 +265,15 @@ ALERTS_LIST, ALERTS_DEAD = alerts_list, alerts_dead
 reports; sending and replaying stay with the alerter)."""
 
 
+async def _any_named_token(ctx: Ctx) -> bool:
+    from datetime import UTC, datetime
+
+    from spendgate.store.access import store as access
+
+    async with ctx.database() as pool:
+        return await access.any_usable_token(pool, datetime.now(UTC))
+
+
 @click.command("admin")
 @pass_ctx
 def admin(ctx: Ctx) -> None:
@@ -273,8 +282,9 @@ def admin(ctx: Ctx) -> None:
     from spendgate.runtime import run_services
 
     settings = ctx.settings
-    if settings.admin_token is None:
-        raise CliError("set SPENDGATE_ADMIN_TOKEN first: every admin API call needs it")
+    if settings.admin_token is None and settings.console.oidc is None and not run(_any_named_token(ctx)):
+        raise CliError("nobody could use the admin API: set SPENDGATE_ADMIN_TOKEN, configure console.oidc "
+                       "(docs/console.md) or create a named token (spendgate tokens create) first")
     check_port_free(settings.host, settings.admin_port, "SPENDGATE_ADMIN_PORT")
     run(run_services(settings, {"admin": serve}), serving=True)
 

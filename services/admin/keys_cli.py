@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from spendgate.core.clitools import CliError, Ctx, api_option, format_option, nonempty, pass_ctx, run
+from spendgate.core.clitools import CliError, Ctx, api_option, cli_actor, format_option, nonempty, pass_ctx, run
 
 if TYPE_CHECKING:
     import asyncpg
@@ -44,11 +44,16 @@ def keys() -> None:
 @pass_ctx
 def keys_create(ctx: Ctx, developer: str, team: str, cost_center: str | None) -> None:
     """Create a key; the secret is printed once and never stored."""
+    from spendgate.store.access import store as access
     from spendgate.store.keys import store as vkeys
 
     async def main() -> vkeys.CreatedKey:
         async with ctx.database() as pool:
-            return await vkeys.create_key(pool, developer=developer, team=team, cost_center=cost_center)
+            made = await vkeys.create_key(pool, developer=developer, team=team, cost_center=cost_center)
+            await access.record(pool, actor=cli_actor(), action="key.create", target=made.key.key_id,
+                                detail={"prefix": made.key.key_prefix, "developer": made.key.developer,
+                                        "team": made.key.team, "cost_center": made.key.cost_center})
+            return made
 
     created = run(main())
     click.echo(created.secret)
@@ -79,6 +84,7 @@ def keys_list(ctx: Ctx, include_revoked: bool, fmt: str, api_url: str | None) ->
 @pass_ctx
 def keys_revoke(ctx: Ctx, key_id: str) -> None:
     """Revoke a key by id or by the prefix keys list shows; every proxy refuses it within a second."""
+    from spendgate.store.access import store as access
     from spendgate.store.keys import store as vkeys
 
     async def main() -> VirtualKey | None:
@@ -87,7 +93,12 @@ def keys_revoke(ctx: Ctx, key_id: str) -> None:
             if not key.active:
                 raise CliError(f"key {key.key_id} ({key.developer}) was already revoked at "
                                f"{key.revoked_at:%Y-%m-%d %H:%M} UTC")
-            return await vkeys.revoke_key(pool, key.key_id)
+            revoked = await vkeys.revoke_key(pool, key.key_id)
+            if revoked is not None:
+                await access.record(pool, actor=cli_actor(), action="key.revoke", target=revoked.key_id,
+                                    detail={"prefix": revoked.key_prefix, "developer": revoked.developer,
+                                            "team": revoked.team})
+            return revoked
 
     revoked = run(main())
     if revoked is None:  # removed between the lookup and the revoke

@@ -51,7 +51,8 @@ class Operation:
     tags: Sequence[str] = field(default_factory=tuple)
 
 
-_ERROR_TEXT = {400: "invalid request", 401: "missing or wrong admin token", 404: "not found",
+_ERROR_TEXT = {400: "invalid request", 401: "missing, wrong, expired or revoked credential",
+               403: "the caller's role may not do this", 404: "not found",
                409: "conflicts with the current state", 500: "internal error"}
 
 
@@ -65,7 +66,7 @@ def document(operations: Sequence[Operation]) -> dict[str, Any]:
         responses: dict[str, Any] = {
             str(op.status): {"description": "success", "content": {"application/json": {"schema": ref_of[op.response]}}}
         }
-        for status in sorted({*op.errors, 401}):
+        for status in sorted({*op.errors, 401, 403}):
             responses[str(status)] = {"description": _ERROR_TEXT[status],
                                       "content": {"application/json": {"schema": ref_of[Error]}}}
         spec: dict[str, Any] = {
@@ -86,12 +87,14 @@ def document(operations: Sequence[Operation]) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "spendgate admin API", "version": VERSION,
                  "description": "Keys, teams, budgets, chargeback and cache reports, sessions, forecasts "
-                                "and policy dry-runs. Every call needs the admin token as a bearer token."},
+                                "and policy dry-runs. Every call needs a bearer credential: a named API token "
+                                "(its role decides what it may do) or the break-glass admin token."},
         "paths": paths,
         "components": {
             "schemas": components,
             "securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer",
-                                               "description": "SPENDGATE_ADMIN_TOKEN (never a virtual key)"}},
+                                               "description": "a named API token (sg-at-…, spendgate tokens create) or "
+                                                               "SPENDGATE_ADMIN_TOKEN (never a virtual key)"}},
         },
         "security": [{"adminToken": []}],
     }

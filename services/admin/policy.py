@@ -14,12 +14,25 @@ from typing import Any
 
 import asyncpg
 import msgspec
+import yaml
 
 from spendgate.domain.enforcement import Budget, BudgetRaise, Policy
 from spendgate.domain.enforcement.settings import EnforcementSettings
 from spendgate.domain.errors import ConfigError
 from spendgate.domain.money import usd_str
 from spendgate.store.budgets import store
+
+
+def parse_proposal(text: str, *, source: str) -> dict[str, Any]:
+    """A proposal document (YAML, so JSON too) as ``policy dry-run`` / ``apply`` and the console read it;
+    a :class:`ConfigError` naming ``source`` when it is not YAML or not a mapping."""
+    try:
+        doc = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source} is not YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{source} must be a mapping with budgets:, raises:, …")
+    return doc
 
 
 async def live_policy(pool: asyncpg.Pool, defaults: EnforcementSettings, now: datetime) -> Policy:

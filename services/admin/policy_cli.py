@@ -20,15 +20,13 @@ if TYPE_CHECKING:
 
 
 def _read_document(path: Path) -> dict[str, Any]:
-    import yaml
+    from spendgate.admin.policy import parse_proposal
+    from spendgate.domain.errors import ConfigError
 
     try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise click.BadParameter(f"{path} is not YAML: {' '.join(str(exc).split())}") from None
-    if not isinstance(doc, dict):
-        raise click.BadParameter(f"{path} must be a mapping with budgets:, raises:, …")
-    return doc
+        return parse_proposal(path.read_text(), source=str(path))
+    except ConfigError as exc:
+        raise click.BadParameter(exc.message) from None
 
 
 proposal_argument = click.argument("proposal", type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -87,9 +85,15 @@ def apply_cmd(ctx: Ctx, proposal: Path, api_url: str | None) -> None:
                 return await api.call("POST", "/v1/policy/apply", Applied, body={"proposal": document})
         policy_ = policy_from_document(document, settings.enforcement)
         policy_.check_prices(settings.pricing.table())  # a budget's own cascade may name an unpriced model
+        from spendgate.store.access import store as access
+
         async with ctx.database() as pool:
-            return await apply(pool, policy_, settings.enforcement, now=datetime.now(UTC),
+            done = await apply(pool, policy_, settings.enforcement, now=datetime.now(UTC),
                                actor=f"cli:{getpass.getuser()}")
+            await access.record(pool, actor=f"cli:{getpass.getuser()}", action="policy.apply", target="policy",
+                                detail={"set": done.set_budgets, "deleted": done.deleted_budgets,
+                                        "raises": done.added_raises})
+            return done
 
     done = run(go())
     for label, items in (("set", done.set_budgets), ("deleted", done.deleted_budgets),

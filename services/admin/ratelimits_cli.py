@@ -11,7 +11,7 @@ import getpass
 
 import click
 
-from spendgate.core.clitools import CliError, Ctx, format_option, nonempty, pass_ctx, run
+from spendgate.core.clitools import CliError, Ctx, cli_actor, format_option, nonempty, pass_ctx, run
 
 
 def _scope(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
@@ -55,6 +55,7 @@ def set_(ctx: Ctx, limit_scope: str, rpm: int | None, tpm: int | None, actor: st
     from spendgate.admin.budgets_cli import resolve_scope
     from spendgate.admin.client import DatabaseSource
     from spendgate.domain.ratelimits import rate_limit_of
+    from spendgate.store.access import store as access
     from spendgate.store.ratelimits import store
 
     async def main() -> str:
@@ -64,6 +65,8 @@ def set_(ctx: Ctx, limit_scope: str, rpm: int | None, tpm: int | None, actor: st
             target = await resolve_scope(DatabaseSource(pool, ctx.settings), limit_scope, warn_unknown=True)
             limit = rate_limit_of(target, rpm=rpm, tpm=tpm)
             await store.set_rate_limit(pool, limit, actor=actor)
+            await access.record(pool, actor=f"cli:{actor}", action="ratelimit.set", target=target,
+                                detail={"rpm": limit.rpm, "tpm": limit.tpm})
         return (f"rate limit for {limit.scope}: {limit.rpm or '-'} requests/min, {limit.tpm or '-'} tokens/min "
                 f"(proxies apply it within {ctx.settings.rate_limits.reload_s:g} s)")
 
@@ -93,6 +96,7 @@ def delete(ctx: Ctx, limit_scope: str) -> None:
     """Remove a scope's rate limits; a scope without one is an error."""
     from spendgate.admin.budgets_cli import resolve_scope
     from spendgate.admin.client import DatabaseSource
+    from spendgate.store.access import store as access
     from spendgate.store.ratelimits import store
 
     async def main() -> str:
@@ -100,6 +104,7 @@ def delete(ctx: Ctx, limit_scope: str) -> None:
             target = await resolve_scope(DatabaseSource(pool, ctx.settings), limit_scope, warn_unknown=False)
             if not await store.delete_rate_limit(pool, target):
                 raise CliError(f"no rate limit for {target}")
+            await access.record(pool, actor=cli_actor(), action="ratelimit.delete", target=target)
         return target
 
     click.echo(f"deleted the rate limit of {run(main())}")

@@ -14,6 +14,7 @@ from spendgate.domain.money import format_usd
 
 if TYPE_CHECKING:
     from spendgate.admin.alerts import AlertList, AlertOut, DeadLetterList
+    from spendgate.admin.api_tokens import TokenList
     from spendgate.admin.cache import CacheReport
     from spendgate.admin.reports import Chargeback
     from spendgate.admin.sessions import RequestLine, SessionDetail
@@ -103,6 +104,18 @@ def sessions(report: Chargeback, fmt: str) -> str:
 
 def keys(found: KeyList, fmt: str) -> str:
     return render(fmt, KEY_FIELDS, found.keys, document=found)
+
+
+TOKEN_FIELDS: list[Field] = [
+    field("name"), field("token_prefix", header="prefix"), field("role"),
+    Field("teams", lambda t: " ".join(t.teams) or None), field("developer"), field("created_by", header=None),
+    field("created_at", "time", header=None), field("expires_at", "time", "expires"),
+    field("revoked_at", "time", header=None),
+]
+
+
+def tokens(found: TokenList, fmt: str) -> str:
+    return render(fmt, TOKEN_FIELDS, found.tokens, document=found)
 
 
 def budgets(found: Budgets, fmt: str) -> str:

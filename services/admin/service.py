@@ -7,18 +7,24 @@ import asyncio
 from aiohttp import web
 
 from spendgate.admin.app import create_app
-from spendgate.admin.deps import Deps
+from spendgate.admin.deps import Deps, utc_now
 from spendgate.core.logs import get_logger
 from spendgate.runtime import Runtime
+from spendgate.store.access import store as access
 
 log = get_logger(__name__)
 
 
 async def serve(runtime: Runtime, stop: asyncio.Event) -> None:
-    """Serve the admin API; without an admin token it stays off (every call would be refused)."""
+    """Serve the admin API and the console while anyone can use them: with the break-glass admin token, a
+    configured sign-in (console.oidc) or a usable named API token. With none, it stays off (every call
+    would be refused)."""
     settings = runtime.settings
-    if settings.admin_token is None or not settings.admin_token.get_secret_value():
-        log.warning("admin API not started: set SPENDGATE_ADMIN_TOKEN to enable it")
+    break_glass = settings.admin_token is not None and bool(settings.admin_token.get_secret_value())
+    if not (break_glass or settings.console.oidc is not None
+            or await access.any_usable_token(runtime.pool, utc_now())):
+        log.warning("admin API not started: set SPENDGATE_ADMIN_TOKEN, configure console.oidc or create a named "
+                    "API token (spendgate tokens create) to enable it")
         await stop.wait()
         return
     app = create_app(Deps(runtime.pool, settings, settings.pricing.table()))

@@ -8,6 +8,7 @@ imports this module and must stay quick to start.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
@@ -115,28 +116,35 @@ class BudgetStatus(msgspec.Struct, frozen=True, kw_only=True):
 
 async def budget_status(pool: asyncpg.Pool, scope: str, now: datetime) -> BudgetStatus | None:
     """A scope's budget, its active raises and this day's and month's standing; None without a budget."""
-    from spendgate.domain.enforcement.policy import Policy
     from spendgate.domain.enforcement.scopes import parse_scope
-    from spendgate.domain.enforcement.stages import stage_for
-    from spendgate.domain.periods import PeriodKind, period_containing
-    from spendgate.store.balances.store import balances_of
     from spendgate.store.budgets import store as budgets_store
 
     b = await budgets_store.get_budget(pool, parse_scope(scope))
     if b is None:
         return None
     _, all_raises = await budgets_store.load_budgets(pool, now)
-    raises = [r for r in all_raises if r.scope == b.scope]
-    periods = {k: period_containing(k, now, b.timezone) for k in PeriodKind}
-    rows = await balances_of(pool, b.scope, day_start=periods[PeriodKind.DAY].start,
-                             month_start=periods[PeriodKind.MONTH].start, week_start=periods[PeriodKind.WEEK].start)
-    spent = {r.period: r.spent_micros for r in rows}
-    policy = Policy(budgets={b.scope: b}, raises=tuple(raises))
-    standing = []
-    for kind, period in periods.items():
-        limit = policy.effective_micros(b, kind, now)
-        if limit is not None:
-            s = spent.get(kind.value, 0)
-            standing.append(PeriodStanding(period=kind.value, start=period.start, spent_micros=s, budget_micros=limit,
-                                           stage=stage_for(s, limit, b.thresholds).label, resets_at=period.ends_at))
-    return BudgetStatus(budget=budget_out(b, raises), raises=[raise_out(r) for r in raises], periods=standing)
+    return (await _statuses(pool, [b], all_raises, now))[0]
+
+
+async def budget_statuses(pool: asyncpg.Pool, now: datetime,
+                          visible: Callable[[str], bool] = lambda scope: True) -> list[BudgetStatus]:
+    """:func:`budget_status` of every budgeted scope ``visible`` accepts, in scope order, in three queries."""
+    from spendgate.store.budgets import store as budgets_store
+
+    budgets, all_raises = await budgets_store.load_budgets(pool, now)
+    return await _statuses(pool, [b for b in budgets if visible(b.scope)], all_raises, now)
+
+
+async def _statuses(pool: asyncpg.Pool, budgets: list[Budget], all_raises: list[BudgetRaise],
+                    now: datetime) -> list[BudgetStatus]:
+    from spendgate.store.balances.standing import standings_of
+
+    found = await standings_of(pool, budgets, all_raises, now)
+    raises_of: dict[str, list[BudgetRaise]] = {}
+    for r in all_raises:
+        raises_of.setdefault(r.scope, []).append(r)
+    return [BudgetStatus(
+        budget=budget_out(b, raises_of.get(b.scope, [])), raises=[raise_out(r) for r in raises_of.get(b.scope, [])],
+        periods=[PeriodStanding(period=s.period.value, start=s.start, spent_micros=s.spent_micros,
+                                budget_micros=s.budget_micros, stage=s.stage, resets_at=s.resets_at)
+                 for s in found[b.scope]]) for b in budgets]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from spendgate.core.clitools import CliError, Ctx, pass_ctx, run
+from spendgate.core.clitools import CliError, Ctx, cli_actor, pass_ctx, run
 
 if TYPE_CHECKING:
     from spendgate.alerter.secrets import Secrets
@@ -121,6 +121,7 @@ def replay(ctx: Ctx, ids: tuple[int, ...], attempts: int) -> None:
     from spendgate.alerter.delivery import deliver_with_retries
     from spendgate.domain.ids import uuid7
     from spendgate.runtime import open_runtime
+    from spendgate.store.access import store as access
     from spendgate.store.alerts import store
 
     async def go() -> tuple[int, int]:
@@ -131,6 +132,10 @@ def replay(ctx: Ctx, ids: tuple[int, ...], attempts: int) -> None:
             stop = asyncio.Event()
             results = await asyncio.gather(
                 *(deliver_with_retries(a.deliverer, j, a.policy, stop, attempts=attempts) for j in jobs))
+            if jobs:
+                await access.record(rt.pool, actor=cli_actor(), action="alert.replay", target="dead letters",
+                                    detail={"requested_ids": list(ids), "replayed": len(jobs),
+                                            "delivered": sum(results)})
             return sum(results), len(jobs)
 
     delivered, total = run(go())

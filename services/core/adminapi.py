@@ -68,7 +68,9 @@ async def open_admin_api(settings: Settings, api_url: str) -> AsyncIterator[Admi
     """The admin API at ``api_url``, with ``SPENDGATE_ADMIN_TOKEN``; a clear error without the token."""
     import aiohttp
 
-    if settings.admin_token is None:
-        raise ConfigError("--api needs the admin token: set SPENDGATE_ADMIN_TOKEN")
+    token = settings.api_token or settings.admin_token
+    if token is None:
+        raise ConfigError("--api needs a credential: set SPENDGATE_API_TOKEN to a named API token "
+                          "(spendgate tokens create) or SPENDGATE_ADMIN_TOKEN to the break-glass token")
     async with aiohttp.ClientSession() as http:
-        yield AdminApi(http, api_url, settings.admin_token.get_secret_value())
+        yield AdminApi(http, api_url, token.get_secret_value())

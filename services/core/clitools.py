@@ -59,6 +59,16 @@ class CliError(click.ClickException):
         click.echo(f"{ERROR_PREFIX}{self.format_message()}", err=True)
 
 
+def cli_actor() -> str:
+    """Who ran a command that changes something, for the audit trail: ``cli:<operating-system user>``."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:unknown"
+
+
 def warn(message: str) -> None:
     """A one-line warning on stderr; the command goes on."""
     click.echo(f"{WARNING_PREFIX}{message}", err=True)
@@ -258,16 +268,27 @@ api_option = click.option(
          "uses SPENDGATE_ADMIN_TOKEN. Default: SPENDGATE_ADMIN_URL.")
 
 
-def valid_scope(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    """An option callback: a scope as people write it (``team:platform``, ``org``), normalised."""
-    from spendgate.domain.enforcement.scopes import parse_scope
+def _parsed_by(parser: str, what: str) -> Callable[[click.Context, click.Parameter, str | None], str | None]:
+    """An option callback that normalises a value with ``spendgate.domain.enforcement.scopes.<parser>``
+    (imported when called: ``--help`` stays quick) and turns its ConfigError into a usage error."""
 
-    if value is None:
-        return None
-    try:
-        return parse_scope(value)
-    except ConfigError as exc:
-        raise click.BadParameter(exc.message.removeprefix("bad scope ")) from None
+    def callback(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+        from spendgate.domain.enforcement import scopes
+
+        if value is None:
+            return None
+        try:
+            return str(getattr(scopes, parser)(value))
+        except ConfigError as exc:
+            raise click.BadParameter(exc.message.removeprefix(f"bad {what} ")) from None
+
+    return callback
+
+
+valid_scope = _parsed_by("parse_scope", "scope")
+"""An option callback: a scope as people write it (``team:platform``, ``org``), normalised."""
+valid_model = _parsed_by("parse_model", "model")
+"""An option callback: a model name as a per-model budget or limit names it (``gpt-5.1``)."""
 
 
 def valid_timezone(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:

@@ -528,6 +528,101 @@ class DatabaseSettings(BaseModel):
         return {k: str(v) for k, v in values.items() if v is not None}
 
 
+ConsoleRole = Literal["admin", "finops", "manager", "developer"]
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _check_url(what: str, url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"{what} must be an absolute https:// URL, not {url!r}")
+    if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
+        raise ValueError(f"{what} must use https (plain http is accepted for localhost only): {url!r}")
+    return url
+
+
+class OidcSettings(BaseModel):
+    """Sign-in to the console through the organisation's OpenID Connect provider (docs/console.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    issuer: str
+    """The IdP's issuer URL; its ``/.well-known/openid-configuration`` is read at the first sign-in."""
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr | None = None
+    """Unset for a public client (PKCE only)."""
+    redirect_url: str
+    """This console's callback as the IdP knows it: ``https://spend.example.com/auth/callback``."""
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "profile", "email"])
+    role_claim: str = "groups"
+    """The ID token claim (a string or a list of strings) whose values ``role_map`` maps to roles."""
+    role_map: dict[str, ConsoleRole] = Field(default_factory=dict)
+    """Claim value → role; a person matching several gets the strongest; matching none is refused."""
+    teams_claim: str | None = None
+    """Claim listing a manager's teams (names as on virtual keys)."""
+    developer_claim: str | None = None
+    """Claim holding the developer id used on the person's virtual keys (``preferred_username``, ``email``)."""
+    name_claim: str = "name"
+
+    @field_validator("issuer", "redirect_url")
+    @classmethod
+    def _urls(cls, v: str, info: Any) -> str:
+        return _check_url(f"console.oidc.{info.field_name}", v.rstrip("/") if info.field_name == "issuer" else v)
+
+    @model_validator(mode="after")
+    def _check(self) -> OidcSettings:
+        if "openid" not in self.scopes:
+            raise ValueError("console.oidc.scopes must include openid")
+        if not urllib.parse.urlsplit(self.redirect_url).path.endswith("/auth/callback"):
+            raise ValueError("console.oidc.redirect_url must be this console's /auth/callback "
+                             f"(https://<console host>/auth/callback), not {self.redirect_url!r}")
+        if not self.role_map:
+            raise ValueError("console.oidc.role_map is empty: map at least one value of the "
+                             f"{self.role_claim!r} claim to a role (admin, finops, manager, developer), "
+                             "or nobody can sign in")
+        return self
+
+
+class ConsoleSettings(BaseModel):
+    """The console's sign-in and sessions (the admin service serves the console and the admin API)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    oidc: OidcSettings | None = None
+    """Unset: no browser sign-in (named API tokens and the break-glass admin token still work)."""
+    session_ttl_s: int = Field(default=8 * 3600, ge=60, le=30 * 24 * 3600)
+    """How long a sign-in lasts; the cookie and the server-side session expire together."""
+    secure_cookies: bool = True
+    """The session cookie is ``Secure`` (sent over https only). Turn off only for a console on plain-http
+    localhost; refused with a sign-in at a non-loopback http redirect URL."""
+    manager_raise_limit_usd: str = "0"
+    """The largest raise a manager may give one of their teams' budgets, in US dollars (``"0"``: none)."""
+    api_token_max_days: int = Field(default=365, ge=1, le=3650)
+    """The longest a named API token may live."""
+
+    @field_validator("manager_raise_limit_usd", mode="before")
+    @classmethod
+    def _usd(cls, v: Any) -> str:
+        if isinstance(v, float):
+            raise ValueError("write the amount as a string (\"500\"), floats cannot hold cents exactly")
+        if usd_to_micros(str(v)) < 0:
+            raise ValueError("console.manager_raise_limit_usd must not be negative")
+        return str(v)
+
+    @model_validator(mode="after")
+    def _check(self) -> ConsoleSettings:
+        if self.oidc is not None and not self.secure_cookies:
+            host = urllib.parse.urlsplit(self.oidc.redirect_url).hostname
+            if host not in _LOOPBACK:
+                raise ValueError("console.secure_cookies is off but console.oidc.redirect_url is not on localhost: "
+                                 "session cookies would travel in clear text")
+        return self
+
+    @property
+    def manager_raise_limit_micros(self) -> int:
+        return usd_to_micros(self.manager_raise_limit_usd)
+
+
 class Settings(BaseModel):
     """Everything spendgate can be configured with (built from its sources by :func:`load_settings`)."""
 
@@ -605,6 +700,10 @@ class Settings(BaseModel):
     an event at most this much later; budget enforcement does not wait on it."""
 
     admin_token: SecretStr | None = None
+    """The break-glass admin token (an ``admin`` identity on the admin API and the console)."""
+    api_token: SecretStr | None = None
+    """The credential ``--api`` presents: a named API token (``spendgate tokens create``); unset: the
+    admin token."""
     cache_flag_below_pct: int = Field(default=30, ge=0, le=100)
     """Cache report: sessions under this prompt-cache hit rate are flagged for prompt-shape review."""
     cache_flag_min_requests: int = Field(default=5, ge=1)
@@ -626,6 +725,7 @@ class Settings(BaseModel):
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     console_links: ConsoleLinkSettings = Field(default_factory=ConsoleLinkSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
     @field_validator("proxy_allowed_paths")
     @classmethod

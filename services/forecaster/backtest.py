@@ -6,6 +6,11 @@ Reported: how often the truth fell inside P10-P90 (target 80 %), the pinball los
 0.9 as a share of the month's total, and the absolute % error of P50 made at the end of day 10;
 the run-rate (spend so far / days so far × days in month) is scored the same way, its single
 number standing in for every quantile.
+
+Warm-up: a long series is scored on the whole months that begin after ``WARMUP_DAYS`` (8 weeks). A
+short one, as a new customer has (one or two months), has no such month; it is scored on every whole
+month it holds, at each origin with at least ``MIN_WARMUP_DAYS`` (four weeks) of history before it.
+``Metrics.warmup_days`` and ``Metrics.warmup`` say which was used.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from numpy.typing import NDArray
 from spendgate.forecaster.model import QUANTILES, Heavy, ScopeSeries, forecast, month_bounds
 
 WARMUP_DAYS = 56
+MIN_WARMUP_DAYS = 28
 ORIGIN_DAY = 10
 
 
@@ -34,6 +40,9 @@ class Metrics:
     runrate_pinball_mean_pct: float
     runrate_ape_day10_pct: float
     models: dict[str, int]
+    warmup_days: int = WARMUP_DAYS
+    warmup: str = "months after the warm-up"
+    """``months after the warm-up`` (long series) or ``origins after the warm-up`` (short series)."""
 
     def as_json(self) -> dict[str, object]:
         return asdict(self)
@@ -49,10 +58,18 @@ def run_rate(spent: float, days_elapsed: int, days_in_month: int) -> float:
     return spent / days_elapsed * days_in_month
 
 
-def backtest(start: date, daily_micros: NDArray[np.int64], *, warmup_days: int = WARMUP_DAYS,
+def _first_whole_month(start: date, after_days: int) -> date:
+    month_start, _ = month_bounds(start + timedelta(days=after_days))
+    if month_start < start + timedelta(days=after_days):
+        month_start = month_bounds(month_start + timedelta(days=31))[0]
+    return month_start
+
+
+def backtest(start: date, daily_micros: NDArray[np.int64], *, warmup_days: int | None = None,
              paths: int = 500, heavy_mode: Heavy = "never", seed: int = 0,
              every_nth_origin: int = 1) -> Metrics:
-    """Score the forecaster on every whole month of ``daily_micros`` that starts after the warm-up."""
+    """Score the forecaster on the whole months of ``daily_micros`` after the warm-up (see the module);
+    ``warmup_days`` given, only months that begin after it."""
     covered = origins = months = 0
     loss = np.zeros(3)
     rr_loss = np.zeros(3)
@@ -60,9 +77,11 @@ def backtest(start: date, daily_micros: NDArray[np.int64], *, warmup_days: int =
     rr_ape: list[float] = []
     models: dict[str, int] = {}
     end = start + timedelta(days=len(daily_micros) - 1)
-    month_start, _ = month_bounds(start + timedelta(days=warmup_days))
-    if month_start < start + timedelta(days=warmup_days):
-        month_start = month_bounds(month_start + timedelta(days=31))[0]
+    warmup, rule = warmup_days or WARMUP_DAYS, "months after the warm-up"
+    month_start = _first_whole_month(start, warmup)
+    if warmup_days is None and month_bounds(month_start)[1] > end:
+        warmup, rule = MIN_WARMUP_DAYS, "origins after the warm-up"
+        month_start = _first_whole_month(start, 0)
     while True:
         _, month_end = month_bounds(month_start)
         if month_end > end:
@@ -71,8 +90,11 @@ def backtest(start: date, daily_micros: NDArray[np.int64], *, warmup_days: int =
         length = month_end.day
         month = daily_micros[first:first + length].astype(np.float64)
         truth = float(month.sum())
-        months += 1
+        counted = False
         for day in range(1, length, every_nth_origin):
+            if first + day < warmup:
+                continue  # fewer than four weeks of history before this origin
+            counted = True
             as_of = month_start + timedelta(days=day - 1)
             series = ScopeSeries(start, daily_micros[:first + day], as_of)
             fc = forecast(series, seed=seed + origins, paths=paths, heavy_mode=heavy_mode)
@@ -88,6 +110,7 @@ def backtest(start: date, daily_micros: NDArray[np.int64], *, warmup_days: int =
             if day == ORIGIN_DAY:
                 ape.append(abs(fc.p50_micros - truth) / scale)
                 rr_ape.append(abs(rr - truth) / scale)
+        months += counted
         month_start = month_end + timedelta(days=1)
     n = max(origins, 1)
     pct = tuple(round(100 * float(v) / n, 3) for v in loss)
@@ -99,5 +122,5 @@ def backtest(start: date, daily_micros: NDArray[np.int64], *, warmup_days: int =
         runrate_pinball_pct=rr_pct,  # type: ignore[arg-type]
         runrate_pinball_mean_pct=round(sum(rr_pct) / 3, 3),
         runrate_ape_day10_pct=round(100 * float(np.mean(rr_ape)), 2) if rr_ape else float("nan"),
-        models=models,
+        models=models, warmup_days=warmup, warmup=rule,
     )

@@ -87,7 +87,7 @@ STORED_FORECAST_FIELDS: list[Field] = [
     field("actual_micros", "money", "spent"), field("p10_micros", "money", "p10"),
     field("p50_micros", "money", "p50"), field("p90_micros", "money", "p90"),
     field("budget_micros", "money", "budget"), field("p10_crosses_on", "date", header=None),
-    field("p50_crosses_on", "date", "p50_crosses"), field("p90_crosses_on", "date", "p90_crosses"),
+    field("p50_crosses_on", "date", "p50_crosses"), field("p90_crosses_on", "date", header=None),
     field("model"), field("computed_at", "time", "computed"),
 ]
 """A forecast as the admin API serves it: the forecaster worker's latest, with when it was computed."""
@@ -95,7 +95,8 @@ STORED_FORECAST_FIELDS: list[Field] = [
 
 @click.group(invoke_without_command=True)
 @click.option("--scope", callback=valid_scope,
-              help="Only this scope, e.g. team:platform (default: every scope with a monthly budget).")
+              help="Only this scope, e.g. team:platform (default: every scope with a monthly budget, and every "
+                   "developer, team, cost center and the org that spent, budgeted or not).")
 @format_option()
 @as_of_option
 @api_option
@@ -119,20 +120,19 @@ def forecast(click_ctx: click.Context, scope: str | None, fmt: str, as_of: date 
             raise click.UsageError("--as-of needs the database: the admin API serves the latest forecasts only")
         stored = run(_stored_forecasts(ctx, api_url, scope))
         if scope is not None and not stored:
-            raise CliError(f"no forecast for {scope} yet: it needs a monthly budget, and the forecaster runs hourly")
+            raise CliError(f"no forecast for {scope} yet: the forecaster runs hourly, over every scope that spent")
         click.echo(render(fmt, STORED_FORECAST_FIELDS, stored, document={"forecasts": stored}))
         return
 
     async def main() -> list[ScopeForecast]:
         async with ctx.database() as pool, pool.acquire() as conn:
             at = _end_of(as_of) if as_of else datetime.now(UTC)
-            return await forecast_all(conn, settings.forecast, at, audit_day=as_of, only=scope)
+            return await forecast_all(conn, settings.forecast, at, audit_day=as_of, only=scope,
+                                      default_timezone=settings.default_timezone)
 
     results = run(main())
-    if scope is not None and not results:
-        raise CliError(f"no monthly budget for {scope}: a forecast needs one (spendgate budgets set --monthly)")
     if not results and fmt == "table":
-        click.echo("no scope has a monthly budget (spendgate budgets set --monthly)", err=True)
+        click.echo("nothing to forecast: no scope has spent or has a monthly budget", err=True)
         return
     click.echo(render(fmt, FORECAST_FIELDS, results, document=records(FORECAST_FIELDS, results)))
 
@@ -189,15 +189,22 @@ def report(ctx: Ctx, send: bool, extra: tuple[str, ...], out: Path | None, as_of
         click.echo(f"sent to {', '.join(recipients)}")
 
 
+_WARMUP_RULES = {"months after the warm-up": "each scored month (a long series)",
+                 "origins after the warm-up": "each scored forecast (a short series)"}
+
+
 def _metrics_lines(path: Path, m: Metrics) -> list[str]:
     return [
         f"series {path}: {m.months} whole months, {m.origins} forecasts (one at the end of each day)",
+        f"  warm-up                   {m.warmup_days} days of history before {_WARMUP_RULES[m.warmup]}",
         f"  P10-P90 coverage          {m.coverage_pct:.1f}%  (target 80%, acceptable 70-90%)",
         f"  pinball .1/.5/.9 (% of month)  forecast {'/'.join(f'{v:.2f}' for v in m.pinball_pct)}"
         f"  mean {m.pinball_mean_pct:.2f}",
         f"                                 run-rate {'/'.join(f'{v:.2f}' for v in m.runrate_pinball_pct)}"
         f"  mean {m.runrate_pinball_mean_pct:.2f}",
-        f"  |error| of P50 at day 10  forecast {m.ape_day10_pct:.1f}%  run-rate {m.runrate_ape_day10_pct:.1f}%",
+        f"  |error| of P50 at day 10  forecast {m.ape_day10_pct:.1f}%  run-rate {m.runrate_ape_day10_pct:.1f}%"
+        if m.ape_day10_pct == m.ape_day10_pct else  # NaN: no day-10 origin after the warm-up
+        "  |error| of P50 at day 10  n/a: no whole month has four weeks of history before its day 10",
         f"  models used: {', '.join(f'{k} ×{v}' for k, v in sorted(m.models.items()))}",
     ]
 
@@ -251,7 +258,8 @@ def backtest_command(path: Path, fmt: str, paths: int) -> None:
         raise CliError(str(exc)) from None
     metrics = backtest(start, daily, paths=paths)
     if metrics.origins == 0:
-        raise CliError(f"{path}: too short: needs 8 weeks of warm-up and then at least one whole month")
+        raise CliError(f"{path}: too short: needs one whole calendar month with four weeks of history "
+                       "before some day of it (e.g. 1 to 31 October)")
     if fmt == "json":
         click.echo(to_json({"series": str(path), **metrics.as_json()}))
     else:

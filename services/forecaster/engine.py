@@ -20,14 +20,14 @@ from spendgate.core.db import Conn
 from spendgate.domain.forecast import Forecast
 from spendgate.domain.periods import PeriodKind, local_date, period_of
 from spendgate.forecaster.model import Heavy, ScopeSeries, forecast
-from spendgate.forecaster.series import BudgetedScope, budgeted_scopes, live_series, pooled_dow, series_as_of
+from spendgate.forecaster.series import ForecastScope, forecast_scopes, live_series, pooled_dow, series_as_of
 
 ORG = "org"
 
 
 @dataclass(frozen=True, slots=True)
 class ScopeForecast:
-    scope: BudgetedScope
+    scope: ForecastScope
     series: ScopeSeries
     forecast: Forecast
 
@@ -49,23 +49,27 @@ def seed_for(scope: str, as_of: date, share: float) -> int:
 
 
 async def load_inputs(conn: Conn, settings: ForecastSettings, at: datetime, *, audit_day: date | None = None,
-                      only: str | None = None) -> list[tuple[BudgetedScope, ScopeSeries]]:
-    """The series of every budgeted scope (or ``only``), live at ``at`` or as of the end of ``audit_day``."""
-    scopes = await budgeted_scopes(conn, at, only=only)
+                      only: str | None = None, default_timezone: str = "UTC",
+                      ) -> list[tuple[ForecastScope, ScopeSeries]]:
+    """The series of every scope to forecast (:func:`forecast_scopes`, or ``only``), live at ``at`` or as of
+    the end of ``audit_day``."""
+    days = settings.lookback_days
+    last = audit_day or as_of_for(at, default_timezone)[0]
+    scopes = await forecast_scopes(conn, at, since=last - timedelta(days=days + 1),
+                                   default_timezone=default_timezone, only=only)
     if not scopes:
         return []
-    days = settings.lookback_days
     plans = {s.scope: ((audit_day, 1.0) if audit_day else as_of_for(at, s.timezone)) for s in scopes}
     latest = max(d for d, _ in plans.values())
     start = latest - timedelta(days=days - 1 + 2)
     if audit_day is None:
-        found = await live_series(conn, [*[s.scope for s in scopes], ORG], start, latest)
+        found = await live_series(conn, list({*[s.scope for s in scopes], ORG}), start, latest)
         org = found[ORG]
     else:
         found = {s.scope: await series_as_of(conn, s.scope, s.timezone, start, audit_day) for s in scopes}
         org = await series_as_of(conn, ORG, "UTC", start, audit_day)
     prior = pooled_dow(org, start)
-    out: list[tuple[BudgetedScope, ScopeSeries]] = []
+    out: list[tuple[ForecastScope, ScopeSeries]] = []
     for s in scopes:
         as_of, share = plans[s.scope]
         own_start = as_of - timedelta(days=days - 1)
@@ -74,7 +78,7 @@ async def load_inputs(conn: Conn, settings: ForecastSettings, at: datetime, *, a
     return out
 
 
-def run_models(inputs: list[tuple[BudgetedScope, ScopeSeries]], settings: ForecastSettings) -> list[ScopeForecast]:
+def run_models(inputs: list[tuple[ForecastScope, ScopeSeries]], settings: ForecastSettings) -> list[ScopeForecast]:
     """The model for each scope; the statsmodels second opinion for at most ``max_heavy_fits`` of them."""
     heavy_left = settings.max_heavy_fits
     out: list[ScopeForecast] = []
@@ -89,6 +93,8 @@ def run_models(inputs: list[tuple[BudgetedScope, ScopeSeries]], settings: Foreca
 
 
 async def forecast_all(conn: Conn, settings: ForecastSettings, at: datetime, *, audit_day: date | None = None,
-                       only: str | None = None) -> list[ScopeForecast]:
-    inputs = await load_inputs(conn, settings, at, audit_day=audit_day, only=only)
+                       only: str | None = None, default_timezone: str = "UTC") -> list[ScopeForecast]:
+    """Forecast every developer, team, cost center and the org that spent in the lookback, and every scope
+    with a monthly budget (or just ``only``); ``default_timezone`` is the days of scopes without a budget."""
+    inputs = await load_inputs(conn, settings, at, audit_day=audit_day, only=only, default_timezone=default_timezone)
     return await asyncio.to_thread(run_models, inputs, settings)

@@ -121,7 +121,9 @@ async def build_report(conn: Conn, settings: Settings, now: datetime, *, formats
                        audit_day: date | None = None) -> Report:
     """Forecast every scope with a monthly budget, with a chart each (in ``formats``: png for mail, svg for
     a page, none for text) and, for teams, what drives them."""
-    results = await forecast_all(conn, settings.forecast, now, audit_day=audit_day)
+    every = await forecast_all(conn, settings.forecast, now, audit_day=audit_day,
+                               default_timezone=settings.default_timezone)
+    results = [r for r in every if r.forecast.budget_micros is not None]  # the report is about budgets
     sections: list[ScopeSection] = []
     for r in results:
         devs: list[DeveloperDriver] = []

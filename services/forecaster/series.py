@@ -25,28 +25,43 @@ from spendgate.store.usage import store as usage
 DOW_WEEKS = 8
 
 
+FORECAST_KINDS = ("org", "developer", "team", "cost_center")
+"""Besides every scope with a monthly budget, these scopes are forecast whenever they spent
+within the lookback, budgeted or not: the optimiser and the console need every team's and developer's
+month end, not only the budgeted ones'."""
+
+
 @dataclass(frozen=True, slots=True)
-class BudgetedScope:
+class ForecastScope:
     scope: str
-    monthly_micros: int
-    """The monthly budget plus any raise still active at the time asked about."""
+    monthly_micros: int | None
+    """The monthly budget plus any raise still active at the time asked about; None without one."""
     timezone: str
 
 
-async def budgeted_scopes(conn: Conn, at: datetime, *, only: str | None = None) -> list[BudgetedScope]:
-    """Every scope with a monthly budget (or just ``only``), raises active at ``at`` included.
+async def forecast_scopes(conn: Conn, at: datetime, *, since: date, default_timezone: str,
+                          only: str | None = None) -> list[ForecastScope]:
+    """Every scope with a monthly budget, and every developer, team, cost center and the org that spent
+    since ``since`` without one (or just ``only``); raises active at ``at`` included.
 
     The budget as known at ``at`` (``as_of``): a raise created after ``at`` does not count, so a run or
-    an audit set in the past sees the budget it would have seen then.
+    an audit set in the past sees the budget it would have seen then. An unbudgeted scope's days are in
+    the default timezone (the ledger keeps its day balances there).
     """
     wanted = None if only is None else [only]
     raises = await budgets.active_raises(conn, at, wanted)
-    out = []
-    for b in await budgets.budgets_of(conn, wanted):
+    out: dict[str, ForecastScope] = {}
+    configured = await budgets.budgets_of(conn, wanted)
+    for b in configured:
         monthly = effective_budget_micros(b.monthly_micros, raises, b.scope, at, as_of=True)
         if monthly is not None:
-            out.append(BudgetedScope(b.scope, monthly, b.timezone))
-    return out
+            out[b.scope] = ForecastScope(b.scope, monthly, b.timezone)
+    zones = {b.scope: b.timezone for b in configured}
+    spent = await balances.scopes_with_day_spend(conn, since, kinds=FORECAST_KINDS)
+    for scope in spent if only is None else [only]:
+        if scope not in out and "|" not in scope:
+            out[scope] = ForecastScope(scope, None, zones.get(scope, default_timezone))
+    return sorted(out.values(), key=lambda s: s.scope)
 
 
 def _dense(rows: Sequence[tuple[date, int]], start: date, end: date) -> NDArray[np.int64]:

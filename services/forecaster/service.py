@@ -57,7 +57,7 @@ class Forecaster:
                  metrics: Metrics | None = None) -> None:
         self.pool, self.bus, self.settings, self.clock = pool, bus, settings, clock
         self._run_s = metrics.histogram("spendgate_forecaster_run_seconds",
-                                        "One forecast pass over every budgeted scope") if metrics else None
+                                        "One forecast pass over every scope") if metrics else None
         self._scopes = metrics.gauge("spendgate_forecaster_scopes",
                                      "Scopes the last forecast pass forecast") if metrics else None
         self.timezones: set[str] = {"UTC"}
@@ -65,14 +65,15 @@ class Forecaster:
         """When the schedule runs the next pass (None: at once)."""
 
     async def run_pass(self, at: datetime | None = None) -> PassResult:
-        """Forecast every budgeted scope as of ``at`` (default: the clock), store, then publish."""
+        """Forecast every scope as of ``at`` (default: the clock), store, then publish."""
         at = at or self.clock()
         started = time.perf_counter()
         async with self.pool.acquire() as lock_conn:
             if not await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", PASS_LOCK):
                 return PassResult(0, [], ran=False)
             try:
-                results = await forecast_all(lock_conn, self.settings.forecast, at)
+                results = await forecast_all(lock_conn, self.settings.forecast, at,
+                                             default_timezone=self.settings.default_timezone)
                 overruns = await save_pass(lock_conn, [(r.scope.scope, r.forecast) for r in results], at)
             finally:
                 await lock_conn.execute("SELECT pg_advisory_unlock($1)", PASS_LOCK)

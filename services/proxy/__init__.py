@@ -36,6 +36,10 @@ Hot path (``handler.py``), per request on ``/v1/*``:
    bus keyed by key id and deletes acknowledged segments; segments left by a crash or a bus outage
    are replayed.
 
+Beside the hot path, ``GET /v1/spendgate/me`` (``me.py``, a fixed route matched before ``/v1/*``) tells a
+key's holder their budgets, spend and sessions from PostgreSQL; it is never forwarded nor metered
+(``docs/console.md``, "For developers"; ``spendgate me`` is its command, ``me_client.py``).
+
 ``service.py`` runs it (``serve(runtime, stop)``; SIGTERM drains in-flight streams within
 ``drain_timeout_s`` and flushes the spool); ``fake_upstream.py`` is the scripted OpenAI stand-in used
 by tests, the benchmark and ``spendgate fake-upstream``.

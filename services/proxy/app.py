@@ -19,6 +19,7 @@ from spendgate.core.logs import get_logger
 from spendgate.core.metrics import CONTENT_TYPE, authorised
 from spendgate.proxy import errors
 from spendgate.proxy.handler import Proxy, ProxyState
+from spendgate.proxy.me import PATH as ME_PATH
 
 log = get_logger(__name__)
 
@@ -42,7 +43,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                                      type_="server_error", code="internal_error")
 
 
-def build_app(state: ProxyState, health: Health, *, metrics_token: str | None = None) -> web.Application:
+def build_app(state: ProxyState, health: Health, *, metrics_token: str | None = None,
+              me: Handler | None = None) -> web.Application:
+    """The proxy's routes; ``me`` serves ``GET /v1/spendgate/me`` (:mod:`spendgate.proxy.me`), matched before the
+    ``/v1/*`` catch-all so it never reaches the route table or an upstream."""
     proxy = Proxy(state)
     app = web.Application(middlewares=[error_middleware], client_max_size=state.max_body_bytes)
 
@@ -70,5 +74,7 @@ def build_app(state: ProxyState, health: Health, *, metrics_token: str | None = 
     m.gauge("spendgate_proxy_virtual_keys", "Active virtual keys cached", lambda: len(state.keys))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    if me is not None:
+        app.router.add_get(ME_PATH, me, allow_head=False)
     app.router.add_route("*", "/v1/{tail:.*}", proxy.handle)
     return app

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from spendgate.core.clitools import Ctx, check_port_free, pass_ctx, run
+from spendgate.core.clitools import FORMATS, CliError, Ctx, check_port_free, format_option, pass_ctx, run
 
 if TYPE_CHECKING:
     from spendgate.core.config import Settings
@@ -78,4 +78,38 @@ def fake_upstream(host: str, port: int, latency_ms: float, chunks: int, chunk_in
     run(main())
 
 
-COMMANDS: list[click.Command] = [proxy, fake_upstream]
+def _base_url(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
+    from spendgate.domain.errors import ConfigError
+    from spendgate.proxy.me_client import me_url
+
+    value = value or DEFAULT_BASE_URL
+    try:
+        me_url(value)
+    except ConfigError as exc:
+        raise click.BadParameter(exc.message) from None
+    return value
+
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8080/v1"
+
+
+@click.command("me")
+@click.option("--key", envvar="OPENAI_API_KEY", default=None, metavar="SK_SG_KEY",
+              help="Your spendgate virtual key (sk-sg-...). Default: OPENAI_API_KEY.")
+@click.option("--base-url", envvar="OPENAI_BASE_URL", default=None, metavar="URL", callback=_base_url,
+              help=f"The gateway's URL, as your agent uses it. Default: OPENAI_BASE_URL, else {DEFAULT_BASE_URL}.")
+@click.option("--sessions", type=click.IntRange(0, 50), default=10, show_default=True,
+              help="How many of your costliest sessions this month to list.")
+@format_option(*FORMATS)
+def me(key: str | None, base_url: str, sessions: int, fmt: str) -> None:
+    """What you have left: your budgets (yours, your team's, your cost center's, the org's), spent, stage and
+    reset time, today's cost and your costliest sessions, asked of the gateway with your virtual key.
+    CSV lists the budget lines; JSON is the gateway's whole answer."""
+    from spendgate.proxy.me_client import fetch_me, show
+
+    if not key or not key.strip():
+        raise CliError("no key: pass your spendgate virtual key with --key or set OPENAI_API_KEY", exit_code=2)
+    click.echo(show(run(fetch_me(base_url, key, sessions=sessions)), fmt))
+
+
+COMMANDS: list[click.Command] = [proxy, fake_upstream, me]

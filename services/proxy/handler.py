@@ -99,7 +99,8 @@ class ProxyState:
                                        clock=time.monotonic)
 
 
-def _bearer(header: str | None) -> str | None:
+def bearer(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer …`` header; None without one."""
     if not header:
         return None
     scheme, _, token = header.partition(" ")
@@ -124,7 +125,7 @@ class Proxy:
         started = time.perf_counter()
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return errors.websocket_refused()
-        secret = _bearer(request.headers.get("Authorization")) or anthropic.virtual_key(request.headers,
+        secret = bearer(request.headers.get("Authorization")) or anthropic.virtual_key(request.headers,
                                                                                         request.raw_path)
         if secret is None:
             return errors.unauthorized("You didn't provide an API key. Send your spendgate virtual key "

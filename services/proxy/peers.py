@@ -10,7 +10,9 @@ Without this a proxy sees another proxy's spend only once the ledger has folded 
 in-flight requests (Codex streams last seconds to minutes) would be invisible to it. With it, a peer's
 admissions are invisible for at most one poll interval of each side. A proxy that stops heart-beating
 for ``STALE_AFTER_S`` is ignored (its reservations would have expired; its events are folded from the
-spool by the ledger) and its rows are swept.
+spool by the ledger) and its rows are swept. A proxy that stops cleanly withdraws its rows only when all
+it served is folded; otherwise it leaves them, so its last requests keep counting until the ledger has
+folded them (or the rows go stale).
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from spendgate.proxy.handler import ProxyState
 from spendgate.proxy.httpserver import QuietAppRunner, server_kwargs
 from spendgate.proxy.intents import recover as recover_intents
 from spendgate.proxy.keycache import KeyCache
+from spendgate.proxy.me import MeView
 from spendgate.proxy.metrics import ProxyMetrics
 from spendgate.proxy.ratelimits import RateLimiter, RateLimitingDecider
 from spendgate.proxy.routes import RouteTable
@@ -116,8 +117,9 @@ class ProxyServer:
         supervisor = self.runtime.supervisor
         self._tasks = [supervisor.spawn("proxy.keys", self.keys.run, self._stop_workers),
                        supervisor.spawn("proxy.spool-writer", self.emitter.run, self._stop_workers)]
+        me = MeView(self.keys, self.runtime.pool, default_timezone=s.default_timezone)
         app = build_app(self.state, self.runtime.health,
-                        metrics_token=s.metrics_token.get_secret_value() if s.metrics_token else None)
+                        metrics_token=s.metrics_token.get_secret_value() if s.metrics_token else None, me=me.handle)
         self._runner = QuietAppRunner(app, shutdown_timeout=s.drain_timeout_s, handler_cancellation=False,
                                       access_log=None, **server_kwargs(header_timeout_s=s.header_timeout_s,
                                                                         max_header_bytes=s.max_header_bytes))

@@ -13,6 +13,8 @@ Family (owner folder under ``services/``): tables; other families' tables it als
 - dead letters (``store/deadletters``): dead_letters.
 - reconciliation (``store/reconciliation``): reconciliation_lines, reconciliation_gaps, reconciliation_runs.
 - rate limits (``store/ratelimits``): rate_limits, rate_limit_counts.
+- access (``store/access``): console_sessions, login_attempts, api_tokens, audit_log; also reads
+  budget_audit (the audit trail reads both in one query).
 - bus log and positions (``core/bus``: the Postgres bus adapter and ``positions.py``): bus_partitions,
   bus_log, bus_group_offsets, consumer_positions.
 
@@ -75,6 +77,8 @@ FAMILIES: tuple[Family, ...] = (
     Family("reconciliation", "store/reconciliation", ("reconciliation_lines", "reconciliation_gaps",
                                                       "reconciliation_runs")),
     Family("ratelimits", "store/ratelimits", ("rate_limits", "rate_limit_counts")),
+    Family("access", "store/access", ("console_sessions", "login_attempts", "api_tokens", "audit_log"),
+           also_reads=("budget_audit",)),
     Family("bus", "core/bus", ("bus_partitions", "bus_log", "bus_group_offsets", "consumer_positions")),
 )
 """Every table and its one owner: the single declared mapping (migrations, the ownership check)."""

@@ -70,6 +70,18 @@ class BalanceStoreContract(abc.ABC):
         assert await store.spent_micros(pool, "team:a", PeriodKind.DAY, DAY1) == 150
         assert await store.spent_micros(pool, "team:a", PeriodKind.DAY, DAY2) == 0
 
+    async def test_balances_since_reads_many_scopes_current_periods_at_once(self, pool: asyncpg.Pool) -> None:
+        """Only the given scopes, only periods starting on or after the date."""
+        store = self.create_store()
+        await store.apply_balances(pool, {Ref("team:a", PeriodKind.DAY, DAY1): Inc(1),
+                                          Ref("team:a", PeriodKind.DAY, DAY2): Inc(2),
+                                          Ref("team:b", PeriodKind.DAY, DAY2): Inc(3),
+                                          Ref("team:c", PeriodKind.DAY, DAY2): Inc(4)})
+        rows = await store.balances_since(pool, ["team:a", "team:b"], DAY2)
+        assert sorted((r.scope, r.period_start, r.spent_micros) for r in rows) == [
+            ("team:a", DAY2, 2), ("team:b", DAY2, 3)]
+        assert await store.balances_since(pool, [], DAY1) == []
+
     async def test_every_change_takes_a_newer_version(self, pool: asyncpg.Pool) -> None:
         """A view polling by version sees each changed balance once more, and only periods from the cutoffs on."""
         store = self.create_store()
@@ -109,6 +121,10 @@ class BalanceStoreContract(abc.ABC):
                                           Ref("org", PeriodKind.MONTH, MONTH): Inc(11)})
         spend = await store.day_spend(pool, ["org", "team:b"], DAY1, DAY1)
         assert [(d.scope, d.day, d.spent_micros) for d in spend] == [("org", DAY1, 5)]
+        await store.apply_balances(pool, {Ref("team:b|model:gpt-5.1", PeriodKind.DAY, DAY2): Inc(1),
+                                          Ref("developer:d", PeriodKind.DAY, DAY1): Inc(1)})
+        assert await store.scopes_with_day_spend(pool, DAY1, kinds=("team", "developer")) == ["developer:d", "team:a"]
+        assert await store.scopes_with_day_spend(pool, DAY2, kinds=("team", "developer")) == []
         async with pool.acquire() as conn, conn.transaction():
             await store.clear_balances(conn)
         assert await store.day_spend(pool, ["org", "team:a"], DAY1, DAY2) == []

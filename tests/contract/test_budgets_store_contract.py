@@ -105,6 +105,19 @@ class BudgetStoreContract(abc.ABC):
         assert [(c.action, c.actor) for c in changes if isinstance(c, BudgetChanged)] == [
             ("set", "ops"), ("raise", "ops"), ("delete", "ops")]
 
+    async def test_recent_changes_are_newest_first_with_their_actor_and_limited(self, pool: asyncpg.Pool) -> None:
+        """The change history the console shows: each change once, newest first, published or not."""
+        store = self.create_store()
+        await store.set_budget(pool, budget_of("team:a", daily_micros=USD, monthly_micros=None), actor="oidc:ann")
+        await store.raise_budget(pool, BudgetRaise("team:a", 2 * USD, NOW + timedelta(days=1), "launch"),
+                                 actor="oidc:bob")
+        await store.delete_budget(pool, "team:a", actor="token:ci")
+        changes = await store.recent_changes(pool)
+        assert [(c.action, c.actor, c.scope) for c in changes] == [
+            ("delete", "token:ci", "team:a"), ("raise", "oidc:bob", "team:a"), ("set", "oidc:ann", "team:a")]
+        assert changes[1].raise_micros == 2 * USD and changes[1].reason == "launch"
+        assert [c.action for c in await store.recent_changes(pool, limit=1)] == ["delete"]
+
 
 class TestPostgresBudgetStore(BudgetStoreContract):
     def create_store(self) -> BudgetStore:

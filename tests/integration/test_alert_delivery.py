@@ -161,6 +161,8 @@ async def test_a_dead_receiver_ends_in_dead_letters_and_replay_delivers_it_after
         (delivered,) = rx.delivered("down")
         assert delivered.json()["alert"]["scope"] == "team:down"
         assert await count(pool, "SELECT count(*) FROM alert_dead_letters WHERE replayed_at IS NOT NULL") == 1
+        assert await count(pool, "SELECT count(*) FROM audit_log WHERE action = 'alert.replay' "
+                                 "AND actor LIKE 'cli:%' AND detail->>'delivered' = '1'") == 1
         code, out = await run_cli("dead", env=env)
         assert "0 dead letters" in out, out
 

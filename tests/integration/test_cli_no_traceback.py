@@ -16,15 +16,15 @@ from click.testing import CliRunner, Result
 from spendgate.cli import main
 from spendgate.core.clitools import ERROR_PREFIX
 
-CREATES_DATA_DIR = {"up", "init", "migrate"}
+CREATES_DATA_DIR = {"up", "init", "migrate", "demo"}
 """Commands that may make a data dir: a missing one is not a mistake for them."""
-NO_DATABASE = {"fake-upstream", "forecast backtest", "alerts check"}
+NO_DATABASE = {"fake-upstream", "forecast backtest", "alerts check", "me"}
 """Commands that never open the database (so a missing data dir is not theirs to notice)."""
 
 FILLERS: dict[str, str] = {
     "scope": "org", "developer": "alice", "team": "platform", "until": "2099-01-01T00:00Z", "reason": "why",
     "route_name": "budget", "session_id": "s-1", "key_id": "sk-sg-abc", "by": "5",
-    "limit_scope": "developer:alice",
+    "limit_scope": "developer:alice", "name": "ci-bot",
 }
 """Valid values for required parameters, so the bad one is what the command complains about."""
 
@@ -34,6 +34,7 @@ BAD: dict[str, list[str]] = {
     "developer": ["", "  "], "team": [""], "cost_center": [""], "repo": [""], "thresholds": ["1,2", "95,80,110"],
     "daily": ["ten", "-5"], "monthly": ["0"], "reason": [" "], "actor": [""],
     "limit_scope": ["org", "planet:mars", "team:"], "rpm": ["ten", "-5", "0"], "tpm": ["-1", "10000000000"],
+    "name": ["bad name!", ""],
 }
 """Bad values for parameters whose type alone does not say what is wrong with them."""
 

@@ -236,6 +236,33 @@ async def test_peer_proxies_see_each_others_in_flight_spend(pool: asyncpg.Pool, 
     assert await pool.fetchval("SELECT count(*) FROM enforcement_pending") == 0
 
 
+async def test_a_stopped_proxys_unfolded_spend_counts_until_the_ledger_folds_it(pool: asyncpg.Pool,
+                                                                                 db_url: str) -> None:
+    """A proxy stopped (to restart) while the ledger lags leaves its served-but-unfolded spend published:
+    the other proxies count it until the ledger folds it, then once, in the balance. Withdrawn on stop, it
+    counted nowhere meanwhile, and a paused developer overshot the pause line by $0.13-0.23 through two
+    proxies while one restarted and a ledger rebalanced (test_separate_processes)."""
+    a, b = (BalanceView(pool, dsn=db_url, settings=EnforcementSettings(), instance=n) for n in ("pa", "pb"))
+    await a.start()
+    await b.start()
+    try:
+        await store.set_budget(pool, budget_of("key:k1", daily_micros=USD, monthly_micros=None), actor="t")
+        await eventually(lambda: _ready(a.decide(facts()).keys != () and b.decide(facts()).keys != ()),
+                         what="budget in both")
+        key = key_day()
+        served = new_id()
+        a.book.settle(a.book.reserve(a.decide(facts()).keys, 400_000), event_id=served, cost_micros=1_200_000)
+        await a.stop()
+        assert await pool.fetchval("SELECT pending_micros FROM enforcement_pending WHERE instance = 'pa' "
+                                   "AND scope = $1", key.scope) == 1_200_000
+        await eventually(_refuses(b), what="the stopped proxy's unfolded spend counted by its peer")
+        await ledger_add(pool, key, 1_200_000, event_id=served)
+        await eventually(lambda: _ready((b.settled_micros(key), b.peers.of(key)) == (1_200_000, 0)),
+                         what="the folded spend counted once, in the balance")
+    finally:
+        await b.stop()
+
+
 @pytest.mark.parametrize("first", ["older", "newer"])
 async def test_two_proxies_know_of_each_other_before_their_first_request(pool: asyncpg.Pool, db_url: str,
                                                                         first: str) -> None:

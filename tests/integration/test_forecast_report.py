@@ -169,3 +169,34 @@ def test_backtest_command_scores_a_users_csv(tmp_path: Path) -> None:
     bad.write_text("date,cost_usd\n2025-01-01,12.50\n2025-01-02,twelve\n")
     failed = CliRunner().invoke(main, ["forecast", "backtest", "--series", str(bad)])
     assert failed.exit_code != 0 and "bad.csv:3" in failed.output
+
+
+def _series_csv(path: Path, first: date, days: int, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    shape = [100, 110, 110, 105, 90, 25, 20]
+    rows = ["date,cost_usd"] + [f"{first + timedelta(days=i)},"
+                                f"{shape[(first + timedelta(days=i)).weekday()] * rng.lognormal(0, 0.25):.2f}"
+                                for i in range(days)]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_backtest_works_from_four_weeks_of_history_and_says_which_warm_up(tmp_path: Path) -> None:
+    """A new customer has one or two months: a two-month export mid-month to mid-month is scored on its one
+    whole month from the day four weeks of history precede a forecast, and says so; shorter is refused."""
+    two_months = _series_csv(tmp_path / "two.csv", date(2026, 9, 15), 61, seed=3)  # 15 Sep - 14 Nov
+    result = CliRunner().invoke(main, ["forecast", "backtest", "--series", str(two_months), "--format", "json",
+                                       "--paths", "200"])
+    assert result.exit_code == 0, result.output
+    m = json.loads(result.stdout)
+    assert (m["months"], m["warmup_days"], m["warmup"]) == (1, 28, "origins after the warm-up")
+    assert m["origins"] == 19  # at the end of 12 October (28 days of history since 15 September) to the 30th
+    text = CliRunner().invoke(main, ["forecast", "backtest", "--series", str(two_months), "--paths", "200"])
+    assert "28 days of history before each scored forecast" in text.stdout
+    assert "n/a: no whole month has four weeks" in text.stdout
+    long = _series_csv(tmp_path / "long.csv", date(2026, 1, 1), 150, seed=4)
+    assert json.loads(CliRunner().invoke(main, ["forecast", "backtest", "--series", str(long), "--format", "json",
+                                                "--paths", "100"]).stdout)["warmup_days"] == 56
+    short = _series_csv(tmp_path / "short.csv", date(2026, 9, 15), 40, seed=5)  # no whole month
+    refused = CliRunner().invoke(main, ["forecast", "backtest", "--series", str(short)])
+    assert refused.exit_code != 0 and "needs one whole calendar month" in refused.output

@@ -146,6 +146,28 @@ async def test_hourly_run_forecasts_today_from_the_part_already_spent(
     assert final["p10_micros"] == final["p50_micros"] == final["p90_micros"] == final["actual_micros"]
 
 
+async def test_every_developer_team_cost_center_and_the_org_that_spent_is_forecast_budgeted_or_not(
+    pool: asyncpg.Pool, db_url: str, tmp_path: Path, history: np.random.Generator,
+    bus_and_consumer: tuple[PostgresBus, Consumer],
+) -> None:
+    """The optimiser and the console need every scope's month end: scopes that spent within the lookback
+    are forecast without a budget (no crossing, no overrun); keys, per-model balances and scopes quiet for
+    longer than the lookback are not."""
+    bus, _ = bus_and_consumer
+    for day in (MARCH, MARCH + timedelta(days=1)):
+        for scope in ("developer:dana", "cost_center:rnd", "org", "key:k1", "team:platform|model:gpt-5.1"):
+            await put_day(pool, scope, day, 20_000_000)
+    await put_day(pool, "developer:gone", date(2025, 1, 5), 9_000_000)  # long before the 182-day lookback
+    worker = Forecaster(pool, bus, settings_for(db_url, tmp_path))
+    result = await worker.run_pass(at=end_of(MARCH + timedelta(days=1)))
+    rows = {r["scope"]: r for r in await pool.fetch("SELECT * FROM forecasts")}
+    assert set(rows) == {"team:platform", "team:quiet", "developer:dana", "cost_center:rnd", "org"}
+    assert result.scopes == 5 and result.overruns == []
+    dana = rows["developer:dana"]
+    assert dana["budget_micros"] is None and dana["p50_crosses_on"] is None
+    assert dana["actual_micros"] == 40_000_000 and dana["p50_micros"] > dana["actual_micros"]
+
+
 async def test_serve_forecasts_and_publishes_until_stopped(
     pool: asyncpg.Pool, db_url: str, tmp_path: Path, history: np.random.Generator,
     bus_and_consumer: tuple[PostgresBus, Consumer],

@@ -29,6 +29,10 @@ async def test_set_list_and_delete(pool: asyncpg.Pool, db_url: str, tmp_path: Pa
     again = await cli(db_url, tmp_path, "ratelimits", "delete", "--scope", "team:platform")
     assert again.exit_code == 1 and again.output.strip() == "error: no rate limit for team:platform"
     assert len(await ratelimits.list_rate_limits(pool)) == 1
+    audited = [(r["action"], r["target"], r["actor"].startswith("cli:"))
+               for r in await pool.fetch("SELECT action, target, actor FROM audit_log ORDER BY at")]
+    assert audited == [("ratelimit.set", f"key:{created.key.key_id}", True), ("ratelimit.set", "team:platform", True),
+                       ("ratelimit.delete", "team:platform", True)]
 
 
 @pytest.mark.parametrize(("args", "says"), [

@@ -132,3 +132,30 @@ def test_otlp_endpoint_from_the_standard_variables(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("SPENDGATE_OTEL__ENDPOINT", "http://ours:4318/v1/traces")
     s = load_settings()
     assert s.otel.endpoint == "http://ours:4318/v1/traces" and s.otel.service_name == "gateway"
+
+
+def test_console_sign_in_settings_are_checked_with_clear_errors() -> None:
+    """Plain http off localhost, a redirect URL that is not the callback, an empty role map, an unknown role,
+    insecure cookies on a real host and a negative raise limit are each refused, naming the setting."""
+    import pytest
+
+    from spendgate.core.config import load_settings
+    from spendgate.domain.errors import ConfigError
+
+    good = {"issuer": "https://idp.example.com", "client_id": "c", "redirect_url": "https://spend.example.com/auth/callback",
+            "role_map": {"finops": "finops"}}
+    assert load_settings(console={"oidc": good}).console.oidc is not None
+    cases = [
+        ({"oidc": {**good, "issuer": "http://idp.example.com"}}, "must use https"),
+        ({"oidc": {**good, "redirect_url": "https://spend.example.com/"}}, "/auth/callback"),
+        ({"oidc": {**good, "role_map": {}}}, "role_map is empty"),
+        ({"oidc": {**good, "role_map": {"x": "root"}}}, "role_map.x"),
+        ({"oidc": good, "secure_cookies": False}, "secure_cookies is off"),
+        ({"manager_raise_limit_usd": "-5"}, "must not be negative"),
+        ({"oidc": {**good, "client_secret_file": "/x"}}, "client_secret_file"),
+    ]
+    for console, expected in cases:
+        with pytest.raises(ConfigError, match=expected.replace(".", r"\.")):
+            load_settings(console=console)
+    local = {**good, "issuer": "http://127.0.0.1:9400", "redirect_url": "http://localhost:8081/auth/callback"}
+    assert not load_settings(console={"oidc": local, "secure_cookies": False}).console.secure_cookies

@@ -13,7 +13,7 @@ from spendgate.forecaster.engine import ScopeForecast, as_of_for, seed_for
 from spendgate.forecaster.model import ScopeSeries, forecast
 from spendgate.forecaster.render import report_html, report_text
 from spendgate.forecaster.report import DeveloperDriver, Report, ScopeSection, SessionDriver, report_order
-from spendgate.forecaster.series import BudgetedScope, pooled_dow
+from spendgate.forecaster.series import ForecastScope, pooled_dow
 
 SHAPE = np.array([1.0, 1.1, 1.1, 1.05, 0.9, 0.25, 0.2])
 
@@ -60,7 +60,7 @@ def _section(scope: str, budget: int, seed: int) -> ScopeSection:
     start, as_of = date(2025, 11, 1), date(2026, 3, 10)
     series = ScopeSeries(start, weekly(start, (as_of - start).days + 1, seed), as_of, budget_micros=budget)
     fc = forecast(series, seed=seed, paths=200)
-    result = ScopeForecast(BudgetedScope(scope, budget, "UTC"), series, fc)
+    result = ScopeForecast(ForecastScope(scope, budget, "UTC"), series, fc)
     chart = Chart(png=b"png of " + scope.encode(), svg=f"<svg class='chart wide'>{seed}</svg>")
     if not scope.startswith("team:"):
         return ScopeSection(result, chart)

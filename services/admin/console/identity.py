@@ -100,3 +100,55 @@ def may_replay_alerts(who: Identity) -> bool:
 
 def may_read_audit(who: Identity) -> bool:
     return reads_everything(who)
+
+
+def may_raise_budget(who: Identity, scope: str, amount_micros: int, manager_limit_micros: int | None) -> bool:
+    """A raise of ``amount_micros`` on ``scope`` (a parsed scope, maybe per-model): FinOps and admin any;
+    a manager only on one of their teams (``team:<name>``) and within the configured manager raise limit
+    (none configured: managers may not raise)."""
+    if may_set_budgets(who):
+        return True
+    kind, _, rest = scope.partition(":")
+    team = rest.split("|", 1)[0]
+    return (kind == "team" and may_raise_team_budget(who, team) and manager_limit_micros is not None
+            and 0 < amount_micros <= manager_limit_micros)
+
+
+def may_read_budgets(who: Identity) -> bool:
+    """The budgets page: everything for admin and FinOps, their teams' for managers; not for developers."""
+    return reads_everything(who) or who.role is Role.MANAGER
+
+
+def may_read_alerts(who: Identity) -> bool:
+    """The alerts page: every alert for admin and FinOps, their teams' for managers; not for developers."""
+    return reads_everything(who) or who.role is Role.MANAGER
+
+
+def may_manage_tokens(who: Identity) -> bool:
+    return who.role is Role.ADMIN
+
+
+def may_set_rate_limits(who: Identity) -> bool:
+    return who.role in (Role.ADMIN, Role.FINOPS)
+
+
+def may_read_scope(who: Identity, scope: str) -> bool:
+    """A budget or alert scope (``team:platform``, ``developer:alice``, ``org``, ``key:…``, optionally
+    ``|model:…``): a manager reads their teams', a developer their own developer scope."""
+    if reads_everything(who):
+        return True
+    kind, _, rest = scope.partition(":")
+    name = rest.split("|", 1)[0]
+    if kind == "team":
+        return may_read_team(who, name)
+    if kind == "developer":
+        return who.role is Role.DEVELOPER and who.developer is not None and name == who.developer
+    return False
+
+
+STRENGTH: tuple[Role, ...] = (Role.ADMIN, Role.FINOPS, Role.MANAGER, Role.DEVELOPER)
+"""Strongest first: a person whose claims map to several roles gets the first of these."""
+
+
+def strongest(roles: set[Role]) -> Role | None:
+    return next((r for r in STRENGTH if r in roles), None)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from spendgate.admin.console import session_pages, spend_pages
+from spendgate.admin.console import alerts_page, budgets_page, policy_page, session_pages, spend_pages
+from spendgate.admin.console.audit import add_audit
 from spendgate.admin.console.auth_chain import PUBLIC_PREFIXES
 from spendgate.admin.console.overview import overview
 from spendgate.admin.console.web import STATIC
@@ -22,3 +23,6 @@ def add_console(app: web.Application) -> None:
     app.router.add_get("/sessions", session_pages.sessions, name="sessions")
     app.router.add_get("/sessions/{session_id}", session_pages.session, name="session")
     app.router.add_get("/cache", session_pages.cache, name="cache")
+    for pages in (budgets_page, alerts_page, policy_page):  # the pages that change things
+        pages.add_routes(app)
+    add_audit(app)

@@ -174,6 +174,17 @@ async def balances_of(db: Queryable, scope: str, *, day_start: date, month_start
     return [BalanceRow(r["scope"], r["period"], r["period_start"], r["spent_micros"], r["requests"]) for r in rows]
 
 
+async def balances_since(db: Queryable, scopes: Sequence[str], since: date) -> list[BalanceRow]:
+    """Every balance of ``scopes`` (as stored: parsed) whose period starts on or after ``since``, in one
+    query: the console's budgets page reads thousands of scopes' current periods this way."""
+    rows = await db.fetch(
+        """SELECT scope, period, period_start, spent_micros, requests FROM balances
+           WHERE scope = ANY($1::text[]) AND period_start >= $2""",
+        list(scopes), since,
+    )
+    return [BalanceRow(r["scope"], r["period"], r["period_start"], r["spent_micros"], r["requests"]) for r in rows]
+
+
 async def spent_micros(db: Queryable, scope: str, period: PeriodKind, start: date) -> int:
     """One balance's spend (0 when nothing was spent in it)."""
     spent = await db.fetchval(
@@ -230,6 +241,18 @@ async def day_totals(db: Queryable, scope_prefix: str, start: date, end: date) -
         start, end, scope_prefix,
     )
     return [(r["scope"], int(r["spent"]), int(r["n"])) for r in rows]
+
+
+async def scopes_with_day_spend(db: Queryable, since: date, *, kinds: Sequence[str]) -> list[str]:
+    """The scopes of these kinds (``developer``, ``team``, …; not per-model ones) with a day balance since
+    ``since``."""
+    rows = await db.fetch(
+        """SELECT DISTINCT scope FROM balances
+           WHERE period = 'day' AND period_start >= $1 AND split_part(scope, ':', 1) = ANY($2::text[])
+             AND strpos(scope, '|') = 0 ORDER BY scope""",
+        since, list(kinds),
+    )
+    return [r["scope"] for r in rows]
 
 
 # -- threshold crossings (the outbox to spendgate.budget.v1) -------------------------------------------

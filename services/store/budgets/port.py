@@ -12,6 +12,7 @@ import asyncpg
 from spendgate.core.bus import Bus
 from spendgate.core.db import Queryable
 from spendgate.domain.enforcement.policy import Budget, BudgetRaise
+from spendgate.domain.events import BudgetChanged
 from spendgate.store.budgets import store
 from spendgate.store.budgets.store import OnChanges
 
@@ -33,6 +34,8 @@ class BudgetStore(Protocol):
     async def load_budgets(self, db: Queryable, now: datetime) -> tuple[list[Budget], list[BudgetRaise]]: ...
 
     async def config_mark(self, db: Queryable) -> tuple[int, int, int, int]: ...
+
+    async def recent_changes(self, db: Queryable, *, limit: int = 100) -> list[BudgetChanged]: ...
 
     async def publish_budget_changes(self, pool: asyncpg.Pool, bus: Bus, *, source: str, limit: int = 500,
                                      on_changes: OnChanges | None = None) -> int: ...

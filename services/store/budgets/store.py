@@ -199,3 +199,12 @@ def _changed(r: asyncpg.Record) -> BudgetChanged:
         raise_micros=d.get("raise_micros"), until=datetime.fromisoformat(until) if until else None,
         reason=d.get("reason"), actor=r["actor"], changed_at=r["changed_at"],
     )
+
+
+async def recent_changes(db: Queryable, *, limit: int = 100) -> list[BudgetChanged]:
+    """The newest ``limit`` audited budget changes (set, raise, delete), newest first, with their actor."""
+    rows = await db.fetch(
+        """SELECT change_id, scope, action, detail, actor, changed_at FROM budget_audit
+           ORDER BY changed_at DESC, change_id DESC LIMIT $1""", limit,
+    )
+    return [_changed(r) for r in rows]
