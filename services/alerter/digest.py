@@ -66,7 +66,7 @@ async def team_spend(conn: Conn, route: Route, now: datetime) -> list[str]:
     return lines
 
 
-async def run_digest(pool: asyncpg.Pool, route: Route, now: datetime) -> list[Job]:
+async def run_digest(pool: asyncpg.Pool, route: Route, now: datetime, *, console_url: str | None = None) -> list[Job]:
     """Send the route's digest when a scheduled instant has passed since the last one; the jobs to deliver.
 
     The first run only records where the first period starts. Two alerters cannot both send a period:
@@ -82,7 +82,8 @@ async def run_digest(pool: asyncpg.Pool, route: Route, now: datetime) -> list[Jo
         if since >= due:
             return []
         items = await store.digest_items(conn, route.name)
-        message = render(route, items, await team_spend(conn, route, now), since=since, until=due, now=now)
+        message = render(route, items, await team_spend(conn, route, now), since=since, until=due, now=now,
+                         console_url=console_url)
         await store.insert_alert(conn, message.alert_id, f"digest:{route.name}:{due.isoformat()}", message)
         await store.close_digest(conn, route.name, message.alert_id, due)
         targets = [Planned(route.name, t) for t in route.notify if t != DEVELOPER]
@@ -90,7 +91,7 @@ async def run_digest(pool: asyncpg.Pool, route: Route, now: datetime) -> list[Jo
 
 
 def render(route: Route, items: list[Message], spend_lines: list[str], *, since: datetime, until: datetime,
-           now: datetime) -> Message:
+           now: datetime, console_url: str | None = None) -> Message:
     counts = Counter(m.kind for m in items)
     tally = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())) or "none"
     window = f"{since:%Y-%m-%d %H:%M} – {until:%Y-%m-%d %H:%M} UTC"
@@ -102,6 +103,7 @@ def render(route: Route, items: list[Message], spend_lines: list[str], *, since:
         title=f"spendgate digest ({route.name}): {len(items)} alerts, {window}",
         summary=(f"{counts['pause']} pauses, {counts['downgrade']} downgrades and {counts['alert']} "
                  f"80% alerts since the last digest."),
-        facts=[Fact("Period", window), Fact("Alerts", tally)], lines=lines,
+        facts=[Fact("Period", window), Fact("Alerts", tally),
+               *([Fact("Console", f"{console_url}/")] if console_url else [])], lines=lines,
         incident_key=f"spendgate:digest:{route.name}:{until.isoformat()}", created_at=now,
     )

@@ -3,16 +3,17 @@ now, when it resets, the top sessions of the period with their repos, and the fo
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import msgspec
 
 from spendgate.alerter.forecasts import FreshForecast, fresh_forecast, latest_forecast
+from spendgate.alerter.links import console_link
 from spendgate.core.db import Conn
 from spendgate.domain.alerts import Alert, Fact, Message, SessionLine, Severity, scope_name
 from spendgate.domain.events import ForecastOverrun, ReconciliationGap, RetryLoopDetected, ThresholdCrossed
 from spendgate.domain.money import format_usd
-from spendgate.domain.periods import PeriodKind, period_containing, period_of
+from spendgate.domain.periods import PeriodKind, local_date, period_containing, period_of
 from spendgate.store.balances import store as balances
 from spendgate.store.budgets.store import budgets_of
 from spendgate.store.usage import store as usage
@@ -86,8 +87,16 @@ async def month_forecast(conn: Conn, scope: str, tz: str, now: datetime, *, spen
     return fresh_forecast(await latest_forecast(conn, scope), spent_micros=spent, month=month, now=now)
 
 
+def _console_fact(console_url: str, alert: Alert, first_day: date, ends_at: datetime, tz: str) -> Fact:
+    last_day = local_date(ends_at - timedelta(microseconds=1), tz)
+    return Fact("Console", console_link(console_url, alert.scope, developer=alert.developer, first_day=first_day,
+                                        last_day=last_day, timezone=tz))
+
+
 async def build_message(conn: Conn, alert: Alert, *, now: datetime, top_n: int,
-                        small_turn_tokens: int, default_timezone: str) -> Message:
+                        small_turn_tokens: int, default_timezone: str, console_url: str | None = None) -> Message:
+    """The message of ``alert``; with ``console_url`` (``console_links.public_url``) a crossing or a forecast
+    overrun links to its scope's console page for the period concerned."""
     budget = next(iter(await budgets_of(conn, [alert.scope])), None)
     tz = budget.timezone if budget else default_timezone
     at_pause = budget.at_pause if budget else "refuse"
@@ -115,6 +124,8 @@ async def build_message(conn: Conn, alert: Alert, *, now: datetime, top_n: int,
         facts.append(forecast_fact(await month_forecast(conn, alert.scope, tz, now,
                                                         spent_at_least=ev.spent_micros if in_month else 0)))
         sessions = await usage.top_sessions(conn, alert.scope, period.starts_at, ev.resets_at, top_n)
+        if console_url:
+            facts.append(_console_fact(console_url, alert, period.start, period.ends_at, tz))
         return msgspec.structs.replace(
             base, title=f"[{ev.stage}] {subject}: {pct}% of its {noun} budget",
             summary=(f"{subject} has spent {format_usd(ev.spent_micros)} of its "
@@ -135,6 +146,8 @@ async def build_message(conn: Conn, alert: Alert, *, now: datetime, top_n: int,
             Fact("Resets", when(month.ends_at, now)),
         ]
         sessions = await usage.top_sessions(conn, alert.scope, month.starts_at, now + timedelta(seconds=1), top_n)
+        if console_url:
+            facts.append(_console_fact(console_url, alert, month.start, month.ends_at, tz))
         return msgspec.structs.replace(
             base, title=f"[forecast] {subject} is on course to overrun its monthly budget",
             summary=(f"At the current pace {subject} ends {ev.month:%B} at {format_usd(ev.p50_micros)} "

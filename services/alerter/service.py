@@ -105,7 +105,8 @@ async def ingest(alerter: Alerter, pool: asyncpg.Pool, dispatcher: Dispatcher, r
         s = alerter.settings
         message = await build_message(conn, alert, now=alerter.clock(), top_n=s.alerts.top_sessions,
                                       small_turn_tokens=s.enforcement.downgrade_max_input_tokens,
-                                      default_timezone=s.default_timezone)
+                                      default_timezone=s.default_timezone,
+                                      console_url=s.console_links.public_url)
         planned: list[Planned] = []
         digests: list[str] = []
         for route in alerter.rules.matching(alert.facts()):
@@ -131,7 +132,7 @@ async def _schedule(alerter: Alerter, pool: asyncpg.Pool, dispatcher: Dispatcher
         now = alerter.clock()
         for route in alerter.rules.routes:
             if route.digest is not None:
-                for job in await run_digest(pool, route, now):
+                for job in await run_digest(pool, route, now, console_url=alerter.settings.console_links.public_url):
                     dispatcher.submit(job)
         for job in await store.resolve_due_incidents(pool, now):
             dispatcher.submit(job)

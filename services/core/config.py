@@ -236,6 +236,29 @@ class AlertSettings(BaseModel):
     top_sessions: int = 5
 
 
+class ConsoleLinkSettings(BaseModel):
+    """Links into the console from alert messages (``SPENDGATE_CONSOLE_LINKS__PUBLIC_URL``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    public_url: str | None = None
+    """The console's address as people open it, e.g. ``https://spend.example.com``; unset: no links."""
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute_http_url(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        url = v.strip().rstrip("/")
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc or len(url) > 2000:
+            raise ValueError(f"console_links.public_url must be an http(s) address such as "
+                             f"https://spend.example.com, not {v[:80]!r}")
+        if parts.query or parts.fragment:
+            raise ValueError("console_links.public_url takes no ?query or #fragment: pages add their own")
+        return url
+
+
 class OtelSettings(BaseModel):
     """OpenTelemetry traces, exported over OTLP/HTTP (protobuf); off unless an endpoint is set."""
 
@@ -714,6 +737,7 @@ class Settings(BaseModel):
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     policy: PolicySigningSettings = Field(default_factory=PolicySigningSettings)
+    console_links: ConsoleLinkSettings = Field(default_factory=ConsoleLinkSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
     @field_validator("proxy_allowed_paths")

@@ -19,6 +19,7 @@ from tests.support.factories import T0, usage_event
 
 DAY1, DAY2 = date(2026, 11, 2), date(2026, 11, 3)
 MONTH = date(2026, 11, 1)
+HOUR = timedelta(hours=1)
 
 
 @dataclass(frozen=True, order=True)
@@ -243,6 +244,24 @@ class BalanceStoreContract(abc.ABC):
         store = self.create_store()
         with pytest.raises(ConfigError):
             await store.balances_of(pool, "nonsense", day_start=DAY1, month_start=MONTH)
+
+
+    async def test_the_consoles_reads_of_balances_and_crossings(self, pool: asyncpg.Pool) -> None:
+        """A period's balances of one kind of scope; day balances summed over days per scope, costliest first;
+        the crossings recorded in a window, newest first."""
+        store = self.create_store()
+        await store.apply_balances(pool, {
+            Ref("team:a", PeriodKind.DAY, DAY1): Inc(5), Ref("team:a", PeriodKind.DAY, DAY2): Inc(6, 2),
+            Ref("team:b", PeriodKind.DAY, DAY2): Inc(20), Ref("team:b", PeriodKind.DAY, DAY2 + timedelta(days=1)):
+                Inc(100), Ref("org", PeriodKind.DAY, DAY1): Inc(25), Ref("team:a", PeriodKind.MONTH, MONTH): Inc(11),
+            Ref("teams-not-a-team", PeriodKind.DAY, DAY1): Inc(1)})
+        assert await store.day_totals(pool, "team:", DAY1, DAY2) == [("team:b", 20, 1), ("team:a", 11, 3)]
+        assert await store.period_balances(pool, "team:", PeriodKind.MONTH, MONTH) == {"team:a": 11}
+        await store.insert_crossings(pool, [crossing("team:a", 80, at=T0), crossing("team:a", 95, at=T0 + HOUR),
+                                            crossing("team:b", 80, at=T0 + 3 * HOUR)])
+        found = await store.crossings_between(pool, T0, T0 + 2 * HOUR, limit=10)
+        assert [(c.scope, c.threshold_pct) for c in found] == [("team:a", 95), ("team:a", 80)]
+        assert len(await store.crossings_between(pool, T0, T0 + 4 * HOUR, limit=1)) == 1
 
 
 class TestPostgresBalanceStore(BalanceStoreContract):

@@ -93,6 +93,20 @@ class ForecastStoreContract(abc.ABC):
         assert await store.claim_report(pool, date(2026, 11, 11), AT) is True
 
 
+    async def test_the_latest_band_of_a_scope_comes_back_day_by_day(self, pool: asyncpg.Pool) -> None:
+        """latest_band returns the scope's newest forecast with its cumulative band; None for a scope
+        without one."""
+        store = self.create_store()
+        async with pool.acquire() as conn:
+            await store.save_pass(conn, [("team:a", forecast(date(2026, 11, 8), 700))], AT)
+            await store.save_pass(conn, [("team:a", forecast(date(2026, 11, 9), 800))], AT)
+        found = await store.latest_band(pool, "team:a")
+        assert found is not None and found.forecast.as_of == date(2026, 11, 9)
+        assert (found.days, found.p10_micros, found.p50_micros, found.p90_micros) == \
+            ([date(2026, 11, 30)], [700], [800], [900])
+        assert await store.latest_band(pool, "team:nobody") is None
+
+
 class TestPostgresForecastStore(ForecastStoreContract):
     def create_store(self) -> ForecastStore:
         return POSTGRES

@@ -329,6 +329,44 @@ class UsageStoreContract(abc.ABC):
             (T0.date() + DAY, "claude-sonnet-4-5", "/v1/messages")]
 
 
+    async def test_the_consoles_reads_of_folded_sessions(self, pool: asyncpg.Pool) -> None:
+        """Sessions active in a window, costliest first, limited by developer, team or a literal search (a %
+        is a character); their cache tokens per developer; those under a hit rate, lowest first; and what
+        one session's misses cost, from its events at their own prices."""
+        store = self.create_store()
+        low = ev(developer="alice", team="t1", session_id="s1", input_tokens=1000, cached_tokens=100)
+        high = ev(developer="bob", team="t2", session_id="s2")
+        odd = ev(developer="alice", team="t1", session_id="50%_off")
+        late = ev(developer="carol", team="t1", session_id="s4")
+        await store.insert_events(pool, [low])
+        await store.apply_sessions(pool, keyed(
+            Increment("s1", low, T0, T0 + timedelta(hours=1), repo="r1", requests=6, input_tokens=1000,
+                      cached_tokens=100, cost_micros=500),
+            Increment("s2", high, T0, T0, repo="r2", requests=6, input_tokens=1000, cached_tokens=900,
+                      cost_micros=900),
+            Increment("50%_off", odd, T0, T0, repo="r1", requests=2, input_tokens=100, cached_tokens=10,
+                      cost_micros=50),
+            Increment("s4", late, T0 + 10 * DAY, T0 + 10 * DAY, cost_micros=5000)))
+        start, end = T0 - DAY, T0 + DAY
+        found, matching = await store.folded_sessions(pool, start, end, limit=10)
+        assert [f.session_id for f in found] == ["s2", "s1", "50%_off"] and matching == 3
+        assert [f.session_id for f in (await store.folded_sessions(pool, start, end, teams=["t1"], limit=10))[0]] \
+            == ["s1", "50%_off"]
+        assert [f.session_id for f in (await store.folded_sessions(pool, start, end, developers=["bob"],
+                                                                   limit=10))[0]] == ["s2"]
+        assert [f.session_id for f in (await store.folded_sessions(pool, start, end, search="%", limit=10))[0]] \
+            == ["50%_off"]
+        assert (await store.folded_sessions(pool, start, end, limit=1))[1] == 3
+        per_dev = {r.group: (r.sessions, r.input_tokens, r.cached_tokens)
+                   for r in await store.session_cache_totals(pool, start, end, by="developer")}
+        assert per_dev == {"alice": (2, 1100, 110), "bob": (1, 1000, 900)}
+        under, count = await store.sessions_under(pool, start, end, below_pct=30, min_requests=5, limit=10)
+        assert [(u.group, u.developer) for u in under] == [("s1", "alice")] and count == 1
+        spread = low.prices.input_micros - low.prices.cached_input_micros
+        assert await store.session_miss_costs(pool, [("alice", "s1"), ("bob", "none")]) == \
+            {("alice", "s1"): (900 * spread + 500_000) // 1_000_000}  # half up, as the cache report rounds
+
+
 class TestPostgresUsageStore(UsageStoreContract):
     def create_store(self) -> UsageStore:
         return POSTGRES

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Protocol
 
 from spendgate.core.db import Queryable
@@ -18,6 +18,7 @@ from spendgate.store.balances.store import (
     CrossingRow,
     DaySpend,
     K,
+    StageChange,
     VersionedBalance,
 )
 
@@ -42,6 +43,15 @@ class BalanceStore(Protocol):
                                month_cutoff: date) -> list[VersionedBalance]: ...
 
     async def day_spend(self, db: Queryable, scopes: Sequence[str], start: date, end: date) -> list[DaySpend]: ...
+
+    async def period_balances(self, db: Queryable, scope_prefix: str, period: PeriodKind,
+                              start: date) -> dict[str, int]: ...
+
+    async def day_totals(self, db: Queryable, scope_prefix: str, start: date,
+                         end: date) -> list[tuple[str, int, int]]: ...
+
+    async def crossings_between(self, db: Queryable, start: datetime, end: datetime, *,
+                                limit: int) -> list[StageChange]: ...
 
     async def scopes_with_day_spend(self, db: Queryable, since: date, *, kinds: Sequence[str]) -> list[str]: ...
 

@@ -220,6 +220,29 @@ async def day_spend(db: Queryable, scopes: Sequence[str], start: date, end: date
     return [DaySpend(r["scope"], r["period_start"], int(r["spent_micros"])) for r in rows]
 
 
+async def period_balances(db: Queryable, scope_prefix: str, period: PeriodKind, start: date) -> dict[str, int]:
+    """What every scope whose name starts with ``scope_prefix`` (``team:``) spent in the period starting
+    ``start``, by scope (scopes with no balance row are absent)."""
+    rows = await db.fetch(
+        """SELECT scope, spent_micros FROM balances
+           WHERE period = $1 AND period_start = $2 AND starts_with(scope, $3)""",
+        period.value, start, scope_prefix,
+    )
+    return {r["scope"]: int(r["spent_micros"]) for r in rows}
+
+
+async def day_totals(db: Queryable, scope_prefix: str, start: date, end: date) -> list[tuple[str, int, int]]:
+    """(scope, spent, requests) summed over the day balances ``start`` … ``end`` (inclusive) of every scope
+    whose name starts with ``scope_prefix``, costliest first."""
+    rows = await db.fetch(
+        """SELECT scope, sum(spent_micros)::bigint AS spent, sum(requests)::bigint AS n FROM balances
+           WHERE period = 'day' AND period_start BETWEEN $1 AND $2 AND starts_with(scope, $3)
+           GROUP BY scope ORDER BY spent DESC, scope""",
+        start, end, scope_prefix,
+    )
+    return [(r["scope"], int(r["spent"]), int(r["n"])) for r in rows]
+
+
 async def scopes_with_day_spend(db: Queryable, since: date, *, kinds: Sequence[str]) -> list[str]:
     """The scopes of these kinds (``developer``, ``team``, …; not per-model ones) with a day balance since
     ``since``."""
@@ -489,3 +512,29 @@ async def withdraw_pending(db: Queryable, instance: str) -> None:
     """Remove every row of this proxy (on a clean stop)."""
     await db.execute("DELETE FROM enforcement_pending WHERE instance = $1", instance)
     await db.execute("DELETE FROM enforcement_unsettled WHERE instance = $1", instance)
+
+
+@dataclass(frozen=True, slots=True)
+class StageChange:
+    """A crossing as the console lists it: a scope entered a stage at a time."""
+
+    scope: str
+    period: str
+    period_start: date
+    threshold_pct: int
+    stage: str
+    spent_micros: int
+    budget_micros: int
+    crossed_at: datetime
+    developer: str | None
+    team: str | None
+
+
+async def crossings_between(db: Queryable, start: datetime, end: datetime, *, limit: int) -> list[StageChange]:
+    """The threshold crossings recorded in ``[start, end)``, newest first, at most ``limit``."""
+    rows = await db.fetch(
+        """SELECT scope, period, period_start, threshold_pct, stage, spent_micros, budget_micros, crossed_at,
+                  developer, team
+           FROM threshold_crossings WHERE crossed_at >= $1 AND crossed_at < $2
+           ORDER BY crossed_at DESC, scope LIMIT $3""", start, end, limit)
+    return [StageChange(*r) for r in rows]

@@ -13,7 +13,7 @@ from spendgate.core.bus import Bus
 from spendgate.core.db import Conn, Queryable
 from spendgate.domain.forecast import Forecast
 from spendgate.store.forecasts import store
-from spendgate.store.forecasts.store import StoredForecast
+from spendgate.store.forecasts.store import ForecastBand, StoredForecast
 
 
 class ForecastStore(Protocol):
@@ -23,6 +23,8 @@ class ForecastStore(Protocol):
     async def publish_pending(self, pool: asyncpg.Pool, bus: Bus) -> tuple[int, int]: ...
 
     async def latest_forecasts(self, db: Queryable, scope: str | None = None) -> list[StoredForecast]: ...
+
+    async def latest_band(self, db: Queryable, scope: str) -> ForecastBand | None: ...
 
     async def claim_report(self, db: Queryable, report_date: date, claimed_at: datetime) -> bool: ...
 

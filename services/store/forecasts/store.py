@@ -158,3 +158,29 @@ async def release_report(db: Queryable, report_date: date) -> None:
 
 async def mark_report_sent(db: Queryable, report_date: date) -> None:
     await db.execute("UPDATE forecast_reports SET sent_at = now() WHERE report_date = $1", report_date)
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastBand:
+    """The latest forecast of a scope with its cumulative band, day by day to month-end (the console's chart)."""
+
+    forecast: StoredForecast
+    days: list[date]
+    p10_micros: list[int]
+    p50_micros: list[int]
+    p90_micros: list[int]
+
+
+async def latest_band(db: Queryable, scope: str) -> ForecastBand | None:
+    """The most recent forecast of ``scope`` and its band; None while the forecaster has written none."""
+    row = await db.fetchrow(
+        """SELECT scope, month, as_of, actual_micros, p10_micros, p50_micros, p90_micros, budget_micros,
+                  p10_crosses_on, p50_crosses_on, p90_crosses_on, model, computed_at, band
+           FROM forecasts WHERE scope = $1 ORDER BY as_of DESC LIMIT 1""", scope)
+    if row is None:
+        return None
+    band = json.loads(row["band"]) if isinstance(row["band"], str) else row["band"]
+    return ForecastBand(forecast=StoredForecast(*list(row.values())[:13]),
+                        days=[date.fromisoformat(d) for d in band["days"]],
+                        p10_micros=[int(v) for v in band["p10"]], p50_micros=[int(v) for v in band["p50"]],
+                        p90_micros=[int(v) for v in band["p90"]])

@@ -18,7 +18,9 @@ from spendgate.store.usage.store import (
     DailyModelUsage,
     DeveloperTrend,
     DowngradedRequest,
+    FoldedSession,
     QuarterHourSpend,
+    SessionCacheRow,
     SessionIncrement,
     SessionRequest,
     SessionSpend,
@@ -75,6 +77,21 @@ class UsageStore(Protocol):
                             limit: int) -> list[SessionSpend]: ...
 
     async def daily_model_usage(self, db: Queryable, start: date, end: date) -> list[DailyModelUsage]: ...
+
+    async def folded_sessions(self, db: Queryable, start: datetime, end: datetime, *,
+                              developers: Sequence[str] | None = None, teams: Sequence[str] | None = None,
+                              search: str | None = None, limit: int) -> tuple[list[FoldedSession], int]: ...
+
+    async def session_cache_totals(self, db: Queryable, start: datetime, end: datetime, *, by: str,
+                                   developers: Sequence[str] | None = None,
+                                   teams: Sequence[str] | None = None) -> list[SessionCacheRow]: ...
+
+    async def sessions_under(self, db: Queryable, start: datetime, end: datetime, *, below_pct: int,
+                             min_requests: int, limit: int, developers: Sequence[str] | None = None,
+                             teams: Sequence[str] | None = None) -> tuple[list[SessionCacheRow], int]: ...
+
+    async def session_miss_costs(self, db: Queryable,
+                                 sessions: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]: ...
 
 
 POSTGRES: UsageStore = store
