@@ -94,7 +94,8 @@ async def session(request: web.Request) -> web.StreamResponse:
             Column("Time (UTC)"), Column("Turn"), Column("Model requested"), Column("Model used"), Column("Route"),
             Column("Stage"), Column("Status"), Column("Input tokens", "int"), Column("Cached tokens", "int"),
             Column("Output tokens", "int"), Column("Cost", "usd"), Column("Retry"),
-        ], [[Cell(r.occurred_at.strftime("%Y-%m-%d %H:%M:%S")), Cell(t.turn_id), Cell(r.model_requested),
+        ], [[Cell(r.occurred_at.strftime("%Y-%m-%d %H:%M:%S")), Cell(_short_turn(t.turn_id, session_id)),
+             Cell(r.model_requested),
              Cell(r.model_used), Cell(r.route_reason), Cell(r.stage), Cell(r.status), Cell(r.input_tokens),
              Cell(r.cached_tokens), Cell(r.output_tokens), Cell(r.cost_micros), Cell("retry" if r.retry else "")]
             for t in detail.turns for r in t.request_lines]),
@@ -105,6 +106,14 @@ async def session(request: web.Request) -> web.StreamResponse:
                   requested=sorted({r.model_requested for r in requests}),
                   used=sorted({r.model_used for r in requests}), tables=tables,
                   developer_href=f"/developers/{quote(line.developer, safe='')}")
+
+
+def _short_turn(turn_id: str | None, session_id: str) -> str | None:
+    """A turn id as the requests table shows it: without the session id it repeats (Codex names turns
+    ``<session>-t3``), so the table fits the page; the turns table above has the whole id."""
+    if turn_id is not None and turn_id.startswith(session_id + "-") and len(turn_id) > len(session_id) + 1:
+        return "…" + turn_id[len(session_id):]
+    return turn_id
 
 
 # -- the prompt cache -------------------------------------------------------------------------------------
