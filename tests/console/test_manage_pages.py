@@ -248,6 +248,34 @@ async def test_a_proposal_is_dry_run_from_an_upload_and_applied_after_confirmati
     assert budget is not None and budget.monthly_micros == 3 * USD
 
 
+async def test_signed_versions_are_listed_verified_and_rolled_back_from_the_page(pool: asyncpg.Pool) -> None:
+    """Each apply from the page is a signed version; the page lists them newest first with the active one
+    and whether each verifies, and rolls back to an earlier one (after the confirmation) as a new version,
+    audited as the signed-in identity; a hand-edited version shows as BAD."""
+    async with console_as(pool, FINOPS) as client:
+        for monthly in ("3", "5"):
+            applied = await client.post("/policy/apply", data={
+                "proposal": PROPOSAL.replace('monthly: "3"', f'monthly: "{monthly}"'), "confirm": "yes"})
+            assert applied.status == 200, (await applied.text())[:2000]
+        budget = await budgets_store.get_budget(pool, "team:platform")
+        assert budget is not None and budget.monthly_micros == 5 * USD
+        first, second = [r["version_id"] for r in await pool.fetch(
+            "SELECT version_id FROM policy_versions ORDER BY seq")]
+        page = await (await client.get("/policy")).text()
+        assert page.count(">verifies<") == 2 and f"<code>{second}</code> <strong>(active)</strong>" in page
+        unconfirmed = await client.post("/policy/rollback", data={"version": first})
+        assert unconfirmed.status == 400 and "tick the confirmation" in await unconfirmed.text()
+        rolled = await client.post("/policy/rollback", data={"version": first, "confirm": "yes"})
+        assert rolled.status == 200, (await rolled.text())[:2000]
+        budget = await budgets_store.get_budget(pool, "team:platform")
+        assert budget is not None and budget.monthly_micros == 3 * USD
+        newest = await pool.fetchrow("SELECT action, source, approver FROM policy_versions ORDER BY seq DESC LIMIT 1")
+        assert (newest["action"], newest["source"], newest["approver"]) == ("rollback", first, "oidc:fin-1")
+        assert await pool.fetchval("SELECT actor FROM audit_log WHERE action = 'policy.rollback'") == "oidc:fin-1"
+        await pool.execute("UPDATE policy_versions SET reason = 'edited by hand' WHERE version_id = $1", second)
+        assert "BAD:" in await (await client.get("/policy")).text()
+
+
 BAD_PROPOSALS = [
     ({"proposal": "budgets: [", "days": "30"}, "is not YAML"),
     ({"proposal": "- a\n- b", "days": "30"}, "must be a mapping"),

@@ -5,8 +5,10 @@ The proposal format, its parsing and checks, the dry-run and the apply are those
 dry-run | apply`` and ``POST /v1/policy/dry-run | apply`` (:func:`~spendgate.admin.policy.parse_proposal`,
 :func:`~spendgate.domain.enforcement.policy_from_document`, :func:`~spendgate.admin.dryrun.dry_run`,
 :func:`~spendgate.admin.policy.apply`). Applying needs the proposal a dry-run just showed and an explicit
-confirmation; it is made as the signed-in identity. The history is the budget audit trail for now (signed
-policy versions will have their own section).
+confirmation; it is made as the signed-in identity and stored as a new signed policy version. The
+*Versions* section lists the signed versions (newest first, the active one marked, each verified against
+the configured key) and rolls back to an earlier one, as ``spendgate policy rollback --to`` does: a new
+version restoring that one's document. The budget audit trail is the history of every budget change.
 """
 
 from __future__ import annotations
@@ -22,10 +24,10 @@ from spendgate.admin.console.web import csv_response, render, wants_csv
 from spendgate.admin.deps import DEPS
 from spendgate.admin.dryrun import dry_run
 from spendgate.admin.policy import live_policy, parse_proposal, to_document
-from spendgate.admin.policy_versions import apply_version
+from spendgate.admin.policy_versions import VersionOut, apply_version, check, rollback, versions
 from spendgate.core.logs import get_logger
 from spendgate.domain.enforcement import Policy, policy_from_document
-from spendgate.domain.errors import StoreError
+from spendgate.domain.errors import ConfigError, StoreError
 from spendgate.domain.money import usd_str
 from spendgate.store.budgets import store as budgets_store
 
@@ -59,13 +61,32 @@ async def page(request: web.Request, *, error: str | None = None, status: int = 
     if request.rel_url.query.get("format") == "yaml":
         return web.Response(text=_yaml(live), content_type="application/yaml", headers={
             "Content-Disposition": 'attachment; filename="live-policy.yaml"', "Cache-Control": "no-store"})
+    shown_versions, verified = await _versions(request)
     live_yaml = _yaml(live) if len(live.budgets) <= INLINE_YAML_BUDGETS else None
     needle = request.rel_url.query.get("q", "").strip()[:200]
     budgets = [live.budgets[s] for s in sorted(live.budgets) if needle.lower() in s.lower()]
     return render(request, "policy.html", title="Policy", status=status, denied=False, error=error, live=live,
                   budgets=budgets[:SHOWN_BUDGETS], budget_count=len(budgets), needle=needle, live_yaml=live_yaml,
                   proposal_text=(live_yaml or "") if proposal_text is None else proposal_text, history=history,
-                  may_change=may_change_policy(who), limit=HISTORY_LIMIT)
+                  may_change=may_change_policy(who), limit=HISTORY_LIMIT, versions=shown_versions,
+                  verified=verified)
+
+
+SHOWN_VERSIONS = 50
+
+
+async def _versions(request: web.Request) -> tuple[list[VersionOut], dict[str, str] | str]:
+    """The newest signed versions, and per version "" (verifies) or what is wrong; or, when no key to verify
+    with is configured, why they cannot be checked."""
+    deps = request.app[DEPS]
+    found = await versions(deps.pool, limit=SHOWN_VERSIONS)
+    if not found:
+        return found, {}
+    try:
+        checked = await check(deps.pool, deps.settings, every=True)
+    except ConfigError as exc:
+        return found, exc.message
+    return found, {v.version_id: "" if v.ok else v.problem for v in checked.versions}
 
 
 def _yaml(live: Policy) -> str:
@@ -143,7 +164,29 @@ async def post_apply(request: web.Request, who: Identity) -> web.StreamResponse:
                   proposal_text=text)
 
 
+@action(_refuse_with_text)
+async def post_rollback(request: web.Request, who: Identity) -> web.StreamResponse:
+    if not may_change_policy(who):
+        raise forbidden("only admins and FinOps roll policies back")
+    deps = request.app[DEPS]
+    fields = await read_form(request)
+    if fields.get("confirm") != "yes":
+        raise Refused("tick the confirmation to roll back: the restored version's budgets become the live ones")
+    target = fields.get("version", "").strip()[:100] or None
+    try:
+        done = await rollback(deps.pool, deps.settings, deps.prices, now=deps.now(), approver=who.actor,
+                              reason=fields.get("reason") or "rolled back from the console", to=target)
+    except StoreError as exc:
+        if exc.retriable:
+            raise
+        raise Refused(exc.message) from None
+    await audit(request, "policy.rollback", "policy", {"version": done.version_id, "restored": target})
+    return render(request, "policy_result.html", title="Policy rolled back", result=None, applied=done,
+                  proposal_text="")
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/policy", page, name="policy")
     app.router.add_post("/policy/dry-run", post_dry_run)
     app.router.add_post("/policy/apply", post_apply)
+    app.router.add_post("/policy/rollback", post_rollback)
