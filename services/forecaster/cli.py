@@ -131,6 +131,9 @@ def forecast(click_ctx: click.Context, scope: str | None, fmt: str, as_of: date 
                                       default_timezone=settings.default_timezone)
 
     results = run(main())
+    if scope is not None and not results:
+        raise CliError(f"nothing to forecast for {scope}: it has no monthly budget and has spent nothing in the "
+                       f"last {settings.forecast.lookback_days} days")
     if not results and fmt == "table":
         click.echo("nothing to forecast: no scope has spent or has a monthly budget", err=True)
         return

@@ -58,8 +58,8 @@ async def forecast_scopes(conn: Conn, at: datetime, *, since: date, default_time
             out[b.scope] = ForecastScope(b.scope, monthly, b.timezone)
     zones = {b.scope: b.timezone for b in configured}
     spent = await balances.scopes_with_day_spend(conn, since, kinds=FORECAST_KINDS)
-    for scope in spent if only is None else [only]:
-        if scope not in out and "|" not in scope:
+    for scope in spent if only is None else [s for s in spent if s == only]:
+        if scope not in out:
             out[scope] = ForecastScope(scope, None, zones.get(scope, default_timezone))
     return sorted(out.values(), key=lambda s: s.scope)
 

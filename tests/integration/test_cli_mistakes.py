@@ -115,11 +115,12 @@ async def test_a_missing_scope_is_an_error_for_show_and_delete_alike(db_url: str
 
 async def test_forecast_refuses_the_future_and_a_scope_without_data(db_url: str, tmp_path: Path,
                                                                      pool: asyncpg.Pool) -> None:
-    """--as-of tomorrow is refused; a --scope without a monthly budget exits 1 instead of printing nothing."""
+    """--as-of tomorrow is refused; a --scope with neither a monthly budget nor spend exits 1 instead of
+    printing nothing."""
     future = await cli(db_url, tmp_path, "forecast", "--as-of", "2999-01-01")
     assert future.exit_code == 2 and "is in the future" in future.stderr
     nothing = await cli(db_url, tmp_path, "forecast", "--scope", "team:ghost")
-    assert nothing.exit_code == 1 and nothing.stderr.startswith("error: no monthly budget for team:ghost")
+    assert nothing.exit_code == 1 and nothing.stderr.startswith("error: nothing to forecast for team:ghost")
     await budgets.set_budget(pool, budget_of("team:ghost", daily_micros=5_000_000, monthly_micros=None), actor="t")
     daily_only = await cli(db_url, tmp_path, "forecast", "--scope", "team:ghost")
     assert daily_only.exit_code == 1

@@ -122,7 +122,8 @@ async def test_report_page_in_chromium_draws_each_forecast(
     assert made.exit_code == 0, made.output
     listed = await asyncio.to_thread(invoke, db_url, tmp_path, "forecast", "--as-of", "2026-03-14", "--format",
                                      "json")
-    forecasts = {row["scope"]: row for row in json.loads(listed.stdout)}
+    forecasts = {row["scope"]: row for row in json.loads(listed.stdout)
+                 if row["budget_micros"] is not None}  # unbudgeted scopes are forecast, not in the report
     assert set(forecasts) == {"team:platform", "team:web"}
     async with chromium() as browser:
         for viewport, narrow in ((DESKTOP, False), (PHONE, True)):
@@ -150,7 +151,8 @@ async def test_live_report_fan_opens_at_todays_partial_spend(
     now = datetime(2026, 3, 15, 7, tzinfo=UTC)
     async with pool.acquire() as conn:
         report = await build_report(conn, settings, now, formats=("svg",))
-        forecasts = {r.scope.scope: r.forecast for r in await forecast_all(conn, settings.forecast, now)}
+        forecasts = {r.scope.scope: r.forecast for r in await forecast_all(conn, settings.forecast, now)
+                     if r.forecast.budget_micros is not None}  # the report's: the budgeted scopes
     assert set(forecasts) == {"team:platform", "team:web", "org", "developer:bob"}
     page_file = artifact("forecast-report/report-live-2026-03-15T07.html")
     page_file.write_text(report_html(report))

@@ -113,6 +113,13 @@ def ledger_is(state: str) -> Any:
     return lambda got: got[0] == 200 and got[1].get("components", {}).get("ledger") == state
 
 
+def fold_is(state: str) -> Any:
+    """The fold loop itself (``ledger.consumer``), not just some loop of the ledger: the eval consumer fails
+    on the same poisoned bus, and may mark the ledger degraded while the fold's last poll, begun before the
+    fault, is still under way and would fold the requests sent next."""
+    return lambda got: got[0] == 200 and got[1].get("tasks", {}).get("ledger.consumer") == state
+
+
 async def request(http: aiohttp.ClientSession, base: str, secret: str, i: int) -> None:
     body = {"model": "gpt-5.1", "input": f"question {i}", "stream": True}
     async with http.post(f"{base}/v1/responses", json=body, headers={"Authorization": f"Bearer {secret}"}) as resp:
@@ -143,7 +150,7 @@ async def test_ledger_failing_repeatedly_leaves_the_proxy_serving_and_catches_up
                 await eventually(lambda: folded_count(pool), until=lambda n: n == 1, what="first event folded")
 
                 fault.on = True
-                await eventually(lambda: healthz(http, base), until=ledger_is("degraded"), what="ledger degraded")
+                await eventually(lambda: healthz(http, base), until=fold_is("degraded"), what="the fold degraded")
                 for i in range(1, DURING_FAULT + 1):
                     await request(http, base, created.secret, i)  # the proxy answers while the ledger fails
                 await eventually(lambda: published_usage(pool), until=lambda e: len(e) == DURING_FAULT + 1,
