@@ -46,7 +46,8 @@ class TurnOutcome(msgspec.Struct, frozen=True, kw_only=True):
     downgraded: bool
     cost_micros: int
     policy_version: str | None
-    """The policy version the turn's last request was decided under; null until events carry one."""
+    """The policy version the turn's last request was decided under (the usage event's ``policy_version``);
+    null for turns recorded before versions, or before the first ``policy apply``."""
     score: float
     """Quality in [0, 1]: the external evaluation where one was recorded, else the derived score."""
     score_source: ScoreSource

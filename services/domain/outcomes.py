@@ -58,7 +58,7 @@ class TurnFacts:
     downgraded: bool
     cost_micros: int
     policy_version: str | None = None
-    """The policy version the turn's last request was decided under, once events carry one."""
+    """The policy version the turn's last request was decided under (null before the first apply)."""
 
 
 @dataclass(frozen=True, slots=True)
