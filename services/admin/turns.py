@@ -48,6 +48,11 @@ class TurnOutcome(msgspec.Struct, frozen=True, kw_only=True):
     policy_version: str | None
     """The policy version the turn's last request was decided under (the usage event's ``policy_version``);
     null for turns recorded before versions, or before the first ``policy apply``."""
+    repo: str | None = None
+    input_tokens: int = 0
+    """The turn's first request's input tokens (the size it started at)."""
+    experiment_arm: str | None = None
+    """``explore`` / ``control`` when the turn was eligible for the policy's exploration; else null."""
     score: float
     """Quality in [0, 1]: the external evaluation where one was recorded, else the derived score."""
     score_source: ScoreSource
@@ -91,7 +96,8 @@ async def turn_list(db: Queryable, *, now: datetime, since: datetime | None = No
             retry_requests=facts.retry_requests, final_message=facts.final_message, failed=facts.failed,
             incomplete=facts.incomplete, aborted=facts.aborted, refused=facts.refused,
             model_requested=facts.model_requested, model_used=facts.model_used, downgraded=facts.downgraded,
-            cost_micros=facts.cost_micros, policy_version=facts.policy_version, score=score, score_source=source,
+            cost_micros=facts.cost_micros, policy_version=facts.policy_version, repo=facts.repo,
+            input_tokens=facts.input_tokens, experiment_arm=facts.experiment_arm, score=score, score_source=source,
             derived_score=derived_score(facts), evaluator=external.evaluator if external else None,
         ))
     return TurnList(since=start, turns=turns)

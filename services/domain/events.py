@@ -19,11 +19,12 @@ from spendgate.domain.ids import uuid7
 Stage = Literal["ok", "alert", "downgrade", "pause"]
 UsageStatus = Literal["ok", "upstream_error", "client_aborted", "incomplete", "refused"]
 UsageSource = Literal["reported", "estimated", "none"]
-RouteReason = Literal["requested", "downgrade", "pause_cheapest", "pause_step_down", "routing_rule"]
+RouteReason = Literal["requested", "downgrade", "pause_cheapest", "pause_step_down", "routing_rule", "explore"]
 RefusalReason = Literal["budget_pause", "retry_budget", "unknown_model", "bad_request", "auth", "outage",
                         "rate_limited"]
 PeriodName = Literal["day", "week", "month"]
 CrossingCause = Literal["usage", "budget_change"]
+ExperimentArm = Literal["explore", "control"]
 
 
 class UnitPrices(msgspec.Struct, frozen=True, kw_only=True):
@@ -107,6 +108,11 @@ class UsageRecorded(msgspec.Struct, frozen=True, kw_only=True):
     routing_rule: str | None = None
     """The name of the policy's routing rule that changed the model (``route_reason`` ``routing_rule``, or
     a budget stage's reason when the stage then moved the routed request further); null otherwise."""
+    experiment_arm: ExperimentArm | None = None
+    """The turn's arm in the policy's exploration (``docs/policy.md``, "Exploration"): ``explore`` when the
+    turn was chosen at random to run on the next cheaper model (``route_reason`` ``explore``),
+    ``control`` when it was eligible but kept its model; null when the turn was not eligible, the policy
+    explores nothing, and in events recorded before spendgate noted it."""
 
 
 class ThresholdCrossed(msgspec.Struct, frozen=True, kw_only=True):

@@ -59,6 +59,13 @@ class TurnFacts:
     cost_micros: int
     policy_version: str | None = None
     """The policy version the turn's last request was decided under (null before the first apply)."""
+    repo: str | None = None
+    """The repository the turn's first request named (``x-codex-turn-metadata``), if any."""
+    input_tokens: int = 0
+    """The turn's first request's input tokens: the size the turn started at (its segment's size bucket)."""
+    experiment_arm: str | None = None
+    """The turn's exploration arm (``explore`` / ``control``, from its first request); null when the turn
+    was not eligible for exploration."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,8 @@ SELECT p.developer, p.turn_id, p.last_at, a.sessions[1] AS session_id, a.teams[a
        a.started_at, a.ended_at, a.n AS requests, a.tool_calls, a.tool_failures, a.retry_requests,
        coalesce(a.finals[a.n], false) AS final_message, a.failed, a.incomplete, a.aborted, a.refused,
        a.requested[1] AS model_requested, a.used[a.n] AS model_used, a.downgraded, a.cost_micros,
-       a.versions[a.n] AS policy_version, v.score AS eval_score, v.evaluator, v.evaluated_at
+       a.versions[a.n] AS policy_version, a.repos[1] AS repo,
+       a.inputs[1] AS input_tokens, a.arms[1] AS experiment_arm, v.score AS eval_score, v.evaluator, v.evaluated_at
 FROM picked p
 CROSS JOIN LATERAL (
     -- One turn's events through usage_events_turn, already in time order: every array_agg shares one
@@ -42,6 +43,9 @@ CROSS JOIN LATERAL (
            array_agg(e.model_requested ORDER BY e.occurred_at, e.event_id) AS requested,
            array_agg(e.model_used ORDER BY e.occurred_at, e.event_id) AS used,
            array_agg(e.policy_version ORDER BY e.occurred_at, e.event_id) AS versions,
+           array_agg(e.repo ORDER BY e.occurred_at, e.event_id) AS repos,
+           array_agg(e.input_tokens ORDER BY e.occurred_at, e.event_id) AS inputs,
+           array_agg(e.experiment_arm ORDER BY e.occurred_at, e.event_id) AS arms,
            min(e.occurred_at - make_interval(secs => e.latency_ms / 1000.0)) AS started_at,
            max(e.occurred_at) AS ended_at,
            max(e.tool_outputs) AS tool_calls,
@@ -76,6 +80,7 @@ def _facts(r: asyncpg.Record) -> TurnFacts:
         failed=r["failed"], incomplete=r["incomplete"], aborted=r["aborted"], refused=r["refused"],
         model_requested=r["model_requested"], model_used=r["model_used"], downgraded=r["downgraded"],
         cost_micros=r["cost_micros"], policy_version=r["policy_version"],
+        repo=r["repo"], input_tokens=r["input_tokens"], experiment_arm=r["experiment_arm"],
     )
 
 

@@ -36,7 +36,7 @@ _EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("stream", "bool"), ("intent_estimate", "bool"), ("cache_write_5m_tokens", "int8"),
     ("cache_write_1h_tokens", "int8"), ("cache_write_5m_price_micros", "int8"), ("cache_write_1h_price_micros", "int8"),
     ("upstream", "text"), ("tool_outputs", "int4"), ("tool_failures", "int4"), ("final_message", "bool"),
-    ("policy_version", "text"), ("routing_rule", "text"),
+    ("policy_version", "text"), ("routing_rule", "text"), ("experiment_arm", "text"),
 )
 _PRICE_FIELDS = {
     "input_price_micros": "input_micros", "cached_price_micros": "cached_input_micros",
