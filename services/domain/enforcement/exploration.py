@@ -57,11 +57,14 @@ class Exploration:
     """The requested models it applies to; None: every model with a cheaper step."""
     _salt: bytes = field(default=b"", compare=False, repr=False, init=False)
     _cut: int = field(default=0, compare=False, repr=False, init=False)
+    _keyed: Any = field(default=None, compare=False, repr=False, init=False)
+    """The keyed hash with the key already absorbed: each draw copies it (cheaper than keying afresh)."""
 
     def __post_init__(self) -> None:
         digest = hashlib.blake2b(_canonical(self.document()), digest_size=32).digest()
         object.__setattr__(self, "_salt", digest)
         object.__setattr__(self, "_cut", self.share_ppm * _SPACE // PPM)
+        object.__setattr__(self, "_keyed", hashlib.blake2b(key=digest, digest_size=8))
 
     @property
     def share_pct(self) -> Decimal:
@@ -83,7 +86,8 @@ class Exploration:
 
     def position(self, turn_id: str) -> int:
         """The turn's draw, a whole number in [0, 2**64) (the share cuts it at ``share * 2**64``)."""
-        h = hashlib.blake2b(turn_id.encode("utf-8", "surrogatepass"), key=self._salt, digest_size=8)
+        h = self._keyed.copy()
+        h.update(turn_id.encode("utf-8", "surrogatepass"))
         return int.from_bytes(h.digest(), "big")
 
     def document(self) -> dict[str, Any]:
