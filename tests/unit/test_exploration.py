@@ -138,6 +138,7 @@ def test_the_block_round_trips_through_the_stored_document() -> None:
     ({**BLOCK, "share_pct": "NaN"}, r"exploration\.share_pct"),
     ({**BLOCK, "share_pct": "1.00001"}, r"exploration\.share_pct: at most four decimal places"),
     ({**BLOCK, "share_pct": True}, r"exploration\.share_pct"),
+    ({**BLOCK, "share_pct": "1" * 100_000}, r"exploration\.share_pct: a percentage over 0 and at most 50"),
     ({k: v for k, v in BLOCK.items() if k != "share_pct"}, r"exploration\.share_pct"),
     ({k: v for k, v in BLOCK.items() if k != "teams"}, r"exploration\.teams: required"),
     ({**BLOCK, "teams": []}, r"exploration\.teams: a list of 1 to 500"),

@@ -116,18 +116,18 @@ def parse_exploration(doc: object) -> Exploration | None:
         raise ConfigError("exploration: a mapping with share_pct, teams, max_input_tokens (and models)")
     unknown = sorted(str(k) for k in set(doc) - _KEYS)
     if unknown:
-        raise ConfigError(f"exploration: unknown field {unknown[0]!r} (fields: {', '.join(sorted(_KEYS))})")
+        raise ConfigError(f"exploration: unknown field {_short(unknown[0])} (fields: {', '.join(sorted(_KEYS))})")
     return Exploration(_share(doc.get("share_pct")), _teams(doc.get("teams")), _limit(doc.get("max_input_tokens")),
                        _models(doc.get("models")))
 
 
 def _share(value: object) -> int:
     bad = ConfigError(f"exploration.share_pct: a percentage over 0 and at most {MAX_SHARE_PCT} (an integer or a "
-                      f"decimal string such as \"2.5\"), not {value!r}")
+                      f"decimal string such as \"2.5\"), not {_short(value)}")
     if isinstance(value, float):
         raise ConfigError(f"exploration.share_pct: write it as an integer or a decimal string (\"2.5\"), never a "
                           f"float, not {value!r}")
-    if isinstance(value, bool) or not isinstance(value, int | str):
+    if isinstance(value, bool) or not isinstance(value, int | str) or (isinstance(value, str) and len(value) > 16):
         raise bad
     try:
         pct = Decimal(str(value).strip())
@@ -141,6 +141,12 @@ def _share(value: object) -> int:
     return int(ppm)
 
 
+def _short(value: object) -> str:
+    """``value`` for an error message, cut short (a policy document is operator input)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _teams(value: object) -> frozenset[str]:
     if value is None:
         raise ConfigError("exploration.teams: required: list the teams that take part (exploration is opt-in)")
@@ -149,11 +155,11 @@ def _teams(value: object) -> frozenset[str]:
     teams = []
     for team in value:
         if not isinstance(team, str) or team != team.strip() or MODEL_SEP in team:
-            raise ConfigError(f"exploration.teams: {team!r} is not a team name")
+            raise ConfigError(f"exploration.teams: {_short(team)} is not a team name")
         try:
             parse_scope(f"team:{team}")
         except ConfigError:
-            raise ConfigError(f"exploration.teams: {team!r} is not a team name") from None
+            raise ConfigError(f"exploration.teams: {_short(team)} is not a team name") from None
         teams.append(team)
     if len(set(teams)) != len(teams):
         raise ConfigError("exploration.teams: names a team twice")
@@ -163,7 +169,7 @@ def _teams(value: object) -> frozenset[str]:
 def _limit(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_INPUT_TOKENS_LIMIT:
         raise ConfigError(f"exploration.max_input_tokens: a whole number from 1 to {MAX_INPUT_TOKENS_LIMIT:,}, "
-                          f"not {value!r}")
+                          f"not {_short(value)}")
     return value
 
 
