@@ -36,6 +36,8 @@ async def ask(e: Enforced, http: aiohttp.ClientSession, turn: str, content: str 
 
 async def test_explored_turns_are_served_cheaper_and_recorded_with_their_arm(db_url: str, pool: asyncpg.Pool,
                                                                            tmp_path: Path) -> None:
+    """Half of platform's turns explored: each turn's two requests in its hashed arm, explored ones served
+    and recorded as gpt-5.1-mini with route_reason explore, a large request outside the experiment."""
     keyed = {"policy": {"signing_key": TEST_SIGNING_KEY}}
     async with enforced_proxies(db_url, tmp_path, settings=keyed) as e, aiohttp.ClientSession() as http:
         settings = e.ledger_runtime.settings

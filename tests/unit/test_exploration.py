@@ -44,6 +44,7 @@ def test_the_share_is_honoured_within_binomial_error() -> None:
 
 
 def test_a_decimal_share_is_honoured_too() -> None:
+    """A share of "12.5" explores 12.5 % of 20,000 turn ids, within four standard deviations."""
     ex = parse_exploration({**BLOCK, "share_pct": "12.5"})
     assert ex is not None
     n = 20_000
@@ -63,6 +64,7 @@ def test_every_request_of_a_turn_gets_the_same_arm_and_a_changed_block_draws_afr
 
 
 def test_an_explored_turn_runs_on_the_next_cheaper_model_and_a_control_turn_as_asked() -> None:
+    """Explore: gpt-5.1-mini, route_reason explore, the version kept; control: gpt-5.1 as requested."""
     p = exploring().with_version("v-7", exploring().routing, exploring().exploration)
     turns = [f"turn-{i}" for i in range(400)]
     explore = next(t for t in turns if decided(p, t).experiment_arm == "explore")
@@ -81,12 +83,14 @@ def test_an_explored_turn_runs_on_the_next_cheaper_model_and_a_control_turn_as_a
     (ALICE, "t", "gpt-4.1-mini", 1_000),     # no cheaper step
 ])
 def test_ineligible_requests_have_no_arm(who: Principal, turn: str | None, model: str, tokens: int) -> None:
+    """An unlisted team, no turn id, a request at the size limit or a model with no cheaper step: no arm."""
     p = exploring({**BLOCK, "share_pct": 50})
     assert [decided(p, f"{turn}{i}" if turn else None, who=who, model=model, tokens=tokens).experiment_arm
             for i in range(50)] == [None] * 50
 
 
 def test_models_limits_the_requested_models() -> None:
+    """With models: [gpt-5.1-codex], gpt-5.1 turns are out of the experiment and codex turns in it."""
     p = exploring({**BLOCK, "share_pct": 50, "models": ["gpt-5.1-codex"]})
     assert {decided(p, f"t{i}").experiment_arm for i in range(50)} == {None}
     assert {decided(p, f"t{i}", model="gpt-5.1-codex").experiment_arm for i in range(50)} == {"explore", "control"}
@@ -153,11 +157,13 @@ def test_the_block_round_trips_through_the_stored_document() -> None:
     ({**BLOCK, "share": 5}, r"exploration: unknown field 'share'"),
 ])
 def test_bad_blocks_are_refused_with_an_error_naming_the_field(block: dict[str, Any], message: str) -> None:
+    """Each malformed or hostile block is one ConfigError that names the field."""
     with pytest.raises(ConfigError, match=message):
         exploring(block)
 
 
 def test_a_block_that_is_not_a_mapping_and_a_model_without_a_cheaper_step_are_refused() -> None:
+    """A list instead of a mapping is refused on parse; a model with no cascade on the price check."""
     with pytest.raises(ConfigError, match="exploration: a mapping"):
         policy_from_document({"exploration": [5]}, EnforcementSettings())
     p = exploring({**BLOCK, "models": ["gpt-4.1-mini"]})
@@ -166,6 +172,7 @@ def test_a_block_that_is_not_a_mapping_and_a_model_without_a_cheaper_step_are_re
 
 
 def test_without_a_block_nothing_changes() -> None:
+    """A policy without exploration decides as before, with no arm."""
     p = policy_from_document({}, EnforcementSettings())
     d = decided(p, "turn-1")
     assert (d.model_used, d.route_reason, d.experiment_arm) == ("gpt-5.1", "requested", None)
