@@ -2,13 +2,17 @@
 through the real proxy, ledger and fake upstream (tests/support/org_sim.py). The cheaper model's tool calls
 fail far more often for team ``web``'s turns than the flagship's, and as rarely as the flagship's for team
 ``platform``'s. With exploration on for both, the turn outcomes measure exactly that: web's explored arm
-scores clearly lower than its control arm, platform's does not."""
+scores clearly lower than its control arm, platform's does not. Then the change ``policy suggest`` should
+propose, written by hand, is dry-run, applied and run for two more weeks: the spend falls by the estimate
+and platform's quality holds."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+from spendgate.admin.dryrun import dry_run
+from spendgate.domain.enforcement import policy_from_document
 from spendgate.domain.learning import Regression, regression
 from tests.support.org_sim import FLAGSHIP, arms_of, org_simulation
 
@@ -48,6 +52,29 @@ async def test_exploration_measures_what_the_cheaper_model_does_to_each_team(db_
         assert isinstance(web_reg, Regression) and isinstance(platform_reg, Regression)
         assert web_reg.exceeds(TOLERANCE) and web_reg.regression > 0.05
         assert platform_reg.within(TOLERANCE) and not platform_reg.exceeds(TOLERANCE)
+
+        # ---- what suggest should propose, by hand: platform's small turns to gpt-5.1-mini ----
+        # The harness carries the rest of the done-when: the dry-run of the last 30 days estimates the saving,
+        # the rule is applied as a signed version, two more weeks run under it, and platform's spend per week
+        # falls by the estimate (within 5 %) while its quality stays within the tolerance.
+        rule = {"name": "platform-small", "scope": "team:platform", "max_input_tokens": 8000, "model": "gpt-5.1-mini"}
+        proposal = {"routing_rules": [rule], "exploration": {**EXPLORATION, "teams": ["web"]}}
+        settings = sim.ledger.settings
+        estimate, _ = await dry_run(sim.pool, policy_from_document(proposal, settings.enforcement),
+                                    settings.pricing.table(), days=30, now=until)
+        saved_per_week = (estimate.actual_micros - estimate.spend_micros) / 4  # four weeks of traffic in the 30 days
+        await sim.apply(proposal, "route platform's small turns to gpt-5.1-mini")
+        after_since, after_until = await sim.run_weeks(2)
+        after = await sim.spend_by_team(after_since, after_until)
+        fell_per_week = spend["platform"] / 4 - after["platform"] / 2
+        print(f"platform: estimated saving {saved_per_week:.0f} micro-USD/week, measured {fell_per_week:.0f} "
+              f"({fell_per_week / saved_per_week - 1:+.1%})")
+        assert saved_per_week > 0
+        assert abs(fell_per_week - saved_per_week) <= 0.05 * saved_per_week
+        platform_after = await sim.turn_scores("platform", after_since, after_until)
+        assert {model for _, model, _ in platform_after} == {"gpt-5.1-mini"}
+        kept = regression(arms_of(platform, "control"), [score for _, _, score in platform_after])
+        assert isinstance(kept, Regression) and kept.within(TOLERANCE), kept
 
         # ---- policy suggest (issue 13 items 3-5, built in parallel; asserted here once it is merged) ----
         # TODO(suggest): with the four weeks above as its history:
