@@ -86,6 +86,13 @@ class DryRun(msgspec.Struct, frozen=True, kw_only=True):
     """Requests the proposal would have treated differently from what actually happened."""
     elapsed_ms: int
     scopes: list[ScopeResult]
+    exploration: bool = False
+    """The proposal explores (has an ``exploration`` block)."""
+    explored_turns: int = 0
+    """Turns the proposal's exploration would have sent to the next cheaper model."""
+    explore_requests: int = 0
+    explore_saved_micros: int = 0
+    """What those explored requests would have saved against the requested model."""
 
 
 def _seed_from(policy: Policy, start: datetime) -> datetime:
@@ -144,5 +151,7 @@ def _result(replay: Replay, policy: Policy, days: int, start: datetime, now: dat
         forced_cheapest=sum(t.forced_cheapest for t in tallies),
         refused_requests=sum(t.refused_requests for t in tallies), retry_refused=replay.retry_refused,
         paused_sessions=len(replay.pauses), differences=replay.differences,
-        elapsed_ms=int(elapsed_s * 1000), scopes=scopes,
+        elapsed_ms=int(elapsed_s * 1000), scopes=scopes, exploration=policy.exploration is not None,
+        explored_turns=len(replay.explored_turns),
+        explore_requests=replay.explore_requests, explore_saved_micros=replay.explore_saved_micros,
     )

@@ -17,6 +17,7 @@ import msgspec
 import yaml
 
 from spendgate.domain.enforcement import Budget, BudgetRaise, Policy
+from spendgate.domain.enforcement.exploration import stored_exploration
 from spendgate.domain.enforcement.routing import stored_rules
 from spendgate.domain.enforcement.settings import EnforcementSettings
 from spendgate.domain.errors import ConfigError
@@ -43,7 +44,9 @@ async def live_policy(pool: asyncpg.Pool, defaults: EnforcementSettings, now: da
     budgets, raises = await store.load_budgets(pool, now)
     policy = Policy.from_settings(defaults, budgets, raises)
     active = await versions.active_version(pool)
-    return policy if active is None else policy.with_version(active.version_id, stored_rules(active.document))
+    if active is None:
+        return policy
+    return policy.with_version(active.version_id, stored_rules(active.document), stored_exploration(active.document))
 
 
 def _budget_doc(b: Budget) -> dict[str, Any]:
@@ -70,7 +73,7 @@ def _raise_doc(r: BudgetRaise) -> dict[str, Any]:
 
 def to_document(policy: Policy) -> dict[str, Any]:
     """``policy`` in the proposal format (dollar amounts as exact strings)."""
-    return {
+    doc = {
         "budgets": [_budget_doc(policy.budgets[s]) for s in sorted(policy.budgets)],
         "raises": [_raise_doc(r) for r in policy.raises],
         "cascades": {m: list(c) for m, c in sorted(policy.cascades.items())},
@@ -78,6 +81,9 @@ def to_document(policy: Policy) -> dict[str, Any]:
         "retry_cap": policy.retry_cap,
         "routing_rules": [r.document() for r in policy.routing.rules],
     }
+    if policy.exploration is not None:  # only when set: documents of versions before it stay as they were
+        doc["exploration"] = policy.exploration.document()
+    return doc
 
 
 class Applied(msgspec.Struct, frozen=True, kw_only=True):

@@ -243,6 +243,9 @@ def describe(r: DryRun) -> str:
         f"{r.forced_cheapest}, refused {r.refused_requests} in {r.paused_sessions} paused sessions, "
         f"retry refusals {r.retry_refused}; {r.differences} requests treated differently than live",
     ]
+    if r.exploration:
+        out.append(f"exploration: {r.explored_turns} turns ({r.explore_requests} requests) on the next cheaper "
+                   f"model, saving {format_usd(r.explore_saved_micros)}")
     for s in r.scopes:
         out += ["", f"{s.scope}: spend {format_usd(s.spend_micros)} vs actual {format_usd(s.actual_micros)}; "
                     f"downgrades {s.downgrades} saving {format_usd(s.downgrade_saved_micros)}; "

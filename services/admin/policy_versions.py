@@ -118,7 +118,7 @@ async def apply_version(pool: asyncpg.Pool, proposal: Policy, settings: Settings
     parent = await store.active_version(pool)
     done = await apply(pool, proposal, settings.enforcement, now=now, actor=approver)
     live = await live_policy(pool, settings.enforcement, now)
-    document = to_document(live.with_version(None, proposal.routing))
+    document = to_document(live.with_version(None, proposal.routing, proposal.exploration))
     version = sign(key, version_id=new_id(), parent=parent.version_id if parent else None, action=action,
                    source=source, approver=approver, reason=reason, created_at=now, document=document)
     await store.add_version(pool, version)

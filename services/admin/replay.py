@@ -11,6 +11,10 @@ What a replay cannot know: requests that never happened because the live policy 
 session (a looser proposal cannot bring them back), and the tokens of requests that were refused
 live. Retries are counted from the events' ``retry`` flag: a run of consecutive retry requests in
 a session is refused once it reaches the scope's retry cap, as the retry detector would.
+
+Exploration (the proposal's ``exploration`` block) is replayed with the proxy's own keyed hash of each
+event's turn id, so the replay explores exactly the turns the proxy would; ``explored_turns`` and
+``explore_saved_micros`` say how many and what that saves.
 """
 
 from __future__ import annotations
@@ -110,6 +114,9 @@ class Replay:
         self._sessions: dict[str, _Session] = defaultdict(_Session)
         self._principals: dict[tuple[str, str, str, str], Principal] = {}
         self._who: dict[tuple[str, str, str, str], tuple[Principal, tuple[ScopeTally, ...]]] = {}
+        self.explored_turns: set[str] = set()
+        """Turns the proposal's exploration sends to the cheaper model (those whose requests it served)."""
+        self.explore_requests = self.explore_saved_micros = 0
 
     def seed(self, key_id: str, developer: str, team: str, at: datetime, spent_micros: int, *,
              cost_center: str = "", model: str = "") -> None:
@@ -174,7 +181,7 @@ class Replay:
         if u.status == "refused" and not u.retry and u.stage != "pause":
             self._add(self._keys(principal, u.occurred_at), 0, u.occurred_at)
             return "refused_other", None, 0, 0, u.model_requested
-        facts = RequestFacts(principal, u.model_requested, u.input_tokens, u.session_id)
+        facts = RequestFacts(principal, u.model_requested, u.input_tokens, u.session_id, u.turn_id)
         decision = decide(facts, self.policy, self._spent, u.occurred_at)
         scope = decision.decided_by.scope if decision.decided_by is not None else None
         if decision.action == "refuse" or u.status == "refused":
@@ -187,6 +194,11 @@ class Replay:
             return decision.action, scope, 0, 0, decision.model_used
         cost = self._cost(u, decision.model_used)
         saved = self._cost(u, u.model_requested) - cost if decision.action != "pass" else 0
+        if decision.experiment_arm == "explore" and decision.model_used != u.model_requested:
+            self.explore_requests += 1
+            self.explore_saved_micros += self._cost(u, u.model_requested) - cost
+            if u.turn_id is not None:
+                self.explored_turns.add(u.turn_id)
         self._add(decision.keys, cost, u.occurred_at)
         return decision.action, scope, cost, saved, decision.model_used
 

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from spendgate.domain.enforcement.estimate import TokenEstimate
 from spendgate.domain.enforcement.retry import TurnTools
-from spendgate.domain.events import RefusalReason, RouteReason, Stage, UsageRecorded
+from spendgate.domain.events import ExperimentArm, RefusalReason, RouteReason, Stage, UsageRecorded
 from spendgate.proxy.attribution import Attribution
 from spendgate.store.keys.store import VirtualKey
 
@@ -46,6 +46,8 @@ class Pass:
     """The tool outputs of the request's current turn, as the retry detector counted them."""
     policy_version: str | None = None
     """The stored policy version that decided (on the usage event)."""
+    experiment_arm: ExperimentArm | None = None
+    """The exploration arm of the request's turn (on the usage event); None: not in the experiment."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,7 @@ class RewriteModel:
     policy_version: str | None = None
     routing_rule: str | None = None
     """The name of the routing rule that changed the model, if one did."""
+    experiment_arm: ExperimentArm | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +80,7 @@ class Refuse:
     remaining_micros: int | None = None
     tools: TurnTools | None = None
     policy_version: str | None = None
+    experiment_arm: ExperimentArm | None = None
 
 
 Decision = Pass | RewriteModel | Refuse

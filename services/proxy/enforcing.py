@@ -34,7 +34,8 @@ DATABASE_TROUBLE = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, Time
 
 
 async def admit_confirmed(enforcer: Enforcer, principal: Principal, model: str, *, session_id: str | None,
-                          raw: bytes, estimate: TokenEstimate, cost_center: str | None = None) -> Admission:
+                          raw: bytes, estimate: TokenEstimate, cost_center: str | None = None,
+                          turn_id: str | None = None) -> Admission:
     """``enforcer.admit``, confirmed near the pause line (:meth:`BalanceView.near_line`).
 
     There the balances and every proxy's pending spend are read fresh under a per-balance lock, the
@@ -45,7 +46,7 @@ async def admit_confirmed(enforcer: Enforcer, principal: Principal, model: str, 
     """
     def admit() -> Admission:
         return enforcer.admit(principal, model, session_id=session_id, raw=raw, estimate=estimate,
-                              cost_center=cost_center)
+                              cost_center=cost_center, turn_id=turn_id)
 
     view = enforcer.view
     if not isinstance(view, BalanceView):
@@ -81,9 +82,10 @@ class EnforcingDecider:
             now = self.enforcer.standing(principal)
             return Pass(now.stage.label, remaining_micros=now.remaining_micros, policy_version=now.policy_version)
         adm = await admit_confirmed(self.enforcer, principal, facts.model, session_id=facts.attribution.session_id,
-                                    raw=facts.body, estimate=facts.estimate, cost_center=key.cost_center)
+                                    raw=facts.body, estimate=facts.estimate, cost_center=key.cost_center,
+                                    turn_id=facts.attribution.turn_id)
         stage, retry, left = adm.decision.stage.label, adm.retry.retry, adm.decision.remaining_micros
-        version = adm.decision.policy_version
+        version, arm = adm.decision.policy_version, adm.decision.experiment_arm
         if adm.refusal is not None:
             loop = self.enforcer.retry_loop_event(adm, principal, cost_center=key.cost_center, key_id=key.key_id)
             if loop is not None:
@@ -91,12 +93,13 @@ class EnforcingDecider:
             headers = tuple((k, v) for k, v in adm.refusal.headers.items() if k.lower() != "content-type")
             return Refuse(adm.refusal.status, adm.refusal.body, headers, stage=stage, retry=retry,
                           reason=adm.refusal_reason or "budget_pause", remaining_micros=left, tools=adm.retry.tools,
-                          policy_version=version)
+                          policy_version=version, experiment_arm=arm)
         self._admissions[id(facts)] = adm
         if adm.model != facts.model:
             return RewriteModel(adm.model, adm.decision.route_reason, stage, retry, left, tools=adm.retry.tools,
-                                policy_version=version, routing_rule=adm.decision.routing_rule)
-        return Pass(stage, retry, left, tools=adm.retry.tools, policy_version=version)
+                                policy_version=version, routing_rule=adm.decision.routing_rule,
+                                experiment_arm=arm)
+        return Pass(stage, retry, left, tools=adm.retry.tools, policy_version=version, experiment_arm=arm)
 
     def settled(self, facts: RequestFacts, event: UsageRecorded) -> None:
         adm = self._admissions.pop(id(facts), None)

@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -89,6 +91,8 @@ class ProxyState:
     """``upstream_pool.headers_timeout_s``: an attempt with another upstream after it gives up then."""
     anthropic_pool: Pool | None = None
     """The Anthropic routes' upstreams (kind ``anthropic``); None: ``anthropic_url`` alone."""
+    clock: Callable[[], datetime] | None = None
+    """When a request happens (its event's ``occurred_at``); None, the default: the wall clock."""
 
     def __post_init__(self) -> None:
         if self.pool is None:
@@ -171,7 +175,8 @@ class Proxy:
         decision = await self.s.decider.decide(facts)
         budget = budget_headers(decision.stage, decision.remaining_micros)
         route = Route(payload.model, payload.model, price, stage=decision.stage, retry=decision.retry,
-                      tools=decision.tools, policy_version=decision.policy_version)
+                      tools=decision.tools, policy_version=decision.policy_version,
+                      experiment_arm=decision.experiment_arm)
         if isinstance(decision, Refuse):
             outcome = Outcome("refused", decision.status, refusal_reason=decision.reason)
             self._emit(facts, route, outcome, started)
@@ -186,7 +191,7 @@ class Proxy:
                 return _with_headers(errors.unknown_model(decision.model), budget)
             route = Route(payload.model, decision.model, new_price, decision.route_reason, decision.stage,
                           decision.retry, tools=decision.tools, policy_version=decision.policy_version,
-                          routing_rule=decision.routing_rule)
+                          routing_rule=decision.routing_rule, experiment_arm=decision.experiment_arm)
         strip_usage = False
         if route.model_used != payload.model or _wants_usage_injection(spec.template, payload):
             body, strip_usage = _rewrite_body(body, route.model_used, spec.template, payload)
@@ -437,7 +442,8 @@ class Proxy:
         route = Route(model, model, PriceLookup(model, _FREE, fallback=False))
         outcome = Outcome("refused", 400, refusal_reason="unknown_model")
         event = build_event(key=key, attribution=attribution, endpoint=endpoint, route=route, outcome=outcome,
-                            latency_ms=_ms_since(started), instance=self.s.instance, stream=stream)
+                            latency_ms=_ms_since(started), instance=self.s.instance, occurred_at=self._now(),
+                            stream=stream)
         self.s.emitter.emit(event)
         self._observe(event)
 
@@ -447,14 +453,14 @@ class Proxy:
         intent = intent_outcome(facts.estimate)
         self.s.emitter.intend(build_event(key=facts.key, attribution=facts.attribution, endpoint=facts.endpoint,
                                           route=route, outcome=intent, latency_ms=_ms_since(started),
-                                          instance=self.s.instance, stream=facts.stream))
+                                          instance=self.s.instance, occurred_at=self._now(), stream=facts.stream))
         assert intent.event_id is not None
         return intent.event_id
 
     def _emit(self, facts: RequestFacts, route: Route, outcome: Outcome, started: float) -> None:
         event = build_event(key=facts.key, attribution=facts.attribution, endpoint=facts.endpoint, route=route,
                             outcome=outcome, latency_ms=_ms_since(started), instance=self.s.instance,
-                            stream=facts.stream)
+                            occurred_at=self._now(), stream=facts.stream)
         self.s.emitter.emit(event)
         outcome.emitted = True
         self._observe(event)
@@ -464,6 +470,9 @@ class Proxy:
                                      input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
                                      cached_tokens=usage.cached_tokens)
         self.s.decider.settled(facts, event)
+
+    def _now(self) -> datetime | None:
+        return None if self.s.clock is None else self.s.clock()
 
     def _observe(self, event: UsageRecorded) -> None:
         """Count the request's event, and trace it when tracing is on."""

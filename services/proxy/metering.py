@@ -10,6 +10,7 @@ from typing import Any
 from spendgate.domain.enforcement.estimate import TokenEstimate
 from spendgate.domain.enforcement.retry import TurnTools
 from spendgate.domain.events import (
+    ExperimentArm,
     RefusalReason,
     RouteReason,
     Stage,
@@ -71,6 +72,8 @@ class Route:
     """The stored policy version the request was decided under."""
     routing_rule: str | None = None
     """The routing rule that changed the model, if one did."""
+    experiment_arm: ExperimentArm | None = None
+    """The exploration arm of the request's turn, if it is in the experiment."""
 
 
 AUDIO_BYTES_PER_SECOND_ESTIMATE = 4_000
@@ -112,8 +115,9 @@ def _audio_seconds(answer: Any) -> int | None:
 
 def build_event(
     *, key: VirtualKey, attribution: Attribution, endpoint: str, route: Route, outcome: Outcome,
-    latency_ms: int, instance: str, stream: bool | None = None,
+    latency_ms: int, instance: str, stream: bool | None = None, occurred_at: datetime | None = None,
 ) -> UsageRecorded:
+    """``occurred_at``: when the request was made (default: now; a simulation passes its own clock's)."""
     u = outcome.usage
     price = route.price.price
     writes = bool(u.cache_write_5m_tokens or u.cache_write_1h_tokens)
@@ -125,7 +129,7 @@ def build_event(
                            cache_write_1h_tokens=u.cache_write_1h_tokens)
     return UsageRecorded(
         event_id=outcome.event_id or new_id(),
-        occurred_at=datetime.now(UTC),
+        occurred_at=occurred_at or datetime.now(UTC),
         proxy_instance=instance,
         key_id=key.key_id,
         developer=key.developer,
@@ -167,6 +171,7 @@ def build_event(
         final_message=outcome.final_message,
         policy_version=route.policy_version,
         routing_rule=route.routing_rule,
+        experiment_arm=route.experiment_arm,
     )
 
 

@@ -47,8 +47,11 @@ class ProxyServer:
     """One running proxy. ``port`` is the bound port once started (ask for 0 to get a free one)."""
 
     def __init__(self, runtime: Runtime, *, decider: Decider | None = None, port: int | None = None,
-                 spool_name: str | None = None) -> None:
+                 spool_name: str | None = None, clock: Callable[[], datetime] | None = None) -> None:
+        """``clock``: when requests happen, stamped on their usage events (default the wall clock; a
+        simulation of weeks of traffic passes its own)."""
         settings = runtime.settings
+        self.clock = clock
         self.runtime = runtime
         self.port = settings.proxy_port if port is None else port
         self.decider = decider or PassDecider()
@@ -112,6 +115,7 @@ class ProxyServer:
             estimator=SessionEstimator(output_cap_tokens=s.enforcement.output_estimate_cap_tokens),
             routes=RouteTable(allowed_paths=s.proxy_allowed_paths), batch_percent=s.pricing.batch_percent,
             metrics=ProxyMetrics(self.runtime.metrics), tracer=self.runtime.tracer, bedrock=bedrock,
+            clock=self.clock,
         )
         self.state.metrics.upstream_pool(pool, anthropic_pool)
         supervisor = self.runtime.supervisor

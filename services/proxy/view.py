@@ -52,6 +52,7 @@ from spendgate.core.supervisor import Beat, Supervisor
 from spendgate.domain.constants import PG_NOTIFY_CONFIG, PG_NOTIFY_PENDING
 from spendgate.domain.enforcement.balances import BalanceKey
 from spendgate.domain.enforcement.decision import Decision, RequestFacts, Standing, decide, standings
+from spendgate.domain.enforcement.exploration import stored_exploration
 from spendgate.domain.enforcement.policy import Policy
 from spendgate.domain.enforcement.reservations import ReservationBook
 from spendgate.domain.enforcement.routing import stored_rules
@@ -400,7 +401,8 @@ class BalanceView:
             try:
                 if verdict is not None and not verdict.ok:
                     raise ConfigError(verdict.problem)
-                policy = policy.with_version(version.version_id, stored_rules(version.document))
+                policy = policy.with_version(version.version_id, stored_rules(version.document),
+                                             stored_exploration(version.document))
             except ConfigError as exc:  # a row changed by hand: keep enforcing the version loaded before
                 log.error("the active policy version does not verify or cannot be read; keeping the previous "
                           "version", version=version.version_id, kept=self._policy.version, error=exc.message)

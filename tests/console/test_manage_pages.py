@@ -276,6 +276,26 @@ async def test_signed_versions_are_listed_verified_and_rolled_back_from_the_page
         assert "BAD:" in await (await client.get("/policy")).text()
 
 
+EXPLORING = "exploration:\n  share_pct: 5\n  teams: [platform, web]\n  max_input_tokens: 8000\n"
+
+
+async def test_exploration_is_dry_run_applied_and_shown_read_only_on_the_policy_page(pool: asyncpg.Pool) -> None:
+    """The page says exploration is off, a proposal with the block dry-runs with its explored turns, and
+    once applied the page shows the share and the teams (read-only: the document's block changes it)."""
+    async with console_as(pool, FINOPS) as client:
+        before = await (await client.get("/policy")).text()
+        assert 'id="live-exploration">Off' in before
+        result = await client.post("/policy/dry-run", data={"proposal": EXPLORING, "days": "30"})
+        assert result.status == 200 and 'id="dry-explored">0<' in await result.text()
+        applied = await client.post("/policy/apply", data={"proposal": EXPLORING, "confirm": "yes"})
+        assert applied.status == 200, (await applied.text())[:2000]
+        page = unescape(await (await client.get("/policy")).text())
+        assert "5 % of the eligible turns of\nplatform, web run on the next cheaper model" in page
+        assert "turns under\n8,000 input tokens" in page
+        live = yaml.safe_load(await (await client.get("/policy?format=yaml")).text())
+        assert live["exploration"] == {"share_pct": "5", "teams": ["platform", "web"], "max_input_tokens": 8000}
+
+
 BAD_PROPOSALS = [
     ({"proposal": "budgets: [", "days": "30"}, "is not YAML"),
     ({"proposal": "- a\n- b", "days": "30"}, "must be a mapping"),
@@ -284,6 +304,8 @@ BAD_PROPOSALS = [
     ({"proposal": PROPOSAL, "days": "0"}, "days: give a whole number"),
     ({"proposal": PROPOSAL, "days": "99999999999999999999"}, "days: give a whole number"),
     ({"proposal": "", "days": "30"}, "give a proposal"),
+    ({"proposal": "exploration: {share_pct: 0, teams: [web], max_input_tokens: 8000}", "days": "30"},
+     "exploration.share_pct"),
     ({"proposal": "x" * (600 * 1024), "days": "30"}, "proposal is too long"),
 ]
 

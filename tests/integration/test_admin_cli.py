@@ -107,6 +107,14 @@ async def test_policy_apply_show_and_dry_run_from_the_command_line(pool: asyncpg
     bad.write_text("budgets: [{scope: 'planet:mars', daily: '1'}]")
     refused = await cli(db_url, tmp_path, "policy", "dry-run", str(bad))
     assert refused.exit_code == 1 and "error:" in refused.output
+    exploring = tmp_path / "exploring.yaml"
+    exploring.write_text("exploration: {share_pct: 10, teams: [platform], max_input_tokens: 10000}")
+    explored = await cli(db_url, tmp_path, "policy", "dry-run", str(exploring), "--days", "30")
+    assert explored.exit_code == 0 and "on the next cheaper model" in explored.output, explored.output
+    hostile = tmp_path / "hostile.yaml"
+    hostile.write_text("exploration: {share_pct: 0.5, teams: [platform], max_input_tokens: 10000}")
+    refused = await cli(db_url, tmp_path, "policy", "dry-run", str(hostile))
+    assert refused.exit_code == 1 and "exploration.share_pct" in refused.output and "Traceback" not in refused.output
 
 
 async def test_policy_dry_run_and_apply_through_the_api(pool: asyncpg.Pool, db_url: str, tmp_path: Path,

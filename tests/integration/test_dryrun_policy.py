@@ -12,6 +12,7 @@ import pytest
 
 from spendgate.admin.dryrun import DryRun, dry_run
 from spendgate.admin.policy import apply, live_policy, to_document
+from spendgate.admin.policy_cli import describe
 from spendgate.admin.replay import Usage, actual_outcome
 from spendgate.domain.enforcement import BudgetRaise, Policy, policy_from_document
 from spendgate.domain.enforcement.settings import EnforcementSettings
@@ -191,3 +192,27 @@ async def test_the_api_dry_run_and_apply_are_the_same_functions(pool: asyncpg.Po
         assert (await applied.json())["set_budgets"] == ["developer:bob"]
         shown = await (await client.get("/v1/policy", headers=auth())).json()
     assert policy(shown["policy"]) == await live_policy(pool, DEFAULTS, NOW) == policy(STRICT_POLICY)
+
+
+async def test_a_proposal_that_explores_says_how_many_turns_and_what_it_saves(
+        pool: asyncpg.Pool, live_month: list[UsageRecorded]) -> None:
+    """The replay draws each turn's arm with the proxy's own keyed hash: exactly the eligible turns the
+    hash puts in the explore arm go to the next cheaper model, and the saving is theirs, repriced."""
+    block = {"share_pct": 20, "teams": ["platform"], "max_input_tokens": 10_000}
+    exploring = policy({"exploration": block})
+    result, _ = await dry_run(pool, exploring, PRICES, days=30, now=NOW)
+    assert exploring.exploration is not None
+    eligible = [e for e in live_month if e.team == "platform" and e.turn_id is not None and e.status != "refused"
+                and e.input_tokens < 10_000 and e.model_requested == "gpt-5.1-codex"]
+    explored = [e for e in eligible if exploring.exploration.arm(e.turn_id or "") == "explore"]
+    assert 0 < len(explored) < len(eligible)
+    saved = sum(cost_micros(PRICES.lookup("gpt-5.1-codex").price, input_tokens=e.input_tokens,
+                            cached_tokens=e.cached_tokens, output_tokens=e.output_tokens)
+                - cost_micros(PRICES.lookup("gpt-5.1-codex-mini").price, input_tokens=e.input_tokens,
+                              cached_tokens=e.cached_tokens, output_tokens=e.output_tokens) for e in explored)
+    assert result.exploration and result.explore_requests == len(explored)
+    assert result.explored_turns == len({e.turn_id for e in explored})
+    assert result.explore_saved_micros == saved > 0
+    assert "exploration: " in describe(result) and f"{result.explored_turns} turns" in describe(result)
+    plain, _ = await dry_run(pool, policy({}), PRICES, days=30, now=NOW)
+    assert (plain.exploration, plain.explore_requests, plain.explore_saved_micros) == (False, 0, 0)

@@ -17,6 +17,11 @@ as a request for the rule's model (its stages, its cascade), and recorded as rou
 (``route_reason`` ``routing_rule``, unless a budget stage then moved it further). A refusal stays a
 refusal of the requested model.
 
+Exploration (``Policy.exploration``, :mod:`.exploration`) comes last: a request no rule routed, at the
+``ok`` or ``alert`` stage, eligible for the experiment (team, turn id, size, a cheaper step), is put in its
+turn's arm; an ``explore`` turn is decided as a request for the next cheaper model (``route_reason``
+``explore`` unless a budget stage then moves it further; the arm is kept either way).
+
 The cascade is the narrowest budgeted scope's own for the model, else the settings' (``Policy.chain``).
 A per-model budget's stage is its model's alone: a request downgraded away from it reserves against
 the balances of the model it is sent to.
@@ -32,7 +37,7 @@ from spendgate.domain.enforcement.balances import BalanceKey, SpendOf
 from spendgate.domain.enforcement.policy import AtPause, Policy
 from spendgate.domain.enforcement.scopes import MODEL_SEP, Principal
 from spendgate.domain.enforcement.stages import StageLevel, stage_for
-from spendgate.domain.events import RouteReason
+from spendgate.domain.events import ExperimentArm, RouteReason
 from spendgate.domain.periods import PERIOD_KINDS
 
 Action = Literal["pass", "downgrade", "pause_cheapest", "pause_step_down", "refuse"]
@@ -46,6 +51,8 @@ class RequestFacts:
     model: str
     est_input_tokens: int
     session_id: str | None = None
+    turn_id: str | None = None
+    """The request's turn (exploration draws its arm from it); None: not part of a known turn."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +90,8 @@ class Decision:
     """The stored policy version that decided (``Policy.version``)."""
     routing_rule: str | None = None
     """The routing rule that changed the model (its name), if one did."""
+    experiment_arm: ExperimentArm | None = None
+    """The exploration arm of the request's turn (None: not in the experiment)."""
 
     @property
     def refused(self) -> bool:
@@ -155,11 +164,37 @@ def decide(facts: RequestFacts, policy: Policy, spend: SpendOf, now: datetime,
         rule = policy.routing.match(facts.principal, facts.model, facts.est_input_tokens, now, policy.chain_of)
         if rule is not None:
             return _decide(facts, rule.model, policy, spend, now, None, rule.name)
-    return _decide(facts, facts.model, policy, spend, now, found, None)
+    decided = _decide(facts, facts.model, policy, spend, now, found, None)
+    exploration = policy.exploration
+    if exploration is None or facts.principal.team not in exploration.teams:
+        return decided  # the common case: one set lookup
+    turn = facts.turn_id
+    if (turn is None or not exploration.applies(facts.principal.team, facts.model, facts.est_input_tokens, turn)
+            or decided.action != "pass" or decided.stage > StageLevel.ALERT):
+        return decided
+    cheaper = _next(policy.chain_of(facts.model, facts.principal))
+    if cheaper is None:
+        return decided
+    if exploration.arm(turn) == "control":
+        return _with_arm(decided, "control")
+    explored = _decide(facts, cheaper, policy, spend, now, None, None, "explore")
+    if explored.refused:  # a per-model budget of the cheaper model is paused: exploring must not refuse
+        return decided
+    return _with_arm(explored, "explore")
+
+
+def _with_arm(d: Decision, arm: ExperimentArm) -> Decision:
+    """``d`` in ``arm`` (built directly: ``dataclasses.replace`` costs microseconds on the request path)."""
+    return Decision(d.action, d.stage, d.model_requested, d.model_used, d.route_reason, d.decided_by, d.keys,
+                    d.remaining_micros, d.policy_version, d.routing_rule, arm)
+
+
+def _next(chain: tuple[str, ...]) -> str | None:
+    return chain[1] if len(chain) > 1 else None
 
 
 def _decide(facts: RequestFacts, model: str, policy: Policy, spend: SpendOf, now: datetime,
-            found: list[Standing] | None, rule: str | None) -> Decision:
+            found: list[Standing] | None, rule: str | None, changed: RouteReason = "routing_rule") -> Decision:
     """The budget decision for a request served by ``model`` (the requested one, or ``rule``'s)."""
     asked, version = facts.model, policy.version
     if found is None:
@@ -182,7 +217,7 @@ def _decide(facts: RequestFacts, model: str, policy: Policy, spend: SpendOf, now
                             version, rule)
         return Decision("pause_step_down", level, asked, chain[1], "pause_step_down", by,
                         _keys_for(facts, model, policy, now, chain[1], keys), left, version, rule)
-    reason: RouteReason = "requested" if rule is None else "routing_rule"
+    reason: RouteReason = "requested" if rule is None and changed != "explore" else changed
     if not at_level:
         return Decision("pass", level, asked, model, reason, None, keys, left, version, rule)
     by = _worst(at_level)

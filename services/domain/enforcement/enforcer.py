@@ -88,9 +88,9 @@ class Enforcer:
         self._alerted = alerted or (lambda _facts: [])
 
     def admit(self, principal: Principal, model: str, *, session_id: str | None, raw: bytes,
-              estimate: TokenEstimate, cost_center: str | None = None) -> Admission:
+              estimate: TokenEstimate, cost_center: str | None = None, turn_id: str | None = None) -> Admission:
         """Decide a request before forwarding; reserve its estimated cost unless it is refused."""
-        facts = RequestFacts(principal, model, estimate.input_tokens, session_id)
+        facts = RequestFacts(principal, model, estimate.input_tokens, session_id, turn_id)
         owner = principal.developer
         verdict = self.detector.observe(session_id, raw=raw, cap=self.view.retry_cap(principal), owner=owner)
         decision = self.view.decide(facts)

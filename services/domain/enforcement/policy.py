@@ -25,6 +25,7 @@ The same shape serves the live configuration (rows of ``budgets`` and ``budget_r
     routing_rules:                                      # optional, always on (see routing.py)
       - {name: small-daytime, scope: team:platform, max_input_tokens: 8000, hours: "09:00-17:00",
          model: gpt-5.1-mini}
+    exploration: {share_pct: 5, teams: [platform], max_input_tokens: 8000}   # optional (see exploration.py)
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from typing import Any, Literal, overload
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from spendgate.domain.enforcement.balances import BalanceKey
+from spendgate.domain.enforcement.exploration import Exploration, parse_exploration
 from spendgate.domain.enforcement.routing import RoutingTable, parse_rules
 from spendgate.domain.enforcement.scopes import Principal, model_scope, parse_model, parse_scope, split_scope
 from spendgate.domain.enforcement.settings import EnforcementSettings
@@ -173,6 +175,8 @@ class Policy:
     retry_cap: int = 3
     routing: RoutingTable = field(default_factory=RoutingTable)
     """Always-on routing rules (:mod:`.routing`), evaluated before the budget stages."""
+    exploration: Exploration | None = None
+    """Opt-in exploration (:mod:`.exploration`): a random share of eligible turns on the next cheaper model."""
     version: str | None = field(default=None, compare=False)
     """The id of the stored policy version this policy enforces (None before the first ``policy apply``).
     Not part of a policy's identity: a proposal equals the live policy it became."""
@@ -227,9 +231,10 @@ class Policy:
     def with_budgets(self, budgets: Iterable[Budget], raises: Iterable[BudgetRaise]) -> Policy:
         return replace(self, budgets={b.scope: b for b in budgets}, raises=tuple(raises))
 
-    def with_version(self, version: str | None, routing: RoutingTable) -> Policy:
-        """This policy under another stored version: its id and routing rules (a proxy's reload)."""
-        return replace(self, version=version, routing=routing)
+    def with_version(self, version: str | None, routing: RoutingTable,
+                     exploration: Exploration | None = None) -> Policy:
+        """This policy under another stored version: its id, routing rules and exploration (a proxy's reload)."""
+        return replace(self, version=version, routing=routing, exploration=exploration)
 
     def period(self, kind: PeriodKind, timezone: str, now: datetime) -> Period:
         """The period of ``kind`` containing ``now`` in ``timezone`` (cached: one datetime compare)."""
@@ -289,6 +294,17 @@ class Policy:
             if own:
                 check_cascades(own, table, what=f"the cascades of {scope}", bedrock_models=bedrock_models)
         self.check_routing(table, bedrock_models=bedrock_models)
+        self.check_exploration()
+
+    def check_exploration(self) -> None:
+        """Every model exploration names has a cheaper step in some cascade (else it could never explore)."""
+        if self.exploration is None or self.exploration.models is None:
+            return
+        for model in sorted(self.exploration.models):
+            if len(self.chain(model)) < 2 and not any(
+                    len(_chain_in(dict(b.cascades), model)) > 1 for b in self.budgets.values() if b.cascades):
+                raise ConfigError(f"exploration.models: {model} has no cheaper model in the cascades, so no turn "
+                                  "of it would be explored; add a cascade for it or leave it out")
 
     def check_routing(self, table: PriceTable, *, bedrock_models: Collection[str] = ()) -> None:
         """Every routing rule's models are priced and served by one provider, and a rule without
@@ -386,6 +402,8 @@ class _PolicyDoc(BaseModel):
     retry_cap: int | None = None
     routing_rules: list[Any] | None = None
     """Checked by :func:`~spendgate.domain.enforcement.routing.parse_rules` (errors name the rule)."""
+    exploration: Any = None
+    """Checked by :func:`~spendgate.domain.enforcement.exploration.parse_exploration` (errors name the field)."""
 
 
 def budget_of(
@@ -472,6 +490,7 @@ def policy_from_document(doc: Mapping[str, Any], defaults: EnforcementSettings) 
         downgrade_max_input_tokens=parsed.downgrade_max_input_tokens or base.downgrade_max_input_tokens,
         retry_cap=base.retry_cap if parsed.retry_cap is None else parsed.retry_cap,
         routing=RoutingTable(rules),
+        exploration=parse_exploration(parsed.exploration),
     )
 
 
