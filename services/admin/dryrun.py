@@ -86,6 +86,8 @@ class DryRun(msgspec.Struct, frozen=True, kw_only=True):
     """Requests the proposal would have treated differently from what actually happened."""
     elapsed_ms: int
     scopes: list[ScopeResult]
+    changed: int = 0
+    """Requests served differently from live: ``differences`` plus those a routing rule sent to another model."""
 
 
 def _seed_from(policy: Policy, start: datetime) -> datetime:
@@ -143,6 +145,6 @@ def _result(replay: Replay, policy: Policy, days: int, start: datetime, now: dat
         downgrade_saved_micros=sum(t.downgrade_saved_micros for t in tallies),
         forced_cheapest=sum(t.forced_cheapest for t in tallies),
         refused_requests=sum(t.refused_requests for t in tallies), retry_refused=replay.retry_refused,
-        paused_sessions=len(replay.pauses), differences=replay.differences,
+        paused_sessions=len(replay.pauses), differences=replay.differences, changed=replay.changed,
         elapsed_ms=int(elapsed_s * 1000), scopes=scopes,
     )
