@@ -1,0 +1,152 @@
+"""The guard on real PostgreSQL, the Postgres bus and the alerter: a version whose routing rule made its turns
+clearly worse is rolled back automatically within the documented detection time (one ``guard.interval_s``
+once the minimum sample is there), with the ``PolicyRolledBack`` event and the alert delivered to a webhook;
+a harmless version is not; too few turns means no action; ``spendgate policy guard`` reports the same."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from click.testing import CliRunner
+
+from spendgate.admin.guard import check, serve
+from spendgate.admin.policy_versions import VersionApplied, apply_version
+from spendgate.cli import main
+from spendgate.core.config import GuardSettings, PolicySigningSettings, Settings
+from spendgate.domain.enforcement import policy_from_document
+from spendgate.store.policies import store as versions
+from spendgate.store.usage.store import insert_events
+from tests.support.admin_server import TEST_SIGNING_KEY
+from tests.support.alerts import Receivers, running_alerter, settings_for
+from tests.support.factories import usage_event
+from tests.support.waiting import eventually
+
+RULE = {"name": "platform-small", "scope": "team:platform", "max_input_tokens": 8000, "model": "gpt-5.1-mini"}
+ROUTES = """
+targets:
+  webhook:eng: {{url: "{url}", signing_secret: s3cret}}
+routes:
+  - name: policy-changes
+    match: {{stage: policy_rollback}}
+    notify: [webhook:eng]
+"""
+INTERVAL_S = 1.0
+
+
+def settings_with_guard(db_url: str, tmp_path: Path, url: str = "http://127.0.0.1:9/none", **guard: Any) -> Settings:
+    s = settings_for(db_url, tmp_path, ROUTES.format(url=url))
+    return s.model_copy(update={"policy": PolicySigningSettings.model_validate({"signing_key": TEST_SIGNING_KEY}),
+                                "guard": GuardSettings(interval_s=INTERVAL_S, **guard)})
+
+
+def turn(i: int, at: datetime, *, score: str, team: str = "platform", version: str | None = None,
+         rule: str | None = None) -> Any:
+    """One single-request turn: ``good`` (3 tools fine, final answer: 1.0, every fifth 0.9) or ``bad``
+    (2 of 3 tools failed, no final answer: 0.4)."""
+    good = score == "good"
+    return usage_event(
+        turn_id=f"{score}-{team}-{rule}-{i}", session_id=f"s-{team}-{i % 7}", team=team, occurred_at=at,
+        input_tokens=2_000, cached_tokens=0, tool_outputs=3, tool_failures=(1 if i % 5 == 0 else 0) if good else 2,
+        final_message=good, policy_version=version, routing_rule=rule,
+        model_used="gpt-5.1-mini" if rule else "gpt-5.1", route_reason="routing_rule" if rule else "requested")
+
+
+async def two_versions(pool: asyncpg.Pool, settings: Settings, now: datetime) -> tuple[VersionApplied, VersionApplied]:
+    """V0 (no rules) live eight days ago, V1 (the rule) live since a day ago, approved by test:alice."""
+    async def apply(doc: dict[str, Any], at: datetime, reason: str) -> VersionApplied:
+        return await apply_version(pool, policy_from_document(doc, settings.enforcement), settings,
+                                   settings.pricing.table(), now=at, approver="test:alice", reason=reason)
+
+    v0 = await apply({}, now - timedelta(days=8), "baseline")
+    v1 = await apply({"routing_rules": [RULE]}, now - timedelta(days=1), "cheaper small turns for platform")
+    return v0, v1
+
+
+async def seed(pool: asyncpg.Pool, now: datetime, v1: str, *, candidate: str, candidates: int = 60) -> None:
+    """60 good platform turns in the six days before V1 (and 40 bad payments turns, out of the rule's scope),
+    then ``candidates`` platform turns the rule routed under V1."""
+    before = [turn(i, now - timedelta(days=1, hours=2 + 2 * i), score="good") for i in range(60)]
+    noise = [turn(i, now - timedelta(days=2, hours=i), score="bad", team="payments") for i in range(40)]
+    since = [turn(i, now - timedelta(hours=20) + timedelta(minutes=15 * i), score=candidate, version=v1,
+                  rule="platform-small") for i in range(candidates)]
+    await insert_events(pool, [*before, *noise, *since])
+
+
+async def test_a_harmful_version_is_rolled_back_with_the_event_and_the_alert(db_url: str, pool: asyncpg.Pool,
+                                                                             tmp_path: Path) -> None:
+    """The rule's turns score 0.4 against 0.98 before: the running guard rolls V1 back to V0 within one
+    interval (approver spendgate-guard, the reason with the math), the event is on the bus and the alerter
+    delivers the alert naming the version, the approver, the segment and the numbers."""
+    now = datetime.now(UTC)
+    async with Receivers() as receivers:
+        settings = settings_with_guard(db_url, tmp_path, receivers.url("eng"))
+        v0, v1 = await two_versions(pool, settings, now)
+        await seed(pool, now, v1.version_id, candidate="bad")
+        async with running_alerter(settings, pool, db_url) as alerter:
+            stop = asyncio.Event()
+            started = time.monotonic()
+            guard = asyncio.create_task(serve(alerter.runtime, stop))
+            try:
+                active = await eventually(lambda: versions.active_version(pool),
+                                          until=lambda v: v is not None and v.approver == "spendgate-guard",
+                                          timeout_s=INTERVAL_S + 20, what="the guard's rollback")
+                detected_s = time.monotonic() - started
+                [hook] = await eventually(lambda: asyncio.sleep(0, receivers.delivered("eng")),
+                                          timeout_s=20, what="the rollback alert at the webhook")
+            finally:
+                stop.set()
+                await asyncio.wait_for(guard, 30)
+    assert active is not None and active.action == "rollback" and active.source == v0.version_id
+    assert active.parent == v1.version_id and active.document["routing_rules"] == []
+    assert "platform-small" in active.reason and "past the 2 % tolerance" in active.reason
+    print(f"guard detection: {detected_s:.2f} s (interval {INTERVAL_S} s)")
+    assert detected_s < INTERVAL_S + 15  # the first pass acts: the sample is already there
+    row = await pool.fetchrow("SELECT event, published_at FROM policy_rollbacks WHERE version_id = $1", v1.version_id)
+    assert row is not None and row["published_at"] is not None
+    event = json.loads(row["event"])
+    assert (event["baseline_n"], event["candidate_n"]) == (60, 60)
+    assert round(event["candidate_mean"], 3) == 0.4 and event["lower"] > 0.02
+    body = json.dumps(hook.json())
+    for words in (v1.version_id, "test:alice", "platform-small", "team:platform", v0.version_id):
+        assert words in body, words
+    assert await pool.fetchval("SELECT count(*) FROM alerts WHERE kind = 'policy_rollback'") == 1
+
+
+async def test_a_harmless_version_stays_and_too_few_turns_mean_no_action(db_url: str, pool: asyncpg.Pool,
+                                                                         tmp_path: Path) -> None:
+    """Turns as good as before: harmless, V1 stays. Then a fresh database with 12 bad routed turns: too few
+    (the verdict says how many more), V1 stays; the CLI prints the same check."""
+    now = datetime.now(UTC)
+    settings = settings_with_guard(db_url, tmp_path)
+    _, v1 = await two_versions(pool, settings, now)
+    await seed(pool, now, v1.version_id, candidate="good")
+    result = await check(pool, settings, settings.pricing.table(), now=now, act=True)
+    [seg] = result.segments
+    assert (seg.rule, seg.change, seg.verdict, seg.baseline_n, seg.candidate_n) == (
+        "platform-small", "added", "harmless", 60, 60)
+    assert seg.upper is not None and seg.upper <= 0.02 and result.rolled_back_to is None
+    assert (await versions.active_version(pool)).version_id == v1.version_id  # type: ignore[union-attr]
+
+    await pool.execute("DELETE FROM usage_events WHERE routing_rule IS NOT NULL")
+    await seed(pool, now, v1.version_id, candidate="bad", candidates=12)
+    result = await check(pool, settings, settings.pricing.table(), now=now, act=True)
+    [seg] = result.segments
+    assert (seg.verdict, seg.candidate_n, seg.needed, seg.regression) == ("too_few", 12, 18, None)
+    assert (await versions.active_version(pool)).version_id == v1.version_id  # type: ignore[union-attr]
+    assert await pool.fetchval("SELECT count(*) FROM policy_rollbacks") == 0
+
+    env = {"SPENDGATE_DATABASE_URL": db_url, "SPENDGATE_DATA_DIR": str(tmp_path),
+           "SPENDGATE_POLICY__SIGNING_KEY": TEST_SIGNING_KEY}
+    done = await asyncio.to_thread(CliRunner().invoke, main, ["policy", "guard"], env=env)
+    assert done.exit_code == 0, done.output
+    assert f"version {v1.version_id} (approved by test:alice" in done.output
+    assert "platform-small (team:platform, added): baseline 60 turns, candidate 12 turns; too few turns (18 more" \
+        in done.output
+    as_json = await asyncio.to_thread(CliRunner().invoke, main, ["policy", "guard", "--json"], env=env)
+    assert json.loads(as_json.output)["segments"][0]["verdict"] == "too_few"
