@@ -132,6 +132,9 @@ async def check(pool: asyncpg.Pool, settings: Settings, prices: PriceTable, *, n
                       tolerance_pct=cfg.tolerance_pct, min_turns=cfg.min_turns, note="", segments=[])
     if active is None:
         return msgspec.structs.replace(base, note="no policy versions yet: nothing to guard")
+    if active.approver == GUARD_APPROVER:
+        return msgspec.structs.replace(base, note="the active version is the guard's own rollback: not judged "
+                                                  "(rolling it back would restore the harmful version)")
     if now - active.created_at > timedelta(days=cfg.watch_days):
         return msgspec.structs.replace(base, note=f"the active version is older than guard.watch_days "
                                                   f"({cfg.watch_days}): no longer watched")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 from click.testing import CliRunner
 
 from spendgate.admin.guard import check, serve
@@ -24,6 +25,7 @@ from spendgate.store.policies import store as versions
 from spendgate.store.usage.store import insert_events
 from tests.support.admin_server import TEST_SIGNING_KEY
 from tests.support.alerts import Receivers, running_alerter, settings_for
+from tests.support.cli import spendgate
 from tests.support.factories import usage_event
 from tests.support.waiting import eventually
 
@@ -150,3 +152,14 @@ async def test_a_harmless_version_stays_and_too_few_turns_mean_no_action(db_url:
         in done.output
     as_json = await asyncio.to_thread(CliRunner().invoke, main, ["policy", "guard", "--json"], env=env)
     assert json.loads(as_json.output)["segments"][0]["verdict"] == "too_few"
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"SPENDGATE_GUARD__MIN_TURNS": "5"}, "guard.min_turns: Input should be greater than or equal to 30"),
+    ({"SPENDGATE_GUARD__TOLERANCE_PCT": "-1"}, "guard.tolerance_pct: Input should be greater than 0"),
+])
+async def test_bad_guard_settings_are_refused_in_a_line(env: dict[str, str], message: str, tmp_path: Path) -> None:
+    """A minimum sample under the bootstrap's 30 or a negative tolerance: exit 2, the setting named, no
+    traceback (before any database is reached)."""
+    done = await spendgate("policy", "guard", db_url="postgresql://nobody@127.0.0.1:9/none", data_dir=tmp_path, **env)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr

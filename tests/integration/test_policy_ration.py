@@ -20,6 +20,7 @@ from spendgate.cli import main
 from spendgate.core.config import GuardSettings, Settings
 from spendgate.domain.enforcement import policy_from_document
 from spendgate.domain.forecast import Forecast
+from spendgate.domain.money import usd_str
 from spendgate.store.forecasts import store as forecasts
 from spendgate.store.policies import store as versions
 from spendgate.store.usage.store import insert_events
@@ -85,7 +86,7 @@ async def test_proposals_bring_p50_under_least_disruptive_first(db_url: str, poo
         policy_from_document(p.document, s.enforcement)  # a whole, valid policy
     cap = next(p for p in scope.proposals if p.kind == "daily_cap")
     [budget] = cap.document["budgets"]
-    assert budget["daily"] == f"{(60_000_000 - scope.actual_micros) // 15 / 1e6:.2f}".rstrip("0").rstrip(".") or True
+    assert budget["daily"] == usd_str((60_000_000 - scope.actual_micros) // 15)  # what is left over 15 days
     assert cap.dry_run.paused_sessions > 0
     assert await proposals(pool, s, s.pricing.table(), now=NOW, scope="team:payments") == type(found)(
         checked_at=NOW, scopes=[])
