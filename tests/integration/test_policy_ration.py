@@ -24,7 +24,7 @@ from spendgate.domain.money import usd_str
 from spendgate.store.forecasts import store as forecasts
 from spendgate.store.policies import store as versions
 from spendgate.store.usage.store import insert_events
-from tests.support.admin_server import TEST_SIGNING_KEY
+from tests.support.admin_server import TEST_SIGNING_KEY, admin_client, admin_settings, auth
 from tests.support.factories import usage_event
 
 NOW = datetime(2026, 11, 16, 12, 0, tzinfo=UTC)
@@ -123,3 +123,23 @@ async def test_ration_cli(db_url: str, pool: asyncpg.Pool, tmp_path: Path) -> No
     assert [x["scope"] for x in json.loads(done.output)["scopes"]] == ["team:platform"]
     bad = await asyncio.to_thread(CliRunner().invoke, main, ["policy", "ration", "--scope", "galaxy:x"], env=env)
     assert bad.exit_code == 2 and "--scope" in bad.output and "Traceback" not in bad.output, bad.output
+
+
+async def test_ration_and_guard_api(db_url: str, pool: asyncpg.Pool, tmp_path: Path) -> None:
+    """``GET /v1/policy/ration`` answers what the function does, one scope when asked; a malformed or
+    oversized scope is a 400 in OpenAI's error shape; ``GET /v1/policy/guard`` judges the active version
+    (16 days old: no longer watched)."""
+    s = settings(tmp_path, db_url)
+    await seed(pool, s)
+    async with admin_client(pool, admin_settings(data_dir=tmp_path, guard=GuardSettings()), now=NOW) as client:
+        resp = await client.get("/v1/policy/ration", headers=auth(), params={"scope": "team:platform"})
+        assert resp.status == 200, await resp.text()
+        [scope] = (await resp.json())["scopes"]
+        assert scope["scope"] == "team:platform" and len(scope["proposals"]) == 3
+        for bad in ("galaxy:x", "team:" + "x" * 400):
+            resp = await client.get("/v1/policy/ration", headers=auth(), params={"scope": bad})
+            assert resp.status == 400 and (await resp.json())["error"]["message"], bad
+        resp = await client.get("/v1/policy/guard", headers=auth())
+        assert resp.status == 200, await resp.text()
+        guard = await resp.json()
+        assert guard["approver"] == "cli:ann" and "older than guard.watch_days (14)" in guard["note"]
