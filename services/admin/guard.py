@@ -162,7 +162,8 @@ async def _roll_back(pool: asyncpg.Pool, settings: Settings, prices: PriceTable,
         return None
     reason = rollback_reason(version.version_id, worst, cfg.tolerance_pct)
     try:
-        done = await rollback(pool, settings, prices, now=now, approver=GUARD_APPROVER, reason=reason)
+        done = await rollback(pool, settings, prices, now=now, approver=GUARD_APPROVER, reason=reason,
+                              expected_active=version.version_id)
     except (ConfigError, StoreError) as exc:  # another change landed meanwhile, or the parent does not verify
         log.error("guard: rollback refused", version=version.version_id, reason=exc.message)
         return None

@@ -17,10 +17,11 @@ import pytest
 from click.testing import CliRunner
 
 from spendgate.admin.guard import check, serve
-from spendgate.admin.policy_versions import VersionApplied, apply_version
+from spendgate.admin.policy_versions import VersionApplied, apply_version, rollback
 from spendgate.cli import main
 from spendgate.core.config import GuardSettings, PolicySigningSettings, Settings
 from spendgate.domain.enforcement import policy_from_document
+from spendgate.domain.errors import StoreError
 from spendgate.store.policies import store as versions
 from spendgate.store.usage.store import insert_events
 from tests.support.admin_server import TEST_SIGNING_KEY
@@ -129,11 +130,15 @@ async def test_a_harmful_version_is_rolled_back_with_the_event_and_the_alert(db_
 
 async def test_a_harmless_version_stays_and_too_few_turns_mean_no_action(db_url: str, pool: asyncpg.Pool,
                                                                          tmp_path: Path) -> None:
-    """Turns as good as before: harmless, V1 stays. Then a fresh database with 12 bad routed turns: too few
-    (the verdict says how many more), V1 stays; the CLI prints the same check."""
+    """A rollback expecting another active version is refused. Turns as good as before: harmless, V1 stays.
+    Then only 12 bad routed turns: too few (the verdict says how many more), V1 stays; the CLI prints the
+    same check."""
     now = datetime.now(UTC)
     settings = settings_with_guard(db_url, tmp_path)
-    _, v1 = await two_versions(pool, settings, now)
+    v0, v1 = await two_versions(pool, settings, now)
+    with pytest.raises(StoreError, match=f"now {v1.version_id}, not {v0.version_id}"):  # judged V0, V1 came since
+        await rollback(pool, settings, settings.pricing.table(), now=now, approver="spendgate-guard", reason="r",
+                       expected_active=v0.version_id)
     await seed(pool, now, v1.version_id, candidate="good")
     result = await check(pool, settings, settings.pricing.table(), now=now, act=True)
     [seg] = result.segments
