@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
 
 import asyncpg
 import msgspec
 
 from spendgate.admin.policy_versions import rollback
+from spendgate.admin.ration import auto_ration
 from spendgate.core.bus import Bus
 from spendgate.core.config import Settings
 from spendgate.core.logs import get_logger
@@ -187,27 +188,26 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-async def run_once(pool: asyncpg.Pool, bus: Bus, settings: Settings, prices: PriceTable, *,
-                   now: datetime) -> GuardCheck | None:
+async def run_once(pool: asyncpg.Pool, bus: Bus, settings: Settings, prices: PriceTable, *, now: datetime,
+                   rationed: set[tuple[str, date]] | None = None) -> GuardCheck | None:
     """One pass of the worker: publish pending rollback events, guard (if enabled), ration (if
-    ``auto_ration``), publish again."""
-    from spendgate.admin.ration import auto_ration
-
+    ``auto_ration``; ``rationed``: the forecasts already weighed), publish again."""
     await store.publish_rollbacks(pool, bus)
     result = None
     if settings.guard.enabled:
         result = await check(pool, settings, prices, now=now, act=True)
         await store.publish_rollbacks(pool, bus)
     if settings.guard.auto_ration and (result is None or result.rolled_back_to is None):
-        await auto_ration(pool, settings, prices, now=now)
+        await auto_ration(pool, settings, prices, now=now, tried=rationed)
     return result
 
 
 async def _loop(runtime: Runtime, clock: Clock, stop: asyncio.Event, beat: Beat) -> None:
     settings = runtime.settings
     prices = settings.pricing.table()
+    rationed: set[tuple[str, date]] = set()
     while not stop.is_set():
-        await run_once(runtime.pool, runtime.bus, settings, prices, now=clock())
+        await run_once(runtime.pool, runtime.bus, settings, prices, now=clock(), rationed=rationed)
         beat()
         await wait_or_stop(settings.guard.interval_s, stop)
 

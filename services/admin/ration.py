@@ -150,14 +150,19 @@ def _describe(kind: Kind, policy: Policy, budget: Budget) -> str:
     return f"route turns under {policy.downgrade_max_input_tokens:,} input tokens one model cheaper ({shown})"
 
 
+async def overrun_forecasts(pool: asyncpg.Pool, scope: str | None = None) -> list[StoredForecast]:
+    """The latest forecasts whose P50 crosses their monthly budget, the largest overrun first."""
+    over = [f for f in await latest_forecasts(pool, scope)
+            if f.budget_micros is not None and f.p50_micros > f.budget_micros and split_scope(f.scope)[1] is None]
+    return sorted(over, key=lambda f: (-(f.p50_micros - (f.budget_micros or 0)), f.scope))
+
+
 async def proposals(pool: asyncpg.Pool, settings: Settings, prices: PriceTable, *, now: datetime,
                     scope: str | None = None) -> Rationing:
     """The rationing proposals of every scope (or ``scope``) whose latest P50 crosses its monthly budget."""
     days = settings.guard.ration_days
     policy = await live_policy(pool, settings.enforcement, now)
-    over = [f for f in await latest_forecasts(pool, scope)
-            if f.budget_micros is not None and f.p50_micros > f.budget_micros and split_scope(f.scope)[1] is None]
-    over.sort(key=lambda f: (-(f.p50_micros - (f.budget_micros or 0)), f.scope))
+    over = await overrun_forecasts(pool, scope)
     if not over:
         return Rationing(checked_at=now, scopes=[])
     base, _ = await dry_run(pool, policy, prices, days=days, now=now)
@@ -222,28 +227,38 @@ def _proposal(kind: Kind, proposed: Policy, result: DryRun, base: DryRun,
                           document=to_document(proposed.with_version(None, proposed.routing)))
 
 
-async def auto_ration(pool: asyncpg.Pool, settings: Settings, prices: PriceTable, *, now: datetime) -> str | None:
+async def auto_ration(pool: asyncpg.Pool, settings: Settings, prices: PriceTable, *, now: datetime,
+                      tried: set[tuple[str, date]] | None = None) -> str | None:
     """Apply the least disruptive sufficient proposal of one overrun scope as a new version (one per pass:
-    the next pass starts from the policy it made); returns the version id, or None."""
-    found = await proposals(pool, settings, prices, now=now)
+    the next pass starts from the policy it made); returns the version id, or None.
+
+    A scope is rationed once per forecast (a version by ``spendgate-ration`` since the forecast's day skips
+    it), and ``tried`` (the worker's memory: (scope, forecast day)) skips forecasts already weighed, so the
+    replays run once per new forecast, not every pass."""
+    tried = set() if tried is None else tried
     recent = await versions.list_versions(pool, limit=50)
-    for scope in found.scopes:
+    for f in await overrun_forecasts(pool):
+        if (f.scope, f.as_of) in tried:
+            continue
+        tried.add((f.scope, f.as_of))
+        if any(v.approver == RATION_APPROVER and v.reason.startswith(f"ration {f.scope}:")
+               and v.created_at.date() >= f.as_of for v in recent):
+            continue  # rationed since this forecast: wait for the next one to see the effect
+        [scope] = (await proposals(pool, settings, prices, now=now, scope=f.scope)).scopes
         best = next((p for p in scope.proposals if p.sufficient), None)
         if best is None:
+            log.warning("auto_ration: no proposal brings P50 under its budget", scope=f.scope)
             continue
-        if any(v.approver == RATION_APPROVER and v.reason.startswith(f"ration {scope.scope}:")
-               and v.created_at.date() >= scope.as_of for v in recent):
-            continue  # rationed since this forecast: wait for the next one to see the effect
         reason = f"ration {best.summary}"[:500]
         try:
             policy = policy_from_document(best.document, settings.enforcement)
             done = await apply_version(pool, policy, settings, prices, now=now, approver=RATION_APPROVER,
                                        reason=reason)
         except (ConfigError, StoreError) as exc:
-            log.error("auto_ration: proposal not applied", scope=scope.scope, reason=exc.message)
+            log.error("auto_ration: proposal not applied", scope=f.scope, reason=exc.message)
             return None
         await access.record(pool, actor=RATION_APPROVER, action="policy.apply", target="policy",
-                            detail={"version": done.version_id, "kind": best.kind, "scope": scope.scope})
-        log.warning("auto_ration applied a proposal", scope=scope.scope, kind=best.kind, version=done.version_id)
+                            detail={"version": done.version_id, "kind": best.kind, "scope": f.scope})
+        log.warning("auto_ration applied a proposal", scope=f.scope, kind=best.kind, version=done.version_id)
         return done.version_id
     return None

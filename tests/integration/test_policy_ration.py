@@ -99,7 +99,9 @@ async def test_auto_ration_applies_once_and_rolls_back(db_url: str, pool: asyncp
     await seed(pool, s)
     before = await versions.active_version(pool)
     expected = (await proposals(pool, s, s.pricing.table(), now=NOW)).scopes[0].proposals[0]
-    version = await auto_ration(pool, s, s.pricing.table(), now=NOW)
+    tried: set[tuple[str, date]] = set()
+    version = await auto_ration(pool, s, s.pricing.table(), now=NOW, tried=tried)
+    assert tried == {("team:platform", NOW.date())}  # the worker weighs this forecast once
     active = await versions.active_version(pool)
     assert active is not None and before is not None and version == active.version_id
     assert active.approver == RATION_APPROVER and active.reason.startswith("ration team:platform: ")
