@@ -32,6 +32,7 @@ from spendgate.domain.guard import (
     Verdict,
     affected,
     judge,
+    local_hour,
     matches,
     requested_models,
     rollback_reason,
@@ -116,7 +117,9 @@ async def judge_version(pool: asyncpg.Pool, settings: Settings, version: PolicyV
     for segment in segments:
         candidate = [t for t in since if routed(segment.rule, t[0], version.version_id)]
         models = requested_models(segment.rule, (t[0] for t in candidate))
-        baseline = [t for t in before if matches(segment.rule, t[0], models)]
+        hours = {local_hour(segment.rule, t[0]) for t in candidate}
+        baseline = [t for t in before if matches(segment.rule, t[0], models)
+                    and local_hour(segment.rule, t[0]) in hours]
         judged.append(judge(segment, [_score(t) for t in baseline], [_score(t) for t in candidate],
                             tolerance=cfg.tolerance_pct / 100, min_turns=cfg.min_turns))
     return judged

@@ -5,7 +5,10 @@ A version's **affected segments** are its routing rules that are new or changed 
 document (same name, another definition). For each, the *candidate* turns are those the rule routed
 under the version; the *baseline* turns are those of the days before the version went live that the
 rule's predicate matches (its scope, the turn's starting input size under ``max_input_tokens``, its
-local start time in ``hours``, and the requested models it routes from). Their quality scores are
+local start time in ``hours``, and the requested models it routes from), started in an hour of the day in
+which the rule routed turns since (:func:`local_hour`: a morning of new traffic is compared with
+mornings, not with the quiet nights before; the weekday mix is not matched, the baseline's week holds
+every weekday once). Their quality scores are
 compared with :func:`spendgate.domain.learning.regression` (docs/policy.md, "The guard").
 """
 
@@ -50,6 +53,11 @@ def in_scope(scope: str, f: TurnFacts) -> bool:
         return True
     value = {"key": f.key_id, "developer": f.developer, "team": f.team, "cost_center": f.cost_center}.get(kind)
     return value == name
+
+
+def local_hour(rule: RoutingRule, f: TurnFacts) -> int:
+    """The hour of the day (0-23, the rule's time zone) the turn started in."""
+    return f.started_at.astimezone(zone(rule.timezone)).hour
 
 
 def matches(rule: RoutingRule, f: TurnFacts, requested: Collection[str]) -> bool:

@@ -73,9 +73,10 @@ async def two_versions(pool: asyncpg.Pool, settings: Settings, now: datetime) ->
 
 async def seed(pool: asyncpg.Pool, now: datetime, v1: str, *, candidate: str, candidates: int = 60,
                first: int = 0) -> None:
-    """60 good platform turns in the six days before V1 (and 40 bad payments turns, out of the rule's scope),
+    """60 good platform turns in the days before V1 (and 40 bad payments turns, out of the rule's scope),
     then ``candidates`` platform turns the rule routed under V1 (``first`` > 0: only those from it on)."""
-    before = [turn(i, now - timedelta(days=1, hours=2 + 2 * i), score="good") for i in range(60)]
+    before = [turn(i, now - timedelta(hours=20, days=1 + i % 5) + timedelta(minutes=15 * i), score="good")
+              for i in range(60)]  # at the candidates' times of day, 1 to 5 days before V1
     noise = [turn(i, now - timedelta(days=2, hours=i), score="bad", team="payments") for i in range(40)]
     since = [turn(i, now - timedelta(hours=20) + timedelta(minutes=15 * i), score=candidate, version=v1,
                   rule="platform-small") for i in range(first, candidates)]
@@ -151,7 +152,9 @@ async def test_a_harmless_version_stays_and_too_few_turns_mean_no_action(db_url:
     await seed(pool, now, v1.version_id, candidate="bad", candidates=12)
     result = await check(pool, settings, settings.pricing.table(), now=now, act=True)
     [seg] = result.segments
-    assert (seg.verdict, seg.candidate_n, seg.needed, seg.regression) == ("too_few", 12, 18, None)
+    # the baseline keeps the turns of the hours of the day the 12 routed turns started in (12 to 15)
+    assert (seg.verdict, seg.candidate_n, seg.regression) == ("too_few", 12, None) and 12 <= seg.baseline_n <= 15
+    assert seg.needed == 18 + 30 - seg.baseline_n
     assert (await versions.active_version(pool)).version_id == v1.version_id  # type: ignore[union-attr]
     assert await pool.fetchval("SELECT count(*) FROM policy_rollbacks") == 0
 
@@ -160,8 +163,8 @@ async def test_a_harmless_version_stays_and_too_few_turns_mean_no_action(db_url:
     done = await asyncio.to_thread(CliRunner().invoke, main, ["policy", "guard"], env=env)
     assert done.exit_code == 0, done.output
     assert f"version {v1.version_id} (approved by test:alice" in done.output
-    assert "platform-small (team:platform, added): baseline 60 turns, candidate 12 turns; too few turns (18 more" \
-        in done.output
+    assert (f"platform-small (team:platform, added): baseline {seg.baseline_n} turns, candidate 12 turns; too few "
+            f"turns ({seg.needed} more") in done.output
     as_json = await asyncio.to_thread(CliRunner().invoke, main, ["policy", "guard", "--json"], env=env)
     assert json.loads(as_json.output)["segments"][0]["verdict"] == "too_few"
 

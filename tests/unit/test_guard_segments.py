@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from spendgate.domain.enforcement.routing import stored_rules
-from spendgate.domain.guard import affected, judge, matches, requested_models, rollback_reason, routed
+from spendgate.domain.guard import affected, judge, local_hour, matches, requested_models, rollback_reason, routed
 from spendgate.domain.outcomes import TurnFacts
 
 RULE = {"name": "small", "scope": "team:platform", "max_input_tokens": 8000, "hours": "22:00-06:00",
@@ -56,6 +56,7 @@ def test_the_predicate_is_scope_size_local_hours_and_model() -> None:
     assert requested_models(rule, candidates) == {"gpt-5"}
     assert requested_models(replace(rule, models=("gpt-5.1",)), candidates) == {"gpt-5.1"}
     assert routed(rule, candidates[0], "v2") and not routed(rule, candidates[0], "v1")
+    assert local_hour(rule, facts()) == 23  # 22:30 UTC is 23:30 in Berlin
 
 
 @pytest.mark.parametrize(("candidate", "verdict"), [
