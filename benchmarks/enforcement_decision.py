@@ -110,7 +110,7 @@ def with_rules(policy: Policy, teams: list[str], *, hours: str | None, limit: in
     rules = [{"name": f"route-{t}", "scope": f"team:{t}", "max_input_tokens": limit, "model": "gpt-5.1-mini",
               "timezone": "Europe/Berlin", **({"hours": hours} if hours else {})} for t in teams]
     parsed = policy_from_document({"routing_rules": rules}, EnforcementSettings()).routing
-    return policy.with_version("v-rules", parsed)
+    return policy.with_version("v-rules", parsed, None)
 
 
 def interleaved_us(fns: list[object], calls: int) -> tuple[list[float], list[float], list[float]]:
@@ -178,7 +178,7 @@ def main(keys: int, calls: int, rules: int) -> int:
     print(f"admit+complete:   {a_us:7.1f} µs per request")
     print(f"json.loads body:  {j_us:7.1f} µs (baseline); admit+complete / json.loads = {a_us / j_us:.2f}")
 
-    none = policy.with_version("v-none", RoutingTable())
+    none = policy.with_version("v-none", RoutingTable(), None)
     some = with_rules(policy, teams[:rules], hours="09:00-17:00", limit=8_000)
     every = with_rules(policy, teams, hours=None, limit=10**7)
     noon = now.replace(hour=11, minute=0)  # 12:00 in Berlin: inside the rules' hours, same day as the balances
@@ -190,7 +190,7 @@ def main(keys: int, calls: int, rules: int) -> int:
     def timed(p: Policy, at: datetime) -> object:
         return lambda i: decide(facts[i % keys], p, view.spent_micros, at)
 
-    again = policy.with_version("v-none-again", RoutingTable())
+    again = policy.with_version("v-none-again", RoutingTable(), None)
     block = {"share_pct": 5, "teams": teams[:rules], "max_input_tokens": 8_000}
     exploring = policy.with_version("v-explore", RoutingTable(), parse_exploration(block))
     eligible = [decide(f, exploring, view.spent_micros, noon).experiment_arm for f in facts]

@@ -27,6 +27,7 @@ def services() -> dict[str, Serve]:
     Imported when called, not with this module: the root command imports it, and ``spendgate keys
     list`` has no use for the proxy, aiohttp or numpy.
     """
+    from spendgate.admin import guard as guard_service
     from spendgate.admin import service as admin_service
     from spendgate.alerter import service as alerter_service
     from spendgate.forecaster import service as forecaster_service
@@ -41,6 +42,7 @@ def services() -> dict[str, Serve]:
         "forecaster": forecaster_service.serve,
         "admin": admin_service.serve,
         "reconcile": reconcile_service.serve,
+        "guard": guard_service.serve,
     }
 
 

@@ -7,5 +7,6 @@ command starts, and must not pay for msgspec or the stores to do so.
 
 from __future__ import annotations
 
-KINDS = ("alert", "downgrade", "pause", "forecast_overrun", "retry_loop", "digest", "test", "reconciliation_gap")
+KINDS = ("alert", "downgrade", "pause", "forecast_overrun", "retry_loop", "digest", "test", "reconciliation_gap",
+         "policy_rollback")
 MAX_ALERTS = 1000

@@ -40,7 +40,7 @@ class AlertOut(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
     kind: str
     """``alert``, ``downgrade``, ``pause``, ``forecast_overrun``, ``retry_loop``, ``reconciliation_gap``,
-    ``digest`` or ``test``."""
+    ``policy_rollback``, ``digest`` or ``test``."""
     severity: str
     scope: str
     developer: str | None

@@ -289,6 +289,19 @@ def admin(ctx: Ctx) -> None:
     run(run_services(settings, {"admin": serve}), serving=True)
 
 
+@click.command("guard")
+@pass_ctx
+def guard(ctx: Ctx) -> None:
+    """Run the policy guard alone (it also runs inside spendgate up): every guard.interval_s it judges the
+    active policy version, rolls back a harmful one, and rations when guard.auto_ration is on."""
+    from spendgate.admin.guard import serve
+    from spendgate.runtime import run_services
+
+    if not ctx.settings.guard.enabled and not ctx.settings.guard.auto_ration:
+        raise CliError("the guard is off (guard.enabled: false) and guard.auto_ration is off: nothing to run")
+    run(run_services(ctx.settings, {"guard": serve}), serving=True)
+
+
 @click.command("turns")
 @click.option("--session", default=None, callback=nonempty, help="Only this session's turns.")
 @click.option("--team", default=None, callback=nonempty, help="Only this team's turns.")
@@ -314,4 +327,4 @@ def turns(ctx: Ctx, session: str | None, team: str | None, since: datetime | Non
     click.echo(run(go()))
 
 
-COMMANDS: list[click.Command] = [report, sessions, policy, admin, turns]
+COMMANDS: list[click.Command] = [report, sessions, policy, admin, turns, guard]

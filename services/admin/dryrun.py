@@ -93,6 +93,8 @@ class DryRun(msgspec.Struct, frozen=True, kw_only=True):
     explore_requests: int = 0
     explore_saved_micros: int = 0
     """What those explored requests would have saved against the requested model."""
+    changed: int = 0
+    """Requests served differently from live: ``differences`` plus those a routing rule sent to another model."""
 
 
 def _seed_from(policy: Policy, start: datetime) -> datetime:
@@ -150,7 +152,7 @@ def _result(replay: Replay, policy: Policy, days: int, start: datetime, now: dat
         downgrade_saved_micros=sum(t.downgrade_saved_micros for t in tallies),
         forced_cheapest=sum(t.forced_cheapest for t in tallies),
         refused_requests=sum(t.refused_requests for t in tallies), retry_refused=replay.retry_refused,
-        paused_sessions=len(replay.pauses), differences=replay.differences,
+        paused_sessions=len(replay.pauses), differences=replay.differences, changed=replay.changed,
         elapsed_ms=int(elapsed_s * 1000), scopes=scopes, exploration=policy.exploration is not None,
         explored_turns=len(replay.explored_turns),
         explore_requests=replay.explore_requests, explore_saved_micros=replay.explore_saved_micros,

@@ -17,7 +17,9 @@ from spendgate.core.clitools import DOCUMENT_FORMATS, CliError, Ctx, api_option,
 
 if TYPE_CHECKING:
     from spendgate.admin.dryrun import DryRun
+    from spendgate.admin.guard import GuardCheck
     from spendgate.admin.policy_versions import Verifications, VersionApplied
+    from spendgate.admin.ration import Rationing
 
 
 def _read_document(path: Path) -> dict[str, Any]:
@@ -230,6 +232,85 @@ def show_cmd(ctx: Ctx, fmt: str, api_url: str | None) -> None:
     import yaml
 
     click.echo(yaml.safe_dump(document, sort_keys=False), nl=False)
+
+
+@policy.command("guard")
+@click.option("--act", is_flag=True, help="Roll the version back when a segment regressed, as the guard worker "
+                                          "does (approver spendgate-guard); without it, only report.")
+@click.option("--json", "as_json", is_flag=True, help="Print the check as JSON.")
+@pass_ctx
+def guard_cmd(ctx: Ctx, act: bool, as_json: bool) -> None:
+    """Judge the active policy version once: per routing rule it added or changed, the turns it routed
+    since against the same kind of turns before, the regression with its 95 % bounds, and the verdict."""
+    from spendgate.admin.guard import check
+    from spendgate.core.tables import to_json
+
+    settings = ctx.settings
+
+    async def go() -> GuardCheck:
+        async with ctx.database() as pool:
+            return await check(pool, settings, settings.pricing.table(), now=datetime.now(UTC), act=act)
+
+    result = run(go())
+    click.echo(to_json(result) if as_json else describe_guard(result))
+
+
+def describe_guard(g: GuardCheck) -> str:
+    if g.version_id is None or g.note:
+        return g.note
+    out = [f"version {g.version_id} (approved by {g.approver}, live since {g.activated_at:%Y-%m-%d %H:%M} UTC); "
+           f"tolerance {g.tolerance_pct:g} %, at least {g.min_turns} turns a side"]
+    for s in g.segments:
+        line = f"  {s.rule} ({s.scope}, {s.change}): baseline {s.baseline_n} turns, candidate {s.candidate_n} turns"
+        if s.regression is None:
+            line += f"; too few turns ({s.needed} more needed)"
+        else:
+            line += (f"; means {s.baseline_mean:.3f} → {s.candidate_mean:.3f}, regression {s.regression:.1%} "
+                     f"(95 % bounds {s.lower:.1%} to {s.upper:.1%}): {s.verdict}")
+        out.append(line)
+    if g.rolled_back_to:
+        out.append(f"rolled back: version {g.rolled_back_to} is active again (rollback version {g.rollback_version})")
+    return "\n".join(out)
+
+
+@policy.command("ration")
+@click.option("--scope", default=None, metavar="SCOPE", help="Only this scope (team:platform, org, …).")
+@click.option("--json", "as_json", is_flag=True, help="Print the proposals (with their documents) as JSON.")
+@pass_ctx
+def ration_cmd(ctx: Ctx, scope: str | None, as_json: bool) -> None:
+    """For every scope whose month-end P50 crosses its monthly budget: the changes that would bring it back
+    under (an earlier downgrade stage, a daily cap, a routing rule for small turns), least disruptive
+    first, each estimated from a dry-run of recent traffic."""
+    from spendgate.admin.ration import proposals
+    from spendgate.core.tables import to_json
+    from spendgate.domain.enforcement.scopes import parse_scope
+    from spendgate.domain.errors import ConfigError
+
+    settings = ctx.settings
+    if scope is not None:
+        try:
+            scope = parse_scope(scope)
+        except ConfigError as exc:
+            raise click.BadParameter(exc.message, param_hint="--scope") from None
+
+    async def go() -> Rationing:
+        async with ctx.database() as pool:
+            return await proposals(pool, settings, settings.pricing.table(), now=datetime.now(UTC), scope=scope)
+
+    result = run(go())
+    click.echo(to_json(result) if as_json else describe_ration(result))
+
+
+def describe_ration(r: Rationing) -> str:
+    if not r.scopes:
+        return "no scope's month-end P50 crosses its monthly budget: nothing to ration"
+    out = []
+    for s in r.scopes:
+        out.append(f"{s.scope}: P50 {s.p50_micros / 1e6:,.2f} USD against a {s.budget_micros / 1e6:,.2f} USD budget "
+                   f"(forecast of {s.as_of}, {s.days_left:.1f} days left){'; ' + s.note if s.note else ''}")
+        for i, p in enumerate(s.proposals, 1):
+            out.append(f"  {i}. [{p.kind}{'' if p.sufficient else ', not enough'}] {p.summary}")
+    return "\n".join(out)
 
 
 def describe(r: DryRun) -> str:

@@ -23,7 +23,7 @@ from spendgate.admin.policy import Applied, apply, live_policy, to_document
 from spendgate.core.config import Settings
 from spendgate.core.policy_keys import signing_key, verify_key
 from spendgate.domain.enforcement import Policy, policy_from_document
-from spendgate.domain.errors import ConfigError
+from spendgate.domain.errors import ConfigError, StoreError
 from spendgate.domain.events import new_id
 from spendgate.domain.policy_versions import (
     MAX_APPROVER_CHARS,
@@ -109,13 +109,18 @@ def version_detail(v: PolicyVersion, active: str | None) -> VersionDetail:
 
 async def apply_version(pool: asyncpg.Pool, proposal: Policy, settings: Settings, prices: PriceTable, *,
                         now: datetime, approver: str, reason: str, action: VersionAction = "apply",
-                        source: str | None = None) -> VersionApplied:
-    """Apply ``proposal`` and store it as the new active version, signed."""
+                        source: str | None = None, expected_active: str | None = None) -> VersionApplied:
+    """Apply ``proposal`` and store it as the new active version, signed. ``expected_active``: refuse
+    (a non-retriable :class:`StoreError`) unless that version is the active one (the guard's rollback must
+    not undo a version applied after the one it judged)."""
     approver = _text(approver, "approver", MAX_APPROVER_CHARS)
     reason = _text(reason, "reason", MAX_REASON_CHARS)
     proposal.check_prices(prices, bedrock_models=settings.bedrock.models.keys())
     key = signing_key(settings)  # before changing anything: a missing or bad key changes nothing
     parent = await store.active_version(pool)
+    if expected_active is not None and (parent is None or parent.version_id != expected_active):
+        raise StoreError(f"the active policy version is now {parent.version_id if parent else None}, not "
+                         f"{expected_active}: another change was applied meanwhile", retriable=False)
     done = await apply(pool, proposal, settings.enforcement, now=now, actor=approver)
     live = await live_policy(pool, settings.enforcement, now)
     document = to_document(live.with_version(None, proposal.routing, proposal.exploration))
@@ -127,11 +132,15 @@ async def apply_version(pool: asyncpg.Pool, proposal: Policy, settings: Settings
 
 
 async def rollback(pool: asyncpg.Pool, settings: Settings, prices: PriceTable, *, now: datetime, approver: str,
-                   reason: str, to: str | None = None) -> VersionApplied:
-    """Make the parent of the active version (or version ``to``) active again, as a new version."""
+                   reason: str, to: str | None = None, expected_active: str | None = None) -> VersionApplied:
+    """Make the parent of the active version (or version ``to``) active again, as a new version; with
+    ``expected_active``, only while that version is the active one."""
     active = await store.active_version(pool)
     if active is None:
         raise ConfigError("no policy versions yet: nothing to roll back (run `spendgate policy apply` first)")
+    if expected_active is not None and active.version_id != expected_active:
+        raise StoreError(f"the active policy version is now {active.version_id}, not {expected_active}: another "
+                         "change was applied meanwhile", retriable=False)
     target_id = to or active.parent
     if target_id is None:
         raise ConfigError(f"the active version {active.version_id} is the first: there is none before it")
@@ -145,7 +154,7 @@ async def rollback(pool: asyncpg.Pool, settings: Settings, prices: PriceTable, *
         raise ConfigError(f"version {target_id} does not verify, so it is not restored: {verdict.problem}")
     proposal = policy_from_document(target.document, settings.enforcement)
     return await apply_version(pool, proposal, settings, prices, now=now, approver=approver, reason=reason,
-                               action="rollback", source=target_id)
+                               action="rollback", source=target_id, expected_active=active.version_id)
 
 
 async def versions(pool: asyncpg.Pool, *, limit: int = 100) -> list[VersionOut]:

@@ -110,6 +110,9 @@ class Replay:
         self.alerts: list[AlertHit] = []
         self.pauses: list[Pause] = []
         self.events = self.spend_micros = self.actual_micros = self.differences = self.retry_refused = 0
+        self.changed = 0
+        """Requests served differently from live: another outcome, or the same outcome on another model (a
+        routing rule's)."""
         self.trace: dict[str, Outcome] | None = {} if trace else None
         self._sessions: dict[str, _Session] = defaultdict(_Session)
         self._principals: dict[tuple[str, str, str, str], Principal] = {}
@@ -141,6 +144,9 @@ class Replay:
             self.retry_refused += 1
         if outcome != actual_outcome(u):
             self.differences += 1
+            self.changed += 1
+        elif used != u.model_used:
+            self.changed += 1
         if self.trace is not None:
             self.trace[u.event_id] = outcome
         for tally in tallies:

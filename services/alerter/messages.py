@@ -11,7 +11,13 @@ from spendgate.alerter.forecasts import FreshForecast, fresh_forecast, latest_fo
 from spendgate.alerter.links import console_link
 from spendgate.core.db import Conn
 from spendgate.domain.alerts import Alert, Fact, Message, SessionLine, Severity, scope_name
-from spendgate.domain.events import ForecastOverrun, ReconciliationGap, RetryLoopDetected, ThresholdCrossed
+from spendgate.domain.events import (
+    ForecastOverrun,
+    PolicyRolledBack,
+    ReconciliationGap,
+    RetryLoopDetected,
+    ThresholdCrossed,
+)
 from spendgate.domain.money import format_usd
 from spendgate.domain.periods import PeriodKind, local_date, period_containing, period_of
 from spendgate.store.balances import store as balances
@@ -21,6 +27,7 @@ from spendgate.store.usage import store as usage
 SEVERITY: dict[str, Severity] = {
     "alert": "warning", "downgrade": "error", "pause": "critical", "forecast_overrun": "warning",
     "retry_loop": "error", "digest": "info", "test": "info", "reconciliation_gap": "warning",
+    "policy_rollback": "error",
 }
 
 
@@ -157,6 +164,8 @@ async def build_message(conn: Conn, alert: Alert, *, now: datetime, top_n: int,
         )
     if isinstance(ev, ReconciliationGap):
         return reconciliation_message(base, ev)
+    if isinstance(ev, PolicyRolledBack):
+        return rollback_message(base, ev)
     assert isinstance(ev, RetryLoopDetected)
     session = await usage.session_totals(conn, ev.developer, ev.session_id)
     command = ev.command if len(ev.command) <= 200 else ev.command[:199] + "…"
@@ -201,4 +210,26 @@ def reconciliation_message(base: Message, ev: ReconciliationGap) -> Message:
         summary=(f"{ev.provider} billed {format_usd(ev.provider_micros)} for {ev.day}; the ledger counted "
                  f"{format_usd(ev.ledger_micros)} (capture rate {format_rate(ev.capture_ppm)})."),
         facts=facts, incident_key=f"spendgate:reconciliation:{ev.provider}:{ev.day}", occurred_at=ev.detected_at,
+    )
+
+
+def rollback_message(base: Message, ev: PolicyRolledBack) -> Message:
+    """The guard rolled a version back: which, whose, which rule's turns got worse, and by how much."""
+    facts = [
+        Fact("Version", f"{ev.version_id} (approved by {ev.approver})"),
+        Fact("Segment", f"routing rule {ev.segment} ({ev.scope})"),
+        Fact("Quality", f"mean score {ev.candidate_mean:.3f} over {ev.candidate_n} turns since the version, against "
+                        f"{ev.baseline_mean:.3f} over {ev.baseline_n} turns of the same kind before it"),
+        Fact("Regression", f"{ev.regression:.1%} (95 % bounds {ev.lower:.1%} to {ev.upper:.1%}); tolerance "
+                           f"{ev.tolerance_pct:g} %"),
+        Fact("Effect now", f"Version {ev.restored_version} is active again (rollback version "
+                           f"{ev.rollback_version}); re-apply with `spendgate policy rollback --to {ev.version_id}` "
+                           "if the guard was wrong."),
+    ]
+    return msgspec.structs.replace(
+        base, title=f"[policy rollback] version {ev.version_id} by {ev.approver} was rolled back",
+        summary=(f"Turns routed by {ev.segment} ({ev.scope}) scored {ev.regression:.1%} worse than before version "
+                 f"{ev.version_id} (at least {ev.lower:.1%} with 95 % confidence; tolerance "
+                 f"{ev.tolerance_pct:g} %), so the guard restored {ev.restored_version}."),
+        facts=facts, incident_key=f"spendgate:policy_rollback:{ev.version_id}", occurred_at=ev.detected_at,
     )

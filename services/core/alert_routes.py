@@ -36,7 +36,7 @@ from spendgate.core.yamlnodes import Located, Node, RuleError, as_list, as_mappi
 from spendgate.domain.errors import ConfigError
 from spendgate.domain.periods import zone
 
-STAGES = ("alert", "downgrade", "pause", "forecast_overrun", "retry_loop", "reconciliation_gap")
+STAGES = ("alert", "downgrade", "pause", "forecast_overrun", "retry_loop", "reconciliation_gap", "policy_rollback")
 MATCH_KEYS = ("cost_center", "team", "developer", "stage", "scope", "period")
 SCOPE_KINDS = ("key", "developer", "team", "cost_center", "org")
 DEVELOPER = "developer"

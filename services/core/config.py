@@ -442,6 +442,33 @@ class PolicySigningSettings(BaseModel):
     kept; unset: the signing key's own."""
 
 
+class GuardSettings(BaseModel):
+    """The guard and rationing (docs/policy.md, "The guard" and "Rationing")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    """Watch the active policy version and roll it back when a routing rule's turns got worse."""
+    tolerance_pct: float = Field(default=2.0, gt=0, le=50)
+    """A rule's turns may score this much worse (relative, percent) before the guard acts; it acts only when
+    the regression's 95 % lower bound is past it."""
+    interval_s: float = Field(default=300.0, ge=1, le=86_400)
+    """How often the guard checks (and, with ``auto_ration``, rations)."""
+    min_turns: int = Field(default=30, ge=30, le=100_000)
+    """Turns each side (before and since the version) needs before the guard judges a rule (at least 30,
+    the bootstrap's minimum)."""
+    baseline_days: int = Field(default=7, ge=1, le=60)
+    """The baseline is the turns of the last this many days before the version went live (7: every
+    weekday and hour once)."""
+    watch_days: int = Field(default=14, ge=1, le=90)
+    """A version older than this is no longer watched."""
+    auto_ration: bool = False
+    """When a scope's month-end P50 crosses its monthly budget, apply the least disruptive proposal of
+    ``spendgate policy ration`` as a new signed version (approver ``spendgate-ration``)."""
+    ration_days: int = Field(default=14, ge=1, le=60)
+    """Rationing estimates each proposal from a dry-run of this many recent days, scaled to the days left."""
+
+
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
@@ -737,6 +764,7 @@ class Settings(BaseModel):
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     policy: PolicySigningSettings = Field(default_factory=PolicySigningSettings)
+    guard: GuardSettings = Field(default_factory=GuardSettings)
     console_links: ConsoleLinkSettings = Field(default_factory=ConsoleLinkSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 

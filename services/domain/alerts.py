@@ -10,13 +10,19 @@ from typing import Literal
 import msgspec
 
 from spendgate.domain.enforcement.scopes import scope_kind, split_scope
-from spendgate.domain.events import ForecastOverrun, ReconciliationGap, RetryLoopDetected, ThresholdCrossed
+from spendgate.domain.events import (
+    ForecastOverrun,
+    PolicyRolledBack,
+    ReconciliationGap,
+    RetryLoopDetected,
+    ThresholdCrossed,
+)
 
 AlertKind = Literal["alert", "downgrade", "pause", "forecast_overrun", "retry_loop", "digest", "test",
-                    "reconciliation_gap"]
+                    "reconciliation_gap", "policy_rollback"]
 Severity = Literal["info", "warning", "error", "critical"]
 Action = Literal["trigger", "resolve"]
-AlertEvent = ThresholdCrossed | ForecastOverrun | RetryLoopDetected | ReconciliationGap
+AlertEvent = ThresholdCrossed | ForecastOverrun | RetryLoopDetected | ReconciliationGap | PolicyRolledBack
 
 
 class Fact(msgspec.Struct, frozen=True):
@@ -127,4 +133,17 @@ def alert_from_event(data: object) -> Alert | None:
             alert_id=data.gap_id, dedup_key=f"reconciliation_gap:{data.provider}:{data.day}",
             kind="reconciliation_gap", scope="org", event=data, period="day",
         )
+    if isinstance(data, PolicyRolledBack):
+        kind, name = scope_name(data.scope)
+        return Alert(
+            alert_id=data.rollback_id, dedup_key=f"policy_rollback:{data.version_id}", kind="policy_rollback",
+            scope=data.scope, event=data, developer=approver_name(data.approver),
+            team=name if kind == "team" else None, cost_center=name if kind == "cost_center" else None,
+        )
     return None
+
+
+def approver_name(approver: str) -> str:
+    """The person behind a version's approver (``oidc:ann`` → ``ann``): a route's ``developer`` target
+    mails them (``developer_email``), and ``match: {developer: ann}`` picks their rollbacks."""
+    return approver.rpartition(":")[2] or approver

@@ -19,6 +19,8 @@ TYPE_FORECAST_OVERRUN = "io.spendgate.forecast.overrun.v1"
 TYPE_ALERT_DELIVERY = "io.spendgate.alert.delivery.v1"
 TYPE_RECONCILIATION_GAP = "io.spendgate.budget.reconciliation_gap.v1"
 """Published on TOPIC_BUDGET, beside the other spend alerts the alerter turns into notifications."""
+TYPE_POLICY_ROLLED_BACK = "io.spendgate.policy.rolled_back.v1"
+"""The guard rolled a policy version back (docs/policy.md, "The guard"); on TOPIC_BUDGET, for the alerter."""
 
 GROUP_LEDGER = "spendgate-ledger"
 GROUP_ALERTER = "spendgate-alerter"

@@ -221,7 +221,7 @@ class AlertDelivery(msgspec.Struct, frozen=True, kw_only=True):
     delivery_id: str
     alert_id: str
     kind: Literal["alert", "downgrade", "pause", "forecast_overrun", "retry_loop", "digest", "test",
-                  "reconciliation_gap"]
+                  "reconciliation_gap", "policy_rollback"]
     scope: str
     route: str
     channel: str
@@ -253,6 +253,39 @@ class ReconciliationGap(msgspec.Struct, frozen=True, kw_only=True):
     detected_at: datetime
 
 
+class PolicyRolledBack(msgspec.Struct, frozen=True, kw_only=True):
+    """The guard rolled a live policy version back: one routing rule's turns scored worse than the same
+    kind of turns before the version, past the tolerance with 95 % confidence (docs/policy.md, "The guard")."""
+
+    schema_version: Literal[1] = 1
+    rollback_id: str
+    version_id: str
+    """The version rolled back (the harmful one)."""
+    approver: str
+    """Who approved the harmful version (``oidc:ann``, ``cli:bob``): the alert is addressed to them."""
+    restored_version: str
+    """The version made active again (the harmful one's parent)."""
+    rollback_version: str
+    """The new version the rollback stored (approver ``spendgate-guard``)."""
+    segment: str
+    """The routing rule whose turns regressed (its name)."""
+    scope: str
+    """The rule's scope (``team:platform``, ``org``, …)."""
+    baseline_n: int
+    candidate_n: int
+    baseline_mean: float
+    candidate_mean: float
+    regression: float
+    """Relative drop of the mean quality score (0.12 = 12 % worse)."""
+    lower: float
+    """The bootstrap's 5th percentile: with 95 % confidence the regression is at least this."""
+    upper: float
+    tolerance_pct: float
+    reason: str
+    """The reason recorded on the rollback version (the math in one sentence)."""
+    detected_at: datetime
+
+
 EventData = (
     UsageRecorded
     | ThresholdCrossed
@@ -262,6 +295,7 @@ EventData = (
     | ForecastOverrun
     | AlertDelivery
     | ReconciliationGap
+    | PolicyRolledBack
 )
 
 EVENT_TYPES: dict[str, type[Any]] = {
@@ -273,6 +307,7 @@ EVENT_TYPES: dict[str, type[Any]] = {
     c.TYPE_FORECAST_OVERRUN: ForecastOverrun,
     c.TYPE_ALERT_DELIVERY: AlertDelivery,
     c.TYPE_RECONCILIATION_GAP: ReconciliationGap,
+    c.TYPE_POLICY_ROLLED_BACK: PolicyRolledBack,
 }
 _TYPE_OF: dict[type[Any], str] = {v: k for k, v in EVENT_TYPES.items()}
 _ID_FIELD: dict[type[Any], str] = {
@@ -284,6 +319,7 @@ _ID_FIELD: dict[type[Any], str] = {
     ForecastOverrun: "overrun_id",
     AlertDelivery: "delivery_id",
     ReconciliationGap: "gap_id",
+    PolicyRolledBack: "rollback_id",
 }
 
 D = TypeVar("D")

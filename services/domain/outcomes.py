@@ -66,6 +66,11 @@ class TurnFacts:
     experiment_arm: str | None = None
     """The turn's exploration arm (``explore`` / ``control``, from its first request); null when the turn
     was not eligible for exploration."""
+    key_id: str | None = None
+    """The virtual key of the turn's first request."""
+    cost_center: str | None = None
+    routing_rule: str | None = None
+    """The routing rule that routed the turn's first routed request (null: no rule routed any of them)."""
 
 
 @dataclass(frozen=True, slots=True)

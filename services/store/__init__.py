@@ -80,7 +80,7 @@ FAMILIES: tuple[Family, ...] = (
     Family("reconciliation", "store/reconciliation", ("reconciliation_lines", "reconciliation_gaps",
                                                       "reconciliation_runs")),
     Family("ratelimits", "store/ratelimits", ("rate_limits", "rate_limit_counts")),
-    Family("policies", "store/policies", ("policy_versions",)),
+    Family("policies", "store/policies", ("policy_versions", "policy_rollbacks")),
     Family("access", "store/access", ("console_sessions", "login_attempts", "api_tokens", "audit_log"),
            also_reads=("budget_audit",)),
     Family("bus", "core/bus", ("bus_partitions", "bus_log", "bus_group_offsets", "consumer_positions")),

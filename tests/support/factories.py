@@ -10,6 +10,7 @@ from spendgate.domain.events import (
     BudgetChanged,
     ForecastOverrun,
     ForecastUpdated,
+    PolicyRolledBack,
     ReconciliationGap,
     RetryLoopDetected,
     ThresholdCrossed,
@@ -78,4 +79,13 @@ def examples() -> list[Any]:
         ReconciliationGap(gap_id="019a4d6e-8f00-7c2a-9b1e-3f5a2c1d0e08", provider="openai", day=date(2026, 11, 9),
                           ledger_micros=41_250_000, provider_micros=58_900_000, gap_micros=17_650_000,
                           capture_ppm=700_340, models=["gpt-5.1", "gpt-5.1-mini"], detected_at=T0),
+        PolicyRolledBack(rollback_id="019a4d6e-8f00-7c2a-9b1e-3f5a2c1d0e09",
+                         version_id="019a4d6e-8f00-7c2a-9b1e-3f5a2c1d0e0b", approver="oidc:ann",
+                         restored_version="019a4d6e-8f00-7c2a-9b1e-3f5a2c1d0e0a",
+                         rollback_version="019a4d6e-8f00-7c2a-9b1e-3f5a2c1d0e0c", segment="platform-small",
+                         scope="team:platform", baseline_n=412, candidate_n=96, baseline_mean=0.912,
+                         candidate_mean=0.781, regression=0.1436, lower=0.092, upper=0.197, tolerance_pct=2.0,
+                         reason="guard: version 019a4d6e-8f00-7c2a-9b1e-3f5a2c1d0e0b's routing rule platform-small "
+                                "(team:platform) made its turns score 14.4% worse",
+                         detected_at=T0),
     ]

@@ -108,7 +108,7 @@ def test_narrowest_scope_wins_then_document_order() -> None:
 
 def test_a_routed_request_is_recorded_with_the_rule_and_the_version() -> None:
     """The decision names the rule, keeps the requested model, and carries the policy's version id."""
-    p = with_rules(RULE).with_version("v-1", with_rules(RULE).routing)
+    p = with_rules(RULE).with_version("v-1", with_rules(RULE).routing, None)
     d = decide(RequestFacts(ALICE, "gpt-5.1", 1_000), p, lambda _k: 0, berlin(12))
     assert (d.action, d.model_requested, d.model_used, d.route_reason, d.routing_rule, d.policy_version) == (
         "pass", "gpt-5.1", "gpt-5.1-mini", "routing_rule", "small-daytime", "v-1")

@@ -231,9 +231,9 @@ class Policy:
     def with_budgets(self, budgets: Iterable[Budget], raises: Iterable[BudgetRaise]) -> Policy:
         return replace(self, budgets={b.scope: b for b in budgets}, raises=tuple(raises))
 
-    def with_version(self, version: str | None, routing: RoutingTable,
-                     exploration: Exploration | None = None) -> Policy:
-        """This policy under another stored version: its id, routing rules and exploration (a proxy's reload)."""
+    def with_version(self, version: str | None, routing: RoutingTable, exploration: Exploration | None) -> Policy:
+        """This policy under another stored version: its id, routing rules and exploration (a proxy's reload).
+        ``exploration`` has no default: a caller that forgot it would silently switch exploration off."""
         return replace(self, version=version, routing=routing, exploration=exploration)
 
     def period(self, kind: PeriodKind, timezone: str, now: datetime) -> Period:

@@ -15,6 +15,9 @@ class OutcomeStore(Protocol):
     async def turn_facts(self, db: Queryable, *, since: datetime, session_id: str | None = None,
                          team: str | None = None, limit: int) -> list[tuple[TurnFacts, ExternalScore | None]]: ...
 
+    async def turns_started(self, db: Queryable, *, start: datetime, end: datetime,
+                            limit: int) -> list[tuple[TurnFacts, ExternalScore | None]]: ...
+
     async def known_turns(self, db: Queryable, turn_ids: Sequence[str]) -> set[str]: ...
 
     async def record_evals(self, db: Queryable, evaluations: Sequence[TurnEvaluation], *,

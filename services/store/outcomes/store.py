@@ -16,7 +16,7 @@ import asyncpg
 from spendgate.core.db import Queryable
 from spendgate.domain.outcomes import ExternalScore, TurnEvaluation, TurnFacts
 
-_TURNS = """
+_PICK_NEWEST = """
 WITH picked AS (
     SELECT developer, turn_id, max(occurred_at) AS last_at
     FROM usage_events
@@ -25,13 +25,28 @@ WITH picked AS (
     GROUP BY developer, turn_id
     ORDER BY last_at DESC
     LIMIT $4
-)
+)"""
+
+_PICK_STARTED = """
+WITH picked AS (
+    -- Turns whose first event is in [$1, $2), at most $3 of them (the newest).
+    SELECT developer, turn_id, max(occurred_at) AS last_at
+    FROM usage_events
+    WHERE turn_id IS NOT NULL AND occurred_at >= $1::timestamptz AND occurred_at < $2::timestamptz + interval '1 day'
+    GROUP BY developer, turn_id
+    HAVING min(occurred_at) >= $1 AND min(occurred_at) < $2
+    ORDER BY last_at DESC
+    LIMIT $3
+)"""
+
+_ADD_UP = """
 SELECT p.developer, p.turn_id, p.last_at, a.sessions[1] AS session_id, a.teams[a.n] AS team,
        a.started_at, a.ended_at, a.n AS requests, a.tool_calls, a.tool_failures, a.retry_requests,
        coalesce(a.finals[a.n], false) AS final_message, a.failed, a.incomplete, a.aborted, a.refused,
        a.requested[1] AS model_requested, a.used[a.n] AS model_used, a.downgraded, a.cost_micros,
        a.versions[a.n] AS policy_version, a.repos[1] AS repo,
-       a.inputs[1] AS input_tokens, a.arms[1] AS experiment_arm, v.score AS eval_score, v.evaluator, v.evaluated_at
+       a.inputs[1] AS input_tokens, a.arms[1] AS experiment_arm, v.score AS eval_score, v.evaluator, v.evaluated_at,
+       a.keys[1] AS key_id, a.centers[1] AS cost_center, a.rules[1] AS routing_rule
 FROM picked p
 CROSS JOIN LATERAL (
     -- One turn's events through usage_events_turn, already in time order: every array_agg shares one
@@ -46,6 +61,10 @@ CROSS JOIN LATERAL (
            array_agg(e.repo ORDER BY e.occurred_at, e.event_id) AS repos,
            array_agg(e.input_tokens ORDER BY e.occurred_at, e.event_id) AS inputs,
            array_agg(e.experiment_arm ORDER BY e.occurred_at, e.event_id) AS arms,
+           array_agg(e.key_id ORDER BY e.occurred_at, e.event_id) AS keys,
+           array_agg(e.cost_center ORDER BY e.occurred_at, e.event_id) AS centers,
+           array_agg(e.routing_rule ORDER BY e.occurred_at, e.event_id)
+               FILTER (WHERE e.routing_rule IS NOT NULL) AS rules,
            min(e.occurred_at - make_interval(secs => e.latency_ms / 1000.0)) AS started_at,
            max(e.occurred_at) AS ended_at,
            max(e.tool_outputs) AS tool_calls,
@@ -63,12 +82,22 @@ CROSS JOIN LATERAL (
 LEFT JOIN turn_evals v ON v.turn_id = p.turn_id
 ORDER BY p.last_at DESC, p.turn_id
 """
+_TURNS = _PICK_NEWEST + _ADD_UP
+_STARTED_TURNS = _PICK_STARTED + _ADD_UP
 
 
 async def turn_facts(db: Queryable, *, since: datetime, session_id: str | None = None, team: str | None = None,
                      limit: int) -> list[tuple[TurnFacts, ExternalScore | None]]:
     """The newest ``limit`` turns active at or after ``since``, newest first, each with its evaluation."""
     rows = await db.fetch(_TURNS, since, session_id, team, limit)
+    return [(_facts(r), _external(r)) for r in rows]
+
+
+async def turns_started(db: Queryable, *, start: datetime, end: datetime,
+                        limit: int) -> list[tuple[TurnFacts, ExternalScore | None]]:
+    """The turns that began in ``[start, end)`` (their first event; at most ``limit``, the newest), each
+    added up whole (events up to a day after ``end`` count) with its evaluation."""
+    rows = await db.fetch(_STARTED_TURNS, start, end, limit)
     return [(_facts(r), _external(r)) for r in rows]
 
 
@@ -81,6 +110,7 @@ def _facts(r: asyncpg.Record) -> TurnFacts:
         model_requested=r["model_requested"], model_used=r["model_used"], downgraded=r["downgraded"],
         cost_micros=r["cost_micros"], policy_version=r["policy_version"],
         repo=r["repo"], input_tokens=r["input_tokens"], experiment_arm=r["experiment_arm"],
+        key_id=r["key_id"], cost_center=r["cost_center"], routing_rule=r["routing_rule"],
     )
 
 

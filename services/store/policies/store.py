@@ -11,10 +11,13 @@ from __future__ import annotations
 import json
 
 import asyncpg
+import msgspec
 
+from spendgate.core.bus import Bus
 from spendgate.core.db import Queryable
-from spendgate.domain.constants import PG_NOTIFY_CONFIG
+from spendgate.domain.constants import PG_NOTIFY_CONFIG, TOPIC_BUDGET
 from spendgate.domain.errors import StoreError
+from spendgate.domain.events import PolicyRolledBack, encode
 from spendgate.domain.policy_versions import PolicyVersion, canonical_json
 
 NOTIFY_POLICY = "policy"
@@ -69,3 +72,41 @@ async def active_version(db: Queryable) -> PolicyVersion | None:
 async def versions_mark(db: Queryable) -> int:
     """The active version's seq (0 when there is none): a reader skips reloading while it is unchanged."""
     return int(await db.fetchval("SELECT COALESCE(max(seq), 0) FROM policy_versions"))
+
+
+SOURCE_GUARD = "spendgate/guard"
+PUBLISH_BATCH = 100
+
+
+async def record_rollback(db: Queryable, event: PolicyRolledBack) -> bool:
+    """Keep the guard's rollback event for publishing; False when that version was already rolled back."""
+    done = await db.fetchval(
+        """INSERT INTO policy_rollbacks (rollback_id, version_id, event, created_at) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (version_id) DO NOTHING RETURNING rollback_id""",
+        event.rollback_id, event.version_id, msgspec.json.encode(event).decode(), event.detected_at)
+    return done is not None
+
+
+async def rolled_back(db: Queryable, version_id: str) -> bool:
+    """Whether the guard already rolled ``version_id`` back."""
+    return bool(await db.fetchval("SELECT EXISTS (SELECT 1 FROM policy_rollbacks WHERE version_id = $1)",
+                                  version_id))
+
+
+async def publish_rollbacks(pool: asyncpg.Pool, bus: Bus) -> int:
+    """Publish every unpublished rollback event on spendgate.budget.v1 (for the alerter); returns how many."""
+    sent = 0
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                f"""SELECT rollback_id, event FROM policy_rollbacks WHERE published_at IS NULL ORDER BY created_at
+                    LIMIT {PUBLISH_BATCH} FOR UPDATE SKIP LOCKED""")
+            if not rows:
+                return sent
+            events = [msgspec.json.decode(r["event"], type=PolicyRolledBack) for r in rows]
+            await bus.publish_many(TOPIC_BUDGET, [(f"policy:{e.version_id}",
+                                                   encode(e, source=SOURCE_GUARD, subject=e.version_id))
+                                                  for e in events])
+            await conn.execute("UPDATE policy_rollbacks SET published_at = now() WHERE rollback_id = ANY($1::uuid[])",
+                               [r["rollback_id"] for r in rows])
+            sent += len(rows)
