@@ -5,7 +5,8 @@
 
 Prints, per series: coverage of the P10-P90 band (target 80 %, accepted 70-90 %), pinball loss at
 0.1 / 0.5 / 0.9 (as % of the month's total), absolute % error of P50 made at the end of day 10, and
-the same for a naive linear run-rate; then whether each target holds. Series with weekly
+the same for a naive linear run-rate, and the mean signed error (bias) of the day-10 P50; then
+whether each target holds. Series with weekly
 seasonality must beat the run-rate on mean pinball loss.
 
 One realisation of a series is about twenty months, and its origins within a month share their
@@ -110,6 +111,7 @@ def row(name: str, m: Metrics, weekly_seasonal: bool) -> tuple[str, bool]:
     rr = "/".join(f"{v:.2f}" for v in m.runrate_pinball_pct)
     line = (f"{name:<33} {m.origins:>5} {m.coverage_pct:>6.1f}% {p:>17} {m.pinball_mean_pct:>6.2f} "
             f"{rr:>17} {m.runrate_pinball_mean_pct:>6.2f} {m.ape_day10_pct:>6.1f}% {m.runrate_ape_day10_pct:>6.1f}%"
+            f" {m.bias_day10_pct:>+7.1f}%"
             f"  {verdict(in_range, beats, weekly_seasonal)}")
     return line, ok
 
@@ -130,7 +132,7 @@ def main() -> int:
           "(no package on the reachable registries ships one); run your own export through "
           "`spendgate forecast backtest --series daily.csv`.")
     header = (f"{'series':<33} {'orig':>5} {'cover':>7} {'pinball .1/.5/.9 %':>17} {'mean':>6} "
-              f"{'run-rate .1/.5/.9':>17} {'mean':>6} {'APE@10':>7} {'RR@10':>7}")
+              f"{'run-rate .1/.5/.9':>17} {'mean':>6} {'APE@10':>7} {'RR@10':>7} {'bias@10':>8}")
     print(header)
     print("-" * len(header))
     all_ok = True

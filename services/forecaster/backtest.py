@@ -3,7 +3,8 @@
 For every whole month after a warm-up, a forecast is made at the end of each day of the month
 (the origin) from the history up to that day, and compared with what the month really came to.
 Reported: how often the truth fell inside P10-P90 (target 80 %), the pinball loss at 0.1, 0.5 and
-0.9 as a share of the month's total, and the absolute % error of P50 made at the end of day 10;
+0.9 as a share of the month's total, and the absolute % error of P50 made at the end of day 10 and its
+signed mean (the bias: below zero when P50 falls short of the month's total on average);
 the run-rate (spend so far / days so far × days in month) is scored the same way, its single
 number standing in for every quantile.
 
@@ -43,6 +44,9 @@ class Metrics:
     warmup_days: int = WARMUP_DAYS
     warmup: str = "months after the warm-up"
     """``months after the warm-up`` (long series) or ``origins after the warm-up`` (short series)."""
+    bias_day10_pct: float = float("nan")
+    """Mean signed error of P50 made at the end of day 10, % of the month's total (negative: too low)."""
+    runrate_bias_day10_pct: float = float("nan")
 
     def as_json(self) -> dict[str, object]:
         return asdict(self)
@@ -75,6 +79,8 @@ def backtest(start: date, daily_micros: NDArray[np.int64], *, warmup_days: int |
     rr_loss = np.zeros(3)
     ape: list[float] = []
     rr_ape: list[float] = []
+    bias: list[float] = []
+    rr_bias: list[float] = []
     models: dict[str, int] = {}
     end = start + timedelta(days=len(daily_micros) - 1)
     warmup, rule = warmup_days or WARMUP_DAYS, "months after the warm-up"
@@ -110,6 +116,8 @@ def backtest(start: date, daily_micros: NDArray[np.int64], *, warmup_days: int |
             if day == ORIGIN_DAY:
                 ape.append(abs(fc.p50_micros - truth) / scale)
                 rr_ape.append(abs(rr - truth) / scale)
+                bias.append((fc.p50_micros - truth) / scale)
+                rr_bias.append((rr - truth) / scale)
         months += counted
         month_start = month_end + timedelta(days=1)
     n = max(origins, 1)
@@ -123,4 +131,9 @@ def backtest(start: date, daily_micros: NDArray[np.int64], *, warmup_days: int |
         runrate_pinball_mean_pct=round(sum(rr_pct) / 3, 3),
         runrate_ape_day10_pct=round(100 * float(np.mean(rr_ape)), 2) if rr_ape else float("nan"),
         models=models, warmup_days=warmup, warmup=rule,
+        bias_day10_pct=_pct_mean(bias), runrate_bias_day10_pct=_pct_mean(rr_bias),
     )
+
+
+def _pct_mean(values: list[float]) -> float:
+    return round(100 * float(np.mean(values)), 2) if values else float("nan")

@@ -206,6 +206,7 @@ def _metrics_lines(path: Path, m: Metrics) -> list[str]:
         f"                                 run-rate {'/'.join(f'{v:.2f}' for v in m.runrate_pinball_pct)}"
         f"  mean {m.runrate_pinball_mean_pct:.2f}",
         f"  |error| of P50 at day 10  forecast {m.ape_day10_pct:.1f}%  run-rate {m.runrate_ape_day10_pct:.1f}%"
+        f"  (bias {m.bias_day10_pct:+.1f}% / {m.runrate_bias_day10_pct:+.1f}%)"
         if m.ape_day10_pct == m.ape_day10_pct else  # NaN: no day-10 origin after the warm-up
         "  |error| of P50 at day 10  n/a: no whole month has four weeks of history before its day 10",
         f"  models used: {', '.join(f'{k} ×{v}' for k, v in sorted(m.models.items()))}",

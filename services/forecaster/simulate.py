@@ -12,7 +12,10 @@ The full model ("dow-bootstrap") for a scope with at least ``MIN_FULL_DAYS`` clo
   noise makes those differences an MA(1): lag-1 autocovariance = -noise variance), leaving out the
   differences a found jump straddles (jumps are modelled on their own, below); a scalar Kalman
   filter gives the current level and how sure it is, taking each found jump as a known
-  intervention so the level moves to it at once;
+  intervention so the level moves to it at once; the level's point estimate is half that filter's
+  and half a second filter's whose smoothing is the one that, run over the scope's own history,
+  best predicted the following three weeks (``_tuned_level_var``): the moments over-state how much
+  a steady level moves, which made the point estimate chase the last week's noise;
 - when the last days (up to ``CHANGE_DAYS``) sit far from the level as it stood before them (a
   burst, or a step the half-week-old block level has not seen yet) the level becomes a mixture of
   "burst" and "new level", weighted by how many days the change has lasted, and the gap between
@@ -52,6 +55,12 @@ SHAPE_BLOCKS = 8
 """Recent weeks whose within-week shape the bootstrap draws from."""
 LEVEL_BLOCKS = 26
 """Weeks the level model sees (about six months)."""
+POINT_AHEAD_BLOCKS = 3
+"""The level's point estimate is tuned to predict the mean of this many weeks ahead (a month's rest)."""
+POINT_SHARE = 0.5
+"""Share of the point level taken from the history-tuned filter; the rest from the moment-based one."""
+_SMOOTHING_GRID = np.logspace(-2.5, 1, 15)
+"""Level variance per week, in units of the week-noise variance, the history-tuned filter chooses from."""
 CHANGE_Z = 3.0
 """Standard errors the last days must sit from the level before the level hedges toward them."""
 CHANGE_DAYS = 14
@@ -222,19 +231,59 @@ def fit_full(closed: FloatArray) -> tuple[Fit, FloatArray]:
         keep[j - 1:j + 1] = False
     noise, level_var = _level_moments(diffs[keep])
     shocks = {j + d: size**2 for j, size in zip(at, jumps, strict=True) for d in (0, 1)}
-    level, level_p = _kalman_level(log_means, noise, level_var, shocks)
+    tuned_var = _tuned_level_var(log_means, at, jumps, noise, level_var)
+    level, level_p = _point_level(log_means, noise, level_var, tuned_var, shocks)
     k = min(n_blocks, SHAPE_BLOCKS)
     tail = closed[len(closed) - 7 * k:].reshape(k, 7)
     block_mean = tail.mean(axis=1, keepdims=True)
     shapes = np.where(block_mean > 0, tail / np.where(block_mean > 0, block_mean, 1.0), 1.0)
     recent = closed[-min(CHANGE_DAYS, 7 * (n_blocks - 2)):]
     blocks_before = (len(recent) + 6) // 7
-    ref, ref_p = _kalman_level(log_means[:-blocks_before], noise, level_var, shocks)
+    ref, ref_p = _point_level(log_means[:-blocks_before], noise, level_var, tuned_var, shocks)
     level, level_p = _recent_change(recent, shapes, level, level_p, ref, ref_p + blocks_before * level_var)
     fit = Fit("dow-bootstrap", float(np.exp(level)), float(np.sqrt(level_p)),
               float(np.sqrt(level_var / 7)), float(np.sqrt(noise)), n_blocks,
               len(jumps) / (7.0 * searched) if jumps else 0.0, jumps)
     return fit, shapes
+
+
+def _tuned_level_var(log_means: FloatArray, at: tuple[int, ...], jumps: tuple[float, ...],
+                     noise: float, level_var: float, warm: int = 4) -> float:
+    """The level variance whose filter, run over the scope's own history, best predicted what came next.
+
+    At every past block (after ``warm``) each candidate filter's level is compared with the mean of
+    the next ``POINT_AHEAD_BLOCKS`` blocks, as a forecast made then would have been; the candidate
+    with the least absolute error wins. Found jumps are taken out first (they are modelled on their
+    own). Too short a history keeps ``level_var``.
+    """
+    y = log_means.copy()
+    for j, size in zip(at, jumps, strict=True):
+        y[j + 1:] -= size
+        y[j] -= size / 2
+    targets = np.convolve(y, np.ones(POINT_AHEAD_BLOCKS) / POINT_AHEAD_BLOCKS, mode="valid")
+    if len(y) < warm + POINT_AHEAD_BLOCKS + 4:
+        return level_var
+    q = _SMOOTHING_GRID * noise
+    a = np.full(len(q), float(y[0]))
+    p = np.full(len(q), noise + level_var)
+    loss = np.zeros(len(q))
+    for t in range(1, len(y)):
+        p = p + q
+        gain = p / (p + noise)
+        a = a + gain * (float(y[t]) - a)
+        p = p * (1 - gain)
+        if t >= warm and t + 1 < len(targets):
+            loss += np.abs(targets[t + 1] - a)  # targets[t + 1]: the mean of blocks t+1 .. t+ahead
+    return float(q[int(np.argmin(loss))])
+
+
+def _point_level(log_means: FloatArray, noise: float, level_var: float, tuned_var: float,
+                 shocks: dict[int, float]) -> tuple[float, float]:
+    """The level: half from the history-tuned filter, half from the moment-based one; the moment-based
+    filter's variance, so the bands keep their width."""
+    tuned, _ = _kalman_level(log_means, noise, tuned_var, shocks)
+    moments, variance = _kalman_level(log_means, noise, level_var, shocks)
+    return POINT_SHARE * tuned + (1 - POINT_SHARE) * moments, variance
 
 
 def simulate_full(fit: Fit, shapes: FloatArray, horizon: int, paths: int, rng: np.random.Generator) -> FloatArray:

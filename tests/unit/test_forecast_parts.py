@@ -56,6 +56,19 @@ def test_backtest_scores_forecast_and_run_rate_on_the_same_origins() -> None:
     assert run_rate(100, 10, 30) == 300
 
 
+def test_backtest_reports_the_signed_bias_of_the_day_10_p50() -> None:
+    """On spend growing half again every month, the run-rate made on day 10 is too low: its bias is negative,
+    by about as much as its error; the bias is never larger than the error."""
+    start = date(2025, 1, 1)
+    growth = np.exp(np.log(1.5) / 30 * np.arange(200))
+    m = backtest(start, np.asarray(weekly(start, 200, seed=5) * growth, dtype=np.int64), paths=200,
+                 every_nth_origin=9)
+    assert -m.runrate_ape_day10_pct <= m.runrate_bias_day10_pct < -5
+    assert abs(m.bias_day10_pct) <= m.ape_day10_pct
+    flat = backtest(start, weekly(start, 200, seed=5), paths=200, every_nth_origin=9)
+    assert abs(flat.runrate_bias_day10_pct) < 5 < abs(m.runrate_bias_day10_pct)
+
+
 def _section(scope: str, budget: int, seed: int) -> ScopeSection:
     start, as_of = date(2025, 11, 1), date(2026, 3, 10)
     series = ScopeSeries(start, weekly(start, (as_of - start).days + 1, seed), as_of, budget_micros=budget)
