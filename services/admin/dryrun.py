@@ -115,9 +115,13 @@ async def dry_run(pool: asyncpg.Pool, policy: Policy, prices: PriceTable, *, day
 
 
 async def dry_runs(pool: asyncpg.Pool, policies: Sequence[Policy], prices: PriceTable, *, days: int,
-                   now: datetime) -> list[DryRun]:
+                   now: datetime, team: str | None = None) -> list[DryRun]:
     """:func:`dry_run` of several policies over one read of the events (``policy suggest`` compares the
-    live policy with each candidate): each policy gets its own replay, fed the same rows."""
+    live policy with a candidate): each policy gets its own replay, fed the same rows.
+
+    ``team``: replay that team's events only (and seed its own earlier spend only). Exact for a change that
+    touches that team's requests alone, except through budgets it shares with other teams (the org's, a
+    cost center's), which then see this team's spend only."""
     for policy in policies:
         policy.check_prices(prices)
     started = time.perf_counter()
@@ -129,11 +133,11 @@ async def dry_runs(pool: asyncpg.Pool, policies: Sequence[Policy], prices: Price
             seeds.setdefault(_seed_from(policy, start), []).append(replay)
         for seed_from, seeded in seeds.items():
             if seed_from < start:
-                for s in await usage.quarter_hour_spend(conn, seed_from, start):
+                for s in await usage.quarter_hour_spend(conn, seed_from, start, team):
                     for replay in seeded:
                         replay.seed(s.key_id, s.developer, s.team, s.at, s.spent_micros, cost_center=s.cost_center,
                                     model=s.model_used)
-        async for batch in usage.replay_batches(conn, start, now, batch_rows=FETCH_ROWS):
+        async for batch in usage.replay_batches(conn, start, now, batch_rows=FETCH_ROWS, team=team):
             for replay in replays:
                 feed = replay.feed
                 for row in batch:

@@ -68,9 +68,14 @@ class Evidence(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DryRunCheck(msgspec.Struct, frozen=True, kw_only=True):
-    """The live policy and the proposal replayed over the same days (``spendgate policy dry-run``)."""
+    """The live policy and the proposal replayed over the same days (``spendgate policy dry-run``), over the
+    events of the team the change routes: budgets the team shares with others (the org's, a cost center's)
+    see this team's spend only."""
 
     days: int
+    team: str
+    events: int
+    """The team's events replayed."""
     saved_micros: int
     """What the live policy's replay spent minus what the proposal's did."""
     extra_pauses: int
@@ -183,15 +188,14 @@ async def suggest(pool: asyncpg.Pool, settings: Settings, prices: PriceTable, *,
     proposed = sorted((v for v in verdicts if v.chosen is not None),
                       key=lambda v: -v.chosen.estimate.saving_micros if v.chosen else 0)
     checked, waiting = proposed[:MAX_DRY_RUNS], proposed[MAX_DRY_RUNS:]
-    policies = [_with_rule(live, v.chosen) for v in checked if v.chosen is not None]
-    results = await dry_runs(pool, [live, *policies], prices, days=days, now=now) if policies else [None]
-    base = results[0]
     suggestions: list[Suggestion] = []
     not_proposed = [_not_proposed(v, tolerance) for v in verdicts if v.chosen is None]
     live_doc = to_document(live)
-    for v, policy, result in zip(checked, policies, results[1:], strict=True):
-        assert v.chosen is not None and base is not None and result is not None
-        check = _check(base, result, days)
+    for v in checked:
+        assert v.chosen is not None
+        policy = _with_rule(live, v.chosen)
+        base, result = await dry_runs(pool, [live, policy], prices, days=days, now=now, team=v.team)
+        check = _check(base, result, days, v.team)
         if check.extra_pauses > 0:
             not_proposed.append(_more_pauses(v, check))
             continue
@@ -215,8 +219,8 @@ def _with_rule(live: Policy, c: RuleCandidate) -> Policy:
     return replace(live, routing=RoutingTable((c.rule, *rules)))
 
 
-def _check(base: DryRun, result: DryRun, days: int) -> DryRunCheck:
-    return DryRunCheck(days=days, saved_micros=base.spend_micros - result.spend_micros,
+def _check(base: DryRun, result: DryRun, days: int, team: str) -> DryRunCheck:
+    return DryRunCheck(days=days, events=result.events, team=team, saved_micros=base.spend_micros - result.spend_micros,
                        extra_pauses=result.paused_sessions - base.paused_sessions,
                        live_spend_micros=base.spend_micros, spend_micros=result.spend_micros,
                        live_paused_sessions=base.paused_sessions, paused_sessions=result.paused_sessions,
