@@ -123,7 +123,13 @@ async def record_evals(db: Queryable, evaluations: Sequence[TurnEvaluation], *, 
 # -- segments (policy suggest) ------------------------------------------------------------------------------
 
 _SEGMENT_TURNS = """
-SELECT a.*, v.score AS eval_score, v.evaluator, v.evaluated_at
+SELECT a.developer, a.turn_id, a.n, a.sessions[1] AS session_id, a.teams[a.n] AS team,
+       coalesce(a.finals[a.n], false) AS final_message, a.requested[1] AS model_requested,
+       a.used[a.n] AS model_used, a.reasons[1] AS route_reason, a.repos[1] AS repo, a.inputs[1] AS input_tokens,
+       a.arms[1] AS experiment_arm, a.started_at, a.ended_at, a.tool_calls, a.tool_failures, a.retry_requests,
+       a.failed, a.incomplete, a.aborted, a.refused, a.downgraded, a.cost_micros, a.own_requests, a.own_input,
+       a.own_cached, a.own_output, a.own_write_5m, a.own_write_1h, a.own_cost,
+       v.score AS eval_score, v.evaluator, v.evaluated_at
 FROM (
     -- One pass over the window's events, grouped per turn; every array_agg shares one ORDER BY, so
     -- PostgreSQL sorts the rows once and [1] / [n] are each turn's first / last request.
@@ -176,17 +182,16 @@ async def segment_turns(db: Queryable, *, start: datetime, end: datetime,
 
 
 def _segment_row(r: asyncpg.Record) -> SegmentRow:
-    n = r["n"]
     facts = TurnFacts(
-        developer=r["developer"], team=r["teams"][n - 1], session_id=r["sessions"][0], turn_id=r["turn_id"],
-        started_at=r["started_at"], ended_at=r["ended_at"], requests=n, tool_calls=r["tool_calls"],
-        tool_failures=r["tool_failures"], retry_requests=r["retry_requests"],
-        final_message=bool(r["finals"][n - 1]), failed=r["failed"], incomplete=r["incomplete"],
-        aborted=r["aborted"], refused=r["refused"], model_requested=r["requested"][0], model_used=r["used"][n - 1],
-        downgraded=r["downgraded"], cost_micros=r["cost_micros"], repo=r["repos"][0], input_tokens=r["inputs"][0],
-        experiment_arm=r["arms"][0],
+        developer=r["developer"], team=r["team"], session_id=r["session_id"], turn_id=r["turn_id"],
+        started_at=r["started_at"], ended_at=r["ended_at"], requests=r["n"], tool_calls=r["tool_calls"],
+        tool_failures=r["tool_failures"], retry_requests=r["retry_requests"], final_message=r["final_message"],
+        failed=r["failed"], incomplete=r["incomplete"], aborted=r["aborted"], refused=r["refused"],
+        model_requested=r["model_requested"], model_used=r["model_used"], downgraded=r["downgraded"],
+        cost_micros=r["cost_micros"], repo=r["repo"], input_tokens=r["input_tokens"],
+        experiment_arm=r["experiment_arm"],
     )
     own = OwnModelUsage(requests=r["own_requests"], input_tokens=r["own_input"], cached_tokens=r["own_cached"],
                         output_tokens=r["own_output"], cache_write_5m_tokens=r["own_write_5m"],
                         cache_write_1h_tokens=r["own_write_1h"], cost_micros=r["own_cost"])
-    return SegmentRow(facts=facts, external=_external(r), route_reason=r["reasons"][0], own=own)
+    return SegmentRow(facts=facts, external=_external(r), route_reason=r["route_reason"], own=own)
