@@ -194,6 +194,14 @@ async def test_the_api_serves_suggestions_to_admins_finops_and_a_teams_manager_o
             assert resp.status == 400 and (await resp.json())["error"]["message"], params
         spec = await (await client.get("/openapi.json", headers=auth())).json()
         assert "get" in spec["paths"]["/v1/policy/suggestions"]
+        chosen = body["suggestions"][0]
+        resp = await client.post("/v1/policy/apply", headers=auth(),
+                                 json={"proposal": chosen["document"], "reason": "r", "suggestion": "bad id!"})
+        assert resp.status == 400 and await pool.fetchval("SELECT count(*) FROM policy_versions") == 0
+        resp = await client.post("/v1/policy/apply", headers=auth(),
+                                 json={"proposal": chosen["document"], "reason": "r", "suggestion": chosen["id"]})
+        assert resp.status == 200, await resp.text()
+        assert await pool.fetchval("SELECT source FROM policy_versions") == f"suggestion:{chosen['id']}"
 
     for role, params, status in ((Role.MANAGER, {"team": "payments"}, 200), (Role.MANAGER, {}, 403),
                                  (Role.MANAGER, {"team": "platform"}, 403), (Role.DEVELOPER, {"team": "payments"}, 403),
