@@ -25,7 +25,7 @@ from spendgate.cli import main
 from spendgate.domain.events import UsageRecorded
 from spendgate.domain.pricing import PriceTable, cost_micros
 from spendgate.store.usage.store import insert_events
-from tests.support.admin_server import TEST_SIGNING_KEY, admin_client, admin_settings, auth
+from tests.support.admin_server import ADMIN_TOKEN, TEST_SIGNING_KEY, admin_client, admin_settings, auth
 from tests.support.factories import usage_event
 
 NOW = datetime.now(UTC).replace(hour=18, minute=0, second=0, microsecond=0)
@@ -217,3 +217,17 @@ async def test_the_api_serves_suggestions_to_admins_finops_and_a_teams_manager_o
         async with TestClient(TestServer(app, host="127.0.0.1")) as client:
             resp = await client.get("/v1/policy/suggestions", params=params)
             assert resp.status == status, (role, params, await resp.text())
+
+
+async def test_the_cli_reads_suggestions_through_the_admin_api(pool: asyncpg.Pool, seeded: list[UsageRecorded],
+                                                               tmp_path: Path) -> None:
+    """--api asks the running admin API: the same suggestion, and the API's 400 as one error line."""
+    async with admin_client(pool, now=NOW) as client:
+        env = {"SPENDGATE_DATA_DIR": str(tmp_path), "SPENDGATE_LOG_LEVEL": "error",
+               "SPENDGATE_ADMIN_TOKEN": ADMIN_TOKEN, "SPENDGATE_ADMIN_URL": str(client.make_url("")).rstrip("/")}
+        result = await asyncio.to_thread(CliRunner().invoke, main, ["policy", "suggest", "--json"], env=env)
+        assert result.exit_code == 0, result.output
+        assert [s["scope"] for s in json.loads(result.output)["suggestions"]] == ["team:platform"]
+        result = await asyncio.to_thread(CliRunner().invoke, main, ["policy", "suggest", "--team", "nobody"], env=env)
+        assert result.exit_code == 1 and "unknown team 'nobody'" in result.output
+        assert "Traceback" not in result.output
