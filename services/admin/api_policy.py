@@ -28,6 +28,7 @@ from spendgate.admin.middleware import ApiError, json_response, not_found
 from spendgate.admin.openapi import Operation, Param
 from spendgate.admin.policy import live_policy, to_document
 from spendgate.admin.policy_versions import VersionApplied, apply_version
+from spendgate.admin.suggest import suggestion_source
 from spendgate.admin.views import (
     BudgetOut,
     Budgets,
@@ -119,6 +120,8 @@ class ApplyIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     proposal: dict[str, Any]
     reason: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_REASON_CHARS)] = "policy apply"
     """Why, recorded on the new policy version (the approver is the request's identity)."""
+    suggestion: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")] | None = None
+    """The ``policy suggest`` suggestion id the proposal came from, recorded as the version's source."""
 
 
 async def list_budgets(request: web.Request) -> web.Response:
@@ -229,7 +232,8 @@ async def post_apply(request: web.Request) -> web.Response:
     proposal = policy_from_document(body.proposal, deps.settings.enforcement)
     try:
         done = await apply_version(deps.pool, proposal, deps.settings, deps.prices, now=deps.now(),
-                                   approver=actor(request), reason=body.reason)
+                                   approver=actor(request), reason=body.reason,
+                                   source=suggestion_source(body.suggestion))
     except StoreError as exc:
         if exc.retriable:
             raise

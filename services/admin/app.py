@@ -15,6 +15,7 @@ from spendgate.admin import (
     api_ratelimits,
     api_reconciliation,
     api_reports,
+    api_suggest,
     api_tokens,
     api_versions,
 )
@@ -29,7 +30,8 @@ from spendgate.admin.openapi import Operation, document
 def operations() -> list[Operation]:
     ops = [*api_keys.operations(), *api_policy.operations(), *api_reports.operations(),
            *api_reconciliation.operations(), *api_ratelimits.operations(), *api_tokens.operations(),
-           *api_outcomes.operations(), *api_versions.operations(), *api_guard.operations()]
+           *api_outcomes.operations(), *api_versions.operations(), *api_guard.operations(),
+           *api_suggest.operations()]
     return [*ops, Operation("GET", "/openapi.json", "openapi", "This OpenAPI 3.1 document", _openapi,
                             dict[str, Any], errors=(), tags=("meta",))]
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from spendgate.admin.guard import GuardCheck
     from spendgate.admin.policy_versions import Verifications, VersionApplied
     from spendgate.admin.ration import Rationing
+    from spendgate.admin.suggest import Suggestions
 
 
 def _read_document(path: Path) -> dict[str, Any]:
@@ -83,9 +84,12 @@ approver_option = click.option(
 @proposal_argument
 @click.option("--reason", default=None, metavar="TEXT", help="Why, recorded on the version (default: the file name).")
 @approver_option
+@click.option("--suggestion", default=None, metavar="ID",
+              help="The `policy suggest` suggestion PROPOSAL came from (--save), recorded as the version's source.")
 @api_option
 @pass_ctx
-def apply_cmd(ctx: Ctx, proposal: Path, reason: str | None, approver: str | None, api_url: str | None) -> None:
+def apply_cmd(ctx: Ctx, proposal: Path, reason: str | None, approver: str | None, suggestion: str | None,
+              api_url: str | None) -> None:
     """Make the live budgets, raises and routing rules exactly those of PROPOSAL (the file a dry-run
     used), stored as a new signed policy version that becomes the active one."""
     from spendgate.admin.client import open_api
@@ -95,24 +99,36 @@ def apply_cmd(ctx: Ctx, proposal: Path, reason: str | None, approver: str | None
     settings = ctx.settings
     document = _read_document(proposal)
     why = reason if reason is not None else f"policy apply {proposal.name}"
+    source = _suggestion_source(suggestion)
 
     async def go() -> VersionApplied:
         if api_url:
             async with open_api(settings, api_url) as api:
                 return await api.call("POST", "/v1/policy/apply", VersionApplied,
-                                      body={"proposal": document, "reason": why})
+                                      body={"proposal": document, "reason": why,
+                                            **({"suggestion": suggestion} if suggestion else {})})
         policy_ = policy_from_document(document, settings.enforcement)
         from spendgate.store.access import store as access
 
         async with ctx.database() as pool:
             done = await apply_version(pool, policy_, settings, settings.pricing.table(), now=datetime.now(UTC),
-                                       approver=_approver(approver), reason=why)
+                                       approver=_approver(approver), reason=why, source=source)
             await access.record(pool, actor=_approver(approver), action="policy.apply", target="policy",
                                 detail={"version": done.version_id, "set": done.set_budgets,
                                         "deleted": done.deleted_budgets, "raises": done.added_raises})
             return done
 
     _report(run(go()))
+
+
+def _suggestion_source(suggestion: str | None) -> str | None:
+    from spendgate.admin.suggest import suggestion_source
+    from spendgate.domain.errors import ConfigError
+
+    try:
+        return suggestion_source(suggestion)
+    except ConfigError as exc:
+        raise click.BadParameter(exc.message, param_hint="--suggestion") from None
 
 
 def _report(done: VersionApplied) -> None:
@@ -302,14 +318,88 @@ def ration_cmd(ctx: Ctx, scope: str | None, as_json: bool) -> None:
 
 
 def describe_ration(r: Rationing) -> str:
+    from spendgate.domain.money import format_usd
+
     if not r.scopes:
         return "no scope's month-end P50 crosses its monthly budget: nothing to ration"
     out = []
     for s in r.scopes:
-        out.append(f"{s.scope}: P50 {s.p50_micros / 1e6:,.2f} USD against a {s.budget_micros / 1e6:,.2f} USD budget "
+        out.append(f"{s.scope}: P50 {format_usd(s.p50_micros)} against a {format_usd(s.budget_micros)} budget "
                    f"(forecast of {s.as_of}, {s.days_left:.1f} days left){'; ' + s.note if s.note else ''}")
         for i, p in enumerate(s.proposals, 1):
             out.append(f"  {i}. [{p.kind}{'' if p.sufficient else ', not enough'}] {p.summary}")
+    return "\n".join(out)
+
+
+@policy.command("suggest")
+@click.option("--team", default=None, metavar="TEAM", help="Only this team's turns (default: every team).")
+@click.option("--tolerance", type=float, default=2.0, show_default=True, metavar="PCT",
+              help="Largest quality regression allowed, in percent (the bootstrap's 95 % upper bound must stay "
+                   "under it); above 0, at most 50.")
+@click.option("--days", type=int, default=30, show_default=True, help="Days of turns to learn from (1 to 90).")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole answer as JSON (with every document).")
+@click.option("--save", nargs=2, default=None, metavar="ID FILE",
+              help="Write suggestion ID's proposed policy document to FILE (YAML), to dry-run or apply: "
+                   "spendgate policy apply FILE --suggestion ID --reason ...")
+@api_option
+@pass_ctx
+def suggest_cmd(ctx: Ctx, team: str | None, tolerance: float, days: int, as_json: bool,
+                save: tuple[str, str] | None, api_url: str | None) -> None:
+    """Propose policy changes the last DAYS of turns say are safe: cheaper routes for the kinds of turns where
+    the cheaper model did as well, each with its math, a dry-run and the policy document to apply."""
+    from spendgate.admin.client import open_api
+    from spendgate.admin.suggest import Suggestions, check_inputs, suggest
+    from spendgate.core.tables import to_json
+    from spendgate.domain.errors import ConfigError
+
+    try:
+        check_inputs(team=team, tolerance_pct=tolerance, days=days)
+    except ConfigError as exc:
+        raise click.BadParameter(exc.message) from None
+    settings = ctx.settings
+
+    async def go() -> Suggestions:
+        if api_url:
+            query = {"tolerance": repr(tolerance), "days": str(days), **({"team": team} if team else {})}
+            async with open_api(settings, api_url) as api:
+                return await api.call("GET", "/v1/policy/suggestions", Suggestions, query=query)
+        async with ctx.database() as pool:
+            return await suggest(pool, settings, settings.pricing.table(), now=datetime.now(UTC), days=days,
+                                 tolerance_pct=tolerance, team=team)
+
+    found = run(go())
+    if save is not None:
+        _save(found, *save)
+    click.echo(to_json(found) if as_json else describe_suggestions(found))
+
+
+def _save(found: Suggestions, suggestion_id: str, file: str) -> None:
+    import yaml
+
+    chosen = next((s for s in found.suggestions if s.id == suggestion_id), None)
+    if chosen is None:
+        known = ", ".join(s.id for s in found.suggestions) or "none this time"
+        raise CliError(f"no suggestion {suggestion_id!r} (suggestions: {known})")
+    head = f"# spendgate suggestion {chosen.id}\n# {chosen.summary}\n"
+    text = head + yaml.safe_dump(chosen.document, sort_keys=False)
+    try:
+        Path(file).write_text(text)
+    except OSError as exc:
+        raise CliError(f"cannot write {file}: {exc.strerror}") from None
+    click.echo(f"saved {chosen.id} to {file}; apply with: spendgate policy apply {file} --suggestion {chosen.id} "
+               "--reason ...", err=True)
+
+
+def describe_suggestions(r: Suggestions) -> str:
+    out = [f"{r.turns:,} turns from {r.from_at:%Y-%m-%d %H:%M} to {r.to_at:%Y-%m-%d %H:%M} UTC ({r.days} days), "
+           f"tolerance {r.tolerance_pct:g} %, in {r.elapsed_ms / 1000:.1f} s"]
+    if not r.suggestions:
+        out.append("no suggestions")
+    for s in r.suggestions:
+        out += ["", f"suggestion {s.id}", f"  {s.summary}", "", *("  " + line for line in s.diff.splitlines())]
+    if r.not_proposed:
+        out += ["", "not proposed:"]
+        out += [f"  {n.summary}" for n in r.not_proposed]
     return "\n".join(out)
 
 

@@ -54,7 +54,8 @@ class VersionOut(msgspec.Struct, frozen=True, kw_only=True):
     parent: str | None
     action: str
     source: str | None
-    """For a rollback, the version whose document it restored."""
+    """For a rollback, the version whose document it restored; for an apply of a ``policy suggest``
+    suggestion, ``suggestion:<id>``."""
     approver: str
     reason: str
     created_at: datetime

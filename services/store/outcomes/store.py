@@ -15,6 +15,7 @@ import asyncpg
 
 from spendgate.core.db import Queryable
 from spendgate.domain.outcomes import ExternalScore, TurnEvaluation, TurnFacts
+from spendgate.domain.segments import OwnModelUsage, SegmentRow
 
 _PICK_NEWEST = """
 WITH picked AS (
@@ -147,3 +148,80 @@ async def record_evals(db: Queryable, evaluations: Sequence[TurnEvaluation], *, 
         [e.evaluated_at or received_at for e in rows], received_at,
     )
     return int(result.rsplit(" ", 1)[-1])
+
+
+# -- segments (policy suggest) ------------------------------------------------------------------------------
+
+_SEGMENT_TURNS = """
+SELECT a.developer, a.turn_id, a.n, a.sessions[1] AS session_id, a.teams[a.n] AS team,
+       coalesce(a.finals[a.n], false) AS final_message, a.requested[1] AS model_requested,
+       a.used[a.n] AS model_used, a.reasons[1] AS route_reason, a.repos[1] AS repo, a.inputs[1] AS input_tokens,
+       a.arms[1] AS experiment_arm, a.started_at, a.ended_at, a.tool_calls, a.tool_failures, a.retry_requests,
+       a.failed, a.incomplete, a.aborted, a.refused, a.downgraded, a.cost_micros, a.own_requests, a.own_input,
+       a.own_cached, a.own_output, a.own_write_5m, a.own_write_1h, a.own_cost,
+       v.score AS eval_score, v.evaluator, v.evaluated_at
+FROM (
+    -- One pass over the window's events, grouped per turn; every array_agg shares one ORDER BY, so
+    -- PostgreSQL sorts the rows once and [1] / [n] are each turn's first / last request.
+    SELECT e.developer, e.turn_id, count(*) AS n,
+           array_agg(e.session_id ORDER BY e.occurred_at, e.event_id) AS sessions,
+           array_agg(e.team ORDER BY e.occurred_at, e.event_id) AS teams,
+           array_agg(e.final_message ORDER BY e.occurred_at, e.event_id) AS finals,
+           array_agg(e.model_requested ORDER BY e.occurred_at, e.event_id) AS requested,
+           array_agg(e.model_used ORDER BY e.occurred_at, e.event_id) AS used,
+           array_agg(e.route_reason ORDER BY e.occurred_at, e.event_id) AS reasons,
+           array_agg(e.repo ORDER BY e.occurred_at, e.event_id) AS repos,
+           array_agg(e.input_tokens ORDER BY e.occurred_at, e.event_id) AS inputs,
+           array_agg(e.experiment_arm ORDER BY e.occurred_at, e.event_id) AS arms,
+           min(e.occurred_at - make_interval(secs => e.latency_ms / 1000.0)) AS started_at,
+           max(e.occurred_at) AS ended_at,
+           max(e.tool_outputs) AS tool_calls, max(e.tool_failures) AS tool_failures,
+           count(*) FILTER (WHERE e.retry) AS retry_requests,
+           count(*) FILTER (WHERE e.status = 'upstream_error') AS failed,
+           count(*) FILTER (WHERE e.status = 'incomplete') AS incomplete,
+           count(*) FILTER (WHERE e.status = 'client_aborted') AS aborted,
+           count(*) FILTER (WHERE e.status = 'refused') AS refused,
+           bool_or(e.route_reason <> 'requested') AS downgraded,
+           sum(e.cost_micros)::bigint AS cost_micros,
+           -- the requests that ran on the model they asked for: what a cheaper route would reprice
+           count(*) FILTER (WHERE e.model_used = e.model_requested AND e.status <> 'refused') AS own_requests,
+           coalesce(sum(e.input_tokens) FILTER (WHERE e.model_used = e.model_requested), 0)::bigint AS own_input,
+           coalesce(sum(e.cached_tokens) FILTER (WHERE e.model_used = e.model_requested), 0)::bigint AS own_cached,
+           coalesce(sum(e.output_tokens) FILTER (WHERE e.model_used = e.model_requested), 0)::bigint AS own_output,
+           coalesce(sum(e.cache_write_5m_tokens) FILTER (WHERE e.model_used = e.model_requested), 0)::bigint
+               AS own_write_5m,
+           coalesce(sum(e.cache_write_1h_tokens) FILTER (WHERE e.model_used = e.model_requested), 0)::bigint
+               AS own_write_1h,
+           coalesce(sum(e.cost_micros) FILTER (WHERE e.model_used = e.model_requested), 0)::bigint AS own_cost
+    FROM usage_events e
+    WHERE e.turn_id IS NOT NULL AND e.occurred_at >= $1 AND e.occurred_at < $2
+      AND ($3::text IS NULL OR e.team = $3)
+    GROUP BY e.developer, e.turn_id
+) a
+LEFT JOIN turn_evals v ON v.turn_id = a.turn_id
+"""
+
+
+async def segment_turns(db: Queryable, *, start: datetime, end: datetime,
+                        team: str | None = None) -> list[SegmentRow]:
+    """Every turn with an event in ``[start, end)`` (of ``team`` if given), in one grouped read: its facts,
+    its evaluation, its first request's route, and the tokens and cost of its requests that ran on the
+    model they asked for (the part a cheaper route would reprice)."""
+    rows = await db.fetch(_SEGMENT_TURNS, start, end, team)
+    return [_segment_row(r) for r in rows]
+
+
+def _segment_row(r: asyncpg.Record) -> SegmentRow:
+    facts = TurnFacts(
+        developer=r["developer"], team=r["team"], session_id=r["session_id"], turn_id=r["turn_id"],
+        started_at=r["started_at"], ended_at=r["ended_at"], requests=r["n"], tool_calls=r["tool_calls"],
+        tool_failures=r["tool_failures"], retry_requests=r["retry_requests"], final_message=r["final_message"],
+        failed=r["failed"], incomplete=r["incomplete"], aborted=r["aborted"], refused=r["refused"],
+        model_requested=r["model_requested"], model_used=r["model_used"], downgraded=r["downgraded"],
+        cost_micros=r["cost_micros"], repo=r["repo"], input_tokens=r["input_tokens"],
+        experiment_arm=r["experiment_arm"],
+    )
+    own = OwnModelUsage(requests=r["own_requests"], input_tokens=r["own_input"], cached_tokens=r["own_cached"],
+                        output_tokens=r["own_output"], cache_write_5m_tokens=r["own_write_5m"],
+                        cache_write_1h_tokens=r["own_write_1h"], cost_micros=r["own_cost"])
+    return SegmentRow(facts=facts, external=_external(r), route_reason=r["route_reason"], own=own)

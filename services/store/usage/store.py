@@ -623,14 +623,16 @@ class QuarterHourSpend(NamedTuple):
     model_used: str = ""
 
 
-async def quarter_hour_spend(db: Queryable, start: datetime, end: datetime) -> list[QuarterHourSpend]:
-    """Spend in ``[start, end)`` per key, developer, team, cost center, model used and quarter hour (binned
-    from the epoch)."""
+async def quarter_hour_spend(db: Queryable, start: datetime, end: datetime,
+                             team: str | None = None) -> list[QuarterHourSpend]:
+    """Spend in ``[start, end)`` (of ``team`` if given) per key, developer, team, cost center, model used and
+    quarter hour (binned from the epoch)."""
     rows = await db.fetch(
         """SELECT key_id, developer, team, date_bin('15 minutes', occurred_at, 'epoch') AS at,
                   sum(cost_micros)::bigint AS spent, cost_center, model_used
-           FROM usage_events WHERE occurred_at >= $1 AND occurred_at < $2 GROUP BY 1, 2, 3, 4, 6, 7""",
-        start, end)
+           FROM usage_events WHERE occurred_at >= $1 AND occurred_at < $2 AND ($3::text IS NULL OR team = $3)
+           GROUP BY 1, 2, 3, 4, 6, 7""",
+        start, end, team)
     return [QuarterHourSpend(*r) for r in rows]
 
 
@@ -639,12 +641,18 @@ _REPLAY_COLUMNS = ("event_id::text, occurred_at, key_id, developer, team, sessio
                    "cost_micros, retry, cache_write_5m_tokens, cache_write_1h_tokens, cost_center")
 
 
-async def replay_batches(conn: Conn, start: datetime, end: datetime, *,
-                         batch_rows: int) -> AsyncIterator[list[StoredUsage]]:
-    """The events of ``[start, end)`` in time order, ``batch_rows`` at a time (a cursor: inside a transaction)."""
-    cursor = await conn.cursor(
-        f"SELECT {_REPLAY_COLUMNS} FROM usage_events WHERE occurred_at >= $1 AND occurred_at < $2 "
-        "ORDER BY occurred_at, event_id", start, end)
+async def replay_batches(conn: Conn, start: datetime, end: datetime, *, batch_rows: int,
+                         team: str | None = None) -> AsyncIterator[list[StoredUsage]]:
+    """The events of ``[start, end)`` (of ``team`` if given) in time order, ``batch_rows`` at a time (a cursor:
+    inside a transaction)."""
+    if team is None:
+        cursor = await conn.cursor(
+            f"SELECT {_REPLAY_COLUMNS} FROM usage_events WHERE occurred_at >= $1 AND occurred_at < $2 "
+            "ORDER BY occurred_at, event_id", start, end)
+    else:
+        cursor = await conn.cursor(
+            f"SELECT {_REPLAY_COLUMNS} FROM usage_events WHERE team = $3 AND occurred_at >= $1 AND occurred_at < $2 "
+            "ORDER BY occurred_at, event_id", start, end, team)
     while batch := await cursor.fetch(batch_rows):
         yield [StoredUsage(*r) for r in batch]
 

@@ -1,0 +1,332 @@
+"""``spendgate policy suggest`` and ``GET /v1/policy/suggestions``: policy changes the org's own traffic
+says are safe, each with its math, its dry-run and the whole policy document it would make.
+
+Reads the last ``days`` of turns in one grouped query (:func:`spendgate.store.outcomes.store.segment_turns`),
+scores them, groups them into segments (:mod:`spendgate.domain.segments`), searches routing rules per team
+(:mod:`spendgate.domain.optimiser`), and checks each harmless candidate with the dry-run replay of the same
+days: the live policy against the live policy plus the rule, over one read of the events. A candidate that
+would pause more sessions than today is not proposed. ``docs/policy.md``, "Suggestions".
+"""
+
+from __future__ import annotations
+
+import difflib
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import asyncpg
+import msgspec
+import yaml
+
+from spendgate.admin.dryrun import DryRun, dry_runs
+from spendgate.admin.policy import live_policy, to_document
+from spendgate.core.config import Settings
+from spendgate.domain.enforcement import Policy
+from spendgate.domain.enforcement.routing import NAME_PATTERN, RoutingTable, format_hours
+from spendgate.domain.errors import ConfigError, UnknownModelError
+from spendgate.domain.learning import CONFIDENCE, MIN_SAMPLE, Regression, TooFew
+from spendgate.domain.money import format_usd
+from spendgate.domain.optimiser import RuleCandidate, TeamVerdict, search
+from spendgate.domain.periods import zone
+from spendgate.domain.pricing import ModelPrice, PriceTable
+from spendgate.domain.segments import BIASED, Estimate, SegmentTurn, estimate, segment_keys, segment_turn
+from spendgate.store.outcomes import store
+
+DEFAULT_DAYS = 30
+MAX_DAYS = 90
+DEFAULT_TOLERANCE_PCT = 2.0
+MAX_TOLERANCE_PCT = 50.0
+MAX_DRY_RUNS = 4
+"""Candidates checked by the dry-run per run (the largest estimated savings first): each is one more replay
+of every event in the window. The others are listed as waiting for the next run."""
+MAX_SEGMENTS = 200
+"""Segments listed (the ones with the most turns)."""
+MAX_TEAM_CHARS = 200
+SuggestionKind = Literal["routing_rule"]
+
+
+class Evidence(msgspec.Struct, frozen=True, kw_only=True):
+    """The quality comparison behind a change: learning.regression's numbers and where the sides came from."""
+
+    regression: float | None
+    """Relative drop of the mean quality score (0.004 = 0.4 % worse); null with too few turns."""
+    lower: float | None
+    upper: float | None
+    """The 95 % upper bound: with 95 % confidence the regression is at most this."""
+    baseline_n: int
+    candidate_n: int
+    explored_n: int
+    downgraded_n: int
+    baseline: Literal["control", "requested model"]
+    """``control``: the exploration's control arm alone; else every turn that ran on the requested model."""
+    biased: str | None
+    """``biased: from budget downgrades`` when no turn was explored and budget-downgraded turns stood in."""
+    method: str = f"bootstrap, {CONFIDENCE:.0%} one-sided, at least {MIN_SAMPLE} turns a side"
+
+
+class DryRunCheck(msgspec.Struct, frozen=True, kw_only=True):
+    """The live policy and the proposal replayed over the same days (``spendgate policy dry-run``), over the
+    events of the team the change routes: budgets the team shares with others (the org's, a cost center's)
+    see this team's spend only."""
+
+    days: int
+    team: str
+    events: int
+    """The team's events replayed."""
+    saved_micros: int
+    """What the live policy's replay spent minus what the proposal's did."""
+    extra_pauses: int
+    """Sessions the proposal pauses minus the live policy's (a proposal needs 0 or fewer)."""
+    live_spend_micros: int
+    spend_micros: int
+    live_paused_sessions: int
+    paused_sessions: int
+    differences: int
+    """Requests the proposal decides differently from what happened."""
+
+
+class Suggestion(msgspec.Struct, frozen=True, kw_only=True):
+    """One proposed change, ready to apply: ``document`` is the whole policy it makes."""
+
+    id: str
+    kind: SuggestionKind
+    scope: str
+    summary: str
+    """The change and its math in one sentence."""
+    estimated_saving_micros: int
+    """From the segments: the covered turns' requests on the requested model, repriced at the new model."""
+    evidence: Evidence | None
+    dry_run: DryRunCheck
+    change: dict[str, Any]
+    """The part of the document that changes (for a routing rule, the rule)."""
+    diff: str
+    """Unified diff of the live policy document against ``document`` (YAML)."""
+    document: dict[str, Any]
+
+
+class NotProposed(msgspec.Struct, frozen=True, kw_only=True):
+    """A change the data does not support (yet), and what it would take."""
+
+    scope: str
+    kind: SuggestionKind
+    model: str
+    candidate_model: str
+    verdict: Literal["needs_data", "harmful", "uncertain", "no_saving", "more_pauses", "not_checked"]
+    summary: str
+    more_turns: int
+    """How many more turns (explored ones on the cheaper model, above all) would settle it; 0 when more
+    data would not help."""
+    estimated_saving_micros: int
+    evidence: Evidence | None
+
+
+class SegmentOut(msgspec.Struct, frozen=True, kw_only=True):
+    team: str
+    model: str
+    candidate_model: str | None
+    size: str
+    hours: str
+    repo: str
+    tools: str
+    turns: int
+    estimated_saving_micros: int
+    evidence: Evidence | None
+
+
+class Suggestions(msgspec.Struct, frozen=True, kw_only=True):
+    days: int
+    tolerance_pct: float
+    from_at: datetime
+    to_at: datetime
+    turns: int
+    elapsed_ms: int
+    suggestions: list[Suggestion]
+    not_proposed: list[NotProposed]
+    segments: list[SegmentOut]
+
+
+def check_inputs(*, team: str | None, tolerance_pct: float, days: int) -> None:
+    """The bounds the CLI and the API share; :class:`ConfigError` saying which input is wrong."""
+    if not (0.0 < tolerance_pct <= MAX_TOLERANCE_PCT) or tolerance_pct != tolerance_pct:
+        raise ConfigError(f"tolerance must be a percentage above 0 and at most {MAX_TOLERANCE_PCT:g}, "
+                          f"not {tolerance_pct:g}")
+    if not 1 <= days <= MAX_DAYS:
+        raise ConfigError(f"days must be from 1 to {MAX_DAYS}, not {days}")
+    if team is not None and (not team or len(team) > MAX_TEAM_CHARS or not team.isprintable()):
+        raise ConfigError(f"team must be printable text of 1 to {MAX_TEAM_CHARS} characters")
+
+
+async def suggest(pool: asyncpg.Pool, settings: Settings, prices: PriceTable, *, now: datetime,
+                  days: int = DEFAULT_DAYS, tolerance_pct: float = DEFAULT_TOLERANCE_PCT,
+                  team: str | None = None) -> Suggestions:
+    check_inputs(team=team, tolerance_pct=tolerance_pct, days=days)
+    started = time.perf_counter()
+    tolerance = tolerance_pct / 100
+    start = now - timedelta(days=days)
+    live = await live_policy(pool, settings.enforcement, now)
+    rows = await store.segment_turns(pool, start=start, end=now, team=team)
+    if team is not None and not rows and f"team:{team}" not in live.budgets:
+        raise ConfigError(f"unknown team {team!r}: no turns in the last {days} days and no budget")
+
+    def timezone_of(t: str) -> str:
+        budget = live.budgets.get(f"team:{t}")
+        return budget.timezone if budget is not None else "UTC"
+
+    zones = {t: zone(timezone_of(t)) for t in {r.facts.team for r in rows}}
+    turns = [segment_turn(r, zones.__getitem__) for r in rows]
+    groups: dict[tuple[str, str], list[SegmentTurn]] = {}
+    for t in turns:
+        groups.setdefault((t.team, t.model_requested), []).append(t)
+
+    def cheaper_of(t: str, model: str) -> str | None:
+        return live.next_model(model, (f"team:{t}", "org"))
+
+    verdicts = search(groups, cheaper_of, lambda m: _price(prices, m), timezone_of, tolerance)
+    proposed = sorted((v for v in verdicts if v.chosen is not None),
+                      key=lambda v: -v.chosen.estimate.saving_micros if v.chosen else 0)
+    checked, waiting = proposed[:MAX_DRY_RUNS], proposed[MAX_DRY_RUNS:]
+    suggestions: list[Suggestion] = []
+    not_proposed = [_not_proposed(v, tolerance) for v in verdicts if v.chosen is None]
+    live_doc = to_document(live)
+    for v in checked:
+        assert v.chosen is not None
+        policy = _with_rule(live, v.chosen)
+        base, result = await dry_runs(pool, [live, policy], prices, days=days, now=now, team=v.team)
+        check = _check(base, result, days, v.team)
+        if check.extra_pauses > 0:
+            not_proposed.append(_more_pauses(v, check))
+            continue
+        suggestions.append(_suggestion(v.chosen, policy, live_doc, check, days))
+    not_proposed.extend(_not_checked(v) for v in waiting)
+    return Suggestions(days=days, tolerance_pct=tolerance_pct, from_at=start, to_at=now, turns=len(turns),
+                       elapsed_ms=int((time.perf_counter() - started) * 1000), suggestions=suggestions,
+                       not_proposed=not_proposed, segments=_segments(turns, cheaper_of, prices))
+
+
+def _price(prices: PriceTable, model: str) -> ModelPrice | None:
+    try:
+        return prices.lookup(model).price
+    except UnknownModelError:
+        return None
+
+
+def _with_rule(live: Policy, c: RuleCandidate) -> Policy:
+    """The live policy with ``c``'s rule first (before the live rules: it is the narrower, newer one)."""
+    rules = tuple(r for r in live.routing.rules if r.name != c.rule.name)
+    return replace(live, routing=RoutingTable((c.rule, *rules)))
+
+
+def _check(base: DryRun, result: DryRun, days: int, team: str) -> DryRunCheck:
+    return DryRunCheck(days=days, events=result.events, team=team, saved_micros=base.spend_micros - result.spend_micros,
+                       extra_pauses=result.paused_sessions - base.paused_sessions,
+                       live_spend_micros=base.spend_micros, spend_micros=result.spend_micros,
+                       live_paused_sessions=base.paused_sessions, paused_sessions=result.paused_sessions,
+                       differences=result.differences)
+
+
+def evidence(e: Estimate) -> Evidence:
+    r = e.result if isinstance(e.result, Regression) else None
+    return Evidence(regression=r.regression if r else None, lower=r.lower if r else None,
+                    upper=r.upper if r else None, baseline_n=e.baseline_n, candidate_n=e.candidate_n,
+                    explored_n=e.explored_n, downgraded_n=e.downgraded_n,
+                    baseline="control" if e.control_only else "requested model", biased=BIASED if e.biased else None)
+
+
+def pct(x: float) -> str:
+    return f"{x * 100:.1f} %"
+
+
+def _rule_words(c: RuleCandidate) -> str:
+    r = c.rule
+    when = "all day" if r.hours is None else "between " + format_hours(r.hours).replace("-", " and ")
+    return (f"route turns under {r.max_input_tokens:,} input tokens asking for {c.model} to {r.model} "
+            f"{when} {r.timezone}")
+
+
+def _math(e: Estimate) -> str:
+    r = e.result
+    if isinstance(r, TooFew):
+        return (f"too few turns to tell: {e.baseline_n:,} on the requested model, {e.explored_n:,} explored, "
+                f"{e.downgraded_n:,} budget-downgraded")
+    side = f"{e.explored_n:,} explored" if not e.biased else f"{e.downgraded_n:,} budget-downgraded, {BIASED}"
+    return (f"regression {pct(r.regression)} (95 % upper bound {pct(r.upper)}, "
+            f"{e.baseline_n + e.candidate_n:,} turns, {side})")
+
+
+def _suggestion(c: RuleCandidate, policy: Policy, live_doc: dict[str, Any], check: DryRunCheck,
+                days: int) -> Suggestion:
+    document = to_document(policy)
+    summary = (f"for {c.team}: {_rule_words(c)}; {_math(c.estimate)}; dry-run of the last {days} days: "
+               f"{format_usd(check.saved_micros)} saved, {max(check.extra_pauses, 0)} extra pauses")
+    return Suggestion(id=c.rule.name, kind="routing_rule", scope=c.rule.scope, summary=summary,
+                      estimated_saving_micros=c.estimate.saving_micros, evidence=evidence(c.estimate),
+                      dry_run=check, change=c.rule.document(), diff=diff(live_doc, document), document=document)
+
+
+def diff(before: dict[str, Any], after: dict[str, Any]) -> str:
+    a = yaml.safe_dump(before, sort_keys=False).splitlines(keepends=True)
+    b = yaml.safe_dump(after, sort_keys=False).splitlines(keepends=True)
+    return "".join(difflib.unified_diff(a, b, "live policy", "proposed policy"))
+
+
+def _not_proposed(v: TeamVerdict, tolerance: float) -> NotProposed:
+    e = v.widest.estimate
+    head = f"for {v.team}: {v.model} → {v.candidate_model} not proposed"
+    words = {
+        "needs_data": (f"{head}: {_math(e)}; needs {v.more_turns:,} more turns (at least {MIN_SAMPLE} on each "
+                       f"side; explored ones come from the policy's exploration share), not a guess"),
+        "harmful": f"{head}: the cheaper model's turns score worse than the tolerance of {pct(tolerance)}: {_math(e)}",
+        "uncertain": (f"{head}: {_math(e)}: the bound is above the tolerance of {pct(tolerance)}; about "
+                      f"{v.more_turns:,} more explored turns would narrow it enough if the regression holds"),
+        "no_saving": f"{head}: no turn ran on {v.model} to save on",
+    }
+    return NotProposed(scope=f"team:{v.team}", kind="routing_rule", model=v.model, candidate_model=v.candidate_model,
+                       verdict=v.verdict if v.verdict != "propose" else "uncertain", summary=words[v.verdict],
+                       more_turns=v.more_turns, estimated_saving_micros=e.saving_micros, evidence=evidence(e))
+
+
+def _more_pauses(v: TeamVerdict, check: DryRunCheck) -> NotProposed:
+    assert v.chosen is not None
+    return NotProposed(scope=v.chosen.rule.scope, kind="routing_rule", model=v.model,
+                       candidate_model=v.candidate_model, verdict="more_pauses",
+                       summary=(f"for {v.team}: {_rule_words(v.chosen)} not proposed: the dry-run pauses "
+                                f"{check.extra_pauses} more sessions than the live policy"),
+                       more_turns=0, estimated_saving_micros=v.chosen.estimate.saving_micros,
+                       evidence=evidence(v.chosen.estimate))
+
+
+def _not_checked(v: TeamVerdict) -> NotProposed:
+    assert v.chosen is not None
+    return NotProposed(scope=v.chosen.rule.scope, kind="routing_rule", model=v.model,
+                       candidate_model=v.candidate_model, verdict="not_checked",
+                       summary=(f"for {v.team}: {_rule_words(v.chosen)}; {_math(v.chosen.estimate)}; not dry-run "
+                                f"yet (the {MAX_DRY_RUNS} largest savings are checked per run: ask with --team "
+                                f"{v.team})"),
+                       more_turns=0, estimated_saving_micros=v.chosen.estimate.saving_micros,
+                       evidence=evidence(v.chosen.estimate))
+
+
+def _segments(turns: Sequence[SegmentTurn], cheaper_of: Any, prices: PriceTable) -> list[SegmentOut]:
+    groups = sorted(segment_keys(turns).items(), key=lambda kv: (-len(kv[1]), str(kv[0])))[:MAX_SEGMENTS]
+    out = []
+    for key, members in groups:
+        cheaper = cheaper_of(key.team, key.model)
+        price = _price(prices, cheaper) if cheaper else None
+        e = estimate(members, cheaper, price) if cheaper and price else None
+        out.append(SegmentOut(team=key.team, model=key.model, candidate_model=cheaper, size=key.size,
+                              hours=key.hours, repo=key.repo, tools=key.tools, turns=len(members),
+                              estimated_saving_micros=e.saving_micros if e else 0,
+                              evidence=evidence(e) if e else None))
+    return out
+
+
+def suggestion_source(suggestion: str | None) -> str | None:
+    """The version ``source`` of a policy applied from suggestion ``suggestion`` (``suggestion:<id>``)."""
+    if suggestion is None:
+        return None
+    if NAME_PATTERN.fullmatch(suggestion) is None:
+        raise ConfigError(f"a suggestion id is letters, digits, '.', '_' or '-' (at most 64), not {suggestion!r}")
+    return f"suggestion:{suggestion}"
