@@ -98,6 +98,9 @@ class Suggestion(msgspec.Struct, frozen=True, kw_only=True):
     """The change and its math in one sentence."""
     estimated_saving_micros: int
     """From the segments: the covered turns' requests on the requested model, repriced at the new model."""
+    saving_error_micros: int = 0
+    """95 % sampling error of ``estimated_saving_micros``: the same number of days under the same traffic saves
+    the estimate give or take this (1.96 × √Σ per-turn saving²)."""
     evidence: Evidence | None
     dry_run: DryRunCheck
     change: dict[str, Any]
@@ -259,10 +262,13 @@ def _math(e: Estimate) -> str:
 def _suggestion(c: RuleCandidate, policy: Policy, live_doc: dict[str, Any], check: DryRunCheck,
                 days: int) -> Suggestion:
     document = to_document(policy)
-    summary = (f"for {c.team}: {_rule_words(c)}; {_math(c.estimate)}; dry-run of the last {days} days: "
-               f"{format_usd(check.saved_micros)} saved, {max(check.extra_pauses, 0)} extra pauses")
+    e = c.estimate
+    summary = (f"for {c.team}: {_rule_words(c)}; {_math(e)}; estimated saving over {days} days of such traffic "
+               f"{format_usd(e.saving_micros)} ± {format_usd(e.saving_error_micros)} (95 %); dry-run of the last "
+               f"{days} days: {format_usd(check.saved_micros)} saved, {max(check.extra_pauses, 0)} extra pauses")
     return Suggestion(id=c.rule.name, kind="routing_rule", scope=c.rule.scope, summary=summary,
-                      estimated_saving_micros=c.estimate.saving_micros, evidence=evidence(c.estimate),
+                      estimated_saving_micros=e.saving_micros, saving_error_micros=e.saving_error_micros,
+                      evidence=evidence(e),
                       dry_run=check, change=c.rule.document(), diff=diff(live_doc, document), document=document)
 
 

@@ -20,6 +20,7 @@ there, marked biased (a downgrade happens when a budget runs out, so those turns
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -140,6 +141,10 @@ class Estimate:
     cost_micros: int
     """What those requests cost."""
     result: Regression | TooFew
+    saving_error_micros: int = 0
+    """The saving's 95 % sampling error: 1.96 × √(Σ per-turn saving²). Turns arrive as a Poisson process,
+    so a window as long as this one, under the same traffic, saves ``saving_micros`` give or take this
+    (``docs/policy.md``, "The saving and its error"). It says nothing about traffic that changes."""
 
     @property
     def biased(self) -> bool:
@@ -158,7 +163,7 @@ def estimate(turns: Iterable[SegmentTurn], candidate: str, price: ModelPrice, *,
     explored: list[float] = []
     downgraded: list[float] = []
     sides = {"control": control, "baseline": baseline, "explored": explored, "downgraded": downgraded}
-    n = saving = cost = 0
+    n = saving = cost = squares = 0
     for t in turns:
         n += 1
         role = t.role(candidate)
@@ -167,16 +172,18 @@ def estimate(turns: Iterable[SegmentTurn], candidate: str, price: ModelPrice, *,
         if t.own.requests and t.model_requested != candidate:
             o = t.own
             cost += o.cost_micros
-            saving += o.cost_micros - cost_micros(
+            turn_saving = o.cost_micros - cost_micros(
                 price, input_tokens=o.input_tokens, cached_tokens=o.cached_tokens, output_tokens=o.output_tokens,
                 cache_write_5m_tokens=o.cache_write_5m_tokens, cache_write_1h_tokens=o.cache_write_1h_tokens)
+            saving += turn_saving
+            squares += turn_saving * turn_saving
     control_only = len(control) >= MIN_SAMPLE
     base = control if control_only else control + baseline
     cand = explored or downgraded
     result = regression(base, cand, rounds=rounds) if cand else TooFew(len(base), 0)
     return Estimate(candidate=candidate, turns=n, baseline_n=len(base), explored_n=len(explored),
                     downgraded_n=len(downgraded), control_only=control_only, saving_micros=saving, cost_micros=cost,
-                    result=result)
+                    result=result, saving_error_micros=math.isqrt(squares) * 196 // 100)
 
 
 @dataclass(frozen=True, slots=True)
