@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "deploy" / "docker-compose.yml"
 K8S = ROOT / "deploy" / "k8s" / "spendgate.yaml"
 COMPOSE_SCHEMA = ROOT / "schemas" / "deploy" / "compose-spec.json"
-LAYOUT = {"migrate", "proxy", "ledger", "alerter", "forecaster", "reconciler", "admin"}
+LAYOUT = {"migrate", "proxy", "ledger", "alerter", "forecaster", "guard", "reconciler", "admin"}
 """The processes of the scale-out layout: what tests/integration/test_separate_processes.py runs, plus the
 migration job, the reconciler (issue 16; the same worker shape as the forecaster) and the admin API."""
 
@@ -245,7 +245,7 @@ async def test_admin_probe_port_is_where_the_admin_api_listens(db_url: str, tmp_
 
 
 
-WORKERS = ("ledger", "alerter", "forecaster", "reconciler")
+WORKERS = ("ledger", "alerter", "forecaster", "guard", "reconciler")
 
 
 def worker_probes() -> Iterator[tuple[str, str, int]]:
