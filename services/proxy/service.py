@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
@@ -133,6 +134,10 @@ class ProxyServer:
         if self.port == 0:
             self.port = _bound_port(site)
         upstreams = [u.name for u in (*pool.upstreams, *anthropic_pool.upstreams)]
+        # What start-up loaded (modules, keys, the policy with its budgets) lives as long as the process:
+        # out of the collector's sight, a full collection no longer walks it (about 95,000 objects with
+        # 10,000 budgets: 160 ms per full collection, landing on whichever request was running).
+        gc.freeze()
         log.info("proxy listening", url=self.base_url, upstreams=upstreams, keys=len(self.keys),
                  spooled_segments=len(self.spool.segments()))
 
