@@ -131,7 +131,7 @@ async def measure(url: str, n: int) -> int:
     verdict.check("a cheaper route proposed for a harmless team", str(len(found.suggestions)), ">= 1",
                   bool(found.suggestions))
     harmful_teams = {f"team:{t}" for t in TEAMS[1::2]}
-    wrong = [s.scope for s in found.suggestions if s.scope in harmful_teams]
+    wrong = [s.scope for s in found.suggestions if s.kind == "routing_rule" and s.scope in harmful_teams]
     verdict.check("none for a team whose explored turns fail more", ", ".join(wrong) or "none", "none", not wrong)
     return verdict.finish()
 
