@@ -26,7 +26,8 @@ import asyncpg
 
 from spendgate.domain.enforcement import Budget, Policy
 from spendgate.domain.enforcement.policy import Thresholds
-from spendgate.domain.enforcement.scopes import split_scope
+from spendgate.domain.enforcement.scopes import parse_scope, split_scope
+from spendgate.domain.errors import ConfigError
 from spendgate.domain.learning import Regression
 from spendgate.domain.money import format_usd, usd_str
 from spendgate.domain.periods import PeriodKind, period_containing
@@ -173,6 +174,15 @@ def stage_thresholds(live: Policy, turns: Sequence[SegmentTurn], cheaper_of: Cal
     return out
 
 
+def _writable(scope: str) -> bool:
+    """A team name from the traffic that a policy document can hold (printable, not too long): another one
+    would make a document ``policy apply`` refuses."""
+    try:
+        return parse_scope(scope) == scope
+    except ConfigError:
+        return False
+
+
 def working_days(year: int, month: int) -> int:
     days = calendar.monthrange(year, month)[1]
     return sum(1 for d in range(1, days + 1) if calendar.weekday(year, month, d) < 5)
@@ -193,7 +203,7 @@ async def team_budgets(pool: asyncpg.Pool, live: Policy, turns: Sequence[Segment
     for f in forecasts:
         if not f.scope.startswith("team:") or split_scope(f.scope)[1] is not None or f.scope in live.budgets:
             continue
-        if f.month != month or f.p90_micros <= 0:
+        if f.month != month or f.p90_micros <= 0 or not _writable(f.scope):
             continue
         name = f.scope.removeprefix("team:")
         monthly = round_up(f.p90_micros)

@@ -132,7 +132,8 @@ async def save_forecast(pool: asyncpg.Pool, scope: str, p90: int) -> None:
 async def test_an_unbudgeted_team_gets_a_budget_from_its_p90_unless_its_daily_part_would_pause_sessions(
         pool: asyncpg.Pool) -> None:
     """growth spends evenly: monthly = P90 $123.40 rounded up to $130, daily = $130 / 21 working days, no
-    pause. spiky spent $6 in one day: its daily part (~$0.95) would pause that day's session: not proposed."""
+    pause. spiky spent $6 in one day: its daily part (~$0.95) would pause that day's session: not proposed. A
+forecast for a team name no policy document can hold (a newline in it) is skipped."""
     events = [usage_event(team="growth", developer="gina", key_id="k-growth", turn_id=f"g-{d}-{i}",
                           session_id=f"g-{d}", occurred_at=NOW - timedelta(days=d, hours=i), input_tokens=100_000,
                           cached_tokens=0, output_tokens=100) for d in range(1, 11) for i in range(3)]
@@ -142,6 +143,7 @@ async def test_an_unbudgeted_team_gets_a_budget_from_its_p90_unless_its_daily_pa
     await insert_events(pool, events)
     await save_forecast(pool, "team:growth", 123_400_000)
     await save_forecast(pool, "team:spiky", 20_000_000)
+    await save_forecast(pool, "team:evil\nname", 50_000_000)  # no document could hold it: skipped, no error
     found = await suggest(pool, admin_settings(), PRICES, now=NOW)
     [budget] = [s for s in found.suggestions if s.kind == "budget"]
     assert working_days(2026, 11) == 21
@@ -151,6 +153,7 @@ async def test_an_unbudgeted_team_gets_a_budget_from_its_p90_unless_its_daily_pa
     assert "P90 $123.40 rounded up to the next $10.00" in budget.summary and "21 working days" in budget.summary
     [doc] = [b for b in budget.document["budgets"] if b["scope"] == "team:growth"]
     assert doc["monthly"] == "130.000000" and doc["daily"] == "6.190476", doc
+    assert all("evil" not in x.scope for x in [*found.suggestions, *found.not_proposed])
     [spiky] = [n for n in found.not_proposed if n.kind == "budget"]
     assert spiky.scope == "team:spiky" and spiky.verdict == "more_pauses" and "pauses 1 more sessions" in spiky.summary
     assert round_up(1) == BUDGET_STEP_MICROS and round_up(20_000_001) == 30_000_000
