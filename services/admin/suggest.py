@@ -50,6 +50,9 @@ MAX_TEAM_CHARS = 200
 MAX_KNOB_PASSES = 4
 """Dry-run passes for the other knobs per run (one pass replays a team's events, or every event for a change
 to the whole policy, through the live policy and all of that team's candidates at once)."""
+MAX_WHOLE_PASS_TURNS = 50_000
+"""The size limit's dry-run replays every event of the window (twice): above this many turns (about 220,000
+events at the benchmark's mix, some 20 s) it is listed as not checked instead; 1M events take about 80 s."""
 SuggestionKind = Literal["routing_rule", "downgrade_limit", "stage_threshold", "budget", "retry_cap", "ration"]
 
 
@@ -214,9 +217,8 @@ async def suggest(pool: asyncpg.Pool, settings: Settings, prices: PriceTable, *,
             continue
         suggestions.append(_suggestion(v.chosen, policy, live_doc, check, days))
     not_proposed.extend(_not_checked(v) for v in waiting)
-    price_of = lambda m: _price(prices, m)  # noqa: E731
-    found, rejected = await _knobs(pool, live, turns, cheaper_of, price_of, tolerance, start=start, now=now,
-                                   days=days, team=team, prices=prices, live_doc=live_doc)
+    found, rejected = await _knobs(pool, live, turns, cheaper_of, lambda m: _price(prices, m), tolerance,
+                                   start=start, now=now, days=days, team=team, prices=prices, live_doc=live_doc)
     suggestions += found
     not_proposed += rejected
     suggestions += await _rations(pool, settings, prices, now=now, team=team, live_doc=live_doc)
@@ -361,7 +363,13 @@ async def _knobs(pool: asyncpg.Pool, live: Policy, turns: Sequence[SegmentTurn],
     rejected: list[NotProposed] = []
     if team is None:
         limit = knobs.downgrade_limit(live, turns, cheaper_of, price_of, tolerance)
-        if isinstance(limit, knobs.Knob):
+        if isinstance(limit, knobs.Knob) and len(turns) > MAX_WHOLE_PASS_TURNS:
+            rejected.append(_knob_rejected(limit, "not_checked", (
+                f"{_knob_math(limit)}; not dry-run: a change to the whole policy replays every event, and with "
+                f"{len(turns):,} turns (over {MAX_WHOLE_PASS_TURNS:,}) that pass alone would take minutes; "
+                f"set downgrade_max_input_tokens: {limit.change['downgrade_max_input_tokens']} in a copy of the "
+                "policy and check it with spendgate policy dry-run")))
+        elif isinstance(limit, knobs.Knob):
             found.append(limit)
         elif limit is not None:
             rejected.append(NotProposed(scope=limit.scope, kind=limit.kind, model="", candidate_model="",

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import asyncpg
 import msgspec
+import pytest
 from click.testing import CliRunner
 
+from spendgate.admin import suggest as suggest_module
 from spendgate.admin.policy_versions import apply_version
 from spendgate.admin.suggest import suggest
 from spendgate.admin.suggest_knobs import BUDGET_STEP_MICROS, round_up, working_days
@@ -100,6 +102,19 @@ async def test_a_larger_downgrade_limit_and_an_earlier_stage_are_proposed_where_
     [doc_budget] = stage.document["budgets"]
     assert doc_budget["thresholds"] == [80, 90, 110]
     assert all(NAME_PATTERN.fullmatch(s.id) for s in found.suggestions)
+
+
+async def test_the_size_limit_is_not_replayed_over_a_window_too_large_for_one_pass(
+        pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above the bound on turns (lowered here to 100) the policy-wide replay is not run: the size limit is
+    listed as not checked, with its evidence and how to check it by hand, and not proposed."""
+    await seed_downgrades(pool, explored_good=True)
+    monkeypatch.setattr(suggest_module, "MAX_WHOLE_PASS_TURNS", 100)
+    found = await suggest(pool, admin_settings(), PRICES, now=NOW)
+    assert "downgrade_limit" not in {s.kind for s in found.suggestions}
+    [limit] = [n for n in found.not_proposed if n.kind == "downgrade_limit"]
+    assert limit.verdict == "not_checked" and "downgrade_max_input_tokens: 32000" in limit.summary
+    assert "spendgate policy dry-run" in limit.summary and limit.evidence is not None
 
 
 async def test_neither_is_proposed_where_the_cheaper_model_did_worse(pool: asyncpg.Pool) -> None:
