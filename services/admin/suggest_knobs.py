@@ -34,6 +34,7 @@ from spendgate.domain.periods import PeriodKind, period_containing
 from spendgate.domain.pricing import ModelPrice
 from spendgate.domain.segments import SIZE_EDGES, Estimate, SegmentTurn, estimate
 from spendgate.store.forecasts.store import StoredForecast, latest_forecasts
+from spendgate.store.usage import store as usage
 
 KnobKind = Literal["downgrade_limit", "stage_threshold", "budget", "retry_cap"]
 BUDGET_STEP_MICROS = 10_000_000
@@ -225,11 +226,7 @@ async def team_budgets(pool: asyncpg.Pool, live: Policy, turns: Sequence[Segment
 async def retry_spend(pool: asyncpg.Pool, *, start: datetime, end: datetime,
                       team: str | None) -> dict[str, tuple[int, int]]:
     """team → (retry requests, their cost) in the window."""
-    rows = await pool.fetch(
-        """SELECT team, count(*) AS n, coalesce(sum(cost_micros), 0)::bigint AS cost FROM usage_events
-           WHERE retry AND occurred_at >= $1 AND occurred_at < $2 AND ($3::text IS NULL OR team = $3)
-             AND team IS NOT NULL GROUP BY team""", start, end, team)
-    return {r["team"]: (r["n"], r["cost"]) for r in rows}
+    return await usage.retry_spend(pool, start, end, team)
 
 
 def retry_caps(live: Policy, spend: dict[str, tuple[int, int]]) -> list[Knob]:
