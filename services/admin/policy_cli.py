@@ -346,7 +346,9 @@ def describe_ration(r: Rationing) -> str:
 def suggest_cmd(ctx: Ctx, team: str | None, tolerance: float, days: int, as_json: bool,
                 save: tuple[str, str] | None, api_url: str | None) -> None:
     """Propose policy changes the last DAYS of turns say are safe: cheaper routes for the kinds of turns where
-    the cheaper model did as well, each with its math, a dry-run and the policy document to apply."""
+    the cheaper model did as well, a larger downgrade size limit, earlier downgrade stages, budgets from the
+    forecast, lower retry caps, and rationing's proposals; each with its math, a dry-run and the policy
+    document to apply."""
     from spendgate.admin.client import open_api
     from spendgate.admin.suggest import Suggestions, check_inputs, suggest
     from spendgate.core.tables import to_json
@@ -396,7 +398,8 @@ def describe_suggestions(r: Suggestions) -> str:
     if not r.suggestions:
         out.append("no suggestions")
     for s in r.suggestions:
-        out += ["", f"suggestion {s.id}", f"  {s.summary}", "", *("  " + line for line in s.diff.splitlines())]
+        out += ["", f"suggestion {s.id} ({s.kind})", f"  {s.summary}", "",
+                *("  " + line for line in s.diff.splitlines())]
     if r.not_proposed:
         out += ["", "not proposed:"]
         out += [f"  {n.summary}" for n in r.not_proposed]

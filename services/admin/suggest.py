@@ -21,8 +21,10 @@ import asyncpg
 import msgspec
 import yaml
 
+from spendgate.admin import suggest_knobs as knobs
 from spendgate.admin.dryrun import DryRun, dry_runs
 from spendgate.admin.policy import live_policy, to_document
+from spendgate.admin.ration import RationProposal, proposals
 from spendgate.core.config import Settings
 from spendgate.domain.enforcement import Policy
 from spendgate.domain.enforcement.routing import NAME_PATTERN, RoutingTable, format_hours
@@ -45,7 +47,13 @@ of every event in the window. The others are listed as waiting for the next run.
 MAX_SEGMENTS = 200
 """Segments listed (the ones with the most turns)."""
 MAX_TEAM_CHARS = 200
-SuggestionKind = Literal["routing_rule"]
+MAX_KNOB_PASSES = 4
+"""Dry-run passes for the other knobs per run (one pass replays a team's events, or every event for a change
+to the whole policy, through the live policy and all of that team's candidates at once)."""
+MAX_WHOLE_PASS_TURNS = 50_000
+"""The size limit's dry-run replays every event of the window (twice): above this many turns (about 220,000
+events at the benchmark's mix, some 20 s) it is listed as not checked instead; 1M events take about 80 s."""
+SuggestionKind = Literal["routing_rule", "downgrade_limit", "stage_threshold", "budget", "retry_cap", "ration"]
 
 
 class Evidence(msgspec.Struct, frozen=True, kw_only=True):
@@ -75,7 +83,7 @@ class DryRunCheck(msgspec.Struct, frozen=True, kw_only=True):
     days: int
     team: str
     events: int
-    """The team's events replayed."""
+    """The team's events replayed (``team`` empty: every event, for a change to the whole policy)."""
     saved_micros: int
     """What the live policy's replay spent minus what the proposal's did."""
     extra_pauses: int
@@ -102,12 +110,19 @@ class Suggestion(msgspec.Struct, frozen=True, kw_only=True):
     """95 % sampling error of ``estimated_saving_micros``: the same number of days under the same traffic saves
     the estimate give or take this (1.96 × √Σ per-turn saving²)."""
     evidence: Evidence | None
-    dry_run: DryRunCheck
+    dry_run: DryRunCheck | None
+    """Null for ``ration`` (its own dry-run numbers are in ``ration``)."""
     change: dict[str, Any]
     """The part of the document that changes (for a routing rule, the rule)."""
     diff: str
     """Unified diff of the live policy document against ``document`` (YAML)."""
     document: dict[str, Any]
+    ration: RationProposal | None = None
+    """``ration``: the rationing proposal as ``policy ration`` shows it (P50 after, its dry-run)."""
+    extra_downgrades: int = 0
+    """Requests the proposal sends to a cheaper model beyond the live policy's (the turns the evidence covers)."""
+    retry_refusals: int = 0
+    """``retry_cap``: retry requests the proposal refuses beyond the live policy's (not pauses)."""
 
 
 class NotProposed(msgspec.Struct, frozen=True, kw_only=True):
@@ -118,6 +133,7 @@ class NotProposed(msgspec.Struct, frozen=True, kw_only=True):
     model: str
     candidate_model: str
     verdict: Literal["needs_data", "harmful", "uncertain", "no_saving", "more_pauses", "not_checked"]
+    """For the other knobs ``model`` / ``candidate_model`` are empty when the change names none."""
     summary: str
     more_turns: int
     """How many more turns (explored ones on the cheaper model, above all) would settle it; 0 when more
@@ -204,6 +220,11 @@ async def suggest(pool: asyncpg.Pool, settings: Settings, prices: PriceTable, *,
             continue
         suggestions.append(_suggestion(v.chosen, policy, live_doc, check, days))
     not_proposed.extend(_not_checked(v) for v in waiting)
+    found, rejected = await _knobs(pool, live, turns, cheaper_of, lambda m: _price(prices, m), tolerance,
+                                   start=start, now=now, days=days, team=team, prices=prices, live_doc=live_doc)
+    suggestions += found
+    not_proposed += rejected
+    suggestions += await _rations(pool, settings, prices, now=now, team=team, live_doc=live_doc)
     return Suggestions(days=days, tolerance_pct=tolerance_pct, from_at=start, to_at=now, turns=len(turns),
                        elapsed_ms=int((time.perf_counter() - started) * 1000), suggestions=suggestions,
                        not_proposed=not_proposed, segments=_segments(turns, cheaper_of, prices))
@@ -336,3 +357,109 @@ def suggestion_source(suggestion: str | None) -> str | None:
     if NAME_PATTERN.fullmatch(suggestion) is None:
         raise ConfigError(f"a suggestion id is letters, digits, '.', '_' or '-' (at most 64), not {suggestion!r}")
     return f"suggestion:{suggestion}"
+
+
+async def _knobs(pool: asyncpg.Pool, live: Policy, turns: Sequence[SegmentTurn], cheaper_of: Any, price_of: Any,
+                 tolerance: float, *, start: datetime, now: datetime, days: int, team: str | None,
+                 prices: PriceTable, live_doc: dict[str, Any]) -> tuple[list[Suggestion], list[NotProposed]]:
+    """The downgrade size limit, stage thresholds, budgets from the forecast and retry caps
+    (:mod:`spendgate.admin.suggest_knobs`), each dry-run beside the live policy: one pass per team (every
+    event for the size limit), with all of that team's candidates replayed in it."""
+    found: list[knobs.Knob] = []
+    rejected: list[NotProposed] = []
+    if team is None:
+        limit = knobs.downgrade_limit(live, turns, cheaper_of, price_of, tolerance)
+        if isinstance(limit, knobs.Knob) and len(turns) > MAX_WHOLE_PASS_TURNS:
+            rejected.append(_knob_rejected(limit, "not_checked", (
+                f"{_knob_math(limit)}; not dry-run: a change to the whole policy replays every event, and with "
+                f"{len(turns):,} turns (over {MAX_WHOLE_PASS_TURNS:,}) that pass alone would take minutes; "
+                f"set downgrade_max_input_tokens: {limit.change['downgrade_max_input_tokens']} in a copy of the "
+                "policy and check it with spendgate policy dry-run")))
+        elif isinstance(limit, knobs.Knob):
+            found.append(limit)
+        elif limit is not None:
+            rejected.append(NotProposed(scope=limit.scope, kind=limit.kind, model="", candidate_model="",
+                                        verdict=limit.verdict, summary=limit.summary, more_turns=0,
+                                        estimated_saving_micros=0,
+                                        evidence=evidence(limit.estimate) if limit.estimate else None))
+    found += knobs.stage_thresholds(live, turns, cheaper_of, price_of, tolerance, team)
+    found += await knobs.team_budgets(pool, live, turns, cheaper_of, price_of, now=now, team=team)
+    found += knobs.retry_caps(live, await knobs.retry_spend(pool, start=start, end=now, team=team))
+    passes: dict[str | None, list[knobs.Knob]] = {}
+    for k in found:
+        passes.setdefault(k.team, []).append(k)
+    out: list[Suggestion] = []
+    for i, (who, group) in enumerate(passes.items()):
+        if i >= MAX_KNOB_PASSES:
+            rejected += [_knob_rejected(k, "not_checked", f"not dry-run yet (the first {MAX_KNOB_PASSES} teams' "
+                                        f"changes are checked per run: ask with --team {k.team})") for k in group]
+            continue
+        base, *results = await dry_runs(pool, [live, *(k.policy for k in group)], prices, days=days, now=now,
+                                        team=who)
+        for k, result in zip(group, results, strict=True):
+            made = _knob_checked(k, base, result, days, tolerance, live_doc)
+            if isinstance(made, Suggestion):
+                out.append(made)
+            else:
+                rejected.append(made)
+    return out, rejected
+
+
+def _knob_math(k: knobs.Knob) -> str:
+    if not k.estimates:
+        return "it moves no turn to a cheaper model"
+    more = len(k.estimates) - 1
+    return _math(k.estimates[0]) + (f" (and {more} more teams' turns within the tolerance)" if more else "")
+
+
+def _knob_rejected(k: knobs.Knob, verdict: Literal["needs_data", "harmful", "no_saving", "more_pauses",
+                                                   "not_checked"], why: str) -> NotProposed:
+    e = k.estimates[0] if k.estimates else None
+    return NotProposed(scope=k.scope, kind=k.kind, model="", candidate_model=e.candidate if e else "",
+                       verdict=verdict, summary=f"for {k.scope}: {k.words}: not proposed: {why}", more_turns=0,
+                       estimated_saving_micros=0, evidence=evidence(e) if e else None)
+
+
+def _knob_checked(k: knobs.Knob, base: DryRun, result: DryRun, days: int, tolerance: float,
+                  live_doc: dict[str, Any]) -> Suggestion | NotProposed:
+    check = _check(base, result, days, k.team or "")
+    downgrades = (result.downgrades + result.forced_cheapest) - (base.downgrades + base.forced_cheapest)
+    retries = result.retry_refused - base.retry_refused
+    if check.extra_pauses > 0:
+        return _knob_rejected(k, "more_pauses", f"the dry-run pauses {check.extra_pauses} more sessions than the "
+                                                "live policy")
+    if k.moves_turns and downgrades > 0:
+        e = k.estimates[0] if k.estimates else None
+        if e is None or isinstance(e.result, TooFew):
+            return _knob_rejected(k, "needs_data", f"it would downgrade {downgrades:,} more requests and there are "
+                                                   "too few explored or downgraded turns to tell what that does")
+        if not all(isinstance(x.result, Regression) and x.result.within(tolerance) for x in k.estimates):
+            return _knob_rejected(k, "harmful", f"{_knob_math(k)}: above the tolerance of {pct(tolerance)}")
+    if k.kind != "budget" and check.saved_micros <= 0:
+        return _knob_rejected(k, "no_saving", f"the dry-run of the last {days} days saves nothing")
+    tail = f", {retries:,} more retry requests refused (refusals, not pauses)" if k.kind == "retry_cap" else ""
+    summary = (f"for {k.scope}: {k.words}; {_knob_math(k)}; dry-run of the last {days} days: "
+               f"{format_usd(check.saved_micros)} saved, {max(check.extra_pauses, 0)} extra pauses, "
+               f"{max(downgrades, 0):,} more requests downgraded{tail}")
+    document = to_document(k.policy)
+    return Suggestion(id=k.id, kind=k.kind, scope=k.scope, summary=summary,
+                      estimated_saving_micros=check.saved_micros,
+                      evidence=evidence(k.estimates[0]) if k.estimates else None, dry_run=check, change=k.change,
+                      diff=diff(live_doc, document), document=document, extra_downgrades=max(downgrades, 0),
+                      retry_refusals=max(retries, 0))
+
+
+async def _rations(pool: asyncpg.Pool, settings: Settings, prices: PriceTable, *, now: datetime, team: str | None,
+                   live_doc: dict[str, Any]) -> list[Suggestion]:
+    """Rationing's proposals (``policy ration``) as suggestions of kind ``ration``; with a team, its scope's."""
+    found = await proposals(pool, settings, prices, now=now, scope=f"team:{team}" if team else None)
+    out = []
+    for scope in found.scopes:
+        for p in scope.proposals:
+            raw = f"ration-{scope.scope}-{p.kind}"
+            out.append(Suggestion(
+                id="".join(c if c.isalnum() or c in "._-" else "-" for c in raw)[:64], kind="ration",
+                scope=p.scope, summary=f"ration {p.summary}" + ("" if p.sufficient else " (not enough alone)"),
+                estimated_saving_micros=p.saved_micros, evidence=None, dry_run=None, change={"ration": p.kind},
+                diff=diff(live_doc, p.document), document=p.document, ration=p))
+    return out

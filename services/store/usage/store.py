@@ -796,3 +796,12 @@ async def daily_model_usage(db: Queryable, start: date, end: date) -> list[Daily
              AND occurred_at < ($2::date + 1)::timestamp AT TIME ZONE 'UTC'
            GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4""", start, end)
     return [DailyModelUsage(*r) for r in rows]
+
+
+async def retry_spend(db: Queryable, start: datetime, end: datetime, team: str | None) -> dict[str, tuple[int, int]]:
+    """team → (retry requests, their cost) from ``start`` to ``end`` (``policy suggest``'s retry caps)."""
+    rows = await db.fetch(
+        """SELECT team, count(*) AS n, coalesce(sum(cost_micros), 0)::bigint AS cost FROM usage_events
+           WHERE retry AND occurred_at >= $1 AND occurred_at < $2 AND ($3::text IS NULL OR team = $3)
+             AND team IS NOT NULL GROUP BY team""", start, end, team)
+    return {r["team"]: (r["n"], r["cost"]) for r in rows}
