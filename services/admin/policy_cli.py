@@ -253,22 +253,30 @@ def show_cmd(ctx: Ctx, fmt: str, api_url: str | None) -> None:
 @policy.command("guard")
 @click.option("--act", is_flag=True, help="Roll the version back when a segment regressed, as the guard worker "
                                           "does (approver spendgate-guard); without it, only report.")
-@click.option("--json", "as_json", is_flag=True, help="Print the check as JSON.")
+@format_option(*DOCUMENT_FORMATS)
+@api_option
 @pass_ctx
-def guard_cmd(ctx: Ctx, act: bool, as_json: bool) -> None:
+def guard_cmd(ctx: Ctx, act: bool, fmt: str, api_url: str | None) -> None:
     """Judge the active policy version once: per routing rule it added or changed, the turns it routed
     since against the same kind of turns before, the regression with its 95 % bounds, and the verdict."""
-    from spendgate.admin.guard import check
+    from spendgate.admin.client import open_api
+    from spendgate.admin.guard import GuardCheck, check
     from spendgate.core.tables import to_json
 
+    if act and api_url:
+        raise click.UsageError("--act rolls back here, with this machine's signing key; the admin API's guard "
+                               "check only reports (the guard worker acts): leave out --api or --act")
     settings = ctx.settings
 
     async def go() -> GuardCheck:
+        if api_url:
+            async with open_api(settings, api_url) as api:
+                return await api.call("GET", "/v1/policy/guard", GuardCheck)
         async with ctx.database() as pool:
             return await check(pool, settings, settings.pricing.table(), now=datetime.now(UTC), act=act)
 
     result = run(go())
-    click.echo(to_json(result) if as_json else describe_guard(result))
+    click.echo(to_json(result) if fmt == "json" else describe_guard(result))
 
 
 def describe_guard(g: GuardCheck) -> str:
@@ -291,13 +299,15 @@ def describe_guard(g: GuardCheck) -> str:
 
 @policy.command("ration")
 @click.option("--scope", default=None, metavar="SCOPE", help="Only this scope (team:platform, org, …).")
-@click.option("--json", "as_json", is_flag=True, help="Print the proposals (with their documents) as JSON.")
+@format_option(*DOCUMENT_FORMATS)
+@api_option
 @pass_ctx
-def ration_cmd(ctx: Ctx, scope: str | None, as_json: bool) -> None:
+def ration_cmd(ctx: Ctx, scope: str | None, fmt: str, api_url: str | None) -> None:
     """For every scope whose month-end P50 crosses its monthly budget: the changes that would bring it back
     under (an earlier downgrade stage, a daily cap, a routing rule for small turns), least disruptive
     first, each estimated from a dry-run of recent traffic."""
-    from spendgate.admin.ration import proposals
+    from spendgate.admin.client import open_api
+    from spendgate.admin.ration import Rationing, proposals
     from spendgate.core.tables import to_json
     from spendgate.domain.enforcement.scopes import parse_scope
     from spendgate.domain.errors import ConfigError
@@ -310,11 +320,15 @@ def ration_cmd(ctx: Ctx, scope: str | None, as_json: bool) -> None:
             raise click.BadParameter(exc.message, param_hint="--scope") from None
 
     async def go() -> Rationing:
+        if api_url:
+            async with open_api(settings, api_url) as api:
+                return await api.call("GET", "/v1/policy/ration", Rationing,
+                                      query={"scope": scope} if scope else None)
         async with ctx.database() as pool:
             return await proposals(pool, settings, settings.pricing.table(), now=datetime.now(UTC), scope=scope)
 
     result = run(go())
-    click.echo(to_json(result) if as_json else describe_ration(result))
+    click.echo(to_json(result) if fmt == "json" else describe_ration(result))
 
 
 def describe_ration(r: Rationing) -> str:
@@ -337,13 +351,14 @@ def describe_ration(r: Rationing) -> str:
               help="Largest quality regression allowed, in percent (the bootstrap's 95 % upper bound must stay "
                    "under it); above 0, at most 50.")
 @click.option("--days", type=int, default=30, show_default=True, help="Days of turns to learn from (1 to 90).")
-@click.option("--json", "as_json", is_flag=True, help="Print the whole answer as JSON (with every document).")
+@format_option(*DOCUMENT_FORMATS)
+@click.option("--json", "as_json", is_flag=True, hidden=True, help="The same as --format json.")
 @click.option("--save", nargs=2, default=None, metavar="ID FILE",
               help="Write suggestion ID's proposed policy document to FILE (YAML), to dry-run or apply: "
                    "spendgate policy apply FILE --suggestion ID --reason ...")
 @api_option
 @pass_ctx
-def suggest_cmd(ctx: Ctx, team: str | None, tolerance: float, days: int, as_json: bool,
+def suggest_cmd(ctx: Ctx, team: str | None, tolerance: float, days: int, fmt: str, as_json: bool,
                 save: tuple[str, str] | None, api_url: str | None) -> None:
     """Propose policy changes the last DAYS of turns say are safe: cheaper routes for the kinds of turns where
     the cheaper model did as well, a larger downgrade size limit, earlier downgrade stages, budgets from the
@@ -372,7 +387,7 @@ def suggest_cmd(ctx: Ctx, team: str | None, tolerance: float, days: int, as_json
     found = run(go())
     if save is not None:
         _save(found, *save)
-    click.echo(to_json(found) if as_json else describe_suggestions(found))
+    click.echo(to_json(found) if as_json or fmt == "json" else describe_suggestions(found))
 
 
 def _save(found: Suggestions, suggestion_id: str, file: str) -> None:

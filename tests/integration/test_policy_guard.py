@@ -165,8 +165,11 @@ async def test_a_harmless_version_stays_and_too_few_turns_mean_no_action(db_url:
     assert f"version {v1.version_id} (approved by test:alice" in done.output
     assert (f"platform-small (team:platform, added): baseline {seg.baseline_n} turns, candidate 12 turns; too few "
             f"turns ({seg.needed} more") in done.output
-    as_json = await asyncio.to_thread(CliRunner().invoke, main, ["policy", "guard", "--json"], env=env)
+    as_json = await asyncio.to_thread(CliRunner().invoke, main, ["policy", "guard", "--format", "json"], env=env)
     assert json.loads(as_json.output)["segments"][0]["verdict"] == "too_few"
+    both = await asyncio.to_thread(CliRunner().invoke, main, ["policy", "guard", "--act", "--api",
+                                                              "http://127.0.0.1:9"], env=env)
+    assert both.exit_code == 2 and "leave out --api or --act" in both.output, both.output
 
 
 @pytest.mark.parametrize(("env", "message"), [

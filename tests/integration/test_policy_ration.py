@@ -115,12 +115,12 @@ async def test_auto_ration_applies_once_and_rolls_back(db_url: str, pool: asyncp
 
 
 async def test_ration_cli(db_url: str, pool: asyncpg.Pool, tmp_path: Path) -> None:
-    """``policy ration --json`` lists the overrun scope; a malformed --scope is a one-line usage error."""
+    """``policy ration --format json`` lists the overrun scope; a malformed --scope is a one-line usage error."""
     s = settings(tmp_path, db_url)
     await seed(pool, s)
     env = {"SPENDGATE_DATABASE_URL": db_url, "SPENDGATE_DATA_DIR": str(tmp_path),
            "SPENDGATE_POLICY__SIGNING_KEY": TEST_SIGNING_KEY}
-    done = await asyncio.to_thread(CliRunner().invoke, main, ["policy", "ration", "--json"], env=env)
+    done = await asyncio.to_thread(CliRunner().invoke, main, ["policy", "ration", "--format", "json"], env=env)
     assert done.exit_code == 0, done.output
     assert [x["scope"] for x in json.loads(done.output)["scopes"]] == ["team:platform"]
     bad = await asyncio.to_thread(CliRunner().invoke, main, ["policy", "ration", "--scope", "galaxy:x"], env=env)

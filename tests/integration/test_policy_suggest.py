@@ -128,8 +128,9 @@ async def test_without_explored_turns_the_estimate_comes_from_downgrades_and_say
 
 async def test_the_cli_prints_text_and_json_saves_a_suggestion_and_applies_it_as_a_version(
         pool: asyncpg.Pool, seeded: list[UsageRecorded], db_url: str, tmp_path: Path) -> None:
-    """Text shows each suggestion's sentence and diff and what was not proposed; --json the whole answer;
-    --save writes the document, and `policy apply --suggestion` stores a version whose source names it."""
+    """Text shows each suggestion's sentence and diff and what was not proposed; --format json the whole
+    answer (and --json, the issue's spelling); --save writes the document, and `policy apply --suggestion`
+    stores a version whose source names it."""
     env = {"SPENDGATE_DATABASE_URL": db_url, "SPENDGATE_DATA_DIR": str(tmp_path), "SPENDGATE_LOG_LEVEL": "error",
            "SPENDGATE_ADMIN_URL": "", "SPENDGATE_POLICY__SIGNING_KEY": TEST_SIGNING_KEY}
 
@@ -148,6 +149,8 @@ async def test_the_cli_prints_text_and_json_saves_a_suggestion_and_applies_it_as
     assert answer["suggestions"] == [] and answer["tolerance_pct"] == 5
     assert [n["verdict"] for n in answer["not_proposed"]] == ["harmful"]
     assert answer["turns"] == 220 and answer["days"] == 30
+    code, out = await cli("suggest", "--format", "json", "--team", "payments", "--tolerance", "5")
+    assert code == 0 and json.loads(out)["not_proposed"] == answer["not_proposed"], out
     sid = (await suggest(pool, admin_settings(), PRICES, now=datetime.now(UTC))).suggestions[0].id
     target = tmp_path / "suggested.yaml"
     code, out = await cli("suggest", "--save", sid, str(target))
@@ -225,7 +228,7 @@ async def test_the_cli_reads_suggestions_through_the_admin_api(pool: asyncpg.Poo
     async with admin_client(pool, now=NOW) as client:
         env = {"SPENDGATE_DATA_DIR": str(tmp_path), "SPENDGATE_LOG_LEVEL": "error",
                "SPENDGATE_ADMIN_TOKEN": ADMIN_TOKEN, "SPENDGATE_ADMIN_URL": str(client.make_url("")).rstrip("/")}
-        result = await asyncio.to_thread(CliRunner().invoke, main, ["policy", "suggest", "--json"], env=env)
+        result = await asyncio.to_thread(CliRunner().invoke, main, ["policy", "suggest", "--format", "json"], env=env)
         assert result.exit_code == 0, result.output
         assert [s["scope"] for s in json.loads(result.output)["suggestions"]] == ["team:platform"]
         result = await asyncio.to_thread(CliRunner().invoke, main, ["policy", "suggest", "--team", "nobody"], env=env)
