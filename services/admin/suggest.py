@@ -304,7 +304,10 @@ def _not_proposed(v: TeamVerdict, tolerance: float) -> NotProposed:
     head = f"for {v.team}: {v.model} → {v.candidate_model} not proposed"
     words = {
         "needs_data": (f"{head}: {_math(e)}; needs {v.more_turns:,} more turns (at least {MIN_SAMPLE} on each "
-                       f"side; explored ones come from the policy's exploration share), not a guess"),
+                       f"side), not a guess"
+                       + (f"; none ran on {v.candidate_model}: add {v.team} to the policy's exploration "
+                          f"(docs/policy.md, Exploration) to learn it" if e.explored_n == 0 and e.downgraded_n == 0
+                          else "; explored ones come from the policy's exploration share")),
         "harmful": f"{head}: the cheaper model's turns score worse than the tolerance of {pct(tolerance)}: {_math(e)}",
         "uncertain": (f"{head}: {_math(e)}: the bound is above the tolerance of {pct(tolerance)}; about "
                       f"{v.more_turns:,} more explored turns would narrow it enough if the regression holds"),

@@ -67,6 +67,8 @@ async def test_exploration_measures_what_the_cheaper_model_does_to_each_team(db_
         assert chosen.evidence is not None and chosen.evidence.explored_n >= 200 and chosen.evidence.biased is None
         web_verdicts = {x.verdict for x in found.not_proposed if x.scope == "team:web"}
         assert web_verdicts and web_verdicts <= {"harmful", "uncertain"}, web_verdicts
+        [data_note] = [x for x in found.not_proposed if x.scope == "team:data" and x.kind == "routing_rule"]
+        assert data_note.verdict == "needs_data" and "add data to the policy's exploration" in data_note.summary
 
         # Applied as a signed version, then four more weeks: platform's spend falls by the estimate, within
         # the error the suggestion states (its own sampling error and the new weeks' own, each 95 %).
