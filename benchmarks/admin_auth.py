@@ -26,7 +26,7 @@ import asyncpg
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
-from benchmarks.support import drop_db, fresh_db, postgres_server
+from benchmarks.support import scratch_database
 from spendgate.admin.app import create_app
 from spendgate.admin.deps import Deps
 from spendgate.core.config import ConsoleSettings, Settings
@@ -58,8 +58,7 @@ async def _time(client: TestClient, headers: dict[str, str], n: int) -> tuple[fl
 
 
 async def main(n: int) -> None:
-    async with postgres_server() as server:
-        url = await fresh_db(server)
+    async with scratch_database() as url:
         pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
         try:
             settings = Settings(admin_token=SecretStr(ADMIN), console=ConsoleSettings(secure_cookies=False))
@@ -81,7 +80,6 @@ async def main(n: int) -> None:
                           f"CPU {cpu * 1e3:6.2f} ms/call")
         finally:
             await pool.close()
-            await drop_db(server, url)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import asyncpg
 
 if __package__ in (None, ""):  # run as a file (python benchmarks/x.py): make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.support import Verdict, drop_db, fresh_db, postgres_server
+from benchmarks.support import Verdict, scratch_database
 from spendgate.domain.enforcement import BalanceKey
 from spendgate.domain.enforcement.settings import EnforcementSettings
 from spendgate.domain.periods import PeriodKind
@@ -45,12 +45,8 @@ MARKER = "SELECT spent_micros FROM balances WHERE scope = $1 AND period = 'day' 
 
 
 async def main(balances: int, rate: int, seconds: float) -> int:
-    async with postgres_server() as server:
-        url = await fresh_db(server)
-        try:
-            return await measure(url, balances, rate, seconds)
-        finally:
-            await drop_db(server, url)
+    async with scratch_database() as url:
+        return await measure(url, balances, rate, seconds)
 
 
 async def marker_latencies(pool: asyncpg.Pool, scope: str, today: object, seconds: float,

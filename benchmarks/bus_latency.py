@@ -25,7 +25,7 @@ import asyncpg
 
 if __package__ in (None, ""):  # run as a file (python benchmarks/x.py): make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.support import Verdict, drop_db, fresh_db, postgres_server
+from benchmarks.support import Verdict, scratch_database
 from spendgate.core.bus.postgres import PostgresBus
 
 
@@ -84,13 +84,9 @@ async def notify_latencies(url: str, records: int) -> list[float]:
 
 
 async def main(records: int) -> int:
-    async with postgres_server() as server:
-        url = await fresh_db(server)
-        try:
-            bus = await bus_latencies(url, records)
-            floor = await notify_latencies(url, records)
-        finally:
-            await drop_db(server, url)
+    async with scratch_database() as url:
+        bus = await bus_latencies(url, records)
+        floor = await notify_latencies(url, records)
     (b50, b99), (f50, f99) = percentiles(bus), percentiles(floor)
     print(f"over {records} records each:")
     print(f"  Postgres bus wake-up      p50 {b50:6.1f} ms  p99 {b99:6.1f} ms  max {max(bus):6.1f} ms")

@@ -39,7 +39,7 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # run as a file (python benchmarks/x.py): make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.support import Verdict, drop_db, fresh_db, postgres_server
+from benchmarks.support import Verdict, scratch_database
 from spendgate.core.db import EmbeddedPostgres
 
 COMMANDS: list[tuple[str, ...]] = [
@@ -127,14 +127,10 @@ async def main(runs: int) -> int:
     verdict = Verdict("cli start-up")
     baseline = timed([sys.executable, "-c", "pass"], clean_env(), runs)
     print(f"baseline: python -c pass {baseline.wall_s:.3f} s, cpu {baseline.cpu_s:.3f} s (medians of {runs})")
-    async with postgres_server() as server:
-        url = await fresh_db(server)
-        try:
-            env = clean_env(SPENDGATE_DATABASE_URL=url)
-            await asyncio.to_thread(seed, env)
-            await asyncio.to_thread(measure, "database URL", env, runs, baseline, verdict)
-        finally:
-            await drop_db(server, url)
+    async with scratch_database() as url:
+        env = clean_env(SPENDGATE_DATABASE_URL=url)
+        await asyncio.to_thread(seed, env)
+        await asyncio.to_thread(measure, "database URL", env, runs, baseline, verdict)
     data_dir = Path(tempfile.mkdtemp(prefix="sg-bench-cli-"))
     env = clean_env(SPENDGATE_DATA_DIR=str(data_dir))
     await asyncio.to_thread(subprocess.run, [spendgate_exe(), "init"], env=env, check=True, capture_output=True)

@@ -30,7 +30,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 if __package__ in (None, ""):  # run as a file (python benchmarks/x.py): make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.support import Verdict, drop_db, fresh_db, postgres_server
+from benchmarks.support import Verdict, scratch_database
 from spendgate.admin.app import create_app
 from spendgate.admin.deps import Deps
 from spendgate.domain.alerts import Message, message_encoder
@@ -96,21 +96,17 @@ async def time_pages(pool: asyncpg.Pool, runs: int) -> dict[str, list[float]]:
 
 async def main(developers: int, runs: int) -> int:
     verdict = Verdict(f"console pages that change things, {developers:,} developers")
-    async with postgres_server() as server:
-        url = await fresh_db(server)
-        try:
-            pool = await asyncpg.create_pool(url, min_size=2, max_size=4)
-            assert pool is not None
-            budgets = await seed(pool, developers)
-            print(f"seeded {budgets:,} budgets, {developers:,} keys, 5,000 alerts, 200 dead letters, "
-                  "5,000 audit rows")
-            for path, ms in (await time_pages(pool, runs)).items():
-                median = statistics.median(ms)
-                print(f"GET {path}: median {median:.0f} ms, worst {max(ms):.0f} ms over {runs} runs")
-                verdict.check(f"GET {path} median", f"{median:.0f} ms", "< 300 ms", median < 300)
-            await pool.close()
-        finally:
-            await drop_db(server, url)
+    async with scratch_database() as url:
+        pool = await asyncpg.create_pool(url, min_size=2, max_size=4)
+        assert pool is not None
+        budgets = await seed(pool, developers)
+        print(f"seeded {budgets:,} budgets, {developers:,} keys, 5,000 alerts, 200 dead letters, "
+              "5,000 audit rows")
+        for path, ms in (await time_pages(pool, runs)).items():
+            median = statistics.median(ms)
+            print(f"GET {path}: median {median:.0f} ms, worst {max(ms):.0f} ms over {runs} runs")
+            verdict.check(f"GET {path} median", f"{median:.0f} ms", "< 300 ms", median < 300)
+        await pool.close()
     return verdict.finish()
 
 

@@ -35,7 +35,7 @@ from pydantic import SecretStr
 
 if __package__ in (None, ""):  # run as a file (python benchmarks/x.py): make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.support import Verdict, drop_db, fresh_db, postgres_server
+from benchmarks.support import Verdict, scratch_database
 from spendgate.admin.app import create_app
 from spendgate.admin.deps import Deps
 from spendgate.core.config import Settings
@@ -190,20 +190,16 @@ async def main() -> int:
     if args.events < args.sessions or args.sessions < 200 or args.runs < 1:
         parser.error("need --sessions >= 200, --events >= --sessions and --runs >= 1")
     verdict = Verdict(f"console pages, {args.events:,} events and {args.sessions:,} sessions")
-    async with postgres_server() as server:
-        url = await fresh_db(server)
+    async with scratch_database() as url:
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
+        assert pool is not None
         try:
-            pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
-            assert pool is not None
-            try:
-                print("seeding", flush=True)
-                await seed(pool, args.events, args.sessions)
-                print(f"rendering each page {args.runs} times (after one warm-up)", flush=True)
-                await measure(pool, args.runs, args.sessions, verdict)
-            finally:
-                await pool.close()
+            print("seeding", flush=True)
+            await seed(pool, args.events, args.sessions)
+            print(f"rendering each page {args.runs} times (after one warm-up)", flush=True)
+            await measure(pool, args.runs, args.sessions, verdict)
         finally:
-            await drop_db(server, url)
+            await pool.close()
     return verdict.finish()
 
 

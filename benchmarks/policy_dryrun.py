@@ -26,7 +26,7 @@ import asyncpg
 
 if __package__ in (None, ""):  # run as a file (python benchmarks/x.py): make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.support import Verdict, drop_db, fresh_db, postgres_server
+from benchmarks.support import Verdict, scratch_database
 from spendgate.admin.cache import cache_report
 from spendgate.admin.dryrun import FETCH_ROWS, dry_run
 from spendgate.admin.reports import chargeback
@@ -86,12 +86,8 @@ PROPOSAL = {
 
 
 async def main(n: int) -> int:
-    async with postgres_server() as server:
-        url = await fresh_db(server)
-        try:
-            return await measure(url, n)
-        finally:
-            await drop_db(server, url)
+    async with scratch_database() as url:
+        return await measure(url, n)
 
 
 async def measure(url: str, n: int) -> int:

@@ -57,6 +57,18 @@ async def fresh_db(server: str, *, migrated: bool = True) -> str:
     return url
 
 
+@contextlib.asynccontextmanager
+async def scratch_database(*, migrated: bool = True) -> AsyncIterator[str]:
+    """The URL of a new database (migrated unless told otherwise) on :func:`postgres_server`'s server,
+    dropped when the block ends: the opening most benchmarks share."""
+    async with postgres_server() as server:
+        url = await fresh_db(server, migrated=migrated)
+        try:
+            yield url
+        finally:
+            await drop_db(server, url)
+
+
 async def drop_db(server: str, url: str) -> None:
     name = url.rsplit("/", 1)[1].split("?")[0]
     conn = await asyncpg.connect(server)

@@ -25,7 +25,7 @@ import asyncpg
 
 if __package__ in (None, ""):  # run as a file (python benchmarks/x.py): make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.support import drop_db, fresh_db, postgres_server
+from benchmarks.support import scratch_database
 from spendgate.admin.turns import MAX_TURNS, turn_list
 
 TARGET_S = 0.5
@@ -67,33 +67,29 @@ async def time_it(pool: asyncpg.Pool, repeat: int, **kwargs: object) -> tuple[fl
 
 async def main(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
-    async with postgres_server() as server:
-        url = await fresh_db(server)
+    async with scratch_database() as url:
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
         try:
-            pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
-            try:
-                started = time.perf_counter()
-                await fill(pool, events=args.events, turn_size=args.turn_size, days=args.days, now=now)
-                print(f"filled {args.events:,} events in {time.perf_counter() - started:.1f} s")
-                cases = {
-                    "default (7 days, 200 turns)": {},
-                    "one team (7 days)": {"team": "team3"},
-                    "one session (30 days)": {"session_id": "s-42", "since": now - timedelta(days=args.days)},
-                    f"{MAX_TURNS} turns (7 days)": {"limit": MAX_TURNS},
-                }
-                ok = True
-                print(f"{'query':<30} {'median s':>9} {'worst s':>8} {'turns':>6} {'target s':>9}")
-                for name, kwargs in cases.items():
-                    median, worst, found = await time_it(pool, args.repeat, now=now, **kwargs)
-                    target = EXPORT_TARGET_S if "limit" in kwargs else TARGET_S
-                    ok = ok and median < target
-                    print(f"{name:<30} {median:>9.3f} {worst:>8.3f} {found:>6} {target:>9g} "
-                          f"{'PASS' if median < target else 'FAIL'}")
-                return 0 if ok else 1
-            finally:
-                await pool.close()
+            started = time.perf_counter()
+            await fill(pool, events=args.events, turn_size=args.turn_size, days=args.days, now=now)
+            print(f"filled {args.events:,} events in {time.perf_counter() - started:.1f} s")
+            cases = {
+                "default (7 days, 200 turns)": {},
+                "one team (7 days)": {"team": "team3"},
+                "one session (30 days)": {"session_id": "s-42", "since": now - timedelta(days=args.days)},
+                f"{MAX_TURNS} turns (7 days)": {"limit": MAX_TURNS},
+            }
+            ok = True
+            print(f"{'query':<30} {'median s':>9} {'worst s':>8} {'turns':>6} {'target s':>9}")
+            for name, kwargs in cases.items():
+                median, worst, found = await time_it(pool, args.repeat, now=now, **kwargs)
+                target = EXPORT_TARGET_S if "limit" in kwargs else TARGET_S
+                ok = ok and median < target
+                print(f"{name:<30} {median:>9.3f} {worst:>8.3f} {found:>6} {target:>9g} "
+                      f"{'PASS' if median < target else 'FAIL'}")
+            return 0 if ok else 1
         finally:
-            await drop_db(server, url)
+            await pool.close()
 
 
 if __name__ == "__main__":

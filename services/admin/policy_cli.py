@@ -13,7 +13,18 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from spendgate.core.clitools import DOCUMENT_FORMATS, CliError, Ctx, api_option, format_option, pass_ctx, run
+from spendgate.core.clitools import (
+    DOCUMENT_FORMATS,
+    CliError,
+    Ctx,
+    api_option,
+    check_output_file,
+    force_option,
+    format_option,
+    pass_ctx,
+    run,
+    write_output_file,
+)
 
 if TYPE_CHECKING:
     from spendgate.admin.dryrun import DryRun
@@ -356,10 +367,11 @@ def describe_ration(r: Rationing) -> str:
 @click.option("--save", nargs=2, default=None, metavar="ID FILE",
               help="Write suggestion ID's proposed policy document to FILE (YAML), to dry-run or apply: "
                    "spendgate policy apply FILE --suggestion ID --reason ...")
+@force_option
 @api_option
 @pass_ctx
 def suggest_cmd(ctx: Ctx, team: str | None, tolerance: float, days: int, fmt: str, as_json: bool,
-                save: tuple[str, str] | None, api_url: str | None) -> None:
+                save: tuple[str, str] | None, force: bool, api_url: str | None) -> None:
     """Propose policy changes the last DAYS of turns say are safe: cheaper routes for the kinds of turns where
     the cheaper model did as well, a larger downgrade size limit, earlier downgrade stages, budgets from the
     forecast, lower retry caps, and rationing's proposals; each with its math, a dry-run and the policy
@@ -373,6 +385,8 @@ def suggest_cmd(ctx: Ctx, team: str | None, tolerance: float, days: int, fmt: st
         check_inputs(team=team, tolerance_pct=tolerance, days=days)
     except ConfigError as exc:
         raise click.BadParameter(exc.message) from None
+    if save is not None:
+        check_output_file(Path(save[1]), force=force, flag="--save")
     settings = ctx.settings
 
     async def go() -> Suggestions:
@@ -386,11 +400,11 @@ def suggest_cmd(ctx: Ctx, team: str | None, tolerance: float, days: int, fmt: st
 
     found = run(go())
     if save is not None:
-        _save(found, *save)
+        _save(found, save[0], Path(save[1]), force=force)
     click.echo(to_json(found) if as_json or fmt == "json" else describe_suggestions(found))
 
 
-def _save(found: Suggestions, suggestion_id: str, file: str) -> None:
+def _save(found: Suggestions, suggestion_id: str, file: Path, *, force: bool) -> None:
     import yaml
 
     chosen = next((s for s in found.suggestions if s.id == suggestion_id), None)
@@ -399,10 +413,7 @@ def _save(found: Suggestions, suggestion_id: str, file: str) -> None:
         raise CliError(f"no suggestion {suggestion_id!r} (suggestions: {known})")
     head = f"# spendgate suggestion {chosen.id}\n# {chosen.summary}\n"
     text = head + yaml.safe_dump(chosen.document, sort_keys=False)
-    try:
-        Path(file).write_text(text)
-    except OSError as exc:
-        raise CliError(f"cannot write {file}: {exc.strerror}") from None
+    write_output_file(file, text, force=force)
     click.echo(f"saved {chosen.id} to {file}; apply with: spendgate policy apply {file} --suggestion {chosen.id} "
                "--reason ...", err=True)
 

@@ -12,7 +12,15 @@ from datetime import datetime, timedelta
 import msgspec
 
 from spendgate.core.db import Queryable
-from spendgate.domain.outcomes import EvalError, ScoreSource, TurnEvaluation, check, derived_score, quality
+from spendgate.domain.outcomes import (
+    EvalError,
+    ScoreSource,
+    TurnEvaluation,
+    TurnFacts,
+    check,
+    derived_score,
+    quality,
+)
 from spendgate.store.outcomes import store
 
 DEFAULT_SINCE = timedelta(days=7)
@@ -20,39 +28,10 @@ MAX_TURNS = 5_000
 DEFAULT_TURNS = 200
 
 
-class TurnOutcome(msgspec.Struct, frozen=True, kw_only=True):
-    """One turn: what its requests added up to, and its quality score."""
+class TurnOutcome(TurnFacts, frozen=True, kw_only=True):
+    """One turn: what its requests added up to (:class:`TurnFacts`), how long it took, and its quality score."""
 
-    turn_id: str
-    session_id: str | None
-    developer: str
-    team: str
-    started_at: datetime
-    ended_at: datetime
     duration_ms: int
-    requests: int
-    tool_calls: int
-    """Tool outputs the client sent back during the turn."""
-    tool_failures: int
-    retry_requests: int
-    final_message: bool
-    """The turn ended with an assistant message rather than a tool call (or a broken request)."""
-    failed: int
-    incomplete: int
-    aborted: int
-    refused: int
-    model_requested: str
-    model_used: str
-    downgraded: bool
-    cost_micros: int
-    policy_version: str | None
-    """The policy version the turn's last request was decided under (the usage event's ``policy_version``);
-    null for turns recorded before versions, or before the first ``policy apply``."""
-    repo: str | None = None
-    input_tokens: int = 0
-    """The turn's first request's input tokens (the size it started at)."""
-    experiment_arm: str | None = None
-    """``explore`` / ``control`` when the turn was eligible for the policy's exploration; else null."""
     score: float
     """Quality in [0, 1]: the external evaluation where one was recorded, else the derived score."""
     score_source: ScoreSource
@@ -89,16 +68,10 @@ async def turn_list(db: Queryable, *, now: datetime, since: datetime | None = No
     for facts, external in found:
         score, source = quality(facts, external)
         turns.append(TurnOutcome(
-            turn_id=facts.turn_id, session_id=facts.session_id, developer=facts.developer, team=facts.team,
-            started_at=facts.started_at, ended_at=facts.ended_at,
+            **msgspec.structs.asdict(facts),
             duration_ms=max(0, round((facts.ended_at - facts.started_at).total_seconds() * 1000)),
-            requests=facts.requests, tool_calls=facts.tool_calls, tool_failures=facts.tool_failures,
-            retry_requests=facts.retry_requests, final_message=facts.final_message, failed=facts.failed,
-            incomplete=facts.incomplete, aborted=facts.aborted, refused=facts.refused,
-            model_requested=facts.model_requested, model_used=facts.model_used, downgraded=facts.downgraded,
-            cost_micros=facts.cost_micros, policy_version=facts.policy_version, repo=facts.repo,
-            input_tokens=facts.input_tokens, experiment_arm=facts.experiment_arm, score=score, score_source=source,
-            derived_score=derived_score(facts), evaluator=external.evaluator if external else None,
+            score=score, score_source=source, derived_score=derived_score(facts),
+            evaluator=external.evaluator if external else None,
         ))
     return TurnList(since=start, turns=turns)
 

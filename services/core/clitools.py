@@ -343,3 +343,30 @@ def check_port_free(host: str, port: int, flag: str) -> None:
                     raise CliError(f"port {port} on {host} is already in use (another spendgate?): choose "
                                    f"another with {flag}") from None
                 raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+force_option = click.option("--force", is_flag=True, help="Replace the output file when it already exists.")
+"""Every command that writes a file the user names refuses to replace one unless told to."""
+
+
+def check_output_file(path: Path, *, force: bool, flag: str) -> None:
+    """Refuse, before any work is done, an output file that cannot be written: a folder, a missing
+    folder, or an existing file without ``--force`` (a mistyped path must not replace a file silently)."""
+    if path.is_dir():
+        raise click.BadParameter(f"{path} is a directory: name a file", param_hint=f"'{flag}'")
+    if not path.parent.is_dir():
+        raise click.BadParameter(f"{path.parent} is not a directory", param_hint=f"'{flag}'")
+    if path.exists() and not force:
+        raise CliError(f"{path} already exists: pass --force to replace it, or name another file")
+
+
+def write_output_file(path: Path, text: str, *, force: bool) -> None:
+    """Write ``text`` to ``path``: created exclusively unless ``force`` (so a file that appeared since
+    :func:`check_output_file` is not replaced either); one-line errors."""
+    try:
+        with path.open("w" if force else "x", encoding="utf-8") as out:
+            out.write(text)
+    except FileExistsError:
+        raise CliError(f"{path} already exists: pass --force to replace it, or name another file") from None
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -31,9 +31,8 @@ MAX_EVALUATOR_CHARS = 100
 ScoreSource = Literal["derived", "external"]
 
 
-@dataclass(frozen=True, slots=True)
-class TurnFacts:
-    """What the usage events of one turn add up to."""
+class TurnFacts(msgspec.Struct, frozen=True, kw_only=True):
+    """What the usage events of one turn add up to (the admin API's turn outcome adds its score to these)."""
 
     developer: str
     team: str

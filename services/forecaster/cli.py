@@ -20,10 +20,13 @@ from spendgate.core.clitools import (
     CliError,
     Ctx,
     api_option,
+    check_output_file,
+    force_option,
     format_option,
     pass_ctx,
     run,
     valid_scope,
+    write_output_file,
 )
 from spendgate.core.tables import Field, field
 
@@ -155,10 +158,11 @@ async def _stored_forecasts(ctx: Ctx, api_url: str, scope: str | None) -> list[d
 @forecast.command()
 @click.option("--send", is_flag=True, help="Email it to forecast.report_recipients (and any --to).")
 @click.option("--to", "extra", multiple=True, help="Another recipient (repeatable).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the HTML report to this file.")
+@click.option("--out", type=click.Path(path_type=Path), help="Write the HTML report to this file.")
+@force_option
 @as_of_option
 @pass_ctx
-def report(ctx: Ctx, send: bool, extra: tuple[str, ...], out: Path | None, as_of: date | None) -> None:
+def report(ctx: Ctx, send: bool, extra: tuple[str, ...], out: Path | None, force: bool, as_of: date | None) -> None:
     """The nightly report: every budgeted scope with its burndown chart, teams by risk first with the developers
     and sessions behind them."""
     from spendgate.core.mail import send_mail
@@ -169,8 +173,8 @@ def report(ctx: Ctx, send: bool, extra: tuple[str, ...], out: Path | None, as_of
     recipients = [*settings.forecast.report_recipients, *extra]
     if send and not recipients:
         raise click.UsageError("no recipients: set forecast.report_recipients or pass --to")
-    if out is not None and not out.parent.is_dir():
-        raise click.BadParameter(f"{out.parent} is not a directory", param_hint="'--out'")
+    if out is not None:
+        check_output_file(out, force=force, flag="--out")
 
     async def main() -> Report:
         async with ctx.database() as pool, pool.acquire() as conn:
@@ -186,7 +190,7 @@ def report(ctx: Ctx, send: bool, extra: tuple[str, ...], out: Path | None, as_of
     if out is None and not send:
         click.echo(report_text(built), nl=False)
     if out is not None:
-        out.write_text(report_html(built))
+        write_output_file(out, report_html(built), force=force)
         click.echo(f"wrote {out}")
     if send:
         click.echo(f"sent to {', '.join(recipients)}")

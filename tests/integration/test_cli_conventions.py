@@ -76,6 +76,16 @@ def test_no_command_has_json_or_tz_flags() -> None:
         assert all("zone" not in f or f == "--timezone" for f in flags), name
 
 
+def test_every_command_that_writes_a_named_file_takes_force() -> None:
+    """--out, --output and --save write a file the user names: each such command refuses to replace an
+    existing one unless given --force (core.clitools.write_output_file)."""
+    writers = {name for name, command in ALL.items()
+               if any(option(command, flag) for flag in ("--out", "--output", "--save"))}
+    assert {"policy suggest", "forecast report"} <= writers
+    for name in writers:
+        assert option(ALL[name], "--force") is not None, name
+
+
 def test_every_read_command_takes_format_and_api_where_the_api_serves_it() -> None:
     """Lists take --format table|csv|json, documents table|json; what the admin API serves takes --api."""
     for name in LISTS:

@@ -123,6 +123,13 @@ async def test_report_out_writes_a_page_with_inline_svg_charts(
     assert html.count('class="chart wide"') == 2 and html.count('class="chart narrow"') == 2
     assert "data:image" not in html and "<?xml" not in html
     assert re.findall(r"<figure data-scope='([^']+)'", html) == ["team:platform", "team:web"]
+    again = await asyncio.to_thread(invoke, db_url, tmp_path, "forecast", "report", "--as-of", "2026-03-14",
+                                    "--out", str(out))
+    assert again.exit_code == 1 and "already exists: pass --force" in again.output, again.output
+    out.write_text("old")
+    forced = await asyncio.to_thread(invoke, db_url, tmp_path, "forecast", "report", "--as-of", "2026-03-14",
+                                     "--out", str(out), "--force")
+    assert forced.exit_code == 0 and out.read_text() == html, forced.output
 
 
 async def test_forecast_as_of_sees_the_ledger_as_it_stood_that_day(

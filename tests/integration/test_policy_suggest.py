@@ -155,6 +155,12 @@ async def test_the_cli_prints_text_and_json_saves_a_suggestion_and_applies_it_as
     target = tmp_path / "suggested.yaml"
     code, out = await cli("suggest", "--save", sid, str(target))
     assert code == 0 and target.read_text().startswith(f"# spendgate suggestion {sid}")
+    mine = tmp_path / "mine.yaml"  # a file the user already has is never replaced by a mistyped --save
+    mine.write_text("budgets: []\n")
+    code, out = await cli("suggest", "--save", sid, str(mine))
+    assert code == 1 and "already exists: pass --force" in out and mine.read_text() == "budgets: []\n", out
+    code, out = await cli("suggest", "--save", sid, str(mine), "--force")
+    assert code == 0 and mine.read_text() == target.read_text(), out
     code, out = await cli("apply", str(target), "--suggestion", sid, "--reason", "cheaper small turns")
     assert code == 0 and "active" in out, out
     source = await pool.fetchval("SELECT source FROM policy_versions ORDER BY seq DESC LIMIT 1")
@@ -170,13 +176,16 @@ async def test_the_cli_prints_text_and_json_saves_a_suggestion_and_applies_it_as
     (["--days", "1000"], "days must be from 1 to 90"),
     (["--team", "x" * 300], "team must be printable text"),
     (["--team", "nobody"], "unknown team 'nobody'"),
-    (["--save", "no-such-id", "/tmp/x.yaml"], "no suggestion 'no-such-id'"),
+    (["--save", "no-such-id", "{tmp}/x.yaml"], "no suggestion 'no-such-id'"),
+    (["--save", "some-id", "{tmp}/no/such/folder/x.yaml"], "is not a directory"),
+    (["--save", "some-id", "{tmp}"], "is a directory: name a file"),
 ])
 async def test_the_cli_refuses_bad_input_with_one_clear_line(pool: asyncpg.Pool, db_url: str, tmp_path: Path,
                                                              args: list[str], words: str) -> None:
     """Every bad input is an error naming what is wrong, exit status 1 or 2, no traceback."""
     env = {"SPENDGATE_DATABASE_URL": db_url, "SPENDGATE_DATA_DIR": str(tmp_path), "SPENDGATE_LOG_LEVEL": "error",
            "SPENDGATE_ADMIN_URL": ""}
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     result = await asyncio.to_thread(CliRunner().invoke, main, ["policy", "suggest", *args], env=env)
     assert result.exit_code in (1, 2) and words in result.output and "Traceback" not in result.output, result.output
 
