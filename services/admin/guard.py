@@ -28,7 +28,17 @@ from spendgate.core.supervisor import Beat, wait_or_stop
 from spendgate.domain.enforcement.scopes import split_scope
 from spendgate.domain.errors import ConfigError, StoreError
 from spendgate.domain.events import PolicyRolledBack, new_id
-from spendgate.domain.guard import GUARD_APPROVER, Judged, Kind, Segment, Verdict, affected, judge, rollback_reason
+from spendgate.domain.guard import (
+    GUARD_APPROVER,
+    Judged,
+    Kind,
+    Segment,
+    Verdict,
+    affected,
+    judge,
+    rollback_reason,
+    setting_of,
+)
 from spendgate.domain.outcomes import ExternalScore, TurnFacts, quality
 from spendgate.domain.policy_versions import PolicyVersion
 from spendgate.domain.pricing import PriceTable
@@ -209,6 +219,10 @@ async def _roll_back(pool: asyncpg.Pool, settings: Settings, prices: PriceTable,
     log.warning("guard rolled a policy version back", version=version.version_id, restored=version.parent,
                 segment=worst.segment.name, kind=worst.segment.kind, regression=round(e.regression, 4),
                 lower=round(e.lower, 4))
+    setting = setting_of(worst.segment.name)
+    if setting:
+        log.error("guard: the harmful change is a setting the rollback cannot change: set it back in the settings "
+                  "file", setting=setting, change=worst.segment.summary)
     return version.parent, done.version_id
 
 

@@ -29,13 +29,14 @@ from spendgate.domain.guard_segments import (
     matches,
     requested_models,
     routed,
+    setting_of,
 )
 from spendgate.domain.learning import Regression, regression
 from spendgate.domain.outcomes import TurnFacts
 from spendgate.domain.periods import zone
 
 __all__ = ["GUARD_APPROVER", "Change", "Judged", "Kind", "Segment", "Verdict", "affected", "in_scope", "judge",
-           "local_hour", "matches", "requested_models", "rollback_reason", "routed"]
+           "local_hour", "matches", "requested_models", "rollback_reason", "routed", "setting_of"]
 
 Verdict = Literal["regressed", "harmless", "unsure", "too_few"]
 GUARD_APPROVER = "spendgate-guard"
@@ -94,4 +95,6 @@ def what(segment: Segment) -> str:
     if segment.rule is not None:
         return f"routing rule {segment.rule.name} ({segment.rule.scope})"
     text = segment.summary
-    return f"change ({text if len(text) <= MAX_SUMMARY_CHARS else text[:MAX_SUMMARY_CHARS - 1] + '…'})"
+    setting = setting_of(segment.name)
+    where = f", the setting {setting}" if setting else ""
+    return f"change ({text if len(text) <= MAX_SUMMARY_CHARS else text[:MAX_SUMMARY_CHARS - 1] + '…'}{where})"
