@@ -51,7 +51,8 @@ def operations() -> list[Operation]:
     scope = Param("scope", {"type": "string", "maxLength": MAX_SCOPE_CHARS}, "only this scope (team:platform, org, …)")
     return [
         Operation("GET", "/v1/policy/guard", "checkPolicyGuard",
-                  "Judge the active version: per routing rule it added or changed, quality since against before",
+                  "Judge the active version: per part it changed (routing rule, limit, budget, …), quality since "
+                  "against before",
                   get_guard, GuardCheck, errors=(403,), tags=p),
         Operation("GET", "/v1/policy/ration", "listRationProposals",
                   "Changes that bring a scope's month-end P50 back under its monthly budget, least disruptive first",

@@ -11,7 +11,8 @@ judgement itself is :mod:`spendgate.domain.guard`; the statistics :mod:`spendgat
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 
@@ -24,19 +25,19 @@ from spendgate.core.bus import Bus
 from spendgate.core.config import Settings
 from spendgate.core.logs import get_logger
 from spendgate.core.supervisor import Beat, wait_or_stop
+from spendgate.domain.enforcement.scopes import split_scope
 from spendgate.domain.errors import ConfigError, StoreError
 from spendgate.domain.events import PolicyRolledBack, new_id
 from spendgate.domain.guard import (
     GUARD_APPROVER,
     Judged,
+    Kind,
+    Segment,
     Verdict,
     affected,
     judge,
-    local_hour,
-    matches,
-    requested_models,
     rollback_reason,
-    routed,
+    setting_of,
 )
 from spendgate.domain.outcomes import ExternalScore, TurnFacts, quality
 from spendgate.domain.policy_versions import PolicyVersion
@@ -54,12 +55,17 @@ Clock = Callable[[], datetime]
 
 
 class SegmentCheck(msgspec.Struct, frozen=True, kw_only=True):
-    """One affected segment (a routing rule the version added or changed) and its verdict."""
+    """One affected segment (a part of the policy the version added, changed or removed) and its verdict."""
 
     rule: str
+    """A routing rule's name; for the other kinds, the part that changed (``budget team:platform``)."""
     scope: str
     change: str
-    """``added`` or ``changed`` against the parent version."""
+    """``added``, ``changed`` or ``removed`` against the parent version."""
+    kind: Kind = "routing_rule"
+    """``routing_rule``, ``downgrade_limit``, ``stage_thresholds``, ``budget``, ``retry_cap`` or ``exploration``."""
+    summary: str = ""
+    """What changed, in a sentence (``budget team:platform monthly $2,000 → $1,500``)."""
     baseline_n: int
     candidate_n: int
     baseline_mean: float | None
@@ -92,10 +98,32 @@ class GuardCheck(msgspec.Struct, frozen=True, kw_only=True):
 def _out(j: Judged) -> SegmentCheck:
     e = j.estimate
     return SegmentCheck(
-        rule=j.segment.rule.name, scope=j.segment.rule.scope, change=j.segment.change, baseline_n=j.baseline_n,
+        rule=j.segment.name, scope=j.segment.scope, change=j.segment.change, kind=j.segment.kind,
+        summary=j.segment.summary, baseline_n=j.baseline_n,
         candidate_n=j.candidate_n, baseline_mean=e.baseline_mean if e else None,
         candidate_mean=e.candidate_mean if e else None, regression=e.regression if e else None,
         lower=e.lower if e else None, upper=e.upper if e else None, verdict=j.verdict, needed=j.needed)
+
+
+class _ByScope:
+    """Turns indexed by who made them, so each segment reads only its scope's turns (a version may change
+    hundreds of budgets)."""
+
+    def __init__(self, turns: Sequence[tuple[TurnFacts, ExternalScore | None]]) -> None:
+        self.all = turns
+        self.by: defaultdict[tuple[str, str | None], list[tuple[TurnFacts, ExternalScore | None]]] = \
+            defaultdict(list)
+        for t in turns:
+            f = t[0]
+            for key in (("team", f.team), ("developer", f.developer), ("key", f.key_id),
+                        ("cost_center", f.cost_center)):
+                self.by[key].append(t)
+
+    def turns(self, segment: Segment) -> Sequence[tuple[TurnFacts, ExternalScore | None]]:
+        if segment.teams is not None:
+            return [t for team in sorted(segment.teams) for t in self.by.get(("team", team), ())]
+        kind, _, name = split_scope(segment.scope)[0].partition(":")
+        return self.all if kind == "org" else self.by.get((kind, name), [])
 
 
 def _score(pair: tuple[TurnFacts, ExternalScore | None]) -> float:
@@ -113,13 +141,16 @@ async def judge_version(pool: asyncpg.Pool, settings: Settings, version: PolicyV
     since = await outcomes.turns_started(pool, start=version.created_at, end=now, limit=MAX_TURNS)
     before = await outcomes.turns_started(pool, start=version.created_at - timedelta(days=cfg.baseline_days),
                                           end=version.created_at, limit=MAX_TURNS)
+    since_of, before_of = _ByScope(since), _ByScope(before)
+    vid = version.version_id
     judged = []
     for segment in segments:
-        candidate = [t for t in since if routed(segment.rule, t[0], version.version_id)]
-        models = requested_models(segment.rule, (t[0] for t in candidate))
-        hours = {local_hour(segment.rule, t[0]) for t in candidate}
-        baseline = [t for t in before if matches(segment.rule, t[0], models)
-                    and local_hour(segment.rule, t[0]) in hours]
+        candidate = [t for t in since_of.turns(segment) if segment.candidate(t[0], vid)]
+        models = segment.requested_models(t[0] for t in candidate)
+        hours = {segment.hour(t[0]) for t in candidate}
+        source = before_of if segment.baseline_before else since_of
+        baseline = [t for t in source.turns(segment) if segment.baseline(t[0], vid, models)
+                    and segment.hour(t[0]) in hours]
         judged.append(judge(segment, [_score(t) for t in baseline], [_score(t) for t in candidate],
                             tolerance=cfg.tolerance_pct / 100, min_turns=cfg.min_turns))
     return judged
@@ -144,7 +175,8 @@ async def check(pool: asyncpg.Pool, settings: Settings, prices: PriceTable, *, n
                                                   f"({cfg.watch_days}): no longer watched")
     judged = await judge_version(pool, settings, active, now=now)
     out = msgspec.structs.replace(base, segments=[_out(j) for j in judged],
-                                  note="" if judged else "the version adds or changes no routing rule")
+                                  note="" if judged else "the version changes no routing rule, downgrade size limit, "
+                                                         "budget, stage threshold, retry cap or exploration")
     bad = [j for j in judged if j.verdict == "regressed"]
     if not (act and bad):
         return out
@@ -161,7 +193,7 @@ async def _roll_back(pool: asyncpg.Pool, settings: Settings, prices: PriceTable,
     cfg = settings.guard
     if version.parent is None or await store.rolled_back(pool, version.version_id):
         log.error("guard: a version regressed but cannot be rolled back", version=version.version_id,
-                  rule=worst.segment.rule.name,
+                  segment=worst.segment.name,
                   why="it is the first version" if version.parent is None else "it was rolled back before")
         return None
     reason = rollback_reason(version.version_id, worst, cfg.tolerance_pct)
@@ -175,15 +207,22 @@ async def _roll_back(pool: asyncpg.Pool, settings: Settings, prices: PriceTable,
     assert e is not None
     await store.record_rollback(pool, PolicyRolledBack(
         rollback_id=new_id(), version_id=version.version_id, approver=version.approver,
-        restored_version=version.parent, rollback_version=done.version_id, segment=worst.segment.rule.name,
-        scope=worst.segment.rule.scope, baseline_n=e.baseline_n, candidate_n=e.candidate_n,
+        restored_version=version.parent, rollback_version=done.version_id, segment=worst.segment.name,
+        scope=worst.segment.scope, kind=worst.segment.kind, summary=worst.segment.summary, baseline_n=e.baseline_n,
+        candidate_n=e.candidate_n,
         baseline_mean=e.baseline_mean, candidate_mean=e.candidate_mean, regression=e.regression, lower=e.lower,
         upper=e.upper, tolerance_pct=cfg.tolerance_pct, reason=reason, detected_at=now))
     await access.record(pool, actor=GUARD_APPROVER, action="policy.rollback", target="policy",
                         detail={"version": done.version_id, "rolled_back": version.version_id,
-                                "restored": version.parent, "rule": worst.segment.rule.name})
+                                "restored": version.parent, "rule": worst.segment.name,
+                                "kind": worst.segment.kind})
     log.warning("guard rolled a policy version back", version=version.version_id, restored=version.parent,
-                rule=worst.segment.rule.name, regression=round(e.regression, 4), lower=round(e.lower, 4))
+                segment=worst.segment.name, kind=worst.segment.kind, regression=round(e.regression, 4),
+                lower=round(e.lower, 4))
+    setting = setting_of(worst.segment.name)
+    if setting:
+        log.error("guard: the harmful change is a setting the rollback cannot change: set it back in the settings "
+                  "file", setting=setting, change=worst.segment.summary)
     return version.parent, done.version_id
 
 

@@ -268,8 +268,9 @@ def show_cmd(ctx: Ctx, fmt: str, api_url: str | None) -> None:
 @api_option
 @pass_ctx
 def guard_cmd(ctx: Ctx, act: bool, fmt: str, api_url: str | None) -> None:
-    """Judge the active policy version once: per routing rule it added or changed, the turns it routed
-    since against the same kind of turns before, the regression with its 95 % bounds, and the verdict."""
+    """Judge the active policy version once: per part it changed (a routing rule, the downgrade size limit,
+    a budget, stage thresholds, a retry cap, exploration), the turns the change touched since against the
+    same kind of turns before, the regression with its 95 % bounds, and the verdict."""
     from spendgate.admin.client import open_api
     from spendgate.admin.guard import GuardCheck, check
     from spendgate.core.tables import to_json
@@ -296,7 +297,9 @@ def describe_guard(g: GuardCheck) -> str:
     out = [f"version {g.version_id} (approved by {g.approver}, live since {g.activated_at:%Y-%m-%d %H:%M} UTC); "
            f"tolerance {g.tolerance_pct:g} %, at least {g.min_turns} turns a side"]
     for s in g.segments:
-        line = f"  {s.rule} ({s.scope}, {s.change}): baseline {s.baseline_n} turns, candidate {s.candidate_n} turns"
+        head = (f"{s.rule} ({s.scope}, {s.change})" if s.kind == "routing_rule"
+                else f"{s.summary} ({s.kind}, {s.change})")
+        line = f"  {head}: baseline {s.baseline_n} turns, candidate {s.candidate_n} turns"
         if s.regression is None:
             line += f"; too few turns ({s.needed} more needed)"
         else:

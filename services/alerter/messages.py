@@ -18,6 +18,7 @@ from spendgate.domain.events import (
     RetryLoopDetected,
     ThresholdCrossed,
 )
+from spendgate.domain.guard_segments import setting_of
 from spendgate.domain.money import format_usd
 from spendgate.domain.periods import PeriodKind, local_date, period_containing, period_of
 from spendgate.store.balances import store as balances
@@ -214,10 +215,13 @@ def reconciliation_message(base: Message, ev: ReconciliationGap) -> Message:
 
 
 def rollback_message(base: Message, ev: PolicyRolledBack) -> Message:
-    """The guard rolled a version back: which, whose, which rule's turns got worse, and by how much."""
+    """The guard rolled a version back: which, whose, which change's turns got worse, and by how much."""
+    routing = ev.kind == "routing_rule"
+    segment = f"routing rule {ev.segment} ({ev.scope})" if routing else f"{ev.summary} ({ev.kind})"
+    touched = f"Turns routed by {ev.segment} ({ev.scope})" if routing else f"Turns touched by the change ({ev.summary})"
     facts = [
         Fact("Version", f"{ev.version_id} (approved by {ev.approver})"),
-        Fact("Segment", f"routing rule {ev.segment} ({ev.scope})"),
+        Fact("Segment", segment),
         Fact("Quality", f"mean score {ev.candidate_mean:.3f} over {ev.candidate_n} turns since the version, against "
                         f"{ev.baseline_mean:.3f} over {ev.baseline_n} turns of the same kind before it"),
         Fact("Regression", f"{ev.regression:.1%} (95 % bounds {ev.lower:.1%} to {ev.upper:.1%}); tolerance "
@@ -226,9 +230,13 @@ def rollback_message(base: Message, ev: PolicyRolledBack) -> Message:
                            f"{ev.rollback_version}); re-apply with `spendgate policy rollback --to {ev.version_id}` "
                            "if the guard was wrong."),
     ]
+    setting = None if routing else setting_of(ev.segment)
+    if setting:
+        facts.append(Fact("To do", f"The proxies read {setting} from the settings file, which a rollback cannot "
+                                   f"change: set it back there ({ev.summary}) and restart the proxies."))
     return msgspec.structs.replace(
         base, title=f"[policy rollback] version {ev.version_id} by {ev.approver} was rolled back",
-        summary=(f"Turns routed by {ev.segment} ({ev.scope}) scored {ev.regression:.1%} worse than before version "
+        summary=(f"{touched} scored {ev.regression:.1%} worse than before version "
                  f"{ev.version_id} (at least {ev.lower:.1%} with 95 % confidence; tolerance "
                  f"{ev.tolerance_pct:g} %), so the guard restored {ev.restored_version}."),
         facts=facts, incident_key=f"spendgate:policy_rollback:{ev.version_id}", occurred_at=ev.detected_at,

@@ -448,14 +448,15 @@ class GuardSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
-    """Watch the active policy version and roll it back when a routing rule's turns got worse."""
+    """Watch the active policy version and roll it back when the turns one of its changes touched (a routing
+    rule, the downgrade size limit, a budget, stage thresholds, a retry cap, exploration) got worse."""
     tolerance_pct: float = Field(default=2.0, gt=0, le=50)
-    """A rule's turns may score this much worse (relative, percent) before the guard acts; it acts only when
+    """A change's turns may score this much worse (relative, percent) before the guard acts; it acts only when
     the regression's 95 % lower bound is past it."""
     interval_s: float = Field(default=300.0, ge=1, le=86_400)
     """How often the guard checks (and, with ``auto_ration``, rations)."""
     min_turns: int = Field(default=30, ge=30, le=100_000)
-    """Turns each side (before and since the version) needs before the guard judges a rule (at least 30,
+    """Turns each side (before and since the version) needs before the guard judges a change (at least 30,
     the bootstrap's minimum)."""
     baseline_days: int = Field(default=7, ge=1, le=60)
     """The baseline is the turns of the last this many days before the version went live (7: every

@@ -254,8 +254,9 @@ class ReconciliationGap(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class PolicyRolledBack(msgspec.Struct, frozen=True, kw_only=True):
-    """The guard rolled a live policy version back: one routing rule's turns scored worse than the same
-    kind of turns before the version, past the tolerance with 95 % confidence (docs/policy.md, "The guard")."""
+    """The guard rolled a live policy version back: the turns one of its changes touched (a routing rule, the
+    downgrade size limit, a budget, …) scored worse than the same kind of turns before the version, past the
+    tolerance with 95 % confidence (docs/policy.md, "The guard")."""
 
     schema_version: Literal[1] = 1
     rollback_id: str
@@ -268,9 +269,10 @@ class PolicyRolledBack(msgspec.Struct, frozen=True, kw_only=True):
     rollback_version: str
     """The new version the rollback stored (approver ``spendgate-guard``)."""
     segment: str
-    """The routing rule whose turns regressed (its name)."""
+    """The routing rule whose turns regressed (its name); for the other kinds, the part that changed
+    (``budget team:platform``, ``downgrade_max_input_tokens``, ``exploration``)."""
     scope: str
-    """The rule's scope (``team:platform``, ``org``, …)."""
+    """The segment's scope (``team:platform``, ``org``, …)."""
     baseline_n: int
     candidate_n: int
     baseline_mean: float
@@ -284,6 +286,12 @@ class PolicyRolledBack(msgspec.Struct, frozen=True, kw_only=True):
     reason: str
     """The reason recorded on the rollback version (the math in one sentence)."""
     detected_at: datetime
+    kind: str = "routing_rule"
+    """What kind of change regressed: ``routing_rule``, ``downgrade_limit``, ``stage_thresholds``, ``budget``,
+    ``retry_cap`` or ``exploration`` (absent in events from before the guard judged every kind)."""
+    summary: str = ""
+    """The change in a sentence (``downgrade size limit 8,000 → 32,000 input tokens``); empty for a routing
+    rule in events from before."""
 
 
 EventData = (

@@ -1,77 +1,52 @@
 """The guard's judgement: which parts of a live policy version changed, which turns each part touched
 before and since, and whether they got worse. Pure: no I/O.
 
-A version's **affected segments** are its routing rules that are new or changed against its parent's
-document (same name, another definition). For each, the *candidate* turns are those the rule routed
-under the version; the *baseline* turns are those of the days before the version went live that the
-rule's predicate matches (its scope, the turn's starting input size under ``max_input_tokens``, its
-local start time in ``hours``, and the requested models it routes from), started in an hour of the day in
-which the rule routed turns since (:func:`local_hour`: a morning of new traffic is compared with
-mornings, not with the quiet nights before; the weekday mix is not matched, the baseline's week holds
-every weekday once). Their quality scores are
-compared with :func:`spendgate.domain.learning.regression` (docs/policy.md, "The guard").
+A version's **affected segments** (:func:`~spendgate.domain.guard_segments.affected`) are the parts of its
+document that differ from its parent's: routing rules, the downgrade size limit, a budget's stage
+thresholds or amounts, retry caps, the exploration block. For each, the *candidate* turns are those the
+change touched under the version and the *baseline* turns the same kind of turns before it went live
+(for exploration: its control arm since), started in an hour of the day in which the candidates
+started (:meth:`Segment.hour`: a morning of new traffic is compared with mornings, not with the quiet
+nights before; the weekday mix is not matched, the baseline's week holds every weekday once). For a
+routing rule the baseline is the turns of the days before that the rule's predicate matches (its scope,
+the turn's starting input size under ``max_input_tokens``, its local start time in ``hours``, and the
+requested models it routes from). Their quality scores are compared with
+:func:`spendgate.domain.learning.regression` (docs/policy.md, "The guard").
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-from spendgate.domain.enforcement.routing import RoutingRule, stored_rules
+from spendgate.domain.enforcement.routing import RoutingRule
+from spendgate.domain.guard_segments import (
+    Change,
+    Kind,
+    Segment,
+    affected,
+    in_scope,
+    matches,
+    requested_models,
+    routed,
+    setting_of,
+)
 from spendgate.domain.learning import Regression, regression
 from spendgate.domain.outcomes import TurnFacts
 from spendgate.domain.periods import zone
 
-Change = Literal["added", "changed"]
+__all__ = ["GUARD_APPROVER", "Change", "Judged", "Kind", "Segment", "Verdict", "affected", "in_scope", "judge",
+           "local_hour", "matches", "requested_models", "rollback_reason", "routed", "setting_of"]
+
 Verdict = Literal["regressed", "harmless", "unsure", "too_few"]
 GUARD_APPROVER = "spendgate-guard"
-
-
-@dataclass(frozen=True, slots=True)
-class Segment:
-    rule: RoutingRule
-    change: Change
-
-
-def affected(document: Mapping[str, Any], parent: Mapping[str, Any] | None) -> list[Segment]:
-    """The routing rules of ``document`` that ``parent`` (None: no parent) lacks or defines otherwise."""
-    before = {r.name: r for r in stored_rules(parent or {}).rules}
-    out = []
-    for rule in stored_rules(document).rules:
-        old = before.get(rule.name)
-        if old is None:
-            out.append(Segment(rule, "added"))
-        elif old != rule:
-            out.append(Segment(rule, "changed"))
-    return out
-
-
-def in_scope(scope: str, f: TurnFacts) -> bool:
-    kind, _, name = scope.partition(":")
-    if kind == "org":
-        return True
-    value = {"key": f.key_id, "developer": f.developer, "team": f.team, "cost_center": f.cost_center}.get(kind)
-    return value == name
+MAX_SUMMARY_CHARS = 200
+"""The change's sentence in a rollback reason is cut to this (the reason holds at most 500 characters)."""
 
 
 def local_hour(rule: RoutingRule, f: TurnFacts) -> int:
     """The hour of the day (0-23, the rule's time zone) the turn started in."""
     return f.started_at.astimezone(zone(rule.timezone)).hour
-
-
-def matches(rule: RoutingRule, f: TurnFacts, requested: Collection[str]) -> bool:
-    """Whether the rule's predicate holds for a turn: scope, starting size, local start time, and a
-    requested model among ``requested`` (the rule's ``models``, or the models it routed from)."""
-    if not in_scope(rule.scope, f) or f.input_tokens >= rule.max_input_tokens:
-        return False
-    local = f.started_at.astimezone(zone(rule.timezone))
-    return rule.in_hours(local.hour * 60 + local.minute) and f.model_requested in requested
-
-
-def routed(rule: RoutingRule, f: TurnFacts, version_id: str) -> bool:
-    """A turn the rule routed under the version."""
-    return f.policy_version == version_id and f.routing_rule == rule.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,19 +78,23 @@ def judge(segment: Segment, baseline: list[float], candidate: list[float], *, to
     return Judged(segment, b, c, verdict, est)
 
 
-def requested_models(rule: RoutingRule, candidates: Iterable[TurnFacts]) -> set[str]:
-    """The requested models a rule applies to: its ``models``, or those it actually routed from."""
-    if rule.models is not None:
-        return set(rule.models)
-    return {f.model_requested for f in candidates}
-
-
 def rollback_reason(version_id: str, j: Judged, tolerance_pct: float) -> str:
     """The math in one sentence, recorded on the rollback version."""
     assert j.estimate is not None
     e = j.estimate
-    rule = j.segment.rule
-    return (f"guard: version {version_id}'s routing rule {rule.name} ({rule.scope}) made its turns score "
+    before = "turns before" if j.segment.baseline_before else "turns of its control arm"
+    return (f"guard: version {version_id}'s {what(j.segment)} made its turns score "
             f"{e.regression:.1%} worse (mean {e.candidate_mean:.3f} over {e.candidate_n} turns since, against "
-            f"{e.baseline_mean:.3f} over {e.baseline_n} turns before; 95 % bounds {e.lower:.1%} to {e.upper:.1%}), "
+            f"{e.baseline_mean:.3f} over {e.baseline_n} {before}; 95 % bounds {e.lower:.1%} to {e.upper:.1%}), "
             f"past the {tolerance_pct:g} % tolerance")
+
+
+def what(segment: Segment) -> str:
+    """The change in words, short enough for a rollback reason: ``routing rule small (team:platform)``, or
+    the segment's summary (``downgrade size limit 8,000 → 32,000 input tokens``)."""
+    if segment.rule is not None:
+        return f"routing rule {segment.rule.name} ({segment.rule.scope})"
+    text = segment.summary
+    setting = setting_of(segment.name)
+    where = f", the setting {setting}" if setting else ""
+    return f"change ({text if len(text) <= MAX_SUMMARY_CHARS else text[:MAX_SUMMARY_CHARS - 1] + '…'}{where})"
