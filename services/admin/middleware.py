@@ -18,7 +18,7 @@ from aiohttp import web
 from spendgate.admin.openapi import Error, ErrorBody, Handler
 from spendgate.admin.window import WindowError
 from spendgate.core.logs import get_logger
-from spendgate.domain.errors import ConfigError, SpendgateError
+from spendgate.domain.errors import MAX_MESSAGE_CHARS, ConfigError, SpendgateError
 
 log = get_logger(__name__)
 
@@ -72,7 +72,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(exc.status, exc.kind, exc.message)
     except (WindowError, msgspec.ValidationError, msgspec.DecodeError, ConfigError, ValueError) as exc:
         message = exc.message if isinstance(exc, SpendgateError) else str(exc)
-        return error_response(400, "bad_request", message)
+        return error_response(400, "bad_request", message[:MAX_MESSAGE_CHARS])
+    except RecursionError:  # a JSON body nested thousands deep, decoded or walked
+        return error_response(400, "bad_request", "the request body nests too deeply")
     except (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError):
         return error_response(400, "bad_request", "text in the request has characters PostgreSQL cannot "
                               "store (such as NUL)")

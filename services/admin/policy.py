@@ -14,8 +14,8 @@ from typing import Any
 
 import asyncpg
 import msgspec
-import yaml
 
+from spendgate.core.yamltext import parse_yaml
 from spendgate.domain.enforcement import Budget, BudgetRaise, Policy
 from spendgate.domain.enforcement.exploration import stored_exploration
 from spendgate.domain.enforcement.routing import stored_rules
@@ -29,10 +29,7 @@ from spendgate.store.policies import store as versions
 def parse_proposal(text: str, *, source: str) -> dict[str, Any]:
     """A proposal document (YAML, so JSON too) as ``policy dry-run`` / ``apply`` and the console read it;
     a :class:`ConfigError` naming ``source`` when it is not YAML or not a mapping."""
-    try:
-        doc = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source} is not YAML: {' '.join(str(exc).split())}") from None
+    doc = parse_yaml(text, source=source) or {}
     if not isinstance(doc, dict):
         raise ConfigError(f"{source} must be a mapping with budgets:, raises:, …")
     return doc

@@ -34,12 +34,22 @@ if TYPE_CHECKING:
     from spendgate.admin.suggest import Suggestions
 
 
+MAX_PROPOSAL_BYTES = 4 * 2**20
+"""The largest proposal file read (the admin API takes the same 4 MB body)."""
+
+
 def _read_document(path: Path) -> dict[str, Any]:
     from spendgate.admin.policy import parse_proposal
     from spendgate.domain.errors import ConfigError
 
     try:
-        return parse_proposal(path.read_text(), source=str(path))
+        with path.open("rb") as f:
+            raw = f.read(MAX_PROPOSAL_BYTES + 1)
+        if len(raw) > MAX_PROPOSAL_BYTES:
+            raise ConfigError(f"{path} is larger than {MAX_PROPOSAL_BYTES // 2**20} MB: not a policy proposal")
+        return parse_proposal(raw.decode("utf-8"), source=str(path))
+    except UnicodeDecodeError:
+        raise click.BadParameter(f"{path} is not UTF-8 text") from None
     except ConfigError as exc:
         raise click.BadParameter(exc.message) from None
 

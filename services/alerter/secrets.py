@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-import yaml
 from pydantic import SecretStr
 
 from spendgate.core.alert_routes import Rules, SecretRef, Value
 from spendgate.core.config import AlertSettings, SmtpSettings
+from spendgate.core.yamltext import parse_yaml
 from spendgate.domain.errors import ConfigError
 
 
@@ -65,9 +65,11 @@ def _read(path: Path) -> dict[str, str]:
     try:
         if path.is_dir():  # one file per secret, as Docker and Kubernetes mount them
             return {p.name.lower(): p.read_text().strip() for p in path.iterdir() if p.is_file()}
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        data = parse_yaml(path.read_text(), source=f"alert secrets file {path}", aliases=True) or {}
+    except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read alert secrets file {path}: {type(exc).__name__}") from None
+    except ConfigError:  # its message could quote a secret
+        raise ConfigError(f"cannot read alert secrets file {path}: not YAML of names and values") from None
     if not isinstance(data, dict) or not all(isinstance(v, str | int) for v in data.values()):
         raise ConfigError(f"alert secrets file {path} must map names to string values")
     return {str(k).lower(): str(v) for k, v in data.items()}

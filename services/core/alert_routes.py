@@ -153,7 +153,7 @@ def load_rules(path: Path | None) -> Rules:
 
 def parse_rules(text: str, *, source: str = "<routes>") -> Rules:
     try:
-        return _parse(compose(text))
+        return _parse(compose(text, source=source))
     except RuleError as exc:
         raise ConfigError(f"{source}:{exc.line}: {exc.message}") from None
     except yaml.YAMLError as exc:

@@ -889,11 +889,11 @@ def file_values(path: Path | None) -> dict[str, Any]:
     """The YAML config file's settings (none when there is no file)."""
     if path is None:
         return {}
-    import yaml
+    from spendgate.core.yamltext import parse_yaml
 
     try:
-        loaded = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        loaded = parse_yaml(path.read_text(), source=f"the config file {path}", aliases=True)
+    except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read the config file {path}: {exc}") from None
     if loaded is None:
         return {}

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import yaml
 
+from spendgate.core.yamltext import check_shape
+
 Node = yaml.Node
 
 
@@ -39,7 +41,8 @@ class Located:
         return RuleError(line_of(self.key if self.key is not None else self.node), message)
 
 
-def compose(text: str) -> Node:
+def compose(text: str, *, source: str) -> Node:
+    check_shape(text, source=source, aliases=True)  # the composer recurses per level: refuse deep nesting first
     node = yaml.compose(text, Loader=yaml.SafeLoader)
     if node is None:
         return yaml.MappingNode("tag:yaml.org,2002:map", [], yaml.Mark("", 0, 0, 0, "", 0))

@@ -14,6 +14,21 @@ callers decide on ``retriable`` instead of matching strings.
 
 from __future__ import annotations
 
+import reprlib
+
+MAX_MESSAGE_CHARS = 2_000
+"""The longest message an error carries: errors are shown to callers and logged, and the values they
+quote may be anyone's input (a 5 MB model name must not come back as a 5 MB answer)."""
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlong = 2, 60, 60, 40
+
+
+def shown(value: object) -> str:
+    """``value`` as an error message quotes it: its ``repr``, cut short (bounded work and size even for a
+    huge or deeply nested value)."""
+    return _SHOWN.repr(value)
+
 
 class SpendgateError(Exception):
     """Root of every spendgate error."""
@@ -21,6 +36,8 @@ class SpendgateError(Exception):
     retriable: bool = False
 
     def __init__(self, message: str, *, retriable: bool | None = None) -> None:
+        if len(message) > MAX_MESSAGE_CHARS:
+            message = f"{message[:MAX_MESSAGE_CHARS]}… ({len(message) - MAX_MESSAGE_CHARS:,} more characters)"
         super().__init__(message)
         self.message = message
         if retriable is not None:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+import reprlib
+from decimal import ROUND_HALF_UP, Decimal, DecimalException
 
 MICROS_PER_USD = 1_000_000
+MAX_USD = 10**12
+"""The largest amount a person may write ($1 trillion): its micro-dollars fit a signed 64-bit integer
+(the ledger's ``bigint``) with room to add many of them."""
+MAX_AMOUNT_CHARS = 40
 
 Micros = int
 
@@ -12,16 +17,24 @@ Micros = int
 def usd_to_micros(amount: str | int | Decimal) -> Micros:
     """Parse a dollar amount given by a person ("12.50", 40, Decimal) into micro-dollars.
 
-    Floats are refused on purpose: they cannot represent most cent values exactly.
+    Floats are refused on purpose: they cannot represent most cent values exactly. Anything else that
+    is not an amount (text that is not a number, NaN, infinity, more than :data:`MAX_USD` either way,
+    text longer than :data:`MAX_AMOUNT_CHARS`) is a :class:`ValueError` quoting the input cut short:
+    amounts come from policy documents, the API and the command line.
     """
     if isinstance(amount, float):  # type: ignore[unreachable]
         raise TypeError("dollar amounts must be str, int or Decimal, never float")
+    if isinstance(amount, int) and abs(amount) > MAX_USD:
+        raise ValueError(f"more than ${MAX_USD:,}: {reprlib.repr(amount)}")
+    text = str(amount).strip()
     try:
-        value = Decimal(str(amount).strip().lstrip("$"))
-    except InvalidOperation as exc:
-        raise ValueError(f"not a dollar amount: {amount!r}") from exc
-    if not value.is_finite():
-        raise ValueError(f"not a dollar amount: {amount!r}")
+        value = Decimal(text.removeprefix("$")) if len(text) <= MAX_AMOUNT_CHARS else None
+    except DecimalException:
+        value = None
+    if value is None or not value.is_finite():
+        raise ValueError(f"not a dollar amount: {reprlib.repr(amount)}")
+    if value.copy_abs() > MAX_USD:  # copy_abs: abs() would round in the context and overflow
+        raise ValueError(f"more than ${MAX_USD:,}: {reprlib.repr(amount)}")
     return int((value * MICROS_PER_USD).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 

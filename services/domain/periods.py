@@ -15,7 +15,7 @@ from enum import StrEnum
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from spendgate.domain.errors import ConfigError
+from spendgate.domain.errors import ConfigError, shown
 
 
 class PeriodKind(StrEnum):
@@ -39,13 +39,19 @@ class Period:
     """UTC instant of local midnight that closes it (and opens the next one)."""
 
 
+MAX_ZONE_CHARS = 64
+"""Longer than any IANA name (the longest is 32 characters)."""
+
+
 @lru_cache(maxsize=256)
 def zone(name: str) -> ZoneInfo:
     """The ``ZoneInfo`` for an IANA name; a clear :class:`ConfigError` for a bad one."""
     try:
+        if len(name) > MAX_ZONE_CHARS:
+            raise ValueError(name)
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ConfigError(f"unknown timezone {name!r} (use an IANA name such as Europe/Berlin)") from exc
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: a name too long for a file name
+        raise ConfigError(f"unknown timezone {shown(name)} (use an IANA name such as Europe/Berlin)") from exc
 
 
 def _local_midnight(d: date, tz: ZoneInfo) -> datetime:

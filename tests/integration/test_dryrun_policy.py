@@ -188,6 +188,10 @@ async def test_the_api_dry_run_and_apply_are_the_same_functions(pool: asyncpg.Po
         assert msgspec.structs.replace(via_api, elapsed_ms=0) == msgspec.structs.replace(direct, elapsed_ms=0)
         bad = await client.post("/v1/policy/dry-run", headers=auth(), json={"proposal": {"budgets": [{"scope": "x"}]}})
         assert bad.status == 400 and "needs a daily, weekly or monthly" in (await bad.json())["error"]["message"]
+        deep = '{"proposal": ' + '{"a": ' * 100_000 + "1" + "}" * 100_000 + "}"  # was a 500 (RecursionError)
+        for body in (deep, '{"proposal": {"budgets": [{"scope": "team:a", "monthly": "1e30"}]}}'):
+            bad = await client.post("/v1/policy/dry-run", headers=auth(), data=body)
+            assert bad.status == 400 and len((await bad.json())["error"]["message"]) < 200, await bad.text()
         applied = await client.post("/v1/policy/apply", headers=auth(), json={"proposal": STRICT_POLICY})
         assert (await applied.json())["set_budgets"] == ["developer:bob"]
         shown = await (await client.get("/v1/policy", headers=auth())).json()

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from spendgate.admin.policy import parse_proposal
 from spendgate.core.config import PricingSettings
-from spendgate.domain.enforcement import Policy, load_policy, parse_scope, policy_from_document
+from spendgate.domain.enforcement import Policy, parse_scope, policy_from_document
 from spendgate.domain.enforcement.settings import EnforcementSettings
 from spendgate.domain.errors import ConfigError
 from spendgate.domain.pricing import PriceTable
@@ -33,9 +34,7 @@ downgrade_max_input_tokens: 20000
 
 def test_yaml_proposal_loads_into_typed_budgets(tmp_path: Path) -> None:
     """A proposal file gives micro-dollar budgets, thresholds, raises and defaults from settings."""
-    path = tmp_path / "proposal.yaml"
-    path.write_text(PROPOSAL)
-    p = load_policy(path, EnforcementSettings())
+    p = policy_from_document(parse_proposal(PROPOSAL, source="proposal.yaml"), EnforcementSettings())
     team = p.budgets["team:platform"]
     assert (team.daily_micros, team.monthly_micros, team.timezone) == (40_000_000, 800_000_000, "Europe/Berlin")
     assert (team.thresholds.as_list(), team.at_pause, team.retry_cap) == ([70, 90, 100], "cheapest", 5)

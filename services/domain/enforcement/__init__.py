@@ -28,7 +28,6 @@ if TYPE_CHECKING:
         Thresholds,
         budget_of,
         effective_budget_micros,
-        load_policy,
         policy_from_document,
     )
     from spendgate.domain.enforcement.reservations import Reservation, ReservationBook
@@ -65,7 +64,6 @@ _HOME: dict[str, str] = {
     "decide": "decision",
     "effective_budget_micros": "policy",
     "estimated_cost_micros": "estimate",
-    "load_policy": "policy",
     "parse_scope": "scopes",
     "pause_refusal": "responses",
     "policy_from_document": "policy",
@@ -112,7 +110,6 @@ __all__ = [
     "decide",
     "effective_budget_micros",
     "estimated_cost_micros",
-    "load_policy",
     "parse_scope",
     "pause_refusal",
     "policy_from_document",

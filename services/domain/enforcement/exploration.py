@@ -32,7 +32,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from spendgate.domain.enforcement.scopes import MODEL_SEP, parse_model, parse_scope
-from spendgate.domain.errors import ConfigError
+from spendgate.domain.errors import ConfigError, shown
 from spendgate.domain.events import ExperimentArm
 
 MAX_SHARE_PCT = Decimal(50)
@@ -116,17 +116,17 @@ def parse_exploration(doc: object) -> Exploration | None:
         raise ConfigError("exploration: a mapping with share_pct, teams, max_input_tokens (and models)")
     unknown = sorted(str(k) for k in set(doc) - _KEYS)
     if unknown:
-        raise ConfigError(f"exploration: unknown field {_short(unknown[0])} (fields: {', '.join(sorted(_KEYS))})")
+        raise ConfigError(f"exploration: unknown field {shown(unknown[0])} (fields: {', '.join(sorted(_KEYS))})")
     return Exploration(_share(doc.get("share_pct")), _teams(doc.get("teams")), _limit(doc.get("max_input_tokens")),
                        _models(doc.get("models")))
 
 
 def _share(value: object) -> int:
     bad = ConfigError(f"exploration.share_pct: a percentage over 0 and at most {MAX_SHARE_PCT} (an integer or a "
-                      f"decimal string such as \"2.5\"), not {_short(value)}")
+                      f"decimal string such as \"2.5\"), not {shown(value)}")
     if isinstance(value, float):
         raise ConfigError(f"exploration.share_pct: write it as an integer or a decimal string (\"2.5\"), never a "
-                          f"float, not {value!r}")
+                          f"float, not {shown(value)}")
     if isinstance(value, bool) or not isinstance(value, int | str) or (isinstance(value, str) and len(value) > 16):
         raise bad
     try:
@@ -137,14 +137,8 @@ def _share(value: object) -> int:
         raise bad
     ppm = pct * (PPM // 100)
     if ppm != ppm.to_integral_value():
-        raise ConfigError(f"exploration.share_pct: at most four decimal places, not {value!r}")
+        raise ConfigError(f"exploration.share_pct: at most four decimal places, not {shown(value)}")
     return int(ppm)
-
-
-def _short(value: object) -> str:
-    """``value`` for an error message, cut short (a policy document is operator input)."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _teams(value: object) -> frozenset[str]:
@@ -155,11 +149,11 @@ def _teams(value: object) -> frozenset[str]:
     teams = []
     for team in value:
         if not isinstance(team, str) or team != team.strip() or MODEL_SEP in team:
-            raise ConfigError(f"exploration.teams: {_short(team)} is not a team name")
+            raise ConfigError(f"exploration.teams: {shown(team)} is not a team name")
         try:
             parse_scope(f"team:{team}")
         except ConfigError:
-            raise ConfigError(f"exploration.teams: {_short(team)} is not a team name") from None
+            raise ConfigError(f"exploration.teams: {shown(team)} is not a team name") from None
         teams.append(team)
     if len(set(teams)) != len(teams):
         raise ConfigError("exploration.teams: names a team twice")
@@ -167,9 +161,12 @@ def _teams(value: object) -> frozenset[str]:
 
 
 def _limit(value: object) -> int:
+    if value is None:
+        raise ConfigError("exploration.max_input_tokens: required: only turns under this many input tokens take "
+                          f"part (a whole number from 1 to {MAX_INPUT_TOKENS_LIMIT:,})")
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_INPUT_TOKENS_LIMIT:
         raise ConfigError(f"exploration.max_input_tokens: a whole number from 1 to {MAX_INPUT_TOKENS_LIMIT:,}, "
-                          f"not {_short(value)}")
+                          f"not {shown(value)}")
     return value
 
 

@@ -33,17 +33,16 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Literal, overload
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 from spendgate.domain.enforcement.balances import BalanceKey
 from spendgate.domain.enforcement.exploration import Exploration, parse_exploration
-from spendgate.domain.enforcement.routing import RoutingTable, parse_rules
+from spendgate.domain.enforcement.routing import MAX_INPUT_TOKENS_LIMIT, RoutingTable, parse_rules
 from spendgate.domain.enforcement.scopes import Principal, model_scope, parse_model, parse_scope, split_scope
 from spendgate.domain.enforcement.settings import EnforcementSettings
-from spendgate.domain.errors import ConfigError
+from spendgate.domain.errors import ConfigError, shown
 from spendgate.domain.money import usd_to_micros
 from spendgate.domain.periods import Period, PeriodKind, period_containing, zone
 from spendgate.domain.pricing import PriceTable
@@ -56,6 +55,13 @@ MAX_CASCADES = 64
 """Cascades one budget may carry (a policy file or API body is operator input: keep it bounded)."""
 MAX_CASCADE_STEPS = 8
 """Cheaper models one cascade may list."""
+MAX_THRESHOLD_PCT = 1_000
+"""The highest stage threshold, in percent of a budget (a pause at ten times the budget is no budget)."""
+MAX_RETRY_CAP = 1_000
+"""The highest retry cap (retries of one tool call per session)."""
+MAX_RAISE_REASON_CHARS = 500
+MAX_ERROR_LINES = 10
+"""Problems one error message lists (the rest are counted)."""
 Cascades = tuple[tuple[str, tuple[str, ...]], ...]
 """A budget's own cascades, ``((model, (cheaper, ...)), ...)``: hashable, like the budget."""
 
@@ -71,8 +77,10 @@ class Thresholds:
     @classmethod
     def of(cls, values: Iterable[int]) -> Thresholds:
         v = list(values)
-        if len(v) != 3 or not (0 < v[0] <= v[1] <= v[2]):
-            raise ConfigError(f"thresholds must be three rising percentages (alert, downgrade, pause), not {v}")
+        if (len(v) != 3 or not all(isinstance(x, int) and not isinstance(x, bool) for x in v)
+                or not 0 < v[0] <= v[1] <= v[2] <= MAX_THRESHOLD_PCT):
+            raise ConfigError("thresholds must be three rising percentages (alert, downgrade, pause) up to "
+                              f"{MAX_THRESHOLD_PCT}, not {shown(v)}")
         return cls(v[0], v[1], v[2])
 
     def as_list(self) -> list[int]:
@@ -368,7 +376,7 @@ class _BudgetDoc(BaseModel):
     weekly: str | int | None = None
     monthly: str | int | None = None
     timezone: str = "UTC"
-    thresholds: list[int] | None = None
+    thresholds: list[StrictInt] | None = None
     """Default: ``Settings.enforcement.thresholds_pct``."""
     at_pause: AtPause = "refuse"
     retry_cap: int | None = None
@@ -377,8 +385,16 @@ class _BudgetDoc(BaseModel):
     @field_validator("daily", "weekly", "monthly", mode="before")
     @classmethod
     def _no_float(cls, v: Any) -> Any:
-        if isinstance(v, float):
-            raise ValueError('write dollar amounts as strings ("40.50") or integers, never floats')
+        if isinstance(v, float | bool):
+            raise ValueError('write dollar amounts as strings ("40.50") or integers, '
+                             f'never {"true or false" if isinstance(v, bool) else "floats"}')
+        return v
+
+    @field_validator("daily", "weekly", "monthly")
+    @classmethod
+    def _dollars(cls, v: str | int | None) -> str | int | None:
+        if v is not None:
+            usd_to_micros(v)  # a ValueError naming the amount, cut short: pydantic names the field
         return v
 
 
@@ -390,7 +406,17 @@ class _RaiseDoc(BaseModel):
     """When the raise starts counting: a dry-run replays it from then on (``policy show`` writes a live
     raise's creation time). Required, so a raise made today cannot lift last month's replay by default."""
     until: datetime
-    reason: str
+    reason: str = Field(min_length=1, max_length=MAX_RAISE_REASON_CHARS)
+
+    @field_validator("by", mode="before")
+    @classmethod
+    def _positive_dollars(cls, v: Any) -> Any:
+        if isinstance(v, float | bool):
+            raise ValueError('write dollar amounts as strings ("40.50") or integers, '
+                             f'never {"true or false" if isinstance(v, bool) else "floats"}')
+        if isinstance(v, str | int) and usd_to_micros(v) <= 0:
+            raise ValueError("a raise adds a positive amount")
+        return v
 
 
 class _PolicyDoc(BaseModel):
@@ -398,8 +424,9 @@ class _PolicyDoc(BaseModel):
     budgets: list[_BudgetDoc] = []
     raises: list[_RaiseDoc] = []
     cascades: dict[str, list[str]] | None = None
-    downgrade_max_input_tokens: int | None = None
-    retry_cap: int | None = None
+    """Checked by :func:`parse_cascades`, as a budget's own are."""
+    downgrade_max_input_tokens: StrictInt | None = Field(None, ge=1, le=MAX_INPUT_TOKENS_LIMIT)
+    retry_cap: StrictInt | None = Field(None, ge=0, le=MAX_RETRY_CAP)
     routing_rules: list[Any] | None = None
     """Checked by :func:`~spendgate.domain.enforcement.routing.parse_rules` (errors name the rule)."""
     exploration: Any = None
@@ -428,9 +455,9 @@ def budget_of(
             raise ConfigError(f"budget for {scope}: give the model once, in the scope or as model, not both")
         whole = model_scope(whole, parse_model(model))
     if at_pause not in AT_PAUSE:
-        raise ConfigError(f"at_pause must be one of {', '.join(AT_PAUSE)}, not {at_pause!r}")
-    if retry_cap is not None and retry_cap < 0:
-        raise ConfigError("retry_cap cannot be negative")
+        raise ConfigError(f"at_pause must be one of {', '.join(AT_PAUSE)}, not {shown(at_pause)}")
+    if retry_cap is not None and (isinstance(retry_cap, bool) or not 0 <= retry_cap <= MAX_RETRY_CAP):
+        raise ConfigError(f"retry_cap: a whole number from 0 to {MAX_RETRY_CAP}, not {shown(retry_cap)}")
     pause: AtPause = "cheapest" if at_pause == "cheapest" else "step_down" if at_pause == "step_down" else "refuse"
     return Budget(whole, daily_micros, monthly_micros, timezone, Thresholds.of(thresholds), pause, retry_cap,
                   weekly_micros, None if cascades is None else parse_cascades(cascades, what=f"budget for {whole}"))
@@ -454,13 +481,20 @@ def parse_cascades(cascades: Mapping[str, Sequence[str]], *, what: str) -> Casca
     return tuple(sorted(out))
 
 
+def _loc_part(part: str) -> str:
+    """A field name as an error names it (an unknown key may be anyone's megabyte)."""
+    return part if len(part) <= 64 else shown(part)
+
+
 def policy_from_document(doc: Mapping[str, Any], defaults: EnforcementSettings) -> Policy:
     """Build a policy from a parsed YAML/JSON document; unset parts come from ``defaults``."""
     try:
         parsed = _PolicyDoc.model_validate(doc)
     except ValidationError as exc:
-        lines = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError("invalid policy:\n  " + "\n  ".join(lines)) from exc
+        errors = exc.errors()
+        lines = [f"{'.'.join(_loc_part(str(p)) for p in e['loc'])}: {e['msg']}" for e in errors[:MAX_ERROR_LINES]]
+        more = [f"and {len(errors) - MAX_ERROR_LINES} more"] if len(errors) > MAX_ERROR_LINES else []
+        raise ConfigError("invalid policy:\n  " + "\n  ".join([*lines, *more])) from exc
     budgets = [
         budget_of(b.scope, daily_micros=None if b.daily is None else usd_to_micros(b.daily),
                   weekly_micros=None if b.weekly is None else usd_to_micros(b.weekly),
@@ -486,22 +520,9 @@ def policy_from_document(doc: Mapping[str, Any], defaults: EnforcementSettings) 
     rules = parse_rules(parsed.routing_rules, timezone_of=lambda scope: zones.get(scope, "UTC"))
     return replace(
         base,
-        cascades=base.cascades if parsed.cascades is None else {m: tuple(c) for m, c in parsed.cascades.items()},
+        cascades=base.cascades if parsed.cascades is None else dict(parse_cascades(parsed.cascades, what="cascades")),
         downgrade_max_input_tokens=parsed.downgrade_max_input_tokens or base.downgrade_max_input_tokens,
         retry_cap=base.retry_cap if parsed.retry_cap is None else parsed.retry_cap,
         routing=RoutingTable(rules),
         exploration=parse_exploration(parsed.exploration),
     )
-
-
-def load_policy(path: Path, defaults: EnforcementSettings) -> Policy:
-    """Read a policy proposal from a YAML file."""
-    import yaml  # here, not at the top: `budgets list` and the proxy never parse a proposal
-
-    try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read policy {path}: {exc}") from exc
-    if not isinstance(doc, dict):
-        raise ConfigError(f"policy {path} must be a mapping with budgets:, raises:, …")
-    return policy_from_document(doc, defaults)

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from spendgate.domain.enforcement.scopes import Principal, parse_model, parse_scope, split_scope
-from spendgate.domain.errors import ConfigError
+from spendgate.domain.errors import ConfigError, shown
 from spendgate.domain.periods import zone
 
 _PRINCIPAL_FIELDS = (("key", "key_id"), ("developer", "developer"), ("team", "team"), ("cost_center", "cost_center"))
@@ -96,13 +96,13 @@ def parse_hours(text: object, *, what: str) -> tuple[int, int]:
     """``"HH:MM-HH:MM"`` as minutes of the day; ``24:00`` is the end of the day."""
     m = _HOURS.fullmatch(text) if isinstance(text, str) else None
     if m is None:
-        raise ConfigError(f"{what}: hours must look like \"09:00-17:00\", not {text!r}")
+        raise ConfigError(f"{what}: hours must look like \"09:00-17:00\", not {shown(text)}")
     sh, sm, eh, em = (int(g) for g in m.groups())
     if sm > 59 or em > 59 or sh > 23 or eh > 24 or (eh == 24 and em):
-        raise ConfigError(f"{what}: hours {text!r} name a time that does not exist (00:00 to 24:00)")
+        raise ConfigError(f"{what}: hours {shown(text)} name a time that does not exist (00:00 to 24:00)")
     start, end = sh * 60 + sm, eh * 60 + em
     if start == end:
-        raise ConfigError(f"{what}: hours {text!r} start and end at the same time; leave hours out for all day")
+        raise ConfigError(f"{what}: hours {shown(text)} start and end at the same time; leave hours out for all day")
     return start, end
 
 
@@ -132,18 +132,21 @@ def _parse_rule(doc: object, index: int, timezone_of: Callable[[str], str]) -> R
     name = doc.get("name")
     if not isinstance(name, str) or NAME_PATTERN.fullmatch(name) is None:
         raise ConfigError(f"routing_rules.{index}.name: give each rule a name of letters, digits, '.', '_' or "
-                          f"'-' (at most 64), not {name!r}")
+                          f"'-' (at most 64), not {shown(name)}")
     what = f"routing rule {name}"
     unknown = sorted(set(doc) - _RULE_KEYS)
     if unknown:
-        raise ConfigError(f"{what}: unknown field {unknown[0]!r} (fields: {', '.join(sorted(_RULE_KEYS))})")
+        raise ConfigError(f"{what}: unknown field {shown(unknown[0])} (fields: {', '.join(sorted(_RULE_KEYS))})")
     scope = parse_scope(str(doc.get("scope", "org")))
     if split_scope(scope)[1] is not None:
-        raise ConfigError(f"{what}: scope {scope!r}: a rule's scope names no model (use models: instead)")
+        raise ConfigError(f"{what}: scope {shown(scope)}: a rule's scope names no model (use models: instead)")
     limit = doc.get("max_input_tokens")
+    if limit is None:
+        raise ConfigError(f"{what}: max_input_tokens is required: the rule routes turns under that many input "
+                          f"tokens (a whole number from 1 to {MAX_INPUT_TOKENS_LIMIT:,})")
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_INPUT_TOKENS_LIMIT:
         raise ConfigError(f"{what}: max_input_tokens must be a whole number from 1 to {MAX_INPUT_TOKENS_LIMIT:,}, "
-                          f"not {limit!r}")
+                          f"not {shown(limit)}")
     target = doc.get("model")
     if not isinstance(target, str):
         raise ConfigError(f"{what}: model (the model the turns go to) is required")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from spendgate.domain.errors import ConfigError
+from spendgate.domain.errors import ConfigError, shown
 
 ORG = "org"
 KINDS = ("key", "developer", "team", "cost_center")
@@ -58,7 +58,7 @@ def parse_model(text: str) -> str:
     """Validate a model id written by a person; return it trimmed."""
     model = text.strip()
     if not _MODEL.match(model):
-        raise ConfigError(f"bad model {text!r}: a model id such as gpt-5.1 (letters, digits, . _ : / @ -, "
+        raise ConfigError(f"bad model {shown(text)}: a model id such as gpt-5.1 (letters, digits, . _ : / @ -, "
                           "at most 128 characters)")
     return model
 
@@ -78,7 +78,7 @@ def parse_scope(text: str) -> str:
     kind, sep, name = scope.partition(":")
     if not sep or kind not in KINDS or not _NAME.match(name.strip()):
         raise ConfigError(
-            f"bad scope {text!r}: use key:<id>, developer:<name>, team:<name>, cost_center:<name> or org"
+            f"bad scope {shown(text)}: use key:<id>, developer:<name>, team:<name>, cost_center:<name> or org"
         )
     return f"{kind}:{name.strip()}"
 
