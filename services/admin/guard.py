@@ -37,7 +37,6 @@ from spendgate.domain.guard import (
     affected,
     judge,
     rollback_reason,
-    setting_of,
 )
 from spendgate.domain.outcomes import ExternalScore, TurnFacts, quality
 from spendgate.domain.policy_versions import PolicyVersion
@@ -219,10 +218,6 @@ async def _roll_back(pool: asyncpg.Pool, settings: Settings, prices: PriceTable,
     log.warning("guard rolled a policy version back", version=version.version_id, restored=version.parent,
                 segment=worst.segment.name, kind=worst.segment.kind, regression=round(e.regression, 4),
                 lower=round(e.lower, 4))
-    setting = setting_of(worst.segment.name)
-    if setting:
-        log.error("guard: the harmful change is a setting the rollback cannot change: set it back in the settings "
-                  "file", setting=setting, change=worst.segment.summary)
     return version.parent, done.version_id
 
 

@@ -3,8 +3,10 @@
 The document format is the one :func:`spendgate.domain.enforcement.policy_from_document` reads (see
 its module docs), so ``policy show > p.yaml``, edit, ``policy dry-run p.yaml``, ``policy apply p.yaml``
 round-trips. Budgets and raises live in the database and are applied through the enforcement budgets
-store (audited, NOTIFYing the proxies); cascades, the downgrade size limit and the default retry cap
-live in the settings file, so ``apply`` reports any difference there instead of pretending to apply it.
+store (audited, NOTIFYing the proxies); the downgrade size limit and the policy-wide retry cap, the
+routing rules and exploration live in the signed version (``admin/policy_versions``) the proxies load;
+cascades live in the settings file, so ``apply`` reports a difference there instead of pretending to
+apply it.
 """
 
 from __future__ import annotations
@@ -17,8 +19,6 @@ import msgspec
 
 from spendgate.core.yamltext import parse_yaml
 from spendgate.domain.enforcement import Budget, BudgetRaise, Policy
-from spendgate.domain.enforcement.exploration import stored_exploration
-from spendgate.domain.enforcement.routing import stored_rules
 from spendgate.domain.enforcement.settings import EnforcementSettings
 from spendgate.domain.errors import ConfigError
 from spendgate.domain.money import usd_str
@@ -43,7 +43,7 @@ async def live_policy(pool: asyncpg.Pool, defaults: EnforcementSettings, now: da
     active = await versions.active_version(pool)
     if active is None:
         return policy
-    return policy.with_version(active.version_id, stored_rules(active.document), stored_exploration(active.document))
+    return policy.under_version(active.version_id, active.document)
 
 
 def _budget_doc(b: Budget) -> dict[str, Any]:
@@ -91,7 +91,7 @@ class Applied(msgspec.Struct, frozen=True, kw_only=True):
     kept_raises: list[str]
     """Active live raises the proposal does not list: raises run out by themselves, none are cut short."""
     settings_differences: list[str]
-    """Parts of the proposal that live in the settings file (cascades, limits) and differ from it."""
+    """Parts of the proposal that live in the settings file (the cascades) and differ from it."""
 
 
 def _same_raise(a: BudgetRaise, b: BudgetRaise) -> bool:
@@ -131,7 +131,7 @@ async def apply(pool: asyncpg.Pool, proposal: Policy, defaults: EnforcementSetti
     base = Policy.from_settings(defaults)
     differences = [
         f"{name}: proposal {getattr(proposal, name)!r}, settings {getattr(base, name)!r}"
-        for name in ("cascades", "downgrade_max_input_tokens", "retry_cap")
+        for name in ("cascades",)
         if getattr(proposal, name) != getattr(base, name)
     ]
     return Applied(set_budgets=set_, deleted_budgets=deleted, unchanged_budgets=unchanged, added_raises=added,

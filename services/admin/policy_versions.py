@@ -124,7 +124,9 @@ async def apply_version(pool: asyncpg.Pool, proposal: Policy, settings: Settings
                          f"{expected_active}: another change was applied meanwhile", retriable=False)
     done = await apply(pool, proposal, settings.enforcement, now=now, actor=approver)
     live = await live_policy(pool, settings.enforcement, now)
-    document = to_document(live.with_version(None, proposal.routing, proposal.exploration))
+    document = to_document(live.with_version(None, proposal.routing, proposal.exploration,
+                                             downgrade_max_input_tokens=proposal.downgrade_max_input_tokens,
+                                             retry_cap=proposal.retry_cap))
     version = sign(key, version_id=new_id(), parent=parent.version_id if parent else None, action=action,
                    source=source, approver=approver, reason=reason, created_at=now, document=document)
     await store.add_version(pool, version)

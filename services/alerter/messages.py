@@ -18,7 +18,6 @@ from spendgate.domain.events import (
     RetryLoopDetected,
     ThresholdCrossed,
 )
-from spendgate.domain.guard_segments import setting_of
 from spendgate.domain.money import format_usd
 from spendgate.domain.periods import PeriodKind, local_date, period_containing, period_of
 from spendgate.store.balances import store as balances
@@ -230,10 +229,6 @@ def rollback_message(base: Message, ev: PolicyRolledBack) -> Message:
                            f"{ev.rollback_version}); re-apply with `spendgate policy rollback --to {ev.version_id}` "
                            "if the guard was wrong."),
     ]
-    setting = None if routing else setting_of(ev.segment)
-    if setting:
-        facts.append(Fact("To do", f"The proxies read {setting} from the settings file, which a rollback cannot "
-                                   f"change: set it back there ({ev.summary}) and restart the proxies."))
     return msgspec.structs.replace(
         base, title=f"[policy rollback] version {ev.version_id} by {ev.approver} was rolled back",
         summary=(f"{touched} scored {ev.regression:.1%} worse than before version "

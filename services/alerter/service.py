@@ -21,20 +21,34 @@ from spendgate.alerter.messages import build_message
 from spendgate.alerter.targets import developer_target
 from spendgate.core.alert_routes import DEVELOPER
 from spendgate.core.bus import Consumer, Record, TopicPartition
+from spendgate.core.db import Queryable
 from spendgate.core.logs import get_logger
 from spendgate.core.supervisor import Beat, wait_or_stop
 from spendgate.domain.alerts import alert_from_event
 from spendgate.domain.constants import GROUP_ALERTER, TOPIC_BUDGET, TOPIC_FORECAST
-from spendgate.domain.errors import BusError, PoisonEventError
+from spendgate.domain.enforcement import Policy
+from spendgate.domain.enforcement.settings import EnforcementSettings
+from spendgate.domain.errors import BusError, ConfigError, PoisonEventError
 from spendgate.domain.events import ForecastUpdated, decode
 from spendgate.runtime import Runtime
 from spendgate.store.alerts import store
 from spendgate.store.alerts.store import Planned
 from spendgate.store.deadletters.store import add_dead_letter
+from spendgate.store.policies.store import active_version
 
 log = get_logger(__name__)
 CONSUMER = "alerter"
 
+
+
+async def _downgrade_limit(conn: Queryable, defaults: EnforcementSettings) -> int:
+    """The downgrade size limit the proxies enforce: the active version's, else the settings'."""
+    policy = Policy.from_settings(defaults)
+    active = await active_version(conn)
+    if active is not None:
+        with contextlib.suppress(ConfigError):  # a version changed by hand: the proxies keep the one before
+            policy = policy.under_version(active.version_id, active.document)
+    return policy.downgrade_max_input_tokens
 
 async def serve(runtime: Runtime, stop: asyncio.Event, *, clock: Clock = utc_now) -> None:
     async with open_alerter(runtime.settings, runtime.pool, runtime.bus, clock=clock, metrics=runtime.metrics,
@@ -104,7 +118,7 @@ async def ingest(alerter: Alerter, pool: asyncpg.Pool, dispatcher: Dispatcher, r
             return
         s = alerter.settings
         message = await build_message(conn, alert, now=alerter.clock(), top_n=s.alerts.top_sessions,
-                                      small_turn_tokens=s.enforcement.downgrade_max_input_tokens,
+                                      small_turn_tokens=await _downgrade_limit(conn, s.enforcement),
                                       default_timezone=s.default_timezone,
                                       console_url=s.console_links.public_url)
         planned: list[Planned] = []

@@ -29,14 +29,13 @@ from spendgate.domain.guard_segments import (
     matches,
     requested_models,
     routed,
-    setting_of,
 )
 from spendgate.domain.learning import Regression, regression
 from spendgate.domain.outcomes import TurnFacts
 from spendgate.domain.periods import zone
 
 __all__ = ["GUARD_APPROVER", "Change", "Judged", "Kind", "Segment", "Verdict", "affected", "in_scope", "judge",
-           "local_hour", "matches", "requested_models", "rollback_reason", "routed", "setting_of"]
+           "local_hour", "matches", "requested_models", "rollback_reason", "routed"]
 
 Verdict = Literal["regressed", "harmless", "unsure", "too_few"]
 GUARD_APPROVER = "spendgate-guard"
@@ -95,6 +94,4 @@ def what(segment: Segment) -> str:
     if segment.rule is not None:
         return f"routing rule {segment.rule.name} ({segment.rule.scope})"
     text = segment.summary
-    setting = setting_of(segment.name)
-    where = f", the setting {setting}" if setting else ""
-    return f"change ({text if len(text) <= MAX_SUMMARY_CHARS else text[:MAX_SUMMARY_CHARS - 1] + '…'}{where})"
+    return f"change ({text if len(text) <= MAX_SUMMARY_CHARS else text[:MAX_SUMMARY_CHARS - 1] + '…'})"

@@ -118,18 +118,6 @@ class Segment:
         return set(self.models) if self.models is not None else {f.model_requested for f in candidates}
 
 
-SETTING_NAMES = {"downgrade_max_input_tokens": "enforcement.downgrade_max_input_tokens",
-                 "retry_cap": "enforcement.retry_cap"}
-"""Segments whose value the proxies read from the settings file, not from the active version: a rollback
-records the parent's value but cannot change the file (the alert says to set it back)."""
-
-
-def setting_of(name: str) -> str | None:
-    """The settings-file key a segment's change lives in (``downgrade_max_input_tokens``, the policy-wide
-    ``retry_cap``), or None when the rollback itself undoes it."""
-    return SETTING_NAMES.get(name)
-
-
 def in_scope(scope: str, f: TurnFacts) -> bool:
     base, model = split_scope(scope)
     if model is not None and f.model_requested != model:

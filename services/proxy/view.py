@@ -52,10 +52,8 @@ from spendgate.core.supervisor import Beat, Supervisor
 from spendgate.domain.constants import PG_NOTIFY_CONFIG, PG_NOTIFY_PENDING
 from spendgate.domain.enforcement.balances import BalanceKey
 from spendgate.domain.enforcement.decision import Decision, RequestFacts, Standing, decide, standings
-from spendgate.domain.enforcement.exploration import stored_exploration
 from spendgate.domain.enforcement.policy import Policy
 from spendgate.domain.enforcement.reservations import ReservationBook
-from spendgate.domain.enforcement.routing import stored_rules
 from spendgate.domain.enforcement.scopes import Principal
 from spendgate.domain.enforcement.settings import EnforcementSettings
 from spendgate.domain.enforcement.stages import StageLevel
@@ -401,8 +399,7 @@ class BalanceView:
             try:
                 if verdict is not None and not verdict.ok:
                     raise ConfigError(verdict.problem)
-                policy = policy.with_version(version.version_id, stored_rules(version.document),
-                                             stored_exploration(version.document))
+                policy = policy.under_version(version.version_id, version.document)
             except ConfigError as exc:  # a row changed by hand: keep enforcing the version loaded before
                 log.error("the active policy version does not verify or cannot be read; keeping the previous "
                           "version", version=version.version_id, kept=self._policy.version, error=exc.message)

@@ -17,6 +17,7 @@ import msgspec
 import yaml
 from click.testing import CliRunner, Result
 
+from spendgate.admin.policy import live_policy
 from spendgate.admin.policy_versions import VersionApplied, apply_version, rollback
 from spendgate.cli import main
 from spendgate.core.config import Settings
@@ -115,6 +116,29 @@ async def test_a_rule_routes_small_turns_and_a_rollback_is_followed(db_url: str,
         assert view.policy.version == back.version_id
         assert await ask(e, http, "s-forged") == 200 and served[-1].model == "gpt-5.1"
         assert (await event_of(pool, "s-forged"))["policy_version"] == back.version_id
+
+
+async def test_the_downgrade_size_limit_and_retry_cap_go_live_with_a_version_and_back_with_a_rollback(
+        db_url: str, pool: asyncpg.Pool, tmp_path: Path) -> None:
+    """`policy suggest` proposes a larger downgrade size limit; applied, the proxies enforce it (they read it
+    from the active version, as the routing rules), and the guard's rollback restores the parent's. (They
+    used to stay at the settings' values: the version recorded the change and nothing enforced it.)"""
+    keyed = {"policy": {"signing_key": TEST_SIGNING_KEY}}
+    async with enforced_proxies(db_url, tmp_path, settings=keyed) as e:
+        view: Any = e.deciders[0].inner.enforcer.view
+        plain = await apply_doc(e, {}, "baseline")
+        await proxy_follows(e, plain.version_id)
+        assert (view.policy.downgrade_max_input_tokens, view.policy.retry_cap) == (10_000, 3)  # the settings'
+        wider = await apply_doc(e, {"downgrade_max_input_tokens": 32_000, "retry_cap": 5}, "larger turns too")
+        assert wider.settings_differences == []  # nothing reported as "lives in the settings file"
+        await proxy_follows(e, wider.version_id)
+        assert (view.policy.downgrade_max_input_tokens, view.policy.retry_cap) == (32_000, 5)
+        shown = await live_policy(pool, e.ledger_runtime.settings.enforcement, _now())
+        assert (shown.downgrade_max_input_tokens, shown.retry_cap) == (32_000, 5)  # `policy show` agrees
+        back = await rollback(e.pool, e.ledger_runtime.settings, e.ledger_runtime.settings.pricing.table(),
+                              now=_now(), approver="spendgate-guard", reason="regressed")
+        await proxy_follows(e, back.version_id)
+        assert (view.policy.downgrade_max_input_tokens, view.policy.retry_cap) == (10_000, 3)
 
 
 async def cli(db_url: str, data_dir: Path, *args: str) -> Result:

@@ -38,8 +38,8 @@ from typing import Any, Literal, overload
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 from spendgate.domain.enforcement.balances import BalanceKey
-from spendgate.domain.enforcement.exploration import Exploration, parse_exploration
-from spendgate.domain.enforcement.routing import MAX_INPUT_TOKENS_LIMIT, RoutingTable, parse_rules
+from spendgate.domain.enforcement.exploration import Exploration, parse_exploration, stored_exploration
+from spendgate.domain.enforcement.routing import MAX_INPUT_TOKENS_LIMIT, RoutingTable, parse_rules, stored_rules
 from spendgate.domain.enforcement.scopes import Principal, model_scope, parse_model, parse_scope, split_scope
 from spendgate.domain.enforcement.settings import EnforcementSettings
 from spendgate.domain.errors import ConfigError, shown
@@ -239,10 +239,25 @@ class Policy:
     def with_budgets(self, budgets: Iterable[Budget], raises: Iterable[BudgetRaise]) -> Policy:
         return replace(self, budgets={b.scope: b for b in budgets}, raises=tuple(raises))
 
-    def with_version(self, version: str | None, routing: RoutingTable, exploration: Exploration | None) -> Policy:
-        """This policy under another stored version: its id, routing rules and exploration (a proxy's reload).
-        ``exploration`` has no default: a caller that forgot it would silently switch exploration off."""
-        return replace(self, version=version, routing=routing, exploration=exploration)
+    def with_version(self, version: str | None, routing: RoutingTable, exploration: Exploration | None, *,
+                     downgrade_max_input_tokens: int | None = None, retry_cap: int | None = None) -> Policy:
+        """This policy with another version's id, routing rules and exploration, and its downgrade size limit
+        and policy-wide retry cap where given (None keeps these). ``exploration`` has no default: a caller
+        that forgot it would silently switch exploration off."""
+        return replace(
+            self, version=version, routing=routing, exploration=exploration,
+            downgrade_max_input_tokens=self.downgrade_max_input_tokens if downgrade_max_input_tokens is None
+            else downgrade_max_input_tokens,
+            retry_cap=self.retry_cap if retry_cap is None else retry_cap)
+
+    def under_version(self, version: str, document: Mapping[str, Any]) -> Policy:
+        """This policy as the stored version ``document`` sets it (a proxy's reload, the admin's live policy):
+        the version's id, routing rules, exploration, downgrade size limit and policy-wide retry cap. A
+        document without the last two (none is written so) keeps these. A ConfigError when it cannot be read."""
+        return self.with_version(version, stored_rules(document), stored_exploration(document),
+                                 downgrade_max_input_tokens=_stored_int(document, "downgrade_max_input_tokens",
+                                                                        1, MAX_INPUT_TOKENS_LIMIT),
+                                 retry_cap=_stored_int(document, "retry_cap", 0, MAX_RETRY_CAP))
 
     def period(self, kind: PeriodKind, timezone: str, now: datetime) -> Period:
         """The period of ``kind`` containing ``now`` in ``timezone`` (cached: one datetime compare)."""
@@ -479,6 +494,15 @@ def parse_cascades(cascades: Mapping[str, Sequence[str]], *, what: str) -> Casca
             raise ConfigError(f"{what}: the cascade of {src} names a model twice")
         out.append((models[0], tuple(models[1:])))
     return tuple(sorted(out))
+
+
+def _stored_int(document: Mapping[str, Any], name: str, low: int, high: int) -> int | None:
+    value = document.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"stored policy version: {name} is {shown(value)}, not a whole number from {low} to {high:,}")
+    return value
 
 
 def _loc_part(part: str) -> str:
