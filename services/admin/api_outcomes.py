@@ -68,11 +68,11 @@ async def post_evals(request: web.Request) -> web.Response:
     raw = b"".join(chunks)
     try:
         batch = _batch_decoder.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise bad_request(f"the body is not valid JSON (NaN and Infinity are not JSON numbers): {exc}") from None
-    except msgspec.ValidationError as exc:
+    except msgspec.ValidationError as exc:  # before DecodeError: it is one
         raise bad_request(f"invalid evaluations: {exc} (each needs turn_id, a score from 0 to 1 and "
                           f"evaluator; at most {MAX_EVAL_BATCH} per request)") from None
+    except msgspec.DecodeError as exc:
+        raise bad_request(f"the body is not valid JSON (NaN and Infinity are not JSON numbers): {exc}") from None
     deps = request.app[DEPS]
     try:
         recorded = await record_evaluations(deps.pool, batch.evaluations, now=deps.now())

@@ -23,8 +23,9 @@ from spendgate.admin.console.auth_chain import PUBLIC_PREFIXES, RESOLVERS, admin
 from spendgate.admin.console.routes import add_console
 from spendgate.admin.console.signin import add_sign_in
 from spendgate.admin.deps import DEPS, Deps
-from spendgate.admin.middleware import error_middleware, json_response
-from spendgate.admin.openapi import Operation, document
+from spendgate.admin.middleware import ApiError, error_middleware, json_response
+from spendgate.admin.openapi import Handler, Operation, document
+from spendgate.domain.errors import shown
 
 
 def operations() -> list[Operation]:
@@ -57,5 +58,21 @@ def create_app(deps: Deps) -> web.Application:
     ops = operations()
     app[OPENAPI] = document(ops)
     for op in ops:
-        app.router.add_route(op.method, op.path, op.handler)
+        app.router.add_route(op.method, op.path, known_query(op))
     return app
+
+
+def known_query(op: Operation) -> Handler:
+    """``op``'s handler, refusing a query parameter the operation does not declare: a misspelt filter
+    (``?session_id=`` for ``?session=``) must not silently answer with everything."""
+    allowed = frozenset(p.name for p in op.params if p.where == "query")
+    takes = ", ".join(sorted(allowed)) or "none"
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        unknown = sorted(set(request.query) - allowed)
+        if unknown:
+            raise ApiError(400, "bad_request", f"unknown query parameter {shown(unknown[0])}: "
+                                               f"{op.method} {op.path} takes {takes}")
+        return await op.handler(request)
+
+    return handler

@@ -46,6 +46,15 @@ def error_response(status: int, kind: str, message: str, headers: dict[str, str]
     return web.Response(status=status, body=body, content_type="application/json", headers=headers)
 
 
+def unreadable(status: int) -> web.Response:
+    """aiohttp's own parse errors on the admin port (a header or request line too long, a malformed
+    request), as the API's JSON error, echoing nothing (a header may hold the admin token)."""
+    if status >= 500:
+        return error_response(500, "internal", "internal error; see the admin service log")
+    return error_response(status, "bad_request", "could not read this HTTP request (a header or the request "
+                                                 "line is malformed or too large)")
+
+
 def json_response(value: object, status: int = 200) -> web.Response:
     return web.Response(status=status, body=_encoder.encode(value), content_type="application/json")
 

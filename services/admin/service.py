@@ -8,6 +8,8 @@ from aiohttp import web
 
 from spendgate.admin.app import create_app
 from spendgate.admin.deps import Deps, utc_now
+from spendgate.admin.middleware import unreadable
+from spendgate.core.httpserver import QuietAppRunner, server_kwargs
 from spendgate.core.logs import get_logger
 from spendgate.runtime import Runtime
 from spendgate.store.access import store as access
@@ -28,7 +30,8 @@ async def serve(runtime: Runtime, stop: asyncio.Event) -> None:
         await stop.wait()
         return
     app = create_app(Deps(runtime.pool, settings, settings.pricing.table()))
-    runner = web.AppRunner(app, access_log=None)
+    limits = server_kwargs(header_timeout_s=settings.header_timeout_s, max_header_bytes=settings.max_header_bytes)
+    runner = QuietAppRunner(app, answer=unreadable, access_log=None, **limits)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.admin_port)
     await site.start()

@@ -721,10 +721,11 @@ class Settings(BaseModel):
     pass-through (still one usage event each, still refused on traversal); everything else not in the
     table is a 404."""
     header_timeout_s: float = Field(default=30.0, gt=0)
-    """A connection that has not finished sending a request's headers within this many seconds (or sits
-    idle this long between requests) is closed."""
+    """A connection (to the proxy or the admin API) that has not finished sending a request's headers within
+    this many seconds (or sits idle this long between requests) is closed."""
     max_header_bytes: int = Field(default=8190, ge=1024)
-    """Longest request line or header the proxy reads; longer ones get a 400 that echoes nothing."""
+    """Longest request line or header the proxy and the admin API read; longer ones get a 400 that echoes
+    nothing."""
     metrics_token: SecretStr | None = None
     """Bearer token ``/metrics`` requires (spend figures); unset means ``/metrics`` answers 404."""
     ops_port: int | None = Field(default=None, ge=0, le=65535)

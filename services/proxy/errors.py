@@ -110,8 +110,12 @@ def paused() -> web.Response:
                           type_="usage_limit_reached", code="budget_paused")
 
 
-def bad_http(status: int) -> web.Response:
-    """aiohttp's own parse errors (a header too long, a malformed request line), without echoing."""
+def unreadable(status: int) -> web.Response:
+    """aiohttp's own parse errors (a header too long, a malformed request line), without echoing; a 500
+    when aiohttp failed on its own."""
+    if status >= 500:
+        return error_response(500, "spendgate hit an internal error; the request was not completed.",
+                              type_="server_error", code="internal_error")
     return error_response(status, "spendgate could not read this HTTP request (a header or the request line "
                                   "is malformed or too large).", code="bad_http_request")
 

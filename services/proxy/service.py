@@ -17,6 +17,7 @@ from datetime import datetime
 
 from aiohttp import web
 
+from spendgate.core.httpserver import QuietAppRunner, server_kwargs
 from spendgate.core.logs import get_logger
 from spendgate.domain.enforcement.estimate import SessionEstimator
 from spendgate.domain.events import new_id
@@ -25,9 +26,9 @@ from spendgate.proxy.bedrock import BedrockUpstream, load_credentials
 from spendgate.proxy.decision import Decider, PassDecider
 from spendgate.proxy.emitter import Emitter
 from spendgate.proxy.enforcing import EnforcingDecider, RetryLoopPublisher
+from spendgate.proxy.errors import unreadable
 from spendgate.proxy.forwarding import create_client_session
 from spendgate.proxy.handler import ProxyState
-from spendgate.proxy.httpserver import QuietAppRunner, server_kwargs
 from spendgate.proxy.intents import recover as recover_intents
 from spendgate.proxy.keycache import KeyCache
 from spendgate.proxy.me import MeView
@@ -125,7 +126,8 @@ class ProxyServer:
         me = MeView(self.keys, self.runtime.pool, default_timezone=s.default_timezone)
         app = build_app(self.state, self.runtime.health,
                         metrics_token=s.metrics_token.get_secret_value() if s.metrics_token else None, me=me.handle)
-        self._runner = QuietAppRunner(app, shutdown_timeout=s.drain_timeout_s, handler_cancellation=False,
+        self._runner = QuietAppRunner(app, answer=unreadable, shutdown_timeout=s.drain_timeout_s,
+                                      handler_cancellation=False,
                                       access_log=None, **server_kwargs(header_timeout_s=s.header_timeout_s,
                                                                         max_header_bytes=s.max_header_bytes))
         await self._runner.setup()

@@ -88,6 +88,8 @@ async def test_chargeback_over_the_api_is_what_the_report_function_returns(pool:
     ("/v1/reports/chargeback?from=2026-13-01", "from must be a date"),
     ("/v1/reports/chargeback?from=2026-11-30&to=2026-11-01", "is before --from"),
     ("/v1/reports/cache?flag_below_pct=150", "between 0 and 100"),
+    ("/v1/turns?session_id=s-1", "unknown query parameter 'session_id': GET /v1/turns takes limit, session, since"),
+    ("/v1/keys?x" + "y" * 5_000 + "=1", "unknown query parameter 'xyyyy"),
 ])
 async def test_bad_queries_get_a_json_400_that_says_what_is_wrong(pool: asyncpg.Pool, path: str,
                                                                  message: str) -> None:
@@ -97,6 +99,7 @@ async def test_bad_queries_get_a_json_400_that_says_what_is_wrong(pool: asyncpg.
         assert resp.status == 400
         body = await resp.json()
         assert body["error"]["type"] == "bad_request" and message in body["error"]["message"]
+        assert len(body["error"]["message"]) < 300  # nothing is echoed whole
 
 
 async def test_unknown_session_and_unknown_route_are_json_404s(pool: asyncpg.Pool) -> None:

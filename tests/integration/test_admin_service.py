@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import aiohttp
+from structlog.testing import capture_logs
 
 from spendgate.admin.service import serve
 from spendgate.core.config import load_settings
 from spendgate.runtime import open_runtime
 from tests.support.admin_server import ADMIN_TOKEN, auth
 from tests.support.ports import free_port
+from tests.support.rawhttp import raw_request
 from tests.support.waiting import eventually
 
 
@@ -34,6 +37,13 @@ async def test_serve_listens_with_the_token_and_stops_cleanly(db_url: str, tmp_p
         task = asyncio.create_task(serve(runtime, stop))
         assert await eventually(lambda: _status(url, auth()), until=lambda s: s == 200, what="admin API up") == 200
         assert await _status(url, {}) == 401
+        # aiohttp's own parse errors used to be plain text quoting the header (the admin token) and logged
+        leaked = "LEAKED" + "k" * 20_000
+        for target, headers in (("/v1/keys", {"Authorization": f"Bearer {leaked}"}), ("/v1/keys?" + leaked, {})):
+            with capture_logs() as logs:
+                resp = await raw_request(port, "GET", target, headers=headers)
+            assert resp.status == 400 and resp.json()["error"]["type"] == "bad_request", resp.body[:200]
+            assert b"LEAKED" not in resp.body and "LEAKED" not in json.dumps(logs, default=str)
         stop.set()
         await asyncio.wait_for(task, 10)
         assert await _status(url, auth()) == 0

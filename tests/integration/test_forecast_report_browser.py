@@ -118,7 +118,7 @@ async def test_report_page_in_chromium_draws_each_forecast(
     fan opens at the actual spend, at desktop and phone widths; screenshots are kept as artifacts."""
     out = artifact("forecast-report/report-as-of-2026-03-14.html")
     made = await asyncio.to_thread(invoke, db_url, tmp_path, "forecast", "report", "--as-of", "2026-03-14",
-                                   "--out", str(out))
+                                   "--out", str(out), "--force")  # the artifact of the run before is replaced
     assert made.exit_code == 0, made.output
     listed = await asyncio.to_thread(invoke, db_url, tmp_path, "forecast", "--as-of", "2026-03-14", "--format",
                                      "json")
