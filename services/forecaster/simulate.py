@@ -19,7 +19,9 @@ The full model ("dow-bootstrap") for a scope with at least ``MIN_FULL_DAYS`` clo
   eleven weeks (one to three months of history, too few to score smoothings on) the second filter
   is a smooth one, a tenth of the moments' level variance (``SHORT_HISTORY_SMOOTHING``), which took
   0.15-2.3 points off the day-10 P50 error of a short history on every series shape but recurring
-  steps (``benchmarks/forecast_p50.py --history 63``; docs/forecaster.md "Short histories");
+  steps (``benchmarks/forecast_p50.py --history 63``; docs/forecaster.md "Short histories"); the
+  level's uncertainty is the moment filter's plus the two readings' disagreement (a two-point
+  mixture's variance), so where they part (a step the smooth one lags) the band widens;
 - when the last days (up to ``CHANGE_DAYS``) sit far from the level as it stood before them (a
   burst, or a step the half-week-old block level has not seen yet) the level becomes a mixture of
   "burst" and "new level", weighted by how many days the change has lasted, and the gap between
@@ -292,7 +294,8 @@ def _point_level(log_means: FloatArray, noise: float, level_var: float, tuned_va
     filter's variance, so the bands keep their width."""
     tuned, _ = _kalman_level(log_means, noise, tuned_var, shocks)
     moments, variance = _kalman_level(log_means, noise, level_var, shocks)
-    return POINT_SHARE * tuned + (1 - POINT_SHARE) * moments, variance
+    spread = POINT_SHARE * (1 - POINT_SHARE) * (tuned - moments) ** 2  # the two readings' disagreement
+    return POINT_SHARE * tuned + (1 - POINT_SHARE) * moments, variance + spread
 
 
 def simulate_full(fit: Fit, shapes: FloatArray, horizon: int, paths: int, rng: np.random.Generator) -> FloatArray:
