@@ -101,7 +101,7 @@ def test_day_10_p50_error_is_below_what_the_moment_filter_alone_gave(kind: str, 
 
 def test_history_tuned_level_smooths_a_flat_level_and_follows_a_moving_one() -> None:
     """The filter chosen by past forecasts averages over many weeks when the level stays put, and
-    follows the last weeks when it wanders; too short a history keeps the moment estimate."""
+    follows the last weeks when it wanders; too short a history to score on takes a smooth level."""
     rng = np.random.default_rng(3)
     noise = 0.01
     flat = np.log(100) + rng.normal(0, 0.1, 26)
@@ -109,7 +109,37 @@ def test_history_tuned_level_smooths_a_flat_level_and_follows_a_moving_one() -> 
     calm = simulate._tuned_level_var(flat, (), (), noise, noise)
     moving = simulate._tuned_level_var(wandering, (), (), noise, noise)
     assert calm < noise < moving
-    assert simulate._tuned_level_var(flat[:8], (), (), noise, 0.123) == 0.123
+    assert simulate._tuned_level_var(flat[:8], (), (), noise, 0.123) == pytest.approx(
+        simulate.SHORT_HISTORY_SMOOTHING * 0.123)
+
+
+def _short_day10(kind: str, seeds: int) -> NDArray[np.float64]:
+    """(P10, P50, P90, run-rate) / truth made at the end of 10 March from nine weeks of history."""
+    short_start = ORIGIN - timedelta(days=62)
+    out = []
+    for seed in range(seeds):
+        daily = shaped(kind, np.random.default_rng(seed), start=short_start)
+        upto = (ORIGIN - short_start).days + 1
+        fc = forecast(ScopeSeries(short_start, daily[:upto], ORIGIN), seed=seed, paths=400)
+        month = daily[(MONTH - short_start).days:]
+        truth = float(month.sum())
+        out.append((fc.p10_micros / truth, fc.p50_micros / truth, fc.p90_micros / truth,
+                    float(month[:10].sum()) / 10 * 31 / truth))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("kind", ["weekly", "burst"])
+def test_short_history_day_10_p50_is_nearer_than_the_moment_filter_and_the_band_still_covers(
+        kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nine weeks of history (too few to tune the smoothing on): the smooth level's day-10 P50 misses
+    by less than the moment filter's did, beats the run-rate, and P10-P90 still holds the truth."""
+    smooth = _short_day10(kind, 160)
+    monkeypatch.setattr(simulate, "SHORT_HISTORY_SMOOTHING", 1.0)  # the moments' level variance, as before
+    moments = _short_day10(kind, 160)
+    error = float(np.mean(np.abs(smooth[:, 1] - 1)))
+    assert error < float(np.mean(np.abs(moments[:, 1] - 1)))
+    assert error < float(np.mean(np.abs(smooth[:, 3] - 1)))
+    assert 0.70 <= float(np.mean((smooth[:, 0] <= 1) & (smooth[:, 2] >= 1))) <= 0.95
 
 
 def test_lasting_level_jumps_are_found_and_bursts_are_not() -> None:
