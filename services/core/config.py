@@ -1,4 +1,4 @@
-"""The one settings object. Only this module reads the environment.
+"""The one settings object. Only this module reads the environment (and, of its sections, an upstream's ``key_env``).
 
 Sources, highest first: ``SPENDGATE_*`` environment variables (nested with ``__``, e.g.
 ``SPENDGATE_PRICING__FALLBACK__INPUT=1.00``; names are case-insensitive; a list or mapping setting
