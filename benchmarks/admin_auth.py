@@ -29,7 +29,8 @@ from pydantic import SecretStr
 from benchmarks.support import scratch_database
 from spendgate.admin.app import create_app
 from spendgate.admin.deps import Deps
-from spendgate.core.config import ConsoleSettings, Settings
+from spendgate.core.config import Settings
+from spendgate.core.config_services import ConsoleSettings
 from spendgate.store.access import store as access
 from spendgate.store.access.store import Principal
 

@@ -31,7 +31,8 @@ if __package__ in (None, ""):  # run as a file (python benchmarks/x.py): make th
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.support import Verdict, drop_db, fresh_db, postgres_server
 from spendgate.core.bus.postgres import PostgresBus
-from spendgate.core.config import ForecastSettings, Settings
+from spendgate.core.config import Settings
+from spendgate.core.config_services import ForecastSettings
 from spendgate.core.logs import configure_logging
 from spendgate.forecaster.engine import run_models
 from spendgate.forecaster.model import ScopeSeries

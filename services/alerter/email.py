@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from email.message import EmailMessage
 
 from spendgate.alerter.channels import DeliveryError, plain_text, session_text
-from spendgate.core.config import SmtpSettings
+from spendgate.core.config_services import SmtpSettings
 from spendgate.core.mail import MailError, send_mail
 from spendgate.domain.alerts import Action, Message
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from spendgate.core.alert_routes import Rules, SecretRef, Value
-from spendgate.core.config import AlertSettings, SmtpSettings
+from spendgate.core.config_services import AlertSettings, SmtpSettings
 from spendgate.core.yamltext import parse_yaml
 from spendgate.domain.errors import ConfigError
 

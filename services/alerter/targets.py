@@ -14,7 +14,7 @@ from spendgate.alerter.slack import SlackChannel
 from spendgate.alerter.teams import TeamsChannel
 from spendgate.alerter.webhook import WebhookChannel
 from spendgate.core.alert_routes import DEVELOPER, Rules, TargetSpec
-from spendgate.core.config import SmtpSettings
+from spendgate.core.config_services import SmtpSettings
 from spendgate.domain.errors import ConfigError
 
 DEVELOPER_PREFIX = f"{DEVELOPER}:"

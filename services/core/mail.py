@@ -6,7 +6,7 @@ from email.message import EmailMessage
 
 import aiosmtplib
 
-from spendgate.core.config import SmtpSettings
+from spendgate.core.config_services import SmtpSettings
 from spendgate.domain.errors import SpendgateError
 
 

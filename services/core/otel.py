@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from spendgate.core.config import OtelSettings
+from spendgate.core.config_services import OtelSettings
 from spendgate.core.tracing import Attribute, Span
 from spendgate.domain.events import UsageRecorded
 

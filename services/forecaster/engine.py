@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 import numpy as np
 from numpy.typing import NDArray
 
-from spendgate.core.config import ForecastSettings
+from spendgate.core.config_services import ForecastSettings
 from spendgate.core.db import Conn
 from spendgate.domain.forecast import Forecast
 from spendgate.domain.periods import PeriodKind, local_date, period_of

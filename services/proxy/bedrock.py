@@ -29,7 +29,7 @@ import msgspec
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from spendgate.core.config import BedrockSettings
+from spendgate.core.config_providers import BedrockSettings
 from spendgate.core.logs import get_logger
 from spendgate.domain.errors import ConfigError
 from spendgate.proxy import errors

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import asyncpg
 
-from spendgate.core.config import RateLimitSettings
+from spendgate.core.config_providers import RateLimitSettings
 from spendgate.core.logs import get_logger
 from spendgate.core.supervisor import Beat
 from spendgate.domain.events import UsageRecorded

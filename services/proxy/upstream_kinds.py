@@ -14,7 +14,7 @@ URL (``https://api.anthropic.com/v1``), the key as ``x-api-key`` (never ``Author
 ``anthropic-version`` / ``anthropic-beta`` passed as sent.
 
 A kind that translates the request into another API adds its adapter to :data:`ADAPTERS` under its
-``kind`` and its name to ``core.config.UPSTREAM_KINDS``; Bedrock (``bedrock.py``), which translates the
+``kind`` and its name to ``core.config_providers.UPSTREAM_KINDS``; Bedrock (``bedrock.py``), which translates the
 answer too, is dispatched before the pool for now (``handler._open_bedrock_or_upstream``).
 """
 

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Literal
 
-from spendgate.core.config import Settings, UpstreamSettings
+from spendgate.core.config import Settings
+from spendgate.core.config_providers import UpstreamSettings
 
 FailReason = Literal["rate_limited", "server_error", "unreachable", "timeout"]
 DEFAULT_NAME = "default"

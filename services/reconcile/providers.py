@@ -25,7 +25,7 @@ from typing import Any
 
 import aiohttp
 
-from spendgate.core.config import ReconcileProvider, ReconcileSettings
+from spendgate.core.config_providers import ReconcileProvider, ReconcileSettings
 from spendgate.domain.errors import SpendgateError
 from spendgate.domain.reconcile import Usage
 

@@ -10,7 +10,8 @@ from datetime import date, datetime
 import aiohttp
 import asyncpg
 
-from spendgate.core.config import ReconcileProvider, Settings
+from spendgate.core.config import Settings
+from spendgate.core.config_providers import ReconcileProvider
 from spendgate.domain.errors import ConfigError
 from spendgate.domain.reconcile import DayGap, Line, Threshold, Usage, compare, day_gaps, provider_kind
 from spendgate.reconcile.providers import provider_usage

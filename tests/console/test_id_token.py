@@ -16,7 +16,7 @@ from joserfc.jwk import KeySet, OctKey, RSAKey
 
 from spendgate.admin.console.identity import Role
 from spendgate.admin.console.oidc import Provider, SignInError, identity_from_claims, pkce_challenge, verify_id_token
-from spendgate.core.config import OidcSettings
+from spendgate.core.config_services import OidcSettings
 
 ISSUER = "https://idp.example.com"
 SETTINGS = OidcSettings(issuer=ISSUER, client_id="console", redirect_url="https://spend.example.com/auth/callback",

@@ -12,7 +12,7 @@ import pytest
 from msgspec.structs import replace
 
 from spendgate.admin.sessions import session_detail
-from spendgate.core.config import PricingSettings
+from spendgate.core.config_providers import PricingSettings
 from spendgate.domain.errors import BusUnavailableError
 from spendgate.domain.events import decode
 from spendgate.proxy.emitter import Emitter

@@ -24,7 +24,8 @@ from PIL import Image
 
 from spendgate.cli import main
 from spendgate.core.bus.postgres import PostgresBus
-from spendgate.core.config import ForecastSettings, Settings, SmtpSettings
+from spendgate.core.config import Settings
+from spendgate.core.config_services import ForecastSettings, SmtpSettings
 from spendgate.forecaster.service import Forecaster
 from tests.support import forecast_ledger
 from tests.support.waiting import eventually

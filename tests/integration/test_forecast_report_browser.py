@@ -21,7 +21,8 @@ import asyncpg
 import pytest
 from playwright.async_api import Page
 
-from spendgate.core.config import ForecastSettings, Settings
+from spendgate.core.config import Settings
+from spendgate.core.config_services import ForecastSettings
 from spendgate.domain.forecast import Forecast
 from spendgate.forecaster.chart import chart_id
 from spendgate.forecaster.engine import forecast_all

@@ -13,7 +13,8 @@ import pytest
 
 from spendgate.core.bus import Consumer
 from spendgate.core.bus.postgres import PostgresBus
-from spendgate.core.config import ForecastSettings, Settings
+from spendgate.core.config import Settings
+from spendgate.core.config_services import ForecastSettings
 from spendgate.domain import constants as c
 from spendgate.domain.events import ForecastOverrun, ForecastUpdated, decode
 from spendgate.forecaster.service import Forecaster, serve

@@ -13,7 +13,7 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from spendgate.core.config import SmtpSettings
+from spendgate.core.config_services import SmtpSettings
 from spendgate.core.mail import MailError, send_mail
 from tests.support.ports import free_port
 

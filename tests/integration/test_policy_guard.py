@@ -19,7 +19,8 @@ from click.testing import CliRunner
 from spendgate.admin.guard import check, serve
 from spendgate.admin.policy_versions import VersionApplied, apply_version, rollback
 from spendgate.cli import main
-from spendgate.core.config import GuardSettings, PolicySigningSettings, Settings
+from spendgate.core.config import Settings
+from spendgate.core.config_services import GuardSettings, PolicySigningSettings
 from spendgate.domain.enforcement import policy_from_document
 from spendgate.domain.errors import StoreError
 from spendgate.store.policies import store as versions

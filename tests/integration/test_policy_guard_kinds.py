@@ -20,7 +20,8 @@ from click.testing import CliRunner
 from spendgate.admin.guard import check
 from spendgate.admin.policy_versions import VersionApplied, apply_version
 from spendgate.cli import main
-from spendgate.core.config import GuardSettings, PolicySigningSettings, Settings
+from spendgate.core.config import Settings
+from spendgate.core.config_services import GuardSettings, PolicySigningSettings
 from spendgate.domain.enforcement import policy_from_document
 from spendgate.domain.events import PolicyRolledBack
 from spendgate.store.policies import store as versions

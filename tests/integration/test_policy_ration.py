@@ -17,7 +17,8 @@ from click.testing import CliRunner
 from spendgate.admin.policy_versions import apply_version, rollback
 from spendgate.admin.ration import RATION_APPROVER, auto_ration, proposals
 from spendgate.cli import main
-from spendgate.core.config import GuardSettings, Settings
+from spendgate.core.config import Settings
+from spendgate.core.config_services import GuardSettings
 from spendgate.domain.enforcement import policy_from_document
 from spendgate.domain.forecast import Forecast
 from spendgate.domain.money import usd_str

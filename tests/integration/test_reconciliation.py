@@ -15,7 +15,8 @@ import asyncpg
 import msgspec
 import pytest
 
-from spendgate.core.config import ReconcileSettings, Settings
+from spendgate.core.config import Settings
+from spendgate.core.config_providers import ReconcileSettings
 from spendgate.domain.reconcile import PPM, Reconciliation, format_rate
 from spendgate.ledger.consumer import LedgerConsumer
 from spendgate.proxy.fake_reports import ANTHROPIC_ADMIN_KEY, OPENAI_ADMIN_KEY, key_id
@@ -293,7 +294,7 @@ async def test_a_report_we_cannot_trust_is_refused(answer: dict[str, Any], statu
     which, retriable only for the outage."""
     from aiohttp import web
 
-    from spendgate.core.config import ReconcileProvider
+    from spendgate.core.config_providers import ReconcileProvider
     from spendgate.reconcile.providers import provider_usage
 
     pages: list[str] = []

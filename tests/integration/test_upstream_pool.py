@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import openai
 
-from spendgate.core.config import ReconcileSettings
+from spendgate.core.config_providers import ReconcileSettings
 from spendgate.domain.events import UsageRecorded
 from spendgate.domain.pricing import SHIPPED_PRICES, cost_micros
 from spendgate.domain.reconcile import PPM, format_rate

@@ -28,7 +28,8 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from spendgate.alerter.service import serve
 from spendgate.core.bus import Bus
 from spendgate.core.bus.postgres import PostgresBus
-from spendgate.core.config import AlertSettings, Settings, SmtpSettings
+from spendgate.core.config import Settings
+from spendgate.core.config_services import AlertSettings, SmtpSettings
 from spendgate.domain.constants import TOPIC_BUDGET
 from spendgate.domain.events import EventData, ThresholdCrossed, encode
 from spendgate.domain.ids import uuid7

@@ -24,7 +24,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from spendgate.admin.app import create_app
 from spendgate.admin.deps import Deps
-from spendgate.core.config import ConsoleSettings, OidcSettings, Settings
+from spendgate.core.config import Settings
+from spendgate.core.config_services import ConsoleSettings, OidcSettings
 from tests.support.admin_server import ADMIN_TOKEN, NOW
 from tests.support.ports import free_port
 

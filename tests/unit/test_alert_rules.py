@@ -11,7 +11,8 @@ from pydantic import SecretStr
 from spendgate.alerter.app import load_checked_rules
 from spendgate.alerter.secrets import Secrets
 from spendgate.core.alert_routes import parse_rules
-from spendgate.core.config import AlertSettings, Settings
+from spendgate.core.config import Settings
+from spendgate.core.config_services import AlertSettings
 from spendgate.domain.errors import ConfigError
 
 EXAMPLE = """\

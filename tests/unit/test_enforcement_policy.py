@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from spendgate.admin.policy import parse_proposal
-from spendgate.core.config import PricingSettings
+from spendgate.core.config_providers import PricingSettings
 from spendgate.domain.enforcement import Policy, parse_scope, policy_from_document
 from spendgate.domain.enforcement.settings import EnforcementSettings
 from spendgate.domain.errors import ConfigError

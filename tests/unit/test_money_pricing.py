@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spendgate.core.config import PriceUSD, PricingSettings
+from spendgate.core.config_providers import PriceUSD, PricingSettings
 from spendgate.domain.errors import ConfigError, UnknownModelError
 from spendgate.domain.money import format_usd, usd_str, usd_to_micros
 from spendgate.domain.pricing import SHIPPED_PRICES, ModelPrice, PriceTable, cost_micros

@@ -125,7 +125,7 @@ def test_settings_validate_providers(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_several_providers_of_a_kind_split_the_ledger_by_upstream() -> None:
     """Each account takes the ledger lines of the upstreams it maps; without upstreams in the ledger that
     split is impossible and says so."""
-    from spendgate.core.config import ReconcileProvider
+    from spendgate.core.config_providers import ReconcileProvider
     from spendgate.reconcile.run import ledger_side
 
     main = ReconcileProvider(name="a", kind="openai", admin_key="k", api_key_ids={"key_1": "main"})  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ from spendgate.admin.console.auth_chain import CSRF_TOKEN, RESOLVERS
 from spendgate.admin.console.identity import Identity, Role
 from spendgate.admin.deps import DEPS
 from spendgate.admin.middleware import ApiError, presented_token
-from spendgate.core.config import ConsoleSettings
+from spendgate.core.config_services import ConsoleSettings
 from spendgate.store.access import store as access
 from spendgate.store.access.store import Principal
 

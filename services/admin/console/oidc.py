@@ -23,7 +23,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from spendgate.admin.console.identity import Identity, Role, strongest
-from spendgate.core.config import OidcSettings
+from spendgate.core.config_services import OidcSettings
 
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA")
 """Asymmetric signatures only: an ID token signed with the client secret (HS256) or unsigned is refused."""

@@ -32,7 +32,7 @@ from spendgate.admin.console.oidc import (
     verify_id_token,
 )
 from spendgate.admin.deps import DEPS
-from spendgate.core.config import OidcSettings
+from spendgate.core.config_services import OidcSettings
 from spendgate.core.logs import get_logger
 from spendgate.store.access import store as access
 from spendgate.store.access.store import LoginAttempt

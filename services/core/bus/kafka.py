@@ -30,7 +30,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, SaslAuthentication
 from aiokafka.helpers import create_ssl_context
 
 from spendgate.core.bus.base import OnAssign, Record, TopicPartition
-from spendgate.core.config import KafkaSettings
+from spendgate.core.config_services import KafkaSettings
 from spendgate.domain.errors import BusError, BusUnavailableError, ConfigError
 
 COMMIT_TIMEOUT_S = 5.0
