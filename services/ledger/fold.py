@@ -109,7 +109,7 @@ def fold(events: Iterable[UsageRecorded], timezone_of: Callable[[str], str],
     result = FoldResult()
     balances = result.balances
     zones: dict[str, str] = {}
-    keys_of: dict[tuple[str, date], tuple[tuple[BalanceKey, datetime], ...]] = {}
+    deltas_of: dict[tuple[str, date], tuple[BalanceDelta, ...]] = {}
     for ev in events:
         local_days: dict[str, date] = {}  # most scopes share a timezone: convert once per event
         cost, counted = ev.cost_micros, counts_as_request(ev)
@@ -124,13 +124,12 @@ def fold(events: Iterable[UsageRecorded], timezone_of: Callable[[str], str],
             day = local_days.get(tz)
             if day is None:
                 day = local_days[tz] = local_date(ev.occurred_at, tz)
-            keys = keys_of.get((scope, day))
-            if keys is None:
-                keys = keys_of[(scope, day)] = _balance_keys(scope, day, tz, scope in weekly)
-            for key, ends_at in keys:
-                delta = balances.get(key)
-                if delta is None:
-                    delta = balances[key] = BalanceDelta(resets_at=ends_at)
+            deltas = deltas_of.get((scope, day))
+            if deltas is None:  # a BalanceKey hashes its PeriodKind in Python: looked up once per scope and day
+                deltas = deltas_of[(scope, day)] = tuple(
+                    balances.setdefault(key, BalanceDelta(resets_at=ends_at))
+                    for key, ends_at in _balance_keys(scope, day, tz, scope in weekly))
+            for delta in deltas:
                 delta.spent_micros += cost
                 delta.requests += counted
                 if stepped:
