@@ -7,6 +7,7 @@ session drill-down, policy dry-run), the alerter's and the forecaster's.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -103,11 +104,9 @@ class SessionIncrement(Protocol):
     def turn_ids(self) -> Collection[str]: ...
 
 
-def _column(events: Sequence[UsageRecorded], name: str) -> list[object]:
-    if name in _PRICE_FIELDS:
-        attr = _PRICE_FIELDS[name]
-        return [getattr(e.prices, attr) for e in events]
-    return [getattr(e, name) for e in events]
+_event_row = operator.attrgetter(*(f"prices.{_PRICE_FIELDS[c]}" if c in _PRICE_FIELDS else c
+                                   for c, _ in _EVENT_COLUMNS))
+"""An event's row in :data:`_EVENT_COLUMNS` order, read in one C call (the fold stores every event)."""
 
 
 async def insert_events(conn: Queryable, events: Sequence[UsageRecorded]) -> list[UsageRecorded]:
@@ -131,14 +130,14 @@ async def insert_events(conn: Queryable, events: Sequence[UsageRecorded]) -> lis
     batch = [e for e in unique.values() if e.event_id not in stored]
     if not batch:
         return []
-    columns = [_column(batch, c) for c, _ in _EVENT_COLUMNS]
+    records = [_event_row(e) for e in batch]
     try:
         async with conn.transaction():
-            await conn.copy_records_to_table("usage_events", records=zip(*columns, strict=True),
+            await conn.copy_records_to_table("usage_events", records=records,
                                              columns=[c for c, _ in _EVENT_COLUMNS])
         return batch
     except asyncpg.UniqueViolationError:
-        rows = await conn.fetch(_INSERT_EVENTS, *columns)
+        rows = await conn.fetch(_INSERT_EVENTS, *(list(column) for column in zip(*records, strict=True)))
     inserted = {str(r["event_id"]) for r in rows}
     return [e for e in batch if e.event_id in inserted]
 
@@ -171,14 +170,25 @@ async def apply_sessions(conn: Queryable, sessions: Mapping[tuple[str, str], Ses
     # Binary COPY into a per-connection staging table, then one set-based upsert: nineteen array
     # parameters cost the driver a Python-level type check per element (a third of the fold's
     # database calls in benchmarks/ledger_fold.py); COPY encodes the same rows in C.
-    await conn.execute(_SESSIONS_STAGING)
-    await conn.copy_records_to_table("fold_sessions", columns=_SESSION_COLUMNS, records=[
+    records = [
         (s.developer, s.session_id, s.first.key_id, s.first.team, s.first.cost_center, s.repo, s.first.client,
          s.first_at, s.last_at, new_turns.get((s.developer, s.session_id), 0), s.requests, s.input_tokens,
          s.cached_tokens, s.output_tokens, s.reasoning_tokens, s.cost_micros, s.retries, s.retry_cost_micros,
          s.downgraded)
-        for s in sessions.values()])
-    await conn.execute(_SESSIONS_FROM_STAGING)
+        for s in sessions.values()]
+    if isinstance(conn, asyncpg.Pool):
+        async with conn.acquire() as c:
+            await _upsert_sessions(c, records)
+    else:
+        await _upsert_sessions(conn, records)
+
+
+async def _upsert_sessions(conn: Conn, records: Sequence[tuple[object, ...]]) -> None:
+    # In a transaction of its own when the caller has none: the staging rows go at each commit.
+    async with conn.transaction():
+        await conn.execute(_SESSIONS_STAGING)
+        await conn.copy_records_to_table("fold_sessions", columns=_SESSION_COLUMNS, records=records)
+        await conn.execute(_SESSIONS_FROM_STAGING)
 
 
 _SESSION_COLUMNS = ["developer", "session_id", "key_id", "team", "cost_center", "repo", "client", "first_at",
