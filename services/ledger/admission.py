@@ -20,6 +20,7 @@ Pure: no I/O. Documented in ``docs/ledger.md`` ("Poison").
 
 from __future__ import annotations
 
+import operator
 import re
 
 import msgspec
@@ -55,22 +56,27 @@ def clean_text(value: str) -> str:
     return raw[:MAX_TEXT_BYTES].decode("utf-8", "ignore")
 
 
-def _numbers(event: UsageRecorded) -> tuple[tuple[str, int | None, int], ...]:
-    p = event.prices
-    return (
-        ("input_tokens", event.input_tokens, MAX_TOKENS), ("cached_tokens", event.cached_tokens, MAX_TOKENS),
-        ("output_tokens", event.output_tokens, MAX_TOKENS), ("reasoning_tokens", event.reasoning_tokens, MAX_TOKENS),
-        ("cache_write_5m_tokens", event.cache_write_5m_tokens, MAX_TOKENS),
-        ("cache_write_1h_tokens", event.cache_write_1h_tokens, MAX_TOKENS),
-        ("prices.cache_write_5m_micros", p.cache_write_5m_micros, MAX_COST_MICROS),
-        ("prices.cache_write_1h_micros", p.cache_write_1h_micros, MAX_COST_MICROS),
-        ("cost_micros", event.cost_micros, MAX_COST_MICROS),
-        ("prices.input_micros", p.input_micros, MAX_COST_MICROS),
-        ("prices.cached_input_micros", p.cached_input_micros, MAX_COST_MICROS),
-        ("prices.output_micros", p.output_micros, MAX_COST_MICROS),
-        ("http_status", event.http_status, 999), ("latency_ms", event.latency_ms, MAX_INT4),
-        ("ttfb_ms", event.ttfb_ms, MAX_INT4),
-    )
+_EVENT_NUMBERS = (("input_tokens", MAX_TOKENS), ("cached_tokens", MAX_TOKENS), ("output_tokens", MAX_TOKENS),
+                  ("reasoning_tokens", MAX_TOKENS), ("cache_write_5m_tokens", MAX_TOKENS),
+                  ("cache_write_1h_tokens", MAX_TOKENS), ("cost_micros", MAX_COST_MICROS),
+                  ("http_status", 999), ("latency_ms", MAX_INT4), ("ttfb_ms", MAX_INT4))
+_PRICE_NUMBERS = (("cache_write_5m_micros", MAX_COST_MICROS), ("cache_write_1h_micros", MAX_COST_MICROS),
+                  ("input_micros", MAX_COST_MICROS), ("cached_input_micros", MAX_COST_MICROS),
+                  ("output_micros", MAX_COST_MICROS))
+_NUMBER_NAMES = (*(n for n, _ in _EVENT_NUMBERS), *(f"prices.{n}" for n, _ in _PRICE_NUMBERS))
+_NUMBER_HIGHS = tuple(h for _, h in (*_EVENT_NUMBERS, *_PRICE_NUMBERS))
+_event_numbers = operator.attrgetter(*(n for n, _ in _EVENT_NUMBERS))
+_price_numbers = operator.attrgetter(*(n for n, _ in _PRICE_NUMBERS))
+"""The numbers checked, read in two C calls per event (the ledger admits every event it folds)."""
+
+
+def _out_of_range(event: UsageRecorded) -> str | None:
+    """Why a number of ``event`` is refused, or None."""
+    values = (*_event_numbers(event), *_price_numbers(event.prices))
+    for name, value, high in zip(_NUMBER_NAMES, values, _NUMBER_HIGHS, strict=True):
+        if value is not None and not 0 <= value <= high:
+            return f"{name} {value} is outside 0..{high}"
+    return None
 
 
 def admit(event: UsageRecorded) -> UsageRecorded:
@@ -79,9 +85,8 @@ def admit(event: UsageRecorded) -> UsageRecorded:
         raise PoisonEventError(f"event_id {event.event_id[:64]!r} is not a UUID")
     if event.occurred_at.tzinfo is None:
         raise PoisonEventError("occurred_at has no timezone")
-    for name, value, high in _numbers(event):
-        if value is not None and not 0 <= value <= high:
-            raise PoisonEventError(f"{name} {value} is outside 0..{high}")
+    if (refused := _out_of_range(event)) is not None:
+        raise PoisonEventError(refused)
     e = event
     texts = [t for t in (e.proxy_instance, e.key_id, e.developer, e.team, e.cost_center, e.session_id, e.turn_id,
                          e.repo, e.client, e.endpoint, e.model_requested, e.model_used, e.upstream_request_id) if t]

@@ -23,13 +23,30 @@ from spendgate.domain.periods import PeriodKind, local_date, period_of, period_s
 def scopes_of(event: UsageRecorded) -> tuple[str, ...]:
     """Every budget scope a request falls in (its key, developer, team, cost center, the org): the proxy's
     rule."""
-    return Principal(event.key_id, event.developer, event.team, event.cost_center or None).scopes()
+    return _scopes(event.key_id, event.developer, event.team, event.cost_center or None)
+
+
+@lru_cache(maxsize=16384)
+def _scopes(key_id: str, developer: str, team: str, cost_center: str | None) -> tuple[str, ...]:
+    # Made once per principal, not per event: a batch has far fewer principals than events.
+    return Principal(key_id, developer, team, cost_center).scopes()
 
 
 def model_scopes_of(event: UsageRecorded) -> tuple[str, ...]:
     """The per-model scopes the event's cost could count in: each of its scopes on the model that served
     it (``model_used``); a balance is kept for those with a budget only."""
-    return tuple(model_scope(s, event.model_used) for s in scopes_of(event))
+    return _model_scopes(scopes_of(event), event.model_used)
+
+
+@lru_cache(maxsize=16384)
+def _model_scopes(scopes: tuple[str, ...], model: str) -> tuple[str, ...]:
+    return tuple(model_scope(s, model) for s in scopes)
+
+
+def batch_scopes(events: Iterable[UsageRecorded]) -> set[str]:
+    """Every scope and per-model scope ``events`` could count in (whose budgets the fold needs)."""
+    principals = {(scopes_of(e), e.model_used) for e in events}
+    return {s for scopes, model in principals for s in (*scopes, *_model_scopes(scopes, model))}
 
 
 def counts_as_request(event: UsageRecorded) -> bool:
@@ -78,18 +95,21 @@ class FoldResult:
 
 
 def fold(events: Iterable[UsageRecorded], timezone_of: Callable[[str], str],
-         per_model: Container[str] = (), weekly: Container[str] = ()) -> FoldResult:
+         per_model: Container[str] = (), weekly: Container[str] = (),
+         budgeted: Container[str] | None = None) -> FoldResult:
     """Sum events into per-(scope, period) balance increments and per-(developer, session) aggregates.
 
     Every scope of an event gets a day and a month balance. ``per_model``: the per-model scopes that have
     a budget; an event's cost also counts in those of them it falls in (:func:`model_scopes_of`).
     ``weekly``: the scopes whose budget has a weekly amount, which get a week balance too. Both are
     counted afresh from the events when such a budget is set (:mod:`spendgate.ledger.changes`), so a
-    balance kept only while a budget asks for it still holds the whole period."""
+    balance kept only while a budget asks for it still holds the whole period.
+    ``budgeted``: the scopes with a budget, when known; only their balances keep the per-event
+    :attr:`BalanceDelta.steps` that :func:`crossings` reads (the others' would be made and dropped)."""
     result = FoldResult()
     balances = result.balances
     zones: dict[str, str] = {}
-    keys_of: dict[tuple[str, date], tuple[tuple[BalanceKey, datetime], ...]] = {}
+    deltas_of: dict[tuple[str, date], tuple[BalanceDelta, ...]] = {}
     for ev in events:
         local_days: dict[str, date] = {}  # most scopes share a timezone: convert once per event
         cost, counted = ev.cost_micros, counts_as_request(ev)
@@ -97,22 +117,23 @@ def fold(events: Iterable[UsageRecorded], timezone_of: Callable[[str], str],
         if per_model:
             scopes += tuple(s for s in model_scopes_of(ev) if s in per_model)
         for scope in scopes:
+            stepped = budgeted is None or scope in budgeted
             tz = zones.get(scope)
             if tz is None:
                 tz = zones[scope] = timezone_of(scope)
             day = local_days.get(tz)
             if day is None:
                 day = local_days[tz] = local_date(ev.occurred_at, tz)
-            keys = keys_of.get((scope, day))
-            if keys is None:
-                keys = keys_of[(scope, day)] = _balance_keys(scope, day, tz, scope in weekly)
-            for key, ends_at in keys:
-                delta = balances.get(key)
-                if delta is None:
-                    delta = balances[key] = BalanceDelta(resets_at=ends_at)
+            deltas = deltas_of.get((scope, day))
+            if deltas is None:  # a BalanceKey hashes its PeriodKind in Python: looked up once per scope and day
+                deltas = deltas_of[(scope, day)] = tuple(
+                    balances.setdefault(key, BalanceDelta(resets_at=ends_at))
+                    for key, ends_at in _balance_keys(scope, day, tz, scope in weekly))
+            for delta in deltas:
                 delta.spent_micros += cost
                 delta.requests += counted
-                delta.steps.append((delta.spent_micros, ev))
+                if stepped:
+                    delta.steps.append((delta.spent_micros, ev))
         if ev.session_id:
             _fold_session(result.sessions, ev)
     return result

@@ -45,3 +45,11 @@ def test_impossible_values_are_refused_with_the_field_named(field: str, value: o
     """A number no request produces (or no column holds) is poison, and the reason names the field."""
     with pytest.raises(PoisonEventError, match=field):
         admit(msgspec.structs.replace(usage_event(), **{field: value}))
+
+
+def test_a_unit_price_out_of_range_is_refused_by_name() -> None:
+    """The prices are checked with the other numbers, and the reason names the one refused."""
+    ev = usage_event()
+    bad = msgspec.structs.replace(ev, prices=msgspec.structs.replace(ev.prices, output_micros=-1))
+    with pytest.raises(PoisonEventError, match=r"prices\.output_micros -1 is outside"):
+        admit(bad)

@@ -121,3 +121,18 @@ def test_a_lowered_budget_reports_the_thresholds_the_balance_is_already_past() -
     result = fold([usage_event(cost_micros=10, occurred_at=T0 + timedelta(hours=1))], lambda _s: "UTC")
     found = batch_crossings(result, {key: 1_500_000}, {"org": Budget("org", daily_micros=1_000_000)})
     assert [c.threshold_pct for c in found] == [80, 95, 110]
+
+
+def test_only_budgeted_balances_keep_steps_and_totals_do_not_change() -> None:
+    """The fold keeps each event's running total only where a crossing can be looked for (a budgeted
+    scope); the sums are the same either way, and the crossings of the budgeted scope too."""
+    events = [usage_event(occurred_at=T0 + timedelta(minutes=i), cost_micros=400_000) for i in range(5)]
+    every = fold(events, lambda _s: "UTC")
+    some = fold(events, lambda _s: "UTC", budgeted={"team:platform"})
+    assert {k: (d.spent_micros, d.requests) for k, d in some.balances.items()} == {
+        k: (d.spent_micros, d.requests) for k, d in every.balances.items()}
+    assert {k.scope for k, d in some.balances.items() if d.steps} == {"team:platform"}
+    budget = Budget(scope="team:platform", monthly_micros=1_000_000)
+    budgets = {"team:platform": budget}
+    assert batch_crossings(some, {}, budgets) == batch_crossings(every, {}, budgets)
+    assert batch_crossings(some, {}, budgets)  # 2,000,000 spent against 1,000,000: something was crossed

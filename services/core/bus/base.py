@@ -91,10 +91,12 @@ class PositionStore(Protocol):
 
 def next_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
     """What to commit after ``records``: per partition, the offset after the highest one seen."""
-    out: dict[TopicPartition, int] = {}
+    highest: dict[tuple[str, int], int] = {}  # plain tuples: a dataclass key hashes in Python, per record
     for r in records:
-        out[r.tp] = max(out.get(r.tp, 0), r.offset + 1)
-    return out
+        tp = (r.topic, r.partition)
+        if r.offset >= highest.get(tp, -1):
+            highest[tp] = r.offset
+    return {TopicPartition(topic, partition): offset + 1 for (topic, partition), offset in highest.items()}
 
 
 def partition_for(key: str | None, partitions: int, *, fallback: int = 0) -> int:
