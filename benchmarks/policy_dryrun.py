@@ -34,7 +34,7 @@ from spendgate.admin.window import Window
 from spendgate.domain.enforcement import policy_from_document
 from spendgate.domain.enforcement.settings import EnforcementSettings
 from spendgate.domain.pricing import PriceTable, cost_micros
-from spendgate.store.usage.store import replay_batches
+from spendgate.store.usage.reads import replay_batches
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 DEVELOPERS = [(f"dev{i:03d}", f"team{i % 20:02d}") for i in range(200)]

@@ -18,7 +18,7 @@ import msgspec
 
 from spendgate.admin.window import Filters, Window, group_column
 from spendgate.core.db import Queryable
-from spendgate.store.usage.store import CacheRow, cache_rows
+from spendgate.store.usage.reports import CacheRow, cache_rows
 
 DEFAULT_FLAG_BELOW_PCT = 30
 DEFAULT_MIN_REQUESTS = 5

@@ -20,7 +20,7 @@ from spendgate.core.db import Queryable
 from spendgate.domain.errors import UnknownModelError
 from spendgate.domain.pricing import PriceTable, cost_micros
 from spendgate.store.usage import store as usage_store
-from spendgate.store.usage.store import ChargebackRow, DowngradedRequest
+from spendgate.store.usage.reports import ChargebackRow, DowngradedRequest
 
 
 class ChargebackLine(msgspec.Struct, frozen=True, kw_only=True):

@@ -12,7 +12,7 @@ from spendgate.admin.reports import ChargebackLine, chargeback
 from spendgate.admin.window import Filters, Window
 from spendgate.core.db import Queryable
 from spendgate.domain.pricing import PriceTable
-from spendgate.store.usage.store import SessionRequest, session_bounds, session_developers, session_requests
+from spendgate.store.usage.reports import SessionRequest, session_bounds, session_developers, session_requests
 
 
 class RequestLine(msgspec.Struct, frozen=True, kw_only=True):

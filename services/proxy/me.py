@@ -34,7 +34,7 @@ from spendgate.store.balances.standing import standings
 from spendgate.store.balances.store import spent_micros
 from spendgate.store.budgets.store import active_raises, budgets_of
 from spendgate.store.keys.store import VirtualKey
-from spendgate.store.usage.store import top_sessions
+from spendgate.store.usage.reads import top_sessions
 
 log = get_logger(__name__)
 

@@ -16,7 +16,7 @@ from spendgate.domain.errors import ConfigError
 from spendgate.domain.reconcile import DayGap, Line, Threshold, Usage, compare, day_gaps, provider_kind
 from spendgate.reconcile.providers import provider_usage
 from spendgate.store.reconciliation import store
-from spendgate.store.usage.store import daily_model_usage
+from spendgate.store.usage.reads import daily_model_usage
 
 
 @dataclass(frozen=True, slots=True)

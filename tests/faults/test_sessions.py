@@ -18,7 +18,7 @@ from spendgate.admin.sessions import SessionAmbiguous, session_detail
 from spendgate.admin.window import Window
 from spendgate.ledger.rebuild import rebuild
 from spendgate.store.keys import store as vkeys
-from spendgate.store.usage.store import top_sessions
+from spendgate.store.usage.reads import top_sessions
 from tests.support.enforced_proxy import Enforced, enforced_proxies
 from tests.support.waiting import eventually
 

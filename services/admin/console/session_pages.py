@@ -31,7 +31,7 @@ from spendgate.admin.console.spend_pages import hit_rate, session_table
 from spendgate.admin.console.tables import Cell, Column, Table, csv_of
 from spendgate.admin.console.web import query_with, render
 from spendgate.admin.sessions import SessionAmbiguous, SessionNotFound, session_detail
-from spendgate.store.usage.store import (
+from spendgate.store.usage.reports import (
     SessionCacheRow,
     folded_sessions,
     session_cache_totals,

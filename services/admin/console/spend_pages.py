@@ -38,7 +38,7 @@ from spendgate.admin.window import Filters, Window
 from spendgate.store.balances.store import day_totals
 from spendgate.store.budgets.store import budgets_of
 from spendgate.store.keys.store import newest_key_of
-from spendgate.store.usage.store import FoldedSession, folded_sessions
+from spendgate.store.usage.reports import FoldedSession, folded_sessions
 
 TOP_SESSIONS = 25
 DEVELOPER_SESSIONS = 100
