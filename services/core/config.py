@@ -293,7 +293,25 @@ def file_values(path: Path | None) -> dict[str, Any]:
         return {}
     if not isinstance(loaded, dict):
         raise ConfigError(f"the config file {path} must hold a mapping of settings, not {type(loaded).__name__}")
+    unknown = [key for key in loaded if key not in Settings.model_fields]
+    if unknown:
+        raise ConfigError(f"the config file {path} names no setting {_unknown_keys(unknown)}")
     return loaded
+
+
+def _unknown_keys(keys: list[Any]) -> str:
+    """The file's unknown top-level keys, quoted short, each with the setting it was likely meant to be (a
+    misspelt ``proxy_prot:`` must be an error, not a setting silently left at its default)."""
+    import difflib
+
+    from spendgate.domain.errors import shown
+
+    parts = []
+    for key in keys[:5]:
+        close = difflib.get_close_matches(str(key)[:100], list(Settings.model_fields), n=1)
+        parts.append(shown(key) + (f" (did you mean {close[0]!r}?)" if close else ""))
+    more = f" and {len(keys) - 5} more" if len(keys) > 5 else ""
+    return ", ".join(parts) + more + "; the settings are listed under Configuration in README.md"
 
 
 def environment_values(environ: Mapping[str, str]) -> dict[str, Any]:

@@ -159,3 +159,19 @@ def test_console_sign_in_settings_are_checked_with_clear_errors() -> None:
             load_settings(console=console)
     local = {**good, "issuer": "http://127.0.0.1:9400", "redirect_url": "http://localhost:8081/auth/callback"}
     assert not load_settings(console={"oidc": local, "secure_cookies": False}).console.secure_cookies
+
+
+def test_an_unknown_top_level_key_in_the_file_is_an_error_naming_it(monkeypatch: pytest.MonkeyPatch,
+                                                                    tmp_path: Path) -> None:
+    """A misspelt or invented section (``proxy_prot:``, ``proxy: {port: …}``) is a ConfigError naming the key and
+    the likely setting, not silently dropped; a huge key is quoted short."""
+    bad = tmp_path / "spendgate.yaml"
+    monkeypatch.setenv("SPENDGATE_CONFIG", str(bad))
+    bad.write_text("proxy_prot: 9000\nproxy:\n  port: 99999\n")
+    with pytest.raises(ConfigError, match=r"'proxy_prot' \(did you mean 'proxy_port'\?\), 'proxy'") as caught:
+        load_settings()
+    assert "spendgate.yaml" in str(caught.value)
+    bad.write_text(f"{'k' * 100_000}: 1\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert len(str(caught.value)) < 1_000
