@@ -15,9 +15,9 @@ from datetime import date, datetime, timedelta
 import asyncpg
 import msgspec
 
-from spendgate.admin.overlay import Change, Overlay, Totals, Traced, feed
+from spendgate.admin.overlay import Change, Pass, Totals
 from spendgate.admin.replay import Replay
-from spendgate.domain.enforcement import BalanceKey, Policy
+from spendgate.domain.enforcement import Policy
 from spendgate.domain.periods import PeriodKind, period_containing
 from spendgate.domain.pricing import PriceTable
 from spendgate.store.usage import store as usage
@@ -164,23 +164,18 @@ async def checks(pool: asyncpg.Pool, live: Policy, candidates: Sequence[tuple[Po
     for policy in (live, *(p for p, _ in candidates)):
         policy.check_prices(prices)
     start = now - timedelta(days=days)
-    base = Traced(live, prices)
-    near: dict[BalanceKey, int] = {}
-    overlays = [Overlay(policy, prices, base, change, near) for policy, change in candidates]
+    shared = Pass(live, prices, candidates)
     async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
         seed_from = min(_seed_from(p, start) for p in (live, *(p for p, _ in candidates)))
         if seed_from < start:
             for s in await usage.quarter_hour_spend(conn, seed_from, start):
-                base.seed(s.key_id, s.developer, s.team, s.at, s.spent_micros, cost_center=s.cost_center,
-                          model=s.model_used)
-                for overlay in overlays:
-                    overlay.seed(s.key_id, s.developer, s.team, s.at, s.spent_micros, cost_center=s.cost_center,
-                                 model=s.model_used)
+                shared.seed(s.key_id, s.developer, s.team, s.at, s.spent_micros, cost_center=s.cost_center,
+                            model=s.model_used)
         async for batch in usage.replay_batches(conn, start, now, batch_rows=FETCH_ROWS):
+            feed = shared.feed
             for row in batch:
-                feed(base, overlays, near, row)
-    live_totals = base.totals()
-    return live_totals, [o.totals(live_totals) for o in overlays]
+                feed(row)
+    return shared.totals()
 
 
 def _result(replay: Replay, policy: Policy, days: int, start: datetime, now: datetime,

@@ -22,7 +22,7 @@ sessions. An overlay keeps no alerts and no per-scope tallies (``policy dry-run`
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -125,9 +125,9 @@ class Overlay(Replay):
     """A candidate policy replayed as its differences from :class:`Traced` (fed after it, event by event)."""
 
     def __init__(self, policy: Policy, prices: PriceTable, base: Traced, change: Change, near: dict[BalanceKey, int],
-                 *, every_event: bool = False) -> None:
+                 watch: dict[str, list[Overlay]], *, every_event: bool = False) -> None:
         super().__init__(policy, prices)
-        self.base, self.change, self.near = base, change, near
+        self.base, self.change, self.near, self.watch = base, change, near, watch
         self.every_event = every_event or bool(base._per_model or self._per_model)
         self.delta: dict[BalanceKey, int] = {}
         """Balances where the candidate's spend differs from the live replay's: candidate minus live."""
@@ -225,7 +225,10 @@ class Overlay(Replay):
         """The session's pause state under the candidate (as :meth:`Replay._follow_session` keeps it); a pause
         the candidate starts where the live replay did not, or the reverse, is the difference."""
         base, d = self.base, self.diff
-        paused = d.sessions.get(sid, base.last_was_paused)
+        paused = d.sessions.get(sid)
+        if paused is None:
+            paused = base.last_was_paused
+            self.watch.setdefault(sid, []).append(self)
         started = outcome == "refuse" and not paused
         if outcome == "refuse":
             paused = True
@@ -242,12 +245,60 @@ class Overlay(Replay):
                       retry_refused=live.retry_refused + d.retry_refused)
 
 
-def feed(base: Traced, overlays: list[Overlay], near: dict[BalanceKey, int], u: Usage) -> None:
-    """One event through the live replay, then every overlay. ``near``: per balance, the largest difference any
-    overlay has had there; an event none of whose balances is within that of a threshold cannot diverge."""
-    base.feed(u)
-    suspect = False
-    if near:
+class Pass:
+    """The live replay and its overlays over one stream of events: each event goes to the overlays that can
+    treat it differently (:meth:`Overlay.follow`), found through indexes instead of asking every overlay."""
+
+    def __init__(self, live: Policy, prices: PriceTable, candidates: Sequence[tuple[Policy, Change]]) -> None:
+        self.base = Traced(live, prices)
+        self.near: dict[BalanceKey, int] = {}
+        """Per balance, the largest difference any overlay has had there."""
+        self.watch: dict[str, list[Overlay]] = {}
+        """Per session, the overlays whose pause state for it may differ from the live replay's."""
+        self.overlays = [Overlay(p, prices, self.base, c, self.near, self.watch) for p, c in candidates]
+        self.by_scope: dict[str, list[Overlay]] = {}
+        for o in self.overlays:
+            for scope in o.change.scopes:
+                self.by_scope.setdefault(scope, []).append(o)
+        self.windowed = [o for o in self.overlays if o.change.size_window is not None and not o.every_event]
+        self.every = [o for o in self.overlays if o.every_event]
+
+    def seed(self, key_id: str, developer: str, team: str, at: datetime, spent_micros: int, *,
+             cost_center: str = "", model: str = "") -> None:
+        for r in (self.base, *self.overlays):
+            r.seed(key_id, developer, team, at, spent_micros, cost_center=cost_center, model=model)
+
+    def feed(self, u: Usage) -> None:
+        base = self.base
+        base.feed(u)
+        if self.near and self._suspect(u):
+            for overlay in self.overlays:
+                overlay.follow(u, True)
+            return
+        targets: dict[int, Overlay] = {}
+        principal = base.last_principal
+        assert principal is not None
+        by_scope = self.by_scope
+        for scope in principal.scopes():
+            for o in by_scope.get(scope, ()):
+                targets[id(o)] = o
+        for o in self.windowed:
+            window = o.change.size_window
+            assert window is not None
+            if window[0] <= u.input_tokens < window[1]:
+                targets[id(o)] = o
+        for o in self.every:
+            targets[id(o)] = o
+        if u.session_id is not None:
+            for o in self.watch.get(u.session_id, ()):
+                targets[id(o)] = o
+        for o in targets.values():
+            o.follow(u, False)
+
+    def _suspect(self, u: Usage) -> bool:
+        """One of the event's balances is within some overlay's largest difference of a threshold: it may
+        diverge (each overlay then checks its own difference)."""
+        base, near = self.base, self.near
         for key in base.last_keys:
             m = near.get(key)
             if m:
@@ -256,7 +307,9 @@ def feed(base: Traced, overlays: list[Overlay], near: dict[BalanceKey, int], u: 
                 before = base.before(key)
                 if limit is None or (stage_for(max(before - m, 0), limit, budget.thresholds)
                                      != stage_for(before + m, limit, budget.thresholds)):
-                    suspect = True
-                    break
-    for overlay in overlays:
-        overlay.follow(u, suspect)
+                    return True
+        return False
+
+    def totals(self) -> tuple[Totals, list[Totals]]:
+        live = self.base.totals()
+        return live, [o.totals(live) for o in self.overlays]
