@@ -6,7 +6,8 @@ it did with the last event). Each candidate is an :class:`Overlay` that follows 
 only where its balances differ from the live replay's (``delta``). An event gets the candidate's own decision
 (the proxy's ``decide``, through the overlay's balances) when the candidate can treat it differently:
 
-- the event falls in a scope the candidate changes (its team's budget, routing rule or retry cap);
+- the event falls in a scope the candidate changes (its team's budget, routing rule or retry cap; for a
+  retry cap alone, only its retry requests);
 - for a larger downgrade size limit: the live decision was at the downgrade stage and the event's input is
   between the old and the new limit (the only requests the limit decides);
 - one of the event's balances is in another stage under the candidate than under the live policy (a budget
@@ -105,6 +106,9 @@ class Change:
     """Scopes whose budget, routing rule or retry cap it changes: their events are decided by the candidate."""
     size_window: tuple[int, int] | None = None
     """A new downgrade size limit: (old, new)."""
+    retry_only: bool = False
+    """Only the retry cap changes: in ``scopes``, only retry requests can be decided differently (a request
+    that is no retry resets the streak and is never retry-refused); the rest follow through the stage check."""
 
 
 @dataclass(slots=True)
@@ -185,7 +189,8 @@ class Overlay(Replay):
         return False
 
     def _must_decide(self, u: Usage, principal: Principal, suspect: bool) -> bool:
-        if self.every_event or not self.change.scopes.isdisjoint(principal.scopes()):
+        if self.every_event or (not self.change.scopes.isdisjoint(principal.scopes())
+                                and (u.retry or not self.change.retry_only)):
             return True
         window = self.change.size_window
         if window is not None and window[0] <= u.input_tokens < window[1] \
@@ -281,7 +286,8 @@ class Pass:
         by_scope = self.by_scope
         for scope in principal.scopes():
             for o in by_scope.get(scope, ()):
-                targets[id(o)] = o
+                if u.retry or not o.change.retry_only:
+                    targets[id(o)] = o
         for o in self.windowed:
             window = o.change.size_window
             assert window is not None

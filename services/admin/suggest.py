@@ -253,7 +253,7 @@ def _change_of(live: Policy, k: knobs.Knob) -> Change:
     """Where a knob's policy differs from the live one, for the shared dry-run pass."""
     if k.kind == "downgrade_limit":
         return Change(size_window=(live.downgrade_max_input_tokens, k.policy.downgrade_max_input_tokens))
-    return Change(scopes=frozenset({k.scope}))
+    return Change(scopes=frozenset({k.scope}), retry_only=k.kind == "retry_cap")
 
 
 def _check(base: Totals, result: Totals, days: int, team: str) -> DryRunCheck:

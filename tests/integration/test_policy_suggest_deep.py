@@ -115,7 +115,7 @@ async def test_the_shared_pass_gives_the_numbers_of_a_full_replay(pool: asyncpg.
         (replace(live, downgrade_max_input_tokens=32_000), Change(size_window=(10_000, 32_000))),
         (with_stage(live, "team:platform", 85), Change(scopes=team)),
         (with_stage(live, "team:platform", 90), Change(scopes=team)),
-        (with_cap(live, "team:alpha", 1), Change(scopes=frozenset({"team:alpha"}))),
+        (with_cap(live, "team:alpha", 1), Change(scopes=frozenset({"team:alpha"}), retry_only=True)),
         (with_cap(live, "team:alpha", 2), Change(scopes=frozenset({"team:alpha"}))),
         (with_stage(live, "team:beta", 85), Change(scopes=frozenset({"team:beta"}))),
     ]
