@@ -7,7 +7,7 @@ only where its balances differ from the live replay's (``delta``). An event gets
 (the proxy's ``decide``, through the overlay's balances) when the candidate can treat it differently:
 
 - the event falls in a scope the candidate changes (its team's budget, routing rule or retry cap; for a
-  retry cap alone, only its retry requests);
+  retry cap alone, only its retry requests; for a routing rule, only the requests the rule routes);
 - for a larger downgrade size limit: the live decision was at the downgrade stage and the event's input is
   between the old and the new limit (the only requests the limit decides);
 - one of the event's balances is in another stage under the candidate than under the live policy (a budget
@@ -29,6 +29,7 @@ from datetime import datetime
 
 from spendgate.admin.replay import Outcome, Replay, Usage, _Session, actual_outcome
 from spendgate.domain.enforcement import BalanceKey, Policy, Principal
+from spendgate.domain.enforcement.routing import RoutingRule
 from spendgate.domain.enforcement.stages import StageLevel, stage_for
 from spendgate.domain.pricing import PriceTable
 
@@ -109,6 +110,9 @@ class Change:
     retry_only: bool = False
     """Only the retry cap changes: in ``scopes``, only retry requests can be decided differently (a request
     that is no retry resets the streak and is never retry-refused); the rest follow through the stage check."""
+    rule: RoutingRule | None = None
+    """A routing rule added: in ``scopes``, only the requests it routes are decided differently; the rest
+    follow through the stage check (the routed requests' saving moves the team's balances)."""
 
 
 @dataclass(slots=True)
@@ -188,9 +192,16 @@ class Overlay(Replay):
                 return True
         return False
 
+    def routes(self, u: Usage, principal: Principal) -> bool:
+        """The candidate's new routing rule is the one that routes this request."""
+        policy = self.policy
+        return policy.routing.match(principal, u.model_requested, u.input_tokens, u.occurred_at,
+                                    policy.chain_of) == self.change.rule
+
     def _must_decide(self, u: Usage, principal: Principal, suspect: bool) -> bool:
         if self.every_event or (not self.change.scopes.isdisjoint(principal.scopes())
-                                and (u.retry or not self.change.retry_only)):
+                                and (u.retry or not self.change.retry_only)
+                                and (self.change.rule is None or self.routes(u, principal))):
             return True
         window = self.change.size_window
         if window is not None and window[0] <= u.input_tokens < window[1] \
@@ -286,7 +297,7 @@ class Pass:
         by_scope = self.by_scope
         for scope in principal.scopes():
             for o in by_scope.get(scope, ()):
-                if u.retry or not o.change.retry_only:
+                if (u.retry or not o.change.retry_only) and (o.change.rule is None or o.routes(u, principal)):
                     targets[id(o)] = o
         for o in self.windowed:
             window = o.change.size_window

@@ -214,7 +214,8 @@ async def suggest(pool: asyncpg.Pool, settings: Settings, prices: PriceTable, *,
     rules = [(v, _with_rule(live, v.chosen)) for v in checked if v.chosen is not None]
     found, rejected = await _knobs(pool, live, turns, cheaper_of, lambda m: _price(prices, m), tolerance,
                                    start=start, now=now, team=team)
-    candidates = [(p, Change(scopes=frozenset({v.chosen.rule.scope}))) for v, p in rules if v.chosen is not None]
+    candidates = [(p, Change(scopes=frozenset({v.chosen.rule.scope}), rule=v.chosen.rule))
+                  for v, p in rules if v.chosen is not None]
     candidates += [(k.policy, _change_of(live, k)) for k in found]
     base, results = await checks(pool, live, candidates, prices, days=days, now=now) if candidates else (None, [])
     for (v, policy), result in zip(rules, results, strict=False):

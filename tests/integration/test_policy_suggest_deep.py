@@ -17,6 +17,7 @@ from spendgate.admin.policy import live_policy
 from spendgate.admin.suggest import suggest
 from spendgate.domain.enforcement import Policy
 from spendgate.domain.enforcement.policy import Thresholds
+from spendgate.domain.enforcement.routing import RoutingTable, parse_rules
 from spendgate.domain.events import UsageRecorded
 from spendgate.store.usage.store import insert_events
 from tests.integration.test_policy_suggest_knobs import DAY, NOW, PRICES, seed_downgrades, use_policy
@@ -111,6 +112,8 @@ async def test_the_shared_pass_gives_the_numbers_of_a_full_replay(pool: asyncpg.
     budgets = [*platform.budgets.values(), *(b for s, b in shared.budgets.items() if s != "org"), org]
     live = platform.with_budgets(budgets, platform.raises)
     team = frozenset({"team:platform"})
+    [rule] = parse_rules([{"name": "small", "scope": "team:platform", "max_input_tokens": 20_000,
+                           "model": "gpt-5.1-mini", "models": ["gpt-5.1"]}], timezone_of=lambda _: "UTC")
     candidates = [
         (replace(live, downgrade_max_input_tokens=32_000), Change(size_window=(10_000, 32_000))),
         (with_stage(live, "team:platform", 85), Change(scopes=team)),
@@ -118,6 +121,7 @@ async def test_the_shared_pass_gives_the_numbers_of_a_full_replay(pool: asyncpg.
         (with_cap(live, "team:alpha", 1), Change(scopes=frozenset({"team:alpha"}), retry_only=True)),
         (with_cap(live, "team:alpha", 2), Change(scopes=frozenset({"team:alpha"}))),
         (with_stage(live, "team:beta", 85), Change(scopes=frozenset({"team:beta"}))),
+        (replace(live, routing=RoutingTable((rule, *live.routing.rules))), Change(scopes=team, rule=rule)),
     ]
     base, overlaid = await checks(pool, live, candidates, PRICES, days=30, now=NOW)
     full = await dry_runs(pool, [live, *(p for p, _ in candidates)], PRICES, days=30, now=NOW)
@@ -125,6 +129,7 @@ async def test_the_shared_pass_gives_the_numbers_of_a_full_replay(pool: asyncpg.
               "retry_refused")
     for got, want in zip([base, *overlaid], full, strict=True):
         assert {f: getattr(got, f) for f in fields} == {f: getattr(want, f) for f in fields}
+    assert full[-1].spend_micros < full[0].spend_micros  # the rule routes (only its requests are decided)
     assert len({r.spend_micros for r in full}) >= 4  # the candidates really change spend, and pauses:
     assert any(r.paused_sessions != full[0].paused_sessions for r in full[1:])
     assert any(r.downgrades != full[0].downgrades for r in full[1:])
