@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta
 import asyncpg
 import msgspec
 
+from spendgate.admin.overlay import Change, Pass, Totals
 from spendgate.admin.replay import Replay
 from spendgate.domain.enforcement import Policy
 from spendgate.domain.periods import PeriodKind, period_containing
@@ -154,6 +155,27 @@ async def dry_runs(pool: asyncpg.Pool, policies: Sequence[Policy], prices: Price
     elapsed_s = time.perf_counter() - started
     return [_result(replay, policy, days, start, now, elapsed_s) for policy, replay in zip(policies, replays,
                                                                                           strict=True)]
+
+
+async def checks(pool: asyncpg.Pool, live: Policy, candidates: Sequence[tuple[Policy, Change]], prices: PriceTable,
+                 *, days: int, now: datetime) -> tuple[Totals, list[Totals]]:
+    """The live policy and every candidate over every event of the ``days`` before ``now``, in one read and
+    about one replay (:mod:`spendgate.admin.overlay`): the totals ``policy suggest`` compares, org-wide."""
+    for policy in (live, *(p for p, _ in candidates)):
+        policy.check_prices(prices)
+    start = now - timedelta(days=days)
+    shared = Pass(live, prices, candidates)
+    async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
+        seed_from = min(_seed_from(p, start) for p in (live, *(p for p, _ in candidates)))
+        if seed_from < start:
+            for s in await usage.quarter_hour_spend(conn, seed_from, start):
+                shared.seed(s.key_id, s.developer, s.team, s.at, s.spent_micros, cost_center=s.cost_center,
+                            model=s.model_used)
+        async for batch in usage.replay_batches(conn, start, now, batch_rows=FETCH_ROWS):
+            feed = shared.feed
+            for row in batch:
+                feed(row)
+    return shared.totals()
 
 
 def _result(replay: Replay, policy: Policy, days: int, start: datetime, now: datetime,

@@ -3,9 +3,11 @@ says are safe, each with its math, its dry-run and the whole policy document it 
 
 Reads the last ``days`` of turns in one grouped query (:func:`spendgate.store.outcomes.store.segment_turns`),
 scores them, groups them into segments (:mod:`spendgate.domain.segments`), searches routing rules per team
-(:mod:`spendgate.domain.optimiser`), and checks each harmless candidate with the dry-run replay of the same
-days: the live policy against the live policy plus the rule, over one read of the events. A candidate that
-would pause more sessions than today is not proposed. ``docs/policy.md``, "Suggestions".
+(:mod:`spendgate.domain.optimiser`) and the other knobs (:mod:`spendgate.admin.suggest_knobs`), and checks
+every harmless candidate with the dry-run replay of the same days: the live policy and all the candidates over
+one read of every team's events (:func:`spendgate.admin.dryrun.checks`), so budgets shared between teams see
+all their traffic. A candidate that would pause more sessions than today, anywhere in the org, is not
+proposed. ``docs/policy.md``, "Suggestions".
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import msgspec
 import yaml
 
 from spendgate.admin import suggest_knobs as knobs
-from spendgate.admin.dryrun import DryRun, dry_runs
+from spendgate.admin.dryrun import checks
+from spendgate.admin.overlay import Change, Totals
 from spendgate.admin.policy import live_policy, to_document
 from spendgate.admin.ration import RationProposal, proposals
 from spendgate.core.config import Settings
@@ -41,18 +44,15 @@ DEFAULT_DAYS = 30
 MAX_DAYS = 90
 DEFAULT_TOLERANCE_PCT = 2.0
 MAX_TOLERANCE_PCT = 50.0
-MAX_DRY_RUNS = 4
-"""Candidates checked by the dry-run per run (the largest estimated savings first): each is one more replay
-of every event in the window. The others are listed as waiting for the next run."""
+MAX_DRY_RUNS = 8
+"""Routing rules checked by the dry-run per run (the largest estimated savings first). The others are listed
+as waiting for the next run."""
 MAX_SEGMENTS = 200
 """Segments listed (the ones with the most turns)."""
 MAX_TEAM_CHARS = 200
-MAX_KNOB_PASSES = 4
-"""Dry-run passes for the other knobs per run (one pass replays a team's events, or every event for a change
-to the whole policy, through the live policy and all of that team's candidates at once)."""
-MAX_WHOLE_PASS_TURNS = 50_000
-"""The size limit's dry-run replays every event of the window (twice): above this many turns (about 220,000
-events at the benchmark's mix, some 20 s) it is listed as not checked instead; 1M events take about 80 s."""
+MAX_KNOB_CHECKS = 48
+"""Candidates of the other knobs checked per run (every step of every scope's knob counts); the rest are
+listed as not checked. All checks share one pass over the window's events."""
 SuggestionKind = Literal["routing_rule", "downgrade_limit", "stage_threshold", "budget", "retry_cap", "ration"]
 
 
@@ -76,14 +76,15 @@ class Evidence(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DryRunCheck(msgspec.Struct, frozen=True, kw_only=True):
-    """The live policy and the proposal replayed over the same days (``spendgate policy dry-run``), over the
-    events of the team the change routes: budgets the team shares with others (the org's, a cost center's)
-    see this team's spend only."""
+    """The live policy and the proposal replayed over the same days (``spendgate policy dry-run``), over every
+    team's events: budgets the changed team shares with others (the org's, a cost center's) see all their
+    traffic, and pauses are counted in every team (``docs/policy.md``, "How a candidate is checked")."""
 
     days: int
     team: str
+    """The team whose budget or routing the change touches (empty: a change to the whole policy)."""
     events: int
-    """The team's events replayed (``team`` empty: every event, for a change to the whole policy)."""
+    """Events replayed: every event of the window."""
     saved_micros: int
     """What the live policy's replay spent minus what the proposal's did."""
     extra_pauses: int
@@ -210,19 +211,25 @@ async def suggest(pool: asyncpg.Pool, settings: Settings, prices: PriceTable, *,
     suggestions: list[Suggestion] = []
     not_proposed = [_not_proposed(v, tolerance) for v in verdicts if v.chosen is None]
     live_doc = to_document(live)
-    for v in checked:
-        assert v.chosen is not None
-        policy = _with_rule(live, v.chosen)
-        base, result = await dry_runs(pool, [live, policy], prices, days=days, now=now, team=v.team)
+    rules = [(v, _with_rule(live, v.chosen)) for v in checked if v.chosen is not None]
+    found, rejected = await _knobs(pool, live, turns, cheaper_of, lambda m: _price(prices, m), tolerance,
+                                   start=start, now=now, team=team)
+    candidates = [(p, Change(scopes=frozenset({v.chosen.rule.scope}), rule=v.chosen.rule))
+                  for v, p in rules if v.chosen is not None]
+    candidates += [(k.policy, _change_of(live, k)) for k in found]
+    base, results = await checks(pool, live, candidates, prices, days=days, now=now) if candidates else (None, [])
+    for (v, policy), result in zip(rules, results, strict=False):
+        assert v.chosen is not None and base is not None
         check = _check(base, result, days, v.team)
         if check.extra_pauses > 0:
             not_proposed.append(_more_pauses(v, check))
             continue
         suggestions.append(_suggestion(v.chosen, policy, live_doc, check, days))
     not_proposed.extend(_not_checked(v) for v in waiting)
-    found, rejected = await _knobs(pool, live, turns, cheaper_of, lambda m: _price(prices, m), tolerance,
-                                   start=start, now=now, days=days, team=team, prices=prices, live_doc=live_doc)
-    suggestions += found
+    if base is not None:
+        made, unmade = _best_knobs(found, base, results[len(rules):], days, tolerance, live_doc)
+        suggestions += made
+        rejected += unmade
     not_proposed += rejected
     suggestions += await _rations(pool, settings, prices, now=now, team=team, live_doc=live_doc)
     return Suggestions(days=days, tolerance_pct=tolerance_pct, from_at=start, to_at=now, turns=len(turns),
@@ -243,7 +250,14 @@ def _with_rule(live: Policy, c: RuleCandidate) -> Policy:
     return replace(live, routing=RoutingTable((c.rule, *rules)))
 
 
-def _check(base: DryRun, result: DryRun, days: int, team: str) -> DryRunCheck:
+def _change_of(live: Policy, k: knobs.Knob) -> Change:
+    """Where a knob's policy differs from the live one, for the shared dry-run pass."""
+    if k.kind == "downgrade_limit":
+        return Change(size_window=(live.downgrade_max_input_tokens, k.policy.downgrade_max_input_tokens))
+    return Change(scopes=frozenset({k.scope}), retry_only=k.kind == "retry_cap")
+
+
+def _check(base: Totals, result: Totals, days: int, team: str) -> DryRunCheck:
     return DryRunCheck(days=days, events=result.events, team=team, saved_micros=base.spend_micros - result.spend_micros,
                        extra_pauses=result.paused_sessions - base.paused_sessions,
                        live_spend_micros=base.spend_micros, spend_micros=result.spend_micros,
@@ -363,22 +377,16 @@ def suggestion_source(suggestion: str | None) -> str | None:
 
 
 async def _knobs(pool: asyncpg.Pool, live: Policy, turns: Sequence[SegmentTurn], cheaper_of: Any, price_of: Any,
-                 tolerance: float, *, start: datetime, now: datetime, days: int, team: str | None,
-                 prices: PriceTable, live_doc: dict[str, Any]) -> tuple[list[Suggestion], list[NotProposed]]:
-    """The downgrade size limit, stage thresholds, budgets from the forecast and retry caps
-    (:mod:`spendgate.admin.suggest_knobs`), each dry-run beside the live policy: one pass per team (every
-    event for the size limit), with all of that team's candidates replayed in it."""
+                 tolerance: float, *, start: datetime, now: datetime,
+                 team: str | None) -> tuple[list[knobs.Knob], list[NotProposed]]:
+    """The candidates of the downgrade size limit, stage thresholds, budgets from the forecast and retry caps
+    (:mod:`spendgate.admin.suggest_knobs`; every step of each), for the shared dry-run pass, and those the
+    evidence already rules out."""
     found: list[knobs.Knob] = []
     rejected: list[NotProposed] = []
     if team is None:
         limit = knobs.downgrade_limit(live, turns, cheaper_of, price_of, tolerance)
-        if isinstance(limit, knobs.Knob) and len(turns) > MAX_WHOLE_PASS_TURNS:
-            rejected.append(_knob_rejected(limit, "not_checked", (
-                f"{_knob_math(limit)}; not dry-run: a change to the whole policy replays every event, and with "
-                f"{len(turns):,} turns (over {MAX_WHOLE_PASS_TURNS:,}) that pass alone would take minutes; "
-                f"set downgrade_max_input_tokens: {limit.change['downgrade_max_input_tokens']} in a copy of the "
-                "policy and check it with spendgate policy dry-run")))
-        elif isinstance(limit, knobs.Knob):
+        if isinstance(limit, knobs.Knob):
             found.append(limit)
         elif limit is not None:
             rejected.append(NotProposed(scope=limit.scope, kind=limit.kind, model="", candidate_model="",
@@ -388,23 +396,28 @@ async def _knobs(pool: asyncpg.Pool, live: Policy, turns: Sequence[SegmentTurn],
     found += knobs.stage_thresholds(live, turns, cheaper_of, price_of, tolerance, team)
     found += await knobs.team_budgets(pool, live, turns, cheaper_of, price_of, now=now, team=team)
     found += knobs.retry_caps(live, await knobs.retry_spend(pool, start=start, end=now, team=team))
-    passes: dict[str | None, list[knobs.Knob]] = {}
-    for k in found:
-        passes.setdefault(k.team, []).append(k)
+    rejected += [_knob_rejected(k, "not_checked", f"not dry-run yet (the first {MAX_KNOB_CHECKS} candidates are "
+                                f"checked per run: ask with --team {k.team})") for k in found[MAX_KNOB_CHECKS:]]
+    return found[:MAX_KNOB_CHECKS], rejected
+
+
+def _best_knobs(found: Sequence[knobs.Knob], base: Totals, results: Sequence[Totals], days: int, tolerance: float,
+                live_doc: dict[str, Any]) -> tuple[list[Suggestion], list[NotProposed]]:
+    """Per knob and scope, the step that passes its check with the largest dry-run saving (ties: the smaller
+    step, listed first); with none passing, why the smallest step does not."""
+    steps: dict[tuple[str, str], list[Suggestion | NotProposed]] = {}
+    for k, result in zip(found, results, strict=True):
+        steps.setdefault((k.kind, k.scope), []).append(_knob_checked(k, base, result, days, tolerance, live_doc))
     out: list[Suggestion] = []
-    for i, (who, group) in enumerate(passes.items()):
-        if i >= MAX_KNOB_PASSES:
-            rejected += [_knob_rejected(k, "not_checked", f"not dry-run yet (the first {MAX_KNOB_PASSES} teams' "
-                                        f"changes are checked per run: ask with --team {k.team})") for k in group]
-            continue
-        base, *results = await dry_runs(pool, [live, *(k.policy for k in group)], prices, days=days, now=now,
-                                        team=who)
-        for k, result in zip(group, results, strict=True):
-            made = _knob_checked(k, base, result, days, tolerance, live_doc)
-            if isinstance(made, Suggestion):
-                out.append(made)
-            else:
-                rejected.append(made)
+    rejected: list[NotProposed] = []
+    for made in steps.values():
+        passing = [m for m in made if isinstance(m, Suggestion)]
+        if passing:
+            out.append(max(passing, key=lambda m: m.estimated_saving_micros))
+        else:
+            first = made[0]
+            assert isinstance(first, NotProposed)
+            rejected.append(first)
     return out, rejected
 
 
@@ -423,7 +436,7 @@ def _knob_rejected(k: knobs.Knob, verdict: Literal["needs_data", "harmful", "no_
                        estimated_saving_micros=0, evidence=evidence(e) if e else None)
 
 
-def _knob_checked(k: knobs.Knob, base: DryRun, result: DryRun, days: int, tolerance: float,
+def _knob_checked(k: knobs.Knob, base: Totals, result: Totals, days: int, tolerance: float,
                   live_doc: dict[str, Any]) -> Suggestion | NotProposed:
     check = _check(base, result, days, k.team or "")
     downgrades = (result.downgrades + result.forced_cheapest) - (base.downgrades + base.forced_cheapest)

@@ -5,13 +5,15 @@ check with the dry-run replay.
 - ``downgrade_limit``: a larger ``downgrade_max_input_tokens`` (the next size edges above today's), so bigger
   turns downgrade at the downgrade stage; quality from the explored / budget-downgraded turns of the sizes it
   adds, in every team that has them.
-- ``stage_threshold``: a team budget's downgrade stage 5 points earlier (95 % → 90 %), where that team's
-  small turns did as well on the cheaper model.
+- ``stage_threshold``: a team budget's downgrade stage 5, 10 and 15 points earlier (95 % → 90, 85, 80 %; each
+  still above the alert stage), where that team's small turns did as well on the cheaper model.
 - ``budget``: a monthly budget for a team without one, at its stored month-end P90 rounded up to the next
   :data:`BUDGET_STEP_MICROS`, and a daily budget of that over the month's working days (Monday to Friday).
-- ``retry_cap``: a team budget's retry cap one lower, where the team's sessions ran retry loops.
+- ``retry_cap``: a team budget's retry cap each step lower, down to 1, where the team's sessions ran retry loops.
 
-Reads: the stored forecasts and the window's retry spend per team. No dry-run here.
+Several steps of one knob on one scope are several candidates: ``suggest`` dry-runs them all and keeps the best
+(the largest dry-run saving with no extra pause). Reads: the stored forecasts and the window's retry spend per
+team. No dry-run here.
 """
 
 from __future__ import annotations
@@ -39,8 +41,10 @@ from spendgate.store.usage import store as usage
 KnobKind = Literal["downgrade_limit", "stage_threshold", "budget", "retry_cap"]
 BUDGET_STEP_MICROS = 10_000_000
 """A proposed monthly budget is the P90 rounded up to the next $10."""
-THRESHOLD_STEP_PCT = 5
-"""A proposed downgrade stage starts this many points earlier than today's."""
+THRESHOLD_STEPS_PCT = (5, 10, 15)
+"""A proposed downgrade stage starts this many points earlier than today's (each one a candidate)."""
+RETRY_STEPS_ALL = 8
+"""A retry cap up to this much above 1 is tried at every lower value; a larger one by halving."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +55,8 @@ class Knob:
     id: str
     scope: str
     team: str | None
-    """The team whose events the dry-run replays (exact: the change touches that team's budget only);
-    None: every event (a change to the whole policy)."""
+    """The team whose budget the change touches (its events are decided by the candidate in the dry-run; every
+    team's events are replayed); None: a change to the whole policy."""
     words: str
     """The change in words, for the summary."""
     policy: Policy
@@ -161,17 +165,19 @@ def stage_thresholds(live: Policy, turns: Sequence[SegmentTurn], cheaper_of: Cal
         if not scope.startswith("team:") or split_scope(scope)[1] is not None or (team and name != team):
             continue
         t = b.thresholds
-        lower = max(t.alert_pct, t.downgrade_pct - THRESHOLD_STEP_PCT)
-        if lower >= t.downgrade_pct or lower < 1:
+        lowers = [t.downgrade_pct - step for step in THRESHOLD_STEPS_PCT if t.downgrade_pct - step > t.alert_pct]
+        if not lowers:
             continue
         e = _team_estimate(live, name, turns, cheaper_of, price_of)
         if e is None or not _harmless(e, tolerance):
             continue  # not shown as not proposed: the routing-rule verdict already says why for this team
-        proposed = _with_budget(live, replace(b, thresholds=Thresholds(t.alert_pct, lower, t.pause_pct)))
-        out.append(Knob("stage_threshold", _clean(f"suggest-{name}-downgrade-at-{lower}"), scope, name,
-                        f"start {scope}'s downgrade stage at {lower} % of its budget instead of {t.downgrade_pct} %",
-                        proposed, {"scope": scope, "thresholds": [t.alert_pct, lower, t.pause_pct]}, (e,),
-                        moves_turns=True))
+        for lower in lowers:
+            proposed = _with_budget(live, replace(b, thresholds=Thresholds(t.alert_pct, lower, t.pause_pct)))
+            out.append(Knob("stage_threshold", _clean(f"suggest-{name}-downgrade-at-{lower}"), scope, name,
+                            f"start {scope}'s downgrade stage at {lower} % of its budget instead of "
+                            f"{t.downgrade_pct} %",
+                            proposed, {"scope": scope, "thresholds": [t.alert_pct, lower, t.pause_pct]}, (e,),
+                            moves_turns=True))
     return out
 
 
@@ -229,6 +235,18 @@ async def retry_spend(pool: asyncpg.Pool, *, start: datetime, end: datetime,
     return await usage.retry_spend(pool, start, end, team)
 
 
+def lower_caps(cap: int) -> list[int]:
+    """The retry caps tried below ``cap``: every one down to 1 for a cap up to :data:`RETRY_STEPS_ALL`, else one
+    lower and then halving (a cap of 1,000 gives 10 candidates, not 999)."""
+    if cap - 1 <= RETRY_STEPS_ALL:
+        return list(range(cap - 1, 0, -1))
+    found, v = {cap - 1}, cap
+    while v > 1:
+        v //= 2
+        found.add(max(v, 1))
+    return sorted(found, reverse=True)
+
+
 def retry_caps(live: Policy, spend: dict[str, tuple[int, int]]) -> list[Knob]:
     out = []
     for name, (n, cost) in sorted(spend.items()):
@@ -237,10 +255,9 @@ def retry_caps(live: Policy, spend: dict[str, tuple[int, int]]) -> list[Knob]:
         if b is None or cost <= 0:
             continue  # a cap lives on a budget: a team without one gets the budget suggestion first
         cap = live.retry_cap_for((scope,))
-        if cap <= 1:
-            continue
-        out.append(Knob("retry_cap", _clean(f"suggest-{name}-retry-cap-{cap - 1}"), scope, name,
-                        f"lower {scope}'s retry cap from {cap} to {cap - 1} ({n:,} retry requests cost "
-                        f"{format_usd(cost)} in the window)",
-                        _with_budget(live, replace(b, retry_cap=cap - 1)), {"scope": scope, "retry_cap": cap - 1}))
+        for lower in lower_caps(cap):
+            out.append(Knob("retry_cap", _clean(f"suggest-{name}-retry-cap-{lower}"), scope, name,
+                            f"lower {scope}'s retry cap from {cap} to {lower} ({n:,} retry requests cost "
+                            f"{format_usd(cost)} in the window)",
+                            _with_budget(live, replace(b, retry_cap=lower)), {"scope": scope, "retry_cap": lower}))
     return out

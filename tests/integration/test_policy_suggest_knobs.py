@@ -14,13 +14,11 @@ from pathlib import Path
 
 import asyncpg
 import msgspec
-import pytest
 from click.testing import CliRunner
 
-from spendgate.admin import suggest as suggest_module
 from spendgate.admin.policy_versions import apply_version
 from spendgate.admin.suggest import suggest
-from spendgate.admin.suggest_knobs import BUDGET_STEP_MICROS, round_up, working_days
+from spendgate.admin.suggest_knobs import BUDGET_STEP_MICROS, lower_caps, round_up, working_days
 from spendgate.cli import main
 from spendgate.domain.enforcement import policy_from_document
 from spendgate.domain.enforcement.routing import NAME_PATTERN
@@ -82,7 +80,8 @@ async def seed_downgrades(pool: asyncpg.Pool, *, explored_good: bool) -> None:
 async def test_a_larger_downgrade_limit_and_an_earlier_stage_are_proposed_where_the_cheaper_model_did_as_well(
         pool: asyncpg.Pool) -> None:
     """The 12K-token turns explored on gpt-5.1-mini scored as well: the limit goes to 32K, with the dry-run's
-    saving and extra downgrades and no extra pause; the small turns too: the downgrade stage moves to 90 %."""
+    saving and extra downgrades and no extra pause; the small turns too: the downgrade stage moves to 85 % (of 90
+    and 85, the one that saves more)."""
     await seed_downgrades(pool, explored_good=True)
     found = await suggest(pool, admin_settings(), PRICES, now=NOW)
     by_kind = {s.kind: s for s in found.suggestions}
@@ -96,25 +95,12 @@ async def test_a_larger_downgrade_limit_and_an_earlier_stage_are_proposed_where_
     assert "let turns under 32,000 input tokens (today 10,000) downgrade" in limit.summary
     assert "40 explored" in limit.summary and "0 extra pauses" in limit.summary
     stage = by_kind["stage_threshold"]
-    assert stage.scope == "team:platform" and stage.change == {"scope": "team:platform", "thresholds": [80, 90, 110]}
+    assert stage.scope == "team:platform" and stage.change == {"scope": "team:platform", "thresholds": [80, 85, 110]}
     assert stage.dry_run is not None and stage.dry_run.team == "platform" and stage.dry_run.saved_micros > 0
-    assert stage.dry_run.extra_pauses <= 0 and "at 90 % of its budget instead of 95 %" in stage.summary
+    assert stage.dry_run.extra_pauses <= 0 and "at 85 % of its budget instead of 95 %" in stage.summary
     [doc_budget] = stage.document["budgets"]
-    assert doc_budget["thresholds"] == [80, 90, 110]
+    assert doc_budget["thresholds"] == [80, 85, 110]
     assert all(NAME_PATTERN.fullmatch(s.id) for s in found.suggestions)
-
-
-async def test_the_size_limit_is_not_replayed_over_a_window_too_large_for_one_pass(
-        pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Above the bound on turns (lowered here to 100) the policy-wide replay is not run: the size limit is
-    listed as not checked, with its evidence and how to check it by hand, and not proposed."""
-    await seed_downgrades(pool, explored_good=True)
-    monkeypatch.setattr(suggest_module, "MAX_WHOLE_PASS_TURNS", 100)
-    found = await suggest(pool, admin_settings(), PRICES, now=NOW)
-    assert "downgrade_limit" not in {s.kind for s in found.suggestions}
-    [limit] = [n for n in found.not_proposed if n.kind == "downgrade_limit"]
-    assert limit.verdict == "not_checked" and "downgrade_max_input_tokens: 32000" in limit.summary
-    assert "spendgate policy dry-run" in limit.summary and limit.evidence is not None
 
 
 async def test_neither_is_proposed_where_the_cheaper_model_did_worse(pool: asyncpg.Pool) -> None:
@@ -164,7 +150,7 @@ forecast for a team name no policy document can hold (a newline in it) is skippe
     assert working_days(2026, 11) == 21
     assert budget.scope == "team:growth" and budget.change == {"scope": "team:growth", "monthly": "130.000000",
                                                                 "daily": "6.190476"}
-    assert budget.dry_run is not None and budget.dry_run.extra_pauses == 0 and budget.dry_run.events == 30
+    assert budget.dry_run is not None and budget.dry_run.extra_pauses == 0 and budget.dry_run.events == 42
     assert "P90 $123.40 rounded up to the next $10.00" in budget.summary and "21 working days" in budget.summary
     [doc] = [b for b in budget.document["budgets"] if b["scope"] == "team:growth"]
     assert doc["monthly"] == "130.000000" and doc["daily"] == "6.190476", doc
@@ -175,8 +161,8 @@ forecast for a team name no policy document can hold (a newline in it) is skippe
 
 
 async def test_a_lower_retry_cap_is_proposed_where_retry_loops_ran(pool: asyncpg.Pool) -> None:
-    """ops' sessions each ran a loop of three retries: with the cap at 2 instead of 3 the dry-run refuses one
-    more retry a loop and saves its cost, pausing nobody; calm ran none: nothing for it."""
+    """ops' sessions each ran a loop of three retries: with the cap at 1 instead of 3 (the best of 2 and 1) the
+    dry-run refuses two more retries a loop and saves their cost, pausing nobody; calm ran none: nothing for it."""
     await use_policy(pool, {"budgets": [{"scope": "team:ops", "monthly": "10000"},
                                         {"scope": "team:calm", "monthly": "10000"}]})
     events = []
@@ -190,13 +176,15 @@ async def test_a_lower_retry_cap_is_proposed_where_retry_loops_ran(pool: asyncpg
     await insert_events(pool, events)
     found = await suggest(pool, admin_settings(), PRICES, now=NOW)
     [cap] = [s for s in found.suggestions if s.kind == "retry_cap"]
-    assert cap.scope == "team:ops" and cap.change == {"scope": "team:ops", "retry_cap": 2}
-    assert cap.retry_refusals == 5 and cap.dry_run is not None and cap.dry_run.extra_pauses == 0
+    assert cap.scope == "team:ops" and cap.change == {"scope": "team:ops", "retry_cap": 1}
+    assert cap.retry_refusals == 10 and cap.dry_run is not None and cap.dry_run.extra_pauses == 0
     one_retry = events[3].cost_micros
-    assert cap.dry_run.saved_micros == 5 * one_retry and cap.estimated_saving_micros == 5 * one_retry
-    assert "from 3 to 2 (15 retry requests" in cap.summary and "5 more retry requests refused" in cap.summary
+    assert cap.dry_run.saved_micros == 10 * one_retry and cap.estimated_saving_micros == 10 * one_retry
+    assert "from 3 to 1 (15 retry requests" in cap.summary and "10 more retry requests refused" in cap.summary
     [doc] = [b for b in cap.document["budgets"] if b["scope"] == "team:ops"]
-    assert doc["retry_cap"] == 2
+    assert doc["retry_cap"] == 1
+    assert lower_caps(3) == [2, 1] and lower_caps(1) == []  # a hostile cap of 1,000: 10 candidates, not 999
+    assert lower_caps(1_000) == [999, 500, 250, 125, 62, 31, 15, 7, 3, 1]
 
 
 async def test_rationing_proposals_are_listed_as_suggestions_filtered_by_team(
