@@ -40,7 +40,6 @@ log = get_logger(__name__)
 CONSUMER = "alerter"
 
 
-
 async def _downgrade_limit(conn: Queryable, defaults: EnforcementSettings) -> int:
     """The downgrade size limit the proxies enforce: the active version's, else the settings'."""
     policy = Policy.from_settings(defaults)
@@ -49,6 +48,7 @@ async def _downgrade_limit(conn: Queryable, defaults: EnforcementSettings) -> in
         with contextlib.suppress(ConfigError):  # a version changed by hand: the proxies keep the one before
             policy = policy.under_version(active.version_id, active.document)
     return policy.downgrade_max_input_tokens
+
 
 async def serve(runtime: Runtime, stop: asyncio.Event, *, clock: Clock = utc_now) -> None:
     async with open_alerter(runtime.settings, runtime.pool, runtime.bus, clock=clock, metrics=runtime.metrics,

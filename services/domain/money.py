@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import reprlib
 from decimal import ROUND_HALF_UP, Decimal, DecimalException
+
+from spendgate.domain.errors import shown
 
 MICROS_PER_USD = 1_000_000
 MAX_USD = 10**12
@@ -25,16 +26,16 @@ def usd_to_micros(amount: str | int | Decimal) -> Micros:
     if isinstance(amount, float):  # type: ignore[unreachable]
         raise TypeError("dollar amounts must be str, int or Decimal, never float")
     if isinstance(amount, int) and abs(amount) > MAX_USD:
-        raise ValueError(f"more than ${MAX_USD:,}: {reprlib.repr(amount)}")
+        raise ValueError(f"more than ${MAX_USD:,}: {shown(amount)}")
     text = str(amount).strip()
     try:
         value = Decimal(text.removeprefix("$")) if len(text) <= MAX_AMOUNT_CHARS else None
     except DecimalException:
         value = None
     if value is None or not value.is_finite():
-        raise ValueError(f"not a dollar amount: {reprlib.repr(amount)}")
+        raise ValueError(f"not a dollar amount: {shown(amount)}")
     if value.copy_abs() > MAX_USD:  # copy_abs: abs() would round in the context and overflow
-        raise ValueError(f"more than ${MAX_USD:,}: {reprlib.repr(amount)}")
+        raise ValueError(f"more than ${MAX_USD:,}: {shown(amount)}")
     return int((value * MICROS_PER_USD).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 

@@ -383,6 +383,14 @@ def _chain_in(cascades: Mapping[str, Sequence[str]], model: str) -> tuple[str, .
     return (model,)
 
 
+def _written_dollars(v: Any) -> Any:
+    """A document's dollar amount as written: a float or a boolean is refused before pydantic coerces it."""
+    if isinstance(v, float | bool):
+        raise ValueError('write dollar amounts as strings ("40.50") or integers, '
+                         f'never {"true or false" if isinstance(v, bool) else "floats"}')
+    return v
+
+
 class _BudgetDoc(BaseModel):
     model_config = ConfigDict(extra="forbid")
     scope: str
@@ -400,10 +408,7 @@ class _BudgetDoc(BaseModel):
     @field_validator("daily", "weekly", "monthly", mode="before")
     @classmethod
     def _no_float(cls, v: Any) -> Any:
-        if isinstance(v, float | bool):
-            raise ValueError('write dollar amounts as strings ("40.50") or integers, '
-                             f'never {"true or false" if isinstance(v, bool) else "floats"}')
-        return v
+        return _written_dollars(v)
 
     @field_validator("daily", "weekly", "monthly")
     @classmethod
@@ -426,10 +431,7 @@ class _RaiseDoc(BaseModel):
     @field_validator("by", mode="before")
     @classmethod
     def _positive_dollars(cls, v: Any) -> Any:
-        if isinstance(v, float | bool):
-            raise ValueError('write dollar amounts as strings ("40.50") or integers, '
-                             f'never {"true or false" if isinstance(v, bool) else "floats"}')
-        if isinstance(v, str | int) and usd_to_micros(v) <= 0:
+        if isinstance(_written_dollars(v), str | int) and usd_to_micros(v) <= 0:
             raise ValueError("a raise adds a positive amount")
         return v
 
