@@ -4,7 +4,9 @@ Every ``policy apply`` and ``policy rollback`` makes the live budgets, raises an
 document (:func:`spendgate.admin.policy.apply`), then stores a new version signed with the policy key
 (:mod:`spendgate.core.policy_keys`) over the document now in force, its approver and reason. The newest
 version is the active one; a rollback is a new version whose document is an older one's, so history
-only grows. Storing the version NOTIFYs the proxies, which load its id and routing rules.
+only grows. Storing the version NOTIFYs the proxies, which load its id and routing rules. The first apply
+stores the policy it replaces as a baseline version first (:func:`_baseline`), so it can be judged and
+rolled back like any later one.
 
 Budgets and raises are written before the version (each write its own audited transaction), so for a
 moment a proxy may enforce the new budgets under the previous version's id and rules; the version's own
@@ -18,6 +20,7 @@ from typing import Any
 
 import asyncpg
 import msgspec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from spendgate.admin.policy import Applied, apply, live_policy, to_document
 from spendgate.core.config import Settings
@@ -122,6 +125,8 @@ async def apply_version(pool: asyncpg.Pool, proposal: Policy, settings: Settings
     if expected_active is not None and (parent is None or parent.version_id != expected_active):
         raise StoreError(f"the active policy version is now {parent.version_id if parent else None}, not "
                          f"{expected_active}: another change was applied meanwhile", retriable=False)
+    if parent is None:
+        parent = await _baseline(pool, settings, key, now=now, approver=approver)
     done = await apply(pool, proposal, settings.enforcement, now=now, actor=approver)
     live = await live_policy(pool, settings.enforcement, now)
     document = to_document(live.with_version(None, proposal.routing, proposal.exploration,
@@ -132,6 +137,24 @@ async def apply_version(pool: asyncpg.Pool, proposal: Policy, settings: Settings
     await store.add_version(pool, version)
     return VersionApplied(**{f: getattr(done, f) for f in done.__struct_fields__}, version_id=version.version_id,
                           parent=version.parent, key_id=version.key_id)
+
+
+BASELINE_SOURCE = "baseline"
+"""The ``source`` of the version the first ``apply`` stores before its own: the policy then in force."""
+
+
+async def _baseline(pool: asyncpg.Pool, settings: Settings, key: Ed25519PrivateKey, *, now: datetime,
+                    approver: str) -> PolicyVersion:
+    """Store the policy in force before the first version (the stored budgets and raises, the settings'
+    downgrade size limit and retry cap, no routing rules) as a version of its own, the first version's
+    parent. Without it the first change ever applied, usually a newcomer's first ``policy suggest``, could be
+    neither judged by the guard against what it replaced nor rolled back."""
+    live = await live_policy(pool, settings.enforcement, now)
+    version = sign(key, version_id=new_id(), parent=None, action="apply", source=BASELINE_SOURCE,
+                   approver=approver, reason="the policy in force before the first applied version",
+                   created_at=now, document=to_document(live))
+    await store.add_version(pool, version)
+    return version
 
 
 async def rollback(pool: asyncpg.Pool, settings: Settings, prices: PriceTable, *, now: datetime, approver: str,

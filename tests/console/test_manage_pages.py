@@ -259,10 +259,11 @@ async def test_signed_versions_are_listed_verified_and_rolled_back_from_the_page
             assert applied.status == 200, (await applied.text())[:2000]
         budget = await budgets_store.get_budget(pool, "team:platform")
         assert budget is not None and budget.monthly_micros == 5 * USD
-        first, second = [r["version_id"] for r in await pool.fetch(
-            "SELECT version_id FROM policy_versions ORDER BY seq")]
+        baseline, first, second = [r["version_id"] for r in await pool.fetch(
+            "SELECT version_id FROM policy_versions ORDER BY seq")]  # the first apply stored the baseline first
         page = await (await client.get("/policy")).text()
-        assert page.count(">verifies<") == 2 and f"<code>{second}</code> <strong>(active)</strong>" in page
+        assert page.count(">verifies<") == 3 and f"<code>{baseline}</code>" in page
+        assert f"<code>{second}</code> <strong>(active)</strong>" in page
         unconfirmed = await client.post("/policy/rollback", data={"version": first})
         assert unconfirmed.status == 400 and "tick the confirmation" in await unconfirmed.text()
         rolled = await client.post("/policy/rollback", data={"version": first, "confirm": "yes"})

@@ -22,6 +22,9 @@ from spendgate.admin.policy_versions import VersionApplied, apply_version, rollb
 from spendgate.cli import main
 from spendgate.core.config import Settings
 from spendgate.domain.enforcement import policy_from_document
+from spendgate.domain.enforcement.policy import budget_of
+from spendgate.domain.money import MICROS_PER_USD as USD
+from spendgate.store.budgets import store as budgets
 from spendgate.store.policies import store as versions
 from tests.support.admin_server import ADMIN_TOKEN, TEST_SIGNING_KEY, admin_client, auth
 from tests.support.enforced_proxy import Enforced, enforced_proxies
@@ -148,8 +151,8 @@ async def cli(db_url: str, data_dir: Path, *args: str) -> Result:
 
 
 async def test_verify_finds_a_row_changed_by_hand(pool: asyncpg.Pool, db_url: str, tmp_path: Path) -> None:
-    """apply twice from the CLI (the key file made in the data dir), versions lists both (whole ids in the
-    table, whatever the reason's length), verify --all passes;
+    """apply twice from the CLI (the key file made in the data dir), versions lists both and, below them, the
+    baseline the first apply stored (whole ids in the table, whatever the reason's length), verify --all passes;
     after an UPDATE of one version's document in PostgreSQL, verify --all exits 1 naming that version, and a
     rollback to it is refused."""
     proposal = tmp_path / "p.yaml"
@@ -163,24 +166,25 @@ async def test_verify_finds_a_row_changed_by_hand(pool: asyncpg.Pool, db_url: st
     assert second.exit_code == 0, second.output
     listed = await cli(db_url, tmp_path, "policy", "versions", "--format", "json")
     rows = json.loads(listed.output)["versions"]
-    assert [(r["reason"], r["active"], r["routing_rules"]) for r in rows] == [
-        ("second", True, 0), (long_reason.strip(), False, 1)]
+    assert [(r["reason"], r["active"], r["routing_rules"], r["source"]) for r in rows] == [
+        ("second", True, 0, None), (long_reason.strip(), False, 1, None),
+        ("the policy in force before the first applied version", False, 0, "baseline")]
     assert rows[1]["approver"] == "oidc:ann.example@finance.example.com" and rows[0]["approver"].startswith("cli:")
     table = (await cli(db_url, tmp_path, "policy", "versions")).output
     assert all(r["version_id"] in table for r in rows) and max(map(len, table.splitlines())) <= 120
     ok = await cli(db_url, tmp_path, "policy", "verify", "--all")
-    assert ok.exit_code == 0 and "2 policy versions verified" in ok.output
+    assert ok.exit_code == 0 and "3 policy versions verified" in ok.output
 
     old = rows[1]["version_id"]
     await pool.execute("UPDATE policy_versions SET document = jsonb_set(document::jsonb, '{budgets,0,daily}', "
                        "'\"4000\"')::text WHERE version_id = $1", old)
     bad = await cli(db_url, tmp_path, "policy", "verify", "--all")
     assert bad.exit_code == 1
-    assert f"BAD: {old}: the signature does not match" in bad.output and "1 of 2 policy versions" in bad.output
+    assert f"BAD: {old}: the signature does not match" in bad.output and "1 of 3 policy versions" in bad.output
     assert (await cli(db_url, tmp_path, "policy", "verify")).exit_code == 0  # the active one is intact
     refused = await cli(db_url, tmp_path, "policy", "rollback", "--to", old)
     assert refused.exit_code != 0 and "does not verify" in refused.output
-    assert await pool.fetchval("SELECT count(*) FROM policy_versions") == 2
+    assert await pool.fetchval("SELECT count(*) FROM policy_versions") == 3
 
 
 async def test_the_api_applies_lists_verifies_and_rolls_back(pool: asyncpg.Pool, db_url: str,
@@ -202,15 +206,16 @@ async def test_the_api_applies_lists_verifies_and_rolls_back(pool: asyncpg.Pool,
         done = msgspec.json.decode(await second.read(), type=VersionApplied)
         listed = await (await client.get("/v1/policy/versions", headers=auth())).json()
         assert [(v["reason"], v["approver"], v["active"]) for v in listed["versions"]] == [
-            ("route", "admin-token:break-glass", True), ("start", "admin-token:break-glass", False)]
+            ("route", "admin-token:break-glass", True), ("start", "admin-token:break-glass", False),
+            ("the policy in force before the first applied version", "admin-token:break-glass", False)]
         one = await (await client.get(f"/v1/policy/versions/{done.version_id}", headers=auth())).json()
         assert one["document"]["routing_rules"][0]["name"] == "platform-small"
         verified = await (await client.get("/v1/policy/verify?all=true", headers=auth())).json()
-        assert (verified["checked"], verified["bad"]) == (2, 0)
+        assert (verified["checked"], verified["bad"]) == (3, 0)
         assert (await client.get("/v1/policy/verify?all=maybe", headers=auth())).status == 400
         through = await cli(db_url, tmp_path / "elsewhere", "policy", "verify", "--all", "--api",
                             str(client.make_url("")).rstrip("/"))
-        assert through.exit_code == 0 and "2 policy versions verified" in through.output, through.output
+        assert through.exit_code == 0 and "3 policy versions verified" in through.output, through.output
         back = await client.post("/v1/policy/rollback", headers=auth(), json={"reason": "undo"})
         assert back.status == 200
         active = await versions.active_version(pool)
@@ -255,3 +260,37 @@ async def test_cli_mistakes_are_one_error_line_and_change_nothing(pool: asyncpg.
              "SPENDGATE_POLICY__SIGNING_KEY": str(env_key)})
     assert bad_key.exit_code != 0 and "policy.signing_key" in bad_key.output
     assert await pool.fetchval("SELECT count(*) FROM policy_versions") == 0
+
+
+async def test_the_first_change_ever_applied_can_be_judged_and_rolled_back(pool: asyncpg.Pool, db_url: str,
+                                                                            tmp_path: Path) -> None:
+    """The first `policy apply` (a newcomer's first suggestion, usually) first stores the policy then in force as
+    a signed baseline version: the guard judges every part the change made against it (not only its routing
+    rules), and `policy rollback` restores it: the budget's amount and the settings' downgrade size limit. (The
+    first version used to have no parent: "nothing changed" from the guard, "there is none before it" from
+    rollback.)"""
+    await budgets.set_budget(pool, budget_of("team:platform", daily_micros=40 * USD, monthly_micros=None), actor="t")
+    proposal = tmp_path / "p.yaml"
+    proposal.write_text(yaml.safe_dump({"budgets": [{"scope": "team:platform", "daily": "20"}],
+                                        "downgrade_max_input_tokens": 32_000}))
+    applied = await cli(db_url, tmp_path, "policy", "apply", str(proposal), "--reason", "tighter")
+    assert applied.exit_code == 0, applied.output
+    first = await versions.active_version(pool)
+    assert first is not None and first.parent is not None
+    base = await versions.get_version(pool, first.parent)
+    assert base is not None and (base.source, base.parent, base.document["downgrade_max_input_tokens"]) == (
+        "baseline", None, 10_000)
+    assert [(b["scope"], b["daily"]) for b in base.document["budgets"]] == [("team:platform", "40.000000")]
+
+    judged = await cli(db_url, tmp_path, "policy", "guard", "--format", "json")
+    assert judged.exit_code == 0, judged.output
+    kinds = {s["kind"] for s in json.loads(judged.output)["segments"]}
+    assert {"downgrade_limit", "budget"} <= kinds, judged.output
+
+    back = await cli(db_url, tmp_path, "policy", "rollback", "--reason", "too tight")
+    assert back.exit_code == 0, back.output
+    live = await live_policy(pool, Settings(database_url=db_url).enforcement, _now())
+    assert live.downgrade_max_input_tokens == 10_000
+    assert live.budgets["team:platform"].daily_micros == 40 * USD
+    verified = await cli(db_url, tmp_path, "policy", "verify", "--all")
+    assert verified.exit_code == 0 and "3 policy versions verified" in verified.output
