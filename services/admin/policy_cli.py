@@ -359,7 +359,7 @@ def describe_ration(r: Rationing) -> str:
     from spendgate.domain.money import format_usd
 
     if not r.scopes:
-        return "no scope's month-end P50 crosses its monthly budget: nothing to ration"
+        return r.note or "no scope's month-end P50 crosses its monthly budget: nothing to ration"
     out = []
     for s in r.scopes:
         out.append(f"{s.scope}: P50 {format_usd(s.p50_micros)} against a {format_usd(s.budget_micros)} budget "

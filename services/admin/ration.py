@@ -93,6 +93,8 @@ class Rationing(msgspec.Struct, frozen=True, kw_only=True):
     checked_at: datetime
     scopes: list[ScopeRation]
     """Scopes whose P50 crosses their monthly budget (empty: none does)."""
+    note: str = ""
+    """When a named scope has nothing to ration: why (no forecast, no monthly budget, under it)."""
 
 
 def _rule_name(scope: str, i: int) -> str:
@@ -164,12 +166,27 @@ async def proposals(pool: asyncpg.Pool, settings: Settings, prices: PriceTable, 
     policy = await live_policy(pool, settings.enforcement, now)
     over = await overrun_forecasts(pool, scope)
     if not over:
-        return Rationing(checked_at=now, scopes=[])
+        return Rationing(checked_at=now, scopes=[], note=await _why_not(pool, scope) if scope else "")
     base, _ = await dry_run(pool, policy, prices, days=days, now=now)
     out = []
     for f in over[:MAX_SCOPES]:
         out.append(await _ration_scope(pool, policy, base, f, prices, days=days, now=now))
     return Rationing(checked_at=now, scopes=out)
+
+
+async def _why_not(pool: asyncpg.Pool, scope: str) -> str:
+    """Why ``scope`` has nothing to ration, in a sentence."""
+    found = await latest_forecasts(pool, scope)
+    if not found:
+        return (f"{scope} has no forecast yet (the forecaster forecasts every scope with spend this month): "
+                "nothing to ration")
+    f = found[0]
+    if f.budget_micros is None:
+        return f"{scope} has no monthly budget (month-end P50 {format_usd(f.p50_micros)}): nothing to ration"
+    if split_scope(f.scope)[1] is not None:
+        return f"{scope} is a per-model budget: rationing proposes changes for whole scopes only"
+    return (f"{scope}'s month-end P50 {format_usd(f.p50_micros)} is within its {format_usd(f.budget_micros)} "
+            f"monthly budget (forecast of {f.as_of}): nothing to ration")
 
 
 async def _ration_scope(pool: asyncpg.Pool, policy: Policy, base: DryRun, f: StoredForecast, prices: PriceTable,

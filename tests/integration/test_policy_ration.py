@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -55,11 +56,13 @@ async def seed(pool: asyncpg.Pool, s: Settings) -> None:
     spent = sum(e.cost_micros for e in events)
     await pool.execute("INSERT INTO balances (scope, period, period_start, spent_micros) VALUES ($1, 'month', $2, $3)",
                        "team:platform", date(2026, 11, 1), spent)
-    forecast = Forecast(month=date(2026, 11, 1), as_of=NOW.date(), actual_micros=spent, p10_micros=75_000_000,
-                        p50_micros=82_000_000, p90_micros=90_000_000, budget_micros=60_000_000, p10_crosses_on=None,
-                        p50_crosses_on=date(2026, 11, 25), p90_crosses_on=None, model="test", band=())
     async with pool.acquire() as conn:
-        await forecasts.save_pass(conn, [("team:platform", forecast)], NOW)
+        await forecasts.save_pass(conn, [("team:platform", replace(FORECAST, actual_micros=spent))], NOW)
+
+
+FORECAST = Forecast(month=date(2026, 11, 1), as_of=NOW.date(), actual_micros=0, p10_micros=75_000_000,
+                    p50_micros=82_000_000, p90_micros=90_000_000, budget_micros=60_000_000, p10_crosses_on=None,
+                    p50_crosses_on=date(2026, 11, 25), p90_crosses_on=None, model="test", band=())
 
 
 async def test_proposals_bring_p50_under_least_disruptive_first(db_url: str, pool: asyncpg.Pool,
@@ -89,8 +92,13 @@ async def test_proposals_bring_p50_under_least_disruptive_first(db_url: str, poo
     [budget] = cap.document["budgets"]
     assert budget["daily"] == usd_str((60_000_000 - scope.actual_micros) // 15)  # what is left over 15 days
     assert cap.dry_run.paused_sessions > 0
-    assert await proposals(pool, s, s.pricing.table(), now=NOW, scope="team:payments") == type(found)(
-        checked_at=NOW, scopes=[])
+    other = await proposals(pool, s, s.pricing.table(), now=NOW, scope="team:payments")
+    assert other.scopes == [] and other.note.startswith("team:payments has no forecast yet")
+    async with pool.acquire() as conn:  # under its budget: says so, with the figures
+        await forecasts.save_pass(conn, [("team:web", replace(FORECAST, p50_micros=50_000_000))], NOW)
+    under = await proposals(pool, s, s.pricing.table(), now=NOW, scope="team:web")
+    assert under.scopes == [] and under.note == ("team:web's month-end P50 $50.00 is within its $60.00 monthly "
+                                                 "budget (forecast of 2026-11-16): nothing to ration")
 
 
 async def test_auto_ration_applies_once_and_rolls_back(db_url: str, pool: asyncpg.Pool, tmp_path: Path) -> None:
@@ -126,6 +134,8 @@ async def test_ration_cli(db_url: str, pool: asyncpg.Pool, tmp_path: Path) -> No
     assert [x["scope"] for x in json.loads(done.output)["scopes"]] == ["team:platform"]
     bad = await asyncio.to_thread(CliRunner().invoke, main, ["policy", "ration", "--scope", "galaxy:x"], env=env)
     assert bad.exit_code == 2 and "--scope" in bad.output and "Traceback" not in bad.output, bad.output
+    unknown = await asyncio.to_thread(CliRunner().invoke, main, ["policy", "ration", "--scope", "team:nobody"], env=env)
+    assert unknown.exit_code == 0 and unknown.output.startswith("team:nobody has no forecast yet"), unknown.output
 
 
 async def test_ration_and_guard_api(db_url: str, pool: asyncpg.Pool, tmp_path: Path) -> None:
