@@ -56,17 +56,13 @@ async def admit_confirmed(enforcer: Enforcer, principal: Principal, model: str, 
         # Far from the line; or the database has not answered the view for a while: do not make each
         # request wait on it.
         return admit()
-    admitted: Admission | None = None
     try:
-        async with asyncio.timeout(CONFIRM_TIMEOUT_S), view.confirming_on(keys) as conn:
-            await view.confirm(conn, keys)
-            admitted = admit()
-            if admitted.reservation is not None:
-                await view.publish_confirmed(conn, keys)
+        async with asyncio.timeout(CONFIRM_TIMEOUT_S):
+            return await view.confirmations.admit(keys, admit)
     except DATABASE_TROUBLE as exc:
         log.warning("admission not confirmed near the pause line; decided from memory",
                     error=type(exc).__name__, scopes=sorted({k.scope for k in keys}))
-    return admitted if admitted is not None else admit()
+    return admit()
 
 
 class EnforcingDecider:

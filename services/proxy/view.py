@@ -26,7 +26,8 @@ Decisions read only memory (:meth:`BalanceView.decide` does no I/O). A backgroun
   admission is confirmed (:meth:`BalanceView.near_line`, :meth:`BalanceView.confirm`): under a
   per-balance lock in PostgreSQL, the balance and every peer's pending sum are read fresh, the request
   is decided on them, and its reservation is published before the lock is released. The next proxy to
-  admit on that balance sees it.
+  admit on that balance sees it. Requests that arrive while a confirmation runs are confirmed together in
+  the next one (:mod:`.confirming`).
 - **Far from the line** admissions stay memory-only, unless the peers may have crossed the alert line
   unseen: under load a peer's sums reach this view 0.1-0.35 s late, and two proxies each admitted $0.78 of a
   $1.00 budget in that time. So while a peer is live, each is assumed to have admitted, unseen, twice what
@@ -67,6 +68,7 @@ from spendgate.domain.errors import ConfigError
 from spendgate.domain.events import new_id
 from spendgate.domain.periods import PeriodKind
 from spendgate.domain.policy_versions import PolicyVersion, Verdict
+from spendgate.proxy.confirming import ConfirmQueue
 from spendgate.proxy.peers import HELLO, PRESENT, STALE_AFTER_S, PeerPending
 from spendgate.store.balances.store import balances_and_peers, changed_balances, lock_balances, unlock_balances
 from spendgate.store.budgets.store import config_mark, load_budgets
@@ -119,6 +121,8 @@ class BalanceView:
         self._config_dirty = False
         self._last_reload = 0.0
         self._stopping = asyncio.Event()
+        self.confirmations = ConfirmQueue(self)
+        """Admissions near the line, confirmed in batches (:mod:`.confirming`)."""
         self.confirming = asyncio.Lock()
         """One confirmed admission at a time per proxy: the others wait here, not on a pooled connection
         blocked on the database lock (which starved the refresh loop and the ledger of connections)."""
@@ -315,6 +319,7 @@ class BalanceView:
             self._book_wake.cancel()
             self._book_wake = None
         self._stopping.set()
+        await self.confirmations.close()
         if self._publisher is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._publisher  # ends after the publication in progress (it may hold a connection)

@@ -16,11 +16,13 @@ from spendgate.core.config import Settings
 from spendgate.domain.enforcement import Admission, Enforcer, Principal, SessionEstimator
 from spendgate.domain.enforcement.policy import budget_of
 from spendgate.domain.enforcement.settings import EnforcementSettings
+from spendgate.proxy import confirming, enforcing
 from spendgate.proxy.enforcing import admit_confirmed
 from spendgate.proxy.view import BalanceView
 from spendgate.proxy.wiring import enforcement
+from spendgate.store.balances.store import lock_balances, unlock_balances
 from spendgate.store.budgets import store
-from tests.integration.test_enforcement_view import facts, key_day
+from tests.integration.test_enforcement_view import facts, key_day, ledger_add
 from tests.support.waiting import eventually
 
 USD = 1_000_000
@@ -40,7 +42,11 @@ async def _ready(value: bool) -> bool:
 
 
 @pytest.fixture
-def slow() -> EnforcementSettings:
+def slow(monkeypatch: pytest.MonkeyPatch) -> EnforcementSettings:
+    """A 10 s poll interval, and confirmations that wait up to 30 s (not 2 s): the tests hold a confirmation
+    on a lock for as long as they need, and a loaded machine must not turn that into a timeout."""
+    monkeypatch.setattr(enforcing, "CONFIRM_TIMEOUT_S", 30.0)
+    monkeypatch.setattr(confirming, "BATCH_TIMEOUT_S", 30.0)
     return EnforcementSettings(balance_poll_interval_s=10.0)
 
 
@@ -105,3 +111,59 @@ async def test_a_proxy_alone_admits_from_memory_however_fast_it_spends(
         assert view.book.recent_micros(key_day()) >= USD * 79 // 100
         assert view.near_line(ALICE, "gpt-5.1") == []
 
+
+async def test_admissions_waiting_on_a_confirmation_are_confirmed_together(
+    pool: asyncpg.Pool, db_url: str, slow: EnforcementSettings
+) -> None:
+    """Near the line every admission is confirmed. One at a time, 32 clients in flight on a budget queued
+    them past the 2 s confirmation timeout on a loaded machine, and the late ones were decided from memory.
+    Here another proxy holds the balance's lock while ten requests arrive: the first confirmation waits for
+    it, the nine others for the next one, which confirms them together and publishes their reservations."""
+    await store.set_budget(pool, budget_of("key:k1", daily_micros=USD, monthly_micros=None), actor="t")
+    key = key_day()
+    await ledger_add(pool, key, USD * 85 // 100)  # past the alert line: every admission is confirmed
+    async with enforcement(Settings(database_url=db_url, enforcement=slow), pool, db_url) as a:
+        view = a.view
+        assert isinstance(view, BalanceView)
+        await eventually(lambda: _ready(view.settled_micros(key) == USD * 85 // 100), what="balance read")
+        assert view.near_line(ALICE, "gpt-5.1") == [key]
+        async with pool.acquire() as other:
+            await lock_balances(other, [key])  # another proxy confirming on the balance
+            requests = [asyncio.create_task(admit(a))]
+            await eventually(lambda: _ready(view.confirming.locked()), what="the first confirmation waiting")
+            requests += [asyncio.create_task(admit(a)) for _ in range(9)]
+            await eventually(lambda: _ready(view.confirmations.waiting == 9), what="nine waiting on the first")
+            await unlock_balances(other, [key])
+            admitted = await asyncio.gather(*requests)
+        assert all(adm.refusal is None for adm in admitted)
+        reserved = sum(adm.reservation.amount_micros for adm in admitted if adm.reservation is not None)
+        assert view.book.pending_micros(key) == reserved
+        # A batch hands its decisions back at once and publishes them before it unlocks.
+        await eventually(lambda: pool.fetchval("SELECT pending_micros FROM enforcement_pending WHERE scope = $1",
+                                               key.scope),
+                         until=lambda published: published == reserved, what="the batch's reservations published")
+        assert view.confirmations.batches == 2
+
+
+async def test_requests_waiting_on_a_stopped_confirmation_are_decided_from_memory(
+    pool: asyncpg.Pool, db_url: str, slow: EnforcementSettings
+) -> None:
+    """A proxy stopping while a confirmation waits for a lock another proxy holds: its requests, in the batch
+    and waiting for the next, are decided from memory (as after the confirmation timeout), none left hanging."""
+    await store.set_budget(pool, budget_of("key:k1", daily_micros=USD, monthly_micros=None), actor="t")
+    key = key_day()
+    await ledger_add(pool, key, USD * 85 // 100)
+    async with enforcement(Settings(database_url=db_url, enforcement=slow), pool, db_url) as a:
+        view = a.view
+        assert isinstance(view, BalanceView)
+        await eventually(lambda: _ready(view.near_line(ALICE, "gpt-5.1") == [key]), what="balance read")
+        async with pool.acquire() as other:
+            await lock_balances(other, [key])
+            requests = [asyncio.create_task(admit(a))]
+            await eventually(lambda: _ready(view.confirming.locked()), what="the first confirmation waiting")
+            requests += [asyncio.create_task(admit(a)) for _ in range(2)]
+            await eventually(lambda: _ready(view.confirmations.waiting == 2), what="two waiting on the first")
+            await view.confirmations.close()
+            admitted = await asyncio.wait_for(asyncio.gather(*requests), timeout=5)
+            await unlock_balances(other, [key])
+        assert [adm.refusal for adm in admitted] == [None] * 3 and view.confirmations.batches == 0
