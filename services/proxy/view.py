@@ -212,7 +212,10 @@ class BalanceView:
         if not self._heard:
             return 0
         since = time.monotonic() - STALE_AFTER_S
-        return sum(1 for at in self._heard.values() if at > since)
+        live = sum(1 for at in self._heard.values() if at > since)
+        if live < len(self._heard):  # forget the proxies gone quiet (restarts leave one each)
+            self._heard = {instance: at for instance, at in self._heard.items() if at > since}
+        return live
 
     @contextlib.asynccontextmanager
     async def confirming_on(self, keys: list[BalanceKey]) -> AsyncIterator[Conn]:
