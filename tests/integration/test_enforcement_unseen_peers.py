@@ -16,7 +16,7 @@ from spendgate.core.config import Settings
 from spendgate.domain.enforcement import Admission, Enforcer, Principal, SessionEstimator
 from spendgate.domain.enforcement.policy import budget_of
 from spendgate.domain.enforcement.settings import EnforcementSettings
-from spendgate.proxy import confirming, enforcing
+from spendgate.proxy import confirming
 from spendgate.proxy.enforcing import admit_confirmed
 from spendgate.proxy.view import BalanceView
 from spendgate.proxy.wiring import enforcement
@@ -45,8 +45,7 @@ async def _ready(value: bool) -> bool:
 def slow(monkeypatch: pytest.MonkeyPatch) -> EnforcementSettings:
     """A 10 s poll interval, and confirmations that wait up to 30 s (not 2 s): the tests hold a confirmation
     on a lock for as long as they need, and a loaded machine must not turn that into a timeout."""
-    monkeypatch.setattr(enforcing, "CONFIRM_TIMEOUT_S", 30.0)
-    monkeypatch.setattr(confirming, "BATCH_TIMEOUT_S", 30.0)
+    monkeypatch.setattr(confirming, "CONFIRM_TIMEOUT_S", 30.0)
     return EnforcementSettings(balance_poll_interval_s=10.0)
 
 
