@@ -29,7 +29,7 @@ USD = 1_000_000
 PAUSE = USD * 110 // 100
 ALICE = Principal("k1", "alice", "platform")
 RAW = json.dumps({"model": "gpt-5.1", "input": "x" * 4_600}).encode()
-"""A 4.6 KB turn: about 1,000 input tokens and 1,024 estimated output tokens, $0.0113 reserved."""
+"""A 4.6 KB turn: about 1,000 input tokens and 1,024 estimated output tokens, $0.0115 reserved."""
 
 
 async def admit(enforcer: Enforcer) -> Admission:
