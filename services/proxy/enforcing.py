@@ -28,8 +28,6 @@ log = get_logger(__name__)
 
 NOT_FORWARDED_STATUSES = (502, 504)
 FAILED_STATUSES = frozenset({"upstream_error", "incomplete"})
-CONFIRM_TIMEOUT_S = 2.0
-"""How long a confirmed admission may wait for its lock and reads before deciding from memory alone."""
 DATABASE_TROUBLE = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 
@@ -41,7 +39,7 @@ async def admit_confirmed(enforcer: Enforcer, principal: Principal, model: str, 
     There the balances and every proxy's pending spend are read fresh under a per-balance lock, the
     request is decided on them and its reservation published before the lock is released, so two proxies
     cannot both spend the last of a budget. When PostgreSQL does not answer within
-    :data:`CONFIRM_TIMEOUT_S` the decision is made from memory, as far from the line; while the view is
+    :data:`.confirming.CONFIRM_TIMEOUT_S` the decision is made from memory, as far from the line; while the view is
     stale (``enforcement.outage_after_s``) it is made from memory without trying.
     """
     def admit() -> Admission:
@@ -56,17 +54,12 @@ async def admit_confirmed(enforcer: Enforcer, principal: Principal, model: str, 
         # Far from the line; or the database has not answered the view for a while: do not make each
         # request wait on it.
         return admit()
-    admitted: Admission | None = None
-    try:
-        async with asyncio.timeout(CONFIRM_TIMEOUT_S), view.confirming_on(keys) as conn:
-            await view.confirm(conn, keys)
-            admitted = admit()
-            if admitted.reservation is not None:
-                await view.publish_confirmed(conn, keys)
+    try:  # at most the confirmation in progress and the next, each bounded by CONFIRM_TIMEOUT_S
+        return await view.confirmations.admit(keys, admit)
     except DATABASE_TROUBLE as exc:
         log.warning("admission not confirmed near the pause line; decided from memory",
                     error=type(exc).__name__, scopes=sorted({k.scope for k in keys}))
-    return admitted if admitted is not None else admit()
+    return admit()
 
 
 class EnforcingDecider:

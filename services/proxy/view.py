@@ -26,7 +26,14 @@ Decisions read only memory (:meth:`BalanceView.decide` does no I/O). A backgroun
   admission is confirmed (:meth:`BalanceView.near_line`, :meth:`BalanceView.confirm`): under a
   per-balance lock in PostgreSQL, the balance and every peer's pending sum are read fresh, the request
   is decided on them, and its reservation is published before the lock is released. The next proxy to
-  admit on that balance sees it. Far from the line admissions stay memory-only.
+  admit on that balance sees it. Requests that arrive while a confirmation runs are confirmed together in
+  the next one (:mod:`.confirming`).
+- **Far from the line** admissions stay memory-only, unless the peers may have crossed the alert line
+  unseen: under load a peer's sums reach this view 0.1-0.35 s late, and two proxies each admitted $0.78 of a
+  $1.00 budget in that time. So while a peer is live, each is assumed to have admitted, unseen, twice what
+  this proxy reserved on the balance since it last read them (:data:`UNSEEN_PER_PEER`); when that could
+  reach the alert line the admission is confirmed too. A proxy alone, or one whose refreshes keep up with
+  its spending, never confirms far from the line.
 
 A failed refresh raises out of the loop: the supervisor logs it and restarts the loop with backoff,
 and decisions keep using the last good view meanwhile (:meth:`BalanceView.stale_s` says how old it is;
@@ -56,11 +63,12 @@ from spendgate.domain.enforcement.policy import Policy
 from spendgate.domain.enforcement.reservations import ReservationBook
 from spendgate.domain.enforcement.scopes import Principal
 from spendgate.domain.enforcement.settings import EnforcementSettings
-from spendgate.domain.enforcement.stages import StageLevel
+from spendgate.domain.enforcement.stages import StageLevel, stage_for
 from spendgate.domain.errors import ConfigError
 from spendgate.domain.events import new_id
 from spendgate.domain.periods import PeriodKind
 from spendgate.domain.policy_versions import PolicyVersion, Verdict
+from spendgate.proxy.confirming import ConfirmQueue
 from spendgate.proxy.peers import HELLO, PRESENT, STALE_AFTER_S, PeerPending
 from spendgate.store.balances.store import balances_and_peers, changed_balances, lock_balances, unlock_balances
 from spendgate.store.budgets.store import config_mark, load_budgets
@@ -76,6 +84,10 @@ BOOK_WAKE_DELAY_S = 0.005
 upstream (admit) or been answered (complete), so the publication is not on its critical path."""
 """A refresh runs at least every poll interval, and sooner (at most every 20 ms) when this proxy's
 pending spend changes or a peer announces that its own did."""
+UNSEEN_PER_PEER = 2
+"""Far from the line, how much a live peer may have admitted that this view has not seen, in multiples of what
+this proxy reserved on the balance since it last read the peers: once for what the peer admitted since then,
+once for what it had admitted but not yet published when read (:meth:`BalanceView.near_line`)."""
 
 
 def utc_now() -> datetime:
@@ -109,6 +121,8 @@ class BalanceView:
         self._config_dirty = False
         self._last_reload = 0.0
         self._stopping = asyncio.Event()
+        self.confirmations = ConfirmQueue(self)
+        """Admissions near the line, confirmed in batches (:mod:`.confirming`)."""
         self.confirming = asyncio.Lock()
         """One confirmed admission at a time per proxy: the others wait here, not on a pooled connection
         blocked on the database lock (which starved the refresh loop and the ledger of connections)."""
@@ -129,6 +143,8 @@ class BalanceView:
         self.balance_polls = 0
         self._fresh_at = time.monotonic()
         self._peer_heard_at = -STALE_AFTER_S
+        self._heard: dict[str, float] = {}
+        """When each peer proxy was last heard of (its hello, presence or publication), by instance."""
         self._greeting: asyncio.Task[None] | None = None
         self._noted: tuple[Principal, datetime, list[Standing], str] | None = None
         """:meth:`near_line`'s standings, for the :meth:`decide` that follows it without an await."""
@@ -165,17 +181,41 @@ class BalanceView:
     # -- near the pause line: confirmed admissions ---------------------------------------------------
 
     def near_line(self, principal: Principal, model: str = "") -> list[BalanceKey]:
-        """The principal's budgeted balances (for a request for ``model``) at the alert or downgrade stage,
-        whose admissions are confirmed against every proxy's reservations (:meth:`confirm`). A paused
+        """The principal's budgeted balances (for a request for ``model``) at the alert or downgrade stage, or
+        that the live peers' unseen spend may have taken there (:meth:`_may_have_crossed_unseen`), whose
+        admissions are confirmed against every proxy's reservations (:meth:`confirm`). A paused
         balance is refused from memory (its pending spend only overstates it), so a paused client
         hammering the gateway never reaches the database."""
         now = self._clock()
         found = standings(principal, self._policy, self.spent_micros, now, model)
-        near = [s.key for s in found if StageLevel.ALERT <= s.stage < StageLevel.PAUSE]
+        peers = self.live_peers()
+        near = [s.key for s in found if s.stage < StageLevel.PAUSE
+                and (s.stage >= StageLevel.ALERT or (peers and self._may_have_crossed_unseen(s, peers)))]
         # Far from the line the decision follows at once (no await in between: the same spend) and
         # reuses these; near it the spend is read again first.
         self._noted = None if near else (principal, now, found, model)
         return near
+
+    def _may_have_crossed_unseen(self, s: Standing, peers: int) -> bool:
+        """Whether the alert line may lie within what the live peers admitted that this view has not seen:
+        each is assumed to have admitted :data:`UNSEEN_PER_PEER` times what this proxy reserved on the balance
+        since it last read them (:meth:`ReservationBook.recent_micros`)."""
+        recent = self.book.recent_micros(s.key)
+        if not recent:
+            return False
+        unseen = UNSEEN_PER_PEER * peers * recent
+        return stage_for(s.spent_micros + unseen, s.budget_micros, self._policy.budgets[s.key.scope].thresholds) \
+            >= StageLevel.ALERT
+
+    def live_peers(self) -> int:
+        """How many other proxies announced themselves or published within ``STALE_AFTER_S``."""
+        if not self._heard:
+            return 0
+        since = time.monotonic() - STALE_AFTER_S
+        live = sum(1 for at in self._heard.values() if at > since)
+        if live < len(self._heard):  # forget the proxies gone quiet (restarts leave one each)
+            self._heard = {instance: at for instance, at in self._heard.items() if at > since}
+        return live
 
     @contextlib.asynccontextmanager
     async def confirming_on(self, keys: list[BalanceKey]) -> AsyncIterator[Conn]:
@@ -203,10 +243,15 @@ class BalanceView:
         (:meth:`PeerPending.folded`). Versions are left alone, so that refresh still reads them.
         """
         pending = self._pending_ids()
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            folded = set(await stored_event_ids(conn, pending)) if pending else set()
-            rows = await balances_and_peers(conn, self.peers.instance, keys, stale_after_s=STALE_AFTER_S)
-            peers_folded = await self.peers.folded(conn) if any(r[3] for r in rows) else {}
+        recent = self.book.take_recent(keys)  # what the peers may not have seen restarts from this read
+        try:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                folded = set(await stored_event_ids(conn, pending)) if pending else set()
+                rows = await balances_and_peers(conn, self.peers.instance, keys, stale_after_s=STALE_AFTER_S)
+                peers_folded = await self.peers.folded(conn) if any(r[3] for r in rows) else {}
+        except BaseException:
+            self.book.restore_recent(recent)
+            raise
         for key, spent, version, peers_pending in rows:
             peers = max(peers_pending - peers_folded.get(key, 0), 0)
             if version >= self._versions.get(key, 0):
@@ -277,6 +322,7 @@ class BalanceView:
             self._book_wake.cancel()
             self._book_wake = None
         self._stopping.set()
+        await self.confirmations.close()
         if self._publisher is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._publisher  # ends after the publication in progress (it may hold a connection)
@@ -328,6 +374,7 @@ class BalanceView:
         if text.endswith(self.peers.instance):
             return  # our own
         self._peer_heard_at = time.monotonic()
+        self._heard[text.removeprefix(HELLO).removeprefix(PRESENT)] = self._peer_heard_at
         if text.startswith(HELLO):  # a proxy started: it does not know this one runs yet
             self._answer_hello()
         elif not text.startswith(PRESENT):  # a peer's pending spend changed: read it now
@@ -434,14 +481,19 @@ class BalanceView:
             await self.publish_pending()
         since = self._since_version()
         day_cutoff, month_cutoff = self._cutoffs()
-        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            rows = await changed_balances(conn, since, day_cutoff=day_cutoff, month_cutoff=month_cutoff)
-            # An event is folded in the same transaction as its balances: when no balance changed in
-            # this snapshot, none of ours can have been folded, and the lookup (which grows with the
-            # backlog while the ledger is down or behind) is skipped.
-            pending = self._pending_ids() if rows else []
-            folded = await stored_event_ids(conn, pending) if pending else []
-            await self.peers.read(conn)
+        recent = self.book.take_recent()  # taken before the snapshot: later reservations count as unseen
+        try:
+            async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+                rows = await changed_balances(conn, since, day_cutoff=day_cutoff, month_cutoff=month_cutoff)
+                # An event is folded in the same transaction as its balances: when no balance changed in
+                # this snapshot, none of ours can have been folded, and the lookup (which grows with the
+                # backlog while the ledger is down or behind) is skipped.
+                pending = self._pending_ids() if rows else []
+                folded = await stored_event_ids(conn, pending) if pending else []
+                await self.peers.read(conn)
+        except BaseException:
+            self.book.restore_recent(recent)
+            raise
         for r in rows:
             if r.version >= self._versions.get(r.key, 0):
                 self._versions[r.key] = r.version

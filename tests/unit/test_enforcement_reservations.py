@@ -31,6 +31,22 @@ def test_reserve_then_settle_replaces_estimate_by_real_cost_until_folded() -> No
     assert book.pending_micros(K) == 0 and book.pending_micros(M) == 0
 
 
+def test_recent_counts_what_was_reserved_since_the_last_take() -> None:
+    """What a proxy reserved since it last read its peers: every reservation, released or settled ones too;
+    taken on every balance (a refresh) or on some (a confirmation), and put back when the read failed."""
+    book = ReservationBook(60, Clock())
+    book.settle(book.reserve((K, M), 500), event_id="e1", cost_micros=100)
+    book.release(book.reserve((K,), 200))
+    assert (book.recent_micros(K), book.recent_micros(M)) == (700, 500)
+    taken = book.take_recent([K])
+    assert taken == {K: 700} and (book.recent_micros(K), book.recent_micros(M)) == (0, 500)
+    book.reserve((K,), 30)
+    book.restore_recent(taken)
+    assert book.recent_micros(K) == 730
+    assert book.take_recent() == {K: 730, M: 500}
+    assert book.recent_micros(K) == book.recent_micros(M) == 0
+
+
 def test_unsettled_of_sums_the_named_events_on_one_balance() -> None:
     """What a confirmation subtracts from a fresh balance: the named events' unsettled cost on that balance
     only, and nothing for events no longer in the book."""

@@ -39,6 +39,8 @@ class ReservationBook:
         self._unsettled: dict[BalanceKey, int] = {}
         self._events: dict[str, tuple[tuple[BalanceKey, ...], int]] = {}
         self._dirty: set[BalanceKey] = set()
+        self._recent: dict[BalanceKey, int] = {}
+        """Reserved per balance since the last :meth:`take_recent` (the view: since it last read its peers)."""
         self.expired_total = 0
         self.on_change: Callable[[], None] | None = None
         """Called when a balance's pending sum changes after the last :meth:`take_changed`."""
@@ -50,6 +52,7 @@ class ReservationBook:
         res = Reservation(next(self._ids), tuple(keys), amount_micros, self._clock() + self.timeout_s)
         self._open[res.reservation_id] = res
         self._add(self._reserved, res.keys, amount_micros)
+        _bump(self._recent, res.keys, amount_micros)
         return res
 
     def settle(self, reservation: Reservation, *, event_id: str, cost_micros: int) -> None:
@@ -104,6 +107,23 @@ class ReservationBook:
             if entry is not None and key in entry[0]:
                 total += entry[1]
         return total
+
+    def recent_micros(self, key: BalanceKey) -> int:
+        """Reserved on ``key`` since the last :meth:`take_recent` (released or settled ones included)."""
+        return self._recent.get(key, 0)
+
+    def take_recent(self, keys: Iterable[BalanceKey] | None = None) -> dict[BalanceKey, int]:
+        """Start counting :meth:`recent_micros` again, on every balance or on ``keys``; returns what was
+        counted, for :meth:`restore_recent` should the read it marks fail."""
+        if keys is None:
+            taken, self._recent = self._recent, {}
+            return taken
+        return {k: self._recent.pop(k) for k in keys if k in self._recent}
+
+    def restore_recent(self, taken: Mapping[BalanceKey, int]) -> None:
+        """Count again what :meth:`take_recent` returned (the read it marked failed)."""
+        for key, micros in taken.items():
+            _bump(self._recent, (key,), micros)
 
     def reserved_micros(self, key: BalanceKey) -> int:
         """In-flight reservations on ``key`` alone (inspection API, for tests and diagnostics; the
