@@ -171,7 +171,7 @@ async def checks(pool: asyncpg.Pool, live: Policy, candidates: Sequence[tuple[Po
             for s in await usage.quarter_hour_spend(conn, seed_from, start):
                 shared.seed(s.key_id, s.developer, s.team, s.at, s.spent_micros, cost_center=s.cost_center,
                             model=s.model_used)
-        async for batch in usage.replay_batches(conn, start, now, batch_rows=FETCH_ROWS):
+        async for batch in usage.replay_batches(conn, start, now, batch_rows=FETCH_ROWS, event_ids=False):
             feed = shared.feed
             for row in batch:
                 feed(row)

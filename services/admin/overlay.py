@@ -7,7 +7,9 @@ only where its balances differ from the live replay's (``delta``). An event gets
 (the proxy's ``decide``, through the overlay's balances) when the candidate can treat it differently:
 
 - the event falls in a scope the candidate changes (its team's budget, routing rule or retry cap; for a
-  retry cap alone, only its retry requests; for a routing rule, only the requests the rule routes);
+  retry cap alone, only its retry requests; for a routing rule, only the requests the rule routes; for a
+  change of budget amounts or thresholds alone, only when one of the event's balances is in another stage
+  under the candidate than under the live policy: the decision reads a balance only through its stage);
 - for a larger downgrade size limit: the live decision was at the downgrade stage and the event's input is
   between the old and the new limit (the only requests the limit decides);
 - one of the event's balances is in another stage under the candidate than under the live policy (a budget
@@ -24,13 +26,14 @@ sessions. An overlay keeps no alerts and no per-scope tallies (``policy dry-run`
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from spendgate.admin.replay import Outcome, Replay, Usage, _Session, actual_outcome
 from spendgate.domain.enforcement import BalanceKey, Policy, Principal
 from spendgate.domain.enforcement.routing import RoutingRule
 from spendgate.domain.enforcement.stages import StageLevel, stage_for
+from spendgate.domain.periods import PeriodKind
 from spendgate.domain.pricing import PriceTable
 
 _STEP_DOWN = frozenset({"downgrade", "pause_step_down"})
@@ -68,8 +71,11 @@ class Traced(Replay):
         return self.last
 
     def _add(self, keys: tuple[BalanceKey, ...], cost: int, at: datetime, *, alert: bool = True) -> None:
+        """The balances only: the totals count no alerts, so the threshold crossings are not followed."""
         self.last_keys, self.last_cost = keys, cost
-        super()._add(keys, cost, at, alert=alert)
+        spend = self.spend
+        for key in keys:
+            spend[key] += cost
 
     def _follow_session(self, u: Usage, s: _Session, outcome: Outcome, scope: str | None) -> None:
         self.last_was_paused = s.pause is not None
@@ -137,6 +143,8 @@ class Overlay(Replay):
         super().__init__(policy, prices)
         self.base, self.change, self.near, self.watch = base, change, near, watch
         self.every_event = every_event or bool(base._per_model or self._per_model)
+        self.stages_only = _stages_only(base.policy, policy, change)
+        """The candidate changes only the amounts or thresholds of its scopes' budgets (same periods)."""
         self.delta: dict[BalanceKey, int] = {}
         """Balances where the candidate's spend differs from the live replay's: candidate minus live."""
         self.diff = _Diff()
@@ -175,12 +183,13 @@ class Overlay(Replay):
 
     # -- following the live replay ------------------------------------------------------------------------------
 
-    def _diverges(self, at: datetime) -> bool:
-        """One of the last event's balances is in another stage under the candidate than under the live policy."""
+    def _diverges(self, at: datetime, scopes: frozenset[str] = frozenset()) -> bool:
+        """One of the last event's balances is in another stage under the candidate than under the live policy
+        (checked where the balances differ, and in ``scopes``, whose budgets differ)."""
         base = self.base
         for key in base.last_keys:
-            d = self.delta.get(key)
-            if not d:
+            d = self.delta.get(key, 0)
+            if not d and key.scope not in scopes:
                 continue
             before = base.before(key)
             mine, theirs = self.policy.budgets[key.scope], base.policy.budgets[key.scope]
@@ -198,25 +207,31 @@ class Overlay(Replay):
         return policy.routing.match(principal, u.model_requested, u.input_tokens, u.occurred_at,
                                     policy.chain_of) == self.change.rule
 
-    def _must_decide(self, u: Usage, principal: Principal, suspect: bool) -> bool:
-        if self.every_event or (not self.change.scopes.isdisjoint(principal.scopes())
-                                and (u.retry or not self.change.retry_only)
-                                and (self.change.rule is None or self.routes(u, principal))):
+    def treats(self, u: Usage, principal: Principal) -> bool:
+        """The event is one the change itself may decide differently (before any stage moves)."""
+        return (not self.change.scopes.isdisjoint(principal.scopes()) and (u.retry or not self.change.retry_only)
+                and (self.change.rule is None or self.routes(u, principal)))
+
+    def _must_decide(self, u: Usage, principal: Principal, suspect: bool, treated: bool | None) -> bool:
+        if self.every_event:
             return True
+        if self.treats(u, principal) if treated is None else treated:
+            return not self.stages_only or self._diverges(u.occurred_at, self.change.scopes)
         window = self.change.size_window
         if window is not None and window[0] <= u.input_tokens < window[1] \
                 and self.base.level(u.occurred_at) is StageLevel.DOWNGRADE:
             return True
         return suspect and self._diverges(u.occurred_at)
 
-    def follow(self, u: Usage, suspect: bool) -> None:
-        """After the live replay was fed ``u``: decide it here too if it can differ, and count the difference."""
+    def follow(self, u: Usage, suspect: bool, treated: bool | None = None) -> None:
+        """After the live replay was fed ``u``: decide it here too if it can differ, and count the difference.
+        ``treated``: whether :meth:`treats` the event, when the caller already knows."""
         base = self.base
         principal = base.last_principal
         assert principal is not None
         live_outcome, live_scope, live_cost, _, _ = base.last
         sid = u.session_id
-        if not self._must_decide(u, principal, suspect):
+        if not self._must_decide(u, principal, suspect, treated):
             if sid is not None and sid in self.diff.sessions:
                 self._follow_pause(sid, live_outcome)
             return
@@ -261,6 +276,24 @@ class Overlay(Replay):
                       retry_refused=live.retry_refused + d.retry_refused)
 
 
+def _stages_only(live: Policy, policy: Policy, change: Change) -> bool:
+    """``policy`` differs from ``live`` only in the amounts and thresholds of ``change.scopes``' budgets, each
+    with the same periods: the same balances, the same at-pause action and retry cap. Then its decision on an
+    event is the live one unless one of the event's balances is in another stage (the decision reads a balance
+    only through its stage: ``decision._decide``), so it decides only those (:meth:`Overlay._must_decide`)."""
+    if change.rule is not None or change.retry_only or change.size_window is not None or not change.scopes:
+        return False
+    for scope in change.scopes:
+        mine, theirs = policy.budgets.get(scope), live.budgets.get(scope)
+        if mine is None or theirs is None or any(
+                (mine.limit_micros(k) is None) != (theirs.limit_micros(k) is None) for k in PeriodKind):
+            return False
+        if replace(mine, thresholds=theirs.thresholds, daily_micros=theirs.daily_micros,
+                   weekly_micros=theirs.weekly_micros, monthly_micros=theirs.monthly_micros) != theirs:
+            return False
+    return replace(policy, budgets={**policy.budgets, **{s: live.budgets[s] for s in change.scopes}}) == live
+
+
 class Pass:
     """The live replay and its overlays over one stream of events: each event goes to the overlays that can
     treat it differently (:meth:`Overlay.follow`), found through indexes instead of asking every overlay."""
@@ -292,6 +325,7 @@ class Pass:
                 overlay.follow(u, True)
             return
         targets: dict[int, Overlay] = {}
+        treated: dict[int, bool] = {}
         principal = base.last_principal
         assert principal is not None
         by_scope = self.by_scope
@@ -299,6 +333,7 @@ class Pass:
             for o in by_scope.get(scope, ()):
                 if (u.retry or not o.change.retry_only) and (o.change.rule is None or o.routes(u, principal)):
                     targets[id(o)] = o
+                    treated[id(o)] = True
         for o in self.windowed:
             window = o.change.size_window
             assert window is not None
@@ -309,8 +344,8 @@ class Pass:
         if u.session_id is not None:
             for o in self.watch.get(u.session_id, ()):
                 targets[id(o)] = o
-        for o in targets.values():
-            o.follow(u, False)
+        for key, o in targets.items():
+            o.follow(u, False, treated.get(key, False))
 
     def _suspect(self, u: Usage) -> bool:
         """One of the event's balances is within some overlay's largest difference of a threshold: it may

@@ -1,7 +1,7 @@
 """``spendgate policy suggest`` and ``GET /v1/policy/suggestions``: policy changes the org's own traffic
 says are safe, each with its math, its dry-run and the whole policy document it would make.
 
-Reads the last ``days`` of turns in one grouped query (:func:`spendgate.store.outcomes.store.segment_turns`),
+Reads the last ``days`` of turns in a grouped read (:func:`spendgate.store.outcomes.store.segment_turns`),
 scores them, groups them into segments (:mod:`spendgate.domain.segments`), searches routing rules per team
 (:mod:`spendgate.domain.optimiser`) and the other knobs (:mod:`spendgate.admin.suggest_knobs`), and checks
 every harmless candidate with the dry-run replay of the same days: the live policy and all the candidates over

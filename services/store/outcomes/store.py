@@ -8,6 +8,7 @@ the latest replacing the one before.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -195,19 +196,27 @@ FROM (
            coalesce(sum(e.cost_micros) FILTER (WHERE e.model_used = e.model_requested), 0)::bigint AS own_cost
     FROM usage_events e
     WHERE e.turn_id IS NOT NULL AND e.occurred_at >= $1 AND e.occurred_at < $2
-      AND ($3::text IS NULL OR e.team = $3)
+      AND ($3::text IS NULL OR e.team = $3) AND mod(hashtext(e.turn_id)::bigint + 2147483648, $5) = $4
     GROUP BY e.developer, e.turn_id
 ) a
 LEFT JOIN turn_evals v ON v.turn_id = a.turn_id
 """
 
 
-async def segment_turns(db: Queryable, *, start: datetime, end: datetime,
-                        team: str | None = None) -> list[SegmentRow]:
-    """Every turn with an event in ``[start, end)`` (of ``team`` if given), in one grouped read: its facts,
-    its evaluation, its first request's route, and the tokens and cost of its requests that ran on the
-    model they asked for (the part a cheaper route would reprice)."""
-    rows = await db.fetch(_SEGMENT_TURNS, start, end, team)
+SEGMENT_READS = 2
+"""The turn read is split by a hash of the turn id into this many grouped queries run side by side on the
+pool's connections: the grouping is the server's work, and with two it uses two cores (a million events: about
+12 s alone, 8 s in two)."""
+
+
+async def segment_turns(pool: asyncpg.Pool, *, start: datetime, end: datetime, team: str | None = None,
+                        reads: int = SEGMENT_READS) -> list[SegmentRow]:
+    """Every turn with an event in ``[start, end)`` (of ``team`` if given), in ``reads`` grouped reads: its
+    facts, its evaluation, its first request's route, and the tokens and cost of its requests that ran on the
+    model they asked for (the part a cheaper route would reprice). Ordered by turn id, then developer: the
+    bootstrap resamples by position, so the order is part of the answer."""
+    parts = await asyncio.gather(*(pool.fetch(_SEGMENT_TURNS, start, end, team, i, reads) for i in range(reads)))
+    rows = sorted((r for part in parts for r in part), key=lambda r: (r["turn_id"], r["developer"]))
     return [_segment_row(r) for r in rows]
 
 

@@ -45,17 +45,19 @@ _REPLAY_COLUMNS = ("event_id::text, occurred_at, key_id, developer, team, sessio
 
 
 async def replay_batches(conn: Conn, start: datetime, end: datetime, *, batch_rows: int,
-                         team: str | None = None) -> AsyncIterator[list[StoredUsage]]:
+                         team: str | None = None, event_ids: bool = True) -> AsyncIterator[list[StoredUsage]]:
     """The events of ``[start, end)`` (of ``team`` if given) in time order, ``batch_rows`` at a time (a cursor:
-    inside a transaction)."""
+    inside a transaction). ``event_ids=False``: every ``event_id`` is empty (a replay that keeps no trace needs
+    none, and a million of them cost seconds to read); the order is the same."""
+    columns = _REPLAY_COLUMNS if event_ids else "''::text AS event_id" + _REPLAY_COLUMNS.removeprefix("event_id::text")
+    order = "ORDER BY occurred_at, usage_events.event_id::text"
     if team is None:
         cursor = await conn.cursor(
-            f"SELECT {_REPLAY_COLUMNS} FROM usage_events WHERE occurred_at >= $1 AND occurred_at < $2 "
-            "ORDER BY occurred_at, event_id", start, end)
+            f"SELECT {columns} FROM usage_events WHERE occurred_at >= $1 AND occurred_at < $2 {order}", start, end)
     else:
         cursor = await conn.cursor(
-            f"SELECT {_REPLAY_COLUMNS} FROM usage_events WHERE team = $3 AND occurred_at >= $1 AND occurred_at < $2 "
-            "ORDER BY occurred_at, event_id", start, end, team)
+            f"SELECT {columns} FROM usage_events WHERE team = $3 AND occurred_at >= $1 AND occurred_at < $2 {order}",
+            start, end, team)
     while batch := await cursor.fetch(batch_rows):
         yield [StoredUsage(*r) for r in batch]
 
