@@ -99,3 +99,9 @@ def test_stored_turns_forget_the_oldest_beyond_their_capacity() -> None:
     known.add([("d", "s", "t3")])
     assert len(known) == 2
     assert ("d", "s", "t1") in known and ("d", "s", "t3") in known and ("d", "s", "t2") not in known
+
+
+async def test_sessions_pages_keep_room_for_the_folds_updates(pool: asyncpg.Pool) -> None:
+    """The sessions table leaves 30 % of each page free, so most of the ledger's session updates are HOT."""
+    options = await pool.fetchval("SELECT reloptions FROM pg_class WHERE relname = 'sessions'")
+    assert options == ["fillfactor=70"]
