@@ -67,7 +67,7 @@ class StoredTurns:
     every stored event, and an event is stored in the batch that recorded its turn).
     """
 
-    def __init__(self, capacity: int = 50_000) -> None:
+    def __init__(self, capacity: int = 20_000) -> None:
         self.capacity = capacity
         self._turns: OrderedDict[TurnKey, None] = OrderedDict()
 
