@@ -25,17 +25,16 @@ from datetime import UTC, datetime
 import asyncpg
 
 from spendgate.core.bus import Bus, Consumer, Record, TopicPartition, next_offsets, positions
-from spendgate.core.db import Conn, Queryable
+from spendgate.core.db import Conn
 from spendgate.core.logs import get_logger
 from spendgate.core.metrics import Metrics
 from spendgate.core.supervisor import Beat, no_beat
 from spendgate.core.tracing import Tracer
 from spendgate.domain.constants import GROUP_LEDGER, TOPIC_USAGE
-from spendgate.domain.enforcement.policy import Budget
 from spendgate.domain.errors import BusError, PoisonEventError
 from spendgate.domain.events import UsageRecorded, decode
 from spendgate.ledger.admission import admit, clean_text
-from spendgate.ledger.fold import FoldResult, batch_crossings, batch_scopes, fold_under
+from spendgate.ledger.fold import batch_crossings, batch_scopes, fold_under
 from spendgate.store.balances import store as balances
 from spendgate.store.budgets import store as budget_store
 from spendgate.store.deadletters.store import add_dead_letter
@@ -112,36 +111,6 @@ async def _dead_letter(conn: Conn, consumer: str, record: Record, reason: str, o
                 offset=record.offset, reason=reason)
 
 
-@dataclass(frozen=True, slots=True)
-class Ahead:
-    """A batch's fold worked out before its transaction, while the previous batch is being written: the
-    fold's Python then runs beside PostgreSQL's work instead of between its statements. The transaction
-    uses it only when it finds every event new and the budgets as they were read here (else it folds
-    again), so the outcome is the same as folding inside the transaction."""
-
-    events: list[UsageRecorded]
-    """The batch's events, each id once (the first), in fold order."""
-    budgets: dict[str, Budget]
-    result: FoldResult
-
-
-def in_fold_order(events: Sequence[UsageRecorded]) -> list[UsageRecorded]:
-    """Time order, not bus order: a team's or the org's events arrive from several partitions, and the
-    event that crossed a threshold must be the one that really did."""
-    return sorted(events, key=lambda e: (e.occurred_at, e.event_id))
-
-
-async def fold_ahead(db: Queryable, events: Sequence[UsageRecorded], *, default_timezone: str) -> Ahead | None:
-    """The fold of ``events`` under the budgets as they stand now (None when it fails: the transaction
-    then folds, and bisects the batch if a record is at fault)."""
-    unique = in_fold_order(list({e.event_id: e for e in reversed(events)}.values()))
-    budgets = {b.scope: b for b in await budget_store.budgets_of(db, batch_scopes(unique))}
-    try:
-        return Ahead(unique, budgets, fold_under(unique, budgets, default_timezone))
-    except RECORD_ERRORS:
-        return None
-
-
 @dataclass
 class Decoded:
     """A polled batch, decoded and admitted (pure work, done while the previous batch is being written)."""
@@ -149,7 +118,6 @@ class Decoded:
     records: Sequence[Record]
     admitted: list[tuple[Record, UsageRecorded]]
     poisoned: list[tuple[Record, str]]
-    ahead: Ahead | None = None
 
 
 def decode_batch(records: Sequence[Record]) -> Decoded:
@@ -178,13 +146,13 @@ async def fold_decoded(conn: Conn, batch: Decoded, *, consumer: str, default_tim
         await _dead_letter(conn, consumer, rec, reason, outcome)
     outcome.oldest_at = min((e.occurred_at for _, e in batch.admitted), default=None)
     await _store_isolating(conn, batch.admitted, consumer=consumer, default_timezone=default_timezone,
-                           outcome=outcome, ahead=batch.ahead, stored_turns=stored_turns)
+                           outcome=outcome, stored_turns=stored_turns)
     await positions.save_positions(conn, consumer, next_offsets(batch.records))
     return outcome
 
 
 async def _store_isolating(conn: Conn, items: Sequence[tuple[Record, UsageRecorded]], *, consumer: str,
-                           default_timezone: str, outcome: BatchOutcome, ahead: Ahead | None = None,
+                           default_timezone: str, outcome: BatchOutcome,
                            stored_turns: Container[TurnKey] = ()) -> None:
     """Insert and fold ``items`` in a savepoint; when the database refuses them, bisect until the record
     it refuses is alone and dead-letter it (log2(batch) extra rounds per bad record, none when all is well)."""
@@ -194,7 +162,7 @@ async def _store_isolating(conn: Conn, items: Sequence[tuple[Record, UsageRecord
     try:
         async with conn.transaction():  # a savepoint inside the batch's transaction
             new = await usage.insert_events(conn, events)
-            crossings = await fold_events(conn, new, default_timezone=default_timezone, ahead=ahead,
+            crossings = await fold_events(conn, new, default_timezone=default_timezone,
                                           stored_turns=stored_turns) if new else 0
     except RECORD_ERRORS as exc:
         if len(items) == 1:
@@ -213,12 +181,12 @@ async def _store_isolating(conn: Conn, items: Sequence[tuple[Record, UsageRecord
 
 
 async def fold_events(conn: Conn, events: Sequence[UsageRecorded], *, default_timezone: str,
-                      record_crossings: bool = True, ahead: Ahead | None = None,
-                      stored_turns: Container[TurnKey] = ()) -> int:
+                      record_crossings: bool = True, stored_turns: Container[TurnKey] = ()) -> int:
     """Apply already-inserted events to balances and sessions; write crossings (unless ``record_crossings``
-    is off: ``ledger rebuild``); returns crossings written. ``ahead``: the batch folded beforehand, used
-    when it folded exactly these events under the budgets read here."""
-    events = in_fold_order(events)
+    is off: ``ledger rebuild``); returns crossings written. ``stored_turns``: turns known to be recorded."""
+    # Time order, not bus order: a team's or the org's events arrive from several partitions, and the
+    # event that crossed a threshold must be the one that really did.
+    events = sorted(events, key=lambda e: (e.occurred_at, e.event_id))
     await balances.hold_fold_lock(conn, exclusive=False)  # before the budgets: see ledger/changes.py's recount
     scopes = batch_scopes(events)
     budgets = {b.scope: b for b in await budget_store.budgets_of(conn, scopes)}
@@ -226,11 +194,7 @@ async def fold_events(conn: Conn, events: Sequence[UsageRecorded], *, default_ti
     # each event against the budget at its own time (a raise that ends inside the batch counts only
     # before its end), as the proxy decided it.
     raises = await budget_store.active_raises(conn, events[0].occurred_at, scopes)
-    if ahead is not None and ahead.budgets == budgets and [e.event_id for e in ahead.events] == [
-            e.event_id for e in events]:
-        result = ahead.result
-    else:
-        result = fold_under(events, budgets, default_timezone)
+    result = fold_under(events, budgets, default_timezone)
     before = await balances.apply_balances(conn, result.balances)
     await usage.apply_sessions(conn, result.sessions, stored_turns=stored_turns)
     if not record_crossings:
@@ -320,9 +284,6 @@ class LedgerConsumer:
                 records = await consumer.poll(max_records=self.batch_size,
                                               timeout_s=0.5 if writing is None else 0.0)
                 decoded = decode_batch(records) if records else None
-                if decoded is not None and decoded.admitted:
-                    decoded.ahead = await fold_ahead(self.pool, [e for _, e in decoded.admitted],
-                                                     default_timezone=self.default_timezone)
                 if writing is not None:
                     await self._commit(consumer, await writing)
                     writing = None
