@@ -7,8 +7,9 @@ no bus (the database floor); end to end through the embedded Postgres bus; end t
 (a real Apache Kafka broker started here, tests/support/kafka.py: KRaft, idempotent producer, acks=all),
 with the rate a consumer reads the topic at folding nothing (what the bus alone allows).
 Prints events/s per arm and the ratio to the database floor, so the figures mean something on a noisy
-shared machine. Targets: folding through either bus keeps at least 0.6x the database floor's rate in the
-same run (the bus may cost at most 40 %), and folding through Kafka reaches 20,000 events/s (issue 15).
+shared machine, and the CPU per folded event of this process, of PostgreSQL and (through Kafka) of the
+broker. Targets: folding through either bus keeps at least 0.6x the database floor's rate in the same run
+(the bus may cost at most 40 %), and folding through Kafka reaches 20,000 events/s (issue 15).
 Exits non-zero when one is missed.
 """
 
@@ -27,7 +28,7 @@ import asyncpg
 
 if __package__ in (None, ""):  # run as a file (python benchmarks/x.py): make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.support import Verdict, drop_db, fresh_db, postgres_server, server_cpu_s
+from benchmarks.support import Verdict, cpu_s, drop_db, fresh_db, postgres_server, server_cpu_s
 from spendgate.core.bus.kafka import KafkaBus
 from spendgate.core.bus.postgres import PostgresBus
 from spendgate.core.logs import configure_logging
@@ -117,6 +118,7 @@ async def run_arms(server: str, n: int, batch: int) -> int:
     raw = [encode(e, source="bench") for e in events]
     rows: list[tuple[str, float]] = []
     cpu_rows: list[tuple[str, float, float | None]] = []
+    broker_us: float | None = None
 
     t = time.perf_counter()
     for r in raw:
@@ -167,7 +169,11 @@ async def run_arms(server: str, n: int, batch: int) -> int:
         rows.append(("consume from Kafka, no fold (bus ceiling)", await consume_rate(kafka, n, batch)))
         cpu = CpuMeter(pool)
         await cpu.start()
+        broker_pid = broker.proc.pid if broker.proc is not None else None
+        broker_started = cpu_s(broker_pid) if broker_pid is not None else 0.0
         startup, rate = await run_consumer_until(pool, kafka, n, batch)
+        if broker_pid is not None:  # the broker serving the fetches runs on the same cores
+            broker_us = (cpu_s(broker_pid) - broker_started) * 1e6 / n
         rows.append((f"fold through Kafka (group join {startup:.1f}s)", rate))
         cpu_rows.append(("fold through Kafka", *await cpu.per_event(n)))
         kafka_rate = rate
@@ -188,6 +194,8 @@ async def run_arms(server: str, n: int, batch: int) -> int:
             continue
         ceiling = (os.cpu_count() or 1) * 1e6 / (own + pg)
         print(f"{name:32} {own:8.1f} {pg:11.1f} {ceiling:8,.0f} ev/s with all {os.cpu_count()} cores on the fold")
+    if broker_us is not None:
+        print(f"{'Kafka broker (JVM) while folding':32} {broker_us:8.1f} µs per event, beside the two above")
     verdict = Verdict("ledger fold")
     verdict.at_least("fold through the Postgres bus", pg_rate, db_floor, 0.6, unit=" ev/s", baseline_name="DB floor")
     verdict.at_least("fold through Kafka", kafka_rate, db_floor, 0.6, unit=" ev/s", baseline_name="DB floor")

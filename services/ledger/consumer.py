@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import asyncpg
@@ -33,11 +34,12 @@ from spendgate.domain.constants import GROUP_LEDGER, TOPIC_USAGE
 from spendgate.domain.errors import BusError, PoisonEventError
 from spendgate.domain.events import UsageRecorded, decode
 from spendgate.ledger.admission import admit, clean_text
-from spendgate.ledger.fold import batch_crossings, batch_scopes, fold
+from spendgate.ledger.fold import batch_crossings, batch_scopes, fold_under
 from spendgate.store.balances import store as balances
 from spendgate.store.budgets import store as budget_store
 from spendgate.store.deadletters.store import add_dead_letter
 from spendgate.store.usage import store as usage
+from spendgate.store.usage.store import TurnKey
 
 log = get_logger(__name__)
 
@@ -51,6 +53,37 @@ class BatchOutcome:
     crossings: int = 0
     oldest_at: datetime | None = None
     """When the batch's oldest admitted event happened (its fold lag is measured from there)."""
+    turns: list[TurnKey] = field(default_factory=list)
+    """The turns of the events folded: recorded in session_turns once the batch commits."""
+
+
+class StoredTurns:
+    """The turns this ledger has recorded in committed batches, newest ``capacity`` of them.
+
+    A turn's requests usually come in several batches; each batch used to send every turn of its events
+    to session_turns again (``ON CONFLICT DO NOTHING``). Those known to be stored are left out: a turn
+    in session_turns stays there (``ledger rebuild`` empties the table but records again the turns of
+    every stored event, and an event is stored in the batch that recorded its turn).
+    """
+
+    def __init__(self, capacity: int = 20_000) -> None:
+        self.capacity = capacity
+        self._turns: OrderedDict[TurnKey, None] = OrderedDict()
+
+    def __contains__(self, turn: object) -> bool:
+        return turn in self._turns
+
+    def __len__(self) -> int:
+        return len(self._turns)
+
+    def add(self, turns: Iterable[TurnKey]) -> None:
+        """Remember ``turns`` (call after the transaction that recorded them committed)."""
+        known = self._turns
+        for turn in turns:
+            known[turn] = None
+            known.move_to_end(turn)
+        while len(known) > self.capacity:
+            known.popitem(last=False)
 
 
 RECORD_ERRORS: tuple[type[Exception], ...] = (
@@ -105,20 +138,22 @@ async def fold_batch(
     return await fold_decoded(conn, decode_batch(records), consumer=consumer, default_timezone=default_timezone)
 
 
-async def fold_decoded(conn: Conn, batch: Decoded, *, consumer: str, default_timezone: str) -> BatchOutcome:
-    """:func:`fold_batch` for a batch decoded beforehand."""
+async def fold_decoded(conn: Conn, batch: Decoded, *, consumer: str, default_timezone: str,
+                       stored_turns: Container[TurnKey] = ()) -> BatchOutcome:
+    """:func:`fold_batch` for a batch decoded beforehand; ``stored_turns``: turns known to be recorded."""
     outcome = BatchOutcome(received=len(batch.records))
     for rec, reason in batch.poisoned:
         await _dead_letter(conn, consumer, rec, reason, outcome)
     outcome.oldest_at = min((e.occurred_at for _, e in batch.admitted), default=None)
     await _store_isolating(conn, batch.admitted, consumer=consumer, default_timezone=default_timezone,
-                           outcome=outcome)
+                           outcome=outcome, stored_turns=stored_turns)
     await positions.save_positions(conn, consumer, next_offsets(batch.records))
     return outcome
 
 
 async def _store_isolating(conn: Conn, items: Sequence[tuple[Record, UsageRecorded]], *, consumer: str,
-                           default_timezone: str, outcome: BatchOutcome) -> None:
+                           default_timezone: str, outcome: BatchOutcome,
+                           stored_turns: Container[TurnKey] = ()) -> None:
     """Insert and fold ``items`` in a savepoint; when the database refuses them, bisect until the record
     it refuses is alone and dead-letter it (log2(batch) extra rounds per bad record, none when all is well)."""
     if not items:
@@ -127,7 +162,8 @@ async def _store_isolating(conn: Conn, items: Sequence[tuple[Record, UsageRecord
     try:
         async with conn.transaction():  # a savepoint inside the batch's transaction
             new = await usage.insert_events(conn, events)
-            crossings = await fold_events(conn, new, default_timezone=default_timezone) if new else 0
+            crossings = await fold_events(conn, new, default_timezone=default_timezone,
+                                          stored_turns=stored_turns) if new else 0
     except RECORD_ERRORS as exc:
         if len(items) == 1:
             reason = f"the database refused it: {type(exc).__name__}: {exc}"
@@ -136,17 +172,18 @@ async def _store_isolating(conn: Conn, items: Sequence[tuple[Record, UsageRecord
         middle = len(items) // 2
         for part in (items[:middle], items[middle:]):
             await _store_isolating(conn, part, consumer=consumer, default_timezone=default_timezone,
-                                   outcome=outcome)
+                                   outcome=outcome, stored_turns=stored_turns)
         return
     outcome.inserted += len(new)
     outcome.duplicates += len(events) - len(new)
     outcome.crossings += crossings
+    outcome.turns += [(e.developer, e.session_id, e.turn_id) for e in new if e.session_id and e.turn_id]
 
 
 async def fold_events(conn: Conn, events: Sequence[UsageRecorded], *, default_timezone: str,
-                      record_crossings: bool = True) -> int:
+                      record_crossings: bool = True, stored_turns: Container[TurnKey] = ()) -> int:
     """Apply already-inserted events to balances and sessions; write crossings (unless ``record_crossings``
-    is off: ``ledger rebuild``); returns crossings written."""
+    is off: ``ledger rebuild``); returns crossings written. ``stored_turns``: turns known to be recorded."""
     # Time order, not bus order: a team's or the org's events arrive from several partitions, and the
     # event that crossed a threshold must be the one that really did.
     events = sorted(events, key=lambda e: (e.occurred_at, e.event_id))
@@ -157,11 +194,9 @@ async def fold_events(conn: Conn, events: Sequence[UsageRecorded], *, default_ti
     # each event against the budget at its own time (a raise that ends inside the batch counts only
     # before its end), as the proxy decided it.
     raises = await budget_store.active_raises(conn, events[0].occurred_at, scopes)
-    result = fold(events, lambda scope: budgets[scope].timezone if scope in budgets else default_timezone,
-                  per_model={s for s, b in budgets.items() if b.model is not None},
-                  weekly={s for s, b in budgets.items() if b.weekly_micros is not None}, budgeted=budgets)
+    result = fold_under(events, budgets, default_timezone)
     before = await balances.apply_balances(conn, result.balances)
-    await usage.apply_sessions(conn, result.sessions)
+    await usage.apply_sessions(conn, result.sessions, stored_turns=stored_turns)
     if not record_crossings:
         return 0
     return await balances.insert_crossings(conn, batch_crossings(result, before, budgets, raises=raises))
@@ -220,6 +255,7 @@ class LedgerConsumer:
         self.folded = 0
         self.metrics = metrics
         self.tracer = tracer
+        self.stored_turns = StoredTurns()
 
     async def _positions(self, assigned: Sequence[TopicPartition]) -> Mapping[TopicPartition, int]:
         return await positions.load_positions(self.pool, self.group, assigned)
@@ -302,7 +338,9 @@ class LedgerConsumer:
 
     async def _fold(self, batch: Decoded) -> BatchOutcome:
         async with self.pool.acquire() as conn, conn.transaction():
-            outcome = await fold_decoded(conn, batch, consumer=self.group, default_timezone=self.default_timezone)
+            outcome = await fold_decoded(conn, batch, consumer=self.group, default_timezone=self.default_timezone,
+                                         stored_turns=self.stored_turns)
+        self.stored_turns.add(outcome.turns)  # committed
         log.debug("batch folded", received=outcome.received, inserted=outcome.inserted,
                   duplicates=outcome.duplicates, dead=outcome.dead_lettered, crossings=outcome.crossings)
         return outcome

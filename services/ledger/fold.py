@@ -139,6 +139,15 @@ def fold(events: Iterable[UsageRecorded], timezone_of: Callable[[str], str],
     return result
 
 
+def fold_under(events: Iterable[UsageRecorded], budgets: Mapping[str, Budget], default_timezone: str) -> FoldResult:
+    """:func:`fold` with what ``budgets`` (those of the events' scopes, by scope) says of each scope: its
+    timezone (``default_timezone`` for a scope without a budget), its per-model and weekly balances, and
+    which balances are budgeted."""
+    return fold(events, lambda scope: budgets[scope].timezone if scope in budgets else default_timezone,
+                per_model={s for s, b in budgets.items() if b.model is not None},
+                weekly={s for s, b in budgets.items() if b.weekly_micros is not None}, budgeted=budgets)
+
+
 FOLDED_PERIODS = (PeriodKind.DAY, PeriodKind.MONTH)
 """The periods every scope's spend is summed over (a scope with a weekly budget: the week too)."""
 WITH_WEEK = (*FOLDED_PERIODS, PeriodKind.WEEK)

@@ -60,7 +60,7 @@ async def test_a_database_migrated_before_the_family_split_upgrades_in_place(
         kept = await conn.fetchval("SELECT daily_micros FROM budgets WHERE scope = 'org'")
     finally:
         await conn.close()
-    assert heads == {"usage_0007", "outcomes_evals_0001", "balances_shapes", "forecaster_0001",
+    assert heads == {"usage_0008", "outcomes_evals_0001", "balances_shapes", "forecaster_0001",
                      "alerter_0001", "bus_0001", "budgets_shapes", "keys_0001", "deadletters_0001", "reconcile_0001",
                      "ratelimits_0001", "access_0001", "policies_0002_guard"}
     assert kept == 5_000_000

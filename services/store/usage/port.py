@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Container, Mapping, Sequence
 from datetime import date, datetime
 from typing import Protocol
 
@@ -25,14 +25,15 @@ from spendgate.store.usage.store import (
     SessionRequest,
     SessionSpend,
     SessionTotals,
+    TurnKey,
 )
 
 
 class UsageStore(Protocol):
     async def insert_events(self, conn: Queryable, events: Sequence[UsageRecorded]) -> list[UsageRecorded]: ...
 
-    async def apply_sessions(self, conn: Queryable,
-                             sessions: Mapping[tuple[str, str], SessionIncrement]) -> None: ...
+    async def apply_sessions(self, conn: Queryable, sessions: Mapping[tuple[str, str], SessionIncrement], *,
+                             stored_turns: Container[TurnKey] = ()) -> None: ...
 
     async def lock_events(self, conn: Conn) -> None: ...
 

@@ -11,7 +11,7 @@ alerter, the forecaster, the reconciliation).
 from __future__ import annotations
 
 import operator
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Container, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -175,10 +175,16 @@ async def insert_events(conn: Queryable, events: Sequence[UsageRecorded]) -> lis
     return [e for e in batch if e.event_id in inserted]
 
 
-async def _insert_turns(conn: Queryable,
-                        sessions: Mapping[tuple[str, str], SessionIncrement]) -> dict[tuple[str, str], int]:
-    """Record (developer, session, turn) triples; returns per (developer, session) how many turns are new."""
-    triples = sorted((s.developer, s.session_id, t) for s in sessions.values() for t in s.turn_ids)
+TurnKey = tuple[str, str, str]
+"""A turn as session_turns keys it: (developer, session id, turn id)."""
+
+
+async def _insert_turns(conn: Queryable, sessions: Mapping[tuple[str, str], SessionIncrement],
+                        stored: Container[TurnKey]) -> dict[tuple[str, str], int]:
+    """Record (developer, session, turn) triples; returns per (developer, session) how many turns are new.
+    Triples in ``stored`` are known to be recorded already and are not sent."""
+    triples = sorted(k for s in sessions.values() for t in s.turn_ids
+                     if (k := (s.developer, s.session_id, t)) not in stored)
     if not triples:
         return {}
     rows = await conn.fetch(
@@ -194,12 +200,15 @@ async def _insert_turns(conn: Queryable,
     return new
 
 
-async def apply_sessions(conn: Queryable, sessions: Mapping[tuple[str, str], SessionIncrement]) -> None:
+async def apply_sessions(conn: Queryable, sessions: Mapping[tuple[str, str], SessionIncrement], *,
+                         stored_turns: Container[TurnKey] = ()) -> None:
     """Add the increments to their sessions, keyed by (developer, session id); a turn counts once however
-    often its events arrive."""
+    often its events arrive. ``stored_turns``: turns the caller knows are recorded in a committed
+    transaction (a turn's requests come in several batches): they count as not new without asking the
+    database."""
     if not sessions:
         return
-    new_turns = await _insert_turns(conn, sessions)
+    new_turns = await _insert_turns(conn, sessions, stored_turns)
     # Binary COPY into a per-connection staging table, then one set-based upsert: nineteen array
     # parameters cost the driver a Python-level type check per element (a third of the fold's
     # database calls in benchmarks/ledger_fold.py); COPY encodes the same rows in C.
@@ -302,6 +311,7 @@ __all__ = [
     "SessionRequest",
     "SessionSpend",
     "SessionTotals",
+    "TurnKey",
     "apply_sessions",
     "cache_rows",
     "chargeback_rows",
