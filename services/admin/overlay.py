@@ -51,6 +51,14 @@ class Totals:
     forced_cheapest: int = 0
     retry_refused: int = 0
 
+    def plus(self, diff: Totals) -> Totals:
+        """These (the live replay's) totals with a candidate's differences added; the events are the same."""
+        return Totals(events=self.events, spend_micros=self.spend_micros + diff.spend_micros,
+                      paused_sessions=self.paused_sessions + diff.paused_sessions,
+                      differences=self.differences + diff.differences, downgrades=self.downgrades + diff.downgrades,
+                      forced_cheapest=self.forced_cheapest + diff.forced_cheapest,
+                      retry_refused=self.retry_refused + diff.retry_refused)
+
 
 class Traced(Replay):
     """The live policy's replay, remembering the last event's decision for the overlays that follow it."""
@@ -122,13 +130,9 @@ class Change:
 
 
 @dataclass(slots=True)
-class _Diff:
-    spend: int = 0
-    paused: int = 0
-    differences: int = 0
-    downgrades: int = 0
-    forced: int = 0
-    retry_refused: int = 0
+class _Diff(Totals):
+    """A candidate's totals less the live replay's (``events`` unused), and what it takes to follow them."""
+
     decided: int = 0
     """Events the candidate decided itself (the rest took the live decision)."""
     sessions: dict[str, bool] = field(default_factory=dict)
@@ -241,12 +245,12 @@ class Overlay(Replay):
         self._shift(base.last_keys, -base.last_cost)
         d = self.diff
         d.decided += 1
-        d.spend += cost - live_cost
+        d.spend_micros += cost - live_cost
         actual = actual_outcome(u)
         d.differences += (outcome != actual) - (live_outcome != actual)
         d.downgrades += (scope is not None and outcome in _STEP_DOWN) - (live_scope is not None
                                                                            and live_outcome in _STEP_DOWN)
-        d.forced += (scope is not None and outcome == "pause_cheapest") - (live_scope is not None
+        d.forced_cheapest += (scope is not None and outcome == "pause_cheapest") - (live_scope is not None
                                                                             and live_outcome == "pause_cheapest")
         d.retry_refused += (outcome == "retry_refuse") - (live_outcome == "retry_refuse")
         if sid is not None:
@@ -266,14 +270,10 @@ class Overlay(Replay):
         elif outcome in ("pass", "downgrade", "pause_cheapest", "pause_step_down"):
             paused = False
         d.sessions[sid] = paused
-        d.paused += started - base.last_paused
+        d.paused_sessions += started - base.last_paused
 
     def totals(self, live: Totals) -> Totals:
-        d = self.diff
-        return Totals(events=live.events, spend_micros=live.spend_micros + d.spend,
-                      paused_sessions=live.paused_sessions + d.paused, differences=live.differences + d.differences,
-                      downgrades=live.downgrades + d.downgrades, forced_cheapest=live.forced_cheapest + d.forced,
-                      retry_refused=live.retry_refused + d.retry_refused)
+        return live.plus(self.diff)
 
 
 def _stages_only(live: Policy, policy: Policy, change: Change) -> bool:
