@@ -21,7 +21,7 @@ from spendgate.alerter.messages import build_message
 from spendgate.alerter.targets import developer_target
 from spendgate.core.alert_routes import DEVELOPER
 from spendgate.core.bus import Consumer, Record, TopicPartition
-from spendgate.core.db import Queryable
+from spendgate.core.db import DATABASE_TROUBLE, Queryable
 from spendgate.core.logs import get_logger
 from spendgate.core.supervisor import Beat, wait_or_stop
 from spendgate.domain.alerts import alert_from_event
@@ -97,7 +97,7 @@ async def _consume(alerter: Alerter, runtime: Runtime, dispatcher: Dispatcher, s
 
 async def _commit_quietly(consumer: Consumer, done: dict[TopicPartition, int]) -> None:
     """Best effort, while failing anyway: the supervisor logs the failure that brought us here."""
-    with contextlib.suppress(BusError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+    with contextlib.suppress(BusError, *DATABASE_TROUBLE):
         await consumer.commit(done)
 
 

@@ -24,6 +24,14 @@ Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyn
 Queryable: TypeAlias = "Conn | asyncpg.Pool"
 """Where one statement can run: a connection (inside the caller's transaction) or the pool (autocommit)."""
 
+CONNECTION_TROUBLE: tuple[type[BaseException], ...] = (
+    OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+"""PostgreSQL unreachable or gone mid-statement: refused, reset, closed, or a protocol left half-way by a
+server killed under it (asyncpg's ``InternalClientError``, seen when PostgreSQL is SIGKILLed during a
+query). Worth a retry; a statement's own error is not among them."""
+DATABASE_TROUBLE: tuple[type[BaseException], ...] = (*CONNECTION_TROUBLE, asyncpg.PostgresError, TimeoutError)
+"""Anything a loop that outlives an outage backs off on and retries: the above, any server error, a timeout."""
+
 
 class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
     """A pooled connection whose release skips asyncpg's reset statement.

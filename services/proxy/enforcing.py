@@ -13,9 +13,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-import asyncpg
-
 from spendgate.core.bus import Bus
+from spendgate.core.db import DATABASE_TROUBLE
 from spendgate.core.logs import get_logger
 from spendgate.domain.constants import TOPIC_BUDGET
 from spendgate.domain.enforcement import Admission, Enforcer, Principal, TokenEstimate
@@ -28,7 +27,6 @@ log = get_logger(__name__)
 
 NOT_FORWARDED_STATUSES = (502, 504)
 FAILED_STATUSES = frozenset({"upstream_error", "incomplete"})
-DATABASE_TROUBLE = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 
 async def admit_confirmed(enforcer: Enforcer, principal: Principal, model: str, *, session_id: str | None,

@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 
+from spendgate.core.db import DATABASE_TROUBLE
 from spendgate.core.logs import get_logger
 from spendgate.core.supervisor import Beat, no_beat
 from spendgate.domain.constants import PG_NOTIFY_CONFIG
@@ -100,7 +101,7 @@ class KeyCache:
         try:
             conn = await asyncio.wait_for(asyncpg.connect(self.dsn), 5)
             await conn.add_listener(PG_NOTIFY_CONFIG, self._on_notify)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except DATABASE_TROUBLE as exc:
             log.warning("cannot LISTEN for key changes; polling only", error=str(exc))
             return
         self._listener = conn
@@ -108,7 +109,7 @@ class KeyCache:
     async def _unlisten(self) -> None:
         conn, self._listener = self._listener, None
         if conn is not None:
-            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            with contextlib.suppress(*DATABASE_TROUBLE):
                 await conn.close(timeout=2)
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, _payload: object) -> None:

@@ -24,6 +24,7 @@ import asyncpg
 import msgspec
 from aiohttp import web
 
+from spendgate.core.db import DATABASE_TROUBLE
 from spendgate.core.logs import get_logger
 from spendgate.domain.enforcement.scopes import Principal, split_scope
 from spendgate.domain.periods import PeriodKind, period_containing
@@ -157,7 +158,7 @@ class MeView:
                 me = await asyncio.wait_for(
                     me_of(self.pool, key, self.clock(), default_timezone=self.default_timezone, sessions=sessions),
                     self.timeout_s)
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except DATABASE_TROUBLE as exc:
             log.warning("self-service read failed", key_id=key.key_id, error=type(exc).__name__)
             return errors.error_response(503, "spendgate could not read your spend right now; try again shortly.",
                                          type_="server_error", code="spend_unavailable")

@@ -52,7 +52,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 
-from spendgate.core.db import Conn
+from spendgate.core.db import DATABASE_TROUBLE, Conn
 from spendgate.core.health import Health
 from spendgate.core.logs import get_logger
 from spendgate.core.supervisor import Beat, Supervisor
@@ -310,7 +310,7 @@ class BalanceView:
         try:
             while self.book.changed and not self._stopping.is_set():
                 await self.publish_pending()
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except DATABASE_TROUBLE as exc:
             log.debug("pending spend not published at once; the refresh loop retries", error=type(exc).__name__)
             self._wake.set()
 
@@ -335,11 +335,11 @@ class BalanceView:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        with contextlib.suppress(*DATABASE_TROUBLE):
             await self._leave()
         listener, self._listener = self._listener, None
         if listener is not None:
-            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            with contextlib.suppress(*DATABASE_TROUBLE):
                 await listener.close(timeout=5)
 
     async def _leave(self) -> None:
@@ -387,7 +387,7 @@ class BalanceView:
 
     async def _announce(self, kind: str) -> None:
         # Best effort: a peer that misses it learns of this proxy from its next publication or heartbeat.
-        with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        with contextlib.suppress(*DATABASE_TROUBLE):
             await self.peers.announce(self.pool, kind)
 
     async def _run(self, stopping: asyncio.Event, beat: Beat) -> None:

@@ -19,14 +19,23 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+from structlog.testing import capture_logs
 
-from spendgate.core.config import load_settings
+from spendgate.core.config import Settings, load_settings
+from spendgate.core.db import DATABASE_TROUBLE
+from spendgate.domain.enforcement import Principal, TokenEstimate
+from spendgate.domain.enforcement.balances import BalanceKey
 from spendgate.domain.enforcement.policy import Budget
+from spendgate.domain.periods import PeriodKind
+from spendgate.proxy.enforcing import admit_confirmed
 from spendgate.proxy.service import ProxyServer
+from spendgate.proxy.view import BalanceView
+from spendgate.proxy.wiring import enforcement
 from spendgate.runtime import open_runtime, run_services
 from spendgate.store.budgets import store as budget_store
 from spendgate.store.keys import store as vkeys
 from spendgate.up import services
+from tests.integration.test_enforcement_view import ledger_add, today
 from tests.support.kafka import KafkaForTest
 from tests.support.killable_postgres import KillablePostgres
 from tests.support.ports import free_port
@@ -208,7 +217,7 @@ async def test_a_proxy_start_that_fails_on_the_database_leaves_the_spool_free(tm
         async with open_runtime(settings, run_migrations=False) as runtime:
             await pg.kill()
             first = ProxyServer(runtime, port=0, spool_name="proxy-outage")
-            with pytest.raises((OSError, asyncpg.PostgresError, asyncpg.InterfaceError)):
+            with pytest.raises(DATABASE_TROUBLE):
                 await first.start()
             await pg.restart()
             # Before the fix: ConfigError, the spool still locked by the failed start. A database error
@@ -220,7 +229,7 @@ async def test_a_proxy_start_that_fails_on_the_database_leaves_the_spool_free(tm
                 try:
                     await second.start()
                     break
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                except DATABASE_TROUBLE:
                     if asyncio.get_running_loop().time() > deadline:
                         raise
                     await asyncio.sleep(0.2)
@@ -293,3 +302,31 @@ async def test_services_started_while_postgres_is_down_wait_for_it(tmp_path: Pat
 
 async def _value(value: int) -> int:
     return value
+
+
+@pytest.mark.parametrize("error", [asyncpg.InternalClientError("protocol left half-way"),
+                                   asyncpg.ConnectionDoesNotExistError("connection was closed")])
+async def test_a_confirmation_cut_off_by_a_dying_database_is_decided_from_memory(
+        pool: asyncpg.Pool, db_url: str, error: Exception) -> None:
+    """Near the pause line an admission is confirmed in PostgreSQL. A server SIGKILLed under the confirming
+    query can leave asyncpg's protocol half-way: ``InternalClientError``, outside the errors the proxy
+    treated as an outage (seen in this file's restart test). The request must then be decided from memory,
+    not answered with a 500."""
+    await budget_store.set_budget(pool, Budget("key:k1", daily_micros=1_000_000), actor="t")
+    await ledger_add(pool, BalanceKey("key:k1", PeriodKind.DAY, today()), 900_000)  # 90 %: confirmed
+    async with enforcement(Settings(database_url=db_url), pool, db_url) as enforcer:
+        view = enforcer.view
+        assert isinstance(view, BalanceView)
+        await view.refresh()
+        principal = Principal("k1", "alice", "platform")
+        assert view.near_line(principal, "gpt-5.1"), "the request must be near the line to be confirmed"
+
+        async def cut_off(*_args: Any, **_kwargs: Any) -> Any:
+            raise error
+
+        view.confirmations.admit = cut_off  # type: ignore[method-assign]
+        with capture_logs() as logs:
+            admission = await admit_confirmed(enforcer, principal, "gpt-5.1", session_id=None, raw=b"{}",
+                                              estimate=TokenEstimate(100, 0, 100))
+    assert admission.refusal is None and admission.reservation is not None
+    assert any("decided from memory" in entry["event"] for entry in logs)

@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 
 from spendgate.core.bus.base import OnAssign, Record, TopicPartition, partition_for
+from spendgate.core.db import CONNECTION_TROUBLE, DATABASE_TROUBLE
 from spendgate.domain.constants import PG_NOTIFY_BUS
 from spendgate.domain.errors import BusUnavailableError
 
@@ -72,7 +73,7 @@ class PostgresBus:
                         [k for k, _ in batch], [v for _, v in batch],
                     )
                 await conn.execute("SELECT pg_notify($1, $2)", PG_NOTIFY_BUS, topic)
-        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+        except CONNECTION_TROUBLE as exc:
             raise BusUnavailableError(f"embedded bus unavailable: {exc}") from exc
 
     def consumer(self, group: str, topics: Sequence[str], *, on_assign: OnAssign | None = None) -> PostgresConsumer:
@@ -101,7 +102,7 @@ class PostgresConsumer:
         conn, self._conn = self._conn, None
         self._positions.clear()
         if conn is not None:
-            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            with contextlib.suppress(*DATABASE_TROUBLE):
                 await conn.close(timeout=5)
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
@@ -185,7 +186,7 @@ class PostgresConsumer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=min(timeout_s, 1.0))
             return await self._fetch(max_records)
-        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+        except CONNECTION_TROUBLE as exc:
             raise BusUnavailableError(f"embedded bus unavailable: {exc}") from exc
 
     async def lag(self) -> dict[TopicPartition, int]:
@@ -199,7 +200,7 @@ class PostgresConsumer:
                            WHERE b.topic = p.topic AND b.partition = p.partition) AS last
                    FROM unnest($1::text[], $2::int[]) AS p(topic, partition)""",
                 [tp.topic for tp in tps], [tp.partition for tp in tps])
-        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+        except CONNECTION_TROUBLE as exc:
             raise BusUnavailableError(f"embedded bus unavailable: {exc}") from exc
         ends = {TopicPartition(r["topic"], r["partition"]): (r["last"] + 1 if r["last"] is not None else 0)
                 for r in rows}
