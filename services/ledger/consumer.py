@@ -30,9 +30,9 @@ from spendgate.core.logs import get_logger
 from spendgate.core.metrics import Metrics
 from spendgate.core.supervisor import Beat, no_beat
 from spendgate.core.tracing import Tracer
-from spendgate.domain.constants import GROUP_LEDGER, TOPIC_USAGE
+from spendgate.domain.constants import GROUP_LEDGER, TOPIC_USAGE, TYPE_USAGE_RECORDED
 from spendgate.domain.errors import BusError, PoisonEventError
-from spendgate.domain.events import UsageRecorded, decode
+from spendgate.domain.events import UsageRecorded, decode_expecting
 from spendgate.ledger.admission import admit, clean_text
 from spendgate.ledger.fold import batch_crossings, batch_scopes, fold_under
 from spendgate.store.balances import store as balances
@@ -97,7 +97,7 @@ else (the connection, the server) fails the whole batch, which is retried."""
 
 
 def _decode(record: Record) -> UsageRecorded:
-    event = decode(record.value)
+    event = decode_expecting(record.value, TYPE_USAGE_RECORDED)
     if not isinstance(event.data, UsageRecorded):
         raise PoisonEventError(f"{event.type} does not belong on the usage topic")
     return admit(event.data)

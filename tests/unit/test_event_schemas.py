@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 
 import jsonschema
+import msgspec
 import pytest
 
 from spendgate.core.schemas import file_name, render
 from spendgate.domain import constants
 from spendgate.domain.errors import PoisonEventError
-from spendgate.domain.events import EVENT_TYPES, decode, encode
+from spendgate.domain.events import EVENT_TYPES, decode, decode_expecting, encode
 from tests.support.factories import examples, usage_event
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
@@ -67,3 +68,27 @@ def test_round_trip_and_poison() -> None:
                         (json.dumps({**doc, "specversion": "0.3"}).encode(), "specversion")]:
         with pytest.raises(PoisonEventError, match=reason):
             decode(raw)
+
+
+def test_decode_expecting_a_type_answers_as_decode_does() -> None:
+    """The ledger's one-parse decode returns what decode returns and refuses what it refuses, with the same
+    reason: other types, garbage, other versions, and a document that does not state its specversion (the
+    envelope's default must not make it pass)."""
+    ev = usage_event()
+    doc = json.loads(encode(ev, source="s"))
+    budget = next(e for e in examples() if not isinstance(e, type(ev)))
+    cases = [encode(ev, source="s"), encode(budget, source="s"), b"not json", b"[]",
+             json.dumps({**doc, "type": "x.y"}).encode(), json.dumps({**doc, "specversion": "0.3"}).encode(),
+             json.dumps({k: v for k, v in doc.items() if k != "specversion"}).encode(),
+             json.dumps({**doc, "data": {**doc["data"], "schema_version": 2}}).encode(),
+             json.dumps({**doc, "data": {**doc["data"], "cost_micros": "1"}}).encode()]
+    for raw in cases:
+        try:
+            expected: object = decode(raw)
+        except PoisonEventError as exc:
+            with pytest.raises(PoisonEventError) as refused:
+                decode_expecting(raw, constants.TYPE_USAGE_RECORDED)
+            assert refused.value.message == exc.message
+            continue
+        got = decode_expecting(raw, constants.TYPE_USAGE_RECORDED)
+        assert msgspec.structs.asdict(got) == msgspec.structs.asdict(expected)  # type: ignore[arg-type]

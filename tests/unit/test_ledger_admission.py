@@ -53,3 +53,26 @@ def test_a_unit_price_out_of_range_is_refused_by_name() -> None:
     bad = msgspec.structs.replace(ev, prices=msgspec.structs.replace(ev.prices, output_micros=-1))
     with pytest.raises(PoisonEventError, match=r"prices\.output_micros -1 is outside"):
         admit(bad)
+
+
+@pytest.mark.parametrize("value", ["é\x85", "\u2028ok\x9b", "日本\x00"])
+def test_control_characters_beside_other_non_ascii_text_are_removed(value: str) -> None:
+    """Outside printable ASCII the regex decides: C0 and C1 controls go, other characters stay."""
+    assert admit(msgspec.structs.replace(usage_event(), repo=value)).repo == value.translate(
+        {c: None for c in (0x00, 0x85, 0x9b)})
+
+
+@pytest.mark.parametrize(("field", "value"), [("ttfb_ms", -1), ("cached_tokens", 10**9 + 1),
+                                              ("reasoning_tokens", -5)])
+def test_every_number_checked_together_is_still_named_when_refused(field: str, value: int) -> None:
+    """The numbers are first checked in groups; one out of range is still refused and named."""
+    with pytest.raises(PoisonEventError, match=f"{field} {value} is outside"):
+        admit(msgspec.structs.replace(usage_event(), **{field: value}))
+
+
+@pytest.mark.parametrize("name", ["cache_write_5m_micros", "cache_write_1h_micros", "input_micros"])
+def test_optional_and_required_prices_out_of_range_are_refused(name: str) -> None:
+    ev = usage_event()
+    bad = msgspec.structs.replace(ev, prices=msgspec.structs.replace(ev.prices, **{name: 10**13}))
+    with pytest.raises(PoisonEventError, match=rf"prices\.{name} 10000000000000 is outside"):
+        admit(bad)
