@@ -28,8 +28,15 @@ from spendgate.store.policies import store as versions
 
 def parse_proposal(text: str, *, source: str) -> dict[str, Any]:
     """A proposal document (YAML, so JSON too) as ``policy dry-run`` / ``apply`` and the console read it;
-    a :class:`ConfigError` naming ``source`` when it is not YAML or not a mapping."""
-    doc = parse_yaml(text, source=source) or {}
+    a :class:`ConfigError` naming ``source`` when it is not YAML, not a mapping or empty.
+
+    An empty file (or only comments, or ``null``) is refused rather than read as "no budgets": applied,
+    it would delete every budget and routing rule, and an empty file is far more often a truncated copy
+    or the wrong file than a wish. A document that means "none" says so: ``budgets: []``."""
+    doc = parse_yaml(text, source=source)
+    if doc is None:
+        raise ConfigError(f"{source} is empty: a proposal lists budgets:, raises:, … "
+                          "(to remove every budget, say so: budgets: [])")
     if not isinstance(doc, dict):
         raise ConfigError(f"{source} must be a mapping with budgets:, raises:, …")
     return doc
