@@ -39,6 +39,11 @@ MAX_PROPOSAL_BYTES = 4 * 2**20
 
 
 def _read_document(path: Path) -> dict[str, Any]:
+    return _read_proposal(path)[1]
+
+
+def _read_proposal(path: Path) -> tuple[str, dict[str, Any]]:
+    """The proposal file's text and its document."""
     from spendgate.admin.policy import parse_proposal
     from spendgate.domain.errors import ConfigError
 
@@ -47,7 +52,8 @@ def _read_document(path: Path) -> dict[str, Any]:
             raw = f.read(MAX_PROPOSAL_BYTES + 1)
         if len(raw) > MAX_PROPOSAL_BYTES:
             raise ConfigError(f"{path} is larger than {MAX_PROPOSAL_BYTES // 2**20} MB: not a policy proposal")
-        return parse_proposal(raw.decode("utf-8"), source=str(path))
+        text = raw.decode("utf-8")
+        return text, parse_proposal(text, source=str(path))
     except UnicodeDecodeError:
         raise click.BadParameter(f"{path} is not UTF-8 text") from None
     except ConfigError as exc:
@@ -118,9 +124,11 @@ def apply_cmd(ctx: Ctx, proposal: Path, reason: str | None, approver: str | None
     from spendgate.domain.enforcement.policy import policy_from_document
 
     settings = ctx.settings
-    document = _read_document(proposal)
+    text, document = _read_proposal(proposal)
     why = reason if reason is not None else f"policy apply {proposal.name}"
     source = _suggestion_source(suggestion)
+    if suggestion is not None:
+        _check_suggestion_file(ctx, api_url, proposal, text, document, suggestion)
 
     async def go() -> VersionApplied:
         if api_url:
@@ -140,6 +148,25 @@ def apply_cmd(ctx: Ctx, proposal: Path, reason: str | None, approver: str | None
             return done
 
     _report(run(go()))
+
+
+def _check_suggestion_file(ctx: Ctx, api_url: str | None, path: Path, text: str, document: dict[str, Any],
+                           suggestion: str) -> None:
+    """Refuse ``--suggestion`` for a file that is not that suggestion as saved, on today's live policy."""
+    from spendgate.admin.suggestion_file import check
+    from spendgate.domain.errors import ConfigError
+
+    try:
+        check(text, source=str(path), suggestion_id=suggestion, document=document, live=run(_live(ctx, api_url)))
+    except ConfigError as exc:
+        raise click.BadParameter(exc.message, param_hint="--suggestion") from None
+
+
+async def _live(ctx: Ctx, api_url: str | None) -> dict[str, Any]:
+    from spendgate.admin.client import open_source
+
+    async with open_source(ctx, api_url) as source:
+        return await source.policy()
 
 
 def _suggestion_source(suggestion: str | None) -> str | None:
@@ -413,19 +440,23 @@ def suggest_cmd(ctx: Ctx, team: str | None, tolerance: float, days: int, fmt: st
 
     found = run(go())
     if save is not None:
-        _save(found, save[0], Path(save[1]), force=force)
+        _save(found, save[0], Path(save[1]), force=force, live=run(_live(ctx, api_url)))
     click.echo(to_json(found) if as_json or fmt == "json" else describe_suggestions(found))
 
 
-def _save(found: Suggestions, suggestion_id: str, file: Path, *, force: bool) -> None:
+def _save(found: Suggestions, suggestion_id: str, file: Path, *, force: bool, live: dict[str, Any]) -> None:
     import yaml
+
+    from spendgate.admin.policy import parse_proposal
+    from spendgate.admin.suggestion_file import header
 
     chosen = next((s for s in found.suggestions if s.id == suggestion_id), None)
     if chosen is None:
         known = ", ".join(s.id for s in found.suggestions) or "none this time"
         raise CliError(f"no suggestion {suggestion_id!r} (suggestions: {known})")
-    head = f"# spendgate suggestion {chosen.id}\n# {chosen.summary}\n"
-    text = head + yaml.safe_dump(chosen.document, sort_keys=False)
+    body = yaml.safe_dump(chosen.document, sort_keys=False)
+    saved = parse_proposal(body, source=str(file))  # the digest of what apply will read back
+    text = header(chosen.id, chosen.summary, document=saved, live=live) + body
     write_output_file(file, text, force=force)
     click.echo(f"saved {chosen.id} to {file}; apply with: spendgate policy apply {file} --suggestion {chosen.id} "
                "--reason ...", err=True)
