@@ -26,7 +26,7 @@ from spendgate.admin.policy import Applied, apply, live_policy, to_document
 from spendgate.core.config import Settings
 from spendgate.core.policy_keys import signing_key, verify_key
 from spendgate.domain.enforcement import Policy, policy_from_document
-from spendgate.domain.errors import ConfigError, StoreError
+from spendgate.domain.errors import ConfigError, StoreError, shown
 from spendgate.domain.events import new_id
 from spendgate.domain.policy_versions import (
     MAX_APPROVER_CHARS,
@@ -95,6 +95,8 @@ def _text(value: str, name: str, limit: int) -> str:
         raise ConfigError(f"{name} must not be empty")
     if len(value) > limit:
         raise ConfigError(f"{name} is longer than {limit} characters")
+    if not value.isprintable():  # an escape sequence would reach every terminal that lists the versions
+        raise ConfigError(f"{name} has control characters: {shown(value)}")
     return value
 
 

@@ -233,7 +233,8 @@ async def test_the_api_applies_lists_verifies_and_rolls_back(pool: asyncpg.Pool,
 
 async def test_cli_mistakes_are_one_error_line_and_change_nothing(pool: asyncpg.Pool, db_url: str,
                                                                   tmp_path: Path) -> None:
-    """A bad rule, an unknown model, a 300-character approver, verify without a key, a rollback with no
+    """A bad rule, an unknown model, a 300-character approver, control characters in an approver or reason,
+    verify without a key, a rollback with no
     versions and a bad signing key are each one `error:` line, exit non-zero, and store no version."""
     proposal = tmp_path / "p.yaml"
     cases = [
@@ -241,6 +242,9 @@ async def test_cli_mistakes_are_one_error_line_and_change_nothing(pool: asyncpg.
         ({"routing_rules": [{**RULE, "timezone": "Moon/Base"}]}, (), "unknown timezone 'Moon/Base'"),
         ({"routing_rules": [{**RULE, "model": "gpt-9-nano"}]}, (), "gpt-9-nano"),
         ({}, ("--approver", "x" * 300), "approver is longer than 200 characters"),
+        # an escape sequence was stored, signed and written raw to the terminal by `policy versions`
+        ({}, ("--approver", "ops:ann\x1b[2J"), "approver has control characters: 'ops:ann\\x1b[2J'"),
+        ({}, ("--reason", "why\x07"), "reason has control characters"),
     ]
     for doc, extra, message in cases:
         proposal.write_text(yaml.safe_dump(doc))
