@@ -465,7 +465,10 @@ def _save(found: Suggestions, suggestion_id: str, file: Path, *, force: bool, li
 def describe_suggestions(r: Suggestions) -> str:
     out = [f"{r.turns:,} turns from {r.from_at:%Y-%m-%d %H:%M} to {r.to_at:%Y-%m-%d %H:%M} UTC ({r.days} days), "
            f"tolerance {r.tolerance_pct:g} %, in {r.elapsed_ms / 1000:.1f} s"]
-    if not r.suggestions:
+    if not r.turns:
+        out.append("no turns in the window: suggestions learn from turns (requests with a turn id, as Codex sends, "
+                   "through the proxy), at least 30 on each side of a change; none yet (docs/policy.md)")
+    elif not r.suggestions:
         out.append("no suggestions")
     for s in r.suggestions:
         out += ["", f"suggestion {s.id} ({s.kind})", f"  {s.summary}", "",

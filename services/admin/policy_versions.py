@@ -193,15 +193,20 @@ async def versions(pool: asyncpg.Pool, *, limit: int = 100) -> list[VersionOut]:
 
 async def check(pool: asyncpg.Pool, settings: Settings, *, version_id: str | None = None,
                 every: bool = False) -> Verifications:
-    """Verify the active version, version ``version_id``, or (``every``) all of them."""
-    public = verify_key(settings)
+    """Verify the active version, version ``version_id``, or (``every``) all of them. The versions are read
+    before the key: on a database with none, "no key" would send a newcomer looking for a key they do not
+    need yet."""
     if every:
         found = await store.list_versions(pool, limit=MAX_VERIFY)
+        if not found:
+            raise ConfigError("no policy versions yet: nothing to verify (`spendgate policy apply` stores one)")
     else:
         one = await (store.get_version(pool, version_id) if version_id else store.active_version(pool))
         if one is None:
-            raise ConfigError(f"no policy version {version_id}" if version_id else "no policy versions yet")
+            raise ConfigError(f"no policy version {version_id}" if version_id
+                              else "no policy versions yet: nothing to verify (`spendgate policy apply` stores one)")
         found = [one]
+    public = verify_key(settings)
     verdicts: list[Verdict] = [verify(public, v) for v in found]
     return Verifications(checked=len(verdicts), bad=sum(not v.ok for v in verdicts),
                          versions=[Verification(version_id=v.version_id, ok=v.ok, problem=v.problem)

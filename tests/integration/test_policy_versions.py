@@ -251,8 +251,9 @@ async def test_cli_mistakes_are_one_error_line_and_change_nothing(pool: asyncpg.
         result = await cli(db_url, tmp_path, "policy", "apply", str(proposal), *extra)
         assert result.exit_code != 0 and "error:" in result.output and message in result.output, result.output
         assert "Traceback" not in result.output
-    keyless = await cli(db_url, tmp_path / "empty", "policy", "verify")
-    assert keyless.exit_code != 0 and "no key to verify policy versions with" in keyless.output
+    for args in ((), ("--all",)):  # with no versions that is what is said, not "no key" (a newcomer has none yet)
+        unsigned = await cli(db_url, tmp_path / "empty", "policy", "verify", *args)
+        assert unsigned.exit_code == 1 and "no policy versions yet: nothing to verify" in unsigned.output, args
     nothing = await cli(db_url, tmp_path, "policy", "rollback")
     assert nothing.exit_code != 0 and "nothing to roll back" in nothing.output
     env_key = tmp_path / "bad.pem"

@@ -48,3 +48,18 @@ def test_an_edited_mislabelled_unsaved_or_stale_file_is_refused(text: str, kwarg
     with pytest.raises(ConfigError) as caught:
         checked(text, **kwargs)
     assert words in caught.value.message, caught.value.message
+
+
+def test_suggest_on_a_database_without_turns_says_it_needs_traffic() -> None:
+    """With no turns in the window the text says suggestions learn from turns and there are none yet (it said
+    only "no suggestions", as if the traffic had been judged)."""
+    from datetime import UTC, datetime
+
+    from spendgate.admin.policy_cli import describe_suggestions
+    from spendgate.admin.suggest import Suggestions
+
+    at = datetime(2026, 11, 28, tzinfo=UTC)
+    empty = Suggestions(days=30, tolerance_pct=2.0, from_at=at, to_at=at, turns=0, elapsed_ms=5, suggestions=[],
+                        not_proposed=[], segments=[])
+    text = describe_suggestions(empty)
+    assert "no turns in the window: suggestions learn from turns" in text and "no suggestions" not in text
