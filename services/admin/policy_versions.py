@@ -169,6 +169,8 @@ async def rollback(pool: asyncpg.Pool, settings: Settings, prices: PriceTable, *
     if expected_active is not None and active.version_id != expected_active:
         raise StoreError(f"the active policy version is now {active.version_id}, not {expected_active}: another "
                          "change was applied meanwhile", retriable=False)
+    if to is None and expected_active is None and active.action == "rollback":
+        raise ConfigError(_again(active, await store.get_version(pool, active.source) if active.source else None))
     target_id = to or active.parent
     if target_id is None:
         raise ConfigError(f"the active version {active.version_id} is the first: there is none before it")
@@ -183,6 +185,16 @@ async def rollback(pool: asyncpg.Pool, settings: Settings, prices: PriceTable, *
     proposal = policy_from_document(target.document, settings.enforcement)
     return await apply_version(pool, proposal, settings, prices, now=now, approver=approver, reason=reason,
                                action="rollback", source=target_id, expected_active=active.version_id)
+
+
+def _again(active: PolicyVersion, restored: PolicyVersion | None) -> str:
+    """Why a second plain rollback is refused: the active rollback's parent is the version it undid, so
+    "the previous version" would put back what was just rolled back (an operator stepping back twice)."""
+    further = (f"one further back: --to {restored.parent}; " if restored is not None and restored.parent
+               else "")
+    return (f"the active version {active.version_id} is a rollback (it restored {active.source}), so its previous "
+            f"version {active.parent} is the one just rolled back; name the version to restore ({further}"
+            f"to undo the rollback: --to {active.parent})")
 
 
 async def versions(pool: asyncpg.Pool, *, limit: int = 100) -> list[VersionOut]:

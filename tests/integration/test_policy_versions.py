@@ -271,7 +271,8 @@ async def test_the_first_change_ever_applied_can_be_judged_and_rolled_back(pool:
                                                                             tmp_path: Path) -> None:
     """The first `policy apply` (a newcomer's first suggestion, usually) first stores the policy then in force as
     a signed baseline version: the guard judges every part the change made against it (not only its routing
-    rules), and `policy rollback` restores it: the budget's amount and the settings' downgrade size limit. (The
+    rules), and `policy rollback` restores it: the budget's amount and the settings' downgrade size limit; a
+    second plain rollback is refused, naming the versions to pass to --to. (The
     first version used to have no parent: "nothing changed" from the guard, "there is none before it" from
     rollback.)"""
     await budgets.set_budget(pool, budget_of("team:platform", daily_micros=40 * USD, monthly_micros=None), actor="t")
@@ -299,3 +300,9 @@ async def test_the_first_change_ever_applied_can_be_judged_and_rolled_back(pool:
     assert live.budgets["team:platform"].daily_micros == 40 * USD
     verified = await cli(db_url, tmp_path, "policy", "verify", "--all")
     assert verified.exit_code == 0 and "3 policy versions verified" in verified.output
+    # a second plain rollback re-applied the version just rolled back (the rollback's parent), silently
+    again = await cli(db_url, tmp_path, "policy", "rollback", "--reason", "further back")
+    assert again.exit_code == 1 and "is a rollback" in again.output and f"--to {first.version_id}" in again.output
+    live = await live_policy(pool, Settings(database_url=db_url).enforcement, _now())
+    assert live.downgrade_max_input_tokens == 10_000 and await pool.fetchval(
+        "SELECT count(*) FROM policy_versions") == 3
