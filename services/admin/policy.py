@@ -99,6 +99,8 @@ class Applied(msgspec.Struct, frozen=True, kw_only=True):
     """Active live raises the proposal does not list: raises run out by themselves, none are cut short."""
     settings_differences: list[str]
     """Parts of the proposal that live in the settings file (the cascades) and differ from it."""
+    ended_raises: list[str] = msgspec.field(default_factory=list)
+    """Raises of the proposal that ended before now, so not added (a mistyped year said nothing before)."""
 
 
 def _same_raise(a: BudgetRaise, b: BudgetRaise) -> bool:
@@ -129,6 +131,8 @@ async def apply(pool: asyncpg.Pool, proposal: Policy, defaults: EnforcementSetti
         await store.delete_budget(pool, scope, actor=actor)
         deleted.append(scope)
     added = []
+    ended = [f"{r.scope} +{usd_str(r.amount_micros)} until {r.until.isoformat()}" for r in proposal.raises
+             if r.until <= now]
     for r in proposal.raises:
         if r.until > now and not any(_same_raise(r, old) for old in live.raises if old.scope not in deleted):
             await store.raise_budget(pool, r, actor=actor)
@@ -142,4 +146,4 @@ async def apply(pool: asyncpg.Pool, proposal: Policy, defaults: EnforcementSetti
         if getattr(proposal, name) != getattr(base, name)
     ]
     return Applied(set_budgets=set_, deleted_budgets=deleted, unchanged_budgets=unchanged, added_raises=added,
-                   kept_raises=kept, settings_differences=differences)
+                   kept_raises=kept, settings_differences=differences, ended_raises=ended)

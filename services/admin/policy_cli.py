@@ -188,6 +188,8 @@ def _report(done: VersionApplied) -> None:
             click.echo(f"{label}: {item}")
     for diff in done.settings_differences:
         click.echo(f"not applied, lives in spendgate.yaml (enforcement): {diff}", err=True)
+    for item in done.ended_raises:
+        click.echo(f"warning: raise not added, it ended before now: {item}", err=True)
 
 
 @policy.command("versions")
