@@ -15,6 +15,7 @@ insert is refused (409 / exit 1) when another version became active since this o
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -87,6 +88,18 @@ class Verifications(msgspec.Struct, frozen=True, kw_only=True):
     checked: int
     bad: int
     versions: list[Verification]
+
+
+VERSION_PATTERN = r"^[0-9A-Za-z-]{1,64}$"
+"""What a version id may look like (they are UUIDv7s); anything else is refused before it reaches SQL or a
+message."""
+
+
+def version_id_of(text: str) -> str:
+    """``text`` when it can be a version id; a :class:`ConfigError` quoting it short otherwise."""
+    if re.fullmatch(VERSION_PATTERN, text) is None:
+        raise ConfigError(f"bad version id {shown(text)}")
+    return text
 
 
 def _text(value: str, name: str, limit: int) -> str:
@@ -163,6 +176,8 @@ async def rollback(pool: asyncpg.Pool, settings: Settings, prices: PriceTable, *
                    reason: str, to: str | None = None, expected_active: str | None = None) -> VersionApplied:
     """Make the parent of the active version (or version ``to``) active again, as a new version; with
     ``expected_active``, only while that version is the active one."""
+    if to is not None:
+        version_id_of(to)
     active = await store.active_version(pool)
     if active is None:
         raise ConfigError("no policy versions yet: nothing to roll back (run `spendgate policy apply` first)")
@@ -213,6 +228,8 @@ async def check(pool: asyncpg.Pool, settings: Settings, *, version_id: str | Non
         if not found:
             raise ConfigError("no policy versions yet: nothing to verify (`spendgate policy apply` stores one)")
     else:
+        if version_id is not None:
+            version_id_of(version_id)
         one = await (store.get_version(pool, version_id) if version_id else store.active_version(pool))
         if one is None:
             raise ConfigError(f"no policy version {version_id}" if version_id

@@ -256,6 +256,9 @@ async def test_cli_mistakes_are_one_error_line_and_change_nothing(pool: asyncpg.
         assert unsigned.exit_code == 1 and "no policy versions yet: nothing to verify" in unsigned.output, args
     nothing = await cli(db_url, tmp_path, "policy", "rollback")
     assert nothing.exit_code != 0 and "nothing to roll back" in nothing.output
+    for args in (("verify", "a" * 5000), ("rollback", "--to", "a" * 5000), ("rollback", "--to", "../x")):
+        bad_id = await cli(db_url, tmp_path, "policy", *args)  # echoed 2,000 characters of it before
+        assert bad_id.exit_code == 1 and "bad version id" in bad_id.output and len(bad_id.output) < 300, args
     env_key = tmp_path / "bad.pem"
     env_key.write_text("not a key")
     proposal.write_text(yaml.safe_dump({}))
