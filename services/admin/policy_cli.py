@@ -212,10 +212,21 @@ def versions_cmd(ctx: Ctx, limit: int, fmt: str, api_url: str | None) -> None:
 
     found = run(go())
     fields = [Field("version_id", lambda v: v.version_id, header="version", whole=True), field("active", "bool"),
-              field("created_at", "time"), field("action"), field("source", header=None),
+              field("created_at", "time"), field("action", header=None),
+              Field("kind", _version_kind, header="action", table_only=True), field("source", header=None),
               field("parent", header=None), field("approver"), field("routing_rules", "int", header="rules"),
               field("budgets", "int", header=None), field("key_id", header=None), field("reason")]
     click.echo(render(fmt, fields, found.versions, document=found))
+
+
+def _version_kind(v: Any) -> str:
+    """The table's action: ``baseline`` and ``suggested`` applies told apart (after the first apply the table
+    showed two plain ``apply`` rows, one of them a version nobody typed)."""
+    if v.action == "apply" and v.source == "baseline":
+        return "baseline"
+    if v.action == "apply" and (v.source or "").startswith("suggestion:"):
+        return "suggested"
+    return str(v.action)
 
 
 @policy.command("verify")

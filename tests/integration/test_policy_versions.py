@@ -152,7 +152,8 @@ async def cli(db_url: str, data_dir: Path, *args: str) -> Result:
 
 async def test_verify_finds_a_row_changed_by_hand(pool: asyncpg.Pool, db_url: str, tmp_path: Path) -> None:
     """apply twice from the CLI (the key file made in the data dir), versions lists both and, below them, the
-    baseline the first apply stored (whole ids in the table, whatever the reason's length), verify --all passes;
+    baseline the first apply stored (whole ids in the table, whatever the reason's length; its action column says
+    "baseline"), verify --all passes;
     after an UPDATE of one version's document in PostgreSQL, verify --all exits 1 naming that version, and a
     rollback to it is refused."""
     proposal = tmp_path / "p.yaml"
@@ -172,6 +173,7 @@ async def test_verify_finds_a_row_changed_by_hand(pool: asyncpg.Pool, db_url: st
     assert rows[1]["approver"] == "oidc:ann.example@finance.example.com" and rows[0]["approver"].startswith("cli:")
     table = (await cli(db_url, tmp_path, "policy", "versions")).output
     assert all(r["version_id"] in table for r in rows) and max(map(len, table.splitlines())) <= 120
+    assert [line.split()[4] for line in table.splitlines()[2:]] == ["apply", "apply", "baseline"], table
     ok = await cli(db_url, tmp_path, "policy", "verify", "--all")
     assert ok.exit_code == 0 and "3 policy versions verified" in ok.output
 
