@@ -190,6 +190,9 @@ def _report(done: VersionApplied) -> None:
         click.echo(f"not applied, lives in spendgate.yaml (enforcement): {diff}", err=True)
     for item in done.ended_raises:
         click.echo(f"warning: raise not added, it ended before now: {item}", err=True)
+    for scope in done.unmetered_budgets:
+        click.echo(f"warning: budget {scope}: its model has no price and no fallback price is set, so requests "
+                   "for it are refused and the budget counts nothing (a mistyped model name?)", err=True)
 
 
 @policy.command("versions")

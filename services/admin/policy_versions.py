@@ -51,6 +51,8 @@ class VersionApplied(Applied, frozen=True, kw_only=True):
     version_id: str
     parent: str | None
     key_id: str
+    unmetered_budgets: list[str] = msgspec.field(default_factory=list)
+    """Per-model budgets on a model with no price (``Policy.unmetered_budgets``): stored, but they count nothing."""
 
 
 class VersionOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -151,7 +153,9 @@ async def apply_version(pool: asyncpg.Pool, proposal: Policy, settings: Settings
                    source=source, approver=approver, reason=reason, created_at=now, document=document)
     await store.add_version(pool, version)
     return VersionApplied(**{f: getattr(done, f) for f in done.__struct_fields__}, version_id=version.version_id,
-                          parent=version.parent, key_id=version.key_id)
+                          parent=version.parent, key_id=version.key_id,
+                          unmetered_budgets=proposal.unmetered_budgets(prices,
+                                                                       bedrock_models=settings.bedrock.models.keys()))
 
 
 BASELINE_SOURCE = "baseline"
