@@ -209,11 +209,10 @@ async def rollback(pool: asyncpg.Pool, settings: Settings, prices: PriceTable, *
 def _again(active: PolicyVersion, restored: PolicyVersion | None) -> str:
     """Why a second plain rollback is refused: the active rollback's parent is the version it undid, so
     "the previous version" would put back what was just rolled back (an operator stepping back twice)."""
-    further = (f"one further back: --to {restored.parent}; " if restored is not None and restored.parent
-               else "")
+    further = (f"one further back is {restored.parent}, " if restored is not None and restored.parent else "")
     return (f"the active version {active.version_id} is a rollback (it restored {active.source}), so its previous "
-            f"version {active.parent} is the one just rolled back; name the version to restore ({further}"
-            f"to undo the rollback: --to {active.parent})")
+            f"version {active.parent} is the one just rolled back; name the version to restore with --to (the "
+            f"API's \"to\"): {further}undoing the rollback is {active.parent}")
 
 
 async def versions(pool: asyncpg.Pool, *, limit: int = 100) -> list[VersionOut]:

@@ -307,7 +307,8 @@ async def test_the_first_change_ever_applied_can_be_judged_and_rolled_back(pool:
     assert verified.exit_code == 0 and "3 policy versions verified" in verified.output
     # a second plain rollback re-applied the version just rolled back (the rollback's parent), silently
     again = await cli(db_url, tmp_path, "policy", "rollback", "--reason", "further back")
-    assert again.exit_code == 1 and "is a rollback" in again.output and f"--to {first.version_id}" in again.output
+    assert again.exit_code == 1 and "is a rollback" in again.output, again.output
+    assert f"undoing the rollback is {first.version_id}" in again.output
     live = await live_policy(pool, Settings(database_url=db_url).enforcement, _now())
     assert live.downgrade_max_input_tokens == 10_000 and await pool.fetchval(
         "SELECT count(*) FROM policy_versions") == 3
