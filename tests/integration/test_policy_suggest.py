@@ -184,7 +184,7 @@ async def test_the_cli_prints_text_and_json_saves_a_suggestion_and_applies_it_as
     (["--team", "x" * 300], "team must be printable text"),
     (["--team", "nobody"], "unknown team 'nobody'"),
     (["--save", "no-such-id", "{tmp}/x.yaml"], "no suggestion 'no-such-id'"),
-    (["--save", "some-id", "{tmp}/no/such/folder/x.yaml"], "is not a directory"),
+    (["--save", "some-id", "{tmp}/no/such/folder/x.yaml"], "folder does not exist"),
     (["--save", "some-id", "{tmp}"], "is a directory: name a file"),
 ])
 async def test_the_cli_refuses_bad_input_with_one_clear_line(pool: asyncpg.Pool, db_url: str, tmp_path: Path,
