@@ -7,7 +7,6 @@ Changes are made by the request's identity (``Identity.actor`` is the approver),
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 import msgspec
@@ -20,6 +19,7 @@ from spendgate.admin.deps import DEPS
 from spendgate.admin.middleware import ApiError, json_response, not_found
 from spendgate.admin.openapi import Operation, Param
 from spendgate.admin.policy_versions import (
+    VERSION_PATTERN,
     Verifications,
     VersionApplied,
     VersionDetail,
@@ -27,13 +27,12 @@ from spendgate.admin.policy_versions import (
     check,
     rollback,
     version_detail,
+    version_id_of,
     versions,
 )
-from spendgate.domain.errors import StoreError
+from spendgate.domain.errors import ConfigError, StoreError
 from spendgate.domain.policy_versions import MAX_REASON_CHARS
 from spendgate.store.policies import store
-
-VERSION_PATTERN = r"^[0-9A-Za-z-]{1,64}$"
 
 
 class RollbackIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -43,9 +42,10 @@ class RollbackIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
 
 def _version_id(text: str) -> str:
-    if re.fullmatch(VERSION_PATTERN, text) is None:
-        raise ApiError(400, "bad_request", f"bad version id {text[:80]!r}")
-    return text
+    try:
+        return version_id_of(text)
+    except ConfigError as exc:
+        raise ApiError(400, "bad_request", exc.message) from None
 
 
 async def list_versions(request: web.Request) -> web.Response:

@@ -73,6 +73,9 @@ def known_query(op: Operation) -> Handler:
         if unknown:
             raise ApiError(400, "bad_request", f"unknown query parameter {shown(unknown[0])}: "
                                                f"{op.method} {op.path} takes {takes}")
+        if len(request.query) != len(set(request.query)):  # ?days=1&days=90: handlers read the first, silently
+            twice = next(k for k in request.query if len(request.query.getall(k)) > 1)
+            raise ApiError(400, "bad_request", f"query parameter {shown(twice)} is given more than once")
         return await op.handler(request)
 
     return handler

@@ -28,8 +28,15 @@ from spendgate.store.policies import store as versions
 
 def parse_proposal(text: str, *, source: str) -> dict[str, Any]:
     """A proposal document (YAML, so JSON too) as ``policy dry-run`` / ``apply`` and the console read it;
-    a :class:`ConfigError` naming ``source`` when it is not YAML or not a mapping."""
-    doc = parse_yaml(text, source=source) or {}
+    a :class:`ConfigError` naming ``source`` when it is not YAML, not a mapping or empty.
+
+    An empty file (or only comments, or ``null``) is refused rather than read as "no budgets": applied,
+    it would delete every budget and routing rule, and an empty file is far more often a truncated copy
+    or the wrong file than a wish. A document that means "none" says so: ``budgets: []``."""
+    doc = parse_yaml(text, source=source)
+    if doc is None:
+        raise ConfigError(f"{source} is empty: a proposal lists budgets:, raises:, … "
+                          "(to remove every budget, say so: budgets: [])")
     if not isinstance(doc, dict):
         raise ConfigError(f"{source} must be a mapping with budgets:, raises:, …")
     return doc
@@ -92,6 +99,8 @@ class Applied(msgspec.Struct, frozen=True, kw_only=True):
     """Active live raises the proposal does not list: raises run out by themselves, none are cut short."""
     settings_differences: list[str]
     """Parts of the proposal that live in the settings file (the cascades) and differ from it."""
+    ended_raises: list[str] = msgspec.field(default_factory=list)
+    """Raises of the proposal that ended before now, so not added (a mistyped year said nothing before)."""
 
 
 def _same_raise(a: BudgetRaise, b: BudgetRaise) -> bool:
@@ -122,6 +131,8 @@ async def apply(pool: asyncpg.Pool, proposal: Policy, defaults: EnforcementSetti
         await store.delete_budget(pool, scope, actor=actor)
         deleted.append(scope)
     added = []
+    ended = [f"{r.scope} +{usd_str(r.amount_micros)} until {r.until.isoformat()}" for r in proposal.raises
+             if r.until <= now]
     for r in proposal.raises:
         if r.until > now and not any(_same_raise(r, old) for old in live.raises if old.scope not in deleted):
             await store.raise_budget(pool, r, actor=actor)
@@ -135,4 +146,4 @@ async def apply(pool: asyncpg.Pool, proposal: Policy, defaults: EnforcementSetti
         if getattr(proposal, name) != getattr(base, name)
     ]
     return Applied(set_budgets=set_, deleted_budgets=deleted, unchanged_budgets=unchanged, added_raises=added,
-                   kept_raises=kept, settings_differences=differences)
+                   kept_raises=kept, settings_differences=differences, ended_raises=ended)

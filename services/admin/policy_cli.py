@@ -39,6 +39,11 @@ MAX_PROPOSAL_BYTES = 4 * 2**20
 
 
 def _read_document(path: Path) -> dict[str, Any]:
+    return _read_proposal(path)[1]
+
+
+def _read_proposal(path: Path) -> tuple[str, dict[str, Any]]:
+    """The proposal file's text and its document."""
     from spendgate.admin.policy import parse_proposal
     from spendgate.domain.errors import ConfigError
 
@@ -47,7 +52,8 @@ def _read_document(path: Path) -> dict[str, Any]:
             raw = f.read(MAX_PROPOSAL_BYTES + 1)
         if len(raw) > MAX_PROPOSAL_BYTES:
             raise ConfigError(f"{path} is larger than {MAX_PROPOSAL_BYTES // 2**20} MB: not a policy proposal")
-        return parse_proposal(raw.decode("utf-8"), source=str(path))
+        text = raw.decode("utf-8")
+        return text, parse_proposal(text, source=str(path))
     except UnicodeDecodeError:
         raise click.BadParameter(f"{path} is not UTF-8 text") from None
     except ConfigError as exc:
@@ -118,9 +124,11 @@ def apply_cmd(ctx: Ctx, proposal: Path, reason: str | None, approver: str | None
     from spendgate.domain.enforcement.policy import policy_from_document
 
     settings = ctx.settings
-    document = _read_document(proposal)
+    text, document = _read_proposal(proposal)
     why = reason if reason is not None else f"policy apply {proposal.name}"
     source = _suggestion_source(suggestion)
+    if suggestion is not None:
+        _check_suggestion_file(ctx, api_url, proposal, text, document, suggestion)
 
     async def go() -> VersionApplied:
         if api_url:
@@ -142,6 +150,25 @@ def apply_cmd(ctx: Ctx, proposal: Path, reason: str | None, approver: str | None
     _report(run(go()))
 
 
+def _check_suggestion_file(ctx: Ctx, api_url: str | None, path: Path, text: str, document: dict[str, Any],
+                           suggestion: str) -> None:
+    """Refuse ``--suggestion`` for a file that is not that suggestion as saved, on today's live policy."""
+    from spendgate.admin.suggestion_file import check
+    from spendgate.domain.errors import ConfigError
+
+    try:
+        check(text, source=str(path), suggestion_id=suggestion, document=document, live=run(_live(ctx, api_url)))
+    except ConfigError as exc:
+        raise click.BadParameter(exc.message, param_hint="--suggestion") from None
+
+
+async def _live(ctx: Ctx, api_url: str | None) -> dict[str, Any]:
+    from spendgate.admin.client import open_source
+
+    async with open_source(ctx, api_url) as source:
+        return await source.policy()
+
+
 def _suggestion_source(suggestion: str | None) -> str | None:
     from spendgate.admin.suggest import suggestion_source
     from spendgate.domain.errors import ConfigError
@@ -161,6 +188,11 @@ def _report(done: VersionApplied) -> None:
             click.echo(f"{label}: {item}")
     for diff in done.settings_differences:
         click.echo(f"not applied, lives in spendgate.yaml (enforcement): {diff}", err=True)
+    for item in done.ended_raises:
+        click.echo(f"warning: raise not added, it ended before now: {item}", err=True)
+    for scope in done.unmetered_budgets:
+        click.echo(f"warning: budget {scope}: its model has no price and no fallback price is set, so requests "
+                   "for it are refused and the budget counts nothing (a mistyped model name?)", err=True)
 
 
 @policy.command("versions")
@@ -183,10 +215,21 @@ def versions_cmd(ctx: Ctx, limit: int, fmt: str, api_url: str | None) -> None:
 
     found = run(go())
     fields = [Field("version_id", lambda v: v.version_id, header="version", whole=True), field("active", "bool"),
-              field("created_at", "time"), field("action"), field("source", header=None),
+              field("created_at", "time"), field("action", header=None),
+              Field("kind", _version_kind, header="action", table_only=True), field("source", header=None),
               field("parent", header=None), field("approver"), field("routing_rules", "int", header="rules"),
               field("budgets", "int", header=None), field("key_id", header=None), field("reason")]
     click.echo(render(fmt, fields, found.versions, document=found))
+
+
+def _version_kind(v: Any) -> str:
+    """The table's action: ``baseline`` and ``suggested`` applies told apart (after the first apply the table
+    showed two plain ``apply`` rows, one of them a version nobody typed)."""
+    if v.action == "apply" and v.source == "baseline":
+        return "baseline"
+    if v.action == "apply" and (v.source or "").startswith("suggestion:"):
+        return "suggested"
+    return str(v.action)
 
 
 @policy.command("verify")
@@ -413,19 +456,23 @@ def suggest_cmd(ctx: Ctx, team: str | None, tolerance: float, days: int, fmt: st
 
     found = run(go())
     if save is not None:
-        _save(found, save[0], Path(save[1]), force=force)
+        _save(found, save[0], Path(save[1]), force=force, live=run(_live(ctx, api_url)))
     click.echo(to_json(found) if as_json or fmt == "json" else describe_suggestions(found))
 
 
-def _save(found: Suggestions, suggestion_id: str, file: Path, *, force: bool) -> None:
+def _save(found: Suggestions, suggestion_id: str, file: Path, *, force: bool, live: dict[str, Any]) -> None:
     import yaml
+
+    from spendgate.admin.policy import parse_proposal
+    from spendgate.admin.suggestion_file import header
 
     chosen = next((s for s in found.suggestions if s.id == suggestion_id), None)
     if chosen is None:
         known = ", ".join(s.id for s in found.suggestions) or "none this time"
         raise CliError(f"no suggestion {suggestion_id!r} (suggestions: {known})")
-    head = f"# spendgate suggestion {chosen.id}\n# {chosen.summary}\n"
-    text = head + yaml.safe_dump(chosen.document, sort_keys=False)
+    body = yaml.safe_dump(chosen.document, sort_keys=False)
+    saved = parse_proposal(body, source=str(file))  # the digest of what apply will read back
+    text = header(chosen.id, chosen.summary, document=saved, live=live) + body
     write_output_file(file, text, force=force)
     click.echo(f"saved {chosen.id} to {file}; apply with: spendgate policy apply {file} --suggestion {chosen.id} "
                "--reason ...", err=True)
@@ -434,7 +481,10 @@ def _save(found: Suggestions, suggestion_id: str, file: Path, *, force: bool) ->
 def describe_suggestions(r: Suggestions) -> str:
     out = [f"{r.turns:,} turns from {r.from_at:%Y-%m-%d %H:%M} to {r.to_at:%Y-%m-%d %H:%M} UTC ({r.days} days), "
            f"tolerance {r.tolerance_pct:g} %, in {r.elapsed_ms / 1000:.1f} s"]
-    if not r.suggestions:
+    if not r.turns:
+        out.append("no turns in the window: suggestions learn from turns (requests with a turn id, as Codex sends, "
+                   "through the proxy), at least 30 on each side of a change; none yet (docs/policy.md)")
+    elif not r.suggestions:
         out.append("no suggestions")
     for s in r.suggestions:
         out += ["", f"suggestion {s.id} ({s.kind})", f"  {s.summary}", "",

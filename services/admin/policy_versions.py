@@ -15,6 +15,7 @@ insert is refused (409 / exit 1) when another version became active since this o
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +27,7 @@ from spendgate.admin.policy import Applied, apply, live_policy, to_document
 from spendgate.core.config import Settings
 from spendgate.core.policy_keys import signing_key, verify_key
 from spendgate.domain.enforcement import Policy, policy_from_document
-from spendgate.domain.errors import ConfigError, StoreError
+from spendgate.domain.errors import ConfigError, StoreError, shown
 from spendgate.domain.events import new_id
 from spendgate.domain.policy_versions import (
     MAX_APPROVER_CHARS,
@@ -50,6 +51,8 @@ class VersionApplied(Applied, frozen=True, kw_only=True):
     version_id: str
     parent: str | None
     key_id: str
+    unmetered_budgets: list[str] = msgspec.field(default_factory=list)
+    """Per-model budgets on a model with no price (``Policy.unmetered_budgets``): stored, but they count nothing."""
 
 
 class VersionOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -89,12 +92,26 @@ class Verifications(msgspec.Struct, frozen=True, kw_only=True):
     versions: list[Verification]
 
 
+VERSION_PATTERN = r"^[0-9A-Za-z-]{1,64}$"
+"""What a version id may look like (they are UUIDv7s); anything else is refused before it reaches SQL or a
+message."""
+
+
+def version_id_of(text: str) -> str:
+    """``text`` when it can be a version id; a :class:`ConfigError` quoting it short otherwise."""
+    if re.fullmatch(VERSION_PATTERN, text) is None:
+        raise ConfigError(f"bad version id {shown(text)}")
+    return text
+
+
 def _text(value: str, name: str, limit: int) -> str:
     value = " ".join(value.split())
     if not value:
         raise ConfigError(f"{name} must not be empty")
     if len(value) > limit:
         raise ConfigError(f"{name} is longer than {limit} characters")
+    if not value.isprintable():  # an escape sequence would reach every terminal that lists the versions
+        raise ConfigError(f"{name} has control characters: {shown(value)}")
     return value
 
 
@@ -136,7 +153,9 @@ async def apply_version(pool: asyncpg.Pool, proposal: Policy, settings: Settings
                    source=source, approver=approver, reason=reason, created_at=now, document=document)
     await store.add_version(pool, version)
     return VersionApplied(**{f: getattr(done, f) for f in done.__struct_fields__}, version_id=version.version_id,
-                          parent=version.parent, key_id=version.key_id)
+                          parent=version.parent, key_id=version.key_id,
+                          unmetered_budgets=proposal.unmetered_budgets(prices,
+                                                                       bedrock_models=settings.bedrock.models.keys()))
 
 
 BASELINE_SOURCE = "baseline"
@@ -161,12 +180,16 @@ async def rollback(pool: asyncpg.Pool, settings: Settings, prices: PriceTable, *
                    reason: str, to: str | None = None, expected_active: str | None = None) -> VersionApplied:
     """Make the parent of the active version (or version ``to``) active again, as a new version; with
     ``expected_active``, only while that version is the active one."""
+    if to is not None:
+        version_id_of(to)
     active = await store.active_version(pool)
     if active is None:
         raise ConfigError("no policy versions yet: nothing to roll back (run `spendgate policy apply` first)")
     if expected_active is not None and active.version_id != expected_active:
         raise StoreError(f"the active policy version is now {active.version_id}, not {expected_active}: another "
                          "change was applied meanwhile", retriable=False)
+    if to is None and expected_active is None and active.action == "rollback":
+        raise ConfigError(_again(active, await store.get_version(pool, active.source) if active.source else None))
     target_id = to or active.parent
     if target_id is None:
         raise ConfigError(f"the active version {active.version_id} is the first: there is none before it")
@@ -183,6 +206,15 @@ async def rollback(pool: asyncpg.Pool, settings: Settings, prices: PriceTable, *
                                action="rollback", source=target_id, expected_active=active.version_id)
 
 
+def _again(active: PolicyVersion, restored: PolicyVersion | None) -> str:
+    """Why a second plain rollback is refused: the active rollback's parent is the version it undid, so
+    "the previous version" would put back what was just rolled back (an operator stepping back twice)."""
+    further = (f"one further back is {restored.parent}, " if restored is not None and restored.parent else "")
+    return (f"the active version {active.version_id} is a rollback (it restored {active.source}), so its previous "
+            f"version {active.parent} is the one just rolled back; name the version to restore with --to (the "
+            f"API's \"to\"): {further}undoing the rollback is {active.parent}")
+
+
 async def versions(pool: asyncpg.Pool, *, limit: int = 100) -> list[VersionOut]:
     found = await store.list_versions(pool, limit=limit)
     active = found[0].version_id if found else None
@@ -191,15 +223,22 @@ async def versions(pool: asyncpg.Pool, *, limit: int = 100) -> list[VersionOut]:
 
 async def check(pool: asyncpg.Pool, settings: Settings, *, version_id: str | None = None,
                 every: bool = False) -> Verifications:
-    """Verify the active version, version ``version_id``, or (``every``) all of them."""
-    public = verify_key(settings)
+    """Verify the active version, version ``version_id``, or (``every``) all of them. The versions are read
+    before the key: on a database with none, "no key" would send a newcomer looking for a key they do not
+    need yet."""
     if every:
         found = await store.list_versions(pool, limit=MAX_VERIFY)
+        if not found:
+            raise ConfigError("no policy versions yet: nothing to verify (`spendgate policy apply` stores one)")
     else:
+        if version_id is not None:
+            version_id_of(version_id)
         one = await (store.get_version(pool, version_id) if version_id else store.active_version(pool))
         if one is None:
-            raise ConfigError(f"no policy version {version_id}" if version_id else "no policy versions yet")
+            raise ConfigError(f"no policy version {version_id}" if version_id
+                              else "no policy versions yet: nothing to verify (`spendgate policy apply` stores one)")
         found = [one]
+    public = verify_key(settings)
     verdicts: list[Verdict] = [verify(public, v) for v in found]
     return Verifications(checked=len(verdicts), bad=sum(not v.ok for v in verdicts),
                          versions=[Verification(version_id=v.version_id, ok=v.ok, problem=v.problem)

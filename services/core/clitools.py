@@ -355,7 +355,10 @@ def check_output_file(path: Path, *, force: bool, flag: str) -> None:
     if path.is_dir():
         raise click.BadParameter(f"{path} is a directory: name a file", param_hint=f"'{flag}'")
     if not path.parent.is_dir():
-        raise click.BadParameter(f"{path.parent} is not a directory", param_hint=f"'{flag}'")
+        why = "is not a directory" if path.parent.exists() else "does not exist"
+        raise click.BadParameter(f"{path.parent} {why}", param_hint=f"'{flag}'")
+    if path.exists() and not path.is_file():  # a device or a pipe: --force on /dev/sda must not write the disk
+        raise click.BadParameter(f"{path} is not a regular file: name a file", param_hint=f"'{flag}'")
     if path.exists() and not force:
         raise CliError(f"{path} already exists: pass --force to replace it, or name another file")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import stat
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -35,6 +36,8 @@ def default_key_path(settings: Settings) -> Path:
 def _material(value: str, what: str) -> bytes:
     """The PEM text or raw bytes a setting stands for (reading the file it names)."""
     text = value.strip()
+    if not text:
+        raise ConfigError(f"{what} is empty: a path to a PEM file, the PEM text, or 32 key bytes in base64")
     if text.startswith("-----BEGIN"):
         return text.encode()
     if len(text) == 44 and text.endswith("="):
@@ -44,9 +47,13 @@ def _material(value: str, what: str) -> bytes:
             pass
     path = Path(text).expanduser()
     try:
-        if path.stat().st_size > MAX_KEY_FILE_BYTES:
+        if not stat.S_ISREG(path.stat().st_mode):  # /dev/zero has size 0 and never ends; a FIFO may never answer
+            raise ConfigError(f"{what}: {path} is not a regular file")
+        with path.open("rb") as f:
+            material = f.read(MAX_KEY_FILE_BYTES + 1)
+        if len(material) > MAX_KEY_FILE_BYTES:
             raise ConfigError(f"{what}: {path} is too large for a key file")
-        return path.read_bytes()
+        return material
     except OSError as exc:
         raise ConfigError(f"{what}: cannot read the key file {path} ({exc.strerror or exc})") from None
 

@@ -251,8 +251,11 @@ async def test_a_proposal_is_dry_run_from_an_upload_and_applied_after_confirmati
 async def test_signed_versions_are_listed_verified_and_rolled_back_from_the_page(pool: asyncpg.Pool) -> None:
     """Each apply from the page is a signed version; the page lists them newest first with the active one
     and whether each verifies, and rolls back to an earlier one (after the confirmation) as a new version,
-    audited as the signed-in identity; a hand-edited version shows as BAD."""
+    audited as the signed-in identity; a hand-edited version shows as BAD. Before any, the page says the
+    first apply stores two versions (the baseline, then the applied one), as it does."""
     async with console_as(pool, FINOPS) as client:
+        empty = await (await client.get("/policy")).text()
+        assert "stores two" in empty and "<code>baseline</code>" in empty and "stores one" not in empty
         for monthly in ("3", "5"):
             applied = await client.post("/policy/apply", data={
                 "proposal": PROPOSAL.replace('monthly: "3"', f'monthly: "{monthly}"'), "confirm": "yes"})

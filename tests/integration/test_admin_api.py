@@ -90,6 +90,9 @@ async def test_chargeback_over_the_api_is_what_the_report_function_returns(pool:
     ("/v1/reports/cache?flag_below_pct=150", "between 0 and 100"),
     ("/v1/turns?session_id=s-1", "unknown query parameter 'session_id': GET /v1/turns takes limit, session, since"),
     ("/v1/keys?x" + "y" * 5_000 + "=1", "unknown query parameter 'xyyyy"),
+    # the handler read the first and answered 200 for one day of turns
+    ("/v1/policy/suggestions?days=1&days=90", "query parameter 'days' is given more than once"),
+    ("/v1/policy/versions?limit=5&limit=6", "query parameter 'limit' is given more than once"),
 ])
 async def test_bad_queries_get_a_json_400_that_says_what_is_wrong(pool: asyncpg.Pool, path: str,
                                                                  message: str) -> None:

@@ -174,7 +174,15 @@ async def test_apply_starts_a_new_raise_now_and_refuses_one_that_starts_later(po
     with pytest.raises(ConfigError, match="starts when it is applied"):
         await apply(pool, with_raise(NOW + timedelta(days=1)), DEFAULTS, now=NOW, actor="test")
     done = await apply(pool, with_raise(NOW - timedelta(days=1)), DEFAULTS, now=NOW, actor="test")
-    assert done.added_raises == ["org +5.000000 until 2027-01-01T00:00:00+00:00"]
+    assert done.added_raises == ["org +5.000000 until 2027-01-01T00:00:00+00:00"] and done.ended_raises == []
+
+
+async def test_apply_names_a_raise_that_ended_before_now_instead_of_dropping_it_silently(pool: asyncpg.Pool) -> None:
+    """A proposal's raise that already ended (a mistyped year) is not stored, and apply says so (it said nothing)."""
+    ended = policy({**LIVE_POLICY, "raises": [{"scope": "org", "by": "5", "from": "2020-01-01T00:00:00Z",
+                                                "until": "2020-02-01T00:00:00Z", "reason": "launch"}]})
+    done = await apply(pool, ended, DEFAULTS, now=NOW, actor="test")
+    assert done.added_raises == [] and done.ended_raises == ["org +5.000000 until 2020-02-01T00:00:00+00:00"]
 
 
 async def test_the_api_dry_run_and_apply_are_the_same_functions(pool: asyncpg.Pool,

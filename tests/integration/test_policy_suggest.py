@@ -161,10 +161,17 @@ async def test_the_cli_prints_text_and_json_saves_a_suggestion_and_applies_it_as
     assert code == 1 and "already exists: pass --force" in out and mine.read_text() == "budgets: []\n", out
     code, out = await cli("suggest", "--save", sid, str(mine), "--force")
     assert code == 0 and mine.read_text() == target.read_text(), out
+    edited = tmp_path / "edited.yaml"  # edited after saving: not the suggestion any more
+    edited.write_text(target.read_text().replace("max_input_tokens: ", "max_input_tokens: 9"))
+    code, out = await cli("apply", str(edited), "--suggestion", sid, "--reason", "mine")
+    assert code == 2 and "was edited after it was saved" in out, out
     code, out = await cli("apply", str(target), "--suggestion", sid, "--reason", "cheaper small turns")
     assert code == 0 and "active" in out, out
     source = await pool.fetchval("SELECT source FROM policy_versions ORDER BY seq DESC LIMIT 1")
     assert source == f"suggestion:{sid}"
+    code, out = await cli("apply", str(target), "--suggestion", sid, "--reason", "again")
+    assert code == 2 and "the live policy already is suggestion" in out, out
+    assert await pool.fetchval("SELECT count(*) FROM policy_versions") == 2  # the baseline and the one apply
 
 
 @pytest.mark.parametrize(("args", "words"), [
@@ -177,7 +184,7 @@ async def test_the_cli_prints_text_and_json_saves_a_suggestion_and_applies_it_as
     (["--team", "x" * 300], "team must be printable text"),
     (["--team", "nobody"], "unknown team 'nobody'"),
     (["--save", "no-such-id", "{tmp}/x.yaml"], "no suggestion 'no-such-id'"),
-    (["--save", "some-id", "{tmp}/no/such/folder/x.yaml"], "is not a directory"),
+    (["--save", "some-id", "{tmp}/no/such/folder/x.yaml"], "folder does not exist"),
     (["--save", "some-id", "{tmp}"], "is a directory: name a file"),
 ])
 async def test_the_cli_refuses_bad_input_with_one_clear_line(pool: asyncpg.Pool, db_url: str, tmp_path: Path,

@@ -152,7 +152,8 @@ async def cli(db_url: str, data_dir: Path, *args: str) -> Result:
 
 async def test_verify_finds_a_row_changed_by_hand(pool: asyncpg.Pool, db_url: str, tmp_path: Path) -> None:
     """apply twice from the CLI (the key file made in the data dir), versions lists both and, below them, the
-    baseline the first apply stored (whole ids in the table, whatever the reason's length), verify --all passes;
+    baseline the first apply stored (whole ids in the table, whatever the reason's length; its action column says
+    "baseline"), verify --all passes;
     after an UPDATE of one version's document in PostgreSQL, verify --all exits 1 naming that version, and a
     rollback to it is refused."""
     proposal = tmp_path / "p.yaml"
@@ -172,6 +173,7 @@ async def test_verify_finds_a_row_changed_by_hand(pool: asyncpg.Pool, db_url: st
     assert rows[1]["approver"] == "oidc:ann.example@finance.example.com" and rows[0]["approver"].startswith("cli:")
     table = (await cli(db_url, tmp_path, "policy", "versions")).output
     assert all(r["version_id"] in table for r in rows) and max(map(len, table.splitlines())) <= 120
+    assert [line.split()[4] for line in table.splitlines()[2:]] == ["apply", "apply", "baseline"], table
     ok = await cli(db_url, tmp_path, "policy", "verify", "--all")
     assert ok.exit_code == 0 and "3 policy versions verified" in ok.output
 
@@ -233,7 +235,8 @@ async def test_the_api_applies_lists_verifies_and_rolls_back(pool: asyncpg.Pool,
 
 async def test_cli_mistakes_are_one_error_line_and_change_nothing(pool: asyncpg.Pool, db_url: str,
                                                                   tmp_path: Path) -> None:
-    """A bad rule, an unknown model, a 300-character approver, verify without a key, a rollback with no
+    """A bad rule, an unknown model, a 300-character approver, control characters in an approver or reason,
+    verify without a key, a rollback with no
     versions and a bad signing key are each one `error:` line, exit non-zero, and store no version."""
     proposal = tmp_path / "p.yaml"
     cases = [
@@ -241,16 +244,23 @@ async def test_cli_mistakes_are_one_error_line_and_change_nothing(pool: asyncpg.
         ({"routing_rules": [{**RULE, "timezone": "Moon/Base"}]}, (), "unknown timezone 'Moon/Base'"),
         ({"routing_rules": [{**RULE, "model": "gpt-9-nano"}]}, (), "gpt-9-nano"),
         ({}, ("--approver", "x" * 300), "approver is longer than 200 characters"),
+        # an escape sequence was stored, signed and written raw to the terminal by `policy versions`
+        ({}, ("--approver", "ops:ann\x1b[2J"), "approver has control characters: 'ops:ann\\x1b[2J'"),
+        ({}, ("--reason", "why\x07"), "reason has control characters"),
     ]
     for doc, extra, message in cases:
         proposal.write_text(yaml.safe_dump(doc))
         result = await cli(db_url, tmp_path, "policy", "apply", str(proposal), *extra)
         assert result.exit_code != 0 and "error:" in result.output and message in result.output, result.output
         assert "Traceback" not in result.output
-    keyless = await cli(db_url, tmp_path / "empty", "policy", "verify")
-    assert keyless.exit_code != 0 and "no key to verify policy versions with" in keyless.output
+    for args in ((), ("--all",)):  # with no versions that is what is said, not "no key" (a newcomer has none yet)
+        unsigned = await cli(db_url, tmp_path / "empty", "policy", "verify", *args)
+        assert unsigned.exit_code == 1 and "no policy versions yet: nothing to verify" in unsigned.output, args
     nothing = await cli(db_url, tmp_path, "policy", "rollback")
     assert nothing.exit_code != 0 and "nothing to roll back" in nothing.output
+    for args in (("verify", "a" * 5000), ("rollback", "--to", "a" * 5000), ("rollback", "--to", "../x")):
+        bad_id = await cli(db_url, tmp_path, "policy", *args)  # echoed 2,000 characters of it before
+        assert bad_id.exit_code == 1 and "bad version id" in bad_id.output and len(bad_id.output) < 300, args
     env_key = tmp_path / "bad.pem"
     env_key.write_text("not a key")
     proposal.write_text(yaml.safe_dump({}))
@@ -266,7 +276,8 @@ async def test_the_first_change_ever_applied_can_be_judged_and_rolled_back(pool:
                                                                             tmp_path: Path) -> None:
     """The first `policy apply` (a newcomer's first suggestion, usually) first stores the policy then in force as
     a signed baseline version: the guard judges every part the change made against it (not only its routing
-    rules), and `policy rollback` restores it: the budget's amount and the settings' downgrade size limit. (The
+    rules), and `policy rollback` restores it: the budget's amount and the settings' downgrade size limit; a
+    second plain rollback is refused, naming the versions to pass to --to. (The
     first version used to have no parent: "nothing changed" from the guard, "there is none before it" from
     rollback.)"""
     await budgets.set_budget(pool, budget_of("team:platform", daily_micros=40 * USD, monthly_micros=None), actor="t")
@@ -294,3 +305,10 @@ async def test_the_first_change_ever_applied_can_be_judged_and_rolled_back(pool:
     assert live.budgets["team:platform"].daily_micros == 40 * USD
     verified = await cli(db_url, tmp_path, "policy", "verify", "--all")
     assert verified.exit_code == 0 and "3 policy versions verified" in verified.output
+    # a second plain rollback re-applied the version just rolled back (the rollback's parent), silently
+    again = await cli(db_url, tmp_path, "policy", "rollback", "--reason", "further back")
+    assert again.exit_code == 1 and "is a rollback" in again.output, again.output
+    assert f"undoing the rollback is {first.version_id}" in again.output
+    live = await live_policy(pool, Settings(database_url=db_url).enforcement, _now())
+    assert live.downgrade_max_input_tokens == 10_000 and await pool.fetchval(
+        "SELECT count(*) FROM policy_versions") == 3

@@ -132,3 +132,17 @@ def test_cascade_of_a_bedrock_model_must_stay_with_bedrock() -> None:
         with pytest.raises(ConfigError, match="must stay with one provider"):
             Policy.from_settings(EnforcementSettings(cascades=cascades)).check_prices(
                 PriceTable(), bedrock_models=bedrock)
+
+
+def test_a_per_model_budget_on_a_model_nothing_prices_is_named_unless_a_fallback_prices_it() -> None:
+    """A per-model budget on an unpriced model counts nothing (its requests are refused as an unknown model): the
+    policy names it (apply warns; it was stored without a word), but not with a fallback price or a Bedrock model."""
+    doc = {"budgets": [{"scope": "team:a", "model": "gpt-9", "monthly": "5"},
+                       {"scope": "team:a", "model": "gpt-5.1", "monthly": "5"},
+                       {"scope": "team:b", "model": "my-bedrock-model", "monthly": "5"},
+                       {"scope": "org", "monthly": "50"}]}
+    proposal = policy_from_document(doc, EnforcementSettings())
+    assert proposal.unmetered_budgets(PricingSettings().table(), bedrock_models={"my-bedrock-model"}) == [
+        "team:a|model:gpt-9"]
+    priced = PricingSettings(fallback={"input": "1", "cached_input": "0.1", "output": "4"}).table()
+    assert proposal.unmetered_budgets(priced) == []

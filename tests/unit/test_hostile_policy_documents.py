@@ -80,6 +80,10 @@ def bomb(levels: int = 9) -> str:
     ("a: " + "[" * 5000, "is not YAML"),
     ("{{{", "is not YAML"),
     ("- just a list", "must be a mapping"),
+    ("", "is empty"),  # applied, an empty file deleted every budget
+    ("# only a comment\n", "is empty"),
+    ("null\n", "is empty"),
+    ("~", "is empty"),
 ])
 def test_a_hostile_proposal_text_is_refused_before_it_is_built(text: str, words: str) -> None:
     started = time.perf_counter()

@@ -106,10 +106,14 @@ def test_without_a_setting_the_key_file_is_made_once_private(tmp_path: Path) -> 
 
 @pytest.mark.parametrize(("value", "message"), [
     ("/nonexistent/key.pem", "cannot read the key file"),
+    ("/dev/zero", "/dev/zero is not a regular file"),  # read forever before
+    ("/tmp", "/tmp is not a regular file"),
+    ("  ", "policy.signing_key is empty"),  # said "cannot read the key file ."
     ("-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----", "not an unencrypted Ed25519 private key"),
 ])
 def test_a_bad_key_setting_is_a_clear_config_error(tmp_path: Path, value: str, message: str) -> None:
-    """A missing file or a PEM that is no key names the setting and the problem."""
+    """A missing file, a device or directory, an empty value or a PEM that is no key names the setting and the
+    problem, at once."""
     with pytest.raises(ConfigError, match=message) as err:
         signing_key(Settings(data_dir=tmp_path, policy={"signing_key": value}))
     assert "policy.signing_key" in err.value.message

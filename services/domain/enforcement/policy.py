@@ -319,6 +319,15 @@ class Policy:
         self.check_routing(table, bedrock_models=bedrock_models)
         self.check_exploration()
 
+    def unmetered_budgets(self, table: PriceTable, *, bedrock_models: Collection[str] = ()) -> list[str]:
+        """Per-model budgets on a model nothing can price (no table entry, no fallback price): requests for it
+        are refused as an unknown model, so the budget never counts a dollar (a mistyped model name, most
+        often). Not an error: a model may be priced later, or by a fallback set in another process."""
+        if table.fallback is not None:
+            return []
+        return [scope for scope, b in sorted(self.budgets.items())
+                if b.model is not None and not table.knows(b.model) and b.model not in bedrock_models]
+
     def check_exploration(self) -> None:
         """Every model exploration names has a cheaper step in some cascade (else it could never explore)."""
         if self.exploration is None or self.exploration.models is None:
