@@ -117,6 +117,10 @@ class Settings(BaseModel):
     header_timeout_s: float = Field(default=30.0, gt=0)
     """A connection (to the proxy or the admin API) that has not finished sending a request's headers within
     this many seconds (or sits idle this long between requests) is closed."""
+    body_timeout_s: float = Field(default=120.0, gt=0)
+    """A proxy request whose body has not fully arrived this many seconds after its headers is answered 408
+    (the connection closes after aiohttp's lingering read, at most 10 s more): a key holder trickling bodies on
+    many connections held each one (and up to ``max_body_bytes`` of buffer) forever."""
     max_header_bytes: int = Field(default=8190, ge=1024, le=1024 * 1024)
     """Longest request line or header the proxy and the admin API read; longer ones get a 400 that echoes
     nothing."""

@@ -41,6 +41,12 @@ def body_too_large(limit_bytes: int) -> web.Response:
                           code="request_too_large")
 
 
+def body_timeout(timeout_s: float) -> web.Response:
+    response = error_response(408, f"The request body did not arrive within {timeout_s:g} s.", code="body_timeout")
+    response.force_close()  # the rest of the body may still come: it must not be read as the next request
+    return response
+
+
 def unauthorized(message: str) -> web.Response:
     return error_response(401, message, code="invalid_api_key",
                           headers={"WWW-Authenticate": 'Bearer realm="spendgate"'})

@@ -126,3 +126,22 @@ async def test_connection_that_never_finishes_its_headers_is_closed(db_url: str,
             assert await asyncio.wait_for(reader.read(), timeout=10) == b""  # closed by the proxy
         finally:
             writer.close()
+
+
+async def test_a_body_that_never_finishes_arriving_is_answered_408_and_closed(db_url: str, tmp_path: Path) -> None:
+    """A key holder who sends the headers and part of the body, then stalls, is answered 408 in OpenAI's
+    format after ``body_timeout_s`` (the connection was held for as long as the client liked, its buffer up
+    to ``max_body_bytes``; aiohttp closes it after its 10 s lingering read); nothing reaches the provider."""
+    async with running_proxy(db_url, tmp_path, body_timeout_s=0.5) as h:
+        reader, writer = await asyncio.open_connection("127.0.0.1", h.server.port)
+        try:
+            writer.write(b"POST /v1/responses HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + h.secret.encode()
+                         + b"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"model\"")
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.read(4096), timeout=10)
+        finally:
+            writer.close()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408")
+        assert json.loads(body)["error"]["code"] == "body_timeout"
+        assert h.fake.received == []
