@@ -82,3 +82,23 @@ def test_valid_values_still_load(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     s = load_settings(bus="kafka://a:9092,[::1]:9093,b", database_url="postgresql://u@/x?host=/run/pg&sslmode=disable",
                       default_timezone="Europe/Paris", drain_timeout_s=0, publish_interval_s=0)
     assert s.otel.endpoint == "http://collector:4318/v1/traces" and s.drain_timeout_s == 0
+
+
+def test_a_key_given_twice_in_the_config_file_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``proxy_port: 8080`` and, further down, ``proxy_port: 9090`` (or a nested key twice) is an error naming
+    the key and line; PyYAML kept the last one without a word."""
+    cfg = tmp_path / "spendgate.yaml"
+    cfg.write_text("proxy_port: 8080\nsmtp:\n  host: a\nproxy_port: 9090\n")
+    error = refused(monkeypatch, tmp_path, {"SPENDGATE_CONFIG": str(cfg)})
+    assert "gives the key 'proxy_port' twice in one mapping (line 4)" in error
+    cfg.write_text("smtp:\n  host: a\n  port: 25\n  host: b\n")
+    assert "gives the key 'host' twice" in refused(monkeypatch, tmp_path, {})
+
+
+def test_the_same_key_in_different_mappings_is_fine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Keys repeat freely across sibling mappings, list items and levels; a merge key is not a duplicate."""
+    from spendgate.core.yamltext import parse_yaml
+
+    doc = parse_yaml("a: &base {x: 1}\nb:\n  <<: *base\n  y: 2\nc: [{x: 1}, {x: 2}]\nd: {a: {a: 1}}\n",
+                     source="test", aliases=True)
+    assert doc["c"] == [{"x": 1}, {"x": 2}] and doc["b"] == {"x": 1, "y": 2} and doc["d"] == {"a": {"a": 1}}
