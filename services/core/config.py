@@ -214,6 +214,15 @@ class Settings(BaseModel):
             config_checks.http_url("otel.endpoint (or OTEL_EXPORTER_OTLP_*ENDPOINT)", self.otel.endpoint,
                                    example="http://collector:4318/v1/traces")
         config_checks.timezone("default_timezone", self.default_timezone)
+        enforcement = self.enforcement
+        if enforcement.balance_poll_interval_s >= enforcement.outage_after_s:
+            raise ValueError(f"enforcement.balance_poll_interval_s ({enforcement.balance_poll_interval_s:g} s) must be "
+                             f"below enforcement.outage_after_s ({enforcement.outage_after_s:g} s): the balance view "
+                             "would count as stale between two polls (seconds, not milliseconds)")
+        if self.kafka_heartbeat_interval_ms >= self.kafka_session_timeout_ms:
+            raise ValueError(f"kafka_heartbeat_interval_ms ({self.kafka_heartbeat_interval_ms}) must be below "
+                             f"kafka_session_timeout_ms ({self.kafka_session_timeout_ms}; Kafka's advice: a third "
+                             "of it): the group would drop a live consumer")
         if self.supervisor.backoff_base_s > self.supervisor.backoff_cap_s:
             raise ValueError(f"supervisor.backoff_base_s ({self.supervisor.backoff_base_s}) is above "
                              f"supervisor.backoff_cap_s ({self.supervisor.backoff_cap_s}): the first wait "

@@ -44,6 +44,10 @@ def refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, env: dict[str, str]
     ({"SPENDGATE_KAFKA_SESSION_TIMEOUT_MS": "-5"}, "kafka_session_timeout_ms"),
     ({"SPENDGATE_SUPERVISOR__BACKOFF_BASE_S": "100", "SPENDGATE_SUPERVISOR__BACKOFF_CAP_S": "1"},
      "supervisor.backoff_base_s (100.0) is above supervisor.backoff_cap_s"),
+    ({"SPENDGATE_ENFORCEMENT__BALANCE_POLL_INTERVAL_S": "100"},
+     "enforcement.balance_poll_interval_s (100 s) must be below enforcement.outage_after_s (10 s)"),
+    ({"SPENDGATE_KAFKA_HEARTBEAT_INTERVAL_MS": "10000"},
+     "kafka_heartbeat_interval_ms (10000) must be below kafka_session_timeout_ms (10000"),
     ({"SPENDGATE_ENFORCEMENT__CASCADES": '{"gpt-5.1": ["no-such-model"]}'},
      "enforcement.cascades.gpt-5.1: no price for 'no-such-model'"),
 ])
