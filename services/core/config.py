@@ -27,6 +27,7 @@ from typing import Any, Literal
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from spendgate.core import config_checks
 from spendgate.core.config_providers import (
     BedrockSettings,
     PricingSettings,
@@ -74,21 +75,21 @@ class Settings(BaseModel):
     dedupes on ``event_id`` either way, so it costs duplicates on the wire, never double counting."""
     kafka_namespace: str = ""
     """Prefixed to every topic and consumer-group name, so several deployments can share one cluster."""
-    kafka_replication_factor: int = 1
+    kafka_replication_factor: int = Field(default=1, ge=1)
     """Replication factor of the topics spendgate creates: 3 on a production cluster (with the brokers'
     ``min.insync.replicas=2``; the producer always waits for ``acks=all``)."""
-    kafka_session_timeout_ms: int = 10_000
-    kafka_heartbeat_interval_ms: int = 3_000
+    kafka_session_timeout_ms: int = Field(default=10_000, gt=0)
+    kafka_heartbeat_interval_ms: int = Field(default=3_000, gt=0)
     kafka_rebalance_timeout_ms: int | None = None
     """Consumer-group timings; brokers enforce a minimum session timeout (6 s on Apache Kafka)."""
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     """SASL and TLS for the Kafka bus (``SPENDGATE_KAFKA__SECURITY_PROTOCOL=SASL_SSL``)."""
-    bus_partitions: int = 4
+    bus_partitions: int = Field(default=4, ge=1, le=1024)
     """Partitions per topic of the embedded Postgres bus."""
 
     host: str = "127.0.0.1"
-    proxy_port: int = 8080
-    admin_port: int = 8081
+    proxy_port: int = Field(default=8080, ge=0, le=65535)
+    admin_port: int = Field(default=8081, ge=0, le=65535)
     instance: str = Field(default_factory=socket.gethostname)
 
     upstream_url: str = "https://api.openai.com/v1"
@@ -105,9 +106,9 @@ class Settings(BaseModel):
     the Anthropic Messages routes (none: one upstream, ``anthropic``, at ``anthropic_upstream_url`` with
     ``anthropic_upstream_key``)."""
     upstream_pool: UpstreamPoolSettings = Field(default_factory=UpstreamPoolSettings)
-    upstream_connect_timeout_s: float = 10.0
-    upstream_read_timeout_s: float = 600.0
-    max_body_bytes: int = 32 * 1024 * 1024
+    upstream_connect_timeout_s: float = Field(default=10.0, gt=0)
+    upstream_read_timeout_s: float = Field(default=600.0, gt=0)
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     proxy_allowed_paths: list[str] = Field(default_factory=list)
     """Extra paths the proxy forwards beyond its route table: regular expressions matched against the
     whole path under ``/v1`` (``/vector_stores(/[A-Za-z0-9_-]+)?``). They are forwarded as free
@@ -116,7 +117,11 @@ class Settings(BaseModel):
     header_timeout_s: float = Field(default=30.0, gt=0)
     """A connection (to the proxy or the admin API) that has not finished sending a request's headers within
     this many seconds (or sits idle this long between requests) is closed."""
-    max_header_bytes: int = Field(default=8190, ge=1024)
+    body_timeout_s: float = Field(default=120.0, gt=0)
+    """A proxy request whose body has not fully arrived this many seconds after its headers is answered 408
+    (the connection closes after aiohttp's lingering read, at most 10 s more): a key holder trickling bodies on
+    many connections held each one (and up to ``max_body_bytes`` of buffer) forever."""
+    max_header_bytes: int = Field(default=8190, ge=1024, le=1024 * 1024)
     """Longest request line or header the proxy and the admin API read; longer ones get a 400 that echoes
     nothing."""
     metrics_token: SecretStr | None = None
@@ -124,8 +129,8 @@ class Settings(BaseModel):
     ops_port: int | None = Field(default=None, ge=0, le=65535)
     """Port of this process's own ``/healthz`` and ``/metrics`` (for ``spendgate ledger``, ``alerter``,
     ``forecaster`` run alone; the proxy also serves both on its own port). Unset: no such server."""
-    drain_timeout_s: float = 30.0
-    publish_timeout_s: float = 10.0
+    drain_timeout_s: float = Field(default=30.0, ge=0)
+    publish_timeout_s: float = Field(default=10.0, gt=0)
     """How long the proxy's spool writer waits for the bus to acknowledge a batch before retrying."""
     publish_interval_s: float = Field(default=0.25, ge=0, le=10)
     """Least time between two publications of the proxy's spool writer, unless a batch fills first: events
@@ -184,6 +189,7 @@ class Settings(BaseModel):
         self._check_anthropic_upstreams()
         if not (self.bus in ("postgres", "memory") or self.bus.startswith("kafka://")):
             raise ValueError(f"bus must be postgres, memory or kafka://host:port, not {self.bus!r}")
+        self._check_values()
         if self.database.query() and not self.database_url:
             raise ValueError("database: TLS settings apply to the server of database_url, which is unset "
                              "(the embedded PostgreSQL is reached over a local socket)")
@@ -193,6 +199,34 @@ class Settings(BaseModel):
                 if name in in_url and in_url[name] != value:
                     raise ValueError(f"database.{name} contradicts the {name} in database_url: set it in one place")
         return self
+
+    def _check_values(self) -> None:
+        """Numbers finite, durations not negative, addresses that parse, a real time zone (config_checks)."""
+        config_checks.numbers(self)
+        if self.bus.startswith("kafka://"):
+            config_checks.kafka_bootstrap(self.bus)
+        if self.database_url:
+            config_checks.database_url(self.database_url)
+        config_checks.http_url("upstream_url", self.upstream_url, example="https://api.openai.com/v1")
+        config_checks.http_url("anthropic_upstream_url", self.anthropic_upstream_url,
+                               example="https://api.anthropic.com/v1")
+        if self.otel.endpoint:
+            config_checks.http_url("otel.endpoint (or OTEL_EXPORTER_OTLP_*ENDPOINT)", self.otel.endpoint,
+                                   example="http://collector:4318/v1/traces")
+        config_checks.timezone("default_timezone", self.default_timezone)
+        enforcement = self.enforcement
+        if enforcement.balance_poll_interval_s >= enforcement.outage_after_s:
+            raise ValueError(f"enforcement.balance_poll_interval_s ({enforcement.balance_poll_interval_s:g} s) must be "
+                             f"below enforcement.outage_after_s ({enforcement.outage_after_s:g} s): the balance view "
+                             "would count as stale between two polls (seconds, not milliseconds)")
+        if self.kafka_heartbeat_interval_ms >= self.kafka_session_timeout_ms:
+            raise ValueError(f"kafka_heartbeat_interval_ms ({self.kafka_heartbeat_interval_ms}) must be below "
+                             f"kafka_session_timeout_ms ({self.kafka_session_timeout_ms}; Kafka's advice: a third "
+                             "of it): the group would drop a live consumer")
+        if self.supervisor.backoff_base_s > self.supervisor.backoff_cap_s:
+            raise ValueError(f"supervisor.backoff_base_s ({self.supervisor.backoff_base_s}) is above "
+                             f"supervisor.backoff_cap_s ({self.supervisor.backoff_cap_s}): the first wait "
+                             "would already be past the cap")
 
     def _check_anthropic_upstreams(self) -> None:
         """Kind ``anthropic`` upstreams replace ``anthropic_upstream_url`` / ``_key``: both at once would
@@ -211,6 +245,18 @@ class Settings(BaseModel):
                 raise ValueError(f"{old} is set, but upstreams has kind anthropic entries, which replace it: "
                                  f"remove {old} (file or SPENDGATE_{old.upper()}) and give its URL and key as "
                                  "a kind anthropic upstream")
+
+    @model_validator(mode="after")
+    def _cascades_priced(self) -> Settings:
+        """A cascade step the pricing table cannot price failed only once the proxy started (after the other
+        services had, with a traceback in the log); say so at start, like an unpriced Bedrock model."""
+        table = self.pricing.table()
+        for model, steps in self.enforcement.cascades.items():
+            missing = [m for m in steps if not table.knows(m)]
+            if missing:
+                raise ValueError(f"enforcement.cascades.{model}: no price for {', '.join(map(repr, missing))}: add "
+                                 "it to pricing.models (or set pricing.fallback), or remove it from the cascade")
+        return self
 
     @model_validator(mode="after")
     def _bedrock_models_priced(self) -> Settings:
@@ -275,8 +321,15 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings.model_validate(merged(values, overrides))
     except ValidationError as exc:
-        lines = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}".removeprefix(": ") for e in exc.errors()]
+        lines = [_error_line(e["loc"], e["msg"]) for e in exc.errors()]
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from exc
+
+
+def _error_line(loc: tuple[int | str, ...], msg: str) -> str:
+    """``setting: message``, without pydantic's ``Value error,`` and without naming the setting twice when
+    the message already starts with its name (``kafka: kafka.ssl_cafile: …``)."""
+    where, msg = ".".join(str(p) for p in loc), msg.removeprefix("Value error, ")
+    return msg if not where or msg.startswith(where) else f"{where}: {msg}"
 
 
 def file_values(path: Path | None) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from spendgate.core import config_checks
 from spendgate.domain.money import usd_to_micros
 
 
@@ -18,16 +19,23 @@ class SmtpSettings(BaseModel):
     """Outgoing mail for alerts and the nightly forecast report (shared by alerter and forecaster)."""
 
     host: str = "127.0.0.1"
-    port: int = 25
+    port: int = Field(default=25, ge=1, le=65535)
     starttls: bool = False
     use_tls: bool = False
     username: str | None = None
     password: SecretStr | None = None
     sender: str = "spendgate@localhost"
-    timeout_s: float = 30.0
+    timeout_s: float = Field(default=30.0, gt=0)
     validate_certs: bool = True
     ca_file: Path | None = None
     """Extra CA bundle to trust (a private mail relay's certificate)."""
+
+    @field_validator("ca_file")
+    @classmethod
+    def _pem(cls, v: Path | None) -> Path | None:
+        if v is not None:
+            config_checks.pem_file("smtp.ca_file", v)
+        return v
 
 
 class ForecastSettings(BaseModel):
@@ -42,7 +50,7 @@ class ForecastSettings(BaseModel):
     report_recipients: list[str] = Field(default_factory=list)
     """Who gets the nightly report; empty means the worker sends none (``forecast report --send`` still can)."""
     report_hour_utc: int = Field(default=6, ge=0, le=23)
-    report_top: int = 5
+    report_top: int = Field(default=5, ge=1)
 
 
 class AlertSettings(BaseModel):
@@ -55,12 +63,12 @@ class AlertSettings(BaseModel):
     secrets: dict[str, SecretStr] = Field(default_factory=dict)
     """Channel secrets by name (``SPENDGATE_ALERTS__SECRETS__<NAME>``), referenced as ``{secret: name}``."""
     max_attempts: int = Field(default=5, ge=1)
-    backoff_base_s: float = 1.0
-    backoff_max_s: float = 300.0
+    backoff_base_s: float = Field(default=1.0, gt=0)
+    backoff_max_s: float = Field(default=300.0, gt=0)
     retry_after_max_s: float = 900.0
-    request_timeout_s: float = 10.0
+    request_timeout_s: float = Field(default=10.0, gt=0)
     workers_per_channel: int = Field(default=2, ge=1)
-    schedule_every_s: float = 15.0
+    schedule_every_s: float = Field(default=15.0, gt=0)
     """How often digests and PagerDuty resolves are checked."""
     top_sessions: int = 5
 
@@ -160,8 +168,8 @@ SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 def _existing_files(section: str, paths: Mapping[str, Path | None]) -> None:
     for name, path in paths.items():
-        if path is not None and not path.is_file():
-            raise ValueError(f"{section}.{name}: {path} does not exist or is not a file")
+        if path is not None:
+            config_checks.pem_file(f"{section}.{name}", path)
 
 
 class KafkaSettings(BaseModel):

@@ -41,6 +41,12 @@ def body_too_large(limit_bytes: int) -> web.Response:
                           code="request_too_large")
 
 
+def body_timeout(timeout_s: float) -> web.Response:
+    response = error_response(408, f"The request body did not arrive within {timeout_s:g} s.", code="body_timeout")
+    response.force_close()  # the rest of the body may still come: it must not be read as the next request
+    return response
+
+
 def unauthorized(message: str) -> web.Response:
     return error_response(401, message, code="invalid_api_key",
                           headers={"WWW-Authenticate": 'Bearer realm="spendgate"'})
@@ -111,13 +117,21 @@ def paused() -> web.Response:
 
 
 def unreadable(status: int) -> web.Response:
-    """aiohttp's own parse errors (a header too long, a malformed request line), without echoing; a 500
-    when aiohttp failed on its own."""
+    """aiohttp's own parse errors (a header too long, two Content-Lengths, a malformed request line), without
+    echoing; a 500 when aiohttp failed on its own.
+
+    aiohttp gives no path with these (the request was never read), so the route's API is unknown: the body
+    is in both APIs' shapes at once, OpenAI's ``{"error": {"message", "type", "code"}}`` plus Anthropic's
+    top-level ``"type": "error"`` (an Anthropic client on ``/v1/messages`` got an OpenAI-only body before)."""
     if status >= 500:
-        return error_response(500, "spendgate hit an internal error; the request was not completed.",
-                              type_="server_error", code="internal_error")
-    return error_response(status, "spendgate could not read this HTTP request (a header or the request line "
-                                  "is malformed or too large).", code="bad_http_request")
+        status, message, type_, code = 500, "spendgate hit an internal error; the request was not completed.", \
+            "api_error", "internal_error"
+    else:
+        message = "spendgate could not read this HTTP request (a header or the request line is malformed or too large)."
+        type_, code = "invalid_request_error", "bad_http_request"
+    body = _encoder.encode({"type": "error", "error": {"message": message, "type": type_, "code": code,
+                                                       "param": None}})
+    return web.Response(status=status, body=body, content_type="application/json")
 
 
 def metrics_unauthorized() -> web.Response:

@@ -13,15 +13,20 @@ Usage4 = tuple[int, int, int, int]
 _enc = msgspec.json.Encoder()
 
 
+def _total(i: int, o: object) -> object:
+    """``total_tokens``; the reported count as is when a usage-anomaly scenario made it something odd."""
+    return i + o if type(o) is int else o
+
+
 def responses_usage(u: Usage4) -> dict[str, Any]:
     i, c, o, r = u
     return {"input_tokens": i, "input_tokens_details": {"cached_tokens": c}, "output_tokens": o,
-            "output_tokens_details": {"reasoning_tokens": r}, "total_tokens": i + o}
+            "output_tokens_details": {"reasoning_tokens": r}, "total_tokens": _total(i, o)}
 
 
 def chat_usage(u: Usage4) -> dict[str, Any]:
     i, c, o, r = u
-    return {"prompt_tokens": i, "completion_tokens": o, "total_tokens": i + o,
+    return {"prompt_tokens": i, "completion_tokens": o, "total_tokens": _total(i, o),
             "prompt_tokens_details": {"cached_tokens": c}, "completion_tokens_details": {"reasoning_tokens": r}}
 
 

@@ -22,7 +22,8 @@ the script (``POST /_fake/script {"scenarios": [...]}``):
 - ``stall``: a stream that sends its first events, then nothing for an hour (read timeouts);
 - ``mislabelled``: a normal stream served as ``text/plain`` instead of ``text/event-stream``;
 - ``hang``: answers nothing for an hour (timeouts);
-- ``absurd_usage``: a normal answer whose usage reports ``output_tokens`` 99999999999999999999999.
+- ``absurd_usage``: a normal answer whose usage reports ``output_tokens`` 99999999999999999999999;
+  ``negative_usage`` and ``string_usage`` report -1000 and ``"1000"``.
 
 The providers' billing reports (OpenAI's organization Usage and Costs API, Anthropic's Usage & Cost Admin
 API) answer from what was served, plus traffic injected with ``POST /_fake/bypass`` as if it had gone to
@@ -63,6 +64,8 @@ from spendgate.proxy.fake_streams import chat_body, chat_chunks, responses_body,
 
 DEFAULT_TOOL_COMMAND = "echo spendgate-tool-ran"
 ABSURD_TOKENS = 99999999999999999999999
+USAGE_ANOMALIES: dict[str, Any] = {"absurd_usage": ABSURD_TOKENS, "negative_usage": -1_000, "string_usage": "1000"}
+"""The ``output_tokens`` each usage-anomaly scenario reports."""
 
 
 @dataclass
@@ -236,8 +239,8 @@ class FakeUpstream:
         if tool:
             text = msgspec.json.encode({"cmd": tool_cmd}).decode()
         usage = self.usage_for(len(raw), text)
-        if scenario == "absurd_usage":
-            usage = (usage[0], usage[1], ABSURD_TOKENS, usage[3])
+        if scenario in USAGE_ANOMALIES:
+            usage = (usage[0], usage[1], USAGE_ANOMALIES[scenario], usage[3])
         include_usage = not chat or not stream or bool((body.get("stream_options") or {}).get("include_usage"))
         reported = scenario not in ("truncated", "cut", "stall") and include_usage
         if self.config.record:

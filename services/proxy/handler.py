@@ -73,6 +73,8 @@ class ProxyState:
     instance: str
     max_body_bytes: int
     read_timeout_s: float
+    body_timeout_s: float = 120.0
+    """How long a request's body may take to arrive after its headers (``body_timeout_s``)."""
     routes: RouteTable = field(default_factory=RouteTable)
     batch_percent: int = BATCH_PERCENT
     estimator: SessionEstimator = field(default_factory=lambda: SessionEstimator(
@@ -125,6 +127,16 @@ class Proxy:
         finally:
             self.s.in_flight -= 1
 
+    async def _body(self, request: web.Request) -> bytes:
+        """The whole body; a body still arriving is given ``body_timeout_s`` (one that came with the headers,
+        the common case, is read without a timer)."""
+        if not request.body_exists:
+            return b""
+        if request.content.is_eof():
+            return await request.read()
+        async with asyncio.timeout(self.s.body_timeout_s):
+            return await request.read()
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         if request.headers.get("Upgrade", "").lower() == "websocket":
@@ -148,9 +160,11 @@ class Proxy:
         if request.content_length is not None and request.content_length > self.s.max_body_bytes:
             return errors.body_too_large(self.s.max_body_bytes)
         try:
-            body = await request.read() if request.body_exists else b""
+            body = await self._body(request)
         except web.HTTPRequestEntityTooLarge:
             return errors.body_too_large(self.s.max_body_bytes)
+        except TimeoutError:
+            return errors.body_timeout(self.s.body_timeout_s)
         spec = resolved.spec
         try:
             payload = parse(body, spec.body, request.headers.get("Content-Type", ""))

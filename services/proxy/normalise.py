@@ -43,10 +43,14 @@ def clean_text(value: str, limit: int) -> str:
 
 def tokens(value: object) -> int | None:
     """A token count as reported: a non-negative int up to :data:`MAX_TOKENS_PER_REQUEST`; ``0`` for a
-    missing or non-integer value; None for an absurd one (the caller estimates instead)."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+    missing one (absent or null); None for anything else (the caller estimates instead). A negative count,
+    a string (``"1000"``), a float or a boolean is as impossible as a 23-digit one: metered as 0 it let an
+    upstream that reported ``"output_tokens": -5`` or ``"1000"`` be billed at no cost."""
+    if value is None:
         return 0
-    return value if value <= MAX_TOKENS_PER_REQUEST else None
+    if type(value) is not int or value < 0 or value > MAX_TOKENS_PER_REQUEST:
+        return None
+    return value
 
 
 def fits_int64(micros: int) -> int:

@@ -114,6 +114,7 @@ class ProxyServer:
             anthropic_url=s.anthropic_upstream_url,
             anthropic_key=s.anthropic_upstream_key.get_secret_value() if s.anthropic_upstream_key else None,
             instance=s.instance, max_body_bytes=s.max_body_bytes, read_timeout_s=s.upstream_read_timeout_s,
+            body_timeout_s=s.body_timeout_s,
             estimator=SessionEstimator(output_cap_tokens=s.enforcement.output_estimate_cap_tokens),
             routes=RouteTable(allowed_paths=s.proxy_allowed_paths), batch_percent=s.pricing.batch_percent,
             metrics=ProxyMetrics(self.runtime.metrics), tracer=self.runtime.tracer, bedrock=bedrock,

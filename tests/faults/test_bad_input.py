@@ -89,6 +89,22 @@ async def test_oversized_header_is_answered_without_echo_or_log(db_url: str, tmp
         assert h.fake.received == []
 
 
+@pytest.mark.parametrize("header", [{"X Bad": "1"}, {"Content-Encoding": "br"}, {"x-big": "a" * 20_000}])
+async def test_unreadable_request_on_the_anthropic_route_gets_an_anthropic_shaped_error(
+        db_url: str, tmp_path: Path, header: dict[str, str]) -> None:
+    """A request aiohttp cannot read (a header name with a space, an encoding it cannot decode, a header past
+    the limit) on ``/v1/messages`` is answered in a shape Anthropic's clients read (``type: error``,
+    ``error.type``, ``error.message``), which is OpenAI's too; nothing reaches the provider."""
+    async with running_proxy(db_url, tmp_path) as h:
+        resp = await raw_request(h.server.port, "POST", "/v1/messages", body=b'{"model": "claude-sonnet-4-5"}',
+                                 headers={"x-api-key": h.secret, "anthropic-version": "2023-06-01", **header})
+        assert resp.status == 400 and resp.headers.get("content-type", "").startswith("application/json")
+        doc = resp.json()
+        assert doc["type"] == "error" and doc["error"]["type"] == "invalid_request_error"
+        assert doc["error"]["code"] == "bad_http_request" and "could not read" in doc["error"]["message"]
+        assert h.fake.received == []
+
+
 async def test_huge_model_name_is_capped_in_the_error_and_the_event(db_url: str, tmp_path: Path) -> None:
     """A 5 MB model name is refused with a short message, and its refusal event carries a capped name."""
     async with running_proxy(db_url, tmp_path) as h:
@@ -110,3 +126,22 @@ async def test_connection_that_never_finishes_its_headers_is_closed(db_url: str,
             assert await asyncio.wait_for(reader.read(), timeout=10) == b""  # closed by the proxy
         finally:
             writer.close()
+
+
+async def test_a_body_that_never_finishes_arriving_is_answered_408_and_closed(db_url: str, tmp_path: Path) -> None:
+    """A key holder who sends the headers and part of the body, then stalls, is answered 408 in OpenAI's
+    format after ``body_timeout_s`` (the connection was held for as long as the client liked, its buffer up
+    to ``max_body_bytes``; aiohttp closes it after its 10 s lingering read); nothing reaches the provider."""
+    async with running_proxy(db_url, tmp_path, body_timeout_s=0.5) as h:
+        reader, writer = await asyncio.open_connection("127.0.0.1", h.server.port)
+        try:
+            writer.write(b"POST /v1/responses HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + h.secret.encode()
+                         + b"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"model\"")
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.read(4096), timeout=10)
+        finally:
+            writer.close()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408")
+        assert json.loads(body)["error"]["code"] == "body_timeout"
+        assert h.fake.received == []

@@ -67,3 +67,21 @@ async def test_absurd_upstream_token_counts_are_estimated_not_overflowed(db_url:
         assert event.usage_source == "estimated"
         assert max(event.input_tokens, event.output_tokens, event.cached_tokens) <= MAX_TOKENS_PER_REQUEST
         assert 0 < event.cost_micros < 1_000_000 <= INT64_MAX
+
+
+@pytest.mark.parametrize(("scenario", "api"), [("negative_usage", "/v1/responses"), ("string_usage", "/v1/responses"),
+                                               ("negative_usage", "/v1/chat/completions")])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_negative_or_string_token_counts_are_estimated_not_free(db_url: str, tmp_path: Path, scenario: str,
+                                                                      api: str, stream: bool) -> None:
+    """An upstream usage block with ``"output_tokens": -1000`` or ``"1000"`` (a string) is an anomaly too: the
+    event is estimated from the request, not metered with 0 output tokens as if the count were absent."""
+    async with running_proxy(db_url, tmp_path) as h:
+        doc = {"model": "gpt-5.1", "stream": stream, **({"input": "x" * 4_000} if api == "/v1/responses" else
+                                                         {"messages": [{"role": "user", "content": "x" * 4_000}]})}
+        resp = await raw_request(h.server.port, "POST", api, body=json.dumps(doc).encode(), headers={
+            "Authorization": f"Bearer {h.secret}", "Content-Type": "application/json", "x-fake-scenario": scenario})
+        assert resp.status == 200
+        [event] = await eventually(lambda: published_usage(h.runtime.pool), what="the request evented")
+        assert event.usage_source == "estimated" and event.input_tokens > 500
+        assert event.cost_micros > 0

@@ -4,10 +4,12 @@ stages through admit, and requests passing again after the period resets (clock 
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
+from pydantic import ValidationError
 
 from spendgate.core.config import Settings
 from spendgate.domain.enforcement import BalanceKey, Principal, SessionEstimator
@@ -37,8 +39,12 @@ def small_turn() -> bytes:
 
 
 async def test_unpriced_cascade_model_fails_at_start_up(pool: asyncpg.Pool, db_url: str) -> None:
-    """A cascade naming a model without a price stops the proxy's enforcement from starting."""
-    settings = Settings(database_url=db_url, enforcement=EnforcementSettings(cascades={"gpt-5.1": ["gpt-7-mini"]}))
+    """A cascade naming a model without a price is refused with the settings; settings built around that check
+    still stop the proxy's enforcement from starting."""
+    cascades = EnforcementSettings(cascades={"gpt-5.1": ["gpt-7-mini"]})
+    with pytest.raises(ValidationError, match=re.escape("enforcement.cascades.gpt-5.1: no price for 'gpt-7-mini'")):
+        Settings(database_url=db_url, enforcement=cascades)
+    settings = Settings(database_url=db_url).model_copy(update={"enforcement": cascades})
     with pytest.raises(ConfigError, match="gpt-7-mini"):
         async with enforcement(settings, pool, db_url):
             pass

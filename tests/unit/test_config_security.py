@@ -16,7 +16,8 @@ from spendgate.domain.errors import ConfigError
 @pytest.fixture
 def pem(tmp_path: Path) -> Path:
     path = tmp_path / "ca.pem"
-    path.write_text("not checked until a client is built\n")
+    path.write_text("-----BEGIN CERTIFICATE-----\nPEM in form; its content is not checked until a client is built\n"
+                    "-----END CERTIFICATE-----\n")
     return path
 
 

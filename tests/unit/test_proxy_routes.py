@@ -48,9 +48,10 @@ def test_clean_strips_control_characters_and_caps() -> None:
 
 
 def test_token_counts_beyond_any_request_are_anomalies() -> None:
-    """Plausible counts pass, junk is 0, impossible ones are None (the caller estimates)."""
+    """Plausible counts pass, a missing one is 0, junk and impossible ones are None (the caller estimates)."""
     assert tokens(5200) == 5200 and tokens(MAX_TOKENS_PER_REQUEST) == MAX_TOKENS_PER_REQUEST
-    assert tokens("12") == 0 and tokens(-1) == 0 and tokens(True) == 0
+    assert tokens(None) == 0 and tokens(0) == 0
+    assert tokens("12") is None and tokens(-1) is None and tokens(True) is None and tokens(12.0) is None
     assert tokens(99999999999999999999999) is None
 
 

@@ -107,8 +107,12 @@ class Enforcer:
             route = route_facts("pause", by.scope, developer=principal.developer, team=principal.team,
                                 cost_center=cost_center, period=by.key.period.value)
             refusal = pause_refusal(decision, alerted=self._alerted(route))
-        if refusal is not None:
-            self.detector.outcome(session_id, failed=True, owner=owner)  # a re-send of a refusal is a retry
+        if verdict.exhausted:
+            # A re-send of a retry refusal is a retry (the loop stays stopped). A pause or outage refusal is
+            # not a failure of the request: counted as one, a client re-sending the same body while paused (an
+            # SDK retrying 429s) was told "retry budget exhausted" from the fourth send, with a retry loop
+            # reported, instead of its pause.
+            self.detector.outcome(session_id, failed=True, owner=owner)
         reservation = None
         if refusal is None and decision.keys:
             reservation = self.view.book.reserve(decision.keys, self._estimated_cost(decision.model_used, estimate))

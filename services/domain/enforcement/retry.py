@@ -6,8 +6,8 @@ current turn holds the same ``function_call`` (name + arguments) again and again
 ``function_call_output`` that failed (``Process exited with code N``, N ≠ 0). A streak of ``k``
 identical failing calls is ``k − 1`` retries. Identical re-sent bodies are counted per session as well,
 but only when the re-send follows a failure: the previous identical request ended in an error (an error
-status, a broken stream, a refusal: :meth:`RetryDetector.outcome`) or the body itself ends in a failed
-tool call. Two successes in a row are never a retry (a client with a fixed ``prompt_cache_key`` sends
+status, a broken stream, a retry refusal: :meth:`RetryDetector.outcome`; not a pause) or the body itself
+ends in a failed tool call. Two successes in a row are never a retry (a client with a fixed ``prompt_cache_key`` sends
 the same body again on purpose). A different command, a success or a new user message ends the streak.
 
 Sessions are namespaced by their owner (the developer, from the key: never from a header), so another

@@ -25,15 +25,15 @@ class EnforcementSettings(BaseModel):
     """Default alert, downgrade and pause thresholds, in percent of a budget."""
     cascades: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_CASCADES))
     """Per model, the cheaper models to step down to, best first."""
-    downgrade_max_input_tokens: int = 10_000
-    retry_cap: int = 3
-    reservation_timeout_s: float = 900.0
-    output_estimate_cap_tokens: int = 8_192
-    balance_poll_interval_s: float = 0.1
+    downgrade_max_input_tokens: int = Field(default=10_000, ge=0)
+    retry_cap: int = Field(default=3, ge=0)
+    reservation_timeout_s: float = Field(default=900.0, gt=0)
+    output_estimate_cap_tokens: int = Field(default=8_192, ge=1)
+    balance_poll_interval_s: float = Field(default=0.1, gt=0)
     """How often each proxy's balance view polls the ledger's balances (version-ordered)."""
-    balance_overlap_s: float = 2.0
+    balance_overlap_s: float = Field(default=2.0, ge=0)
     """Re-read window for balance rows whose ledger transaction committed out of version order."""
-    config_reload_s: float = 5.0
+    config_reload_s: float = Field(default=5.0, gt=0)
     """Full budget reload period, a safety net behind LISTEN/NOTIFY."""
     on_outage: OnOutage = "last_known"
     """What a proxy does while its balance view cannot be refreshed (the database is down) for longer
