@@ -43,10 +43,11 @@ async def _ready(value: bool) -> bool:
 
 @pytest.fixture
 def slow(monkeypatch: pytest.MonkeyPatch) -> EnforcementSettings:
-    """A 10 s poll interval, and confirmations that wait up to 30 s (not 2 s): the tests hold a confirmation
-    on a lock for as long as they need, and a loaded machine must not turn that into a timeout."""
+    """A 10 s poll interval (the view counts as stale only after 60 s, so it is not an outage), and
+    confirmations that wait up to 30 s (not 2 s): the tests hold a confirmation on a lock for as long as
+    they need, and a loaded machine must not turn that into a timeout."""
     monkeypatch.setattr(confirming, "CONFIRM_TIMEOUT_S", 30.0)
-    return EnforcementSettings(balance_poll_interval_s=10.0)
+    return EnforcementSettings(balance_poll_interval_s=10.0, outage_after_s=60.0)
 
 
 async def test_a_proxy_that_spent_a_share_of_the_headroom_unseen_by_its_peer_confirms(
