@@ -293,14 +293,15 @@ valid_model = _parsed_by("parse_model", "model")
 
 def valid_timezone(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     """An option callback: an IANA time zone name (``Europe/Berlin``), refused when unknown."""
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    from spendgate.domain.errors import ConfigError
+    from spendgate.domain.periods import zone
 
     if value is None:
         return None
     try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise click.BadParameter(f"unknown time zone {value!r}: use an IANA name such as Europe/Berlin") from None
+        zone(value)
+    except ConfigError:
+        raise click.BadParameter(f"unknown time zone {value[:60]!r}: use an IANA name such as Europe/Berlin") from None
     return value
 
 

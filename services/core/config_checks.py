@@ -85,12 +85,14 @@ def database_url(url: str) -> None:
 
 
 def timezone(name: str, value: str) -> None:
-    """``value`` names an IANA time zone this machine knows (``Europe/Paris``, ``UTC``)."""
-    import zoneinfo
+    """``value`` names an IANA time zone this machine knows (``Europe/Paris``, ``UTC``): :func:`periods.zone`,
+    the one place that reads a zone name (a name too long for a file name included)."""
+    from spendgate.domain.errors import ConfigError
+    from spendgate.domain.periods import zone
 
     try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        zone(value)
+    except ConfigError:
         raise ValueError(f"{name}: {value[:60]!r} is not an IANA time zone (such as UTC or Europe/Paris)") from None
 
 

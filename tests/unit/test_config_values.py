@@ -31,6 +31,7 @@ def refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, env: dict[str, str]
     ({"SPENDGATE_UPSTREAM_URL": "ftp://x/v1"}, "upstream_url: must be an http(s) URL"),
     ({"SPENDGATE_ANTHROPIC_UPSTREAM_URL": "http://"}, "anthropic_upstream_url: must be an http(s) URL"),
     ({"SPENDGATE_DEFAULT_TIMEZONE": "../../etc/passwd"}, "default_timezone: '../../etc/passwd' is not an IANA"),
+    ({"SPENDGATE_DEFAULT_TIMEZONE": "A" * 300}, f"default_timezone: '{'A' * 60}' is not an IANA"),
     ({"SPENDGATE_UPSTREAM_READ_TIMEOUT_S": "inf"}, "upstream_read_timeout_s: must be a finite number"),
     ({"SPENDGATE_UPSTREAM_CONNECT_TIMEOUT_S": "-1"}, "upstream_connect_timeout_s: Input should be greater than 0"),
     ({"SPENDGATE_HEADER_TIMEOUT_S": "inf"}, "header_timeout_s: must be a finite number"),
