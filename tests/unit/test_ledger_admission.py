@@ -6,6 +6,7 @@ import msgspec
 import pytest
 
 from spendgate.domain.errors import PoisonEventError
+from spendgate.ledger import admission
 from spendgate.ledger.admission import MAX_TEXT_BYTES, TEXT_FIELDS, admit, clean_text
 from tests.support.factories import usage_event
 
@@ -75,4 +76,21 @@ def test_optional_and_required_prices_out_of_range_are_refused(name: str) -> Non
     ev = usage_event()
     bad = msgspec.structs.replace(ev, prices=msgspec.structs.replace(ev.prices, **{name: 10**13}))
     with pytest.raises(PoisonEventError, match=rf"prices\.{name} 10000000000000 is outside"):
+        admit(bad)
+
+
+@pytest.mark.parametrize(("name", "high"), [*admission._EVENT_NUMBERS, *(("prices." + n, h) for n, h in
+                                                                         admission._PRICE_NUMBERS)])
+@pytest.mark.parametrize("past", ["below", "above"])
+def test_the_grouped_check_refuses_whatever_the_range_table_refuses(name: str, high: int, past: str) -> None:
+    """``_in_range`` restates the bounds of ``_EVENT_NUMBERS`` / ``_PRICE_NUMBERS`` as grouped C calls: every
+    number of the tables, one past either end, must still be refused and named (were a bound widened in the
+    grouped check only, the event would pass)."""
+    value = -1 if past == "below" else high + 1
+    ev = usage_event()
+    if name.startswith("prices."):
+        bad = msgspec.structs.replace(ev, prices=msgspec.structs.replace(ev.prices, **{name[7:]: value}))
+    else:
+        bad = msgspec.structs.replace(ev, **{name: value})
+    with pytest.raises(PoisonEventError, match=rf"{name.replace('.', '[.]')} {value} is outside"):
         admit(bad)
